@@ -1,0 +1,40 @@
+# Wrapper over CMake for the common commands. BUILD picks the build folder; CMAKE_ARGS passes
+# options (e.g. CMAKE_ARGS=-DMLXN_CUDA=OFF).
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+PREFIX ?= /usr/local
+
+.PHONY: all build test test-asan run bench install clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The tests: every op on every device present (GPU cases are reported as skipped without a GPU).
+test: build
+	cd $(BUILD) && ctest --output-on-failure
+
+# The same tests under AddressSanitizer and UndefinedBehaviorSanitizer (CPU backend only: the
+# CUDA runtime does not run under ASan).
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLXN_SANITIZE=ON -DMLXN_CUDA=OFF
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+
+# The main job: for now the op benchmarks on the best device present.
+run: build
+	./$(BUILD)/mlxn bench
+
+bench: run
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,36 @@
+/* Benchmarks: same-run ceilings and the op benchmark table. */
+#ifndef MLXN_BENCH_H
+#define MLXN_BENCH_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "mlxn.h"
+
+typedef struct bench_options {
+    const char *op;   /* only this op, or NULL for all */
+    bool quick;       /* fewer samples */
+    FILE *json;       /* also write JSON lines here, or NULL */
+} bench_options;
+
+/* Timing of a repeated call: per-call milliseconds over samples of batches. */
+typedef struct bench_timing {
+    double median_ms, p10_ms, p90_ms;
+    int samples, calls_per_sample;
+} bench_timing;
+
+/* Calls fn(ctx, i) for i = 0, 1, ... in batches of `batch` calls on stream s, timed with
+ * events after warm-up; returns false (with the library's last error) on failure. */
+typedef mlxn_status (*bench_fn)(void *ctx, int i);
+bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch,
+                int samples, bench_timing *out);
+
+/* Device copy bandwidth in GB/s (10^9 bytes, read + write counted), measured on buffers of
+ * several times the last-level cache. */
+bool bench_copy_bandwidth(mlxn_device *dev, mlxn_stream *s, bool quick, double *gbps,
+                          bench_timing *timing, size_t *bytes);
+
+/* Runs the table; prints rows to stdout. Returns 0 on success. */
+int bench_ops_run(mlxn_device *dev, const bench_options *opt);
+
+#endif

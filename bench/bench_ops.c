@@ -1,0 +1,203 @@
+/* The op benchmark table: each row times one op configuration on buffers rotated past twice
+ * the last-level cache and reports GB/s against the copy bandwidth measured in the same run. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "op_variants.h"
+
+#define MAX_SETS 64
+
+typedef struct rms_row {
+    rms_variant variant;
+    mlxn_dtype dtype;
+    int w; /* 0: none, 1: f32 weight */
+    int64_t rows, n;
+} rms_row;
+
+/* The issue's shapes: a square activation matrix and a long prefill batch of 2048-wide rows;
+ * plus one decode-sized row, where launch latency is all there is. */
+static const rms_row rms_rows[] = {
+    {RMS_NORM, MLXN_DTYPE_F32, 0, 4096, 4096},      {RMS_NORM, MLXN_DTYPE_F32, 1, 4096, 4096},
+    {RMS_NORM_MUL, MLXN_DTYPE_F32, 1, 4096, 4096},  {ADD_RMS_NORM, MLXN_DTYPE_F32, 1, 4096, 4096},
+    {RMS_NORM, MLXN_DTYPE_BF16, 0, 4096, 4096},     {RMS_NORM, MLXN_DTYPE_BF16, 1, 4096, 4096},
+    {RMS_NORM_MUL, MLXN_DTYPE_BF16, 1, 4096, 4096}, {ADD_RMS_NORM, MLXN_DTYPE_BF16, 1, 4096, 4096},
+    {RMS_NORM, MLXN_DTYPE_F32, 0, 32768, 2048},     {RMS_NORM, MLXN_DTYPE_F32, 1, 32768, 2048},
+    {RMS_NORM_MUL, MLXN_DTYPE_F32, 1, 32768, 2048}, {ADD_RMS_NORM, MLXN_DTYPE_F32, 1, 32768, 2048},
+    {RMS_NORM, MLXN_DTYPE_BF16, 0, 32768, 2048},    {RMS_NORM, MLXN_DTYPE_BF16, 1, 32768, 2048},
+    {RMS_NORM_MUL, MLXN_DTYPE_BF16, 1, 32768, 2048},{ADD_RMS_NORM, MLXN_DTYPE_BF16, 1, 32768, 2048},
+    {RMS_NORM, MLXN_DTYPE_F16, 1, 4096, 4096},      {RMS_NORM, MLXN_DTYPE_F32, 1, 1, 4096},
+};
+
+typedef struct rms_set {
+    mlxn_buffer *x, *r, *m, *sum, *y;
+} rms_set;
+
+typedef struct rms_ctx {
+    const rms_row *row;
+    mlxn_stream *s;
+    mlxn_buffer *w;
+    rms_set sets[MAX_SETS];
+    int nsets;
+} rms_ctx;
+
+static mlxn_status rms_call(void *ctx, int i)
+{
+    rms_ctx *c = ctx;
+    const rms_set *set = &c->sets[i % c->nsets];
+    int64_t shape[2] = {c->row->rows, c->row->n};
+    mlxn_tensor x = mlxn_tensor_make(set->x, 0, c->row->dtype, 2, shape);
+    mlxn_tensor r = mlxn_tensor_make(set->r, 0, c->row->dtype, 2, shape);
+    mlxn_tensor m = mlxn_tensor_make(set->m, 0, c->row->dtype, 2, shape);
+    mlxn_tensor sum = mlxn_tensor_make(set->sum, 0, c->row->dtype, 2, shape);
+    mlxn_tensor y = mlxn_tensor_make(set->y, 0, c->row->dtype, 2, shape);
+    mlxn_tensor w = mlxn_tensor_make(c->w, 0, MLXN_DTYPE_F32, 1, &shape[1]);
+    return rms_variant_issue(c->s, c->row->variant, &x, &r, c->row->w ? &w : NULL, &m, 1e-6f,
+                             &sum, &y);
+}
+
+/* Fills a buffer with pseudo-random values of about unit size (never zeros). */
+static bool fill_random(mlxn_buffer *b, size_t bytes, uint64_t seed)
+{
+    size_t chunk = (size_t)8 << 20;
+    uint16_t *h = malloc(chunk);
+    if (!h)
+        return false;
+    bool ok = true;
+    for (size_t off = 0; ok && off < bytes; off += chunk) {
+        size_t len = bytes - off < chunk ? bytes - off : chunk;
+        for (size_t i = 0; i < len / 2; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            /* bf16/f16-safe and f32-safe pattern: exponent near 1.0, random mantissa/sign */
+            h[i] = (uint16_t)((i & 1) ? (0x3c00 | (seed >> 54) | ((seed >> 40) & 0x8000))
+                                      : (seed >> 48));
+        }
+        ok = mlxn_buffer_upload(b, off, h, len, NULL) == MLXN_STATUS_OK;
+    }
+    free(h);
+    return ok;
+}
+
+static void free_rms_ctx(rms_ctx *c)
+{
+    for (int i = 0; i < c->nsets; i++) {
+        mlxn_buffer_free(c->sets[i].x);
+        mlxn_buffer_free(c->sets[i].r);
+        mlxn_buffer_free(c->sets[i].m);
+        mlxn_buffer_free(c->sets[i].sum);
+        mlxn_buffer_free(c->sets[i].y);
+    }
+    mlxn_buffer_free(c->w);
+}
+
+static void print_header(void)
+{
+    printf("%-22s %-13s %-12s %-5s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape",
+           "dtype", "w", "median_us", "p10_us", "p90_us", "GB/s", "%copy");
+}
+
+static int bench_rms_norm(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info,
+                          double copy_gbps, const bench_options *opt)
+{
+    int failures = 0;
+    for (size_t k = 0; k < sizeof rms_rows / sizeof rms_rows[0]; k++) {
+        const rms_row *row = &rms_rows[k];
+        size_t es = (size_t)mlxn_dtype_block_bytes(row->dtype);
+        size_t bytes = (size_t)(row->rows * row->n) * es;
+        /* bytes moved per call: x read and y written, plus m read or r read and sum written,
+         * plus the weight */
+        double moved = 2.0 * (double)bytes + (row->variant == RMS_NORM_MUL ? (double)bytes : 0) +
+                       (row->variant == ADD_RMS_NORM ? 2.0 * (double)bytes : 0) +
+                       (row->w ? (double)row->n * 4 : 0);
+        rms_ctx c = {.row = row, .s = s};
+        size_t need = info->l2_bytes * 2;
+        c.nsets = (int)(need / (size_t)moved) + 2;
+        if (c.nsets > MAX_SETS)
+            c.nsets = MAX_SETS;
+        bool ok = mlxn_buffer_create(dev, (size_t)row->n * 4, &c.w) == MLXN_STATUS_OK &&
+                  fill_random(c.w, (size_t)row->n * 4, 7);
+        int made = 0;
+        for (int i = 0; ok && i < c.nsets; i++, made++) {
+            rms_set *st = &c.sets[i];
+            ok = mlxn_buffer_create(dev, bytes, &st->x) == MLXN_STATUS_OK &&
+                 mlxn_buffer_create(dev, bytes, &st->y) == MLXN_STATUS_OK &&
+                 fill_random(st->x, bytes, 11 + (uint64_t)i);
+            if (ok && row->variant == RMS_NORM_MUL)
+                ok = mlxn_buffer_create(dev, bytes, &st->m) == MLXN_STATUS_OK &&
+                     fill_random(st->m, bytes, 101 + (uint64_t)i);
+            if (ok && row->variant == ADD_RMS_NORM)
+                ok = mlxn_buffer_create(dev, bytes, &st->r) == MLXN_STATUS_OK &&
+                     mlxn_buffer_create(dev, bytes, &st->sum) == MLXN_STATUS_OK &&
+                     fill_random(st->r, bytes, 201 + (uint64_t)i);
+            /* unused operands alias x so the views stay valid */
+            if (ok && !st->m)
+                ok = mlxn_buffer_create_sub(st->x, 0, bytes, &st->m) == MLXN_STATUS_OK;
+            if (ok && !st->r)
+                ok = mlxn_buffer_create_sub(st->x, 0, bytes, &st->r) == MLXN_STATUS_OK &&
+                     mlxn_buffer_create_sub(st->y, 0, bytes, &st->sum) == MLXN_STATUS_OK;
+        }
+        c.nsets = made;
+        bench_timing t = {0};
+        bool cuda = info->kind == MLXN_DEVICE_CUDA;
+        int batch = cuda ? (c.nsets > 8 ? c.nsets : 8) : c.nsets;
+        ok = ok && bench_time(dev, s, rms_call, &c, batch, opt->quick ? 10 : 25, &t);
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)row->rows, (long long)row->n);
+        const char *vname = rms_variant_name(row->variant);
+        if (!ok) {
+            printf("%-22.22s %-13s %-12s %-5s error: %s\n", info->name, vname, shape,
+                   mlxn_dtype_name(row->dtype), mlxn_last_error());
+            failures++;
+        } else {
+            double gbps = moved / (t.median_ms * 1e-3) / 1e9;
+            printf("%-22.22s %-13s %-12s %-5s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n",
+                   info->name, vname, shape, mlxn_dtype_name(row->dtype), row->w ? "f32" : "none",
+                   t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
+                   100.0 * gbps / copy_gbps);
+            if (opt->json)
+                fprintf(opt->json,
+                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"dtype\":\"%s\","
+                        "\"w\":\"%s\",\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,"
+                        "\"bytes\":%.0f,\"gbps\":%.2f,\"pct_copy\":%.2f,\"sets\":%d}\n",
+                        info->name, vname, shape, mlxn_dtype_name(row->dtype),
+                        row->w ? "f32" : "none", t.median_ms * 1e3, t.p10_ms * 1e3,
+                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps, c.nsets);
+        }
+        fflush(stdout);
+        free_rms_ctx(&c);
+    }
+    return failures;
+}
+
+int bench_ops_run(mlxn_device *dev, const bench_options *opt)
+{
+    mlxn_stream *s = NULL;
+    mlxn_device_info info;
+    if (mlxn_device_get_info(dev, &info) != MLXN_STATUS_OK ||
+        mlxn_stream_create(dev, &s) != MLXN_STATUS_OK) {
+        fprintf(stderr, "mlxn bench: %s\n", mlxn_last_error());
+        return 1;
+    }
+    double copy_gbps = 0;
+    bench_timing ct;
+    size_t copy_bytes = 0;
+    if (!bench_copy_bandwidth(dev, s, opt->quick, &copy_gbps, &ct, &copy_bytes)) {
+        fprintf(stderr, "mlxn bench: copy ceiling: %s\n", mlxn_last_error());
+        mlxn_stream_free(s);
+        return 1;
+    }
+    printf("device: %s\n", info.name);
+    printf("copy ceiling: %.1f GB/s (read + write of %zu MiB, median of %d; p10 %.3f ms, p90 "
+           "%.3f ms)\n",
+           copy_gbps, copy_bytes >> 20, ct.samples, ct.p10_ms, ct.p90_ms);
+    if (opt->json)
+        fprintf(opt->json, "{\"device\":\"%s\",\"ceiling\":\"copy\",\"gbps\":%.2f,\"bytes\":%zu}\n",
+                info.name, copy_gbps, copy_bytes);
+    print_header();
+    int failures = 0;
+    if (!opt->op || strcmp(opt->op, "rms_norm") == 0)
+        failures += bench_rms_norm(dev, s, &info, copy_gbps, opt);
+    mlxn_stream_free(s);
+    return failures ? 1 : 0;
+}

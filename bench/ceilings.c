@@ -1,0 +1,100 @@
+/* Same-run ceilings: event timing of repeated calls, and the device copy bandwidth. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch,
+                int samples, bench_timing *out)
+{
+    mlxn_event *e0 = NULL, *e1 = NULL;
+    double *ms = calloc((size_t)samples, sizeof *ms);
+    bool ok = ms && mlxn_event_create(dev, &e0) == MLXN_STATUS_OK &&
+              mlxn_event_create(dev, &e1) == MLXN_STATUS_OK;
+    int call = 0;
+    /* warm-up: one batch (module load, clocks, caches of the first set) */
+    for (int i = 0; ok && i < batch; i++)
+        ok = fn(ctx, call++) == MLXN_STATUS_OK;
+    ok = ok && mlxn_stream_sync(s) == MLXN_STATUS_OK;
+    for (int k = 0; ok && k < samples; k++) {
+        ok = mlxn_event_record(e0, s) == MLXN_STATUS_OK;
+        for (int i = 0; ok && i < batch; i++)
+            ok = fn(ctx, call++) == MLXN_STATUS_OK;
+        ok = ok && mlxn_event_record(e1, s) == MLXN_STATUS_OK &&
+             mlxn_event_sync(e1) == MLXN_STATUS_OK &&
+             mlxn_event_elapsed_ms(e0, e1, &ms[k]) == MLXN_STATUS_OK;
+        ms[k] /= batch;
+    }
+    if (ok) {
+        qsort(ms, (size_t)samples, sizeof *ms, cmp_double);
+        out->median_ms = ms[samples / 2];
+        out->p10_ms = ms[samples / 10];
+        out->p90_ms = ms[(samples * 9) / 10 < samples ? (samples * 9) / 10 : samples - 1];
+        out->samples = samples;
+        out->calls_per_sample = batch;
+    }
+    mlxn_event_free(e0);
+    mlxn_event_free(e1);
+    free(ms);
+    return ok;
+}
+
+typedef struct copy_ctx {
+    mlxn_buffer *src, *dst;
+    mlxn_stream *s;
+    size_t bytes;
+} copy_ctx;
+
+static mlxn_status copy_call(void *ctx, int i)
+{
+    copy_ctx *c = ctx;
+    /* alternate direction so neither buffer stays hot */
+    return i % 2 ? mlxn_buffer_copy(c->src, 0, c->dst, 0, c->bytes, c->s)
+                 : mlxn_buffer_copy(c->dst, 0, c->src, 0, c->bytes, c->s);
+}
+
+bool bench_copy_bandwidth(mlxn_device *dev, mlxn_stream *s, bool quick, double *gbps,
+                          bench_timing *timing, size_t *bytes_out)
+{
+    mlxn_device_info info;
+    if (mlxn_device_get_info(dev, &info) != MLXN_STATUS_OK)
+        return false;
+    size_t bytes = (size_t)256 << 20;
+    if (info.l2_bytes * 8 > bytes)
+        bytes = info.l2_bytes * 8;
+    if (info.kind == MLXN_DEVICE_CUDA)
+        bytes = (size_t)1 << 30;
+    copy_ctx c = {NULL, NULL, s, bytes};
+    bool ok = mlxn_buffer_create(dev, bytes, &c.src) == MLXN_STATUS_OK &&
+              mlxn_buffer_create(dev, bytes, &c.dst) == MLXN_STATUS_OK;
+    /* fill the source with non-zero bytes (pages touched, no zero-page shortcuts) */
+    if (ok) {
+        size_t chunk = (size_t)16 << 20;
+        unsigned char *h = malloc(chunk);
+        ok = h != NULL;
+        for (size_t i = 0; ok && i < chunk; i++)
+            h[i] = (unsigned char)(i * 2654435761u >> 13);
+        for (size_t off = 0; ok && off < bytes; off += chunk) {
+            ok = mlxn_buffer_upload(c.src, off, h, bytes - off < chunk ? bytes - off : chunk, NULL) ==
+                     MLXN_STATUS_OK &&
+                 mlxn_buffer_upload(c.dst, off, h, bytes - off < chunk ? bytes - off : chunk, NULL) ==
+                     MLXN_STATUS_OK;
+        }
+        free(h);
+    }
+    ok = ok && bench_time(dev, s, copy_call, &c, info.kind == MLXN_DEVICE_CUDA ? 4 : 2,
+                          quick ? 10 : 20, timing);
+    if (ok) {
+        *gbps = 2.0 * (double)bytes / (timing->median_ms * 1e-3) / 1e9;
+        *bytes_out = bytes;
+    }
+    mlxn_buffer_free(c.src);
+    mlxn_buffer_free(c.dst);
+    return ok;
+}

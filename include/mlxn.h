@@ -1,0 +1,296 @@
+/* mlxn: fast inference kernels for quantized transformer models on CUDA GPUs and CPUs.
+ *
+ * An explicit dispatch API: the caller creates a device, buffers and a stream, describes
+ * operands with tensor views over buffers, and issues ops on the stream. Ops on a CUDA stream
+ * run asynchronously; ops on a CPU stream run before the call returns (unless the stream is
+ * capturing a graph). Plain C11, usable from C++.
+ */
+#ifndef MLXN_H
+#define MLXN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(MLXN_SHARED_BUILD)
+#define MLXN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define MLXN_API __attribute__((visibility("default")))
+#else
+#define MLXN_API
+#endif
+
+/* ---------------------------------------------------------------- version */
+
+#define MLXN_VERSION_MAJOR 0
+#define MLXN_VERSION_MINOR 1
+#define MLXN_VERSION_PATCH 0
+
+/* "MAJOR.MINOR.PATCH" of the library that is linked (may differ from the header's). */
+MLXN_API const char *mlxn_version(void);
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum mlxn_status {
+    MLXN_STATUS_OK = 0,
+    MLXN_STATUS_ERR_INVALID_ARG,   /* NULL where a value is needed, bad flag, freed object */
+    MLXN_STATUS_ERR_SHAPE,         /* shapes or strides that do not fit together */
+    MLXN_STATUS_ERR_DTYPE,         /* a dtype the op does not take, or operands that differ */
+    MLXN_STATUS_ERR_UNSUPPORTED,   /* valid request this build or device cannot do */
+    MLXN_STATUS_ERR_OUT_OF_MEMORY,
+    MLXN_STATUS_ERR_IO,
+    MLXN_STATUS_ERR_BAD_FORMAT,    /* a file or blob that is not what it claims */
+    MLXN_STATUS_ERR_DEVICE,        /* the device runtime reported an error */
+    MLXN_STATUS_ERR_INTERNAL,
+    MLXN_STATUS_COUNT
+} mlxn_status;
+
+/* The status's name, e.g. "MLXN_STATUS_ERR_SHAPE". Never NULL. */
+MLXN_API const char *mlxn_status_str(mlxn_status status);
+
+/* The message of the last failed call on this thread ("mlxn_rms_norm: w has 2048 elements,
+ * rows of x have 4096"), or "" if none failed. Valid until the thread's next failing call. */
+MLXN_API const char *mlxn_last_error(void);
+
+/* ---------------------------------------------------------------- dtypes */
+
+typedef enum mlxn_dtype {
+    MLXN_DTYPE_F32 = 0,
+    MLXN_DTYPE_F16,
+    MLXN_DTYPE_BF16,
+    MLXN_DTYPE_I32,
+    MLXN_DTYPE_U32,
+    MLXN_DTYPE_I16,
+    MLXN_DTYPE_I8,
+    MLXN_DTYPE_U8,
+    /* GGML block formats, bit-compatible with GGUF files. */
+    MLXN_DTYPE_Q4_0,
+    MLXN_DTYPE_Q4_1,
+    MLXN_DTYPE_Q5_0,
+    MLXN_DTYPE_Q5_1,
+    MLXN_DTYPE_Q8_0,
+    MLXN_DTYPE_Q8_1,
+    MLXN_DTYPE_Q2_K,
+    MLXN_DTYPE_Q3_K,
+    MLXN_DTYPE_Q4_K,
+    MLXN_DTYPE_Q5_K,
+    MLXN_DTYPE_Q6_K,
+    MLXN_DTYPE_Q8_K,
+    MLXN_DTYPE_IQ4_NL,
+    MLXN_DTYPE_IQ4_XS,
+    /* MLX affine quantization: `bits`-bit codes packed low-bits-first into uint32 words; the
+     * scales and biases per group live in separate tensors. One element is one code. */
+    MLXN_DTYPE_MLX_Q2,
+    MLXN_DTYPE_MLX_Q3,
+    MLXN_DTYPE_MLX_Q4,
+    MLXN_DTYPE_MLX_Q5,
+    MLXN_DTYPE_MLX_Q6,
+    MLXN_DTYPE_MLX_Q8,
+    MLXN_DTYPE_COUNT
+} mlxn_dtype;
+
+/* Name as spelled in GGUF / MLX ("f32", "q4_K", "mlx_q4"); "?" for an invalid value. */
+MLXN_API const char *mlxn_dtype_name(mlxn_dtype dtype);
+/* Elements per block and bytes per block: 1 element for plain types, 32 or 256 for GGML
+ * blocks, 32 codes (bits * 4 bytes) for MLX affine. A row of n elements takes
+ * n / block_elems * block_bytes bytes; n must be a multiple of block_elems. */
+MLXN_API int64_t mlxn_dtype_block_elems(mlxn_dtype dtype);
+MLXN_API int64_t mlxn_dtype_block_bytes(mlxn_dtype dtype);
+MLXN_API bool mlxn_dtype_is_quantized(mlxn_dtype dtype);
+
+/* ---------------------------------------------------------------- devices */
+
+typedef enum mlxn_device_kind {
+    MLXN_DEVICE_CPU = 0,
+    MLXN_DEVICE_CUDA = 1
+} mlxn_device_kind;
+
+/* Which CPU kernels a CPU device runs. AUTO picks the best the processor has. REFERENCE runs
+ * the oracle (scalar, f64 accumulation): slow, for checking other backends. */
+typedef enum mlxn_cpu_kernels {
+    MLXN_CPU_KERNELS_AUTO = 0,
+    MLXN_CPU_KERNELS_REFERENCE,
+    MLXN_CPU_KERNELS_PORTABLE,
+    MLXN_CPU_KERNELS_AVX2,
+    MLXN_CPU_KERNELS_AVX512
+} mlxn_cpu_kernels;
+
+typedef struct mlxn_device_options {
+    mlxn_device_kind kind;
+    int ordinal;                  /* CUDA device index */
+    int threads;                  /* CPU: worker threads; 0 = MLXN_THREADS env or all cores */
+    mlxn_cpu_kernels cpu_kernels; /* CPU: asking for a level the CPU lacks is UNSUPPORTED */
+} mlxn_device_options;
+
+MLXN_API mlxn_device_options mlxn_device_options_default(void);
+
+typedef struct mlxn_device mlxn_device;
+
+/* Number of usable CUDA devices: 0 when built without CUDA or when no GPU or driver exists. */
+MLXN_API int mlxn_cuda_device_count(void);
+
+MLXN_API mlxn_status mlxn_device_create(const mlxn_device_options *options, mlxn_device **out);
+MLXN_API void mlxn_device_free(mlxn_device *device);
+
+typedef struct mlxn_device_info {
+    mlxn_device_kind kind;
+    int ordinal;
+    char name[256];           /* GPU name, or the CPU model and the kernel level in use */
+    size_t total_memory;      /* bytes */
+    size_t free_memory;       /* bytes, at the time of the query */
+    int compute_major;        /* CUDA compute capability; 0 on CPU */
+    int compute_minor;
+    int multiprocessors;      /* SMs, or CPU worker threads */
+    size_t l2_bytes;          /* GPU L2, or the CPU's last-level cache */
+    mlxn_cpu_kernels cpu_kernels; /* CPU: the level in use */
+} mlxn_device_info;
+
+MLXN_API mlxn_status mlxn_device_get_info(const mlxn_device *device, mlxn_device_info *out);
+
+/* ---------------------------------------------------------------- streams and events */
+
+typedef struct mlxn_stream mlxn_stream;
+typedef struct mlxn_event mlxn_event;
+typedef struct mlxn_graph mlxn_graph;
+
+/* Work issued on one stream runs in issue order. */
+MLXN_API mlxn_status mlxn_stream_create(mlxn_device *device, mlxn_stream **out);
+MLXN_API void mlxn_stream_free(mlxn_stream *stream);
+/* Waits until all work issued on the stream has finished; reports an asynchronous error. */
+MLXN_API mlxn_status mlxn_stream_sync(mlxn_stream *stream);
+MLXN_API mlxn_device *mlxn_stream_device(const mlxn_stream *stream);
+
+MLXN_API mlxn_status mlxn_event_create(mlxn_device *device, mlxn_event **out);
+MLXN_API void mlxn_event_free(mlxn_event *event);
+MLXN_API mlxn_status mlxn_event_record(mlxn_event *event, mlxn_stream *stream);
+MLXN_API mlxn_status mlxn_event_sync(mlxn_event *event);
+/* Milliseconds between two recorded events (both synced or the call waits for them). */
+MLXN_API mlxn_status mlxn_event_elapsed_ms(mlxn_event *start, mlxn_event *end, double *ms);
+
+/* ---------------------------------------------------------------- graphs
+ *
+ * Between begin and end, ops and copies issued on the stream are recorded instead of run
+ * (CUDA graphs on a GPU; a list of calls on the CPU). Launching the graph replays them with the
+ * same buffers, which must stay alive as long as the graph. Argument checks happen at capture.
+ */
+MLXN_API mlxn_status mlxn_stream_begin_capture(mlxn_stream *stream);
+MLXN_API mlxn_status mlxn_stream_end_capture(mlxn_stream *stream, mlxn_graph **out);
+MLXN_API mlxn_status mlxn_graph_launch(mlxn_graph *graph, mlxn_stream *stream);
+MLXN_API void mlxn_graph_free(mlxn_graph *graph);
+
+/* ---------------------------------------------------------------- buffers */
+
+typedef struct mlxn_buffer mlxn_buffer;
+
+/* Memory the device's kernels use: GPU memory on CUDA, 64-byte aligned host memory on CPU.
+ * Contents are undefined. */
+MLXN_API mlxn_status mlxn_buffer_create(mlxn_device *device, size_t bytes, mlxn_buffer **out);
+/* Page-locked host memory for fast, asynchronous transfers (plain host memory on CPU). */
+MLXN_API mlxn_status mlxn_buffer_create_pinned(mlxn_device *device, size_t bytes,
+                                               mlxn_buffer **out);
+/* A CPU buffer over caller memory, which the caller keeps alive until the buffer is freed. */
+MLXN_API mlxn_status mlxn_buffer_create_host_borrowed(mlxn_device *cpu_device, void *ptr,
+                                                      size_t bytes, mlxn_buffer **out);
+/* A view of bytes [offset, offset + bytes) of parent; parent must outlive it. */
+MLXN_API mlxn_status mlxn_buffer_create_sub(mlxn_buffer *parent, size_t offset, size_t bytes,
+                                            mlxn_buffer **out);
+MLXN_API void mlxn_buffer_free(mlxn_buffer *buffer);
+
+MLXN_API size_t mlxn_buffer_size(const mlxn_buffer *buffer);
+MLXN_API mlxn_device *mlxn_buffer_device(const mlxn_buffer *buffer);
+/* Host address of the bytes, or NULL for GPU memory. */
+MLXN_API void *mlxn_buffer_host_ptr(mlxn_buffer *buffer);
+
+/* Copies between host memory and a buffer. With a stream the copy is ordered on it (and may be
+ * asynchronous: keep src/dst alive and unchanged until the stream is synced); with stream NULL
+ * the call returns when the copy is done. */
+MLXN_API mlxn_status mlxn_buffer_upload(mlxn_buffer *dst, size_t dst_offset, const void *src,
+                                        size_t bytes, mlxn_stream *stream);
+MLXN_API mlxn_status mlxn_buffer_download(mlxn_buffer *src, size_t src_offset, void *dst,
+                                          size_t bytes, mlxn_stream *stream);
+/* Buffer to buffer on one device, ordered on the stream (required). */
+MLXN_API mlxn_status mlxn_buffer_copy(mlxn_buffer *dst, size_t dst_offset, mlxn_buffer *src,
+                                      size_t src_offset, size_t bytes, mlxn_stream *stream);
+
+/* ---------------------------------------------------------------- buffer pool
+ *
+ * Scratch buffers for a forward pass: sizes round up to a power of two (256 B at least) and
+ * freed memory stays in per-size free lists, so the same sequence of requests in the next step
+ * allocates nothing. mlxn_pool_reset() returns every buffer taken since the last reset (their
+ * handles become invalid); mlxn_buffer_free() on a pool buffer returns it early.
+ */
+typedef struct mlxn_pool mlxn_pool;
+
+typedef struct mlxn_pool_stats {
+    size_t bytes_reserved;  /* device memory held by the pool */
+    size_t bytes_in_use;    /* of which handed out now (rounded sizes) */
+    uint64_t device_allocations; /* allocations that went to the device */
+    uint64_t reuses;             /* requests served from a free list */
+} mlxn_pool_stats;
+
+MLXN_API mlxn_status mlxn_pool_create(mlxn_device *device, mlxn_pool **out);
+MLXN_API void mlxn_pool_free(mlxn_pool *pool);
+MLXN_API mlxn_status mlxn_pool_alloc(mlxn_pool *pool, size_t bytes, mlxn_buffer **out);
+MLXN_API void mlxn_pool_reset(mlxn_pool *pool);
+/* Frees the device memory of the free lists (not of buffers in use). */
+MLXN_API void mlxn_pool_trim(mlxn_pool *pool);
+MLXN_API mlxn_pool_stats mlxn_pool_get_stats(const mlxn_pool *pool);
+
+/* ---------------------------------------------------------------- tensor views
+ *
+ * A view of a buffer: never owns memory. shape[0] is the outermost dimension; strides are in
+ * bytes. For block-quantized dtypes the innermost dimension counts elements and must be
+ * contiguous; strides of outer dimensions are still bytes.
+ */
+#define MLXN_MAX_DIMS 4
+
+typedef struct mlxn_tensor {
+    mlxn_buffer *buffer;
+    size_t offset;                  /* bytes from the buffer's start to element 0 */
+    mlxn_dtype dtype;
+    int ndim;                       /* 1..MLXN_MAX_DIMS */
+    int64_t shape[MLXN_MAX_DIMS];
+    int64_t stride[MLXN_MAX_DIMS];  /* bytes; for the innermost dim, the element size */
+} mlxn_tensor;
+
+/* A contiguous row-major view. Plain dtypes only for the innermost stride; quantized dtypes
+ * take the row's byte size from the block size. */
+MLXN_API mlxn_tensor mlxn_tensor_make(mlxn_buffer *buffer, size_t offset, mlxn_dtype dtype,
+                                      int ndim, const int64_t *shape);
+MLXN_API int64_t mlxn_tensor_numel(const mlxn_tensor *t);
+MLXN_API bool mlxn_tensor_is_contiguous(const mlxn_tensor *t);
+/* Bytes from the first to one past the last byte the view can touch (0 if empty). */
+MLXN_API size_t mlxn_tensor_span_bytes(const mlxn_tensor *t);
+/* Checks that the view is well-formed and lies inside its buffer. */
+MLXN_API mlxn_status mlxn_tensor_validate(const mlxn_tensor *t);
+
+/* ---------------------------------------------------------------- ops: RMS norm family
+ *
+ * Over the innermost dimension of x (its length n, any number of rows, any row strides;
+ * the innermost dimension itself contiguous):
+ *     y = x * rsqrt(mean(x^2) + eps) * w
+ * x, y (and m, r, sum) in f32, f16 or bf16, all of x's dtype and shape; w is a 1-D tensor of
+ * n elements in f32 or in x's dtype, or NULL for no scale. Accumulation is in f32. y may be x
+ * itself (in place); other overlaps are undefined.
+ */
+MLXN_API mlxn_status mlxn_rms_norm(mlxn_stream *stream, const mlxn_tensor *x,
+                                   const mlxn_tensor *w, float eps, const mlxn_tensor *y);
+/* y = (rms_norm(x) * w) * m, with m shaped like x. */
+MLXN_API mlxn_status mlxn_rms_norm_mul(mlxn_stream *stream, const mlxn_tensor *x,
+                                       const mlxn_tensor *w, const mlxn_tensor *m, float eps,
+                                       const mlxn_tensor *y);
+/* sum = x + r (rounded to x's dtype), y = rms_norm(sum) * w: the residual-stream update and
+ * the next layer's norm in one pass. sum may be x or r (in place). */
+MLXN_API mlxn_status mlxn_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x,
+                                       const mlxn_tensor *r, const mlxn_tensor *w, float eps,
+                                       const mlxn_tensor *sum, const mlxn_tensor *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MLXN_H */

@@ -1,0 +1,58 @@
+/* The op list: one line per op, used to generate the op kinds, the argument union, the
+ * backends' op tables and the dispatch. Adding an op adds a line here; the harness refuses to
+ * run when an op has no cases (tests/test_ops.c). */
+#ifndef MLXN_OP_LIST_H
+#define MLXN_OP_LIST_H
+
+#include "mlxn.h"
+#include "rows.h"
+
+/* X(op, ARGS_TYPE) */
+#define MLXN_OP_LIST(X) \
+    X(rms_norm, mlxn_rms_norm_args)
+
+#define MLXN_OP_COUNT_EXPECTED 1
+
+/* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
+typedef struct mlxn_rms_norm_args {
+    int64_t n_rows;        /* product of the leading dims */
+    int64_t n;             /* row length */
+    int dtype;             /* mlxn_dtype of x, r, m, sum, y */
+    mlxn_rows x, r, m, sum, y; /* r, m, sum: base NULL when absent */
+    const void *w;         /* n elements, or NULL for no scale */
+    int w_dtype;           /* mlxn_dtype of w: F32 or dtype */
+    float eps;
+} mlxn_rms_norm_args;
+
+typedef enum mlxn_op_kind {
+#define MLXN_X_ENUM(op, args) MLXN_OP_##op,
+    MLXN_OP_LIST(MLXN_X_ENUM)
+#undef MLXN_X_ENUM
+    MLXN_OP_COUNT
+} mlxn_op_kind;
+
+#ifdef __cplusplus
+static_assert(MLXN_OP_COUNT == MLXN_OP_COUNT_EXPECTED, "op list and its count disagree");
+#else
+_Static_assert(MLXN_OP_COUNT == MLXN_OP_COUNT_EXPECTED, "op list and its count disagree");
+#endif
+
+typedef struct mlxn_op {
+    mlxn_op_kind kind;
+    union {
+#define MLXN_X_UNION(op, args) args op;
+        MLXN_OP_LIST(MLXN_X_UNION)
+#undef MLXN_X_UNION
+    } u;
+} mlxn_op;
+
+struct mlxn_stream;
+
+/* A backend's kernels: NULL where it has none (the op then returns UNSUPPORTED). */
+typedef struct mlxn_op_table {
+#define MLXN_X_FIELD(op, args) mlxn_status (*op)(struct mlxn_stream *stream, const args *a);
+    MLXN_OP_LIST(MLXN_X_FIELD)
+#undef MLXN_X_FIELD
+} mlxn_op_table;
+
+#endif

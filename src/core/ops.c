@@ -1,0 +1,137 @@
+/* Op entry points: argument, shape and dtype checks, then dispatch through the stream. */
+#include <math.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+static mlxn_status check_stream(mlxn_stream *s, const char *fn)
+{
+    if (!s)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "stream is NULL");
+    return MLXN_STATUS_OK;
+}
+
+/* Resolves an operand of the stream's device into rows. */
+static mlxn_status operand_rows(mlxn_stream *s, const mlxn_tensor *t, const char *fn,
+                                const char *what, mlxn_rows *rows, int64_t *n_rows,
+                                int64_t *n)
+{
+    MLXN_TRY(mlxn_tensor_rows(t, fn, what, rows, n_rows, n));
+    if (t->buffer->device != s->device)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                          "%s lives on another device than the stream", what);
+    return MLXN_STATUS_OK;
+}
+
+static bool same_shape(const mlxn_tensor *a, const mlxn_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+static void shape_str(const mlxn_tensor *t, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < t->ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? "x%lld" : "%lld", (long long)t->shape[i]);
+}
+
+/* An operand that must match x in dtype and shape. */
+static mlxn_status like_x(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *t,
+                          const char *fn, const char *what, mlxn_rows *rows)
+{
+    int64_t nr, n;
+    MLXN_TRY(operand_rows(s, t, fn, what, rows, &nr, &n));
+    if (t->dtype != x->dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, x is %s", what,
+                          mlxn_dtype_name(t->dtype), mlxn_dtype_name(x->dtype));
+    if (!same_shape(x, t)) {
+        char a[96], b[96];
+        shape_str(t, a, sizeof a);
+        shape_str(x, b, sizeof b);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, x has shape %s", what, a,
+                          b);
+    }
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status rms_norm_issue(mlxn_stream *s, const char *fn, const mlxn_tensor *x,
+                                  const mlxn_tensor *r, const mlxn_tensor *w,
+                                  const mlxn_tensor *m, float eps, const mlxn_tensor *sum,
+                                  const mlxn_tensor *y)
+{
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_rms_norm};
+    mlxn_rms_norm_args *a = &op.u.rms_norm;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
+    if (x->dtype != MLXN_DTYPE_F32 && x->dtype != MLXN_DTYPE_F16 && x->dtype != MLXN_DTYPE_BF16)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16",
+                          mlxn_dtype_name(x->dtype));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
+    if (r)
+        MLXN_TRY(like_x(s, x, r, fn, "r", &a->r));
+    if (m)
+        MLXN_TRY(like_x(s, x, m, fn, "m", &a->m));
+    if (r) {
+        if (!sum)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "sum is NULL");
+        MLXN_TRY(like_x(s, x, sum, fn, "sum", &a->sum));
+    }
+    if (w) {
+        mlxn_rows wr;
+        int64_t wn_rows, wn;
+        MLXN_TRY(operand_rows(s, w, fn, "w", &wr, &wn_rows, &wn));
+        if (w->ndim != 1)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "w has %d dims, expected 1", w->ndim);
+        if (w->dtype != MLXN_DTYPE_F32 && w->dtype != x->dtype)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "w is %s, expected f32 or %s",
+                              mlxn_dtype_name(w->dtype), mlxn_dtype_name(x->dtype));
+        if (wn != a->n)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
+                              "w has %lld elements, rows of x have %lld", (long long)wn,
+                              (long long)a->n);
+        a->w = wr.base;
+        a->w_dtype = (int)w->dtype;
+    }
+    if (a->n == 0 && a->n_rows > 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
+                          "rows of x are empty: a norm over 0 elements is undefined");
+    if (!(eps >= 0.0f) || isinf(eps))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "eps is %g, expected a finite value >= 0",
+                          (double)eps);
+    a->dtype = (int)x->dtype;
+    a->eps = eps;
+    if (a->n_rows == 0)
+        return MLXN_STATUS_OK; /* nothing to do */
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
+                          float eps, const mlxn_tensor *y)
+{
+    return rms_norm_issue(stream, "mlxn_rms_norm", x, NULL, w, NULL, eps, NULL, y);
+}
+
+mlxn_status mlxn_rms_norm_mul(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
+                              const mlxn_tensor *m, float eps, const mlxn_tensor *y)
+{
+    if (!m)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_rms_norm_mul", "m is NULL");
+    return rms_norm_issue(stream, "mlxn_rms_norm_mul", x, NULL, w, m, eps, NULL, y);
+}
+
+mlxn_status mlxn_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *r,
+                              const mlxn_tensor *w, float eps, const mlxn_tensor *sum,
+                              const mlxn_tensor *y)
+{
+    if (!r)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_add_rms_norm", "r is NULL");
+    return rms_norm_issue(stream, "mlxn_add_rms_norm", x, r, w, NULL, eps, sum, y);
+}

@@ -1,0 +1,11 @@
+/* The CPU kernels built for the avx2 SIMD level (see simd.h); picked at run time. */
+#define MLXN_SIMD_LEVEL 1
+#define MLXN_LEVEL_FN(name) name##_avx2
+
+#include "cpu.h"
+#include "rms_norm_impl.h"
+
+const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2 = {
+    .name = "avx2",
+    .rms_norm_rows = rms_norm_rows_avx2,
+};

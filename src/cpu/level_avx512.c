@@ -1,0 +1,11 @@
+/* The CPU kernels built for the avx512 SIMD level (see simd.h); picked at run time. */
+#define MLXN_SIMD_LEVEL 2
+#define MLXN_LEVEL_FN(name) name##_avx512
+
+#include "cpu.h"
+#include "rms_norm_impl.h"
+
+const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512 = {
+    .name = "avx512",
+    .rms_norm_rows = rms_norm_rows_avx512,
+};

@@ -1,0 +1,11 @@
+/* The CPU kernels built for the portable SIMD level (see simd.h); picked at run time. */
+#define MLXN_SIMD_LEVEL 0
+#define MLXN_LEVEL_FN(name) name##_portable
+
+#include "cpu.h"
+#include "rms_norm_impl.h"
+
+const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable = {
+    .name = "portable",
+    .rms_norm_rows = rms_norm_rows_portable,
+};

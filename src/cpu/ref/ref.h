@@ -1,0 +1,15 @@
+/* The oracle kernels: scalar, obvious, f64 accumulation, never optimized. Every other backend
+ * is tested against these. */
+#ifndef MLXN_REF_H
+#define MLXN_REF_H
+
+#include "../../core/internal.h"
+
+/* Element i of a plain f32/f16/bf16 array, as a double. */
+double mlxn_ref_load(int dtype, const void *p, int64_t i);
+/* Stores v rounded to dtype; returns the stored value. */
+double mlxn_ref_store(int dtype, void *p, int64_t i, double v);
+
+void mlxn_ref_rms_norm(const mlxn_rms_norm_args *a);
+
+#endif

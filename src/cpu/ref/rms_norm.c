@@ -1,0 +1,72 @@
+/* Oracle: RMS norm family, scalar, f64 accumulation. */
+#include <math.h>
+
+#include "../../core/half.h"
+#include "ref.h"
+
+double mlxn_ref_load(int dtype, const void *p, int64_t i)
+{
+    switch (dtype) {
+    case MLXN_DTYPE_F32:
+        return ((const float *)p)[i];
+    case MLXN_DTYPE_F16:
+        return mlxn_f16_to_f32(((const uint16_t *)p)[i]);
+    case MLXN_DTYPE_BF16:
+        return mlxn_bf16_to_f32(((const uint16_t *)p)[i]);
+    }
+    return NAN;
+}
+
+/* Rounds v to dtype (through f32, as a kernel with f32 registers stores it) and returns the
+ * stored value. */
+double mlxn_ref_store(int dtype, void *p, int64_t i, double v)
+{
+    float f = (float)v;
+    switch (dtype) {
+    case MLXN_DTYPE_F32:
+        ((float *)p)[i] = f;
+        return f;
+    case MLXN_DTYPE_F16:
+        ((uint16_t *)p)[i] = mlxn_f32_to_f16(f);
+        return mlxn_f16_to_f32(((uint16_t *)p)[i]);
+    case MLXN_DTYPE_BF16:
+        ((uint16_t *)p)[i] = mlxn_f32_to_bf16(f);
+        return mlxn_bf16_to_f32(((uint16_t *)p)[i]);
+    }
+    return NAN;
+}
+
+void mlxn_ref_rms_norm(const mlxn_rms_norm_args *a)
+{
+    for (int64_t r = 0; r < a->n_rows; r++) {
+        const char *x = mlxn_rows_ptr(&a->x, r);
+        const char *src = x;
+        double ss = 0;
+        if (a->r.base) {
+            const char *res = mlxn_rows_ptr(&a->r, r);
+            char *sum = mlxn_rows_ptr(&a->sum, r);
+            for (int64_t i = 0; i < a->n; i++) {
+                double s = mlxn_ref_load(a->dtype, x, i) + mlxn_ref_load(a->dtype, res, i);
+                s = mlxn_ref_store(a->dtype, sum, i, s);
+                ss += s * s;
+            }
+            src = sum;
+        } else {
+            for (int64_t i = 0; i < a->n; i++) {
+                double v = mlxn_ref_load(a->dtype, x, i);
+                ss += v * v;
+            }
+        }
+        double scale = 1.0 / sqrt(ss / (double)a->n + (double)a->eps);
+        char *y = mlxn_rows_ptr(&a->y, r);
+        const char *m = a->m.base ? mlxn_rows_ptr(&a->m, r) : NULL;
+        for (int64_t i = 0; i < a->n; i++) {
+            double v = mlxn_ref_load(a->dtype, src, i) * scale;
+            if (a->w)
+                v *= mlxn_ref_load(a->w_dtype, a->w, i);
+            if (m)
+                v *= mlxn_ref_load(a->dtype, m, i);
+            mlxn_ref_store(a->dtype, y, i, v);
+        }
+    }
+}

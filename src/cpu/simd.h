@@ -1,0 +1,158 @@
+/* Vectors of f32 lanes for the CPU kernels, in one of three widths chosen by the file that
+ * includes this header (each level is a separate translation unit built with its own -m
+ * flags, and picked at run time from cpuid):
+ *   MLXN_SIMD_LEVEL 0: portable C, one lane
+ *   MLXN_SIMD_LEVEL 1: AVX2 + FMA + F16C, 8 lanes
+ *   MLXN_SIMD_LEVEL 2: AVX-512 F/BW/VL, 16 lanes
+ * Loads and stores convert from and to f32 / f16 / bf16 memory (round to nearest even, NaN
+ * kept). Unaligned addresses are fine. */
+#ifndef MLXN_SIMD_H
+#define MLXN_SIMD_H
+
+#include <stdint.h>
+
+#include "../core/half.h"
+#include "mlxn.h"
+
+#define MLXN_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+#ifndef MLXN_SIMD_LEVEL
+#error "define MLXN_SIMD_LEVEL before including simd.h"
+#endif
+
+#if MLXN_SIMD_LEVEL == 2
+#include <immintrin.h>
+typedef __m512 vf;
+#define VL 16
+MLXN_ALWAYS_INLINE vf vf_zero(void) { return _mm512_setzero_ps(); }
+MLXN_ALWAYS_INLINE vf vf_set1(float a) { return _mm512_set1_ps(a); }
+MLXN_ALWAYS_INLINE vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+MLXN_ALWAYS_INLINE float vf_hsum(vf a) { return _mm512_reduce_add_ps(a); }
+MLXN_ALWAYS_INLINE vf vf_load_f32(const float *p) { return _mm512_loadu_ps(p); }
+MLXN_ALWAYS_INLINE void vf_store_f32(float *p, vf v) { _mm512_storeu_ps(p, v); }
+MLXN_ALWAYS_INLINE vf vf_load_f16(const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+MLXN_ALWAYS_INLINE void vf_store_f16(uint16_t *p, vf v)
+{
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+MLXN_ALWAYS_INLINE vf vf_load_bf16(const uint16_t *p)
+{
+    __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v)
+{
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+    __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), q);
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(r));
+}
+
+#elif MLXN_SIMD_LEVEL == 1
+#include <immintrin.h>
+typedef __m256 vf;
+#define VL 8
+MLXN_ALWAYS_INLINE vf vf_zero(void) { return _mm256_setzero_ps(); }
+MLXN_ALWAYS_INLINE vf vf_set1(float a) { return _mm256_set1_ps(a); }
+MLXN_ALWAYS_INLINE vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+MLXN_ALWAYS_INLINE float vf_hsum(vf a)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+MLXN_ALWAYS_INLINE vf vf_load_f32(const float *p) { return _mm256_loadu_ps(p); }
+MLXN_ALWAYS_INLINE void vf_store_f32(float *p, vf v) { _mm256_storeu_ps(p, v); }
+MLXN_ALWAYS_INLINE vf vf_load_f16(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+MLXN_ALWAYS_INLINE void vf_store_f16(uint16_t *p, vf v)
+{
+    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+MLXN_ALWAYS_INLINE vf vf_load_bf16(const uint16_t *p)
+{
+    __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v)
+{
+    __m256i u = _mm256_castps_si256(v);
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), odd), 16);
+    __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, q, nan);
+    /* packus works within 128-bit lanes: gather lanes 0 and 2 to put the 8 halves in order */
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
+}
+
+#else
+typedef float vf;
+#define VL 1
+MLXN_ALWAYS_INLINE vf vf_zero(void) { return 0.0f; }
+MLXN_ALWAYS_INLINE vf vf_set1(float a) { return a; }
+MLXN_ALWAYS_INLINE vf vf_add(vf a, vf b) { return a + b; }
+MLXN_ALWAYS_INLINE vf vf_mul(vf a, vf b) { return a * b; }
+MLXN_ALWAYS_INLINE vf vf_fma(vf a, vf b, vf c) { return a * b + c; }
+MLXN_ALWAYS_INLINE float vf_hsum(vf a) { return a; }
+MLXN_ALWAYS_INLINE vf vf_load_f32(const float *p) { return *p; }
+MLXN_ALWAYS_INLINE void vf_store_f32(float *p, vf v) { *p = v; }
+MLXN_ALWAYS_INLINE vf vf_load_f16(const uint16_t *p) { return mlxn_f16_to_f32(*p); }
+MLXN_ALWAYS_INLINE void vf_store_f16(uint16_t *p, vf v) { *p = mlxn_f32_to_f16(v); }
+MLXN_ALWAYS_INLINE vf vf_load_bf16(const uint16_t *p) { return mlxn_bf16_to_f32(*p); }
+MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v) { *p = mlxn_f32_to_bf16(v); }
+#endif
+
+/* Element i of an f32/f16/bf16 array; dt is a compile-time constant after inlining. */
+MLXN_ALWAYS_INLINE vf vf_load(int dt, const void *p, int64_t i)
+{
+    if (dt == MLXN_DTYPE_F16)
+        return vf_load_f16((const uint16_t *)p + i);
+    if (dt == MLXN_DTYPE_BF16)
+        return vf_load_bf16((const uint16_t *)p + i);
+    return vf_load_f32((const float *)p + i);
+}
+
+MLXN_ALWAYS_INLINE void vf_store(int dt, void *p, int64_t i, vf v)
+{
+    if (dt == MLXN_DTYPE_F16)
+        vf_store_f16((uint16_t *)p + i, v);
+    else if (dt == MLXN_DTYPE_BF16)
+        vf_store_bf16((uint16_t *)p + i, v);
+    else
+        vf_store_f32((float *)p + i, v);
+}
+
+MLXN_ALWAYS_INLINE float sc_load(int dt, const void *p, int64_t i)
+{
+    if (dt == MLXN_DTYPE_F16)
+        return mlxn_f16_to_f32(((const uint16_t *)p)[i]);
+    if (dt == MLXN_DTYPE_BF16)
+        return mlxn_bf16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+MLXN_ALWAYS_INLINE void sc_store(int dt, void *p, int64_t i, float v)
+{
+    if (dt == MLXN_DTYPE_F16)
+        ((uint16_t *)p)[i] = mlxn_f32_to_f16(v);
+    else if (dt == MLXN_DTYPE_BF16)
+        ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v);
+    else
+        ((float *)p)[i] = v;
+}
+
+#endif

@@ -1,0 +1,253 @@
+/* The CUDA backend, host side: device memory, streams, events and CUDA graphs through the
+ * runtime API; ops go to the launchers in the .cu files. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda.h"
+
+int mlxn_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no driver or no GPU: clear the sticky error */
+        return 0;
+    }
+    return n;
+}
+
+/* Every entry point makes the device current on the calling thread first. */
+#define SET_DEVICE(fn, dev) MLXN_CUDA_CHECK(fn, cudaSetDevice((dev)->ordinal))
+
+static mlxn_status cuda_device_init(mlxn_device *dev, const mlxn_device_options *o)
+{
+    static const char *fn = "mlxn_device_create";
+    int n = mlxn_cuda_device_count();
+    if (n == 0)
+        return mlxn_error(MLXN_STATUS_ERR_DEVICE, fn, "no CUDA device is present");
+    if (o->ordinal < 0 || o->ordinal >= n)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                          "CUDA device %d requested, %d present", o->ordinal, n);
+    mlxn_cuda_device *d = calloc(1, sizeof *d);
+    if (!d)
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory");
+    cudaError_t e = cudaGetDeviceProperties(&d->prop, o->ordinal);
+    if (e == cudaSuccess)
+        e = cudaSetDevice(o->ordinal);
+    if (e == cudaSuccess)
+        e = cudaFree(NULL); /* create the context now, not in the first op */
+    if (e != cudaSuccess) {
+        free(d);
+        return mlxn_error(MLXN_STATUS_ERR_DEVICE, fn, "cannot open CUDA device %d: %s",
+                          o->ordinal, cudaGetErrorString(e));
+    }
+    dev->impl = d;
+    dev->ordinal = o->ordinal;
+    return MLXN_STATUS_OK;
+}
+
+static void cuda_device_fini(mlxn_device *dev)
+{
+    free(dev->impl);
+}
+
+static mlxn_status cuda_device_info(const mlxn_device *dev, mlxn_device_info *out)
+{
+    static const char *fn = "mlxn_device_get_info";
+    const mlxn_cuda_device *d = dev->impl;
+    SET_DEVICE(fn, dev);
+    snprintf(out->name, sizeof out->name, "%s", d->prop.name);
+    size_t free_b = 0, total_b = 0;
+    MLXN_CUDA_CHECK(fn, cudaMemGetInfo(&free_b, &total_b));
+    out->total_memory = total_b;
+    out->free_memory = free_b;
+    out->compute_major = d->prop.major;
+    out->compute_minor = d->prop.minor;
+    out->multiprocessors = d->prop.multiProcessorCount;
+    out->l2_bytes = (size_t)d->prop.l2CacheSize;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_alloc(mlxn_device *dev, size_t bytes, bool pinned, void **out)
+{
+    static const char *fn = "mlxn_buffer_create";
+    SET_DEVICE(fn, dev);
+    cudaError_t e = pinned ? cudaMallocHost(out, bytes ? bytes : 1)
+                           : cudaMalloc(out, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "cannot allocate %zu bytes of %s",
+                          bytes, pinned ? "pinned host memory" : "GPU memory");
+    }
+    MLXN_CUDA_CHECK(fn, e);
+    return MLXN_STATUS_OK;
+}
+
+static void cuda_dealloc(mlxn_device *dev, void *ptr, bool pinned)
+{
+    if (cudaSetDevice(dev->ordinal) != cudaSuccess)
+        return;
+    if (pinned)
+        cudaFreeHost(ptr);
+    else
+        cudaFree(ptr);
+}
+
+static mlxn_status cuda_copy(mlxn_device *dev, mlxn_stream *s, void *dst, const void *src,
+                             size_t bytes, mlxn_copy_dir dir)
+{
+    static const char *fn = "mlxn_buffer_copy";
+    SET_DEVICE(fn, dev);
+    enum cudaMemcpyKind k = dir == MLXN_COPY_HOST_TO_DEVICE   ? cudaMemcpyHostToDevice
+                            : dir == MLXN_COPY_DEVICE_TO_HOST ? cudaMemcpyDeviceToHost
+                                                              : cudaMemcpyDeviceToDevice;
+    if (s)
+        MLXN_CUDA_CHECK(fn, cudaMemcpyAsync(dst, src, bytes, k, mlxn_cuda_stream(s)));
+    else
+        MLXN_CUDA_CHECK(fn, cudaMemcpy(dst, src, bytes, k));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_stream_init(mlxn_stream *s)
+{
+    static const char *fn = "mlxn_stream_create";
+    SET_DEVICE(fn, s->device);
+    cudaStream_t cs;
+    /* A blocking stream: synchronous copies (stream NULL) wait for work issued on it. */
+    MLXN_CUDA_CHECK(fn, cudaStreamCreate(&cs));
+    s->impl = cs;
+    return MLXN_STATUS_OK;
+}
+
+static void cuda_stream_fini(mlxn_stream *s)
+{
+    if (cudaSetDevice(s->device->ordinal) != cudaSuccess)
+        return;
+    if (s->capturing) {
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(mlxn_cuda_stream(s), &g) == cudaSuccess && g)
+            cudaGraphDestroy(g);
+    }
+    cudaStreamDestroy(mlxn_cuda_stream(s));
+}
+
+static mlxn_status cuda_stream_sync(mlxn_stream *s)
+{
+    static const char *fn = "mlxn_stream_sync";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, cudaStreamSynchronize(mlxn_cuda_stream(s)));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_event_init(mlxn_event *e)
+{
+    static const char *fn = "mlxn_event_create";
+    SET_DEVICE(fn, e->device);
+    cudaEvent_t ev;
+    MLXN_CUDA_CHECK(fn, cudaEventCreate(&ev));
+    e->impl = ev;
+    return MLXN_STATUS_OK;
+}
+
+static void cuda_event_fini(mlxn_event *e)
+{
+    if (cudaSetDevice(e->device->ordinal) == cudaSuccess)
+        cudaEventDestroy((cudaEvent_t)e->impl);
+}
+
+static mlxn_status cuda_event_record(mlxn_event *e, mlxn_stream *s)
+{
+    static const char *fn = "mlxn_event_record";
+    SET_DEVICE(fn, e->device);
+    MLXN_CUDA_CHECK(fn, cudaEventRecord((cudaEvent_t)e->impl, mlxn_cuda_stream(s)));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_event_sync(mlxn_event *e)
+{
+    static const char *fn = "mlxn_event_sync";
+    SET_DEVICE(fn, e->device);
+    MLXN_CUDA_CHECK(fn, cudaEventSynchronize((cudaEvent_t)e->impl));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_event_elapsed(mlxn_event *a, mlxn_event *b, double *ms)
+{
+    static const char *fn = "mlxn_event_elapsed_ms";
+    SET_DEVICE(fn, a->device);
+    MLXN_CUDA_CHECK(fn, cudaEventSynchronize((cudaEvent_t)b->impl));
+    float f = 0;
+    MLXN_CUDA_CHECK(fn, cudaEventElapsedTime(&f, (cudaEvent_t)a->impl, (cudaEvent_t)b->impl));
+    *ms = f;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_capture_begin(mlxn_stream *s)
+{
+    static const char *fn = "mlxn_stream_begin_capture";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, cudaStreamBeginCapture(mlxn_cuda_stream(s),
+                                               cudaStreamCaptureModeThreadLocal));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_capture_end(mlxn_stream *s, mlxn_graph *g)
+{
+    static const char *fn = "mlxn_stream_end_capture";
+    SET_DEVICE(fn, s->device);
+    cudaGraph_t graph = NULL;
+    MLXN_CUDA_CHECK(fn, cudaStreamEndCapture(mlxn_cuda_stream(s), &graph));
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    MLXN_CUDA_CHECK(fn, e);
+    g->impl = exec;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_graph_launch(mlxn_graph *g, mlxn_stream *s)
+{
+    static const char *fn = "mlxn_graph_launch";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, cudaGraphLaunch((cudaGraphExec_t)g->impl, mlxn_cuda_stream(s)));
+    return MLXN_STATUS_OK;
+}
+
+static void cuda_graph_fini(mlxn_graph *g)
+{
+    if (cudaSetDevice(g->device->ordinal) == cudaSuccess)
+        cudaGraphExecDestroy((cudaGraphExec_t)g->impl);
+}
+
+static mlxn_status cuda_rms_norm(mlxn_stream *s, const mlxn_rms_norm_args *a)
+{
+    static const char *fn = "mlxn_rms_norm";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_rms_norm(a, mlxn_cuda_stream(s)));
+    return MLXN_STATUS_OK;
+}
+
+const mlxn_backend mlxn_cuda_backend = {
+    .name = "cuda",
+    .records_in_core = false,
+    .device_init = cuda_device_init,
+    .device_fini = cuda_device_fini,
+    .device_info = cuda_device_info,
+    .alloc = cuda_alloc,
+    .dealloc = cuda_dealloc,
+    .copy = cuda_copy,
+    .stream_init = cuda_stream_init,
+    .stream_fini = cuda_stream_fini,
+    .stream_sync = cuda_stream_sync,
+    .event_init = cuda_event_init,
+    .event_fini = cuda_event_fini,
+    .event_record = cuda_event_record,
+    .event_sync = cuda_event_sync,
+    .event_elapsed_ms = cuda_event_elapsed,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_fini = cuda_graph_fini,
+    .ops = {
+        .rms_norm = cuda_rms_norm,
+    },
+};

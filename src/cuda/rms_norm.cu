@@ -1,0 +1,341 @@
+// RMS norm family on CUDA: y = norm(x [+ r]) [* w] [* m] over rows, f32 accumulation.
+//
+// The op is bound by memory: read x (and r, m), write y (and sum). The fast variants keep the
+// whole row in registers between the reduction and the scaling, so every byte is read once,
+// with 16-byte loads:
+//
+//   row (n elements) = nvec vectors of 16 bytes (4 x f32 or 8 x f16/bf16)
+//   thread t of the group holds vectors t, t + G, t + 2G, ... (G = threads per row)
+//
+// Variants, chosen in order by the launcher at the bottom:
+//   rms_norm_warp_rows   one warp per row, 8 rows per block: rows of <= 256 vectors
+//                        (<= 1024 f32, <= 2048 f16/bf16); no shared memory, no barrier
+//   rms_norm_block_row   one block per row, up to 1024 threads x 8 vectors: rows up to 8192
+//                        vectors (32768 f32, 65536 f16/bf16)
+//   rms_norm_generic     anything else (unaligned views, longer rows): one block per row,
+//                        scalar, two passes over global memory (the second mostly hits L2),
+//                        f64 per-thread accumulation so very long rows keep their precision
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "launch.h"
+
+namespace {
+
+template <typename T> __device__ __forceinline__ float to_f32(T v);
+template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v)
+{
+    return __bfloat162float(v);
+}
+
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+
+// N consecutive elements of type U as floats; p must be aligned to N * sizeof(U) (a multiple
+// of 16 bytes).
+template <typename U, int N> __device__ __forceinline__ void load_vec(const U *p, float *out)
+{
+    constexpr int WORDS = N * (int)sizeof(U) / 16;
+    static_assert(WORDS * 16 == N * (int)sizeof(U), "vector must be whole 16-byte words");
+    uint4 raw[WORDS];
+#pragma unroll
+    for (int i = 0; i < WORDS; i++)
+        raw[i] = reinterpret_cast<const uint4 *>(p)[i];
+    const U *e = reinterpret_cast<const U *>(raw);
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        out[i] = to_f32<U>(e[i]);
+}
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Pointers of one row of every operand.
+template <typename T> struct row_ptrs {
+    const T *x, *r, *m;
+    T *sum, *y;
+};
+
+template <typename T>
+__device__ __forceinline__ row_ptrs<T> row_of(const mlxn_rms_norm_args &a, int64_t row)
+{
+    row_ptrs<T> p;
+    p.x = reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, row));
+    p.r = a.r.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.r, row)) : nullptr;
+    p.sum = a.r.base ? reinterpret_cast<T *>(mlxn_rows_ptr(&a.sum, row)) : nullptr;
+    p.m = a.m.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.m, row)) : nullptr;
+    p.y = reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, row));
+    return p;
+}
+
+// 16 bytes of T as VEC floats, and back.
+template <typename T, int VEC> __device__ __forceinline__ void unpack(uint4 raw, float *out)
+{
+    const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < VEC; i++)
+        out[i] = to_f32<T>(e[i]);
+}
+
+template <typename T, int VEC> __device__ __forceinline__ uint4 pack(const float *in)
+{
+    uint4 raw;
+    T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < VEC; i++)
+        e[i] = from_f32<T>(in[i]);
+    return raw;
+}
+
+// The per-thread part of a register-resident row: NV vectors of 16 bytes at vector indices
+// first, first + stride, ... kept packed in x's dtype (4 registers each, whatever the dtype),
+// holding x or, with a residual, the stored sum. Returns the thread's sum of squares.
+template <typename T, int NV, int VEC>
+__device__ __forceinline__ float load_row_part(const row_ptrs<T> &p, int64_t nvec, int first,
+                                               int stride, uint4 (&v)[NV])
+{
+    float ss = 0.f;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int64_t j = first + (int64_t)k * stride;
+        if (j < nvec)
+            v[k] = reinterpret_cast<const uint4 *>(p.x)[j];
+    }
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int64_t j = first + (int64_t)k * stride;
+        if (j < nvec) {
+            float f[VEC];
+            unpack<T, VEC>(v[k], f);
+            if (p.r) {
+                float rv[VEC];
+                unpack<T, VEC>(reinterpret_cast<const uint4 *>(p.r)[j], rv);
+#pragma unroll
+                for (int i = 0; i < VEC; i++)
+                    f[i] += rv[i];
+                v[k] = pack<T, VEC>(f);
+                reinterpret_cast<uint4 *>(p.sum)[j] = v[k];
+                unpack<T, VEC>(v[k], f); // the norm sees the stored (rounded) sum
+            }
+#pragma unroll
+            for (int i = 0; i < VEC; i++)
+                ss = fmaf(f[i], f[i], ss);
+        }
+    }
+    return ss;
+}
+
+template <typename T, typename W, int NV, int VEC>
+__device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w, int64_t nvec,
+                                               int first, int stride, float scale,
+                                               const uint4 (&v)[NV])
+{
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int64_t j = first + (int64_t)k * stride;
+        if (j < nvec) {
+            float o[VEC];
+            unpack<T, VEC>(v[k], o);
+#pragma unroll
+            for (int i = 0; i < VEC; i++)
+                o[i] *= scale;
+            if (w) {
+                float wv[VEC];
+                load_vec<W, VEC>(w + j * VEC, wv);
+#pragma unroll
+                for (int i = 0; i < VEC; i++)
+                    o[i] *= wv[i];
+            }
+            if (p.m) {
+                float mv[VEC];
+                unpack<T, VEC>(reinterpret_cast<const uint4 *>(p.m)[j], mv);
+#pragma unroll
+                for (int i = 0; i < VEC; i++)
+                    o[i] *= mv[i];
+            }
+            reinterpret_cast<uint4 *>(p.y)[j] = pack<T, VEC>(o);
+        }
+    }
+}
+
+constexpr int WARP_ROWS_PER_BLOCK = 8;
+
+template <typename T, typename W, int NV>
+__global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
+    rms_norm_warp_rows(const mlxn_rms_norm_args a)
+{
+    constexpr int VEC = 16 / sizeof(T);
+    const int lane = threadIdx.x & 31;
+    const int64_t nvec = a.n / VEC;
+    const W *w = static_cast<const W *>(a.w);
+    for (int64_t row = (int64_t)blockIdx.x * WARP_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+         row < a.n_rows; row += (int64_t)gridDim.x * WARP_ROWS_PER_BLOCK) {
+        const row_ptrs<T> p = row_of<T>(a, row);
+        uint4 v[NV];
+        float ss = warp_sum(load_row_part<T, NV, VEC>(p, nvec, lane, 32, v));
+        const float scale = rsqrtf(ss / (float)a.n + a.eps);
+        store_row_part<T, W, NV, VEC>(p, w, nvec, lane, 32, scale, v);
+    }
+}
+
+// Sum over the block; every thread gets the total. red holds 32 floats.
+__device__ __forceinline__ float block_sum(float v, float *red)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); // red may still be read by the previous row's threads
+    if (lane == 0)
+        red[warp] = v;
+    __syncthreads();
+    const int warps = (blockDim.x + 31) >> 5;
+    v = lane < warps ? red[lane] : 0.f;
+    return warp_sum(v);
+}
+
+template <typename T, typename W, int NV>
+__global__ void __launch_bounds__(1024) rms_norm_block_row(const mlxn_rms_norm_args a)
+{
+    constexpr int VEC = 16 / sizeof(T);
+    __shared__ float red[32];
+    const int64_t nvec = a.n / VEC;
+    const W *w = static_cast<const W *>(a.w);
+    for (int64_t row = blockIdx.x; row < a.n_rows; row += gridDim.x) {
+        const row_ptrs<T> p = row_of<T>(a, row);
+        uint4 v[NV];
+        float ss = block_sum(load_row_part<T, NV, VEC>(p, nvec, threadIdx.x, blockDim.x, v), red);
+        const float scale = rsqrtf(ss / (float)a.n + a.eps);
+        store_row_part<T, W, NV, VEC>(p, w, nvec, threadIdx.x, blockDim.x, scale, v);
+    }
+}
+
+template <typename T, typename W>
+__global__ void __launch_bounds__(1024) rms_norm_generic(const mlxn_rms_norm_args a)
+{
+    __shared__ double red[32];
+    const W *w = static_cast<const W *>(a.w);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int64_t row = blockIdx.x; row < a.n_rows; row += gridDim.x) {
+        const row_ptrs<T> p = row_of<T>(a, row);
+        double ss = 0;
+        for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+            float v = to_f32<T>(p.x[i]);
+            if (p.r) {
+                const T s = from_f32<T>(v + to_f32<T>(p.r[i]));
+                p.sum[i] = s;
+                v = to_f32<T>(s);
+            }
+            ss += (double)v * v;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        __syncthreads();
+        if (lane == 0)
+            red[warp] = ss;
+        __syncthreads();
+        ss = 0;
+        for (int i = 0; i < (int)((blockDim.x + 31) >> 5); i++)
+            ss += red[i];
+        const float scale = (float)(1.0 / sqrt(ss / (double)a.n + (double)a.eps));
+        const T *src = p.r ? p.sum : p.x;
+        for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+            float o = to_f32<T>(src[i]) * scale;
+            if (w)
+                o *= to_f32<W>(w[i]);
+            if (p.m)
+                o *= to_f32<T>(p.m[i]);
+            p.y[i] = from_f32<T>(o);
+        }
+    }
+}
+
+bool aligned16(const void *p)
+{
+    return ((uintptr_t)p & 15) == 0;
+}
+
+bool rows_aligned16(const mlxn_rows &r)
+{
+    return !r.base || (aligned16(r.base) && r.s0 % 16 == 0 && r.s1 % 16 == 0 && r.s2 % 16 == 0);
+}
+
+unsigned grid_for(int64_t blocks)
+{
+    // Rows beyond the grid are covered by the kernels' grid-stride loops.
+    const int64_t cap = 1 << 20;
+    return (unsigned)(blocks < cap ? blocks : cap);
+}
+
+// NV rounded up to 1, 2, 4 or 8.
+int pow2_nv(int64_t nv)
+{
+    return nv <= 1 ? 1 : nv <= 2 ? 2 : nv <= 4 ? 4 : 8;
+}
+
+template <typename T, typename W> cudaError_t launch(const mlxn_rms_norm_args &a, cudaStream_t s)
+{
+    constexpr int VEC = 16 / sizeof(T);
+    const bool vectorizable = a.n % VEC == 0 && rows_aligned16(a.x) && rows_aligned16(a.r) &&
+                              rows_aligned16(a.sum) && rows_aligned16(a.m) &&
+                              rows_aligned16(a.y) && (!a.w || aligned16(a.w));
+    const int64_t nvec = a.n / VEC;
+    if (vectorizable && nvec <= 32 * 8) {
+        // Short rows: a warp holds the row; the reduction is shuffles only.
+        const unsigned grid = grid_for((a.n_rows + WARP_ROWS_PER_BLOCK - 1) / WARP_ROWS_PER_BLOCK);
+        const unsigned threads = 32 * WARP_ROWS_PER_BLOCK;
+        switch (pow2_nv((nvec + 31) / 32)) {
+        case 1: rms_norm_warp_rows<T, W, 1><<<grid, threads, 0, s>>>(a); break;
+        case 2: rms_norm_warp_rows<T, W, 2><<<grid, threads, 0, s>>>(a); break;
+        case 4: rms_norm_warp_rows<T, W, 4><<<grid, threads, 0, s>>>(a); break;
+        default: rms_norm_warp_rows<T, W, 8><<<grid, threads, 0, s>>>(a); break;
+        }
+    } else if (vectorizable && nvec <= 1024 * 8) {
+        // Medium rows: a block holds the row, about 4 vectors per thread so each thread has
+        // several 16-byte loads in flight.
+        int64_t threads = ((nvec + 3) / 4 + 31) / 32 * 32;
+        threads = threads < 64 ? 64 : threads > 1024 ? 1024 : threads;
+        const int nv = pow2_nv((nvec + threads - 1) / threads);
+        const unsigned grid = grid_for(a.n_rows);
+        switch (nv) {
+        case 1: rms_norm_block_row<T, W, 1><<<grid, (unsigned)threads, 0, s>>>(a); break;
+        case 2: rms_norm_block_row<T, W, 2><<<grid, (unsigned)threads, 0, s>>>(a); break;
+        case 4: rms_norm_block_row<T, W, 4><<<grid, (unsigned)threads, 0, s>>>(a); break;
+        default: rms_norm_block_row<T, W, 8><<<grid, (unsigned)threads, 0, s>>>(a); break;
+        }
+    } else {
+        const int64_t threads = a.n >= 1024 ? 1024 : (a.n + 31) / 32 * 32;
+        rms_norm_generic<T, W><<<grid_for(a.n_rows), (unsigned)threads, 0, s>>>(a);
+    }
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t s)
+{
+    const bool w_f32 = !a->w || a->w_dtype == MLXN_DTYPE_F32;
+    switch (a->dtype) {
+    case MLXN_DTYPE_F32:
+        return launch<float, float>(*a, s);
+    case MLXN_DTYPE_F16:
+        return w_f32 ? launch<__half, float>(*a, s) : launch<__half, __half>(*a, s);
+    case MLXN_DTYPE_BF16:
+        return w_f32 ? launch<__nv_bfloat16, float>(*a, s)
+                     : launch<__nv_bfloat16, __nv_bfloat16>(*a, s);
+    }
+    return cudaErrorInvalidValue;
+}

@@ -1,0 +1,47 @@
+/* The op harness: every op x backend x dtype x variant against the oracle. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/op_list.h"
+#include "harness.h"
+#include "test_ops.h"
+
+typedef struct op_tests {
+    const char *op;
+    void (*run)(test_devices *devs, rng *g);
+} op_tests;
+
+/* One entry per op, in op-list order: an op without cases fails the build below. */
+static const op_tests registry[] = {
+    {"rms_norm", test_rms_norm},
+};
+
+_Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,
+               "every op in src/core/op_list.h needs harness cases here");
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = harness_seed(argc, argv);
+    const char *only = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--op") == 0)
+            only = argv[i + 1];
+    test_devices devs;
+    if (!test_devices_open(&devs))
+        return 1;
+    printf("devices:");
+    for (int i = 0; i < devs.count; i++)
+        printf(" %s", devs.list[i].name);
+    printf("\n");
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
+        if (only && strcmp(only, registry[i].op) != 0)
+            continue;
+        rng g = {seed + i};
+        int before = g_counts.passed + g_counts.failed;
+        registry[i].run(&devs, &g);
+        printf("%-12s %d checks\n", registry[i].op, g_counts.passed + g_counts.failed - before);
+        fflush(stdout);
+    }
+    test_devices_close(&devs);
+    return harness_finish();
+}

@@ -1,0 +1,9 @@
+/* The op test registry: one entry per op of the op list. */
+#ifndef MLXN_TEST_OPS_H
+#define MLXN_TEST_OPS_H
+
+#include "harness.h"
+
+void test_rms_norm(test_devices *devs, rng *g);
+
+#endif

@@ -1,0 +1,136 @@
+/* mlxn: the command-line tool. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "mlxn.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mlxn <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  bench [--device cpu|cuda[:N]] [--op NAME] [--quick] [--json FILE]\n"
+            "        time the op table on the device (default: the first GPU, else the CPU)\n"
+            "        against the copy bandwidth measured in the same run\n"
+            "  devices   list the devices mlxn can use\n"
+            "  version   print the library version\n");
+}
+
+/* "cpu", "cuda", "cuda:N"; NULL = the best device present. */
+static int open_device(const char *spec, mlxn_device **dev)
+{
+    mlxn_device_options o = mlxn_device_options_default();
+    if (!spec)
+        o.kind = mlxn_cuda_device_count() > 0 ? MLXN_DEVICE_CUDA : MLXN_DEVICE_CPU;
+    else if (strcmp(spec, "cpu") == 0)
+        o.kind = MLXN_DEVICE_CPU;
+    else if (strncmp(spec, "cuda", 4) == 0 && (spec[4] == 0 || spec[4] == ':')) {
+        o.kind = MLXN_DEVICE_CUDA;
+        o.ordinal = spec[4] ? atoi(spec + 5) : 0;
+    } else {
+        fprintf(stderr, "mlxn: unknown device '%s' (expected cpu, cuda or cuda:N)\n", spec);
+        return 2;
+    }
+    mlxn_status st = mlxn_device_create(&o, dev);
+    if (st != MLXN_STATUS_OK) {
+        fprintf(stderr, "mlxn: %s: %s\n", mlxn_status_str(st), mlxn_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    const char *device = NULL, *json = NULL;
+    bench_options opt = {0};
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+            device = argv[++i];
+        else if (strcmp(argv[i], "--op") == 0 && i + 1 < argc)
+            opt.op = argv[++i];
+        else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
+            json = argv[++i];
+        else if (strcmp(argv[i], "--quick") == 0)
+            opt.quick = true;
+        else {
+            fprintf(stderr, "mlxn bench: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (opt.op && strcmp(opt.op, "rms_norm") != 0) {
+        fprintf(stderr, "mlxn bench: no benchmarks for op '%s' (have: rms_norm)\n", opt.op);
+        return 2;
+    }
+    mlxn_device *dev = NULL;
+    int rc = open_device(device, &dev);
+    if (rc)
+        return rc;
+    if (json && !(opt.json = fopen(json, "w"))) {
+        fprintf(stderr, "mlxn bench: cannot write %s\n", json);
+        mlxn_device_free(dev);
+        return 1;
+    }
+    rc = bench_ops_run(dev, &opt);
+    if (opt.json)
+        fclose(opt.json);
+    mlxn_device_free(dev);
+    return rc;
+}
+
+static int cmd_devices(void)
+{
+    mlxn_device *dev = NULL;
+    mlxn_device_info info;
+    int n = mlxn_cuda_device_count();
+    for (int i = -1; i < n; i++) {
+        mlxn_device_options o = mlxn_device_options_default();
+        if (i >= 0) {
+            o.kind = MLXN_DEVICE_CUDA;
+            o.ordinal = i;
+        }
+        if (mlxn_device_create(&o, &dev) != MLXN_STATUS_OK ||
+            mlxn_device_get_info(dev, &info) != MLXN_STATUS_OK) {
+            fprintf(stderr, "mlxn: %s\n", mlxn_last_error());
+            mlxn_device_free(dev);
+            return 1;
+        }
+        if (i < 0)
+            printf("cpu      %s, %d threads, %.1f GiB\n", info.name, info.multiprocessors,
+                   (double)info.total_memory / (1 << 30));
+        else
+            printf("cuda:%d   %s, sm_%d%d, %d SMs, %.1f GiB, L2 %zu MiB\n", i, info.name,
+                   info.compute_major, info.compute_minor, info.multiprocessors,
+                   (double)info.total_memory / (1 << 30), info.l2_bytes >> 20);
+        mlxn_device_free(dev);
+    }
+    if (n == 0)
+        printf("(no CUDA device)\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "bench") == 0)
+        return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(argv[1], "devices") == 0)
+        return cmd_devices();
+    if (strcmp(argv[1], "version") == 0) {
+        printf("mlxn %s\n", mlxn_version());
+        return 0;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "mlxn: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
