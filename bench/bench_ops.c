@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "core/half.h"
 #include "op_variants.h"
 
 #define MAX_SETS 64
@@ -57,21 +58,31 @@ static mlxn_status rms_call(void *ctx, int i)
                              &sum, &y);
 }
 
-/* Fills a buffer with pseudo-random values of about unit size (never zeros). */
-static bool fill_random(mlxn_buffer *b, size_t bytes, uint64_t seed)
+/* Fills a buffer with pseudo-random values of dtype, about N(0, 1) (never zeros, no NaN or
+ * subnormals, which would time differently). */
+static bool fill_random(mlxn_buffer *b, mlxn_dtype dt, size_t bytes, uint64_t seed)
 {
-    size_t chunk = (size_t)8 << 20;
-    uint16_t *h = malloc(chunk);
+    const size_t chunk = (size_t)8 << 20;
+    const size_t es = (size_t)mlxn_dtype_block_bytes(dt);
+    unsigned char *h = malloc(chunk);
     if (!h)
         return false;
     bool ok = true;
     for (size_t off = 0; ok && off < bytes; off += chunk) {
         size_t len = bytes - off < chunk ? bytes - off : chunk;
-        for (size_t i = 0; i < len / 2; i++) {
+        for (size_t i = 0; i < len / es; i++) {
             seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-            /* bf16/f16-safe and f32-safe pattern: exponent near 1.0, random mantissa/sign */
-            h[i] = (uint16_t)((i & 1) ? (0x3c00 | (seed >> 54) | ((seed >> 40) & 0x8000))
-                                      : (seed >> 48));
+            /* sum of four uniforms: bell-shaped, mean 0, variance 1/3 */
+            float v = 0;
+            for (int k = 0; k < 4; k++)
+                v += (float)((seed >> (16 * k)) & 0xffff) / 65536.0f - 0.5f;
+            v *= 1.7f;
+            if (dt == MLXN_DTYPE_F32)
+                memcpy(h + i * 4, &v, 4);
+            else {
+                uint16_t q = dt == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
+                memcpy(h + i * 2, &q, 2);
+            }
         }
         ok = mlxn_buffer_upload(b, off, h, len, NULL) == MLXN_STATUS_OK;
     }
@@ -116,20 +127,20 @@ static int bench_rms_norm(mlxn_device *dev, mlxn_stream *s, const mlxn_device_in
         if (c.nsets > MAX_SETS)
             c.nsets = MAX_SETS;
         bool ok = mlxn_buffer_create(dev, (size_t)row->n * 4, &c.w) == MLXN_STATUS_OK &&
-                  fill_random(c.w, (size_t)row->n * 4, 7);
+                  fill_random(c.w, MLXN_DTYPE_F32, (size_t)row->n * 4, 7);
         int made = 0;
         for (int i = 0; ok && i < c.nsets; i++, made++) {
             rms_set *st = &c.sets[i];
             ok = mlxn_buffer_create(dev, bytes, &st->x) == MLXN_STATUS_OK &&
                  mlxn_buffer_create(dev, bytes, &st->y) == MLXN_STATUS_OK &&
-                 fill_random(st->x, bytes, 11 + (uint64_t)i);
+                 fill_random(st->x, row->dtype, bytes, 11 + (uint64_t)i);
             if (ok && row->variant == RMS_NORM_MUL)
                 ok = mlxn_buffer_create(dev, bytes, &st->m) == MLXN_STATUS_OK &&
-                     fill_random(st->m, bytes, 101 + (uint64_t)i);
+                     fill_random(st->m, row->dtype, bytes, 101 + (uint64_t)i);
             if (ok && row->variant == ADD_RMS_NORM)
                 ok = mlxn_buffer_create(dev, bytes, &st->r) == MLXN_STATUS_OK &&
                      mlxn_buffer_create(dev, bytes, &st->sum) == MLXN_STATUS_OK &&
-                     fill_random(st->r, bytes, 201 + (uint64_t)i);
+                     fill_random(st->r, row->dtype, bytes, 201 + (uint64_t)i);
             /* unused operands alias x so the views stay valid */
             if (ok && !st->m)
                 ok = mlxn_buffer_create_sub(st->x, 0, bytes, &st->m) == MLXN_STATUS_OK;

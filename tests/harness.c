@@ -132,7 +132,8 @@ bool test_devices_open(test_devices *d)
         mlxn_cpu_kernels level;
     } levels[] = {{"cpu-portable", MLXN_CPU_KERNELS_PORTABLE},
                   {"cpu-avx2", MLXN_CPU_KERNELS_AVX2},
-                  {"cpu-avx512", MLXN_CPU_KERNELS_AVX512}};
+                  {"cpu-avx512", MLXN_CPU_KERNELS_AVX512},
+                  {"cpu-avx512-bf16", MLXN_CPU_KERNELS_AVX512_BF16}};
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
         o = mlxn_device_options_default();
         o.cpu_kernels = levels[i].level;

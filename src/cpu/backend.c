@@ -29,6 +29,8 @@ static bool cpu_has(mlxn_cpu_kernels level)
     case MLXN_CPU_KERNELS_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && has_f16c();
+    case MLXN_CPU_KERNELS_AVX512_BF16:
+        return cpu_has(MLXN_CPU_KERNELS_AVX512) && __builtin_cpu_supports("avx512bf16");
     case MLXN_CPU_KERNELS_AUTO:
         break;
     }
@@ -46,6 +48,8 @@ static const char *level_name(mlxn_cpu_kernels level)
         return "avx2";
     case MLXN_CPU_KERNELS_AVX512:
         return "avx512";
+    case MLXN_CPU_KERNELS_AVX512_BF16:
+        return "avx512-bf16";
     case MLXN_CPU_KERNELS_AUTO:
         break;
     }
@@ -61,15 +65,27 @@ static int default_threads(void)
     return n > 0 ? (int)n : 1;
 }
 
+static size_t last_level_cache(void)
+{
+    long llc = 0;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (llc <= 0)
+        llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return llc > 0 ? (size_t)llc : 0;
+}
+
 static mlxn_status cpu_device_init(mlxn_device *dev, const mlxn_device_options *o)
 {
     static const char *fn = "mlxn_device_create";
     mlxn_cpu_kernels level = o->cpu_kernels;
     if (level == MLXN_CPU_KERNELS_AUTO)
-        level = cpu_has(MLXN_CPU_KERNELS_AVX512) ? MLXN_CPU_KERNELS_AVX512
+        level = cpu_has(MLXN_CPU_KERNELS_AVX512_BF16) ? MLXN_CPU_KERNELS_AVX512_BF16
+                : cpu_has(MLXN_CPU_KERNELS_AVX512) ? MLXN_CPU_KERNELS_AVX512
                 : cpu_has(MLXN_CPU_KERNELS_AVX2) ? MLXN_CPU_KERNELS_AVX2
                                                  : MLXN_CPU_KERNELS_PORTABLE;
-    if (level < MLXN_CPU_KERNELS_REFERENCE || level > MLXN_CPU_KERNELS_AVX512)
+    if (level < MLXN_CPU_KERNELS_REFERENCE || level > MLXN_CPU_KERNELS_AVX512_BF16)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "unknown CPU kernel level %d",
                           (int)level);
     if (!cpu_has(level))
@@ -82,7 +98,8 @@ static mlxn_status cpu_device_init(mlxn_device *dev, const mlxn_device_options *
     if (!d)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory");
     d->level = level;
-    d->kernels = level == MLXN_CPU_KERNELS_AVX512 ? &mlxn_cpu_kernels_avx512
+    d->kernels = level == MLXN_CPU_KERNELS_AVX512_BF16 ? &mlxn_cpu_kernels_avx512_bf16
+                 : level == MLXN_CPU_KERNELS_AVX512 ? &mlxn_cpu_kernels_avx512
                  : level == MLXN_CPU_KERNELS_AVX2 ? &mlxn_cpu_kernels_avx2
                  : level == MLXN_CPU_KERNELS_PORTABLE ? &mlxn_cpu_kernels_portable
                                                       : NULL;
@@ -91,6 +108,7 @@ static mlxn_status cpu_device_init(mlxn_device *dev, const mlxn_device_options *
         free(d);
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "cannot start the thread pool");
     }
+    d->llc_bytes = last_level_cache();
     dev->impl = d;
     dev->ordinal = 0;
     return MLXN_STATUS_OK;
@@ -137,13 +155,7 @@ static mlxn_status cpu_device_info(const mlxn_device *dev, mlxn_device_info *out
     out->total_memory = page > 0 && pages > 0 ? (size_t)page * (size_t)pages : 0;
     out->free_memory = page > 0 && avail > 0 ? (size_t)page * (size_t)avail : 0;
     out->multiprocessors = mlxn_threadpool_size(d->pool);
-    long llc = 0;
-#ifdef _SC_LEVEL3_CACHE_SIZE
-    llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    if (llc <= 0)
-        llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-    out->l2_bytes = llc > 0 ? (size_t)llc : 0;
+    out->l2_bytes = d->llc_bytes;
     out->cpu_kernels = d->level;
     return MLXN_STATUS_OK;
 }

@@ -8,18 +8,29 @@
 /* Row-range kernels of one SIMD level; the threading lives in the op's dispatcher. */
 typedef struct mlxn_cpu_kernel_set {
     const char *name;
-    void (*rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1);
+    /* stream: write outputs with non-temporal stores */
+    void (*rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1, bool stream);
 } mlxn_cpu_kernel_set;
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512;
+extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16;
 
 typedef struct mlxn_cpu_device {
-    mlxn_cpu_kernels level;          /* REFERENCE, PORTABLE, AVX2 or AVX512 */
+    mlxn_cpu_kernels level;          /* any but AUTO */
     const mlxn_cpu_kernel_set *kernels; /* NULL for REFERENCE */
     mlxn_threadpool *pool;
+    size_t llc_bytes; /* last-level cache; 0 if unknown */
 } mlxn_cpu_device;
+
+/* Whether an op writing `bytes` should bypass the caches: outputs of more than a quarter of
+ * the last-level cache would mostly be evicted before anyone reads them, and non-temporal
+ * stores save the read for ownership (a third of the traffic of a streaming op). */
+static inline bool mlxn_cpu_stream_output(const mlxn_cpu_device *d, double bytes)
+{
+    return d->llc_bytes && bytes > (double)d->llc_bytes / 4;
+}
 
 static inline mlxn_cpu_device *mlxn_cpu_dev(const mlxn_stream *s)
 {

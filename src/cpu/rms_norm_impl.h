@@ -1,10 +1,11 @@
 /* RMS norm family on one SIMD level (included by level_*.c with MLXN_SIMD_LEVEL and
  * MLXN_LEVEL_FN set).
  *
- * Per row: pass 1 reads x (and r, writing sum = round(x + r)) and accumulates the squares;
- * pass 2 reads the row again, now from cache, and writes y. Squares are summed in f32 over
- * blocks of ACC_BLOCK elements and the block sums in f64, so a 262144-element row keeps the
- * f32 outputs within 1e-6 of the f64 oracle. */
+ * Per row: pass 1 reads x (and r; s = round(x + r)) and accumulates the squares; pass 2 reads
+ * the row again, now from cache, recomputes s and writes y (and sum). Squares are summed in
+ * f32 over blocks of ACC_BLOCK elements and the block sums in f64, so a 262144-element row
+ * keeps the f32 outputs within 1e-6 of the f64 oracle. With `stream` set, outputs are written
+ * with non-temporal stores (large outputs: no read for ownership, no cache pollution). */
 #include <math.h>
 
 #include "simd.h"
@@ -12,8 +13,12 @@
 
 #define ACC_BLOCK 1024
 
-MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, const int dt,
-                                     const int wdt)
+/* The row's value at i: x, or the stored sum round(x + r). */
+#define RMS_SRC(i) \
+    (res ? vf_round(dt, vf_add(vf_load(dt, x, i), vf_load(dt, res, i))) : vf_load(dt, x, i))
+
+MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, bool stream,
+                                     const int dt, const int wdt)
 {
     const int64_t n = a->n;
     const char *x = mlxn_rows_ptr(&a->x, row);
@@ -29,16 +34,8 @@ MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, c
         float tail = 0;
         if (res) {
             for (; i + VL <= e; i += VL) {
-                vf s = vf_add(vf_load(dt, x, i), vf_load(dt, res, i));
-                vf_store(dt, sum, i, s);
-                if (dt != MLXN_DTYPE_F32)
-                    s = vf_load(dt, sum, i); /* the norm sees the stored (rounded) sum */
+                vf s = RMS_SRC(i);
                 acc0 = vf_fma(s, s, acc0);
-            }
-            for (; i < e; i++) {
-                sc_store(dt, sum, i, sc_load(dt, x, i) + sc_load(dt, res, i));
-                float s = sc_load(dt, sum, i);
-                tail += s * s;
             }
         } else {
             for (; i + 2 * VL <= e; i += 2 * VL) {
@@ -50,56 +47,84 @@ MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, c
                 vf v = vf_load(dt, x, i);
                 acc0 = vf_fma(v, v, acc0);
             }
-            for (; i < e; i++) {
-                float v = sc_load(dt, x, i);
-                tail += v * v;
-            }
+        }
+        for (; i < e; i++) {
+            float s = sc_load(dt, x, i);
+            if (res)
+                s = sc_round(dt, s + sc_load(dt, res, i));
+            tail += s * s;
         }
         total += (double)(vf_hsum(vf_add(acc0, acc1)) + tail);
     }
     const float scale = (float)(1.0 / sqrt(total / (double)n + (double)a->eps));
-    const char *src = res ? sum : x;
     const vf vs = vf_set1(scale);
+    /* Streaming needs y (and sum) aligned the same way; else plain stores. */
+    int64_t head = stream ? vf_stream_head(dt, y, 0) : -1;
+    if (head >= 0 && sum && vf_stream_head(dt, sum, 0) != head)
+        head = -1;
     int64_t i = 0;
-    for (; i + VL <= n; i += VL) {
-        vf v = vf_mul(vf_load(dt, src, i), vs);
-        if (a->w)
-            v = vf_mul(v, vf_load(wdt, a->w, i));
-        if (m)
-            v = vf_mul(v, vf_load(dt, m, i));
-        vf_store(dt, y, i, v);
-    }
-    for (; i < n; i++) {
-        float v = sc_load(dt, src, i) * scale;
-        if (a->w)
-            v *= sc_load(wdt, a->w, i);
-        if (m)
-            v *= sc_load(dt, m, i);
-        sc_store(dt, y, i, v);
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: scalar head (up to the streaming alignment), then plain or streamed vectors;
+         * pass 1: scalar tail */
+        int64_t end = pass == 0 ? (head > 0 ? (head < n ? head : n) : 0) : n;
+        for (; i < end; i++) {
+            float s = sc_load(dt, x, i);
+            if (res) {
+                s = sc_round(dt, s + sc_load(dt, res, i));
+                sc_store(dt, sum, i, s);
+            }
+            float v = s * scale;
+            if (a->w)
+                v *= sc_load(wdt, a->w, i);
+            if (m)
+                v *= sc_load(dt, m, i);
+            sc_store(dt, y, i, v);
+        }
+        if (pass == 1)
+            break;
+        for (; i + VL <= n; i += VL) {
+            vf s = RMS_SRC(i);
+            vf v = vf_mul(s, vs);
+            if (a->w)
+                v = vf_mul(v, vf_load(wdt, a->w, i));
+            if (m)
+                v = vf_mul(v, vf_load(dt, m, i));
+            if (head >= 0) {
+                if (res)
+                    vf_stream(dt, sum, i, s);
+                vf_stream(dt, y, i, v);
+            } else {
+                if (res)
+                    vf_store(dt, sum, i, s);
+                vf_store(dt, y, i, v);
+            }
+        }
     }
 }
-
-static void MLXN_LEVEL_FN(rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1)
+static void MLXN_LEVEL_FN(rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1,
+                                         bool stream)
 {
     /* One specialized loop per (dtype, weight dtype) pair. */
     const int wdt = a->w ? a->w_dtype : a->dtype;
     for (int64_t r = r0; r < r1; r++) {
         switch (a->dtype) {
         case MLXN_DTYPE_F32:
-            rms_norm_row(a, r, MLXN_DTYPE_F32, MLXN_DTYPE_F32);
+            rms_norm_row(a, r, stream, MLXN_DTYPE_F32, MLXN_DTYPE_F32);
             break;
         case MLXN_DTYPE_F16:
             if (wdt == MLXN_DTYPE_F32)
-                rms_norm_row(a, r, MLXN_DTYPE_F16, MLXN_DTYPE_F32);
+                rms_norm_row(a, r, stream, MLXN_DTYPE_F16, MLXN_DTYPE_F32);
             else
-                rms_norm_row(a, r, MLXN_DTYPE_F16, MLXN_DTYPE_F16);
+                rms_norm_row(a, r, stream, MLXN_DTYPE_F16, MLXN_DTYPE_F16);
             break;
         case MLXN_DTYPE_BF16:
             if (wdt == MLXN_DTYPE_F32)
-                rms_norm_row(a, r, MLXN_DTYPE_BF16, MLXN_DTYPE_F32);
+                rms_norm_row(a, r, stream, MLXN_DTYPE_BF16, MLXN_DTYPE_F32);
             else
-                rms_norm_row(a, r, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16);
+                rms_norm_row(a, r, stream, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16);
             break;
         }
     }
+    if (stream)
+        mlxn_stream_fence();
 }

@@ -3,7 +3,8 @@
  * flags, and picked at run time from cpuid):
  *   MLXN_SIMD_LEVEL 0: portable C, one lane
  *   MLXN_SIMD_LEVEL 1: AVX2 + FMA + F16C, 8 lanes
- *   MLXN_SIMD_LEVEL 2: AVX-512 F/BW/VL, 16 lanes
+ *   MLXN_SIMD_LEVEL 2: AVX-512 F/BW/VL, 16 lanes (MLXN_SIMD_AVX512_BF16: with the bf16
+ *                      conversion instruction)
  * Loads and stores convert from and to f32 / f16 / bf16 memory (round to nearest even, NaN
  * kept). Unaligned addresses are fine. */
 #ifndef MLXN_SIMD_H
@@ -40,19 +41,40 @@ MLXN_ALWAYS_INLINE void vf_store_f16(uint16_t *p, vf v)
 {
     _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
+/* Non-temporal stores of packed vectors; addresses aligned to the vector's bytes. */
+MLXN_ALWAYS_INLINE void vf_stream_f32(float *p, vf v) { _mm512_stream_ps(p, v); }
+MLXN_ALWAYS_INLINE void vf_stream_16(uint16_t *p, __m256i v) { _mm256_stream_si256((__m256i *)p, v); }
+MLXN_ALWAYS_INLINE __m256i vf_pack_f16(vf v) { return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 MLXN_ALWAYS_INLINE vf vf_load_bf16(const uint16_t *p)
 {
     __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
 }
-MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v)
+MLXN_ALWAYS_INLINE vf vf_unpack_f16(__m256i h) { return _mm512_cvtph_ps(h); }
+MLXN_ALWAYS_INLINE vf vf_unpack_bf16(__m256i h)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+#ifdef MLXN_SIMD_AVX512_BF16
+/* AVX512-BF16: one instruction, round to nearest even, NaN kept (subnormals flush to 0). */
+MLXN_ALWAYS_INLINE __m256i vf_pack_bf16(vf v)
+{
+    return (__m256i)_mm512_cvtneps_pbh(v);
+}
+#else
+MLXN_ALWAYS_INLINE __m256i vf_pack_bf16(vf v)
 {
     __m512i u = _mm512_castps_si512(v);
     __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
     __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
     r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), q);
-    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(r));
+    return _mm512_cvtepi32_epi16(r);
+}
+#endif
+MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v)
+{
+    _mm256_storeu_si256((__m256i *)p, vf_pack_bf16(v));
 }
 
 #elif MLXN_SIMD_LEVEL == 1
@@ -81,12 +103,20 @@ MLXN_ALWAYS_INLINE void vf_store_f16(uint16_t *p, vf v)
 {
     _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
+MLXN_ALWAYS_INLINE void vf_stream_f32(float *p, vf v) { _mm256_stream_ps(p, v); }
+MLXN_ALWAYS_INLINE void vf_stream_16(uint16_t *p, __m128i v) { _mm_stream_si128((__m128i *)p, v); }
+MLXN_ALWAYS_INLINE __m128i vf_pack_f16(vf v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 MLXN_ALWAYS_INLINE vf vf_load_bf16(const uint16_t *p)
 {
     __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
 }
-MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v)
+MLXN_ALWAYS_INLINE vf vf_unpack_f16(__m128i h) { return _mm256_cvtph_ps(h); }
+MLXN_ALWAYS_INLINE vf vf_unpack_bf16(__m128i h)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+MLXN_ALWAYS_INLINE __m128i vf_pack_bf16(vf v)
 {
     __m256i u = _mm256_castps_si256(v);
     __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -96,7 +126,11 @@ MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v)
     r = _mm256_blendv_epi8(r, q, nan);
     /* packus works within 128-bit lanes: gather lanes 0 and 2 to put the 8 halves in order */
     __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
+    return _mm256_castsi256_si128(packed);
+}
+MLXN_ALWAYS_INLINE void vf_store_bf16(uint16_t *p, vf v)
+{
+    _mm_storeu_si128((__m128i *)p, vf_pack_bf16(v));
 }
 
 #else
@@ -134,6 +168,63 @@ MLXN_ALWAYS_INLINE void vf_store(int dt, void *p, int64_t i, vf v)
         vf_store_bf16((uint16_t *)p + i, v);
     else
         vf_store_f32((float *)p + i, v);
+}
+
+/* Non-temporal store of one vector: bypasses the caches, so large outputs cost no read for
+ * ownership. p + i must be aligned to VL elements of dt. Callers end with mlxn_stream_fence(). */
+MLXN_ALWAYS_INLINE void vf_stream(int dt, void *p, int64_t i, vf v)
+{
+#if MLXN_SIMD_LEVEL == 0
+    vf_store(dt, p, i, v);
+#else
+    if (dt == MLXN_DTYPE_F16)
+        vf_stream_16((uint16_t *)p + i, vf_pack_f16(v));
+    else if (dt == MLXN_DTYPE_BF16)
+        vf_stream_16((uint16_t *)p + i, vf_pack_bf16(v));
+    else
+        vf_stream_f32((float *)p + i, v);
+#endif
+}
+
+MLXN_ALWAYS_INLINE float sc_round(int dt, float v)
+{
+    if (dt == MLXN_DTYPE_F16)
+        return mlxn_f16_to_f32(mlxn_f32_to_f16(v));
+    if (dt == MLXN_DTYPE_BF16)
+        return mlxn_bf16_to_f32(mlxn_f32_to_bf16(v));
+    return v;
+}
+
+/* v rounded to dt (as stored), back in f32. */
+MLXN_ALWAYS_INLINE vf vf_round(int dt, vf v)
+{
+#if MLXN_SIMD_LEVEL == 0
+    return sc_round(dt, v);
+#else
+    if (dt == MLXN_DTYPE_F16)
+        return vf_unpack_f16(vf_pack_f16(v));
+    if (dt == MLXN_DTYPE_BF16)
+        return vf_unpack_bf16(vf_pack_bf16(v));
+    return v;
+#endif
+}
+
+MLXN_ALWAYS_INLINE void mlxn_stream_fence(void)
+{
+#if MLXN_SIMD_LEVEL > 0
+    _mm_sfence();
+#endif
+}
+
+/* Elements from p + i to the next address aligned for vf_stream (at most VL - 1). */
+MLXN_ALWAYS_INLINE int64_t vf_stream_head(int dt, const void *p, int64_t i)
+{
+    size_t es = dt == MLXN_DTYPE_F32 ? 4 : 2;
+    size_t align = VL * es;
+    uintptr_t a = (uintptr_t)((const char *)p + (size_t)i * es);
+    if (a % es)
+        return -1; /* not even element-aligned: no streaming */
+    return (int64_t)(((align - a % align) % align) / es);
 }
 
 MLXN_ALWAYS_INLINE float sc_load(int dt, const void *p, int64_t i)

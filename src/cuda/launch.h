@@ -1,9 +1,12 @@
 /* The kernel launchers: one extern "C" function per op, defined in <op>.cu. Each picks a
- * kernel variant, launches it on the stream and returns the launch's error. */
+ * kernel variant, launches it on the stream and returns the launch's error. pdl: the device
+ * supports programmatic dependent launch (sm_90+), so kernels may overlap their launch with
+ * the previous kernel's tail (they wait for it before touching memory). */
 #ifndef MLXN_CUDA_LAUNCH_H
 #define MLXN_CUDA_LAUNCH_H
 
 #include <cuda_runtime_api.h>
+#include <stdbool.h>
 
 #include "../core/op_list.h"
 
@@ -11,7 +14,8 @@
 extern "C" {
 #endif
 
-cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t stream);
+cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t stream,
+                                      bool pdl);
 
 #ifdef __cplusplus
 }

@@ -10,8 +10,8 @@
 // Variants, chosen in order by the launcher at the bottom:
 //   rms_norm_warp_rows   one warp per row, 8 rows per block: rows of <= 256 vectors
 //                        (<= 1024 f32, <= 2048 f16/bf16); no shared memory, no barrier
-//   rms_norm_block_row   one block per row, up to 1024 threads x 8 vectors: rows up to 8192
-//                        vectors (32768 f32, 65536 f16/bf16)
+//   rms_norm_block_row   one block per row, up to 1024 threads x 4 or 512 x 8 vectors: rows
+//                        up to 4096 vectors (16384 f32, 32768 f16/bf16)
 //   rms_norm_generic     anything else (unaligned views, longer rows): one block per row,
 //                        scalar, two passes over global memory (the second mostly hits L2),
 //                        f64 per-thread accumulation so very long rows keep their precision
@@ -64,6 +64,24 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+// Programmatic dependent launch (sm_90): the kernel waits for the previous kernel in the
+// stream only when it first touches memory, and lets the next kernel's blocks be scheduled
+// as soon as all of its own blocks are running, so launch latency and the ramp of the next
+// kernel hide behind the tail of this one. Without the launch attribute both are no-ops.
+__device__ __forceinline__ void wait_for_previous_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 // Pointers of one row of every operand.
 template <typename T> struct row_ptrs {
     const T *x, *r, *m;
@@ -102,19 +120,26 @@ template <typename T, int VEC> __device__ __forceinline__ uint4 pack(const float
 }
 
 // The per-thread part of a register-resident row: NV vectors of 16 bytes at vector indices
-// first, first + stride, ... kept packed in x's dtype (4 registers each, whatever the dtype),
-// holding x or, with a residual, the stored sum. Returns the thread's sum of squares.
+// first, first + stride, ... kept packed in x's dtype (4 registers each, whatever the dtype).
+// v holds x or, with a residual, the stored sum; u holds the second input of the row, r or m
+// (the public ops never take both; the launcher sends such a call to the generic kernel).
+// All loads are issued before the first use so their latencies overlap. Returns the thread's
+// sum of squares.
 template <typename T, int NV, int VEC>
 __device__ __forceinline__ float load_row_part(const row_ptrs<T> &p, int64_t nvec, int first,
-                                               int stride, uint4 (&v)[NV])
+                                               int stride, uint4 (&v)[NV], uint4 (&u)[NV])
 {
-    float ss = 0.f;
+    const T *second = p.r ? p.r : p.m;
 #pragma unroll
     for (int k = 0; k < NV; k++) {
         const int64_t j = first + (int64_t)k * stride;
-        if (j < nvec)
+        if (j < nvec) {
             v[k] = reinterpret_cast<const uint4 *>(p.x)[j];
+            if (second)
+                u[k] = reinterpret_cast<const uint4 *>(second)[j];
+        }
     }
+    float ss = 0.f;
 #pragma unroll
     for (int k = 0; k < NV; k++) {
         const int64_t j = first + (int64_t)k * stride;
@@ -123,7 +148,7 @@ __device__ __forceinline__ float load_row_part(const row_ptrs<T> &p, int64_t nve
             unpack<T, VEC>(v[k], f);
             if (p.r) {
                 float rv[VEC];
-                unpack<T, VEC>(reinterpret_cast<const uint4 *>(p.r)[j], rv);
+                unpack<T, VEC>(u[k], rv);
 #pragma unroll
                 for (int i = 0; i < VEC; i++)
                     f[i] += rv[i];
@@ -142,7 +167,7 @@ __device__ __forceinline__ float load_row_part(const row_ptrs<T> &p, int64_t nve
 template <typename T, typename W, int NV, int VEC>
 __device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w, int64_t nvec,
                                                int first, int stride, float scale,
-                                               const uint4 (&v)[NV])
+                                               const uint4 (&v)[NV], const uint4 (&u)[NV])
 {
 #pragma unroll
     for (int k = 0; k < NV; k++) {
@@ -161,11 +186,11 @@ __device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w,
                     o[i] *= wv[i];
             }
             if (p.m) {
-                float mv[VEC];
-                unpack<T, VEC>(reinterpret_cast<const uint4 *>(p.m)[j], mv);
+                float mf[VEC];
+                unpack<T, VEC>(u[k], mf);
 #pragma unroll
                 for (int i = 0; i < VEC; i++)
-                    o[i] *= mv[i];
+                    o[i] *= mf[i];
             }
             reinterpret_cast<uint4 *>(p.y)[j] = pack<T, VEC>(o);
         }
@@ -178,6 +203,8 @@ template <typename T, typename W, int NV>
 __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
     rms_norm_warp_rows(const mlxn_rms_norm_args a)
 {
+    wait_for_previous_kernel();
+    allow_next_kernel();
     constexpr int VEC = 16 / sizeof(T);
     const int lane = threadIdx.x & 31;
     const int64_t nvec = a.n / VEC;
@@ -185,10 +212,10 @@ __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
     for (int64_t row = (int64_t)blockIdx.x * WARP_ROWS_PER_BLOCK + (threadIdx.x >> 5);
          row < a.n_rows; row += (int64_t)gridDim.x * WARP_ROWS_PER_BLOCK) {
         const row_ptrs<T> p = row_of<T>(a, row);
-        uint4 v[NV];
-        float ss = warp_sum(load_row_part<T, NV, VEC>(p, nvec, lane, 32, v));
+        uint4 v[NV], u[NV];
+        float ss = warp_sum(load_row_part<T, NV, VEC>(p, nvec, lane, 32, v, u));
         const float scale = rsqrtf(ss / (float)a.n + a.eps);
-        store_row_part<T, W, NV, VEC>(p, w, nvec, lane, 32, scale, v);
+        store_row_part<T, W, NV, VEC>(p, w, nvec, lane, 32, scale, v, u);
     }
 }
 
@@ -206,25 +233,32 @@ __device__ __forceinline__ float block_sum(float v, float *red)
     return warp_sum(v);
 }
 
+// Register budget: 8 vectors of x and 8 of m per thread fit only with 512 threads or fewer.
+constexpr int block_row_max_threads(int nv) { return nv >= 8 ? 512 : 1024; }
+
 template <typename T, typename W, int NV>
-__global__ void __launch_bounds__(1024) rms_norm_block_row(const mlxn_rms_norm_args a)
+__global__ void __launch_bounds__(block_row_max_threads(NV)) rms_norm_block_row(const mlxn_rms_norm_args a)
 {
+    wait_for_previous_kernel();
+    allow_next_kernel();
     constexpr int VEC = 16 / sizeof(T);
     __shared__ float red[32];
     const int64_t nvec = a.n / VEC;
     const W *w = static_cast<const W *>(a.w);
     for (int64_t row = blockIdx.x; row < a.n_rows; row += gridDim.x) {
         const row_ptrs<T> p = row_of<T>(a, row);
-        uint4 v[NV];
-        float ss = block_sum(load_row_part<T, NV, VEC>(p, nvec, threadIdx.x, blockDim.x, v), red);
+        uint4 v[NV], u[NV];
+        float ss = block_sum(load_row_part<T, NV, VEC>(p, nvec, threadIdx.x, blockDim.x, v, u), red);
         const float scale = rsqrtf(ss / (float)a.n + a.eps);
-        store_row_part<T, W, NV, VEC>(p, w, nvec, threadIdx.x, blockDim.x, scale, v);
+        store_row_part<T, W, NV, VEC>(p, w, nvec, threadIdx.x, blockDim.x, scale, v, u);
     }
 }
 
 template <typename T, typename W>
 __global__ void __launch_bounds__(1024) rms_norm_generic(const mlxn_rms_norm_args a)
 {
+    wait_for_previous_kernel();
+    allow_next_kernel();
     __shared__ double red[32];
     const W *w = static_cast<const W *>(a.w);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -286,56 +320,122 @@ int pow2_nv(int64_t nv)
     return nv <= 1 ? 1 : nv <= 2 ? 2 : nv <= 4 ? 4 : 8;
 }
 
-template <typename T, typename W> cudaError_t launch(const mlxn_rms_norm_args &a, cudaStream_t s)
+enum rms_norm_kernel { KERNEL_WARP_ROWS, KERNEL_BLOCK_ROW, KERNEL_GENERIC };
+
+struct rms_norm_plan {
+    rms_norm_kernel kernel;
+    unsigned grid, threads;
+    int nv;    // vectors per thread
+    bool pdl;  // launch with programmatic stream serialization
+};
+
+// The variant chain: the first kernel whose conditions hold.
+template <typename T> rms_norm_plan plan_for(const mlxn_rms_norm_args &a, bool pdl)
 {
     constexpr int VEC = 16 / sizeof(T);
-    const bool vectorizable = a.n % VEC == 0 && rows_aligned16(a.x) && rows_aligned16(a.r) &&
+    const bool vectorizable = a.n % VEC == 0 && !(a.r.base && a.m.base) && rows_aligned16(a.x) && rows_aligned16(a.r) &&
                               rows_aligned16(a.sum) && rows_aligned16(a.m) &&
                               rows_aligned16(a.y) && (!a.w || aligned16(a.w));
     const int64_t nvec = a.n / VEC;
+    rms_norm_plan p;
+    p.pdl = pdl;
     if (vectorizable && nvec <= 32 * 8) {
         // Short rows: a warp holds the row; the reduction is shuffles only.
-        const unsigned grid = grid_for((a.n_rows + WARP_ROWS_PER_BLOCK - 1) / WARP_ROWS_PER_BLOCK);
-        const unsigned threads = 32 * WARP_ROWS_PER_BLOCK;
-        switch (pow2_nv((nvec + 31) / 32)) {
-        case 1: rms_norm_warp_rows<T, W, 1><<<grid, threads, 0, s>>>(a); break;
-        case 2: rms_norm_warp_rows<T, W, 2><<<grid, threads, 0, s>>>(a); break;
-        case 4: rms_norm_warp_rows<T, W, 4><<<grid, threads, 0, s>>>(a); break;
-        default: rms_norm_warp_rows<T, W, 8><<<grid, threads, 0, s>>>(a); break;
-        }
-    } else if (vectorizable && nvec <= 1024 * 8) {
+        p.kernel = KERNEL_WARP_ROWS;
+        p.grid = grid_for((a.n_rows + WARP_ROWS_PER_BLOCK - 1) / WARP_ROWS_PER_BLOCK);
+        p.threads = 32 * WARP_ROWS_PER_BLOCK;
+        p.nv = pow2_nv((nvec + 31) / 32);
+    } else if (vectorizable && nvec <= 512 * 8) {
         // Medium rows: a block holds the row, about 4 vectors per thread so each thread has
         // several 16-byte loads in flight.
         int64_t threads = ((nvec + 3) / 4 + 31) / 32 * 32;
         threads = threads < 64 ? 64 : threads > 1024 ? 1024 : threads;
-        const int nv = pow2_nv((nvec + threads - 1) / threads);
-        const unsigned grid = grid_for(a.n_rows);
-        switch (nv) {
-        case 1: rms_norm_block_row<T, W, 1><<<grid, (unsigned)threads, 0, s>>>(a); break;
-        case 2: rms_norm_block_row<T, W, 2><<<grid, (unsigned)threads, 0, s>>>(a); break;
-        case 4: rms_norm_block_row<T, W, 4><<<grid, (unsigned)threads, 0, s>>>(a); break;
-        default: rms_norm_block_row<T, W, 8><<<grid, (unsigned)threads, 0, s>>>(a); break;
-        }
+        p.nv = pow2_nv((nvec + threads - 1) / threads);
+        if (threads > block_row_max_threads(p.nv))
+            threads = ((nvec + p.nv - 1) / p.nv + 31) / 32 * 32;
+        p.kernel = KERNEL_BLOCK_ROW;
+        p.grid = grid_for(a.n_rows);
+        p.threads = (unsigned)threads;
     } else {
-        const int64_t threads = a.n >= 1024 ? 1024 : (a.n + 31) / 32 * 32;
-        rms_norm_generic<T, W><<<grid_for(a.n_rows), (unsigned)threads, 0, s>>>(a);
+        p.kernel = KERNEL_GENERIC;
+        p.grid = grid_for(a.n_rows);
+        p.threads = a.n >= 1024 ? 1024 : (unsigned)((a.n + 31) / 32 * 32);
+        p.nv = 1;
     }
-    return cudaGetLastError();
+    return p;
+}
+
+template <typename... Args>
+cudaError_t launch_kernel(void (*kernel)(Args...), const rms_norm_plan &p, cudaStream_t s,
+                          const mlxn_rms_norm_args &a)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(p.grid);
+    cfg.blockDim = dim3(p.threads);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = p.pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, a);
+}
+
+template <typename T, typename W>
+cudaError_t launch_plan(const mlxn_rms_norm_args &a, const rms_norm_plan &p, cudaStream_t s)
+{
+    switch (p.kernel) {
+    case KERNEL_WARP_ROWS:
+        switch (p.nv) {
+        case 1: return launch_kernel(rms_norm_warp_rows<T, W, 1>, p, s, a);
+        case 2: return launch_kernel(rms_norm_warp_rows<T, W, 2>, p, s, a);
+        case 4: return launch_kernel(rms_norm_warp_rows<T, W, 4>, p, s, a);
+        default: return launch_kernel(rms_norm_warp_rows<T, W, 8>, p, s, a);
+        }
+    case KERNEL_BLOCK_ROW:
+        switch (p.nv) {
+        case 1: return launch_kernel(rms_norm_block_row<T, W, 1>, p, s, a);
+        case 2: return launch_kernel(rms_norm_block_row<T, W, 2>, p, s, a);
+        case 4: return launch_kernel(rms_norm_block_row<T, W, 4>, p, s, a);
+        default: return launch_kernel(rms_norm_block_row<T, W, 8>, p, s, a);
+        }
+    default:
+        return launch_kernel(rms_norm_generic<T, W>, p, s, a);
+    }
+}
+
+// Calls f.template operator()<T, W>() for the args' dtypes.
+template <typename F> cudaError_t with_types(const mlxn_rms_norm_args &a, F &&f)
+{
+    const bool w_f32 = !a.w || a.w_dtype == MLXN_DTYPE_F32;
+    switch (a.dtype) {
+    case MLXN_DTYPE_F32:
+        return f.template operator()<float, float>();
+    case MLXN_DTYPE_F16:
+        return w_f32 ? f.template operator()<__half, float>() : f.template operator()<__half, __half>();
+    case MLXN_DTYPE_BF16:
+        return w_f32 ? f.template operator()<__nv_bfloat16, float>()
+                     : f.template operator()<__nv_bfloat16, __nv_bfloat16>();
+    }
+    return cudaErrorInvalidValue;
 }
 
 } // namespace
 
-extern "C" cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t s)
-{
-    const bool w_f32 = !a->w || a->w_dtype == MLXN_DTYPE_F32;
-    switch (a->dtype) {
-    case MLXN_DTYPE_F32:
-        return launch<float, float>(*a, s);
-    case MLXN_DTYPE_F16:
-        return w_f32 ? launch<__half, float>(*a, s) : launch<__half, __half>(*a, s);
-    case MLXN_DTYPE_BF16:
-        return w_f32 ? launch<__nv_bfloat16, float>(*a, s)
-                     : launch<__nv_bfloat16, __nv_bfloat16>(*a, s);
+namespace {
+struct default_launch {
+    const mlxn_rms_norm_args &a;
+    cudaStream_t s;
+    bool pdl;
+    template <typename T, typename W> cudaError_t operator()() const
+    {
+        return launch_plan<T, W>(a, plan_for<T>(a, pdl), s);
     }
-    return cudaErrorInvalidValue;
+};
+} // namespace
+
+extern "C" cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t s,
+                                                 bool pdl)
+{
+    return with_types(*a, default_launch{*a, s, pdl});
 }

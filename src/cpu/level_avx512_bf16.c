@@ -1,0 +1,13 @@
+/* The CPU kernels built for AVX-512 with the bf16 conversion instructions (see simd.h);
+ * picked at run time. */
+#define MLXN_SIMD_LEVEL 2
+#define MLXN_SIMD_AVX512_BF16 1
+#define MLXN_LEVEL_FN(name) name##_avx512_bf16
+
+#include "cpu.h"
+#include "rms_norm_impl.h"
+
+const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
+    .name = "avx512-bf16",
+    .rms_norm_rows = rms_norm_rows_avx512_bf16,
+};
