@@ -18,14 +18,14 @@ build: $(BUILD)/CMakeCache.txt
 
 # The tests: every op on every device present (GPU cases are reported as skipped without a GPU).
 test: build
-	cd $(BUILD) && ctest --output-on-failure
+	cd $(BUILD) && ctest --output-on-failure --verbose
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer (CPU backend only: the
 # CUDA runtime does not run under ASan).
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLXN_SANITIZE=ON -DMLXN_CUDA=OFF
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure --verbose
 
 # The main job: for now the op benchmarks on the best device present.
 run: build
