@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 PREFIX ?= /usr/local
 
-.PHONY: all build test test-asan run bench install clean
+.PHONY: all build test test-asan fuzz run bench install clean
 
 all: build
 
@@ -27,6 +27,21 @@ test-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure --verbose
 
+# libFuzzer targets (clang): make fuzz FUZZ_SECONDS=600 runs each for that long and merges new
+# inputs into tests/fuzz/corpus/<target>.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= gguf
+fuzz:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLXN_FUZZ=ON -DMLXN_CUDA=OFF -DMLXN_BUILD_TOOLS=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus-$$t && \
+	  ./$(FUZZ_BUILD)/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus-$$t tests/fuzz/corpus/$$t && \
+	  ./$(FUZZ_BUILD)/tests/fuzz_$$t -merge=1 tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus-$$t || exit 1; \
+	done
+
 # The main job: for now the op benchmarks on the best device present.
 run: build
 	./$(BUILD)/mlxn bench
@@ -37,4 +52,4 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

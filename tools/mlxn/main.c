@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "cli.h"
 #include "mlxn.h"
 
 static void usage(FILE *f)
@@ -15,6 +16,8 @@ static void usage(FILE *f)
             "  bench [--device cpu|cuda[:N]] [--op NAME] [--quick] [--json FILE]\n"
             "        time the op table on the device (default: the first GPU, else the CPU)\n"
             "        against the copy bandwidth measured in the same run\n"
+            "  inspect FILE.gguf [--json]\n"
+            "        metadata, tensor table (name, type, shape, bytes, offset) and a summary\n"
             "  devices   list the devices mlxn can use\n"
             "  version   print the library version\n");
 }
@@ -120,6 +123,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(argv[1], "inspect") == 0)
+        return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(argv[1], "devices") == 0)
         return cmd_devices();
     if (strcmp(argv[1], "version") == 0) {
