@@ -31,7 +31,7 @@ test-asan:
 # inputs into tests/fuzz/corpus/<target>.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= gguf
+FUZZ_TARGETS ?= gguf safetensors
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLXN_FUZZ=ON -DMLXN_CUDA=OFF -DMLXN_BUILD_TOOLS=OFF
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)

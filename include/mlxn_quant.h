@@ -1,0 +1,37 @@
+/* Quantization formats on the host: reference quantize and dequantize, bit-compatible with
+ * the formats' own tools. */
+#ifndef MLXN_QUANT_H
+#define MLXN_QUANT_H
+
+#include "mlxn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- MLX affine
+ *
+ * A row of k values becomes k codes of `bits` bits (2, 3, 4, 5, 6 or 8), packed little-endian
+ * low bits first as one bit stream (code i at bits [i*bits, (i+1)*bits) of the row's bytes;
+ * k * bits / 8 bytes, read as uint32 words by MLX), plus a scale and a bias per group of
+ * group_size (32, 64 or 128) values: w = scale * code + bias. Bit-compatible with
+ * mlx.core.quantize / mlx.core.dequantize (checked against the mlx package in the tests).
+ */
+
+/* Quantizes rows x k values of w (f32, f16 or bf16; dtype says which) into codes
+ * [rows, k*bits/8 bytes], scales and biases [rows, k/group_size] of w's dtype. */
+MLXN_API mlxn_status mlxn_mlx_quantize(const void *w, mlxn_dtype dtype, int64_t rows, int64_t k,
+                                       int bits, int group_size, void *codes, void *scales,
+                                       void *biases);
+
+/* The inverse: out = scale * code + bias with scales and biases of `dtype`, computed as MLX
+ * does (in that dtype, the product and the sum each rounded to it), returned as f32. */
+MLXN_API mlxn_status mlxn_mlx_dequantize(const void *codes, const void *scales,
+                                         const void *biases, mlxn_dtype dtype, int64_t rows,
+                                         int64_t k, int bits, int group_size, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MLXN_QUANT_H */
