@@ -290,6 +290,19 @@ MLXN_API mlxn_status mlxn_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x
                                        const mlxn_tensor *r, const mlxn_tensor *w, float eps,
                                        const mlxn_tensor *sum, const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: quantized matmul
+ *
+ * y = x . dequant(W)^T with W MLX-affine quantized (mlx.core.quantize layout, see
+ * mlxn_quant.h): w is [N, K] of dtype MLXN_DTYPE_MLX_Q2.._Q8 (the bit width), scales and
+ * biases are [N, K / group_size] in f32, f16 or bf16 (the same dtype), group_size 32, 64 or
+ * 128. x is [..., K] in f32, f16 or bf16 (rows may be strided), y is [..., N] f32 with x's
+ * leading dims. Accumulation is in f32.
+ */
+MLXN_API mlxn_status mlxn_qmatmul_mlx(mlxn_stream *stream, const mlxn_tensor *x,
+                                      const mlxn_tensor *w, const mlxn_tensor *scales,
+                                      const mlxn_tensor *biases, int group_size,
+                                      const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

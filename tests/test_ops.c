@@ -14,6 +14,7 @@ typedef struct op_tests {
 /* One entry per op, in op-list order: an op without cases fails the build below. */
 static const op_tests registry[] = {
     {"rms_norm", test_rms_norm},
+    {"qmatmul_mlx", test_qmatmul_mlx},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

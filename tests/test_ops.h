@@ -5,5 +5,6 @@
 #include "harness.h"
 
 void test_rms_norm(test_devices *devs, rng *g);
+void test_qmatmul_mlx(test_devices *devs, rng *g);
 
 #endif

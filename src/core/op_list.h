@@ -9,9 +9,10 @@
 
 /* X(op, ARGS_TYPE) */
 #define MLXN_OP_LIST(X) \
-    X(rms_norm, mlxn_rms_norm_args)
+    X(rms_norm, mlxn_rms_norm_args) \
+    X(qmatmul_mlx, mlxn_qmatmul_mlx_args)
 
-#define MLXN_OP_COUNT_EXPECTED 1
+#define MLXN_OP_COUNT_EXPECTED 2
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -23,6 +24,20 @@ typedef struct mlxn_rms_norm_args {
     int w_dtype;           /* mlxn_dtype of w: F32 or dtype */
     float eps;
 } mlxn_rms_norm_args;
+
+/* qmatmul_mlx: y[M, N] = x[M, K] . dequant(W)^T, W MLX-affine quantized (see mlxn_quant.h). */
+typedef struct mlxn_qmatmul_mlx_args {
+    int64_t M, N, K;
+    int bits, group_size;
+    int x_dtype;           /* f32, f16 or bf16 */
+    mlxn_rows x;           /* M rows of K */
+    const uint8_t *w;      /* N rows of K * bits / 8 bytes */
+    int64_t w_stride;      /* bytes between rows of w */
+    const void *scales, *biases; /* [N, K / group_size] */
+    int s_dtype;           /* f32, f16 or bf16 */
+    int64_t s_stride, b_stride;  /* bytes between rows of scales, biases */
+    mlxn_rows y;           /* M rows of N, f32 */
+} mlxn_qmatmul_mlx_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

@@ -135,3 +135,94 @@ mlxn_status mlxn_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, const m
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_add_rms_norm", "r is NULL");
     return rms_norm_issue(stream, "mlxn_add_rms_norm", x, r, w, NULL, eps, sum, y);
 }
+
+static int mlx_bits(mlxn_dtype dt)
+{
+    switch (dt) {
+    case MLXN_DTYPE_MLX_Q2: return 2;
+    case MLXN_DTYPE_MLX_Q3: return 3;
+    case MLXN_DTYPE_MLX_Q4: return 4;
+    case MLXN_DTYPE_MLX_Q5: return 5;
+    case MLXN_DTYPE_MLX_Q6: return 6;
+    case MLXN_DTYPE_MLX_Q8: return 8;
+    default: return 0;
+    }
+}
+
+static bool float_dtype(mlxn_dtype dt)
+{
+    return dt == MLXN_DTYPE_F32 || dt == MLXN_DTYPE_F16 || dt == MLXN_DTYPE_BF16;
+}
+
+mlxn_status mlxn_qmatmul_mlx(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
+                             const mlxn_tensor *scales, const mlxn_tensor *biases, int group_size,
+                             const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_qmatmul_mlx";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_qmatmul_mlx};
+    mlxn_qmatmul_mlx_args *a = &op.u.qmatmul_mlx;
+    int64_t xr, k, n, wr, sr, sc, br, bc, yr, yn;
+    mlxn_rows wrows, srows, brows;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &xr, &k));
+    MLXN_TRY(operand_rows(s, w, fn, "w", &wrows, &wr, &n));
+    MLXN_TRY(operand_rows(s, scales, fn, "scales", &srows, &sr, &sc));
+    MLXN_TRY(operand_rows(s, biases, fn, "biases", &brows, &br, &bc));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &yr, &yn));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16",
+                          mlxn_dtype_name(x->dtype));
+    int bits = mlx_bits(w->dtype);
+    if (!bits)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "w is %s, expected an MLX affine dtype (mlx_q2..mlx_q8)",
+                          mlxn_dtype_name(w->dtype));
+    if (!float_dtype(scales->dtype) || biases->dtype != scales->dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn,
+                          "scales are %s and biases %s, expected one of f32, f16, bf16 for both",
+                          mlxn_dtype_name(scales->dtype), mlxn_dtype_name(biases->dtype));
+    if (y->dtype != MLXN_DTYPE_F32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32", mlxn_dtype_name(y->dtype));
+    if (group_size != 32 && group_size != 64 && group_size != 128)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "group_size is %d, expected 32, 64 or 128",
+                          group_size);
+    if (w->ndim != 2 || scales->ndim != 2 || biases->ndim != 2)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "w, scales and biases must be 2-D");
+    /* w's rows hold K codes: its innermost size is K */
+    if (n != k)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "w has rows of %lld codes, x has rows of %lld",
+                          (long long)n, (long long)k);
+    if (k % group_size)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K = %lld is not a multiple of group_size %d",
+                          (long long)k, group_size);
+    if (sr != wr || br != wr || sc != k / group_size || bc != k / group_size)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
+                          "scales are [%lld, %lld] and biases [%lld, %lld], expected [%lld, %lld]",
+                          (long long)sr, (long long)sc, (long long)br, (long long)bc, (long long)wr,
+                          (long long)(k / group_size));
+    if (yr != xr || yn != wr || y->ndim != x->ndim)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has %lld rows of %lld, expected %lld rows of %lld",
+                          (long long)yr, (long long)yn, (long long)xr, (long long)wr);
+    for (int i = 0; i + 1 < x->ndim; i++)
+        if (x->shape[i] != y->shape[i])
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y's leading dims differ from x's");
+    a->M = xr;
+    a->N = wr;
+    a->K = k;
+    a->bits = bits;
+    a->group_size = group_size;
+    a->x_dtype = (int)x->dtype;
+    a->w = (const uint8_t *)wrows.base;
+    a->w_stride = wr > 1 ? wrows.s2 : k * bits / 8;
+    a->scales = srows.base;
+    a->biases = brows.base;
+    a->s_dtype = (int)scales->dtype;
+    a->s_stride = wr > 1 ? srows.s2 : 0;
+    a->b_stride = wr > 1 ? brows.s2 : 0;
+    if (a->M == 0 || a->N == 0)
+        return MLXN_STATUS_OK;
+    if (a->K == 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K is 0");
+    return mlxn_stream_issue(s, &op);
+}

@@ -273,5 +273,6 @@ const mlxn_backend mlxn_cpu_backend = {
     .event_elapsed_ms = cpu_event_elapsed,
     .ops = {
         .rms_norm = mlxn_cpu_rms_norm,
+        .qmatmul_mlx = mlxn_cpu_qmatmul_mlx,
     },
 };

@@ -234,6 +234,14 @@ static mlxn_status cuda_rms_norm(mlxn_stream *s, const mlxn_rms_norm_args *a)
     return MLXN_STATUS_OK;
 }
 
+static mlxn_status cuda_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a)
+{
+    static const char *fn = "mlxn_qmatmul_mlx";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_mlx(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
 const mlxn_backend mlxn_cuda_backend = {
     .name = "cuda",
     .records_in_core = false,
@@ -257,5 +265,6 @@ const mlxn_backend mlxn_cuda_backend = {
     .graph_fini = cuda_graph_fini,
     .ops = {
         .rms_norm = cuda_rms_norm,
+        .qmatmul_mlx = cuda_qmatmul_mlx,
     },
 };

@@ -16,6 +16,8 @@ extern "C" {
 
 cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t stream,
                                       bool pdl);
+cudaError_t mlxn_cuda_launch_qmatmul_mlx(const mlxn_qmatmul_mlx_args *a, cudaStream_t stream,
+                                         bool pdl);
 
 #ifdef __cplusplus
 }

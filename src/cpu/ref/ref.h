@@ -11,5 +11,6 @@ double mlxn_ref_load(int dtype, const void *p, int64_t i);
 double mlxn_ref_store(int dtype, void *p, int64_t i, double v);
 
 void mlxn_ref_rms_norm(const mlxn_rms_norm_args *a);
+void mlxn_ref_qmatmul_mlx(const mlxn_qmatmul_mlx_args *a);
 
 #endif

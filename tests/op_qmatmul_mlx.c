@@ -1,0 +1,218 @@
+/* Harness cases for MLX affine quantized matmul: every bit width x group size x scale dtype,
+ * x in f32/f16/bf16 with contiguous and strided rows, decode (M <= 8) and prefill shapes with
+ * odd N, against the oracle on every device. Weights are real quantizations of random
+ * matrices (mlxn_mlx_quantize, checked against mlx in test_quant). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "harness.h"
+#include "mlxn_quant.h"
+#include "test_ops.h"
+
+typedef struct qmm_case {
+    int bits, group;
+    mlxn_dtype s_dtype, x_dtype;
+    int64_t M, N, K, pad;
+} qmm_case;
+
+/* Accumulating K products in f32 against f64: a few 1e-7 per element, growing with sqrt(K). */
+static const tolerance qmm_tol = {1e-5, 5e-5, "f32 accumulation over K against f64"};
+
+typedef struct qmm_data {
+    uint8_t *codes, *scales, *biases;
+    size_t codes_bytes, s_bytes;
+    operand x, y;
+} qmm_data;
+
+static bool make_data(const qmm_case *c, rng *g, qmm_data *d)
+{
+    memset(d, 0, sizeof *d);
+    size_t es = (size_t)mlxn_dtype_block_bytes(c->s_dtype);
+    void *w = malloc((size_t)(c->N * c->K) * es);
+    d->codes_bytes = (size_t)(c->N * c->K * c->bits / 8);
+    d->s_bytes = (size_t)(c->N * (c->K / c->group)) * es;
+    d->codes = malloc(d->codes_bytes);
+    d->scales = malloc(d->s_bytes);
+    d->biases = malloc(d->s_bytes);
+    if (!w || !d->codes || !d->scales || !d->biases)
+        return false;
+    /* weights: per-row scale and offset, like trained layers */
+    for (int64_t n = 0; n < c->N; n++) {
+        double sc = 0.02 * (1 + rng_uniform(g)), off = 0.01 * rng_normal(g);
+        for (int64_t k = 0; k < c->K; k++) {
+            float v = (float)(off + sc * rng_normal(g));
+            int64_t i = n * c->K + k;
+            if (c->s_dtype == MLXN_DTYPE_F32)
+                ((float *)w)[i] = v;
+            else
+                ((uint16_t *)w)[i] = c->s_dtype == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
+        }
+    }
+    bool ok = mlxn_mlx_quantize(w, c->s_dtype, c->N, c->K, c->bits, c->group, d->codes, d->scales,
+                                d->biases) == MLXN_STATUS_OK;
+    free(w);
+    int64_t xs[2] = {c->M, c->K}, ys[2] = {c->M, c->N};
+    ok = ok && operand_init(&d->x, c->x_dtype, 2, xs, c->pad, false) &&
+         operand_init(&d->y, MLXN_DTYPE_F32, 2, ys, 0, false);
+    if (!ok)
+        return false;
+    for (int64_t i = 0; i < d->x.numel; i++)
+        operand_set(&d->x, i, rng_normal(g));
+    operand_poison(&d->y);
+    return true;
+}
+
+static void free_data(qmm_data *d)
+{
+    free(d->codes);
+    free(d->scales);
+    free(d->biases);
+    operand_free(&d->x);
+    operand_free(&d->y);
+}
+
+static mlxn_dtype mlx_dtype(int bits)
+{
+    static const mlxn_dtype t[9] = {MLXN_DTYPE_COUNT, MLXN_DTYPE_COUNT, MLXN_DTYPE_MLX_Q2, MLXN_DTYPE_MLX_Q3,
+                                    MLXN_DTYPE_MLX_Q4, MLXN_DTYPE_MLX_Q5, MLXN_DTYPE_MLX_Q6, MLXN_DTYPE_COUNT,
+                                    MLXN_DTYPE_MLX_Q8};
+    return t[bits];
+}
+
+/* Runs the case on dev; y's whole image comes back in out. */
+static bool run_on(const qmm_case *c, const qmm_data *d, test_device *dev, operand *out, char *why, size_t cap)
+{
+    mlxn_buffer *bw = NULL, *bs = NULL, *bb = NULL;
+    placed x = {0}, y = {0};
+    bool ok = false;
+    if (mlxn_buffer_create(dev->device, d->codes_bytes, &bw) || mlxn_buffer_create(dev->device, d->s_bytes, &bs) ||
+        mlxn_buffer_create(dev->device, d->s_bytes, &bb) ||
+        mlxn_buffer_upload(bw, 0, d->codes, d->codes_bytes, NULL) ||
+        mlxn_buffer_upload(bs, 0, d->scales, d->s_bytes, NULL) ||
+        mlxn_buffer_upload(bb, 0, d->biases, d->s_bytes, NULL) || !operand_place(&d->x, dev, &x) ||
+        !operand_place(&d->y, dev, &y)) {
+        snprintf(why, cap, "placing operands: %s", mlxn_last_error());
+        goto done;
+    }
+    int64_t wshape[2] = {c->N, c->K}, sshape[2] = {c->N, c->K / c->group};
+    mlxn_tensor tw = mlxn_tensor_make(bw, 0, mlx_dtype(c->bits), 2, wshape);
+    mlxn_tensor ts = mlxn_tensor_make(bs, 0, c->s_dtype, 2, sshape);
+    mlxn_tensor tb = mlxn_tensor_make(bb, 0, c->s_dtype, 2, sshape);
+    mlxn_status st = mlxn_qmatmul_mlx(dev->stream, &x.view, &tw, &ts, &tb, c->group, &y.view);
+    if (st != MLXN_STATUS_OK) {
+        snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+        goto done;
+    }
+    if (!placed_fetch(&y, dev, &d->y, out)) {
+        snprintf(why, cap, "fetching y: %s", mlxn_last_error());
+        goto done;
+    }
+    ok = true;
+done:
+    mlxn_buffer_free(bw);
+    mlxn_buffer_free(bs);
+    mlxn_buffer_free(bb);
+    placed_free(&x);
+    placed_free(&y);
+    return ok;
+}
+
+static void run_case(const qmm_case *c, test_devices *devs, rng *g)
+{
+    char name[200], why[512];
+    qmm_data d;
+    snprintf(name, sizeof name, "qmatmul_mlx/q%d/g%d/s=%s/x=%s/%lldx%lldx%lld%s", c->bits, c->group,
+             mlxn_dtype_name(c->s_dtype), mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N,
+             (long long)c->K, c->pad ? "/strided" : "");
+    if (!make_data(c, g, &d)) {
+        harness_fail(name, "making data: %s", mlxn_last_error());
+        free_data(&d);
+        return;
+    }
+    operand want;
+    if (!run_on(c, &d, &devs->ref, &want, why, sizeof why)) {
+        harness_fail(name, "reference: %s", why);
+        free_data(&d);
+        return;
+    }
+    for (int i = 0; i < devs->count; i++) {
+        char full[260];
+        snprintf(full, sizeof full, "%s @%s", name, devs->list[i].name);
+        operand got;
+        if (!run_on(c, &d, &devs->list[i], &got, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else if (!compare_operands(&got, &want, qmm_tol, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else
+            harness_pass(full);
+        operand_free(&got);
+    }
+    operand_free(&want);
+    free_data(&d);
+}
+
+static void expect(const char *name, mlxn_status got, mlxn_status want, const char *needle)
+{
+    if (got != want || (needle && !strstr(mlxn_last_error(), needle)))
+        harness_fail(name, "returned %s (%s), expected %s mentioning \"%s\"", mlxn_status_str(got),
+                     mlxn_last_error(), mlxn_status_str(want), needle ? needle : "");
+    else
+        harness_pass(name);
+}
+
+static void error_cases(test_devices *devs)
+{
+    test_device *dev = &devs->ref;
+    mlxn_buffer *b = NULL;
+    if (mlxn_buffer_create(dev->device, 1 << 20, &b) != MLXN_STATUS_OK)
+        return;
+    int64_t xs[2] = {2, 256}, ws[2] = {8, 256}, ss[2] = {8, 4}, ys[2] = {2, 8}, ssb[2] = {8, 3};
+    mlxn_tensor x = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, xs);
+    mlxn_tensor w = mlxn_tensor_make(b, 4096, MLXN_DTYPE_MLX_Q4, 2, ws);
+    mlxn_tensor s = mlxn_tensor_make(b, 8192, MLXN_DTYPE_F16, 2, ss);
+    mlxn_tensor y = mlxn_tensor_make(b, 16384, MLXN_DTYPE_F32, 2, ys);
+    mlxn_tensor sbad = mlxn_tensor_make(b, 8192, MLXN_DTYPE_F16, 2, ssb);
+    mlxn_tensor wf = mlxn_tensor_make(b, 4096, MLXN_DTYPE_F32, 2, ws);
+    mlxn_tensor sf = mlxn_tensor_make(b, 8192, MLXN_DTYPE_F32, 2, ss);
+    expect("qmatmul_mlx/error/scales-shape", mlxn_qmatmul_mlx(dev->stream, &x, &w, &sbad, &sbad, 64, &y),
+           MLXN_STATUS_ERR_SHAPE, "scales are [8, 3]");
+    expect("qmatmul_mlx/error/group", mlxn_qmatmul_mlx(dev->stream, &x, &w, &s, &s, 48, &y),
+           MLXN_STATUS_ERR_INVALID_ARG, "group_size is 48");
+    expect("qmatmul_mlx/error/w-dtype", mlxn_qmatmul_mlx(dev->stream, &x, &wf, &s, &s, 64, &y),
+           MLXN_STATUS_ERR_DTYPE, "w is f32");
+    expect("qmatmul_mlx/error/mixed-scale-dtypes", mlxn_qmatmul_mlx(dev->stream, &x, &w, &s, &sf, 64, &y),
+           MLXN_STATUS_ERR_DTYPE, "biases f32");
+    int64_t xs2[2] = {2, 128};
+    mlxn_tensor x2 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, xs2);
+    expect("qmatmul_mlx/error/k-mismatch", mlxn_qmatmul_mlx(dev->stream, &x2, &w, &s, &s, 64, &y),
+           MLXN_STATUS_ERR_SHAPE, "rows of 256 codes, x has rows of 128");
+    mlxn_buffer_free(b);
+}
+
+void test_qmatmul_mlx(test_devices *devs, rng *g)
+{
+    static const int64_t shapes[][4] = {
+        /* M, N, K, pad */
+        {1, 67, 256, 0}, {3, 33, 512, 0}, {8, 129, 384, 0}, {1, 1, 128, 0},
+        {9, 65, 256, 0}, {100, 67, 640, 0}, {2, 31, 256, 5},
+    };
+    static const mlxn_dtype fl[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
+    static const int bits[6] = {2, 3, 4, 5, 6, 8}, groups[3] = {32, 64, 128};
+    int variant = 0;
+    for (int bi = 0; bi < 6; bi++)
+        for (int gi = 0; gi < 3; gi++)
+            for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+                qmm_case c = {bits[bi], groups[gi], fl[variant % 3], fl[(variant / 3) % 3],
+                              shapes[si][0], shapes[si][1], shapes[si][2], shapes[si][3]};
+                variant++;
+                if (c.K % c.group)
+                    c.K = (c.K / c.group + 1) * c.group;
+                run_case(&c, devs, g);
+            }
+    /* the benchmark's decode shape, once, at the size where the K tiling matters */
+    qmm_case big = {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 40, 14336, 0};
+    run_case(&big, devs, g);
+    error_cases(devs);
+}
