@@ -16,3 +16,4 @@ if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-s
   tail -2 "$out/memcheck_ops.log"
 fi
 "$bin/mlxn" bench --device cuda --json "$out/bench_cuda.jsonl" 2>&1 | tee "$out/bench_cuda.txt"
+for t in test_gguf test_safetensors test_quant; do [ -x "$bin/$t" ] && "$bin/$t" 2>&1 | tail -1; done
