@@ -27,8 +27,8 @@ test-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure --verbose
 
-# libFuzzer targets (clang): make fuzz FUZZ_SECONDS=600 runs each for that long and merges new
-# inputs into tests/fuzz/corpus/<target>.
+# libFuzzer targets (clang): make fuzz FUZZ_SECONDS=600 runs each for that long, then replaces
+# tests/fuzz/corpus/<target> by a minimized merge of the old corpus and the new inputs.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= gguf safetensors
@@ -39,7 +39,9 @@ fuzz:
 	  mkdir -p $(FUZZ_BUILD)/corpus-$$t && \
 	  ./$(FUZZ_BUILD)/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    $(FUZZ_BUILD)/corpus-$$t tests/fuzz/corpus/$$t && \
-	  ./$(FUZZ_BUILD)/tests/fuzz_$$t -merge=1 tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus-$$t || exit 1; \
+	  rm -rf $(FUZZ_BUILD)/min-$$t && mkdir $(FUZZ_BUILD)/min-$$t && \
+	  ./$(FUZZ_BUILD)/tests/fuzz_$$t -merge=1 $(FUZZ_BUILD)/min-$$t tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus-$$t && \
+	  rm -rf tests/fuzz/corpus/$$t && mv $(FUZZ_BUILD)/min-$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
 
 # The main job: for now the op benchmarks on the best device present.

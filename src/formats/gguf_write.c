@@ -34,7 +34,7 @@ struct mlxn_gguf_writer {
 static void put(mlxn_gguf_writer *w, const void *src, size_t n)
 {
     bytes *b = &w->kv;
-    if (w->oom)
+    if (w->oom || n == 0) /* n == 0 may come with src == NULL (empty array) */
         return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
