@@ -262,8 +262,14 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
                     c.K = (c.K / c.group + 1) * c.group;
                 run_case(&c, devs, g);
             }
-    /* the benchmark's decode shape, once, at the size where the K tiling matters */
-    qmm_case big = {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 40, 14336, 0};
-    run_case(&big, devs, g);
+    /* long rows: the benchmark's decode K once (x staged whole), and x too large for shared
+     * memory at M = 8 and M = 3 (the CUDA decode kernel walks K tiles, the last one partial) */
+    static const qmm_case big[] = {
+        {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 40, 14336, 0},
+        {4, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 8, 40, 8192, 0},
+        {3, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 3, 37, 14336, 0},
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        run_case(&big[i], devs, g);
     error_cases(devs);
 }
