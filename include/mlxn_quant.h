@@ -30,6 +30,21 @@ MLXN_API mlxn_status mlxn_mlx_dequantize(const void *codes, const void *scales,
                                          const void *biases, mlxn_dtype dtype, int64_t rows,
                                          int64_t k, int bits, int group_size, float *out);
 
+/* ---------------------------------------------------------------- GGML blocks
+ *
+ * The block formats of GGUF files: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (32 elements per block), Q2_K,
+ * Q3_K, Q4_K, Q5_K, Q6_K (256), IQ4_NL (32) and IQ4_XS (256); block bytes as
+ * mlxn_ggml_type_info reports them. Bit-exact with the gguf Python package (and so with ggml's
+ * reference C), checked against its output in the tests.
+ */
+
+/* Decodes n elements (a multiple of the block size) of `type` blocks into f32. */
+MLXN_API mlxn_status mlxn_ggml_dequantize(mlxn_dtype type, const void *blocks, int64_t n, float *out);
+
+/* Encodes n f32 elements into `type` blocks, as ggml's reference quantizer does. Q4_0, Q4_1,
+ * Q5_0, Q5_1 and Q8_0 for now; other types return MLXN_STATUS_ERR_UNSUPPORTED. */
+MLXN_API mlxn_status mlxn_ggml_quantize(mlxn_dtype type, const float *x, int64_t n, void *blocks);
+
 #ifdef __cplusplus
 }
 #endif
