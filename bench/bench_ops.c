@@ -183,23 +183,30 @@ static int bench_rms_norm(mlxn_device *dev, mlxn_stream *s, const mlxn_device_in
     return failures;
 }
 
-/* ---------------------------------------------------------------- qmatmul_mlx */
+/* ---------------------------------------------------------------- qmatmul, qmatmul_mlx */
 
 typedef struct qmm_row {
-    int bits, group;
+    mlxn_dtype w;   /* MLX affine (group > 0) or GGML block format */
+    int group;
     int64_t M, N, K;
 } qmm_row;
 
-/* The issue's decode shapes (Llama-3-8B FFN, 4-bit, group 64), a few batch sizes, and a
- * prefill row for reference. */
+/* The issues' shapes (Llama-3-8B FFN): MLX 4-bit decode at group 64 with a few batch sizes and
+ * bit widths; the GGML formats' decode (both orientations) and prefill (M = 512). */
 static const qmm_row qmm_rows[] = {
-    {4, 64, 1, 14336, 4096}, {4, 64, 1, 4096, 14336}, {4, 64, 4, 14336, 4096},
-    {4, 64, 8, 14336, 4096}, {8, 64, 1, 14336, 4096}, {2, 64, 1, 14336, 4096},
-    {4, 64, 512, 14336, 4096},
+    {MLXN_DTYPE_MLX_Q4, 64, 1, 14336, 4096}, {MLXN_DTYPE_MLX_Q4, 64, 1, 4096, 14336},
+    {MLXN_DTYPE_MLX_Q4, 64, 4, 14336, 4096}, {MLXN_DTYPE_MLX_Q4, 64, 8, 14336, 4096},
+    {MLXN_DTYPE_MLX_Q8, 64, 1, 14336, 4096}, {MLXN_DTYPE_MLX_Q2, 64, 1, 14336, 4096},
+    {MLXN_DTYPE_MLX_Q4, 64, 512, 14336, 4096},
+#define GGML_ROWS(t) {t, 0, 1, 14336, 4096}, {t, 0, 1, 4096, 14336}, {t, 0, 512, 14336, 4096}
+    GGML_ROWS(MLXN_DTYPE_Q4_0), GGML_ROWS(MLXN_DTYPE_Q4_1), GGML_ROWS(MLXN_DTYPE_Q5_1),
+    GGML_ROWS(MLXN_DTYPE_Q8_0), GGML_ROWS(MLXN_DTYPE_Q4_K), GGML_ROWS(MLXN_DTYPE_Q5_K),
+    GGML_ROWS(MLXN_DTYPE_Q6_K), GGML_ROWS(MLXN_DTYPE_IQ4_NL),
+#undef GGML_ROWS
 };
 
 typedef struct qmm_set {
-    mlxn_buffer *w, *s, *b;
+    mlxn_buffer *w, *s, *b; /* s, b: MLX scales and biases */
 } qmm_set;
 
 typedef struct qmm_ctx {
@@ -210,34 +217,37 @@ typedef struct qmm_ctx {
     int nsets;
 } qmm_ctx;
 
-static mlxn_dtype mlx_dtype_bits(int bits)
-{
-    return bits == 2 ? MLXN_DTYPE_MLX_Q2 : bits == 8 ? MLXN_DTYPE_MLX_Q8 : MLXN_DTYPE_MLX_Q4;
-}
-
 static mlxn_status qmm_call(void *ctx, int i)
 {
     qmm_ctx *c = ctx;
     const qmm_row *r = c->row;
     const qmm_set *set = &c->sets[i % c->nsets];
-    int64_t xs[2] = {r->M, r->K}, ws[2] = {r->N, r->K}, ss[2] = {r->N, r->K / r->group}, ys[2] = {r->M, r->N};
+    int64_t xs[2] = {r->M, r->K}, ws[2] = {r->N, r->K}, ys[2] = {r->M, r->N};
     mlxn_tensor x = mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 2, xs);
-    mlxn_tensor w = mlxn_tensor_make(set->w, 0, mlx_dtype_bits(r->bits), 2, ws);
+    mlxn_tensor w = mlxn_tensor_make(set->w, 0, r->w, 2, ws);
+    mlxn_tensor y = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_F32, 2, ys);
+    if (!r->group)
+        return mlxn_qmatmul(c->s, &x, &w, &y);
+    int64_t ss[2] = {r->N, r->K / r->group};
     mlxn_tensor sc = mlxn_tensor_make(set->s, 0, MLXN_DTYPE_F16, 2, ss);
     mlxn_tensor bi = mlxn_tensor_make(set->b, 0, MLXN_DTYPE_F16, 2, ss);
-    mlxn_tensor y = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_F32, 2, ys);
     return mlxn_qmatmul_mlx(c->s, &x, &w, &sc, &bi, r->group, &y);
 }
 
-static int bench_qmatmul_mlx(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info,
-                             double copy_gbps, const bench_options *opt)
+static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
+                         const bench_options *opt, bool mlx)
 {
     int failures = 0;
+    const char *op = mlx ? "qmatmul_mlx" : "qmatmul";
     for (size_t k = 0; k < sizeof qmm_rows / sizeof qmm_rows[0]; k++) {
         const qmm_row *r = &qmm_rows[k];
+        if ((r->group > 0) != mlx)
+            continue;
         if (info->kind == MLXN_DEVICE_CPU && r->M > 8)
-            continue; /* the CPU path is not a prefill kernel */
-        size_t wb = (size_t)(r->N * r->K * r->bits / 8), sb = (size_t)(r->N * (r->K / r->group)) * 2;
+            continue; /* the CPU paths are not prefill kernels */
+        /* weight bytes: codes (MLX or GGML blocks) plus MLX's f16 scales and biases */
+        size_t wb = (size_t)(r->N * (r->K / mlxn_dtype_block_elems(r->w)) * mlxn_dtype_block_bytes(r->w));
+        size_t sb = mlx ? (size_t)(r->N * (r->K / r->group)) * 2 : 0;
         double weight_bytes = (double)wb + 2.0 * (double)sb;
         qmm_ctx c = {.row = r, .s = s};
         c.nsets = (int)((double)info->l2_bytes * 2 / weight_bytes) + 2;
@@ -249,40 +259,43 @@ static int bench_qmatmul_mlx(mlxn_device *dev, mlxn_stream *s, const mlxn_device
         int made = 0;
         for (int i = 0; ok && i < c.nsets; i++, made++) {
             qmm_set *st = &c.sets[i];
-            /* random codes are valid codes; scales and biases real f16 values */
+            /* random codes are valid codes (random f16 scales in GGML blocks: the time does not
+             * depend on the values); MLX scales and biases real f16 values */
             ok = mlxn_buffer_create(dev, wb, &st->w) == MLXN_STATUS_OK &&
-                 mlxn_buffer_create(dev, sb, &st->s) == MLXN_STATUS_OK &&
-                 mlxn_buffer_create(dev, sb, &st->b) == MLXN_STATUS_OK &&
                  fill_random(st->w, MLXN_DTYPE_U8, wb, 31 + (uint64_t)i) &&
-                 fill_random(st->s, MLXN_DTYPE_F16, sb, 41 + (uint64_t)i) &&
-                 fill_random(st->b, MLXN_DTYPE_F16, sb, 51 + (uint64_t)i);
+                 (!mlx || (mlxn_buffer_create(dev, sb, &st->s) == MLXN_STATUS_OK &&
+                           mlxn_buffer_create(dev, sb, &st->b) == MLXN_STATUS_OK &&
+                           fill_random(st->s, MLXN_DTYPE_F16, sb, 41 + (uint64_t)i) &&
+                           fill_random(st->b, MLXN_DTYPE_F16, sb, 51 + (uint64_t)i)));
         }
         c.nsets = made;
         bench_timing t = {0};
         int batch = info->kind == MLXN_DEVICE_CUDA ? (c.nsets > 8 ? c.nsets : 8) : 2;
         ok = ok && bench_time(dev, s, qmm_call, &c, batch, opt->quick ? 10 : 25, &t);
-        char shape[48];
+        char shape[48], variant[16];
         snprintf(shape, sizeof shape, "M%lld %lldx%lld", (long long)r->M, (long long)r->N, (long long)r->K);
-        char variant[16];
-        snprintf(variant, sizeof variant, "q%d/g%d", r->bits, r->group);
+        if (mlx)
+            snprintf(variant, sizeof variant, "q%d/g%d", r->w == MLXN_DTYPE_MLX_Q2 ? 2 : r->w == MLXN_DTYPE_MLX_Q8 ? 8 : 4,
+                     r->group);
+        else
+            snprintf(variant, sizeof variant, "%s", mlxn_dtype_name(r->w));
         if (!ok) {
-            printf("%-22.22s %-13s %-16s %-8s error: %s\n", info->name, "qmatmul_mlx", shape, variant,
-                   mlxn_last_error());
+            printf("%-22.22s %-13s %-16s %-8s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
             failures++;
         } else {
             double moved = weight_bytes + (double)(r->M * r->K) * 4 + (double)(r->M * r->N) * 4;
             double gbps = moved / (t.median_ms * 1e-3) / 1e9;
             double tflops = 2.0 * (double)r->M * (double)r->N * (double)r->K / (t.median_ms * 1e-3) / 1e12;
-            printf("%-22.22s %-13s %-16s %-8s %10.2f %10.2f %10.2f %9.1f %6.1f%% %7.2f TFLOP/s\n",
-                   info->name, "qmatmul_mlx", shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3,
-                   t.p90_ms * 1e3, gbps, 100.0 * gbps / copy_gbps, tflops);
+            printf("%-22.22s %-13s %-16s %-8s %10.2f %10.2f %10.2f %9.1f %6.1f%% %7.2f TFLOP/s\n", info->name, op,
+                   shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
+                   100.0 * gbps / copy_gbps, tflops);
             if (opt->json)
                 fprintf(opt->json,
-                        "{\"device\":\"%s\",\"op\":\"qmatmul_mlx\",\"shape\":\"%s\",\"variant\":\"%s\","
+                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\","
                         "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
                         "\"pct_copy\":%.2f,\"tflops\":%.3f,\"sets\":%d}\n",
-                        info->name, shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, moved,
-                        gbps, 100.0 * gbps / copy_gbps, tflops, c.nsets);
+                        info->name, op, shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3,
+                        moved, gbps, 100.0 * gbps / copy_gbps, tflops, c.nsets);
         }
         fflush(stdout);
         for (int i = 0; i < c.nsets; i++) {
@@ -324,10 +337,13 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
     int failures = 0;
     if (!opt->op || strcmp(opt->op, "rms_norm") == 0)
         failures += bench_rms_norm(dev, s, &info, copy_gbps, opt);
-    if (!opt->op || strcmp(opt->op, "qmatmul_mlx") == 0) {
+    for (int mlx = 1; mlx >= 0; mlx--) {
+        const char *op = mlx ? "qmatmul_mlx" : "qmatmul";
+        if (opt->op && strcmp(opt->op, op) != 0)
+            continue;
         printf("\n%-22s %-13s %-16s %-8s %10s %10s %10s %9s %7s\n", "device", "op", "M NxK", "format",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
-        failures += bench_qmatmul_mlx(dev, s, &info, copy_gbps, opt);
+        failures += bench_qmatmul(dev, s, &info, copy_gbps, opt, mlx);
     }
     mlxn_stream_free(s);
     return failures ? 1 : 0;

@@ -303,6 +303,13 @@ MLXN_API mlxn_status mlxn_qmatmul_mlx(mlxn_stream *stream, const mlxn_tensor *x,
                                       const mlxn_tensor *biases, int group_size,
                                       const mlxn_tensor *y);
 
+/* y = x . W^T with W [N, K] in a GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS: the layouts of GGUF files, K a multiple of the block
+ * size) or in f32, f16 or bf16. x is [..., K] in f32, f16 or bf16 (rows may be strided), y is
+ * [..., N] f32 with x's leading dims. Accumulation is in f32. */
+MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
+                                  const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -432,3 +432,37 @@ bool compare_operands(const operand *out, const operand *ref, tolerance tol, cha
         snprintf(why, cap, "rel L2 %.3g, max %.3g", rel_l2, rel_max);
     return true;
 }
+
+bool compare_within_bound(const operand *out, const operand *ref, const double *bound, double tol,
+                          char *why, size_t cap)
+{
+    tolerance loose = {1e30, 1e30, ""}; /* values are checked below */
+    if (!compare_operands(out, ref, loose, why, cap))
+        return false;
+    double worst = 0;
+    int64_t at = -1;
+    for (int64_t i = 0; i < out->numel; i++) {
+        double r = fabs(operand_get(out, i) - operand_get(ref, i)) / (bound[i] > 0 ? bound[i] : 1e-30);
+        if (!(r <= worst)) {
+            worst = r;
+            at = i;
+        }
+    }
+    if (worst > tol) {
+        snprintf(why, cap, "element %lld: |err| / sum|x||w| = %.3g (bound %.0e): got %.9g, expected %.9g",
+                 (long long)at, worst, tol, operand_get(out, at), operand_get(ref, at));
+        return false;
+    }
+    return true;
+}
+
+void harness_expect_status(const char *name, mlxn_status got, mlxn_status want, const char *needle)
+{
+    if (got != want)
+        harness_fail(name, "returned %s, expected %s (%s)", mlxn_status_str(got), mlxn_status_str(want),
+                     mlxn_last_error());
+    else if (needle && !strstr(mlxn_last_error(), needle))
+        harness_fail(name, "message \"%s\" does not mention \"%s\"", mlxn_last_error(), needle);
+    else
+        harness_pass(name);
+}

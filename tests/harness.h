@@ -135,4 +135,13 @@ tolerance tolerance_for(mlxn_dtype out_dtype);
 bool compare_operands(const operand *out, const operand *ref, tolerance tol, char *why,
                       size_t why_cap);
 
+/* For dot-product ops: compare_operands' checks of the bytes and NaN positions, then
+ * |out - ref| <= tol * bound[i] per element, bound[i] being sum_k |x_k| |w_k| of that output
+ * (a relative bound on the output alone fails on outputs that cancel to near zero). */
+bool compare_within_bound(const operand *out, const operand *ref, const double *bound, double tol,
+                          char *why, size_t why_cap);
+
+/* Error cases: the call must return `want` with a message mentioning `needle` (if not NULL). */
+void harness_expect_status(const char *name, mlxn_status got, mlxn_status want, const char *needle);
+
 #endif

@@ -86,31 +86,6 @@ static double *abs_sums(const qmm_case *c, const qmm_data *d)
     return out;
 }
 
-static bool within_bound(const operand *got, const operand *want, const double *abs_sum, char *why,
-                         size_t cap)
-{
-    /* bytes outside the elements and NaN positions: the shared comparison, with no tolerance
-     * on values (checked below) */
-    tolerance loose = {1e30, 1e30, ""};
-    if (!compare_operands(got, want, loose, why, cap))
-        return false;
-    double worst = 0;
-    int64_t at = -1;
-    for (int64_t i = 0; i < got->numel; i++) {
-        double r = fabs(operand_get(got, i) - operand_get(want, i)) / (abs_sum[i] > 0 ? abs_sum[i] : 1e-30);
-        if (!(r <= worst)) {
-            worst = r;
-            at = i;
-        }
-    }
-    if (worst > QMM_TOL) {
-        snprintf(why, cap, "element %lld: |err| / sum|x||w| = %.3g (bound %.0e): got %.9g, expected %.9g",
-                 (long long)at, worst, QMM_TOL, operand_get(got, at), operand_get(want, at));
-        return false;
-    }
-    return true;
-}
-
 static void free_data(qmm_data *d)
 {
     free(d->codes);
@@ -191,7 +166,7 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
         operand got;
         if (!run_on(c, &d, &devs->list[i], &got, why, sizeof why))
             harness_fail(full, "%s", why);
-        else if (!within_bound(&got, &want, abs_sum, why, sizeof why))
+        else if (!compare_within_bound(&got, &want, abs_sum, QMM_TOL, why, sizeof why))
             harness_fail(full, "%s", why);
         else
             harness_pass(full);
@@ -202,15 +177,6 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
     free(abs_sum);
     operand_free(&want);
     free_data(&d);
-}
-
-static void expect(const char *name, mlxn_status got, mlxn_status want, const char *needle)
-{
-    if (got != want || (needle && !strstr(mlxn_last_error(), needle)))
-        harness_fail(name, "returned %s (%s), expected %s mentioning \"%s\"", mlxn_status_str(got),
-                     mlxn_last_error(), mlxn_status_str(want), needle ? needle : "");
-    else
-        harness_pass(name);
 }
 
 static void error_cases(test_devices *devs)
@@ -227,17 +193,17 @@ static void error_cases(test_devices *devs)
     mlxn_tensor sbad = mlxn_tensor_make(b, 8192, MLXN_DTYPE_F16, 2, ssb);
     mlxn_tensor wf = mlxn_tensor_make(b, 4096, MLXN_DTYPE_F32, 2, ws);
     mlxn_tensor sf = mlxn_tensor_make(b, 8192, MLXN_DTYPE_F32, 2, ss);
-    expect("qmatmul_mlx/error/scales-shape", mlxn_qmatmul_mlx(dev->stream, &x, &w, &sbad, &sbad, 64, &y),
+    harness_expect_status("qmatmul_mlx/error/scales-shape", mlxn_qmatmul_mlx(dev->stream, &x, &w, &sbad, &sbad, 64, &y),
            MLXN_STATUS_ERR_SHAPE, "scales are [8, 3]");
-    expect("qmatmul_mlx/error/group", mlxn_qmatmul_mlx(dev->stream, &x, &w, &s, &s, 48, &y),
+    harness_expect_status("qmatmul_mlx/error/group", mlxn_qmatmul_mlx(dev->stream, &x, &w, &s, &s, 48, &y),
            MLXN_STATUS_ERR_INVALID_ARG, "group_size is 48");
-    expect("qmatmul_mlx/error/w-dtype", mlxn_qmatmul_mlx(dev->stream, &x, &wf, &s, &s, 64, &y),
+    harness_expect_status("qmatmul_mlx/error/w-dtype", mlxn_qmatmul_mlx(dev->stream, &x, &wf, &s, &s, 64, &y),
            MLXN_STATUS_ERR_DTYPE, "w is f32");
-    expect("qmatmul_mlx/error/mixed-scale-dtypes", mlxn_qmatmul_mlx(dev->stream, &x, &w, &s, &sf, 64, &y),
+    harness_expect_status("qmatmul_mlx/error/mixed-scale-dtypes", mlxn_qmatmul_mlx(dev->stream, &x, &w, &s, &sf, 64, &y),
            MLXN_STATUS_ERR_DTYPE, "biases f32");
     int64_t xs2[2] = {2, 128};
     mlxn_tensor x2 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, xs2);
-    expect("qmatmul_mlx/error/k-mismatch", mlxn_qmatmul_mlx(dev->stream, &x2, &w, &s, &s, 64, &y),
+    harness_expect_status("qmatmul_mlx/error/k-mismatch", mlxn_qmatmul_mlx(dev->stream, &x2, &w, &s, &s, 64, &y),
            MLXN_STATUS_ERR_SHAPE, "rows of 256 codes, x has rows of 128");
     mlxn_buffer_free(b);
 }

@@ -194,18 +194,6 @@ static void run_case(const rms_case *c, test_devices *devs, rng *g)
     free_operands(&o);
 }
 
-/* Error cases: each must return its status with a message naming the problem. */
-static void expect_status(const char *name, mlxn_status got, mlxn_status want, const char *needle)
-{
-    if (got != want)
-        harness_fail(name, "returned %s, expected %s (%s)", mlxn_status_str(got),
-                     mlxn_status_str(want), mlxn_last_error());
-    else if (needle && !strstr(mlxn_last_error(), needle))
-        harness_fail(name, "message \"%s\" does not mention \"%s\"", mlxn_last_error(), needle);
-    else
-        harness_pass(name);
-}
-
 static void error_cases(test_devices *devs)
 {
     test_device *dev = &devs->list[0];
@@ -235,34 +223,34 @@ static void error_cases(test_devices *devs)
     mlxn_tensor elsewhere = mlxn_tensor_make(b2, 0, MLXN_DTYPE_F32, 2, sx);
     elsewhere.shape[0] = 1;
 
-    expect_status("rms_norm/error/w-length", mlxn_rms_norm(s, &x, &w, 1e-5f, &y),
+    harness_expect_status("rms_norm/error/w-length", mlxn_rms_norm(s, &x, &w, 1e-5f, &y),
                   MLXN_STATUS_ERR_SHAPE, "w has 2048 elements, rows of x have 4096");
-    expect_status("rms_norm/error/y-dtype", mlxn_rms_norm(s, &x, NULL, 1e-5f, &yh),
+    harness_expect_status("rms_norm/error/y-dtype", mlxn_rms_norm(s, &x, NULL, 1e-5f, &yh),
                   MLXN_STATUS_ERR_DTYPE, "y is f16, x is f32");
-    expect_status("rms_norm/error/x-dtype", mlxn_rms_norm(s, &xi, NULL, 1e-5f, &y),
+    harness_expect_status("rms_norm/error/x-dtype", mlxn_rms_norm(s, &xi, NULL, 1e-5f, &y),
                   MLXN_STATUS_ERR_DTYPE, "x is i32");
-    expect_status("rms_norm/error/x-null", mlxn_rms_norm(s, NULL, NULL, 1e-5f, &y),
+    harness_expect_status("rms_norm/error/x-null", mlxn_rms_norm(s, NULL, NULL, 1e-5f, &y),
                   MLXN_STATUS_ERR_INVALID_ARG, "x is NULL");
-    expect_status("rms_norm/error/y-null", mlxn_rms_norm(s, &x, NULL, 1e-5f, NULL),
+    harness_expect_status("rms_norm/error/y-null", mlxn_rms_norm(s, &x, NULL, 1e-5f, NULL),
                   MLXN_STATUS_ERR_INVALID_ARG, "y is NULL");
-    expect_status("rms_norm/error/stream-null", mlxn_rms_norm(NULL, &x, NULL, 1e-5f, &y),
+    harness_expect_status("rms_norm/error/stream-null", mlxn_rms_norm(NULL, &x, NULL, 1e-5f, &y),
                   MLXN_STATUS_ERR_INVALID_ARG, "stream is NULL");
-    expect_status("rms_norm/error/m-null", mlxn_rms_norm_mul(s, &x, NULL, NULL, 1e-5f, &y),
+    harness_expect_status("rms_norm/error/m-null", mlxn_rms_norm_mul(s, &x, NULL, NULL, 1e-5f, &y),
                   MLXN_STATUS_ERR_INVALID_ARG, "m is NULL");
-    expect_status("rms_norm/error/sum-null", mlxn_add_rms_norm(s, &x, &x, NULL, 1e-5f, NULL, &y),
+    harness_expect_status("rms_norm/error/sum-null", mlxn_add_rms_norm(s, &x, &x, NULL, 1e-5f, NULL, &y),
                   MLXN_STATUS_ERR_INVALID_ARG, "sum is NULL");
-    expect_status("rms_norm/error/past-buffer", mlxn_rms_norm(s, &big, NULL, 1e-5f, &y),
+    harness_expect_status("rms_norm/error/past-buffer", mlxn_rms_norm(s, &big, NULL, 1e-5f, &y),
                   MLXN_STATUS_ERR_SHAPE, "extends past its buffer");
-    expect_status("rms_norm/error/empty-rows", mlxn_rms_norm(s, &empty_rows, NULL, 1e-5f, &empty_rows),
+    harness_expect_status("rms_norm/error/empty-rows", mlxn_rms_norm(s, &empty_rows, NULL, 1e-5f, &empty_rows),
                   MLXN_STATUS_ERR_SHAPE, "0 elements");
-    expect_status("rms_norm/error/strided-inner", mlxn_rms_norm(s, &strided_inner, NULL, 1e-5f, &strided_inner),
+    harness_expect_status("rms_norm/error/strided-inner", mlxn_rms_norm(s, &strided_inner, NULL, 1e-5f, &strided_inner),
                   MLXN_STATUS_ERR_UNSUPPORTED, "innermost dim must be contiguous");
-    expect_status("rms_norm/error/eps", mlxn_rms_norm(s, &x, NULL, -1.0f, &y),
+    harness_expect_status("rms_norm/error/eps", mlxn_rms_norm(s, &x, NULL, -1.0f, &y),
                   MLXN_STATUS_ERR_INVALID_ARG, "eps");
-    expect_status("rms_norm/error/other-device", mlxn_rms_norm(s, &elsewhere, NULL, 1e-5f, &elsewhere),
+    harness_expect_status("rms_norm/error/other-device", mlxn_rms_norm(s, &elsewhere, NULL, 1e-5f, &elsewhere),
                   MLXN_STATUS_ERR_INVALID_ARG, "another device");
     /* Zero rows is a valid empty batch: OK, nothing written. */
-    expect_status("rms_norm/zero-rows", mlxn_rms_norm(s, &no_rows, NULL, 1e-5f, &no_rows),
+    harness_expect_status("rms_norm/zero-rows", mlxn_rms_norm(s, &no_rows, NULL, 1e-5f, &no_rows),
                   MLXN_STATUS_OK, NULL);
 done:
     mlxn_stream_free(os);

@@ -96,14 +96,6 @@ static void test_mlx_golden(void)
 
 static int read_exact(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n; }
 
-static void expect_status(const char *name, mlxn_status got, mlxn_status want, const char *msg)
-{
-    if (got != want || !strstr(mlxn_last_error(), msg))
-        harness_fail(name, "returned %s (\"%s\"), expected %s with \"%s\"", mlxn_status_str(got),
-                     mlxn_last_error(), mlxn_status_str(want), msg);
-    else
-        harness_pass(name);
-}
 
 static void test_ggml_golden(void)
 {
@@ -227,11 +219,11 @@ static void test_ggml_round_trip(rng *g)
     /* errors: a partial block, a format without a quantizer, one that is not a GGML block */
     float z[33] = {0};
     uint8_t out[300];
-    expect_status("ggml/error/partial-block", mlxn_ggml_dequantize(MLXN_DTYPE_Q4_0, out, 33, z),
+    harness_expect_status("ggml/error/partial-block", mlxn_ggml_dequantize(MLXN_DTYPE_Q4_0, out, 33, z),
                   MLXN_STATUS_ERR_SHAPE, "multiple of 32");
-    expect_status("ggml/error/no-quantizer", mlxn_ggml_quantize(MLXN_DTYPE_Q4_K, z, 0, out),
+    harness_expect_status("ggml/error/no-quantizer", mlxn_ggml_quantize(MLXN_DTYPE_Q4_K, z, 0, out),
                   MLXN_STATUS_ERR_UNSUPPORTED, "no reference quantizer for q4_K");
-    expect_status("ggml/error/not-a-block-format", mlxn_ggml_dequantize(MLXN_DTYPE_F32, out, 32, z),
+    harness_expect_status("ggml/error/not-a-block-format", mlxn_ggml_dequantize(MLXN_DTYPE_F32, out, 32, z),
                   MLXN_STATUS_ERR_UNSUPPORTED, "not a GGML block format");
 }
 

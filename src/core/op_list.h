@@ -10,9 +10,10 @@
 /* X(op, ARGS_TYPE) */
 #define MLXN_OP_LIST(X) \
     X(rms_norm, mlxn_rms_norm_args) \
-    X(qmatmul_mlx, mlxn_qmatmul_mlx_args)
+    X(qmatmul_mlx, mlxn_qmatmul_mlx_args) \
+    X(qmatmul, mlxn_qmatmul_args)
 
-#define MLXN_OP_COUNT_EXPECTED 2
+#define MLXN_OP_COUNT_EXPECTED 3
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -38,6 +39,18 @@ typedef struct mlxn_qmatmul_mlx_args {
     int64_t s_stride, b_stride;  /* bytes between rows of scales, biases */
     mlxn_rows y;           /* M rows of N, f32 */
 } mlxn_qmatmul_mlx_args;
+
+/* qmatmul: y[M, N] = x[M, K] . W[N, K]^T, W in a GGML block format (ggml_decode.h) or f32, f16
+ * or bf16. */
+typedef struct mlxn_qmatmul_args {
+    int64_t M, N, K;
+    int w_dtype;           /* mlxn_dtype of W */
+    int x_dtype;           /* f32, f16 or bf16 */
+    mlxn_rows x;           /* M rows of K */
+    const uint8_t *w;      /* N rows of K elements */
+    int64_t w_stride;      /* bytes between rows of w */
+    mlxn_rows y;           /* M rows of N, f32 */
+} mlxn_qmatmul_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

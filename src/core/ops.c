@@ -226,3 +226,66 @@ mlxn_status mlxn_qmatmul_mlx(mlxn_stream *s, const mlxn_tensor *x, const mlxn_te
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K is 0");
     return mlxn_stream_issue(s, &op);
 }
+
+static bool ggml_block_dtype(mlxn_dtype dt)
+{
+    switch (dt) {
+    case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
+    case MLXN_DTYPE_Q8_0: case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K:
+    case MLXN_DTYPE_Q5_K: case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_NL: case MLXN_DTYPE_IQ4_XS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+mlxn_status mlxn_qmatmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_qmatmul";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_qmatmul};
+    mlxn_qmatmul_args *a = &op.u.qmatmul;
+    int64_t xr, k, wr, wk, yr, yn;
+    mlxn_rows wrows;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &xr, &k));
+    MLXN_TRY(operand_rows(s, w, fn, "w", &wrows, &wr, &wk));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &yr, &yn));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16",
+                          mlxn_dtype_name(x->dtype));
+    if (!ggml_block_dtype(w->dtype) && !float_dtype(w->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn,
+                          "w is %s, expected a GGML block format (q4_0 .. q8_0, q2_K .. q6_K, iq4_nl, "
+                          "iq4_xs) or f32, f16, bf16",
+                          mlxn_dtype_name(w->dtype));
+    if (y->dtype != MLXN_DTYPE_F32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32", mlxn_dtype_name(y->dtype));
+    if (w->ndim != 2)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "w must be 2-D [N, K]");
+    if (wk != k)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "w has rows of %lld, x has rows of %lld",
+                          (long long)wk, (long long)k);
+    if (k % mlxn_dtype_block_elems(w->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K = %lld is not a multiple of %s's block of %lld",
+                          (long long)k, mlxn_dtype_name(w->dtype), (long long)mlxn_dtype_block_elems(w->dtype));
+    if (yr != xr || yn != wr || y->ndim != x->ndim)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has %lld rows of %lld, expected %lld rows of %lld",
+                          (long long)yr, (long long)yn, (long long)xr, (long long)wr);
+    for (int i = 0; i + 1 < x->ndim; i++)
+        if (x->shape[i] != y->shape[i])
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y's leading dims differ from x's");
+    a->M = xr;
+    a->N = wr;
+    a->K = k;
+    a->w_dtype = (int)w->dtype;
+    a->x_dtype = (int)x->dtype;
+    a->w = (const uint8_t *)wrows.base;
+    a->w_stride = wr > 1 ? wrows.s2 : k / mlxn_dtype_block_elems(w->dtype) * mlxn_dtype_block_bytes(w->dtype);
+    if (a->M == 0 || a->N == 0)
+        return MLXN_STATUS_OK;
+    if (a->K == 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K is 0");
+    return mlxn_stream_issue(s, &op);
+}

@@ -242,6 +242,14 @@ static mlxn_status cuda_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args 
     return MLXN_STATUS_OK;
 }
 
+static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
+{
+    static const char *fn = "mlxn_qmatmul";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
 const mlxn_backend mlxn_cuda_backend = {
     .name = "cuda",
     .records_in_core = false,
@@ -266,5 +274,6 @@ const mlxn_backend mlxn_cuda_backend = {
     .ops = {
         .rms_norm = cuda_rms_norm,
         .qmatmul_mlx = cuda_qmatmul_mlx,
+        .qmatmul = cuda_qmatmul,
     },
 };

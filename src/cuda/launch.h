@@ -18,6 +18,7 @@ cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t 
                                       bool pdl);
 cudaError_t mlxn_cuda_launch_qmatmul_mlx(const mlxn_qmatmul_mlx_args *a, cudaStream_t stream,
                                          bool pdl);
+cudaError_t mlxn_cuda_launch_qmatmul(const mlxn_qmatmul_args *a, cudaStream_t stream, bool pdl);
 
 #ifdef __cplusplus
 }

@@ -21,32 +21,11 @@
 
 #include <type_traits>
 
-#include "launch.h"
+#include "common.cuh"
 
 namespace {
 
-__device__ __forceinline__ float load_any(int dt, const void *p, int64_t i)
-{
-    if (dt == MLXN_DTYPE_F16)
-        return __half2float(static_cast<const __half *>(p)[i]);
-    if (dt == MLXN_DTYPE_BF16)
-        return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
-    return static_cast<const float *>(p)[i];
-}
-
-__device__ __forceinline__ void wait_for_previous_kernel()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ void allow_next_kernel()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
-}
+using namespace mlxn_cuda;
 
 // Code j (0..31) of a chunk held in BITS words; j is a compile-time constant after unrolling,
 // so word indices and shifts are too.
@@ -425,23 +404,6 @@ __global__ void __launch_bounds__(256) qmm_mlx_tiles(const mlxn_qmatmul_mlx_args
                 y[n] = acc[i][j];
         }
     }
-}
-
-template <typename... Args>
-cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-                   bool pdl, Args... args)
-{
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 // Rows of W per warp in the decode kernel (see bench/NOTES.md for the choice).

@@ -20,9 +20,11 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
-#include "launch.h"
+#include "common.cuh"
 
 namespace {
+
+using namespace mlxn_cuda;
 
 template <typename T> __device__ __forceinline__ float to_f32(T v);
 template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
@@ -54,32 +56,6 @@ template <typename U, int N> __device__ __forceinline__ void load_vec(const U *p
 #pragma unroll
     for (int i = 0; i < N; i++)
         out[i] = to_f32<U>(e[i]);
-}
-
-__device__ __forceinline__ float warp_sum(float v)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Programmatic dependent launch (sm_90): the kernel waits for the previous kernel in the
-// stream only when it first touches memory, and lets the next kernel's blocks be scheduled
-// as soon as all of its own blocks are running, so launch latency and the ramp of the next
-// kernel hide behind the tail of this one. Without the launch attribute both are no-ops.
-__device__ __forceinline__ void wait_for_previous_kernel()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ void allow_next_kernel()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
 }
 
 // Pointers of one row of every operand.
@@ -369,16 +345,7 @@ template <typename... Args>
 cudaError_t launch_kernel(void (*kernel)(Args...), const rms_norm_plan &p, cudaStream_t s,
                           const mlxn_rms_norm_args &a)
 {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(p.grid);
-    cfg.blockDim = dim3(p.threads);
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = p.pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, a);
+    return launch(kernel, dim3(p.grid), dim3(p.threads), 0, s, p.pdl, a);
 }
 
 template <typename T, typename W>

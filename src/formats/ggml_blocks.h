@@ -41,8 +41,4 @@ MLXN_BLOCK_ASSERT(mlxn_block_iq4_nl, 18);
 MLXN_BLOCK_ASSERT(mlxn_block_iq4_xs, 136);
 #undef MLXN_BLOCK_ASSERT
 
-/* The non-linear 4-bit code book of IQ4_NL and IQ4_XS. */
-static const int8_t mlxn_iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                           1,    13,   25,  38,  53,  69,  89,  113};
-
 #endif

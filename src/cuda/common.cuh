@@ -1,0 +1,70 @@
+// Device helpers shared by the kernels: programmatic dependent launch, typed loads, warp sums,
+// and the launch with the PDL attribute.
+#ifndef MLXN_CUDA_COMMON_CUH
+#define MLXN_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "launch.h"
+
+namespace mlxn_cuda {
+
+// Programmatic dependent launch (sm_90): the kernel waits for the previous kernel in the
+// stream only when it first touches memory, and lets the next kernel's blocks be scheduled
+// as soon as all of its own blocks are running, so launch latency and the ramp of the next
+// kernel hide behind the tail of this one. Without the launch attribute both are no-ops.
+__device__ __forceinline__ void wait_for_previous_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Element i of an f32, f16 or bf16 array (dt a uniform runtime dtype), as f32.
+__device__ __forceinline__ float load_any(int dt, const void *p, int64_t i)
+{
+    if (dt == MLXN_DTYPE_F16)
+        return __half2float(static_cast<const __half *>(p)[i]);
+    if (dt == MLXN_DTYPE_BF16)
+        return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
+    return static_cast<const float *>(p)[i];
+}
+
+// Launches kernel with programmatic stream serialization when pdl (sm_90+).
+template <typename... Args>
+cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   bool pdl, Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+} // namespace mlxn_cuda
+
+#endif

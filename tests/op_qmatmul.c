@@ -1,0 +1,248 @@
+/* Harness cases for the quantized matmul with GGML weights: every format (and f32/f16/bf16
+ * weights) x decode and prefill shapes (M from 1 to 512, odd N, K several blocks long), x in
+ * f32/f16/bf16, contiguous and strided, against the oracle on every device. Weights of the
+ * 32-element formats are real quantizations of random rows (mlxn_ggml_quantize, checked
+ * against gguf-py in test_quant); the K and IQ formats are random valid blocks. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "harness.h"
+#include "mlxn_quant.h"
+#include "test_ops.h"
+
+/* |y - ref| <= QMM_TOL * sum_k |x_k| |w_k|: as for qmatmul_mlx (op_qmatmul_mlx.c). */
+#define QMM_TOL 1e-5
+
+typedef struct qmm_case {
+    mlxn_dtype w_dtype, x_dtype;
+    int64_t M, N, K, pad;
+} qmm_case;
+
+/* Byte offsets of the f16 scales inside a block (random bits elsewhere); -1 ends the list. */
+static const int *f16_fields(mlxn_dtype t)
+{
+    static const int d0[] = {0, -1}, d02[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
+                     q6k[] = {208, -1};
+    switch (t) {
+    case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_1: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K: return d02;
+    case MLXN_DTYPE_Q2_K: return q2k;
+    case MLXN_DTYPE_Q3_K: return q3k;
+    case MLXN_DTYPE_Q6_K: return q6k;
+    default: return d0;
+    }
+}
+
+typedef struct qmm_data {
+    uint8_t *w;
+    size_t w_bytes;
+    float *wf; /* W decoded by the reference, for the error bound */
+    operand x, y;
+} qmm_data;
+
+static bool plain(mlxn_dtype t) { return t == MLXN_DTYPE_F32 || t == MLXN_DTYPE_F16 || t == MLXN_DTYPE_BF16; }
+
+static bool make_data(const qmm_case *c, rng *g, qmm_data *d)
+{
+    memset(d, 0, sizeof *d);
+    const int64_t be = mlxn_dtype_block_elems(c->w_dtype), bb = mlxn_dtype_block_bytes(c->w_dtype);
+    d->w_bytes = (size_t)(c->N * (c->K / be) * bb);
+    d->w = malloc(d->w_bytes);
+    d->wf = malloc((size_t)(c->N * c->K) * sizeof(float));
+    float *rowf = malloc((size_t)c->K * sizeof(float));
+    bool ok = d->w && d->wf && rowf;
+    for (int64_t n = 0; ok && n < c->N; n++) {
+        uint8_t *row = d->w + n * (c->K / be) * bb;
+        const double sc = 0.02 * (1 + rng_uniform(g)), off = 0.01 * rng_normal(g);
+        for (int64_t k = 0; k < c->K; k++)
+            rowf[k] = (float)(off + sc * rng_normal(g));
+        if (plain(c->w_dtype)) {
+            for (int64_t k = 0; k < c->K; k++) {
+                if (c->w_dtype == MLXN_DTYPE_F32)
+                    ((float *)row)[k] = rowf[k];
+                else
+                    ((uint16_t *)row)[k] = c->w_dtype == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(rowf[k])
+                                                                        : mlxn_f32_to_bf16(rowf[k]);
+                d->wf[n * c->K + k] = c->w_dtype == MLXN_DTYPE_F32 ? rowf[k]
+                                      : c->w_dtype == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(((uint16_t *)row)[k])
+                                                                     : mlxn_bf16_to_f32(((uint16_t *)row)[k]);
+            }
+            continue;
+        }
+        if (mlxn_ggml_quantize(c->w_dtype, rowf, c->K, row) != MLXN_STATUS_OK) {
+            /* no quantizer: random valid blocks, scales of trained-layer size */
+            for (int64_t i = 0; i < (c->K / be) * bb; i++)
+                row[i] = (uint8_t)rng_next(g);
+            for (int64_t b = 0; b < c->K / be; b++)
+                for (const int *f = f16_fields(c->w_dtype); *f >= 0; f++) {
+                    uint16_t h = mlxn_f32_to_f16((float)((rng_uniform(g) * 0.002 + 0.0005) * (rng_uniform(g) < 0.5 ? -1 : 1)));
+                    memcpy(row + b * bb + *f, &h, 2);
+                }
+        }
+        ok = mlxn_ggml_dequantize(c->w_dtype, row, c->K, d->wf + n * c->K) == MLXN_STATUS_OK;
+    }
+    free(rowf);
+    int64_t xs[2] = {c->M, c->K}, ys[2] = {c->M, c->N};
+    ok = ok && operand_init(&d->x, c->x_dtype, 2, xs, c->pad, false) &&
+         operand_init(&d->y, MLXN_DTYPE_F32, 2, ys, 0, false);
+    if (!ok)
+        return false;
+    for (int64_t i = 0; i < d->x.numel; i++)
+        operand_set(&d->x, i, rng_normal(g));
+    operand_poison(&d->y);
+    return true;
+}
+
+static void free_data(qmm_data *d)
+{
+    free(d->w);
+    free(d->wf);
+    operand_free(&d->x);
+    operand_free(&d->y);
+}
+
+/* sum_k |x[m,k]| |W[n,k]| for every output, in f64 */
+static double *abs_sums(const qmm_case *c, const qmm_data *d)
+{
+    double *out = calloc((size_t)(c->M * c->N), sizeof *out);
+    for (int64_t m = 0; out && m < c->M; m++)
+        for (int64_t n = 0; n < c->N; n++) {
+            double acc = 0;
+            for (int64_t k = 0; k < c->K; k++)
+                acc += fabs(operand_get(&d->x, m * c->K + k)) * fabs((double)d->wf[n * c->K + k]);
+            out[m * c->N + n] = acc;
+        }
+    return out;
+}
+
+static bool run_on(const qmm_case *c, const qmm_data *d, test_device *dev, operand *out, char *why, size_t cap)
+{
+    mlxn_buffer *bw = NULL;
+    placed x = {0}, y = {0};
+    bool ok = false;
+    if (mlxn_buffer_create(dev->device, d->w_bytes, &bw) || mlxn_buffer_upload(bw, 0, d->w, d->w_bytes, NULL) ||
+        !operand_place(&d->x, dev, &x) || !operand_place(&d->y, dev, &y)) {
+        snprintf(why, cap, "placing operands: %s", mlxn_last_error());
+        goto done;
+    }
+    int64_t wshape[2] = {c->N, c->K};
+    mlxn_tensor tw = mlxn_tensor_make(bw, 0, c->w_dtype, 2, wshape);
+    mlxn_status st = mlxn_qmatmul(dev->stream, &x.view, &tw, &y.view);
+    if (st != MLXN_STATUS_OK) {
+        snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+        goto done;
+    }
+    if (!placed_fetch(&y, dev, &d->y, out)) {
+        snprintf(why, cap, "fetching y: %s", mlxn_last_error());
+        goto done;
+    }
+    ok = true;
+done:
+    mlxn_buffer_free(bw);
+    placed_free(&x);
+    placed_free(&y);
+    return ok;
+}
+
+static void run_case(const qmm_case *c, test_devices *devs, rng *g)
+{
+    char name[200], why[512];
+    qmm_data d;
+    snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld%s", mlxn_dtype_name(c->w_dtype),
+             mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K,
+             c->pad ? "/strided" : "");
+    if (!make_data(c, g, &d)) {
+        harness_fail(name, "making data: %s", mlxn_last_error());
+        free_data(&d);
+        return;
+    }
+    operand want;
+    if (!run_on(c, &d, &devs->ref, &want, why, sizeof why)) {
+        harness_fail(name, "reference: %s", why);
+        free_data(&d);
+        return;
+    }
+    double *abs_sum = abs_sums(c, &d);
+    for (int i = 0; abs_sum && i < devs->count; i++) {
+        char full[260];
+        snprintf(full, sizeof full, "%s @%s", name, devs->list[i].name);
+        operand got;
+        if (!run_on(c, &d, &devs->list[i], &got, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else if (!compare_within_bound(&got, &want, abs_sum, QMM_TOL, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else
+            harness_pass(full);
+        operand_free(&got);
+    }
+    if (!abs_sum)
+        harness_fail(name, "out of memory");
+    free(abs_sum);
+    operand_free(&want);
+    free_data(&d);
+}
+
+static void error_cases(test_devices *devs)
+{
+    test_device *dev = &devs->ref;
+    mlxn_buffer *b = NULL;
+    if (mlxn_buffer_create(dev->device, 1 << 20, &b) != MLXN_STATUS_OK)
+        return;
+    int64_t xs[2] = {2, 256}, ws[2] = {8, 256}, ys[2] = {2, 8}, xs2[2] = {2, 96}, ws2[2] = {8, 96};
+    mlxn_tensor x = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, xs);
+    mlxn_tensor w = mlxn_tensor_make(b, 4096, MLXN_DTYPE_Q4_K, 2, ws);
+    mlxn_tensor y = mlxn_tensor_make(b, 16384, MLXN_DTYPE_F32, 2, ys);
+    mlxn_tensor x2 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, xs2);
+    mlxn_tensor wi = mlxn_tensor_make(b, 4096, MLXN_DTYPE_I32, 2, ws);
+    mlxn_tensor xi = mlxn_tensor_make(b, 0, MLXN_DTYPE_I8, 2, xs);
+    mlxn_tensor y16 = mlxn_tensor_make(b, 16384, MLXN_DTYPE_F16, 2, ys);
+    harness_expect_status("qmatmul/error/k-mismatch", mlxn_qmatmul(dev->stream, &x2, &w, &y), MLXN_STATUS_ERR_SHAPE,
+                          "w has rows of 256, x has rows of 96");
+    /* 96 is not a multiple of q4_K's 256: the view itself is refused */
+    mlxn_tensor wq = mlxn_tensor_make(b, 4096, MLXN_DTYPE_Q4_K, 2, ws2);
+    harness_expect_status("qmatmul/error/k-not-block-multiple", mlxn_qmatmul(dev->stream, &x2, &wq, &y),
+                          MLXN_STATUS_ERR_SHAPE, "256");
+    harness_expect_status("qmatmul/error/w-dtype", mlxn_qmatmul(dev->stream, &x, &wi, &y), MLXN_STATUS_ERR_DTYPE,
+                          "w is i32");
+    harness_expect_status("qmatmul/error/x-dtype", mlxn_qmatmul(dev->stream, &xi, &w, &y), MLXN_STATUS_ERR_DTYPE,
+                          "x is i8");
+    harness_expect_status("qmatmul/error/y-dtype", mlxn_qmatmul(dev->stream, &x, &w, &y16), MLXN_STATUS_ERR_DTYPE,
+                          "y is f16");
+    harness_expect_status("qmatmul/error/null-y", mlxn_qmatmul(dev->stream, &x, &w, NULL),
+                          MLXN_STATUS_ERR_INVALID_ARG, "y is NULL");
+    mlxn_buffer_free(b);
+}
+
+void test_qmatmul(test_devices *devs, rng *g)
+{
+    static const mlxn_dtype types[] = {
+        MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0, MLXN_DTYPE_Q5_1, MLXN_DTYPE_Q8_0,
+        MLXN_DTYPE_Q2_K, MLXN_DTYPE_Q3_K, MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q5_K, MLXN_DTYPE_Q6_K,
+        MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_IQ4_XS, MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16,
+    };
+    static const int64_t shapes[][4] = {
+        /* M, N, K (rounded up to whole blocks), pad */
+        {1, 67, 512, 0}, {2, 33, 256, 0}, {3, 31, 768, 0}, {7, 17, 256, 3}, {8, 129, 512, 0},
+        {9, 65, 256, 0}, {16, 33, 512, 0}, {100, 67, 256, 5}, {512, 19, 256, 0},
+    };
+    static const mlxn_dtype xt[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
+    int variant = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const int64_t be = mlxn_dtype_block_elems(types[ti]);
+            qmm_case c = {types[ti], xt[variant++ % 3], shapes[si][0], shapes[si][1],
+                          (shapes[si][2] + be - 1) / be * be, shapes[si][3]};
+            run_case(&c, devs, g);
+        }
+    /* a long row, and x too large for the CUDA decode kernel's shared memory at M = 8 (K tiles) */
+    static const qmm_case big[] = {
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0},
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        run_case(&big[i], devs, g);
+    error_cases(devs);
+}
