@@ -466,3 +466,31 @@ void harness_expect_status(const char *name, mlxn_status got, mlxn_status want, 
     else
         harness_pass(name);
 }
+
+void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx,
+                            const double *bound, double tol)
+{
+    char why[512];
+    operand want;
+    if (!bound) {
+        harness_fail(name, "out of memory");
+        return;
+    }
+    if (!run(ctx, &devs->ref, &want, why, sizeof why)) {
+        harness_fail(name, "reference: %s", why);
+        return;
+    }
+    for (int i = 0; i < devs->count; i++) {
+        char full[300];
+        snprintf(full, sizeof full, "%s @%s", name, devs->list[i].name);
+        operand got;
+        if (!run(ctx, &devs->list[i], &got, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else if (!compare_within_bound(&got, &want, bound, tol, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else
+            harness_pass(full);
+        operand_free(&got);
+    }
+    operand_free(&want);
+}

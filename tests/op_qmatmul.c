@@ -146,9 +146,21 @@ done:
     return ok;
 }
 
+/* run_on for the harness: the case and its data */
+typedef struct qmm_run {
+    const qmm_case *c;
+    const qmm_data *d;
+} qmm_run;
+
+static bool run_cb(void *ctx, test_device *dev, operand *out, char *why, size_t cap)
+{
+    const qmm_run *r = ctx;
+    return run_on(r->c, r->d, dev, out, why, cap);
+}
+
 static void run_case(const qmm_case *c, test_devices *devs, rng *g)
 {
-    char name[200], why[512];
+    char name[200];
     qmm_data d;
     snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld%s", mlxn_dtype_name(c->w_dtype),
              mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K,
@@ -158,29 +170,10 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
         free_data(&d);
         return;
     }
-    operand want;
-    if (!run_on(c, &d, &devs->ref, &want, why, sizeof why)) {
-        harness_fail(name, "reference: %s", why);
-        free_data(&d);
-        return;
-    }
     double *abs_sum = abs_sums(c, &d);
-    for (int i = 0; abs_sum && i < devs->count; i++) {
-        char full[260];
-        snprintf(full, sizeof full, "%s @%s", name, devs->list[i].name);
-        operand got;
-        if (!run_on(c, &d, &devs->list[i], &got, why, sizeof why))
-            harness_fail(full, "%s", why);
-        else if (!compare_within_bound(&got, &want, abs_sum, QMM_TOL, why, sizeof why))
-            harness_fail(full, "%s", why);
-        else
-            harness_pass(full);
-        operand_free(&got);
-    }
-    if (!abs_sum)
-        harness_fail(name, "out of memory");
+    qmm_run r = {c, &d};
+    harness_run_bound_case(name, devs, run_cb, &r, abs_sum, QMM_TOL);
     free(abs_sum);
-    operand_free(&want);
     free_data(&d);
 }
 

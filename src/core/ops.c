@@ -154,6 +154,19 @@ static bool float_dtype(mlxn_dtype dt)
     return dt == MLXN_DTYPE_F32 || dt == MLXN_DTYPE_F16 || dt == MLXN_DTYPE_BF16;
 }
 
+/* y of a matmul: x's leading dims, rows of N = the rows of w. */
+static mlxn_status check_matmul_y(const char *fn, const mlxn_tensor *x, const mlxn_tensor *y, int64_t xr,
+                                  int64_t wr, int64_t yr, int64_t yn)
+{
+    if (yr != xr || yn != wr || y->ndim != x->ndim)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has %lld rows of %lld, expected %lld rows of %lld",
+                          (long long)yr, (long long)yn, (long long)xr, (long long)wr);
+    for (int i = 0; i + 1 < x->ndim; i++)
+        if (x->shape[i] != y->shape[i])
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y's leading dims differ from x's");
+    return MLXN_STATUS_OK;
+}
+
 mlxn_status mlxn_qmatmul_mlx(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
                              const mlxn_tensor *scales, const mlxn_tensor *biases, int group_size,
                              const mlxn_tensor *y)
@@ -201,12 +214,7 @@ mlxn_status mlxn_qmatmul_mlx(mlxn_stream *s, const mlxn_tensor *x, const mlxn_te
                           "scales are [%lld, %lld] and biases [%lld, %lld], expected [%lld, %lld]",
                           (long long)sr, (long long)sc, (long long)br, (long long)bc, (long long)wr,
                           (long long)(k / group_size));
-    if (yr != xr || yn != wr || y->ndim != x->ndim)
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has %lld rows of %lld, expected %lld rows of %lld",
-                          (long long)yr, (long long)yn, (long long)xr, (long long)wr);
-    for (int i = 0; i + 1 < x->ndim; i++)
-        if (x->shape[i] != y->shape[i])
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y's leading dims differ from x's");
+    MLXN_TRY(check_matmul_y(fn, x, y, xr, wr, yr, yn));
     a->M = xr;
     a->N = wr;
     a->K = k;
@@ -270,12 +278,7 @@ mlxn_status mlxn_qmatmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
     if (k % mlxn_dtype_block_elems(w->dtype))
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K = %lld is not a multiple of %s's block of %lld",
                           (long long)k, mlxn_dtype_name(w->dtype), (long long)mlxn_dtype_block_elems(w->dtype));
-    if (yr != xr || yn != wr || y->ndim != x->ndim)
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has %lld rows of %lld, expected %lld rows of %lld",
-                          (long long)yr, (long long)yn, (long long)xr, (long long)wr);
-    for (int i = 0; i + 1 < x->ndim; i++)
-        if (x->shape[i] != y->shape[i])
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y's leading dims differ from x's");
+    MLXN_TRY(check_matmul_y(fn, x, y, xr, wr, yr, yn));
     a->M = xr;
     a->N = wr;
     a->K = k;

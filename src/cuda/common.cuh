@@ -65,6 +65,49 @@ cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, 
     return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
+// SIMT tile matmul pieces shared by the prefill placeholders: a block of 256 threads owns a
+// 64 x 64 output tile, thread (ty, tx) = (threadIdx.x / 16, threadIdx.x % 16) the outputs
+// (ty + 16 i, tx + 16 j); x and W tiles of 64 x 32 sit in shared memory, padded by one float.
+constexpr int TILE = 64, TK = 32;
+
+__device__ __forceinline__ void tile_fma(const float (*xs)[TK + 1], const float (*ws)[TK + 1], float (&acc)[4][4])
+{
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll 8
+    for (int k = 0; k < TK; k++) {
+        float xv[4], wv[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            xv[i] = xs[ty + 16 * i][k];
+            wv[i] = ws[tx + 16 * i][k];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                acc[i][j] = fmaf(xv[i], wv[j], acc[i][j]);
+    }
+}
+
+__device__ __forceinline__ void tile_store(const mlxn_rows &y, int64_t M, int64_t N, int64_t m0, int64_t n0,
+                                           const float (&acc)[4][4])
+{
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int64_t m = m0 + ty + 16 * i;
+        if (m >= M)
+            continue;
+        float *row = reinterpret_cast<float *>(mlxn_rows_ptr(&y, m));
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int64_t n = n0 + tx + 16 * j;
+            if (n < N)
+                row[n] = acc[i][j];
+        }
+    }
+}
+
 } // namespace mlxn_cuda
 
 #endif

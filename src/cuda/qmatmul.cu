@@ -102,7 +102,6 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows(const mlxn_qmatmul_arg
     }
 }
 
-constexpr int TILE = 64, TK = 32;
 
 template <int WT>
 __global__ void __launch_bounds__(256) qmm_tiles(const mlxn_qmatmul_args a)
@@ -111,7 +110,6 @@ __global__ void __launch_bounds__(256) qmm_tiles(const mlxn_qmatmul_args a)
     __shared__ const char *xrow[TILE];
     wait_for_previous_kernel();
     allow_next_kernel();
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int64_t m0 = (int64_t)blockIdx.y * TILE, n0 = (int64_t)blockIdx.x * TILE;
     if (threadIdx.x < TILE)
         xrow[threadIdx.x] = m0 + threadIdx.x < a.M ? mlxn_rows_ptr(&a.x, m0 + threadIdx.x) : nullptr;
@@ -133,35 +131,10 @@ __global__ void __launch_bounds__(256) qmm_tiles(const mlxn_qmatmul_args a)
             }
         }
         __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < TK; k++) {
-            float xv[4], wv[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                xv[i] = xs[ty + 16 * i][k];
-                wv[i] = ws[tx + 16 * i][k];
-            }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    acc[i][j] = fmaf(xv[i], wv[j], acc[i][j]);
-        }
+        tile_fma(xs, ws, acc);
         __syncthreads();
     }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int64_t m = m0 + ty + 16 * i;
-        if (m >= a.M)
-            continue;
-        float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, m));
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int64_t n = n0 + tx + 16 * j;
-            if (n < a.N)
-                y[n] = acc[i][j];
-        }
-    }
+    tile_store(a.y, a.M, a.N, m0, n0, acc);
 }
 
 // Raises a kernel's dynamic shared memory limit once per device.

@@ -333,7 +333,6 @@ __global__ void __launch_bounds__(32 * ROWS_WARPS, 2) qmm_mlx_rows(const mlxn_qm
 // Prefill: block = 256 threads computes a 64 (M) x 64 (N) tile; thread (ty, tx) owns 4 x 4
 // outputs. Per K step of 32: x tile [64][33] and dequantized W tile [64][33] in shared memory
 // (padded by one float against bank conflicts).
-constexpr int TILE = 64, TK = 32;
 
 template <int BITS>
 __global__ void __launch_bounds__(256) qmm_mlx_tiles(const mlxn_qmatmul_mlx_args a)
@@ -342,7 +341,6 @@ __global__ void __launch_bounds__(256) qmm_mlx_tiles(const mlxn_qmatmul_mlx_args
     __shared__ const char *xrow[TILE];
     wait_for_previous_kernel();
     allow_next_kernel();
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int64_t m0 = (int64_t)blockIdx.y * TILE, n0 = (int64_t)blockIdx.x * TILE;
     if (threadIdx.x < TILE)
         xrow[threadIdx.x] = m0 + threadIdx.x < a.M ? mlxn_rows_ptr(&a.x, m0 + threadIdx.x) : nullptr;
@@ -375,35 +373,10 @@ __global__ void __launch_bounds__(256) qmm_mlx_tiles(const mlxn_qmatmul_mlx_args
             }
         }
         __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < TK; k++) {
-            float xv[4], wv[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                xv[i] = xs[ty + 16 * i][k];
-                wv[i] = ws[tx + 16 * i][k];
-            }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    acc[i][j] = fmaf(xv[i], wv[j], acc[i][j]);
-        }
+        tile_fma(xs, ws, acc);
         __syncthreads();
     }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int64_t m = m0 + ty + 16 * i;
-        if (m >= a.M)
-            continue;
-        float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, m));
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int64_t n = n0 + tx + 16 * j;
-            if (n < a.N)
-                y[n] = acc[i][j];
-        }
-    }
+    tile_store(a.y, a.M, a.N, m0, n0, acc);
 }
 
 // Rows of W per warp in the decode kernel (see bench/NOTES.md for the choice).
