@@ -306,7 +306,10 @@ MLXN_API mlxn_status mlxn_qmatmul_mlx(mlxn_stream *stream, const mlxn_tensor *x,
 /* y = x . W^T with W [N, K] in a GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
  * Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS: the layouts of GGUF files, K a multiple of the block
  * size) or in f32, f16 or bf16. x is [..., K] in f32, f16 or bf16 (rows may be strided), y is
- * [..., N] f32 with x's leading dims. Accumulation is in f32. */
+ * [..., N] f32 with x's leading dims. Accumulation is in f32. On CUDA, from 64 rows of x (with
+ * y's rows at one stride) the product runs on tensor cores with x and the decoded W rounded
+ * to bf16 (relative error <= 2^-9 each), through a bf16 copy of W kept in the stream's
+ * scratch memory; that scratch cannot grow during graph capture (run such a call once first). */
 MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
                                   const mlxn_tensor *y);
 

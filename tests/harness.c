@@ -468,7 +468,7 @@ void harness_expect_status(const char *name, mlxn_status got, mlxn_status want, 
 }
 
 void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx,
-                            const double *bound, double tol)
+                            const double *bound, double tol, double tol_cuda)
 {
     char why[512];
     operand want;
@@ -486,7 +486,8 @@ void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn
         operand got;
         if (!run(ctx, &devs->list[i], &got, why, sizeof why))
             harness_fail(full, "%s", why);
-        else if (!compare_within_bound(&got, &want, bound, tol, why, sizeof why))
+        else if (!compare_within_bound(&got, &want, bound, strncmp(devs->list[i].name, "cuda", 4) ? tol : tol_cuda,
+                                       why, sizeof why))
             harness_fail(full, "%s", why);
         else
             harness_pass(full);

@@ -142,11 +142,12 @@ bool compare_within_bound(const operand *out, const operand *ref, const double *
                           char *why, size_t why_cap);
 
 /* Runs an op case on the reference device and then on every device under test, checking each
- * with compare_within_bound(bound, tol). run places the operands on dev, runs the op and
- * fetches the output's whole image into out (false with a reason on failure). */
+ * with compare_within_bound(bound, tol), or tol_cuda on CUDA devices (a path whose precision
+ * model differs there). run places the operands on dev, runs the op and fetches the output's
+ * whole image into out (false with a reason on failure). */
 typedef bool (*harness_run_fn)(void *ctx, test_device *dev, operand *out, char *why, size_t why_cap);
 void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx,
-                            const double *bound, double tol);
+                            const double *bound, double tol, double tol_cuda);
 
 /* Error cases: the call must return `want` with a message mentioning `needle` (if not NULL). */
 void harness_expect_status(const char *name, mlxn_status got, mlxn_status want, const char *needle);

@@ -167,7 +167,7 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
     }
     double *abs_sum = abs_sums(c, &d);
     qmm_run r = {c, &d};
-    harness_run_bound_case(name, devs, run_cb, &r, abs_sum, QMM_TOL);
+    harness_run_bound_case(name, devs, run_cb, &r, abs_sum, QMM_TOL, QMM_TOL);
     free(abs_sum);
     free_data(&d);
 }

@@ -111,10 +111,16 @@ static mlxn_status cuda_stream_init(mlxn_stream *s)
 {
     static const char *fn = "mlxn_stream_create";
     SET_DEVICE(fn, s->device);
-    cudaStream_t cs;
+    mlxn_cuda_stream_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for the stream");
     /* A blocking stream: synchronous copies (stream NULL) wait for work issued on it. */
-    MLXN_CUDA_CHECK(fn, cudaStreamCreate(&cs));
-    s->impl = cs;
+    cudaError_t e = cudaStreamCreate(&st->stream);
+    if (e != cudaSuccess) {
+        free(st);
+        MLXN_CUDA_CHECK(fn, e);
+    }
+    s->impl = st;
     return MLXN_STATUS_OK;
 }
 
@@ -127,7 +133,10 @@ static void cuda_stream_fini(mlxn_stream *s)
         if (cudaStreamEndCapture(mlxn_cuda_stream(s), &g) == cudaSuccess && g)
             cudaGraphDestroy(g);
     }
-    cudaStreamDestroy(mlxn_cuda_stream(s));
+    mlxn_cuda_stream_state *st = s->impl;
+    mlxn_cuda_gemm_release(st);
+    cudaStreamDestroy(st->stream);
+    free(st);
 }
 
 static mlxn_status cuda_stream_sync(mlxn_stream *s)
@@ -246,6 +255,8 @@ static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
     static const char *fn = "mlxn_qmatmul";
     SET_DEVICE(fn, s->device);
+    if (mlxn_cuda_gemm_takes(s, a))
+        return mlxn_cuda_qmatmul_gemm(s, a);
     MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }

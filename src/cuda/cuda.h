@@ -22,9 +22,23 @@ typedef struct mlxn_cuda_device {
     struct cudaDeviceProp prop;
 } mlxn_cuda_device;
 
+/* A stream's state: the CUDA stream, and what its tensor-core GEMMs keep between calls. */
+typedef struct mlxn_cuda_stream_state {
+    cudaStream_t stream;
+    void *cublas;         /* cublasHandle_t, created at the stream's first GEMM */
+    void *scratch;        /* device memory for the GEMM's bf16 operands */
+    size_t scratch_bytes;
+} mlxn_cuda_stream_state;
+
 static inline cudaStream_t mlxn_cuda_stream(const mlxn_stream *s)
 {
-    return (cudaStream_t)s->impl;
+    return ((const mlxn_cuda_stream_state *)s->impl)->stream;
 }
+
+/* Quantized matmul through bf16 operands and cuBLAS (gemm.c): whether it takes the call, and
+ * the call. Frees the stream's GEMM state. */
+bool mlxn_cuda_gemm_takes(const mlxn_stream *s, const mlxn_qmatmul_args *a);
+mlxn_status mlxn_cuda_qmatmul_gemm(mlxn_stream *s, const mlxn_qmatmul_args *a);
+void mlxn_cuda_gemm_release(mlxn_cuda_stream_state *st);
 
 #endif

@@ -202,3 +202,59 @@ extern "C" cudaError_t mlxn_cuda_launch_qmatmul(const mlxn_qmatmul_args *a, cuda
     }
     return cudaErrorInvalidValue;
 }
+
+// ---- bf16 operands for the tensor-core GEMM (gemm.c)
+
+namespace {
+
+// A thread decodes one 32-element unit of W and stores it as bf16 (four 16-byte stores).
+template <int WT> __global__ void __launch_bounds__(256) w_to_bf16(const mlxn_qmatmul_args a, __nv_bfloat16 *out)
+{
+    const int64_t units = a.K / 32, i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= a.N * units)
+        return;
+    const int64_t n = i / units, k0 = (i - n * units) * 32;
+    float v[32];
+    weight_unit<WT>(a.w + n * a.w_stride, k0, v);
+    uint4 *dst = reinterpret_cast<uint4 *>(out + n * a.K + k0);
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        __nv_bfloat162 p[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            p[j] = __floats2bfloat162_rn(v[8 * q + 2 * j], v[8 * q + 2 * j + 1]);
+        dst[q] = *reinterpret_cast<uint4 *>(p);
+    }
+}
+
+__global__ void __launch_bounds__(256) x_to_bf16(const mlxn_qmatmul_args a, __nv_bfloat16 *out)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= a.M * a.K)
+        return;
+    const int64_t m = i / a.K, k = i - m * a.K;
+    out[i] = __float2bfloat16_rn(load_any(a.x_dtype, mlxn_rows_ptr(&a.x, m), k));
+}
+
+template <int WT> cudaError_t to_bf16(const mlxn_qmatmul_args &a, void *w, void *x, cudaStream_t s)
+{
+    const int64_t units = a.N * (a.K / 32);
+    w_to_bf16<WT><<<(unsigned)((units + 255) / 256), 256, 0, s>>>(a, static_cast<__nv_bfloat16 *>(w));
+    x_to_bf16<<<(unsigned)((a.M * a.K + 255) / 256), 256, 0, s>>>(a, static_cast<__nv_bfloat16 *>(x));
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w, void *x, cudaStream_t s)
+{
+    switch (a->w_dtype) {
+#define CASE(t) case t: return to_bf16<t>(*a, w, x, s);
+    CASE(MLXN_DTYPE_F32) CASE(MLXN_DTYPE_F16) CASE(MLXN_DTYPE_BF16)
+    CASE(MLXN_DTYPE_Q4_0) CASE(MLXN_DTYPE_Q4_1) CASE(MLXN_DTYPE_Q5_0) CASE(MLXN_DTYPE_Q5_1)
+    CASE(MLXN_DTYPE_Q8_0) CASE(MLXN_DTYPE_Q2_K) CASE(MLXN_DTYPE_Q3_K) CASE(MLXN_DTYPE_Q4_K)
+    CASE(MLXN_DTYPE_Q5_K) CASE(MLXN_DTYPE_Q6_K) CASE(MLXN_DTYPE_IQ4_NL) CASE(MLXN_DTYPE_IQ4_XS)
+#undef CASE
+    }
+    return cudaErrorInvalidValue;
+}
