@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "mlxn_quant.h"
 
 #define EXPECT(name, cond, ...)                 \
     do {                                        \
@@ -290,6 +291,67 @@ fail:
 #undef NAME
 }
 
+/* A captured prefill-sized quantized matmul (the CUDA tensor-core path keeps a cuBLAS handle
+ * and scratch on the stream): refused with a clear error on a stream that has not yet run one
+ * of its size (nothing can be allocated during capture), and after one eager call, replayed
+ * on new inputs it equals eager execution. */
+#define NAME(x) (snprintf(name, sizeof name, "%s @%s", x, td->name), name)
+static void test_graph_qmatmul(test_device *td, rng *g)
+{
+    enum { M = 64, N = 40, K = 256 };
+    char name[128];
+    mlxn_stream *s = NULL;
+    mlxn_buffer *b = NULL;
+    mlxn_graph *graph = NULL, *empty = NULL;
+    float *host = malloc((M * K + N * K) * sizeof(float)), *eager = malloc(M * N * 4), *replayed = malloc(M * N * 4);
+    uint8_t *wq = malloc(N * (K / 32) * 34);
+    const size_t xoff = 0, woff = M * K * 4, yoff = woff + N * (K / 32) * 34 + 256;
+    if (!host || !eager || !replayed || !wq || mlxn_stream_create(td->device, &s) != MLXN_STATUS_OK ||
+        mlxn_buffer_create(td->device, yoff + M * N * 4, &b) != MLXN_STATUS_OK) {
+        harness_fail(NAME("graph/qmatmul"), "setup: %s", mlxn_last_error());
+        goto done;
+    }
+    for (int i = 0; i < M * K + N * K; i++)
+        host[i] = (float)rng_normal(g);
+    int64_t xs[2] = {M, K}, ws[2] = {N, K}, ys[2] = {M, N};
+    mlxn_tensor x = mlxn_tensor_make(b, xoff, MLXN_DTYPE_F32, 2, xs);
+    mlxn_tensor w = mlxn_tensor_make(b, woff, MLXN_DTYPE_Q8_0, 2, ws);
+    mlxn_tensor y = mlxn_tensor_make(b, yoff, MLXN_DTYPE_F32, 2, ys);
+    bool ok = mlxn_ggml_quantize(MLXN_DTYPE_Q8_0, host + M * K, N * K, wq) == MLXN_STATUS_OK &&
+              mlxn_buffer_upload(b, xoff, host, M * K * 4, NULL) == MLXN_STATUS_OK &&
+              mlxn_buffer_upload(b, woff, wq, N * (K / 32) * 34, NULL) == MLXN_STATUS_OK;
+    /* a fresh stream, capturing */
+    ok = ok && mlxn_stream_begin_capture(s) == MLXN_STATUS_OK;
+    mlxn_status st = mlxn_qmatmul(s, &x, &w, &y);
+    if (strncmp(td->name, "cuda", 4) == 0)
+        EXPECT(NAME("graph/qmatmul-unsized-capture"),
+               st == MLXN_STATUS_ERR_INVALID_ARG && strstr(mlxn_last_error(), "before capturing"),
+               "returned %s: %s", mlxn_status_str(st), mlxn_last_error());
+    ok = ok && mlxn_stream_end_capture(s, &empty) == MLXN_STATUS_OK;
+    /* eager once (sizes the stream's state), then capture and replay on new inputs */
+    ok = ok && mlxn_qmatmul(s, &x, &w, &y) == MLXN_STATUS_OK && mlxn_stream_begin_capture(s) == MLXN_STATUS_OK &&
+         mlxn_qmatmul(s, &x, &w, &y) == MLXN_STATUS_OK && mlxn_stream_end_capture(s, &graph) == MLXN_STATUS_OK;
+    for (int i = 0; i < M * K; i++)
+        host[i] = (float)rng_normal(g);
+    ok = ok && mlxn_buffer_upload(b, xoff, host, M * K * 4, NULL) == MLXN_STATUS_OK &&
+         mlxn_graph_launch(graph, s) == MLXN_STATUS_OK && mlxn_stream_sync(s) == MLXN_STATUS_OK &&
+         mlxn_buffer_download(b, yoff, replayed, M * N * 4, NULL) == MLXN_STATUS_OK &&
+         mlxn_qmatmul(s, &x, &w, &y) == MLXN_STATUS_OK && mlxn_stream_sync(s) == MLXN_STATUS_OK &&
+         mlxn_buffer_download(b, yoff, eager, M * N * 4, NULL) == MLXN_STATUS_OK;
+    EXPECT(NAME("graph/qmatmul-replay-equals-eager"), ok && memcmp(eager, replayed, M * N * 4) == 0,
+           "%s", ok ? "replay differs from eager" : mlxn_last_error());
+done:
+    mlxn_graph_free(graph);
+    mlxn_graph_free(empty);
+    mlxn_buffer_free(b);
+    mlxn_stream_free(s);
+    free(host);
+    free(eager);
+    free(replayed);
+    free(wq);
+}
+#undef NAME
+
 static void test_devices_api(test_devices *devs)
 {
     for (int i = 0; i < devs->count; i++) {
@@ -333,8 +395,10 @@ int main(int argc, char **argv)
         return 1;
     test_views(devs.ref.device);
     test_devices_api(&devs);
-    for (int i = 0; i < devs.count; i++)
+    for (int i = 0; i < devs.count; i++) {
         test_device_objects(&devs.list[i], &g);
+        test_graph_qmatmul(&devs.list[i], &g);
+    }
     test_devices_close(&devs);
     return harness_finish();
 }
