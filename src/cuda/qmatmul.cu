@@ -137,6 +137,110 @@ __global__ void __launch_bounds__(256) qmm_tiles(const mlxn_qmatmul_args a)
     tile_store(a.y, a.M, a.N, m0, n0, acc);
 }
 
+// ---- decode with wide loads: a lane owns G consecutive blocks (a group) whose bytes it loads
+// with LB-byte loads into registers and decodes there; x is staged per group, padded by 4
+// floats so that lanes one group apart read different banks. Formats whose blocks align to at
+// least 4 bytes in some small group; the others (Q3_K, Q6_K) stay on qmm_rows.
+template <int WT> struct wide_plan { static constexpr int G = 0; };
+#define WIDE(t, g, lb) template <> struct wide_plan<t> { static constexpr int G = g, LB = lb; };
+WIDE(MLXN_DTYPE_Q4_0, 4, 8) WIDE(MLXN_DTYPE_IQ4_NL, 4, 8) WIDE(MLXN_DTYPE_Q5_0, 4, 8)
+WIDE(MLXN_DTYPE_Q8_0, 4, 8) WIDE(MLXN_DTYPE_Q4_1, 4, 16) WIDE(MLXN_DTYPE_Q5_1, 4, 16)
+WIDE(MLXN_DTYPE_Q4_K, 1, 16) WIDE(MLXN_DTYPE_Q5_K, 1, 16) WIDE(MLXN_DTYPE_IQ4_XS, 1, 8)
+WIDE(MLXN_DTYPE_Q2_K, 1, 4)
+#undef WIDE
+
+template <int LB> struct load_word;
+template <> struct load_word<4> { using type = uint32_t; };
+template <> struct load_word<8> { using type = uint2; };
+template <> struct load_word<16> { using type = uint4; };
+
+template <int WT> constexpr int wide_group_elems() { return wide_plan<WT>::G * (WT == MLXN_DTYPE_Q2_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K || WT == MLXN_DTYPE_IQ4_XS ? 256 : 32); }
+
+template <int WT, int MT>
+__global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmul_args a, int lpr)
+{
+    constexpr int G = wide_plan<WT>::G, LB = wide_plan<WT>::LB, GE = wide_group_elems<WT>(), BE = GE / G;
+    constexpr int BB = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_IQ4_NL ? 18 : WT == MLXN_DTYPE_Q5_0 ? 22
+                     : WT == MLXN_DTYPE_Q8_0 ? 34 : WT == MLXN_DTYPE_Q4_1 ? 20 : WT == MLXN_DTYPE_Q5_1 ? 24
+                     : WT == MLXN_DTYPE_Q4_K ? 144 : WT == MLXN_DTYPE_Q5_K ? 176 : WT == MLXN_DTYPE_IQ4_XS ? 136 : 84;
+    constexpr int GB = G * BB, NL = GB / LB, GP = GE + 4;
+    static_assert(GB % LB == 0, "a group is a whole number of loads");
+    using word = typename load_word<LB>::type;
+    extern __shared__ float xs[];
+    __shared__ const char *xrow[MAX_M];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
+    if (threadIdx.x < MT && threadIdx.x < a.M)
+        xrow[threadIdx.x] = mlxn_rows_ptr(&a.x, threadIdx.x);
+    __syncthreads();
+    // x: four elements per thread and step, one float4 load when x is f32 and aligned
+    const bool vec = a.x_dtype == MLXN_DTYPE_F32;
+    for (int i = 4 * threadIdx.x; i < MT * a.K; i += 4 * blockDim.x) {
+        const int m = i / (int)a.K, k = i - m * (int)a.K;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (m < a.M) {
+            if (vec && ((uintptr_t)xrow[m] & 15) == 0) {
+                v = *reinterpret_cast<const float4 *>(xrow[m] + 4 * (int64_t)k);
+            } else {
+                v.x = load_any(a.x_dtype, xrow[m], k);
+                v.y = load_any(a.x_dtype, xrow[m], k + 1);
+                v.z = load_any(a.x_dtype, xrow[m], k + 2);
+                v.w = load_any(a.x_dtype, xrow[m], k + 3);
+            }
+        }
+        *reinterpret_cast<float4 *>(xs + (m * groups + k / GE) * GP + k % GE) = v;
+    }
+    __syncthreads();
+    const int slot = lane / lpr, sl = lane % lpr, rows_per_warp = 32 / lpr;
+    const int64_t sets = (a.N + rows_per_warp - 1) / rows_per_warp;
+    for (int64_t set = (int64_t)blockIdx.x * WARPS + warp; set < sets; set += (int64_t)gridDim.x * WARPS) {
+        const int64_t n = set * rows_per_warp + slot;
+        const uint8_t *row = a.w + (n < a.N ? n : a.N - 1) * a.w_stride;
+        float acc[MT];
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+            acc[m] = 0.f;
+        for (int g = sl; g < groups; g += lpr) {
+            union {
+                word v[NL];
+                uint8_t b[GB];
+            } raw;
+            const word *src = reinterpret_cast<const word *>(row + (size_t)g * GB);
+#pragma unroll
+            for (int i = 0; i < NL; i++)
+                raw.v[i] = src[i];
+#pragma unroll
+            for (int e0 = 0; e0 < GE; e0 += 32) {
+                float v[32];
+                mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+#pragma unroll
+                for (int m = 0; m < MT; m++) {
+                    const float4 *x4 = reinterpret_cast<const float4 *>(xs + (m * groups + g) * GP + e0);
+                    float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+                    for (int j = 0; j < 8; j++) {
+                        const float4 x = x4[j];
+                        d0 = fmaf(x.x, v[4 * j], d0);
+                        d1 = fmaf(x.y, v[4 * j + 1], d1);
+                        d0 = fmaf(x.z, v[4 * j + 2], d0);
+                        d1 = fmaf(x.w, v[4 * j + 3], d1);
+                    }
+                    acc[m] += d0 + d1;
+                }
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < MT; m++) {
+            float v = acc[m];
+            for (int o = lpr / 2; o > 0; o >>= 1)
+                v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (sl == 0 && n < a.N && m < a.M)
+                reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, m))[n] = v;
+        }
+    }
+}
+
 // Raises a kernel's dynamic shared memory limit once per device.
 template <typename K> cudaError_t allow_smem(K kernel, unsigned long long &done)
 {
@@ -174,14 +278,53 @@ template <int WT, int MT> cudaError_t launch_rows(const mlxn_qmatmul_args &a, cu
     return launch(kernel, dim3((unsigned)blocks), dim3(32 * WARPS), per_unit * (kt / 32), s, pdl, a, kt);
 }
 
+// The wide-load decode kernel (M = 1) when the format has a plan, K is whole groups, x fits in
+// shared memory and W's rows are aligned to the loads; false otherwise.
+template <int WT, int MT> bool launch_wide(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
+{
+    if constexpr (wide_plan<WT>::G == 0 || MT > 1) { // several rows of x: the registers spill
+        return false;
+    } else {
+        static unsigned long long smem_done;
+        constexpr int GE = wide_group_elems<WT>(), LB = wide_plan<WT>::LB;
+        const int64_t groups = a.K / GE;
+        const size_t smem = (size_t)MT * groups * (GE + 4) * 4;
+        if (a.K % GE || smem > SMEM_MAX || ((uintptr_t)a.w % LB) || a.w_stride % LB || a.K > INT32_MAX / MT)
+            return false;
+        const int lpr = groups <= 16 ? 16 : 32; // lanes per row: two rows per warp for short rows
+        int dev = 0, sms = 0;
+        auto kernel = qmm_rows_wide<WT, MT>;
+        *e = cudaGetDevice(&dev);
+        if (*e == cudaSuccess)
+            *e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (*e == cudaSuccess)
+            *e = allow_smem(kernel, smem_done);
+        if (*e != cudaSuccess)
+            return true;
+        const int64_t sets = (a.N + 32 / lpr - 1) / (32 / lpr);
+        int64_t blocks = (sets + WARPS - 1) / WARPS;
+        const int64_t cap = (int64_t)sms * (smem <= SMEM_BUDGET ? 2 : 1);
+        *e = launch(kernel, dim3((unsigned)(blocks < cap ? blocks : cap)), dim3(32 * WARPS), smem, s, pdl, a, lpr);
+        return true;
+    }
+}
+
+template <int WT, int MT> cudaError_t launch_decode(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
+{
+    cudaError_t e = cudaSuccess;
+    if (launch_wide<WT, MT>(a, s, pdl, &e))
+        return e;
+    return launch_rows<WT, MT>(a, s, pdl);
+}
+
 template <int WT> cudaError_t launch_type(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
 {
     if (a.M == 1)
-        return launch_rows<WT, 1>(a, s, pdl);
+        return launch_decode<WT, 1>(a, s, pdl);
     if (a.M == 2)
-        return launch_rows<WT, 2>(a, s, pdl);
+        return launch_decode<WT, 2>(a, s, pdl);
     if (a.M <= 4)
-        return launch_rows<WT, 4>(a, s, pdl);
+        return launch_decode<WT, 4>(a, s, pdl);
     if (a.M <= MAX_M)
         return launch_rows<WT, 8>(a, s, pdl);
     const dim3 grid((unsigned)((a.N + TILE - 1) / TILE), (unsigned)((a.M + TILE - 1) / TILE));

@@ -32,6 +32,18 @@ MLXN_HD float mlxn_ggml_h2f(uint16_t h)
     return f;
 }
 
+/* (float)v for |v| < 2^22. On the device without an integer-to-float conversion (a quarter of
+ * the FMA rate): adding v to the bits of 1.5 * 2^23 makes 1.5 * 2^23 + v exactly, one
+ * subtraction recovers v. The same value as the host's cast. */
+MLXN_HD float mlxn_int_f32(int v)
+{
+#ifdef __CUDA_ARCH__
+    return __int_as_float(0x4B400000 + v) - 12582912.0f;
+#else
+    return (float)v;
+#endif
+}
+
 MLXN_HD uint32_t mlxn_ggml_le32(const uint8_t *p)
 {
     return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
@@ -50,8 +62,8 @@ MLXN_HD void mlxn_unit_q4_0(const mlxn_block_q4_0 *b, float *y)
 {
     const float d = mlxn_ggml_h2f(b->d);
     for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)((b->qs[j] & 15) - 8);
-        y[j + 16] = d * (float)((b->qs[j] >> 4) - 8);
+        y[j] = d * mlxn_int_f32((b->qs[j] & 15) - 8);
+        y[j + 16] = d * mlxn_int_f32((b->qs[j] >> 4) - 8);
     }
 }
 
@@ -59,8 +71,8 @@ MLXN_HD void mlxn_unit_q4_1(const mlxn_block_q4_1 *b, float *y)
 {
     const float d = mlxn_ggml_h2f(b->d), m = mlxn_ggml_h2f(b->m);
     for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)(b->qs[j] & 15) + m;
-        y[j + 16] = d * (float)(b->qs[j] >> 4) + m;
+        y[j] = d * mlxn_int_f32(b->qs[j] & 15) + m;
+        y[j + 16] = d * mlxn_int_f32(b->qs[j] >> 4) + m;
     }
 }
 
@@ -69,8 +81,8 @@ MLXN_HD void mlxn_unit_q5_0(const mlxn_block_q5_0 *b, float *y)
     const float d = mlxn_ggml_h2f(b->d);
     const uint32_t qh = mlxn_ggml_le32(b->qh);
     for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)((int)((b->qs[j] & 15) | (qh >> j & 1) << 4) - 16);
-        y[j + 16] = d * (float)((int)((b->qs[j] >> 4) | (qh >> (j + 16) & 1) << 4) - 16);
+        y[j] = d * mlxn_int_f32((int)((b->qs[j] & 15) | (qh >> j & 1) << 4) - 16);
+        y[j + 16] = d * mlxn_int_f32((int)((b->qs[j] >> 4) | (qh >> (j + 16) & 1) << 4) - 16);
     }
 }
 
@@ -79,8 +91,8 @@ MLXN_HD void mlxn_unit_q5_1(const mlxn_block_q5_1 *b, float *y)
     const float d = mlxn_ggml_h2f(b->d), m = mlxn_ggml_h2f(b->m);
     const uint32_t qh = mlxn_ggml_le32(b->qh);
     for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)((b->qs[j] & 15) | (qh >> j & 1) << 4) + m;
-        y[j + 16] = d * (float)((b->qs[j] >> 4) | (qh >> (j + 16) & 1) << 4) + m;
+        y[j] = d * mlxn_int_f32((b->qs[j] & 15) | (qh >> j & 1) << 4) + m;
+        y[j + 16] = d * mlxn_int_f32((b->qs[j] >> 4) | (qh >> (j + 16) & 1) << 4) + m;
     }
 }
 
@@ -88,7 +100,7 @@ MLXN_HD void mlxn_unit_q8_0(const mlxn_block_q8_0 *b, float *y)
 {
     const float d = mlxn_ggml_h2f(b->d);
     for (int j = 0; j < 32; j++)
-        y[j] = (float)b->qs[j] * d;
+        y[j] = mlxn_int_f32(b->qs[j]) * d;
 }
 
 /* K formats: element l of unit u takes its bits from byte l of a 32-byte row of the code
@@ -99,8 +111,8 @@ MLXN_HD void mlxn_unit_q2_K(const mlxn_block_q2_K *b, int u, float *y)
     for (int l = 0; l < 32; l++) {
         const int sc = b->scales[2 * u + l / 16];
         const int q = b->qs[32 * (u / 4) + l] >> (2 * (u % 4)) & 3;
-        const float dl = d * (float)(sc & 15), ml = dmin * (float)(sc >> 4);
-        y[l] = dl * (float)q - ml;
+        const float dl = d * mlxn_int_f32(sc & 15), ml = dmin * mlxn_int_f32(sc >> 4);
+        y[l] = dl * mlxn_int_f32(q) - ml;
     }
 }
 
@@ -112,7 +124,7 @@ MLXN_HD void mlxn_unit_q3_K(const mlxn_block_q3_K *b, int u, float *y)
         const int lo = b->scales[i % 8] >> (4 * (i / 8)) & 15, hi = b->scales[8 + i % 4] >> (2 * (i / 4)) & 3;
         const int ql = b->qs[32 * (u / 4) + l] >> (2 * (u % 4)) & 3;
         const int qh = (b->hmask[l] >> u & 1) ^ 1; /* a clear bit subtracts 4 */
-        y[l] = d * (float)((lo | hi << 4) - 32) * (float)(ql - (qh << 2));
+        y[l] = d * mlxn_int_f32((lo | hi << 4) - 32) * mlxn_int_f32(ql - (qh << 2));
     }
 }
 
@@ -132,19 +144,19 @@ MLXN_HD void mlxn_unit_q4_K(const mlxn_block_q4_K *b, int u, float *y)
 {
     int sc, m;
     mlxn_scale_min_k4(b->scales, u, &sc, &m);
-    const float dl = mlxn_ggml_h2f(b->d) * (float)sc, ml = mlxn_ggml_h2f(b->dmin) * (float)m;
+    const float dl = mlxn_ggml_h2f(b->d) * mlxn_int_f32(sc), ml = mlxn_ggml_h2f(b->dmin) * mlxn_int_f32(m);
     for (int l = 0; l < 32; l++)
-        y[l] = dl * (float)(b->qs[32 * (u / 2) + l] >> (4 * (u % 2)) & 15) - ml;
+        y[l] = dl * mlxn_int_f32(b->qs[32 * (u / 2) + l] >> (4 * (u % 2)) & 15) - ml;
 }
 
 MLXN_HD void mlxn_unit_q5_K(const mlxn_block_q5_K *b, int u, float *y)
 {
     int sc, m;
     mlxn_scale_min_k4(b->scales, u, &sc, &m);
-    const float dl = mlxn_ggml_h2f(b->d) * (float)sc, ml = mlxn_ggml_h2f(b->dmin) * (float)m;
+    const float dl = mlxn_ggml_h2f(b->d) * mlxn_int_f32(sc), ml = mlxn_ggml_h2f(b->dmin) * mlxn_int_f32(m);
     for (int l = 0; l < 32; l++) {
         const int q = (b->qs[32 * (u / 2) + l] >> (4 * (u % 2)) & 15) | (b->qh[l] >> u & 1) << 4;
-        y[l] = dl * (float)q - ml;
+        y[l] = dl * mlxn_int_f32(q) - ml;
     }
 }
 
@@ -155,7 +167,7 @@ MLXN_HD void mlxn_unit_q6_K(const mlxn_block_q6_K *b, int u, float *y)
     for (int l = 0; l < 32; l++) {
         const int ql = b->ql[64 * g + 32 * (t % 2) + l] >> (4 * (t / 2)) & 15;
         const int qh = b->qh[32 * g + l] >> (2 * t) & 3;
-        y[l] = d * (float)b->scales[2 * u + l / 16] * (float)((ql | qh << 4) - 32);
+        y[l] = d * mlxn_int_f32(b->scales[2 * u + l / 16]) * mlxn_int_f32((ql | qh << 4) - 32);
     }
 }
 
@@ -163,18 +175,18 @@ MLXN_HD void mlxn_unit_iq4_nl(const mlxn_block_iq4_nl *b, float *y)
 {
     const float d = mlxn_ggml_h2f(b->d);
     for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)mlxn_iq4_value(b->qs[j] & 15);
-        y[j + 16] = d * (float)mlxn_iq4_value(b->qs[j] >> 4);
+        y[j] = d * mlxn_int_f32(mlxn_iq4_value(b->qs[j] & 15));
+        y[j + 16] = d * mlxn_int_f32(mlxn_iq4_value(b->qs[j] >> 4));
     }
 }
 
 MLXN_HD void mlxn_unit_iq4_xs(const mlxn_block_iq4_xs *b, int u, float *y)
 {
     const int ls = (b->scales_l[u / 2] >> (4 * (u % 2)) & 15) | (b->scales_h >> (2 * u) & 3) << 4;
-    const float dl = mlxn_ggml_h2f(b->d) * (float)(ls - 32);
+    const float dl = mlxn_ggml_h2f(b->d) * mlxn_int_f32(ls - 32);
     for (int j = 0; j < 16; j++) {
-        y[j] = dl * (float)mlxn_iq4_value(b->qs[16 * u + j] & 15);
-        y[j + 16] = dl * (float)mlxn_iq4_value(b->qs[16 * u + j] >> 4);
+        y[j] = dl * mlxn_int_f32(mlxn_iq4_value(b->qs[16 * u + j] & 15));
+        y[j + 16] = dl * mlxn_int_f32(mlxn_iq4_value(b->qs[16 * u + j] >> 4));
     }
 }
 
