@@ -1,6 +1,7 @@
 /* The op benchmark table: each row times one op configuration on buffers rotated past twice
  * the last-level cache and reports GB/s against the copy bandwidth measured in the same run. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -309,6 +310,81 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
     return failures;
 }
 
+/* ---------------------------------------------------------------- activations */
+
+typedef struct act_row {
+    mlxn_act act;
+    bool glu;
+    mlxn_dtype dtype;
+    int64_t rows, n;
+} act_row;
+
+/* SwiGLU / GeGLU over a prefill's FFN activations (4096 tokens x 14336), plain activations. */
+static const act_row act_rows[] = {
+    {MLXN_ACT_SILU, true, MLXN_DTYPE_BF16, 4096, 14336},     {MLXN_ACT_GELU_TANH, true, MLXN_DTYPE_BF16, 4096, 14336},
+    {MLXN_ACT_SILU, true, MLXN_DTYPE_F32, 4096, 14336},      {MLXN_ACT_GELU_ERF, false, MLXN_DTYPE_F32, 4096, 14336},
+    {MLXN_ACT_SIGMOID, false, MLXN_DTYPE_BF16, 4096, 14336},
+};
+
+typedef struct act_ctx {
+    const act_row *row;
+    mlxn_stream *s;
+    mlxn_buffer *x, *up, *y;
+} act_ctx;
+
+static mlxn_status act_call(void *ctx, int i)
+{
+    (void)i;
+    act_ctx *c = ctx;
+    int64_t shape[2] = {c->row->rows, c->row->n};
+    mlxn_tensor x = mlxn_tensor_make(c->x, 0, c->row->dtype, 2, shape);
+    mlxn_tensor up = mlxn_tensor_make(c->up, 0, c->row->dtype, 2, shape);
+    mlxn_tensor y = mlxn_tensor_make(c->y, 0, c->row->dtype, 2, shape);
+    return c->row->glu ? mlxn_glu(c->s, c->row->act, &x, &up, &y) : mlxn_activation(c->s, c->row->act, &x, &y);
+}
+
+static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
+                     const bench_options *opt)
+{
+    int failures = 0;
+    for (size_t k = 0; k < sizeof act_rows / sizeof act_rows[0]; k++) {
+        const act_row *r = &act_rows[k];
+        const size_t bytes = (size_t)(r->rows * r->n) * (size_t)mlxn_dtype_block_bytes(r->dtype);
+        act_ctx c = {.row = r, .s = s};
+        bench_timing t = {0};
+        /* each operand is several times the last-level cache: no rotation needed */
+        bool ok = mlxn_buffer_create(dev, bytes, &c.x) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, bytes, &c.up) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, bytes, &c.y) == MLXN_STATUS_OK &&
+                  fill_random(c.x, r->dtype, bytes, 61) && fill_random(c.up, r->dtype, bytes, 67) &&
+                  bench_time(dev, s, act_call, &c, info->kind == MLXN_DEVICE_CUDA ? 8 : 1, opt->quick ? 5 : 15, &t);
+        char shape[32], variant[24];
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)r->rows, (long long)r->n);
+        snprintf(variant, sizeof variant, "%s%s", r->glu ? "glu/" : "", mlxn_act_name(r->act));
+        if (!ok) {
+            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, "act", shape, variant, mlxn_last_error());
+            failures++;
+        } else {
+            const double moved = (double)bytes * (r->glu ? 3 : 2), gbps = moved / (t.median_ms * 1e-3) / 1e9;
+            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, "act", shape,
+                   variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
+                   100.0 * gbps / copy_gbps);
+            if (opt->json)
+                fprintf(opt->json,
+                        "{\"device\":\"%s\",\"op\":\"act\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
+                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
+                        "\"pct_copy\":%.2f}\n",
+                        info->name, shape, variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
+                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps);
+        }
+        fflush(stdout);
+        mlxn_buffer_free(c.x);
+        mlxn_buffer_free(c.up);
+        mlxn_buffer_free(c.y);
+    }
+    return failures;
+}
+
 int bench_ops_run(mlxn_device *dev, const bench_options *opt)
 {
     mlxn_stream *s = NULL;
@@ -344,6 +420,11 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         printf("\n%-22s %-13s %-16s %-8s %10s %10s %10s %9s %7s\n", "device", "op", "M NxK", "format",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_qmatmul(dev, s, &info, copy_gbps, opt, mlx);
+    }
+    if (!opt->op || strcmp(opt->op, "act") == 0) {
+        printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
+               "median_us", "p10_us", "p90_us", "GB/s", "%copy");
+        failures += bench_act(dev, s, &info, copy_gbps, opt);
     }
     mlxn_stream_free(s);
     return failures ? 1 : 0;

@@ -313,6 +313,30 @@ MLXN_API mlxn_status mlxn_qmatmul_mlx(mlxn_stream *stream, const mlxn_tensor *x,
 MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
                                   const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: activations
+ *
+ * Elementwise over tensors of f32, f16 or bf16 (computed in f32, rounded once to the dtype):
+ * all operands of one dtype and shape, any row strides (the innermost dimension contiguous).
+ * y may be x (or gate) itself; other overlaps are undefined.
+ */
+typedef enum mlxn_act {
+    MLXN_ACT_SILU,      /* x * sigmoid(x) */
+    MLXN_ACT_GELU_TANH, /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    MLXN_ACT_GELU_ERF,  /* 0.5 x (1 + erf(x / sqrt(2))) */
+    MLXN_ACT_SIGMOID,   /* 1 / (1 + exp(-x)) */
+    MLXN_ACT_COUNT
+} mlxn_act;
+
+MLXN_API const char *mlxn_act_name(mlxn_act act);
+
+/* y = act(x). */
+MLXN_API mlxn_status mlxn_activation(mlxn_stream *stream, mlxn_act act, const mlxn_tensor *x,
+                                     const mlxn_tensor *y);
+/* y = act(gate) * up: SwiGLU (SILU), GeGLU (GELU_TANH / GELU_ERF), sigmoid-gated multiply
+ * (SIGMOID). */
+MLXN_API mlxn_status mlxn_glu(mlxn_stream *stream, mlxn_act act, const mlxn_tensor *gate,
+                              const mlxn_tensor *up, const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,7 @@ static const op_tests registry[] = {
     {"rms_norm", test_rms_norm},
     {"qmatmul_mlx", test_qmatmul_mlx},
     {"qmatmul", test_qmatmul},
+    {"act", test_act},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

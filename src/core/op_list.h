@@ -11,9 +11,10 @@
 #define MLXN_OP_LIST(X) \
     X(rms_norm, mlxn_rms_norm_args) \
     X(qmatmul_mlx, mlxn_qmatmul_mlx_args) \
-    X(qmatmul, mlxn_qmatmul_args)
+    X(qmatmul, mlxn_qmatmul_args) \
+    X(act, mlxn_act_args)
 
-#define MLXN_OP_COUNT_EXPECTED 3
+#define MLXN_OP_COUNT_EXPECTED 4
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -51,6 +52,14 @@ typedef struct mlxn_qmatmul_args {
     int64_t w_stride;      /* bytes between rows of w */
     mlxn_rows y;           /* M rows of N, f32 */
 } mlxn_qmatmul_args;
+
+/* act: y = act(x) [* up], elementwise. */
+typedef struct mlxn_act_args {
+    int64_t n_rows, n;     /* rows of n elements */
+    int dtype;             /* f32, f16 or bf16: x, up, y */
+    int act;               /* mlxn_act */
+    mlxn_rows x, up, y;    /* up: base NULL for a plain activation */
+} mlxn_act_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

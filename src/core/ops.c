@@ -292,3 +292,46 @@ mlxn_status mlxn_qmatmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K is 0");
     return mlxn_stream_issue(s, &op);
 }
+
+const char *mlxn_act_name(mlxn_act act)
+{
+    static const char *names[MLXN_ACT_COUNT] = {"silu", "gelu_tanh", "gelu_erf", "sigmoid"};
+    return (unsigned)act < MLXN_ACT_COUNT ? names[act] : "?";
+}
+
+static mlxn_status act_issue(mlxn_stream *s, const char *fn, mlxn_act act, const mlxn_tensor *x,
+                             const mlxn_tensor *up, const mlxn_tensor *y)
+{
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_act};
+    mlxn_act_args *a = &op.u.act;
+    MLXN_TRY(operand_rows(s, x, fn, up ? "gate" : "x", &a->x, &a->n_rows, &a->n));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected f32, f16 or bf16", up ? "gate" : "x",
+                          mlxn_dtype_name(x->dtype));
+    if ((unsigned)act >= MLXN_ACT_COUNT)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "unknown activation %d", (int)act);
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
+    if (up)
+        MLXN_TRY(like_x(s, x, up, fn, "up", &a->up));
+    a->dtype = (int)x->dtype;
+    a->act = (int)act;
+    if (a->n_rows == 0 || a->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_activation(mlxn_stream *s, mlxn_act act, const mlxn_tensor *x, const mlxn_tensor *y)
+{
+    return act_issue(s, "mlxn_activation", act, x, NULL, y);
+}
+
+mlxn_status mlxn_glu(mlxn_stream *s, mlxn_act act, const mlxn_tensor *gate, const mlxn_tensor *up,
+                     const mlxn_tensor *y)
+{
+    if (!up)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_glu", "up is NULL");
+    return act_issue(s, "mlxn_glu", act, gate, up, y);
+}

@@ -275,5 +275,6 @@ const mlxn_backend mlxn_cpu_backend = {
         .rms_norm = mlxn_cpu_rms_norm,
         .qmatmul_mlx = mlxn_cpu_qmatmul_mlx,
         .qmatmul = mlxn_cpu_qmatmul,
+        .act = mlxn_cpu_act,
     },
 };

@@ -235,21 +235,17 @@ static bool mlxn_cuda_pdl(const mlxn_stream *s)
     return d->prop.major >= 9;
 }
 
-static mlxn_status cuda_rms_norm(mlxn_stream *s, const mlxn_rms_norm_args *a)
-{
-    static const char *fn = "mlxn_rms_norm";
-    SET_DEVICE(fn, s->device);
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_rms_norm(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
-    return MLXN_STATUS_OK;
-}
-
-static mlxn_status cuda_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a)
-{
-    static const char *fn = "mlxn_qmatmul_mlx";
-    SET_DEVICE(fn, s->device);
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_mlx(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
-    return MLXN_STATUS_OK;
-}
+/* An op whose kernels are all behind one launcher in src/cuda/<op>.cu. */
+#define MLXN_CUDA_OP(op, name)                                                                \
+    static mlxn_status cuda_##op(mlxn_stream *s, const mlxn_##op##_args *a)                   \
+    {                                                                                         \
+        SET_DEVICE(name, s->device);                                                          \
+        MLXN_CUDA_CHECK(name, mlxn_cuda_launch_##op(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s))); \
+        return MLXN_STATUS_OK;                                                                \
+    }
+MLXN_CUDA_OP(rms_norm, "mlxn_rms_norm")
+MLXN_CUDA_OP(qmatmul_mlx, "mlxn_qmatmul_mlx")
+MLXN_CUDA_OP(act, "mlxn_activation")
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -286,5 +282,6 @@ const mlxn_backend mlxn_cuda_backend = {
         .rms_norm = cuda_rms_norm,
         .qmatmul_mlx = cuda_qmatmul_mlx,
         .qmatmul = cuda_qmatmul,
+        .act = cuda_act,
     },
 };

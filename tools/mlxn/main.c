@@ -65,8 +65,8 @@ static int cmd_bench(int argc, char **argv)
         }
     }
     if (opt.op && strcmp(opt.op, "rms_norm") != 0 && strcmp(opt.op, "qmatmul_mlx") != 0 &&
-        strcmp(opt.op, "qmatmul") != 0) {
-        fprintf(stderr, "mlxn bench: no benchmarks for op '%s' (have: rms_norm, qmatmul_mlx, qmatmul)\n", opt.op);
+        strcmp(opt.op, "qmatmul") != 0 && strcmp(opt.op, "act") != 0) {
+        fprintf(stderr, "mlxn bench: no benchmarks for op '%s' (have: rms_norm, qmatmul_mlx, qmatmul, act)\n", opt.op);
         return 2;
     }
     mlxn_device *dev = NULL;
