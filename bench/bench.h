@@ -32,5 +32,8 @@ bool bench_copy_bandwidth(mlxn_device *dev, mlxn_stream *s, bool quick, double *
 
 /* Runs the table; prints rows to stdout. Returns 0 on success. */
 int bench_ops_run(mlxn_device *dev, const bench_options *opt);
+/* The ops that have benchmark rows, comma separated, and whether NAME is one of them. */
+extern const char bench_op_names[];
+bool bench_has_op(const char *name);
 
 #endif

@@ -310,20 +310,30 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
     return failures;
 }
 
-/* ---------------------------------------------------------------- activations */
+/* ---------------------------------------------------------------- row-wise ops: activations, softmax */
+
+typedef enum row_op { ROW_ACT, ROW_SOFTMAX } row_op;
 
 typedef struct act_row {
+    row_op op;
     mlxn_act act;
-    bool glu;
+    bool glu;     /* act: gated; softmax: with an additive mask */
+    bool log;     /* softmax: log-softmax */
     mlxn_dtype dtype;
     int64_t rows, n;
 } act_row;
 
-/* SwiGLU / GeGLU over a prefill's FFN activations (4096 tokens x 14336), plain activations. */
+/* SwiGLU / GeGLU over a prefill's FFN activations (4096 tokens x 14336), plain activations;
+ * softmax over attention-score rows (32 heads x 512 queries x 4096 keys) and vocabulary rows. */
 static const act_row act_rows[] = {
-    {MLXN_ACT_SILU, true, MLXN_DTYPE_BF16, 4096, 14336},     {MLXN_ACT_GELU_TANH, true, MLXN_DTYPE_BF16, 4096, 14336},
-    {MLXN_ACT_SILU, true, MLXN_DTYPE_F32, 4096, 14336},      {MLXN_ACT_GELU_ERF, false, MLXN_DTYPE_F32, 4096, 14336},
-    {MLXN_ACT_SIGMOID, false, MLXN_DTYPE_BF16, 4096, 14336},
+    {ROW_ACT, MLXN_ACT_SILU, true, false, MLXN_DTYPE_BF16, 4096, 14336},
+    {ROW_ACT, MLXN_ACT_GELU_TANH, true, false, MLXN_DTYPE_BF16, 4096, 14336},
+    {ROW_ACT, MLXN_ACT_SILU, true, false, MLXN_DTYPE_F32, 4096, 14336},
+    {ROW_ACT, MLXN_ACT_GELU_ERF, false, false, MLXN_DTYPE_F32, 4096, 14336},
+    {ROW_ACT, MLXN_ACT_SIGMOID, false, false, MLXN_DTYPE_BF16, 4096, 14336},
+    {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 16384, 4096},
+    {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 16384, 4096},
+    {ROW_SOFTMAX, 0, false, true, MLXN_DTYPE_F32, 256, 151936},
 };
 
 typedef struct act_ctx {
@@ -340,6 +350,8 @@ static mlxn_status act_call(void *ctx, int i)
     mlxn_tensor x = mlxn_tensor_make(c->x, 0, c->row->dtype, 2, shape);
     mlxn_tensor up = mlxn_tensor_make(c->up, 0, c->row->dtype, 2, shape);
     mlxn_tensor y = mlxn_tensor_make(c->y, 0, c->row->dtype, 2, shape);
+    if (c->row->op == ROW_SOFTMAX)
+        return mlxn_softmax(c->s, &x, c->row->glu ? &up : NULL, 0.125f, 0.0f, c->row->log, &y);
     return c->row->glu ? mlxn_glu(c->s, c->row->act, &x, &up, &y) : mlxn_activation(c->s, c->row->act, &x, &y);
 }
 
@@ -349,6 +361,9 @@ static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *i
     int failures = 0;
     for (size_t k = 0; k < sizeof act_rows / sizeof act_rows[0]; k++) {
         const act_row *r = &act_rows[k];
+        const char *op = r->op == ROW_SOFTMAX ? "softmax" : "act";
+        if (opt->op && strcmp(opt->op, op) != 0)
+            continue;
         const size_t bytes = (size_t)(r->rows * r->n) * (size_t)mlxn_dtype_block_bytes(r->dtype);
         act_ctx c = {.row = r, .s = s};
         bench_timing t = {0};
@@ -360,21 +375,24 @@ static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *i
                   bench_time(dev, s, act_call, &c, info->kind == MLXN_DEVICE_CUDA ? 8 : 1, opt->quick ? 5 : 15, &t);
         char shape[32], variant[24];
         snprintf(shape, sizeof shape, "%lldx%lld", (long long)r->rows, (long long)r->n);
-        snprintf(variant, sizeof variant, "%s%s", r->glu ? "glu/" : "", mlxn_act_name(r->act));
+        if (r->op == ROW_SOFTMAX)
+            snprintf(variant, sizeof variant, "%s%s", r->log ? "log" : "plain", r->glu ? "/mask" : "");
+        else
+            snprintf(variant, sizeof variant, "%s%s", r->glu ? "glu/" : "", mlxn_act_name(r->act));
         if (!ok) {
-            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, "act", shape, variant, mlxn_last_error());
+            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
             failures++;
         } else {
             const double moved = (double)bytes * (r->glu ? 3 : 2), gbps = moved / (t.median_ms * 1e-3) / 1e9;
-            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, "act", shape,
+            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, op, shape,
                    variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
                    100.0 * gbps / copy_gbps);
             if (opt->json)
                 fprintf(opt->json,
-                        "{\"device\":\"%s\",\"op\":\"act\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
+                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
                         "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
                         "\"pct_copy\":%.2f}\n",
-                        info->name, shape, variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
+                        info->name, op, shape, variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
                         t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps);
         }
         fflush(stdout);
@@ -383,6 +401,17 @@ static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *i
         mlxn_buffer_free(c.y);
     }
     return failures;
+}
+
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax";
+
+bool bench_has_op(const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *p = bench_op_names; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == bench_op_names || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
 }
 
 int bench_ops_run(mlxn_device *dev, const bench_options *opt)
@@ -421,7 +450,7 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_qmatmul(dev, s, &info, copy_gbps, opt, mlx);
     }
-    if (!opt->op || strcmp(opt->op, "act") == 0) {
+    if (!opt->op || strcmp(opt->op, "act") == 0 || strcmp(opt->op, "softmax") == 0) {
         printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_act(dev, s, &info, copy_gbps, opt);

@@ -337,6 +337,17 @@ MLXN_API mlxn_status mlxn_activation(mlxn_stream *stream, mlxn_act act, const ml
 MLXN_API mlxn_status mlxn_glu(mlxn_stream *stream, mlxn_act act, const mlxn_tensor *gate,
                               const mlxn_tensor *up, const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: softmax family
+ *
+ * Over the innermost dimension of x (f32, f16 or bf16; any row strides), in f32:
+ *     z = x * scale;  z = softcap * tanh(z / softcap) if softcap > 0;  z += mask if given
+ *     y = softmax(z) = exp(z - max z) / sum exp(z - max z),  or log-softmax(z) when log
+ * mask (additive, -inf to exclude) and y are shaped like x and of its dtype; y may be x. A row
+ * whose z are all -inf gives zeros (softmax) or -inf (log-softmax).
+ */
+MLXN_API mlxn_status mlxn_softmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *mask,
+                                  float scale, float softcap, bool log, const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,7 @@ static const op_tests registry[] = {
     {"qmatmul_mlx", test_qmatmul_mlx},
     {"qmatmul", test_qmatmul},
     {"act", test_act},
+    {"softmax", test_softmax},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

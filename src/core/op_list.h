@@ -12,9 +12,10 @@
     X(rms_norm, mlxn_rms_norm_args) \
     X(qmatmul_mlx, mlxn_qmatmul_mlx_args) \
     X(qmatmul, mlxn_qmatmul_args) \
-    X(act, mlxn_act_args)
+    X(act, mlxn_act_args) \
+    X(softmax, mlxn_softmax_args)
 
-#define MLXN_OP_COUNT_EXPECTED 4
+#define MLXN_OP_COUNT_EXPECTED 5
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -60,6 +61,15 @@ typedef struct mlxn_act_args {
     int act;               /* mlxn_act */
     mlxn_rows x, up, y;    /* up: base NULL for a plain activation */
 } mlxn_act_args;
+
+/* softmax: y = (log-)softmax(softcap(x * scale) + mask) over rows. */
+typedef struct mlxn_softmax_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32, f16 or bf16: x, mask, y */
+    float scale, softcap;  /* softcap 0: none */
+    bool log;
+    mlxn_rows x, mask, y;  /* mask: base NULL when absent */
+} mlxn_softmax_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

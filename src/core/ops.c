@@ -335,3 +335,32 @@ mlxn_status mlxn_glu(mlxn_stream *s, mlxn_act act, const mlxn_tensor *gate, cons
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_glu", "up is NULL");
     return act_issue(s, "mlxn_glu", act, gate, up, y);
 }
+
+mlxn_status mlxn_softmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *mask, float scale, float softcap,
+                         bool log, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_softmax";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_softmax};
+    mlxn_softmax_args *a = &op.u.softmax;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
+    if (mask)
+        MLXN_TRY(like_x(s, x, mask, fn, "mask", &a->mask));
+    if (!isfinite(scale) || !(softcap >= 0.0f) || isinf(softcap))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "scale %g and softcap %g: expected finite, softcap >= 0",
+                          (double)scale, (double)softcap);
+    a->dtype = (int)x->dtype;
+    a->scale = scale;
+    a->softcap = softcap;
+    a->log = log;
+    if (a->n_rows == 0)
+        return MLXN_STATUS_OK;
+    if (a->n == 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of x are empty: a softmax over 0 elements is undefined");
+    return mlxn_stream_issue(s, &op);
+}

@@ -276,5 +276,6 @@ const mlxn_backend mlxn_cpu_backend = {
         .qmatmul_mlx = mlxn_cpu_qmatmul_mlx,
         .qmatmul = mlxn_cpu_qmatmul,
         .act = mlxn_cpu_act,
+        .softmax = mlxn_cpu_softmax,
     },
 };

@@ -246,6 +246,7 @@ static bool mlxn_cuda_pdl(const mlxn_stream *s)
 MLXN_CUDA_OP(rms_norm, "mlxn_rms_norm")
 MLXN_CUDA_OP(qmatmul_mlx, "mlxn_qmatmul_mlx")
 MLXN_CUDA_OP(act, "mlxn_activation")
+MLXN_CUDA_OP(softmax, "mlxn_softmax")
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -283,5 +284,6 @@ const mlxn_backend mlxn_cuda_backend = {
         .qmatmul_mlx = cuda_qmatmul_mlx,
         .qmatmul = cuda_qmatmul,
         .act = cuda_act,
+        .softmax = cuda_softmax,
     },
 };

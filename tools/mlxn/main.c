@@ -64,9 +64,8 @@ static int cmd_bench(int argc, char **argv)
             return 2;
         }
     }
-    if (opt.op && strcmp(opt.op, "rms_norm") != 0 && strcmp(opt.op, "qmatmul_mlx") != 0 &&
-        strcmp(opt.op, "qmatmul") != 0 && strcmp(opt.op, "act") != 0) {
-        fprintf(stderr, "mlxn bench: no benchmarks for op '%s' (have: rms_norm, qmatmul_mlx, qmatmul, act)\n", opt.op);
+    if (opt.op && !bench_has_op(opt.op)) {
+        fprintf(stderr, "mlxn bench: no benchmarks for op '%s' (have: %s)\n", opt.op, bench_op_names);
         return 2;
     }
     mlxn_device *dev = NULL;

@@ -1,0 +1,39 @@
+/* The softmax family's per-element pieces in f32, shared by the fast CPU path and the CUDA
+ * kernel (the oracle works in f64, src/cpu/ref/softmax.c). */
+#ifndef MLXN_SOFTMAX_MATH_H
+#define MLXN_SOFTMAX_MATH_H
+
+#include <math.h>
+#include <stdbool.h>
+
+#include "rows.h" /* MLXN_HD */
+
+/* z = softcap(x * scale) + mask */
+MLXN_HD float mlxn_softmax_logit(float x, float mask, float scale, float softcap)
+{
+    float z = x * scale;
+    if (softcap > 0.0f)
+        z = softcap * tanhf(z / softcap);
+    return z + mask;
+}
+
+/* Running (max, sum of exp(z - max)) over a row, merged pairwise: the one-pass reduction. */
+MLXN_HD void mlxn_softmax_merge(float *m, float *s, float m2, float s2)
+{
+    if (m2 > *m) {
+        *s = *s * expf(*m - m2) + s2;
+        *m = m2;
+    } else if (m2 != -INFINITY) {
+        *s += s2 * expf(m2 - *m);
+    }
+}
+
+/* The output for logit z of a row with (max, sum). */
+MLXN_HD float mlxn_softmax_out(float z, float m, float s, bool log)
+{
+    if (m == -INFINITY)
+        return log ? -INFINITY : 0.0f;
+    return log ? (z - m) - logf(s) : expf(z - m) / s;
+}
+
+#endif

@@ -1,0 +1,58 @@
+/* The softmax family on the CPU: rows across the thread pool; per row one pass for the running
+ * max and sum (f32), one for the outputs (the row is read twice; the second read hits cache
+ * for rows up to the cache size). */
+#include <math.h>
+
+#include "../core/half.h"
+#include "../core/softmax_math.h"
+#include "cpu.h"
+#include "ref/ref.h"
+
+static float load(int dt, const char *p, int64_t i)
+{
+    if (dt == MLXN_DTYPE_F32)
+        return ((const float *)p)[i];
+    const uint16_t h = ((const uint16_t *)p)[i];
+    return dt == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(h) : mlxn_bf16_to_f32(h);
+}
+
+static void store(int dt, char *p, int64_t i, float v)
+{
+    if (dt == MLXN_DTYPE_F32)
+        ((float *)p)[i] = v;
+    else
+        ((uint16_t *)p)[i] = dt == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
+}
+
+static void softmax_task(void *ctx, int64_t r0, int64_t r1)
+{
+    const mlxn_softmax_args *a = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        const char *x = mlxn_rows_ptr(&a->x, r);
+        const char *mask = a->mask.base ? mlxn_rows_ptr(&a->mask, r) : NULL;
+        char *y = mlxn_rows_ptr(&a->y, r);
+        float m = -INFINITY, s = 0.0f;
+        for (int64_t i = 0; i < a->n; i++) {
+            const float z = mlxn_softmax_logit(load(a->dtype, x, i), mask ? load(a->dtype, mask, i) : 0.0f,
+                                               a->scale, a->softcap);
+            mlxn_softmax_merge(&m, &s, z, 1.0f);
+        }
+        for (int64_t i = 0; i < a->n; i++) {
+            const float z = mlxn_softmax_logit(load(a->dtype, x, i), mask ? load(a->dtype, mask, i) : 0.0f,
+                                               a->scale, a->softcap);
+            store(a->dtype, y, i, mlxn_softmax_out(z, m, s, a->log));
+        }
+    }
+}
+
+mlxn_status mlxn_cpu_softmax(mlxn_stream *s, const mlxn_softmax_args *a)
+{
+    mlxn_cpu_device *d = mlxn_cpu_dev(s);
+    if (!d->kernels) {
+        mlxn_ref_softmax(a);
+        return MLXN_STATUS_OK;
+    }
+    const int64_t min_rows = a->n >= 16384 ? 1 : 16384 / a->n;
+    mlxn_threadpool_run(d->pool, a->n_rows, min_rows, softmax_task, (void *)a);
+    return MLXN_STATUS_OK;
+}

@@ -1,0 +1,149 @@
+/* Harness cases for the softmax family: plain, scaled with an additive mask (some entries and
+ * one whole row at -inf), softcapped, and log-softmax; f32/f16/bf16; single element, odd,
+ * padded, permuted and long rows; in place; against the oracle on every device. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "test_ops.h"
+
+typedef enum sm_variant { SM_PLAIN, SM_MASK, SM_SOFTCAP, SM_LOG, SM_COUNT } sm_variant;
+static const char *sm_names[SM_COUNT] = {"softmax", "masked", "softcap", "log_softmax"};
+
+typedef struct sm_case {
+    sm_variant v;
+    mlxn_dtype dtype;
+    int ndim;
+    int64_t shape[3], pad;
+    bool permute, in_place;
+} sm_case;
+
+typedef struct sm_operands {
+    operand x, mask, y;
+} sm_operands;
+
+static bool run_on(const sm_case *c, const sm_operands *o, test_device *dev, operand *out, char *why, size_t cap)
+{
+    placed x = {0}, mask = {0}, y = {0};
+    bool ok = false;
+    if (!operand_place(&o->x, dev, &x) || !operand_place(&o->mask, dev, &mask) || !operand_place(&o->y, dev, &y)) {
+        snprintf(why, cap, "placing operands: %s", mlxn_last_error());
+        goto done;
+    }
+    const float scale = c->v == SM_PLAIN ? 1.0f : 0.125f, softcap = c->v == SM_SOFTCAP ? 2.0f : 0.0f;
+    const placed *py = c->in_place ? &x : &y;
+    mlxn_status st = mlxn_softmax(dev->stream, &x.view, c->v == SM_MASK ? &mask.view : NULL, scale, softcap,
+                                  c->v == SM_LOG, &py->view);
+    if (st != MLXN_STATUS_OK) {
+        snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+        goto done;
+    }
+    if (!placed_fetch(py, dev, c->in_place ? &o->x : &o->y, out)) {
+        snprintf(why, cap, "fetching y: %s", mlxn_last_error());
+        goto done;
+    }
+    ok = true;
+done:
+    placed_free(&x);
+    placed_free(&mask);
+    placed_free(&y);
+    return ok;
+}
+
+static void run_case(const sm_case *c, test_devices *devs, rng *g)
+{
+    char name[200], full[260], why[512], shape[64];
+    size_t k = 0;
+    for (int i = 0; i < c->ndim; i++)
+        k += (size_t)snprintf(shape + k, sizeof shape - k, i ? "x%lld" : "%lld", (long long)c->shape[i]);
+    snprintf(name, sizeof name, "softmax/%s/%s/%s%s%s%s", sm_names[c->v], mlxn_dtype_name(c->dtype), shape,
+             c->pad ? "/pad" : "", c->permute ? "/permuted" : "", c->in_place ? "/in-place" : "");
+    sm_operands o;
+    memset(&o, 0, sizeof o);
+    if (!operand_init(&o.x, c->dtype, c->ndim, c->shape, c->pad, c->permute) ||
+        !operand_init(&o.mask, c->dtype, c->ndim, c->shape, c->pad + 2, false) ||
+        !operand_init(&o.y, c->dtype, c->ndim, c->shape, c->pad, c->permute)) {
+        harness_fail(name, "out of memory");
+        goto done;
+    }
+    const int64_t n = c->shape[c->ndim - 1];
+    for (int64_t i = 0; i < o.x.numel; i++) {
+        operand_set(&o.x, i, rng_normal(g) * 8); /* logits up to ~30: the exp spans 1e-13..1 */
+        /* mask: a quarter of the entries excluded, and the whole of row 1 */
+        const bool off = rng_uniform(g) < 0.25 || (i / n == 1 && o.x.numel / n > 2);
+        operand_set(&o.mask, i, off ? -INFINITY : rng_normal(g));
+    }
+    operand_poison(&o.y);
+    operand want;
+    if (!run_on(c, &o, &devs->ref, &want, why, sizeof why)) {
+        harness_fail(name, "reference: %s", why);
+        goto done;
+    }
+    /* f32: exp arguments up to ~60 amplify the f32 rounding of z - max some 60-fold */
+    const tolerance tol = c->dtype == MLXN_DTYPE_F32
+                              ? (tolerance){1e-5, 2e-5, "f32 softmax: exp(z - max) with |z - max| up to ~60"}
+                              : tolerance_for(c->dtype);
+    for (int d = 0; d < devs->count; d++) {
+        snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
+        operand got;
+        if (!run_on(c, &o, &devs->list[d], &got, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else if (!compare_operands(&got, &want, tol, why, sizeof why))
+            harness_fail(full, "y: %s", why);
+        else
+            harness_pass(full);
+        operand_free(&got);
+    }
+    operand_free(&want);
+done:
+    operand_free(&o.x);
+    operand_free(&o.mask);
+    operand_free(&o.y);
+}
+
+static void error_cases(test_devices *devs)
+{
+    test_device *dev = &devs->ref;
+    mlxn_buffer *b = NULL;
+    if (mlxn_buffer_create(dev->device, 1 << 16, &b) != MLXN_STATUS_OK)
+        return;
+    int64_t s1[2] = {4, 8}, s2[2] = {4, 9}, s0[2] = {4, 0};
+    mlxn_tensor x = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, s1);
+    mlxn_tensor y = mlxn_tensor_make(b, 4096, MLXN_DTYPE_F32, 2, s1);
+    mlxn_tensor m9 = mlxn_tensor_make(b, 8192, MLXN_DTYPE_F32, 2, s2);
+    mlxn_tensor x0 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, s0);
+    harness_expect_status("softmax/error/mask-shape", mlxn_softmax(dev->stream, &x, &m9, 1, 0, false, &y),
+                          MLXN_STATUS_ERR_SHAPE, "mask has shape 4x9");
+    harness_expect_status("softmax/error/softcap", mlxn_softmax(dev->stream, &x, NULL, 1, -1, false, &y),
+                          MLXN_STATUS_ERR_INVALID_ARG, "softcap -1");
+    harness_expect_status("softmax/error/scale", mlxn_softmax(dev->stream, &x, NULL, NAN, 0, false, &y),
+                          MLXN_STATUS_ERR_INVALID_ARG, "scale nan");
+    harness_expect_status("softmax/error/empty-rows", mlxn_softmax(dev->stream, &x0, NULL, 1, 0, false, &x0),
+                          MLXN_STATUS_ERR_SHAPE, "over 0 elements");
+    harness_expect_status("softmax/error/null-y", mlxn_softmax(dev->stream, &x, NULL, 1, 0, false, NULL),
+                          MLXN_STATUS_ERR_INVALID_ARG, "y is NULL");
+    mlxn_buffer_free(b);
+}
+
+void test_softmax(test_devices *devs, rng *g)
+{
+    static const struct {
+        int ndim;
+        int64_t shape[3], pad;
+        bool permute;
+    } shapes[] = {
+        {1, {1}, 0, false},        {2, {3, 7}, 0, false},      {2, {5, 33}, 3, false},
+        {2, {64, 4095}, 0, false}, {3, {3, 4, 40}, 0, true},   {2, {3, 16384}, 0, false},
+    };
+    static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
+    for (int v = 0; v < SM_COUNT; v++)
+        for (int d = 0; d < 3; d++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                sm_case c = {(sm_variant)v, dts[d], shapes[s].ndim,
+                             {shapes[s].shape[0], shapes[s].shape[1], shapes[s].shape[2]},
+                             shapes[s].pad, shapes[s].permute, s == 2 && d == 1};
+                run_case(&c, devs, g);
+            }
+    error_cases(devs);
+}
