@@ -240,30 +240,104 @@ static int compare_special(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The tokens cut out of the text before tokenizing, longest first (then by id). */
-static mlxn_status collect_specials(mlxn_tokenizer *t)
+static bool cut_before_tokenizing(const mlxn_tokenizer *t, int32_t id)
 {
-    int32_t count = 0;
-    for (int32_t i = 0; i < t->n_vocab; i++)
-        count += (t->type[i] == TOK_TYPE_CONTROL || t->type[i] == TOK_TYPE_UNKNOWN ||
-                  t->type[i] == TOK_TYPE_USER_DEFINED) && t->len[i] > 0;
-    uint64_t *order = malloc((count ? count : 1) * sizeof *order);
-    t->special = malloc((count ? count : 1) * sizeof *t->special);
-    if (!order || !t->special) {
-        free(order);
+    uint8_t ty = t->type[id];
+    return t->len[id] > 0 && (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN ||
+                              (ty == TOK_TYPE_USER_DEFINED && t->kind == TOK_KIND_BPE));
+}
+
+/* ids[0 .. count) sorted by len[] (longest first), then by id. */
+static mlxn_status sort_longest_first(int32_t *ids, int32_t count, const uint32_t *len)
+{
+    uint64_t *order = malloc((count ? (size_t)count : 1) * sizeof *order);
+    if (!order)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, FN, "no memory for %d special tokens", count);
-    }
-    int32_t k = 0;
-    for (int32_t i = 0; i < t->n_vocab; i++)
-        if ((t->type[i] == TOK_TYPE_CONTROL || t->type[i] == TOK_TYPE_UNKNOWN ||
-             t->type[i] == TOK_TYPE_USER_DEFINED) && t->len[i] > 0)
-            order[k++] = ((uint64_t)(UINT32_MAX - t->len[i]) << 32) | (uint32_t)i;
+    for (int32_t i = 0; i < count; i++)
+        order[i] = ((uint64_t)(UINT32_MAX - len[i]) << 32) | (uint32_t)ids[i];
     qsort(order, (size_t)count, sizeof *order, compare_special);
     for (int32_t i = 0; i < count; i++)
-        t->special[i] = (int32_t)(uint32_t)order[i];
-    t->n_special = count;
+        ids[i] = (int32_t)(uint32_t)order[i];
     free(order);
     return MLXN_STATUS_OK;
+}
+
+/* The tokens cut out of the text before tokenizing, and (SPM) the user-defined tokens in
+ * SentencePiece's spelling. */
+static mlxn_status collect_specials(mlxn_tokenizer *t)
+{
+    int32_t count = 0, users = 0;
+    size_t user_bytes = 0;
+    for (int32_t i = 0; i < t->n_vocab; i++) {
+        count += cut_before_tokenizing(t, i);
+        if (t->kind == TOK_KIND_SPM && t->type[i] == TOK_TYPE_USER_DEFINED && t->len[i] > 0) {
+            users++;
+            user_bytes += 3 * (size_t)t->len[i];
+        }
+    }
+    t->special = malloc((count ? (size_t)count : 1) * sizeof *t->special);
+    uint32_t *len = malloc((count ? (size_t)count : 1) * sizeof *len);
+    t->user_text = malloc(user_bytes ? user_bytes : 1);
+    t->user_off = malloc((users ? (size_t)users : 1) * sizeof *t->user_off);
+    t->user_len = malloc((users ? (size_t)users : 1) * sizeof *t->user_len);
+    t->user_id = malloc((users ? (size_t)users : 1) * sizeof *t->user_id);
+    if (!t->special || !len || !t->user_text || !t->user_off || !t->user_len || !t->user_id) {
+        free(len);
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, FN, "no memory for %d special tokens", count + users);
+    }
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (cut_before_tokenizing(t, i))
+            t->special[t->n_special++] = i;
+    for (int32_t i = 0; i < count; i++)
+        len[i] = t->len[t->special[i]];
+    mlxn_status st = sort_longest_first(t->special, count, len);
+    free(len);
+    MLXN_TRY(st);
+
+    /* users are sorted through an index into the user arrays */
+    size_t k = 0;
+    for (int32_t i = 0; i < t->n_vocab && users > 0; i++) {
+        if (!(t->type[i] == TOK_TYPE_USER_DEFINED && t->len[i] > 0))
+            continue;
+        int32_t u = t->n_user++;
+        t->user_off[u] = (uint32_t)k;
+        t->user_id[u] = i;
+        for (uint32_t j = 0; j < t->len[i]; j++) {
+            char c = tok_text(t, i)[j];
+            if (c == ' ') {
+                memcpy(t->user_text + k, "\xE2\x96\x81", 3);
+                k += 3;
+            } else {
+                t->user_text[k++] = c;
+            }
+        }
+        t->user_len[u] = (uint32_t)k - t->user_off[u];
+    }
+    int32_t *order = malloc((users ? (size_t)users : 1) * sizeof *order);
+    uint32_t *off = malloc((users ? (size_t)users : 1) * sizeof *off);
+    uint32_t *ulen = malloc((users ? (size_t)users : 1) * sizeof *ulen);
+    int32_t *uid = malloc((users ? (size_t)users : 1) * sizeof *uid);
+    st = order && off && ulen && uid ? MLXN_STATUS_OK
+                                     : mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, FN, "no memory for %d tokens", users);
+    for (int32_t u = 0; st == MLXN_STATUS_OK && u < users; u++)
+        order[u] = u;
+    if (st == MLXN_STATUS_OK)
+        st = sort_longest_first(order, users, t->user_len);
+    for (int32_t u = 0; st == MLXN_STATUS_OK && u < users; u++) {
+        off[u] = t->user_off[order[u]];
+        ulen[u] = t->user_len[order[u]];
+        uid[u] = t->user_id[order[u]];
+    }
+    if (st == MLXN_STATUS_OK) {
+        memcpy(t->user_off, off, (size_t)users * sizeof *off);
+        memcpy(t->user_len, ulen, (size_t)users * sizeof *ulen);
+        memcpy(t->user_id, uid, (size_t)users * sizeof *uid);
+    }
+    free(order);
+    free(off);
+    free(ulen);
+    free(uid);
+    return st;
 }
 
 static void add_eog(mlxn_tokenizer *t, int32_t id)
@@ -409,6 +483,10 @@ void mlxn_tokenizer_free(mlxn_tokenizer *t)
     free(t->slot);
     free(t->merge);
     free(t->special);
+    free(t->user_text);
+    free(t->user_off);
+    free(t->user_len);
+    free(t->user_id);
     free(t->chat_template);
     free(t);
 }
@@ -456,8 +534,8 @@ static const char *find_bytes(const char *h, size_t hn, const char *needle, size
 
 /* Cuts the special tokens out of the text the way llama.cpp does: each token in turn, longest
  * first, splits every plain fragment at all its occurrences, left to right. Control and
- * unknown tokens take part only with parse_special. A token whose consecutive byte pairs do
- * not all occur in the text cannot occur in it, which skips nearly all of them at once. */
+ * unknown tokens take part only with parse_special. The byte-pair filter skips nearly all
+ * tokens at once. */
 static mlxn_status partition(const mlxn_tokenizer *t, const char *text, size_t len, bool parse_special,
                              fragments *out)
 {
@@ -466,17 +544,11 @@ static mlxn_status partition(const mlxn_tokenizer *t, const char *text, size_t l
         goto oom;
     if (t->n_special == 0 || len == 0)
         return MLXN_STATUS_OK;
-    uint8_t *pairs = calloc(65536 / 8, 1);
-    bool byte_seen[256] = {false};
+    uint8_t *pairs = calloc(TOK_PAIR_BYTES, 1);
+    bool first[256] = {false};
     if (!pairs)
         goto oom;
-    for (size_t i = 0; i < len; i++) {
-        byte_seen[(unsigned char)text[i]] = true;
-        if (i + 1 < len) {
-            unsigned p = (unsigned char)text[i] << 8 | (unsigned char)text[i + 1];
-            pairs[p >> 3] |= (uint8_t)(1u << (p & 7));
-        }
-    }
+    tok_pairs_mark(pairs, first, text, len);
     fragments next = {0};
     for (int32_t k = 0; k < t->n_special; k++) {
         int32_t id = t->special[k];
@@ -484,14 +556,7 @@ static mlxn_status partition(const mlxn_tokenizer *t, const char *text, size_t l
             continue;
         const char *s = tok_text(t, id);
         size_t n = t->len[id];
-        if (n > len || !byte_seen[(unsigned char)s[0]])
-            continue;
-        bool possible = true;
-        for (size_t i = 0; i + 1 < n && possible; i++) {
-            unsigned p = (unsigned char)s[i] << 8 | (unsigned char)s[i + 1];
-            possible = pairs[p >> 3] & (1u << (p & 7));
-        }
-        if (!possible)
+        if (n > len || !tok_pairs_allow(pairs, first, s, n))
             continue;
         next.n = 0;
         bool found = false;

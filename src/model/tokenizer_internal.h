@@ -58,8 +58,16 @@ struct mlxn_tokenizer {
      * -1 where the vocabulary has none. */
     int32_t byte_token[256];
 
-    int32_t *special; /* control, unknown and user-defined ids, longest text first */
+    /* Tokens cut out of the text before it is tokenized, longest text first: control and
+     * unknown ones, and for BPE the user-defined ones too. */
+    int32_t *special;
     int32_t n_special;
+    /* SPM: the user-defined tokens as SentencePiece matches them (in the escaped text, so with
+     * U+2581 for each space; llama.cpp's GGUFs store the spaces), longest first. */
+    char *user_text;
+    uint32_t *user_off, *user_len;
+    int32_t *user_id;
+    int32_t n_user;
 
     int32_t bos, eos, unk; /* -1 = none */
     bool add_bos, add_space_prefix;
@@ -89,6 +97,32 @@ static inline void tok_emit(tok_out *o, int32_t id)
     if (o->n < o->cap)
         o->ids[o->n] = id;
     o->n++;
+}
+
+/* Which byte pairs occur in a text (a 65536-bit set), to rule out the special tokens that
+ * cannot occur in it: a token occurs only if its first byte and all its consecutive byte
+ * pairs do. */
+enum { TOK_PAIR_BYTES = 65536 / 8 };
+static inline void tok_pairs_mark(uint8_t *pairs, bool *first, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        first[(unsigned char)s[i]] = true;
+        if (i + 1 < n) {
+            unsigned p = (unsigned)(unsigned char)s[i] << 8 | (unsigned char)s[i + 1];
+            pairs[p >> 3] |= (uint8_t)(1u << (p & 7));
+        }
+    }
+}
+static inline bool tok_pairs_allow(const uint8_t *pairs, const bool *first, const char *tok, size_t n)
+{
+    if (n == 0 || !first[(unsigned char)tok[0]])
+        return false;
+    for (size_t i = 0; i + 1 < n; i++) {
+        unsigned p = (unsigned)(unsigned char)tok[i] << 8 | (unsigned char)tok[i + 1];
+        if (!(pairs[p >> 3] & (1u << (p & 7))))
+            return false;
+    }
+    return true;
 }
 
 /* The id whose text is s[0 .. n), or -1. */

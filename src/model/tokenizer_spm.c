@@ -3,6 +3,11 @@
  * of highest score merges first (the leftmost pair among equal scores), until no pair joins
  * into a token. A symbol left without a token is written as its bytes' <0xXX> tokens.
  *
+ * User-defined tokens are cut out of the escaped text first (the longest at each character,
+ * from the left), as SentencePiece does; the stretches between them merge on their own.
+ * Matching them after escaping, rather than in the raw text as llama.cpp does, makes a U+2581
+ * written in the text act as the space it stands for, as it does in SentencePiece.
+ *
  * Only normal, user-defined and unused tokens take part in merges, as in SentencePiece, whose
  * merge table holds no control, unknown or byte pieces: "<bos>" written in plain text never
  * merges into the control token. */
@@ -55,22 +60,73 @@ static void emit_symbol(const mlxn_tokenizer *t, const char *text, const spm_sym
     }
 }
 
+/* Merges the characters of text[a, b) and emits the ids. */
+static bool merge_segment(const mlxn_tokenizer *t, const char *text, size_t a, size_t b, spm_sym *sym,
+                          tok_heap *heap, tok_out *out)
+{
+    int32_t count = 0;
+    for (size_t i = a; i < b;) {
+        size_t len;
+        mlxn_tok_utf8_decode((const unsigned char *)text + i, b - i, &len);
+        sym[count] = (spm_sym){.prev = count - 1, .next = -1, .start = (uint32_t)i, .n = (uint32_t)len};
+        if (count > 0)
+            sym[count - 1].next = count;
+        count++;
+        i += len;
+    }
+    heap->n = 0;
+    for (int32_t i = 1; i < count; i++)
+        if (!push_pair(t, text, sym, i - 1, i, heap))
+            return false;
+    tok_pair p;
+    while (mlxn_tok_heap_pop(heap, &p)) {
+        spm_sym *l = &sym[p.left], *r = &sym[p.right];
+        /* a pair queued before either side changed is stale: sizes only grow */
+        if (l->n == 0 || r->n == 0 || l->n + r->n != p.size)
+            continue;
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            sym[r->next].prev = p.left;
+        if (!push_pair(t, text, sym, l->prev, p.left, heap) || !push_pair(t, text, sym, p.left, l->next, heap))
+            return false;
+    }
+    for (int32_t i = count > 0 ? 0 : -1; i >= 0; i = sym[i].next)
+        emit_symbol(t, text, &sym[i], out);
+    return true;
+}
+
+/* The user-defined token that is longest at text[i ..), or -1. cand: the tokens that can occur
+ * in the text, longest first. */
+static int32_t user_token_at(const mlxn_tokenizer *t, const char *text, size_t i, size_t m, const int32_t *cand,
+                             int32_t n_cand)
+{
+    for (int32_t k = 0; k < n_cand; k++) {
+        int32_t u = cand[k];
+        size_t n = t->user_len[u];
+        if (n <= m - i && memcmp(text + i, t->user_text + t->user_off[u], n) == 0)
+            return u;
+    }
+    return -1;
+}
+
 mlxn_status mlxn_tok_spm_encode(const mlxn_tokenizer *t, const char *s, size_t n, bool space_prefix,
                                 tok_out *out)
 {
     static const char space[3] = {'\xE2', '\x96', '\x81'}; /* U+2581 */
-    size_t spaces = space_prefix;
+    size_t m = space_prefix ? 3 : 0; /* each space grows from 1 to 3 bytes */
     for (size_t i = 0; i < n; i++)
-        spaces += s[i] == ' ';
-    size_t m = n + 2 * spaces; /* each space grows from 1 to 3 bytes */
+        m += s[i] == ' ' ? 3 : 1;
     if (m > UINT32_MAX)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_tokenizer_encode",
                           "a text fragment of %zu bytes is over the 4 GiB limit", n);
     char *text = malloc(m ? m : 1);
     spm_sym *sym = malloc((m ? m : 1) * sizeof *sym);
+    int32_t *cand = malloc((t->n_user ? (size_t)t->n_user : 1) * sizeof *cand);
     tok_heap heap = {0};
     mlxn_status st = MLXN_STATUS_OK;
-    if (!text || !sym) {
+    if (!text || !sym || !cand) {
         st = mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_tokenizer_encode", "no memory for %zu bytes", m);
         goto done;
     }
@@ -88,43 +144,45 @@ mlxn_status mlxn_tok_spm_encode(const mlxn_tokenizer *t, const char *s, size_t n
         }
     }
 
-    /* one symbol per character; a byte that cannot start a character is one symbol */
-    int32_t count = 0;
-    for (size_t i = 0; i < m;) {
+    /* SentencePiece cuts user-defined tokens out of the escaped text, the longest one at each
+     * character from the left; the stretches between them merge on their own. Only tokens
+     * whose byte pairs all occur in the text can match. */
+    int32_t n_cand = 0;
+    if (t->n_user > 0 && m > 0) {
+        uint8_t *pairs = calloc(TOK_PAIR_BYTES, 1);
+        bool first[256] = {false};
+        if (!pairs)
+            goto oom;
+        tok_pairs_mark(pairs, first, text, m);
+        for (int32_t u = 0; u < t->n_user; u++)
+            if (t->user_len[u] <= m && tok_pairs_allow(pairs, first, t->user_text + t->user_off[u], t->user_len[u]))
+                cand[n_cand++] = u;
+        free(pairs);
+    }
+    size_t seg = 0;
+    for (size_t i = 0; n_cand > 0 && i < m;) {
+        int32_t u = user_token_at(t, text, i, m, cand, n_cand);
         size_t len;
-        mlxn_tok_utf8_decode((const unsigned char *)text + i, m - i, &len);
-        sym[count] = (spm_sym){.prev = count - 1, .next = -1, .start = (uint32_t)i, .n = (uint32_t)len};
-        if (count > 0)
-            sym[count - 1].next = count;
-        count++;
-        i += len;
-    }
-    for (int32_t i = 1; i < count; i++)
-        if (!push_pair(t, text, sym, i - 1, i, &heap))
-            goto oom;
-
-    tok_pair p;
-    while (mlxn_tok_heap_pop(&heap, &p)) {
-        spm_sym *l = &sym[p.left], *r = &sym[p.right];
-        /* a pair queued before either side changed is stale: sizes only grow */
-        if (l->n == 0 || r->n == 0 || l->n + r->n != p.size)
+        if (u < 0) {
+            mlxn_tok_utf8_decode((const unsigned char *)text + i, m - i, &len);
+            i += len;
             continue;
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            sym[r->next].prev = p.left;
-        if (!push_pair(t, text, sym, l->prev, p.left, &heap) || !push_pair(t, text, sym, p.left, l->next, &heap))
+        }
+        if (!merge_segment(t, text, seg, i, sym, &heap, out))
             goto oom;
+        tok_emit(out, t->user_id[u]);
+        i += t->user_len[u];
+        seg = i;
     }
-    for (int32_t i = count > 0 ? 0 : -1; i >= 0; i = sym[i].next)
-        emit_symbol(t, text, &sym[i], out);
+    if (!merge_segment(t, text, seg, m, sym, &heap, out))
+        goto oom;
     goto done;
 oom:
     st = mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_tokenizer_encode", "no memory for the merge queue");
 done:
     free(text);
     free(sym);
+    free(cand);
     mlxn_tok_heap_free(&heap);
     return st;
 }
