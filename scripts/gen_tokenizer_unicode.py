@@ -3,16 +3,21 @@
 of byte-level BPE vocabularies use (\\p{L} letters, \\p{N} numbers, \\s white space), as sorted
 ranges of code points that share one set of classes.
 
-Letters are the general categories Lu, Ll, Lt, Lm, Lo; numbers Nd, Nl, No (from Python's
-unicodedata). White space is the White_Space property of PropList.txt, which is what \\s means
-in the Oniguruma regexes of Hugging Face tokenizers; it is listed here because unicodedata does
-not expose it (str.isspace also counts U+001C..U+001F, which \\s does not).
+Letters are the general categories Lu, Ll, Lt, Lm, Lo; numbers Nd, Nl, No, of Unicode 16.0:
+the version of the Oniguruma regexes in Hugging Face tokenizers (0.23), checked code point by
+code point against them (Python's own unicodedata is older, so the unicodedata2 backport at
+16.0.0 gives the categories). White space is the White_Space property of PropList.txt, what
+\\s matches there; it is listed here because unicodedata does not expose it (str.isspace also
+counts U+001C..U+001F, which \\s does not).
 
-usage: python3 scripts/gen_tokenizer_unicode.py
+usage: pip install unicodedata2==16.0.0 && python3 scripts/gen_tokenizer_unicode.py
 """
 import os
 import sys
-import unicodedata
+
+import unicodedata2 as unicodedata
+
+UNICODE_VERSION = "16.0.0"
 
 # PropList.txt, White_Space (stable since Unicode 6.3, when U+180E left it).
 WHITE_SPACE = [(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680),
@@ -35,6 +40,8 @@ def classes(cp, ws):
 
 
 def main():
+    if unicodedata.unidata_version != UNICODE_VERSION:
+        sys.exit(f"unicodedata2 has Unicode {unicodedata.unidata_version}; install unicodedata2=={UNICODE_VERSION}")
     ws = set()
     for lo, hi in WHITE_SPACE:
         ws.update(range(lo, hi + 1))

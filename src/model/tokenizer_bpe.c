@@ -124,7 +124,7 @@ static size_t match_qwen2(const cps *c, size_t i, size_t e, size_t max_digits)
 }
 
 typedef struct bpe_sym {
-    int32_t prev, next, id; /* id -1: a byte whose spelling is not in the vocabulary */
+    int32_t prev, next, id;
     bool live;
 } bpe_sym;
 
@@ -150,7 +150,7 @@ static int32_t merge_find(const mlxn_tokenizer *t, int32_t left, int32_t right, 
 
 static bool push_pair(const mlxn_tokenizer *t, bpe_work *w, int32_t left, int32_t right)
 {
-    if (left < 0 || right < 0 || w->sym[left].id < 0 || w->sym[right].id < 0)
+    if (left < 0 || right < 0)
         return true;
     int32_t result = -1;
     int32_t rank = merge_find(t, w->sym[left].id, w->sym[right].id, &result);
@@ -174,12 +174,23 @@ static mlxn_status encode_piece(const mlxn_tokenizer *t, const unsigned char *s,
             return MLXN_STATUS_OK;
         }
     }
-    for (size_t i = 0; i < n; i++)
-        w->sym[i] = (bpe_sym){.prev = (int32_t)i - 1, .next = i + 1 < n ? (int32_t)i + 1 : -1,
-                              .id = t->byte_token[s[i]], .live = true};
+    /* A byte whose spelling is not in the vocabulary (SmolLM2 lacks 21 of them, such as the
+     * lead byte 0xF1) is dropped before merging, as Hugging Face's BPE without an unknown token
+     * does: its neighbours become adjacent. */
+    int32_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t->byte_token[s[i]] < 0)
+            continue;
+        w->sym[count] = (bpe_sym){.prev = count - 1, .next = -1, .id = t->byte_token[s[i]], .live = true};
+        if (count > 0)
+            w->sym[count - 1].next = count;
+        count++;
+    }
+    if (count == 0)
+        return MLXN_STATUS_OK;
     w->heap.n = 0;
-    for (size_t i = 1; i < n; i++)
-        if (!push_pair(t, w, (int32_t)i - 1, (int32_t)i))
+    for (int32_t i = 1; i < count; i++)
+        if (!push_pair(t, w, i - 1, i))
             goto oom;
     tok_pair p;
     while (mlxn_tok_heap_pop(&w->heap, &p)) {
@@ -199,12 +210,8 @@ static mlxn_status encode_piece(const mlxn_tokenizer *t, const unsigned char *s,
         if (!push_pair(t, w, l->prev, p.left) || !push_pair(t, w, p.left, l->next))
             goto oom;
     }
-    for (int32_t i = 0; i >= 0; i = w->sym[i].next) {
-        if (w->sym[i].id >= 0)
-            tok_emit(out, w->sym[i].id);
-        else if (t->unk >= 0)
-            tok_emit(out, t->unk);
-    }
+    for (int32_t i = 0; i >= 0; i = w->sym[i].next)
+        tok_emit(out, w->sym[i].id);
     return MLXN_STATUS_OK;
 oom:
     return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_tokenizer_encode", "no memory for the merge queue");
