@@ -309,10 +309,15 @@ static void test_small_bpe(void)
                           MLXN_STATUS_ERR_UNSUPPORTED, "no tokenizer.chat_template");
     harness_expect_status("tokenizer/err/chat_null", mlxn_tokenizer_chat(t, NULL, buf, 3, &n),
                           MLXN_STATUS_ERR_INVALID_ARG, "user_message");
-    harness_expect_status("tokenizer/err/create_null", mlxn_tokenizer_create_gguf(NULL, &t),
+    mlxn_tokenizer *none = (mlxn_tokenizer *)1;
+    harness_expect_status("tokenizer/err/create_null", mlxn_tokenizer_create_gguf(NULL, &none),
                           MLXN_STATUS_ERR_INVALID_ARG, "NULL");
-    EXPECT("tokenizer/err/create_null_out", t == NULL, "out not cleared");
+    EXPECT("tokenizer/err/create_null_out", none == NULL, "out not cleared");
+    harness_expect_status("tokenizer/err/create_null_out_arg", mlxn_tokenizer_create_gguf(NULL, NULL),
+                          MLXN_STATUS_ERR_INVALID_ARG, "out is NULL");
     mlxn_tokenizer_free(NULL);
+    mlxn_tokenizer_free(t);
+    t = NULL;
     EXPECT("tokenizer/err/null_getters", mlxn_tokenizer_bos(NULL) == -1 && mlxn_tokenizer_vocab_size(NULL) == 0 &&
                                              !mlxn_tokenizer_is_eog(NULL, 0),
            "getters of NULL");

@@ -97,13 +97,16 @@ static bool merge_segment(const mlxn_tokenizer *t, const char *text, size_t a, s
     return true;
 }
 
-/* The user-defined token that is longest at text[i ..), or -1. cand: the tokens that can occur
- * in the text, longest first. */
-static int32_t user_token_at(const mlxn_tokenizer *t, const char *text, size_t i, size_t m, const int32_t *cand,
-                             int32_t n_cand)
+/* The user-defined tokens that can occur in a text, chained by first byte, longest first. */
+typedef struct user_cands {
+    int32_t head[256]; /* first candidate starting with the byte, -1 = none */
+    int32_t *next;     /* [n_user] the next candidate with the same first byte */
+} user_cands;
+
+/* The user-defined token that is longest at text[i ..), or -1. */
+static int32_t user_token_at(const mlxn_tokenizer *t, const char *text, size_t i, size_t m, const user_cands *c)
 {
-    for (int32_t k = 0; k < n_cand; k++) {
-        int32_t u = cand[k];
+    for (int32_t u = c->head[(unsigned char)text[i]]; u >= 0; u = c->next[u]) {
         size_t n = t->user_len[u];
         if (n <= m - i && memcmp(text + i, t->user_text + t->user_off[u], n) == 0)
             return u;
@@ -123,10 +126,11 @@ mlxn_status mlxn_tok_spm_encode(const mlxn_tokenizer *t, const char *s, size_t n
                           "a text fragment of %zu bytes is over the 4 GiB limit", n);
     char *text = malloc(m ? m : 1);
     spm_sym *sym = malloc((m ? m : 1) * sizeof *sym);
-    int32_t *cand = malloc((t->n_user ? (size_t)t->n_user : 1) * sizeof *cand);
+    user_cands cand;
+    cand.next = malloc((t->n_user ? (size_t)t->n_user : 1) * sizeof *cand.next);
     tok_heap heap = {0};
     mlxn_status st = MLXN_STATUS_OK;
-    if (!text || !sym || !cand) {
+    if (!text || !sym || !cand.next) {
         st = mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_tokenizer_encode", "no memory for %zu bytes", m);
         goto done;
     }
@@ -147,21 +151,34 @@ mlxn_status mlxn_tok_spm_encode(const mlxn_tokenizer *t, const char *s, size_t n
     /* SentencePiece cuts user-defined tokens out of the escaped text, the longest one at each
      * character from the left; the stretches between them merge on their own. Only tokens
      * whose byte pairs all occur in the text can match. */
-    int32_t n_cand = 0;
+    bool any = false;
+    for (int b = 0; b < 256; b++)
+        cand.head[b] = -1;
     if (t->n_user > 0 && m > 0) {
         uint8_t *pairs = calloc(TOK_PAIR_BYTES, 1);
         bool first[256] = {false};
+        int32_t tail[256];
         if (!pairs)
             goto oom;
         tok_pairs_mark(pairs, first, text, m);
-        for (int32_t u = 0; u < t->n_user; u++)
-            if (t->user_len[u] <= m && tok_pairs_allow(pairs, first, t->user_text + t->user_off[u], t->user_len[u]))
-                cand[n_cand++] = u;
+        for (int32_t u = 0; u < t->n_user; u++) {
+            const char *ut = t->user_text + t->user_off[u];
+            if (t->user_len[u] > m || !tok_pairs_allow(pairs, first, ut, t->user_len[u]))
+                continue;
+            unsigned char b = (unsigned char)ut[0];
+            cand.next[u] = -1;
+            if (cand.head[b] < 0)
+                cand.head[b] = u;
+            else
+                cand.next[tail[b]] = u;
+            tail[b] = u;
+            any = true;
+        }
         free(pairs);
     }
     size_t seg = 0;
-    for (size_t i = 0; n_cand > 0 && i < m;) {
-        int32_t u = user_token_at(t, text, i, m, cand, n_cand);
+    for (size_t i = 0; any && i < m;) {
+        int32_t u = user_token_at(t, text, i, m, &cand);
         size_t len;
         if (u < 0) {
             mlxn_tok_utf8_decode((const unsigned char *)text + i, m - i, &len);
@@ -182,7 +199,7 @@ oom:
 done:
     free(text);
     free(sym);
-    free(cand);
+    free(cand.next);
     mlxn_tok_heap_free(&heap);
     return st;
 }
