@@ -240,21 +240,35 @@ static int compare_special(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static bool cut_before_tokenizing(const mlxn_tokenizer *t, int32_t id)
+static bool user_defined(const mlxn_tokenizer *t, int32_t id)
 {
-    uint8_t ty = t->type[id];
-    return t->len[id] > 0 && (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN ||
-                              (ty == TOK_TYPE_USER_DEFINED && t->kind == TOK_KIND_BPE));
+    return t->len[id] > 0 && t->type[id] == TOK_TYPE_USER_DEFINED;
 }
 
-/* ids[0 .. count) sorted by len[] (longest first), then by id. */
-static mlxn_status sort_longest_first(int32_t *ids, int32_t count, const uint32_t *len)
+/* Token id's text as SentencePiece matches it: spaces written as U+2581. Returns the length;
+ * writes it to out when out is not NULL. */
+static size_t escaped(const mlxn_tokenizer *t, int32_t id, char *out)
+{
+    size_t k = 0;
+    for (uint32_t j = 0; j < t->len[id]; j++) {
+        char c = tok_text(t, id)[j];
+        if (out && c == ' ')
+            memcpy(out + k, "\xE2\x96\x81", 3);
+        else if (out)
+            out[k] = c;
+        k += c == ' ' ? 3 : 1;
+    }
+    return k;
+}
+
+/* ids[0 .. count) sorted by key_len[] (longest first, key_len in step with ids), then by id. */
+static mlxn_status sort_longest_first(int32_t *ids, int32_t count, const size_t *key_len)
 {
     uint64_t *order = malloc((count ? (size_t)count : 1) * sizeof *order);
     if (!order)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, FN, "no memory for %d special tokens", count);
     for (int32_t i = 0; i < count; i++)
-        order[i] = ((uint64_t)(UINT32_MAX - len[i]) << 32) | (uint32_t)ids[i];
+        order[i] = ((uint64_t)(UINT32_MAX - key_len[i]) << 32) | (uint32_t)ids[i];
     qsort(order, (size_t)count, sizeof *order, compare_special);
     for (int32_t i = 0; i < count; i++)
         ids[i] = (int32_t)(uint32_t)order[i];
@@ -263,80 +277,57 @@ static mlxn_status sort_longest_first(int32_t *ids, int32_t count, const uint32_
 }
 
 /* The tokens cut out of the text before tokenizing, and (SPM) the user-defined tokens in
- * SentencePiece's spelling. */
+ * SentencePiece's spelling, each longest first. */
 static mlxn_status collect_specials(mlxn_tokenizer *t)
 {
+    bool spm = t->kind == TOK_KIND_SPM;
     int32_t count = 0, users = 0;
     size_t user_bytes = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) {
-        count += cut_before_tokenizing(t, i);
-        if (t->kind == TOK_KIND_SPM && t->type[i] == TOK_TYPE_USER_DEFINED && t->len[i] > 0) {
+        bool control = t->len[i] > 0 && (t->type[i] == TOK_TYPE_CONTROL || t->type[i] == TOK_TYPE_UNKNOWN);
+        count += control || (!spm && user_defined(t, i));
+        if (spm && user_defined(t, i)) {
             users++;
-            user_bytes += 3 * (size_t)t->len[i];
+            user_bytes += escaped(t, i, NULL);
         }
     }
+    size_t n_key = (size_t)(count > users ? count : users);
+    size_t *key_len = malloc((n_key ? n_key : 1) * sizeof *key_len);
     t->special = malloc((count ? (size_t)count : 1) * sizeof *t->special);
-    uint32_t *len = malloc((count ? (size_t)count : 1) * sizeof *len);
-    t->user_text = malloc(user_bytes ? user_bytes : 1);
+    t->user_id = malloc((users ? (size_t)users : 1) * sizeof *t->user_id);
     t->user_off = malloc((users ? (size_t)users : 1) * sizeof *t->user_off);
     t->user_len = malloc((users ? (size_t)users : 1) * sizeof *t->user_len);
-    t->user_id = malloc((users ? (size_t)users : 1) * sizeof *t->user_id);
-    if (!t->special || !len || !t->user_text || !t->user_off || !t->user_len || !t->user_id) {
-        free(len);
-        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, FN, "no memory for %d special tokens", count + users);
+    t->user_text = malloc(user_bytes ? user_bytes : 1);
+    mlxn_status st = MLXN_STATUS_OK;
+    if (!key_len || !t->special || !t->user_id || !t->user_off || !t->user_len || !t->user_text) {
+        st = mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, FN, "no memory for %d special tokens", count + users);
+        goto done;
     }
-    for (int32_t i = 0; i < t->n_vocab; i++)
-        if (cut_before_tokenizing(t, i))
+    for (int32_t i = 0; i < t->n_vocab; i++) {
+        bool control = t->len[i] > 0 && (t->type[i] == TOK_TYPE_CONTROL || t->type[i] == TOK_TYPE_UNKNOWN);
+        if (control || (!spm && user_defined(t, i))) {
+            key_len[t->n_special] = t->len[i];
             t->special[t->n_special++] = i;
-    for (int32_t i = 0; i < count; i++)
-        len[i] = t->len[t->special[i]];
-    mlxn_status st = sort_longest_first(t->special, count, len);
-    free(len);
-    MLXN_TRY(st);
-
-    /* users are sorted through an index into the user arrays */
-    size_t k = 0;
-    for (int32_t i = 0; i < t->n_vocab && users > 0; i++) {
-        if (!(t->type[i] == TOK_TYPE_USER_DEFINED && t->len[i] > 0))
-            continue;
-        int32_t u = t->n_user++;
-        t->user_off[u] = (uint32_t)k;
-        t->user_id[u] = i;
-        for (uint32_t j = 0; j < t->len[i]; j++) {
-            char c = tok_text(t, i)[j];
-            if (c == ' ') {
-                memcpy(t->user_text + k, "\xE2\x96\x81", 3);
-                k += 3;
-            } else {
-                t->user_text[k++] = c;
-            }
         }
-        t->user_len[u] = (uint32_t)k - t->user_off[u];
     }
-    int32_t *order = malloc((users ? (size_t)users : 1) * sizeof *order);
-    uint32_t *off = malloc((users ? (size_t)users : 1) * sizeof *off);
-    uint32_t *ulen = malloc((users ? (size_t)users : 1) * sizeof *ulen);
-    int32_t *uid = malloc((users ? (size_t)users : 1) * sizeof *uid);
-    st = order && off && ulen && uid ? MLXN_STATUS_OK
-                                     : mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, FN, "no memory for %d tokens", users);
-    for (int32_t u = 0; st == MLXN_STATUS_OK && u < users; u++)
-        order[u] = u;
-    if (st == MLXN_STATUS_OK)
-        st = sort_longest_first(order, users, t->user_len);
+    st = sort_longest_first(t->special, count, key_len);
+    if (st != MLXN_STATUS_OK || users == 0)
+        goto done;
+    for (int32_t i = 0; i < t->n_vocab; i++) {
+        if (spm && user_defined(t, i)) {
+            key_len[t->n_user] = escaped(t, i, NULL);
+            t->user_id[t->n_user++] = i;
+        }
+    }
+    st = sort_longest_first(t->user_id, users, key_len);
+    size_t k = 0;
     for (int32_t u = 0; st == MLXN_STATUS_OK && u < users; u++) {
-        off[u] = t->user_off[order[u]];
-        ulen[u] = t->user_len[order[u]];
-        uid[u] = t->user_id[order[u]];
+        t->user_off[u] = (uint32_t)k;
+        t->user_len[u] = (uint32_t)escaped(t, t->user_id[u], t->user_text + k);
+        k += t->user_len[u];
     }
-    if (st == MLXN_STATUS_OK) {
-        memcpy(t->user_off, off, (size_t)users * sizeof *off);
-        memcpy(t->user_len, ulen, (size_t)users * sizeof *ulen);
-        memcpy(t->user_id, uid, (size_t)users * sizeof *uid);
-    }
-    free(order);
-    free(off);
-    free(ulen);
-    free(uid);
+done:
+    free(key_len);
     return st;
 }
 

@@ -44,6 +44,7 @@ static bool push_pair(const mlxn_tokenizer *t, const char *text, const spm_sym *
     return mlxn_tok_heap_push(h, &p);
 }
 
+/* A symbol's token, or its bytes' tokens (the unknown token in a vocabulary without them). */
 static void emit_symbol(const mlxn_tokenizer *t, const char *text, const spm_sym *s, tok_out *out)
 {
     int32_t id = mlxn_tok_find(t, text + s->start, s->n);
@@ -148,9 +149,7 @@ mlxn_status mlxn_tok_spm_encode(const mlxn_tokenizer *t, const char *s, size_t n
         }
     }
 
-    /* SentencePiece cuts user-defined tokens out of the escaped text, the longest one at each
-     * character from the left; the stretches between them merge on their own. Only tokens
-     * whose byte pairs all occur in the text can match. */
+    /* the user-defined tokens that can match: those whose byte pairs all occur in the text */
     bool any = false;
     for (int b = 0; b < 256; b++)
         cand.head[b] = -1;
