@@ -291,6 +291,8 @@ static mlxn_status collect_specials(mlxn_tokenizer *t)
             user_bytes += escaped(t, i, NULL);
         }
     }
+    if (user_bytes > UINT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_BAD_FORMAT, FN, "the user-defined tokens add up to more than 4 GiB");
     size_t n_key = (size_t)(count > users ? count : users);
     size_t *key_len = malloc((n_key ? n_key : 1) * sizeof *key_len);
     t->special = malloc((count ? (size_t)count : 1) * sizeof *t->special);

@@ -195,8 +195,8 @@ static mlxn_status encode_piece(const mlxn_tokenizer *t, const unsigned char *s,
     tok_pair p;
     while (mlxn_tok_heap_pop(&w->heap, &p)) {
         bpe_sym *l = &w->sym[p.left], *r = &w->sym[p.right];
-        /* stale unless both sides are still the tokens that were paired: a symbol's token
-         * only changes by growing, so equal ids mean unchanged symbols */
+        /* stale unless both sides are still the tokens that were queued: each rank belongs to
+         * one pair of tokens, so the queued rank for the current pair means they are */
         if (!l->live || !r->live || l->next != p.right)
             continue;
         int32_t result = -1;
