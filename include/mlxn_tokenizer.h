@@ -42,9 +42,9 @@ MLXN_API mlxn_status mlxn_tokenizer_encode(const mlxn_tokenizer *t, const char *
                                            size_t cap, size_t *n);
 /* The bytes of one token's piece (no NUL added; a piece may hold any byte). Control and
  * unknown tokens render as their text only when render_special, else as nothing. Joining the
- * pieces of an encoding gives back the text (SentencePiece vocabularies give a space for a
- * U+2581 that was in the text, and drop the space that add_space_prefix added only if the
- * caller does). */
+ * pieces of an encoding gives the text back, except that a SentencePiece vocabulary turns a
+ * U+2581 of the text into a space and keeps the space add_space_prefix put in front, and a
+ * byte-level vocabulary loses the bytes it has no token for (SmolLM2 lacks 21, e.g. 0xF1). */
 MLXN_API mlxn_status mlxn_tokenizer_piece(const mlxn_tokenizer *t, int32_t id, bool render_special,
                                           char *buf, size_t cap, size_t *n);
 
