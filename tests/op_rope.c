@@ -175,7 +175,8 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
     rope_operands o;
     memset(&o, 0, sizeof o);
     const int64_t n_rot = s->n_rot ? s->n_rot : s->D, ff_n = n_rot / 2;
-    /* pos: [T], [B, T], [4, T] or [B, 4, T] */
+    /* pos: [T], [B, T], [4, T] or [B, 4, T]; rows padded by one element, so that their
+     * strides are not T */
     int64_t pshape[3];
     int pnd = 0;
     if (s->pos_per_seq)
@@ -183,7 +184,7 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
     if (is_multi(c->kind))
         pshape[pnd++] = 4;
     pshape[pnd++] = s->T;
-    if (!init_x(&o.x, c) || !operand_init(&o.pos, MLXN_DTYPE_I32, pnd, pshape, 0, false) ||
+    if (!init_x(&o.x, c) || !operand_init(&o.pos, MLXN_DTYPE_I32, pnd, pshape, pnd > 1 ? 1 : 0, false) ||
         !operand_init(&o.ff, MLXN_DTYPE_F32, 1, &ff_n, 0, false)) {
         harness_fail(name, "out of memory");
         goto done;
