@@ -366,9 +366,10 @@ MLXN_API mlxn_status mlxn_softmax(mlxn_stream *stream, const mlxn_tensor *x, con
  * with (a, b) = (2i, 2i + 1) for MLXN_ROPE_NORMAL and (i, i + n_rot / 2) for MLXN_ROPE_NEOX;
  * dims n_rot .. D - 1 are copied unchanged.
  *
- * Multi-section rope (sections not all 0; pairs as NEOX, like ggml's modes 8 and 40, so style
- * must be MLXN_ROPE_NEOX): pos is i32 [4, T] (ggml's layout: rows of t, h, w and e positions;
- * or [B, 4, T]) and pair i takes its position from the row chosen by its sector
+ * Multi-section rope (sections not all 0: each >= 0, one of the first three > 0, their sum <= D
+ * as ggml asserts; pairs as NEOX, like ggml's modes 8 and 40, so style must be MLXN_ROPE_NEOX):
+ * pos is i32 [4, T] (ggml's layout: rows of t, h, w and e positions; or [B, 4, T]) and pair i
+ * takes its position from the row chosen by its sector
  * s = i mod (sections[0] + .. + sections[3]): mrope by consecutive sections (s < sections[0]:
  * t, then h, w, e); imrope (interleaved) by s mod 3 (0: t while s < 3 sections[0]; 1: h while
  * s < 3 sections[1]; 2: w while s < 3 sections[2]; otherwise e).
