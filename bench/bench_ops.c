@@ -403,7 +403,141 @@ static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *i
     return failures;
 }
 
-const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax";
+/* ---------------------------------------------------------------- rope */
+
+typedef struct rope_row {
+    mlxn_rope_style style;
+    bool multi;   /* mrope with Qwen2-VL's sections [16, 24, 24, 0] */
+    bool yarn_ff; /* YaRN (4x over a 4096 context) and freq_factors */
+    mlxn_dtype dtype;
+    int64_t T, H, D;
+} rope_row;
+
+/* q of a 4096-token prefill (32 heads of 128) in both pairings and dtypes, with YaRN and
+ * freq_factors, as mrope; and one decode token, where launch latency is all there is. */
+static const rope_row rope_rows[] = {
+    {MLXN_ROPE_NEOX, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
+    {MLXN_ROPE_NORMAL, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NORMAL, false, false, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, true, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, true, false, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, MLXN_DTYPE_F32, 1, 32, 128},
+};
+
+typedef struct rope_set {
+    mlxn_buffer *x, *y, *pos;
+} rope_set;
+
+typedef struct rope_ctx {
+    const rope_row *row;
+    mlxn_stream *s;
+    mlxn_buffer *ff;
+    rope_set sets[MAX_SETS];
+    int nsets;
+} rope_ctx;
+
+static mlxn_status rope_call(void *ctx, int i)
+{
+    rope_ctx *c = ctx;
+    const rope_row *r = c->row;
+    const rope_set *set = &c->sets[i % c->nsets];
+    const int64_t shape[3] = {r->T, r->H, r->D}, pshape[2] = {4, r->T}, half = r->D / 2;
+    const mlxn_tensor x = mlxn_tensor_make(set->x, 0, r->dtype, 3, shape);
+    const mlxn_tensor y = mlxn_tensor_make(set->y, 0, r->dtype, 3, shape);
+    const mlxn_tensor pos = mlxn_tensor_make(set->pos, 0, MLXN_DTYPE_I32, r->multi ? 2 : 1, r->multi ? pshape : &r->T);
+    const mlxn_tensor ff = mlxn_tensor_make(c->ff, 0, MLXN_DTYPE_F32, 1, &half);
+    mlxn_rope_params p = mlxn_rope_params_default();
+    p.style = r->style;
+    if (r->yarn_ff) {
+        p.freq_factors = &ff;
+        p.freq_scale = 0.25f;
+        p.ext_factor = 1.0f;
+        p.n_ctx_orig = 4096;
+    }
+    if (r->multi) {
+        p.sections[0] = 16;
+        p.sections[1] = 24;
+        p.sections[2] = 24;
+    }
+    return mlxn_rope(c->s, &x, &pos, &p, &y);
+}
+
+static void free_rope_ctx(rope_ctx *c)
+{
+    for (int i = 0; i < c->nsets; i++) {
+        mlxn_buffer_free(c->sets[i].x);
+        mlxn_buffer_free(c->sets[i].y);
+        mlxn_buffer_free(c->sets[i].pos);
+    }
+    mlxn_buffer_free(c->ff);
+}
+
+static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
+                      const bench_options *opt)
+{
+    int failures = 0;
+    for (size_t k = 0; k < sizeof rope_rows / sizeof rope_rows[0]; k++) {
+        const rope_row *r = &rope_rows[k];
+        const size_t bytes = (size_t)(r->T * r->H * r->D) * (size_t)mlxn_dtype_block_bytes(r->dtype);
+        const size_t pos_n = (size_t)r->T * (r->multi ? 4 : 1);
+        /* x read, y written, the positions read */
+        const double moved = 2.0 * (double)bytes + 4.0 * (double)pos_n;
+        rope_ctx c = {.row = r, .s = s};
+        c.nsets = (int)(info->l2_bytes * 2 / (size_t)moved) + 2;
+        if (c.nsets > MAX_SETS)
+            c.nsets = MAX_SETS;
+        /* positions 100.. of a sequence: a prefill after a cached prompt */
+        int32_t *pos = malloc(pos_n * sizeof *pos);
+        float ff[64];
+        for (int i = 0; i < 64; i++)
+            ff[i] = i < 16 ? 1.0f : 1.0f + (float)(i - 16) / 8.0f;
+        bool ok = pos && mlxn_buffer_create(dev, sizeof ff, &c.ff) == MLXN_STATUS_OK &&
+                  mlxn_buffer_upload(c.ff, 0, ff, sizeof ff, NULL) == MLXN_STATUS_OK;
+        for (size_t i = 0; ok && i < pos_n; i++)
+            pos[i] = 100 + (int32_t)(i % (size_t)r->T);
+        int made = 0;
+        for (int i = 0; ok && i < c.nsets; i++, made++) {
+            rope_set *st = &c.sets[i];
+            ok = mlxn_buffer_create(dev, bytes, &st->x) == MLXN_STATUS_OK &&
+                 mlxn_buffer_create(dev, bytes, &st->y) == MLXN_STATUS_OK &&
+                 mlxn_buffer_create(dev, pos_n * 4, &st->pos) == MLXN_STATUS_OK &&
+                 fill_random(st->x, r->dtype, bytes, 301 + (uint64_t)i) &&
+                 mlxn_buffer_upload(st->pos, 0, pos, pos_n * 4, NULL) == MLXN_STATUS_OK;
+        }
+        free(pos);
+        c.nsets = made;
+        bench_timing t = {0};
+        const bool cuda = info->kind == MLXN_DEVICE_CUDA;
+        const int batch = cuda ? (c.nsets > 8 ? c.nsets : 8) : c.nsets;
+        ok = ok && bench_time(dev, s, rope_call, &c, batch, opt->quick ? 5 : 15, &t);
+        char shape[32], variant[24];
+        snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)r->T, (long long)r->H, (long long)r->D);
+        snprintf(variant, sizeof variant, "%s%s", r->multi ? "mrope" : r->style == MLXN_ROPE_NEOX ? "neox" : "normal",
+                 r->yarn_ff ? "/yarn/ff" : "");
+        if (!ok) {
+            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, "rope", shape, variant, mlxn_last_error());
+            failures++;
+        } else {
+            const double gbps = moved / (t.median_ms * 1e-3) / 1e9;
+            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, "rope", shape,
+                   variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
+                   100.0 * gbps / copy_gbps);
+            if (opt->json)
+                fprintf(opt->json,
+                        "{\"device\":\"%s\",\"op\":\"rope\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
+                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
+                        "\"pct_copy\":%.2f,\"sets\":%d}\n",
+                        info->name, shape, variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
+                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps, c.nsets);
+        }
+        fflush(stdout);
+        free_rope_ctx(&c);
+    }
+    return failures;
+}
+
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope";
 
 bool bench_has_op(const char *name)
 {
@@ -454,6 +588,11 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_act(dev, s, &info, copy_gbps, opt);
+    }
+    if (!opt->op || strcmp(opt->op, "rope") == 0) {
+        printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
+               "median_us", "p10_us", "p90_us", "GB/s", "%copy");
+        failures += bench_rope(dev, s, &info, copy_gbps, opt);
     }
     mlxn_stream_free(s);
     return failures ? 1 : 0;

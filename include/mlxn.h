@@ -348,6 +348,60 @@ MLXN_API mlxn_status mlxn_glu(mlxn_stream *stream, mlxn_act act, const mlxn_tens
 MLXN_API mlxn_status mlxn_softmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *mask,
                                   float scale, float softcap, bool log, const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: rotary position embedding
+ *
+ * RoPE as ggml's ggml_rope_ext / ggml_rope_multi define it, over x [T, H, D] or [B, T, H, D]
+ * (f32, f16 or bf16; any strides, the innermost dim contiguous); y is shaped like x, of its
+ * dtype, and may be x itself (other overlaps are undefined). pos holds the absolute position
+ * of each token: i32 [T] (shared by every sequence of a batch, as in ggml) or [B, T]. For pair
+ * i < n_rot / 2 of each head, at position p:
+ *     w_i   = base^(-2i / n_rot) / freq_factors[i]                  (no freq_factors: 1)
+ *     theta = p * w_i * freq_scale,  m = attn_factor                 (ext_factor = 0)
+ *   YaRN (ext_factor != 0), with ggml's correction dims [lo, hi] (ggml_rope_yarn_corr_dims in
+ *   f32: floor / ceil of n_rot ln(n_ctx_orig / (2 pi beta)) / (2 ln base) for beta_fast /
+ *   beta_slow, clamped to [0, n_rot - 1]):
+ *     mix   = ext_factor * (1 - clamp((i - lo) / max(0.001, hi - lo), 0, 1))
+ *     theta = p * w_i * (freq_scale * (1 - mix) + mix),  m = attn_factor * (1 + 0.1 ln(1 / freq_scale))
+ *     (y_a, y_b) = m * (x_a cos theta - x_b sin theta,  x_a sin theta + x_b cos theta)
+ * with (a, b) = (2i, 2i + 1) for MLXN_ROPE_NORMAL and (i, i + n_rot / 2) for MLXN_ROPE_NEOX;
+ * dims n_rot .. D - 1 are copied unchanged.
+ *
+ * Multi-section rope (sections not all 0: each >= 0, one of the first three > 0, their sum <= D
+ * as ggml asserts; pairs as NEOX, like ggml's modes 8 and 40, so style must be MLXN_ROPE_NEOX):
+ * pos is i32 [4, T] (ggml's layout: rows of t, h, w and e positions; or [B, 4, T]) and pair i
+ * takes its position from the row chosen by its sector
+ * s = i mod (sections[0] + .. + sections[3]): mrope by consecutive sections (s < sections[0]:
+ * t, then h, w, e); imrope (interleaved) by s mod 3 (0: t while s < 3 sections[0]; 1: h while
+ * s < 3 sections[1]; 2: w while s < 3 sections[2]; otherwise e).
+ *
+ * Angles are formed in f64 and reduced to [-pi, pi] before an f32 sin / cos, so positions in
+ * the tens of thousands keep f32 accuracy (ggml forms p * w_i in f32: about 1e-3 rad off at
+ * p = 30000); everything else runs in f32, rounded once to the dtype.
+ */
+typedef enum mlxn_rope_style {
+    MLXN_ROPE_NORMAL = 0, /* adjacent pairs (x_2i, x_2i+1) (ggml mode 0) */
+    MLXN_ROPE_NEOX = 2    /* half split (x_i, x_i+n_rot/2) (ggml mode 2) */
+} mlxn_rope_style;
+
+typedef struct mlxn_rope_params {
+    mlxn_rope_style style;
+    int n_rot;         /* rotated dims at the start of each head (even, <= D); 0: the whole head */
+    float base;        /* frequency base (> 0) */
+    float freq_scale;  /* linear position scaling (> 0; 1 = none) */
+    float ext_factor, attn_factor, beta_fast, beta_slow; /* YaRN as in ggml; ext_factor 0 = off */
+    int n_ctx_orig;    /* YaRN: the training context (> 0 when ext_factor != 0) */
+    const mlxn_tensor *freq_factors; /* optional f32 [n_rot / 2]: w_i /= freq_factors[i] (rope_freqs) */
+    int sections[4];   /* multi-section rope (mrope / imrope), in pairs; all 0 = off */
+    bool interleaved;  /* imrope (Qwen3-VL) instead of mrope */
+} mlxn_rope_params;
+
+/* NORMAL, n_rot 0 (whole head), base 10000, freq_scale 1, YaRN off (ext_factor 0, attn_factor 1,
+ * beta_fast 32, beta_slow 1, n_ctx_orig 0), no freq_factors, no sections. */
+MLXN_API mlxn_rope_params mlxn_rope_params_default(void);
+
+MLXN_API mlxn_status mlxn_rope(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *pos,
+                               const mlxn_rope_params *p, const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

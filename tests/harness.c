@@ -232,6 +232,22 @@ bool operand_init(operand *o, mlxn_dtype dtype, int ndim, const int64_t *shape, 
     return layout(o);
 }
 
+bool operand_init_strided(operand *o, mlxn_dtype dtype, int ndim, const int64_t *shape,
+                          const int64_t *stride_elems, int64_t elem_offset, int64_t span_elems)
+{
+    memset(o, 0, sizeof *o);
+    o->dtype = dtype;
+    o->ndim = ndim;
+    const size_t es = elem_size(dtype);
+    for (int i = 0; i < ndim; i++) {
+        o->shape[i] = shape[i];
+        o->stride[i] = stride_elems[i] * (int64_t)es;
+    }
+    o->offset = GUARD_BYTES + (size_t)elem_offset * es;
+    o->bytes = (size_t)span_elems * es + 2 * GUARD_BYTES;
+    return layout(o);
+}
+
 bool operand_like(operand *o, const operand *like, mlxn_dtype dtype)
 {
     memset(o, 0, sizeof *o);

@@ -99,6 +99,11 @@ typedef struct operand {
  * non-contiguous, transposed view). The image is filled with GUARD_BYTE. */
 bool operand_init(operand *o, mlxn_dtype dtype, int ndim, const int64_t *shape, int64_t pad_elems,
                   bool permute_outer);
+/* A view with the given element strides (innermost 1) starting elem_offset elements into an
+ * image of span_elems elements (plus guards): a view into a larger tensor, such as the q heads
+ * of a fused qkv row. The image is filled with GUARD_BYTE. */
+bool operand_init_strided(operand *o, mlxn_dtype dtype, int ndim, const int64_t *shape,
+                          const int64_t *stride_elems, int64_t elem_offset, int64_t span_elems);
 void operand_free(operand *o);
 /* The same layout as o (a second operand shaped like it). */
 bool operand_like(operand *o, const operand *like, mlxn_dtype dtype);

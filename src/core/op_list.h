@@ -13,9 +13,10 @@
     X(qmatmul_mlx, mlxn_qmatmul_mlx_args) \
     X(qmatmul, mlxn_qmatmul_args) \
     X(act, mlxn_act_args) \
-    X(softmax, mlxn_softmax_args)
+    X(softmax, mlxn_softmax_args) \
+    X(rope, mlxn_rope_args)
 
-#define MLXN_OP_COUNT_EXPECTED 5
+#define MLXN_OP_COUNT_EXPECTED 6
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -70,6 +71,26 @@ typedef struct mlxn_softmax_args {
     bool log;
     mlxn_rows x, mask, y;  /* mask: base NULL when absent */
 } mlxn_softmax_args;
+
+/* rope: rotary position embedding of each head of x; see mlxn.h. x and y are rows of
+ * head_dim, row r = (b, t, h) with h fastest (x.d1 = T, x.d2 = H). */
+typedef struct mlxn_rope_args {
+    int64_t n_rows, head_dim, n_tok, n_head;
+    int dtype;                  /* f32, f16 or bf16: x, y */
+    int style;                  /* mlxn_rope_style; NEOX for multi-section rope */
+    int n_rot;                  /* even, 2 .. head_dim */
+    float base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+    int n_ctx_orig;
+    float corr_lo, corr_hi;     /* YaRN ramp bounds in pairs (ggml's f32 correction dims) */
+    double freq_log2;           /* log2 of base^(-2 / n_rot): w_i = exp2(i * freq_log2) */
+    float mscale;               /* attn_factor, times the YaRN magnitude factor when ext_factor != 0 */
+    int sections[4];            /* all 0: one position per token */
+    bool interleaved;           /* imrope */
+    const float *freq_factors;  /* [n_rot / 2], NULL when absent */
+    const char *pos;            /* i32: position (b, row s, t) at pos + b*pos_sb + s*pos_ss + 4t */
+    int64_t pos_sb, pos_ss;     /* byte strides; pos_sb 0 when positions are shared by the batch */
+    mlxn_rows x, y;
+} mlxn_rope_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

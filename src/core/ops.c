@@ -364,3 +364,150 @@ mlxn_status mlxn_softmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of x are empty: a softmax over 0 elements is undefined");
     return mlxn_stream_issue(s, &op);
 }
+
+mlxn_rope_params mlxn_rope_params_default(void)
+{
+    mlxn_rope_params p = {0};
+    p.style = MLXN_ROPE_NORMAL;
+    p.base = 10000.0f;
+    p.freq_scale = 1.0f;
+    p.attn_factor = 1.0f;
+    p.beta_fast = 32.0f;
+    p.beta_slow = 1.0f;
+    return p;
+}
+
+/* ggml_rope_yarn_corr_dims, in f32 as ggml computes it: the pair index where the rotation at
+ * the training context n_ctx_orig is beta full turns. */
+static float rope_yarn_corr_dim(int n_rot, int n_ctx_orig, float beta, float base)
+{
+    return (float)n_rot * logf((float)n_ctx_orig / (beta * 2.0f * (float)M_PI)) / (2.0f * logf(base));
+}
+
+/* pos: i32, innermost dim contiguous, [T] or [B, T] (multi-section: [4, T] or [B, 4, T]). */
+static mlxn_status rope_pos(mlxn_stream *s, const mlxn_tensor *pos, bool multi, int64_t B, int64_t T,
+                            mlxn_rope_args *a)
+{
+    static const char *fn = "mlxn_rope";
+    mlxn_rows rows;
+    int64_t n_rows, n;
+    if (!pos)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "pos is NULL");
+    MLXN_TRY(operand_rows(s, pos, fn, "pos", &rows, &n_rows, &n));
+    if (pos->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "pos is %s, expected i32", mlxn_dtype_name(pos->dtype));
+    char got[96];
+    shape_str(pos, got, sizeof got);
+    const int base_dims = multi ? 2 : 1;
+    const bool shape_ok = pos->ndim >= base_dims && pos->ndim <= base_dims + 1 && n == T &&
+                          (!multi || pos->shape[pos->ndim - 2] == 4) &&
+                          (pos->ndim == base_dims || pos->shape[0] == B);
+    if (!shape_ok)
+        return multi ? mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "pos has shape %s, expected [4, %lld] or [%lld, 4, %lld]",
+                                  got, (long long)T, (long long)B, (long long)T)
+                     : mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "pos has shape %s, expected [%lld] or [%lld, %lld]", got,
+                                  (long long)T, (long long)B, (long long)T);
+    /* rows.s1 / s2: strides of the two dims before the innermost (0 for size-1 dims) */
+    a->pos = rows.base;
+    a->pos_ss = multi ? rows.s2 : 0;
+    a->pos_sb = pos->ndim == base_dims ? 0 : multi ? rows.s1 : rows.s2;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status rope_check_params(const mlxn_rope_params *p, int64_t D, mlxn_rope_args *a)
+{
+    static const char *fn = "mlxn_rope";
+    if (p->style != MLXN_ROPE_NORMAL && p->style != MLXN_ROPE_NEOX)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "style is %d, expected MLXN_ROPE_NORMAL (0) or MLXN_ROPE_NEOX (2)",
+                          (int)p->style);
+    const int64_t n_rot = p->n_rot == 0 ? D : p->n_rot;
+    if (n_rot <= 0 || n_rot % 2 || n_rot > D)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "n_rot is %d, expected an even number in 2..%lld (the head dim)",
+                          p->n_rot, (long long)D);
+    if (!(p->base > 0.0f) || isinf(p->base) || !(p->freq_scale > 0.0f) || isinf(p->freq_scale) ||
+        !isfinite(p->ext_factor) || !isfinite(p->attn_factor))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                          "base %g, freq_scale %g, ext_factor %g, attn_factor %g: expected finite, base and freq_scale > 0",
+                          (double)p->base, (double)p->freq_scale, (double)p->ext_factor, (double)p->attn_factor);
+    if (p->ext_factor != 0.0f &&
+        (p->n_ctx_orig <= 0 || !(p->beta_fast > 0.0f) || !(p->beta_slow > 0.0f) || isinf(p->beta_fast) || isinf(p->beta_slow)))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                          "YaRN (ext_factor %g) needs n_ctx_orig > 0 and finite beta_fast, beta_slow > 0; found %d, %g, %g",
+                          (double)p->ext_factor, p->n_ctx_orig, (double)p->beta_fast, (double)p->beta_slow);
+    const int *sec = p->sections;
+    const bool multi = (sec[0] | sec[1] | sec[2] | sec[3]) != 0;
+    if (multi) {
+        if (sec[0] < 0 || sec[1] < 0 || sec[2] < 0 || sec[3] < 0 || sec[0] + sec[1] + sec[2] == 0 ||
+            (int64_t)sec[0] + sec[1] + sec[2] + sec[3] > D)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                              "sections are [%d, %d, %d, %d]: expected >= 0, one of the first three > 0, sum <= %lld (the head dim)",
+                              sec[0], sec[1], sec[2], sec[3], (long long)D);
+        if (p->style != MLXN_ROPE_NEOX)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                              "multi-section rope pairs dims as NEOX (ggml modes 8 and 40): style must be MLXN_ROPE_NEOX");
+    } else if (p->interleaved) {
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "interleaved (imrope) is set but sections are all 0");
+    }
+    a->style = (int)p->style;
+    a->n_rot = (int)n_rot;
+    a->base = p->base;
+    a->freq_scale = p->freq_scale;
+    a->ext_factor = p->ext_factor;
+    a->attn_factor = p->attn_factor;
+    a->beta_fast = p->beta_fast;
+    a->beta_slow = p->beta_slow;
+    a->n_ctx_orig = p->n_ctx_orig;
+    a->freq_log2 = -2.0 * log2((double)p->base) / (double)n_rot;
+    a->mscale = p->attn_factor;
+    if (p->ext_factor != 0.0f) {
+        const float lo = floorf(rope_yarn_corr_dim(a->n_rot, p->n_ctx_orig, p->beta_fast, p->base));
+        const float hi = ceilf(rope_yarn_corr_dim(a->n_rot, p->n_ctx_orig, p->beta_slow, p->base));
+        a->corr_lo = fmaxf(0.0f, lo);
+        a->corr_hi = fminf((float)(a->n_rot - 1), hi);
+        a->mscale *= 1.0f + 0.1f * logf(1.0f / p->freq_scale);
+    }
+    for (int i = 0; i < 4; i++)
+        a->sections[i] = sec[i];
+    a->interleaved = p->interleaved;
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *pos, const mlxn_rope_params *p,
+                      const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_rope";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_rope};
+    mlxn_rope_args *a = &op.u.rope;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->head_dim));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    if (x->ndim != 3 && x->ndim != 4)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "x has %d dims, expected [T, H, D] or [B, T, H, D]", x->ndim);
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
+    if (!p)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "params are NULL");
+    const int64_t B = x->ndim == 4 ? x->shape[0] : 1;
+    a->n_tok = x->shape[x->ndim - 3];
+    a->n_head = x->shape[x->ndim - 2];
+    a->dtype = (int)x->dtype;
+    MLXN_TRY(rope_check_params(p, a->head_dim, a));
+    MLXN_TRY(rope_pos(s, pos, a->sections[0] | a->sections[1] | a->sections[2] | a->sections[3], B, a->n_tok, a));
+    if (p->freq_factors) {
+        const mlxn_tensor *ff = p->freq_factors;
+        mlxn_rows fr;
+        int64_t f_rows, f_n;
+        MLXN_TRY(operand_rows(s, ff, fn, "freq_factors", &fr, &f_rows, &f_n));
+        if (ff->dtype != MLXN_DTYPE_F32)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "freq_factors is %s, expected f32", mlxn_dtype_name(ff->dtype));
+        if (ff->ndim != 1 || f_n != a->n_rot / 2)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "freq_factors has %lld elements in %d dims, expected [%d] (n_rot / 2)",
+                              (long long)mlxn_tensor_numel(ff), ff->ndim, a->n_rot / 2);
+        a->freq_factors = (const float *)fr.base;
+    }
+    if (a->n_rows == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}

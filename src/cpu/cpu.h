@@ -10,6 +10,8 @@ typedef struct mlxn_cpu_kernel_set {
     const char *name;
     /* stream: write outputs with non-temporal stores */
     void (*rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1, bool stream);
+    /* rows r0 .. r1 - 1; w: radians per position of each pair */
+    void (*rope_rows)(const mlxn_rope_args *a, const double *w, int64_t r0, int64_t r1);
 } mlxn_cpu_kernel_set;
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
@@ -42,5 +44,6 @@ mlxn_status mlxn_cpu_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a)
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a);
 mlxn_status mlxn_cpu_act(mlxn_stream *s, const mlxn_act_args *a);
 mlxn_status mlxn_cpu_softmax(mlxn_stream *s, const mlxn_softmax_args *a);
+mlxn_status mlxn_cpu_rope(mlxn_stream *s, const mlxn_rope_args *a);
 
 #endif
