@@ -348,6 +348,17 @@ MLXN_API mlxn_status mlxn_glu(mlxn_stream *stream, mlxn_act act, const mlxn_tens
 MLXN_API mlxn_status mlxn_softmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *mask,
                                   float scale, float softcap, bool log, const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: embedding lookup
+ *
+ * y[t, :] = scale * table[ids[t], :], decoded and scaled in f32 and rounded once to y's dtype.
+ * table is [V, D] in a GGML block format that mlxn_qmatmul takes (D a multiple of its block)
+ * or in f32, f16 or bf16; ids are i32 of shape [T] (or [B, T], [A, B, T]); y is f32, f16 or
+ * bf16 of shape ids.shape + [D]. Whether an id lies in [0, V) is only known on the device,
+ * where no status can be returned: the row of an id outside it is written as NaN.
+ */
+MLXN_API mlxn_status mlxn_get_rows(mlxn_stream *stream, const mlxn_tensor *table,
+                                   const mlxn_tensor *ids, float scale, const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,7 @@ static const op_tests registry[] = {
     {"qmatmul", test_qmatmul},
     {"act", test_act},
     {"softmax", test_softmax},
+    {"get_rows", test_get_rows},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

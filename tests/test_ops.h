@@ -9,5 +9,6 @@ void test_qmatmul_mlx(test_devices *devs, rng *g);
 void test_qmatmul(test_devices *devs, rng *g);
 void test_act(test_devices *devs, rng *g);
 void test_softmax(test_devices *devs, rng *g);
+void test_get_rows(test_devices *devs, rng *g);
 
 #endif

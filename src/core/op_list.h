@@ -13,9 +13,10 @@
     X(qmatmul_mlx, mlxn_qmatmul_mlx_args) \
     X(qmatmul, mlxn_qmatmul_args) \
     X(act, mlxn_act_args) \
-    X(softmax, mlxn_softmax_args)
+    X(softmax, mlxn_softmax_args) \
+    X(get_rows, mlxn_get_rows_args)
 
-#define MLXN_OP_COUNT_EXPECTED 5
+#define MLXN_OP_COUNT_EXPECTED 6
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -70,6 +71,21 @@ typedef struct mlxn_softmax_args {
     bool log;
     mlxn_rows x, mask, y;  /* mask: base NULL when absent */
 } mlxn_softmax_args;
+
+/* get_rows: y[t, :] = scale * table[ids[t], :]; an id outside [0, V) gives a row of NaN. */
+typedef struct mlxn_get_rows_args {
+    int64_t n_tokens;      /* ids (and rows of y) in all */
+    int64_t n;             /* D: elements per row of the table and of y */
+    int table_dtype;       /* a GGML block format (ggml_decode.h) or f32, f16, bf16 */
+    const uint8_t *table;  /* V rows of D elements */
+    int64_t table_rows;    /* V */
+    int64_t table_stride;  /* bytes between rows of the table */
+    mlxn_rows ids;         /* i32, rows of ids_len: token t is element t % ids_len of row t / ids_len */
+    int64_t ids_len;
+    int y_dtype;           /* f32, f16 or bf16 */
+    mlxn_rows y;           /* n_tokens rows of D */
+    float scale;
+} mlxn_get_rows_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

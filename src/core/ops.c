@@ -364,3 +364,54 @@ mlxn_status mlxn_softmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of x are empty: a softmax over 0 elements is undefined");
     return mlxn_stream_issue(s, &op);
 }
+
+mlxn_status mlxn_get_rows(mlxn_stream *s, const mlxn_tensor *table, const mlxn_tensor *ids, float scale,
+                          const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_get_rows";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_get_rows};
+    mlxn_get_rows_args *a = &op.u.get_rows;
+    mlxn_rows trows;
+    int64_t id_rows, yr, yn;
+    MLXN_TRY(operand_rows(s, table, fn, "table", &trows, &a->table_rows, &a->n));
+    MLXN_TRY(operand_rows(s, ids, fn, "ids", &a->ids, &id_rows, &a->ids_len));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &yr, &yn));
+    if (!ggml_block_dtype(table->dtype) && !float_dtype(table->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn,
+                          "table is %s, expected a GGML block format (q4_0 .. q8_0, q2_K .. q6_K, iq4_nl, "
+                          "iq4_xs) or f32, f16, bf16",
+                          mlxn_dtype_name(table->dtype));
+    if (table->ndim != 2)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "table has %d dims, expected 2 ([V, D])", table->ndim);
+    if (ids->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "ids are %s, expected i32", mlxn_dtype_name(ids->dtype));
+    if (ids->ndim > 3)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "ids have %d dims, expected 1 to 3", ids->ndim);
+    if (!float_dtype(y->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32, f16 or bf16", mlxn_dtype_name(y->dtype));
+    bool fits = y->ndim == ids->ndim + 1 && yn == a->n;
+    for (int i = 0; fits && i < ids->ndim; i++)
+        fits = y->shape[i] == ids->shape[i];
+    if (!fits) {
+        char ys[96], is[96];
+        shape_str(y, ys, sizeof ys);
+        shape_str(ids, is, sizeof is);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has shape %s, expected ids' shape %s and then %lld", ys, is,
+                          (long long)a->n);
+    }
+    if (!isfinite(scale))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "scale is %g, expected a finite value", (double)scale);
+    a->n_tokens = id_rows * a->ids_len;
+    a->table_dtype = (int)table->dtype;
+    a->table = (const uint8_t *)trows.base;
+    a->table_stride = a->table_rows > 1 ? trows.s2
+                                        : a->n / mlxn_dtype_block_elems(table->dtype) * mlxn_dtype_block_bytes(table->dtype);
+    a->y_dtype = (int)y->dtype;
+    a->scale = scale;
+    if (a->n_tokens == 0 || a->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}

@@ -277,5 +277,6 @@ const mlxn_backend mlxn_cpu_backend = {
         .qmatmul = mlxn_cpu_qmatmul,
         .act = mlxn_cpu_act,
         .softmax = mlxn_cpu_softmax,
+        .get_rows = mlxn_cpu_get_rows,
     },
 };

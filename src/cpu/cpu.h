@@ -42,5 +42,6 @@ mlxn_status mlxn_cpu_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a)
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a);
 mlxn_status mlxn_cpu_act(mlxn_stream *s, const mlxn_act_args *a);
 mlxn_status mlxn_cpu_softmax(mlxn_stream *s, const mlxn_softmax_args *a);
+mlxn_status mlxn_cpu_get_rows(mlxn_stream *s, const mlxn_get_rows_args *a);
 
 #endif

@@ -247,6 +247,7 @@ MLXN_CUDA_OP(rms_norm, "mlxn_rms_norm")
 MLXN_CUDA_OP(qmatmul_mlx, "mlxn_qmatmul_mlx")
 MLXN_CUDA_OP(act, "mlxn_activation")
 MLXN_CUDA_OP(softmax, "mlxn_softmax")
+MLXN_CUDA_OP(get_rows, "mlxn_get_rows")
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -285,5 +286,6 @@ const mlxn_backend mlxn_cuda_backend = {
         .qmatmul = cuda_qmatmul,
         .act = cuda_act,
         .softmax = cuda_softmax,
+        .get_rows = cuda_get_rows,
     },
 };
