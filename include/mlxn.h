@@ -359,6 +359,23 @@ MLXN_API mlxn_status mlxn_softmax(mlxn_stream *stream, const mlxn_tensor *x, con
 MLXN_API mlxn_status mlxn_get_rows(mlxn_stream *stream, const mlxn_tensor *table,
                                    const mlxn_tensor *ids, float scale, const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: elementwise arithmetic
+ *
+ * Computed in f32 and rounded once to y's dtype. a, x and y are f32, f16 or bf16 of one dtype
+ * and shape, any row strides (the innermost dimension contiguous).
+ */
+typedef enum mlxn_binop { MLXN_BINOP_ADD, MLXN_BINOP_SUB, MLXN_BINOP_MUL, MLXN_BINOP_DIV } mlxn_binop;
+
+/* y = a op b, b broadcast to a's shape by numpy's rules: dims aligned at the right, each of b's
+ * dims equal to a's or 1, missing leading dims repeated. b is of a's dtype or f32, any strides
+ * (its innermost dimension contiguous or of size 1). y may be a, or b when b has a's shape;
+ * other overlaps are undefined. */
+MLXN_API mlxn_status mlxn_binary(mlxn_stream *stream, mlxn_binop op, const mlxn_tensor *a,
+                                 const mlxn_tensor *b, const mlxn_tensor *y);
+/* y = alpha * x + beta, as one fused multiply-add; y may be x. */
+MLXN_API mlxn_status mlxn_scale(mlxn_stream *stream, const mlxn_tensor *x, float alpha, float beta,
+                                const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -194,7 +194,8 @@ static void error_cases(test_devices *devs)
     mlxn_buffer *b = NULL;
     if (mlxn_buffer_create(dev->device, 1 << 20, &b) != MLXN_STATUS_OK)
         return;
-    int64_t ts[2] = {16, 256}, ts3[3] = {2, 8, 256}, is[1] = {4}, ys[2] = {4, 256}, ys2[2] = {4, 128}, ys3[2] = {5, 256};
+    int64_t ts[2] = {16, 256}, ts3[3] = {2, 8, 256}, is[1] = {4};
+    int64_t ys[2] = {4, 256}, ys2[2] = {4, 128}, ys3[2] = {5, 256};
     mlxn_tensor table = mlxn_tensor_make(b, 0, MLXN_DTYPE_Q4_K, 2, ts);
     mlxn_tensor table3 = mlxn_tensor_make(b, 0, MLXN_DTYPE_Q4_K, 3, ts3);
     mlxn_tensor tmlx = mlxn_tensor_make(b, 0, MLXN_DTYPE_MLX_Q4, 2, ts);

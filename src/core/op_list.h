@@ -14,9 +14,11 @@
     X(qmatmul, mlxn_qmatmul_args) \
     X(act, mlxn_act_args) \
     X(softmax, mlxn_softmax_args) \
-    X(get_rows, mlxn_get_rows_args)
+    X(get_rows, mlxn_get_rows_args) \
+    X(binary, mlxn_binary_args) \
+    X(scale, mlxn_scale_args)
 
-#define MLXN_OP_COUNT_EXPECTED 6
+#define MLXN_OP_COUNT_EXPECTED 8
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -86,6 +88,25 @@ typedef struct mlxn_get_rows_args {
     mlxn_rows y;           /* n_tokens rows of D */
     float scale;
 } mlxn_get_rows_args;
+
+/* binary: y = a op b with b broadcast over a. */
+typedef struct mlxn_binary_args {
+    int64_t n_rows, n;     /* rows of n elements of a and y */
+    int op;                /* mlxn_binop */
+    int dtype;             /* f32, f16 or bf16: a and y */
+    int b_dtype;           /* dtype or f32 */
+    mlxn_rows a, y;
+    mlxn_rows b;           /* a's row decomposition (d1, d2) with b's strides, 0 along broadcast dims */
+    int64_t b_inc;         /* bytes between b's elements along a row: its element size, 0 when broadcast */
+} mlxn_binary_args;
+
+/* scale: y = alpha * x + beta, elementwise. */
+typedef struct mlxn_scale_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32, f16 or bf16: x and y */
+    float alpha, beta;
+    mlxn_rows x, y;
+} mlxn_scale_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

@@ -50,7 +50,8 @@ template <typename TY, int E> __device__ __forceinline__ void store_run(TY *y, b
 }
 
 // GGML rows: a thread per 32-element unit.
-template <int WT, typename TY> __global__ void __launch_bounds__(THREADS) get_rows_blocks(const mlxn_get_rows_args a, bool vec)
+template <int WT, typename TY>
+__global__ void __launch_bounds__(THREADS) get_rows_blocks(const mlxn_get_rows_args a, bool vec)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
@@ -77,7 +78,8 @@ template <int WT, typename TY> __global__ void __launch_bounds__(THREADS) get_ro
 }
 
 // f32 / f16 / bf16 rows: a thread per 8 elements (the last run of a row may be shorter).
-template <int WT, typename TY> __global__ void __launch_bounds__(THREADS) get_rows_plain(const mlxn_get_rows_args a, bool vec)
+template <int WT, typename TY>
+__global__ void __launch_bounds__(THREADS) get_rows_plain(const mlxn_get_rows_args a, bool vec)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
