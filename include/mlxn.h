@@ -376,6 +376,13 @@ MLXN_API mlxn_status mlxn_binary(mlxn_stream *stream, mlxn_binop op, const mlxn_
 MLXN_API mlxn_status mlxn_scale(mlxn_stream *stream, const mlxn_tensor *x, float alpha, float beta,
                                 const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: argmax and sampling */
+
+/* out[b] = the index of the largest element of row b of x (f32, f16 or bf16 [B, V], any row
+ * strides; rows of higher-dimensional x count as rows too). Ties go to the lowest index, -0 and
+ * +0 are equal, NaN never wins; a row of only NaN gives -1. out: i32 [B], contiguous. */
+MLXN_API mlxn_status mlxn_argmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *out);
+
 #ifdef __cplusplus
 }
 #endif

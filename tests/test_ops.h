@@ -12,5 +12,6 @@ void test_softmax(test_devices *devs, rng *g);
 void test_get_rows(test_devices *devs, rng *g);
 void test_binary(test_devices *devs, rng *g);
 void test_scale(test_devices *devs, rng *g);
+void test_argmax(test_devices *devs, rng *g);
 
 #endif

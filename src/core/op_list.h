@@ -16,9 +16,10 @@
     X(softmax, mlxn_softmax_args) \
     X(get_rows, mlxn_get_rows_args) \
     X(binary, mlxn_binary_args) \
-    X(scale, mlxn_scale_args)
+    X(scale, mlxn_scale_args) \
+    X(argmax, mlxn_argmax_args)
 
-#define MLXN_OP_COUNT_EXPECTED 8
+#define MLXN_OP_COUNT_EXPECTED 9
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -107,6 +108,14 @@ typedef struct mlxn_scale_args {
     float alpha, beta;
     mlxn_rows x, y;
 } mlxn_scale_args;
+
+/* argmax: out[r] = index of the largest element of row r (sample_math.h's order). */
+typedef struct mlxn_argmax_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32, f16 or bf16 */
+    mlxn_rows x;
+    int32_t *out;          /* n_rows */
+} mlxn_argmax_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

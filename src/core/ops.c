@@ -507,3 +507,43 @@ mlxn_status mlxn_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, float 
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
 }
+
+/* A contiguous i32 vector of n elements for per-row results. */
+static mlxn_status row_results(mlxn_stream *s, const mlxn_tensor *out, int64_t n, const char *fn, int32_t **ptr)
+{
+    mlxn_rows rows;
+    int64_t nr, len;
+    if (!out)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "out is NULL");
+    MLXN_TRY(operand_rows(s, out, fn, "out", &rows, &nr, &len));
+    if (out->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "out is %s, expected i32", mlxn_dtype_name(out->dtype));
+    if (out->ndim != 1 || len != n) {
+        char os[96];
+        shape_str(out, os, sizeof os);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "out has shape %s, expected [%lld] (one per row)", os,
+                          (long long)n);
+    }
+    *ptr = (int32_t *)rows.base;
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_argmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *out)
+{
+    static const char *fn = "mlxn_argmax";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_argmax};
+    mlxn_argmax_args *a = &op.u.argmax;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    MLXN_TRY(row_results(s, out, a->n_rows, fn, &a->out));
+    if (a->n > INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of %lld elements: indices past i32", (long long)a->n);
+    a->dtype = (int)x->dtype;
+    if (a->n_rows == 0)
+        return MLXN_STATUS_OK;
+    if (a->n == 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of x are empty: the argmax of 0 elements is undefined");
+    return mlxn_stream_issue(s, &op);
+}

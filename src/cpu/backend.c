@@ -280,5 +280,6 @@ const mlxn_backend mlxn_cpu_backend = {
         .get_rows = mlxn_cpu_get_rows,
         .binary = mlxn_cpu_binary,
         .scale = mlxn_cpu_scale,
+        .argmax = mlxn_cpu_argmax,
     },
 };

@@ -250,6 +250,7 @@ MLXN_CUDA_OP(softmax, "mlxn_softmax")
 MLXN_CUDA_OP(get_rows, "mlxn_get_rows")
 MLXN_CUDA_OP(binary, "mlxn_binary")
 MLXN_CUDA_OP(scale, "mlxn_scale")
+MLXN_CUDA_OP(argmax, "mlxn_argmax")
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -291,5 +292,6 @@ const mlxn_backend mlxn_cuda_backend = {
         .get_rows = cuda_get_rows,
         .binary = cuda_binary,
         .scale = cuda_scale,
+        .argmax = cuda_argmax,
     },
 };
