@@ -537,7 +537,178 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
     return failures;
 }
 
-const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope";
+/* ---------------------------------------------------------------- small ops: get_rows, binary, scale, argmax */
+
+typedef enum small_op { SMALL_GET_ROWS, SMALL_BINARY, SMALL_SCALE, SMALL_ARGMAX } small_op;
+static const char *small_op_names[] = {"get_rows", "binary", "scale", "argmax"};
+
+/* binary: how b broadcasts over a */
+typedef enum small_bcast { BCAST_NONE, BCAST_ROW_VECTOR, BCAST_PER_ROW } small_bcast;
+
+typedef struct small_row {
+    small_op op;
+    mlxn_dtype dtype;   /* get_rows: the table's (y is f32); others: x's (binary: a's; b is f32) */
+    int64_t rows, n;    /* get_rows: tokens x D */
+    int64_t table_rows; /* get_rows: V */
+    small_bcast bcast;  /* binary */
+} small_row;
+
+/* Embedding lookups of a prefill (4096 tokens of a 4096-wide model, 32000-token vocabulary) and
+ * of one decode token (Gemma 3 270M's Q8_0 table: 640 wide, 262144 tokens);
+ * residual adds and norm-weight multiplies over prefill activations; the final logit scale;
+ * argmax over one vocabulary row (decode) and a batch of them. */
+static const small_row small_rows[] = {
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q4_K, 4096, 4096, 32000, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 4096, 4096, 32000, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_BF16, 4096, 4096, 32000, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 1, 640, 262144, 0},
+    {SMALL_BINARY, MLXN_DTYPE_F32, 4096, 4096, 0, BCAST_NONE},
+    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_NONE},
+    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_ROW_VECTOR},
+    {SMALL_BINARY, MLXN_DTYPE_F32, 16384, 4096, 0, BCAST_PER_ROW},
+    {SMALL_SCALE, MLXN_DTYPE_F32, 4096, 4096, 0, 0},
+    {SMALL_SCALE, MLXN_DTYPE_BF16, 4096, 14336, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_F32, 1, 262144, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_F32, 256, 151936, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_BF16, 256, 151936, 0, 0},
+};
+
+typedef struct small_ctx {
+    const small_row *row;
+    mlxn_stream *s;
+    mlxn_buffer *x, *b, *y, *ids;
+} small_ctx;
+
+static mlxn_status small_call(void *ctx, int i)
+{
+    (void)i;
+    const small_ctx *c = ctx;
+    const small_row *r = c->row;
+    int64_t shape[2] = {r->rows, r->n};
+    mlxn_tensor x = mlxn_tensor_make(c->x, 0, r->dtype, 2, shape);
+    switch (r->op) {
+    case SMALL_GET_ROWS: {
+        int64_t tshape[2] = {r->table_rows, r->n};
+        mlxn_tensor table = mlxn_tensor_make(c->x, 0, r->dtype, 2, tshape);
+        mlxn_tensor ids = mlxn_tensor_make(c->ids, 0, MLXN_DTYPE_I32, 1, &r->rows);
+        mlxn_tensor y = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_F32, 2, shape);
+        return mlxn_get_rows(c->s, &table, &ids, 1.0f, &y);
+    }
+    case SMALL_BINARY: {
+        int64_t bshape[2] = {r->bcast == BCAST_ROW_VECTOR ? 1 : r->rows, r->bcast == BCAST_PER_ROW ? 1 : r->n};
+        mlxn_tensor b = mlxn_tensor_make(c->b, 0, r->bcast == BCAST_NONE ? r->dtype : MLXN_DTYPE_F32, 2, bshape);
+        mlxn_tensor y = mlxn_tensor_make(c->y, 0, r->dtype, 2, shape);
+        return mlxn_binary(c->s, r->bcast == BCAST_NONE ? MLXN_BINOP_ADD : MLXN_BINOP_MUL, &x, &b, &y);
+    }
+    case SMALL_SCALE: {
+        mlxn_tensor y = mlxn_tensor_make(c->y, 0, r->dtype, 2, shape);
+        return mlxn_scale(c->s, &x, 0.125f, 1.0f, &y);
+    }
+    case SMALL_ARGMAX: {
+        mlxn_tensor out = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_I32, 1, &r->rows);
+        return mlxn_argmax(c->s, &x, &out);
+    }
+    }
+    return MLXN_STATUS_ERR_INTERNAL;
+}
+
+/* Bytes the op must move at least; the sizes of x, b and y for setting them up. */
+static double small_bytes(const small_row *r, size_t *x_bytes, size_t *b_bytes, size_t *y_bytes)
+{
+    const double es = (double)mlxn_dtype_block_bytes(r->dtype) / (double)mlxn_dtype_block_elems(r->dtype);
+    const double elems = (double)r->rows * (double)r->n;
+    *x_bytes = *b_bytes = *y_bytes = 0;
+    switch (r->op) {
+    case SMALL_GET_ROWS: /* a table row in, an f32 row out per token */
+        *x_bytes = (size_t)((double)r->table_rows * (double)r->n * es);
+        *y_bytes = (size_t)elems * 4;
+        return elems * (es + 4) + (double)r->rows * 4;
+    case SMALL_BINARY: {
+        *x_bytes = *y_bytes = (size_t)(elems * es);
+        *b_bytes = r->bcast == BCAST_NONE ? *x_bytes : (size_t)(r->bcast == BCAST_ROW_VECTOR ? r->n : r->rows) * 4;
+        return 2.0 * (double)*x_bytes + (double)*b_bytes;
+    }
+    case SMALL_SCALE:
+        *x_bytes = *y_bytes = (size_t)(elems * es);
+        return 2.0 * (double)*x_bytes;
+    case SMALL_ARGMAX:
+        *x_bytes = (size_t)(elems * es);
+        *y_bytes = (size_t)r->rows * 4;
+        return (double)*x_bytes + (double)*y_bytes;
+    }
+    return 0;
+}
+
+static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
+                       const bench_options *opt)
+{
+    int failures = 0;
+    for (size_t k = 0; k < sizeof small_rows / sizeof small_rows[0]; k++) {
+        const small_row *r = &small_rows[k];
+        const char *op = small_op_names[r->op];
+        if (opt->op && strcmp(opt->op, op) != 0)
+            continue;
+        size_t xb, bb, yb;
+        const double moved = small_bytes(r, &xb, &bb, &yb);
+        small_ctx c = {.row = r, .s = s};
+        bench_timing t = {0};
+        int32_t *ids = NULL;
+        /* one set of buffers: the large rows are several times the last-level cache; the decode
+         * rows (one token, one vocabulary row) measure what a decode step sees, cache and all */
+        bool ok = mlxn_buffer_create(dev, xb, &c.x) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, yb, &c.y) == MLXN_STATUS_OK &&
+                  fill_random(c.x, mlxn_dtype_is_quantized(r->dtype) ? MLXN_DTYPE_U8 : r->dtype, xb, 71);
+        if (ok && bb)
+            ok = mlxn_buffer_create(dev, bb, &c.b) == MLXN_STATUS_OK &&
+                 fill_random(c.b, r->bcast == BCAST_NONE ? r->dtype : MLXN_DTYPE_F32, bb, 73);
+        if (ok && r->op == SMALL_GET_ROWS) {
+            ok = (ids = malloc((size_t)r->rows * 4)) != NULL &&
+                 mlxn_buffer_create(dev, (size_t)r->rows * 4, &c.ids) == MLXN_STATUS_OK;
+            uint64_t z = 79;
+            for (int64_t i = 0; ok && i < r->rows; i++) {
+                z = z * 6364136223846793005ull + 1442695040888963407ull;
+                ids[i] = (int32_t)((z >> 33) % (uint64_t)r->table_rows);
+            }
+            ok = ok && mlxn_buffer_upload(c.ids, 0, ids, (size_t)r->rows * 4, NULL) == MLXN_STATUS_OK;
+        }
+        ok = ok && bench_time(dev, s, small_call, &c, info->kind == MLXN_DEVICE_CUDA ? 8 : 1, opt->quick ? 5 : 15, &t);
+        char shape[32], variant[24];
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)r->rows, (long long)r->n);
+        if (r->op == SMALL_GET_ROWS)
+            snprintf(variant, sizeof variant, "V=%lld->f32", (long long)r->table_rows);
+        else if (r->op == SMALL_BINARY)
+            snprintf(variant, sizeof variant, "%s", r->bcast == BCAST_NONE         ? "add"
+                                                    : r->bcast == BCAST_ROW_VECTOR ? "mul/row-f32"
+                                                                                   : "mul/per-row-f32");
+        else
+            snprintf(variant, sizeof variant, "-");
+        if (!ok) {
+            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
+            failures++;
+        } else {
+            const double gbps = moved / (t.median_ms * 1e-3) / 1e9;
+            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, op, shape,
+                   variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
+                   100.0 * gbps / copy_gbps);
+            if (opt->json)
+                fprintf(opt->json,
+                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
+                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
+                        "\"pct_copy\":%.2f}\n",
+                        info->name, op, shape, variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
+                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps);
+        }
+        fflush(stdout);
+        free(ids);
+        mlxn_buffer_free(c.x);
+        mlxn_buffer_free(c.b);
+        mlxn_buffer_free(c.y);
+        mlxn_buffer_free(c.ids);
+    }
+    return failures;
+}
+
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax";
 
 bool bench_has_op(const char *name)
 {
@@ -593,6 +764,12 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_rope(dev, s, &info, copy_gbps, opt);
+    }
+    if (!opt->op || strcmp(opt->op, "get_rows") == 0 || strcmp(opt->op, "binary") == 0 ||
+        strcmp(opt->op, "scale") == 0 || strcmp(opt->op, "argmax") == 0) {
+        printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
+               "median_us", "p10_us", "p90_us", "GB/s", "%copy");
+        failures += bench_small(dev, s, &info, copy_gbps, opt);
     }
     mlxn_stream_free(s);
     return failures ? 1 : 0;

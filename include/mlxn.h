@@ -401,6 +401,40 @@ MLXN_API mlxn_rope_params mlxn_rope_params_default(void);
 
 MLXN_API mlxn_status mlxn_rope(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *pos,
                                const mlxn_rope_params *p, const mlxn_tensor *y);
+/* ---------------------------------------------------------------- ops: embedding lookup
+ *
+ * y[t, :] = scale * table[ids[t], :], decoded and scaled in f32 and rounded once to y's dtype.
+ * table is [V, D] in a GGML block format that mlxn_qmatmul takes (D a multiple of its block)
+ * or in f32, f16 or bf16; ids are i32 of shape [T] (or [B, T], [A, B, T]); y is f32, f16 or
+ * bf16 of shape ids.shape + [D]. Whether an id lies in [0, V) is only known on the device,
+ * where no status can be returned: the row of an id outside it is written as NaN.
+ */
+MLXN_API mlxn_status mlxn_get_rows(mlxn_stream *stream, const mlxn_tensor *table,
+                                   const mlxn_tensor *ids, float scale, const mlxn_tensor *y);
+
+/* ---------------------------------------------------------------- ops: elementwise arithmetic
+ *
+ * Computed in f32 and rounded once to y's dtype. a, x and y are f32, f16 or bf16 of one dtype
+ * and shape, any row strides (the innermost dimension contiguous).
+ */
+typedef enum mlxn_binop { MLXN_BINOP_ADD, MLXN_BINOP_SUB, MLXN_BINOP_MUL, MLXN_BINOP_DIV } mlxn_binop;
+
+/* y = a op b, b broadcast to a's shape by numpy's rules: dims aligned at the right, each of b's
+ * dims equal to a's or 1, missing leading dims repeated. b is of a's dtype or f32, any strides
+ * (its innermost dimension contiguous or of size 1). y may be a, or b when b has a's shape;
+ * other overlaps are undefined. */
+MLXN_API mlxn_status mlxn_binary(mlxn_stream *stream, mlxn_binop op, const mlxn_tensor *a,
+                                 const mlxn_tensor *b, const mlxn_tensor *y);
+/* y = alpha * x + beta, as one fused multiply-add; y may be x. */
+MLXN_API mlxn_status mlxn_scale(mlxn_stream *stream, const mlxn_tensor *x, float alpha, float beta,
+                                const mlxn_tensor *y);
+
+/* ---------------------------------------------------------------- ops: argmax and sampling */
+
+/* out[b] = the index of the largest element of row b of x (f32, f16 or bf16 [B, V], any row
+ * strides; rows of higher-dimensional x count as rows too). Ties go to the lowest index, -0 and
+ * +0 are equal, NaN never wins; a row of only NaN gives -1. out: i32 [B], contiguous. */
+MLXN_API mlxn_status mlxn_argmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *out);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,10 @@ static const op_tests registry[] = {
     {"act", test_act},
     {"softmax", test_softmax},
     {"rope", test_rope},
+    {"get_rows", test_get_rows},
+    {"binary", test_binary},
+    {"scale", test_scale},
+    {"argmax", test_argmax},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

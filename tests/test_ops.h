@@ -10,5 +10,9 @@ void test_qmatmul(test_devices *devs, rng *g);
 void test_act(test_devices *devs, rng *g);
 void test_softmax(test_devices *devs, rng *g);
 void test_rope(test_devices *devs, rng *g);
+void test_get_rows(test_devices *devs, rng *g);
+void test_binary(test_devices *devs, rng *g);
+void test_scale(test_devices *devs, rng *g);
+void test_argmax(test_devices *devs, rng *g);
 
 #endif

@@ -14,9 +14,13 @@
     X(qmatmul, mlxn_qmatmul_args) \
     X(act, mlxn_act_args) \
     X(softmax, mlxn_softmax_args) \
-    X(rope, mlxn_rope_args)
+    X(rope, mlxn_rope_args) \
+    X(get_rows, mlxn_get_rows_args) \
+    X(binary, mlxn_binary_args) \
+    X(scale, mlxn_scale_args) \
+    X(argmax, mlxn_argmax_args)
 
-#define MLXN_OP_COUNT_EXPECTED 6
+#define MLXN_OP_COUNT_EXPECTED 10
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -91,6 +95,48 @@ typedef struct mlxn_rope_args {
     int64_t pos_sb, pos_ss;     /* byte strides; pos_sb 0 when positions are shared by the batch */
     mlxn_rows x, y;
 } mlxn_rope_args;
+
+/* get_rows: y[t, :] = scale * table[ids[t], :]; an id outside [0, V) gives a row of NaN. */
+typedef struct mlxn_get_rows_args {
+    int64_t n_tokens;      /* ids (and rows of y) in all */
+    int64_t n;             /* D: elements per row of the table and of y */
+    int table_dtype;       /* a GGML block format (ggml_decode.h) or f32, f16, bf16 */
+    const uint8_t *table;  /* V rows of D elements */
+    int64_t table_rows;    /* V */
+    int64_t table_stride;  /* bytes between rows of the table */
+    mlxn_rows ids;         /* i32, rows of ids_len: token t is element t % ids_len of row t / ids_len */
+    int64_t ids_len;
+    int y_dtype;           /* f32, f16 or bf16 */
+    mlxn_rows y;           /* n_tokens rows of D */
+    float scale;
+} mlxn_get_rows_args;
+
+/* binary: y = a op b with b broadcast over a. */
+typedef struct mlxn_binary_args {
+    int64_t n_rows, n;     /* rows of n elements of a and y */
+    int op;                /* mlxn_binop */
+    int dtype;             /* f32, f16 or bf16: a and y */
+    int b_dtype;           /* dtype or f32 */
+    mlxn_rows a, y;
+    mlxn_rows b;           /* a's row decomposition (d1, d2) with b's strides, 0 along broadcast dims */
+    int64_t b_inc;         /* bytes between b's elements along a row: its element size, 0 when broadcast */
+} mlxn_binary_args;
+
+/* scale: y = alpha * x + beta, elementwise. */
+typedef struct mlxn_scale_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32, f16 or bf16: x and y */
+    float alpha, beta;
+    mlxn_rows x, y;
+} mlxn_scale_args;
+
+/* argmax: out[r] = index of the largest element of row r (sample_math.h's order). */
+typedef struct mlxn_argmax_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32, f16 or bf16 */
+    mlxn_rows x;
+    int32_t *out;          /* n_rows */
+} mlxn_argmax_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

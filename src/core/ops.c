@@ -511,3 +511,185 @@ mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *p
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
 }
+mlxn_status mlxn_get_rows(mlxn_stream *s, const mlxn_tensor *table, const mlxn_tensor *ids, float scale,
+                          const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_get_rows";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_get_rows};
+    mlxn_get_rows_args *a = &op.u.get_rows;
+    mlxn_rows trows;
+    int64_t id_rows, yr, yn;
+    MLXN_TRY(operand_rows(s, table, fn, "table", &trows, &a->table_rows, &a->n));
+    MLXN_TRY(operand_rows(s, ids, fn, "ids", &a->ids, &id_rows, &a->ids_len));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &yr, &yn));
+    if (!ggml_block_dtype(table->dtype) && !float_dtype(table->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn,
+                          "table is %s, expected a GGML block format (q4_0 .. q8_0, q2_K .. q6_K, iq4_nl, "
+                          "iq4_xs) or f32, f16, bf16",
+                          mlxn_dtype_name(table->dtype));
+    if (table->ndim != 2)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "table has %d dims, expected 2 ([V, D])", table->ndim);
+    if (ids->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "ids are %s, expected i32", mlxn_dtype_name(ids->dtype));
+    if (ids->ndim > 3)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "ids have %d dims, expected 1 to 3", ids->ndim);
+    if (!float_dtype(y->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32, f16 or bf16", mlxn_dtype_name(y->dtype));
+    bool fits = y->ndim == ids->ndim + 1 && yn == a->n;
+    for (int i = 0; fits && i < ids->ndim; i++)
+        fits = y->shape[i] == ids->shape[i];
+    if (!fits) {
+        char ys[96], is[96];
+        shape_str(y, ys, sizeof ys);
+        shape_str(ids, is, sizeof is);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has shape %s, expected ids' shape %s and then %lld", ys, is,
+                          (long long)a->n);
+    }
+    if (!isfinite(scale))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "scale is %g, expected a finite value", (double)scale);
+    a->n_tokens = id_rows * a->ids_len;
+    a->table_dtype = (int)table->dtype;
+    a->table = (const uint8_t *)trows.base;
+    const int64_t row_bytes = a->n / mlxn_dtype_block_elems(table->dtype) * mlxn_dtype_block_bytes(table->dtype);
+    a->table_stride = a->table_rows > 1 ? trows.s2 : row_bytes;
+    a->y_dtype = (int)y->dtype;
+    a->scale = scale;
+    if (a->n_tokens == 0 || a->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+/* An operand that must match ref (named ref_name in messages) in dtype and shape. */
+static mlxn_status like_operand(mlxn_stream *s, const mlxn_tensor *ref, const char *ref_name, const mlxn_tensor *t,
+                                const char *fn, const char *what, mlxn_rows *rows)
+{
+    int64_t nr, n;
+    if (!t)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
+    MLXN_TRY(operand_rows(s, t, fn, what, rows, &nr, &n));
+    if (t->dtype != ref->dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, %s is %s", what, mlxn_dtype_name(t->dtype), ref_name,
+                          mlxn_dtype_name(ref->dtype));
+    if (!same_shape(ref, t)) {
+        char a[96], b[96];
+        shape_str(t, a, sizeof a);
+        shape_str(ref, b, sizeof b);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, %s has shape %s", what, a, ref_name, b);
+    }
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_binary(mlxn_stream *s, mlxn_binop bop, const mlxn_tensor *a, const mlxn_tensor *b,
+                        const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_binary";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_binary};
+    mlxn_binary_args *p = &op.u.binary;
+    MLXN_TRY(operand_rows(s, a, fn, "a", &p->a, &p->n_rows, &p->n));
+    if (!float_dtype(a->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "a is %s, expected f32, f16 or bf16", mlxn_dtype_name(a->dtype));
+    if ((unsigned)bop > MLXN_BINOP_DIV)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "unknown operation %d, expected a mlxn_binop", (int)bop);
+    if (!b)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "b is NULL");
+    mlxn_rows brows;
+    int64_t b_rows, b_n;
+    MLXN_TRY(operand_rows(s, b, fn, "b", &brows, &b_rows, &b_n));
+    if (b->dtype != a->dtype && b->dtype != MLXN_DTYPE_F32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "b is %s, expected %s (a's dtype) or f32",
+                          mlxn_dtype_name(b->dtype), mlxn_dtype_name(a->dtype));
+    /* numpy broadcasting: b's dims aligned with a's innermost ones, each equal or 1 */
+    const int lead = a->ndim - b->ndim;
+    bool fits = lead >= 0;
+    for (int i = 0; fits && i < b->ndim; i++)
+        fits = b->shape[i] == a->shape[lead + i] || b->shape[i] == 1;
+    if (!fits) {
+        char bs[96], as[96];
+        shape_str(b, bs, sizeof bs);
+        shape_str(a, as, sizeof as);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "b has shape %s, which does not broadcast to a's shape %s", bs,
+                          as);
+    }
+    MLXN_TRY(like_operand(s, a, "a", y, fn, "y", &p->y));
+    /* b in a's row decomposition: slot k of the three leading dims holds a's dim k - (3 - (ndim - 1)) */
+    int64_t stride[3] = {0, 0, 0};
+    for (int i = 0; i + 1 < a->ndim; i++) {
+        const int bi = i - lead;
+        if (bi >= 0 && b->shape[bi] != 1)
+            stride[3 - (a->ndim - 1) + i] = b->stride[bi];
+    }
+    p->b = (mlxn_rows){.base = brows.base, .d1 = p->a.d1, .d2 = p->a.d2, .s0 = stride[0], .s1 = stride[1],
+                       .s2 = stride[2]};
+    p->b_inc = b->shape[b->ndim - 1] == 1 ? 0 : (int64_t)mlxn_dtype_size(b->dtype);
+    p->op = (int)bop;
+    p->dtype = (int)a->dtype;
+    p->b_dtype = (int)b->dtype;
+    if (p->n_rows == 0 || p->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, float beta, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_scale";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_scale};
+    mlxn_scale_args *p = &op.u.scale;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &p->x, &p->n_rows, &p->n));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    MLXN_TRY(like_operand(s, x, "x", y, fn, "y", &p->y));
+    if (!isfinite(alpha) || !isfinite(beta))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "alpha %g and beta %g: expected finite values",
+                          (double)alpha, (double)beta);
+    p->dtype = (int)x->dtype;
+    p->alpha = alpha;
+    p->beta = beta;
+    if (p->n_rows == 0 || p->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+/* A contiguous i32 vector of n elements for per-row results. */
+static mlxn_status row_results(mlxn_stream *s, const mlxn_tensor *out, int64_t n, const char *fn, int32_t **ptr)
+{
+    mlxn_rows rows;
+    int64_t nr, len;
+    if (!out)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "out is NULL");
+    MLXN_TRY(operand_rows(s, out, fn, "out", &rows, &nr, &len));
+    if (out->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "out is %s, expected i32", mlxn_dtype_name(out->dtype));
+    if (out->ndim != 1 || len != n) {
+        char os[96];
+        shape_str(out, os, sizeof os);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "out has shape %s, expected [%lld] (one per row)", os,
+                          (long long)n);
+    }
+    *ptr = (int32_t *)rows.base;
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_argmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *out)
+{
+    static const char *fn = "mlxn_argmax";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_argmax};
+    mlxn_argmax_args *a = &op.u.argmax;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    MLXN_TRY(row_results(s, out, a->n_rows, fn, &a->out));
+    if (a->n > INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of %lld elements: indices past i32", (long long)a->n);
+    a->dtype = (int)x->dtype;
+    if (a->n_rows == 0)
+        return MLXN_STATUS_OK;
+    if (a->n == 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of x are empty: the argmax of 0 elements is undefined");
+    return mlxn_stream_issue(s, &op);
+}

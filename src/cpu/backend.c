@@ -278,5 +278,9 @@ const mlxn_backend mlxn_cpu_backend = {
         .act = mlxn_cpu_act,
         .softmax = mlxn_cpu_softmax,
         .rope = mlxn_cpu_rope,
+        .get_rows = mlxn_cpu_get_rows,
+        .binary = mlxn_cpu_binary,
+        .scale = mlxn_cpu_scale,
+        .argmax = mlxn_cpu_argmax,
     },
 };

@@ -45,5 +45,9 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a);
 mlxn_status mlxn_cpu_act(mlxn_stream *s, const mlxn_act_args *a);
 mlxn_status mlxn_cpu_softmax(mlxn_stream *s, const mlxn_softmax_args *a);
 mlxn_status mlxn_cpu_rope(mlxn_stream *s, const mlxn_rope_args *a);
+mlxn_status mlxn_cpu_get_rows(mlxn_stream *s, const mlxn_get_rows_args *a);
+mlxn_status mlxn_cpu_binary(mlxn_stream *s, const mlxn_binary_args *a);
+mlxn_status mlxn_cpu_scale(mlxn_stream *s, const mlxn_scale_args *a);
+mlxn_status mlxn_cpu_argmax(mlxn_stream *s, const mlxn_argmax_args *a);
 
 #endif

@@ -248,6 +248,10 @@ MLXN_CUDA_OP(qmatmul_mlx, "mlxn_qmatmul_mlx")
 MLXN_CUDA_OP(act, "mlxn_activation")
 MLXN_CUDA_OP(softmax, "mlxn_softmax")
 MLXN_CUDA_OP(rope, "mlxn_rope")
+MLXN_CUDA_OP(get_rows, "mlxn_get_rows")
+MLXN_CUDA_OP(binary, "mlxn_binary")
+MLXN_CUDA_OP(scale, "mlxn_scale")
+MLXN_CUDA_OP(argmax, "mlxn_argmax")
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -287,5 +291,9 @@ const mlxn_backend mlxn_cuda_backend = {
         .act = cuda_act,
         .softmax = cuda_softmax,
         .rope = cuda_rope,
+        .get_rows = cuda_get_rows,
+        .binary = cuda_binary,
+        .scale = cuda_scale,
+        .argmax = cuda_argmax,
     },
 };

@@ -1,0 +1,75 @@
+// Pieces shared by the elementwise kernels (binary.cu, scale.cu): f32 conversions of the
+// storage types, runs of 8 elements moved with 16-byte accesses, and the launch shape.
+//
+// Launch shape: a block is BX x BY threads (BX * BY = 256); threadIdx.x walks the runs of a
+// row (BX a multiple of 32 up to 256, no wider than the row needs, so short rows do not idle
+// whole warps), threadIdx.y and grid.y walk rows (grid-stride past 65535 rows).
+#ifndef MLXN_CUDA_ELEMENTWISE_CUH
+#define MLXN_CUDA_ELEMENTWISE_CUH
+
+#include "common.cuh"
+
+namespace mlxn_cuda {
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+constexpr int RUN = 8; // elements per thread on the vector paths: 16 bytes of f16/bf16, 32 of f32
+
+// RUN elements at p (16-byte aligned) as f32.
+template <typename T> __device__ __forceinline__ void load_run(const T *p, float (&v)[RUN])
+{
+    T t[RUN];
+#pragma unroll
+    for (int w = 0; w < RUN * (int)sizeof(T) / 16; w++)
+        reinterpret_cast<uint4 *>(t)[w] = reinterpret_cast<const uint4 *>(p)[w];
+#pragma unroll
+    for (int j = 0; j < RUN; j++)
+        v[j] = to_f(t[j]);
+}
+
+template <typename T> __device__ __forceinline__ void store_run(T *p, const float (&v)[RUN])
+{
+    T t[RUN];
+#pragma unroll
+    for (int j = 0; j < RUN; j++)
+        t[j] = from_f<T>(v[j]);
+#pragma unroll
+    for (int w = 0; w < RUN * (int)sizeof(T) / 16; w++)
+        reinterpret_cast<uint4 *>(p)[w] = reinterpret_cast<const uint4 *>(t)[w];
+}
+
+// Whether every row of r starts 16-byte aligned (an absent operand does).
+inline bool rows_aligned16(const mlxn_rows &r)
+{
+    return !r.base || (((uintptr_t)r.base & 15) == 0 && r.s0 % 16 == 0 && r.s1 % 16 == 0 && r.s2 % 16 == 0);
+}
+
+struct ew_shape {
+    dim3 grid, block;
+};
+
+// runs: threads a row needs (elements / RUN, or elements on a scalar path).
+inline ew_shape ew_launch_shape(int64_t n_rows, int64_t runs)
+{
+    int bx = 32;
+    while (bx < 256 && bx < runs)
+        bx *= 2;
+    const int by = 256 / bx;
+    const int64_t gy = (n_rows + by - 1) / by;
+    return {dim3((unsigned)((runs + bx - 1) / bx), (unsigned)(gy < 65535 ? gy : 65535)), dim3(bx, by)};
+}
+
+// The first row of this thread and the step to its next one.
+__device__ __forceinline__ int64_t ew_row0() { return (int64_t)blockIdx.y * blockDim.y + threadIdx.y; }
+__device__ __forceinline__ int64_t ew_row_step() { return (int64_t)gridDim.y * blockDim.y; }
+
+} // namespace mlxn_cuda
+
+#endif

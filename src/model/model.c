@@ -1,0 +1,329 @@
+/* Loading a GGUF decoder model: hyperparameters from the metadata, weights as views of the
+ * data section on the device, the KV cache and per-batch scratch. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "model_internal.h"
+
+static const char *fn = "mlxn_model_load";
+
+mlxn_model_options mlxn_model_options_default(void)
+{
+    return (mlxn_model_options){.n_ctx = 0, .n_batch = 0, .kv_dtype = MLXN_DTYPE_F32, .use_graphs = true};
+}
+
+/* <arch>.<key> as an integer; missing: def, or an error when def < 0 */
+static mlxn_status meta_int(const mlxn_model *m, const char *key, int64_t def, int64_t *out)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", m->arch_name, key);
+    uint64_t u;
+    if (!mlxn_gguf_find(m->gguf, full)) {
+        if (def < 0)
+            return mlxn_error(MLXN_STATUS_ERR_BAD_FORMAT, fn, "metadata key %s is missing", full);
+        *out = def;
+        return MLXN_STATUS_OK;
+    }
+    MLXN_TRY(mlxn_gguf_get_uint(m->gguf, full, &u));
+    if (u > (uint64_t)1 << 40)
+        return mlxn_error(MLXN_STATUS_ERR_BAD_FORMAT, fn, "metadata %s = %llu is out of range", full,
+                          (unsigned long long)u);
+    *out = (int64_t)u;
+    return MLXN_STATUS_OK;
+}
+
+static double meta_float(const mlxn_model *m, const char *key, double def)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", m->arch_name, key);
+    double d;
+    return mlxn_gguf_get_float(m->gguf, full, &d) == MLXN_STATUS_OK ? d : def;
+}
+
+/* The weight `name` as a view of m->weights, checked against the expected shape (outermost
+ * first; ndim 1 or 2). Optional weights that are absent leave t->buffer NULL. */
+static mlxn_status weight(mlxn_model *m, const char *name, bool required, int ndim, int64_t d0, int64_t d1,
+                          mlxn_tensor *t)
+{
+    memset(t, 0, sizeof *t);
+    const mlxn_gguf_tensor *gt = mlxn_gguf_find_tensor(m->gguf, name);
+    if (!gt)
+        return required ? mlxn_error(MLXN_STATUS_ERR_BAD_FORMAT, fn, "tensor %s is missing", name) : MLXN_STATUS_OK;
+    mlxn_status st = mlxn_gguf_tensor_view(gt, m->weights, 0, t);
+    if (st != MLXN_STATUS_OK)
+        return mlxn_error(st, fn, "tensor %s: %s", name, mlxn_last_error());
+    const int64_t want[2] = {d0, d1};
+    bool ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++)
+        ok = t->shape[i] == want[i];
+    if (!ok)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "tensor %s has %d dims [%lld, %lld], expected [%lld, %lld]",
+                          name, t->ndim, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 1),
+                          (long long)d0, (long long)(ndim > 1 ? d1 : 1));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status read_hparams(mlxn_model *m)
+{
+    const char *arch;
+    MLXN_TRY(mlxn_gguf_get_string(m->gguf, "general.architecture", &arch));
+    if (strcmp(arch, "llama") == 0)
+        m->arch = ARCH_LLAMA;
+    else if (strcmp(arch, "gemma3") == 0)
+        m->arch = ARCH_GEMMA3;
+    else if (strcmp(arch, "qwen3") == 0)
+        m->arch = ARCH_QWEN3;
+    else
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "architecture '%s' is not supported (have: llama, gemma3, qwen3)", arch);
+    snprintf(m->arch_name, sizeof m->arch_name, "%s", arch);
+    mlxn_model_info *in = &m->info;
+    in->arch = m->arch_name;
+    if (mlxn_gguf_get_string(m->gguf, "general.name", &in->name) != MLXN_STATUS_OK)
+        in->name = "";
+    MLXN_TRY(meta_int(m, "block_count", -1, &in->n_layer));
+    MLXN_TRY(meta_int(m, "embedding_length", -1, &in->n_embd));
+    MLXN_TRY(meta_int(m, "feed_forward_length", -1, &in->n_ff));
+    MLXN_TRY(meta_int(m, "attention.head_count", -1, &in->n_head));
+    MLXN_TRY(meta_int(m, "attention.head_count_kv", in->n_head, &in->n_head_kv));
+    MLXN_TRY(meta_int(m, "context_length", 2048, &in->n_ctx_train));
+    if (in->n_layer < 1 || in->n_layer > MLXN_MODEL_MAX_LAYERS || in->n_head < 1 || in->n_head_kv < 1 ||
+        in->n_head % in->n_head_kv != 0 || in->n_embd < 1 || in->n_ff < 1)
+        return mlxn_error(MLXN_STATUS_ERR_BAD_FORMAT, fn,
+                          "hyperparameters out of range: %lld layers (at most %d), %lld heads, %lld KV heads, "
+                          "%lld wide, ffn %lld",
+                          (long long)in->n_layer, MLXN_MODEL_MAX_LAYERS, (long long)in->n_head,
+                          (long long)in->n_head_kv, (long long)in->n_embd, (long long)in->n_ff);
+    int64_t kl, vl;
+    MLXN_TRY(meta_int(m, "attention.key_length", in->n_embd / in->n_head, &kl));
+    MLXN_TRY(meta_int(m, "attention.value_length", kl, &vl));
+    if (kl != vl)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn, "key length %lld differs from value length %lld",
+                          (long long)kl, (long long)vl);
+    in->head_dim = kl;
+    m->eps = (float)meta_float(m, "attention.layer_norm_rms_epsilon", 1e-5);
+    m->attn_scale = (float)(1.0 / sqrt((double)in->head_dim));
+    m->embd_scale = m->arch == ARCH_GEMMA3 ? sqrtf((float)in->n_embd) : 1.0f;
+    m->ffn_act = m->arch == ARCH_GEMMA3 ? MLXN_ACT_GELU_TANH : MLXN_ACT_SILU;
+    int64_t window = 0;
+    if (m->arch == ARCH_GEMMA3)
+        MLXN_TRY(meta_int(m, "attention.sliding_window", 0, &window));
+    m->window = window;
+
+    int64_t n_rot;
+    MLXN_TRY(meta_int(m, "rope.dimension_count", in->head_dim, &n_rot));
+    mlxn_rope_params rope = mlxn_rope_params_default();
+    rope.style = m->arch == ARCH_LLAMA ? MLXN_ROPE_NORMAL : MLXN_ROPE_NEOX;
+    rope.n_rot = (int)n_rot;
+    rope.base = (float)meta_float(m, "rope.freq_base", 10000.0);
+    const char *scaling;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
+    if (mlxn_gguf_get_string(m->gguf, key, &scaling) == MLXN_STATUS_OK && strcmp(scaling, "none") != 0) {
+        if (strcmp(scaling, "linear") != 0)
+            return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn, "rope scaling '%s' is not supported (have: linear)",
+                              scaling);
+        const double factor = meta_float(m, "rope.scaling.factor", 1.0);
+        rope.freq_scale = factor > 0 ? (float)(1.0 / factor) : 1.0f;
+    }
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        L->rope = rope;
+        /* Gemma 3: five sliding-window layers (RoPE base 10000, unscaled) per global layer */
+        L->sliding = m->arch == ARCH_GEMMA3 && window > 0 && (l + 1) % 6 != 0;
+        if (L->sliding) {
+            L->rope.base = 10000.0f;
+            L->rope.freq_scale = 1.0f;
+        }
+    }
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status bind_weights(mlxn_model *m)
+{
+    const mlxn_model_info *in = &m->info;
+    const int64_t E = in->n_embd, D = in->head_dim, Hq = in->n_head, Hk = in->n_head_kv, F = in->n_ff;
+    const mlxn_gguf_tensor *emb = mlxn_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!emb || emb->n_dims != 2)
+        return mlxn_error(MLXN_STATUS_ERR_BAD_FORMAT, fn, "tensor token_embd.weight is missing or not 2-D");
+    m->info.n_vocab = emb->ne[1];
+    const int64_t V = m->info.n_vocab;
+    MLXN_TRY(weight(m, "token_embd.weight", true, 2, V, E, &m->tok_embd));
+    MLXN_TRY(weight(m, "output_norm.weight", true, 1, E, 0, &m->output_norm));
+    MLXN_TRY(weight(m, "output.weight", false, 2, V, E, &m->output));
+    if (!m->output.buffer)
+        m->output = m->tok_embd; /* tied */
+    const bool qk_norm = m->arch != ARCH_LLAMA, post_norms = m->arch == ARCH_GEMMA3;
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        char n[96];
+#define W(field, suffix, req, nd, a, b)                                  \
+    snprintf(n, sizeof n, "blk.%lld." suffix ".weight", (long long)l); \
+    MLXN_TRY(weight(m, n, req, nd, a, b, &L->field))
+        W(attn_norm, "attn_norm", true, 1, E, 0);
+        W(wq, "attn_q", true, 2, Hq * D, E);
+        W(wk, "attn_k", true, 2, Hk * D, E);
+        W(wv, "attn_v", true, 2, Hk * D, E);
+        W(wo, "attn_output", true, 2, E, Hq * D);
+        W(q_norm, "attn_q_norm", qk_norm, 1, D, 0);
+        W(k_norm, "attn_k_norm", qk_norm, 1, D, 0);
+        W(post_attn_norm, "post_attention_norm", post_norms, 1, E, 0);
+        W(ffn_norm, "ffn_norm", true, 1, E, 0);
+        W(w_gate, "ffn_gate", true, 2, F, E);
+        W(w_up, "ffn_up", true, 2, F, E);
+        W(w_down, "ffn_down", true, 2, E, F);
+        W(post_ffn_norm, "post_ffw_norm", post_norms, 1, E, 0);
+#undef W
+    }
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status alloc_state(mlxn_model *m)
+{
+    const mlxn_model_info *in = &m->info;
+    const int64_t B = m->opt.n_batch, E = in->n_embd, D = in->head_dim;
+    const size_t f = sizeof(float);
+    struct {
+        mlxn_buffer **b;
+        size_t bytes;
+    } bufs[] = {
+        {&m->x, (size_t)(B * E) * f},
+        {&m->xn, (size_t)(B * E) * f},
+        {&m->q, (size_t)(B * in->n_head * D) * f},
+        {&m->k, (size_t)(B * in->n_head_kv * D) * f},
+        {&m->v, (size_t)(B * in->n_head_kv * D) * f},
+        {&m->att, (size_t)(B * in->n_head * D) * f},
+        {&m->proj, (size_t)(B * E) * f},
+        {&m->gate, (size_t)(B * in->n_ff) * f},
+        {&m->up, (size_t)(B * in->n_ff) * f},
+        {&m->logits, (size_t)(B * in->n_vocab) * f},
+        {&m->ids, (size_t)B * 4},
+        {&m->pos_tok, (size_t)B * 4},
+        {&m->pos_seq, 4},
+        {&m->history, (size_t)in->n_ctx * 4},
+        {&m->next, 4},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        MLXN_TRY(mlxn_buffer_create(m->device, bufs[i].bytes, bufs[i].b));
+    const size_t cache = (size_t)(in->n_head_kv * in->n_ctx * D) * (size_t)mlxn_dtype_block_bytes(m->opt.kv_dtype);
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        MLXN_TRY(mlxn_buffer_create(m->device, cache, &m->layers[l].k_cache));
+        MLXN_TRY(mlxn_buffer_create(m->device, cache, &m->layers[l].v_cache));
+    }
+    m->info.kv_bytes = cache * 2 * (size_t)in->n_layer;
+    m->h_ids = calloc((size_t)B, 4);
+    m->h_pos = calloc((size_t)B, 4);
+    if (!m->h_ids || !m->h_pos)
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "host staging of %lld tokens", (long long)B);
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status load(mlxn_model *m, const char *path)
+{
+    MLXN_TRY(mlxn_gguf_open(path, &m->gguf));
+    MLXN_TRY(read_hparams(m));
+    mlxn_device_info di;
+    MLXN_TRY(mlxn_device_get_info(m->device, &di));
+    m->on_cuda = di.kind == MLXN_DEVICE_CUDA;
+    if (m->on_cuda)
+        MLXN_TRY(mlxn_gguf_upload_data(m->gguf, m->device, m->opt.progress, m->opt.progress_user, &m->weights));
+    else
+        MLXN_TRY(mlxn_gguf_map_data(m->gguf, m->device, &m->weights));
+    m->info.weight_bytes = mlxn_gguf_data_size(m->gguf);
+    MLXN_TRY(bind_weights(m));
+    MLXN_TRY(mlxn_tokenizer_create_gguf(m->gguf, &m->tokenizer));
+    if (mlxn_tokenizer_vocab_size(m->tokenizer) > m->info.n_vocab)
+        return mlxn_error(MLXN_STATUS_ERR_BAD_FORMAT, fn, "the tokenizer has %lld tokens, the embedding %lld rows",
+                          (long long)mlxn_tokenizer_vocab_size(m->tokenizer), (long long)m->info.n_vocab);
+    int64_t n_ctx = m->opt.n_ctx ? m->opt.n_ctx : (m->info.n_ctx_train < 4096 ? m->info.n_ctx_train : 4096);
+    if (n_ctx < 1)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "n_ctx %lld: expected at least 1", (long long)n_ctx);
+    m->info.n_ctx = n_ctx;
+    if (m->opt.n_batch > n_ctx)
+        m->opt.n_batch = n_ctx;
+    MLXN_TRY(mlxn_stream_create(m->device, &m->stream));
+    return alloc_state(m);
+}
+
+mlxn_status mlxn_model_load(mlxn_device *device, const char *path, const mlxn_model_options *options,
+                            mlxn_model **out)
+{
+    if (!out)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "out is NULL");
+    *out = NULL;
+    if (!device || !path)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", device ? "path" : "device");
+    mlxn_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "model state");
+    m->device = device;
+    m->opt = options ? *options : mlxn_model_options_default();
+    if (m->opt.n_batch <= 0)
+        m->opt.n_batch = 512;
+    if (m->opt.kv_dtype != MLXN_DTYPE_F32 && m->opt.kv_dtype != MLXN_DTYPE_F16 && m->opt.kv_dtype != MLXN_DTYPE_BF16) {
+        free(m);
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "kv_dtype %s: expected f32, f16 or bf16",
+                          mlxn_dtype_name(options->kv_dtype));
+    }
+    mlxn_status st = load(m, path);
+    if (st != MLXN_STATUS_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", mlxn_last_error());
+        mlxn_model_free(m);
+        return mlxn_error(st, fn, "%s: %s", path, msg);
+    }
+    *out = m;
+    return MLXN_STATUS_OK;
+}
+
+void mlxn_model_free(mlxn_model *m)
+{
+    if (!m)
+        return;
+    if (m->stream)
+        mlxn_stream_sync(m->stream);
+    mlxn_graph_free(m->decode_graph);
+    mlxn_buffer *bufs[] = {m->x,     m->xn,      m->q,       m->k,       m->v,       m->att,  m->proj, m->gate,
+                           m->up,    m->logits,  m->ids,     m->pos_tok, m->pos_seq, m->history, m->next};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        mlxn_buffer_free(bufs[i]);
+    for (int64_t l = 0; l < m->info.n_layer && l < MLXN_MODEL_MAX_LAYERS; l++) {
+        mlxn_buffer_free(m->layers[l].k_cache);
+        mlxn_buffer_free(m->layers[l].v_cache);
+    }
+    mlxn_buffer_free(m->weights);
+    mlxn_tokenizer_free(m->tokenizer);
+    mlxn_stream_free(m->stream);
+    mlxn_gguf_free(m->gguf);
+    free(m->h_ids);
+    free(m->h_pos);
+    free(m);
+}
+
+mlxn_model_info mlxn_model_get_info(const mlxn_model *m)
+{
+    return m->info;
+}
+
+const mlxn_tokenizer *mlxn_model_tokenizer(const mlxn_model *m)
+{
+    return m->tokenizer;
+}
+
+mlxn_stream *mlxn_model_stream(const mlxn_model *m)
+{
+    return m->stream;
+}
+
+int64_t mlxn_model_position(const mlxn_model *m)
+{
+    return m->n_past;
+}
+
+void mlxn_model_reset(mlxn_model *m)
+{
+    m->n_past = 0;
+}

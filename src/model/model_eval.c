@@ -1,0 +1,107 @@
+/* Driving the forward pass: token chunks, positions, the captured decode step, logits and
+ * on-device sampling. */
+#include <string.h>
+
+#include "../core/internal.h"
+#include "model_internal.h"
+
+/* Uploads the chunk's ids and positions (ordered on the stream, from host staging that stays
+ * unchanged until the chunk's sync). */
+static mlxn_status stage(mlxn_model *m, const int32_t *ids, int64_t T)
+{
+    for (int64_t t = 0; t < T; t++) {
+        m->h_ids[t] = ids[t];
+        m->h_pos[t] = (int32_t)(m->n_past + t);
+    }
+    m->h_pos_seq = (int32_t)m->n_past;
+    MLXN_TRY(mlxn_buffer_upload(m->ids, 0, m->h_ids, (size_t)T * 4, m->stream));
+    MLXN_TRY(mlxn_buffer_upload(m->pos_tok, 0, m->h_pos, (size_t)T * 4, m->stream));
+    return mlxn_buffer_upload(m->pos_seq, 0, &m->h_pos_seq, 4, m->stream);
+}
+
+/* One chunk of T tokens. A single-token step on CUDA replays a graph captured on the second
+ * such step (the first runs eagerly, so every op has sized its scratch before capture). */
+static mlxn_status run_chunk(mlxn_model *m, const int32_t *ids, int64_t T, bool all_logits)
+{
+    MLXN_TRY(stage(m, ids, T));
+    if (T != 1 || all_logits || !m->on_cuda || !m->opt.use_graphs)
+        return mlxn_model_forward(m, T, all_logits);
+    if (!m->decode_graph) {
+        if (!m->decode_warm) {
+            m->decode_warm = true;
+            return mlxn_model_forward(m, 1, false);
+        }
+        MLXN_TRY(mlxn_stream_begin_capture(m->stream));
+        mlxn_status st = mlxn_model_forward(m, 1, false);
+        mlxn_graph *g = NULL;
+        mlxn_status end = mlxn_stream_end_capture(m->stream, &g);
+        MLXN_TRY(st);
+        MLXN_TRY(end);
+        m->decode_graph = g;
+    }
+    return mlxn_graph_launch(m->decode_graph, m->stream);
+}
+
+static mlxn_status eval(mlxn_model *m, const char *fn, const int32_t *ids, int64_t n, bool all_logits,
+                        float *logits)
+{
+    if (!m || !ids || n < 1)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s", !m ? "model is NULL" : !ids ? "ids is NULL"
+                                                                                            : "no tokens");
+    const int64_t V = m->info.n_vocab;
+    if (m->n_past + n > m->info.n_ctx)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                          "context full: %lld tokens in the cache + %lld new > n_ctx %lld", (long long)m->n_past,
+                          (long long)n, (long long)m->info.n_ctx);
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "token %lld is id %d, outside the vocabulary [0, %lld)",
+                              (long long)i, ids[i], (long long)V);
+    const int64_t n_past = m->n_past;
+    for (int64_t start = 0; start < n; start += m->opt.n_batch) {
+        const int64_t T = n - start < m->opt.n_batch ? n - start : m->opt.n_batch;
+        mlxn_status st = run_chunk(m, ids + start, T, all_logits);
+        if (st == MLXN_STATUS_OK && logits && (all_logits || start + T == n))
+            st = mlxn_buffer_download(m->logits, 0, logits + (all_logits ? start * V : 0),
+                                      (size_t)((all_logits ? T : 1) * V) * sizeof(float), m->stream);
+        if (st == MLXN_STATUS_OK)
+            st = mlxn_stream_sync(m->stream);
+        if (st != MLXN_STATUS_OK) {
+            m->n_past = n_past;
+            return st;
+        }
+        m->n_past += T;
+    }
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_model_eval(mlxn_model *m, const int32_t *ids, int64_t n, bool all_logits, float *logits)
+{
+    return eval(m, "mlxn_model_eval", ids, n, all_logits, logits);
+}
+
+mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n, const mlxn_sampler_params *sampler,
+                                   const int32_t *history, int64_t n_history, uint64_t step, int32_t *next)
+{
+    static const char *fn = "mlxn_model_eval_sample";
+    if (!sampler || !next || (n_history > 0 && !history))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL",
+                          !sampler ? "sampler" : !next ? "next" : "history");
+    MLXN_TRY(eval(m, fn, ids, n, false, NULL));
+    if (n_history > m->info.n_ctx) { /* the penalty looks at the most recent tokens */
+        history += n_history - m->info.n_ctx;
+        n_history = m->info.n_ctx;
+    }
+    const int64_t V = m->info.n_vocab, one = 1;
+    const int64_t lshape[2] = {1, V}, hshape[2] = {1, n_history};
+    mlxn_tensor logits = mlxn_tensor_make(m->logits, 0, MLXN_DTYPE_F32, 2, lshape);
+    mlxn_tensor hist = mlxn_tensor_make(m->history, 0, MLXN_DTYPE_I32, 2, hshape);
+    mlxn_tensor out = mlxn_tensor_make(m->next, 0, MLXN_DTYPE_I32, 1, &one);
+    if (n_history > 0)
+        MLXN_TRY(mlxn_buffer_upload(m->history, 0, history, (size_t)n_history * 4, m->stream));
+    MLXN_TRY(mlxn_sample(m->stream, &logits, n_history > 0 ? &hist : NULL, sampler, step, &out));
+    MLXN_TRY(mlxn_buffer_download(m->next, 0, &m->h_next, 4, m->stream));
+    MLXN_TRY(mlxn_stream_sync(m->stream));
+    *next = m->h_next;
+    return MLXN_STATUS_OK;
+}

@@ -1,0 +1,55 @@
+/* The model runner's state, shared by loading (model.c), the forward pass (forward.c) and the
+ * step driver (model_eval.c). */
+#ifndef MLXN_MODEL_INTERNAL_H
+#define MLXN_MODEL_INTERNAL_H
+
+#include "mlxn_model.h"
+
+#define MLXN_MODEL_MAX_LAYERS 256
+
+typedef enum model_arch { ARCH_LLAMA, ARCH_GEMMA3, ARCH_QWEN3 } model_arch;
+
+/* A weight is absent when its buffer is NULL. */
+typedef struct model_layer {
+    mlxn_tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
+    mlxn_tensor ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+    bool sliding;                 /* sliding-window attention layer */
+    mlxn_rope_params rope;
+    mlxn_buffer *k_cache, *v_cache; /* [1, n_head_kv, n_ctx, head_dim] of kv_dtype */
+} model_layer;
+
+struct mlxn_model {
+    mlxn_device *device;
+    mlxn_stream *stream;
+    bool on_cuda;
+    mlxn_gguf *gguf;
+    mlxn_tokenizer *tokenizer;
+    mlxn_model_options opt;
+    mlxn_model_info info;
+    model_arch arch;
+    char arch_name[16];
+
+    float eps, attn_scale, embd_scale;
+    int64_t window;               /* sliding window of the sliding layers (0: none) */
+    mlxn_act ffn_act;
+
+    mlxn_buffer *weights;         /* the GGUF data section on the device */
+    mlxn_tensor tok_embd, output_norm, output;
+    model_layer layers[MLXN_MODEL_MAX_LAYERS];
+
+    /* scratch for up to n_batch tokens, f32, row-major */
+    mlxn_buffer *x, *xn, *q, *k, *v, *att, *proj, *gate, *up, *logits;
+    mlxn_buffer *ids, *pos_tok, *pos_seq, *history, *next; /* i32 */
+    int32_t *h_ids, *h_pos, h_pos_seq, h_next;           /* host staging of the uploads */
+    int64_t n_past;
+
+    mlxn_graph *decode_graph;     /* one token at pos_seq, captured after one eager run */
+    bool decode_warm;
+};
+
+/* Issues the forward pass of T tokens (ids in m->ids, positions in m->pos_tok / m->pos_seq) on
+ * the model's stream; the logits of every row (all_logits) or of the last row land in
+ * m->logits. */
+mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits);
+
+#endif
