@@ -18,6 +18,8 @@ static const op_tests registry[] = {
     {"qmatmul", test_qmatmul},
     {"act", test_act},
     {"softmax", test_softmax},
+    {"attention", test_attention},
+    {"kv_append", test_kv_append},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -9,5 +9,7 @@ void test_qmatmul_mlx(test_devices *devs, rng *g);
 void test_qmatmul(test_devices *devs, rng *g);
 void test_act(test_devices *devs, rng *g);
 void test_softmax(test_devices *devs, rng *g);
+void test_attention(test_devices *devs, rng *g);
+void test_kv_append(test_devices *devs, rng *g);
 
 #endif

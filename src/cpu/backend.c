@@ -277,5 +277,7 @@ const mlxn_backend mlxn_cpu_backend = {
         .qmatmul = mlxn_cpu_qmatmul,
         .act = mlxn_cpu_act,
         .softmax = mlxn_cpu_softmax,
+        .attention = mlxn_cpu_attention,
+        .kv_append = mlxn_cpu_kv_append,
     },
 };

@@ -10,6 +10,8 @@ typedef struct mlxn_cpu_kernel_set {
     const char *name;
     /* stream: write outputs with non-temporal stores */
     void (*rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1, bool stream);
+    /* units u0 .. u1 - 1 of ((b * Hkv + kv head) * Tq + t): one query of one group of heads */
+    void (*attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1);
 } mlxn_cpu_kernel_set;
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
@@ -42,5 +44,7 @@ mlxn_status mlxn_cpu_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a)
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a);
 mlxn_status mlxn_cpu_act(mlxn_stream *s, const mlxn_act_args *a);
 mlxn_status mlxn_cpu_softmax(mlxn_stream *s, const mlxn_softmax_args *a);
+mlxn_status mlxn_cpu_attention(mlxn_stream *s, const mlxn_attention_args *a);
+mlxn_status mlxn_cpu_kv_append(mlxn_stream *s, const mlxn_kv_append_args *a);
 
 #endif
