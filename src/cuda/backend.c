@@ -135,6 +135,8 @@ static void cuda_stream_fini(mlxn_stream *s)
     }
     mlxn_cuda_stream_state *st = s->impl;
     mlxn_cuda_gemm_release(st);
+    if (st->attention_partials)
+        cudaFree(st->attention_partials);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -247,6 +249,24 @@ MLXN_CUDA_OP(rms_norm, "mlxn_rms_norm")
 MLXN_CUDA_OP(qmatmul_mlx, "mlxn_qmatmul_mlx")
 MLXN_CUDA_OP(act, "mlxn_activation")
 MLXN_CUDA_OP(softmax, "mlxn_softmax")
+MLXN_CUDA_OP(kv_append, "mlxn_kv_append")
+
+static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
+{
+    static const char *fn = "mlxn_attention";
+    SET_DEVICE(fn, s->device);
+    mlxn_cuda_stream_state *st = s->impl;
+    if (!st->attention_partials && !s->capturing &&
+        cudaMalloc(&st->attention_partials, MLXN_CUDA_ATTENTION_PARTIALS_BYTES) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no memory for it: attention runs unsplit */
+        st->attention_partials = NULL;
+    }
+    const mlxn_cuda_device *d = s->device->impl;
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_attention(a, st->attention_partials,
+                                                   st->attention_partials ? MLXN_CUDA_ATTENTION_PARTIALS_BYTES : 0,
+                                                   d->prop.multiProcessorCount, st->stream, mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -285,5 +305,7 @@ const mlxn_backend mlxn_cuda_backend = {
         .qmatmul = cuda_qmatmul,
         .act = cuda_act,
         .softmax = cuda_softmax,
+        .attention = cuda_attention,
+        .kv_append = cuda_kv_append,
     },
 };
