@@ -20,7 +20,7 @@
 //       f16/bf16 caches, D in {64, 80, 96, 128, 256}, more rows: flash attention on tensor
 //       cores (mma.sync m16n8k16, f32 accumulation). A block owns 64 rows of the packed
 //       (query, head-in-group) space of one KV head (so GQA reads K/V once per group here too),
-//       4 warps of 16 rows; K/V tiles of 64 (32 for D 256) keys in two cp.async stages; tiles
+//       4 warps of 16 rows; K/V tiles of 64 (16 for D 256) keys in two cp.async stages; tiles
 //       outside the block's visible key range (causal upper triangle, below the window) are
 //       skipped, and a warp skips tiles none of its rows see. q is rounded to the cache's type
 //       when loaded (exact when q has that type), P to that type before P V.
@@ -41,41 +41,51 @@ constexpr float LOG2E = 1.4426950408889634f;
 
 // ------------------------------------------------------------------ shared pieces
 
-__device__ __forceinline__ bool pos_in_range(const mlxn_attention_args &a, int64_t first)
+// Positions, query rows and heads are 32-bit in the kernels: the launcher sends calls with S or
+// B * Tq * Hq past INT32_MAX nowhere (the backend refuses them), and pos is i32.
+
+__device__ __forceinline__ bool pos_in_range(const mlxn_attention_args &a, int first)
 {
-    return first >= 0 && first + a.Tq <= a.S;
+    return first >= 0 && (int64_t)first + a.Tq <= a.S;
 }
 
-// The keys [lo, hi) visible to query t of a batch row whose first query is at `first`.
-__device__ __forceinline__ void visible_keys(const mlxn_attention_args &a, int64_t first, int64_t t, int64_t &lo,
-                                             int64_t &hi)
+// The keys [lo, hi) visible to query t of a batch row whose first query is at `first` (which
+// pos_in_range accepted).
+__device__ __forceinline__ void visible_keys(const mlxn_attention_args &a, int first, int t, int &lo, int &hi)
 {
-    const int64_t p = first + t;
-    lo = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
-    hi = a.causal ? p + 1 : first + a.Tq;
+    const int p = first + t;
+    lo = a.window > 0 && p - a.window + 1 > 0 ? (int)(p - a.window + 1) : 0;
+    hi = a.causal ? p + 1 : first + (int)a.Tq;
 }
 
-// softcap and mask on a scaled logit
-__device__ __forceinline__ float finish_logit(const mlxn_attention_args &a, float z, int64_t t, int64_t j)
+// The mask's row for query t.
+__device__ __forceinline__ const float *mask_row(const mlxn_attention_args &a, int t)
+{
+    return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.mask) + t * a.mask_stride);
+}
+
+// softcap and mask on a scaled logit (__fdividef: no slow-path call for the rare operands
+// that need it; 1 / softcap is within 2 ulp)
+__device__ __forceinline__ float finish_logit(const mlxn_attention_args &a, float z, int t, int j)
 {
     if (a.softcap > 0.0f)
-        z = a.softcap * tanhf(z / a.softcap);
+        z = a.softcap * tanhf(z * __fdividef(1.0f, a.softcap));
     if (a.mask)
-        z += __ldg(reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.mask) + t * a.mask_stride) + j);
+        z += __ldg(mask_row(a, t) + j);
     return z;
 }
 
-__device__ __forceinline__ const char *q_row(const mlxn_attention_args &a, int64_t b, int64_t t, int64_t h)
+__device__ __forceinline__ const char *q_row(const mlxn_attention_args &a, int b, int t, int h)
 {
     return a.q.base + b * a.q.s0 + t * a.q.s1 + h * a.q.s2;
 }
 
-__device__ __forceinline__ char *o_row(const mlxn_attention_args &a, int64_t b, int64_t t, int64_t h)
+__device__ __forceinline__ char *o_row(const mlxn_attention_args &a, int b, int t, int h)
 {
     return a.o.base + b * a.o.s0 + t * a.o.s1 + h * a.o.s2;
 }
 
-__device__ __forceinline__ void store_as(int dt, void *p, int64_t i, float v)
+__device__ __forceinline__ void store_as(int dt, void *p, int i, float v)
 {
     if (dt == MLXN_DTYPE_F16)
         static_cast<__half *>(p)[i] = __float2half_rn(v);
@@ -86,14 +96,15 @@ __device__ __forceinline__ void store_as(int dt, void *p, int64_t i, float v)
 }
 
 // 1 / (softmax denominator) of a row with running max m and sum l, the head's sink included;
-// 0 for a row that saw no key (its output is zero).
-__device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &a, int64_t h, float m, float l)
+// 0 for a row that saw no key (its output is zero). l >= 1 (the max's own term): __fdividef is
+// exact to 2 ulp there.
+__device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &a, int h, float m, float l)
 {
     if (m == -INFINITY)
         return 0.0f;
     if (a.sinks)
         l += expf(__ldg(a.sinks + h) - m);
-    return 1.0f / l;
+    return __fdividef(1.0f, l);
 }
 
 __device__ __forceinline__ float warp_max(float v)
@@ -171,7 +182,7 @@ struct DecodePlan {
     int tpk;        // threads per key in the q.k pass (DEC_THREADS / tk)
     int rs;         // shared-memory row stride of K and V tiles, in 16-byte units
     int splits;     // key splits (blocks along x); 1: the blocks write o
-    int64_t chunk;  // keys per split (a multiple of tk)
+    int chunk;      // keys per split (a multiple of tk)
     float *part_o;  // [B * Tq * Hq][splits][D]: unnormalized outputs of each split
     float *part_ml; // [B * Tq * Hq][splits][2]: their running max and sum
 };
@@ -188,8 +199,25 @@ __host__ __device__ constexpr size_t decode_smem(int rt, int d, int tk, int rs)
     return (size_t)rt * d * 4 + 4 * (size_t)tk * rs * 16 + (size_t)rt * tk * 4 + 3 * (size_t)rt * 4;
 }
 
+// Keys j0 .. j0 + tk - 1 of K and V into a stage (K tile, then V tile); keys at or past kend
+// are zero-filled and never used.
+__device__ __forceinline__ void decode_load_tile(const mlxn_attention_args &a, const DecodePlan &pl, int nch,
+                                                 const char *kbase, const char *vbase, int j0, int kend,
+                                                 unsigned char *stage)
+{
+    const uint32_t kdst = smem_addr(stage), vdst = kdst + (uint32_t)(pl.tk * pl.rs * 16);
+    for (int i = threadIdx.x; i < pl.tk * nch; i += DEC_THREADS) {
+        const int row = i / nch, ch = i % nch, j = j0 + row;
+        const bool in = j < kend;
+        const uint32_t so = (uint32_t)((row * pl.rs + ch) * 16);
+        cp_async16(kdst + so, kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
+        cp_async16(vdst + so, vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
+    }
+}
+
+// (min blocks 1: without it ptxas holds the 8-row variants to 128 registers and spills)
 template <typename KV, int RT>
-__global__ void __launch_bounds__(DEC_THREADS) attention_decode_split(const mlxn_attention_args a, const DecodePlan pl)
+__global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_split(const mlxn_attention_args a, const DecodePlan pl)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     constexpr int E = 16 / sizeof(KV); // elements per 16 bytes
@@ -202,28 +230,30 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_split(const mlxn
     wait_for_previous_kernel();
     allow_next_kernel();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int64_t G = a.Hq / a.Hkv, R = G * a.Tq;
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv;
     // P V pass: thread owns 16-byte column chunk c of the rows, for keys kp, kp + kp_n, ...
     const int kp_n = DEC_THREADS / nch, c = tid % nch, kp = tid / nch;
     const bool pv_thread = kp < kp_n;
-    for (int64_t bh = blockIdx.y; bh < a.B * a.Hkv; bh += gridDim.y) {
-        const int64_t b = bh / a.Hkv, hk = bh % a.Hkv, first = a.pos[b], valid = first + a.Tq;
+    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y) {
+        const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
         __syncthreads(); // shared memory of the previous (b, hk) is no longer read
         if (!pos_in_range(a, first)) {
             if (pl.splits == 1) // with splits the merge kernel writes the NaN rows
-                for (int64_t i = tid; i < R * D; i += DEC_THREADS) {
-                    const int64_t r = i / D;
+                for (int i = tid; i < R * D; i += DEC_THREADS) {
+                    const int r = i / D;
                     store_as(a.q_dtype, o_row(a, b, r / G, hk * G + r % G), i % D, NAN);
                 }
             continue;
         }
-        const int64_t k0 = (int64_t)blockIdx.x * pl.chunk;
-        if (k0 >= valid)
+        const int valid = first + (int)a.Tq;
+        const int64_t k0_wide = (int64_t)blockIdx.x * pl.chunk;
+        if (k0_wide >= valid)
             continue; // a split past the valid keys: the merge does not read it
-        int64_t lo0, hi0;
+        const int k0 = (int)k0_wide;
+        int lo0, hi0;
         visible_keys(a, first, 0, lo0, hi0);
-        const int64_t kend = k0 + pl.chunk < valid ? k0 + pl.chunk : valid, kstart = k0 > lo0 ? k0 : lo0;
-        const int64_t n_tiles = kstart < kend ? (kend - kstart + tk - 1) / tk : 0;
+        const int kend = valid - k0 > pl.chunk ? k0 + pl.chunk : valid, kstart = k0 > lo0 ? k0 : lo0;
+        const int n_tiles = kstart < kend ? (kend - kstart + tk - 1) / tk : 0;
         for (int i = tid; i < RT * D; i += DEC_THREADS) {
             const int r = i / D;
             float v = 0.0f;
@@ -242,27 +272,14 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_split(const mlxn
             for (int e = 0; e < E; e++)
                 acc[r][e] = 0.0f;
         const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
-        // keys of tile `it` into stage st; keys at or past kend are zero-filled (never used)
-        auto issue = [&](int64_t it, int st) {
-            unsigned char *kdst = stages + (size_t)st * 2 * tile_bytes, *vdst = kdst + tile_bytes;
-            const int64_t j0 = kstart + it * tk;
-            for (int i = tid; i < tk * nch; i += DEC_THREADS) {
-                const int row = i / nch, ch = i % nch;
-                const int64_t j = j0 + row;
-                const bool in = j < kend;
-                const int64_t off = (in ? j : 0) * a.k.s2 + ch * 16, voff = (in ? j : 0) * a.v.s2 + ch * 16;
-                const uint32_t so = (uint32_t)((row * pl.rs + ch) * 16);
-                cp_async16(smem_addr(kdst) + so, kbase + off, in ? 16 : 0);
-                cp_async16(smem_addr(vdst) + so, vbase + voff, in ? 16 : 0);
-            }
-        };
         if (n_tiles > 0) {
-            issue(0, 0);
+            decode_load_tile(a, pl, nch, kbase, vbase, kstart, kend, stages);
             cp_async_commit();
         }
-        for (int64_t it = 0; it < n_tiles; it++) {
+        for (int it = 0; it < n_tiles; it++) {
             if (it + 1 < n_tiles) {
-                issue(it + 1, (int)((it + 1) & 1));
+                decode_load_tile(a, pl, nch, kbase, vbase, kstart + (it + 1) * tk, kend,
+                                 stages + (size_t)((it + 1) & 1) * 2 * tile_bytes);
                 cp_async_commit();
                 cp_async_wait<1>();
             } else {
@@ -270,7 +287,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_split(const mlxn
             }
             __syncthreads(); // the tile's copies (all threads') and qs, m, l are visible
             const unsigned char *ks = stages + (size_t)(it & 1) * 2 * tile_bytes, *vs = ks + tile_bytes;
-            const int64_t j0 = kstart + it * tk;
+            const int j0 = kstart + it * tk;
             {
                 // q . k: tpk threads per key, each over the chunks part, part + tpk, ...
                 const int jj = tid / pl.tpk, part = tid % pl.tpk;
@@ -299,12 +316,12 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_split(const mlxn
                     for (int r = 0; r < RT; r++)
                         dot[r] += __shfl_xor_sync(0xffffffffu, dot[r], o);
                 if (part == 0) {
-                    const int64_t j = j0 + jj;
+                    const int j = j0 + jj;
 #pragma unroll
                     for (int r = 0; r < RT; r++) {
                         float z = -INFINITY;
                         if (r < R && j < kend) {
-                            int64_t lo, hi;
+                            int lo, hi;
                             visible_keys(a, first, r / G, lo, hi);
                             if (j >= lo && j < hi)
                                 z = finish_logit(a, dot[r], r / G, j);
@@ -370,19 +387,17 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_split(const mlxn
                     atomicAdd(&red[r * D + c * E + e], acc[r][e]);
         __syncthreads();
         if (pl.splits == 1) {
-            for (int64_t i = tid; i < R * D; i += DEC_THREADS) {
-                const int r = (int)(i / D);
-                const int64_t h = hk * G + r % G;
+            for (int i = tid; i < R * D; i += DEC_THREADS) {
+                const int r = i / D, h = hk * G + r % G;
                 store_as(a.q_dtype, o_row(a, b, r / G, h), i % D, red[i] * inverse_denominator(a, h, m_s[r], l_s[r]));
             }
         } else {
-            for (int64_t i = tid; i < R * D; i += DEC_THREADS) {
-                const int r = (int)(i / D);
-                const int64_t row = (b * a.Tq + r / G) * a.Hq + hk * G + r % G;
+            for (int i = tid; i < R * D; i += DEC_THREADS) {
+                const int r = i / D, row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
                 pl.part_o[((size_t)row * pl.splits + blockIdx.x) * D + i % D] = red[i];
             }
             for (int r = tid; r < R; r += DEC_THREADS) {
-                const int64_t row = (b * a.Tq + r / G) * a.Hq + hk * G + r % G;
+                const int row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
                 pl.part_ml[((size_t)row * pl.splits + blockIdx.x) * 2] = m_s[r];
                 pl.part_ml[((size_t)row * pl.splits + blockIdx.x) * 2 + 1] = l_s[r];
             }
@@ -396,28 +411,27 @@ __global__ void __launch_bounds__(128) attention_decode_merge(const mlxn_attenti
     wait_for_previous_kernel();
     allow_next_kernel();
     constexpr int PER_LANE = MLXN_ATTENTION_MAX_D / 32;
-    const int lane = threadIdx.x & 31;
-    const int64_t rows = a.B * a.Tq * a.Hq;
-    for (int64_t row = (int64_t)blockIdx.x * 4 + (threadIdx.x >> 5); row < rows; row += (int64_t)gridDim.x * 4) {
-        const int64_t h = row % a.Hq, t = (row / a.Hq) % a.Tq, b = row / (a.Hq * a.Tq);
-        const int64_t first = a.pos[b];
+    const int lane = threadIdx.x & 31, D = (int)a.D, Hq = (int)a.Hq, Tq = (int)a.Tq;
+    const int rows = (int)a.B * Tq * Hq;
+    for (int row = blockIdx.x * 4 + (threadIdx.x >> 5); row < rows; row += gridDim.x * 4) {
+        const int h = row % Hq, t = (row / Hq) % Tq, b = row / (Hq * Tq), first = a.pos[b];
         char *o = o_row(a, b, t, h);
         if (!pos_in_range(a, first)) {
-            for (int64_t d = lane; d < a.D; d += 32)
+            for (int d = lane; d < D; d += 32)
                 store_as(a.q_dtype, o, d, NAN);
             continue;
         }
-        const int64_t n = (first + a.Tq + pl.chunk - 1) / pl.chunk; // the splits that ran
+        const int n = (first + Tq - 1) / pl.chunk + 1; // the splits that ran
         const float *ml = pl.part_ml + (size_t)row * pl.splits * 2;
-        const float *po = pl.part_o + (size_t)row * pl.splits * a.D;
+        const float *po = pl.part_o + (size_t)row * pl.splits * D;
         float m = -INFINITY;
-        for (int64_t s = 0; s < n; s++)
+        for (int s = 0; s < n; s++)
             m = fmaxf(m, ml[2 * s]);
         float acc[PER_LANE], l = 0.0f;
 #pragma unroll
         for (int i = 0; i < PER_LANE; i++)
             acc[i] = 0.0f;
-        for (int64_t s = 0; m != -INFINITY && s < n; s++) {
+        for (int s = 0; m != -INFINITY && s < n; s++) {
             const float ms = ml[2 * s];
             if (ms == -INFINITY)
                 continue;
@@ -425,18 +439,24 @@ __global__ void __launch_bounds__(128) attention_decode_merge(const mlxn_attenti
             l += w * ml[2 * s + 1];
 #pragma unroll
             for (int i = 0; i < PER_LANE; i++)
-                if (lane + 32 * i < a.D)
-                    acc[i] = fmaf(w, po[s * a.D + lane + 32 * i], acc[i]);
+                if (lane + 32 * i < D)
+                    acc[i] = fmaf(w, po[(size_t)s * D + lane + 32 * i], acc[i]);
         }
         const float inv = inverse_denominator(a, h, m, l);
 #pragma unroll
         for (int i = 0; i < PER_LANE; i++)
-            if (lane + 32 * i < a.D)
+            if (lane + 32 * i < D)
                 store_as(a.q_dtype, o, lane + 32 * i, acc[i] * inv);
     }
 }
 
 // ------------------------------------------------------------------ prefill on tensor cores
+
+// x clamped to [0, n]
+__device__ __forceinline__ int clamp_to_tile(int x, int n)
+{
+    return x < 0 ? 0 : x > n ? n : x;
+}
 
 template <typename KV> struct Mma;
 
@@ -492,11 +512,28 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
 constexpr int PF_THREADS = 128, PF_BM = 64;
 
 template <int D> struct PrefillShape {
-    static constexpr int BN = D <= 128 ? 64 : 32; // keys per tile
+    static constexpr int BN = D <= 128 ? 64 : 16; // keys per tile
     static constexpr int LD = D + 8;              // shared row stride (elements): 8 ldmatrix rows
                                                   // land on distinct bank groups
     static constexpr size_t SMEM = (size_t)(PF_BM + 4 * BN) * LD * 2;
 };
+
+// Keys j0 .. j0 + BN - 1 of K and V into a stage; keys at or past `valid` are zero-filled.
+template <typename KV, int D>
+__device__ __forceinline__ void prefill_load_tile(const mlxn_attention_args &a, const char *kbase, const char *vbase,
+                                                  int j0, int valid, KV *stage)
+{
+    using S = PrefillShape<D>;
+    const uint32_t kd = smem_addr(stage), vd = kd + (uint32_t)(S::BN * S::LD * 2);
+    for (int i = threadIdx.x; i < S::BN * (D / 8); i += PF_THREADS) {
+        const int row = i / (D / 8), ch = i % (D / 8);
+        const int64_t j = j0 + row;
+        const bool in = j < valid;
+        const uint32_t so = (uint32_t)((row * S::LD + ch * 8) * 2);
+        cp_async16(kd + so, kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
+        cp_async16(vd + so, vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
+    }
+}
 
 // Shared memory (16-bit elements, rows of LD):
 //   qs [64][LD]                       the block's query rows (packed (t, head-in-group) order)
@@ -515,44 +552,51 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
     wait_for_previous_kernel();
     allow_next_kernel();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tq = lane & 3;
-    const int64_t G = a.Hq / a.Hkv, R = G * a.Tq, row_tiles = (R + PF_BM - 1) / PF_BM;
-    for (int64_t bh = blockIdx.y; bh < a.B * a.Hkv; bh += gridDim.y)
-        for (int64_t tile = blockIdx.x; tile < row_tiles; tile += gridDim.x) {
+    // shared addresses of this lane's ldmatrix rows (bytes): Q rows warp*16 + 0..15 (k halves by
+    // lane / 16), K rows of keys 0..7 / 8..15 (by lane / 16, d halves by lane / 8 % 2), V rows
+    // of keys 0..15 (d halves by lane / 16)
+    const uint32_t q_frag = smem_addr(qs) + (uint32_t)(((warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8) * 2);
+    const uint32_t k_frag = (uint32_t)((((lane >> 4) * 8 + (lane & 7)) * LD + ((lane >> 3) & 1) * 8) * 2);
+    const uint32_t v_frag = (uint32_t)(((lane & 15) * LD + (lane >> 4) * 8) * 2);
+    const uint32_t kv_addr = smem_addr(kvs);
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv, row_tiles = (R + PF_BM - 1) / PF_BM;
+    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y)
+        for (int tile = blockIdx.x; tile < row_tiles; tile += gridDim.x) {
             // late rows see the most keys: they start first
-            const int64_t row0 = (row_tiles - 1 - tile) * PF_BM;
-            const int64_t b = bh / a.Hkv, hk = bh % a.Hkv, first = a.pos[b], valid = first + a.Tq;
-            const int64_t rows_here = R - row0 < PF_BM ? R - row0 : PF_BM;
+            const int row0 = (row_tiles - 1 - tile) * PF_BM;
+            const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
+            const int rows_here = R - row0 < PF_BM ? R - row0 : PF_BM;
             __syncthreads(); // shared memory of the previous tile is no longer read
             if (!pos_in_range(a, first)) {
-                for (int64_t i = tid; i < rows_here * D; i += PF_THREADS) {
-                    const int64_t pr = row0 + i / D;
+                for (int i = tid; i < rows_here * D; i += PF_THREADS) {
+                    const int pr = row0 + i / D;
                     store_as(a.q_dtype, o_row(a, b, pr / G, hk * G + pr % G), i % D, NAN);
                 }
                 continue;
             }
+            const int valid = first + (int)a.Tq;
             for (int i = tid; i < PF_BM * D; i += PF_THREADS) {
-                const int r = i / D, d = i % D;
-                const int64_t pr = row0 + r;
+                const int r = i / D, d = i % D, pr = row0 + r;
                 float v = 0.0f;
                 if (r < rows_here)
                     v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
                 qs[r * LD + d] = Mma<KV>::from_f32(v);
             }
             // keys the block sees: from the first row's lo to the last row's hi
-            int64_t blo, bhi, tmp;
+            int blo, bhi, tmp;
             visible_keys(a, first, row0 / G, blo, tmp);
             visible_keys(a, first, (row0 + rows_here - 1) / G, tmp, bhi);
             // this warp's rows and the keys they see
-            const int64_t wrow0 = row0 + warp * 16;
-            int64_t wlo = 0, whi = 0;
+            const int wrow0 = row0 + warp * 16;
+            int wlo = 0, whi = 0;
             if (wrow0 < R) {
-                const int64_t wlast = wrow0 + 15 < R ? wrow0 + 15 : R - 1;
+                const int wlast = wrow0 + 15 < R ? wrow0 + 15 : R - 1;
                 visible_keys(a, first, wrow0 / G, wlo, tmp);
                 visible_keys(a, first, wlast / G, tmp, whi);
             }
             // this thread's two rows: g and g + 8 of the warp's 16
-            const int64_t prA = wrow0 + g, prB = prA + 8, tA = prA / G, tB = prB / G;
-            int64_t loA = 0, hiA = 0, loB = 0, hiB = 0;
+            const int prA = wrow0 + g, prB = prA + 8, tA = prA / G, tB = prB / G;
+            int loA = 0, hiA = 0, loB = 0, hiB = 0;
             if (prA < R)
                 visible_keys(a, first, tA, loA, hiA);
             if (prB < R)
@@ -563,30 +607,21 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
                 oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
             float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
             const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
-            const int64_t kt0 = blo / BN, n_tiles = (bhi + BN - 1) / BN - kt0;
-            auto issue = [&](int64_t kt, int st) {
-                KV *kd = kvs + (size_t)st * 2 * BN * LD, *vd = kd + BN * LD;
-                for (int i = tid; i < BN * (D / 8); i += PF_THREADS) {
-                    const int row = i / (D / 8), ch = i % (D / 8);
-                    const int64_t j = kt * BN + row;
-                    const bool in = j < valid;
-                    cp_async16(smem_addr(kd + row * LD + ch * 8), kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
-                    cp_async16(smem_addr(vd + row * LD + ch * 8), vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
-                }
-            };
-            issue(kt0, 0);
+            const int kt0 = blo / BN, n_tiles = (bhi - 1) / BN + 1 - kt0;
+            prefill_load_tile<KV, D>(a, kbase, vbase, kt0 * BN, valid, kvs);
             cp_async_commit();
-            for (int64_t it = 0; it < n_tiles; it++) {
+            for (int it = 0; it < n_tiles; it++) {
                 if (it + 1 < n_tiles) {
-                    issue(kt0 + it + 1, (int)((it + 1) & 1));
+                    prefill_load_tile<KV, D>(a, kbase, vbase, (kt0 + it + 1) * BN, valid,
+                                             kvs + (size_t)((it + 1) & 1) * 2 * BN * LD);
                     cp_async_commit();
                     cp_async_wait<1>();
                 } else {
                     cp_async_wait<0>();
                 }
                 __syncthreads(); // the tile and (first time) qs are visible
-                const KV *ks = kvs + (size_t)(it & 1) * 2 * BN * LD, *vs = ks + BN * LD;
-                const int64_t j0 = (kt0 + it) * BN;
+                const uint32_t ks = kv_addr + (uint32_t)((it & 1) * 2 * BN * LD * 2), vs = ks + BN * LD * 2;
+                const int j0 = (kt0 + it) * BN;
                 if (j0 < whi && j0 + BN > wlo) {
                     float sacc[NT][4];
 #pragma unroll
@@ -595,28 +630,56 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
 #pragma unroll
                     for (int kk = 0; kk < D / 16; kk++) {
                         uint32_t af[4];
-                        ldmatrix_x4(af, smem_addr(qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8));
+                        ldmatrix_x4(af, q_frag + kk * 32);
 #pragma unroll
                         for (int nb = 0; nb < NT / 2; nb++) {
                             uint32_t bf[4];
-                            ldmatrix_x4(bf, smem_addr(ks + (nb * 16 + (lane >> 4) * 8 + (lane & 7)) * LD + kk * 16 +
-                                                      ((lane >> 3) & 1) * 8));
+                            ldmatrix_x4(bf, ks + k_frag + (nb * 16 * LD + kk * 16) * 2);
                             Mma<KV>::run(sacc[2 * nb], af, bf[0], bf[1]);
                             Mma<KV>::run(sacc[2 * nb + 1], af, bf[2], bf[3]);
                         }
                     }
-                    // logits in log2 units; invisible keys -inf
+                    // logits in log2 units; invisible keys -inf. Key positions relative to j0
+                    // (32-bit), the rows' visible ranges clamped to the tile.
+                    const int rloA = clamp_to_tile(loA - j0, BN), rhiA = clamp_to_tile(hiA - j0, BN);
+                    const int rloB = clamp_to_tile(loB - j0, BN), rhiB = clamp_to_tile(hiB - j0, BN);
+                    const float *maskA = a.mask && prA < R ? mask_row(a, tA) + j0 : nullptr;
+                    const float *maskB = a.mask && prB < R ? mask_row(a, tB) + j0 : nullptr;
+                    // (one pass per feature: the branches are uniform and each loop stays small)
+                    if (a.softcap > 0.0f) {
+                        const float inv_cap = __fdividef(1.0f, a.softcap);
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                            for (int e = 0; e < 4; e++)
+                                sacc[nt][e] = a.softcap * tanhf(sacc[nt][e] * a.scale * inv_cap);
+                    } else {
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                            for (int e = 0; e < 4; e++)
+                                sacc[nt][e] *= a.scale;
+                    }
+                    if (maskA || maskB) {
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                const int jr = nt * 8 + 2 * tq + e;
+                                if (maskA && jr >= rloA && jr < rhiA)
+                                    sacc[nt][e] += __ldg(maskA + jr);
+                                if (maskB && jr >= rloB && jr < rhiB)
+                                    sacc[nt][2 + e] += __ldg(maskB + jr);
+                            }
+                    }
                     float mxA = -INFINITY, mxB = -INFINITY;
 #pragma unroll
                     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                         for (int e = 0; e < 2; e++) {
-                            const int64_t j = j0 + nt * 8 + 2 * tq + e;
-                            sacc[nt][e] = j >= loA && j < hiA ? finish_logit(a, sacc[nt][e] * a.scale, tA, j) * LOG2E
-                                                              : -INFINITY;
-                            sacc[nt][2 + e] = j >= loB && j < hiB
-                                                  ? finish_logit(a, sacc[nt][2 + e] * a.scale, tB, j) * LOG2E
-                                                  : -INFINITY;
+                            const int jr = nt * 8 + 2 * tq + e;
+                            sacc[nt][e] = jr >= rloA && jr < rhiA ? sacc[nt][e] * LOG2E : -INFINITY;
+                            sacc[nt][2 + e] = jr >= rloB && jr < rhiB ? sacc[nt][2 + e] * LOG2E : -INFINITY;
                             mxA = fmaxf(mxA, sacc[nt][e]);
                             mxB = fmaxf(mxB, sacc[nt][2 + e]);
                         }
@@ -661,7 +724,7 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
 #pragma unroll
                         for (int db = 0; db < D / 16; db++) {
                             uint32_t vf[4];
-                            ldmatrix_x4_trans(vf, smem_addr(vs + (kb * 16 + (lane & 15)) * LD + db * 16 + (lane >> 4) * 8));
+                            ldmatrix_x4_trans(vf, vs + v_frag + (kb * 16 * LD + db * 16) * 2);
                             Mma<KV>::run(oacc[2 * db], pf, vf[0], vf[1]);
                             Mma<KV>::run(oacc[2 * db + 1], pf, vf[2], vf[3]);
                         }
@@ -675,12 +738,12 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
                 lB += __shfl_xor_sync(0xffffffffu, lB, o);
             }
             // m in log2 units: the denominator's sink term is exp2(sink log2 e - m)
-            const int64_t hA = hk * G + prA % G, hB = hk * G + prB % G;
+            const int hA = hk * G + prA % G, hB = hk * G + prB % G;
             float invA = 0.0f, invB = 0.0f;
             if (mA != -INFINITY)
-                invA = 1.0f / (lA + (a.sinks ? exp2f(__ldg(a.sinks + hA) * LOG2E - mA) : 0.0f));
+                invA = __fdividef(1.0f, lA + (a.sinks ? exp2f(__ldg(a.sinks + hA) * LOG2E - mA) : 0.0f));
             if (mB != -INFINITY)
-                invB = 1.0f / (lB + (a.sinks ? exp2f(__ldg(a.sinks + hB) * LOG2E - mB) : 0.0f));
+                invB = __fdividef(1.0f, lB + (a.sinks ? exp2f(__ldg(a.sinks + hB) * LOG2E - mB) : 0.0f));
             char *oA = prA < R ? o_row(a, b, tA, hA) : nullptr, *oB = prB < R ? o_row(a, b, tB, hB) : nullptr;
 #pragma unroll
             for (int i = 0; i < DT; i++)
@@ -707,35 +770,34 @@ __global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_a
     allow_next_kernel();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float *q = qsh[warp];
-    const int64_t rows = a.B * a.Tq * a.Hq, G = a.Hq / a.Hkv;
-    for (int64_t row = (int64_t)blockIdx.x * GEN_WARPS + warp; row < rows; row += (int64_t)gridDim.x * GEN_WARPS) {
-        const int64_t h = row % a.Hq, t = (row / a.Hq) % a.Tq, b = row / (a.Hq * a.Tq), hk = h / G;
-        const int64_t first = a.pos[b];
+    const int D = (int)a.D, Hq = (int)a.Hq, Tq = (int)a.Tq, G = (int)(a.Hq / a.Hkv), rows = (int)a.B * Tq * Hq;
+    for (int row = blockIdx.x * GEN_WARPS + warp; row < rows; row += gridDim.x * GEN_WARPS) {
+        const int h = row % Hq, t = (row / Hq) % Tq, b = row / (Hq * Tq), hk = h / G, first = a.pos[b];
         char *o = o_row(a, b, t, h);
         if (!pos_in_range(a, first)) {
-            for (int64_t d = lane; d < a.D; d += 32)
+            for (int d = lane; d < D; d += 32)
                 store_as(a.q_dtype, o, d, NAN);
             continue;
         }
         __syncwarp(); // the previous row's q is no longer read
-        for (int64_t d = lane; d < a.D; d += 32)
+        for (int d = lane; d < D; d += 32)
             q[d] = load_any(a.q_dtype, q_row(a, b, t, h), d) * a.scale;
         __syncwarp();
-        int64_t lo, hi;
+        int lo, hi;
         visible_keys(a, first, t, lo, hi);
         const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
         float m = -INFINITY, l = 0.0f, acc[PER_LANE];
 #pragma unroll
         for (int i = 0; i < PER_LANE; i++)
             acc[i] = 0.0f;
-        for (int64_t j0 = lo; j0 < hi; j0 += 32) {
+        for (int j0 = lo; j0 < hi; j0 += 32) {
             // lane i: the logit of key j0 + i
-            const int64_t j = j0 + lane;
+            const int j = j0 + lane;
             float z = -INFINITY;
             if (j < hi) {
                 const char *k = kbase + j * a.k.s2;
                 float dot = 0.0f;
-                for (int64_t d = 0; d < a.D; d++)
+                for (int d = 0; d < D; d++)
                     dot = fmaf(q[d], load_any(a.kv_dtype, k, d), dot);
                 z = finish_logit(a, dot, t, j);
             }

@@ -1,5 +1,6 @@
 /* The CUDA backend, host side: device memory, streams, events and CUDA graphs through the
  * runtime API; ops go to the launchers in the .cu files. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -255,6 +256,11 @@ static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
 {
     static const char *fn = "mlxn_attention";
     SET_DEVICE(fn, s->device);
+    if (a->S > (1 << 30) || a->B * a->Tq * a->Hq > INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "the CUDA kernels take up to 2^30 cache slots and 2^31 - 1 query rows (B * Tq * Hq); "
+                          "found S = %lld and %lld rows",
+                          (long long)a->S, (long long)(a->B * a->Tq * a->Hq));
     mlxn_cuda_stream_state *st = s->impl;
     if (!st->attention_partials && !s->capturing &&
         cudaMalloc(&st->attention_partials, MLXN_CUDA_ATTENTION_PARTIALS_BYTES) != cudaSuccess) {
