@@ -1,5 +1,6 @@
 /* The op benchmark table: each row times one op configuration on buffers rotated past twice
  * the last-level cache and reports GB/s against the copy bandwidth measured in the same run. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -708,7 +709,107 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
     return failures;
 }
 
-const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax";
+/* ---------------------------------------------------------------- attention */
+
+typedef struct attn_row {
+    int64_t B, Tq, Hq, Hkv, S, D;
+    mlxn_dtype qdt, kvdt;
+} attn_row;
+
+/* Decode: 32 query heads over 8 KV heads of 128 (Llama 3 8B), f16 caches full to S, with enough
+ * sequences that the K and V bytes (256 and 512 MiB) are far past L2; and one sequence at 32768
+ * (8 KV heads only: the split over keys has to fill the GPU). GB/s counts the K and V bytes the
+ * call must read, against the copy ceiling. Prefill: a 4096-token causal chunk, bf16, 32 heads
+ * of 128 over 8 KV heads; TFLOP/s counts the causal half, 4 D flops per visible (query, key)
+ * pair (q.k and p v). */
+static const attn_row attn_rows[] = {
+    {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
+    {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
+    {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
+    {1, 4096, 32, 8, 4096, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16},
+};
+
+typedef struct attn_ctx {
+    const attn_row *row;
+    mlxn_stream *s;
+    mlxn_buffer *q, *k, *v, *o, *pos;
+} attn_ctx;
+
+static mlxn_status attn_call(void *ctx, int i)
+{
+    (void)i;
+    attn_ctx *c = ctx;
+    const attn_row *r = c->row;
+    const int64_t qs[4] = {r->B, r->Tq, r->Hq, r->D}, kvs[4] = {r->B, r->Hkv, r->S, r->D};
+    mlxn_tensor q = mlxn_tensor_make(c->q, 0, r->qdt, 4, qs), o = mlxn_tensor_make(c->o, 0, r->qdt, 4, qs);
+    mlxn_tensor k = mlxn_tensor_make(c->k, 0, r->kvdt, 4, kvs), v = mlxn_tensor_make(c->v, 0, r->kvdt, 4, kvs);
+    mlxn_tensor pos = mlxn_tensor_make(c->pos, 0, MLXN_DTYPE_I32, 1, &r->B);
+    mlxn_attention_params p = mlxn_attention_params_default();
+    p.scale = 1.0f / sqrtf((float)r->D);
+    return mlxn_attention(c->s, &q, &k, &v, &pos, &p, &o);
+}
+
+static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
+                           const bench_options *opt)
+{
+    int failures = 0;
+    for (size_t n = 0; n < sizeof attn_rows / sizeof attn_rows[0]; n++) {
+        const attn_row *r = &attn_rows[n];
+        const size_t qbytes = (size_t)(r->B * r->Tq * r->Hq * r->D) * (size_t)mlxn_dtype_block_bytes(r->qdt);
+        const size_t kvbytes = (size_t)(r->B * r->Hkv * r->S * r->D) * (size_t)mlxn_dtype_block_bytes(r->kvdt);
+        attn_ctx c = {.row = r, .s = s};
+        int32_t *pos = malloc((size_t)r->B * sizeof *pos);
+        for (int64_t b = 0; pos && b < r->B; b++)
+            pos[b] = (int32_t)(r->S - r->Tq); /* the cache full to its last slot */
+        bench_timing t = {0};
+        bool ok = pos && mlxn_buffer_create(dev, qbytes, &c.q) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, qbytes, &c.o) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, kvbytes, &c.k) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, kvbytes, &c.v) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, (size_t)r->B * 4, &c.pos) == MLXN_STATUS_OK &&
+                  mlxn_buffer_upload(c.pos, 0, pos, (size_t)r->B * 4, NULL) == MLXN_STATUS_OK &&
+                  fill_random(c.q, r->qdt, qbytes, 71) && fill_random(c.k, r->kvdt, kvbytes, 73) &&
+                  fill_random(c.v, r->kvdt, kvbytes, 79);
+        /* decode: the caches are past L2, no rotation needed; prefill is bound by arithmetic */
+        ok = ok && bench_time(dev, s, attn_call, &c, info->kind == MLXN_DEVICE_CUDA ? 4 : 1, opt->quick ? 5 : 20, &t);
+        char shape[64], variant[24];
+        snprintf(shape, sizeof shape, "%lldx%lldx%lld:%lldx%lld", (long long)r->B, (long long)r->Tq, (long long)r->Hq,
+                 (long long)r->Hkv, (long long)r->S);
+        snprintf(variant, sizeof variant, "%s/D%lld/q_%s", r->Tq == 1 ? "decode" : "prefill", (long long)r->D,
+                 mlxn_dtype_name(r->qdt));
+        if (!ok) {
+            printf("%-22.22s %-13s %-22s %-18s error: %s\n", info->name, "attention", shape, variant, mlxn_last_error());
+            failures++;
+        } else {
+            /* keys read: pos + Tq per sequence; pairs: causal, the (Tq + 1) Tq / 2 triangle on top of pos Tq */
+            const double keys = (double)(r->S), moved = 2.0 * (double)(r->B * r->Hkv * r->D) * keys *
+                                                           (double)mlxn_dtype_block_bytes(r->kvdt);
+            const double pairs = (double)(r->B * r->Hq) *
+                                 ((double)(r->S - r->Tq) * (double)r->Tq + (double)r->Tq * (double)(r->Tq + 1) / 2);
+            const double sec = t.median_ms * 1e-3, gbps = moved / sec / 1e9, tflops = 4.0 * (double)r->D * pairs / sec / 1e12;
+            printf("%-22.22s %-13s %-22s %-18s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%% %7.2f TFLOP/s\n", info->name,
+                   "attention", shape, variant, mlxn_dtype_name(r->kvdt), t.median_ms * 1e3, t.p10_ms * 1e3,
+                   t.p90_ms * 1e3, gbps, 100.0 * gbps / copy_gbps, tflops);
+            if (opt->json)
+                fprintf(opt->json,
+                        "{\"device\":\"%s\",\"op\":\"attention\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
+                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
+                        "\"pct_copy\":%.2f,\"tflops\":%.3f}\n",
+                        info->name, shape, variant, mlxn_dtype_name(r->kvdt), t.median_ms * 1e3, t.p10_ms * 1e3,
+                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps, tflops);
+        }
+        fflush(stdout);
+        free(pos);
+        mlxn_buffer_free(c.q);
+        mlxn_buffer_free(c.o);
+        mlxn_buffer_free(c.k);
+        mlxn_buffer_free(c.v);
+        mlxn_buffer_free(c.pos);
+    }
+    return failures;
+}
+
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, attention";
 
 bool bench_has_op(const char *name)
 {
@@ -770,6 +871,11 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_small(dev, s, &info, copy_gbps, opt);
+    }
+    if (!opt->op || strcmp(opt->op, "attention") == 0) {
+        printf("\n%-22s %-13s %-22s %-18s %-5s %10s %10s %10s %9s %7s %s\n", "device", "op", "BxTqxHq:HkvxS", "variant",
+               "cache", "median_us", "p10_us", "p90_us", "KV GB/s", "%copy", "causal TFLOP/s");
+        failures += bench_attention(dev, s, &info, copy_gbps, opt);
     }
     mlxn_stream_free(s);
     return failures ? 1 : 0;

@@ -436,6 +436,48 @@ MLXN_API mlxn_status mlxn_scale(mlxn_stream *stream, const mlxn_tensor *x, float
  * +0 are equal, NaN never wins; a row of only NaN gives -1. out: i32 [B], contiguous. */
 MLXN_API mlxn_status mlxn_argmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *out);
 
+/* ---------------------------------------------------------------- ops: attention and KV cache
+ *
+ * Attention of new queries over a KV cache, per batch row b, query t and query head h (KV head
+ * h / (Hq / Hkv): grouped-query attention of any ratio, MQA included):
+ *     z_j = scale * q . k_j;  z_j = softcap * tanh(z_j / softcap) if softcap > 0;  z_j += mask[t, j]
+ *     o = sum_j exp(z_j - m) v_j / (sum_j exp(z_j - m) + exp(sinks[h] - m))   (m: the max)
+ * over the keys j visible to the query at position p = pos[b] + t: j < pos[b] + Tq (the valid
+ * keys), j <= p when causal, and j > p - window when window > 0. A query that sees no key (or
+ * whose mask excludes all of them) gets zeros. Arithmetic is f32 (the oracle: f64); the CUDA
+ * prefill kernel rounds q to the cache's 16-bit type when q is f32 (relative error 2^-11 for
+ * f16, 2^-8 for bf16 on each q element) and the probabilities to that type before the product
+ * with V (the same relative error on each weight).
+ */
+typedef struct mlxn_attention_params {
+    float scale;              /* logits = scale * q.k */
+    float softcap;            /* 0 = none; else logits = softcap * tanh(logits / softcap) */
+    int64_t window;           /* 0 = none; else key at position j is visible to a query at position p iff p - window < j (and j <= p when causal) */
+    bool causal;              /* default true: keys j <= p */
+    const mlxn_tensor *mask;  /* optional additive f32 [Tq, S], broadcast over batch and heads (-inf excludes) */
+    const mlxn_tensor *sinks; /* optional f32 [Hq]: a per-head extra logit in the softmax denominator */
+} mlxn_attention_params;
+
+/* scale 1, causal, nothing else */
+MLXN_API mlxn_attention_params mlxn_attention_params_default(void);
+
+/* q: [B, Tq, Hq, D] (f32, f16, bf16; any strides with D contiguous, e.g. a view of a fused QKV
+ * buffer); k, v: caches [B, Hkv, S, D] (f32, f16 or bf16, one dtype for both), Hq % Hkv == 0;
+ * pos: i32 [B] in device memory, the position of each sequence's first query (query t is at
+ * pos[b] + t). Keys at positions 0 .. pos[b] + Tq - 1 live in slots 0.. of the cache (linear
+ * layout); slots past them are never read. pos[b] + Tq <= S and pos[b] >= 0 are checked where
+ * the op runs: a batch row outside that range gets NaN outputs. o: [B, Tq, Hq, D] in q's dtype.
+ * Any D up to 512 (the CUDA kernels serve 64, 80, 96, 128, 256 and 512 at speed). */
+MLXN_API mlxn_status mlxn_attention(mlxn_stream *stream, const mlxn_tensor *q, const mlxn_tensor *k,
+                                    const mlxn_tensor *v, const mlxn_tensor *pos,
+                                    const mlxn_attention_params *p, const mlxn_tensor *o);
+
+/* Writes new K or V rows into a cache: src [B, T, Hkv, D] (f32/f16/bf16) -> cache [B, Hkv, S, D]
+ * (f32/f16/bf16, rounded to nearest even) at slots (pos[b] + t) % S: linear while
+ * pos[b] + T <= S, a ring past that. T <= S; a batch row with pos[b] < 0 is left unwritten. */
+MLXN_API mlxn_status mlxn_kv_append(mlxn_stream *stream, const mlxn_tensor *src, const mlxn_tensor *pos,
+                                    const mlxn_tensor *cache);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,6 +23,8 @@ static const op_tests registry[] = {
     {"binary", test_binary},
     {"scale", test_scale},
     {"argmax", test_argmax},
+    {"attention", test_attention},
+    {"kv_append", test_kv_append},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

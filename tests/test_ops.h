@@ -14,5 +14,7 @@ void test_get_rows(test_devices *devs, rng *g);
 void test_binary(test_devices *devs, rng *g);
 void test_scale(test_devices *devs, rng *g);
 void test_argmax(test_devices *devs, rng *g);
+void test_attention(test_devices *devs, rng *g);
+void test_kv_append(test_devices *devs, rng *g);
 
 #endif

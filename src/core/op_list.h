@@ -18,9 +18,11 @@
     X(get_rows, mlxn_get_rows_args) \
     X(binary, mlxn_binary_args) \
     X(scale, mlxn_scale_args) \
-    X(argmax, mlxn_argmax_args)
+    X(argmax, mlxn_argmax_args) \
+    X(attention, mlxn_attention_args) \
+    X(kv_append, mlxn_kv_append_args)
 
-#define MLXN_OP_COUNT_EXPECTED 10
+#define MLXN_OP_COUNT_EXPECTED 12
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -137,6 +139,36 @@ typedef struct mlxn_argmax_args {
     mlxn_rows x;
     int32_t *out;          /* n_rows */
 } mlxn_argmax_args;
+
+/* attention: o[b, t, h] = softmax over visible keys j of (softcap(scale q.k_j) + mask[t, j]) with
+ * the head's sink, times v_j; see mlxn.h. Rows: q and o [B, Tq, Hq] (s0 = b, s1 = t, s2 = head),
+ * k and v [B, Hkv, S] (s0 = b, s1 = head, s2 = slot), each of D elements. */
+/* The longest head the attention kernels take (they keep a query row and an output row in
+ * fixed-size buffers). */
+#define MLXN_ATTENTION_MAX_D 512
+
+typedef struct mlxn_attention_args {
+    int64_t B, Tq, Hq, Hkv, S, D;
+    int q_dtype;           /* f32, f16 or bf16: q and o */
+    int kv_dtype;          /* f32, f16 or bf16: k and v */
+    mlxn_rows q, k, v, o;
+    const int32_t *pos;    /* [B] */
+    const float *mask;     /* [Tq, S] rows at mask_stride bytes; NULL when absent */
+    int64_t mask_stride;
+    const float *sinks;    /* [Hq]; NULL when absent */
+    float scale, softcap;  /* softcap 0: none */
+    int64_t window;        /* 0: none */
+    bool causal;
+} mlxn_attention_args;
+
+/* kv_append: cache[b, h, (pos[b] + t) % S] = src[b, t, h], rounded to the cache's dtype. Rows:
+ * src [B, T, H] (s0 = b, s1 = t, s2 = head), cache [B, H, S] (s0 = b, s1 = head, s2 = slot). */
+typedef struct mlxn_kv_append_args {
+    int64_t B, T, H, S, D;
+    int src_dtype, cache_dtype; /* f32, f16 or bf16 */
+    mlxn_rows src, cache;
+    const int32_t *pos;    /* [B] */
+} mlxn_kv_append_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

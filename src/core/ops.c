@@ -693,3 +693,171 @@ mlxn_status mlxn_argmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor 
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of x are empty: the argmax of 0 elements is undefined");
     return mlxn_stream_issue(s, &op);
 }
+
+mlxn_attention_params mlxn_attention_params_default(void)
+{
+    mlxn_attention_params p = {.scale = 1.0f, .causal = true};
+    return p;
+}
+
+/* A 4-D f32/f16/bf16 operand of an attention op, as rows of its innermost dim. */
+static mlxn_status attention_operand(mlxn_stream *s, const mlxn_tensor *t, const char *fn, const char *what,
+                                     const char *layout, mlxn_rows *rows)
+{
+    if (!t)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
+    int64_t nr, n;
+    MLXN_TRY(operand_rows(s, t, fn, what, rows, &nr, &n));
+    if (t->ndim != 4)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has %d dims, expected 4 (%s)", what, t->ndim, layout);
+    if (!float_dtype(t->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected f32, f16 or bf16", what,
+                          mlxn_dtype_name(t->dtype));
+    return MLXN_STATUS_OK;
+}
+
+/* pos: i32 [B] */
+static mlxn_status attention_pos(mlxn_stream *s, const mlxn_tensor *pos, int64_t B, const char *fn,
+                                 const int32_t **out)
+{
+    if (!pos)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "pos is NULL");
+    mlxn_rows r;
+    int64_t nr, n;
+    MLXN_TRY(operand_rows(s, pos, fn, "pos", &r, &nr, &n));
+    if (pos->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "pos is %s, expected i32", mlxn_dtype_name(pos->dtype));
+    if (pos->ndim != 1 || n != B) {
+        char sh[96];
+        shape_str(pos, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "pos has shape %s, expected [%lld] (one per batch row)", sh,
+                          (long long)B);
+    }
+    *out = (const int32_t *)r.base;
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_attention(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                           const mlxn_tensor *pos, const mlxn_attention_params *p, const mlxn_tensor *o)
+{
+    static const char *fn = "mlxn_attention";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_attention};
+    mlxn_attention_args *a = &op.u.attention;
+    MLXN_TRY(attention_operand(s, q, fn, "q", "[B, Tq, Hq, D]", &a->q));
+    MLXN_TRY(attention_operand(s, k, fn, "k", "[B, Hkv, S, D]", &a->k));
+    MLXN_TRY(attention_operand(s, v, fn, "v", "[B, Hkv, S, D]", &a->v));
+    MLXN_TRY(attention_operand(s, o, fn, "o", "[B, Tq, Hq, D]", &a->o));
+    char want[96], got[96];
+    if (v->dtype != k->dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "v is %s, k is %s: the caches must share a dtype",
+                          mlxn_dtype_name(v->dtype), mlxn_dtype_name(k->dtype));
+    if (!same_shape(k, v)) {
+        shape_str(v, got, sizeof got);
+        shape_str(k, want, sizeof want);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "v has shape %s, k has shape %s", got, want);
+    }
+    a->B = q->shape[0];
+    a->Tq = q->shape[1];
+    a->Hq = q->shape[2];
+    a->D = q->shape[3];
+    a->Hkv = k->shape[1];
+    a->S = k->shape[2];
+    if (k->shape[0] != a->B)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "k has %lld batch rows, q has %lld", (long long)k->shape[0],
+                          (long long)a->B);
+    if (k->shape[3] != a->D)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "k has head dim %lld, q has head dim %lld",
+                          (long long)k->shape[3], (long long)a->D);
+    if (a->Hkv == 0 || a->Hq % a->Hkv)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "q has %lld heads, k has %lld: expected Hq a multiple of Hkv",
+                          (long long)a->Hq, (long long)a->Hkv);
+    if (o->dtype != q->dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "o is %s, q is %s", mlxn_dtype_name(o->dtype),
+                          mlxn_dtype_name(q->dtype));
+    if (!same_shape(q, o)) {
+        shape_str(o, got, sizeof got);
+        shape_str(q, want, sizeof want);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "o has shape %s, q has shape %s", got, want);
+    }
+    MLXN_TRY(attention_pos(s, pos, a->B, fn, &a->pos));
+    const mlxn_attention_params def = mlxn_attention_params_default();
+    if (!p)
+        p = &def;
+    if (!isfinite(p->scale) || !(p->softcap >= 0.0f) || isinf(p->softcap))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "scale %g and softcap %g: expected finite, softcap >= 0",
+                          (double)p->scale, (double)p->softcap);
+    if (p->window < 0)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "window is %lld, expected >= 0 (0: none)",
+                          (long long)p->window);
+    if (p->mask) {
+        mlxn_rows mr;
+        int64_t nr, n;
+        MLXN_TRY(operand_rows(s, p->mask, fn, "mask", &mr, &nr, &n));
+        if (p->mask->dtype != MLXN_DTYPE_F32)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "mask is %s, expected f32", mlxn_dtype_name(p->mask->dtype));
+        if (p->mask->ndim != 2 || p->mask->shape[0] != a->Tq || p->mask->shape[1] != a->S) {
+            shape_str(p->mask, got, sizeof got);
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "mask has shape %s, expected [Tq, S] = [%lld, %lld]", got,
+                              (long long)a->Tq, (long long)a->S);
+        }
+        a->mask = (const float *)mr.base;
+        a->mask_stride = mr.s2;
+    }
+    if (p->sinks) {
+        mlxn_rows sr;
+        int64_t nr, n;
+        MLXN_TRY(operand_rows(s, p->sinks, fn, "sinks", &sr, &nr, &n));
+        if (p->sinks->dtype != MLXN_DTYPE_F32)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "sinks are %s, expected f32",
+                              mlxn_dtype_name(p->sinks->dtype));
+        if (p->sinks->ndim != 1 || n != a->Hq) {
+            shape_str(p->sinks, got, sizeof got);
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "sinks have shape %s, expected [Hq] = [%lld]", got,
+                              (long long)a->Hq);
+        }
+        a->sinks = (const float *)sr.base;
+    }
+    a->q_dtype = (int)q->dtype;
+    a->kv_dtype = (int)k->dtype;
+    a->scale = p->scale;
+    a->softcap = p->softcap;
+    a->window = p->window;
+    a->causal = p->causal;
+    if (a->B == 0 || a->Tq == 0 || a->Hq == 0)
+        return MLXN_STATUS_OK;
+    if (a->D == 0 || a->D > MLXN_ATTENTION_MAX_D)
+        return mlxn_error(a->D ? MLXN_STATUS_ERR_UNSUPPORTED : MLXN_STATUS_ERR_SHAPE, fn,
+                          "head dim is %lld, expected 1 .. %d", (long long)a->D, MLXN_ATTENTION_MAX_D);
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_kv_append(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *pos, const mlxn_tensor *cache)
+{
+    static const char *fn = "mlxn_kv_append";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_kv_append};
+    mlxn_kv_append_args *a = &op.u.kv_append;
+    MLXN_TRY(attention_operand(s, src, fn, "src", "[B, T, Hkv, D]", &a->src));
+    MLXN_TRY(attention_operand(s, cache, fn, "cache", "[B, Hkv, S, D]", &a->cache));
+    a->B = src->shape[0];
+    a->T = src->shape[1];
+    a->H = src->shape[2];
+    a->D = src->shape[3];
+    a->S = cache->shape[2];
+    if (cache->shape[0] != a->B || cache->shape[1] != a->H || cache->shape[3] != a->D) {
+        char got[96];
+        shape_str(cache, got, sizeof got);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "cache has shape %s, expected [%lld, %lld, S, %lld] for src [B, T, Hkv, D]",
+                          got, (long long)a->B, (long long)a->H, (long long)a->D);
+    }
+    if (a->T > a->S)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "src has %lld rows per sequence, the cache only %lld slots",
+                          (long long)a->T, (long long)a->S);
+    MLXN_TRY(attention_pos(s, pos, a->B, fn, &a->pos));
+    a->src_dtype = (int)src->dtype;
+    a->cache_dtype = (int)cache->dtype;
+    if (a->B == 0 || a->T == 0 || a->H == 0 || a->D == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}

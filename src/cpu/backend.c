@@ -282,5 +282,7 @@ const mlxn_backend mlxn_cpu_backend = {
         .binary = mlxn_cpu_binary,
         .scale = mlxn_cpu_scale,
         .argmax = mlxn_cpu_argmax,
+        .attention = mlxn_cpu_attention,
+        .kv_append = mlxn_cpu_kv_append,
     },
 };

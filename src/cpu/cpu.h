@@ -12,6 +12,8 @@ typedef struct mlxn_cpu_kernel_set {
     void (*rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1, bool stream);
     /* rows r0 .. r1 - 1; w: radians per position of each pair */
     void (*rope_rows)(const mlxn_rope_args *a, const double *w, int64_t r0, int64_t r1);
+    /* units u0 .. u1 - 1 of ((b * Hkv + kv head) * Tq + t): one query of one group of heads */
+    void (*attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1);
 } mlxn_cpu_kernel_set;
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
@@ -49,5 +51,7 @@ mlxn_status mlxn_cpu_get_rows(mlxn_stream *s, const mlxn_get_rows_args *a);
 mlxn_status mlxn_cpu_binary(mlxn_stream *s, const mlxn_binary_args *a);
 mlxn_status mlxn_cpu_scale(mlxn_stream *s, const mlxn_scale_args *a);
 mlxn_status mlxn_cpu_argmax(mlxn_stream *s, const mlxn_argmax_args *a);
+mlxn_status mlxn_cpu_attention(mlxn_stream *s, const mlxn_attention_args *a);
+mlxn_status mlxn_cpu_kv_append(mlxn_stream *s, const mlxn_kv_append_args *a);
 
 #endif

@@ -1,5 +1,6 @@
 /* The CUDA backend, host side: device memory, streams, events and CUDA graphs through the
  * runtime API; ops go to the launchers in the .cu files. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -135,6 +136,8 @@ static void cuda_stream_fini(mlxn_stream *s)
     }
     mlxn_cuda_stream_state *st = s->impl;
     mlxn_cuda_gemm_release(st);
+    if (st->attention_partials)
+        cudaFree(st->attention_partials);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -252,6 +255,29 @@ MLXN_CUDA_OP(get_rows, "mlxn_get_rows")
 MLXN_CUDA_OP(binary, "mlxn_binary")
 MLXN_CUDA_OP(scale, "mlxn_scale")
 MLXN_CUDA_OP(argmax, "mlxn_argmax")
+MLXN_CUDA_OP(kv_append, "mlxn_kv_append")
+
+static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
+{
+    static const char *fn = "mlxn_attention";
+    SET_DEVICE(fn, s->device);
+    if (a->S > (1 << 30) || a->B * a->Tq * a->Hq > INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "the CUDA kernels take up to 2^30 cache slots and 2^31 - 1 query rows (B * Tq * Hq); "
+                          "found S = %lld and %lld rows",
+                          (long long)a->S, (long long)(a->B * a->Tq * a->Hq));
+    mlxn_cuda_stream_state *st = s->impl;
+    if (!st->attention_partials && !s->capturing &&
+        cudaMalloc(&st->attention_partials, MLXN_CUDA_ATTENTION_PARTIALS_BYTES) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no memory for it: attention runs unsplit */
+        st->attention_partials = NULL;
+    }
+    const mlxn_cuda_device *d = s->device->impl;
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_attention(a, st->attention_partials,
+                                                   st->attention_partials ? MLXN_CUDA_ATTENTION_PARTIALS_BYTES : 0,
+                                                   d->prop.multiProcessorCount, st->stream, mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -295,5 +321,7 @@ const mlxn_backend mlxn_cuda_backend = {
         .binary = cuda_binary,
         .scale = cuda_scale,
         .argmax = cuda_argmax,
+        .attention = cuda_attention,
+        .kv_append = cuda_kv_append,
     },
 };

@@ -28,7 +28,15 @@ typedef struct mlxn_cuda_stream_state {
     void *cublas;         /* cublasHandle_t, created at the stream's first GEMM */
     void *scratch;        /* device memory for the GEMM's bf16 operands */
     size_t scratch_bytes;
+    void *attention_partials; /* MLXN_CUDA_ATTENTION_PARTIALS_BYTES for split decode, or NULL */
 } mlxn_cuda_stream_state;
+
+/* The split decode's partial results live in stream memory of this fixed size, made at the
+ * stream's first attention outside a capture and kept until the stream is freed (a captured
+ * graph keeps its address). An attention captured before that runs unsplit. 8 MiB holds the
+ * partials of two blocks per SM of 132 SMs at 8 rows of 512 (4.3 MB); larger calls use
+ * fewer splits. */
+#define MLXN_CUDA_ATTENTION_PARTIALS_BYTES ((size_t)8 << 20)
 
 static inline cudaStream_t mlxn_cuda_stream(const mlxn_stream *s)
 {

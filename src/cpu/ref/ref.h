@@ -20,6 +20,8 @@ void mlxn_ref_get_rows(const mlxn_get_rows_args *a);
 void mlxn_ref_binary(const mlxn_binary_args *a);
 void mlxn_ref_scale(const mlxn_scale_args *a);
 void mlxn_ref_argmax(const mlxn_argmax_args *a);
+mlxn_status mlxn_ref_attention(const mlxn_attention_args *a); /* OUT_OF_MEMORY for its row buffers */
+void mlxn_ref_kv_append(const mlxn_kv_append_args *a);
 /* Elements k0 .. k0 + 31 (k0 a multiple of 32) of a row of W (GGML blocks or f32/f16/bf16). */
 void mlxn_ref_weight_unit(int w_dtype, const uint8_t *w, int64_t k0, float *out);
 

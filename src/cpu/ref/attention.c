@@ -1,0 +1,92 @@
+/* Oracle: attention and the KV-cache append in f64. Per query row: the logits of the visible
+ * keys (scale, softcap, mask), their max with the sink, the softmax denominator (sink included),
+ * the weighted sum of V; rounded once to o's dtype. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ref.h"
+
+/* The logit of key j for query t of batch row b, head h: -inf when the key is not visible. */
+static double logit(const mlxn_attention_args *a, int64_t b, int64_t t, int64_t h, int64_t j, int64_t first)
+{
+    const int64_t p = first + t, valid = first + a->Tq;
+    if (j >= valid || (a->causal && j > p) || (a->window > 0 && j <= p - a->window))
+        return -INFINITY;
+    const int64_t hk = h / (a->Hq / a->Hkv);
+    const char *q = a->q.base + b * a->q.s0 + t * a->q.s1 + h * a->q.s2;
+    const char *k = a->k.base + b * a->k.s0 + hk * a->k.s1 + j * a->k.s2;
+    double dot = 0;
+    for (int64_t d = 0; d < a->D; d++)
+        dot += mlxn_ref_load(a->q_dtype, q, d) * mlxn_ref_load(a->kv_dtype, k, d);
+    double z = (double)a->scale * dot;
+    if (a->softcap > 0)
+        z = a->softcap * tanh(z / a->softcap);
+    if (a->mask)
+        z += *(const float *)((const char *)a->mask + t * a->mask_stride + j * (int64_t)sizeof(float));
+    return z;
+}
+
+mlxn_status mlxn_ref_attention(const mlxn_attention_args *a)
+{
+    double *z = malloc((size_t)(a->S ? a->S : 1) * sizeof *z), *acc = malloc((size_t)a->D * sizeof *acc);
+    if (!z || !acc) {
+        free(z);
+        free(acc);
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_attention", "no memory for the reference");
+    }
+    for (int64_t b = 0; b < a->B; b++) {
+        const int64_t first = a->pos[b];
+        const bool in_range = first >= 0 && first + a->Tq <= a->S;
+        for (int64_t t = 0; t < a->Tq; t++)
+            for (int64_t h = 0; h < a->Hq; h++) {
+                char *o = a->o.base + b * a->o.s0 + t * a->o.s1 + h * a->o.s2;
+                if (!in_range) {
+                    for (int64_t d = 0; d < a->D; d++)
+                        mlxn_ref_store(a->q_dtype, o, d, NAN);
+                    continue;
+                }
+                const int64_t hk = h / (a->Hq / a->Hkv), valid = first + a->Tq;
+                double m = -INFINITY;
+                for (int64_t j = 0; j < valid; j++) {
+                    z[j] = logit(a, b, t, h, j, first);
+                    m = fmax(m, z[j]);
+                }
+                const bool any = m != -INFINITY;
+                if (a->sinks)
+                    m = fmax(m, (double)a->sinks[h]);
+                double l = a->sinks && m != -INFINITY ? exp((double)a->sinks[h] - m) : 0.0;
+                for (int64_t d = 0; d < a->D; d++)
+                    acc[d] = 0;
+                for (int64_t j = 0; any && j < valid; j++) {
+                    if (z[j] == -INFINITY)
+                        continue;
+                    const double w = exp(z[j] - m);
+                    const char *v = a->v.base + b * a->v.s0 + hk * a->v.s1 + j * a->v.s2;
+                    l += w;
+                    for (int64_t d = 0; d < a->D; d++)
+                        acc[d] += w * mlxn_ref_load(a->kv_dtype, v, d);
+                }
+                for (int64_t d = 0; d < a->D; d++)
+                    mlxn_ref_store(a->q_dtype, o, d, any ? acc[d] / l : 0.0);
+            }
+    }
+    free(z);
+    free(acc);
+    return MLXN_STATUS_OK;
+}
+
+void mlxn_ref_kv_append(const mlxn_kv_append_args *a)
+{
+    for (int64_t b = 0; b < a->B; b++) {
+        const int64_t first = a->pos[b];
+        if (first < 0)
+            continue;
+        for (int64_t t = 0; t < a->T; t++)
+            for (int64_t h = 0; h < a->H; h++) {
+                const char *src = a->src.base + b * a->src.s0 + t * a->src.s1 + h * a->src.s2;
+                char *dst = a->cache.base + b * a->cache.s0 + h * a->cache.s1 + ((first + t) % a->S) * a->cache.s2;
+                for (int64_t d = 0; d < a->D; d++)
+                    mlxn_ref_store(a->cache_dtype, dst, d, mlxn_ref_load(a->src_dtype, src, d));
+            }
+    }
+}

@@ -1,0 +1,978 @@
+// Attention over a KV cache on CUDA. Per (batch row b, query t, query head h) with KV head
+// h / G (G = Hq / Hkv), the query at position p = pos[b] + t sees keys lo(p) <= j < hi(p):
+// hi = p + 1 when causal (else pos[b] + Tq), lo = p - window + 1 with a window (else 0).
+//
+// Kernels, in the launcher's order (the shape rules are in attention_plan.h):
+//
+//   attention_decode_split + attention_decode_merge
+//       up to 8 query rows per KV head (decode, and short chunks of small groups); any cache
+//       dtype; D a multiple of 8. The rows of one KV head's group (all its query heads, all Tq
+//       queries) share a block, so each K and V row is read once per group: 16-byte cp.async
+//       loads into two shared-memory stages. f32 arithmetic throughout. The keys are split
+//       across blocks (flash-decoding) so that a few sequences still fill the GPU; the split
+//       size comes from the cache capacity S at launch, never from pos, which lives in device
+//       memory and may change between replays of a captured graph: blocks whose split starts
+//       past the valid keys exit at once, and the merge kernel reads only the splits below
+//       pos[b] + Tq. With one split (many sequences, short caches, or no scratch) the block
+//       writes o itself.
+//
+//   attention_prefill_mma
+//       f16/bf16 caches, D in {64, 80, 96, 128, 256}, more rows: flash attention on tensor
+//       cores (mma.sync m16n8k16, f32 accumulation). A block owns 64 rows of the packed
+//       (query, head-in-group) space of one KV head (so GQA reads K/V once per group here too),
+//       4 warps of 16 rows; K/V tiles of 64 (16 for D 256) keys in two cp.async stages; tiles
+//       outside the block's visible key range (causal upper triangle, below the window) are
+//       skipped, and a warp skips tiles none of its rows see. q is rounded to the cache's type
+//       when loaded (exact when q has that type), P to that type before P V.
+//
+//   attention_generic
+//       everything else (f32 caches with many rows, D 512 with many rows, odd head dims,
+//       unaligned views): a warp per query row, f32.
+//
+// A batch row with pos[b] < 0 or pos[b] + Tq > S gets NaN outputs.
+#include "attention_plan.h"
+#include "common.cuh"
+
+namespace {
+
+using namespace mlxn_cuda;
+
+constexpr float LOG2E = 1.4426950408889634f;
+
+// ------------------------------------------------------------------ shared pieces
+
+// Positions, query rows and heads are 32-bit in the kernels: the launcher sends calls with S or
+// B * Tq * Hq past INT32_MAX nowhere (the backend refuses them), and pos is i32.
+
+__device__ __forceinline__ bool pos_in_range(const mlxn_attention_args &a, int first)
+{
+    return first >= 0 && (int64_t)first + a.Tq <= a.S;
+}
+
+// The keys [lo, hi) visible to query t of a batch row whose first query is at `first` (which
+// pos_in_range accepted).
+__device__ __forceinline__ void visible_keys(const mlxn_attention_args &a, int first, int t, int &lo, int &hi)
+{
+    const int p = first + t;
+    lo = a.window > 0 && p - a.window + 1 > 0 ? (int)(p - a.window + 1) : 0;
+    hi = a.causal ? p + 1 : first + (int)a.Tq;
+}
+
+// The mask's row for query t.
+__device__ __forceinline__ const float *mask_row(const mlxn_attention_args &a, int t)
+{
+    return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.mask) + t * a.mask_stride);
+}
+
+// softcap and mask on a scaled logit (__fdividef: no slow-path call for the rare operands
+// that need it; 1 / softcap is within 2 ulp)
+__device__ __forceinline__ float finish_logit(const mlxn_attention_args &a, float z, int t, int j)
+{
+    if (a.softcap > 0.0f)
+        z = a.softcap * tanhf(z * __fdividef(1.0f, a.softcap));
+    if (a.mask)
+        z += __ldg(mask_row(a, t) + j);
+    return z;
+}
+
+__device__ __forceinline__ const char *q_row(const mlxn_attention_args &a, int b, int t, int h)
+{
+    return a.q.base + b * a.q.s0 + t * a.q.s1 + h * a.q.s2;
+}
+
+__device__ __forceinline__ char *o_row(const mlxn_attention_args &a, int b, int t, int h)
+{
+    return a.o.base + b * a.o.s0 + t * a.o.s1 + h * a.o.s2;
+}
+
+__device__ __forceinline__ void store_as(int dt, void *p, int i, float v)
+{
+    if (dt == MLXN_DTYPE_F16)
+        static_cast<__half *>(p)[i] = __float2half_rn(v);
+    else if (dt == MLXN_DTYPE_BF16)
+        static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
+    else
+        static_cast<float *>(p)[i] = v;
+}
+
+// 1 / (softmax denominator) of a row with running max m and sum l, the head's sink included;
+// 0 for a row that saw no key (its output is zero). l >= 1 (the max's own term): __fdividef is
+// exact to 2 ulp there.
+__device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &a, int h, float m, float l)
+{
+    if (m == -INFINITY)
+        return 0.0f;
+    if (a.sinks)
+        l += expf(__ldg(a.sinks + h) - m);
+    return __fdividef(1.0f, l);
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared without a register round trip; src_bytes 0 fills zeros.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// 16 bytes of shared memory holding 16 / sizeof(T) elements, as floats.
+template <typename T> __device__ __forceinline__ void load16_f32(const unsigned char *p, float *out);
+
+template <> __device__ __forceinline__ void load16_f32<float>(const unsigned char *p, float *out)
+{
+    const float4 v = *reinterpret_cast<const float4 *>(p);
+    out[0] = v.x;
+    out[1] = v.y;
+    out[2] = v.z;
+    out[3] = v.w;
+}
+
+template <> __device__ __forceinline__ void load16_f32<__half>(const unsigned char *p, float *out)
+{
+    const uint4 v = *reinterpret_cast<const uint4 *>(p);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
+        out[2 * i] = f.x;
+        out[2 * i + 1] = f.y;
+    }
+}
+
+template <> __device__ __forceinline__ void load16_f32<__nv_bfloat16>(const unsigned char *p, float *out)
+{
+    const uint4 v = *reinterpret_cast<const uint4 *>(p);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        out[2 * i] = __uint_as_float(w[i] << 16);
+        out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+// ------------------------------------------------------------------ decode: split over keys
+
+constexpr int DEC_THREADS = 128;
+// bytes of K (or V) per tile and stage; a tile holds 8 .. 64 keys
+constexpr int DEC_TILE_BYTES = 8192, DEC_MAX_TK = 64, DEC_MIN_TK = 8;
+
+struct DecodePlan {
+    int tk;         // keys per tile
+    int tpk;        // threads per key in the q.k pass (DEC_THREADS / tk)
+    int rs;         // shared-memory row stride of K and V tiles, in 16-byte units
+    int splits;     // key splits (blocks along x); 1: the blocks write o
+    int chunk;      // keys per split (a multiple of tk)
+    float *part_o;  // [B * Tq * Hq][splits][D]: unnormalized outputs of each split
+    float *part_ml; // [B * Tq * Hq][splits][2]: their running max and sum
+};
+
+// Dynamic shared memory of a decode block (bytes):
+//   qs     [RT][D] f32           the group's query rows, scaled
+//   stage  2 x (K tile, V tile)  each [tk][rs * 16 bytes]; rows padded so that the 16-byte
+//                                loads of a quarter warp hit distinct bank groups
+//   ss     [RT][tk] f32          logits, then probabilities, of the tile
+//   m, l, alpha [RT] f32         running max, running sum, this tile's rescale factor
+// After the key loop the stages hold red [RT][D] f32: the outputs summed over key phases.
+__host__ __device__ constexpr size_t decode_smem(int rt, int d, int tk, int rs)
+{
+    return (size_t)rt * d * 4 + 4 * (size_t)tk * rs * 16 + (size_t)rt * tk * 4 + 3 * (size_t)rt * 4;
+}
+
+// Keys j0 .. j0 + tk - 1 of K and V into a stage (K tile, then V tile); keys at or past kend
+// are zero-filled and never used.
+__device__ __forceinline__ void decode_load_tile(const mlxn_attention_args &a, const DecodePlan &pl, int nch,
+                                                 const char *kbase, const char *vbase, int j0, int kend,
+                                                 unsigned char *stage)
+{
+    const uint32_t kdst = smem_addr(stage), vdst = kdst + (uint32_t)(pl.tk * pl.rs * 16);
+    for (int i = threadIdx.x; i < pl.tk * nch; i += DEC_THREADS) {
+        const int row = i / nch, ch = i % nch, j = j0 + row;
+        const bool in = j < kend;
+        const uint32_t so = (uint32_t)((row * pl.rs + ch) * 16);
+        cp_async16(kdst + so, kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
+        cp_async16(vdst + so, vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
+    }
+}
+
+// (min blocks 1: without it ptxas holds the 8-row variants to 128 registers and spills)
+template <typename KV, int RT>
+__global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_split(const mlxn_attention_args a, const DecodePlan pl)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    constexpr int E = 16 / sizeof(KV); // elements per 16 bytes
+    const int D = (int)a.D, nch = D / E, tk = pl.tk, tile_bytes = pl.tk * pl.rs * 16;
+    float *qs = reinterpret_cast<float *>(smem);
+    unsigned char *stages = smem + (size_t)RT * D * 4;
+    float *ss = reinterpret_cast<float *>(stages + 4 * (size_t)tile_bytes);
+    float *m_s = ss + RT * tk, *l_s = m_s + RT, *alpha_s = l_s + RT;
+    float *red = reinterpret_cast<float *>(stages);
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv;
+    // P V pass: thread owns 16-byte column chunk c of the rows, for keys kp, kp + kp_n, ...
+    const int kp_n = DEC_THREADS / nch, c = tid % nch, kp = tid / nch;
+    const bool pv_thread = kp < kp_n;
+    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y) {
+        const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
+        __syncthreads(); // shared memory of the previous (b, hk) is no longer read
+        if (!pos_in_range(a, first)) {
+            if (pl.splits == 1) // with splits the merge kernel writes the NaN rows
+                for (int i = tid; i < R * D; i += DEC_THREADS) {
+                    const int r = i / D;
+                    store_as(a.q_dtype, o_row(a, b, r / G, hk * G + r % G), i % D, NAN);
+                }
+            continue;
+        }
+        const int valid = first + (int)a.Tq;
+        const int64_t k0_wide = (int64_t)blockIdx.x * pl.chunk;
+        if (k0_wide >= valid)
+            continue; // a split past the valid keys: the merge does not read it
+        const int k0 = (int)k0_wide;
+        int lo0, hi0;
+        visible_keys(a, first, 0, lo0, hi0);
+        const int kend = valid - k0 > pl.chunk ? k0 + pl.chunk : valid, kstart = k0 > lo0 ? k0 : lo0;
+        const int n_tiles = kstart < kend ? (kend - kstart + tk - 1) / tk : 0;
+        for (int i = tid; i < RT * D; i += DEC_THREADS) {
+            const int r = i / D;
+            float v = 0.0f;
+            if (r < R)
+                v = load_any(a.q_dtype, q_row(a, b, r / G, hk * G + r % G), i % D) * a.scale;
+            qs[i] = v;
+        }
+        if (tid < RT) {
+            m_s[tid] = -INFINITY;
+            l_s[tid] = 0.0f;
+        }
+        float acc[RT][E];
+#pragma unroll
+        for (int r = 0; r < RT; r++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc[r][e] = 0.0f;
+        const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
+        if (n_tiles > 0) {
+            decode_load_tile(a, pl, nch, kbase, vbase, kstart, kend, stages);
+            cp_async_commit();
+        }
+        for (int it = 0; it < n_tiles; it++) {
+            if (it + 1 < n_tiles) {
+                decode_load_tile(a, pl, nch, kbase, vbase, kstart + (it + 1) * tk, kend,
+                                 stages + (size_t)((it + 1) & 1) * 2 * tile_bytes);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads(); // the tile's copies (all threads') and qs, m, l are visible
+            const unsigned char *ks = stages + (size_t)(it & 1) * 2 * tile_bytes, *vs = ks + tile_bytes;
+            const int j0 = kstart + it * tk;
+            {
+                // q . k: tpk threads per key, each over the chunks part, part + tpk, ...
+                const int jj = tid / pl.tpk, part = tid % pl.tpk;
+                float dot[RT];
+#pragma unroll
+                for (int r = 0; r < RT; r++)
+                    dot[r] = 0.0f;
+                for (int ch = part; ch < nch; ch += pl.tpk) {
+                    float kv[E];
+                    load16_f32<KV>(ks + (size_t)(jj * pl.rs + ch) * 16, kv);
+#pragma unroll
+                    for (int r = 0; r < RT; r++) {
+                        const float4 *q4 = reinterpret_cast<const float4 *>(qs + r * D + ch * E);
+#pragma unroll
+                        for (int e4 = 0; e4 < E / 4; e4++) {
+                            const float4 q = q4[e4];
+                            dot[r] = fmaf(q.x, kv[4 * e4], dot[r]);
+                            dot[r] = fmaf(q.y, kv[4 * e4 + 1], dot[r]);
+                            dot[r] = fmaf(q.z, kv[4 * e4 + 2], dot[r]);
+                            dot[r] = fmaf(q.w, kv[4 * e4 + 3], dot[r]);
+                        }
+                    }
+                }
+                for (int o = pl.tpk / 2; o > 0; o >>= 1)
+#pragma unroll
+                    for (int r = 0; r < RT; r++)
+                        dot[r] += __shfl_xor_sync(0xffffffffu, dot[r], o);
+                if (part == 0) {
+                    const int j = j0 + jj;
+#pragma unroll
+                    for (int r = 0; r < RT; r++) {
+                        float z = -INFINITY;
+                        if (r < R && j < kend) {
+                            int lo, hi;
+                            visible_keys(a, first, r / G, lo, hi);
+                            if (j >= lo && j < hi)
+                                z = finish_logit(a, dot[r], r / G, j);
+                        }
+                        ss[r * tk + jj] = z;
+                    }
+                }
+            }
+            __syncthreads();
+            // online softmax, warp w over rows w, w + 4
+            for (int r = warp; r < RT; r += DEC_THREADS / 32) {
+                float mx = -INFINITY;
+                for (int jj = lane; jj < tk; jj += 32)
+                    mx = fmaxf(mx, ss[r * tk + jj]);
+                mx = warp_max(mx);
+                const float mo = m_s[r], mn = fmaxf(mo, mx);
+                float sum = 0.0f;
+                for (int jj = lane; jj < tk; jj += 32) {
+                    const float z = ss[r * tk + jj], p = z == -INFINITY ? 0.0f : expf(z - mn);
+                    ss[r * tk + jj] = p;
+                    sum += p;
+                }
+                sum = warp_sum(sum);
+                if (lane == 0) {
+                    const float alpha = mo == -INFINITY ? 0.0f : expf(mo - mn);
+                    alpha_s[r] = alpha;
+                    l_s[r] = l_s[r] * alpha + sum;
+                    m_s[r] = mn;
+                }
+            }
+            __syncthreads();
+            if (pv_thread) {
+#pragma unroll
+                for (int r = 0; r < RT; r++) {
+                    const float alpha = alpha_s[r];
+#pragma unroll
+                    for (int e = 0; e < E; e++)
+                        acc[r][e] *= alpha;
+                }
+                for (int jj = kp; jj < tk; jj += kp_n) {
+                    float v[E];
+                    load16_f32<KV>(vs + (size_t)(jj * pl.rs + c) * 16, v);
+#pragma unroll
+                    for (int r = 0; r < RT; r++) {
+                        const float p = ss[r * tk + jj];
+#pragma unroll
+                        for (int e = 0; e < E; e++)
+                            acc[r][e] = fmaf(p, v[e], acc[r][e]);
+                    }
+                }
+            }
+            __syncthreads(); // the stage and ss are rewritten next
+        }
+        // sum the key phases' outputs into red (the stages are idle now)
+        for (int i = tid; i < RT * D; i += DEC_THREADS)
+            red[i] = 0.0f;
+        __syncthreads();
+        if (pv_thread)
+#pragma unroll
+            for (int r = 0; r < RT; r++)
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    atomicAdd(&red[r * D + c * E + e], acc[r][e]);
+        __syncthreads();
+        if (pl.splits == 1) {
+            for (int i = tid; i < R * D; i += DEC_THREADS) {
+                const int r = i / D, h = hk * G + r % G;
+                store_as(a.q_dtype, o_row(a, b, r / G, h), i % D, red[i] * inverse_denominator(a, h, m_s[r], l_s[r]));
+            }
+        } else {
+            for (int i = tid; i < R * D; i += DEC_THREADS) {
+                const int r = i / D, row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
+                pl.part_o[((size_t)row * pl.splits + blockIdx.x) * D + i % D] = red[i];
+            }
+            for (int r = tid; r < R; r += DEC_THREADS) {
+                const int row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
+                pl.part_ml[((size_t)row * pl.splits + blockIdx.x) * 2] = m_s[r];
+                pl.part_ml[((size_t)row * pl.splits + blockIdx.x) * 2 + 1] = l_s[r];
+            }
+        }
+    }
+}
+
+// The splits of each query row combined: a warp per row (b, t, h), lanes over D.
+__global__ void __launch_bounds__(128) attention_decode_merge(const mlxn_attention_args a, const DecodePlan pl)
+{
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    constexpr int PER_LANE = MLXN_ATTENTION_MAX_D / 32;
+    const int lane = threadIdx.x & 31, D = (int)a.D, Hq = (int)a.Hq, Tq = (int)a.Tq;
+    const int rows = (int)a.B * Tq * Hq;
+    for (int row = blockIdx.x * 4 + (threadIdx.x >> 5); row < rows; row += gridDim.x * 4) {
+        const int h = row % Hq, t = (row / Hq) % Tq, b = row / (Hq * Tq), first = a.pos[b];
+        char *o = o_row(a, b, t, h);
+        if (!pos_in_range(a, first)) {
+            for (int d = lane; d < D; d += 32)
+                store_as(a.q_dtype, o, d, NAN);
+            continue;
+        }
+        const int n = (first + Tq - 1) / pl.chunk + 1; // the splits that ran
+        const float *ml = pl.part_ml + (size_t)row * pl.splits * 2;
+        const float *po = pl.part_o + (size_t)row * pl.splits * D;
+        float m = -INFINITY;
+        for (int s = 0; s < n; s++)
+            m = fmaxf(m, ml[2 * s]);
+        float acc[PER_LANE], l = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER_LANE; i++)
+            acc[i] = 0.0f;
+        for (int s = 0; m != -INFINITY && s < n; s++) {
+            const float ms = ml[2 * s];
+            if (ms == -INFINITY)
+                continue;
+            const float w = expf(ms - m);
+            l += w * ml[2 * s + 1];
+#pragma unroll
+            for (int i = 0; i < PER_LANE; i++)
+                if (lane + 32 * i < D)
+                    acc[i] = fmaf(w, po[(size_t)s * D + lane + 32 * i], acc[i]);
+        }
+        const float inv = inverse_denominator(a, h, m, l);
+#pragma unroll
+        for (int i = 0; i < PER_LANE; i++)
+            if (lane + 32 * i < D)
+                store_as(a.q_dtype, o, lane + 32 * i, acc[i] * inv);
+    }
+}
+
+// ------------------------------------------------------------------ prefill on tensor cores
+
+// x clamped to [0, n]
+__device__ __forceinline__ int clamp_to_tile(int x, int n)
+{
+    return x < 0 ? 0 : x > n ? n : x;
+}
+
+template <typename KV> struct Mma;
+
+template <> struct Mma<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    // (lo, hi) rounded to nearest, lo in the low half
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<const uint32_t *>(&v);
+    }
+    static __device__ __forceinline__ __nv_bfloat16 from_f32(float v) { return __float2bfloat16_rn(v); }
+};
+
+template <> struct Mma<__half> {
+    static __device__ __forceinline__ void run(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        const __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<const uint32_t *>(&v);
+    }
+    static __device__ __forceinline__ __half from_f32(float v) { return __float2half_rn(v); }
+};
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+constexpr int PF_THREADS = 128, PF_BM = 64;
+
+template <int D> struct PrefillShape {
+    static constexpr int BN = D <= 128 ? 64 : 16; // keys per tile
+    static constexpr int LD = D + 8;              // shared row stride (elements): 8 ldmatrix rows
+                                                  // land on distinct bank groups
+    static constexpr size_t SMEM = (size_t)(PF_BM + 4 * BN) * LD * 2;
+};
+
+// Keys j0 .. j0 + BN - 1 of K and V into a stage; keys at or past `valid` are zero-filled.
+template <typename KV, int D>
+__device__ __forceinline__ void prefill_load_tile(const mlxn_attention_args &a, const char *kbase, const char *vbase,
+                                                  int j0, int valid, KV *stage)
+{
+    using S = PrefillShape<D>;
+    const uint32_t kd = smem_addr(stage), vd = kd + (uint32_t)(S::BN * S::LD * 2);
+    for (int i = threadIdx.x; i < S::BN * (D / 8); i += PF_THREADS) {
+        const int row = i / (D / 8), ch = i % (D / 8);
+        const int64_t j = j0 + row;
+        const bool in = j < valid;
+        const uint32_t so = (uint32_t)((row * S::LD + ch * 8) * 2);
+        cp_async16(kd + so, kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
+        cp_async16(vd + so, vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
+    }
+}
+
+// Shared memory (16-bit elements, rows of LD):
+//   qs [64][LD]                       the block's query rows (packed (t, head-in-group) order)
+//   stage s (0, 1): K [BN][LD], V [BN][LD]
+// Fragments (mma.m16n8k16, lane = 4 g + tq):
+//   S = Q K^T  accumulators per 8-key tile: (row g, keys 2tq, 2tq+1), (row g + 8, same keys)
+//   P as the A operand of P V reuses those registers: two 8-key tiles make one 16-key step.
+template <typename KV, int D>
+__global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_attention_args a)
+{
+    using S = PrefillShape<D>;
+    constexpr int BN = S::BN, LD = S::LD, NT = BN / 8, DT = D / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    KV *qs = reinterpret_cast<KV *>(smem);
+    KV *kvs = qs + PF_BM * LD;
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tq = lane & 3;
+    // shared addresses of this lane's ldmatrix rows (bytes): Q rows warp*16 + 0..15 (k halves by
+    // lane / 16), K rows of keys 0..7 / 8..15 (by lane / 16, d halves by lane / 8 % 2), V rows
+    // of keys 0..15 (d halves by lane / 16)
+    const uint32_t q_frag = smem_addr(qs) + (uint32_t)(((warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8) * 2);
+    const uint32_t k_frag = (uint32_t)((((lane >> 4) * 8 + (lane & 7)) * LD + ((lane >> 3) & 1) * 8) * 2);
+    const uint32_t v_frag = (uint32_t)(((lane & 15) * LD + (lane >> 4) * 8) * 2);
+    const uint32_t kv_addr = smem_addr(kvs);
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv, row_tiles = (R + PF_BM - 1) / PF_BM;
+    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y)
+        for (int tile = blockIdx.x; tile < row_tiles; tile += gridDim.x) {
+            // late rows see the most keys: they start first
+            const int row0 = (row_tiles - 1 - tile) * PF_BM;
+            const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
+            const int rows_here = R - row0 < PF_BM ? R - row0 : PF_BM;
+            __syncthreads(); // shared memory of the previous tile is no longer read
+            if (!pos_in_range(a, first)) {
+                for (int i = tid; i < rows_here * D; i += PF_THREADS) {
+                    const int pr = row0 + i / D;
+                    store_as(a.q_dtype, o_row(a, b, pr / G, hk * G + pr % G), i % D, NAN);
+                }
+                continue;
+            }
+            const int valid = first + (int)a.Tq;
+            for (int i = tid; i < PF_BM * D; i += PF_THREADS) {
+                const int r = i / D, d = i % D, pr = row0 + r;
+                float v = 0.0f;
+                if (r < rows_here)
+                    v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
+                qs[r * LD + d] = Mma<KV>::from_f32(v);
+            }
+            // keys the block sees: from the first row's lo to the last row's hi
+            int blo, bhi, tmp;
+            visible_keys(a, first, row0 / G, blo, tmp);
+            visible_keys(a, first, (row0 + rows_here - 1) / G, tmp, bhi);
+            // this warp's rows and the keys they see
+            const int wrow0 = row0 + warp * 16;
+            int wlo = 0, whi = 0;
+            if (wrow0 < R) {
+                const int wlast = wrow0 + 15 < R ? wrow0 + 15 : R - 1;
+                visible_keys(a, first, wrow0 / G, wlo, tmp);
+                visible_keys(a, first, wlast / G, tmp, whi);
+            }
+            // this thread's two rows: g and g + 8 of the warp's 16
+            const int prA = wrow0 + g, prB = prA + 8, tA = prA / G, tB = prB / G;
+            int loA = 0, hiA = 0, loB = 0, hiB = 0;
+            if (prA < R)
+                visible_keys(a, first, tA, loA, hiA);
+            if (prB < R)
+                visible_keys(a, first, tB, loB, hiB);
+            float oacc[DT][4];
+#pragma unroll
+            for (int i = 0; i < DT; i++)
+                oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
+            float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+            const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
+            const int kt0 = blo / BN, n_tiles = (bhi - 1) / BN + 1 - kt0;
+            prefill_load_tile<KV, D>(a, kbase, vbase, kt0 * BN, valid, kvs);
+            cp_async_commit();
+            for (int it = 0; it < n_tiles; it++) {
+                if (it + 1 < n_tiles) {
+                    prefill_load_tile<KV, D>(a, kbase, vbase, (kt0 + it + 1) * BN, valid,
+                                             kvs + (size_t)((it + 1) & 1) * 2 * BN * LD);
+                    cp_async_commit();
+                    cp_async_wait<1>();
+                } else {
+                    cp_async_wait<0>();
+                }
+                __syncthreads(); // the tile and (first time) qs are visible
+                const uint32_t ks = kv_addr + (uint32_t)((it & 1) * 2 * BN * LD * 2), vs = ks + BN * LD * 2;
+                const int j0 = (kt0 + it) * BN;
+                if (j0 < whi && j0 + BN > wlo) {
+                    float sacc[NT][4];
+#pragma unroll
+                    for (int i = 0; i < NT; i++)
+                        sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.0f;
+#pragma unroll
+                    for (int kk = 0; kk < D / 16; kk++) {
+                        uint32_t af[4];
+                        ldmatrix_x4(af, q_frag + kk * 32);
+#pragma unroll
+                        for (int nb = 0; nb < NT / 2; nb++) {
+                            uint32_t bf[4];
+                            ldmatrix_x4(bf, ks + k_frag + (nb * 16 * LD + kk * 16) * 2);
+                            Mma<KV>::run(sacc[2 * nb], af, bf[0], bf[1]);
+                            Mma<KV>::run(sacc[2 * nb + 1], af, bf[2], bf[3]);
+                        }
+                    }
+                    // logits in log2 units; invisible keys -inf. Key positions relative to j0
+                    // (32-bit), the rows' visible ranges clamped to the tile.
+                    const int rloA = clamp_to_tile(loA - j0, BN), rhiA = clamp_to_tile(hiA - j0, BN);
+                    const int rloB = clamp_to_tile(loB - j0, BN), rhiB = clamp_to_tile(hiB - j0, BN);
+                    const float *maskA = a.mask && prA < R ? mask_row(a, tA) + j0 : nullptr;
+                    const float *maskB = a.mask && prB < R ? mask_row(a, tB) + j0 : nullptr;
+                    // (one pass per feature: the branches are uniform and each loop stays small)
+                    if (a.softcap > 0.0f) {
+                        const float inv_cap = __fdividef(1.0f, a.softcap);
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                            for (int e = 0; e < 4; e++)
+                                sacc[nt][e] = a.softcap * tanhf(sacc[nt][e] * a.scale * inv_cap);
+                    } else {
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                            for (int e = 0; e < 4; e++)
+                                sacc[nt][e] *= a.scale;
+                    }
+                    if (maskA || maskB) {
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                const int jr = nt * 8 + 2 * tq + e;
+                                if (maskA && jr >= rloA && jr < rhiA)
+                                    sacc[nt][e] += __ldg(maskA + jr);
+                                if (maskB && jr >= rloB && jr < rhiB)
+                                    sacc[nt][2 + e] += __ldg(maskB + jr);
+                            }
+                    }
+                    float mxA = -INFINITY, mxB = -INFINITY;
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const int jr = nt * 8 + 2 * tq + e;
+                            sacc[nt][e] = jr >= rloA && jr < rhiA ? sacc[nt][e] * LOG2E : -INFINITY;
+                            sacc[nt][2 + e] = jr >= rloB && jr < rhiB ? sacc[nt][2 + e] * LOG2E : -INFINITY;
+                            mxA = fmaxf(mxA, sacc[nt][e]);
+                            mxB = fmaxf(mxB, sacc[nt][2 + e]);
+                        }
+                    // the four lanes of a quad share rows g and g + 8
+#pragma unroll
+                    for (int o = 1; o <= 2; o <<= 1) {
+                        mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, o));
+                        mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, o));
+                    }
+                    const float mnA = fmaxf(mA, mxA), mnB = fmaxf(mB, mxB);
+                    const float alA = mA == -INFINITY ? 0.0f : exp2f(mA - mnA);
+                    const float alB = mB == -INFINITY ? 0.0f : exp2f(mB - mnB);
+                    mA = mnA;
+                    mB = mnB;
+                    float sumA = 0.0f, sumB = 0.0f;
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const float pa = sacc[nt][e] == -INFINITY ? 0.0f : exp2f(sacc[nt][e] - mnA);
+                            const float pb = sacc[nt][2 + e] == -INFINITY ? 0.0f : exp2f(sacc[nt][2 + e] - mnB);
+                            sacc[nt][e] = pa;
+                            sacc[nt][2 + e] = pb;
+                            sumA += pa;
+                            sumB += pb;
+                        }
+                    lA = lA * alA + sumA;
+                    lB = lB * alB + sumB;
+#pragma unroll
+                    for (int i = 0; i < DT; i++) {
+                        oacc[i][0] *= alA;
+                        oacc[i][1] *= alA;
+                        oacc[i][2] *= alB;
+                        oacc[i][3] *= alB;
+                    }
+#pragma unroll
+                    for (int kb = 0; kb < BN / 16; kb++) {
+                        const uint32_t pf[4] = {Mma<KV>::pack(sacc[2 * kb][0], sacc[2 * kb][1]),
+                                                Mma<KV>::pack(sacc[2 * kb][2], sacc[2 * kb][3]),
+                                                Mma<KV>::pack(sacc[2 * kb + 1][0], sacc[2 * kb + 1][1]),
+                                                Mma<KV>::pack(sacc[2 * kb + 1][2], sacc[2 * kb + 1][3])};
+#pragma unroll
+                        for (int db = 0; db < D / 16; db++) {
+                            uint32_t vf[4];
+                            ldmatrix_x4_trans(vf, vs + v_frag + (kb * 16 * LD + db * 16) * 2);
+                            Mma<KV>::run(oacc[2 * db], pf, vf[0], vf[1]);
+                            Mma<KV>::run(oacc[2 * db + 1], pf, vf[2], vf[3]);
+                        }
+                    }
+                }
+                __syncthreads(); // the stage is reloaded next
+            }
+#pragma unroll
+            for (int o = 1; o <= 2; o <<= 1) {
+                lA += __shfl_xor_sync(0xffffffffu, lA, o);
+                lB += __shfl_xor_sync(0xffffffffu, lB, o);
+            }
+            // m in log2 units: the denominator's sink term is exp2(sink log2 e - m)
+            const int hA = hk * G + prA % G, hB = hk * G + prB % G;
+            float invA = 0.0f, invB = 0.0f;
+            if (mA != -INFINITY)
+                invA = __fdividef(1.0f, lA + (a.sinks ? exp2f(__ldg(a.sinks + hA) * LOG2E - mA) : 0.0f));
+            if (mB != -INFINITY)
+                invB = __fdividef(1.0f, lB + (a.sinks ? exp2f(__ldg(a.sinks + hB) * LOG2E - mB) : 0.0f));
+            char *oA = prA < R ? o_row(a, b, tA, hA) : nullptr, *oB = prB < R ? o_row(a, b, tB, hB) : nullptr;
+#pragma unroll
+            for (int i = 0; i < DT; i++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int d = i * 8 + 2 * tq + e;
+                    if (oA)
+                        store_as(a.q_dtype, oA, d, oacc[i][e] * invA);
+                    if (oB)
+                        store_as(a.q_dtype, oB, d, oacc[i][2 + e] * invB);
+                }
+        }
+}
+
+// ------------------------------------------------------------------ generic: a warp per row
+
+constexpr int GEN_WARPS = 4;
+
+__global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_attention_args a)
+{
+    constexpr int PER_LANE = MLXN_ATTENTION_MAX_D / 32;
+    __shared__ float qsh[GEN_WARPS][MLXN_ATTENTION_MAX_D];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float *q = qsh[warp];
+    const int D = (int)a.D, Hq = (int)a.Hq, Tq = (int)a.Tq, G = (int)(a.Hq / a.Hkv), rows = (int)a.B * Tq * Hq;
+    for (int row = blockIdx.x * GEN_WARPS + warp; row < rows; row += gridDim.x * GEN_WARPS) {
+        const int h = row % Hq, t = (row / Hq) % Tq, b = row / (Hq * Tq), hk = h / G, first = a.pos[b];
+        char *o = o_row(a, b, t, h);
+        if (!pos_in_range(a, first)) {
+            for (int d = lane; d < D; d += 32)
+                store_as(a.q_dtype, o, d, NAN);
+            continue;
+        }
+        __syncwarp(); // the previous row's q is no longer read
+        for (int d = lane; d < D; d += 32)
+            q[d] = load_any(a.q_dtype, q_row(a, b, t, h), d) * a.scale;
+        __syncwarp();
+        int lo, hi;
+        visible_keys(a, first, t, lo, hi);
+        const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
+        float m = -INFINITY, l = 0.0f, acc[PER_LANE];
+#pragma unroll
+        for (int i = 0; i < PER_LANE; i++)
+            acc[i] = 0.0f;
+        for (int j0 = lo; j0 < hi; j0 += 32) {
+            // lane i: the logit of key j0 + i
+            const int j = j0 + lane;
+            float z = -INFINITY;
+            if (j < hi) {
+                const char *k = kbase + j * a.k.s2;
+                float dot = 0.0f;
+                for (int d = 0; d < D; d++)
+                    dot = fmaf(q[d], load_any(a.kv_dtype, k, d), dot);
+                z = finish_logit(a, dot, t, j);
+            }
+            const float mn = fmaxf(m, warp_max(z));
+            if (mn == -INFINITY)
+                continue; // nothing visible yet
+            const float alpha = m == -INFINITY ? 0.0f : expf(m - mn);
+            m = mn;
+            l *= alpha;
+#pragma unroll
+            for (int i = 0; i < PER_LANE; i++)
+                acc[i] *= alpha;
+            const float p = z == -INFINITY ? 0.0f : expf(z - mn);
+            l += p;
+            const int n = hi - j0 < 32 ? (int)(hi - j0) : 32;
+            for (int jj = 0; jj < n; jj++) {
+                const float w = __shfl_sync(0xffffffffu, p, jj);
+                if (w == 0.0f)
+                    continue;
+                const char *v = vbase + (j0 + jj) * a.v.s2;
+#pragma unroll
+                for (int i = 0; i < PER_LANE; i++)
+                    if (lane + 32 * i < a.D)
+                        acc[i] = fmaf(w, load_any(a.kv_dtype, v, lane + 32 * i), acc[i]);
+            }
+        }
+        const float inv = inverse_denominator(a, h, m, warp_sum(l));
+#pragma unroll
+        for (int i = 0; i < PER_LANE; i++)
+            if (lane + 32 * i < a.D)
+                store_as(a.q_dtype, o, lane + 32 * i, acc[i] * inv);
+    }
+}
+
+// ------------------------------------------------------------------ launch
+
+// Raises a kernel's dynamic shared memory limit once per device.
+template <typename K> cudaError_t allow_smem(K kernel, size_t bytes, unsigned long long &done)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess || dev >= 64 || (__atomic_load_n(&done, __ATOMIC_RELAXED) >> dev & 1))
+        return e;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess)
+        __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELAXED);
+    return e;
+}
+
+unsigned grid_dim(int64_t n, int64_t cap)
+{
+    return (unsigned)(n < 1 ? 1 : n < cap ? n : cap);
+}
+
+// The largest decode block: RT 8 at D 512 (qs 16 KB), tiles of 16 KB (8 keys of 2 KB) padded by
+// up to 7 16-byte units per row, the logits.
+constexpr size_t DEC_SMEM_MAX = decode_smem(8, MLXN_ATTENTION_MAX_D, DEC_MIN_TK, 2048 / 16 + 7) + 1024;
+
+template <typename KV, int RT>
+cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
+                          bool pdl)
+{
+    static unsigned long long smem_done;
+    auto kernel = attention_decode_split<KV, RT>;
+    cudaError_t e = allow_smem(kernel, DEC_SMEM_MAX, smem_done);
+    if (e != cudaSuccess)
+        return e;
+    const int es = (int)sizeof(KV), nch = (int)(a.D * es / 16);
+    DecodePlan pl = {};
+    pl.tk = DEC_MAX_TK;
+    while (pl.tk > DEC_MIN_TK && (int64_t)pl.tk * a.D * es > DEC_TILE_BYTES)
+        pl.tk /= 2;
+    pl.tpk = DEC_THREADS / pl.tk;
+    // rows at rs = tpk (mod 8) units: the 8 threads of a quarter warp (tpk per key) read distinct
+    // 16-byte bank groups in the q.k pass
+    pl.rs = nch + ((pl.tpk % 8 - nch % 8) + 8) % 8;
+    // Splits: enough blocks for two per SM, each split at least two tiles; bounded by the
+    // scratch for the partial results. All from S, never from pos.
+    const int64_t kv_blocks = a.B * a.Hkv, rows = a.B * a.Tq * a.Hq;
+    int64_t splits = 1;
+    const size_t per_split = (size_t)rows * (size_t)(a.D + 2) * sizeof(float);
+    if (scratch && per_split > 0) {
+        splits = (2 * (int64_t)sms + kv_blocks - 1) / kv_blocks;
+        const int64_t by_len = a.S / (2 * pl.tk), by_scratch = (int64_t)(scratch_bytes / per_split);
+        splits = splits < by_len ? splits : by_len;
+        splits = splits < by_scratch ? splits : by_scratch;
+        if (splits < 2)
+            splits = 1;
+    }
+    if (splits == 1) {
+        pl.chunk = a.S > 0 ? a.S : 1;
+    } else {
+        const int64_t per = (a.S + splits - 1) / splits;
+        pl.chunk = (per + pl.tk - 1) / pl.tk * pl.tk;
+        splits = (a.S + pl.chunk - 1) / pl.chunk;
+    }
+    pl.splits = (int)splits;
+    if (splits > 1) {
+        pl.part_o = static_cast<float *>(scratch);
+        pl.part_ml = pl.part_o + (size_t)rows * (size_t)splits * (size_t)a.D;
+    }
+    const size_t smem = decode_smem(RT, (int)a.D, pl.tk, pl.rs);
+    e = launch(kernel, dim3((unsigned)splits, grid_dim(kv_blocks, 65535)), dim3(DEC_THREADS), smem, s, pdl, a, pl);
+    if (e != cudaSuccess || splits == 1)
+        return e;
+    return launch(attention_decode_merge, dim3(grid_dim((rows + 3) / 4, 1 << 20)), dim3(128), 0, s, pdl, a, pl);
+}
+
+template <typename KV>
+cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes, int sms,
+                               cudaStream_t s, bool pdl)
+{
+    if (rows <= 1)
+        return launch_decode<KV, 1>(a, scratch, scratch_bytes, sms, s, pdl);
+    if (rows <= 2)
+        return launch_decode<KV, 2>(a, scratch, scratch_bytes, sms, s, pdl);
+    if (rows <= 4)
+        return launch_decode<KV, 4>(a, scratch, scratch_bytes, sms, s, pdl);
+    return launch_decode<KV, 8>(a, scratch, scratch_bytes, sms, s, pdl);
+}
+
+template <typename KV, int D> cudaError_t launch_prefill(const mlxn_attention_args &a, cudaStream_t s, bool pdl)
+{
+    static unsigned long long smem_done;
+    auto kernel = attention_prefill_mma<KV, D>;
+    const size_t smem = PrefillShape<D>::SMEM;
+    cudaError_t e = allow_smem(kernel, smem, smem_done);
+    if (e != cudaSuccess)
+        return e;
+    const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + PF_BM - 1) / PF_BM;
+    return launch(kernel, dim3(grid_dim(tiles, INT32_MAX), grid_dim(a.B * a.Hkv, 65535)), dim3(PF_THREADS), smem, s,
+                  pdl, a);
+}
+
+template <typename KV> cudaError_t launch_prefill_d(const mlxn_attention_args &a, cudaStream_t s, bool pdl)
+{
+    switch (a.D) {
+    case 64: return launch_prefill<KV, 64>(a, s, pdl);
+    case 80: return launch_prefill<KV, 80>(a, s, pdl);
+    case 96: return launch_prefill<KV, 96>(a, s, pdl);
+    case 128: return launch_prefill<KV, 128>(a, s, pdl);
+    default: return launch_prefill<KV, 256>(a, s, pdl);
+    }
+}
+
+// K and V rows at 16-byte aligned addresses (base and every stride), rows a whole number of
+// 16-byte units: what the cp.async kernels need.
+bool kv_aligned16(const mlxn_attention_args &a)
+{
+    const int es = a.kv_dtype == MLXN_DTYPE_F32 ? 4 : 2;
+    const uint64_t bits = (uint64_t)(uintptr_t)a.k.base | (uint64_t)(uintptr_t)a.v.base | (uint64_t)a.k.s0 |
+                          (uint64_t)a.k.s1 | (uint64_t)a.k.s2 | (uint64_t)a.v.s0 | (uint64_t)a.v.s1 |
+                          (uint64_t)a.v.s2 | (uint64_t)(a.D * es);
+    return bits % 16 == 0;
+}
+
+} // namespace
+
+extern "C" cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes,
+                                                  int sms, cudaStream_t s, bool pdl)
+{
+    const int64_t rows = a->Hq / a->Hkv * a->Tq;
+    const bool aligned = kv_aligned16(*a);
+    if (aligned && rows <= MLXN_CUDA_ATTENTION_DECODE_ROWS && a->D % 8 == 0) {
+        if (a->kv_dtype == MLXN_DTYPE_F16)
+            return launch_decode_rows<__half>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+        if (a->kv_dtype == MLXN_DTYPE_BF16)
+            return launch_decode_rows<__nv_bfloat16>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+        return launch_decode_rows<float>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+    }
+    if (aligned && mlxn_cuda_attention_on_tensor_cores(a->kv_dtype, a->D, rows)) {
+        if (a->kv_dtype == MLXN_DTYPE_F16)
+            return launch_prefill_d<__half>(*a, s, pdl);
+        return launch_prefill_d<__nv_bfloat16>(*a, s, pdl);
+    }
+    return launch(attention_generic, dim3(grid_dim((a->B * a->Tq * a->Hq + GEN_WARPS - 1) / GEN_WARPS, 1 << 20)),
+                  dim3(GEN_WARPS * 32), 0, s, pdl, *a);
+}

@@ -1,0 +1,645 @@
+/* Harness cases for attention over a KV cache and for the cache append.
+ *
+ * Attention: decode (Tq 1), short chunks (Tq 2, 7) and prefill chunks (Tq 64, 130) at every
+ * head dim the kernels serve, GQA ratios from 1 to 8 (MQA 4/1 at D 256 as in Gemma 3), every
+ * q x cache dtype pair, causal and not, with and without mask, sinks, softcap and a sliding
+ * window, positions that differ per batch row (one row filling the cache to the last slot), q
+ * viewed out of a fused QKV buffer and o written through a transposed view. Cache slots past
+ * each row's valid keys and mask columns past the longest row hold NaN: any read of them
+ * reaches the output. A batch row whose pos is out of range gets NaN outputs. A decode loop
+ * captured in a graph (append K and V, attend) is replayed at moving positions.
+ *
+ * Errors are measured against the f64 oracle element by element, relative to
+ * bound = sum_j p_j |v_jd| (the oracle run with |v|): the output is a convex combination of
+ * the v_jd, so relative errors of the weights p_j and of the output's rounding are errors of
+ * at most that size relative to the bound (a relative bound on o alone fails where the sum
+ * cancels to near zero). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/attention_plan.h"
+#include "harness.h"
+#include "test_ops.h"
+
+typedef enum at_feature {
+    AT_MASK = 1,
+    AT_SINKS = 2,
+    AT_SOFTCAP = 4,
+    AT_WINDOW = 8,
+    AT_NONCAUSAL = 16,
+    AT_FUSED_Q = 32,   /* q is a view of the Q part of a [B, Tq, Hq + 2 Hkv, D] buffer */
+    AT_PERMUTED_O = 64, /* o stored [Tq, B, Hq, D] */
+    AT_BAD_POS = 128,   /* batch row 1 past the cache's end, row 2 (if any) negative */
+} at_feature;
+
+typedef struct at_case {
+    int64_t B, Tq, Hq, Hkv, S, D;
+    mlxn_dtype qdt, kvdt;
+    unsigned features;
+    int64_t window;
+    int64_t pos_hint; /* >= 0: every batch row at this position */
+} at_case;
+
+typedef struct at_operands {
+    operand q, k, v, vabs, pos, mask, sinks, o;
+    float scale, softcap;
+} at_operands;
+
+typedef struct at_run {
+    const at_case *c;
+    const at_operands *ops;
+    bool use_vabs;
+} at_run;
+
+/* A [B, Tq, Hq, D] view of the first Hq heads of a [B, Tq, Htot, D] buffer. */
+static bool fused_view(operand *o, mlxn_dtype dt, const int64_t shape[4], int64_t htot)
+{
+    memset(o, 0, sizeof *o);
+    const int64_t es = mlxn_dtype_block_bytes(dt);
+    o->dtype = dt;
+    o->ndim = 4;
+    memcpy(o->shape, shape, 4 * sizeof shape[0]);
+    o->stride[3] = es;
+    o->stride[2] = shape[3] * es;
+    o->stride[1] = htot * shape[3] * es;
+    o->stride[0] = shape[1] * o->stride[1];
+    o->offset = GUARD_BYTES;
+    o->bytes = (size_t)(shape[0] * o->stride[0]) + 2 * GUARD_BYTES;
+    o->numel = shape[0] * shape[1] * shape[2] * shape[3];
+    o->image = malloc(o->bytes);
+    o->elem_offsets = malloc((size_t)(o->numel ? o->numel : 1) * sizeof(int64_t));
+    if (!o->image || !o->elem_offsets)
+        return false;
+    memset(o->image, GUARD_BYTE, o->bytes);
+    int64_t e = 0;
+    for (int64_t i0 = 0; i0 < shape[0]; i0++)
+        for (int64_t i1 = 0; i1 < shape[1]; i1++)
+            for (int64_t i2 = 0; i2 < shape[2]; i2++)
+                for (int64_t i3 = 0; i3 < shape[3]; i3++)
+                    o->elem_offsets[e++] = (int64_t)o->offset + i0 * o->stride[0] + i1 * o->stride[1] +
+                                           i2 * o->stride[2] + i3 * o->stride[3];
+    return true;
+}
+
+static void at_operands_free(at_operands *o)
+{
+    operand_free(&o->q);
+    operand_free(&o->k);
+    operand_free(&o->v);
+    operand_free(&o->vabs);
+    operand_free(&o->pos);
+    operand_free(&o->mask);
+    operand_free(&o->sinks);
+    operand_free(&o->o);
+}
+
+static bool at_call(const at_case *c, const at_operands *o, test_device *dev, bool use_vabs, operand *out, char *why,
+                    size_t cap)
+{
+    placed q = {0}, k = {0}, v = {0}, pos = {0}, mask = {0}, sinks = {0}, po = {0};
+    bool ok = false;
+    if (!operand_place(&o->q, dev, &q) || !operand_place(&o->k, dev, &k) ||
+        !operand_place(use_vabs ? &o->vabs : &o->v, dev, &v) || !operand_place(&o->pos, dev, &pos) ||
+        !operand_place(&o->mask, dev, &mask) || !operand_place(&o->sinks, dev, &sinks) ||
+        !operand_place(&o->o, dev, &po)) {
+        snprintf(why, cap, "placing operands: %s", mlxn_last_error());
+        goto done;
+    }
+    mlxn_attention_params p = mlxn_attention_params_default();
+    p.scale = o->scale;
+    p.softcap = o->softcap;
+    p.causal = !(c->features & AT_NONCAUSAL);
+    p.window = c->features & AT_WINDOW ? c->window : 0;
+    p.mask = c->features & AT_MASK ? &mask.view : NULL;
+    p.sinks = c->features & AT_SINKS ? &sinks.view : NULL;
+    mlxn_status st = mlxn_attention(dev->stream, &q.view, &k.view, &v.view, &pos.view, &p, &po.view);
+    if (st != MLXN_STATUS_OK) {
+        snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+        goto done;
+    }
+    if (!placed_fetch(&po, dev, &o->o, out)) {
+        snprintf(why, cap, "fetching o: %s", mlxn_last_error());
+        goto done;
+    }
+    ok = true;
+done:
+    placed_free(&q);
+    placed_free(&k);
+    placed_free(&v);
+    placed_free(&pos);
+    placed_free(&mask);
+    placed_free(&sinks);
+    placed_free(&po);
+    return ok;
+}
+
+static bool at_run_fn(void *ctx, test_device *dev, operand *out, char *why, size_t cap)
+{
+    const at_run *r = ctx;
+    return at_call(r->c, r->ops, dev, r->use_vabs, out, why, cap);
+}
+
+/* Unit roundoff of a dtype: half the distance from 1 to the next value. */
+static double unit_roundoff(mlxn_dtype dt)
+{
+    return dt == MLXN_DTYPE_BF16 ? 0x1p-8 : dt == MLXN_DTYPE_F16 ? 0x1p-11 : 0x1p-24;
+}
+
+#define AT_Q_SIGMA 3.0 /* q ~ N(0, 3^2), k ~ N(0, 1), scale 1/sqrt(D): logits ~ N(0, 9) */
+
+/* Error bounds relative to sum_j p_j |v_jd|.
+ * f32 arithmetic (the CPU and the CUDA SIMT paths): the logits carry the f32 rounding of a
+ * D-term dot product (~1e-7 relative, logits up to ~15 in size: ~1e-6 absolute, which is the
+ * relative error of the weights), the exp and the sums another few 1e-7; then o is rounded to
+ * its dtype, as is the oracle's: the two may land one ulp apart (2 u of o's dtype). */
+static double tol_f32_path(const at_case *c)
+{
+    return 2e-5 + 2.0 * unit_roundoff(c->qdt);
+}
+
+/* CUDA tensor-core path: as above, plus the weights p rounded to the cache's 16-bit type before
+ * the product with V (u_kv relative each, at most u_kv of the bound), plus, when q is rounded
+ * to the cache's type (q f32, or f16 q with a bf16 cache), the logit errors that rounding
+ * causes: each z_j moves by about u_kv / sqrt(3) * scale * ||q o k_j|| ~ u_kv * 3 / sqrt(3)
+ * (standard deviation, q ~ N(0, 9)); a weight moves by its logit error minus the weighted mean
+ * error, so o moves by at most twice the largest logit error relative to the bound: 4.5
+ * standard deviations over the ~10^5 logits of a case. */
+static double tol_tensor_core_path(const at_case *c)
+{
+    const double ukv = unit_roundoff(c->kvdt);
+    const bool q_rounded = c->qdt == MLXN_DTYPE_F32 || (c->qdt == MLXN_DTYPE_F16 && c->kvdt == MLXN_DTYPE_BF16);
+    const double dz = q_rounded ? 4.5 * ukv * AT_Q_SIGMA / sqrt(3.0) : 0.0;
+    return tol_f32_path(c) + ukv + 2.0 * dz;
+}
+
+static void case_name(const at_case *c, char *name, size_t cap)
+{
+    snprintf(name, cap, "attention/B%lld/T%lld/H%lld:%lld/S%lld/D%lld/q_%s/kv_%s%s%s%s%s%s%s%s%s",
+             (long long)c->B, (long long)c->Tq, (long long)c->Hq, (long long)c->Hkv, (long long)c->S,
+             (long long)c->D, mlxn_dtype_name(c->qdt), mlxn_dtype_name(c->kvdt),
+             c->features & AT_NONCAUSAL ? "/noncausal" : "/causal", c->features & AT_MASK ? "/mask" : "",
+             c->features & AT_SINKS ? "/sinks" : "", c->features & AT_SOFTCAP ? "/softcap" : "",
+             c->features & AT_WINDOW ? "/window" : "", c->features & AT_FUSED_Q ? "/fused-q" : "",
+             c->features & AT_PERMUTED_O ? "/permuted-o" : "", c->features & AT_BAD_POS ? "/bad-pos" : "");
+}
+
+static void run_case(const at_case *c, test_devices *devs, rng *g)
+{
+    char name[300], why[512];
+    case_name(c, name, sizeof name);
+    at_operands o;
+    memset(&o, 0, sizeof o);
+    const int64_t qs[4] = {c->B, c->Tq, c->Hq, c->D}, kvs[4] = {c->B, c->Hkv, c->S, c->D};
+    const int64_t ms[2] = {c->Tq, c->S}, bs[1] = {c->B}, hs[1] = {c->Hq};
+    bool ok = (c->features & AT_FUSED_Q) ? fused_view(&o.q, c->qdt, qs, c->Hq + 2 * c->Hkv)
+                                         : operand_init(&o.q, c->qdt, 4, qs, 0, false);
+    ok = ok && operand_init(&o.k, c->kvdt, 4, kvs, 0, false) && operand_init(&o.v, c->kvdt, 4, kvs, 0, false) &&
+         operand_init(&o.vabs, c->kvdt, 4, kvs, 0, false) && operand_init(&o.pos, MLXN_DTYPE_I32, 1, bs, 0, false) &&
+         operand_init(&o.mask, MLXN_DTYPE_F32, 2, ms, 0, false) &&
+         operand_init(&o.sinks, MLXN_DTYPE_F32, 1, hs, 0, false) &&
+         operand_init(&o.o, c->qdt, 4, qs, 0, (c->features & AT_PERMUTED_O) != 0);
+    if (!ok) {
+        harness_fail(name, "out of memory");
+        goto done;
+    }
+    o.scale = (float)(1.0 / sqrt((double)c->D));
+    o.softcap = c->features & AT_SOFTCAP ? 4.0f : 0.0f;
+    /* positions: random per row, the last row filling the cache to its final slot */
+    int64_t longest = 0;
+    for (int64_t b = 0; b < c->B; b++) {
+        int64_t p = c->pos_hint >= 0 ? c->pos_hint : b == c->B - 1 ? c->S - c->Tq : rng_int(g, 0, c->S - c->Tq);
+        if (c->features & AT_BAD_POS) {
+            if (b == 1)
+                p = c->S - c->Tq + 1;
+            else if (b == 2)
+                p = -1;
+        }
+        operand_set(&o.pos, b, (double)p);
+        if (p >= 0 && p + c->Tq <= c->S && p + c->Tq > longest)
+            longest = p + c->Tq;
+    }
+    for (int64_t i = 0; i < o.q.numel; i++)
+        operand_set(&o.q, i, rng_normal(g) * AT_Q_SIGMA);
+    /* cache slots past each row's valid keys hold NaN */
+    for (int64_t i = 0; i < o.k.numel; i++) {
+        const int64_t slot = (i / c->D) % c->S, b = i / (c->Hkv * c->S * c->D);
+        const int64_t p = (int64_t)operand_get(&o.pos, b);
+        const bool valid = slot < p + c->Tq;
+        const double v = rng_normal(g);
+        operand_set(&o.k, i, valid ? rng_normal(g) : NAN);
+        operand_set(&o.v, i, valid ? v : NAN);
+        operand_set(&o.vabs, i, valid ? fabs(v) : NAN);
+    }
+    /* mask: a fifth of the entries -inf, all of row 1 (its queries see nothing), NaN past the
+     * longest row's keys */
+    for (int64_t i = 0; i < o.mask.numel; i++) {
+        const int64_t t = i / c->S, j = i % c->S;
+        double m = rng_uniform(g) < 0.2 || (t == 1 && c->Tq > 2) ? -INFINITY : rng_normal(g) * 2.0;
+        operand_set(&o.mask, i, j < longest ? m : NAN);
+    }
+    for (int64_t i = 0; i < o.sinks.numel; i++)
+        operand_set(&o.sinks, i, rng_normal(g) * 2.0 + 1.0);
+    operand_poison(&o.o);
+
+    operand bound_op;
+    at_run rb = {c, &o, true};
+    if (!at_run_fn(&rb, &devs->ref, &bound_op, why, sizeof why)) {
+        harness_fail(name, "reference with |v|: %s", why);
+        goto done;
+    }
+    double *bound = malloc((size_t)o.o.numel * sizeof *bound);
+    if (bound)
+        for (int64_t i = 0; i < o.o.numel; i++)
+            bound[i] = operand_get(&bound_op, i);
+    operand_free(&bound_op);
+    const int64_t rows = c->Hq / c->Hkv * c->Tq;
+    const double tol_cuda = mlxn_cuda_attention_on_tensor_cores(c->kvdt, c->D, rows) ? tol_tensor_core_path(c)
+                                                                                       : tol_f32_path(c);
+    at_run r = {c, &o, false};
+    harness_run_bound_case(name, devs, at_run_fn, &r, bound, tol_f32_path(c), tol_cuda);
+    free(bound);
+done:
+    at_operands_free(&o);
+}
+
+/* ---------------------------------------------------------------- kv_append */
+
+typedef struct kv_case {
+    int64_t B, T, H, S, D;
+    mlxn_dtype sdt, cdt;
+    int64_t pad; /* src rows padded (a strided view) */
+} kv_case;
+
+static void run_kv_case(const kv_case *c, test_devices *devs, rng *g)
+{
+    char name[200], full[260], why[512];
+    snprintf(name, sizeof name, "kv_append/B%lld/T%lld/H%lld/S%lld/D%lld/%s_to_%s%s", (long long)c->B, (long long)c->T,
+             (long long)c->H, (long long)c->S, (long long)c->D, mlxn_dtype_name(c->sdt), mlxn_dtype_name(c->cdt),
+             c->pad ? "/strided" : "");
+    operand src, pos, cache;
+    const int64_t ss[4] = {c->B, c->T, c->H, c->D}, cs[4] = {c->B, c->H, c->S, c->D}, bs[1] = {c->B};
+    memset(&src, 0, sizeof src);
+    memset(&pos, 0, sizeof pos);
+    memset(&cache, 0, sizeof cache);
+    if (!operand_init(&src, c->sdt, 4, ss, c->pad, false) || !operand_init(&pos, MLXN_DTYPE_I32, 1, bs, 0, false) ||
+        !operand_init(&cache, c->cdt, 4, cs, 0, false)) {
+        harness_fail(name, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < src.numel; i++)
+        operand_set(&src, i, rng_normal(g) * 10.0);
+    for (int64_t i = 0; i < cache.numel; i++)
+        operand_set(&cache, i, rng_normal(g));
+    /* row 0 linear, row 1 wrapping around the ring's end, row 2 negative (left unwritten) */
+    for (int64_t b = 0; b < c->B; b++) {
+        const int64_t p = b == 0 ? rng_int(g, 0, c->S - c->T) : b == 1 ? c->S - c->T / 2 - 1 + 3 * c->S : -5;
+        operand_set(&pos, b, (double)p);
+    }
+    operand want;
+    memset(&want, 0, sizeof want);
+    bool have_want = false;
+    for (int d = -1; d < devs->count; d++) {
+        test_device *dev = d < 0 ? &devs->ref : &devs->list[d];
+        placed ps = {0}, pp = {0}, pc = {0};
+        operand got;
+        memset(&got, 0, sizeof got);
+        bool ok = operand_place(&src, dev, &ps) && operand_place(&pos, dev, &pp) && operand_place(&cache, dev, &pc);
+        mlxn_status st = ok ? mlxn_kv_append(dev->stream, &ps.view, &pp.view, &pc.view) : MLXN_STATUS_ERR_DEVICE;
+        ok = st == MLXN_STATUS_OK && placed_fetch(&pc, dev, &cache, &got);
+        snprintf(full, sizeof full, "%s @%s", name, dev->name);
+        if (!ok)
+            harness_fail(full, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+        else if (d < 0) {
+            want = got;
+            have_want = true;
+            memset(&got, 0, sizeof got);
+        } else if (!have_want)
+            harness_fail(full, "no reference result");
+        /* the conversions round to nearest even everywhere: exact */
+        else if (!compare_operands(&got, &want, (tolerance){0, 0, "exact"}, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else
+            harness_pass(full);
+        operand_free(&got);
+        placed_free(&ps);
+        placed_free(&pp);
+        placed_free(&pc);
+    }
+    operand_free(&want);
+done:
+    operand_free(&src);
+    operand_free(&pos);
+    operand_free(&cache);
+}
+
+/* ---------------------------------------------------------------- a captured decode loop */
+
+/* Per device: K and V rows appended and attention run, captured once in a graph (on a fresh
+ * stream, and on one that ran the step eagerly first) and replayed at positions that move
+ * between launches (positions live in a device buffer). Each step's output is compared with
+ * the oracle's eager run of the same step. */
+static void decode_graph_case(test_devices *devs, rng *g, bool eager_first)
+{
+    enum { B = 2, HQ = 8, HKV = 2, S = 1500, D = 128, STEPS = 4, ROW_GAP = 3 };
+    const mlxn_dtype qdt = MLXN_DTYPE_F32, kvdt = MLXN_DTYPE_F16;
+    const int64_t qs[4] = {B, 1, HQ, D}, ns[4] = {B, 1, HKV, D}, cs[4] = {B, HKV, S, D}, bs[1] = {B};
+    const size_t qbytes = (size_t)(B * HQ * D) * 4, nbytes = (size_t)(B * HKV * D) * 4,
+                 cbytes = (size_t)(B * HKV * S * D) * 2;
+    /* one buffer per device: q | k_new | v_new | pos | o | k cache | v cache */
+    const size_t off_q = 0, off_kn = off_q + qbytes, off_vn = off_kn + nbytes, off_pos = off_vn + nbytes,
+                 off_o = off_pos + 256, off_kc = off_o + qbytes, off_vc = off_kc + cbytes, total = off_vc + cbytes;
+    float *hq = malloc(qbytes), *hk = malloc(nbytes), *hv = malloc(nbytes), *hwant = malloc(qbytes),
+          *hgot = malloc(qbytes);
+    uint16_t *hcache = malloc(cbytes);
+    int32_t hpos[B];
+    char name[160];
+    test_device *ref = &devs->ref;
+    if (!hq || !hk || !hv || !hwant || !hgot || !hcache) {
+        harness_fail("attention/graph-decode", "out of memory");
+        goto done;
+    }
+    /* caches start as NaN: only appended rows may be read */
+    for (size_t i = 0; i < cbytes / 2; i++)
+        hcache[i] = 0x7e00;
+    for (int dv = 0; dv < devs->count; dv++) {
+        test_device *td = &devs->list[dv];
+        snprintf(name, sizeof name, "attention/graph-decode%s @%s", eager_first ? "/after-eager" : "/fresh-stream",
+                 td->name);
+        mlxn_stream *s = NULL;
+        mlxn_buffer *buf[2] = {NULL, NULL}; /* [0]: the oracle's, [1]: the device's */
+        mlxn_graph *graph = NULL;
+        bool ok = mlxn_stream_create(td->device, &s) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(ref->device, total, &buf[0]) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(td->device, total, &buf[1]) == MLXN_STATUS_OK;
+        mlxn_tensor tq[2], tkn[2], tvn[2], tpos[2], to[2], tkc[2], tvc[2];
+        for (int w = 0; ok && w < 2; w++) {
+            tq[w] = mlxn_tensor_make(buf[w], off_q, qdt, 4, qs);
+            tkn[w] = mlxn_tensor_make(buf[w], off_kn, MLXN_DTYPE_F32, 4, ns);
+            tvn[w] = mlxn_tensor_make(buf[w], off_vn, MLXN_DTYPE_F32, 4, ns);
+            tpos[w] = mlxn_tensor_make(buf[w], off_pos, MLXN_DTYPE_I32, 1, bs);
+            to[w] = mlxn_tensor_make(buf[w], off_o, qdt, 4, qs);
+            tkc[w] = mlxn_tensor_make(buf[w], off_kc, kvdt, 4, cs);
+            tvc[w] = mlxn_tensor_make(buf[w], off_vc, kvdt, 4, cs);
+            ok = mlxn_buffer_upload(buf[w], off_kc, hcache, cbytes, NULL) == MLXN_STATUS_OK &&
+                 mlxn_buffer_upload(buf[w], off_vc, hcache, cbytes, NULL) == MLXN_STATUS_OK;
+        }
+        mlxn_attention_params p = mlxn_attention_params_default();
+        p.scale = 1.0f / sqrtf((float)D);
+        /* the caches filled up to `filled` on both sides by one append of a prefill's rows; row b
+         * then decodes from start + ROW_GAP * b, so every slot below a row's position is written */
+        const int start = 1000 + (int)rng_int(g, 0, 50), filled = start + ROW_GAP * (B - 1);
+        const int64_t ps[4] = {B, filled, HKV, D};
+        const size_t pbytes = (size_t)(B * filled * HKV * D) * 4;
+        float *hp = malloc(pbytes);
+        ok = ok && hp;
+        for (int b = 0; b < B; b++)
+            hpos[b] = 0;
+        for (int w = 0; ok && w < 2; w++) {
+            mlxn_stream *ss = w ? s : ref->stream;
+            mlxn_buffer *pb = NULL;
+            ok = mlxn_buffer_create(w ? td->device : ref->device, pbytes, &pb) == MLXN_STATUS_OK &&
+                 mlxn_buffer_upload(buf[w], off_pos, hpos, sizeof hpos, NULL) == MLXN_STATUS_OK;
+            for (int kv = 0; ok && kv < 2; kv++) {
+                rng same = {0x5eedu + (uint64_t)kv}; /* the same rows on both sides */
+                for (size_t i = 0; i < pbytes / 4; i++)
+                    hp[i] = (float)rng_normal(&same);
+                mlxn_tensor src = mlxn_tensor_make(pb, 0, MLXN_DTYPE_F32, 4, ps);
+                ok = mlxn_buffer_upload(pb, 0, hp, pbytes, NULL) == MLXN_STATUS_OK &&
+                     mlxn_kv_append(ss, &src, &tpos[w], kv ? &tvc[w] : &tkc[w]) == MLXN_STATUS_OK &&
+                     mlxn_stream_sync(ss) == MLXN_STATUS_OK;
+            }
+            mlxn_buffer_free(pb);
+        }
+        free(hp);
+        if (ok && eager_first) {
+            /* an eager attention first (on CUDA it sets up the stream's split scratch) */
+            for (int b = 0; b < B; b++)
+                hpos[b] = start - 1;
+            ok = mlxn_buffer_upload(buf[1], off_pos, hpos, sizeof hpos, NULL) == MLXN_STATUS_OK &&
+                 mlxn_attention(s, &tq[1], &tkc[1], &tvc[1], &tpos[1], &p, &to[1]) == MLXN_STATUS_OK &&
+                 mlxn_stream_sync(s) == MLXN_STATUS_OK;
+        }
+        ok = ok && mlxn_stream_begin_capture(s) == MLXN_STATUS_OK &&
+             mlxn_kv_append(s, &tkn[1], &tpos[1], &tkc[1]) == MLXN_STATUS_OK &&
+             mlxn_kv_append(s, &tvn[1], &tpos[1], &tvc[1]) == MLXN_STATUS_OK &&
+             mlxn_attention(s, &tq[1], &tkc[1], &tvc[1], &tpos[1], &p, &to[1]) == MLXN_STATUS_OK &&
+             mlxn_stream_end_capture(s, &graph) == MLXN_STATUS_OK;
+        double worst = 0;
+        for (int step = 0; ok && step < STEPS; step++) {
+            for (int b = 0; b < B; b++)
+                hpos[b] = start + ROW_GAP * b + step;
+            for (size_t i = 0; i < qbytes / 4; i++)
+                hq[i] = (float)(rng_normal(g) * AT_Q_SIGMA);
+            for (size_t i = 0; i < nbytes / 4; i++) {
+                hk[i] = (float)rng_normal(g);
+                hv[i] = (float)rng_normal(g);
+            }
+            for (int w = 0; ok && w < 2; w++)
+                ok = mlxn_buffer_upload(buf[w], off_q, hq, qbytes, NULL) == MLXN_STATUS_OK &&
+                     mlxn_buffer_upload(buf[w], off_kn, hk, nbytes, NULL) == MLXN_STATUS_OK &&
+                     mlxn_buffer_upload(buf[w], off_vn, hv, nbytes, NULL) == MLXN_STATUS_OK &&
+                     mlxn_buffer_upload(buf[w], off_pos, hpos, sizeof hpos, NULL) == MLXN_STATUS_OK;
+            /* the oracle runs the step eagerly */
+            ok = ok && mlxn_kv_append(ref->stream, &tkn[0], &tpos[0], &tkc[0]) == MLXN_STATUS_OK &&
+                 mlxn_kv_append(ref->stream, &tvn[0], &tpos[0], &tvc[0]) == MLXN_STATUS_OK &&
+                 mlxn_attention(ref->stream, &tq[0], &tkc[0], &tvc[0], &tpos[0], &p, &to[0]) == MLXN_STATUS_OK &&
+                 mlxn_buffer_download(buf[0], off_o, hwant, qbytes, NULL) == MLXN_STATUS_OK;
+            ok = ok && mlxn_graph_launch(graph, s) == MLXN_STATUS_OK && mlxn_stream_sync(s) == MLXN_STATUS_OK &&
+                 mlxn_buffer_download(buf[1], off_o, hgot, qbytes, NULL) == MLXN_STATUS_OK;
+            /* |o| <= max |v| over the keys, below 6 for these N(0, 1) draws: the scale of the error */
+            for (size_t i = 0; ok && i < qbytes / 4; i++) {
+                const double e = fabs((double)hgot[i] - (double)hwant[i]) / 6.0;
+                if (!(e <= worst))
+                    worst = e;
+            }
+        }
+        if (!ok)
+            harness_fail(name, "%s", mlxn_last_error());
+        else if (!(worst <= 1e-5)) /* f16 cache values are exact in f32: f32 arithmetic only */
+            harness_fail(name, "error %.3g relative to max |v| (bound 1e-5)", worst);
+        else
+            harness_pass(name);
+        mlxn_graph_free(graph);
+        mlxn_buffer_free(buf[0]);
+        mlxn_buffer_free(buf[1]);
+        mlxn_stream_free(s);
+    }
+done:
+    free(hq);
+    free(hk);
+    free(hv);
+    free(hwant);
+    free(hgot);
+    free(hcache);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+static void attention_error_cases(test_devices *devs)
+{
+    test_device *dev = &devs->ref;
+    mlxn_buffer *b = NULL;
+    if (mlxn_buffer_create(dev->device, 1 << 20, &b) != MLXN_STATUS_OK)
+        return;
+    const int64_t qs[4] = {2, 3, 8, 64}, ks[4] = {2, 2, 16, 64}, k3[4] = {2, 3, 16, 64}, kd[4] = {2, 2, 16, 32};
+    const int64_t q3[3] = {3, 8, 64}, bs[1] = {2}, ms[2] = {3, 16}, mbad[2] = {3, 15}, hs[1] = {8}, hbad[1] = {4};
+    const int64_t qbig[4] = {1, 1, 1, 1024}, kbig[4] = {1, 1, 4, 1024}, b1[1] = {1};
+    mlxn_tensor q = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 4, qs);
+    mlxn_tensor o = mlxn_tensor_make(b, 65536, MLXN_DTYPE_F32, 4, qs);
+    mlxn_tensor o16 = mlxn_tensor_make(b, 65536, MLXN_DTYPE_F16, 4, qs);
+    mlxn_tensor k = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F16, 4, ks);
+    mlxn_tensor v = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F16, 4, ks);
+    mlxn_tensor v32 = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F32, 4, ks);
+    mlxn_tensor kh3 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F16, 4, k3);
+    mlxn_tensor kd32 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F16, 4, kd);
+    mlxn_tensor qt3 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 3, q3);
+    mlxn_tensor pos = mlxn_tensor_make(b, 262144, MLXN_DTYPE_I32, 1, bs);
+    mlxn_tensor posf = mlxn_tensor_make(b, 262144, MLXN_DTYPE_F32, 1, bs);
+    mlxn_tensor pos1 = mlxn_tensor_make(b, 262144, MLXN_DTYPE_I32, 1, b1);
+    mlxn_tensor mask = mlxn_tensor_make(b, 327680, MLXN_DTYPE_F32, 2, ms);
+    mlxn_tensor maskbad = mlxn_tensor_make(b, 327680, MLXN_DTYPE_F32, 2, mbad);
+    mlxn_tensor mask16 = mlxn_tensor_make(b, 327680, MLXN_DTYPE_F16, 2, ms);
+    mlxn_tensor sinks = mlxn_tensor_make(b, 393216, MLXN_DTYPE_F32, 1, hs);
+    mlxn_tensor sinksbad = mlxn_tensor_make(b, 393216, MLXN_DTYPE_F32, 1, hbad);
+    mlxn_tensor qb = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 4, qbig);
+    mlxn_tensor ob = mlxn_tensor_make(b, 65536, MLXN_DTYPE_F32, 4, qbig);
+    mlxn_tensor kb = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F16, 4, kbig);
+    mlxn_attention_params p = mlxn_attention_params_default();
+    mlxn_stream *s = dev->stream;
+    harness_expect_status("attention/error/group-ratio", mlxn_attention(s, &q, &kh3, &kh3, &pos, &p, &o),
+                          MLXN_STATUS_ERR_SHAPE, "Hq a multiple of Hkv");
+    harness_expect_status("attention/error/head-dim", mlxn_attention(s, &q, &kd32, &kd32, &pos, &p, &o),
+                          MLXN_STATUS_ERR_SHAPE, "head dim 32, q has head dim 64");
+    harness_expect_status("attention/error/pos-dtype", mlxn_attention(s, &q, &k, &v, &posf, &p, &o),
+                          MLXN_STATUS_ERR_DTYPE, "pos is f32, expected i32");
+    harness_expect_status("attention/error/pos-shape", mlxn_attention(s, &q, &k, &v, &pos1, &p, &o),
+                          MLXN_STATUS_ERR_SHAPE, "expected [2]");
+    harness_expect_status("attention/error/kv-dtypes", mlxn_attention(s, &q, &k, &v32, &pos, &p, &o),
+                          MLXN_STATUS_ERR_DTYPE, "v is f32, k is f16");
+    harness_expect_status("attention/error/o-dtype", mlxn_attention(s, &q, &k, &v, &pos, &p, &o16),
+                          MLXN_STATUS_ERR_DTYPE, "o is f16, q is f32");
+    harness_expect_status("attention/error/q-dims", mlxn_attention(s, &qt3, &k, &v, &pos, &p, &o),
+                          MLXN_STATUS_ERR_SHAPE, "q has 3 dims, expected 4");
+    harness_expect_status("attention/error/null-o", mlxn_attention(s, &q, &k, &v, &pos, &p, NULL),
+                          MLXN_STATUS_ERR_INVALID_ARG, "o is NULL");
+    harness_expect_status("attention/error/head-dim-limit", mlxn_attention(s, &qb, &kb, &kb, &pos1, &p, &ob),
+                          MLXN_STATUS_ERR_UNSUPPORTED, "head dim is 1024");
+    p.mask = &maskbad;
+    harness_expect_status("attention/error/mask-shape", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),
+                          MLXN_STATUS_ERR_SHAPE, "mask has shape 3x15, expected [Tq, S] = [3, 16]");
+    p.mask = &mask16;
+    harness_expect_status("attention/error/mask-dtype", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),
+                          MLXN_STATUS_ERR_DTYPE, "mask is f16, expected f32");
+    p.mask = &mask;
+    p.sinks = &sinksbad;
+    harness_expect_status("attention/error/sinks-shape", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),
+                          MLXN_STATUS_ERR_SHAPE, "expected [Hq] = [8]");
+    p.sinks = &sinks;
+    p.window = -1;
+    harness_expect_status("attention/error/window", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),
+                          MLXN_STATUS_ERR_INVALID_ARG, "window is -1");
+    p.window = 0;
+    p.softcap = -2;
+    harness_expect_status("attention/error/softcap", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),
+                          MLXN_STATUS_ERR_INVALID_ARG, "softcap -2");
+    mlxn_buffer_free(b);
+}
+
+static void kv_error_cases(test_devices *devs)
+{
+    test_device *dev = &devs->ref;
+    mlxn_stream *s = dev->stream;
+    mlxn_buffer *b = NULL;
+    if (mlxn_buffer_create(dev->device, 1 << 20, &b) != MLXN_STATUS_OK)
+        return;
+    /* src [B, T, Hkv, D] against cache [B, Hkv, S, D] */
+    const int64_t src_s[4] = {2, 20, 2, 64}, src_h[4] = {2, 3, 3, 64}, ks[4] = {2, 2, 16, 64}, k3[4] = {2, 3, 16, 64};
+    const int64_t bs[1] = {2};
+    mlxn_tensor src_long = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 4, src_s);
+    mlxn_tensor src_heads = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 4, src_h);
+    mlxn_tensor k = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F16, 4, ks);
+    mlxn_tensor kh3 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F16, 4, k3);
+    mlxn_tensor pos = mlxn_tensor_make(b, 262144, MLXN_DTYPE_I32, 1, bs);
+    mlxn_tensor posf = mlxn_tensor_make(b, 262144, MLXN_DTYPE_F32, 1, bs);
+    harness_expect_status("kv_append/error/too-many-rows", mlxn_kv_append(s, &src_long, &pos, &k),
+                          MLXN_STATUS_ERR_SHAPE, "src has 20 rows per sequence, the cache only 16 slots");
+    harness_expect_status("kv_append/error/heads", mlxn_kv_append(s, &src_heads, &pos, &k), MLXN_STATUS_ERR_SHAPE,
+                          "cache has shape 2x2x16x64, expected [2, 3, S, 64]");
+    harness_expect_status("kv_append/error/pos-dtype", mlxn_kv_append(s, &src_heads, &posf, &kh3),
+                          MLXN_STATUS_ERR_DTYPE, "pos is f32, expected i32");
+    mlxn_buffer_free(b);
+}
+
+void test_attention(test_devices *devs, rng *g)
+{
+    /* shapes: {B, Tq, Hq, Hkv, S, D} */
+    static const int64_t shapes[][6] = {
+        /* decode */
+        {1, 1, 8, 8, 300, 64},   {3, 1, 8, 2, 1000, 128}, {1, 1, 4, 1, 600, 256}, {3, 1, 12, 4, 513, 80},
+        {2, 1, 6, 2, 257, 96},   {1, 1, 8, 1, 700, 512},  {3, 1, 16, 2, 2048, 128},
+        /* short chunks: up to 8 rows per KV head (the CUDA decode kernel) and past it */
+        {3, 2, 8, 2, 777, 128},  {1, 7, 4, 1, 512, 256},  {3, 7, 6, 6, 300, 64},  {1, 2, 2, 1, 200, 512},
+        {3, 7, 4, 2, 450, 96},   {1, 7, 10, 2, 333, 80},
+        /* prefill chunks */
+        {1, 64, 8, 2, 1024, 128}, {3, 130, 4, 1, 700, 64}, {1, 130, 4, 1, 2048, 256}, {3, 64, 8, 8, 256, 80},
+        {1, 130, 6, 3, 900, 96},  {1, 64, 2, 1, 512, 512},
+    };
+    static const unsigned combos[] = {
+        0,
+        AT_MASK | AT_SINKS,
+        AT_SOFTCAP | AT_WINDOW,
+        AT_NONCAUSAL | AT_MASK,
+        AT_WINDOW | AT_SINKS | AT_SOFTCAP | AT_MASK | AT_FUSED_Q,
+        AT_FUSED_Q | AT_PERMUTED_O,
+        AT_NONCAUSAL | AT_SINKS | AT_PERMUTED_O,
+    };
+    static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
+    const size_t n_shapes = sizeof shapes / sizeof shapes[0], n_combos = sizeof combos / sizeof combos[0];
+    int k = 0;
+    for (size_t s = 0; s < n_shapes; s++)
+        for (int kv = 0; kv < 3; kv++, k++) {
+            at_case c = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], shapes[s][5],
+                         dts[(k / 3 + kv) % 3], dts[kv], combos[k % n_combos], 0, -1};
+            c.window = c.Tq > 64 ? 100 : 37;
+            run_case(&c, devs, g);
+        }
+    /* long-context decode: Gemma 3's MQA (4 query heads over 1 KV head of 256), 8192 slots */
+    at_case lc = {1, 1, 4, 1, 8192, 256, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, AT_SOFTCAP, 0, 8000};
+    run_case(&lc, devs, g);
+    lc.kvdt = MLXN_DTYPE_F16;
+    lc.features = AT_WINDOW;
+    lc.window = 512;
+    run_case(&lc, devs, g);
+    /* pos out of range in rows 1 and 2: NaN rows; row 0 unaffected */
+    static const int64_t bad[][6] = {{3, 1, 8, 2, 100, 128}, {3, 7, 4, 4, 64, 64}, {3, 64, 4, 2, 200, 128}};
+    for (size_t i = 0; i < 3; i++) {
+        at_case c = {bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], bad[i][5], dts[i], dts[(i + 1) % 3],
+                     AT_BAD_POS | (i == 1 ? AT_MASK | AT_SINKS : 0), 0, -1};
+        run_case(&c, devs, g);
+    }
+    /* a single key: pos 0, one query */
+    at_case one = {1, 1, 2, 1, 1, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, AT_SINKS, 0, 0};
+    run_case(&one, devs, g);
+
+    decode_graph_case(devs, g, false);
+    decode_graph_case(devs, g, true);
+    attention_error_cases(devs);
+}
+
+void test_kv_append(test_devices *devs, rng *g)
+{
+    static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
+    /* {B, T, H, S, D}: every dtype pair, strided sources, ring wrap, a skipped row */
+    static const int64_t shapes[][5] = {{1, 1, 1, 16, 64}, {3, 5, 4, 40, 128}, {3, 17, 2, 24, 80}, {2, 1, 8, 1000, 256}};
+    int k = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int a = 0; a < 3; a++)
+            for (int c = 0; c < 3; c++, k++) {
+                kv_case kc = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], dts[a], dts[c],
+                              k % 2 ? 8 : 0};
+                run_kv_case(&kc, devs, g);
+            }
+    kv_error_cases(devs);
+}
