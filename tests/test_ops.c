@@ -22,6 +22,7 @@ static const op_tests registry[] = {
     {"binary", test_binary},
     {"scale", test_scale},
     {"argmax", test_argmax},
+    {"sample", test_sample},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

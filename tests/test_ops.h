@@ -13,5 +13,6 @@ void test_get_rows(test_devices *devs, rng *g);
 void test_binary(test_devices *devs, rng *g);
 void test_scale(test_devices *devs, rng *g);
 void test_argmax(test_devices *devs, rng *g);
+void test_sample(test_devices *devs, rng *g);
 
 #endif

@@ -281,5 +281,6 @@ const mlxn_backend mlxn_cpu_backend = {
         .binary = mlxn_cpu_binary,
         .scale = mlxn_cpu_scale,
         .argmax = mlxn_cpu_argmax,
+        .sample = mlxn_cpu_sample,
     },
 };

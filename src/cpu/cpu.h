@@ -46,5 +46,6 @@ mlxn_status mlxn_cpu_get_rows(mlxn_stream *s, const mlxn_get_rows_args *a);
 mlxn_status mlxn_cpu_binary(mlxn_stream *s, const mlxn_binary_args *a);
 mlxn_status mlxn_cpu_scale(mlxn_stream *s, const mlxn_scale_args *a);
 mlxn_status mlxn_cpu_argmax(mlxn_stream *s, const mlxn_argmax_args *a);
+mlxn_status mlxn_cpu_sample(mlxn_stream *s, const mlxn_sample_args *a);
 
 #endif

@@ -251,6 +251,7 @@ MLXN_CUDA_OP(get_rows, "mlxn_get_rows")
 MLXN_CUDA_OP(binary, "mlxn_binary")
 MLXN_CUDA_OP(scale, "mlxn_scale")
 MLXN_CUDA_OP(argmax, "mlxn_argmax")
+MLXN_CUDA_OP(sample, "mlxn_sample")
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -293,5 +294,6 @@ const mlxn_backend mlxn_cuda_backend = {
         .binary = cuda_binary,
         .scale = cuda_scale,
         .argmax = cuda_argmax,
+        .sample = cuda_sample,
     },
 };

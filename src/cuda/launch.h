@@ -25,6 +25,7 @@ cudaError_t mlxn_cuda_launch_get_rows(const mlxn_get_rows_args *a, cudaStream_t 
 cudaError_t mlxn_cuda_launch_binary(const mlxn_binary_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_scale(const mlxn_scale_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_argmax(const mlxn_argmax_args *a, cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);
