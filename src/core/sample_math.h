@@ -52,9 +52,9 @@ MLXN_HD float mlxn_order_key_value(uint32_t k)
 
 /* ---------------------------------------------------------------- sampling (mlxn.h's rule)
  *
- * Everything below is integer arithmetic or single IEEE operations (fmaf included), which the
- * host compiler and nvcc evaluate identically; the files that use it are built without
- * floating-point contraction as well (CMakeLists.txt). */
+ * Everything below is integer arithmetic or single IEEE operations, which the host compiler
+ * and nvcc evaluate identically as long as no multiply and add are fused: the files that use
+ * it are built without floating-point contraction (CMakeLists.txt). */
 
 /* One weight unit: the most likely token weighs 2^40; a row of 2^24 tokens sums below 2^64. */
 #define MLXN_SAMPLE_ONE 1099511627776.0f
@@ -94,23 +94,24 @@ MLXN_HD float mlxn_sample_logit(float l, int penalized, float penalty, float tem
     return temperature > 0.0f ? l / temperature : l;
 }
 
-/* exp(d) for d <= 0 in f32 (Cephes' expf: d = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial
- * for e^r, then 2^n): within 2 ulp of exp, exactly 1 at 0, 0 below -87 and for NaN. */
+/* exp(d) for d <= 0 in f32 (Cephes' expf: d = n ln2 + r with n the nearest integer, ln2 in two
+ * parts of which the first times n is exact, |r| <= ln2 / 2, a degree-6 polynomial for e^r,
+ * then 2^n): within 2 ulp of exp, exactly 1 at 0, 0 below -87 and for NaN. Plain multiplies
+ * and adds, each rounded (no contraction where this is compiled), so host and device agree. */
 MLXN_HD float mlxn_sample_exp(float d)
 {
     if (!(d >= -87.0f))
         return 0.0f;
-    const float n = rintf(d * 1.44269504088896341f);
-    float r = fmaf(n, -0.693359375f, d);
-    r = fmaf(n, 2.12194440e-4f, r);
+    const float n = (float)(int)(d * 1.44269504088896341f - 0.5f); /* y <= 0: truncation rounds */
+    float r = d - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
     float q = 1.9875691500e-4f;
-    q = fmaf(q, r, 1.3981999507e-3f);
-    q = fmaf(q, r, 8.3334519073e-3f);
-    q = fmaf(q, r, 4.1665795894e-2f);
-    q = fmaf(q, r, 1.6666665459e-1f);
-    q = fmaf(q, r, 5.0000001201e-1f);
-    const float r2 = r * r;
-    q = fmaf(q, r2, r) + 1.0f;
+    q = q * r + 1.3981999507e-3f;
+    q = q * r + 8.3334519073e-3f;
+    q = q * r + 4.1665795894e-2f;
+    q = q * r + 1.6666665459e-1f;
+    q = q * r + 5.0000001201e-1f;
+    q = q * (r * r) + r + 1.0f;
     const uint32_t bits = (uint32_t)((int)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
