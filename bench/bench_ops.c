@@ -538,10 +538,13 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
     return failures;
 }
 
-/* ---------------------------------------------------------------- small ops: get_rows, binary, scale, argmax */
+/* ---------------------------------------------------------------- small ops: get_rows, binary, scale, argmax, sampling */
 
-typedef enum small_op { SMALL_GET_ROWS, SMALL_BINARY, SMALL_SCALE, SMALL_ARGMAX } small_op;
-static const char *small_op_names[] = {"get_rows", "binary", "scale", "argmax"};
+typedef enum small_op { SMALL_GET_ROWS, SMALL_BINARY, SMALL_SCALE, SMALL_ARGMAX, SMALL_SAMPLE } small_op;
+static const char *small_op_names[] = {"get_rows", "binary", "scale", "argmax", "sample"};
+
+/* sample: the filter settings */
+typedef enum small_sampler { SAMPLER_PLAIN, SAMPLER_LLAMA, SAMPLER_TOP_P } small_sampler;
 
 /* binary: how b broadcasts over a */
 typedef enum small_bcast { BCAST_NONE, BCAST_ROW_VECTOR, BCAST_PER_ROW } small_bcast;
@@ -552,6 +555,7 @@ typedef struct small_row {
     int64_t rows, n;    /* get_rows: tokens x D */
     int64_t table_rows; /* get_rows: V */
     small_bcast bcast;  /* binary */
+    small_sampler sampler; /* sample */
 } small_row;
 
 /* Embedding lookups of a prefill (4096 tokens of a 4096-wide model, 32000-token vocabulary) and
@@ -559,20 +563,26 @@ typedef struct small_row {
  * residual adds and norm-weight multiplies over prefill activations; the final logit scale;
  * argmax over one vocabulary row (decode) and a batch of them. */
 static const small_row small_rows[] = {
-    {SMALL_GET_ROWS, MLXN_DTYPE_Q4_K, 4096, 4096, 32000, 0},
-    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 4096, 4096, 32000, 0},
-    {SMALL_GET_ROWS, MLXN_DTYPE_BF16, 4096, 4096, 32000, 0},
-    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 1, 640, 262144, 0},
-    {SMALL_BINARY, MLXN_DTYPE_F32, 4096, 4096, 0, BCAST_NONE},
-    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_NONE},
-    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_ROW_VECTOR},
-    {SMALL_BINARY, MLXN_DTYPE_F32, 16384, 4096, 0, BCAST_PER_ROW},
-    {SMALL_SCALE, MLXN_DTYPE_F32, 4096, 4096, 0, 0},
-    {SMALL_SCALE, MLXN_DTYPE_BF16, 4096, 14336, 0, 0},
-    {SMALL_ARGMAX, MLXN_DTYPE_F32, 1, 262144, 0, 0},
-    {SMALL_ARGMAX, MLXN_DTYPE_F32, 256, 151936, 0, 0},
-    {SMALL_ARGMAX, MLXN_DTYPE_BF16, 256, 151936, 0, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q4_K, 4096, 4096, 32000, 0, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 4096, 4096, 32000, 0, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_BF16, 4096, 4096, 32000, 0, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 1, 640, 262144, 0, 0},
+    {SMALL_BINARY, MLXN_DTYPE_F32, 4096, 4096, 0, BCAST_NONE, 0},
+    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_NONE, 0},
+    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_ROW_VECTOR, 0},
+    {SMALL_BINARY, MLXN_DTYPE_F32, 16384, 4096, 0, BCAST_PER_ROW, 0},
+    {SMALL_SCALE, MLXN_DTYPE_F32, 4096, 4096, 0, 0, 0},
+    {SMALL_SCALE, MLXN_DTYPE_BF16, 4096, 14336, 0, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_F32, 1, 262144, 0, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_F32, 256, 151936, 0, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_BF16, 256, 151936, 0, 0, 0},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_PLAIN},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_LLAMA},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_TOP_P},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 32, 151936, 0, 0, SAMPLER_LLAMA},
 };
+
+enum { BENCH_HISTORY = 64 };
 
 typedef struct small_ctx {
     const small_row *row;
@@ -609,6 +619,17 @@ static mlxn_status small_call(void *ctx, int i)
         mlxn_tensor out = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_I32, 1, &r->rows);
         return mlxn_argmax(c->s, &x, &out);
     }
+    case SMALL_SAMPLE: {
+        mlxn_tensor out = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_I32, 1, &r->rows);
+        int64_t hshape[2] = {r->rows, BENCH_HISTORY};
+        mlxn_tensor history = mlxn_tensor_make(c->ids, 0, MLXN_DTYPE_I32, 2, hshape);
+        mlxn_sampler_params p = mlxn_sampler_params_default();
+        if (r->sampler == SAMPLER_LLAMA)
+            p = (mlxn_sampler_params){0.8f, 40, 0.95f, 0.05f, 1.1f, 1234};
+        else if (r->sampler == SAMPLER_TOP_P)
+            p.top_p = 0.9f;
+        return mlxn_sample(c->s, &x, r->sampler == SAMPLER_LLAMA ? &history : NULL, &p, (uint64_t)i, &out);
+    }
     }
     return MLXN_STATUS_ERR_INTERNAL;
 }
@@ -633,6 +654,7 @@ static double small_bytes(const small_row *r, size_t *x_bytes, size_t *b_bytes, 
         *x_bytes = *y_bytes = (size_t)(elems * es);
         return 2.0 * (double)*x_bytes;
     case SMALL_ARGMAX:
+    case SMALL_SAMPLE: /* the floor reads the logits once; sampling reads them several times */
         *x_bytes = (size_t)(elems * es);
         *y_bytes = (size_t)r->rows * 4;
         return (double)*x_bytes + (double)*y_bytes;
@@ -662,15 +684,18 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
         if (ok && bb)
             ok = mlxn_buffer_create(dev, bb, &c.b) == MLXN_STATUS_OK &&
                  fill_random(c.b, r->bcast == BCAST_NONE ? r->dtype : MLXN_DTYPE_F32, bb, 73);
-        if (ok && r->op == SMALL_GET_ROWS) {
-            ok = (ids = malloc((size_t)r->rows * 4)) != NULL &&
-                 mlxn_buffer_create(dev, (size_t)r->rows * 4, &c.ids) == MLXN_STATUS_OK;
+        if (ok && (r->op == SMALL_GET_ROWS || r->op == SMALL_SAMPLE)) {
+            /* token ids: get_rows' lookups, or sample's history */
+            const int64_t n_ids = r->op == SMALL_SAMPLE ? r->rows * BENCH_HISTORY : r->rows;
+            const int64_t range = r->op == SMALL_SAMPLE ? r->n : r->table_rows;
+            ok = (ids = malloc((size_t)n_ids * 4)) != NULL &&
+                 mlxn_buffer_create(dev, (size_t)n_ids * 4, &c.ids) == MLXN_STATUS_OK;
             uint64_t z = 79;
-            for (int64_t i = 0; ok && i < r->rows; i++) {
+            for (int64_t i = 0; ok && i < n_ids; i++) {
                 z = z * 6364136223846793005ull + 1442695040888963407ull;
-                ids[i] = (int32_t)((z >> 33) % (uint64_t)r->table_rows);
+                ids[i] = (int32_t)((z >> 33) % (uint64_t)range);
             }
-            ok = ok && mlxn_buffer_upload(c.ids, 0, ids, (size_t)r->rows * 4, NULL) == MLXN_STATUS_OK;
+            ok = ok && mlxn_buffer_upload(c.ids, 0, ids, (size_t)n_ids * 4, NULL) == MLXN_STATUS_OK;
         }
         ok = ok && bench_time(dev, s, small_call, &c, info->kind == MLXN_DEVICE_CUDA ? 8 : 1, opt->quick ? 5 : 15, &t);
         char shape[32], variant[24];
@@ -681,6 +706,10 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
             snprintf(variant, sizeof variant, "%s", r->bcast == BCAST_NONE         ? "add"
                                                     : r->bcast == BCAST_ROW_VECTOR ? "mul/row-f32"
                                                                                    : "mul/per-row-f32");
+        else if (r->op == SMALL_SAMPLE)
+            snprintf(variant, sizeof variant, "%s", r->sampler == SAMPLER_PLAIN   ? "plain"
+                                                    : r->sampler == SAMPLER_LLAMA ? "llama-defaults"
+                                                                                  : "top-p");
         else
             snprintf(variant, sizeof variant, "-");
         if (!ok) {
@@ -809,7 +838,7 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
     return failures;
 }
 
-const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, attention";
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, sample, attention";
 
 bool bench_has_op(const char *name)
 {
@@ -867,7 +896,7 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         failures += bench_rope(dev, s, &info, copy_gbps, opt);
     }
     if (!opt->op || strcmp(opt->op, "get_rows") == 0 || strcmp(opt->op, "binary") == 0 ||
-        strcmp(opt->op, "scale") == 0 || strcmp(opt->op, "argmax") == 0) {
+        strcmp(opt->op, "scale") == 0 || strcmp(opt->op, "argmax") == 0 || strcmp(opt->op, "sample") == 0) {
         printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_small(dev, s, &info, copy_gbps, opt);

@@ -477,6 +477,42 @@ MLXN_API mlxn_status mlxn_attention(mlxn_stream *stream, const mlxn_tensor *q, c
  * pos[b] + T <= S, a ring past that. T <= S; a batch row with pos[b] < 0 is left unwritten. */
 MLXN_API mlxn_status mlxn_kv_append(mlxn_stream *stream, const mlxn_tensor *src, const mlxn_tensor *pos,
                                     const mlxn_tensor *cache);
+typedef struct mlxn_sampler_params {
+    float temperature;    /* <= 0: greedy (the argmax of the penalized logits) */
+    int top_k;            /* 0 = off */
+    float top_p;          /* in [0, 1]; 1 = off */
+    float min_p;          /* in [0, 1]; 0 = off */
+    float repeat_penalty; /* > 0; 1 = off */
+    uint64_t seed;
+} mlxn_sampler_params;
+
+/* temperature 1, every filter off, no penalty, seed 0: a plain draw from softmax(logits). */
+MLXN_API mlxn_sampler_params mlxn_sampler_params_default(void);
+
+/* The most history entries per row that a repeat penalty reads. */
+#define MLXN_SAMPLE_MAX_HISTORY 4096
+
+/* One token per row of logits (f32 [B, V], any row strides, V <= 2^24) into out (i32 [B],
+ * contiguous), in this order:
+ *   1. repeat penalty: the logit l of each distinct id in the row's history (i32 [B, H],
+ *      H <= MLXN_SAMPLE_MAX_HISTORY; entries outside [0, V) ignored; NULL: none) becomes
+ *      l / repeat_penalty if l > 0, else l * repeat_penalty (llama.cpp's rule)
+ *   2. temperature <= 0: the token is the argmax of these logits (mlxn_argmax's rules), done;
+ *      else z = l / temperature
+ *   3. rank: tokens ordered by z, largest first, ties by lower id, NaN last
+ *   4. top_k > 0: keep the first top_k of that order
+ *   5. weights p = exp(z - max z) of the kept tokens (the largest weighs 1)
+ *   6. top_p < 1: keep the shortest prefix of the order whose weight reaches top_p of the
+ *      kept weight (at least one token)
+ *   7. min_p > 0: keep the tokens with p >= min_p
+ *   8. draw: u in [0, 1) from a counter-based generator of (seed, step, row); the token is the
+ *      first kept one, in id order, at which the running sum of weights exceeds u times their
+ *      total.
+ * Weights are computed in f32 and summed as integers of 2^-40, so the CPU and CUDA backends
+ * pick the same token for the same logits. A row whose largest z is -inf or NaN gives -1. */
+MLXN_API mlxn_status mlxn_sample(mlxn_stream *stream, const mlxn_tensor *logits,
+                                 const mlxn_tensor *history, const mlxn_sampler_params *p,
+                                 uint64_t step, const mlxn_tensor *out);
 
 #ifdef __cplusplus
 }

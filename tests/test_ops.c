@@ -25,6 +25,7 @@ static const op_tests registry[] = {
     {"argmax", test_argmax},
     {"attention", test_attention},
     {"kv_append", test_kv_append},
+    {"sample", test_sample},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -16,5 +16,6 @@ void test_scale(test_devices *devs, rng *g);
 void test_argmax(test_devices *devs, rng *g);
 void test_attention(test_devices *devs, rng *g);
 void test_kv_append(test_devices *devs, rng *g);
+void test_sample(test_devices *devs, rng *g);
 
 #endif

@@ -20,9 +20,10 @@
     X(scale, mlxn_scale_args) \
     X(argmax, mlxn_argmax_args) \
     X(attention, mlxn_attention_args) \
-    X(kv_append, mlxn_kv_append_args)
+    X(kv_append, mlxn_kv_append_args) \
+    X(sample, mlxn_sample_args)
 
-#define MLXN_OP_COUNT_EXPECTED 12
+#define MLXN_OP_COUNT_EXPECTED 13
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -169,6 +170,18 @@ typedef struct mlxn_kv_append_args {
     mlxn_rows src, cache;
     const int32_t *pos;    /* [B] */
 } mlxn_kv_append_args;
+
+/* sample: one token per row of logits (mlxn.h gives the rule; sample_math.h the shared math). */
+typedef struct mlxn_sample_args {
+    int64_t n_rows, n;     /* B rows of V logits */
+    mlxn_rows logits;      /* f32 */
+    mlxn_rows history;     /* i32 rows of n_history ids; base NULL when no penalty applies */
+    int64_t n_history;
+    float temperature, top_p, min_p, repeat_penalty;
+    int64_t top_k;         /* 0: off */
+    uint64_t seed, step;
+    int32_t *out;          /* n_rows */
+} mlxn_sample_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

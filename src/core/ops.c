@@ -861,3 +861,69 @@ mlxn_status mlxn_kv_append(mlxn_stream *s, const mlxn_tensor *src, const mlxn_te
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
 }
+
+mlxn_sampler_params mlxn_sampler_params_default(void)
+{
+    return (mlxn_sampler_params){
+        .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .repeat_penalty = 1.0f, .seed = 0};
+}
+
+mlxn_status mlxn_sample(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_tensor *history,
+                        const mlxn_sampler_params *p, uint64_t step, const mlxn_tensor *out)
+{
+    static const char *fn = "mlxn_sample";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_sample};
+    mlxn_sample_args *a = &op.u.sample;
+    MLXN_TRY(operand_rows(s, logits, fn, "logits", &a->logits, &a->n_rows, &a->n));
+    if (logits->dtype != MLXN_DTYPE_F32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "logits are %s, expected f32", mlxn_dtype_name(logits->dtype));
+    if (!p)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "p is NULL");
+    if (!isfinite(p->temperature))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "temperature is %g, expected a finite value",
+                          (double)p->temperature);
+    if (p->top_k < 0)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "top_k is %d, expected >= 0 (0: off)", p->top_k);
+    if (!(p->top_p >= 0.0f && p->top_p <= 1.0f) || !(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "top_p %g and min_p %g: expected both in [0, 1]",
+                          (double)p->top_p, (double)p->min_p);
+    if (!(p->repeat_penalty > 0.0f) || isinf(p->repeat_penalty))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "repeat_penalty is %g, expected a finite value > 0",
+                          (double)p->repeat_penalty);
+    MLXN_TRY(row_results(s, out, a->n_rows, fn, &a->out));
+    if (a->n > ((int64_t)1 << 24))
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of %lld logits, at most 2^24 = 16777216",
+                          (long long)a->n);
+    if (history) {
+        mlxn_rows hrows;
+        int64_t h_rows, h;
+        MLXN_TRY(operand_rows(s, history, fn, "history", &hrows, &h_rows, &h));
+        if (history->dtype != MLXN_DTYPE_I32)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "history is %s, expected i32",
+                              mlxn_dtype_name(history->dtype));
+        if (h_rows != a->n_rows)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "history has %lld rows, logits have %lld", (long long)h_rows,
+                              (long long)a->n_rows);
+        if (p->repeat_penalty != 1.0f && h > 0) {
+            if (h > MLXN_SAMPLE_MAX_HISTORY)
+                return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                                  "history has %lld entries per row; a repeat penalty reads at most %d",
+                                  (long long)h, MLXN_SAMPLE_MAX_HISTORY);
+            a->history = hrows;
+            a->n_history = h;
+        }
+    }
+    a->temperature = p->temperature;
+    a->top_k = p->top_k;
+    a->top_p = p->top_p;
+    a->min_p = p->min_p;
+    a->repeat_penalty = p->repeat_penalty;
+    a->seed = p->seed;
+    a->step = step;
+    if (a->n_rows == 0)
+        return MLXN_STATUS_OK;
+    if (a->n == 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of logits are empty: nothing to sample from");
+    return mlxn_stream_issue(s, &op);
+}

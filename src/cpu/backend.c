@@ -284,5 +284,6 @@ const mlxn_backend mlxn_cpu_backend = {
         .argmax = mlxn_cpu_argmax,
         .attention = mlxn_cpu_attention,
         .kv_append = mlxn_cpu_kv_append,
+        .sample = mlxn_cpu_sample,
     },
 };

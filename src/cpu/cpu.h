@@ -53,5 +53,6 @@ mlxn_status mlxn_cpu_scale(mlxn_stream *s, const mlxn_scale_args *a);
 mlxn_status mlxn_cpu_argmax(mlxn_stream *s, const mlxn_argmax_args *a);
 mlxn_status mlxn_cpu_attention(mlxn_stream *s, const mlxn_attention_args *a);
 mlxn_status mlxn_cpu_kv_append(mlxn_stream *s, const mlxn_kv_append_args *a);
+mlxn_status mlxn_cpu_sample(mlxn_stream *s, const mlxn_sample_args *a);
 
 #endif

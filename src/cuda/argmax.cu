@@ -23,7 +23,7 @@ template <typename T> __global__ void __launch_bounds__(1024) argmax_rows(const 
         const int64_t n_vec = vec ? a.n / E : 0;
 #pragma unroll 4
         for (int64_t v = threadIdx.x; v < n_vec; v += blockDim.x) {
-            T t[E];
+            __align__(16) T t[E]; // moved as 16-byte words
             *reinterpret_cast<uint4 *>(t) = reinterpret_cast<const uint4 *>(x)[v];
 #pragma unroll
             for (int j = 0; j < E; j++) {

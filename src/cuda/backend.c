@@ -278,6 +278,7 @@ static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
                                                    d->prop.multiProcessorCount, st->stream, mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }
+MLXN_CUDA_OP(sample, "mlxn_sample")
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
@@ -323,5 +324,6 @@ const mlxn_backend mlxn_cuda_backend = {
         .argmax = cuda_argmax,
         .attention = cuda_attention,
         .kv_append = cuda_kv_append,
+        .sample = cuda_sample,
     },
 };

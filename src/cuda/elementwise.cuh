@@ -25,7 +25,7 @@ constexpr int RUN = 8; // elements per thread on the vector paths: 16 bytes of f
 // RUN elements at p (16-byte aligned) as f32.
 template <typename T> __device__ __forceinline__ void load_run(const T *p, float (&v)[RUN])
 {
-    T t[RUN];
+    __align__(16) T t[RUN]; // moved as 16-byte words
 #pragma unroll
     for (int w = 0; w < RUN * (int)sizeof(T) / 16; w++)
         reinterpret_cast<uint4 *>(t)[w] = reinterpret_cast<const uint4 *>(p)[w];
@@ -36,7 +36,7 @@ template <typename T> __device__ __forceinline__ void load_run(const T *p, float
 
 template <typename T> __device__ __forceinline__ void store_run(T *p, const float (&v)[RUN])
 {
-    T t[RUN];
+    __align__(16) T t[RUN]; // moved as 16-byte words
 #pragma unroll
     for (int j = 0; j < RUN; j++)
         t[j] = from_f<T>(v[j]);

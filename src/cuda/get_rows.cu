@@ -35,7 +35,7 @@ template <typename TY, int E> __device__ __forceinline__ void store_run(TY *y, b
 {
     if (vec) {
         constexpr int W = E * (int)sizeof(TY) / 16;
-        TY out[E];
+        __align__(16) TY out[E]; // moved as 16-byte words
 #pragma unroll
         for (int j = 0; j < E; j++)
             out[j] = from_f<TY>(v[j]);

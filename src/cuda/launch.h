@@ -31,6 +31,7 @@ cudaError_t mlxn_cuda_launch_kv_append(const mlxn_kv_append_args *a, cudaStream_
  * sms: the device's multiprocessors (the split aims at two blocks per SM). */
 cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes, int sms,
                                        cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);

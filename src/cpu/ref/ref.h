@@ -22,6 +22,18 @@ void mlxn_ref_scale(const mlxn_scale_args *a);
 void mlxn_ref_argmax(const mlxn_argmax_args *a);
 mlxn_status mlxn_ref_attention(const mlxn_attention_args *a); /* OUT_OF_MEMORY for its row buffers */
 void mlxn_ref_kv_append(const mlxn_kv_append_args *a);
+void mlxn_ref_sample(const mlxn_sample_args *a);
+
+/* The oracle's token for row r of a sample call, and whether one of its decisions (the rank
+ * at a top-k or top-p cut, the top-p sum, a min-p test, the draw) lies within `margin`
+ * (relative) of its boundary, where the backends' f32 weights may decide the other way.
+ * probs, if not NULL, gets the V probabilities of the final distribution. */
+typedef struct mlxn_ref_sample_result {
+    int32_t token;
+    bool near_boundary;
+    double margin;
+} mlxn_ref_sample_result;
+mlxn_ref_sample_result mlxn_ref_sample_row(const mlxn_sample_args *a, int64_t r, double *probs);
 /* Elements k0 .. k0 + 31 (k0 a multiple of 32) of a row of W (GGML blocks or f32/f16/bf16). */
 void mlxn_ref_weight_unit(int w_dtype, const uint8_t *w, int64_t k0, float *out);
 
