@@ -44,11 +44,18 @@ fuzz:
 	  rm -rf tests/fuzz/corpus/$$t && mv $(FUZZ_BUILD)/min-$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
 
-# The main job: for now the op benchmarks on the best device present.
+# The main job: fetch the default model (cached, checksummed), build, and generate text on the
+# best device present (the first GPU, else the CPU).
+MODEL ?= gemma3-270m
+PROMPT ?= The history of the printing press
+TOKENS ?= 64
 run: build
-	./$(BUILD)/mlxn bench
+	python3 scripts/fetch_models.py $(MODEL)
+	./$(BUILD)/mlxn run -m "$$(python3 scripts/fetch_models.py --print-path $(MODEL))" -p "$(PROMPT)" -n $(TOKENS)
 
-bench: run
+# The op benchmarks on the best device present, against the same-run copy ceiling.
+bench: build
+	./$(BUILD)/mlxn bench
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

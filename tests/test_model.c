@@ -16,13 +16,15 @@
 #include "mlxn_model.h"
 
 /* Logit tolerance (absolute; logits span about +-40). The reference is exact f64 on the
- * dequantized weights; transformers in f32 lands within 8e-5 of it. mlxn keeps activations in
- * f32 with f32 accumulation over K <= 2048, except where an op states otherwise: the CUDA
- * prefill from 64 rows rounds x and W to bf16 (2^-9 relative each) for the tensor cores, which
- * over 18-30 layers moves logits by up to a few 1e-2 (make_model_logits.py --rounding-error
- * measures the same effect for int8 blocks); the f32 paths get the tight bound. */
-#define TOL_F32 2e-3
-#define TOL_BF16_PREFILL 0.25
+ * dequantized weights; transformers in f32 lands within 2e-4 of it, so 1e-3 bounds any runner
+ * that keeps activations, K/V and accumulation in f32, which the CPU backend and the CUDA
+ * backend below 64 rows per matmul do (the test runs CUDA with 32-token chunks for this).
+ * From 64 rows the CUDA qmatmul rounds x and W to bf16 (2^-9 relative each) for the tensor
+ * cores; make_model_logits.py --rounding-error shows that rounding activations to 8 bits moves
+ * these logits by up to ~2 while keeping the text, so that path gets its own criterion: logits
+ * within TOL_BF16 and the argmax only where the reference margin exceeds twice that. */
+#define TOL_F32 1e-3
+#define TOL_BF16 0.5
 
 typedef struct fx_prompt {
     char *text;
@@ -185,19 +187,20 @@ static bool greedy(mlxn_model *m, const fixture *fx, const fx_prompt *p, double 
     return true;
 }
 
+/* n_batch: tokens per forward pass (CUDA's qmatmul takes the bf16 tensor-core path from 64). */
 static void test_model_on(const char *model, const char *gguf_path, const fixture *fx, mlxn_device *dev,
-                          const char *dev_name, bool cuda)
+                          const char *dev_name, int64_t n_batch, double tol)
 {
     char name[160], why[600];
     snprintf(name, sizeof name, "model/%s/load @%s", model, dev_name);
     mlxn_model_options o = mlxn_model_options_default();
     o.n_ctx = 1024;
+    o.n_batch = n_batch;
     mlxn_model *m = NULL;
     CHECK_OK(name, mlxn_model_load(dev, gguf_path, &o, &m));
     harness_pass(name);
     for (uint32_t i = 0; i < fx->n_prompts; i++) {
         const fx_prompt *p = &fx->p[i];
-        const double tol = cuda && p->n_prompt >= 64 ? TOL_BF16_PREFILL : TOL_F32;
         err_stats e = {0};
         snprintf(name, sizeof name, "model/%s/prompt%u/teacher-forced (%d+%u tokens) @%s", model, i, p->n_prompt,
                  fx->n_gen - 1, dev_name);
@@ -261,7 +264,12 @@ static void test_model(const char *model)
             harness_fail(name, "%s", mlxn_last_error());
             continue;
         }
-        test_model_on(model, path, &fx, dev, cuda ? "cuda:0" : "cpu", cuda);
+        if (!cuda)
+            test_model_on(model, path, &fx, dev, "cpu", 512, TOL_F32);
+        else {
+            test_model_on(model, path, &fx, dev, "cuda:0/f32-chunks", 32, TOL_F32);
+            test_model_on(model, path, &fx, dev, "cuda:0/bf16-prefill", 512, TOL_BF16);
+        }
         mlxn_device_free(dev);
     }
     fixture_free(&fx);

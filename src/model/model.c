@@ -97,7 +97,7 @@ static mlxn_status read_hparams(mlxn_model *m)
                           "%lld wide, ffn %lld",
                           (long long)in->n_layer, MLXN_MODEL_MAX_LAYERS, (long long)in->n_head,
                           (long long)in->n_head_kv, (long long)in->n_embd, (long long)in->n_ff);
-    int64_t kl, vl;
+    int64_t kl = 0, vl = 0;
     MLXN_TRY(meta_int(m, "attention.key_length", in->n_embd / in->n_head, &kl));
     MLXN_TRY(meta_int(m, "attention.value_length", kl, &vl));
     if (kl != vl)

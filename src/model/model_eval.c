@@ -88,9 +88,10 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL",
                           !sampler ? "sampler" : !next ? "next" : "history");
     MLXN_TRY(eval(m, fn, ids, n, false, NULL));
-    if (n_history > m->info.n_ctx) { /* the penalty looks at the most recent tokens */
-        history += n_history - m->info.n_ctx;
-        n_history = m->info.n_ctx;
+    const int64_t keep = m->info.n_ctx < MLXN_SAMPLE_MAX_HISTORY ? m->info.n_ctx : MLXN_SAMPLE_MAX_HISTORY;
+    if (n_history > keep) { /* the penalty looks at the most recent tokens */
+        history += n_history - keep;
+        n_history = keep;
     }
     const int64_t V = m->info.n_vocab, one = 1;
     const int64_t lshape[2] = {1, V}, hshape[2] = {1, n_history};

@@ -16,14 +16,18 @@ static void usage(FILE *f)
             "  bench [--device cpu|cuda[:N]] [--op NAME] [--quick] [--json FILE]\n"
             "        time the op table on the device (default: the first GPU, else the CPU)\n"
             "        against the copy bandwidth measured in the same run\n"
+            "  run -m FILE.gguf [-p PROMPT] [-n N] [--device cpu|cuda[:N]] [--temp T] [--top-k K]\n"
+            "      [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--chat] [--json]\n"
+            "        generate text: streams the continuation, then load time and prefill/decode tok/s\n"
+            "        (defaults: -n 64, --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, seed 0;\n"
+            "        --temp 0 is greedy; the GPU when there is one, KV cache f16 there)\n"
             "  inspect FILE.gguf [--json]\n"
             "        metadata, tensor table (name, type, shape, bytes, offset) and a summary\n"
             "  devices   list the devices mlxn can use\n"
             "  version   print the library version\n");
 }
 
-/* "cpu", "cuda", "cuda:N"; NULL = the best device present. */
-static int open_device(const char *spec, mlxn_device **dev)
+int open_device(const char *spec, mlxn_device **dev)
 {
     mlxn_device_options o = mlxn_device_options_default();
     if (!spec)
@@ -123,6 +127,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "inspect") == 0)
         return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(argv[1], "devices") == 0)

@@ -26,7 +26,12 @@ static int parse(int argc, char **argv, run_args *a)
 {
     a->prompt = "The capital of France is";
     a->n_predict = 64;
+    /* llama.cpp's defaults: a little randomness, the tail cut off */
     a->sampler = mlxn_sampler_params_default();
+    a->sampler.temperature = 0.8f;
+    a->sampler.top_k = 40;
+    a->sampler.top_p = 0.95f;
+    a->sampler.min_p = 0.05f;
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = true;
@@ -133,8 +138,11 @@ static int generate(mlxn_model *m, const run_args *a, double load_s)
     }
     hist = grown;
     FILE *text = a->json ? stderr : stdout;
-    if (!a->json)
+    if (!a->json) {
         fwrite(a->prompt, 1, strlen(a->prompt), text);
+        if (a->chat)
+            fputc('\n', text);
+    }
     int64_t n = (int64_t)n_prompt, n_gen = 0;
     double t0 = now_s(), t_prefill = 0;
     mlxn_status st = MLXN_STATUS_OK;
