@@ -467,7 +467,9 @@ MLXN_API mlxn_attention_params mlxn_attention_params_default(void);
  * pos[b] + t). Keys at positions 0 .. pos[b] + Tq - 1 live in slots 0.. of the cache (linear
  * layout); slots past them are never read. pos[b] + Tq <= S and pos[b] >= 0 are checked where
  * the op runs: a batch row outside that range gets NaN outputs. o: [B, Tq, Hq, D] in q's dtype.
- * Any D up to 512 (the CUDA kernels serve 64, 80, 96, 128, 256 and 512 at speed). */
+ * Any D up to 512 (on CUDA the fast kernels take up to 8 query rows per KV head with D a
+ * multiple of 8, and longer chunks with f16/bf16 caches and D in {64, 80, 96, 128, 256}; the
+ * rest runs in a slower generic kernel). p NULL: the defaults. o must not overlap q, k or v. */
 MLXN_API mlxn_status mlxn_attention(mlxn_stream *stream, const mlxn_tensor *q, const mlxn_tensor *k,
                                     const mlxn_tensor *v, const mlxn_tensor *pos,
                                     const mlxn_attention_params *p, const mlxn_tensor *o);

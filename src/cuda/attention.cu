@@ -4,7 +4,7 @@
 //
 // Kernels, in the launcher's order (the shape rules are in attention_plan.h):
 //
-//   attention_decode_split + attention_decode_merge
+//   attention_decode_split + attention_merge
 //       up to 8 query rows per KV head (decode, and short chunks of small groups); any cache
 //       dtype; D a multiple of 8. The rows of one KV head's group (all its query heads, all Tq
 //       queries) share a block, so each K and V row is read once per group: 16-byte cp.async
@@ -23,7 +23,9 @@
 //       4 warps of 16 rows; K/V tiles of 64 (16 for D 256) keys in two cp.async stages; tiles
 //       outside the block's visible key range (causal upper triangle, below the window) are
 //       skipped, and a warp skips tiles none of its rows see. q is rounded to the cache's type
-//       when loaded (exact when q has that type), P to that type before P V.
+//       when loaded (exact when q has that type), P to that type before P V. When the row tiles
+//       are too few to fill the GPU (decode of groups over 8 heads, short chunks of a few
+//       sequences) the keys are split as in decode, with the same merge.
 //
 //   attention_generic
 //       everything else (f32 caches with many rows, D 512 with many rows, odd head dims,
@@ -37,7 +39,7 @@ namespace {
 
 using namespace mlxn_cuda;
 
-constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
 
 // ------------------------------------------------------------------ shared pieces
 
@@ -177,14 +179,21 @@ constexpr int DEC_THREADS = 128;
 // bytes of K (or V) per tile and stage; a tile holds 8 .. 64 keys
 constexpr int DEC_TILE_BYTES = 8192, DEC_MAX_TK = 64, DEC_MIN_TK = 8;
 
+// The keys split across blocks (flash-decoding): split s covers keys [s chunk, (s + 1) chunk)
+// and writes, per query row, its unnormalized output and running (max, sum); attention_merge
+// combines them. With one split the blocks write o themselves.
+struct KeySplit {
+    int splits;
+    int chunk;      // keys per split (a multiple of the kernel's key tile)
+    float *part_o;  // [B * Tq * Hq][splits][D]
+    float *part_ml; // [B * Tq * Hq][splits][2]: max (natural-log units) and sum
+};
+
 struct DecodePlan {
     int tk;         // keys per tile
     int tpk;        // threads per key in the q.k pass (DEC_THREADS / tk)
     int rs;         // shared-memory row stride of K and V tiles, in 16-byte units
-    int splits;     // key splits (blocks along x); 1: the blocks write o
-    int chunk;      // keys per split (a multiple of tk)
-    float *part_o;  // [B * Tq * Hq][splits][D]: unnormalized outputs of each split
-    float *part_ml; // [B * Tq * Hq][splits][2]: their running max and sum
+    KeySplit split; // splits along blockIdx.x
 };
 
 // Dynamic shared memory of a decode block (bytes):
@@ -238,7 +247,7 @@ __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_split(const m
         const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
         __syncthreads(); // shared memory of the previous (b, hk) is no longer read
         if (!pos_in_range(a, first)) {
-            if (pl.splits == 1) // with splits the merge kernel writes the NaN rows
+            if (pl.split.splits == 1) // with splits the merge kernel writes the NaN rows
                 for (int i = tid; i < R * D; i += DEC_THREADS) {
                     const int r = i / D;
                     store_as(a.q_dtype, o_row(a, b, r / G, hk * G + r % G), i % D, NAN);
@@ -246,13 +255,13 @@ __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_split(const m
             continue;
         }
         const int valid = first + (int)a.Tq;
-        const int64_t k0_wide = (int64_t)blockIdx.x * pl.chunk;
+        const int64_t k0_wide = (int64_t)blockIdx.x * pl.split.chunk;
         if (k0_wide >= valid)
             continue; // a split past the valid keys: the merge does not read it
         const int k0 = (int)k0_wide;
         int lo0, hi0;
         visible_keys(a, first, 0, lo0, hi0);
-        const int kend = valid - k0 > pl.chunk ? k0 + pl.chunk : valid, kstart = k0 > lo0 ? k0 : lo0;
+        const int kend = valid - k0 > pl.split.chunk ? k0 + pl.split.chunk : valid, kstart = k0 > lo0 ? k0 : lo0;
         const int n_tiles = kstart < kend ? (kend - kstart + tk - 1) / tk : 0;
         for (int i = tid; i < RT * D; i += DEC_THREADS) {
             const int r = i / D;
@@ -386,7 +395,7 @@ __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_split(const m
                 for (int e = 0; e < E; e++)
                     atomicAdd(&red[r * D + c * E + e], acc[r][e]);
         __syncthreads();
-        if (pl.splits == 1) {
+        if (pl.split.splits == 1) {
             for (int i = tid; i < R * D; i += DEC_THREADS) {
                 const int r = i / D, h = hk * G + r % G;
                 store_as(a.q_dtype, o_row(a, b, r / G, h), i % D, red[i] * inverse_denominator(a, h, m_s[r], l_s[r]));
@@ -394,19 +403,19 @@ __global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_split(const m
         } else {
             for (int i = tid; i < R * D; i += DEC_THREADS) {
                 const int r = i / D, row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
-                pl.part_o[((size_t)row * pl.splits + blockIdx.x) * D + i % D] = red[i];
+                pl.split.part_o[((size_t)row * pl.split.splits + blockIdx.x) * D + i % D] = red[i];
             }
             for (int r = tid; r < R; r += DEC_THREADS) {
                 const int row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
-                pl.part_ml[((size_t)row * pl.splits + blockIdx.x) * 2] = m_s[r];
-                pl.part_ml[((size_t)row * pl.splits + blockIdx.x) * 2 + 1] = l_s[r];
+                pl.split.part_ml[((size_t)row * pl.split.splits + blockIdx.x) * 2] = m_s[r];
+                pl.split.part_ml[((size_t)row * pl.split.splits + blockIdx.x) * 2 + 1] = l_s[r];
             }
         }
     }
 }
 
 // The splits of each query row combined: a warp per row (b, t, h), lanes over D.
-__global__ void __launch_bounds__(128) attention_decode_merge(const mlxn_attention_args a, const DecodePlan pl)
+__global__ void __launch_bounds__(128) attention_merge(const mlxn_attention_args a, const KeySplit sp)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
@@ -421,9 +430,9 @@ __global__ void __launch_bounds__(128) attention_decode_merge(const mlxn_attenti
                 store_as(a.q_dtype, o, d, NAN);
             continue;
         }
-        const int n = (first + Tq - 1) / pl.chunk + 1; // the splits that ran
-        const float *ml = pl.part_ml + (size_t)row * pl.splits * 2;
-        const float *po = pl.part_o + (size_t)row * pl.splits * D;
+        const int n = (first + Tq - 1) / sp.chunk + 1; // the splits that ran
+        const float *ml = sp.part_ml + (size_t)row * sp.splits * 2;
+        const float *po = sp.part_o + (size_t)row * sp.splits * D;
         float m = -INFINITY;
         for (int s = 0; s < n; s++)
             m = fmaxf(m, ml[2 * s]);
@@ -541,8 +550,10 @@ __device__ __forceinline__ void prefill_load_tile(const mlxn_attention_args &a, 
 // Fragments (mma.m16n8k16, lane = 4 g + tq):
 //   S = Q K^T  accumulators per 8-key tile: (row g, keys 2tq, 2tq+1), (row g + 8, same keys)
 //   P as the A operand of P V reuses those registers: two 8-key tiles make one 16-key step.
+// (min blocks 2, the shared-memory limit at D 128 anyway: without it ptxas holds the small head
+// dims to 168 registers and spills)
 template <typename KV, int D>
-__global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_attention_args a)
+__global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlxn_attention_args a, const KeySplit sp)
 {
     using S = PrefillShape<D>;
     constexpr int BN = S::BN, LD = S::LD, NT = BN / 8, DT = D / 8;
@@ -568,13 +579,19 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
             const int rows_here = R - row0 < PF_BM ? R - row0 : PF_BM;
             __syncthreads(); // shared memory of the previous tile is no longer read
             if (!pos_in_range(a, first)) {
-                for (int i = tid; i < rows_here * D; i += PF_THREADS) {
-                    const int pr = row0 + i / D;
-                    store_as(a.q_dtype, o_row(a, b, pr / G, hk * G + pr % G), i % D, NAN);
-                }
+                if (sp.splits == 1) // with splits the merge kernel writes the NaN rows
+                    for (int i = tid; i < rows_here * D; i += PF_THREADS) {
+                        const int pr = row0 + i / D;
+                        store_as(a.q_dtype, o_row(a, b, pr / G, hk * G + pr % G), i % D, NAN);
+                    }
                 continue;
             }
+            // this block's split of the keys: [k0, k1)
             const int valid = first + (int)a.Tq;
+            const int64_t k0_wide = (int64_t)blockIdx.z * sp.chunk;
+            if (k0_wide >= valid)
+                continue; // a split past the valid keys: the merge does not read it
+            const int k0 = (int)k0_wide, k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
             for (int i = tid; i < PF_BM * D; i += PF_THREADS) {
                 const int r = i / D, d = i % D, pr = row0 + r;
                 float v = 0.0f;
@@ -582,10 +599,12 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
                     v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
                 qs[r * LD + d] = Mma<KV>::from_f32(v);
             }
-            // keys the block sees: from the first row's lo to the last row's hi
+            // keys the block sees: from the first row's lo to the last row's hi, within the split
             int blo, bhi, tmp;
             visible_keys(a, first, row0 / G, blo, tmp);
             visible_keys(a, first, (row0 + rows_here - 1) / G, tmp, bhi);
+            blo = blo > k0 ? blo : k0;
+            bhi = bhi < k1 ? bhi : k1;
             // this warp's rows and the keys they see
             const int wrow0 = row0 + warp * 16;
             int wlo = 0, whi = 0;
@@ -593,23 +612,33 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
                 const int wlast = wrow0 + 15 < R ? wrow0 + 15 : R - 1;
                 visible_keys(a, first, wrow0 / G, wlo, tmp);
                 visible_keys(a, first, wlast / G, tmp, whi);
+                wlo = wlo > k0 ? wlo : k0;
+                whi = whi < k1 ? whi : k1;
             }
-            // this thread's two rows: g and g + 8 of the warp's 16
+            // this thread's two rows: g and g + 8 of the warp's 16 (ranges within the split)
             const int prA = wrow0 + g, prB = prA + 8, tA = prA / G, tB = prB / G;
             int loA = 0, hiA = 0, loB = 0, hiB = 0;
-            if (prA < R)
+            if (prA < R) {
                 visible_keys(a, first, tA, loA, hiA);
-            if (prB < R)
+                loA = loA > k0 ? loA : k0;
+                hiA = hiA < k1 ? hiA : k1;
+            }
+            if (prB < R) {
                 visible_keys(a, first, tB, loB, hiB);
+                loB = loB > k0 ? loB : k0;
+                hiB = hiB < k1 ? hiB : k1;
+            }
             float oacc[DT][4];
 #pragma unroll
             for (int i = 0; i < DT; i++)
                 oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
             float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
             const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
-            const int kt0 = blo / BN, n_tiles = (bhi - 1) / BN + 1 - kt0;
-            prefill_load_tile<KV, D>(a, kbase, vbase, kt0 * BN, valid, kvs);
-            cp_async_commit();
+            const int kt0 = blo / BN, n_tiles = blo < bhi ? (bhi - 1) / BN + 1 - kt0 : 0;
+            if (n_tiles > 0) {
+                prefill_load_tile<KV, D>(a, kbase, vbase, kt0 * BN, valid, kvs);
+                cp_async_commit();
+            }
             for (int it = 0; it < n_tiles; it++) {
                 if (it + 1 < n_tiles) {
                     prefill_load_tile<KV, D>(a, kbase, vbase, (kt0 + it + 1) * BN, valid,
@@ -737,8 +766,35 @@ __global__ void __launch_bounds__(PF_THREADS) attention_prefill_mma(const mlxn_a
                 lA += __shfl_xor_sync(0xffffffffu, lA, o);
                 lB += __shfl_xor_sync(0xffffffffu, lB, o);
             }
-            // m in log2 units: the denominator's sink term is exp2(sink log2 e - m)
             const int hA = hk * G + prA % G, hB = hk * G + prB % G;
+            if (sp.splits > 1) {
+                // the split's partial rows: o unnormalized, (max in natural-log units, sum)
+                const int Tq = (int)a.Tq, Hq = (int)a.Hq;
+                const size_t rowA = prA < R ? (size_t)(b * Tq + tA) * Hq + hA : 0;
+                const size_t rowB = prB < R ? (size_t)(b * Tq + tB) * Hq + hB : 0;
+                float *pA = sp.part_o + (rowA * sp.splits + blockIdx.z) * D;
+                float *pB = sp.part_o + (rowB * sp.splits + blockIdx.z) * D;
+#pragma unroll
+                for (int i = 0; i < DT; i++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int d = i * 8 + 2 * tq + e;
+                        if (prA < R)
+                            pA[d] = oacc[i][e];
+                        if (prB < R)
+                            pB[d] = oacc[i][2 + e];
+                    }
+                if (tq == 0 && prA < R) {
+                    sp.part_ml[(rowA * sp.splits + blockIdx.z) * 2] = mA == -INFINITY ? -INFINITY : mA * LN2;
+                    sp.part_ml[(rowA * sp.splits + blockIdx.z) * 2 + 1] = lA;
+                }
+                if (tq == 0 && prB < R) {
+                    sp.part_ml[(rowB * sp.splits + blockIdx.z) * 2] = mB == -INFINITY ? -INFINITY : mB * LN2;
+                    sp.part_ml[(rowB * sp.splits + blockIdx.z) * 2 + 1] = lB;
+                }
+                continue;
+            }
+            // m in log2 units: the denominator's sink term is exp2(sink log2 e - m)
             float invA = 0.0f, invB = 0.0f;
             if (mA != -INFINITY)
                 invA = __fdividef(1.0f, lA + (a.sinks ? exp2f(__ldg(a.sinks + hA) * LOG2E - mA) : 0.0f));
@@ -856,6 +912,42 @@ unsigned grid_dim(int64_t n, int64_t cap)
 // up to 7 16-byte units per row, the logits.
 constexpr size_t DEC_SMEM_MAX = decode_smem(8, MLXN_ATTENTION_MAX_D, DEC_MIN_TK, 2048 / 16 + 7) + 1024;
 
+// Splits of the keys: enough blocks for two per SM over `units` blocks per split, each split at
+// least two key tiles, no more than the scratch holds. From S, never from pos.
+KeySplit plan_split(const mlxn_attention_args &a, int64_t units, int tile_keys, void *scratch, size_t scratch_bytes,
+                    int sms)
+{
+    KeySplit sp = {};
+    const int64_t rows = a.B * a.Tq * a.Hq;
+    const size_t per_split = (size_t)rows * (size_t)(a.D + 2) * sizeof(float);
+    int64_t splits = 1;
+    if (scratch && per_split > 0) {
+        splits = (2 * (int64_t)sms + units - 1) / units;
+        const int64_t by_len = a.S / (2 * tile_keys), by_scratch = (int64_t)(scratch_bytes / per_split);
+        splits = splits < by_len ? splits : by_len;
+        splits = splits < by_scratch ? splits : by_scratch;
+        if (splits < 2)
+            splits = 1;
+    }
+    if (splits == 1) {
+        sp.chunk = a.S > 0 ? (int)a.S : 1;
+    } else {
+        const int64_t per = (a.S + splits - 1) / splits;
+        sp.chunk = (int)((per + tile_keys - 1) / tile_keys * tile_keys);
+        splits = (a.S + sp.chunk - 1) / sp.chunk;
+        sp.part_o = static_cast<float *>(scratch);
+        sp.part_ml = sp.part_o + (size_t)rows * (size_t)splits * (size_t)a.D;
+    }
+    sp.splits = (int)splits;
+    return sp;
+}
+
+cudaError_t launch_merge(const mlxn_attention_args &a, const KeySplit &sp, cudaStream_t s, bool pdl)
+{
+    const int64_t rows = a.B * a.Tq * a.Hq;
+    return launch(attention_merge, dim3(grid_dim((rows + 3) / 4, 1 << 20)), dim3(128), 0, s, pdl, a, sp);
+}
+
 template <typename KV, int RT>
 cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
                           bool pdl)
@@ -874,36 +966,14 @@ cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t sc
     // rows at rs = tpk (mod 8) units: the 8 threads of a quarter warp (tpk per key) read distinct
     // 16-byte bank groups in the q.k pass
     pl.rs = nch + ((pl.tpk % 8 - nch % 8) + 8) % 8;
-    // Splits: enough blocks for two per SM, each split at least two tiles; bounded by the
-    // scratch for the partial results. All from S, never from pos.
-    const int64_t kv_blocks = a.B * a.Hkv, rows = a.B * a.Tq * a.Hq;
-    int64_t splits = 1;
-    const size_t per_split = (size_t)rows * (size_t)(a.D + 2) * sizeof(float);
-    if (scratch && per_split > 0) {
-        splits = (2 * (int64_t)sms + kv_blocks - 1) / kv_blocks;
-        const int64_t by_len = a.S / (2 * pl.tk), by_scratch = (int64_t)(scratch_bytes / per_split);
-        splits = splits < by_len ? splits : by_len;
-        splits = splits < by_scratch ? splits : by_scratch;
-        if (splits < 2)
-            splits = 1;
-    }
-    if (splits == 1) {
-        pl.chunk = a.S > 0 ? a.S : 1;
-    } else {
-        const int64_t per = (a.S + splits - 1) / splits;
-        pl.chunk = (per + pl.tk - 1) / pl.tk * pl.tk;
-        splits = (a.S + pl.chunk - 1) / pl.chunk;
-    }
-    pl.splits = (int)splits;
-    if (splits > 1) {
-        pl.part_o = static_cast<float *>(scratch);
-        pl.part_ml = pl.part_o + (size_t)rows * (size_t)splits * (size_t)a.D;
-    }
+    const int64_t kv_blocks = a.B * a.Hkv;
+    pl.split = plan_split(a, kv_blocks, pl.tk, scratch, scratch_bytes, sms);
     const size_t smem = decode_smem(RT, (int)a.D, pl.tk, pl.rs);
-    e = launch(kernel, dim3((unsigned)splits, grid_dim(kv_blocks, 65535)), dim3(DEC_THREADS), smem, s, pdl, a, pl);
-    if (e != cudaSuccess || splits == 1)
+    e = launch(kernel, dim3((unsigned)pl.split.splits, grid_dim(kv_blocks, 65535)), dim3(DEC_THREADS), smem, s, pdl,
+               a, pl);
+    if (e != cudaSuccess || pl.split.splits == 1)
         return e;
-    return launch(attention_decode_merge, dim3(grid_dim((rows + 3) / 4, 1 << 20)), dim3(128), 0, s, pdl, a, pl);
+    return launch_merge(a, pl.split, s, pdl);
 }
 
 template <typename KV>
@@ -919,7 +989,9 @@ cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void 
     return launch_decode<KV, 8>(a, scratch, scratch_bytes, sms, s, pdl);
 }
 
-template <typename KV, int D> cudaError_t launch_prefill(const mlxn_attention_args &a, cudaStream_t s, bool pdl)
+template <typename KV, int D>
+cudaError_t launch_prefill(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
+                           bool pdl)
 {
     static unsigned long long smem_done;
     auto kernel = attention_prefill_mma<KV, D>;
@@ -928,18 +1000,25 @@ template <typename KV, int D> cudaError_t launch_prefill(const mlxn_attention_ar
     if (e != cudaSuccess)
         return e;
     const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + PF_BM - 1) / PF_BM;
-    return launch(kernel, dim3(grid_dim(tiles, INT32_MAX), grid_dim(a.B * a.Hkv, 65535)), dim3(PF_THREADS), smem, s,
-                  pdl, a);
+    // few row tiles (decode of large groups, short chunks of one sequence): split the keys too
+    const KeySplit sp = plan_split(a, tiles * a.B * a.Hkv, PrefillShape<D>::BN, scratch, scratch_bytes, sms);
+    e = launch(kernel, dim3(grid_dim(tiles, INT32_MAX), grid_dim(a.B * a.Hkv, 65535), (unsigned)sp.splits),
+               dim3(PF_THREADS), smem, s, pdl, a, sp);
+    if (e != cudaSuccess || sp.splits == 1)
+        return e;
+    return launch_merge(a, sp, s, pdl);
 }
 
-template <typename KV> cudaError_t launch_prefill_d(const mlxn_attention_args &a, cudaStream_t s, bool pdl)
+template <typename KV>
+cudaError_t launch_prefill_d(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
+                             bool pdl)
 {
     switch (a.D) {
-    case 64: return launch_prefill<KV, 64>(a, s, pdl);
-    case 80: return launch_prefill<KV, 80>(a, s, pdl);
-    case 96: return launch_prefill<KV, 96>(a, s, pdl);
-    case 128: return launch_prefill<KV, 128>(a, s, pdl);
-    default: return launch_prefill<KV, 256>(a, s, pdl);
+    case 64: return launch_prefill<KV, 64>(a, scratch, scratch_bytes, sms, s, pdl);
+    case 80: return launch_prefill<KV, 80>(a, scratch, scratch_bytes, sms, s, pdl);
+    case 96: return launch_prefill<KV, 96>(a, scratch, scratch_bytes, sms, s, pdl);
+    case 128: return launch_prefill<KV, 128>(a, scratch, scratch_bytes, sms, s, pdl);
+    default: return launch_prefill<KV, 256>(a, scratch, scratch_bytes, sms, s, pdl);
     }
 }
 
@@ -970,8 +1049,8 @@ extern "C" cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, 
     }
     if (aligned && mlxn_cuda_attention_on_tensor_cores(a->kv_dtype, a->D, rows)) {
         if (a->kv_dtype == MLXN_DTYPE_F16)
-            return launch_prefill_d<__half>(*a, s, pdl);
-        return launch_prefill_d<__nv_bfloat16>(*a, s, pdl);
+            return launch_prefill_d<__half>(*a, scratch, scratch_bytes, sms, s, pdl);
+        return launch_prefill_d<__nv_bfloat16>(*a, scratch, scratch_bytes, sms, s, pdl);
     }
     return launch(attention_generic, dim3(grid_dim((a->B * a->Tq * a->Hq + GEN_WARPS - 1) / GEN_WARPS, 1 << 20)),
                   dim3(GEN_WARPS * 32), 0, s, pdl, *a);
