@@ -1,7 +1,8 @@
 /* Harness cases for attention over a KV cache and for the cache append.
  *
- * Attention: decode (Tq 1), short chunks (Tq 2, 7) and prefill chunks (Tq 64, 130) at every
- * head dim the kernels serve, GQA ratios from 1 to 8 (MQA 4/1 at D 256 as in Gemma 3), every
+ * Attention: decode (Tq 1), short chunks (Tq 2, 3, 7) and prefill chunks (Tq 64, 130) at every
+ * head dim the kernels serve (and 100, which none does), GQA ratios from 1 to 16 (MQA 4/1 at
+ * D 256 as in Gemma 3, with a long-context case at 8192 slots), every
  * q x cache dtype pair, causal and not, with and without mask, sinks, softcap and a sliding
  * window, positions that differ per batch row (one row filling the cache to the last slot), q
  * viewed out of a fused QKV buffer and o written through a transposed view. Cache slots past
