@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# One device-machine session: the CUDA tests, compute-sanitizer memcheck over them, and the
-# benchmark table. Binaries come prebuilt in $1 (default build/); logs go to $OUT.
+# One device-machine session: build (16 cores there), the CUDA tests, compute-sanitizer memcheck
+# over the ops named in $MEMCHECK_OPS (default: all of test_ops), the model tests when the
+# models are in $MLXN_CACHE/models, and the op benchmark table. Logs go to $OUT.
 set -uo pipefail
-bin=${1:-build}
 out=${OUT:-/tmp/out}
+bin=build-gpu
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+export PATH="$PATH:/usr/local/cuda/bin"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv | tee "$out/gpu.txt"
 git rev-parse HEAD 2>/dev/null | tee -a "$out/gpu.txt"
-"$bin/test_core" 2>&1 | tee "$out/test_core.log" | tail -3
-"$bin/test_ops" 2>&1 | tee "$out/test_ops.log" | grep -E "FAIL|passed" | tail -20
-if command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
-  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  "$cs" --tool memcheck --error-exitcode 9 "$bin/test_core" > "$out/memcheck_core.log" 2>&1; echo "memcheck test_core rc=$?"
-  "$cs" --tool memcheck --error-exitcode 9 "$bin/test_ops" > "$out/memcheck_ops.log" 2>&1; echo "memcheck test_ops rc=$?"
-  tail -2 "$out/memcheck_ops.log"
+if [ ! -x "$bin/tests/test_ops" ] || [ "${REBUILD:-1}" = 1 ]; then
+  cmake -S . -B "$bin" -DCMAKE_BUILD_TYPE=Release > "$out/cmake.log" 2>&1
+  cmake --build "$bin" -j 16 > "$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 fi
-"$bin/mlxn" bench --device cuda --json "$out/bench_cuda.jsonl" 2>&1 | tee "$out/bench_cuda.txt"
-for t in test_gguf test_safetensors test_quant; do [ -x "$bin/$t" ] && "$bin/$t" 2>&1 | tail -1; done
+"$bin/tests/test_core" 2>&1 | tee "$out/test_core.log" | grep -E "FAIL|passed" | tail -5
+"$bin/tests/test_ops" 2>&1 | tee "$out/test_ops.log" | grep -E "FAIL|checks|passed" | tail -40
+cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+for op in ${MEMCHECK_OPS:-all}; do
+  args=(); [ "$op" = all ] || args=(--op "$op")
+  "$cs" --tool memcheck --error-exitcode 9 "$bin/tests/test_ops" "${args[@]}" > "$out/memcheck_$op.log" 2>&1
+  echo "memcheck $op rc=$? $(tail -1 "$out/memcheck_$op.log")"
+done
+if [ -n "${MLXN_CACHE:-}" ]; then
+  "$bin/tests/test_model" 2>&1 | tee "$out/test_model.log" | grep -E "FAIL|SKIP|max|passed" | tail -30
+fi
+if [ -n "${BENCH_OPS:-}" ]; then
+  for op in $BENCH_OPS; do "$bin/mlxn" bench --device cuda --op "$op" --json "$out/bench_$op.jsonl" 2>&1 | tee "$out/bench_$op.txt"; done
+fi
