@@ -196,6 +196,8 @@ static void test_model_on(const char *model, const char *gguf_path, const fixtur
     mlxn_model_options o = mlxn_model_options_default();
     o.n_ctx = 1024;
     o.n_batch = n_batch;
+    if (getenv("MLXN_TEST_FUSE"))
+        o.fuse_weights = atoi(getenv("MLXN_TEST_FUSE"));
     mlxn_model *m = NULL;
     CHECK_OK(name, mlxn_model_load(dev, gguf_path, &o, &m));
     harness_pass(name);

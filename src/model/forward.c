@@ -12,6 +12,8 @@
  *   x  += d                                      (fused with the next norm)
  *
  * and at the end logits = rms_norm(x) * output_norm . Wout^T (Wout = token_embd when tied). */
+#include <string.h>
+
 #include "../core/internal.h"
 #include "model_internal.h"
 
@@ -21,16 +23,35 @@ static mlxn_tensor mat(mlxn_buffer *b, size_t offset, int64_t rows, int64_t cols
     return mlxn_tensor_make(b, offset, MLXN_DTYPE_F32, 2, shape);
 }
 
-static mlxn_tensor heads3(mlxn_buffer *b, int64_t T, int64_t H, int64_t D)
+/* Heads [c0, c0 + H) of rows of `width` f32 values: [T, H, D], or [1, T, H, D] when batch. */
+static mlxn_tensor heads(mlxn_buffer *b, int64_t T, int64_t width, int64_t c0, int64_t H, int64_t D, bool batch)
 {
-    const int64_t shape[3] = {T, H, D};
-    return mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 3, shape);
+    mlxn_tensor t;
+    memset(&t, 0, sizeof t);
+    t.buffer = b;
+    t.offset = (size_t)(c0 * D) * sizeof(float);
+    t.dtype = MLXN_DTYPE_F32;
+    const int64_t shape[4] = {1, T, H, D}, stride[4] = {T * width * 4, width * 4, D * 4, 4};
+    t.ndim = batch ? 4 : 3;
+    for (int i = 0; i < t.ndim; i++) {
+        t.shape[i] = shape[i + !batch];
+        t.stride[i] = stride[i + !batch];
+    }
+    return t;
 }
 
-static mlxn_tensor heads4(mlxn_buffer *b, mlxn_dtype dt, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+static mlxn_tensor cache(mlxn_buffer *b, mlxn_dtype dt, int64_t Hk, int64_t S, int64_t D)
 {
-    const int64_t shape[4] = {d0, d1, d2, d3};
+    const int64_t shape[4] = {1, Hk, S, D};
     return mlxn_tensor_make(b, 0, dt, 4, shape);
+}
+
+/* Columns [c0, c0 + n) of rows of `width` f32 values: [T, n]. */
+static mlxn_tensor cols(mlxn_buffer *b, int64_t T, int64_t width, int64_t c0, int64_t n)
+{
+    mlxn_tensor t = mat(b, (size_t)c0 * sizeof(float), T, n);
+    t.stride[0] = width * 4;
+    return t;
 }
 
 static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t T)
@@ -39,30 +60,44 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     mlxn_stream *s = m->stream;
     const int64_t E = in->n_embd, D = in->head_dim, Hq = in->n_head, Hk = in->n_head_kv;
     mlxn_tensor xn = mat(m->xn, 0, T, E);
-    mlxn_tensor q = mat(m->q, 0, T, Hq * D), k = mat(m->k, 0, T, Hk * D), v = mat(m->v, 0, T, Hk * D);
-    MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wq, &q));
-    MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wk, &k));
-    MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wv, &v));
-    mlxn_tensor qh = mat(m->q, 0, T * Hq, D), kh = mat(m->k, 0, T * Hk, D);
+    /* q, k, v: heads of one [T, (Hq + 2 Hk) D] product when fused, else three products */
+    const bool fused = L->w_qkv.buffer != NULL;
+    const int64_t W = fused ? (Hq + 2 * Hk) * D : 0;
+    mlxn_buffer *qb = m->q, *kb = fused ? m->q : m->k, *vb = fused ? m->q : m->v;
+    const int64_t qw = fused ? W : Hq * D, kw = fused ? W : Hk * D, k0 = fused ? Hq : 0, v0 = fused ? Hq + Hk : 0;
+    if (fused) {
+        mlxn_tensor qkv = mat(m->q, 0, T, W);
+        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_qkv, &qkv));
+    } else {
+        mlxn_tensor q = mat(m->q, 0, T, Hq * D), k = mat(m->k, 0, T, Hk * D), v = mat(m->v, 0, T, Hk * D);
+        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wq, &q));
+        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wk, &k));
+        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wv, &v));
+    }
+    mlxn_tensor q3 = heads(qb, T, qw, 0, Hq, D, false), k3 = heads(kb, T, kw, k0, Hk, D, false);
     if (L->q_norm.buffer)
-        MLXN_TRY(mlxn_rms_norm(s, &qh, &L->q_norm, m->eps, &qh));
+        MLXN_TRY(mlxn_rms_norm(s, &q3, &L->q_norm, m->eps, &q3));
     if (L->k_norm.buffer)
-        MLXN_TRY(mlxn_rms_norm(s, &kh, &L->k_norm, m->eps, &kh));
+        MLXN_TRY(mlxn_rms_norm(s, &k3, &L->k_norm, m->eps, &k3));
     mlxn_tensor pos = mlxn_tensor_make(m->pos_tok, 0, MLXN_DTYPE_I32, 1, &T);
-    mlxn_tensor q3 = heads3(m->q, T, Hq, D), k3 = heads3(m->k, T, Hk, D);
-    MLXN_TRY(mlxn_rope(s, &q3, &pos, &L->rope, &q3));
-    MLXN_TRY(mlxn_rope(s, &k3, &pos, &L->rope, &k3));
+    if (fused) { /* q and k heads are adjacent: one rotation */
+        mlxn_tensor qk = heads(qb, T, W, 0, Hq + Hk, D, false);
+        MLXN_TRY(mlxn_rope(s, &qk, &pos, &L->rope, &qk));
+    } else {
+        MLXN_TRY(mlxn_rope(s, &q3, &pos, &L->rope, &q3));
+        MLXN_TRY(mlxn_rope(s, &k3, &pos, &L->rope, &k3));
+    }
     const int64_t one = 1;
     mlxn_tensor pos_seq = mlxn_tensor_make(m->pos_seq, 0, MLXN_DTYPE_I32, 1, &one);
-    mlxn_tensor kc = heads4(L->k_cache, m->opt.kv_dtype, 1, Hk, in->n_ctx, D);
-    mlxn_tensor vc = heads4(L->v_cache, m->opt.kv_dtype, 1, Hk, in->n_ctx, D);
-    mlxn_tensor k4 = heads4(m->k, MLXN_DTYPE_F32, 1, T, Hk, D), v4 = heads4(m->v, MLXN_DTYPE_F32, 1, T, Hk, D);
+    mlxn_tensor kc = cache(L->k_cache, m->opt.kv_dtype, Hk, in->n_ctx, D);
+    mlxn_tensor vc = cache(L->v_cache, m->opt.kv_dtype, Hk, in->n_ctx, D);
+    mlxn_tensor k4 = heads(kb, T, kw, k0, Hk, D, true), v4 = heads(vb, T, kw, v0, Hk, D, true);
     MLXN_TRY(mlxn_kv_append(s, &k4, &pos_seq, &kc));
     MLXN_TRY(mlxn_kv_append(s, &v4, &pos_seq, &vc));
     mlxn_attention_params ap = mlxn_attention_params_default();
     ap.scale = m->attn_scale;
     ap.window = L->sliding ? m->window : 0;
-    mlxn_tensor q4 = heads4(m->q, MLXN_DTYPE_F32, 1, T, Hq, D), o4 = heads4(m->att, MLXN_DTYPE_F32, 1, T, Hq, D);
+    mlxn_tensor q4 = heads(qb, T, qw, 0, Hq, D, true), o4 = heads(m->att, T, Hq * D, 0, Hq, D, true);
     MLXN_TRY(mlxn_attention(s, &q4, &kc, &vc, &pos_seq, &ap, &o4));
     mlxn_tensor att = mat(m->att, 0, T, Hq * D), a = mat(m->proj, 0, T, E);
     MLXN_TRY(mlxn_qmatmul(s, &att, &L->wo, &a));
@@ -75,13 +110,24 @@ static mlxn_status ffn_block(mlxn_model *m, const model_layer *L, int64_t T)
 {
     const mlxn_model_info *in = &m->info;
     mlxn_stream *s = m->stream;
-    mlxn_tensor xn = mat(m->xn, 0, T, in->n_embd);
-    mlxn_tensor g = mat(m->gate, 0, T, in->n_ff), u = mat(m->up, 0, T, in->n_ff);
-    MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_gate, &g));
-    MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_up, &u));
-    MLXN_TRY(mlxn_glu(s, m->ffn_act, &g, &u, &g));
+    const int64_t F = in->n_ff;
+    /* h = act(gate) * up, written over the gate values */
+    mlxn_tensor xn = mat(m->xn, 0, T, in->n_embd), h;
+    if (L->w_gate_up.buffer) { /* one [T, 2F] product: gate columns, then up columns */
+        mlxn_tensor gu = mat(m->gate, 0, T, 2 * F);
+        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_gate_up, &gu));
+        h = cols(m->gate, T, 2 * F, 0, F);
+        mlxn_tensor u = cols(m->gate, T, 2 * F, F, F);
+        MLXN_TRY(mlxn_glu(s, m->ffn_act, &h, &u, &h));
+    } else {
+        h = mat(m->gate, 0, T, F);
+        mlxn_tensor u = mat(m->up, 0, T, F);
+        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_gate, &h));
+        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_up, &u));
+        MLXN_TRY(mlxn_glu(s, m->ffn_act, &h, &u, &h));
+    }
     mlxn_tensor d = mat(m->proj, 0, T, in->n_embd);
-    MLXN_TRY(mlxn_qmatmul(s, &g, &L->w_down, &d));
+    MLXN_TRY(mlxn_qmatmul(s, &h, &L->w_down, &d)); /* rows of h may be strided */
     if (L->post_ffn_norm.buffer)
         MLXN_TRY(mlxn_rms_norm(s, &d, &L->post_ffn_norm, m->eps, &d));
     return MLXN_STATUS_OK;

@@ -12,7 +12,8 @@ static const char *fn = "mlxn_model_load";
 
 mlxn_model_options mlxn_model_options_default(void)
 {
-    return (mlxn_model_options){.n_ctx = 0, .n_batch = 0, .kv_dtype = MLXN_DTYPE_F32, .use_graphs = true};
+    return (mlxn_model_options){.n_ctx = 0, .n_batch = 0, .kv_dtype = MLXN_DTYPE_F32, .use_graphs = true,
+                                 .fuse_weights = -1};
 }
 
 /* <arch>.<key> as an integer; missing: def, or an error when def < 0 */
@@ -181,6 +182,60 @@ static mlxn_status bind_weights(mlxn_model *m)
     return MLXN_STATUS_OK;
 }
 
+/* Rows of the weights parts[0..n) (one GGML type, one row length) copied one after another
+ * into m->fused at *offset: a lossless repacking, so one mat-vec serves them all. */
+static mlxn_status fuse(mlxn_model *m, const mlxn_tensor *const *parts, int n, size_t *offset, bool copy,
+                        mlxn_tensor *out)
+{
+    memset(out, 0, sizeof *out);
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) {
+        if (parts[i]->dtype != parts[0]->dtype || parts[i]->shape[1] != parts[0]->shape[1] ||
+            !mlxn_tensor_is_contiguous(parts[i]))
+            return MLXN_STATUS_OK; /* mixed types: kept apart */
+        rows += parts[i]->shape[0];
+    }
+    const int64_t shape[2] = {rows, parts[0]->shape[1]};
+    if (copy) {
+        *out = mlxn_tensor_make(m->fused, *offset, parts[0]->dtype, 2, shape);
+        size_t at = *offset;
+        for (int i = 0; i < n; i++) {
+            const size_t bytes = mlxn_tensor_span_bytes(parts[i]);
+            MLXN_TRY(mlxn_buffer_copy(m->fused, at, parts[i]->buffer, parts[i]->offset, bytes, m->stream));
+            at += bytes;
+        }
+    }
+    const mlxn_tensor t = mlxn_tensor_make(m->fused, 0, parts[0]->dtype, 2, shape);
+    *offset += (mlxn_tensor_span_bytes(&t) + 255) / 256 * 256;
+    return MLXN_STATUS_OK;
+}
+
+/* Sizes (copy false), then fills (copy true) the fused weights. */
+static mlxn_status fuse_layers(mlxn_model *m, bool copy, size_t *bytes)
+{
+    size_t offset = 0;
+    for (int64_t l = 0; l < m->info.n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        const mlxn_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
+        MLXN_TRY(fuse(m, qkv, 3, &offset, copy, &L->w_qkv));
+        MLXN_TRY(fuse(m, gu, 2, &offset, copy, &L->w_gate_up));
+    }
+    *bytes = offset;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status fuse_weights(mlxn_model *m)
+{
+    size_t bytes = 0;
+    MLXN_TRY(fuse_layers(m, false, &bytes));
+    if (bytes == 0)
+        return MLXN_STATUS_OK;
+    MLXN_TRY(mlxn_buffer_create(m->device, bytes, &m->fused));
+    MLXN_TRY(fuse_layers(m, true, &bytes));
+    m->info.weight_bytes += bytes;
+    return mlxn_stream_sync(m->stream);
+}
+
 static mlxn_status alloc_state(mlxn_model *m)
 {
     const mlxn_model_info *in = &m->info;
@@ -192,12 +247,12 @@ static mlxn_status alloc_state(mlxn_model *m)
     } bufs[] = {
         {&m->x, (size_t)(B * E) * f},
         {&m->xn, (size_t)(B * E) * f},
-        {&m->q, (size_t)(B * in->n_head * D) * f},
+        {&m->q, (size_t)(B * (in->n_head + 2 * in->n_head_kv) * D) * f}, /* q, or q|k|v fused */
         {&m->k, (size_t)(B * in->n_head_kv * D) * f},
         {&m->v, (size_t)(B * in->n_head_kv * D) * f},
         {&m->att, (size_t)(B * in->n_head * D) * f},
         {&m->proj, (size_t)(B * E) * f},
-        {&m->gate, (size_t)(B * in->n_ff) * f},
+        {&m->gate, (size_t)(B * 2 * in->n_ff) * f}, /* gate, or gate|up fused */
         {&m->up, (size_t)(B * in->n_ff) * f},
         {&m->logits, (size_t)(B * in->n_vocab) * f},
         {&m->ids, (size_t)B * 4},
@@ -245,6 +300,8 @@ static mlxn_status load(mlxn_model *m, const char *path)
     if (m->opt.n_batch > n_ctx)
         m->opt.n_batch = n_ctx;
     MLXN_TRY(mlxn_stream_create(m->device, &m->stream));
+    if (m->opt.fuse_weights > 0 || (m->opt.fuse_weights < 0 && m->on_cuda))
+        MLXN_TRY(fuse_weights(m));
     return alloc_state(m);
 }
 
@@ -295,6 +352,7 @@ void mlxn_model_free(mlxn_model *m)
         mlxn_buffer_free(m->layers[l].v_cache);
     }
     mlxn_buffer_free(m->weights);
+    mlxn_buffer_free(m->fused);
     mlxn_tokenizer_free(m->tokenizer);
     mlxn_stream_free(m->stream);
     mlxn_gguf_free(m->gguf);

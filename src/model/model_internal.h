@@ -13,6 +13,9 @@ typedef enum model_arch { ARCH_LLAMA, ARCH_GEMMA3, ARCH_QWEN3 } model_arch;
 typedef struct model_layer {
     mlxn_tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
     mlxn_tensor ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+    /* On CUDA, rows of Wq|Wk|Wv and of Wgate|Wup copied into one weight each when the parts
+     * share a type, so a decode step runs one mat-vec for each pair (buffer NULL otherwise). */
+    mlxn_tensor w_qkv, w_gate_up;
     bool sliding;                 /* sliding-window attention layer */
     mlxn_rope_params rope;
     mlxn_buffer *k_cache, *v_cache; /* [1, n_head_kv, n_ctx, head_dim] of kv_dtype */
@@ -34,6 +37,7 @@ struct mlxn_model {
     mlxn_act ffn_act;
 
     mlxn_buffer *weights;         /* the GGUF data section on the device */
+    mlxn_buffer *fused;           /* the fused weights of every layer (CUDA) */
     mlxn_tensor tok_embd, output_norm, output;
     model_layer layers[MLXN_MODEL_MAX_LAYERS];
 
