@@ -21,6 +21,9 @@ static void usage(FILE *f)
             "        generate text: streams the continuation, then load time and prefill/decode tok/s\n"
             "        (defaults: -n 64, --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, seed 0;\n"
             "        --temp 0 is greedy; the GPU when there is one, KV cache f16 there)\n"
+            "  bench-model -m FILE.gguf [--device cpu|cuda[:N]] [--quick] [--json]\n"
+            "        prefill tok/s at 512 and 2048 tokens, decode tok/s at context 128 and 4096\n"
+            "        (the CPU, or --quick, runs 512 and 128 only)\n"
             "  inspect FILE.gguf [--json]\n"
             "        metadata, tensor table (name, type, shape, bytes, offset) and a summary\n"
             "  devices   list the devices mlxn can use\n"
@@ -127,6 +130,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bench") == 0)
         return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench-model") == 0)
+        return cmd_bench_model(argc - 2, argv + 2);
     if (strcmp(argv[1], "run") == 0)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "inspect") == 0)
