@@ -4,6 +4,8 @@
 #define MLXN_HALF_H
 
 #include <stdint.h>
+
+#include "mlxn.h" /* mlxn_dtype */
 #include <string.h>
 
 static inline uint32_t mlxn_f32_bits(float f)
@@ -66,6 +68,24 @@ static inline uint16_t mlxn_f32_to_bf16(float f)
         return (uint16_t)((u >> 16) | 0x40);
     u += 0x7fffu + ((u >> 16) & 1);
     return (uint16_t)(u >> 16);
+}
+
+/* Element i of f32, f16 or bf16 memory as f32, and back (round to nearest even): the row
+ * loops of the CPU kernels that are not vectorized. */
+static inline float mlxn_load_float(int dtype, const void *p, int64_t i)
+{
+    if (dtype == MLXN_DTYPE_F32)
+        return ((const float *)p)[i];
+    const uint16_t h = ((const uint16_t *)p)[i];
+    return dtype == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(h) : mlxn_bf16_to_f32(h);
+}
+
+static inline void mlxn_store_float(int dtype, void *p, int64_t i, float v)
+{
+    if (dtype == MLXN_DTYPE_F32)
+        ((float *)p)[i] = v;
+    else
+        ((uint16_t *)p)[i] = dtype == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
 }
 
 #endif

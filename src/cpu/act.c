@@ -5,22 +5,6 @@
 #include "cpu.h"
 #include "ref/ref.h"
 
-static float load(int dt, const char *p, int64_t i)
-{
-    if (dt == MLXN_DTYPE_F32)
-        return ((const float *)p)[i];
-    const uint16_t h = ((const uint16_t *)p)[i];
-    return dt == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(h) : mlxn_bf16_to_f32(h);
-}
-
-static void store(int dt, char *p, int64_t i, float v)
-{
-    if (dt == MLXN_DTYPE_F32)
-        ((float *)p)[i] = v;
-    else
-        ((uint16_t *)p)[i] = dt == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
-}
-
 static void act_task(void *ctx, int64_t r0, int64_t r1)
 {
     const mlxn_act_args *a = ctx;
@@ -29,8 +13,8 @@ static void act_task(void *ctx, int64_t r0, int64_t r1)
         const char *up = a->up.base ? mlxn_rows_ptr(&a->up, r) : NULL;
         char *y = mlxn_rows_ptr(&a->y, r);
         for (int64_t i = 0; i < a->n; i++) {
-            float v = mlxn_act_f32(a->act, load(a->dtype, x, i));
-            store(a->dtype, y, i, up ? v * load(a->dtype, up, i) : v);
+            float v = mlxn_act_f32(a->act, mlxn_load_float(a->dtype, x, i));
+            mlxn_store_float(a->dtype, y, i, up ? v * mlxn_load_float(a->dtype, up, i) : v);
         }
     }
 }

@@ -7,22 +7,6 @@
 #include "cpu.h"
 #include "ref/ref.h"
 
-static void store(int dt, char *p, int64_t i, float v)
-{
-    if (dt == MLXN_DTYPE_F32)
-        ((float *)p)[i] = v;
-    else
-        ((uint16_t *)p)[i] = dt == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
-}
-
-static float load(int dt, const uint8_t *p, int64_t i)
-{
-    if (dt == MLXN_DTYPE_F32)
-        return ((const float *)p)[i];
-    const uint16_t h = ((const uint16_t *)p)[i];
-    return dt == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(h) : mlxn_bf16_to_f32(h);
-}
-
 static void get_rows_task(void *ctx, int64_t t0, int64_t t1)
 {
     const mlxn_get_rows_args *a = ctx;
@@ -32,13 +16,13 @@ static void get_rows_task(void *ctx, int64_t t0, int64_t t1)
         char *y = mlxn_rows_ptr(&a->y, t);
         if (id < 0 || id >= a->table_rows) {
             for (int64_t i = 0; i < a->n; i++)
-                store(a->y_dtype, y, i, NAN);
+                mlxn_store_float(a->y_dtype, y, i, NAN);
             continue;
         }
         const uint8_t *row = a->table + id * a->table_stride;
         if (!be) {
             for (int64_t i = 0; i < a->n; i++)
-                store(a->y_dtype, y, i, load(a->table_dtype, row, i) * a->scale);
+                mlxn_store_float(a->y_dtype, y, i, mlxn_load_float(a->table_dtype, row, i) * a->scale);
             continue;
         }
         for (int64_t k0 = 0; k0 < a->n; k0 += 32) {
@@ -47,7 +31,7 @@ static void get_rows_task(void *ctx, int64_t t0, int64_t t1)
             const uint8_t *block = mlxn_ggml_unit_ptr(a->table_dtype, row, k0, &u);
             mlxn_ggml_unit(a->table_dtype, block, u, unit);
             for (int j = 0; j < 32; j++)
-                store(a->y_dtype, y, k0 + j, unit[j] * a->scale);
+                mlxn_store_float(a->y_dtype, y, k0 + j, unit[j] * a->scale);
         }
     }
 }

@@ -8,22 +8,6 @@
 #include "cpu.h"
 #include "ref/ref.h"
 
-static float load(int dt, const char *p, int64_t i)
-{
-    if (dt == MLXN_DTYPE_F32)
-        return ((const float *)p)[i];
-    const uint16_t h = ((const uint16_t *)p)[i];
-    return dt == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(h) : mlxn_bf16_to_f32(h);
-}
-
-static void store(int dt, char *p, int64_t i, float v)
-{
-    if (dt == MLXN_DTYPE_F32)
-        ((float *)p)[i] = v;
-    else
-        ((uint16_t *)p)[i] = dt == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
-}
-
 static void softmax_task(void *ctx, int64_t r0, int64_t r1)
 {
     const mlxn_softmax_args *a = ctx;
@@ -33,14 +17,14 @@ static void softmax_task(void *ctx, int64_t r0, int64_t r1)
         char *y = mlxn_rows_ptr(&a->y, r);
         float m = -INFINITY, s = 0.0f;
         for (int64_t i = 0; i < a->n; i++) {
-            const float z = mlxn_softmax_logit(load(a->dtype, x, i), mask ? load(a->dtype, mask, i) : 0.0f,
+            const float z = mlxn_softmax_logit(mlxn_load_float(a->dtype, x, i), mask ? mlxn_load_float(a->dtype, mask, i) : 0.0f,
                                                a->scale, a->softcap);
             mlxn_softmax_merge(&m, &s, z, 1.0f);
         }
         for (int64_t i = 0; i < a->n; i++) {
-            const float z = mlxn_softmax_logit(load(a->dtype, x, i), mask ? load(a->dtype, mask, i) : 0.0f,
+            const float z = mlxn_softmax_logit(mlxn_load_float(a->dtype, x, i), mask ? mlxn_load_float(a->dtype, mask, i) : 0.0f,
                                                a->scale, a->softcap);
-            store(a->dtype, y, i, mlxn_softmax_out(z, m, s, a->log));
+            mlxn_store_float(a->dtype, y, i, mlxn_softmax_out(z, m, s, a->log));
         }
     }
 }
