@@ -162,6 +162,11 @@ void test_argmax(test_devices *devs, rng *g)
     static const am_case shapes[] = {
         {0, 2, {1, 1}, 0},     {0, 2, {12, 7}, 0},   {0, 2, {6, 33}, 1},       {0, 3, {2, 3, 40}, 0},
         {0, 2, {6, 4095}, 0},  {0, 2, {1, 262144}, 0}, {0, 2, {2, 151936}, 3}, {0, 2, {70000, 3}, 0},
+        /* CUDA splits rows of batches up to 32 over many blocks: the smallest split row, a chunk
+         * length that is no multiple of 8 (unaligned rows), the largest split batch, the first
+         * unsplit one, 128 chunks */
+        {0, 2, {1, 4097}, 0},  {0, 2, {3, 70001}, 1}, {0, 2, {32, 9000}, 0},  {0, 2, {33, 5000}, 0},
+        {0, 2, {1, 300001}, 0},
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     for (int d = 0; d < 3; d++)

@@ -317,13 +317,25 @@ static void fill_random_logits(smp_data *d, rng *g, bool tied)
     }
 }
 
+/* Rows the filters find nearly empty: row 0 all -inf but one token, row 1 all NaN, row 2 all NaN
+ * but one (each where the batch has it). */
+static void fill_sparse_rows(smp_data *d, rng *g)
+{
+    for (int64_t b = 0; b < d->B && b < 3; b++) {
+        const int64_t keep = rng_int(g, 0, d->V - 1);
+        for (int64_t i = 0; i < d->V; i++)
+            if (b == 1 || i != keep)
+                operand_set(&d->logits, b * d->V + i, b == 0 ? -INFINITY : NAN);
+    }
+}
+
 static void oracle_case(test_devices *devs, rng *g, int64_t B, int64_t V, int64_t H, int64_t pad, bool tied,
-                        const mlxn_sampler_params *p, smp_tally *tally)
+                        bool sparse, const mlxn_sampler_params *p, smp_tally *tally)
 {
     char name[200], full[260], why[512];
-    snprintf(name, sizeof name, "sample/oracle/%lldx%lld/t=%g/k=%d/p=%g/min_p=%g/rp=%g%s%s", (long long)B, (long long)V,
-             (double)p->temperature, p->top_k, (double)p->top_p, (double)p->min_p, (double)p->repeat_penalty,
-             pad ? "/pad" : "", tied ? "/tied" : "");
+    snprintf(name, sizeof name, "sample/oracle/%lldx%lld/t=%g/k=%d/p=%g/min_p=%g/rp=%g%s%s%s", (long long)B,
+             (long long)V, (double)p->temperature, p->top_k, (double)p->top_p, (double)p->min_p,
+             (double)p->repeat_penalty, pad ? "/pad" : "", tied ? "/tied" : "", sparse ? "/sparse" : "");
     smp_data d;
     int32_t *first = malloc((size_t)B * 4), *got = malloc((size_t)B * 4);
     mlxn_ref_sample_result *ref = malloc((size_t)B * sizeof *ref);
@@ -332,6 +344,8 @@ static void oracle_case(test_devices *devs, rng *g, int64_t B, int64_t V, int64_
         goto done;
     }
     fill_random_logits(&d, g, tied);
+    if (sparse)
+        fill_sparse_rows(&d, g);
     const uint64_t step = rng_next(g) >> 40;
     const mlxn_sample_args a = host_args(&d, p, step);
     for (int64_t b = 0; b < B; b++)
@@ -408,7 +422,48 @@ static void oracle_cases(test_devices *devs, rng *g)
                 continue;
             mlxn_sampler_params p = params[k];
             p.seed = rng_next(g);
-            oracle_case(devs, g, shapes[s].B, shapes[s].V, shapes[s].H, shapes[s].pad, shapes[s].tied, &p, &tally);
+            oracle_case(devs, g, shapes[s].B, shapes[s].V, shapes[s].H, shapes[s].pad, shapes[s].tied, false, &p,
+                        &tally);
+        }
+    /* CUDA splits rows of batches up to 32 over many blocks (src/cuda/sample.cu): rows of one
+     * chunk (V <= 1024), chunk edges (1025, 16385), a single row's widest split (300000), the
+     * largest split batch (32) and the first unsplit one (33); top-k from 1 to 1024 (every
+     * radix digit), top-p tiny (the leader alone or a few) and high (a cut deep in the row),
+     * with and without top-k, min-p strict, greedy; rows all -inf or NaN but one (sparse: the
+     * oracle counts their -inf ties at a cut as near, so those take few filter settings). */
+    static const mlxn_sampler_params split_params[] = {
+        {1.0f, 0, 1.0f, 0.0f, 1.0f, 0},      /* plain */
+        {0.8f, 40, 0.95f, 0.05f, 1.1f, 0},   /* llama.cpp's defaults with a penalty */
+        {1.0f, 0, 0.9f, 0.0f, 1.0f, 0},      /* top-p high alone */
+        {0.9f, 0, 1e-4f, 0.0f, 1.0f, 0},     /* top-p tiny alone */
+        {1.0f, 1, 1.0f, 0.0f, 1.0f, 0},      /* top-k 1 */
+        {1.0f, 64, 0.5f, 0.0f, 1.3f, 0},     /* top-k 64 inside top-p */
+        {2.0f, 1024, 0.9f, 0.0f, 1.0f, 0},   /* top-k 1024, top-p high */
+        {1.0f, 7, 1e-4f, 0.3f, 1.0f, 0},     /* top-k, top-p tiny, min-p */
+        {0.7f, 0, 1.0f, 0.5f, 1.0f, 0},      /* min-p strict alone */
+        {0.0f, 40, 0.9f, 0.1f, 1.2f, 0},     /* greedy through the split */
+    };
+    static const struct {
+        int64_t B, V, H, pad;
+        bool tied, sparse;
+        unsigned which; /* bits of split_params */
+    } split_shapes[] = {
+        {1, 1, 1, 0, false, false, 0x3ffu},      {1, 2, 2, 0, false, false, 0x3ffu},
+        {1, 33, 4, 1, true, false, 0x3ffu},      {1, 1024, 16, 0, false, false, 0x3ffu},
+        {1, 1025, 16, 0, true, false, 0x3ffu},   {2, 5000, 32, 2, false, false, 0x3ffu},
+        {1, 16385, 64, 0, false, false, 0x3ffu}, {2, 6007, 8, 0, false, true, 0x101u},
+        {32, 9001, 64, 0, false, false, 0x0ffu},
+        {33, 4099, 8, 0, false, false, 0x003u},   {1, 100003, 128, 3, false, false, 0x1efu},
+        {4, 65536, 64, 0, true, false, 0x007u},   {1, 300000, 64, 0, false, false, 0x047u},
+    };
+    for (size_t s = 0; s < sizeof split_shapes / sizeof split_shapes[0]; s++)
+        for (size_t k = 0; k < sizeof split_params / sizeof split_params[0]; k++) {
+            if (!(split_shapes[s].which >> k & 1))
+                continue;
+            mlxn_sampler_params p = split_params[k];
+            p.seed = rng_next(g);
+            oracle_case(devs, g, split_shapes[s].B, split_shapes[s].V, split_shapes[s].H, split_shapes[s].pad,
+                        split_shapes[s].tied, split_shapes[s].sparse, &p, &tally);
         }
     /* Draws whose CDF boundary (or filter decision) lies within the f32 margin may go either
      * way; they should be rare. More than 1% means the margin (or the weights) is off. */

@@ -138,6 +138,8 @@ static void cuda_stream_fini(mlxn_stream *s)
     mlxn_cuda_gemm_release(st);
     if (st->attention_partials)
         cudaFree(st->attention_partials);
+    if (st->sample_scratch)
+        cudaFree(st->sample_scratch);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -254,7 +256,6 @@ MLXN_CUDA_OP(rope, "mlxn_rope")
 MLXN_CUDA_OP(get_rows, "mlxn_get_rows")
 MLXN_CUDA_OP(binary, "mlxn_binary")
 MLXN_CUDA_OP(scale, "mlxn_scale")
-MLXN_CUDA_OP(argmax, "mlxn_argmax")
 MLXN_CUDA_OP(kv_append, "mlxn_kv_append")
 
 static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
@@ -278,7 +279,41 @@ static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
                                                    d->prop.multiProcessorCount, st->stream, mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }
-MLXN_CUDA_OP(sample, "mlxn_sample")
+
+/* The stream's scratch for split argmax and sampling, made zeroed at the first such op outside
+ * a capture (a captured graph keeps its address); NULL (captured first, or no memory): the ops
+ * run one block per row. */
+static void *sample_scratch(mlxn_stream *s)
+{
+    mlxn_cuda_stream_state *st = s->impl;
+    if (!st->sample_scratch && !s->capturing) {
+        if (cudaMalloc(&st->sample_scratch, MLXN_CUDA_SAMPLE_SCRATCH_BYTES) != cudaSuccess) {
+            (void)cudaGetLastError();
+            st->sample_scratch = NULL;
+        } else if (cudaMemsetAsync(st->sample_scratch, 0, MLXN_CUDA_SAMPLE_SCRATCH_BYTES, st->stream) != cudaSuccess) {
+            (void)cudaGetLastError();
+            cudaFree(st->sample_scratch);
+            st->sample_scratch = NULL;
+        }
+    }
+    return st->sample_scratch;
+}
+
+static mlxn_status cuda_argmax(mlxn_stream *s, const mlxn_argmax_args *a)
+{
+    static const char *fn = "mlxn_argmax";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_argmax(a, sample_scratch(s), mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_sample(mlxn_stream *s, const mlxn_sample_args *a)
+{
+    static const char *fn = "mlxn_sample";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_sample(a, sample_scratch(s), mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
 
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {

@@ -25,13 +25,17 @@ cudaError_t mlxn_cuda_launch_rope(const mlxn_rope_args *a, cudaStream_t stream, 
 cudaError_t mlxn_cuda_launch_get_rows(const mlxn_get_rows_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_binary(const mlxn_binary_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_scale(const mlxn_scale_args *a, cudaStream_t stream, bool pdl);
-cudaError_t mlxn_cuda_launch_argmax(const mlxn_argmax_args *a, cudaStream_t stream, bool pdl);
+/* Argmax and sampling split a row over many blocks when the batch is small; their partial
+ * results live in stream memory of this fixed size (zeroed when made; NULL: no split, one block
+ * per row). Each op's kernels leave it ready for the next call. */
+#define MLXN_CUDA_SAMPLE_SCRATCH_BYTES ((size_t)4 << 20)
+cudaError_t mlxn_cuda_launch_argmax(const mlxn_argmax_args *a, void *scratch, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_kv_append(const mlxn_kv_append_args *a, cudaStream_t stream, bool pdl);
 /* scratch: device memory for the partial results of a decode split over keys (NULL: no split);
  * sms: the device's multiprocessors (the split aims at two blocks per SM). */
 cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes, int sms,
                                        cudaStream_t stream, bool pdl);
-cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, void *scratch, cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);
