@@ -1,6 +1,7 @@
 /* Harness cases for the softmax family: plain, scaled with an additive mask (some entries and
  * one whole row at -inf), softcapped, and log-softmax; f32/f16/bf16; single element, odd,
- * padded, permuted and long rows; in place; against the oracle on every device. */
+ * padded, permuted and long rows (both CUDA kernels); in place; against the oracle on every
+ * device. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -135,6 +136,8 @@ void test_softmax(test_devices *devs, rng *g)
     } shapes[] = {
         {1, {1}, 0, false},        {2, {3, 7}, 0, false},      {2, {5, 33}, 3, false},
         {2, {64, 4095}, 0, false}, {3, {3, 4, 40}, 0, true},   {2, {3, 16384}, 0, false},
+        /* CUDA keeps rows of up to 16384 in registers when n % 8 == 0: 1, 2, 4 and 8 runs a thread */
+        {2, {7, 2048}, 0, false},  {2, {2, 4000}, 8, false},   {2, {2, 6000}, 0, false},
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     for (int v = 0; v < SM_COUNT; v++)

@@ -1,8 +1,10 @@
-// The softmax family on CUDA: a block of 256 threads per row (grid-stride over rows). Pass 1:
-// each thread keeps a running (max, sum of exp) over its elements, merged across the block;
-// pass 2 reads the row again (from L2 for rows of moderate size) and writes the outputs.
+// The softmax family on CUDA: a block of 256 threads per row (grid-stride over rows), each
+// thread keeping a running (max, sum of exp) over its elements, merged across the block.
+// Rows of up to 16384 elements, 16-byte aligned, stay in registers (runs of 8 elements moved
+// with 16-byte accesses): the row is read once and written once. Other rows take two passes
+// (the second read mostly from L2).
 #include "../core/softmax_math.h"
-#include "common.cuh"
+#include "elementwise.cuh"
 
 namespace {
 
@@ -64,10 +66,90 @@ __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args 
     }
 }
 
+// The block's (max, sum) from each thread's.
+__device__ __forceinline__ void block_merge(float &m, float &s, float *red_m, float *red_s)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    warp_merge(m, s);
+    if (lane == 0) {
+        red_m[warp] = m;
+        red_s[warp] = s;
+    }
+    __syncthreads();
+    m = red_m[0];
+    s = red_s[0];
+    for (int w = 1; w < THREADS / 32; w++)
+        mlxn_softmax_merge(&m, &s, red_m[w], red_s[w]);
+    __syncthreads(); // red_* is read before the next row overwrites it
+}
+
+// R runs of RUN elements per thread: rows of n <= THREADS * R * RUN, n % RUN == 0, aligned.
+template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_rows_in_registers(const mlxn_softmax_args a)
+{
+    __shared__ float red_m[THREADS / 32], red_s[THREADS / 32];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    for (int64_t r = blockIdx.x; r < a.n_rows; r += gridDim.x) {
+        const T *x = reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r));
+        const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
+        T *y = reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r));
+        float z[R][RUN];
+        float m = -INFINITY, s = 0.0f;
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            const int64_t i = ((int64_t)j * THREADS + threadIdx.x) * RUN;
+            if (i >= a.n)
+                break;
+            float mv[RUN];
+            load_run(x + i, z[j]);
+            if (mask)
+                load_run(mask + i, mv);
+#pragma unroll
+            for (int e = 0; e < RUN; e++) {
+                z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
+                mlxn_softmax_merge(&m, &s, z[j][e], 1.0f);
+            }
+        }
+        block_merge(m, s, red_m, red_s);
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            const int64_t i = ((int64_t)j * THREADS + threadIdx.x) * RUN;
+            if (i >= a.n)
+                break;
+            float out[RUN];
+#pragma unroll
+            for (int e = 0; e < RUN; e++)
+                out[e] = mlxn_softmax_out(z[j][e], m, s, a.log);
+            store_run(y + i, out);
+        }
+    }
+}
+
+template <typename T> cudaError_t launch_in_registers(const mlxn_softmax_args &a, dim3 grid, cudaStream_t s, bool pdl)
+{
+    const int64_t runs = (a.n / RUN + THREADS - 1) / THREADS; // runs per thread
+    if (runs <= 1)
+        return launch(softmax_rows_in_registers<T, 1>, grid, dim3(THREADS), 0, s, pdl, a);
+    if (runs <= 2)
+        return launch(softmax_rows_in_registers<T, 2>, grid, dim3(THREADS), 0, s, pdl, a);
+    if (runs <= 4)
+        return launch(softmax_rows_in_registers<T, 4>, grid, dim3(THREADS), 0, s, pdl, a);
+    return launch(softmax_rows_in_registers<T, 8>, grid, dim3(THREADS), 0, s, pdl, a);
+}
+
 } // namespace
 
 extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cudaStream_t s, bool pdl)
 {
-    const unsigned grid = (unsigned)(a->n_rows < 65535 ? a->n_rows : 65535);
-    return launch(softmax_rows, dim3(grid), dim3(THREADS), 0, s, pdl, *a);
+    const dim3 grid((unsigned)(a->n_rows < 65535 ? a->n_rows : 65535));
+    const bool in_registers = a->n % RUN == 0 && a->n <= (int64_t)THREADS * 8 * RUN && rows_aligned16(a->x) &&
+                              rows_aligned16(a->mask) && rows_aligned16(a->y);
+    if (in_registers) {
+        switch (a->dtype) {
+        case MLXN_DTYPE_F32: return launch_in_registers<float>(*a, grid, s, pdl);
+        case MLXN_DTYPE_F16: return launch_in_registers<__half>(*a, grid, s, pdl);
+        case MLXN_DTYPE_BF16: return launch_in_registers<__nv_bfloat16>(*a, grid, s, pdl);
+        }
+    }
+    return launch(softmax_rows, grid, dim3(THREADS), 0, s, pdl, *a);
 }
