@@ -40,12 +40,6 @@ static mlxn_tensor heads(mlxn_buffer *b, int64_t T, int64_t width, int64_t c0, i
     return t;
 }
 
-static mlxn_tensor cache(mlxn_buffer *b, mlxn_dtype dt, int64_t Hk, int64_t S, int64_t D)
-{
-    const int64_t shape[4] = {1, Hk, S, D};
-    return mlxn_tensor_make(b, 0, dt, 4, shape);
-}
-
 /* Columns [c0, c0 + n) of rows of `width` f32 values: [T, n]. */
 static mlxn_tensor cols(mlxn_buffer *b, int64_t T, int64_t width, int64_t c0, int64_t n)
 {
@@ -60,16 +54,18 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     mlxn_stream *s = m->stream;
     const int64_t E = in->n_embd, D = in->head_dim, Hq = in->n_head, Hk = in->n_head_kv;
     mlxn_tensor xn = mat(m->xn, 0, T, E);
-    /* q, k, v: heads of one [T, (Hq + 2 Hk) D] product when fused, else three products */
+    /* q, k, v: heads of one [T, (Hq + 2 Hk) D] product when fused, else of q [T, Hq D] and of
+     * m->kv ([2][n_batch][Hk D]: k, then v) */
     const bool fused = L->w_qkv.buffer != NULL;
-    const int64_t W = fused ? (Hq + 2 * Hk) * D : 0;
-    mlxn_buffer *qb = m->q, *kb = fused ? m->q : m->k, *vb = fused ? m->q : m->v;
-    const int64_t qw = fused ? W : Hq * D, kw = fused ? W : Hk * D, k0 = fused ? Hq : 0, v0 = fused ? Hq + Hk : 0;
+    const int64_t W = fused ? (Hq + 2 * Hk) * D : 0, B = m->opt.n_batch;
+    mlxn_buffer *qb = m->q, *kb = fused ? m->q : m->kv;
+    const int64_t qw = fused ? W : Hq * D, kw = fused ? W : Hk * D, k0 = fused ? Hq : 0;
     if (fused) {
         mlxn_tensor qkv = mat(m->q, 0, T, W);
         MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_qkv, &qkv));
     } else {
-        mlxn_tensor q = mat(m->q, 0, T, Hq * D), k = mat(m->k, 0, T, Hk * D), v = mat(m->v, 0, T, Hk * D);
+        mlxn_tensor q = mat(m->q, 0, T, Hq * D), k = mat(m->kv, 0, T, Hk * D);
+        mlxn_tensor v = mat(m->kv, (size_t)(B * Hk * D) * sizeof(float), T, Hk * D);
         MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wq, &q));
         MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wk, &k));
         MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wv, &v));
@@ -87,13 +83,21 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
         MLXN_TRY(mlxn_rope(s, &q3, &pos, &L->rope, &q3));
         MLXN_TRY(mlxn_rope(s, &k3, &pos, &L->rope, &k3));
     }
-    const int64_t one = 1;
-    mlxn_tensor pos_seq = mlxn_tensor_make(m->pos_seq, 0, MLXN_DTYPE_I32, 1, &one);
-    mlxn_tensor kc = cache(L->k_cache, m->opt.kv_dtype, Hk, in->n_ctx, D);
-    mlxn_tensor vc = cache(L->v_cache, m->opt.kv_dtype, Hk, in->n_ctx, D);
-    mlxn_tensor k4 = heads(kb, T, kw, k0, Hk, D, true), v4 = heads(vb, T, kw, v0, Hk, D, true);
-    MLXN_TRY(mlxn_kv_append(s, &k4, &pos_seq, &kc));
-    MLXN_TRY(mlxn_kv_append(s, &v4, &pos_seq, &vc));
+    /* K and V appended in one call: "batch" 0 is K, 1 is V, both at the sequence's position;
+     * in the source, V's heads lie Hk D values (fused) or n_batch Hk D values after K's */
+    mlxn_tensor kv_src = heads(kb, T, kw, k0, Hk, D, true);
+    kv_src.shape[0] = 2;
+    kv_src.stride[0] = (fused ? Hk * D : B * Hk * D) * (int64_t)sizeof(float);
+    const int64_t two = 2, S = in->n_ctx;
+    mlxn_tensor pos_kv = mlxn_tensor_make(m->pos_seq, 0, MLXN_DTYPE_I32, 1, &two);
+    mlxn_tensor pos_seq = mlxn_tensor_make(m->pos_seq, 0, MLXN_DTYPE_I32, 1, &two);
+    pos_seq.shape[0] = 1;
+    const int64_t kv_shape[4] = {2, Hk, S, D};
+    mlxn_tensor kv_cache = mlxn_tensor_make(L->kv_cache, 0, m->opt.kv_dtype, 4, kv_shape);
+    MLXN_TRY(mlxn_kv_append(s, &kv_src, &pos_kv, &kv_cache));
+    mlxn_tensor kc = kv_cache, vc = kv_cache;
+    kc.shape[0] = vc.shape[0] = 1;
+    vc.offset = (size_t)kv_cache.stride[0];
     mlxn_attention_params ap = mlxn_attention_params_default();
     ap.scale = m->attn_scale;
     ap.window = L->sliding ? m->window : 0;

@@ -248,8 +248,7 @@ static mlxn_status alloc_state(mlxn_model *m)
         {&m->x, (size_t)(B * E) * f},
         {&m->xn, (size_t)(B * E) * f},
         {&m->q, (size_t)(B * (in->n_head + 2 * in->n_head_kv) * D) * f}, /* q, or q|k|v fused */
-        {&m->k, (size_t)(B * in->n_head_kv * D) * f},
-        {&m->v, (size_t)(B * in->n_head_kv * D) * f},
+        {&m->kv, (size_t)(2 * B * in->n_head_kv * D) * f},
         {&m->att, (size_t)(B * in->n_head * D) * f},
         {&m->proj, (size_t)(B * E) * f},
         {&m->gate, (size_t)(B * 2 * in->n_ff) * f}, /* gate, or gate|up fused */
@@ -257,17 +256,15 @@ static mlxn_status alloc_state(mlxn_model *m)
         {&m->logits, (size_t)(B * in->n_vocab) * f},
         {&m->ids, (size_t)B * 4},
         {&m->pos_tok, (size_t)B * 4},
-        {&m->pos_seq, 4},
+        {&m->pos_seq, 8},
         {&m->history, (size_t)in->n_ctx * 4},
         {&m->next, 4},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         MLXN_TRY(mlxn_buffer_create(m->device, bufs[i].bytes, bufs[i].b));
     const size_t cache = (size_t)(in->n_head_kv * in->n_ctx * D) * (size_t)mlxn_dtype_block_bytes(m->opt.kv_dtype);
-    for (int64_t l = 0; l < in->n_layer; l++) {
-        MLXN_TRY(mlxn_buffer_create(m->device, cache, &m->layers[l].k_cache));
-        MLXN_TRY(mlxn_buffer_create(m->device, cache, &m->layers[l].v_cache));
-    }
+    for (int64_t l = 0; l < in->n_layer; l++)
+        MLXN_TRY(mlxn_buffer_create(m->device, 2 * cache, &m->layers[l].kv_cache));
     m->info.kv_bytes = cache * 2 * (size_t)in->n_layer;
     m->h_ids = calloc((size_t)B, 4);
     m->h_pos = calloc((size_t)B, 4);
@@ -343,13 +340,12 @@ void mlxn_model_free(mlxn_model *m)
     if (m->stream)
         mlxn_stream_sync(m->stream);
     mlxn_graph_free(m->decode_graph);
-    mlxn_buffer *bufs[] = {m->x,     m->xn,      m->q,       m->k,       m->v,       m->att,  m->proj, m->gate,
-                           m->up,    m->logits,  m->ids,     m->pos_tok, m->pos_seq, m->history, m->next};
+    mlxn_buffer *bufs[] = {m->x,      m->xn,  m->q,       m->kv,      m->att,     m->proj, m->gate,
+                           m->up,     m->logits, m->ids, m->pos_tok, m->pos_seq, m->history, m->next};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mlxn_buffer_free(bufs[i]);
     for (int64_t l = 0; l < m->info.n_layer && l < MLXN_MODEL_MAX_LAYERS; l++) {
-        mlxn_buffer_free(m->layers[l].k_cache);
-        mlxn_buffer_free(m->layers[l].v_cache);
+        mlxn_buffer_free(m->layers[l].kv_cache);
     }
     mlxn_buffer_free(m->weights);
     mlxn_buffer_free(m->fused);

@@ -13,10 +13,10 @@ static mlxn_status stage(mlxn_model *m, const int32_t *ids, int64_t T)
         m->h_ids[t] = ids[t];
         m->h_pos[t] = (int32_t)(m->n_past + t);
     }
-    m->h_pos_seq = (int32_t)m->n_past;
+    m->h_pos_seq[0] = m->h_pos_seq[1] = (int32_t)m->n_past;
     MLXN_TRY(mlxn_buffer_upload(m->ids, 0, m->h_ids, (size_t)T * 4, m->stream));
     MLXN_TRY(mlxn_buffer_upload(m->pos_tok, 0, m->h_pos, (size_t)T * 4, m->stream));
-    return mlxn_buffer_upload(m->pos_seq, 0, &m->h_pos_seq, 4, m->stream);
+    return mlxn_buffer_upload(m->pos_seq, 0, m->h_pos_seq, sizeof m->h_pos_seq, m->stream);
 }
 
 /* One chunk of T tokens. A single-token step on CUDA replays a graph captured on the second

@@ -18,7 +18,7 @@ typedef struct model_layer {
     mlxn_tensor w_qkv, w_gate_up;
     bool sliding;                 /* sliding-window attention layer */
     mlxn_rope_params rope;
-    mlxn_buffer *k_cache, *v_cache; /* [1, n_head_kv, n_ctx, head_dim] of kv_dtype */
+    mlxn_buffer *kv_cache;        /* [2 (K, V), n_head_kv, n_ctx, head_dim] of kv_dtype */
 } model_layer;
 
 struct mlxn_model {
@@ -42,9 +42,9 @@ struct mlxn_model {
     model_layer layers[MLXN_MODEL_MAX_LAYERS];
 
     /* scratch for up to n_batch tokens, f32, row-major */
-    mlxn_buffer *x, *xn, *q, *k, *v, *att, *proj, *gate, *up, *logits;
-    mlxn_buffer *ids, *pos_tok, *pos_seq, *history, *next; /* i32 */
-    int32_t *h_ids, *h_pos, h_pos_seq, h_next;           /* host staging of the uploads */
+    mlxn_buffer *x, *xn, *q, *kv, *att, *proj, *gate, *up, *logits; /* kv: [2][n_batch][Hkv D] */
+    mlxn_buffer *ids, *pos_tok, *pos_seq, *history, *next; /* i32; pos_seq [2]: K's and V's */
+    int32_t *h_ids, *h_pos, h_pos_seq[2], h_next;        /* host staging of the uploads */
     int64_t n_past;
 
     mlxn_graph *decode_graph;     /* one token at pos_seq, captured after one eager run */
