@@ -1,7 +1,8 @@
-/* Quantized matmul with GGML weights on the CPU: rows of W split across threads; each row is
- * decoded once into f32 (the reference decoder) and dotted with every row of x (converted to
- * f32 once per call). Portable C the compiler vectorizes; SIMD integer dot products per
- * format are the next step (bench/NOTES.md). */
+/* Quantized matmul with GGML weights on the CPU: x converted to f32 once per call, rows of W
+ * split across the thread pool. Each range runs the SIMD level's kernel for W's format
+ * (qmatmul_impl.h: codes decoded in registers and used by every row of x); a format or level
+ * without one takes the generic path, which decodes each row of W with the reference decoder
+ * and dots it with every row of x. */
 #include <stdlib.h>
 
 #include "../core/half.h"
@@ -11,26 +12,32 @@
 typedef struct qmm_ctx {
     const mlxn_qmatmul_args *a;
     const float *x; /* [M, K] f32 copy of x */
+    mlxn_cpu_qmatmul_rows_fn rows; /* the level's kernel, or NULL: generic */
     mlxn_status st;
 } qmm_ctx;
 
-static void qmm_task(void *ctx, int64_t n0, int64_t n1)
+static void qmm_generic(qmm_ctx *c, int64_t n0, int64_t n1)
 {
-    qmm_ctx *c = ctx;
     const mlxn_qmatmul_args *a = c->a;
-    float *w = malloc((size_t)a->K * sizeof *w);
+    const int64_t kpad = (a->K + 31) / 32 * 32; /* x's rows and w are zero-padded to units */
+    const bool blocks = mlxn_dtype_block_elems(a->w_dtype) > 1;
+    float *w = calloc((size_t)kpad, sizeof *w);
     if (!w) {
         c->st = MLXN_STATUS_ERR_OUT_OF_MEMORY; /* benign race: every writer stores the same */
         return;
     }
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t *row = a->w + n * a->w_stride;
-        for (int64_t k0 = 0; k0 < a->K; k0 += 32)
-            mlxn_ref_weight_unit(a->w_dtype, row, k0, w + k0);
+        if (blocks)
+            for (int64_t k0 = 0; k0 < a->K; k0 += 32)
+                mlxn_ref_weight_unit(a->w_dtype, row, k0, w + k0);
+        else
+            for (int64_t k = 0; k < a->K; k++)
+                w[k] = (float)mlxn_ref_load(a->w_dtype, row, k);
         for (int64_t m = 0; m < a->M; m++) {
-            const float *x = c->x + m * a->K;
+            const float *x = c->x + m * kpad;
             float acc[8] = {0};
-            for (int64_t k = 0; k < a->K; k += 8)
+            for (int64_t k = 0; k < kpad; k += 8)
                 for (int j = 0; j < 8; j++)
                     acc[j] += x[k + j] * w[k + j];
             ((float *)mlxn_rows_ptr(&a->y, m))[n] =
@@ -38,6 +45,15 @@ static void qmm_task(void *ctx, int64_t n0, int64_t n1)
         }
     }
     free(w);
+}
+
+static void qmm_task(void *ctx, int64_t n0, int64_t n1)
+{
+    qmm_ctx *c = ctx;
+    if (c->rows)
+        c->rows(c->a, c->x, n0, n1);
+    else
+        qmm_generic(c, n0, n1);
 }
 
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
@@ -48,16 +64,21 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
         mlxn_ref_qmatmul(a);
         return MLXN_STATUS_OK;
     }
-    float *x = malloc((size_t)(a->M * a->K) * sizeof(float));
+    mlxn_cpu_qmatmul_rows_fn rows = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
+    /* the generic path works in units of 32 elements */
+    const int64_t kpad = rows ? a->K : (a->K + 31) / 32 * 32;
+    float *x = calloc((size_t)(a->M * kpad), sizeof(float));
     if (!x)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
     for (int64_t m = 0; m < a->M; m++) {
         const char *row = mlxn_rows_ptr(&a->x, m);
         for (int64_t k = 0; k < a->K; k++)
-            x[m * a->K + k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+            x[m * kpad + k] = (float)mlxn_ref_load(a->x_dtype, row, k);
     }
-    qmm_ctx c = {a, x, MLXN_STATUS_OK};
-    mlxn_threadpool_run(d->pool, a->N, 16, qmm_task, &c);
+    qmm_ctx c = {a, x, rows, MLXN_STATUS_OK};
+    /* a few rows per thread at least: a small W stays on the caller */
+    const int64_t min_rows = a->K >= 4096 ? 4 : 16384 / a->K + 1;
+    mlxn_threadpool_run(d->pool, a->N, min_rows, qmm_task, &c);
     free(x);
     if (c.st != MLXN_STATUS_OK)
         return mlxn_error(c.st, fn, "no memory for a row of W");
