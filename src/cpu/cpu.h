@@ -5,8 +5,10 @@
 #include "../core/internal.h"
 #include "threadpool.h"
 
-/* qmatmul: rows n0 .. n1 - 1 of W against the a->M rows of x, given as f32 [M, K] contiguous */
-typedef void (*mlxn_cpu_qmatmul_rows_fn)(const mlxn_qmatmul_args *a, const float *x, int64_t n0, int64_t n1);
+/* qmatmul: rows n0 .. n1 - 1 of W against the a->M rows of x, given as f32 [M, K] contiguous,
+ * with xsum [M, xss] the sums of x over each 32-element unit (zero-padded to a multiple of 16) */
+typedef void (*mlxn_cpu_qmatmul_rows_fn)(const mlxn_qmatmul_args *a, const float *x, const float *xsum,
+                                         int64_t xss, int64_t n0, int64_t n1);
 
 /* Row-range kernels of one SIMD level; the threading lives in the op's dispatcher. */
 typedef struct mlxn_cpu_kernel_set {

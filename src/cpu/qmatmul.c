@@ -11,7 +11,9 @@
 
 typedef struct qmm_ctx {
     const mlxn_qmatmul_args *a;
-    const float *x; /* [M, K] f32 copy of x */
+    const float *x;    /* [M, kpad] f32 copy of x */
+    const float *xsum; /* [M, xss] sums of x over 32-element units (level kernels) */
+    int64_t xss;
     mlxn_cpu_qmatmul_rows_fn rows; /* the level's kernel, or NULL: generic */
     mlxn_status st;
 } qmm_ctx;
@@ -51,7 +53,7 @@ static void qmm_task(void *ctx, int64_t n0, int64_t n1)
 {
     qmm_ctx *c = ctx;
     if (c->rows)
-        c->rows(c->a, c->x, n0, n1);
+        c->rows(c->a, c->x, c->xsum, c->xss, n0, n1);
     else
         qmm_generic(c, n0, n1);
 }
@@ -65,17 +67,27 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
         return MLXN_STATUS_OK;
     }
     mlxn_cpu_qmatmul_rows_fn rows = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
-    /* the generic path works in units of 32 elements */
+    /* the generic path works in units of 32 elements; the kernels take the unit sums of x,
+     * zero-padded to whole groups of 16 units */
     const int64_t kpad = rows ? a->K : (a->K + 31) / 32 * 32;
-    float *x = calloc((size_t)(a->M * kpad), sizeof(float));
+    const int64_t xss = rows ? (a->K / 32 + 15) / 16 * 16 : 0;
+    float *x = calloc((size_t)(a->M * (kpad + xss)), sizeof(float));
     if (!x)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
+    float *xsum = x + a->M * kpad;
     for (int64_t m = 0; m < a->M; m++) {
         const char *row = mlxn_rows_ptr(&a->x, m);
+        float *xm = x + m * kpad;
         for (int64_t k = 0; k < a->K; k++)
-            x[m * kpad + k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+            xm[k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+        for (int64_t u = 0; xss && u < a->K / 32; u++) {
+            float us = 0;
+            for (int j = 0; j < 32; j++)
+                us += xm[u * 32 + j];
+            xsum[m * xss + u] = us;
+        }
     }
-    qmm_ctx c = {a, x, rows, MLXN_STATUS_OK};
+    qmm_ctx c = {a, x, xsum, xss, rows, MLXN_STATUS_OK};
     /* a few rows per thread at least: a small W stays on the caller */
     const int64_t min_rows = a->K >= 4096 ? 4 : 16384 / a->K + 1;
     mlxn_threadpool_run(d->pool, a->N, min_rows, qmm_task, &c);
