@@ -3,6 +3,7 @@
  * (qmatmul_impl.h: codes decoded in registers and used by every row of x); a format or level
  * without one takes the generic path, which decodes each row of W with the reference decoder
  * and dots it with every row of x. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "../core/half.h"
@@ -15,6 +16,8 @@ typedef struct qmm_ctx {
     const float *xsum; /* [M, xss] sums of x over 32-element units (level kernels) */
     int64_t xss;
     mlxn_cpu_qmatmul_rows_fn rows; /* the level's kernel, or NULL: generic */
+    atomic_int_fast64_t next;      /* first row of W not yet taken */
+    int64_t chunk;                 /* rows taken at a time */
     mlxn_status st;
 } qmm_ctx;
 
@@ -49,13 +52,23 @@ static void qmm_generic(qmm_ctx *c, int64_t n0, int64_t n1)
     free(w);
 }
 
-static void qmm_task(void *ctx, int64_t n0, int64_t n1)
+/* Each thread takes chunks of rows of W until none are left: a thread slowed down by
+ * something else on its core leaves its share to the others instead of holding up the call. */
+static void qmm_task(void *ctx, int64_t p0, int64_t p1)
 {
+    (void)p0;
+    (void)p1;
     qmm_ctx *c = ctx;
-    if (c->rows)
-        c->rows(c->a, c->x, c->xsum, c->xss, n0, n1);
-    else
-        qmm_generic(c, n0, n1);
+    for (;;) {
+        const int64_t n0 = atomic_fetch_add_explicit(&c->next, c->chunk, memory_order_relaxed);
+        if (n0 >= c->a->N)
+            return;
+        const int64_t n1 = n0 + c->chunk < c->a->N ? n0 + c->chunk : c->a->N;
+        if (c->rows)
+            c->rows(c->a, c->x, c->xsum, c->xss, n0, n1);
+        else
+            qmm_generic(c, n0, n1);
+    }
 }
 
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
@@ -87,10 +100,21 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
             xsum[m * xss + u] = us;
         }
     }
-    qmm_ctx c = {a, x, xsum, xss, rows, MLXN_STATUS_OK};
-    /* a few rows per thread at least: a small W stays on the caller */
-    const int64_t min_rows = a->K >= 4096 ? 4 : 16384 / a->K + 1;
-    mlxn_threadpool_run(d->pool, a->N, min_rows, qmm_task, &c);
+    qmm_ctx c = {.a = a, .x = x, .xsum = xsum, .xss = xss, .rows = rows, .st = MLXN_STATUS_OK};
+    /* chunks of about 64 KiB of W (256 KiB from 9 rows of x: the kernels' L2 panels), at least
+     * four per thread; a small product (under ~16K multiply-adds per thread) stays on the caller */
+    const int threads = mlxn_threadpool_size(d->pool);
+    const int64_t row_bytes = a->w_stride > 0 ? a->w_stride : 1;
+    int64_t chunk = ((a->M > 8 ? 256 : 64) << 10) / row_bytes;
+    const int64_t quarter = (a->N + 4 * threads - 1) / (4 * threads);
+    chunk = chunk > quarter ? quarter : chunk;
+    c.chunk = chunk < 1 ? 1 : chunk;
+    atomic_init(&c.next, 0);
+    const int64_t per_row = a->K * a->M;
+    const int64_t min_rows = per_row >= 16384 ? 1 : 16384 / per_row;
+    int64_t parts = a->N / min_rows;
+    parts = parts > threads ? threads : parts < 1 ? 1 : parts;
+    mlxn_threadpool_run(d->pool, parts, 1, qmm_task, &c);
     free(x);
     if (c.st != MLXN_STATUS_OK)
         return mlxn_error(c.st, fn, "no memory for a row of W");

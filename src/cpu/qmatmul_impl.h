@@ -25,6 +25,21 @@
 #include "../formats/ggml_blocks.h"
 #include "../formats/ggml_decode.h"
 
+/* The first n (<= 16) f16 values at p, stride bytes apart, packed into 16 halves (zeros past
+ * n). Assembled in general registers: a vector gather, or a store per value and a vector
+ * reload (which stalls store forwarding), costs more than the 16 blocks' decode. */
+MLXN_ALWAYS_INLINE __m256i f16_pack16(const uint8_t *p, int stride, int n)
+{
+    uint64_t q[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 16; i++) {
+        uint16_t h = 0;
+        if (i < n)
+            memcpy(&h, p + i * stride, 2);
+        q[i / 4] |= (uint64_t)h << (16 * (i % 4));
+    }
+    return _mm256_setr_epi64x((long long)q[0], (long long)q[1], (long long)q[2], (long long)q[3]);
+}
+
 #if MLXN_SIMD_LEVEL == 2
 #define QMM_MB 8 /* rows of x per pass over W: 8 accumulators + weights fit 32 registers */
 typedef __m512i vi;
@@ -47,15 +62,9 @@ MLXN_ALWAYS_INLINE vi vi_or_bit4(vi q, uint32_t bits)
 {
     return _mm512_mask_or_epi32(q, (__mmask16)bits, q, _mm512_set1_epi32(16));
 }
-/* The first n (<= 16) f16 values at p, stride bytes apart, as f32 into out[16] (zeros past
- * n): one gather of the 32-bit words they start (a store per value and a vector reload would
- * stall store forwarding). */
 MLXN_ALWAYS_INLINE void f16_gather16(const uint8_t *p, int stride, int n, float *out)
 {
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(stride));
-    const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), (__mmask16)((1u << n) - 1), idx, p, 1);
-    _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)));
+    _mm512_storeu_ps(out, _mm512_cvtph_ps(f16_pack16(p, stride, n)));
 }
 #elif MLXN_SIMD_LEVEL == 1
 #define QMM_MB 4 /* 16 registers: 4 accumulators + 4 weight vectors + temporaries */
@@ -91,17 +100,9 @@ MLXN_ALWAYS_INLINE vi vi_or_bit4(vi q, uint32_t bits)
 }
 MLXN_ALWAYS_INLINE void f16_gather16(const uint8_t *p, int stride, int n, float *out)
 {
-    /* the low half of each 32-bit word, packed: within 128-bit lanes, then lanes 0 and 2 */
-    const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
-                                          0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
-    for (int h = 0; h < 2; h++) {
-        const int lanes = n - 8 * h < 0 ? 0 : n - 8 * h > 8 ? 8 : n - 8 * h;
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        __m256i v = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(p + 8 * h * stride), idx, mask, 1);
-        v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pick), 0x08);
-        _mm256_storeu_ps(out + 8 * h, _mm256_cvtph_ps(_mm256_castsi256_si128(v)));
-    }
+    const __m256i h = f16_pack16(p, stride, n);
+    _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+    _mm256_storeu_ps(out + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
 }
 #else
 #error "qmatmul_impl.h needs MLXN_SIMD_LEVEL 1 or 2 (the portable level runs the generic path)"
@@ -125,6 +126,15 @@ MLXN_ALWAYS_INLINE void qmm_prefetch(const uint8_t *p, int n)
 {
     for (int i = 0; i < n; i += 64)
         _mm_prefetch((const char *)p + QMM_PREFETCH + i, _MM_HINT_T0);
+}
+
+/* p, hidden from the optimizer: the scales stored through p are then read back as broadcast
+ * memory operands of the FMAs. Left to itself the compiler keeps them in a register and
+ * broadcasts each with a shuffle, which competes with the FMAs. */
+MLXN_ALWAYS_INLINE const float *qmm_opaque(const float *p)
+{
+    __asm__("" : "+r"(p));
+    return p;
 }
 
 /* ---------------------------------------------------------------- formats
@@ -243,10 +253,13 @@ MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
     return t;
 }
 
-/* BODY(j, slot) for j = 0 .. n - 1, two at a time so that slot is a constant */
+/* BODY(j, slot) for j = 0 .. n - 1, two at a time so that slot is a constant. Not unrolled
+ * further: unrolled, the compiler keeps the scales in a register and broadcasts each with a
+ * permute (a shuffle, which competes with the FMAs) instead of a broadcast memory operand. */
 #define QMM_PAIRS(n, BODY)               \
     do {                                 \
         int j_ = 0;                      \
+        _Pragma("GCC unroll 1")          \
         for (; j_ + 2 <= (n); j_ += 2) { \
             BODY(j_, 0);                 \
             BODY(j_ + 1, 1);             \
@@ -281,15 +294,16 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
             if (scales32(type, b, gn, s, o)) /* xsum is zero-padded to whole groups */
                 for (int j = 0; j < 16; j += VL)
                     off = vf_fma(vf_load_f32(o + j), vf_load_f32(xsum + g + j), off);
+            const float *sp = qmm_opaque(s);
 #define BODY(j, slot)                                                              \
             do {                                                                   \
                 vf c[QMM_NV];                                                      \
                 codes32(type, b + (j) * bs, c, &book);                             \
                 const vf t = unit_dot(c, x + (g + (j)) * 32);                      \
                 if (slot)                                                          \
-                    acc1 = vf_fma(t, vf_set1(s[j]), acc1);                         \
+                    acc1 = vf_fma(t, vf_set1(sp[j]), acc1);                        \
                 else                                                               \
-                    acc0 = vf_fma(t, vf_set1(s[j]), acc0);                         \
+                    acc0 = vf_fma(t, vf_set1(sp[j]), acc0);                        \
             } while (0)
             QMM_PAIRS(gn, BODY);
 #undef BODY
@@ -305,13 +319,14 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
         float s[16], o[16];
         qmm_prefetch(b, 16 * bs);
         const bool offsets = scales32(type, b, gn, s, o);
+        const float *sp = qmm_opaque(s), *op = qmm_opaque(o);
 #define BODY(j, slot)                                                              \
         do {                                                                       \
             vf c[QMM_NV];                                                          \
             codes32(type, b + (j) * bs, c, &book);                                 \
-            const vf vs = vf_set1(s[j]);                                           \
+            const vf vs = vf_set1(sp[j]);                                          \
             for (int i = 0; i < QMM_NV; i++)                                       \
-                c[i] = offsets ? vf_fma(c[i], vs, vf_set1(o[j])) : vf_mul(c[i], vs); \
+                c[i] = offsets ? vf_fma(c[i], vs, vf_set1(op[j])) : vf_mul(c[i], vs); \
             acc_unit(&acc, c, x + (g + (j)) * 32, K, mb, slot);                    \
         } while (0)
         QMM_PAIRS(gn, BODY);
@@ -486,15 +501,16 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
             qmm_prefetch(bk, bs);
             if (scales256(type, bk, s, o))
                 off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
+            const float *sp = qmm_opaque(s);
 #pragma GCC unroll 8
             for (int u = 0; u < 8; u++) {
                 vf c[QMM_NV];
                 codes256(type, bk, u, c, &book);
                 const vf t = unit_dot(c, xk + u * 32);
                 if (u % 2)
-                    acc1 = vf_fma(t, vf_set1(s[u]), acc1);
+                    acc1 = vf_fma(t, vf_set1(sp[u]), acc1);
                 else
-                    acc0 = vf_fma(t, vf_set1(s[u]), acc0);
+                    acc0 = vf_fma(t, vf_set1(sp[u]), acc0);
             }
         }
         __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off), _mm256_extractf128_ps(off, 1));
@@ -510,13 +526,14 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
         float s[16], o[16];
         qmm_prefetch(bk, bs);
         const bool offsets = scales256(type, bk, s, o);
+        const float *sp = qmm_opaque(s), *op = qmm_opaque(o);
 #pragma GCC unroll 8
         for (int u = 0; u < 8; u++) {
             vf c[QMM_NV];
             codes256(type, bk, u, c, &book);
             for (int i = 0; i < QMM_NV; i++) {
                 const int si = per16(type) ? 2 * u + i * VL / 16 : u;
-                c[i] = offsets ? vf_fma(c[i], vf_set1(s[si]), vf_set1(o[si])) : vf_mul(c[i], vf_set1(s[si]));
+                c[i] = offsets ? vf_fma(c[i], vf_set1(sp[si]), vf_set1(op[si])) : vf_mul(c[i], vf_set1(sp[si]));
             }
             acc_unit(&acc, c, x + k * 256 + u * 32, K, mb, u & 1);
         }
