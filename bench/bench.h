@@ -30,6 +30,12 @@ bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int ba
 bool bench_copy_bandwidth(mlxn_device *dev, mlxn_stream *s, bool quick, double *gbps,
                           bench_timing *timing, size_t *bytes);
 
+/* CPU read bandwidth in GB/s: the device's worker threads each sum a slice of a buffer several
+ * times the last-level cache (false on other devices). The ceiling of ops that mostly read, such
+ * as a decode mat-vec. */
+bool bench_read_bandwidth(mlxn_device *dev, bool quick, double *gbps, bench_timing *timing,
+                          size_t *bytes);
+
 /* Runs the table; prints rows to stdout. Returns 0 on success. */
 int bench_ops_run(mlxn_device *dev, const bench_options *opt);
 /* The ops that have benchmark rows, comma separated, and whether NAME is one of them. */

@@ -205,6 +205,15 @@ static const qmm_row qmm_rows[] = {
     GGML_ROWS(MLXN_DTYPE_Q8_0), GGML_ROWS(MLXN_DTYPE_Q4_K), GGML_ROWS(MLXN_DTYPE_Q5_K),
     GGML_ROWS(MLXN_DTYPE_Q6_K), GGML_ROWS(MLXN_DTYPE_IQ4_NL),
 #undef GGML_ROWS
+    /* CPU-sized decode (a square 4096 layer, one token and eight) and the small models' layers:
+     * SmolLM2-135M (Q4_1 FFN 1536 x 576 both ways, Q8_0 head 49152 x 576), Gemma 3 270M (Q5_0
+     * up/gate 2048 x 640, Q6_K down 640 x 2048, Q8_0 head 262144 x 640) */
+#define GGML_SQUARE_ROWS(t) {t, 0, 1, 4096, 4096}, {t, 0, 8, 4096, 4096}
+    GGML_SQUARE_ROWS(MLXN_DTYPE_Q4_0), GGML_SQUARE_ROWS(MLXN_DTYPE_Q8_0), GGML_SQUARE_ROWS(MLXN_DTYPE_Q4_K),
+    GGML_SQUARE_ROWS(MLXN_DTYPE_Q6_K), GGML_SQUARE_ROWS(MLXN_DTYPE_Q4_1), GGML_SQUARE_ROWS(MLXN_DTYPE_Q5_0),
+#undef GGML_SQUARE_ROWS
+    {MLXN_DTYPE_Q4_1, 0, 1, 1536, 576}, {MLXN_DTYPE_Q4_1, 0, 1, 576, 1536}, {MLXN_DTYPE_Q8_0, 0, 1, 49152, 576},
+    {MLXN_DTYPE_Q5_0, 0, 1, 2048, 640}, {MLXN_DTYPE_Q6_K, 0, 1, 640, 2048}, {MLXN_DTYPE_Q8_0, 0, 1, 262144, 640},
 };
 
 typedef struct qmm_set {
@@ -236,8 +245,9 @@ static mlxn_status qmm_call(void *ctx, int i)
     return mlxn_qmatmul_mlx(c->s, &x, &w, &sc, &bi, r->group, &y);
 }
 
+/* read_gbps: the CPU read ceiling (a decode mat-vec mostly reads), 0 where not measured */
 static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
-                         const bench_options *opt, bool mlx)
+                         double read_gbps, const bench_options *opt, bool mlx)
 {
     int failures = 0;
     const char *op = mlx ? "qmatmul_mlx" : "qmatmul";
@@ -288,16 +298,20 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
             double moved = weight_bytes + (double)(r->M * r->K) * 4 + (double)(r->M * r->N) * 4;
             double gbps = moved / (t.median_ms * 1e-3) / 1e9;
             double tflops = 2.0 * (double)r->M * (double)r->N * (double)r->K / (t.median_ms * 1e-3) / 1e12;
-            printf("%-22.22s %-13s %-16s %-8s %10.2f %10.2f %10.2f %9.1f %6.1f%% %7.2f TFLOP/s\n", info->name, op,
+            char pct_read[16] = "";
+            if (read_gbps > 0)
+                snprintf(pct_read, sizeof pct_read, "%6.1f%%", 100.0 * gbps / read_gbps);
+            printf("%-22.22s %-13s %-16s %-8s %10.2f %10.2f %10.2f %9.1f %6.1f%% %7s %7.3f TFLOP/s\n", info->name, op,
                    shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
-                   100.0 * gbps / copy_gbps, tflops);
+                   100.0 * gbps / copy_gbps, pct_read, tflops);
             if (opt->json)
                 fprintf(opt->json,
                         "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\","
                         "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
-                        "\"pct_copy\":%.2f,\"tflops\":%.3f,\"sets\":%d}\n",
+                        "\"pct_copy\":%.2f,\"pct_read\":%.2f,\"tflops\":%.3f,\"sets\":%d}\n",
                         info->name, op, shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3,
-                        moved, gbps, 100.0 * gbps / copy_gbps, tflops, c.nsets);
+                        moved, gbps, 100.0 * gbps / copy_gbps, read_gbps > 0 ? 100.0 * gbps / read_gbps : 0.0,
+                        tflops, c.nsets);
         }
         fflush(stdout);
         for (int i = 0; i < c.nsets; i++) {
@@ -873,6 +887,21 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
     if (opt->json)
         fprintf(opt->json, "{\"device\":\"%s\",\"ceiling\":\"copy\",\"gbps\":%.2f,\"bytes\":%zu}\n",
                 info.name, copy_gbps, copy_bytes);
+    double read_gbps = 0;
+    if (info.kind == MLXN_DEVICE_CPU) {
+        bench_timing rt;
+        size_t read_bytes = 0;
+        if (!bench_read_bandwidth(dev, opt->quick, &read_gbps, &rt, &read_bytes)) {
+            fprintf(stderr, "mlxn bench: read ceiling: %s\n", mlxn_last_error());
+            mlxn_stream_free(s);
+            return 1;
+        }
+        printf("read ceiling: %.1f GB/s (%d threads read %zu MiB, median of %d; p10 %.3f ms, p90 %.3f ms)\n",
+               read_gbps, info.multiprocessors, read_bytes >> 20, rt.samples, rt.p10_ms, rt.p90_ms);
+        if (opt->json)
+            fprintf(opt->json, "{\"device\":\"%s\",\"ceiling\":\"read\",\"gbps\":%.2f,\"bytes\":%zu}\n",
+                    info.name, read_gbps, read_bytes);
+    }
     print_header();
     int failures = 0;
     if (!opt->op || strcmp(opt->op, "rms_norm") == 0)
@@ -881,9 +910,9 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         const char *op = mlx ? "qmatmul_mlx" : "qmatmul";
         if (opt->op && strcmp(opt->op, op) != 0)
             continue;
-        printf("\n%-22s %-13s %-16s %-8s %10s %10s %10s %9s %7s\n", "device", "op", "M NxK", "format",
-               "median_us", "p10_us", "p90_us", "GB/s", "%copy");
-        failures += bench_qmatmul(dev, s, &info, copy_gbps, opt, mlx);
+        printf("\n%-22s %-13s %-16s %-8s %10s %10s %10s %9s %7s %7s\n", "device", "op", "M NxK", "format",
+               "median_us", "p10_us", "p90_us", "GB/s", "%copy", read_gbps > 0 ? "%read" : "");
+        failures += bench_qmatmul(dev, s, &info, copy_gbps, read_gbps, opt, mlx);
     }
     if (!opt->op || strcmp(opt->op, "act") == 0 || strcmp(opt->op, "softmax") == 0) {
         printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",

@@ -1,6 +1,9 @@
 /* Same-run ceilings: event timing of repeated calls, and the device copy bandwidth. */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 
@@ -96,5 +99,89 @@ bool bench_copy_bandwidth(mlxn_device *dev, mlxn_stream *s, bool quick, double *
     }
     mlxn_buffer_free(c.src);
     mlxn_buffer_free(c.dst);
+    return ok;
+}
+
+/* CPU read ceiling: each of n threads sums its slice of a buffer several times the last-level
+ * cache (the loop vectorizes; 2 x 16-byte loads per cycle is far above what memory delivers). */
+typedef struct read_slice {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} read_slice;
+
+static void *read_slice_run(void *arg)
+{
+    read_slice *r = arg;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= r->n; i += 4) {
+        s0 += r->p[i];
+        s1 += r->p[i + 1];
+        s2 += r->p[i + 2];
+        s3 += r->p[i + 3];
+    }
+    r->sum = s0 + s1 + s2 + s3;
+    return NULL;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+bool bench_read_bandwidth(mlxn_device *dev, bool quick, double *gbps, bench_timing *timing,
+                          size_t *bytes_out)
+{
+    mlxn_device_info info;
+    if (mlxn_device_get_info(dev, &info) != MLXN_STATUS_OK || info.kind != MLXN_DEVICE_CPU)
+        return false;
+    size_t bytes = (size_t)256 << 20;
+    if (info.l2_bytes * 8 > bytes)
+        bytes = info.l2_bytes * 8;
+    int nt = info.multiprocessors > 0 ? info.multiprocessors : 1;
+    if (nt > 256)
+        nt = 256;
+    const int samples = quick ? 10 : 20;
+    mlxn_buffer *b = NULL;
+    double *ms = calloc((size_t)samples, sizeof *ms);
+    bool ok = ms && mlxn_buffer_create(dev, bytes, &b) == MLXN_STATUS_OK;
+    uint64_t *p = ok ? mlxn_buffer_host_ptr(b) : NULL;
+    ok = ok && p;
+    for (size_t i = 0; ok && i < bytes / 8; i++)
+        p[i] = i * 0x9E3779B97F4A7C15ull; /* pages touched, no zero-page shortcuts */
+    read_slice sl[256];
+    pthread_t th[256];
+    volatile uint64_t sink = 0; /* keeps the sums live */
+    const size_t per = bytes / 8 / (size_t)nt / 4 * 4;
+    for (int k = -1; ok && k < samples; k++) { /* k = -1: warm-up */
+        double t0 = now_ms();
+        for (int t = 0; t < nt; t++) {
+            sl[t] = (read_slice){p + (size_t)t * per, per, 0};
+            if (t > 0 && pthread_create(&th[t], NULL, read_slice_run, &sl[t]) != 0)
+                ok = false;
+        }
+        read_slice_run(&sl[0]);
+        for (int t = 1; t < nt; t++)
+            pthread_join(th[t], NULL);
+        double t1 = now_ms();
+        for (int t = 0; t < nt; t++)
+            sink = sink + sl[t].sum;
+        if (k >= 0)
+            ms[k] = t1 - t0;
+    }
+    if (ok) {
+        qsort(ms, (size_t)samples, sizeof *ms, cmp_double);
+        timing->median_ms = ms[samples / 2];
+        timing->p10_ms = ms[samples / 10];
+        timing->p90_ms = ms[(samples * 9) / 10];
+        timing->samples = samples;
+        timing->calls_per_sample = 1;
+        *gbps = (double)(per * 8 * (size_t)nt) / (timing->median_ms * 1e-3) / 1e9;
+        *bytes_out = per * 8 * (size_t)nt;
+    }
+    mlxn_buffer_free(b);
+    free(ms);
     return ok;
 }

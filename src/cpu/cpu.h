@@ -5,6 +5,11 @@
 #include "../core/internal.h"
 #include "threadpool.h"
 
+/* qmatmul: rows n0 .. n1 - 1 of W against the a->M rows of x, given as f32 [M, K] contiguous,
+ * with xsum [M, xss] the sums of x over each 32-element unit (zero-padded to a multiple of 16) */
+typedef void (*mlxn_cpu_qmatmul_rows_fn)(const mlxn_qmatmul_args *a, const float *x, const float *xsum,
+                                         int64_t xss, int64_t n0, int64_t n1);
+
 /* Row-range kernels of one SIMD level; the threading lives in the op's dispatcher. */
 typedef struct mlxn_cpu_kernel_set {
     const char *name;
@@ -14,6 +19,9 @@ typedef struct mlxn_cpu_kernel_set {
     void (*rope_rows)(const mlxn_rope_args *a, const double *w, int64_t r0, int64_t r1);
     /* units u0 .. u1 - 1 of ((b * Hkv + kv head) * Tq + t): one query of one group of heads */
     void (*attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1);
+    /* the qmatmul row kernel for a W dtype, NULL where the level has none (or NULL itself):
+     * the generic path decodes rows with the reference decoder */
+    mlxn_cpu_qmatmul_rows_fn (*qmatmul_rows)(int w_dtype);
 } mlxn_cpu_kernel_set;
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;

@@ -6,10 +6,12 @@
 #include "rms_norm_impl.h"
 #include "rope_impl.h"
 #include "attention_impl.h"
+#include "qmatmul_impl.h"
 
 const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512 = {
     .name = "avx512",
     .rms_norm_rows = rms_norm_rows_avx512,
     .rope_rows = rope_rows_avx512,
     .attention_units = attention_units_avx512,
+    .qmatmul_rows = qmatmul_rows_avx512,
 };

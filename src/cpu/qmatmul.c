@@ -1,7 +1,9 @@
-/* Quantized matmul with GGML weights on the CPU: rows of W split across threads; each row is
- * decoded once into f32 (the reference decoder) and dotted with every row of x (converted to
- * f32 once per call). Portable C the compiler vectorizes; SIMD integer dot products per
- * format are the next step (bench/NOTES.md). */
+/* Quantized matmul with GGML weights on the CPU: x converted to f32 once per call, rows of W
+ * split across the thread pool. Each range runs the SIMD level's kernel for W's format
+ * (qmatmul_impl.h: codes decoded in registers and used by every row of x); a format or level
+ * without one takes the generic path, which decodes each row of W with the reference decoder
+ * and dots it with every row of x. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "../core/half.h"
@@ -10,27 +12,37 @@
 
 typedef struct qmm_ctx {
     const mlxn_qmatmul_args *a;
-    const float *x; /* [M, K] f32 copy of x */
+    const float *x;    /* [M, kpad] f32 copy of x */
+    const float *xsum; /* [M, xss] sums of x over 32-element units (level kernels) */
+    int64_t xss;
+    mlxn_cpu_qmatmul_rows_fn rows; /* the level's kernel, or NULL: generic */
+    atomic_int_fast64_t next;      /* first row of W not yet taken */
+    int64_t chunk;                 /* rows taken at a time */
     mlxn_status st;
 } qmm_ctx;
 
-static void qmm_task(void *ctx, int64_t n0, int64_t n1)
+static void qmm_generic(qmm_ctx *c, int64_t n0, int64_t n1)
 {
-    qmm_ctx *c = ctx;
     const mlxn_qmatmul_args *a = c->a;
-    float *w = malloc((size_t)a->K * sizeof *w);
+    const int64_t kpad = (a->K + 31) / 32 * 32; /* x's rows and w are zero-padded to units */
+    const bool blocks = mlxn_dtype_block_elems(a->w_dtype) > 1;
+    float *w = calloc((size_t)kpad, sizeof *w);
     if (!w) {
         c->st = MLXN_STATUS_ERR_OUT_OF_MEMORY; /* benign race: every writer stores the same */
         return;
     }
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t *row = a->w + n * a->w_stride;
-        for (int64_t k0 = 0; k0 < a->K; k0 += 32)
-            mlxn_ref_weight_unit(a->w_dtype, row, k0, w + k0);
+        if (blocks)
+            for (int64_t k0 = 0; k0 < a->K; k0 += 32)
+                mlxn_ref_weight_unit(a->w_dtype, row, k0, w + k0);
+        else
+            for (int64_t k = 0; k < a->K; k++)
+                w[k] = (float)mlxn_ref_load(a->w_dtype, row, k);
         for (int64_t m = 0; m < a->M; m++) {
-            const float *x = c->x + m * a->K;
+            const float *x = c->x + m * kpad;
             float acc[8] = {0};
-            for (int64_t k = 0; k < a->K; k += 8)
+            for (int64_t k = 0; k < kpad; k += 8)
                 for (int j = 0; j < 8; j++)
                     acc[j] += x[k + j] * w[k + j];
             ((float *)mlxn_rows_ptr(&a->y, m))[n] =
@@ -38,6 +50,25 @@ static void qmm_task(void *ctx, int64_t n0, int64_t n1)
         }
     }
     free(w);
+}
+
+/* Each thread takes chunks of rows of W until none are left: a thread slowed down by
+ * something else on its core leaves its share to the others instead of holding up the call. */
+static void qmm_task(void *ctx, int64_t p0, int64_t p1)
+{
+    (void)p0;
+    (void)p1;
+    qmm_ctx *c = ctx;
+    for (;;) {
+        const int64_t n0 = atomic_fetch_add_explicit(&c->next, c->chunk, memory_order_relaxed);
+        if (n0 >= c->a->N)
+            return;
+        const int64_t n1 = n0 + c->chunk < c->a->N ? n0 + c->chunk : c->a->N;
+        if (c->rows)
+            c->rows(c->a, c->x, c->xsum, c->xss, n0, n1);
+        else
+            qmm_generic(c, n0, n1);
+    }
 }
 
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
@@ -48,16 +79,42 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
         mlxn_ref_qmatmul(a);
         return MLXN_STATUS_OK;
     }
-    float *x = malloc((size_t)(a->M * a->K) * sizeof(float));
+    mlxn_cpu_qmatmul_rows_fn rows = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
+    /* the generic path works in units of 32 elements; the kernels take the unit sums of x,
+     * zero-padded to whole groups of 16 units */
+    const int64_t kpad = rows ? a->K : (a->K + 31) / 32 * 32;
+    const int64_t xss = rows ? (a->K / 32 + 15) / 16 * 16 : 0;
+    float *x = calloc((size_t)(a->M * (kpad + xss)), sizeof(float));
     if (!x)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
+    float *xsum = x + a->M * kpad;
     for (int64_t m = 0; m < a->M; m++) {
         const char *row = mlxn_rows_ptr(&a->x, m);
+        float *xm = x + m * kpad;
         for (int64_t k = 0; k < a->K; k++)
-            x[m * a->K + k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+            xm[k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+        for (int64_t u = 0; xss && u < a->K / 32; u++) {
+            float us = 0;
+            for (int j = 0; j < 32; j++)
+                us += xm[u * 32 + j];
+            xsum[m * xss + u] = us;
+        }
     }
-    qmm_ctx c = {a, x, MLXN_STATUS_OK};
-    mlxn_threadpool_run(d->pool, a->N, 16, qmm_task, &c);
+    qmm_ctx c = {.a = a, .x = x, .xsum = xsum, .xss = xss, .rows = rows, .st = MLXN_STATUS_OK};
+    /* chunks of about 64 KiB of W (256 KiB from 9 rows of x: the kernels' L2 panels), at least
+     * four per thread; a small product (under ~16K multiply-adds per thread) stays on the caller */
+    const int threads = mlxn_threadpool_size(d->pool);
+    const int64_t row_bytes = a->w_stride > 0 ? a->w_stride : 1;
+    int64_t chunk = ((a->M > 8 ? 256 : 64) << 10) / row_bytes;
+    const int64_t quarter = (a->N + 4 * threads - 1) / (4 * threads);
+    chunk = chunk > quarter ? quarter : chunk;
+    c.chunk = chunk < 1 ? 1 : chunk;
+    atomic_init(&c.next, 0);
+    const int64_t per_row = a->K * a->M;
+    const int64_t min_rows = per_row >= 16384 ? 1 : 16384 / per_row;
+    int64_t parts = a->N / min_rows;
+    parts = parts > threads ? threads : parts < 1 ? 1 : parts;
+    mlxn_threadpool_run(d->pool, parts, 1, qmm_task, &c);
     free(x);
     if (c.st != MLXN_STATUS_OK)
         return mlxn_error(c.st, fn, "no memory for a row of W");

@@ -1,0 +1,673 @@
+/* Quantized matmul with GGML weights on one SIMD level (included by level_*.c with
+ * MLXN_SIMD_LEVEL 1 or 2 and MLXN_LEVEL_FN set).
+ *
+ * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1), so
+ * every weight is widened to a 32-bit lane, converted to f32 and multiplied into x with an f32
+ * FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
+ * 32 elements (or per 16), the code a small integer or a codebook value. The decoded vectors
+ * live only in registers and serve every row of x in the call (QMM_MB rows per pass over W).
+ *
+ * Decode (one row of x) is bound by the read of W, and at 18 bytes per 32 weights (4-bit
+ * formats) the decode must cost about 4 cycles per 32 weights to keep up with this machine's
+ * read bandwidth. The CPU sustains one 512-bit FMA per cycle, and shuffles (byte widening,
+ * permutes, broadcasts) compete with the FMAs while shifts, masks and int-to-float conversions
+ * do not (bench/NOTES.md). So at M = 1 a unit costs one widening per 16 codes, a mask or shift
+ * and a conversion per vector, two FMA-unit ops for the 32 products (t = c . x) and one FMA to
+ * apply the scale (acc += s t); the offsets are applied once per 16 units as
+ * sum(offset_u * sum of x over unit u), with the unit sums of x computed once per call. With
+ * more rows of x the scale and offset are folded into the weights once (w = c s + o, one FMA
+ * per vector) and each row costs one FMA per vector.
+ *
+ * The arithmetic is the reference decoder's (src/formats/ggml_decode.h) up to the order of the
+ * f32 sums and the rounding of code * scale + offset. */
+#include "simd.h"
+#include "../core/internal.h"
+#include "../formats/ggml_blocks.h"
+#include "../formats/ggml_decode.h"
+
+/* The first n (<= 16) f16 values at p, stride bytes apart, packed into 16 halves (zeros past
+ * n). Assembled in general registers: a vector gather, or a store per value and a vector
+ * reload (which stalls store forwarding), costs more than the 16 blocks' decode. */
+MLXN_ALWAYS_INLINE __m256i f16_pack16(const uint8_t *p, int stride, int n)
+{
+    uint64_t q[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 16; i++) {
+        uint16_t h = 0;
+        if (i < n)
+            memcpy(&h, p + i * stride, 2);
+        q[i / 4] |= (uint64_t)h << (16 * (i % 4));
+    }
+    return _mm256_setr_epi64x((long long)q[0], (long long)q[1], (long long)q[2], (long long)q[3]);
+}
+
+#if MLXN_SIMD_LEVEL == 2
+#define QMM_MB 8 /* rows of x per pass over W: 8 accumulators + weights fit 32 registers */
+typedef __m512i vi;
+/* VL bytes at p, zero- or sign-extended to 32-bit lanes */
+MLXN_ALWAYS_INLINE vi vi_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+MLXN_ALWAYS_INLINE vi vi_i8(const int8_t *p) { return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+MLXN_ALWAYS_INLINE vi vi_set1(int a) { return _mm512_set1_epi32(a); }
+MLXN_ALWAYS_INLINE vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+MLXN_ALWAYS_INLINE vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
+MLXN_ALWAYS_INLINE vi vi_sub(vi a, vi b) { return _mm512_sub_epi32(a, b); }
+MLXN_ALWAYS_INLINE vi vi_srl(vi a, unsigned n) { return _mm512_srli_epi32(a, n); }
+MLXN_ALWAYS_INLINE vi vi_sll(vi a, unsigned n) { return _mm512_slli_epi32(a, n); }
+MLXN_ALWAYS_INLINE vf vi_cvt(vi a) { return _mm512_cvtepi32_ps(a); }
+/* A 16-entry f32 table and its lookup by the low 4 bits of each lane (higher bits ignored). */
+typedef __m512 lut16;
+MLXN_ALWAYS_INLINE lut16 lut16_make(const float *t) { return _mm512_loadu_ps(t); }
+MLXN_ALWAYS_INLINE vf lut16_get(lut16 t, vi idx) { return _mm512_permutexvar_ps(idx, t); }
+/* q with bit 4 set in the lanes whose bit of `bits` (lane i: bit i) is set */
+MLXN_ALWAYS_INLINE vi vi_or_bit4(vi q, uint32_t bits)
+{
+    return _mm512_mask_or_epi32(q, (__mmask16)bits, q, _mm512_set1_epi32(16));
+}
+MLXN_ALWAYS_INLINE void f16_gather16(const uint8_t *p, int stride, int n, float *out)
+{
+    _mm512_storeu_ps(out, _mm512_cvtph_ps(f16_pack16(p, stride, n)));
+}
+#elif MLXN_SIMD_LEVEL == 1
+#define QMM_MB 4 /* 16 registers: 4 accumulators + 4 weight vectors + temporaries */
+typedef __m256i vi;
+MLXN_ALWAYS_INLINE vi vi_u8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+MLXN_ALWAYS_INLINE vi vi_i8(const int8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+MLXN_ALWAYS_INLINE vi vi_set1(int a) { return _mm256_set1_epi32(a); }
+MLXN_ALWAYS_INLINE vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+MLXN_ALWAYS_INLINE vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
+MLXN_ALWAYS_INLINE vi vi_sub(vi a, vi b) { return _mm256_sub_epi32(a, b); }
+MLXN_ALWAYS_INLINE vi vi_srl(vi a, unsigned n) { return _mm256_srli_epi32(a, (int)n); }
+MLXN_ALWAYS_INLINE vi vi_sll(vi a, unsigned n) { return _mm256_slli_epi32(a, (int)n); }
+MLXN_ALWAYS_INLINE vf vi_cvt(vi a) { return _mm256_cvtepi32_ps(a); }
+/* two 8-entry permutes, the lane's bit 3 picks one */
+typedef struct lut16 {
+    __m256 lo, hi;
+} lut16;
+MLXN_ALWAYS_INLINE lut16 lut16_make(const float *t)
+{
+    lut16 r = {_mm256_loadu_ps(t), _mm256_loadu_ps(t + 8)};
+    return r;
+}
+MLXN_ALWAYS_INLINE vf lut16_get(lut16 t, vi idx)
+{
+    __m256 lo = _mm256_permutevar8x32_ps(t.lo, idx), hi = _mm256_permutevar8x32_ps(t.hi, idx);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+MLXN_ALWAYS_INLINE vi vi_or_bit4(vi q, uint32_t bits)
+{
+    const vi lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    vi b = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)bits), lane), _mm256_set1_epi32(1));
+    return _mm256_or_si256(q, _mm256_slli_epi32(b, 4));
+}
+MLXN_ALWAYS_INLINE void f16_gather16(const uint8_t *p, int stride, int n, float *out)
+{
+    const __m256i h = f16_pack16(p, stride, n);
+    _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+    _mm256_storeu_ps(out + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+}
+#else
+#error "qmatmul_impl.h needs MLXN_SIMD_LEVEL 1 or 2 (the portable level runs the generic path)"
+#endif
+
+#define QMM_NV (32 / VL) /* vectors per 32-element unit */
+
+MLXN_ALWAYS_INLINE float qmm_h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+MLXN_ALWAYS_INLINE vi vi_nibbles(const uint8_t *p, const int high)
+{
+    const vi q = vi_u8(p);
+    return high ? vi_srl(q, 4) : vi_and(q, vi_set1(15));
+}
+
+/* Software prefetch distance in bytes of W: ahead of the hardware prefetcher, so that the first
+ * loads of a group (its scales) do not wait on memory. */
+#define QMM_PREFETCH 1024
+
+MLXN_ALWAYS_INLINE void qmm_prefetch(const uint8_t *p, int n)
+{
+    for (int i = 0; i < n; i += 64)
+        _mm_prefetch((const char *)p + QMM_PREFETCH + i, _MM_HINT_T0);
+}
+
+/* p, hidden from the optimizer: the scales stored through p are then read back as broadcast
+ * memory operands of the FMAs. Left to itself the compiler keeps them in a register and
+ * broadcasts each with a shuffle, which competes with the FMAs. */
+MLXN_ALWAYS_INLINE const float *qmm_opaque(const float *p)
+{
+    __asm__("" : "+r"(p));
+    return p;
+}
+
+/* ---------------------------------------------------------------- formats
+ *
+ * Per format: where the scales live and how one unit's codes decode. A unit is 32 elements:
+ * a whole block of the 32-element formats, or slice u (0..7) of a 256-element super-block. */
+
+/* the codes of a unit of a 32-element format: c[i] holds elements i VL .. i VL + VL - 1 */
+MLXN_ALWAYS_INLINE void codes32(const int type, const uint8_t *bk, vf *c, const lut16 *book)
+{
+    for (int i = 0; i < QMM_NV; i++) {
+        const int e = i * VL;
+        switch (type) {
+        case MLXN_DTYPE_Q4_0: /* qs at 2: element j low nibble of qs[j], j + 16 high nibble */
+            c[i] = vi_cvt(vi_nibbles(bk + 2 + e % 16, e >= 16));
+            break;
+        case MLXN_DTYPE_Q4_1:
+            c[i] = vi_cvt(vi_nibbles(bk + 4 + e % 16, e >= 16));
+            break;
+        case MLXN_DTYPE_Q5_0:
+        case MLXN_DTYPE_Q5_1: { /* fifth bit of element j: bit j of qh */
+            const int at = type == MLXN_DTYPE_Q5_0 ? 2 : 4;
+            uint32_t qh;
+            memcpy(&qh, bk + at, 4);
+            c[i] = vi_cvt(vi_or_bit4(vi_nibbles(bk + at + 4 + e % 16, e >= 16), qh >> e));
+            break;
+        }
+        case MLXN_DTYPE_Q8_0:
+            c[i] = vi_cvt(vi_i8((const int8_t *)bk + 2 + e));
+            break;
+        default: { /* IQ4_NL: codebook values */
+            const vi q = vi_u8(bk + 2 + e % 16);
+            c[i] = lut16_get(*book, e >= 16 ? vi_srl(q, 4) : q);
+            break;
+        }
+        }
+    }
+}
+
+MLXN_ALWAYS_INLINE int block_bytes32(const int type)
+{
+    switch (type) {
+    case MLXN_DTYPE_Q4_0: return (int)sizeof(mlxn_block_q4_0);
+    case MLXN_DTYPE_Q4_1: return (int)sizeof(mlxn_block_q4_1);
+    case MLXN_DTYPE_Q5_0: return (int)sizeof(mlxn_block_q5_0);
+    case MLXN_DTYPE_Q5_1: return (int)sizeof(mlxn_block_q5_1);
+    case MLXN_DTYPE_Q8_0: return (int)sizeof(mlxn_block_q8_0);
+    default: return (int)sizeof(mlxn_block_iq4_nl);
+    }
+}
+
+/* Scale s and offset o of up to 16 blocks at b (o stays zero for formats without one):
+ * w = c s + o. */
+MLXN_ALWAYS_INLINE bool scales32(const int type, const uint8_t *b, int n, float *s, float *o)
+{
+    const int bs = block_bytes32(type);
+    f16_gather16(b, bs, n, s);
+    switch (type) {
+    case MLXN_DTYPE_Q4_0:
+    case MLXN_DTYPE_Q5_0:
+        for (int j = 0; j < 16; j += VL)
+            vf_store_f32(o + j, vf_mul(vf_load_f32(s + j), vf_set1(type == MLXN_DTYPE_Q4_0 ? -8.0f : -16.0f)));
+        return true;
+    case MLXN_DTYPE_Q4_1:
+    case MLXN_DTYPE_Q5_1:
+        f16_gather16(b + 2, bs, n, o);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ---------------------------------------------------------------- accumulation */
+
+/* A-path accumulators: mb rows of x, QMM_NACC(mb) independent chains per row. */
+#define QMM_NACC(mb) ((mb) == 1 ? 4 : (mb) == 2 ? 2 : 1)
+
+typedef struct qmm_acc {
+    vf v[QMM_MB][4];
+} qmm_acc;
+
+MLXN_ALWAYS_INLINE void acc_zero(qmm_acc *a, const int mb)
+{
+    for (int m = 0; m < mb; m++)
+        for (int j = 0; j < QMM_NACC(mb); j++)
+            a->v[m][j] = vf_zero();
+}
+
+/* the 32 weights w of one unit times elements 0..31 of x's mb rows (row stride xs floats);
+ * slot alternates between neighbouring units so that M = 1 uses four chains */
+MLXN_ALWAYS_INLINE void acc_unit(qmm_acc *a, const vf *w, const float *x, int64_t xs, const int mb, int slot)
+{
+    for (int m = 0; m < mb; m++)
+        for (int i = 0; i < QMM_NV; i++) {
+            const int j = (slot * QMM_NV + i) % QMM_NACC(mb);
+            a->v[m][j] = vf_fma(w[i], vf_load_f32(x + m * xs + i * VL), a->v[m][j]);
+        }
+}
+
+MLXN_ALWAYS_INLINE void acc_finish(const qmm_acc *a, const int mb, float *r)
+{
+    for (int m = 0; m < mb; m++) {
+        vf s = a->v[m][0];
+        for (int j = 1; j < QMM_NACC(mb); j++)
+            s = vf_add(s, a->v[m][j]);
+        r[m] = vf_hsum(s);
+    }
+}
+
+/* c . x over one unit (x: its 32 elements), as VL partial sums */
+MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
+{
+    vf t = vf_mul(c[0], vf_load_f32(x));
+    for (int i = 1; i < QMM_NV; i++)
+        t = vf_fma(c[i], vf_load_f32(x + i * VL), t);
+    return t;
+}
+
+/* BODY(j, slot) for j = 0 .. n - 1, two at a time so that slot is a constant. Not unrolled
+ * further: unrolled, the compiler keeps the scales in a register and broadcasts each with a
+ * permute (a shuffle, which competes with the FMAs) instead of a broadcast memory operand. */
+#define QMM_PAIRS(n, BODY)               \
+    do {                                 \
+        int j_ = 0;                      \
+        _Pragma("GCC unroll 1")          \
+        for (; j_ + 2 <= (n); j_ += 2) { \
+            BODY(j_, 0);                 \
+            BODY(j_ + 1, 1);             \
+        }                                \
+        if (j_ < (n))                    \
+            BODY(j_, 0);                 \
+    } while (0)
+
+/* ---------------------------------------------------------------- 32-element formats
+ *
+ * Blocks go 16 at a time: their scales and offsets converted into f32 arrays first. */
+
+MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
+                              const int mb, float *r)
+{
+    const int bs = block_bytes32(type);
+    const int64_t nb = K / 32;
+    lut16 book;
+    if (type == MLXN_DTYPE_IQ4_NL) {
+        float t[16];
+        for (int i = 0; i < 16; i++)
+            t[i] = (float)mlxn_iq4_value(i);
+        book = lut16_make(t);
+    }
+    if (mb == 1) {
+        vf acc0 = vf_zero(), acc1 = vf_zero(), off = vf_zero();
+        for (int64_t g = 0; g < nb; g += 16) {
+            const int gn = nb - g < 16 ? (int)(nb - g) : 16;
+            const uint8_t *b = row + g * bs;
+            float s[16], o[16];
+            qmm_prefetch(b, 16 * bs);
+            if (scales32(type, b, gn, s, o)) /* xsum is zero-padded to whole groups */
+                for (int j = 0; j < 16; j += VL)
+                    off = vf_fma(vf_load_f32(o + j), vf_load_f32(xsum + g + j), off);
+            const float *sp = qmm_opaque(s);
+#define BODY(j, slot)                                                              \
+            do {                                                                   \
+                vf c[QMM_NV];                                                      \
+                codes32(type, b + (j) * bs, c, &book);                             \
+                const vf t = unit_dot(c, x + (g + (j)) * 32);                      \
+                if (slot)                                                          \
+                    acc1 = vf_fma(t, vf_set1(sp[j]), acc1);                        \
+                else                                                               \
+                    acc0 = vf_fma(t, vf_set1(sp[j]), acc0);                        \
+            } while (0)
+            QMM_PAIRS(gn, BODY);
+#undef BODY
+        }
+        r[0] = vf_hsum(vf_add(vf_add(acc0, acc1), off));
+        return;
+    }
+    qmm_acc acc;
+    acc_zero(&acc, mb);
+    for (int64_t g = 0; g < nb; g += 16) {
+        const int gn = nb - g < 16 ? (int)(nb - g) : 16;
+        const uint8_t *b = row + g * bs;
+        float s[16], o[16];
+        qmm_prefetch(b, 16 * bs);
+        const bool offsets = scales32(type, b, gn, s, o);
+        const float *sp = qmm_opaque(s), *op = qmm_opaque(o);
+#define BODY(j, slot)                                                              \
+        do {                                                                       \
+            vf c[QMM_NV];                                                          \
+            codes32(type, b + (j) * bs, c, &book);                                 \
+            const vf vs = vf_set1(sp[j]);                                          \
+            for (int i = 0; i < QMM_NV; i++)                                       \
+                c[i] = offsets ? vf_fma(c[i], vs, vf_set1(op[j])) : vf_mul(c[i], vs); \
+            acc_unit(&acc, c, x + (g + (j)) * 32, K, mb, slot);                    \
+        } while (0)
+        QMM_PAIRS(gn, BODY);
+#undef BODY
+    }
+    acc_finish(&acc, mb, r);
+}
+
+/* ---------------------------------------------------------------- K super-blocks (256)
+ *
+ * Per super-block the scales (and offsets) are decoded into small f32 arrays first: per unit
+ * (Q4_K, Q5_K, IQ4_XS) or per 16 elements (Q2_K, Q3_K, Q6_K). */
+
+MLXN_ALWAYS_INLINE int block_bytes256(const int type)
+{
+    switch (type) {
+    case MLXN_DTYPE_Q2_K: return (int)sizeof(mlxn_block_q2_K);
+    case MLXN_DTYPE_Q3_K: return (int)sizeof(mlxn_block_q3_K);
+    case MLXN_DTYPE_Q4_K: return (int)sizeof(mlxn_block_q4_K);
+    case MLXN_DTYPE_Q5_K: return (int)sizeof(mlxn_block_q5_K);
+    case MLXN_DTYPE_Q6_K: return (int)sizeof(mlxn_block_q6_K);
+    default: return (int)sizeof(mlxn_block_iq4_xs);
+    }
+}
+
+/* whether the format's scales are per 16 elements (else per unit) */
+MLXN_ALWAYS_INLINE bool per16(const int type)
+{
+    return type == MLXN_DTYPE_Q2_K || type == MLXN_DTYPE_Q3_K || type == MLXN_DTYPE_Q6_K;
+}
+
+/* Q4_K / Q5_K: the eight 6-bit scales and mins of the 12 bytes at p, as bytes sc[0..7] and
+ * m[0..7] of out (mlxn_scale_min_k4, four at a time in 32-bit words) */
+MLXN_ALWAYS_INLINE void scale_min_k4_all(const uint8_t *p, uint8_t *out)
+{
+    uint32_t u[4];
+    memcpy(u, p, 12);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4); /* mins 4..7 */
+    const uint32_t mins03 = u[1] & m6;
+    u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4); /* scales 4..7 */
+    u[2] = mins03;
+    u[0] &= m6; /* scales 0..3 */
+    memcpy(out, u, 16);
+}
+
+/* Scales s and offsets o of the super-block at bk: 8 per unit, or 16 per 16 elements.
+ * Returns whether there are offsets. */
+MLXN_ALWAYS_INLINE bool scales256(const int type, const uint8_t *bk, float *s, float *o)
+{
+    switch (type) {
+    case MLXN_DTYPE_Q4_K:
+    case MLXN_DTYPE_Q5_K: { /* d sc_u, -dmin m_u */
+        const mlxn_block_q4_K *b = (const mlxn_block_q4_K *)bk; /* Q5_K starts the same */
+        uint8_t sm[16];
+        scale_min_k4_all(b->scales, sm);
+        const __m256 d = _mm256_set1_ps(qmm_h2f(b->d)), nm = _mm256_set1_ps(-qmm_h2f(b->dmin));
+        _mm256_storeu_ps(s, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sm))), d));
+        _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sm + 8)))), nm));
+        return true;
+    }
+    case MLXN_DTYPE_Q6_K: { /* d sc_i; the codes carry their -32 */
+        const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
+        const vf d = vf_set1(qmm_h2f(b->d));
+        for (int j = 0; j < 16; j += VL)
+            vf_store_f32(s + j, vf_mul(vi_cvt(vi_i8(b->scales + j)), d));
+        return false;
+    }
+    case MLXN_DTYPE_Q3_K: { /* d (sc_i - 32), sc_i 6 bits: low 4 from scales[i % 8] (nibble i / 8),
+                             * high 2 from scales[8 + i % 4] (pair i / 4) */
+        const mlxn_block_q3_K *b = (const mlxn_block_q3_K *)bk;
+        const float d = qmm_h2f(b->d);
+        for (int i = 0; i < 16; i++) {
+            const int lo = b->scales[i % 8] >> (4 * (i / 8)) & 15, hi = b->scales[8 + i % 4] >> (2 * (i / 4)) & 3;
+            s[i] = d * (float)((lo | hi << 4) - 32);
+        }
+        return false;
+    }
+    case MLXN_DTYPE_Q2_K: { /* d (sc & 15), -dmin (sc >> 4) */
+        const mlxn_block_q2_K *b = (const mlxn_block_q2_K *)bk;
+        const vf d = vf_set1(qmm_h2f(b->d)), nm = vf_set1(-qmm_h2f(b->dmin));
+        for (int j = 0; j < 16; j += VL) {
+            const vi sc = vi_u8(b->scales + j);
+            vf_store_f32(s + j, vf_mul(vi_cvt(vi_and(sc, vi_set1(15))), d));
+            vf_store_f32(o + j, vf_mul(vi_cvt(vi_srl(sc, 4)), nm));
+        }
+        return true;
+    }
+    default: { /* IQ4_XS: d (ls_u - 32), ls_u 6 bits: low 4 from scales_l, high 2 from scales_h */
+        const mlxn_block_iq4_xs *b = (const mlxn_block_iq4_xs *)bk;
+        const float d = qmm_h2f(b->d);
+        for (int u = 0; u < 8; u++) {
+            const int ls = (b->scales_l[u / 2] >> (4 * (u % 2)) & 15) | (b->scales_h >> (2 * u) & 3) << 4;
+            s[u] = d * (float)(ls - 32);
+        }
+        return false;
+    }
+    }
+}
+
+/* the codes of unit u (0..7) of the super-block at bk */
+MLXN_ALWAYS_INLINE void codes256(const int type, const uint8_t *bk, const int u, vf *c, const lut16 *book)
+{
+    for (int i = 0; i < QMM_NV; i++) {
+        const int e = i * VL;
+        switch (type) {
+        case MLXN_DTYPE_Q4_K: { /* nibble u % 2 of qs[32 (u / 2) + l] */
+            const mlxn_block_q4_K *b = (const mlxn_block_q4_K *)bk;
+            c[i] = vi_cvt(vi_nibbles(b->qs + 32 * (u / 2) + e, u % 2));
+            break;
+        }
+        case MLXN_DTYPE_Q5_K: { /* Q4_K's nibble, bit u of qh[l] as bit 4 */
+            const mlxn_block_q5_K *b = (const mlxn_block_q5_K *)bk;
+            const vi h = vi_u8(b->qh + e);
+            const vi hb = vi_and(u <= 4 ? vi_sll(h, 4 - u) : vi_srl(h, u - 4), vi_set1(16));
+            c[i] = vi_cvt(vi_or(vi_nibbles(b->qs + 32 * (u / 2) + e, u % 2), hb));
+            break;
+        }
+        case MLXN_DTYPE_Q6_K: { /* half g = u / 4, turn t = u % 4: nibble t / 2 of
+                                 * ql[64 g + 32 (t % 2) + l], bits 2t, 2t + 1 of qh[32 g + l]; - 32 */
+            const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
+            const int g = u / 4, t = u % 4;
+            const vi lo = vi_nibbles(b->ql + 64 * g + 32 * (t % 2) + e, t / 2);
+            const vi h = vi_u8(b->qh + 32 * g + e);
+            const vi hb = vi_and(t < 3 ? vi_sll(h, 4 - 2 * t) : vi_srl(h, 2), vi_set1(0x30));
+            c[i] = vi_cvt(vi_sub(vi_or(lo, hb), vi_set1(32)));
+            break;
+        }
+        case MLXN_DTYPE_Q3_K: { /* bits 2 (u % 4) of qs[32 (u / 4) + l], bit u of hmask[l] as bit 2
+                                 * (clear: - 4); the code is ql + 4 bit - 4 */
+            const mlxn_block_q3_K *b = (const mlxn_block_q3_K *)bk;
+            const vi ql = vi_and(vi_srl(vi_u8(b->qs + 32 * (u / 4) + e), 2 * (u % 4)), vi_set1(3));
+            const vi h = vi_u8(b->hmask + e);
+            const vi hb = vi_and(u <= 2 ? vi_sll(h, 2 - u) : vi_srl(h, u - 2), vi_set1(4));
+            c[i] = vi_cvt(vi_sub(vi_or(ql, hb), vi_set1(4)));
+            break;
+        }
+        case MLXN_DTYPE_Q2_K: { /* bits 2 (u % 4) of qs[32 (u / 4) + l] */
+            const mlxn_block_q2_K *b = (const mlxn_block_q2_K *)bk;
+            c[i] = vi_cvt(vi_and(vi_srl(vi_u8(b->qs + 32 * (u / 4) + e), 2 * (u % 4)), vi_set1(3)));
+            break;
+        }
+        default: { /* IQ4_XS: codebook values, qs[16 u + j] low nibble element j, high j + 16 */
+            const mlxn_block_iq4_xs *b = (const mlxn_block_iq4_xs *)bk;
+            const vi q = vi_u8(b->qs + 16 * u + e % 16);
+            c[i] = lut16_get(*book, e >= 16 ? vi_srl(q, 4) : q);
+            break;
+        }
+        }
+    }
+}
+
+MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
+                               const int mb, float *r)
+{
+    const int bs = block_bytes256(type);
+    const int64_t nb = K / 256;
+    lut16 book;
+    if (type == MLXN_DTYPE_IQ4_XS) {
+        float t[16];
+        for (int i = 0; i < 16; i++)
+            t[i] = (float)mlxn_iq4_value(i);
+        book = lut16_make(t);
+    }
+    if (mb == 1 && !per16(type)) {
+        vf acc0 = vf_zero(), acc1 = vf_zero();
+        __m256 off = _mm256_setzero_ps();
+        for (int64_t k = 0; k < nb; k++) {
+            const uint8_t *bk = row + k * bs;
+            const float *xk = x + k * 256;
+            float s[16], o[16];
+            qmm_prefetch(bk, bs);
+            if (scales256(type, bk, s, o))
+                off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
+            const float *sp = qmm_opaque(s);
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) {
+                vf c[QMM_NV];
+                codes256(type, bk, u, c, &book);
+                const vf t = unit_dot(c, xk + u * 32);
+                if (u % 2)
+                    acc1 = vf_fma(t, vf_set1(sp[u]), acc1);
+                else
+                    acc0 = vf_fma(t, vf_set1(sp[u]), acc0);
+            }
+        }
+        __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off), _mm256_extractf128_ps(off, 1));
+        o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
+        o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
+        r[0] = vf_hsum(vf_add(acc0, acc1)) + _mm_cvtss_f32(o4);
+        return;
+    }
+    qmm_acc acc;
+    acc_zero(&acc, mb);
+    for (int64_t k = 0; k < nb; k++) {
+        const uint8_t *bk = row + k * bs;
+        float s[16], o[16];
+        qmm_prefetch(bk, bs);
+        const bool offsets = scales256(type, bk, s, o);
+        const float *sp = qmm_opaque(s), *op = qmm_opaque(o);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) {
+            vf c[QMM_NV];
+            codes256(type, bk, u, c, &book);
+            for (int i = 0; i < QMM_NV; i++) {
+                const int si = per16(type) ? 2 * u + i * VL / 16 : u;
+                c[i] = offsets ? vf_fma(c[i], vf_set1(sp[si]), vf_set1(op[si])) : vf_mul(c[i], vf_set1(sp[si]));
+            }
+            acc_unit(&acc, c, x + k * 256 + u * 32, K, mb, u & 1);
+        }
+    }
+    acc_finish(&acc, mb, r);
+}
+
+/* ---------------------------------------------------------------- float weights */
+
+MLXN_ALWAYS_INLINE void dot_float(const int dt, const uint8_t *row, const float *x, int64_t K, const int mb, float *r)
+{
+    qmm_acc acc;
+    acc_zero(&acc, mb);
+    int64_t k = 0;
+    for (; k + 64 <= K; k += 64) {
+        vf w[QMM_NV];
+        for (int h = 0; h < 2; h++) {
+            for (int i = 0; i < QMM_NV; i++)
+                w[i] = vf_load(dt, row, k + 32 * h + i * VL);
+            acc_unit(&acc, w, x + k + 32 * h, K, mb, h);
+        }
+    }
+    float tail[QMM_MB] = {0};
+    for (; k < K; k++) {
+        const float wk = sc_load(dt, row, k);
+        for (int m = 0; m < mb; m++)
+            tail[m] += wk * x[m * K + k];
+    }
+    acc_finish(&acc, mb, r);
+    for (int m = 0; m < mb; m++)
+        r[m] += tail[m];
+}
+
+/* ---------------------------------------------------------------- rows of W */
+
+/* r[m] = W[n] . x[m] for mb rows of x (f32, row stride K; unit sums xsum, row stride xss) */
+MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
+                                const int mb, float *r)
+{
+    switch (type) {
+    case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
+    case MLXN_DTYPE_Q8_0: case MLXN_DTYPE_IQ4_NL:
+        dot32(type, row, x, xsum, K, mb, r);
+        break;
+    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
+    case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_XS:
+        dot256(type, row, x, xsum, K, mb, r);
+        break;
+    default:
+        dot_float(type, row, x, K, mb, r);
+        break;
+    }
+}
+
+/* Rows n0 .. n1 - 1 of W. The M rows of x go QMM_MB at a time; for M > QMM_MB the rows of W
+ * are visited in panels that stay in the L2 cache while every chunk of x passes over them.
+ * xsum: [M, xss] sums of x over each 32-element unit, zero-padded. */
+MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, const float *xsum, int64_t xss,
+                                 int64_t n0, int64_t n1, const int type)
+{
+    const int64_t K = a->K, M = a->M;
+    int64_t panel = M <= QMM_MB ? n1 - n0 : (256 << 10) / (a->w_stride > 0 ? a->w_stride : 1);
+    if (panel < 1)
+        panel = 1;
+    for (int64_t p0 = n0; p0 < n1; p0 += panel) {
+        const int64_t p1 = p0 + panel < n1 ? p0 + panel : n1;
+        for (int64_t m0 = 0; m0 < M; m0 += QMM_MB) {
+            const int mb = M - m0 < QMM_MB ? (int)(M - m0) : QMM_MB;
+            const float *xm = x + m0 * K, *xsm = xsum + m0 * xss;
+            for (int64_t n = p0; n < p1; n++) {
+                const uint8_t *row = a->w + n * a->w_stride;
+                float r[QMM_MB];
+                switch (mb) {
+                case 1: qmm_dot(type, row, xm, xsm, K, 1, r); break;
+                case 2: qmm_dot(type, row, xm, xsm, K, 2, r); break;
+                case 3: qmm_dot(type, row, xm, xsm, K, 3, r); break;
+                case 4: qmm_dot(type, row, xm, xsm, K, 4, r); break;
+#if QMM_MB > 4
+                case 5: qmm_dot(type, row, xm, xsm, K, 5, r); break;
+                case 6: qmm_dot(type, row, xm, xsm, K, 6, r); break;
+                case 7: qmm_dot(type, row, xm, xsm, K, 7, r); break;
+                case 8: qmm_dot(type, row, xm, xsm, K, 8, r); break;
+#endif
+                default: break;
+                }
+                for (int m = 0; m < mb; m++)
+                    ((float *)mlxn_rows_ptr(&a->y, m0 + m))[n] = r[m];
+            }
+        }
+    }
+}
+
+#define QMM_ROWS_FN(tname, type)                                                                        \
+    static void MLXN_LEVEL_FN(qmm_rows_##tname)(const mlxn_qmatmul_args *a, const float *x,              \
+                                                const float *xsum, int64_t xss, int64_t n0, int64_t n1) \
+    {                                                                                                   \
+        qmm_rows(a, x, xsum, xss, n0, n1, type);                                                        \
+    }
+QMM_ROWS_FN(q4_0, MLXN_DTYPE_Q4_0)
+QMM_ROWS_FN(q4_1, MLXN_DTYPE_Q4_1)
+QMM_ROWS_FN(q5_0, MLXN_DTYPE_Q5_0)
+QMM_ROWS_FN(q5_1, MLXN_DTYPE_Q5_1)
+QMM_ROWS_FN(q8_0, MLXN_DTYPE_Q8_0)
+QMM_ROWS_FN(iq4_nl, MLXN_DTYPE_IQ4_NL)
+QMM_ROWS_FN(q2_K, MLXN_DTYPE_Q2_K)
+QMM_ROWS_FN(q3_K, MLXN_DTYPE_Q3_K)
+QMM_ROWS_FN(q4_K, MLXN_DTYPE_Q4_K)
+QMM_ROWS_FN(q5_K, MLXN_DTYPE_Q5_K)
+QMM_ROWS_FN(q6_K, MLXN_DTYPE_Q6_K)
+QMM_ROWS_FN(iq4_xs, MLXN_DTYPE_IQ4_XS)
+QMM_ROWS_FN(f32, MLXN_DTYPE_F32)
+QMM_ROWS_FN(f16, MLXN_DTYPE_F16)
+QMM_ROWS_FN(bf16, MLXN_DTYPE_BF16)
+#undef QMM_ROWS_FN
+
+/* The row kernel for W's dtype on this level, or NULL (the generic path runs it). */
+static mlxn_cpu_qmatmul_rows_fn MLXN_LEVEL_FN(qmatmul_rows)(int w_dtype)
+{
+    switch (w_dtype) {
+    case MLXN_DTYPE_Q4_0: return MLXN_LEVEL_FN(qmm_rows_q4_0);
+    case MLXN_DTYPE_Q4_1: return MLXN_LEVEL_FN(qmm_rows_q4_1);
+    case MLXN_DTYPE_Q5_0: return MLXN_LEVEL_FN(qmm_rows_q5_0);
+    case MLXN_DTYPE_Q5_1: return MLXN_LEVEL_FN(qmm_rows_q5_1);
+    case MLXN_DTYPE_Q8_0: return MLXN_LEVEL_FN(qmm_rows_q8_0);
+    case MLXN_DTYPE_IQ4_NL: return MLXN_LEVEL_FN(qmm_rows_iq4_nl);
+    case MLXN_DTYPE_Q2_K: return MLXN_LEVEL_FN(qmm_rows_q2_K);
+    case MLXN_DTYPE_Q3_K: return MLXN_LEVEL_FN(qmm_rows_q3_K);
+    case MLXN_DTYPE_Q4_K: return MLXN_LEVEL_FN(qmm_rows_q4_K);
+    case MLXN_DTYPE_Q5_K: return MLXN_LEVEL_FN(qmm_rows_q5_K);
+    case MLXN_DTYPE_Q6_K: return MLXN_LEVEL_FN(qmm_rows_q6_K);
+    case MLXN_DTYPE_IQ4_XS: return MLXN_LEVEL_FN(qmm_rows_iq4_xs);
+    case MLXN_DTYPE_F32: return MLXN_LEVEL_FN(qmm_rows_f32);
+    case MLXN_DTYPE_F16: return MLXN_LEVEL_FN(qmm_rows_f16);
+    case MLXN_DTYPE_BF16: return MLXN_LEVEL_FN(qmm_rows_bf16);
+    default: return NULL;
+    }
+}
