@@ -4,17 +4,9 @@
 //
 // Kernels, in the launcher's order (the shape rules are in attention_plan.h):
 //
-//   attention_decode_split + attention_merge
+//   attention_decode (attention_decode.cu)
 //       up to 8 query rows per KV head (decode, and short chunks of small groups); any cache
-//       dtype; D a multiple of 8. The rows of one KV head's group (all its query heads, all Tq
-//       queries) share a block, so each K and V row is read once per group: 16-byte cp.async
-//       loads into two shared-memory stages. f32 arithmetic throughout. The keys are split
-//       across blocks (flash-decoding) so that a few sequences still fill the GPU; the split
-//       size comes from the cache capacity S at launch, never from pos, which lives in device
-//       memory and may change between replays of a captured graph: blocks whose split starts
-//       past the valid keys exit at once, and the merge kernel reads only the splits below
-//       pos[b] + Tq. With one split (many sequences, short caches, or no scratch) the block
-//       writes o itself.
+//       dtype; D a multiple of 8; f32 arithmetic.
 //
 //   attention_prefill_mma
 //       f16/bf16 caches, D in {64, 80, 96, 128, 256}, more rows: flash attention on tensor
@@ -25,159 +17,19 @@
 //       skipped, and a warp skips tiles none of its rows see. q is rounded to the cache's type
 //       when loaded (exact when q has that type), P to that type before P V. When the row tiles
 //       are too few to fill the GPU (decode of groups over 8 heads, short chunks of a few
-//       sequences) the keys are split as in decode, with the same merge.
+//       sequences) the keys are split across blocks too (flash-decoding; the split size comes
+//       from the cache capacity S at launch, never from pos, which lives in device memory and
+//       may change between replays of a captured graph: blocks whose split starts past the
+//       valid keys exit at once), and attention_merge combines the splits below pos[b] + Tq.
 //
 //   attention_generic
 //       everything else (f32 caches with many rows, D 512 with many rows, odd head dims,
 //       unaligned views): a warp per query row, f32.
 //
 // A batch row with pos[b] < 0 or pos[b] + Tq > S gets NaN outputs.
-#include "attention_plan.h"
-#include "common.cuh"
+#include "attention_common.cuh"
 
 namespace {
-
-using namespace mlxn_cuda;
-
-constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
-
-// ------------------------------------------------------------------ shared pieces
-
-// Positions, query rows and heads are 32-bit in the kernels: the launcher sends calls with S or
-// B * Tq * Hq past INT32_MAX nowhere (the backend refuses them), and pos is i32.
-
-__device__ __forceinline__ bool pos_in_range(const mlxn_attention_args &a, int first)
-{
-    return first >= 0 && (int64_t)first + a.Tq <= a.S;
-}
-
-// The keys [lo, hi) visible to query t of a batch row whose first query is at `first` (which
-// pos_in_range accepted).
-__device__ __forceinline__ void visible_keys(const mlxn_attention_args &a, int first, int t, int &lo, int &hi)
-{
-    const int p = first + t;
-    lo = a.window > 0 && p - a.window + 1 > 0 ? (int)(p - a.window + 1) : 0;
-    hi = a.causal ? p + 1 : first + (int)a.Tq;
-}
-
-// The mask's row for query t.
-__device__ __forceinline__ const float *mask_row(const mlxn_attention_args &a, int t)
-{
-    return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.mask) + t * a.mask_stride);
-}
-
-// softcap and mask on a scaled logit (__fdividef: no slow-path call for the rare operands
-// that need it; 1 / softcap is within 2 ulp)
-__device__ __forceinline__ float finish_logit(const mlxn_attention_args &a, float z, int t, int j)
-{
-    if (a.softcap > 0.0f)
-        z = a.softcap * tanhf(z * __fdividef(1.0f, a.softcap));
-    if (a.mask)
-        z += __ldg(mask_row(a, t) + j);
-    return z;
-}
-
-__device__ __forceinline__ const char *q_row(const mlxn_attention_args &a, int b, int t, int h)
-{
-    return a.q.base + b * a.q.s0 + t * a.q.s1 + h * a.q.s2;
-}
-
-__device__ __forceinline__ char *o_row(const mlxn_attention_args &a, int b, int t, int h)
-{
-    return a.o.base + b * a.o.s0 + t * a.o.s1 + h * a.o.s2;
-}
-
-__device__ __forceinline__ void store_as(int dt, void *p, int i, float v)
-{
-    if (dt == MLXN_DTYPE_F16)
-        static_cast<__half *>(p)[i] = __float2half_rn(v);
-    else if (dt == MLXN_DTYPE_BF16)
-        static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
-    else
-        static_cast<float *>(p)[i] = v;
-}
-
-// 1 / (softmax denominator) of a row with running max m and sum l, the head's sink included;
-// 0 for a row that saw no key (its output is zero). l >= 1 (the max's own term): __fdividef is
-// exact to 2 ulp there.
-__device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &a, int h, float m, float l)
-{
-    if (m == -INFINITY)
-        return 0.0f;
-    if (a.sinks)
-        l += expf(__ldg(a.sinks + h) - m);
-    return __fdividef(1.0f, l);
-}
-
-__device__ __forceinline__ float warp_max(float v)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared without a register round trip; src_bytes 0 fills zeros.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-// 16 bytes of shared memory holding 16 / sizeof(T) elements, as floats.
-template <typename T> __device__ __forceinline__ void load16_f32(const unsigned char *p, float *out);
-
-template <> __device__ __forceinline__ void load16_f32<float>(const unsigned char *p, float *out)
-{
-    const float4 v = *reinterpret_cast<const float4 *>(p);
-    out[0] = v.x;
-    out[1] = v.y;
-    out[2] = v.z;
-    out[3] = v.w;
-}
-
-template <> __device__ __forceinline__ void load16_f32<__half>(const unsigned char *p, float *out)
-{
-    const uint4 v = *reinterpret_cast<const uint4 *>(p);
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
-        out[2 * i] = f.x;
-        out[2 * i + 1] = f.y;
-    }
-}
-
-template <> __device__ __forceinline__ void load16_f32<__nv_bfloat16>(const unsigned char *p, float *out)
-{
-    const uint4 v = *reinterpret_cast<const uint4 *>(p);
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        out[2 * i] = __uint_as_float(w[i] << 16);
-        out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-
-// ------------------------------------------------------------------ decode: split over keys
-
-constexpr int DEC_THREADS = 128;
-// bytes of K (or V) per tile and stage; a tile holds 8 .. 64 keys
-constexpr int DEC_TILE_BYTES = 8192, DEC_MAX_TK = 64, DEC_MIN_TK = 8;
 
 // The keys split across blocks (flash-decoding): split s covers keys [s chunk, (s + 1) chunk)
 // and writes, per query row, its unnormalized output and running (max, sum); attention_merge
@@ -188,231 +40,6 @@ struct KeySplit {
     float *part_o;  // [B * Tq * Hq][splits][D]
     float *part_ml; // [B * Tq * Hq][splits][2]: max (natural-log units) and sum
 };
-
-struct DecodePlan {
-    int tk;         // keys per tile
-    int tpk;        // threads per key in the q.k pass (DEC_THREADS / tk)
-    int rs;         // shared-memory row stride of K and V tiles, in 16-byte units
-    KeySplit split; // splits along blockIdx.x
-};
-
-// Dynamic shared memory of a decode block (bytes):
-//   qs     [RT][D] f32           the group's query rows, scaled
-//   stage  2 x (K tile, V tile)  each [tk][rs * 16 bytes]; rows padded so that the 16-byte
-//                                loads of a quarter warp hit distinct bank groups
-//   ss     [RT][tk] f32          logits, then probabilities, of the tile
-//   m, l, alpha [RT] f32         running max, running sum, this tile's rescale factor
-// After the key loop the stages hold red [RT][D] f32: the outputs summed over key phases.
-__host__ __device__ constexpr size_t decode_smem(int rt, int d, int tk, int rs)
-{
-    return (size_t)rt * d * 4 + 4 * (size_t)tk * rs * 16 + (size_t)rt * tk * 4 + 3 * (size_t)rt * 4;
-}
-
-// Keys j0 .. j0 + tk - 1 of K and V into a stage (K tile, then V tile); keys at or past kend
-// are zero-filled and never used.
-__device__ __forceinline__ void decode_load_tile(const mlxn_attention_args &a, const DecodePlan &pl, int nch,
-                                                 const char *kbase, const char *vbase, int j0, int kend,
-                                                 unsigned char *stage)
-{
-    const uint32_t kdst = smem_addr(stage), vdst = kdst + (uint32_t)(pl.tk * pl.rs * 16);
-    for (int i = threadIdx.x; i < pl.tk * nch; i += DEC_THREADS) {
-        const int row = i / nch, ch = i % nch, j = j0 + row;
-        const bool in = j < kend;
-        const uint32_t so = (uint32_t)((row * pl.rs + ch) * 16);
-        cp_async16(kdst + so, kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
-        cp_async16(vdst + so, vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
-    }
-}
-
-// (min blocks 1: without it ptxas holds the 8-row variants to 128 registers and spills)
-template <typename KV, int RT>
-__global__ void __launch_bounds__(DEC_THREADS, 1) attention_decode_split(const mlxn_attention_args a, const DecodePlan pl)
-{
-    extern __shared__ __align__(16) unsigned char smem[];
-    constexpr int E = 16 / sizeof(KV); // elements per 16 bytes
-    const int D = (int)a.D, nch = D / E, tk = pl.tk, tile_bytes = pl.tk * pl.rs * 16;
-    float *qs = reinterpret_cast<float *>(smem);
-    unsigned char *stages = smem + (size_t)RT * D * 4;
-    float *ss = reinterpret_cast<float *>(stages + 4 * (size_t)tile_bytes);
-    float *m_s = ss + RT * tk, *l_s = m_s + RT, *alpha_s = l_s + RT;
-    float *red = reinterpret_cast<float *>(stages);
-    wait_for_previous_kernel();
-    allow_next_kernel();
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv;
-    // P V pass: thread owns 16-byte column chunk c of the rows, for keys kp, kp + kp_n, ...
-    const int kp_n = DEC_THREADS / nch, c = tid % nch, kp = tid / nch;
-    const bool pv_thread = kp < kp_n;
-    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y) {
-        const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
-        __syncthreads(); // shared memory of the previous (b, hk) is no longer read
-        if (!pos_in_range(a, first)) {
-            if (pl.split.splits == 1) // with splits the merge kernel writes the NaN rows
-                for (int i = tid; i < R * D; i += DEC_THREADS) {
-                    const int r = i / D;
-                    store_as(a.q_dtype, o_row(a, b, r / G, hk * G + r % G), i % D, NAN);
-                }
-            continue;
-        }
-        const int valid = first + (int)a.Tq;
-        const int64_t k0_wide = (int64_t)blockIdx.x * pl.split.chunk;
-        if (k0_wide >= valid)
-            continue; // a split past the valid keys: the merge does not read it
-        const int k0 = (int)k0_wide;
-        int lo0, hi0;
-        visible_keys(a, first, 0, lo0, hi0);
-        const int kend = valid - k0 > pl.split.chunk ? k0 + pl.split.chunk : valid, kstart = k0 > lo0 ? k0 : lo0;
-        const int n_tiles = kstart < kend ? (kend - kstart + tk - 1) / tk : 0;
-        for (int i = tid; i < RT * D; i += DEC_THREADS) {
-            const int r = i / D;
-            float v = 0.0f;
-            if (r < R)
-                v = load_any(a.q_dtype, q_row(a, b, r / G, hk * G + r % G), i % D) * a.scale;
-            qs[i] = v;
-        }
-        if (tid < RT) {
-            m_s[tid] = -INFINITY;
-            l_s[tid] = 0.0f;
-        }
-        float acc[RT][E];
-#pragma unroll
-        for (int r = 0; r < RT; r++)
-#pragma unroll
-            for (int e = 0; e < E; e++)
-                acc[r][e] = 0.0f;
-        const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
-        if (n_tiles > 0) {
-            decode_load_tile(a, pl, nch, kbase, vbase, kstart, kend, stages);
-            cp_async_commit();
-        }
-        for (int it = 0; it < n_tiles; it++) {
-            if (it + 1 < n_tiles) {
-                decode_load_tile(a, pl, nch, kbase, vbase, kstart + (it + 1) * tk, kend,
-                                 stages + (size_t)((it + 1) & 1) * 2 * tile_bytes);
-                cp_async_commit();
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            __syncthreads(); // the tile's copies (all threads') and qs, m, l are visible
-            const unsigned char *ks = stages + (size_t)(it & 1) * 2 * tile_bytes, *vs = ks + tile_bytes;
-            const int j0 = kstart + it * tk;
-            {
-                // q . k: tpk threads per key, each over the chunks part, part + tpk, ...
-                const int jj = tid / pl.tpk, part = tid % pl.tpk;
-                float dot[RT];
-#pragma unroll
-                for (int r = 0; r < RT; r++)
-                    dot[r] = 0.0f;
-                for (int ch = part; ch < nch; ch += pl.tpk) {
-                    float kv[E];
-                    load16_f32<KV>(ks + (size_t)(jj * pl.rs + ch) * 16, kv);
-#pragma unroll
-                    for (int r = 0; r < RT; r++) {
-                        const float4 *q4 = reinterpret_cast<const float4 *>(qs + r * D + ch * E);
-#pragma unroll
-                        for (int e4 = 0; e4 < E / 4; e4++) {
-                            const float4 q = q4[e4];
-                            dot[r] = fmaf(q.x, kv[4 * e4], dot[r]);
-                            dot[r] = fmaf(q.y, kv[4 * e4 + 1], dot[r]);
-                            dot[r] = fmaf(q.z, kv[4 * e4 + 2], dot[r]);
-                            dot[r] = fmaf(q.w, kv[4 * e4 + 3], dot[r]);
-                        }
-                    }
-                }
-                for (int o = pl.tpk / 2; o > 0; o >>= 1)
-#pragma unroll
-                    for (int r = 0; r < RT; r++)
-                        dot[r] += __shfl_xor_sync(0xffffffffu, dot[r], o);
-                if (part == 0) {
-                    const int j = j0 + jj;
-#pragma unroll
-                    for (int r = 0; r < RT; r++) {
-                        float z = -INFINITY;
-                        if (r < R && j < kend) {
-                            int lo, hi;
-                            visible_keys(a, first, r / G, lo, hi);
-                            if (j >= lo && j < hi)
-                                z = finish_logit(a, dot[r], r / G, j);
-                        }
-                        ss[r * tk + jj] = z;
-                    }
-                }
-            }
-            __syncthreads();
-            // online softmax, warp w over rows w, w + 4
-            for (int r = warp; r < RT; r += DEC_THREADS / 32) {
-                float mx = -INFINITY;
-                for (int jj = lane; jj < tk; jj += 32)
-                    mx = fmaxf(mx, ss[r * tk + jj]);
-                mx = warp_max(mx);
-                const float mo = m_s[r], mn = fmaxf(mo, mx);
-                float sum = 0.0f;
-                for (int jj = lane; jj < tk; jj += 32) {
-                    const float z = ss[r * tk + jj], p = z == -INFINITY ? 0.0f : expf(z - mn);
-                    ss[r * tk + jj] = p;
-                    sum += p;
-                }
-                sum = warp_sum(sum);
-                if (lane == 0) {
-                    const float alpha = mo == -INFINITY ? 0.0f : expf(mo - mn);
-                    alpha_s[r] = alpha;
-                    l_s[r] = l_s[r] * alpha + sum;
-                    m_s[r] = mn;
-                }
-            }
-            __syncthreads();
-            if (pv_thread) {
-#pragma unroll
-                for (int r = 0; r < RT; r++) {
-                    const float alpha = alpha_s[r];
-#pragma unroll
-                    for (int e = 0; e < E; e++)
-                        acc[r][e] *= alpha;
-                }
-                for (int jj = kp; jj < tk; jj += kp_n) {
-                    float v[E];
-                    load16_f32<KV>(vs + (size_t)(jj * pl.rs + c) * 16, v);
-#pragma unroll
-                    for (int r = 0; r < RT; r++) {
-                        const float p = ss[r * tk + jj];
-#pragma unroll
-                        for (int e = 0; e < E; e++)
-                            acc[r][e] = fmaf(p, v[e], acc[r][e]);
-                    }
-                }
-            }
-            __syncthreads(); // the stage and ss are rewritten next
-        }
-        // sum the key phases' outputs into red (the stages are idle now)
-        for (int i = tid; i < RT * D; i += DEC_THREADS)
-            red[i] = 0.0f;
-        __syncthreads();
-        if (pv_thread)
-#pragma unroll
-            for (int r = 0; r < RT; r++)
-#pragma unroll
-                for (int e = 0; e < E; e++)
-                    atomicAdd(&red[r * D + c * E + e], acc[r][e]);
-        __syncthreads();
-        if (pl.split.splits == 1) {
-            for (int i = tid; i < R * D; i += DEC_THREADS) {
-                const int r = i / D, h = hk * G + r % G;
-                store_as(a.q_dtype, o_row(a, b, r / G, h), i % D, red[i] * inverse_denominator(a, h, m_s[r], l_s[r]));
-            }
-        } else {
-            for (int i = tid; i < R * D; i += DEC_THREADS) {
-                const int r = i / D, row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
-                pl.split.part_o[((size_t)row * pl.split.splits + blockIdx.x) * D + i % D] = red[i];
-            }
-            for (int r = tid; r < R; r += DEC_THREADS) {
-                const int row = (b * (int)a.Tq + r / G) * (int)a.Hq + hk * G + r % G;
-                pl.split.part_ml[((size_t)row * pl.split.splits + blockIdx.x) * 2] = m_s[r];
-                pl.split.part_ml[((size_t)row * pl.split.splits + blockIdx.x) * 2 + 1] = l_s[r];
-            }
-        }
-    }
-}
 
 // The splits of each query row combined: a warp per row (b, t, h), lanes over D.
 __global__ void __launch_bounds__(128) attention_merge(const mlxn_attention_args a, const KeySplit sp)
@@ -890,28 +517,6 @@ __global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_a
 
 // ------------------------------------------------------------------ launch
 
-// Raises a kernel's dynamic shared memory limit once per device.
-template <typename K> cudaError_t allow_smem(K kernel, size_t bytes, unsigned long long &done)
-{
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess || dev >= 64 || (__atomic_load_n(&done, __ATOMIC_RELAXED) >> dev & 1))
-        return e;
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e == cudaSuccess)
-        __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELAXED);
-    return e;
-}
-
-unsigned grid_dim(int64_t n, int64_t cap)
-{
-    return (unsigned)(n < 1 ? 1 : n < cap ? n : cap);
-}
-
-// The largest decode block: RT 8 at D 512 (qs 16 KB), tiles of 16 KB (8 keys of 2 KB) padded by
-// up to 7 16-byte units per row, the logits.
-constexpr size_t DEC_SMEM_MAX = decode_smem(8, MLXN_ATTENTION_MAX_D, DEC_MIN_TK, 2048 / 16 + 7) + 1024;
-
 // Splits of the keys: enough blocks for two per SM over `units` blocks per split, each split at
 // least two key tiles, no more than the scratch holds. From S, never from pos.
 KeySplit plan_split(const mlxn_attention_args &a, int64_t units, int tile_keys, void *scratch, size_t scratch_bytes,
@@ -946,47 +551,6 @@ cudaError_t launch_merge(const mlxn_attention_args &a, const KeySplit &sp, cudaS
 {
     const int64_t rows = a.B * a.Tq * a.Hq;
     return launch(attention_merge, dim3(grid_dim((rows + 3) / 4, 1 << 20)), dim3(128), 0, s, pdl, a, sp);
-}
-
-template <typename KV, int RT>
-cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
-                          bool pdl)
-{
-    static unsigned long long smem_done;
-    auto kernel = attention_decode_split<KV, RT>;
-    cudaError_t e = allow_smem(kernel, DEC_SMEM_MAX, smem_done);
-    if (e != cudaSuccess)
-        return e;
-    const int es = (int)sizeof(KV), nch = (int)(a.D * es / 16);
-    DecodePlan pl = {};
-    pl.tk = DEC_MAX_TK;
-    while (pl.tk > DEC_MIN_TK && (int64_t)pl.tk * a.D * es > DEC_TILE_BYTES)
-        pl.tk /= 2;
-    pl.tpk = DEC_THREADS / pl.tk;
-    // rows at rs = tpk (mod 8) units: the 8 threads of a quarter warp (tpk per key) read distinct
-    // 16-byte bank groups in the q.k pass
-    pl.rs = nch + ((pl.tpk % 8 - nch % 8) + 8) % 8;
-    const int64_t kv_blocks = a.B * a.Hkv;
-    pl.split = plan_split(a, kv_blocks, pl.tk, scratch, scratch_bytes, sms);
-    const size_t smem = decode_smem(RT, (int)a.D, pl.tk, pl.rs);
-    e = launch(kernel, dim3((unsigned)pl.split.splits, grid_dim(kv_blocks, 65535)), dim3(DEC_THREADS), smem, s, pdl,
-               a, pl);
-    if (e != cudaSuccess || pl.split.splits == 1)
-        return e;
-    return launch_merge(a, pl.split, s, pdl);
-}
-
-template <typename KV>
-cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes, int sms,
-                               cudaStream_t s, bool pdl)
-{
-    if (rows <= 1)
-        return launch_decode<KV, 1>(a, scratch, scratch_bytes, sms, s, pdl);
-    if (rows <= 2)
-        return launch_decode<KV, 2>(a, scratch, scratch_bytes, sms, s, pdl);
-    if (rows <= 4)
-        return launch_decode<KV, 4>(a, scratch, scratch_bytes, sms, s, pdl);
-    return launch_decode<KV, 8>(a, scratch, scratch_bytes, sms, s, pdl);
 }
 
 template <typename KV, int D>
@@ -1040,12 +604,15 @@ extern "C" cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, 
 {
     const int64_t rows = a->Hq / a->Hkv * a->Tq;
     const bool aligned = kv_aligned16(*a);
-    if (aligned && rows <= MLXN_CUDA_ATTENTION_DECODE_ROWS && a->D % 8 == 0) {
-        if (a->kv_dtype == MLXN_DTYPE_F16)
-            return launch_decode_rows<__half>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
-        if (a->kv_dtype == MLXN_DTYPE_BF16)
-            return launch_decode_rows<__nv_bfloat16>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
-        return launch_decode_rows<float>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+    if (aligned && rows <= MLXN_CUDA_ATTENTION_DECODE_ROWS && a->D % 8 == 0)
+        return mlxn_cuda_launch_attention_decode(a, scratch, scratch_bytes, sms, s, pdl);
+    // the split partials of the prefill kernel lie past the decode kernel's counters
+    if (scratch && scratch_bytes > MLXN_CUDA_ATTENTION_COUNTER_BYTES) {
+        scratch = static_cast<char *>(scratch) + MLXN_CUDA_ATTENTION_COUNTER_BYTES;
+        scratch_bytes -= MLXN_CUDA_ATTENTION_COUNTER_BYTES;
+    } else {
+        scratch = nullptr;
+        scratch_bytes = 0;
     }
     if (aligned && mlxn_cuda_attention_on_tensor_cores(a->kv_dtype, a->D, rows)) {
         if (a->kv_dtype == MLXN_DTYPE_F16)

@@ -268,10 +268,16 @@ static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
                           "found S = %lld and %lld rows",
                           (long long)a->S, (long long)(a->B * a->Tq * a->Hq));
     mlxn_cuda_stream_state *st = s->impl;
-    if (!st->attention_partials && !s->capturing &&
-        cudaMalloc(&st->attention_partials, MLXN_CUDA_ATTENTION_PARTIALS_BYTES) != cudaSuccess) {
-        (void)cudaGetLastError(); /* no memory for it: attention runs unsplit */
-        st->attention_partials = NULL;
+    if (!st->attention_partials && !s->capturing) {
+        if (cudaMalloc(&st->attention_partials, MLXN_CUDA_ATTENTION_PARTIALS_BYTES) != cudaSuccess) {
+            (void)cudaGetLastError(); /* no memory for it: attention runs unsplit */
+            st->attention_partials = NULL;
+        } else if (cudaMemsetAsync(st->attention_partials, 0, MLXN_CUDA_ATTENTION_PARTIALS_BYTES, st->stream) !=
+                   cudaSuccess) {
+            (void)cudaGetLastError();
+            cudaFree(st->attention_partials);
+            st->attention_partials = NULL;
+        }
     }
     const mlxn_cuda_device *d = s->device->impl;
     MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_attention(a, st->attention_partials,

@@ -34,9 +34,9 @@ typedef struct mlxn_cuda_stream_state {
 
 /* The split decode's partial results live in stream memory of this fixed size, made at the
  * stream's first attention outside a capture and kept until the stream is freed (a captured
- * graph keeps its address). An attention captured before that runs unsplit. 8 MiB holds the
- * partials of two blocks per SM of 132 SMs at 8 rows of 512 (4.3 MB); larger calls use
- * fewer splits. */
+ * graph keeps its address), zeroed. An attention captured before that runs unsplit. 8 MiB
+ * holds the partials of four blocks per SM of 132 SMs at 8 rows of 512 (8.6 MB would be
+ * needed: such calls use a few fewer splits). */
 #define MLXN_CUDA_ATTENTION_PARTIALS_BYTES ((size_t)8 << 20)
 
 static inline cudaStream_t mlxn_cuda_stream(const mlxn_stream *s)

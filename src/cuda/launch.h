@@ -31,10 +31,17 @@ cudaError_t mlxn_cuda_launch_scale(const mlxn_scale_args *a, cudaStream_t stream
 #define MLXN_CUDA_SAMPLE_SCRATCH_BYTES ((size_t)4 << 20)
 cudaError_t mlxn_cuda_launch_argmax(const mlxn_argmax_args *a, void *scratch, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_kv_append(const mlxn_kv_append_args *a, cudaStream_t stream, bool pdl);
-/* scratch: device memory for the partial results of a decode split over keys (NULL: no split);
- * sms: the device's multiprocessors (the split aims at two blocks per SM). */
+/* scratch: device memory, zeroed when made, for the partial results of an attention split over
+ * keys (NULL: no split): MLXN_CUDA_ATTENTION_COUNTER_BYTES of counters for the decode kernel's
+ * last-split merge (each call leaves them zero), then the partials; sms: the device's
+ * multiprocessors (the split aims at a few blocks per SM). */
+#define MLXN_CUDA_ATTENTION_COUNTER_BYTES ((size_t)64 << 10)
 cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes, int sms,
                                        cudaStream_t stream, bool pdl);
+/* The decode kernel (up to MLXN_CUDA_ATTENTION_DECODE_ROWS rows per KV head, D a multiple of 8,
+ * 16-byte aligned K and V rows): mlxn_cuda_launch_attention sends those calls here. */
+cudaError_t mlxn_cuda_launch_attention_decode(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes,
+                                              int sms, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, void *scratch, cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,

@@ -1,0 +1,164 @@
+// Pieces shared by the CUDA attention kernels (attention.cu: prefill on tensor cores, the
+// generic kernel, the merge of key splits; attention_decode.cu: decode).
+#ifndef MLXN_CUDA_ATTENTION_COMMON_CUH
+#define MLXN_CUDA_ATTENTION_COMMON_CUH
+
+#include "attention_plan.h"
+#include "common.cuh"
+
+namespace {
+
+using namespace mlxn_cuda;
+
+constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
+
+// ------------------------------------------------------------------ shared pieces
+
+// Positions, query rows and heads are 32-bit in the kernels: the launcher sends calls with S or
+// B * Tq * Hq past INT32_MAX nowhere (the backend refuses them), and pos is i32.
+
+__device__ __forceinline__ bool pos_in_range(const mlxn_attention_args &a, int first)
+{
+    return first >= 0 && (int64_t)first + a.Tq <= a.S;
+}
+
+// The keys [lo, hi) visible to query t of a batch row whose first query is at `first` (which
+// pos_in_range accepted).
+__device__ __forceinline__ void visible_keys(const mlxn_attention_args &a, int first, int t, int &lo, int &hi)
+{
+    const int p = first + t;
+    lo = a.window > 0 && p - a.window + 1 > 0 ? (int)(p - a.window + 1) : 0;
+    hi = a.causal ? p + 1 : first + (int)a.Tq;
+}
+
+// The mask's row for query t.
+__device__ __forceinline__ const float *mask_row(const mlxn_attention_args &a, int t)
+{
+    return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.mask) + t * a.mask_stride);
+}
+
+// softcap and mask on a scaled logit (__fdividef: no slow-path call for the rare operands
+// that need it; 1 / softcap is within 2 ulp)
+__device__ __forceinline__ float finish_logit(const mlxn_attention_args &a, float z, int t, int j)
+{
+    if (a.softcap > 0.0f)
+        z = a.softcap * tanhf(z * __fdividef(1.0f, a.softcap));
+    if (a.mask)
+        z += __ldg(mask_row(a, t) + j);
+    return z;
+}
+
+__device__ __forceinline__ const char *q_row(const mlxn_attention_args &a, int b, int t, int h)
+{
+    return a.q.base + b * a.q.s0 + t * a.q.s1 + h * a.q.s2;
+}
+
+__device__ __forceinline__ char *o_row(const mlxn_attention_args &a, int b, int t, int h)
+{
+    return a.o.base + b * a.o.s0 + t * a.o.s1 + h * a.o.s2;
+}
+
+__device__ __forceinline__ void store_as(int dt, void *p, int i, float v)
+{
+    if (dt == MLXN_DTYPE_F16)
+        static_cast<__half *>(p)[i] = __float2half_rn(v);
+    else if (dt == MLXN_DTYPE_BF16)
+        static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
+    else
+        static_cast<float *>(p)[i] = v;
+}
+
+// 1 / (softmax denominator) of a row with running max m and sum l, the head's sink included;
+// 0 for a row that saw no key (its output is zero). l >= 1 (the max's own term): __fdividef is
+// exact to 2 ulp there.
+__device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &a, int h, float m, float l)
+{
+    if (m == -INFINITY)
+        return 0.0f;
+    if (a.sinks)
+        l += expf(__ldg(a.sinks + h) - m);
+    return __fdividef(1.0f, l);
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared without a register round trip; src_bytes 0 fills zeros.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// 16 bytes holding 16 / sizeof(T) elements, as floats.
+template <typename T> __device__ __forceinline__ void unpack16_f32(const uint4 &v, float *out);
+
+template <> __device__ __forceinline__ void unpack16_f32<float>(const uint4 &v, float *out)
+{
+    out[0] = __uint_as_float(v.x);
+    out[1] = __uint_as_float(v.y);
+    out[2] = __uint_as_float(v.z);
+    out[3] = __uint_as_float(v.w);
+}
+
+template <> __device__ __forceinline__ void unpack16_f32<__half>(const uint4 &v, float *out)
+{
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
+        out[2 * i] = f.x;
+        out[2 * i + 1] = f.y;
+    }
+}
+
+template <> __device__ __forceinline__ void unpack16_f32<__nv_bfloat16>(const uint4 &v, float *out)
+{
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        out[2 * i] = __uint_as_float(w[i] << 16);
+        out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+// Raises a kernel's dynamic shared memory limit once per device.
+template <typename K> cudaError_t allow_smem(K kernel, size_t bytes, unsigned long long &done)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess || dev >= 64 || (__atomic_load_n(&done, __ATOMIC_RELAXED) >> dev & 1))
+        return e;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess)
+        __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELAXED);
+    return e;
+}
+
+unsigned grid_dim(int64_t n, int64_t cap)
+{
+    return (unsigned)(n < 1 ? 1 : n < cap ? n : cap);
+}
+
+} // namespace
+
+#endif

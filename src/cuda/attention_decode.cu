@@ -1,0 +1,443 @@
+// Attention decode on CUDA: up to 8 query rows per KV head (one token of a GQA group, or a short
+// chunk of a small group) against a cache of any dtype, D a multiple of 8, f32 arithmetic.
+//
+// A block of 4 warps serves (batch row b, KV head hk, tile of the group's rows, key split). The
+// keys stream straight from global memory into registers: a key row is read by a group of LPK
+// lanes, 16 bytes per lane per step (LPK = the row's 16-byte chunks rounded up to 8, 16 or 32;
+// rows of more than 32 chunks take C chunks per lane), so a warp covers 32 / LPK keys per step
+// and each lane has 2 x U x C 16-byte loads in flight (U keys unrolled). Every lane group keeps
+// its own running max, sum and output (online softmax, in log2 units) for its keys, with no
+// shared memory and no barrier in the key loop; the groups are combined at the end, first
+// across a warp by shuffles, then across the warps through shared memory. The group's rows are
+// in registers (scaled q) and share each K and V load.
+//
+// Splits (flash-decoding): the keys are split across blocks so that a few sequences still fill
+// the GPU. The split size comes from the cache capacity S at launch, never from pos (device
+// memory, may change between replays of a captured graph): blocks past the valid keys exit at
+// once. Each split writes its partial (output, max, sum) to scratch; the last split of a
+// (b, hk, row tile) to finish, found by a counter in scratch, merges them and resets the
+// counter, so there is no second kernel.
+#include "attention_common.cuh"
+
+namespace {
+
+constexpr int DEC_WARPS = 4, DEC_THREADS = 32 * DEC_WARPS;
+// the counters, one per (b, hk, row tile), at the start of the scratch; zero between calls
+constexpr int DEC_COUNTERS = MLXN_CUDA_ATTENTION_COUNTER_BYTES / sizeof(unsigned);
+constexpr size_t DEC_COUNTER_BYTES = MLXN_CUDA_ATTENTION_COUNTER_BYTES;
+
+struct DecodeSplit {
+    int splits;         // along blockIdx.x
+    int chunk;          // keys per split
+    int row_tiles;      // along blockIdx.z
+    unsigned *counters; // [B * Hkv * row_tiles]
+    float *part_o;      // [B * Tq * Hq][splits][D]
+    float *part_ml;     // [B * Tq * Hq][splits][2]: max (log2 units) and sum
+};
+
+// 16 bytes of the cache through the read-only path (the cache is written by earlier kernels).
+__device__ __forceinline__ uint4 load_kv16(const char *p)
+{
+    return __ldg(reinterpret_cast<const uint4 *>(p));
+}
+
+// Lane groups of LPK lanes hold the pieces of one key's dot product: their sum, in every lane.
+template <int LPK> __device__ __forceinline__ float group_sum(float v)
+{
+#pragma unroll
+    for (int o = LPK / 2; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// The query row of tile row r (group row r0 + r) of (b, hk): t = row / G, head hk G + row % G.
+__device__ __forceinline__ int row_index(const mlxn_attention_args &a, int b, int hk, int row)
+{
+    const int G = (int)(a.Hq / a.Hkv);
+    return (b * (int)a.Tq + row / G) * (int)a.Hq + hk * G + row % G;
+}
+
+// Shared memory: out [DEC_WARPS][RT][D] f32, then ml [DEC_WARPS][RT][2] (max, sum).
+__host__ __device__ constexpr size_t decode_smem(int rt, int d)
+{
+    return (size_t)DEC_WARPS * rt * d * 4 + (size_t)DEC_WARPS * rt * 2 * 4;
+}
+
+// LPK lanes per key row; C 16-byte chunks per lane (rows of up to LPK C chunks).
+template <typename KV, int RT, int LPK, int C>
+__global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_attention_args a, const DecodeSplit sp)
+{
+    constexpr int E = 16 / sizeof(KV); // elements per 16 bytes
+    constexpr int U = C == 1 ? 4 : C == 2 ? 2 : 1;
+    constexpr int KPW = 32 / LPK, SLOTS = DEC_WARPS * KPW;
+    extern __shared__ __align__(16) float sh[];
+    __shared__ bool last_split;
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int D = (int)a.D, nch = D / E;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, sub = lane / LPK, cl = lane % LPK;
+    // no softcap and no mask: a visible key's logit is the scaled dot product
+    const bool plain = a.softcap <= 0.0f && !a.mask;
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv;
+    const int r0 = blockIdx.z * RT, rn = R - r0 < RT ? R - r0 : RT;
+    float *out_s = sh, *ml_s = sh + (size_t)DEC_WARPS * RT * D;
+    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y) {
+        const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
+        __syncthreads(); // shared memory of the previous (b, hk) is no longer read
+        if (!pos_in_range(a, first)) {
+            if (blockIdx.x == 0)
+                for (int i = tid; i < rn * D; i += DEC_THREADS) {
+                    const int row = r0 + i / D;
+                    store_as(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), i % D, NAN);
+                }
+            continue;
+        }
+        const int valid = first + (int)a.Tq, n_run = (valid - 1) / sp.chunk + 1;
+        if ((int)blockIdx.x >= n_run)
+            continue; // a split past the valid keys
+        const int k0 = (int)blockIdx.x * sp.chunk, kend = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
+        int lo[RT], hi[RT];
+        float q[RT][C][E];
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+            const int row = r0 + r;
+            lo[r] = 0;
+            hi[r] = 0; // rows past the group see nothing
+            if (r < rn)
+                visible_keys(a, first, row / G, lo[r], hi[r]);
+            const char *qr = r < rn ? q_row(a, b, row / G, hk * G + row % G) : nullptr;
+#pragma unroll
+            for (int c = 0; c < C; c++) {
+                const int ch = cl + c * LPK;
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    q[r][c][e] = qr && ch < nch ? load_any(a.q_dtype, qr, ch * E + e) * a.scale : 0.0f;
+            }
+        }
+        const int kstart = k0 > lo[0] ? k0 : lo[0]; // row 0 has the smallest window start
+        // keys [all_lo, all_hi) are visible to every row of the tile
+        int all_lo = kstart, all_hi = kend;
+#pragma unroll
+        for (int r = 0; r < RT; r++)
+            if (r < rn) {
+                all_lo = lo[r] > all_lo ? lo[r] : all_lo;
+                all_hi = hi[r] < all_hi ? hi[r] : all_hi;
+            }
+        float m[RT], l[RT], acc[RT][C][E];
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+            m[r] = -INFINITY;
+            l[r] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < C; c++)
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    acc[r][c][e] = 0.0f;
+        }
+        // this lane's chunk of key jb + sub
+        const char *kp = a.k.base + b * a.k.s0 + hk * a.k.s1 + (int64_t)(kstart + warp * KPW + sub) * a.k.s2 + cl * 16;
+        const char *vp = a.v.base + b * a.v.s0 + hk * a.v.s1 + (int64_t)(kstart + warp * KPW + sub) * a.v.s2 + cl * 16;
+        const int64_t kstep = SLOTS * a.k.s2, vstep = SLOTS * a.v.s2;
+        // jb is uniform across the warp (the shuffles need every lane); key j(u) = jb + sub + u SLOTS
+        for (int jb = kstart + warp * KPW; jb < kend; jb += SLOTS * U, kp += U * kstep, vp += U * vstep) {
+            uint4 kr[U][C], vr[U][C];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int j = jb + sub + u * SLOTS;
+#pragma unroll
+                for (int c = 0; c < C; c++) {
+                    const int ch = cl + c * LPK;
+                    if (j < kend && ch < nch) {
+                        kr[u][c] = load_kv16(kp + u * kstep + c * LPK * 16);
+                        vr[u][c] = load_kv16(vp + u * vstep + c * LPK * 16);
+                    } else {
+                        kr[u][c] = make_uint4(0, 0, 0, 0);
+                        vr[u][c] = make_uint4(0, 0, 0, 0);
+                    }
+                }
+            }
+            float z[U][RT];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                float dot[RT];
+#pragma unroll
+                for (int r = 0; r < RT; r++)
+                    dot[r] = 0.0f;
+#pragma unroll
+                for (int c = 0; c < C; c++) {
+                    float kf[E];
+                    unpack16_f32<KV>(kr[u][c], kf);
+#pragma unroll
+                    for (int r = 0; r < RT; r++)
+#pragma unroll
+                        for (int e = 0; e < E; e++)
+                            dot[r] = fmaf(q[r][c][e], kf[e], dot[r]);
+                }
+#pragma unroll
+                for (int r = 0; r < RT; r++)
+                    z[u][r] = group_sum<LPK>(dot[r]);
+            }
+            if (plain && jb >= all_lo && jb + SLOTS * U <= all_hi) {
+#pragma unroll
+                for (int u = 0; u < U; u++)
+#pragma unroll
+                    for (int r = 0; r < RT; r++)
+                        z[u][r] *= LOG2E;
+            } else {
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int j = jb + sub + u * SLOTS;
+#pragma unroll
+                    for (int r = 0; r < RT; r++)
+                        z[u][r] = j < kend && j >= lo[r] && j < hi[r]
+                                      ? finish_logit(a, z[u][r], (r0 + r) / G, j) * LOG2E
+                                      : -INFINITY;
+                }
+            }
+            float p[U][RT], alpha[RT];
+            bool rescale = false;
+#pragma unroll
+            for (int r = 0; r < RT; r++) {
+                float mx = m[r];
+#pragma unroll
+                for (int u = 0; u < U; u++)
+                    mx = fmaxf(mx, z[u][r]);
+                alpha[r] = m[r] == mx ? 1.0f : m[r] == -INFINITY ? 0.0f : exp2f(m[r] - mx);
+                rescale |= alpha[r] != 1.0f;
+                float sum = 0.0f;
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    p[u][r] = z[u][r] == -INFINITY ? 0.0f : exp2f(z[u][r] - mx);
+                    sum += p[u][r];
+                }
+                m[r] = mx;
+                l[r] = l[r] * alpha[r] + sum;
+            }
+            // once the running maxima settle, most steps skip the rescale
+            if (__any_sync(0xffffffffu, rescale))
+#pragma unroll
+                for (int r = 0; r < RT; r++)
+#pragma unroll
+                    for (int c = 0; c < C; c++)
+#pragma unroll
+                        for (int e = 0; e < E; e++)
+                            acc[r][c][e] *= alpha[r];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int c = 0; c < C; c++) {
+                    float vf[E];
+                    unpack16_f32<KV>(vr[u][c], vf);
+#pragma unroll
+                    for (int r = 0; r < RT; r++)
+#pragma unroll
+                        for (int e = 0; e < E; e++)
+                            acc[r][c][e] = fmaf(p[u][r], vf[e], acc[r][c][e]);
+                }
+        }
+        // the lane groups of a warp combined (lanes with the same chunks, across groups)
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+            float mx = m[r];
+#pragma unroll
+            for (int o = LPK; o < 32; o <<= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            const float w = m[r] == -INFINITY ? 0.0f : exp2f(m[r] - mx);
+            m[r] = mx;
+            l[r] *= w;
+#pragma unroll
+            for (int c = 0; c < C; c++)
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    acc[r][c][e] *= w;
+#pragma unroll
+            for (int o = LPK; o < 32; o <<= 1) {
+                l[r] += __shfl_xor_sync(0xffffffffu, l[r], o);
+#pragma unroll
+                for (int c = 0; c < C; c++)
+#pragma unroll
+                    for (int e = 0; e < E; e++)
+                        acc[r][c][e] += __shfl_xor_sync(0xffffffffu, acc[r][c][e], o);
+            }
+        }
+        if (sub == 0) {
+#pragma unroll
+            for (int r = 0; r < RT; r++) {
+#pragma unroll
+                for (int c = 0; c < C; c++) {
+                    const int ch = cl + c * LPK;
+                    if (ch < nch)
+#pragma unroll
+                        for (int e = 0; e < E; e++)
+                            out_s[(warp * RT + r) * D + ch * E + e] = acc[r][c][e];
+                }
+                if (lane == 0) {
+                    ml_s[(warp * RT + r) * 2] = m[r];
+                    ml_s[(warp * RT + r) * 2 + 1] = l[r];
+                }
+            }
+        }
+        __syncthreads();
+        // the warps combined: thread i over (row, d) of the tile
+        for (int i = tid; i < rn * D; i += DEC_THREADS) {
+            const int r = i / D, d = i % D, row = r0 + r, h = hk * G + row % G;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++)
+                mx = fmaxf(mx, ml_s[(w * RT + r) * 2]);
+            float o = 0.0f, sum = 0.0f;
+            if (mx != -INFINITY)
+#pragma unroll
+                for (int w = 0; w < DEC_WARPS; w++) {
+                    const float mw = ml_s[(w * RT + r) * 2];
+                    const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);
+                    o = fmaf(f, out_s[(w * RT + r) * D + d], o);
+                    sum = fmaf(f, ml_s[(w * RT + r) * 2 + 1], sum);
+                }
+            if (sp.splits == 1) {
+                store_as(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
+            } else {
+                const size_t at = (size_t)row_index(a, b, hk, row) * sp.splits + blockIdx.x;
+                sp.part_o[at * D + d] = o;
+                if (d == 0) {
+                    sp.part_ml[at * 2] = mx;
+                    sp.part_ml[at * 2 + 1] = sum;
+                }
+            }
+        }
+        if (sp.splits == 1)
+            continue;
+        // the last split of (b, hk, row tile) to finish merges all of them
+        __threadfence();
+        __syncthreads();
+        unsigned *counter = sp.counters + (size_t)bh * sp.row_tiles + blockIdx.z;
+        if (tid == 0)
+            last_split = atomicAdd(counter, 1u) == (unsigned)(n_run - 1);
+        __syncthreads();
+        if (!last_split)
+            continue;
+        __threadfence();
+        if (tid == 0)
+            *counter = 0;
+        for (int i = tid; i < rn * D; i += DEC_THREADS) {
+            const int r = i / D, d = i % D, row = r0 + r, h = hk * G + row % G;
+            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits;
+            // (unrolled: the loads of several splits in flight at once)
+            float mx = -INFINITY;
+#pragma unroll 8
+            for (int s = 0; s < n_run; s++)
+                mx = fmaxf(mx, __ldcg(sp.part_ml + (at0 + s) * 2));
+            float o = 0.0f, sum = 0.0f;
+#pragma unroll 8
+            for (int s = 0; mx != -INFINITY && s < n_run; s++) {
+                const float ms = __ldcg(sp.part_ml + (at0 + s) * 2);
+                const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+                o = fmaf(f, __ldcg(sp.part_o + (at0 + s) * D + d), o);
+                sum = fmaf(f, __ldcg(sp.part_ml + (at0 + s) * 2 + 1), sum);
+            }
+            store_as(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
+        }
+    }
+}
+
+// Splits of the keys: one wave of blocks (`slots` = the blocks resident at once) over all
+// (b, hk, row tile) units, each split at least 32 keys, no more than the scratch holds. From S,
+// never from pos. (One full wave: a second, partial wave of blocks with as much work each would
+// take as long as the first.)
+DecodeSplit plan_decode_split(const mlxn_attention_args &a, int row_tiles, void *scratch, size_t scratch_bytes,
+                              int64_t slots)
+{
+    DecodeSplit sp = {};
+    sp.row_tiles = row_tiles;
+    const int64_t units = a.B * a.Hkv * row_tiles, rows = a.B * a.Tq * a.Hq;
+    const size_t per_split = (size_t)rows * (size_t)(a.D + 2) * sizeof(float);
+    int64_t splits = 1;
+    if (scratch && units <= DEC_COUNTERS && scratch_bytes > DEC_COUNTER_BYTES) {
+        splits = slots / units;
+        const int64_t by_len = a.S / 32, by_scratch = (int64_t)((scratch_bytes - DEC_COUNTER_BYTES) / per_split);
+        splits = splits < by_len ? splits : by_len;
+        splits = splits < by_scratch ? splits : by_scratch;
+    }
+    if (splits < 2) {
+        sp.splits = 1;
+        sp.chunk = a.S > 0 ? (int)a.S : 1;
+        return sp;
+    }
+    const int64_t per = (a.S + splits - 1) / splits;
+    sp.chunk = (int)((per + 31) / 32 * 32);
+    sp.splits = (int)((a.S + sp.chunk - 1) / sp.chunk);
+    sp.counters = static_cast<unsigned *>(scratch);
+    sp.part_o = reinterpret_cast<float *>(static_cast<char *>(scratch) + DEC_COUNTER_BYTES);
+    sp.part_ml = sp.part_o + (size_t)rows * (size_t)sp.splits * (size_t)a.D;
+    return sp;
+}
+
+template <typename KV, int RT, int LPK, int C>
+cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
+                          bool pdl)
+{
+    static unsigned long long smem_done;
+    auto kernel = attention_decode<KV, RT, LPK, C>;
+    cudaError_t e = allow_smem(kernel, decode_smem(RT, MLXN_ATTENTION_MAX_D), smem_done);
+    if (e != cudaSuccess)
+        return e;
+    const int64_t R = a.Hq / a.Hkv * a.Tq;
+    const int row_tiles = (int)((R + RT - 1) / RT);
+    const size_t smem = decode_smem(RT, (int)a.D);
+    int per_sm = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, DEC_THREADS, smem);
+    if (e != cudaSuccess)
+        return e;
+    const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms);
+    return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
+                  dim3(DEC_THREADS), smem, s, pdl, a, sp);
+}
+
+// RT: the rows per block, as many as the group has up to 8, while the scaled query rows and the
+// outputs (RT x C x E floats each) stay within 64 registers each.
+template <typename KV, int LPK, int C>
+cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes,
+                               int sms, cudaStream_t s, bool pdl)
+{
+    constexpr int E = 16 / sizeof(KV), RT_MAX = 64 / (C * E) < 8 ? 64 / (C * E) : 8;
+    if (rows <= 1)
+        return launch_decode<KV, 1, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
+    if (rows <= 2 || RT_MAX == 2)
+        return launch_decode<KV, 2, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
+    if (rows <= 4 || RT_MAX == 4)
+        return launch_decode<KV, 4, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
+    return launch_decode<KV, RT_MAX, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
+}
+
+template <typename KV>
+cudaError_t launch_decode_kv(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes, int sms,
+                             cudaStream_t s, bool pdl)
+{
+    // lanes per key: the row's 16-byte chunks rounded up to 8, 16 or 32 (rows of up to 64
+    // chunks at D 512 for 16-bit caches, 128 for f32, take 2 or 4 per lane)
+    const int64_t nch = a.D * (int64_t)sizeof(KV) / 16;
+    if (nch <= 8)
+        return launch_decode_rows<KV, 8, 1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+    if (nch <= 16)
+        return launch_decode_rows<KV, 16, 1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+    if (nch <= 32)
+        return launch_decode_rows<KV, 32, 1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+    if (sizeof(KV) == 2 || nch <= 64)
+        return launch_decode_rows<KV, 32, 2>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+    if constexpr (sizeof(KV) == 4)
+        return launch_decode_rows<KV, 32, 4>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+    return cudaErrorInvalidValue; // not reached: the check above holds for 16-bit caches
+}
+
+} // namespace
+
+extern "C" cudaError_t mlxn_cuda_launch_attention_decode(const mlxn_attention_args *a, void *scratch,
+                                                         size_t scratch_bytes, int sms, cudaStream_t s, bool pdl)
+{
+    const int64_t rows = a->Hq / a->Hkv * a->Tq;
+    if (a->kv_dtype == MLXN_DTYPE_F16)
+        return launch_decode_kv<__half>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+    if (a->kv_dtype == MLXN_DTYPE_BF16)
+        return launch_decode_kv<__nv_bfloat16>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+    return launch_decode_kv<float>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+}
