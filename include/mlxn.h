@@ -313,6 +313,7 @@ MLXN_API mlxn_status mlxn_qmatmul_mlx(mlxn_stream *stream, const mlxn_tensor *x,
 MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
                                   const mlxn_tensor *y);
 
+
 /* ---------------------------------------------------------------- ops: activations
  *
  * Elementwise over tensors of f32, f16 or bf16 (computed in f32, rounded once to the dtype):
@@ -336,6 +337,28 @@ MLXN_API mlxn_status mlxn_activation(mlxn_stream *stream, mlxn_act act, const ml
  * (SIGMOID). */
 MLXN_API mlxn_status mlxn_glu(mlxn_stream *stream, mlxn_act act, const mlxn_tensor *gate,
                               const mlxn_tensor *up, const mlxn_tensor *y);
+
+/* What a decoder does around its projections, fused into the product (mlxn_qmatmul_fused): on
+ * CUDA a decode-sized call (up to 8 rows of x) stays one kernel, saving a launch and a pass
+ * over the activations per fusion; larger calls run the same steps as separate kernels.
+ *   norm_w  (f32 [K] or NULL): x's rows are first RMS-normalized and scaled,
+ *           x_m <- x_m / sqrt(mean(x_m^2) + norm_eps) * norm_w (f32 arithmetic)
+ *   glu     W holds 2F rows, the gate rows [0, F) then the up rows [F, 2F):
+ *           y[m, n] = act(g[m, n]) * u[m, n] with g = x . W[0:F]^T, u = x . W[F:2F]^T; y is [..., F]
+ *   accumulate  y += the result (y is read first: the residual add), instead of y = it.
+ * y must not overlap x. Zero-initialized (mlxn_qmatmul_fusion_default): no fusion. */
+typedef struct mlxn_qmatmul_fusion {
+    const mlxn_tensor *norm_w;
+    float norm_eps;
+    bool glu;
+    mlxn_act glu_act;
+    bool accumulate;
+} mlxn_qmatmul_fusion;
+
+MLXN_API mlxn_qmatmul_fusion mlxn_qmatmul_fusion_default(void);
+/* mlxn_qmatmul with the fusions of f (NULL: none). */
+MLXN_API mlxn_status mlxn_qmatmul_fused(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
+                                        const mlxn_qmatmul_fusion *f, const mlxn_tensor *y);
 
 /* ---------------------------------------------------------------- ops: softmax family
  *

@@ -19,9 +19,14 @@
 #define QMM_TOL 1e-5
 #define QMM_TOL_BF16 4e-3
 
+/* mlxn_qmatmul_fused's fusions, as case flags */
+enum { QMM_NORM = 1, QMM_GLU = 2, QMM_ACC = 4 };
+
 typedef struct qmm_case {
     mlxn_dtype w_dtype, x_dtype;
     int64_t M, N, K, pad;
+    int fusion;    /* QMM_* flags; 0: mlxn_qmatmul itself */
+    mlxn_act act;  /* with QMM_GLU */
 } qmm_case;
 
 /* Byte offsets of the f16 scales inside a block (random bits elsewhere); -1 ends the list. */
@@ -43,6 +48,7 @@ typedef struct qmm_data {
     size_t w_bytes;
     float *wf; /* W decoded by the reference, for the error bound */
     operand x, y;
+    operand nw; /* the fused norm's weights, f32 [K] (QMM_NORM) */
 } qmm_data;
 
 static bool plain(mlxn_dtype t) { return t == MLXN_DTYPE_F32 || t == MLXN_DTYPE_F16 || t == MLXN_DTYPE_BF16; }
@@ -87,14 +93,23 @@ static bool make_data(const qmm_case *c, rng *g, qmm_data *d)
         ok = mlxn_ggml_dequantize(c->w_dtype, row, c->K, d->wf + n * c->K) == MLXN_STATUS_OK;
     }
     free(rowf);
-    int64_t xs[2] = {c->M, c->K}, ys[2] = {c->M, c->N};
+    int64_t xs[2] = {c->M, c->K}, ys[2] = {c->M, c->fusion & QMM_GLU ? c->N / 2 : c->N};
     ok = ok && operand_init(&d->x, c->x_dtype, 2, xs, c->pad, false) &&
-         operand_init(&d->y, MLXN_DTYPE_F32, 2, ys, 0, false);
+         operand_init(&d->y, MLXN_DTYPE_F32, 2, ys, 0, false) &&
+         (!(c->fusion & QMM_NORM) || operand_init(&d->nw, MLXN_DTYPE_F32, 1, &c->K, 0, false));
     if (!ok)
         return false;
+    /* x of a residual stream's scale when it is normalized first (the norm removes it) */
+    const double x_scale = c->fusion & QMM_NORM ? 7.0 : 1.0;
     for (int64_t i = 0; i < d->x.numel; i++)
-        operand_set(&d->x, i, rng_normal(g));
-    operand_poison(&d->y);
+        operand_set(&d->x, i, x_scale * rng_normal(g));
+    for (int64_t i = 0; c->fusion & QMM_NORM && i < c->K; i++)
+        operand_set(&d->nw, i, 0.5 + rng_uniform(g)); /* trained norm weights: around 1 */
+    if (c->fusion & QMM_ACC) /* y is an input: the residual the product is added to */
+        for (int64_t i = 0; i < d->y.numel; i++)
+            operand_set(&d->y, i, rng_normal(g));
+    else
+        operand_poison(&d->y);
     return true;
 }
 
@@ -104,35 +119,82 @@ static void free_data(qmm_data *d)
     free(d->wf);
     operand_free(&d->x);
     operand_free(&d->y);
+    operand_free(&d->nw);
 }
 
-/* sum_k |x[m,k]| |W[n,k]| for every output, in f64 */
+/* act in f64, for the GLU bound */
+static double act_f64(mlxn_act act, double x)
+{
+    return act == MLXN_ACT_SILU ? x / (1.0 + exp(-x))
+                                : x / (1.0 + exp(-2.0 * sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+/* The error bound of every output, in f64. Plain: sum_k |x[m,k]| |W[n,k]| (with x normalized
+ * as the fused norm does, when it does). GLU: y = act(g) u moves by |act'(g)| |u| dg + |act(g)|
+ * du, |act'| <= 1.2 for SiLU and GELU-tanh, with dg, du bounded as plain outputs; plus |y| for
+ * act's own f32 rounding. Accumulation adds |y0| for the final f32 add. */
 static double *abs_sums(const qmm_case *c, const qmm_data *d)
 {
-    double *out = calloc((size_t)(c->M * c->N), sizeof *out);
-    for (int64_t m = 0; out && m < c->M; m++)
-        for (int64_t n = 0; n < c->N; n++) {
-            double acc = 0;
-            for (int64_t k = 0; k < c->K; k++)
-                acc += fabs(operand_get(&d->x, m * c->K + k)) * fabs((double)d->wf[n * c->K + k]);
-            out[m * c->N + n] = acc;
+    const int64_t n_out = c->fusion & QMM_GLU ? c->N / 2 : c->N;
+    double *out = calloc((size_t)(c->M * n_out), sizeof *out);
+    double *xh = malloc((size_t)c->K * sizeof *xh);
+    for (int64_t m = 0; out && xh && m < c->M; m++) {
+        double inv = 1.0, ss = 0;
+        for (int64_t k = 0; k < c->K; k++) {
+            xh[k] = operand_get(&d->x, m * c->K + k);
+            ss += xh[k] * xh[k];
         }
+        if (c->fusion & QMM_NORM) {
+            inv = 1.0 / sqrt(ss / (double)c->K + 1e-6);
+            for (int64_t k = 0; k < c->K; k++)
+                xh[k] *= inv * operand_get(&d->nw, k);
+        }
+        for (int64_t n = 0; n < n_out; n++) {
+            double s[2] = {0, 0}, v[2] = {0, 0};
+            for (int h = 0; h < (c->fusion & QMM_GLU ? 2 : 1); h++)
+                for (int64_t k = 0; k < c->K; k++) {
+                    const double wk = (double)d->wf[(n + h * n_out) * c->K + k];
+                    s[h] += fabs(xh[k]) * fabs(wk);
+                    v[h] += xh[k] * wk;
+                }
+            double b = s[0];
+            if (c->fusion & QMM_GLU) {
+                const double a = act_f64(c->act, v[0]);
+                b = 1.2 * fabs(v[1]) * s[0] + fabs(a) * s[1] + fabs(a * v[1]);
+            }
+            if (c->fusion & QMM_ACC)
+                b += fabs(operand_get(&d->y, m * n_out + n));
+            out[m * n_out + n] = b;
+        }
+    }
+    free(xh);
     return out;
 }
 
 static bool run_on(const qmm_case *c, const qmm_data *d, test_device *dev, operand *out, char *why, size_t cap)
 {
     mlxn_buffer *bw = NULL;
-    placed x = {0}, y = {0};
+    placed x = {0}, y = {0}, nw = {0};
     bool ok = false;
     if (mlxn_buffer_create(dev->device, d->w_bytes, &bw) || mlxn_buffer_upload(bw, 0, d->w, d->w_bytes, NULL) ||
-        !operand_place(&d->x, dev, &x) || !operand_place(&d->y, dev, &y)) {
+        !operand_place(&d->x, dev, &x) || !operand_place(&d->y, dev, &y) ||
+        (c->fusion & QMM_NORM && !operand_place(&d->nw, dev, &nw))) {
         snprintf(why, cap, "placing operands: %s", mlxn_last_error());
         goto done;
     }
     int64_t wshape[2] = {c->N, c->K};
     mlxn_tensor tw = mlxn_tensor_make(bw, 0, c->w_dtype, 2, wshape);
-    mlxn_status st = mlxn_qmatmul(dev->stream, &x.view, &tw, &y.view);
+    mlxn_status st;
+    if (c->fusion) {
+        mlxn_qmatmul_fusion f = mlxn_qmatmul_fusion_default();
+        f.norm_w = c->fusion & QMM_NORM ? &nw.view : NULL;
+        f.glu = c->fusion & QMM_GLU;
+        f.glu_act = c->act;
+        f.accumulate = c->fusion & QMM_ACC;
+        st = mlxn_qmatmul_fused(dev->stream, &x.view, &tw, &f, &y.view);
+    } else {
+        st = mlxn_qmatmul(dev->stream, &x.view, &tw, &y.view);
+    }
     if (st != MLXN_STATUS_OK) {
         snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
         goto done;
@@ -146,6 +208,7 @@ done:
     mlxn_buffer_free(bw);
     placed_free(&x);
     placed_free(&y);
+    placed_free(&nw);
     return ok;
 }
 
@@ -165,9 +228,10 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
 {
     char name[200];
     qmm_data d;
-    snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld%s", mlxn_dtype_name(c->w_dtype),
+    snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld%s%s%s%s%s", mlxn_dtype_name(c->w_dtype),
              mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K,
-             c->pad ? "/strided" : "");
+             c->pad ? "/strided" : "", c->fusion & QMM_NORM ? "/norm" : "", c->fusion & QMM_GLU ? "/glu_" : "",
+             c->fusion & QMM_GLU ? mlxn_act_name(c->act) : "", c->fusion & QMM_ACC ? "/accumulate" : "");
     if (!make_data(c, g, &d)) {
         harness_fail(name, "making data: %s", mlxn_last_error());
         free_data(&d);
@@ -208,6 +272,26 @@ static void error_cases(test_devices *devs)
                           "y is f16");
     harness_expect_status("qmatmul/error/null-y", mlxn_qmatmul(dev->stream, &x, &w, NULL),
                           MLXN_STATUS_ERR_INVALID_ARG, "y is NULL");
+    /* fusions: GLU over an odd number of rows, GLU with y of W's rows, a norm weight of the
+     * wrong length or dtype */
+    int64_t wodd[2] = {7, 256}, nwlen = 128, y4s[2] = {2, 4};
+    mlxn_tensor w7 = mlxn_tensor_make(b, 4096, MLXN_DTYPE_Q4_K, 2, wodd);
+    mlxn_tensor y4 = mlxn_tensor_make(b, 16384, MLXN_DTYPE_F32, 2, y4s);
+    mlxn_tensor nw_short = mlxn_tensor_make(b, 32768, MLXN_DTYPE_F32, 1, &nwlen);
+    mlxn_tensor nw16 = mlxn_tensor_make(b, 32768, MLXN_DTYPE_F16, 1, &xs[1]);
+    mlxn_qmatmul_fusion f = mlxn_qmatmul_fusion_default();
+    f.glu = true;
+    harness_expect_status("qmatmul/error/glu-odd-rows", mlxn_qmatmul_fused(dev->stream, &x, &w7, &f, &y4),
+                          MLXN_STATUS_ERR_SHAPE, "even number");
+    harness_expect_status("qmatmul/error/glu-y-width", mlxn_qmatmul_fused(dev->stream, &x, &w, &f, &y),
+                          MLXN_STATUS_ERR_SHAPE, "expected 2 rows of 4");
+    f = mlxn_qmatmul_fusion_default();
+    f.norm_w = &nw_short;
+    harness_expect_status("qmatmul/error/norm-w-length", mlxn_qmatmul_fused(dev->stream, &x, &w, &f, &y),
+                          MLXN_STATUS_ERR_SHAPE, "expected [256]");
+    f.norm_w = &nw16;
+    harness_expect_status("qmatmul/error/norm-w-dtype", mlxn_qmatmul_fused(dev->stream, &x, &w, &f, &y),
+                          MLXN_STATUS_ERR_DTYPE, "norm_w is f16");
     mlxn_buffer_free(b);
 }
 
@@ -229,16 +313,43 @@ void test_qmatmul(test_devices *devs, rng *g)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const int64_t be = mlxn_dtype_block_elems(types[ti]);
             qmm_case c = {types[ti], xt[variant++ % 3], shapes[si][0], shapes[si][1],
-                          (shapes[si][2] + be - 1) / be * be, shapes[si][3]};
+                          (shapes[si][2] + be - 1) / be * be, shapes[si][3], 0, MLXN_ACT_SILU};
             run_case(&c, devs, g);
         }
     /* a long row, and x too large for the CUDA decode kernel's shared memory at M = 8 (K tiles) */
     static const qmm_case big[] = {
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0},
-        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0, 0, MLXN_ACT_SILU},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0, 0, MLXN_ACT_SILU},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0, 0, MLXN_ACT_SILU},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
+    /* fusions: each alone and in the pairs a decoder uses, on the decode kernels (M 1..8, the
+     * wide-load and the row kernels, K tiles at 14336) and the prefill paths (SIMT tiles at 9,
+     * the bf16 GEMM on CUDA at 100) */
+    static const mlxn_dtype ftypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K,
+                                        MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_F16};
+    static const int64_t fshapes[][3] = {{1, 66, 512}, {2, 34, 256}, {3, 130, 768}, {8, 18, 256}, {9, 66, 256},
+                                         {100, 34, 256}};
+    static const int fusions[] = {QMM_NORM, QMM_GLU, QMM_ACC, QMM_NORM | QMM_GLU, QMM_NORM | QMM_ACC,
+                                  QMM_GLU | QMM_ACC};
+    int fv = 0;
+    for (size_t ti = 0; ti < sizeof ftypes / sizeof ftypes[0]; ti++)
+        for (size_t si = 0; si < sizeof fshapes / sizeof fshapes[0]; si++, fv++) {
+            const int64_t be = mlxn_dtype_block_elems(ftypes[ti]);
+            qmm_case c = {ftypes[ti], xt[fv % 3], fshapes[si][0], fshapes[si][1],
+                          (fshapes[si][2] + be - 1) / be * be, fv % 4 == 1 ? 3 : 0,
+                          fusions[fv % 6], fv % 5 == 2 ? MLXN_ACT_GELU_TANH : MLXN_ACT_SILU};
+            run_case(&c, devs, g);
+        }
+    static const qmm_case fbig[] = {
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 64, 14336, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 8, 24, 14336, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 960, 576, 0, QMM_NORM, MLXN_ACT_SILU},   /* SmolLM2's q|k|v */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 3072, 576, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU}, /* its gate|up */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 576, 1536, 0, QMM_ACC, MLXN_ACT_SILU},   /* its down */
+    };
+    for (size_t i = 0; i < sizeof fbig / sizeof fbig[0]; i++)
+        run_case(&fbig[i], devs, g);
     error_cases(devs);
 }

@@ -59,7 +59,13 @@ typedef struct mlxn_qmatmul_args {
     mlxn_rows x;           /* M rows of K */
     const uint8_t *w;      /* N rows of K elements */
     int64_t w_stride;      /* bytes between rows of w */
-    mlxn_rows y;           /* M rows of N, f32 */
+    mlxn_rows y;           /* M rows of N (N / 2 with glu), f32 */
+    /* fusions (mlxn_qmatmul_fused; all zero: none) */
+    const float *norm_w;   /* K weights: x's rows RMS-normalized and scaled first, or NULL */
+    float norm_eps;
+    bool glu;              /* y = act(rows [0, N/2) of the product) * rows [N/2, N) */
+    int glu_act;           /* mlxn_act */
+    bool accumulate;       /* y += the result */
 } mlxn_qmatmul_args;
 
 /* act: y = act(x) [* up], elementwise. */

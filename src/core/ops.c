@@ -247,9 +247,21 @@ static bool ggml_block_dtype(mlxn_dtype dt)
     }
 }
 
+mlxn_qmatmul_fusion mlxn_qmatmul_fusion_default(void)
+{
+    return (mlxn_qmatmul_fusion){.norm_w = NULL, .norm_eps = 1e-6f, .glu = false, .glu_act = MLXN_ACT_SILU,
+                                 .accumulate = false};
+}
+
 mlxn_status mlxn_qmatmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, const mlxn_tensor *y)
 {
-    static const char *fn = "mlxn_qmatmul";
+    return mlxn_qmatmul_fused(s, x, w, NULL, y);
+}
+
+mlxn_status mlxn_qmatmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
+                               const mlxn_qmatmul_fusion *f, const mlxn_tensor *y)
+{
+    const char *fn = f ? "mlxn_qmatmul_fused" : "mlxn_qmatmul";
     MLXN_TRY(check_stream(s, fn));
     mlxn_op op = {.kind = MLXN_OP_qmatmul};
     mlxn_qmatmul_args *a = &op.u.qmatmul;
@@ -278,7 +290,35 @@ mlxn_status mlxn_qmatmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
     if (k % mlxn_dtype_block_elems(w->dtype))
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K = %lld is not a multiple of %s's block of %lld",
                           (long long)k, mlxn_dtype_name(w->dtype), (long long)mlxn_dtype_block_elems(w->dtype));
-    MLXN_TRY(check_matmul_y(fn, x, y, xr, wr, yr, yn));
+    if (f && f->glu) {
+        if (wr % 2)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "glu: w has %lld rows, expected an even number "
+                              "(gate rows, then as many up rows)", (long long)wr);
+        if ((unsigned)f->glu_act >= MLXN_ACT_COUNT)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "glu_act %d is not an mlxn_act", (int)f->glu_act);
+    }
+    MLXN_TRY(check_matmul_y(fn, x, y, xr, f && f->glu ? wr / 2 : wr, yr, yn));
+    if (f && f->norm_w) {
+        mlxn_rows nr;
+        int64_t nn_rows, nn;
+        MLXN_TRY(operand_rows(s, f->norm_w, fn, "norm_w", &nr, &nn_rows, &nn));
+        if (f->norm_w->ndim != 1 || nn != k)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "norm_w has %lld elements in %d dims, expected [%lld]",
+                              (long long)(nn * nn_rows), f->norm_w->ndim, (long long)k);
+        if (f->norm_w->dtype != MLXN_DTYPE_F32)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "norm_w is %s, expected f32",
+                              mlxn_dtype_name(f->norm_w->dtype));
+        if (!(f->norm_eps >= 0.0f) || isinf(f->norm_eps))
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "norm_eps is %g, expected a finite value >= 0",
+                              (double)f->norm_eps);
+        a->norm_w = (const float *)nr.base;
+        a->norm_eps = f->norm_eps;
+    }
+    if (f) {
+        a->glu = f->glu;
+        a->glu_act = (int)f->glu_act;
+        a->accumulate = f->accumulate;
+    }
     a->M = xr;
     a->N = wr;
     a->K = k;

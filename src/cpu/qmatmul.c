@@ -2,10 +2,13 @@
  * split across the thread pool. Each range runs the SIMD level's kernel for W's format
  * (qmatmul_impl.h: codes decoded in registers and used by every row of x); a format or level
  * without one takes the generic path, which decodes each row of W with the reference decoder
- * and dots it with every row of x. */
+ * and dots it with every row of x. Fusions: the norm of x is applied while x is converted; GLU
+ * and accumulation run over the plain product, kept in a temporary, after the pool is done. */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "../core/act_math.h"
 #include "../core/half.h"
 #include "cpu.h"
 #include "ref/ref.h"
@@ -93,6 +96,14 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
         float *xm = x + m * kpad;
         for (int64_t k = 0; k < a->K; k++)
             xm[k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+        if (a->norm_w) {
+            double ss = 0; /* f64: rows of many thousands keep the sum's precision */
+            for (int64_t k = 0; k < a->K; k++)
+                ss += (double)xm[k] * xm[k];
+            const float inv = (float)(1.0 / sqrt(ss / (double)a->K + (double)a->norm_eps));
+            for (int64_t k = 0; k < a->K; k++)
+                xm[k] = xm[k] * inv * a->norm_w[k];
+        }
         for (int64_t u = 0; xss && u < a->K / 32; u++) {
             float us = 0;
             for (int j = 0; j < 32; j++)
@@ -100,7 +111,19 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
             xsum[m * xss + u] = us;
         }
     }
-    qmm_ctx c = {.a = a, .x = x, .xsum = xsum, .xss = xss, .rows = rows, .st = MLXN_STATUS_OK};
+    /* GLU or accumulation: the plain product goes to yt [M, N] first */
+    mlxn_qmatmul_args plain = *a;
+    float *yt = NULL;
+    if (a->glu || a->accumulate) {
+        yt = malloc((size_t)(a->M * a->N) * sizeof *yt);
+        if (!yt) {
+            free(x);
+            return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for the product before the epilogue");
+        }
+        plain.y = (mlxn_rows){.base = (char *)yt, .d1 = 1, .d2 = a->M, .s0 = 0, .s1 = 0,
+                              .s2 = a->N * (int64_t)sizeof *yt};
+    }
+    qmm_ctx c = {.a = &plain, .x = x, .xsum = xsum, .xss = xss, .rows = rows, .st = MLXN_STATUS_OK};
     /* chunks of about 64 KiB of W (256 KiB from 9 rows of x: the kernels' L2 panels), at least
      * four per thread; a small product (under ~16K multiply-adds per thread) stays on the caller */
     const int threads = mlxn_threadpool_size(d->pool);
@@ -116,6 +139,18 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     parts = parts > threads ? threads : parts < 1 ? 1 : parts;
     mlxn_threadpool_run(d->pool, parts, 1, qmm_task, &c);
     free(x);
+    if (yt && c.st == MLXN_STATUS_OK) {
+        const int64_t n_out = a->glu ? a->N / 2 : a->N;
+        for (int64_t m = 0; m < a->M; m++) {
+            const float *p = yt + m * a->N;
+            float *y = (float *)mlxn_rows_ptr(&a->y, m);
+            for (int64_t n = 0; n < n_out; n++) {
+                const float v = a->glu ? mlxn_act_f32(a->glu_act, p[n]) * p[n + n_out] : p[n];
+                y[n] = a->accumulate ? y[n] + v : v;
+            }
+        }
+    }
+    free(yt);
     if (c.st != MLXN_STATUS_OK)
         return mlxn_error(c.st, fn, "no memory for a row of W");
     return MLXN_STATUS_OK;

@@ -3,7 +3,7 @@
 
 #include "ref.h"
 
-static double act_f64(int act, double x)
+double mlxn_ref_act_f64(int act, double x)
 {
     switch (act) {
     case MLXN_ACT_SILU: return x / (1.0 + exp(-x));
@@ -21,7 +21,7 @@ void mlxn_ref_act(const mlxn_act_args *a)
         const char *up = a->up.base ? mlxn_rows_ptr(&a->up, r) : NULL;
         char *y = mlxn_rows_ptr(&a->y, r);
         for (int64_t i = 0; i < a->n; i++) {
-            double v = act_f64(a->act, mlxn_ref_load(a->dtype, x, i));
+            double v = mlxn_ref_act_f64(a->act, mlxn_ref_load(a->dtype, x, i));
             if (up)
                 v *= mlxn_ref_load(a->dtype, up, i);
             mlxn_ref_store(a->dtype, y, i, v);

@@ -13,6 +13,8 @@ double mlxn_ref_store(int dtype, void *p, int64_t i, double v);
 void mlxn_ref_rms_norm(const mlxn_rms_norm_args *a);
 void mlxn_ref_qmatmul_mlx(const mlxn_qmatmul_mlx_args *a);
 void mlxn_ref_qmatmul(const mlxn_qmatmul_args *a);
+/* act (mlxn_act) in f64 */
+double mlxn_ref_act_f64(int act, double x);
 void mlxn_ref_act(const mlxn_act_args *a);
 void mlxn_ref_softmax(const mlxn_softmax_args *a);
 void mlxn_ref_rope(const mlxn_rope_args *a);
