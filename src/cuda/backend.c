@@ -140,6 +140,8 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->attention_partials);
     if (st->sample_scratch)
         cudaFree(st->sample_scratch);
+    if (st->fusion_scratch)
+        cudaFree(st->fusion_scratch);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -321,14 +323,61 @@ static mlxn_status cuda_sample(mlxn_stream *s, const mlxn_sample_args *a)
     return MLXN_STATUS_OK;
 }
 
-static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
+static mlxn_status cuda_qmatmul_plain(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
-    static const char *fn = "mlxn_qmatmul";
-    SET_DEVICE(fn, s->device);
     if (mlxn_cuda_gemm_takes(s, a))
         return mlxn_cuda_qmatmul_gemm(s, a);
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    MLXN_CUDA_CHECK("mlxn_qmatmul", mlxn_cuda_launch_qmatmul(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
+}
+
+/* Fusions past the decode kernels (more than 8 rows of x): the normalized x and the plain
+ * product in the stream's fusion scratch (grown to the largest call, never while capturing),
+ * then the GLU / accumulation pass. */
+static mlxn_status cuda_qmatmul_passes(mlxn_stream *s, const mlxn_qmatmul_args *a)
+{
+    static const char *fn = "mlxn_qmatmul_fused";
+    mlxn_cuda_stream_state *st = s->impl;
+    const bool epilogue = a->glu || a->accumulate;
+    const size_t x_bytes = a->norm_w ? ((size_t)(a->M * a->K) * sizeof(float) + 255) / 256 * 256 : 0;
+    const size_t need = x_bytes + (epilogue ? (size_t)(a->M * a->N) * sizeof(float) : 0);
+    if (st->fusion_scratch_bytes < need) {
+        if (s->capturing)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                              "a fused product of %lld rows needs %zu MiB of stream scratch, which cannot be made "
+                              "while capturing: run one of this size before capturing",
+                              (long long)a->M, (need + (1 << 20) - 1) >> 20);
+        if (st->fusion_scratch)
+            MLXN_CUDA_CHECK(fn, cudaFree(st->fusion_scratch)); /* waits for the work that used it */
+        st->fusion_scratch = NULL;
+        st->fusion_scratch_bytes = 0;
+        MLXN_CUDA_CHECK(fn, cudaMalloc(&st->fusion_scratch, need));
+        st->fusion_scratch_bytes = need;
+    }
+    float *xn = st->fusion_scratch, *yt = (float *)((char *)st->fusion_scratch + x_bytes);
+    mlxn_qmatmul_args p = *a; /* the plain product */
+    p.norm_w = NULL;
+    p.glu = p.accumulate = false;
+    if (a->norm_w) {
+        MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_norm_x(a, xn, st->stream, mlxn_cuda_pdl(s)));
+        p.x = (mlxn_rows){.base = (char *)xn, .d1 = 1, .d2 = a->M, .s2 = a->K * (int64_t)sizeof(float)};
+        p.x_dtype = MLXN_DTYPE_F32;
+    }
+    if (epilogue)
+        p.y = (mlxn_rows){.base = (char *)yt, .d1 = 1, .d2 = a->M, .s2 = a->N * (int64_t)sizeof(float)};
+    MLXN_TRY(cuda_qmatmul_plain(s, &p));
+    if (epilogue)
+        MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_epilogue(a, yt, st->stream, mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
+/* The decode kernels (up to 8 rows of x) do the fusions themselves. */
+static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
+{
+    SET_DEVICE("mlxn_qmatmul", s->device);
+    if ((a->norm_w || a->glu || a->accumulate) && a->M > 8)
+        return cuda_qmatmul_passes(s, a);
+    return cuda_qmatmul_plain(s, a);
 }
 
 const mlxn_backend mlxn_cuda_backend = {

@@ -29,6 +29,8 @@ typedef struct mlxn_cuda_stream_state {
     void *scratch;        /* device memory for the GEMM's bf16 operands */
     size_t scratch_bytes;
     void *attention_partials; /* MLXN_CUDA_ATTENTION_PARTIALS_BYTES for split decode, or NULL */
+    void *fusion_scratch;     /* normalized x and the plain product of fused qmatmuls past decode size */
+    size_t fusion_scratch_bytes;
     void *sample_scratch;     /* MLXN_CUDA_SAMPLE_SCRATCH_BYTES for split argmax and sampling, or NULL */
 } mlxn_cuda_stream_state;
 

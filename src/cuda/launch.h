@@ -43,6 +43,11 @@ cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, void *scrat
 cudaError_t mlxn_cuda_launch_attention_decode(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes,
                                               int sms, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, void *scratch, cudaStream_t stream, bool pdl);
+/* The fusions of mlxn_qmatmul_fused for calls past the decode kernels (M > 8), as passes around
+ * the plain product: x normalized into out [M][K] f32; y from the plain product yt [M][N]. */
+cudaError_t mlxn_cuda_launch_qmatmul_norm_x(const mlxn_qmatmul_args *a, float *out, cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_qmatmul_epilogue(const mlxn_qmatmul_args *a, const float *yt, cudaStream_t stream,
+                                              bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);

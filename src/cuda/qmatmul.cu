@@ -10,6 +10,12 @@
 //              of W into shared memory once for 64 rows of x. SIMT: the tensor-core version is
 //              issue 3's next step.
 
+// Fusions (mlxn_qmatmul_fused) in the decode kernels: the norm of x is applied while x is staged
+// (each block first finds the inverse RMS of its rows), the GLU and the accumulation where a
+// warp writes its sums (with GLU a warp computes gate row n and up row n + N/2 in turn). Larger
+// calls run them as separate passes (qmm_norm_x, qmm_epilogue) around the plain product.
+
+#include "../core/act_math.h"
 #include "../formats/ggml_decode.h"
 #include "common.cuh"
 
@@ -34,14 +40,74 @@ template <int WT> __device__ __forceinline__ void weight_unit(const uint8_t *row
 constexpr int WARPS = 8, MAX_M = 8, PAD = 36;
 constexpr int SMEM_BUDGET = 100 * 1024, SMEM_MAX = 200 * 1024;
 
+// With the fused norm: inv[m] = 1 / sqrt(mean(x_m^2) + eps) for the block's MT rows, a warp per
+// row (f64 sums: rows of many thousands keep their precision). Every thread calls it.
+template <int MT> __device__ __forceinline__ void rows_inv_rms(const mlxn_qmatmul_args &a, const char *const *xrow, float *inv)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int m = warp; m < MT; m += (int)(blockDim.x >> 5)) {
+        double ss = 0.0;
+        for (int64_t k = lane; m < a.M && k < a.K; k += 32) {
+            const double v = load_any(a.x_dtype, xrow[m], k);
+            ss += v * v;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0)
+            inv[m] = m < a.M ? (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps)) : 0.0f;
+    }
+}
+
+// Element k of row m of x as the product sees it: normalized and scaled when the norm is fused.
+__device__ __forceinline__ float x_at(const mlxn_qmatmul_args &a, const char *row, const float *inv, int m, int64_t k)
+{
+    const float v = load_any(a.x_dtype, row, k);
+    return a.norm_w ? v * inv[m] * __ldg(a.norm_w + k) : v;
+}
+
+// y[m][n] from the warp's sums: the gate g (or the plain product) and, with GLU, the up u.
+__device__ __forceinline__ void store_out(const mlxn_qmatmul_args &a, int m, int64_t n, float g, float u)
+{
+    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, m)) + n;
+    const float v = a.glu ? mlxn_act_f32(a.glu_act, g) * u : g;
+    *y = a.accumulate ? *y + v : v;
+}
+
 // Stages x[0..MT)[k0, k0 + klen) into xs [MT][klen / 32][PAD] (zeros for rows m >= M).
 template <int MT>
-__device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, const char *const *xrow, int64_t k0,
-                                        int klen, int tile_units, float *xs)
+__device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, const char *const *xrow, const float *inv,
+                                        int64_t k0, int klen, int tile_units, float *xs)
 {
     for (int i = threadIdx.x; i < MT * klen; i += blockDim.x) {
         const int m = i / klen, k = i - m * klen;
-        xs[(m * tile_units + k / 32) * PAD + k % 32] = m < a.M ? load_any(a.x_dtype, xrow[m], k0 + k) : 0.f;
+        xs[(m * tile_units + k / 32) * PAD + k % 32] = m < a.M ? x_at(a, xrow[m], inv, m, k0 + k) : 0.f;
+    }
+}
+
+// The sums of row `row` of W over the units of one K tile, added to acc.
+template <int WT, int MT>
+__device__ __forceinline__ void row_tile_dot(const uint8_t *row, int64_t k0, int units, int tile_units,
+                                             const float *xs, float (&acc)[MT])
+{
+    const int lane = threadIdx.x & 31;
+    for (int c = lane; c < units; c += 32) {
+        float v[32];
+        weight_unit<WT>(row, k0 + 32 * c, v);
+#pragma unroll
+        for (int m = 0; m < MT; m++) {
+            const float4 *x4 = reinterpret_cast<const float4 *>(xs + (m * tile_units + c) * PAD);
+            float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float4 x = x4[j];
+                d0 = fmaf(x.x, v[4 * j], d0);
+                d1 = fmaf(x.y, v[4 * j + 1], d1);
+                d0 = fmaf(x.z, v[4 * j + 2], d0);
+                d1 = fmaf(x.w, v[4 * j + 3], d1);
+            }
+            acc[m] += d0 + d1;
+        }
     }
 }
 
@@ -50,51 +116,41 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows(const mlxn_qmatmul_arg
 {
     extern __shared__ float xs[];
     __shared__ const char *xrow[MAX_M];
+    __shared__ float inv[MAX_M];
     wait_for_previous_kernel();
     allow_next_kernel();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tile_units = kt / 32;
     const bool one_tile = kt >= a.K;
+    const int64_t n_out = a.glu ? a.N / 2 : a.N; // outputs; with GLU row n is a gate, n + n_out its up
     const int64_t first = (int64_t)blockIdx.x * WARPS + warp;
-    const int64_t step = one_tile ? (int64_t)gridDim.x * WARPS : a.N;
+    const int64_t step = one_tile ? (int64_t)gridDim.x * WARPS : n_out;
     if (threadIdx.x < MT && threadIdx.x < a.M)
         xrow[threadIdx.x] = mlxn_rows_ptr(&a.x, threadIdx.x);
-    float acc[MT];
+    if (a.norm_w) {
+        __syncthreads();
+        rows_inv_rms<MT>(a, xrow, inv);
+    }
+    float acc[MT], acc_u[MT];
 #pragma unroll
     for (int m = 0; m < MT; m++)
-        acc[m] = 0.f;
+        acc[m] = acc_u[m] = 0.f;
     for (int64_t k0 = 0; k0 < a.K; k0 += kt) {
         const int klen = (int)(a.K - k0 < kt ? a.K - k0 : kt), units = klen / 32;
-        __syncthreads(); // xrow is written; the previous tile is consumed
-        stage_x<MT>(a, xrow, k0, klen, tile_units, xs);
+        __syncthreads(); // xrow (and inv) are written; the previous tile is consumed
+        stage_x<MT>(a, xrow, inv, k0, klen, tile_units, xs);
         __syncthreads();
-        for (int64_t n = first; n < a.N; n += step) {
-            const uint8_t *row = a.w + n * a.w_stride;
-            for (int c = lane; c < units; c += 32) {
-                float v[32];
-                weight_unit<WT>(row, k0 + 32 * c, v);
-#pragma unroll
-                for (int m = 0; m < MT; m++) {
-                    const float4 *x4 = reinterpret_cast<const float4 *>(xs + (m * tile_units + c) * PAD);
-                    float d0 = 0.f, d1 = 0.f;
-#pragma unroll
-                    for (int j = 0; j < 8; j++) {
-                        const float4 x = x4[j];
-                        d0 = fmaf(x.x, v[4 * j], d0);
-                        d1 = fmaf(x.y, v[4 * j + 1], d1);
-                        d0 = fmaf(x.z, v[4 * j + 2], d0);
-                        d1 = fmaf(x.w, v[4 * j + 3], d1);
-                    }
-                    acc[m] += d0 + d1;
-                }
-            }
+        for (int64_t n = first; n < n_out; n += step) {
+            row_tile_dot<WT, MT>(a.w + n * a.w_stride, k0, units, tile_units, xs, acc);
+            if (a.glu)
+                row_tile_dot<WT, MT>(a.w + (n + n_out) * a.w_stride, k0, units, tile_units, xs, acc_u);
             if (k0 + kt < a.K)
                 break; // more tiles: keep this row and its sums
 #pragma unroll
             for (int m = 0; m < MT; m++) {
-                const float v = warp_sum(acc[m]);
-                acc[m] = 0.f;
+                const float g = warp_sum(acc[m]), u = a.glu ? warp_sum(acc_u[m]) : 0.f;
+                acc[m] = acc_u[m] = 0.f;
                 if (lane == 0 && m < a.M)
-                    reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, m))[n] = v;
+                    store_out(a, m, n, g, u);
             }
             if (!one_tile)
                 break;
@@ -168,12 +224,17 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
     using word = typename load_word<LB>::type;
     extern __shared__ float xs[];
     __shared__ const char *xrow[MAX_M];
+    __shared__ float inv[MAX_M];
     wait_for_previous_kernel();
     allow_next_kernel();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
     if (threadIdx.x < MT && threadIdx.x < a.M)
         xrow[threadIdx.x] = mlxn_rows_ptr(&a.x, threadIdx.x);
     __syncthreads();
+    if (a.norm_w) {
+        rows_inv_rms<MT>(a, xrow, inv);
+        __syncthreads();
+    }
     // x: four elements per thread and step, one float4 load when x is f32 and aligned
     const bool vec = a.x_dtype == MLXN_DTYPE_F32;
     for (int i = 4 * threadIdx.x; i < MT * a.K; i += 4 * blockDim.x) {
@@ -188,56 +249,71 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
                 v.z = load_any(a.x_dtype, xrow[m], k + 2);
                 v.w = load_any(a.x_dtype, xrow[m], k + 3);
             }
+            if (a.norm_w) {
+                const float s = inv[m];
+                v = make_float4(v.x * s * __ldg(a.norm_w + k), v.y * s * __ldg(a.norm_w + k + 1),
+                                v.z * s * __ldg(a.norm_w + k + 2), v.w * s * __ldg(a.norm_w + k + 3));
+            }
         }
         *reinterpret_cast<float4 *>(xs + (m * groups + k / GE) * GP + k % GE) = v;
     }
     __syncthreads();
     const int slot = lane / lpr, sl = lane % lpr, rows_per_warp = 32 / lpr;
-    const int64_t sets = (a.N + rows_per_warp - 1) / rows_per_warp;
+    const int64_t n_out = a.glu ? a.N / 2 : a.N; // outputs; with GLU row n is a gate, n + n_out its up
+    const int64_t sets = (n_out + rows_per_warp - 1) / rows_per_warp;
     for (int64_t set = (int64_t)blockIdx.x * WARPS + warp; set < sets; set += (int64_t)gridDim.x * WARPS) {
         const int64_t n = set * rows_per_warp + slot;
-        const uint8_t *row = a.w + (n < a.N ? n : a.N - 1) * a.w_stride;
-        float acc[MT];
+        float out[2][MT]; // the plain (or gate) sums, then the up sums
 #pragma unroll
-        for (int m = 0; m < MT; m++)
-            acc[m] = 0.f;
-        for (int g = sl; g < groups; g += lpr) {
-            union {
-                word v[NL];
-                uint8_t b[GB];
-            } raw;
-            const word *src = reinterpret_cast<const word *>(row + (size_t)g * GB);
+        for (int h = 0; h < 2; h++) {
+            if (h == 1 && !a.glu)
+                break;
+            const uint8_t *row = a.w + ((n < n_out ? n : n_out - 1) + h * n_out) * a.w_stride;
+            float acc[MT];
 #pragma unroll
-            for (int i = 0; i < NL; i++)
-                raw.v[i] = src[i];
+            for (int m = 0; m < MT; m++)
+                acc[m] = 0.f;
+            for (int g = sl; g < groups; g += lpr) {
+                union {
+                    word v[NL];
+                    uint8_t b[GB];
+                } raw;
+                const word *src = reinterpret_cast<const word *>(row + (size_t)g * GB);
 #pragma unroll
-            for (int e0 = 0; e0 < GE; e0 += 32) {
-                float v[32];
-                mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+                for (int i = 0; i < NL; i++)
+                    raw.v[i] = src[i];
 #pragma unroll
-                for (int m = 0; m < MT; m++) {
-                    const float4 *x4 = reinterpret_cast<const float4 *>(xs + (m * groups + g) * GP + e0);
-                    float d0 = 0.f, d1 = 0.f;
+                for (int e0 = 0; e0 < GE; e0 += 32) {
+                    float v[32];
+                    mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
 #pragma unroll
-                    for (int j = 0; j < 8; j++) {
-                        const float4 x = x4[j];
-                        d0 = fmaf(x.x, v[4 * j], d0);
-                        d1 = fmaf(x.y, v[4 * j + 1], d1);
-                        d0 = fmaf(x.z, v[4 * j + 2], d0);
-                        d1 = fmaf(x.w, v[4 * j + 3], d1);
+                    for (int m = 0; m < MT; m++) {
+                        const float4 *x4 = reinterpret_cast<const float4 *>(xs + (m * groups + g) * GP + e0);
+                        float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+                        for (int j = 0; j < 8; j++) {
+                            const float4 x = x4[j];
+                            d0 = fmaf(x.x, v[4 * j], d0);
+                            d1 = fmaf(x.y, v[4 * j + 1], d1);
+                            d0 = fmaf(x.z, v[4 * j + 2], d0);
+                            d1 = fmaf(x.w, v[4 * j + 3], d1);
+                        }
+                        acc[m] += d0 + d1;
                     }
-                    acc[m] += d0 + d1;
                 }
+            }
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                float v = acc[m];
+                for (int o = lpr / 2; o > 0; o >>= 1)
+                    v += __shfl_xor_sync(0xffffffffu, v, o);
+                out[h][m] = v;
             }
         }
 #pragma unroll
-        for (int m = 0; m < MT; m++) {
-            float v = acc[m];
-            for (int o = lpr / 2; o > 0; o >>= 1)
-                v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (sl == 0 && n < a.N && m < a.M)
-                reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, m))[n] = v;
-        }
+        for (int m = 0; m < MT; m++)
+            if (sl == 0 && n < n_out && m < a.M)
+                store_out(a, m, n, out[0][m], a.glu ? out[1][m] : 0.f);
     }
 }
 
@@ -260,7 +336,7 @@ template <int WT, int MT> cudaError_t launch_rows(const mlxn_qmatmul_args &a, cu
     auto kernel = qmm_rows<WT, MT>;
     const size_t per_unit = (size_t)MT * PAD * 4, whole = per_unit * (size_t)(a.K / 32); // bytes of x
     const int kt = whole <= SMEM_MAX ? (int)a.K : (int)(SMEM_BUDGET / per_unit / 8 * 256);
-    int64_t blocks = (a.N + WARPS - 1) / WARPS;
+    int64_t blocks = ((a.glu ? a.N / 2 : a.N) + WARPS - 1) / WARPS;
     if (kt >= a.K) {
         int dev = 0, sms = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -301,7 +377,7 @@ template <int WT, int MT> bool launch_wide(const mlxn_qmatmul_args &a, cudaStrea
             *e = allow_smem(kernel, smem_done);
         if (*e != cudaSuccess)
             return true;
-        const int64_t sets = (a.N + 32 / lpr - 1) / (32 / lpr);
+        const int64_t sets = ((a.glu ? a.N / 2 : a.N) + 32 / lpr - 1) / (32 / lpr);
         int64_t blocks = (sets + WARPS - 1) / WARPS;
         const int64_t cap = (int64_t)sms * (smem <= SMEM_BUDGET ? 2 : 1);
         *e = launch(kernel, dim3((unsigned)(blocks < cap ? blocks : cap)), dim3(32 * WARPS), smem, s, pdl, a, lpr);
@@ -335,6 +411,8 @@ template <int WT> cudaError_t launch_type(const mlxn_qmatmul_args &a, cudaStream
 
 extern "C" cudaError_t mlxn_cuda_launch_qmatmul(const mlxn_qmatmul_args *a, cudaStream_t s, bool pdl)
 {
+    if ((a->norm_w || a->glu || a->accumulate) && a->M > MAX_M)
+        return cudaErrorInvalidValue; // the backend runs these as separate passes
     switch (a->w_dtype) {
 #define CASE(t) case t: return launch_type<t>(*a, s, pdl);
     CASE(MLXN_DTYPE_F32) CASE(MLXN_DTYPE_F16) CASE(MLXN_DTYPE_BF16)
@@ -400,4 +478,64 @@ extern "C" cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args 
 #undef CASE
     }
     return cudaErrorInvalidValue;
+}
+
+// ---- fusions as separate passes, for calls past the decode kernels (backend.c)
+
+namespace {
+
+// out[m][k] = x[m][k] / sqrt(mean(x_m^2) + eps) * norm_w[k], f32: a block per row.
+__global__ void __launch_bounds__(256) qmm_norm_x(const mlxn_qmatmul_args a, float *out)
+{
+    __shared__ double part[8];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    for (int64_t m = blockIdx.x; m < a.M; m += gridDim.x) {
+        const char *row = mlxn_rows_ptr(&a.x, m);
+        double ss = 0.0;
+        for (int64_t k = threadIdx.x; k < a.K; k += blockDim.x) {
+            const double v = load_any(a.x_dtype, row, k);
+            ss += v * v;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        __syncthreads(); // part of the previous row is read
+        if ((threadIdx.x & 31) == 0)
+            part[threadIdx.x >> 5] = ss;
+        __syncthreads();
+        double total = 0.0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++)
+            total += part[w];
+        const float inv = (float)(1.0 / sqrt(total / (double)a.K + (double)a.norm_eps));
+        for (int64_t k = threadIdx.x; k < a.K; k += blockDim.x)
+            out[m * a.K + k] = load_any(a.x_dtype, row, k) * inv * __ldg(a.norm_w + k);
+    }
+}
+
+// y from the plain product yt [M][N]: GLU of its halves and / or accumulation.
+__global__ void __launch_bounds__(256) qmm_epilogue(const mlxn_qmatmul_args a, const float *yt)
+{
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int64_t n_out = a.glu ? a.N / 2 : a.N, total = a.M * n_out;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t m = i / n_out, n = i % n_out;
+        store_out(a, (int)m, n, yt[m * a.N + n], a.glu ? yt[m * a.N + n + n_out] : 0.f);
+    }
+}
+
+} // namespace
+
+extern "C" cudaError_t mlxn_cuda_launch_qmatmul_norm_x(const mlxn_qmatmul_args *a, float *out, cudaStream_t s, bool pdl)
+{
+    return launch(qmm_norm_x, dim3((unsigned)(a->M < 65535 ? a->M : 65535)), dim3(256), 0, s, pdl, *a, out);
+}
+
+extern "C" cudaError_t mlxn_cuda_launch_qmatmul_epilogue(const mlxn_qmatmul_args *a, const float *yt, cudaStream_t s,
+                                                         bool pdl)
+{
+    const int64_t total = a->M * (a->glu ? a->N / 2 : a->N), blocks = (total + 255) / 256;
+    return launch(qmm_epilogue, dim3((unsigned)(blocks < (1 << 20) ? blocks : (1 << 20))), dim3(256), 0, s, pdl, *a,
+                  yt);
 }

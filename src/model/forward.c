@@ -11,7 +11,12 @@
  *   h   = act(xn . Wgate^T) * (xn . Wup^T);  d = h . Wdown^T;  d = rms_norm(d) * post_ffw_norm (gemma3)
  *   x  += d                                      (fused with the next norm)
  *
- * and at the end logits = rms_norm(x) * output_norm . Wout^T (Wout = token_embd when tied). */
+ * and at the end logits = rms_norm(x) * output_norm . Wout^T (Wout = token_embd when tied).
+ *
+ * Decoders without the post norms (llama, qwen3) fold each norm into the projection that reads
+ * it and each residual add into the projection that feeds it (mlxn_qmatmul_fused), and the GLU
+ * into the gate|up product when those weights are one: x stays the residual stream and a
+ * decode step makes fewer, larger launches. */
 #include <string.h>
 
 #include "../core/internal.h"
@@ -40,12 +45,23 @@ static mlxn_tensor heads(mlxn_buffer *b, int64_t T, int64_t width, int64_t c0, i
     return t;
 }
 
-/* Columns [c0, c0 + n) of rows of `width` f32 values: [T, n]. */
-static mlxn_tensor cols(mlxn_buffer *b, int64_t T, int64_t width, int64_t c0, int64_t n)
+/* The norms fold into the projections (no post norms: llama, qwen3). */
+static bool folds_norms(const mlxn_model *m)
 {
-    mlxn_tensor t = mat(b, (size_t)c0 * sizeof(float), T, n);
-    t.stride[0] = width * 4;
-    return t;
+    return !m->layers[0].post_attn_norm.buffer && !m->layers[0].post_ffn_norm.buffer;
+}
+
+/* y = in . W^T [+ y when accumulate], with in normalized by norm_w first when given. */
+static mlxn_status project(mlxn_model *m, const mlxn_tensor *in, const mlxn_tensor *w, const mlxn_tensor *norm_w,
+                           bool glu, bool accumulate, const mlxn_tensor *y)
+{
+    mlxn_qmatmul_fusion f = mlxn_qmatmul_fusion_default();
+    f.norm_w = norm_w;
+    f.norm_eps = m->eps;
+    f.glu = glu;
+    f.glu_act = m->ffn_act;
+    f.accumulate = accumulate;
+    return mlxn_qmatmul_fused(m->stream, in, w, &f, y);
 }
 
 static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t T)
@@ -53,7 +69,10 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     const mlxn_model_info *in = &m->info;
     mlxn_stream *s = m->stream;
     const int64_t E = in->n_embd, D = in->head_dim, Hq = in->n_head, Hk = in->n_head_kv;
-    mlxn_tensor xn = mat(m->xn, 0, T, E);
+    const bool fold = folds_norms(m);
+    /* the projections' input: x normalized on the way in, or xn */
+    mlxn_tensor xn = fold ? mat(m->x, 0, T, E) : mat(m->xn, 0, T, E);
+    const mlxn_tensor *norm = fold ? &L->attn_norm : NULL;
     /* q, k, v: heads of one [T, (Hq + 2 Hk) D] product when fused, else of q [T, Hq D] and of
      * m->kv ([2][n_batch][Hk D]: k, then v) */
     const bool fused = L->w_qkv.buffer != NULL;
@@ -62,13 +81,13 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     const int64_t qw = fused ? W : Hq * D, kw = fused ? W : Hk * D, k0 = fused ? Hq : 0;
     if (fused) {
         mlxn_tensor qkv = mat(m->q, 0, T, W);
-        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_qkv, &qkv));
+        MLXN_TRY(project(m, &xn, &L->w_qkv, norm, false, false, &qkv));
     } else {
         mlxn_tensor q = mat(m->q, 0, T, Hq * D), k = mat(m->kv, 0, T, Hk * D);
         mlxn_tensor v = mat(m->kv, (size_t)(B * Hk * D) * sizeof(float), T, Hk * D);
-        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wq, &q));
-        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wk, &k));
-        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->wv, &v));
+        MLXN_TRY(project(m, &xn, &L->wq, norm, false, false, &q));
+        MLXN_TRY(project(m, &xn, &L->wk, norm, false, false, &k));
+        MLXN_TRY(project(m, &xn, &L->wv, norm, false, false, &v));
     }
     mlxn_tensor q3 = heads(qb, T, qw, 0, Hq, D, false), k3 = heads(kb, T, kw, k0, Hk, D, false);
     if (L->q_norm.buffer)
@@ -103,7 +122,12 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     ap.window = L->sliding ? m->window : 0;
     mlxn_tensor q4 = heads(qb, T, qw, 0, Hq, D, true), o4 = heads(m->att, T, Hq * D, 0, Hq, D, true);
     MLXN_TRY(mlxn_attention(s, &q4, &kc, &vc, &pos_seq, &ap, &o4));
-    mlxn_tensor att = mat(m->att, 0, T, Hq * D), a = mat(m->proj, 0, T, E);
+    mlxn_tensor att = mat(m->att, 0, T, Hq * D);
+    if (fold) { /* x += att . Wo^T */
+        mlxn_tensor x = mat(m->x, 0, T, E);
+        return project(m, &att, &L->wo, NULL, false, true, &x);
+    }
+    mlxn_tensor a = mat(m->proj, 0, T, E);
     MLXN_TRY(mlxn_qmatmul(s, &att, &L->wo, &a));
     if (L->post_attn_norm.buffer)
         MLXN_TRY(mlxn_rms_norm(s, &a, &L->post_attn_norm, m->eps, &a));
@@ -114,24 +138,26 @@ static mlxn_status ffn_block(mlxn_model *m, const model_layer *L, int64_t T)
 {
     const mlxn_model_info *in = &m->info;
     mlxn_stream *s = m->stream;
-    const int64_t F = in->n_ff;
-    /* h = act(gate) * up, written over the gate values */
-    mlxn_tensor xn = mat(m->xn, 0, T, in->n_embd), h;
-    if (L->w_gate_up.buffer) { /* one [T, 2F] product: gate columns, then up columns */
-        mlxn_tensor gu = mat(m->gate, 0, T, 2 * F);
-        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_gate_up, &gu));
-        h = cols(m->gate, T, 2 * F, 0, F);
-        mlxn_tensor u = cols(m->gate, T, 2 * F, F, F);
-        MLXN_TRY(mlxn_glu(s, m->ffn_act, &h, &u, &h));
+    const int64_t F = in->n_ff, E = in->n_embd;
+    const bool fold = folds_norms(m);
+    mlxn_tensor xn = fold ? mat(m->x, 0, T, E) : mat(m->xn, 0, T, E);
+    const mlxn_tensor *norm = fold ? &L->ffn_norm : NULL;
+    /* h = act(gate) * up */
+    mlxn_tensor h = mat(m->gate, 0, T, F);
+    if (L->w_gate_up.buffer) { /* one product over the gate rows, then the up rows, GLU fused */
+        MLXN_TRY(project(m, &xn, &L->w_gate_up, norm, true, false, &h));
     } else {
-        h = mat(m->gate, 0, T, F);
         mlxn_tensor u = mat(m->up, 0, T, F);
-        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_gate, &h));
-        MLXN_TRY(mlxn_qmatmul(s, &xn, &L->w_up, &u));
+        MLXN_TRY(project(m, &xn, &L->w_gate, norm, false, false, &h));
+        MLXN_TRY(project(m, &xn, &L->w_up, norm, false, false, &u));
         MLXN_TRY(mlxn_glu(s, m->ffn_act, &h, &u, &h));
     }
-    mlxn_tensor d = mat(m->proj, 0, T, in->n_embd);
-    MLXN_TRY(mlxn_qmatmul(s, &h, &L->w_down, &d)); /* rows of h may be strided */
+    if (fold) { /* x += h . Wdown^T */
+        mlxn_tensor x = mat(m->x, 0, T, E);
+        return project(m, &h, &L->w_down, NULL, false, true, &x);
+    }
+    mlxn_tensor d = mat(m->proj, 0, T, E);
+    MLXN_TRY(mlxn_qmatmul(s, &h, &L->w_down, &d));
     if (L->post_ffn_norm.buffer)
         MLXN_TRY(mlxn_rms_norm(s, &d, &L->post_ffn_norm, m->eps, &d));
     return MLXN_STATUS_OK;
@@ -145,17 +171,21 @@ mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits)
     mlxn_tensor ids = mlxn_tensor_make(m->ids, 0, MLXN_DTYPE_I32, 1, &T);
     mlxn_tensor x = mat(m->x, 0, T, E), xn = mat(m->xn, 0, T, E), r = mat(m->proj, 0, T, E);
     MLXN_TRY(mlxn_get_rows(s, &m->tok_embd, &ids, m->embd_scale, &x));
-    MLXN_TRY(mlxn_rms_norm(s, &x, &m->layers[0].attn_norm, m->eps, &xn));
+    const bool fold = folds_norms(m);
+    if (!fold)
+        MLXN_TRY(mlxn_rms_norm(s, &x, &m->layers[0].attn_norm, m->eps, &xn));
     for (int64_t l = 0; l < in->n_layer; l++) {
         const model_layer *L = &m->layers[l];
         MLXN_TRY(attention_block(m, L, T));
-        MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, &L->ffn_norm, m->eps, &x, &xn));
+        if (!fold)
+            MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, &L->ffn_norm, m->eps, &x, &xn));
         MLXN_TRY(ffn_block(m, L, T));
         const mlxn_tensor *next_norm = l + 1 < in->n_layer ? &m->layers[l + 1].attn_norm : &m->output_norm;
-        MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, next_norm, m->eps, &x, &xn));
+        if (!fold)
+            MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, next_norm, m->eps, &x, &xn));
     }
     const int64_t rows = all_logits ? T : 1;
-    mlxn_tensor last = mat(m->xn, (size_t)((T - rows) * E) * sizeof(float), rows, E);
+    mlxn_tensor last = mat(fold ? m->x : m->xn, (size_t)((T - rows) * E) * sizeof(float), rows, E);
     mlxn_tensor logits = mat(m->logits, 0, rows, in->n_vocab);
-    return mlxn_qmatmul(s, &last, &m->output, &logits);
+    return project(m, &last, &m->output, fold ? &m->output_norm : NULL, false, false, &logits);
 }
