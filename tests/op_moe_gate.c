@@ -6,9 +6,10 @@
  *
  * Inputs that make exact ids a fair demand: logits lie on a grid of 1/64 in [-6, 6] (bf16 and
  * f16 hold these exactly or on a coarser grid), so two experts' logits are either equal or at
- * least 1/64 apart. Ties are planted: the logits of the best and of the top_k-th expert are
- * copied to other experts (with an equal bias when there is one), so equal scores fall inside
- * the selection and across its boundary, where the lower index must win. Equal (logit, bias)
+ * least 1/64 apart. Ties are planted in three rows of four: the logits of the best and of the
+ * top_k-th expert are copied to two other experts each (with an equal bias when there is one),
+ * so equal scores fall inside the selection and across its boundary, where the lower index
+ * must win. Equal (logit, bias)
  * pairs give bit-equal scores on every backend. For the remaining pairs, each row is redrawn
  * until the first top_k + 1 scores (f64, in selection order) are each either such an exact tie
  * or apart by more than the f32 error of a score (see separated()), so f32 backends cannot
