@@ -26,6 +26,9 @@ static const op_tests registry[] = {
     {"attention", test_attention},
     {"kv_append", test_kv_append},
     {"sample", test_sample},
+    {"copy", test_copy},
+    {"l2_norm", test_l2_norm},
+    {"cumsum", test_cumsum},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -17,5 +17,8 @@ void test_argmax(test_devices *devs, rng *g);
 void test_attention(test_devices *devs, rng *g);
 void test_kv_append(test_devices *devs, rng *g);
 void test_sample(test_devices *devs, rng *g);
+void test_copy(test_devices *devs, rng *g);
+void test_l2_norm(test_devices *devs, rng *g);
+void test_cumsum(test_devices *devs, rng *g);
 
 #endif

@@ -285,5 +285,8 @@ const mlxn_backend mlxn_cpu_backend = {
         .attention = mlxn_cpu_attention,
         .kv_append = mlxn_cpu_kv_append,
         .sample = mlxn_cpu_sample,
+        .copy = mlxn_cpu_copy,
+        .l2_norm = mlxn_cpu_l2_norm,
+        .cumsum = mlxn_cpu_cumsum,
     },
 };
