@@ -910,7 +910,134 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
     return failures;
 }
 
-const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, sample, moe_gate, moe_reduce, attention";
+/* ---------------------------------------------------------------- layout ops, l2_norm, cumsum */
+
+typedef enum layout_op { LAYOUT_COPY, LAYOUT_PERMUTE, LAYOUT_CONCAT, LAYOUT_L2_NORM, LAYOUT_CUMSUM } layout_op;
+static const char *layout_op_names[] = {"copy", "permute", "concat", "l2_norm", "cumsum"};
+
+typedef struct layout_row {
+    layout_op op;
+    mlxn_dtype x_dtype, y_dtype;
+    int ndim;
+    int64_t shape[4]; /* x's; concat: one part's, three parts along the last dim */
+    int perm[4];
+} layout_row;
+
+/* Prefill-sized activations: a cast to bf16 and plain copies (the floor: the copy ceiling
+ * itself), the [T, H, D] <-> [H, T, D] head transposes of attention (whole rows of D move: the
+ * runs path), a full 2-D transpose (the tiled path), q/k/v concatenated along features;
+ * l2_norm over wide rows and over head-sized rows (qk-norm of 32 heads x 4096 tokens); cumsum
+ * over one long row and a few vocabulary rows (the look-back) and over many rows. */
+static const layout_row layout_rows[] = {
+    {LAYOUT_COPY, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 2, {4096, 14336}, {0}},
+    {LAYOUT_COPY, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, 2, {4096, 14336}, {0}},
+    {LAYOUT_PERMUTE, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 3, {4096, 32, 128}, {1, 0, 2}},
+    {LAYOUT_PERMUTE, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 2, {8192, 8192}, {1, 0}},
+    {LAYOUT_PERMUTE, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 2, {8192, 8192}, {1, 0}},
+    {LAYOUT_CONCAT, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 2, {4096, 4096}, {0}},
+    {LAYOUT_L2_NORM, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 2, {16384, 4096}, {0}},
+    {LAYOUT_L2_NORM, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 2, {131072, 128}, {0}},
+    {LAYOUT_CUMSUM, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 2, {1, 1 << 26}, {0}},
+    {LAYOUT_CUMSUM, MLXN_DTYPE_I32, MLXN_DTYPE_I32, 2, {1, 1 << 26}, {0}},
+    {LAYOUT_CUMSUM, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 2, {32, 151936}, {0}},
+    {LAYOUT_CUMSUM, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 2, {16384, 4096}, {0}},
+};
+
+typedef struct layout_ctx {
+    const layout_row *row;
+    mlxn_stream *s;
+    mlxn_buffer *x, *y;
+} layout_ctx;
+
+static mlxn_status layout_call(void *ctx, int i)
+{
+    (void)i;
+    const layout_ctx *c = ctx;
+    const layout_row *r = c->row;
+    mlxn_tensor x = mlxn_tensor_make(c->x, 0, r->x_dtype, r->ndim, r->shape);
+    int64_t ys[4];
+    for (int d = 0; d < r->ndim; d++)
+        ys[d] = r->op == LAYOUT_PERMUTE ? r->shape[r->perm[d]] : r->shape[d];
+    if (r->op == LAYOUT_CONCAT)
+        ys[r->ndim - 1] *= 3;
+    mlxn_tensor y = mlxn_tensor_make(c->y, 0, r->y_dtype, r->ndim, ys);
+    switch (r->op) {
+    case LAYOUT_COPY: return mlxn_copy(c->s, &x, &y);
+    case LAYOUT_PERMUTE: return mlxn_permute(c->s, &x, r->perm, &y);
+    case LAYOUT_CONCAT: {
+        const size_t part = (size_t)mlxn_tensor_numel(&x) * (size_t)mlxn_dtype_block_bytes(r->x_dtype);
+        mlxn_tensor k = mlxn_tensor_make(c->x, part, r->x_dtype, r->ndim, r->shape);
+        mlxn_tensor v = mlxn_tensor_make(c->x, 2 * part, r->x_dtype, r->ndim, r->shape);
+        const mlxn_tensor *parts[3] = {&x, &k, &v};
+        return mlxn_concat(c->s, parts, 3, r->ndim - 1, &y);
+    }
+    case LAYOUT_L2_NORM: return mlxn_l2_norm(c->s, &x, 1e-6f, &y);
+    case LAYOUT_CUMSUM: return mlxn_cumsum(c->s, &x, &y);
+    }
+    return MLXN_STATUS_ERR_INTERNAL;
+}
+
+static int bench_layout(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
+                        const bench_options *opt)
+{
+    int failures = 0;
+    for (size_t k = 0; k < sizeof layout_rows / sizeof layout_rows[0]; k++) {
+        const layout_row *r = &layout_rows[k];
+        const char *op = layout_op_names[r->op];
+        if (opt->op && strcmp(opt->op, op) != 0)
+            continue;
+        int64_t numel = 1;
+        for (int d = 0; d < r->ndim; d++)
+            numel *= r->shape[d];
+        if (r->op == LAYOUT_CONCAT)
+            numel *= 3;
+        const size_t xb = (size_t)numel * (size_t)mlxn_dtype_block_bytes(r->x_dtype);
+        const size_t yb = (size_t)numel * (size_t)mlxn_dtype_block_bytes(r->y_dtype);
+        layout_ctx c = {.row = r, .s = s};
+        bench_timing t = {0};
+        /* one set of buffers, each past the last-level cache (the decode-sized rows aside, none
+         * of these fits in it) */
+        bool ok = mlxn_buffer_create(dev, xb, &c.x) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, yb, &c.y) == MLXN_STATUS_OK &&
+                  fill_random(c.x, r->x_dtype == MLXN_DTYPE_I32 ? MLXN_DTYPE_U8 : r->x_dtype, xb, 83);
+        ok = ok && bench_time(dev, s, layout_call, &c, info->kind == MLXN_DEVICE_CUDA ? 8 : 1, opt->quick ? 5 : 15, &t);
+        char shape[48], variant[32];
+        size_t n = 0;
+        for (int d = 0; d < r->ndim; d++)
+            n += (size_t)snprintf(shape + n, sizeof shape - n, d ? "x%lld" : "%lld", (long long)r->shape[d]);
+        if (r->op == LAYOUT_PERMUTE) {
+            size_t m = (size_t)snprintf(variant, sizeof variant, "perm ");
+            for (int d = 0; d < r->ndim; d++)
+                m += (size_t)snprintf(variant + m, sizeof variant - m, "%d", r->perm[d]);
+        } else if (r->op == LAYOUT_COPY || r->op == LAYOUT_CONCAT)
+            snprintf(variant, sizeof variant, "%s%s->%s", r->op == LAYOUT_CONCAT ? "3x " : "",
+                     mlxn_dtype_name(r->x_dtype), mlxn_dtype_name(r->y_dtype));
+        else
+            snprintf(variant, sizeof variant, "-");
+        if (!ok) {
+            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
+            failures++;
+        } else {
+            const double moved = (double)(xb + yb), gbps = moved / (t.median_ms * 1e-3) / 1e9;
+            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, op, shape,
+                   variant, mlxn_dtype_name(r->x_dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
+                   100.0 * gbps / copy_gbps);
+            if (opt->json)
+                fprintf(opt->json,
+                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
+                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
+                        "\"pct_copy\":%.2f}\n",
+                        info->name, op, shape, variant, mlxn_dtype_name(r->x_dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
+                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps);
+        }
+        fflush(stdout);
+        mlxn_buffer_free(c.x);
+        mlxn_buffer_free(c.y);
+    }
+    return failures;
+}
+
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, sample, moe_gate, moe_reduce, attention, copy, permute, concat, l2_norm, cumsum";
 
 bool bench_has_op(const char *name)
 {
@@ -993,6 +1120,12 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         printf("\n%-22s %-13s %-22s %-18s %-5s %10s %10s %10s %9s %7s %s\n", "device", "op", "BxTqxHq:HkvxS", "variant",
                "cache", "median_us", "p10_us", "p90_us", "KV GB/s", "%copy", "causal TFLOP/s");
         failures += bench_attention(dev, s, &info, copy_gbps, opt);
+    }
+    if (!opt->op || strcmp(opt->op, "copy") == 0 || strcmp(opt->op, "permute") == 0 ||
+        strcmp(opt->op, "concat") == 0 || strcmp(opt->op, "l2_norm") == 0 || strcmp(opt->op, "cumsum") == 0) {
+        printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "x",
+               "median_us", "p10_us", "p90_us", "GB/s", "%copy");
+        failures += bench_layout(dev, s, &info, copy_gbps, opt);
     }
     mlxn_stream_free(s);
     return failures ? 1 : 0;

@@ -268,6 +268,12 @@ MLXN_API bool mlxn_tensor_is_contiguous(const mlxn_tensor *t);
 MLXN_API size_t mlxn_tensor_span_bytes(const mlxn_tensor *t);
 /* Checks that the view is well-formed and lies inside its buffer. */
 MLXN_API mlxn_status mlxn_tensor_validate(const mlxn_tensor *t);
+/* A view of elements [start, start + len) of dim `dim` of t (same buffer, strides and dtype; the
+ * offset moves to the first kept element): the slices that mlxn_concat writes and reads. For a
+ * block-quantized dtype, slicing the innermost dim needs start and len multiples of the block.
+ * An out-of-range dim or range is SHAPE (INVALID_ARG for NULL pointers); *out is zeroed on failure. */
+MLXN_API mlxn_status mlxn_tensor_slice(const mlxn_tensor *t, int dim, int64_t start, int64_t len,
+                                       mlxn_tensor *out);
 
 /* ---------------------------------------------------------------- ops: RMS norm family
  *
@@ -370,6 +376,42 @@ MLXN_API mlxn_status mlxn_qmatmul_fused(mlxn_stream *stream, const mlxn_tensor *
  */
 MLXN_API mlxn_status mlxn_softmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *mask,
                                   float scale, float softcap, bool log, const mlxn_tensor *y);
+
+/* ---------------------------------------------------------------- ops: layout
+ *
+ * Copies between views of any strides (each of them 1 to MLXN_MAX_DIMS dims; x may also repeat
+ * elements through stride 0, y may not: its elements must not overlap each other). Values are
+ * converted to y's dtype: f32, f16 and bf16 in any pair (round to nearest even; f32 -> f16
+ * overflows to inf; NaN stays NaN), or i32 to i32. Copies of one dtype move the bits unchanged.
+ * y must not overlap x (except as the very same view in mlxn_copy, which changes nothing).
+ */
+/* y = x converted to y's dtype; x and y have one shape. */
+MLXN_API mlxn_status mlxn_copy(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *y);
+/* y = x with its dims permuted: y.shape[i] = x.shape[perm[i]], y[.., j_i, ..] = x[.., j at perm[i], ..]
+ * (numpy's transpose(x, perm)); perm is a permutation of 0 .. x.ndim - 1, y of x's rank. */
+MLXN_API mlxn_status mlxn_permute(mlxn_stream *stream, const mlxn_tensor *x, const int *perm,
+                                  const mlxn_tensor *y);
+/* y = the n tensors xs[0 .. n-1] one after another along dim (all of y's rank, every other dim
+ * equal to y's, the sizes along dim summing to y.shape[dim]); each part is an mlxn_copy into the
+ * mlxn_tensor_slice of y that it fills (so dtypes may differ as in mlxn_copy). The inverse, a
+ * split, needs no op: mlxn_tensor_slice views of the whole. All parts are checked before any is
+ * written. */
+MLXN_API mlxn_status mlxn_concat(mlxn_stream *stream, const mlxn_tensor *const *xs, int n, int dim,
+                                 const mlxn_tensor *y);
+
+/* ---------------------------------------------------------------- ops: row reductions
+ *
+ * Over the innermost dimension of x (any row strides, the innermost dimension contiguous); y is
+ * shaped like x, of its dtype, and may be x itself (other overlaps are undefined).
+ */
+/* y = x / max(||x_row||_2, eps) per row, as ggml_l2_norm (sum of squares in f32, then
+ * x * (1 / max(sqrt(sum), eps))); f32, f16 or bf16; eps finite and >= 0. */
+MLXN_API mlxn_status mlxn_l2_norm(mlxn_stream *stream, const mlxn_tensor *x, float eps,
+                                  const mlxn_tensor *y);
+/* Inclusive prefix sum along each row: y[r, i] = x[r, 0] + .. + x[r, i]. f32 (the CPU sums in f64;
+ * CUDA sums in f32 by tiles of a row, so the rounding error grows with the number of tiles, not
+ * of elements) or i32 (exact, wrapping modulo 2^32). */
+MLXN_API mlxn_status mlxn_cumsum(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *y);
 
 /* ---------------------------------------------------------------- ops: rotary position embedding
  *

@@ -513,3 +513,59 @@ void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn
     }
     operand_free(&want);
 }
+
+static bool run_op_case_on(const harness_op_case *c, test_device *dev, operand *got, char *why, size_t cap)
+{
+    placed p[HARNESS_MAX_OPERANDS];
+    mlxn_tensor views[HARNESS_MAX_OPERANDS];
+    memset(p, 0, sizeof p);
+    bool ok = false;
+    for (int i = 0; i < c->n_ops; i++) {
+        if (!operand_place(&c->ops[i], dev, &p[i])) {
+            snprintf(why, cap, "placing operand %d: %s", i, mlxn_last_error());
+            goto done;
+        }
+        views[i] = p[i].view;
+    }
+    const mlxn_status st = c->issue(c->ctx, dev->stream, views);
+    if (st != MLXN_STATUS_OK) {
+        snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+        goto done;
+    }
+    if (!placed_fetch(&p[c->out], dev, &c->ops[c->out], got)) {
+        snprintf(why, cap, "fetching the output: %s", mlxn_last_error());
+        goto done;
+    }
+    ok = true;
+done:
+    for (int i = 0; i < c->n_ops; i++)
+        placed_free(&p[i]);
+    return ok;
+}
+
+void harness_run_op_case(const char *name, test_devices *devs, const harness_op_case *c, tolerance tol)
+{
+    char why[512], full[300];
+    operand want;
+    if (c->n_ops > HARNESS_MAX_OPERANDS) {
+        harness_fail(name, "%d operands, the harness takes %d", c->n_ops, HARNESS_MAX_OPERANDS);
+        return;
+    }
+    if (!run_op_case_on(c, &devs->ref, &want, why, sizeof why)) {
+        harness_fail(name, "reference: %s", why);
+        return;
+    }
+    for (int d = 0; d < devs->count; d++) {
+        snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
+        operand got;
+        memset(&got, 0, sizeof got);
+        if (!run_op_case_on(c, &devs->list[d], &got, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else if (!compare_operands(&got, &want, tol, why, sizeof why))
+            harness_fail(full, "%s", why);
+        else
+            harness_pass(full);
+        operand_free(&got);
+    }
+    operand_free(&want);
+}

@@ -154,6 +154,20 @@ typedef bool (*harness_run_fn)(void *ctx, test_device *dev, operand *out, char *
 void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx,
                             const double *bound, double tol, double tol_cuda);
 
+/* An op case over several operands: each is placed on the device (views[i] is operand i's view
+ * there), issue() issues the op, and the image of operand `out` is fetched (an in-place op names
+ * its input). harness_run_op_case() runs it on the reference device, then on every device under
+ * test, comparing with compare_operands(tol). */
+#define HARNESS_MAX_OPERANDS 8
+typedef mlxn_status (*harness_issue_fn)(void *ctx, mlxn_stream *s, const mlxn_tensor *views);
+typedef struct harness_op_case {
+    const operand *ops;
+    int n_ops, out;
+    harness_issue_fn issue;
+    void *ctx;
+} harness_op_case;
+void harness_run_op_case(const char *name, test_devices *devs, const harness_op_case *c, tolerance tol);
+
 /* Error cases: the call must return `want` with a message mentioning `needle` (if not NULL). */
 void harness_expect_status(const char *name, mlxn_status got, mlxn_status want, const char *needle);
 

@@ -28,6 +28,9 @@ static const op_tests registry[] = {
     {"sample", test_sample},
     {"moe_gate", test_moe_gate},
     {"moe_reduce", test_moe_reduce},
+    {"copy", test_copy},
+    {"l2_norm", test_l2_norm},
+    {"cumsum", test_cumsum},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -19,5 +19,8 @@ void test_kv_append(test_devices *devs, rng *g);
 void test_sample(test_devices *devs, rng *g);
 void test_moe_gate(test_devices *devs, rng *g);
 void test_moe_reduce(test_devices *devs, rng *g);
+void test_copy(test_devices *devs, rng *g);
+void test_l2_norm(test_devices *devs, rng *g);
+void test_cumsum(test_devices *devs, rng *g);
 
 #endif

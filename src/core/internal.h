@@ -151,6 +151,8 @@ const char *mlxn_op_name(mlxn_op_kind kind);
 size_t mlxn_dtype_size(mlxn_dtype dtype);
 bool mlxn_dtype_valid(int dtype);
 
+/* Validates a view (well-formed, inside its buffer), naming func and what in the message. */
+mlxn_status mlxn_tensor_check(const mlxn_tensor *t, const char *func, const char *what);
 /* Resolves a view to rows (innermost dim contiguous), after validation. */
 mlxn_status mlxn_tensor_rows(const mlxn_tensor *t, const char *func, const char *what,
                              mlxn_rows *out, int64_t *n_rows, int64_t *row_len);

@@ -23,9 +23,12 @@
     X(kv_append, mlxn_kv_append_args) \
     X(sample, mlxn_sample_args) \
     X(moe_gate, mlxn_moe_gate_args) \
-    X(moe_reduce, mlxn_moe_reduce_args)
+    X(moe_reduce, mlxn_moe_reduce_args) \
+    X(copy, mlxn_copy_args) \
+    X(l2_norm, mlxn_l2_norm_args) \
+    X(cumsum, mlxn_cumsum_args)
 
-#define MLXN_OP_COUNT_EXPECTED 15
+#define MLXN_OP_COUNT_EXPECTED 18
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -213,6 +216,34 @@ typedef struct mlxn_moe_reduce_args {
     mlxn_rows weights;     /* T rows of k, f32 */
     mlxn_rows y;           /* T rows of N */
 } mlxn_moe_reduce_args;
+/* copy: y = x converted to y's dtype, element by element over one shape: mlxn_copy, mlxn_permute
+ * (x's strides permuted) and each part of mlxn_concat. The core hands the views over normalized:
+ * size-1 dims dropped, dims ordered by y's strides (largest first), neighbours that are
+ * contiguous in both views merged; so dim ndim - 1 is the one y walks fastest, and a copy of
+ * two contiguous tensors is one dim. */
+typedef struct mlxn_copy_args {
+    int ndim;                                     /* 1..MLXN_MAX_DIMS */
+    int64_t shape[MLXN_MAX_DIMS];
+    int64_t xs[MLXN_MAX_DIMS], ys[MLXN_MAX_DIMS]; /* byte strides; xs may be 0 (repeats) */
+    int x_dtype, y_dtype;  /* f32, f16, bf16 in any pair, or i32 for both */
+    const char *x;         /* element 0 */
+    char *y;
+} mlxn_copy_args;
+
+/* l2_norm: y = x * (1 / max(sqrt(sum x^2), eps)) over rows. */
+typedef struct mlxn_l2_norm_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32, f16 or bf16: x and y */
+    float eps;
+    mlxn_rows x, y;
+} mlxn_l2_norm_args;
+
+/* cumsum: inclusive prefix sums along rows. */
+typedef struct mlxn_cumsum_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32 or i32: x and y */
+    mlxn_rows x, y;
+} mlxn_cumsum_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

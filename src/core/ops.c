@@ -1,6 +1,7 @@
 /* Op entry points: argument, shape and dtype checks, then dispatch through the stream. */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -1079,6 +1080,239 @@ mlxn_status mlxn_moe_reduce(mlxn_stream *s, const mlxn_tensor *x, const mlxn_ten
     MLXN_TRY(matrix_operand(s, y, fn, "y", x->dtype, a->n_tokens, a->n, "[T, N] of x", &a->y));
     a->dtype = (int)x->dtype;
     if (a->n_tokens == 0 || a->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+/* ---------------------------------------------------------------- layout ops */
+
+static bool copy_dtypes_ok(mlxn_dtype x, mlxn_dtype y)
+{
+    return (float_dtype(x) && float_dtype(y)) || (x == MLXN_DTYPE_I32 && y == MLXN_DTYPE_I32);
+}
+
+static bool same_view(const mlxn_tensor *a, const mlxn_tensor *b)
+{
+    if (a->buffer != b->buffer || a->offset != b->offset || a->dtype != b->dtype || !same_shape(a, b))
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] > 1 && a->stride[i] != b->stride[i])
+            return false;
+    return true;
+}
+
+/* Checks a copy of x into y (x possibly a permuted view; x_name names it in messages) and fills
+ * the normalized args (op_list.h); *empty when there is nothing to copy. */
+static mlxn_status copy_plan(mlxn_stream *s, const char *fn, const mlxn_tensor *x, const char *x_name,
+                             const mlxn_tensor *y, mlxn_copy_args *a, bool *empty)
+{
+    MLXN_TRY(mlxn_tensor_check(x, fn, x_name));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(mlxn_tensor_check(y, fn, "y"));
+    if (x->buffer->device != s->device || y->buffer->device != s->device)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s lives on another device than the stream",
+                          x->buffer->device != s->device ? x_name : "y");
+    if (!copy_dtypes_ok(x->dtype, y->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn,
+                          "%s is %s and y %s: expected f32, f16 or bf16 for both, or i32 for both", x_name,
+                          mlxn_dtype_name(x->dtype), mlxn_dtype_name(y->dtype));
+    if (!same_shape(x, y)) {
+        char xs[96], ys[96];
+        shape_str(x, xs, sizeof xs);
+        shape_str(y, ys, sizeof ys);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has shape %s, expected %s (%s)", ys, xs, x_name);
+    }
+    memset(a, 0, sizeof *a);
+    a->x_dtype = (int)x->dtype;
+    a->y_dtype = (int)y->dtype;
+    a->x = x->buffer->ptr + x->offset;
+    a->y = y->buffer->ptr + y->offset;
+    *empty = mlxn_tensor_numel(x) == 0;
+    /* dims of size > 1, by y's stride, largest first (insertion sort: at most 4) */
+    int nd = 0;
+    for (int i = 0; i < x->ndim; i++) {
+        if (x->shape[i] == 1)
+            continue;
+        int k = nd++;
+        while (k > 0 && a->ys[k - 1] < y->stride[i]) {
+            a->shape[k] = a->shape[k - 1];
+            a->xs[k] = a->xs[k - 1];
+            a->ys[k] = a->ys[k - 1];
+            k--;
+        }
+        a->shape[k] = x->shape[i];
+        a->xs[k] = x->stride[i];
+        a->ys[k] = y->stride[i];
+    }
+    if (*empty)
+        return MLXN_STATUS_OK;
+    /* y's elements must be distinct: each stride at least the span of the dims inside it */
+    int64_t span = (int64_t)mlxn_dtype_size(y->dtype);
+    for (int k = nd - 1; k >= 0; k--) {
+        if (a->ys[k] < span)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
+                              "y's elements overlap (a stride of %lld bytes inside a span of %lld): an output view "
+                              "must not repeat elements",
+                              (long long)a->ys[k], (long long)span);
+        span += a->ys[k] * (a->shape[k] - 1);
+    }
+    /* merge neighbours that are contiguous in both views */
+    int m = 0;
+    for (int k = 0; k < nd; k++) {
+        if (m > 0 && a->xs[m - 1] == a->xs[k] * a->shape[k] && a->ys[m - 1] == a->ys[k] * a->shape[k]) {
+            a->shape[m - 1] *= a->shape[k];
+            a->xs[m - 1] = a->xs[k];
+            a->ys[m - 1] = a->ys[k];
+        } else {
+            a->shape[m] = a->shape[k];
+            a->xs[m] = a->xs[k];
+            a->ys[m] = a->ys[k];
+            m++;
+        }
+    }
+    if (m == 0) { /* a single element */
+        a->shape[0] = 1;
+        a->xs[0] = (int64_t)mlxn_dtype_size(x->dtype);
+        a->ys[0] = (int64_t)mlxn_dtype_size(y->dtype);
+        m = 1;
+    }
+    a->ndim = m;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status copy_issue(mlxn_stream *s, const char *fn, const mlxn_tensor *x, const char *x_name,
+                              const mlxn_tensor *y)
+{
+    mlxn_op op = {.kind = MLXN_OP_copy};
+    bool empty;
+    MLXN_TRY(copy_plan(s, fn, x, x_name, y, &op.u.copy, &empty));
+    if (empty || same_view(x, y))
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_copy(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_copy";
+    MLXN_TRY(check_stream(s, fn));
+    return copy_issue(s, fn, x, "x", y);
+}
+
+mlxn_status mlxn_permute(mlxn_stream *s, const mlxn_tensor *x, const int *perm, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_permute";
+    MLXN_TRY(check_stream(s, fn));
+    MLXN_TRY(mlxn_tensor_check(x, fn, "x"));
+    if (!perm)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "perm is NULL");
+    bool seen[MLXN_MAX_DIMS] = {false};
+    mlxn_tensor xp = *x;
+    for (int i = 0; i < x->ndim; i++) {
+        if (perm[i] < 0 || perm[i] >= x->ndim || seen[perm[i]])
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                              "perm[%d] is %d: expected a permutation of 0..%d (x has %d dims)", i, perm[i],
+                              x->ndim - 1, x->ndim);
+        seen[perm[i]] = true;
+        xp.shape[i] = x->shape[perm[i]];
+        xp.stride[i] = x->stride[perm[i]];
+    }
+    if (y && y->ndim != x->ndim)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has %d dims, x has %d", y->ndim, x->ndim);
+    return copy_issue(s, fn, &xp, "x permuted", y);
+}
+
+mlxn_status mlxn_concat(mlxn_stream *s, const mlxn_tensor *const *xs, int n, int dim, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_concat";
+    MLXN_TRY(check_stream(s, fn));
+    if (!xs || n < 1)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s: expected an array of n >= 1 tensors",
+                          xs ? "n < 1" : "xs is NULL");
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(mlxn_tensor_check(y, fn, "y"));
+    if (dim < 0 || dim >= y->ndim)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "dim is %d, y has %d dims", dim, y->ndim);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const mlxn_tensor *x = xs[i];
+        if (!x)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "xs[%d] is NULL", i);
+        MLXN_TRY(mlxn_tensor_check(x, fn, "an input"));
+        bool fits = x->ndim == y->ndim;
+        for (int d = 0; fits && d < y->ndim; d++)
+            fits = d == dim || x->shape[d] == y->shape[d];
+        if (!fits) {
+            char got[96], want[96];
+            shape_str(x, got, sizeof got);
+            shape_str(y, want, sizeof want);
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "xs[%d] has shape %s, expected y's shape %s but along dim %d",
+                              i, got, want, dim);
+        }
+        if (x->shape[dim] > y->shape[dim] - total)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
+                              "the inputs' sizes along dim %d add up to more than y's %lld (at xs[%d])", dim,
+                              (long long)y->shape[dim], i);
+        total += x->shape[dim];
+    }
+    if (total != y->shape[dim])
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "the inputs' sizes along dim %d add up to %lld, y has %lld", dim,
+                          (long long)total, (long long)y->shape[dim]);
+    /* every part is checked before the first is issued */
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t at = 0;
+        for (int i = 0; i < n; i++) {
+            mlxn_tensor part;
+            MLXN_TRY(mlxn_tensor_slice(y, dim, at, xs[i]->shape[dim], &part));
+            at += xs[i]->shape[dim];
+            char name[32];
+            snprintf(name, sizeof name, "xs[%d]", i);
+            mlxn_op op = {.kind = MLXN_OP_copy};
+            bool empty;
+            MLXN_TRY(copy_plan(s, fn, xs[i], name, &part, &op.u.copy, &empty));
+            if (pass == 1 && !empty)
+                MLXN_TRY(mlxn_stream_issue(s, &op));
+        }
+    }
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_l2_norm(mlxn_stream *s, const mlxn_tensor *x, float eps, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_l2_norm";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_l2_norm};
+    mlxn_l2_norm_args *a = &op.u.l2_norm;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
+    if (!(eps >= 0.0f) || isinf(eps))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "eps is %g, expected a finite value >= 0", (double)eps);
+    a->dtype = (int)x->dtype;
+    a->eps = eps;
+    if (a->n_rows == 0 || a->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_cumsum(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_cumsum";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_cumsum};
+    mlxn_cumsum_args *a = &op.u.cumsum;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
+    if (x->dtype != MLXN_DTYPE_F32 && x->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32 or i32", mlxn_dtype_name(x->dtype));
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
+    a->dtype = (int)x->dtype;
+    if (a->n_rows == 0 || a->n == 0)
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
 }

@@ -1,4 +1,6 @@
 /* Tensor views: construction, validation, and flattening into rows. */
+#include <string.h>
+
 #include "internal.h"
 
 static bool mul_ok(int64_t a, int64_t b, int64_t *out)
@@ -150,6 +152,41 @@ static mlxn_status validate(const mlxn_tensor *t, const char *func, const char *
 mlxn_status mlxn_tensor_validate(const mlxn_tensor *t)
 {
     return validate(t, "mlxn_tensor_validate", "tensor");
+}
+
+mlxn_status mlxn_tensor_check(const mlxn_tensor *t, const char *func, const char *what)
+{
+    return validate(t, func, what);
+}
+
+mlxn_status mlxn_tensor_slice(const mlxn_tensor *t, int dim, int64_t start, int64_t len, mlxn_tensor *out)
+{
+    static const char *fn = "mlxn_tensor_slice";
+    if (!out)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "out is NULL");
+    memset(out, 0, sizeof *out);
+    MLXN_TRY(validate(t, fn, "t"));
+    if (dim < 0 || dim >= t->ndim)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "dim is %d, t has %d dims", dim, t->ndim);
+    const int64_t size = t->shape[dim];
+    if (start < 0 || len < 0 || start > size || len > size - start)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
+                          "elements [%lld, %lld + %lld) of dim %d: outside its %lld elements", (long long)start,
+                          (long long)start, (long long)len, dim, (long long)size);
+    int64_t skip = start * t->stride[dim];
+    if (dim == t->ndim - 1 && mlxn_dtype_is_quantized(t->dtype)) {
+        const int64_t be = mlxn_dtype_block_elems(t->dtype);
+        if (start % be || len % be)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
+                              "start %lld and len %lld of the innermost dim of a %s view: expected multiples of its "
+                              "block (%lld)",
+                              (long long)start, (long long)len, mlxn_dtype_name(t->dtype), (long long)be);
+        skip = start / be * t->stride[dim];
+    }
+    *out = *t;
+    out->offset += (size_t)skip;
+    out->shape[dim] = len;
+    return MLXN_STATUS_OK;
 }
 
 mlxn_status mlxn_tensor_rows(const mlxn_tensor *t, const char *func, const char *what,

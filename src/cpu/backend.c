@@ -287,5 +287,8 @@ const mlxn_backend mlxn_cpu_backend = {
         .sample = mlxn_cpu_sample,
         .moe_gate = mlxn_cpu_moe_gate,
         .moe_reduce = mlxn_cpu_moe_reduce,
+        .copy = mlxn_cpu_copy,
+        .l2_norm = mlxn_cpu_l2_norm,
+        .cumsum = mlxn_cpu_cumsum,
     },
 };

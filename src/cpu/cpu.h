@@ -64,5 +64,8 @@ mlxn_status mlxn_cpu_kv_append(mlxn_stream *s, const mlxn_kv_append_args *a);
 mlxn_status mlxn_cpu_sample(mlxn_stream *s, const mlxn_sample_args *a);
 mlxn_status mlxn_cpu_moe_gate(mlxn_stream *s, const mlxn_moe_gate_args *a);
 mlxn_status mlxn_cpu_moe_reduce(mlxn_stream *s, const mlxn_moe_reduce_args *a);
+mlxn_status mlxn_cpu_copy(mlxn_stream *s, const mlxn_copy_args *a);
+mlxn_status mlxn_cpu_l2_norm(mlxn_stream *s, const mlxn_l2_norm_args *a);
+mlxn_status mlxn_cpu_cumsum(mlxn_stream *s, const mlxn_cumsum_args *a);
 
 #endif

@@ -142,6 +142,8 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->sample_scratch);
     if (st->fusion_scratch)
         cudaFree(st->fusion_scratch);
+    if (st->scan_scratch)
+        cudaFree(st->scan_scratch);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -271,6 +273,35 @@ static mlxn_status cuda_moe_gate(mlxn_stream *s, const mlxn_moe_gate_args *a)
                           "warp's registers)",
                           (long long)a->n_experts, MLXN_CUDA_MOE_GATE_MAX_EXPERTS);
     MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_moe_gate(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
+MLXN_CUDA_OP(l2_norm, "mlxn_l2_norm")
+
+/* Not through MLXN_CUDA_OP: cuda_copy is the backend's memory copy. */
+static mlxn_status cuda_copy_op(mlxn_stream *s, const mlxn_copy_args *a)
+{
+    static const char *fn = "mlxn_copy";
+    SET_DEVICE(fn, s->device);
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_copy(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
+/* The scan scratch is made at the stream's first cumsum outside a capture (a captured graph
+ * keeps its address); without it (captured first, or no memory) long rows scan one block per
+ * row. */
+static mlxn_status cuda_cumsum(mlxn_stream *s, const mlxn_cumsum_args *a)
+{
+    static const char *fn = "mlxn_cumsum";
+    SET_DEVICE(fn, s->device);
+    mlxn_cuda_stream_state *st = s->impl;
+    if (!st->scan_scratch && !s->capturing && cudaMalloc(&st->scan_scratch, MLXN_CUDA_SCAN_SCRATCH_BYTES) != cudaSuccess) {
+        (void)cudaGetLastError();
+        st->scan_scratch = NULL;
+    }
+    const mlxn_cuda_device *d = s->device->impl;
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_cumsum(a, st->scan_scratch, st->scan_scratch ? MLXN_CUDA_SCAN_SCRATCH_BYTES : 0,
+                                                d->prop.multiProcessorCount, st->stream, mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }
 
@@ -431,5 +462,8 @@ const mlxn_backend mlxn_cuda_backend = {
         .sample = cuda_sample,
         .moe_gate = cuda_moe_gate,
         .moe_reduce = cuda_moe_reduce,
+        .copy = cuda_copy_op,
+        .l2_norm = cuda_l2_norm,
+        .cumsum = cuda_cumsum,
     },
 };

@@ -32,6 +32,7 @@ typedef struct mlxn_cuda_stream_state {
     void *fusion_scratch;     /* normalized x and the plain product of fused qmatmuls past decode size */
     size_t fusion_scratch_bytes;
     void *sample_scratch;     /* MLXN_CUDA_SAMPLE_SCRATCH_BYTES for split argmax and sampling, or NULL */
+    void *scan_scratch;       /* MLXN_CUDA_SCAN_SCRATCH_BYTES for the look-back of long cumsum rows, or NULL */
 } mlxn_cuda_stream_state;
 
 /* The split decode's partial results live in stream memory of this fixed size, made at the

@@ -53,6 +53,15 @@ cudaError_t mlxn_cuda_launch_qmatmul_epilogue(const mlxn_qmatmul_args *a, const 
 #define MLXN_CUDA_MOE_GATE_MAX_EXPERTS 512
 cudaError_t mlxn_cuda_launch_moe_gate(const mlxn_moe_gate_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_moe_reduce(const mlxn_moe_reduce_args *a, cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_copy(const mlxn_copy_args *a, cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_l2_norm(const mlxn_l2_norm_args *a, cudaStream_t stream, bool pdl);
+/* Long rows with few of them scan all their tiles at once, chained through per-tile flags in
+ * stream memory of this fixed size (a counter and one 8-byte flag per tile of 2048 elements:
+ * 1 MiB covers 131071 tiles, some 268M elements; larger calls, or scratch NULL, scan a row per
+ * block). sms: the device's multiprocessors (fewer rows than two per SM take the look-back). */
+#define MLXN_CUDA_SCAN_SCRATCH_BYTES ((size_t)1 << 20)
+cudaError_t mlxn_cuda_launch_cumsum(const mlxn_cumsum_args *a, void *scratch, size_t scratch_bytes, int sms,
+                                    cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);

@@ -7,6 +7,7 @@
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench_model(int argc, char **argv);
+int cmd_test(int argc, char **argv);
 /* "cpu", "cuda", "cuda:N"; NULL = the best device present. Prints the error; returns an exit code. */
 int open_device(const char *spec, mlxn_device **dev);
 

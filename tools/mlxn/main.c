@@ -26,6 +26,10 @@ static void usage(FILE *f)
             "        (the CPU, or --quick, runs 512 and 128 only)\n"
             "  inspect FILE.gguf [--json]\n"
             "        metadata, tensor table (name, type, shape, bytes, offset) and a summary\n"
+            "  test --support\n"
+            "        the op x dtype x backend table: each op probed once per dtype of its main operand\n"
+            "        on the CPU and the GPU (without a GPU: the dtypes the checks accept, for the ops\n"
+            "        this build has CUDA kernels for)\n"
             "  devices   list the devices mlxn can use\n"
             "  version   print the library version\n");
 }
@@ -136,6 +140,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "inspect") == 0)
         return cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(argv[1], "test") == 0)
+        return cmd_test(argc - 2, argv + 2);
     if (strcmp(argv[1], "devices") == 0)
         return cmd_devices();
     if (strcmp(argv[1], "version") == 0) {
