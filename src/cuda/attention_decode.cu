@@ -57,10 +57,14 @@ __device__ __forceinline__ int row_index(const mlxn_attention_args &a, int b, in
     return (b * (int)a.Tq + row / G) * (int)a.Hq + hk * G + row % G;
 }
 
-// Shared memory: out [DEC_WARPS][RT][D] f32, then ml [DEC_WARPS][RT][2] (max, sum).
-__host__ __device__ constexpr size_t decode_smem(int rt, int d)
+// Shared memory: out [DEC_WARPS][RT][D] f32, then ml [DEC_WARPS][RT][2] (max, sum); the merging
+// split reuses it for its weights [RT][splits] f32 (at most DEC_MAX_SPLITS).
+constexpr int DEC_MAX_SPLITS = 2048;
+__host__ __device__ constexpr size_t decode_smem(int rt, int d, int splits)
 {
-    return (size_t)DEC_WARPS * rt * d * 4 + (size_t)DEC_WARPS * rt * 2 * 4;
+    const size_t combine = (size_t)DEC_WARPS * rt * d * 4 + (size_t)DEC_WARPS * rt * 2 * 4,
+                 weights = (size_t)rt * splits * 4;
+    return combine > weights ? combine : weights;
 }
 
 // LPK lanes per key row; C 16-byte chunks per lane (rows of up to LPK C chunks).
@@ -72,6 +76,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
     constexpr int KPW = 32 / LPK, SLOTS = DEC_WARPS * KPW;
     extern __shared__ __align__(16) float sh[];
     __shared__ bool last_split;
+    __shared__ float row_scale[RT]; // the merging split's 1 / denominator per row
     wait_for_previous_kernel();
     allow_next_kernel();
     const int D = (int)a.D, nch = D / E;
@@ -319,23 +324,36 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
         __threadfence();
         if (tid == 0)
             *counter = 0;
-        for (int i = tid; i < rn * D; i += DEC_THREADS) {
-            const int r = i / D, d = i % D, row = r0 + r, h = hk * G + row % G;
+        // each split's weight per row, a warp per row with lanes over the splits, into shared
+        // memory (wts [rn][n_run] over the combine area, whose reads ended at the barrier above)
+        float *wts = sh;
+        for (int r = warp; r < rn; r += DEC_WARPS) {
+            const int row = r0 + r;
             const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits;
-            // (unrolled: the loads of several splits in flight at once)
             float mx = -INFINITY;
-#pragma unroll 8
-            for (int s = 0; s < n_run; s++)
+            for (int s = lane; s < n_run; s += 32)
                 mx = fmaxf(mx, __ldcg(sp.part_ml + (at0 + s) * 2));
-            float o = 0.0f, sum = 0.0f;
-#pragma unroll 8
-            for (int s = 0; mx != -INFINITY && s < n_run; s++) {
+            mx = warp_max(mx);
+            float sum = 0.0f;
+            for (int s = lane; s < n_run; s += 32) {
                 const float ms = __ldcg(sp.part_ml + (at0 + s) * 2);
                 const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-                o = fmaf(f, __ldcg(sp.part_o + (at0 + s) * D + d), o);
+                wts[r * n_run + s] = f;
                 sum = fmaf(f, __ldcg(sp.part_ml + (at0 + s) * 2 + 1), sum);
             }
-            store_as(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
+            sum = warp_sum(sum);
+            if (lane == 0)
+                row_scale[r] = inverse_denominator(a, hk * G + row % G, mx * LN2, sum);
+        }
+        __syncthreads();
+        for (int i = tid; i < rn * D; i += DEC_THREADS) {
+            const int r = i / D, d = i % D, row = r0 + r;
+            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits;
+            float o = 0.0f;
+#pragma unroll 8
+            for (int s = 0; s < n_run; s++) // independent loads: several splits in flight
+                o = fmaf(wts[r * n_run + s], __ldcg(sp.part_o + (at0 + s) * D + d), o);
+            store_as(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), d, o * row_scale[r]);
         }
     }
 }
@@ -357,6 +375,7 @@ DecodeSplit plan_decode_split(const mlxn_attention_args &a, int row_tiles, void 
         const int64_t by_len = a.S / 32, by_scratch = (int64_t)((scratch_bytes - DEC_COUNTER_BYTES) / per_split);
         splits = splits < by_len ? splits : by_len;
         splits = splits < by_scratch ? splits : by_scratch;
+        splits = splits < DEC_MAX_SPLITS ? splits : DEC_MAX_SPLITS;
     }
     if (splits < 2) {
         sp.splits = 1;
@@ -378,19 +397,18 @@ cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t sc
 {
     static unsigned long long smem_done;
     auto kernel = attention_decode<KV, RT, LPK, C>;
-    cudaError_t e = allow_smem(kernel, decode_smem(RT, MLXN_ATTENTION_MAX_D), smem_done);
+    cudaError_t e = allow_smem(kernel, decode_smem(RT, MLXN_ATTENTION_MAX_D, DEC_MAX_SPLITS), smem_done);
     if (e != cudaSuccess)
         return e;
     const int64_t R = a.Hq / a.Hkv * a.Tq;
     const int row_tiles = (int)((R + RT - 1) / RT);
-    const size_t smem = decode_smem(RT, (int)a.D);
     int per_sm = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, DEC_THREADS, smem);
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, DEC_THREADS, decode_smem(RT, (int)a.D, 0));
     if (e != cudaSuccess)
         return e;
     const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms);
     return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
-                  dim3(DEC_THREADS), smem, s, pdl, a, sp);
+                  dim3(DEC_THREADS), decode_smem(RT, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
 }
 
 // RT: the rows per block, as many as the group has up to 8, while the scaled query rows and the
