@@ -26,6 +26,8 @@ static const op_tests registry[] = {
     {"attention", test_attention},
     {"kv_append", test_kv_append},
     {"sample", test_sample},
+    {"moe_route_map", test_moe_route_map},
+    {"qmatmul_id", test_qmatmul_id},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -17,5 +17,7 @@ void test_argmax(test_devices *devs, rng *g);
 void test_attention(test_devices *devs, rng *g);
 void test_kv_append(test_devices *devs, rng *g);
 void test_sample(test_devices *devs, rng *g);
+void test_moe_route_map(test_devices *devs, rng *g);
+void test_qmatmul_id(test_devices *devs, rng *g);
 
 #endif

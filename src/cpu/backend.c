@@ -285,5 +285,7 @@ const mlxn_backend mlxn_cpu_backend = {
         .attention = mlxn_cpu_attention,
         .kv_append = mlxn_cpu_kv_append,
         .sample = mlxn_cpu_sample,
+        .moe_route_map = mlxn_cpu_moe_route_map,
+        .qmatmul_id = mlxn_cpu_qmatmul_id,
     },
 };
