@@ -362,6 +362,89 @@ static void qid_case_run(const qid_case *c, test_devices *devs, rng *g)
     free_data(&d);
 }
 
+/* ---------------------------------------------------------------- graph capture */
+
+/* The op captured once on each device and replayed with new x and ids uploaded into the same
+ * buffers: the ids must be read when the graph runs (on CUDA the prefill's routing map and tile
+ * schedule are built on the device). One eager call first makes the stream's scratch. */
+static void capture_case(const qid_case *c, test_devices *devs, rng *g)
+{
+    char name[200], full[300], why[512];
+    snprintf(name, sizeof name, "qmatmul_id%s/capture/%s/T=%lld/k=%lld/E=%lld/%lldx%lld", c->swiglu ? "_swiglu" : "",
+             mlxn_dtype_name(c->w_dtype), (long long)c->T, (long long)c->k, (long long)c->E, (long long)c->N,
+             (long long)c->K);
+    qid_data d;
+    if (!make_data(c, g, &d)) {
+        harness_fail(name, "making data: %s", mlxn_last_error());
+        free_data(&d);
+        return;
+    }
+    const qid_run r = {c, &d};
+    for (int dv = 0; dv < devs->count; dv++) {
+        test_device *dev = &devs->list[dv];
+        snprintf(full, sizeof full, "%s @%s", name, dev->name);
+        mlxn_buffer *bw[2] = {NULL, NULL};
+        placed x = {0}, ids = {0}, y = {0};
+        mlxn_graph *graph = NULL;
+        bool ok = true;
+        for (int i = 0; ok && i < (c->swiglu ? 2 : 1); i++)
+            ok = mlxn_buffer_create(dev->device, d.w_bytes, &bw[i]) == MLXN_STATUS_OK &&
+                 mlxn_buffer_upload(bw[i], 0, d.w[i], d.w_bytes, NULL) == MLXN_STATUS_OK;
+        ok = ok && operand_place(&d.x, dev, &x) && operand_place(&d.ids, dev, &ids) && operand_place(&d.y, dev, &y);
+        const int64_t ws[3] = {c->E, c->N, c->K};
+        mlxn_tensor tw = mlxn_tensor_make(bw[0], 0, c->w_dtype, 3, ws);
+        mlxn_tensor tu = c->swiglu ? mlxn_tensor_make(bw[1], 0, c->w_dtype, 3, ws) : tw;
+        mlxn_stream *s = dev->stream;
+#define QID_ISSUE()                                                                                 \
+    (c->swiglu ? mlxn_qmatmul_id_swiglu(s, &x.view, &tw, &tu, &ids.view, &y.view) == MLXN_STATUS_OK \
+               : mlxn_qmatmul_id(s, &x.view, &tw, &ids.view, &y.view) == MLXN_STATUS_OK)
+        ok = ok && QID_ISSUE() && mlxn_stream_sync(s) == MLXN_STATUS_OK &&
+             mlxn_stream_begin_capture(s) == MLXN_STATUS_OK && QID_ISSUE() &&
+             mlxn_stream_end_capture(s, &graph) == MLXN_STATUS_OK;
+#undef QID_ISSUE
+        if (!ok)
+            harness_fail(full, "setting up the graph: %s", mlxn_last_error());
+        for (int step = 0; ok && step < 3; step++) {
+            for (int64_t i = 0; i < d.x.numel; i++)
+                operand_set(&d.x, i, rng_normal(g));
+            fill_ids(&d.ids, c->T, c->k, c->E, (ids_mode)((c->mode + step) % IDS_MODES), g);
+            operand got, want;
+            if (mlxn_buffer_upload(x.buffer, 0, d.x.image, d.x.bytes, NULL) != MLXN_STATUS_OK ||
+                mlxn_buffer_upload(ids.buffer, 0, d.ids.image, d.ids.bytes, NULL) != MLXN_STATUS_OK ||
+                mlxn_graph_launch(graph, s) != MLXN_STATUS_OK || mlxn_stream_sync(s) != MLXN_STATUS_OK ||
+                !placed_fetch(&y, dev, &d.y, &got)) {
+                harness_fail(full, "step %d: %s", step, mlxn_last_error());
+                ok = false;
+                break;
+            }
+            double *b = bounds(c, &d);
+            if (!run_cb((void *)&r, &devs->ref, &want, why, sizeof why)) {
+                harness_fail(full, "step %d: reference: %s", step, why);
+                ok = false;
+            } else {
+                const double tol = strncmp(dev->name, "cuda", 4) || c->T * c->k <= QID_DECODE_PAIRS ? QID_TOL
+                                                                                                     : QID_TOL_BF16;
+                if (!b || !compare_within_bound(&got, &want, b, tol, why, sizeof why)) {
+                    harness_fail(full, "step %d: %s", step, b ? why : "out of memory");
+                    ok = false;
+                }
+                operand_free(&want);
+            }
+            free(b);
+            operand_free(&got);
+        }
+        if (ok)
+            harness_pass(full);
+        mlxn_graph_free(graph);
+        mlxn_buffer_free(bw[0]);
+        mlxn_buffer_free(bw[1]);
+        placed_free(&x);
+        placed_free(&ids);
+        placed_free(&y);
+    }
+    free_data(&d);
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void error_cases(test_devices *devs)
@@ -481,15 +564,28 @@ void test_qmatmul_id(test_devices *devs, rng *g)
                           per_slot && variant % 4 == 3, (ids_mode)(variant % IDS_MODES), (variant / 2) % 2 == 1};
             qid_case_run(&c, devs, g);
         }
-    /* larger rows and many tokens: a qwen3moe-like down projection (K = 768 per expert) and a
-     * gate/up pair, one tile of 64 pairs exactly, one expert with every pair (many M tiles) */
+    /* larger rows and many tokens: a long gate/up row (x in K tiles on CUDA's mat-vec path), a
+     * qwen3moe-like down projection (K = 768), one tile of 64 pairs exactly, one expert with
+     * every pair (many tiles of one expert) */
     static const qid_case big[] = {
         {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 8, 128, 24, 4096, false, 0, false, IDS_TOPK, true},
         {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 40, 8, 16, 40, 768, true, 0, false, IDS_TOPK, false},
         {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 64, 1, 1, 129, 128, false, 0, false, IDS_TOPK, false},
         {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F16, 300, 2, 3, 70, 256, false, 1, false, IDS_ONE_EXPERT, true},
+        /* float W with rows that are not whole 32-element units, decode and tiles */
+        {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 3, 2, 4, 9, 100, false, 0, false, IDS_TOPK, true},
+        {MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 40, 4, 8, 21, 72, true, 1, true, IDS_OUT_OF_RANGE, false},
+        {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, 33, 3, 5, 13, 37, false, 0, false, IDS_TOPK, true},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         qid_case_run(&big[i], devs, g);
+    /* a decode step (mat-vecs on CUDA) and a prefill (tiles over the routing map) in graphs */
+    static const qid_case captured[] = {
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 8, 32, 40, 256, false, 0, false, IDS_TOPK, true},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 20, 8, 32, 70, 128, true, 0, false, IDS_TOPK, false},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_BF16, 37, 4, 16, 33, 256, false, 0, false, IDS_HALF_EMPTY, true},
+    };
+    for (size_t i = 0; i < sizeof captured / sizeof captured[0]; i++)
+        capture_case(&captured[i], devs, g);
     error_cases(devs);
 }

@@ -140,6 +140,8 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->attention_partials);
     if (st->sample_scratch)
         cudaFree(st->sample_scratch);
+    if (st->moe_scratch)
+        cudaFree(st->moe_scratch);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -325,6 +327,51 @@ static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     return MLXN_STATUS_OK;
 }
 
+/* The stream's scratch for the MoE routing maps, grown to `need` bytes; it cannot grow while
+ * the stream captures a graph (a captured graph keeps its address), so a captured call needs one
+ * of its size (or larger) run before. */
+static mlxn_status moe_scratch(mlxn_stream *s, size_t need, const char *fn, void **out)
+{
+    mlxn_cuda_stream_state *st = s->impl;
+    if (st->moe_scratch_bytes < need) {
+        if (s->capturing)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                              "this call needs %zu bytes of stream scratch for its routing map, which cannot grow "
+                              "while capturing: run one of this size before capturing",
+                              need);
+        if (st->moe_scratch)
+            MLXN_CUDA_CHECK(fn, cudaFree(st->moe_scratch)); /* waits for the work that used it */
+        st->moe_scratch = NULL;
+        st->moe_scratch_bytes = 0;
+        MLXN_CUDA_CHECK(fn, cudaMalloc(&st->moe_scratch, need));
+        st->moe_scratch_bytes = need;
+    }
+    *out = st->moe_scratch;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_args *a)
+{
+    static const char *fn = "mlxn_moe_route_map";
+    SET_DEVICE(fn, s->device);
+    void *counts = NULL;
+    MLXN_TRY(moe_scratch(s, sizeof(int32_t) * (size_t)a->n_experts, fn, &counts));
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_moe_route_map(a, counts, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
+{
+    const char *fn = a->w_up ? "mlxn_qmatmul_id_swiglu" : "mlxn_qmatmul_id";
+    SET_DEVICE(fn, s->device);
+    void *scratch = NULL;
+    const size_t need = mlxn_cuda_qmatmul_id_scratch_bytes(a);
+    if (need)
+        MLXN_TRY(moe_scratch(s, need, fn, &scratch));
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id(a, scratch, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
 const mlxn_backend mlxn_cuda_backend = {
     .name = "cuda",
     .records_in_core = false,
@@ -360,5 +407,7 @@ const mlxn_backend mlxn_cuda_backend = {
         .attention = cuda_attention,
         .kv_append = cuda_kv_append,
         .sample = cuda_sample,
+        .moe_route_map = cuda_moe_route_map,
+        .qmatmul_id = cuda_qmatmul_id,
     },
 };

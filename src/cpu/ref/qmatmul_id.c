@@ -4,9 +4,15 @@
 
 #include "ref.h"
 
+/* GGML rows are whole units of 32; f32/f16/bf16 rows may end inside one */
 static double dot(const mlxn_qmatmul_id_args *a, const char *x, const uint8_t *w)
 {
     double acc = 0;
+    if (mlxn_dtype_block_elems(a->w_dtype) == 1) {
+        for (int64_t i = 0; i < a->K; i++)
+            acc += mlxn_ref_load(a->x_dtype, x, i) * mlxn_ref_load(a->w_dtype, w, i);
+        return acc;
+    }
     for (int64_t k0 = 0; k0 < a->K; k0 += 32) {
         float v[32];
         mlxn_ref_weight_unit(a->w_dtype, w, k0, v);
