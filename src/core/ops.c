@@ -1003,11 +1003,11 @@ static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *
     if (!y)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(moe_ids(s, ids, fn, &a->ids, &a->T, &a->k));
-    int64_t xr, wr, wk, yr, yn;
+    int64_t n_rows, wk, yn; /* the row counts follow from the shapes checked below */
     mlxn_rows wrows;
-    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &xr, &a->K));
-    MLXN_TRY(operand_rows(s, w, fn, w_name, &wrows, &wr, &wk));
-    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &yr, &yn));
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &n_rows, &a->K));
+    MLXN_TRY(operand_rows(s, w, fn, w_name, &wrows, &n_rows, &wk));
+    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &n_rows, &yn));
     if (!float_dtype(x->dtype))
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
     if (!ggml_block_dtype(w->dtype) && !float_dtype(w->dtype))
@@ -1063,9 +1063,6 @@ static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *
         a->up_stride = a->N > 1 ? urows.s2 : row_bytes;
         a->up_expert_stride = a->E > 1 ? urows.s1 : a->N * a->up_stride;
     }
-    (void)xr;
-    (void)wr;
-    (void)yr;
     if (a->T == 0 || a->N == 0)
         return MLXN_STATUS_OK;
     if (a->K == 0)

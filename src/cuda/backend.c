@@ -142,6 +142,8 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->sample_scratch);
     if (st->moe_scratch)
         cudaFree(st->moe_scratch);
+    for (int i = 0; i < st->moe_retired_count; i++)
+        cudaFree(st->moe_retired[i]);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -327,9 +329,10 @@ static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     return MLXN_STATUS_OK;
 }
 
-/* The stream's scratch for the MoE routing maps, grown to `need` bytes; it cannot grow while
- * the stream captures a graph (a captured graph keeps its address), so a captured call needs one
- * of its size (or larger) run before. */
+/* The stream's scratch for the MoE routing maps, at least `need` bytes. It cannot grow while
+ * the stream captures a graph, so a captured call needs one of its size (or larger) run before.
+ * Outgrown scratch stays allocated until the stream is freed: a graph captured earlier keeps its
+ * address (sizes double from 64 KiB, so the retired ones add up to less than the current one). */
 static mlxn_status moe_scratch(mlxn_stream *s, size_t need, const char *fn, void **out)
 {
     mlxn_cuda_stream_state *st = s->impl;
@@ -339,12 +342,19 @@ static mlxn_status moe_scratch(mlxn_stream *s, size_t need, const char *fn, void
                               "this call needs %zu bytes of stream scratch for its routing map, which cannot grow "
                               "while capturing: run one of this size before capturing",
                               need);
+        size_t bytes = st->moe_scratch_bytes ? 2 * st->moe_scratch_bytes : (size_t)64 << 10;
+        while (bytes < need)
+            bytes *= 2;
+        const int cap = (int)(sizeof st->moe_retired / sizeof st->moe_retired[0]);
+        if (st->moe_scratch && st->moe_retired_count == cap)
+            return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "the stream's MoE scratch was outgrown %d times",
+                              cap);
+        void *p = NULL;
+        MLXN_CUDA_CHECK(fn, cudaMalloc(&p, bytes));
         if (st->moe_scratch)
-            MLXN_CUDA_CHECK(fn, cudaFree(st->moe_scratch)); /* waits for the work that used it */
-        st->moe_scratch = NULL;
-        st->moe_scratch_bytes = 0;
-        MLXN_CUDA_CHECK(fn, cudaMalloc(&st->moe_scratch, need));
-        st->moe_scratch_bytes = need;
+            st->moe_retired[st->moe_retired_count++] = st->moe_scratch;
+        st->moe_scratch = p;
+        st->moe_scratch_bytes = bytes;
     }
     *out = st->moe_scratch;
     return MLXN_STATUS_OK;
