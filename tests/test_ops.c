@@ -31,6 +31,8 @@ static const op_tests registry[] = {
     {"copy", test_copy},
     {"l2_norm", test_l2_norm},
     {"cumsum", test_cumsum},
+    {"moe_route_map", test_moe_route_map},
+    {"qmatmul_id", test_qmatmul_id},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

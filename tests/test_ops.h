@@ -22,5 +22,7 @@ void test_moe_reduce(test_devices *devs, rng *g);
 void test_copy(test_devices *devs, rng *g);
 void test_l2_norm(test_devices *devs, rng *g);
 void test_cumsum(test_devices *devs, rng *g);
+void test_moe_route_map(test_devices *devs, rng *g);
+void test_qmatmul_id(test_devices *devs, rng *g);
 
 #endif

@@ -290,5 +290,7 @@ const mlxn_backend mlxn_cpu_backend = {
         .copy = mlxn_cpu_copy,
         .l2_norm = mlxn_cpu_l2_norm,
         .cumsum = mlxn_cpu_cumsum,
+        .moe_route_map = mlxn_cpu_moe_route_map,
+        .qmatmul_id = mlxn_cpu_qmatmul_id,
     },
 };

@@ -153,6 +153,23 @@ static mlxn_status probe_moe_reduce(mlxn_stream *s, mlxn_buffer *b, mlxn_dtype d
     return mlxn_moe_reduce(s, &x, &w, &y);
 }
 
+static mlxn_status probe_moe_route_map(mlxn_stream *s, mlxn_buffer *b, mlxn_dtype dt)
+{
+    /* 255 experts: offsets [256] is a valid view in every block dtype */
+    const int64_t e1 = 256, n = 8;
+    mlxn_tensor idt = t2(b, X_AT, MLXN_DTYPE_I32, 2, 4), offsets = mlxn_tensor_make(b, Y_AT, dt, 1, &e1),
+                rows = mlxn_tensor_make(b, AUX_AT, MLXN_DTYPE_I32, 1, &n);
+    return mlxn_moe_route_map(s, &idt, 255, &offsets, &rows);
+}
+
+static mlxn_status probe_qmatmul_id(mlxn_stream *s, mlxn_buffer *b, mlxn_dtype dt)
+{
+    const int64_t ws[3] = {4, 8, 256}, ys[3] = {2, 2, 8};
+    mlxn_tensor w = mlxn_tensor_make(b, W_AT, dt, 3, ws), x = t2(b, X_AT, MLXN_DTYPE_F32, 2, 256),
+                idt = t2(b, AUX_AT, MLXN_DTYPE_I32, 2, 2), y = mlxn_tensor_make(b, Y_AT, MLXN_DTYPE_F32, 3, ys);
+    return mlxn_qmatmul_id(s, &x, &w, &idt, &y);
+}
+
 typedef struct op_probe {
     const char *operand; /* the operand whose dtype the probe varies (the others: f32 or i32) */
     probe_fn fn;
@@ -175,6 +192,8 @@ static const op_probe probes[MLXN_OP_COUNT] = {
     [MLXN_OP_moe_gate] = {"logits", probe_moe_gate},
     [MLXN_OP_moe_reduce] = {"x", probe_moe_reduce},
     [MLXN_OP_copy] = {"x, y", probe_copy},
+    [MLXN_OP_moe_route_map] = {"offsets", probe_moe_route_map},
+    [MLXN_OP_qmatmul_id] = {"w", probe_qmatmul_id},
     [MLXN_OP_l2_norm] = {"x", probe_l2_norm},
     [MLXN_OP_cumsum] = {"x", probe_cumsum},
 };

@@ -30,6 +30,8 @@ void mlxn_ref_moe_reduce(const mlxn_moe_reduce_args *a);
 void mlxn_ref_copy(const mlxn_copy_args *a);
 void mlxn_ref_l2_norm(const mlxn_l2_norm_args *a);
 void mlxn_ref_cumsum(const mlxn_cumsum_args *a);
+void mlxn_ref_moe_route_map(const mlxn_moe_route_map_args *a);
+void mlxn_ref_qmatmul_id(const mlxn_qmatmul_id_args *a);
 
 /* The oracle's token for row r of a sample call, and whether one of its decisions (the rank
  * at a top-k or top-p cut, the top-p sum, a min-p test, the draw) lies within `margin`
