@@ -9,7 +9,7 @@
 //
 // With the per-head RMS norm (Gemma 3, Qwen3: a decode step has 5 or 24 heads of 128..256)
 // one warp owns a head row and a block up to 8 heads of one token, so the table is shared by
-// the block's heads and the row's sum of squares is a warp reduction, with no barrier. The
+// the block's heads and the row's sum of squares is a warp reduction (no barrier). The
 // warp loads the row once into registers (the first chunk of pairs, which is the whole row for
 // D <= 512, as pair items; the first 16 elements per lane of the dims past n_rot), forms the
 // table while those loads are in flight, reduces, then normalizes and rotates from registers.
