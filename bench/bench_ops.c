@@ -563,20 +563,28 @@ typedef struct rope_row {
     mlxn_rope_style style;
     bool multi;   /* mrope with Qwen2-VL's sections [16, 24, 24, 0] */
     bool yarn_ff; /* YaRN (4x over a 4096 context) and freq_factors */
+    bool norm;    /* the per-head RMS norm first, weights [H, D] */
     mlxn_dtype dtype;
     int64_t T, H, D;
 } rope_row;
 
 /* q of a 4096-token prefill (32 heads of 128) in both pairings and dtypes, with YaRN and
- * freq_factors, as mrope; and one decode token, where launch latency is all there is. */
+ * freq_factors, as mrope; and one decode token, where launch latency is all there is. With the
+ * per-head norm: the q + k heads of a decode step of Gemma 3 (4 + 1 of 256, also without the
+ * norm for comparison) and Qwen3 (16 + 8 of 128), and the 4096-token prefill. */
 static const rope_row rope_rows[] = {
-    {MLXN_ROPE_NEOX, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
-    {MLXN_ROPE_NORMAL, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
-    {MLXN_ROPE_NEOX, false, false, MLXN_DTYPE_BF16, 4096, 32, 128},
-    {MLXN_ROPE_NORMAL, false, false, MLXN_DTYPE_BF16, 4096, 32, 128},
-    {MLXN_ROPE_NEOX, false, true, MLXN_DTYPE_BF16, 4096, 32, 128},
-    {MLXN_ROPE_NEOX, true, false, MLXN_DTYPE_BF16, 4096, 32, 128},
-    {MLXN_ROPE_NEOX, false, false, MLXN_DTYPE_F32, 1, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
+    {MLXN_ROPE_NORMAL, false, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, false, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NORMAL, false, false, false, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, true, false, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, true, false, false, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, false, MLXN_DTYPE_F32, 1, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, false, MLXN_DTYPE_F32, 1, 5, 256},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 1, 5, 256},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 1, 24, 128},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_BF16, 4096, 32, 128},
 };
 
 typedef struct rope_set {
@@ -586,7 +594,7 @@ typedef struct rope_set {
 typedef struct rope_ctx {
     const rope_row *row;
     mlxn_stream *s;
-    mlxn_buffer *ff;
+    mlxn_buffer *ff, *nw;
     rope_set sets[MAX_SETS];
     int nsets;
 } rope_ctx;
@@ -601,8 +609,11 @@ static mlxn_status rope_call(void *ctx, int i)
     const mlxn_tensor y = mlxn_tensor_make(set->y, 0, r->dtype, 3, shape);
     const mlxn_tensor pos = mlxn_tensor_make(set->pos, 0, MLXN_DTYPE_I32, r->multi ? 2 : 1, r->multi ? pshape : &r->T);
     const mlxn_tensor ff = mlxn_tensor_make(c->ff, 0, MLXN_DTYPE_F32, 1, &half);
+    const mlxn_tensor nw = mlxn_tensor_make(c->nw, 0, MLXN_DTYPE_F32, 2, shape + 1);
     mlxn_rope_params p = mlxn_rope_params_default();
     p.style = r->style;
+    if (r->norm)
+        p.norm_w = &nw;
     if (r->yarn_ff) {
         p.freq_factors = &ff;
         p.freq_scale = 0.25f;
@@ -625,6 +636,7 @@ static void free_rope_ctx(rope_ctx *c)
         mlxn_buffer_free(c->sets[i].pos);
     }
     mlxn_buffer_free(c->ff);
+    mlxn_buffer_free(c->nw);
 }
 
 static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
@@ -635,8 +647,9 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
         const rope_row *r = &rope_rows[k];
         const size_t bytes = (size_t)(r->T * r->H * r->D) * (size_t)mlxn_dtype_block_bytes(r->dtype);
         const size_t pos_n = (size_t)r->T * (r->multi ? 4 : 1);
-        /* x read, y written, the positions read */
-        const double moved = 2.0 * (double)bytes + 4.0 * (double)pos_n;
+        /* x read, y written, the positions (and norm weights) read */
+        const size_t nw_bytes = (size_t)(r->H * r->D) * sizeof(float);
+        const double moved = 2.0 * (double)bytes + 4.0 * (double)pos_n + (r->norm ? (double)nw_bytes : 0.0);
         rope_ctx c = {.row = r, .s = s};
         c.nsets = (int)(info->l2_bytes * 2 / (size_t)moved) + 2;
         if (c.nsets > MAX_SETS)
@@ -647,7 +660,9 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
         for (int i = 0; i < 64; i++)
             ff[i] = i < 16 ? 1.0f : 1.0f + (float)(i - 16) / 8.0f;
         bool ok = pos && mlxn_buffer_create(dev, sizeof ff, &c.ff) == MLXN_STATUS_OK &&
-                  mlxn_buffer_upload(c.ff, 0, ff, sizeof ff, NULL) == MLXN_STATUS_OK;
+                  mlxn_buffer_upload(c.ff, 0, ff, sizeof ff, NULL) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, nw_bytes, &c.nw) == MLXN_STATUS_OK &&
+                  fill_random(c.nw, MLXN_DTYPE_F32, nw_bytes, 307);
         for (size_t i = 0; ok && i < pos_n; i++)
             pos[i] = 100 + (int32_t)(i % (size_t)r->T);
         int made = 0;
@@ -667,8 +682,8 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
         ok = ok && bench_time(dev, s, rope_call, &c, batch, opt->quick ? 5 : 15, &t);
         char shape[32], variant[24];
         snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)r->T, (long long)r->H, (long long)r->D);
-        snprintf(variant, sizeof variant, "%s%s", r->multi ? "mrope" : r->style == MLXN_ROPE_NEOX ? "neox" : "normal",
-                 r->yarn_ff ? "/yarn/ff" : "");
+        snprintf(variant, sizeof variant, "%s%s%s", r->multi ? "mrope" : r->style == MLXN_ROPE_NEOX ? "neox" : "normal",
+                 r->yarn_ff ? "/yarn/ff" : "", r->norm ? "/norm" : "");
         if (!ok) {
             printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, "rope", shape, variant, mlxn_last_error());
             failures++;

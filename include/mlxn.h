@@ -468,6 +468,15 @@ MLXN_API mlxn_status mlxn_cumsum(mlxn_stream *stream, const mlxn_tensor *x, cons
  * t, then h, w, e); imrope (interleaved) by s mod 3 (0: t while s < 3 sections[0]; 1: h while
  * s < 3 sections[1]; 2: w while s < 3 sections[2]; otherwise e).
  *
+ * Per-head RMS norm (norm_w set; Gemma 3 and Qwen3 normalize each q and k head before the
+ * rotation): every head row x[.., h, :] is first replaced, over all D dims (not only n_rot), by
+ *     xn = x / sqrt(mean(x^2) + norm_eps) * norm_w[h]
+ * and xn is rotated as above; dims n_rot .. D - 1 then take xn. norm_w is f32 [D] (one row for
+ * every head) or [H, D] (a row per head: q_norm for the q heads and k_norm for the k heads of
+ * adjacent q and k heads in one call). This is ggml's rms_norm, mul and rope in one pass; xn
+ * stays in f32 (not rounded to x's dtype) until the one rounding of y, which for f32 x is what
+ * ggml's f32 graph does.
+ *
  * Angles are formed in f64 and reduced to [-pi, pi] before an f32 sin / cos, so positions in
  * the tens of thousands keep f32 accuracy (ggml forms p * w_i in f32: about 1e-3 rad off at
  * p = 30000); everything else runs in f32, rounded once to the dtype.
@@ -487,10 +496,13 @@ typedef struct mlxn_rope_params {
     const mlxn_tensor *freq_factors; /* optional f32 [n_rot / 2]: w_i /= freq_factors[i] (rope_freqs) */
     int sections[4];   /* multi-section rope (mrope / imrope), in pairs; all 0 = off */
     bool interleaved;  /* imrope (Qwen3-VL) instead of mrope */
+    const mlxn_tensor *norm_w; /* optional f32 [D] or [H, D]: RMS-normalize each head first */
+    float norm_eps;    /* the norm's epsilon (finite, >= 0) */
 } mlxn_rope_params;
 
 /* NORMAL, n_rot 0 (whole head), base 10000, freq_scale 1, YaRN off (ext_factor 0, attn_factor 1,
- * beta_fast 32, beta_slow 1, n_ctx_orig 0), no freq_factors, no sections. */
+ * beta_fast 32, beta_slow 1, n_ctx_orig 0), no freq_factors, no sections, no norm (norm_w NULL,
+ * norm_eps 1e-6). */
 MLXN_API mlxn_rope_params mlxn_rope_params_default(void);
 
 MLXN_API mlxn_status mlxn_rope(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *pos,

@@ -2,9 +2,11 @@
  * n_rot (odd pair counts too); with and without freq_factors and YaRN; positions up to 2^20,
  * around 30000 and in no order; head dims 2..640 (several pair chunks), odd T and H, batches
  * with per-sequence or shared positions; padded, permuted and fused-qkv views, in place; against
- * the oracle on every device. Then known answers pinned to ggml (mrope / imrope sectors, YaRN
- * correction dims and magnitude), a check that the f32 tolerance sees the error of ggml's f32
- * angle recipe, and the error cases. */
+ * the oracle on every device. The per-head RMS norm with [D] and [H, D] weights over the same
+ * kinds of shapes (decode q+k heads of a qkv row, head dims 2..1100, odd D with partial n_rot,
+ * rows of very different magnitudes), and the fused op against rms_norm then rope. Then known
+ * answers pinned to ggml (mrope / imrope sectors, YaRN correction dims and magnitude), a check
+ * that the f32 tolerance sees the error of ggml's f32 angle recipe, and the error cases. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,16 +35,27 @@ typedef struct rope_shape {
     int sections[4];    /* multi-section kinds */
 } rope_shape;
 
+typedef enum rope_norm {
+    N_NONE,
+    N_SHARED,  /* norm_w [D] */
+    N_PER_HEAD /* norm_w [H, D] */
+} rope_norm;
+static const char *norm_names[] = {"", "/norm[D]", "/norm[H,D]"};
+
 typedef struct rope_case {
     rope_kind kind;
     mlxn_dtype dtype;
     rope_shape s;
     bool ff, yarn;
+    rope_norm norm;
+    int w_pad; /* elements of padding after each row of [H, D] norm weights */
 } rope_case;
 
 typedef struct rope_operands {
-    operand x, y, pos, ff;
+    operand x, y, pos, ff, nw;
 } rope_operands;
+
+#define NORM_EPS 1e-5f
 
 static bool is_multi(rope_kind k)
 {
@@ -52,7 +65,7 @@ static bool is_multi(rope_kind k)
 /* The parameters of a case: YaRN as a 4096-context model stretched 4x (its correction dims
  * stay > 0.01 away from integers for every n_rot here, so f32 and f64 agree on them); without
  * YaRN, linear scaling by 0.5 when freq_factors are on, to exercise freq_scale too. */
-static mlxn_rope_params case_params(const rope_case *c, const mlxn_tensor *ff)
+static mlxn_rope_params case_params(const rope_case *c, const mlxn_tensor *ff, const mlxn_tensor *nw)
 {
     mlxn_rope_params p = mlxn_rope_params_default();
     p.style = c->kind == K_NORMAL ? MLXN_ROPE_NORMAL : MLXN_ROPE_NEOX;
@@ -69,6 +82,8 @@ static mlxn_rope_params case_params(const rope_case *c, const mlxn_tensor *ff)
         p.freq_scale = 0.5f;
     }
     p.freq_factors = ff;
+    p.norm_w = nw;
+    p.norm_eps = NORM_EPS;
     if (is_multi(c->kind)) {
         memcpy(p.sections, c->s.sections, sizeof p.sections);
         p.interleaved = c->kind == K_IMROPE;
@@ -78,14 +93,15 @@ static mlxn_rope_params case_params(const rope_case *c, const mlxn_tensor *ff)
 
 static bool run_on(const rope_case *c, const rope_operands *o, test_device *dev, operand *out, char *why, size_t cap)
 {
-    placed x = {0}, y = {0}, pos = {0}, ff = {0};
+    placed x = {0}, y = {0}, pos = {0}, ff = {0}, nw = {0};
     bool ok = false;
     if (!operand_place(&o->x, dev, &x) || (!c->s.in_place && !operand_place(&o->y, dev, &y)) ||
-        !operand_place(&o->pos, dev, &pos) || (c->ff && !operand_place(&o->ff, dev, &ff))) {
+        !operand_place(&o->pos, dev, &pos) || (c->ff && !operand_place(&o->ff, dev, &ff)) ||
+        (c->norm && !operand_place(&o->nw, dev, &nw))) {
         snprintf(why, cap, "placing operands: %s", mlxn_last_error());
         goto done;
     }
-    const mlxn_rope_params p = case_params(c, c->ff ? &ff.view : NULL);
+    const mlxn_rope_params p = case_params(c, c->ff ? &ff.view : NULL, c->norm ? &nw.view : NULL);
     const placed *py = c->s.in_place ? &x : &y;
     mlxn_status st = mlxn_rope(dev->stream, &x.view, &pos.view, &p, &py->view);
     if (st != MLXN_STATUS_OK) {
@@ -102,6 +118,7 @@ done:
     placed_free(&y);
     placed_free(&pos);
     placed_free(&ff);
+    placed_free(&nw);
     return ok;
 }
 
@@ -134,9 +151,12 @@ static int32_t draw_pos(rng *g)
     return (int32_t)rng_int(g, 1, 4095);
 }
 
-/* Dims n_rot .. D - 1 must be copies of x, bit for bit. */
+/* Dims n_rot .. D - 1 must be copies of x, bit for bit (without the norm; with it they are
+ * compared with the rest). */
 static bool check_pass_through(const rope_case *c, const operand *x, const operand *got, char *why, size_t cap)
 {
+    if (c->norm)
+        return true;
     const int64_t D = c->s.D, n_rot = c->s.n_rot ? c->s.n_rot : D;
     for (int64_t e = 0; e < got->numel; e++)
         if (e % D >= n_rot && memcmp(got->image + got->elem_offsets[e], x->image + x->elem_offsets[e],
@@ -161,6 +181,19 @@ static tolerance rope_tolerance(mlxn_dtype dt)
     return tolerance_for(dt);
 }
 
+/* With the per-head norm, f32 adds to the rotation's error above: the scale carries the f32
+ * sum of the D squares (per-lane or per-vector partial sums, then a tree: a few ulps of the
+ * sum for D <= 1100, so ~1e-7 relative on the scale after the square root) and xn = x * scale
+ * * w two more roundings (1.2e-7), all before the rotation's 5.3e-7: worst ~8e-7 per element,
+ * bound 1.5e-6; RMS ~2.5e-7, bound 5e-7. f16 / bf16: the one rounding of y still dominates
+ * (xn stays in f32). */
+static tolerance rope_norm_tolerance(mlxn_dtype dt)
+{
+    if (dt == MLXN_DTYPE_F32)
+        return (tolerance){5e-7, 1.5e-6, "f32 rms_norm + rope: f32 sum of squares and x * scale * w before the rotation"};
+    return tolerance_for(dt);
+}
+
 static void run_case(const rope_case *c, test_devices *devs, rng *g)
 {
     const rope_shape *s = &c->s;
@@ -168,10 +201,13 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
     char batch[24] = "";
     if (s->B)
         snprintf(batch, sizeof batch, "%lldx", (long long)s->B);
-    snprintf(name, sizeof name, "rope/%s/%s/%s%lldx%lldx%lld/nrot=%d%s%s%s%s%s", kind_names[c->kind],
+    char wpad[24] = "";
+    if (c->norm == N_PER_HEAD && c->w_pad)
+        snprintf(wpad, sizeof wpad, "/w-pad=%d", c->w_pad);
+    snprintf(name, sizeof name, "rope/%s/%s/%s%lldx%lldx%lld/nrot=%d%s%s%s%s%s%s%s", kind_names[c->kind],
              mlxn_dtype_name(c->dtype), batch, (long long)s->T, (long long)s->H, (long long)s->D,
-             s->n_rot ? s->n_rot : (int)s->D, c->ff ? "/ff" : "", c->yarn ? "/yarn" : "", layout_names[s->layout],
-             s->in_place ? "/in-place" : "", s->B && !s->pos_per_seq ? "/shared-pos" : "");
+             s->n_rot ? s->n_rot : (int)s->D, norm_names[c->norm], wpad, c->ff ? "/ff" : "", c->yarn ? "/yarn" : "",
+             layout_names[s->layout], s->in_place ? "/in-place" : "", s->B && !s->pos_per_seq ? "/shared-pos" : "");
     rope_operands o;
     memset(&o, 0, sizeof o);
     const int64_t n_rot = s->n_rot ? s->n_rot : s->D, ff_n = n_rot / 2;
@@ -185,7 +221,10 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
         pshape[pnd++] = 4;
     pshape[pnd++] = s->T;
     if (!init_x(&o.x, c) || !operand_init(&o.pos, MLXN_DTYPE_I32, pnd, pshape, pnd > 1 ? 1 : 0, false) ||
-        !operand_init(&o.ff, MLXN_DTYPE_F32, 1, &ff_n, 0, false)) {
+        !operand_init(&o.ff, MLXN_DTYPE_F32, 1, &ff_n, 0, false) ||
+        (c->norm == N_SHARED && !operand_init(&o.nw, MLXN_DTYPE_F32, 1, &s->D, 0, false)) ||
+        (c->norm == N_PER_HEAD &&
+         !operand_init(&o.nw, MLXN_DTYPE_F32, 2, (int64_t[2]){s->H, s->D}, c->w_pad, false))) {
         harness_fail(name, "out of memory");
         goto done;
     }
@@ -194,10 +233,17 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
         harness_fail(name, "out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < o.x.numel; i++)
-        operand_set(&o.x, i, rng_normal(g) * 2);
+    /* with the norm, head rows of magnitudes 1e-2 .. 1e2, so that the scale matters */
+    double row_scale = 2;
+    for (int64_t i = 0; i < o.x.numel; i++) {
+        if (c->norm && i % s->D == 0)
+            row_scale = 2 * pow(10.0, 4 * rng_uniform(g) - 2);
+        operand_set(&o.x, i, rng_normal(g) * row_scale);
+    }
     for (int64_t i = 0; i < o.pos.numel; i++)
         operand_set(&o.pos, i, draw_pos(g));
+    for (int64_t i = 0; i < o.nw.numel; i++) /* trained norm weights: around 1, some negative */
+        operand_set(&o.nw, i, 1.0 + 0.5 * rng_normal(g));
     for (int64_t i = 0; i < ff_n; i++) /* llama3-style rope_freqs: 1 for high frequencies, up to 8 */
         operand_set(&o.ff, i, i < ff_n / 4 ? 1.0 : 1.0 + 7.0 * rng_uniform(g));
     if (!s->in_place)
@@ -212,7 +258,7 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
         operand_free(&want);
         goto done;
     }
-    const tolerance tol = rope_tolerance(c->dtype);
+    const tolerance tol = c->norm ? rope_norm_tolerance(c->dtype) : rope_tolerance(c->dtype);
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
         operand got;
@@ -232,6 +278,7 @@ done:
     operand_free(&o.y);
     operand_free(&o.pos);
     operand_free(&o.ff);
+    operand_free(&o.nw);
 }
 
 /* ---------------------------------------------------------------- known answers */
@@ -349,7 +396,7 @@ static void known_yarn(test_device *dev, const char *devname)
 static void tolerance_sees_f32_angles(test_devices *devs, rng *g)
 {
     const char *name = "rope/tolerance/detects-ggml-f32-angles-at-30000";
-    rope_case c = {K_NEOX, MLXN_DTYPE_F32, {0, 16, 2, 128, 0, L_CONTIG, false, false, {0}}, false, false};
+    rope_case c = {K_NEOX, MLXN_DTYPE_F32, {0, 16, 2, 128, 0, L_CONTIG, false, false, {0}}, false, false, N_NONE, 0};
     rope_operands o;
     memset(&o, 0, sizeof o);
     const int64_t T = c.s.T;
@@ -391,6 +438,90 @@ done:
     operand_free(&naive);
 }
 
+/* ---------------------------------------------------------------- norm: fused = unfused */
+
+/* The runner's decode step before the fusion: rms_norm of the q heads by q_norm, of the k heads
+ * by k_norm, then one rope over the adjacent q and k heads of a qkv row; now one rope with the
+ * [Hq + Hk, D] weights (q_norm repeated Hq times, k_norm Hk times). f32, on each device, 4 + 1
+ * heads of 256 and 3 tokens; v's heads must stay as they were. */
+static void norm_matches_unfused(test_device *dev, const char *devname, rng *g)
+{
+    enum { T = 3, HQ = 4, HK = 1, D = 256, W = (HQ + 2 * HK) * D };
+    char name[128];
+    snprintf(name, sizeof name, "rope/norm/matches-rms_norm-then-rope @%s", devname);
+    static float qkv[T * W], w[(2 + HQ + HK) * D], got[2][T * W];
+    int32_t pos[T];
+    for (int64_t i = 0; i < T * W; i++)
+        qkv[i] = (float)(rng_normal(g) * pow(10.0, (double)((i / D) % 5) - 2.0));
+    for (int64_t i = 0; i < 2 * D; i++) /* q_norm, k_norm */
+        w[i] = (float)(1.0 + 0.5 * rng_normal(g));
+    for (int64_t h = 0; h < HQ + HK; h++)
+        memcpy(w + (2 + h) * D, w + (h < HQ ? 0 : D), D * sizeof(float));
+    for (int t = 0; t < T; t++)
+        pos[t] = draw_pos(g);
+    mlxn_buffer *bx[2] = {NULL, NULL}, *bw = NULL, *bp = NULL;
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(name, mlxn_buffer_create(dev->device, sizeof qkv, &bx[k]));
+        CHECK_OK(name, mlxn_buffer_upload(bx[k], 0, qkv, sizeof qkv, NULL));
+    }
+    CHECK_OK(name, mlxn_buffer_create(dev->device, sizeof w, &bw));
+    CHECK_OK(name, mlxn_buffer_upload(bw, 0, w, sizeof w, NULL));
+    CHECK_OK(name, mlxn_buffer_create(dev->device, sizeof pos, &bp));
+    CHECK_OK(name, mlxn_buffer_upload(bp, 0, pos, sizeof pos, NULL));
+    const int64_t nT = T, d1 = D, whd[2] = {HQ + HK, D};
+    /* heads [h0, h0 + n) of each qkv row: [T, n, D] */
+#define HEADS(b, h0, n) \
+    ((mlxn_tensor){.buffer = (b), .offset = (size_t)(h0) * D * 4, .dtype = MLXN_DTYPE_F32, .ndim = 3, \
+                   .shape = {T, (n), D}, .stride = {W * 4, D * 4, 4}})
+    const mlxn_tensor q0 = HEADS(bx[0], 0, HQ), k0 = HEADS(bx[0], HQ, HK), qk0 = HEADS(bx[0], 0, HQ + HK);
+    const mlxn_tensor qk1 = HEADS(bx[1], 0, HQ + HK);
+#undef HEADS
+    const mlxn_tensor wq = mlxn_tensor_make(bw, 0, MLXN_DTYPE_F32, 1, &d1);
+    const mlxn_tensor wk = mlxn_tensor_make(bw, D * 4, MLXN_DTYPE_F32, 1, &d1);
+    const mlxn_tensor wqk = mlxn_tensor_make(bw, 2 * D * 4, MLXN_DTYPE_F32, 2, whd);
+    const mlxn_tensor tp = mlxn_tensor_make(bp, 0, MLXN_DTYPE_I32, 1, &nT);
+    mlxn_rope_params p = mlxn_rope_params_default();
+    p.style = MLXN_ROPE_NEOX;
+    p.base = 1e6f;
+    CHECK_OK(name, mlxn_rms_norm(dev->stream, &q0, &wq, NORM_EPS, &q0));
+    CHECK_OK(name, mlxn_rms_norm(dev->stream, &k0, &wk, NORM_EPS, &k0));
+    CHECK_OK(name, mlxn_rope(dev->stream, &qk0, &tp, &p, &qk0));
+    p.norm_w = &wqk;
+    p.norm_eps = NORM_EPS;
+    CHECK_OK(name, mlxn_rope(dev->stream, &qk1, &tp, &p, &qk1));
+    CHECK_OK(name, mlxn_stream_sync(dev->stream));
+    for (int k = 0; k < 2; k++)
+        CHECK_OK(name, mlxn_buffer_download(bx[k], 0, got[k], sizeof qkv, NULL));
+    /* the unfused path rounds the normalized heads to f32 once more before the rotation: the
+     * fused bound for f32 (rope_norm_tolerance) covers it */
+    const tolerance tol = rope_norm_tolerance(MLXN_DTYPE_F32);
+    double err2 = 0, ref2 = 0, err_max = 0, ref_max = 0;
+    bool v_kept = true;
+    for (int64_t i = 0; i < T * W; i++) {
+        if (i % W >= (HQ + HK) * D) {
+            v_kept = v_kept && memcmp(&got[1][i], &qkv[i], 4) == 0 && memcmp(&got[0][i], &qkv[i], 4) == 0;
+            continue;
+        }
+        const double e = (double)got[1][i] - got[0][i];
+        err2 += e * e;
+        ref2 += (double)got[0][i] * got[0][i];
+        err_max = fmax(err_max, fabs(e));
+        ref_max = fmax(ref_max, fabs(got[0][i]));
+    }
+    if (!v_kept)
+        harness_fail(name, "v's heads changed");
+    else if (!(sqrt(err2 / ref2) <= tol.rel_l2 && err_max / ref_max <= tol.rel_max))
+        harness_fail(name, "fused vs unfused: rel L2 %.3g (bound %.3g), rel max %.3g (bound %.3g)", sqrt(err2 / ref2),
+                     tol.rel_l2, err_max / ref_max, tol.rel_max);
+    else
+        harness_pass(name);
+fail:
+    for (int k = 0; k < 2; k++)
+        mlxn_buffer_free(bx[k]);
+    mlxn_buffer_free(bw);
+    mlxn_buffer_free(bp);
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void error_cases(test_devices *devs)
@@ -421,6 +552,12 @@ static void error_cases(test_devices *devs)
     const mlxn_tensor pos_3t = mlxn_tensor_make(b, 65536, MLXN_DTYPE_I32, 2, pb);
     const mlxn_tensor ff = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F32, 1, &ff63);
     const mlxn_tensor ff_f16 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_F16, 1, &ff63);
+    const int64_t d127 = 127, d128 = 128, w5[2] = {5, 128}, w3d[3] = {1, 4, 128};
+    const mlxn_tensor nw_127 = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F32, 1, &d127);
+    const mlxn_tensor nw_f16 = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F16, 1, &d128);
+    const mlxn_tensor nw_5h = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F32, 2, w5);
+    const mlxn_tensor nw_3d = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F32, 3, w3d);
+    const mlxn_tensor nw_ok = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F32, 1, &d128);
     mlxn_stream *s = dev->stream;
     mlxn_rope_params p = mlxn_rope_params_default();
 
@@ -490,6 +627,28 @@ static void error_cases(test_devices *devs)
     p.interleaved = true;
     harness_expect_status("rope/error/interleaved-without-sections", mlxn_rope(s, &x, &pos, &p, &x),
                           MLXN_STATUS_ERR_INVALID_ARG, "sections are all 0");
+    p = mlxn_rope_params_default();
+    p.norm_w = &nw_127;
+    harness_expect_status("rope/error/norm_w-length", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_SHAPE,
+                          "norm_w has shape 127, expected [128] or [4, 128]");
+    p.norm_w = &nw_5h;
+    harness_expect_status("rope/error/norm_w-heads", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_SHAPE,
+                          "norm_w has shape 5x128, expected [128] or [4, 128]");
+    p.norm_w = &nw_3d;
+    harness_expect_status("rope/error/norm_w-dims", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_SHAPE,
+                          "norm_w has shape 1x4x128, expected [128] or [4, 128]");
+    p.norm_w = &nw_f16;
+    harness_expect_status("rope/error/norm_w-dtype", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_DTYPE,
+                          "norm_w is f16, expected f32");
+    p.norm_w = &nw_ok;
+    p.norm_eps = -1e-6f;
+    harness_expect_status("rope/error/norm_eps-negative", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_INVALID_ARG,
+                          "norm_eps is -1e-06, expected a finite value >= 0");
+    p.norm_eps = NAN;
+    harness_expect_status("rope/error/norm_eps-nan", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_INVALID_ARG,
+                          "norm_eps is nan");
+    p.norm_eps = 0.0f;
+    harness_expect_status("rope/norm_eps-0-accepted", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_OK, NULL);
     mlxn_buffer_free(b);
 }
 
@@ -526,10 +685,50 @@ void test_rope(test_devices *devs, rng *g)
         for (int d = 0; d < 3; d++)
             for (size_t si = 0; si < n; si++)
                 for (int v = 0; v < 4; v++) {
-                    const rope_case c = {(rope_kind)k, dts[d], list[si], v & 1, (v >> 1) & 1};
+                    const rope_case c = {(rope_kind)k, dts[d], list[si], v & 1, (v >> 1) & 1, N_NONE, 0};
                     run_case(&c, devs, g);
                 }
     }
+    /* the per-head norm: w_pad pads the rows of [H, D] weights (4: still 16-byte aligned; 1:
+     * unaligned, the CUDA scalar path); extras: freq_factors and YaRN on too */
+    static const struct {
+        rope_shape s;
+        int w_pad;
+        bool extras;
+    } norm_shapes[] = {
+        {{0, 1, 5, 256, 0, L_QKV, true, false, {0}}, 0, false},    /* Gemma 3 decode: 4 + 1 heads of a qkv row */
+        {{0, 1, 24, 128, 0, L_QKV, true, false, {0}}, 0, false},   /* Qwen3 decode: 16 + 8 heads */
+        {{0, 33, 24, 128, 0, L_QKV, true, false, {0}}, 0, true},   /* prefill */
+        {{0, 7, 3, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
+        {{0, 7, 4, 512, 0, L_CONTIG, false, false, {0}}, 4, false}, /* the longest rows held in registers */
+        {{0, 5, 2, 128, 64, L_CONTIG, false, false, {0}}, 0, false}, /* partial n_rot: norm over all D */
+        {{0, 3, 5, 75, 64, L_CONTIG, false, false, {0}}, 0, false},  /* odd D */
+        {{0, 4, 3, 80, 32, L_PAD, false, false, {0}}, 1, false},     /* unaligned rows and weights */
+        {{2, 3, 5, 64, 0, L_CONTIG, false, true, {0}}, 0, true},     /* pos [B, T] */
+        {{0, 6, 3, 256, 0, L_PERMUTED, true, false, {0}}, 0, false},
+        {{0, 3, 2, 640, 600, L_CONTIG, false, false, {0}}, 0, true}, /* two pair chunks */
+        {{0, 2, 3, 1100, 64, L_CONTIG, false, false, {0}}, 0, false}, /* long pass-through */
+        {{0, 2, 3, 600, 32, L_PAD, true, false, {0}}, 0, false},     /* ... one element at a time */
+        {{0, 1, 1, 2, 0, L_CONTIG, false, false, {0}}, 0, false},    /* one pair */
+        {{0, 33, 7, 256, 0, L_CONTIG, false, false, {0}}, 4, false},
+        {{0, 7, 13, 128, 0, L_CONTIG, true, false, {0}}, 1, false},  /* aligned x, unaligned weights */
+    };
+    for (int k = K_NORMAL; k <= K_NEOX; k++)
+        for (int d = 0; d < 3; d++)
+            for (size_t si = 0; si < sizeof norm_shapes / sizeof norm_shapes[0]; si++)
+                for (int nm = N_SHARED; nm <= N_PER_HEAD; nm++) {
+                    const bool ex = norm_shapes[si].extras;
+                    const rope_case c = {(rope_kind)k, dts[d], norm_shapes[si].s, ex, ex, (rope_norm)nm,
+                                         norm_shapes[si].w_pad};
+                    run_case(&c, devs, g);
+                }
+    for (int d = 0; d < 3; d++) { /* multi-section positions with the norm */
+        const rope_case c = {K_IMROPE, dts[d], multi_shapes[3], false, false, N_PER_HEAD, 0};
+        run_case(&c, devs, g);
+    }
+    norm_matches_unfused(&devs->ref, devs->ref.name, g);
+    for (int d = 0; d < devs->count; d++)
+        norm_matches_unfused(&devs->list[d], devs->list[d].name, g);
     known_sections(&devs->ref, devs->ref.name);
     known_yarn(&devs->ref, devs->ref.name);
     for (int d = 0; d < devs->count; d++) {

@@ -107,6 +107,9 @@ typedef struct mlxn_rope_args {
     int sections[4];            /* all 0: one position per token */
     bool interleaved;           /* imrope */
     const float *freq_factors;  /* [n_rot / 2], NULL when absent */
+    const float *norm_w;        /* head_dim weights of head 0 of the per-head RMS norm; NULL: no norm */
+    int64_t norm_w_stride;      /* bytes from head h's weights to head h + 1's; 0: shared by every head */
+    float norm_eps;
     const char *pos;            /* i32: position (b, row s, t) at pos + b*pos_sb + s*pos_ss + 4t */
     int64_t pos_sb, pos_ss;     /* byte strides; pos_sb 0 when positions are shared by the batch */
     mlxn_rows x, y;

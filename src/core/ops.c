@@ -415,6 +415,7 @@ mlxn_rope_params mlxn_rope_params_default(void)
     p.attn_factor = 1.0f;
     p.beta_fast = 32.0f;
     p.beta_slow = 1.0f;
+    p.norm_eps = 1e-6f;
     return p;
 }
 
@@ -547,6 +548,26 @@ mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *p
             return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "freq_factors has %lld elements in %d dims, expected [%d] (n_rot / 2)",
                               (long long)mlxn_tensor_numel(ff), ff->ndim, a->n_rot / 2);
         a->freq_factors = (const float *)fr.base;
+    }
+    if (p->norm_w) {
+        const mlxn_tensor *nw = p->norm_w;
+        mlxn_rows wr;
+        int64_t w_rows, w_n;
+        MLXN_TRY(operand_rows(s, nw, fn, "norm_w", &wr, &w_rows, &w_n));
+        if (nw->dtype != MLXN_DTYPE_F32)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "norm_w is %s, expected f32", mlxn_dtype_name(nw->dtype));
+        if (!((nw->ndim == 1 || (nw->ndim == 2 && nw->shape[0] == a->n_head)) && w_n == a->head_dim)) {
+            char got[96];
+            shape_str(nw, got, sizeof got);
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "norm_w has shape %s, expected [%lld] or [%lld, %lld] (x is [.., H, D])",
+                              got, (long long)a->head_dim, (long long)a->n_head, (long long)a->head_dim);
+        }
+        if (!(p->norm_eps >= 0.0f) || isinf(p->norm_eps))
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "norm_eps is %g, expected a finite value >= 0",
+                              (double)p->norm_eps);
+        a->norm_w = (const float *)wr.base;
+        a->norm_w_stride = nw->ndim == 2 ? wr.s2 : 0;
+        a->norm_eps = p->norm_eps;
     }
     if (a->n_rows == 0)
         return MLXN_STATUS_OK;

@@ -3,8 +3,8 @@
  *
  *   xn  = rms_norm(x) * attn_norm              (fused with the previous layer's residual add)
  *   q, k, v = xn . Wq^T, xn . Wk^T, xn . Wv^T   [T, H*D]
- *   q, k = rms_norm per head (q_norm, k_norm)   (gemma3, qwen3)
- *   q, k = rope(q, k, positions)
+ *   q, k = rope(rms_norm per head (q_norm, k_norm; gemma3, qwen3), positions)   (one op: the
+ *          adjacent q and k heads of a fused qkv product in one call)
  *   append k, v to the layer's cache; att = attention(q, cache, window on sliding layers)
  *   a   = att . Wo^T;  a = rms_norm(a) * post_attention_norm    (gemma3)
  *   x  += a;  xn = rms_norm(x) * ffn_norm        (one fused op)
@@ -89,18 +89,22 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
         MLXN_TRY(project(m, &xn, &L->wk, norm, false, false, &k));
         MLXN_TRY(project(m, &xn, &L->wv, norm, false, false, &v));
     }
-    mlxn_tensor q3 = heads(qb, T, qw, 0, Hq, D, false), k3 = heads(kb, T, kw, k0, Hk, D, false);
-    if (L->q_norm.buffer)
-        MLXN_TRY(mlxn_rms_norm(s, &q3, &L->q_norm, m->eps, &q3));
-    if (L->k_norm.buffer)
-        MLXN_TRY(mlxn_rms_norm(s, &k3, &L->k_norm, m->eps, &k3));
     mlxn_tensor pos = mlxn_tensor_make(m->pos_tok, 0, MLXN_DTYPE_I32, 1, &T);
-    if (fused) { /* q and k heads are adjacent: one rotation */
+    mlxn_rope_params rq = L->rope, rk = L->rope;
+    rq.norm_w = L->q_norm.buffer ? &L->q_norm : NULL;
+    rk.norm_w = L->k_norm.buffer ? &L->k_norm : NULL;
+    rq.norm_eps = rk.norm_eps = m->eps;
+    if (fused && (L->qk_norm.buffer || (!rq.norm_w && !rk.norm_w))) {
+        /* q and k heads are adjacent: one norm and rotation with a weight row per head */
+        mlxn_rope_params rqk = L->rope;
+        rqk.norm_w = L->qk_norm.buffer ? &L->qk_norm : NULL;
+        rqk.norm_eps = m->eps;
         mlxn_tensor qk = heads(qb, T, W, 0, Hq + Hk, D, false);
-        MLXN_TRY(mlxn_rope(s, &qk, &pos, &L->rope, &qk));
+        MLXN_TRY(mlxn_rope(s, &qk, &pos, &rqk, &qk));
     } else {
-        MLXN_TRY(mlxn_rope(s, &q3, &pos, &L->rope, &q3));
-        MLXN_TRY(mlxn_rope(s, &k3, &pos, &L->rope, &k3));
+        mlxn_tensor q3 = heads(qb, T, qw, 0, Hq, D, false), k3 = heads(kb, T, kw, k0, Hk, D, false);
+        MLXN_TRY(mlxn_rope(s, &q3, &pos, &rq, &q3));
+        MLXN_TRY(mlxn_rope(s, &k3, &pos, &rk, &k3));
     }
     /* K and V appended in one call: "batch" 0 is K, 1 is V, both at the sequence's position;
      * in the source, V's heads lie Hk D values (fused) or n_batch Hk D values after K's */

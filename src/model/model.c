@@ -236,6 +236,41 @@ static mlxn_status fuse_weights(mlxn_model *m)
     return mlxn_stream_sync(m->stream);
 }
 
+/* Each fused layer's qk_norm: q_norm copied n_head times, then k_norm n_head_kv times, one
+ * buffer for all layers. */
+static mlxn_status build_qk_norms(mlxn_model *m)
+{
+    const mlxn_model_info *in = &m->info;
+    const int64_t D = in->head_dim, H = in->n_head + in->n_head_kv, shape[2] = {H, D};
+    const size_t row = (size_t)D * sizeof(float), per_layer = (size_t)H * row;
+    int64_t n = 0;
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        const model_layer *L = &m->layers[l];
+        if (!L->w_qkv.buffer || !L->q_norm.buffer || !L->k_norm.buffer)
+            continue;
+        if (L->q_norm.dtype != MLXN_DTYPE_F32 || L->k_norm.dtype != MLXN_DTYPE_F32)
+            return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn, "layer %lld: q_norm is %s, k_norm %s; expected f32",
+                              (long long)l, mlxn_dtype_name(L->q_norm.dtype), mlxn_dtype_name(L->k_norm.dtype));
+        n++;
+    }
+    if (n == 0)
+        return MLXN_STATUS_OK;
+    MLXN_TRY(mlxn_buffer_create(m->device, (size_t)n * per_layer, &m->qk_norms));
+    size_t at = 0;
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        if (!L->w_qkv.buffer || !L->q_norm.buffer || !L->k_norm.buffer)
+            continue;
+        L->qk_norm = mlxn_tensor_make(m->qk_norms, at, MLXN_DTYPE_F32, 2, shape);
+        for (int64_t h = 0; h < H; h++, at += row) {
+            const mlxn_tensor *src = h < in->n_head ? &L->q_norm : &L->k_norm;
+            MLXN_TRY(mlxn_buffer_copy(m->qk_norms, at, src->buffer, src->offset, row, m->stream));
+        }
+    }
+    m->info.weight_bytes += (size_t)n * per_layer;
+    return mlxn_stream_sync(m->stream);
+}
+
 static mlxn_status alloc_state(mlxn_model *m)
 {
     const mlxn_model_info *in = &m->info;
@@ -299,6 +334,7 @@ static mlxn_status load(mlxn_model *m, const char *path)
     MLXN_TRY(mlxn_stream_create(m->device, &m->stream));
     if (m->opt.fuse_weights > 0 || (m->opt.fuse_weights < 0 && m->on_cuda))
         MLXN_TRY(fuse_weights(m));
+    MLXN_TRY(build_qk_norms(m));
     return alloc_state(m);
 }
 
@@ -349,6 +385,7 @@ void mlxn_model_free(mlxn_model *m)
     }
     mlxn_buffer_free(m->weights);
     mlxn_buffer_free(m->fused);
+    mlxn_buffer_free(m->qk_norms);
     mlxn_tokenizer_free(m->tokenizer);
     mlxn_stream_free(m->stream);
     mlxn_gguf_free(m->gguf);

@@ -16,6 +16,10 @@ typedef struct model_layer {
     /* On CUDA, rows of Wq|Wk|Wv and of Wgate|Wup copied into one weight each when the parts
      * share a type, so a decode step runs one mat-vec for each pair (buffer NULL otherwise). */
     mlxn_tensor w_qkv, w_gate_up;
+    /* With w_qkv and q_norm, k_norm: f32 [n_head + n_head_kv, head_dim], q_norm once per q head
+     * then k_norm once per k head, so one rope call normalizes and rotates the adjacent q and k
+     * heads of the fused product (buffer NULL otherwise). */
+    mlxn_tensor qk_norm;
     bool sliding;                 /* sliding-window attention layer */
     mlxn_rope_params rope;
     mlxn_buffer *kv_cache;        /* [2 (K, V), n_head_kv, n_ctx, head_dim] of kv_dtype */
@@ -38,6 +42,7 @@ struct mlxn_model {
 
     mlxn_buffer *weights;         /* the GGUF data section on the device */
     mlxn_buffer *fused;           /* the fused weights of every layer (CUDA) */
+    mlxn_buffer *qk_norms;        /* every layer's qk_norm */
     mlxn_tensor tok_embd, output_norm, output;
     model_layer layers[MLXN_MODEL_MAX_LAYERS];
 

@@ -1,5 +1,6 @@
 /* Oracle: RoPE in f64, straight from the definition in mlxn.h (ggml's rope_yarn): every angle
- * from pow(), the YaRN correction dims and magnitude in f64, one rounding at the store. */
+ * from pow(), the YaRN correction dims and magnitude in f64, the per-head RMS norm in f64, one
+ * rounding at the store. */
 #include <math.h>
 
 #include "ref.h"
@@ -45,6 +46,20 @@ void mlxn_ref_rope(const mlxn_rope_args *a)
         const int64_t tok = r / a->n_head, b = tok / a->n_tok, t = tok % a->n_tok;
         const char *x = mlxn_rows_ptr(&a->x, r);
         char *y = mlxn_rows_ptr(&a->y, r);
+        /* xn_i = x_i * scale * w_i (without the norm, x_i); the scale is taken before the first
+         * store and each element is read before it is stored, so y may be x. */
+        double scale = 1.0;
+        const float *w = NULL;
+        if (a->norm_w) {
+            double ss = 0;
+            for (int64_t i = 0; i < a->head_dim; i++) {
+                const double v = mlxn_ref_load(a->dtype, x, i);
+                ss += v * v;
+            }
+            scale = 1.0 / sqrt(ss / (double)a->head_dim + (double)a->norm_eps);
+            w = (const float *)((const char *)a->norm_w + (r % a->n_head) * a->norm_w_stride);
+        }
+#define XN(i) (mlxn_ref_load(a->dtype, x, i) * (w ? scale * (double)w[i] : 1.0))
         for (int64_t i = 0; i < half; i++) {
             const int row = multi ? section_of(a, i) : 0;
             const double p = ((const int32_t *)(a->pos + b * a->pos_sb + row * a->pos_ss))[t];
@@ -58,12 +73,13 @@ void mlxn_ref_rope(const mlxn_rope_args *a)
                 theta = interp * (1.0 - mix) + extrap * mix;
             }
             const int64_t ia = a->style == MLXN_ROPE_NEOX ? i : 2 * i, ib = a->style == MLXN_ROPE_NEOX ? i + half : 2 * i + 1;
-            const double xa = mlxn_ref_load(a->dtype, x, ia), xb = mlxn_ref_load(a->dtype, x, ib);
+            const double xa = XN(ia), xb = XN(ib);
             const double c = cos(theta) * mscale, s = sin(theta) * mscale;
             mlxn_ref_store(a->dtype, y, ia, xa * c - xb * s);
             mlxn_ref_store(a->dtype, y, ib, xa * s + xb * c);
         }
         for (int64_t i = a->n_rot; i < a->head_dim; i++)
-            mlxn_ref_store(a->dtype, y, i, mlxn_ref_load(a->dtype, x, i));
+            mlxn_ref_store(a->dtype, y, i, XN(i));
+#undef XN
     }
 }
