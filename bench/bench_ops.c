@@ -552,10 +552,18 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
     return failures;
 }
 
-/* ---------------------------------------------------------------- small ops: get_rows, binary, scale, argmax, sampling */
+/* ---------------------------------------------------------------- small ops: get_rows, binary, scale, argmax, sampling, MoE gate and reduce */
 
-typedef enum small_op { SMALL_GET_ROWS, SMALL_BINARY, SMALL_SCALE, SMALL_ARGMAX, SMALL_SAMPLE } small_op;
-static const char *small_op_names[] = {"get_rows", "binary", "scale", "argmax", "sample"};
+typedef enum small_op {
+    SMALL_GET_ROWS, SMALL_BINARY, SMALL_SCALE, SMALL_ARGMAX, SMALL_SAMPLE, SMALL_MOE_GATE, SMALL_MOE_REDUCE
+} small_op;
+static const char *small_op_names[] = {"get_rows", "binary", "scale", "argmax", "sample", "moe_gate", "moe_reduce"};
+
+/* moe_gate: the router's rule */
+typedef enum small_gate {
+    GATE_QWEN3,   /* softmax, normalized top-k */
+    GATE_DEEPSEEK /* sigmoid, selection bias, normalized, scaled by 2.5 */
+} small_gate;
 
 /* sample: the filter settings */
 typedef enum small_sampler { SAMPLER_PLAIN, SAMPLER_LLAMA, SAMPLER_TOP_P } small_sampler;
@@ -570,30 +578,41 @@ typedef struct small_row {
     int64_t table_rows; /* get_rows: V */
     small_bcast bcast;  /* binary */
     small_sampler sampler; /* sample */
+    int top_k;          /* moe ops: k (moe_gate: n is E; moe_reduce: n is N) */
+    small_gate gate;    /* moe_gate */
 } small_row;
 
 /* Embedding lookups of a prefill (4096 tokens of a 4096-wide model, 32000-token vocabulary) and
  * of one decode token (Gemma 3 270M's Q8_0 table: 640 wide, 262144 tokens);
  * residual adds and norm-weight multiplies over prefill activations; the final logit scale;
- * argmax over one vocabulary row (decode) and a batch of them. */
+ * argmax over one vocabulary row (decode) and a batch of them; MoE routing of a decode token and
+ * of a 4096-token prefill (Qwen3-30B-A3B: 128 experts, top 8, 2048 wide; DeepSeek-V3: 256
+ * experts, top 8, 7168 wide). */
 static const small_row small_rows[] = {
-    {SMALL_GET_ROWS, MLXN_DTYPE_Q4_K, 4096, 4096, 32000, 0, 0},
-    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 4096, 4096, 32000, 0, 0},
-    {SMALL_GET_ROWS, MLXN_DTYPE_BF16, 4096, 4096, 32000, 0, 0},
-    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 1, 640, 262144, 0, 0},
-    {SMALL_BINARY, MLXN_DTYPE_F32, 4096, 4096, 0, BCAST_NONE, 0},
-    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_NONE, 0},
-    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_ROW_VECTOR, 0},
-    {SMALL_BINARY, MLXN_DTYPE_F32, 16384, 4096, 0, BCAST_PER_ROW, 0},
-    {SMALL_SCALE, MLXN_DTYPE_F32, 4096, 4096, 0, 0, 0},
-    {SMALL_SCALE, MLXN_DTYPE_BF16, 4096, 14336, 0, 0, 0},
-    {SMALL_ARGMAX, MLXN_DTYPE_F32, 1, 262144, 0, 0, 0},
-    {SMALL_ARGMAX, MLXN_DTYPE_F32, 256, 151936, 0, 0, 0},
-    {SMALL_ARGMAX, MLXN_DTYPE_BF16, 256, 151936, 0, 0, 0},
-    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_PLAIN},
-    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_LLAMA},
-    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_TOP_P},
-    {SMALL_SAMPLE, MLXN_DTYPE_F32, 32, 151936, 0, 0, SAMPLER_LLAMA},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q4_K, 4096, 4096, 32000, 0, 0, 0, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 4096, 4096, 32000, 0, 0, 0, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_BF16, 4096, 4096, 32000, 0, 0, 0, 0},
+    {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 1, 640, 262144, 0, 0, 0, 0},
+    {SMALL_BINARY, MLXN_DTYPE_F32, 4096, 4096, 0, BCAST_NONE, 0, 0, 0},
+    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_NONE, 0, 0, 0},
+    {SMALL_BINARY, MLXN_DTYPE_BF16, 4096, 14336, 0, BCAST_ROW_VECTOR, 0, 0, 0},
+    {SMALL_BINARY, MLXN_DTYPE_F32, 16384, 4096, 0, BCAST_PER_ROW, 0, 0, 0},
+    {SMALL_SCALE, MLXN_DTYPE_F32, 4096, 4096, 0, 0, 0, 0, 0},
+    {SMALL_SCALE, MLXN_DTYPE_BF16, 4096, 14336, 0, 0, 0, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_F32, 1, 262144, 0, 0, 0, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_F32, 256, 151936, 0, 0, 0, 0, 0},
+    {SMALL_ARGMAX, MLXN_DTYPE_BF16, 256, 151936, 0, 0, 0, 0, 0},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_PLAIN, 0, 0},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_LLAMA, 0, 0},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 1, 262144, 0, 0, SAMPLER_TOP_P, 0, 0},
+    {SMALL_SAMPLE, MLXN_DTYPE_F32, 32, 151936, 0, 0, SAMPLER_LLAMA, 0, 0},
+    {SMALL_MOE_GATE, MLXN_DTYPE_F32, 1, 128, 0, 0, 0, 8, GATE_QWEN3},
+    {SMALL_MOE_GATE, MLXN_DTYPE_F32, 4096, 128, 0, 0, 0, 8, GATE_QWEN3},
+    {SMALL_MOE_GATE, MLXN_DTYPE_F32, 1, 256, 0, 0, 0, 8, GATE_DEEPSEEK},
+    {SMALL_MOE_GATE, MLXN_DTYPE_F32, 4096, 256, 0, 0, 0, 8, GATE_DEEPSEEK},
+    {SMALL_MOE_REDUCE, MLXN_DTYPE_F32, 1, 2048, 0, 0, 0, 8, 0},
+    {SMALL_MOE_REDUCE, MLXN_DTYPE_F32, 4096, 2048, 0, 0, 0, 8, 0},
+    {SMALL_MOE_REDUCE, MLXN_DTYPE_BF16, 4096, 7168, 0, 0, 0, 8, 0},
 };
 
 enum { BENCH_HISTORY = 64 };
@@ -644,6 +663,28 @@ static mlxn_status small_call(void *ctx, int i)
             p.top_p = 0.9f;
         return mlxn_sample(c->s, &x, r->sampler == SAMPLER_LLAMA ? &history : NULL, &p, (uint64_t)i, &out);
     }
+    case SMALL_MOE_GATE: {
+        int64_t oshape[2] = {r->rows, r->top_k};
+        mlxn_tensor ids = mlxn_tensor_make(c->ids, 0, MLXN_DTYPE_I32, 2, oshape);
+        mlxn_tensor w = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_F32, 2, oshape);
+        mlxn_tensor bias = mlxn_tensor_make(c->b, 0, MLXN_DTYPE_F32, 1, &r->n);
+        mlxn_moe_gate_params p = mlxn_moe_gate_params_default();
+        p.top_k = r->top_k;
+        p.normalize = true;
+        if (r->gate == GATE_DEEPSEEK) {
+            p.gating = MLXN_MOE_GATING_SIGMOID;
+            p.bias = &bias;
+            p.scale = 2.5f;
+        }
+        return mlxn_moe_gate(c->s, &x, &p, &ids, &w);
+    }
+    case SMALL_MOE_REDUCE: {
+        int64_t xshape[3] = {r->rows, r->top_k, r->n}, wshape[2] = {r->rows, r->top_k};
+        mlxn_tensor xs = mlxn_tensor_make(c->x, 0, r->dtype, 3, xshape);
+        mlxn_tensor w = mlxn_tensor_make(c->b, 0, MLXN_DTYPE_F32, 2, wshape);
+        mlxn_tensor y = mlxn_tensor_make(c->y, 0, r->dtype, 2, shape);
+        return mlxn_moe_reduce(c->s, &xs, &w, &y);
+    }
     }
     return MLXN_STATUS_ERR_INTERNAL;
 }
@@ -672,6 +713,16 @@ static double small_bytes(const small_row *r, size_t *x_bytes, size_t *b_bytes, 
         *x_bytes = (size_t)(elems * es);
         *y_bytes = (size_t)r->rows * 4;
         return (double)*x_bytes + (double)*y_bytes;
+    case SMALL_MOE_GATE: /* logits and the bias in; ids and weights out (ids: the ids buffer) */
+        *x_bytes = (size_t)(elems * es);
+        *b_bytes = (size_t)r->n * 4;
+        *y_bytes = (size_t)(r->rows * r->top_k) * 4;
+        return (double)*x_bytes + (r->gate == GATE_DEEPSEEK ? (double)*b_bytes : 0) + 2.0 * (double)*y_bytes;
+    case SMALL_MOE_REDUCE: /* k rows and k weights in, one row out per token */
+        *x_bytes = (size_t)(elems * es) * (size_t)r->top_k;
+        *b_bytes = (size_t)(r->rows * r->top_k) * 4;
+        *y_bytes = (size_t)(elems * es);
+        return (double)*x_bytes + (double)*b_bytes + (double)*y_bytes;
     }
     return 0;
 }
@@ -697,7 +748,7 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
                   fill_random(c.x, mlxn_dtype_is_quantized(r->dtype) ? MLXN_DTYPE_U8 : r->dtype, xb, 71);
         if (ok && bb)
             ok = mlxn_buffer_create(dev, bb, &c.b) == MLXN_STATUS_OK &&
-                 fill_random(c.b, r->bcast == BCAST_NONE ? r->dtype : MLXN_DTYPE_F32, bb, 73);
+                 fill_random(c.b, r->op == SMALL_BINARY && r->bcast == BCAST_NONE ? r->dtype : MLXN_DTYPE_F32, bb, 73);
         if (ok && (r->op == SMALL_GET_ROWS || r->op == SMALL_SAMPLE)) {
             /* token ids: get_rows' lookups, or sample's history */
             const int64_t n_ids = r->op == SMALL_SAMPLE ? r->rows * BENCH_HISTORY : r->rows;
@@ -711,9 +762,14 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
             }
             ok = ok && mlxn_buffer_upload(c.ids, 0, ids, (size_t)n_ids * 4, NULL) == MLXN_STATUS_OK;
         }
+        if (ok && r->op == SMALL_MOE_GATE)
+            ok = mlxn_buffer_create(dev, (size_t)(r->rows * r->top_k) * 4, &c.ids) == MLXN_STATUS_OK;
         ok = ok && bench_time(dev, s, small_call, &c, info->kind == MLXN_DEVICE_CUDA ? 8 : 1, opt->quick ? 5 : 15, &t);
         char shape[32], variant[24];
-        snprintf(shape, sizeof shape, "%lldx%lld", (long long)r->rows, (long long)r->n);
+        if (r->op == SMALL_MOE_REDUCE)
+            snprintf(shape, sizeof shape, "%lldx%dx%lld", (long long)r->rows, r->top_k, (long long)r->n);
+        else
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)r->rows, (long long)r->n);
         if (r->op == SMALL_GET_ROWS)
             snprintf(variant, sizeof variant, "V=%lld->f32", (long long)r->table_rows);
         else if (r->op == SMALL_BINARY)
@@ -724,6 +780,8 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
             snprintf(variant, sizeof variant, "%s", r->sampler == SAMPLER_PLAIN   ? "plain"
                                                     : r->sampler == SAMPLER_LLAMA ? "llama-defaults"
                                                                                   : "top-p");
+        else if (r->op == SMALL_MOE_GATE)
+            snprintf(variant, sizeof variant, "%s/k=%d", r->gate == GATE_QWEN3 ? "softmax" : "sigmoid+bias", r->top_k);
         else
             snprintf(variant, sizeof variant, "-");
         if (!ok) {
@@ -852,7 +910,7 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
     return failures;
 }
 
-const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, sample, attention";
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, sample, moe_gate, moe_reduce, attention";
 
 bool bench_has_op(const char *name)
 {
@@ -925,7 +983,8 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         failures += bench_rope(dev, s, &info, copy_gbps, opt);
     }
     if (!opt->op || strcmp(opt->op, "get_rows") == 0 || strcmp(opt->op, "binary") == 0 ||
-        strcmp(opt->op, "scale") == 0 || strcmp(opt->op, "argmax") == 0 || strcmp(opt->op, "sample") == 0) {
+        strcmp(opt->op, "scale") == 0 || strcmp(opt->op, "argmax") == 0 || strcmp(opt->op, "sample") == 0 ||
+        strcmp(opt->op, "moe_gate") == 0 || strcmp(opt->op, "moe_reduce") == 0) {
         printf("\n%-22s %-13s %-16s %-14s %-5s %10s %10s %10s %9s %7s\n", "device", "op", "shape", "variant", "dtype",
                "median_us", "p10_us", "p90_us", "GB/s", "%copy");
         failures += bench_small(dev, s, &info, copy_gbps, opt);

@@ -516,6 +516,44 @@ MLXN_API mlxn_status mlxn_sample(mlxn_stream *stream, const mlxn_tensor *logits,
                                  const mlxn_tensor *history, const mlxn_sampler_params *p,
                                  uint64_t step, const mlxn_tensor *out);
 
+/* ---------------------------------------------------------------- ops: mixture-of-experts routing
+ *
+ * mlxn_moe_gate picks each token's experts from its router logits (f32, f16 or bf16 [T, E], any
+ * row stride), in f32:
+ *   1. probabilities over all E experts: p = softmax(logits row) or p = sigmoid(logits)
+ *   2. selection scores s = p + bias (bias: optional f32 [E], contiguous; DeepSeek-V3's
+ *      e_score_correction_bias), or s = p without one
+ *   3. the top_k experts by s, slot order by descending s, equal scores by the lower expert index
+ *   4. weights w = p of the selected experts (the unbiased probabilities); when normalize,
+ *      w = w / (sum of the top_k w, added in slot order); then w = w * scale
+ * ids: i32 [T, top_k], weights: f32 [T, top_k] (any row strides). 1 <= top_k <= 16, top_k <= E.
+ * E: any on the CPU, up to 512 on CUDA (a token's scores live in one warp's registers). NaN
+ * logits give an unspecified selection. */
+typedef enum mlxn_moe_gating { MLXN_MOE_GATING_SOFTMAX = 0, MLXN_MOE_GATING_SIGMOID = 1 } mlxn_moe_gating;
+
+/* The most experts a token selects. */
+#define MLXN_MOE_MAX_TOP_K 16
+
+typedef struct mlxn_moe_gate_params {
+    mlxn_moe_gating gating;   /* probabilities over all E experts: softmax(logits) or sigmoid(logits) */
+    int top_k;                /* 1..16, <= E */
+    bool normalize;           /* divide the k selected probabilities by their sum (qwen3moe norm_topk_prob) */
+    float scale;              /* multiply the final weights (1 = none; DeepSeek routed_scaling_factor) */
+    const mlxn_tensor *bias;  /* optional f32 [E]: added to the probabilities for SELECTION only (DeepSeek-V3
+                                 e_score_correction_bias); the weights are the unbiased probabilities */
+} mlxn_moe_gate_params;
+
+/* softmax, top_k 1, no normalize, scale 1, no bias */
+MLXN_API mlxn_moe_gate_params mlxn_moe_gate_params_default(void);
+MLXN_API mlxn_status mlxn_moe_gate(mlxn_stream *stream, const mlxn_tensor *logits, const mlxn_moe_gate_params *p,
+                                   const mlxn_tensor *ids, const mlxn_tensor *weights);
+
+/* y[t, :] = sum over j = 0 .. k-1 of weights[t, j] * x[t, j, :], summed in f32 in slot order and
+ * rounded once to y's dtype. x: [T, k, N] f32, f16 or bf16 (any strides but the innermost),
+ * weights: f32 [T, k], y: [T, N] of x's dtype; k >= 1. */
+MLXN_API mlxn_status mlxn_moe_reduce(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *weights,
+                                     const mlxn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif

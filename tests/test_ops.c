@@ -26,6 +26,8 @@ static const op_tests registry[] = {
     {"attention", test_attention},
     {"kv_append", test_kv_append},
     {"sample", test_sample},
+    {"moe_gate", test_moe_gate},
+    {"moe_reduce", test_moe_reduce},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -17,5 +17,7 @@ void test_argmax(test_devices *devs, rng *g);
 void test_attention(test_devices *devs, rng *g);
 void test_kv_append(test_devices *devs, rng *g);
 void test_sample(test_devices *devs, rng *g);
+void test_moe_gate(test_devices *devs, rng *g);
+void test_moe_reduce(test_devices *devs, rng *g);
 
 #endif

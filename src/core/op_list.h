@@ -21,9 +21,11 @@
     X(argmax, mlxn_argmax_args) \
     X(attention, mlxn_attention_args) \
     X(kv_append, mlxn_kv_append_args) \
-    X(sample, mlxn_sample_args)
+    X(sample, mlxn_sample_args) \
+    X(moe_gate, mlxn_moe_gate_args) \
+    X(moe_reduce, mlxn_moe_reduce_args)
 
-#define MLXN_OP_COUNT_EXPECTED 13
+#define MLXN_OP_COUNT_EXPECTED 15
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -182,6 +184,29 @@ typedef struct mlxn_sample_args {
     uint64_t seed, step;
     int32_t *out;          /* n_rows */
 } mlxn_sample_args;
+
+/* moe_gate: each token's top_k experts by p (+ bias) and their weights; see mlxn.h. */
+typedef struct mlxn_moe_gate_args {
+    int64_t n_tokens, n_experts; /* T, E */
+    int dtype;             /* logits: f32, f16 or bf16 */
+    int gating;            /* mlxn_moe_gating */
+    int top_k;             /* 1 .. MLXN_MOE_MAX_TOP_K, <= E */
+    bool normalize;
+    float scale;
+    mlxn_rows logits;      /* T rows of E */
+    const float *bias;     /* [E]; NULL when absent */
+    mlxn_rows ids;         /* T rows of top_k, i32 */
+    mlxn_rows weights;     /* T rows of top_k, f32 */
+} mlxn_moe_gate_args;
+
+/* moe_reduce: y[t, :] = sum_j weights[t, j] * x[t, j, :], in f32 in slot order. */
+typedef struct mlxn_moe_reduce_args {
+    int64_t n_tokens, top_k, n; /* T, k, N */
+    int dtype;             /* f32, f16 or bf16: x and y */
+    mlxn_rows x;           /* T * k rows of N: row t * k + j */
+    mlxn_rows weights;     /* T rows of k, f32 */
+    mlxn_rows y;           /* T rows of N */
+} mlxn_moe_reduce_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

@@ -927,3 +927,118 @@ mlxn_status mlxn_sample(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_te
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rows of logits are empty: nothing to sample from");
     return mlxn_stream_issue(s, &op);
 }
+
+mlxn_moe_gate_params mlxn_moe_gate_params_default(void)
+{
+    return (mlxn_moe_gate_params){
+        .gating = MLXN_MOE_GATING_SOFTMAX, .top_k = 1, .normalize = false, .scale = 1.0f, .bias = NULL};
+}
+
+/* A 2-D operand of the given dtype shaped [rows, cols]. */
+static mlxn_status matrix_operand(mlxn_stream *s, const mlxn_tensor *t, const char *fn, const char *what,
+                                  mlxn_dtype dtype, int64_t rows, int64_t cols, const char *dims, mlxn_rows *out)
+{
+    int64_t nr, n;
+    if (!t)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
+    MLXN_TRY(operand_rows(s, t, fn, what, out, &nr, &n));
+    if (t->dtype != dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected %s", what, mlxn_dtype_name(t->dtype),
+                          mlxn_dtype_name(dtype));
+    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) {
+        char sh[96];
+        shape_str(t, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected %lldx%lld (%s)", what, sh,
+                          (long long)rows, (long long)cols, dims);
+    }
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_moe_gate(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_moe_gate_params *p,
+                          const mlxn_tensor *ids, const mlxn_tensor *weights)
+{
+    static const char *fn = "mlxn_moe_gate";
+    MLXN_TRY(check_stream(s, fn));
+    if (!p)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "params are NULL");
+    mlxn_op op = {.kind = MLXN_OP_moe_gate};
+    mlxn_moe_gate_args *a = &op.u.moe_gate;
+    MLXN_TRY(operand_rows(s, logits, fn, "logits", &a->logits, &a->n_tokens, &a->n_experts));
+    if (!float_dtype(logits->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "logits are %s, expected f32, f16 or bf16",
+                          mlxn_dtype_name(logits->dtype));
+    if (logits->ndim != 2) {
+        char sh[96];
+        shape_str(logits, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "logits have shape %s, expected 2 dims [T, E]", sh);
+    }
+    if (p->gating != MLXN_MOE_GATING_SOFTMAX && p->gating != MLXN_MOE_GATING_SIGMOID)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "gating is %d, expected softmax (0) or sigmoid (1)",
+                          (int)p->gating);
+    if (p->top_k < 1 || p->top_k > MLXN_MOE_MAX_TOP_K)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "top_k is %d, expected 1..%d", p->top_k,
+                          MLXN_MOE_MAX_TOP_K);
+    if (p->top_k > a->n_experts)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "top_k is %d, more than the %lld experts of logits",
+                          p->top_k, (long long)a->n_experts);
+    if (a->n_experts > INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "logits have %lld experts: ids past i32",
+                          (long long)a->n_experts);
+    if (!isfinite(p->scale))
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "scale is %g, expected a finite value", (double)p->scale);
+    MLXN_TRY(matrix_operand(s, ids, fn, "ids", MLXN_DTYPE_I32, a->n_tokens, p->top_k, "[T, top_k]", &a->ids));
+    MLXN_TRY(matrix_operand(s, weights, fn, "weights", MLXN_DTYPE_F32, a->n_tokens, p->top_k, "[T, top_k]",
+                            &a->weights));
+    a->bias = NULL;
+    if (p->bias) {
+        mlxn_rows br;
+        int64_t bn_rows, bn;
+        MLXN_TRY(operand_rows(s, p->bias, fn, "bias", &br, &bn_rows, &bn));
+        if (p->bias->dtype != MLXN_DTYPE_F32)
+            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "bias is %s, expected f32", mlxn_dtype_name(p->bias->dtype));
+        if (p->bias->ndim != 1 || bn != a->n_experts) {
+            char sh[96];
+            shape_str(p->bias, sh, sizeof sh);
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "bias has shape %s, expected [%lld] (one per expert)", sh,
+                              (long long)a->n_experts);
+        }
+        a->bias = (const float *)br.base;
+    }
+    a->dtype = (int)logits->dtype;
+    a->gating = (int)p->gating;
+    a->top_k = p->top_k;
+    a->normalize = p->normalize;
+    a->scale = p->scale;
+    if (a->n_tokens == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_moe_reduce(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *weights, const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_moe_reduce";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_moe_reduce};
+    mlxn_moe_reduce_args *a = &op.u.moe_reduce;
+    int64_t x_rows;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &x_rows, &a->n));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    if (x->ndim != 3) {
+        char sh[96];
+        shape_str(x, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "x has shape %s, expected 3 dims [T, k, N]", sh);
+    }
+    a->n_tokens = x->shape[0];
+    a->top_k = x->shape[1];
+    if (a->top_k < 1)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "x has %lld slots per token, expected at least 1",
+                          (long long)a->top_k);
+    MLXN_TRY(matrix_operand(s, weights, fn, "weights", MLXN_DTYPE_F32, a->n_tokens, a->top_k, "[T, k] of x",
+                            &a->weights));
+    MLXN_TRY(matrix_operand(s, y, fn, "y", x->dtype, a->n_tokens, a->n, "[T, N] of x", &a->y));
+    a->dtype = (int)x->dtype;
+    if (a->n_tokens == 0 || a->n == 0)
+        return MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
+}

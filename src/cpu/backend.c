@@ -285,5 +285,7 @@ const mlxn_backend mlxn_cpu_backend = {
         .attention = mlxn_cpu_attention,
         .kv_append = mlxn_cpu_kv_append,
         .sample = mlxn_cpu_sample,
+        .moe_gate = mlxn_cpu_moe_gate,
+        .moe_reduce = mlxn_cpu_moe_reduce,
     },
 };

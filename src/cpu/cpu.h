@@ -62,5 +62,7 @@ mlxn_status mlxn_cpu_argmax(mlxn_stream *s, const mlxn_argmax_args *a);
 mlxn_status mlxn_cpu_attention(mlxn_stream *s, const mlxn_attention_args *a);
 mlxn_status mlxn_cpu_kv_append(mlxn_stream *s, const mlxn_kv_append_args *a);
 mlxn_status mlxn_cpu_sample(mlxn_stream *s, const mlxn_sample_args *a);
+mlxn_status mlxn_cpu_moe_gate(mlxn_stream *s, const mlxn_moe_gate_args *a);
+mlxn_status mlxn_cpu_moe_reduce(mlxn_stream *s, const mlxn_moe_reduce_args *a);
 
 #endif

@@ -257,6 +257,20 @@ MLXN_CUDA_OP(get_rows, "mlxn_get_rows")
 MLXN_CUDA_OP(binary, "mlxn_binary")
 MLXN_CUDA_OP(scale, "mlxn_scale")
 MLXN_CUDA_OP(kv_append, "mlxn_kv_append")
+MLXN_CUDA_OP(moe_reduce, "mlxn_moe_reduce")
+
+static mlxn_status cuda_moe_gate(mlxn_stream *s, const mlxn_moe_gate_args *a)
+{
+    static const char *fn = "mlxn_moe_gate";
+    SET_DEVICE(fn, s->device);
+    if (a->n_experts > MLXN_CUDA_MOE_GATE_MAX_EXPERTS)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "logits have %lld experts; the CUDA kernel takes up to %d (a token's scores live in one "
+                          "warp's registers)",
+                          (long long)a->n_experts, MLXN_CUDA_MOE_GATE_MAX_EXPERTS);
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_moe_gate(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
 
 static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
 {
@@ -360,5 +374,7 @@ const mlxn_backend mlxn_cuda_backend = {
         .attention = cuda_attention,
         .kv_append = cuda_kv_append,
         .sample = cuda_sample,
+        .moe_gate = cuda_moe_gate,
+        .moe_reduce = cuda_moe_reduce,
     },
 };

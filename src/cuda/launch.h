@@ -36,6 +36,11 @@ cudaError_t mlxn_cuda_launch_kv_append(const mlxn_kv_append_args *a, cudaStream_
 cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes, int sms,
                                        cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, void *scratch, cudaStream_t stream, bool pdl);
+/* The most experts the CUDA gate takes: a token's scores live in one warp's registers, 16 per
+ * lane. */
+#define MLXN_CUDA_MOE_GATE_MAX_EXPERTS 512
+cudaError_t mlxn_cuda_launch_moe_gate(const mlxn_moe_gate_args *a, cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_moe_reduce(const mlxn_moe_reduce_args *a, cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);
