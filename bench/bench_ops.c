@@ -325,6 +325,145 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
     return failures;
 }
 
+/* ---------------------------------------------------------------- qmatmul_id (MoE experts) */
+
+typedef struct qid_row {
+    bool swiglu;    /* gate + up with SwiGLU from x [T, K]; else the down projection from x [T, k, K] */
+    mlxn_dtype w;
+    int64_t T, k, E, N, K;
+} qid_row;
+
+/* Qwen3-30B-A3B-like experts (128 of 768 x 2048, top 8) and a 256-expert model (512 x 2048,
+ * top 8): gate/up and down, prefill of 512 and 4096 tokens and one-token decode. */
+static const qid_row qid_rows[] = {
+    {true, MLXN_DTYPE_Q4_0, 512, 8, 128, 768, 2048},  {false, MLXN_DTYPE_Q4_0, 512, 8, 128, 2048, 768},
+    {true, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},    {false, MLXN_DTYPE_Q4_0, 1, 8, 128, 2048, 768},
+    {true, MLXN_DTYPE_Q4_K, 512, 8, 256, 512, 2048},  {false, MLXN_DTYPE_Q4_K, 512, 8, 256, 2048, 512},
+    {true, MLXN_DTYPE_Q4_K, 4096, 8, 256, 512, 2048}, {false, MLXN_DTYPE_Q4_K, 4096, 8, 256, 2048, 512},
+    {true, MLXN_DTYPE_Q4_K, 1, 8, 256, 512, 2048},    {false, MLXN_DTYPE_Q4_K, 1, 8, 256, 2048, 512},
+};
+
+typedef struct qid_ctx {
+    const qid_row *row;
+    mlxn_stream *s;
+    mlxn_buffer *x, *ids, *y;
+    mlxn_buffer *w[MAX_SETS][2];
+    int nsets;
+} qid_ctx;
+
+static mlxn_status qid_call(void *ctx, int i)
+{
+    qid_ctx *c = ctx;
+    const qid_row *r = c->row;
+    mlxn_buffer *const *w = c->w[i % c->nsets];
+    const int64_t x2[2] = {r->T, r->K}, x3[3] = {r->T, r->k, r->K}, ws[3] = {r->E, r->N, r->K}, is[2] = {r->T, r->k},
+                  ys[3] = {r->T, r->k, r->N};
+    mlxn_tensor x = r->swiglu ? mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 2, x2)
+                              : mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 3, x3);
+    mlxn_tensor wg = mlxn_tensor_make(w[0], 0, r->w, 3, ws);
+    mlxn_tensor ids = mlxn_tensor_make(c->ids, 0, MLXN_DTYPE_I32, 2, is);
+    mlxn_tensor y = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_F32, 3, ys);
+    if (!r->swiglu)
+        return mlxn_qmatmul_id(c->s, &x, &wg, &ids, &y);
+    mlxn_tensor wu = mlxn_tensor_make(w[1], 0, r->w, 3, ws);
+    return mlxn_qmatmul_id_swiglu(c->s, &x, &wg, &wu, &ids, &y);
+}
+
+/* ids of T tokens, k distinct experts each drawn uniformly; returns the number of experts used */
+static int64_t qid_random_ids(const qid_row *r, int32_t *ids)
+{
+    uint64_t seed = 77;
+    char *used = calloc((size_t)r->E, 1);
+    int64_t distinct = 0;
+    for (int64_t t = 0; t < r->T; t++)
+        for (int64_t j = 0; j < r->k; j++) {
+            int32_t e;
+            bool again;
+            do {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                e = (int32_t)((seed >> 33) % (uint64_t)r->E);
+                again = false;
+                for (int64_t i = 0; i < j; i++)
+                    again = again || ids[t * r->k + i] == e;
+            } while (again);
+            ids[t * r->k + j] = e;
+            if (used && !used[e]) {
+                used[e] = 1;
+                distinct++;
+            }
+        }
+    free(used);
+    return distinct;
+}
+
+static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
+                            const bench_options *opt)
+{
+    int failures = 0;
+    for (size_t n = 0; n < sizeof qid_rows / sizeof qid_rows[0]; n++) {
+        const qid_row *r = &qid_rows[n];
+        if (info->kind == MLXN_DEVICE_CPU && r->T > 1)
+            continue; /* the CPU path is not a prefill kernel */
+        const int mats = r->swiglu ? 2 : 1;
+        const size_t wb = (size_t)(r->E * r->N * (r->K / mlxn_dtype_block_elems(r->w)) * mlxn_dtype_block_bytes(r->w));
+        const int64_t P = r->T * r->k, xrows = r->swiglu ? r->T : P;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)P);
+        const int64_t used = ids ? qid_random_ids(r, ids) : 0;
+        qid_ctx c = {.row = r, .s = s};
+        c.nsets = (int)((double)info->l2_bytes * 2 / ((double)wb * mats)) + 2;
+        if (c.nsets > MAX_SETS)
+            c.nsets = MAX_SETS;
+        bool ok = ids && mlxn_buffer_create(dev, (size_t)(xrows * r->K) * 4, &c.x) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, (size_t)P * 4, &c.ids) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, (size_t)(P * r->N) * 4, &c.y) == MLXN_STATUS_OK &&
+                  fill_random(c.x, MLXN_DTYPE_F32, (size_t)(xrows * r->K) * 4, 5) &&
+                  mlxn_buffer_upload(c.ids, 0, ids, (size_t)P * 4, NULL) == MLXN_STATUS_OK;
+        int made = 0;
+        for (int i = 0; ok && i < c.nsets; i++, made++)
+            for (int m = 0; ok && m < mats; m++)
+                ok = mlxn_buffer_create(dev, wb, &c.w[i][m]) == MLXN_STATUS_OK &&
+                     fill_random(c.w[i][m], MLXN_DTYPE_U8, wb, 31 + (uint64_t)(2 * i + m));
+        c.nsets = made;
+        bench_timing t = {0};
+        int batch = info->kind == MLXN_DEVICE_CUDA ? (c.nsets > 8 ? c.nsets : 8) : 2;
+        ok = ok && bench_time(dev, s, qid_call, &c, batch, opt->quick ? 10 : 25, &t);
+        char shape[48], variant[24];
+        snprintf(shape, sizeof shape, "T%lld E%lld/%lld %lldx%lld", (long long)r->T, (long long)r->E, (long long)r->k,
+                 (long long)r->N, (long long)r->K);
+        snprintf(variant, sizeof variant, "%s/%s", mlxn_dtype_name(r->w), r->swiglu ? "swiglu" : "down");
+        if (!ok) {
+            printf("%-22.22s %-13s %-22s %-12s error: %s\n", info->name, "qmatmul_id", shape, variant,
+                   mlxn_last_error());
+            failures++;
+        } else {
+            /* bytes: the weights of the experts in use, x, ids and y; flops: 2 N K per pair and matrix */
+            const double moved = (double)wb * mats * (double)used / (double)r->E + (double)(xrows * r->K) * 4 +
+                                 (double)P * 4 + (double)(P * r->N) * 4;
+            const double gbps = moved / (t.median_ms * 1e-3) / 1e9;
+            const double tflops = 2.0 * mats * (double)P * (double)r->N * (double)r->K / (t.median_ms * 1e-3) / 1e12;
+            printf("%-22.22s %-13s %-22s %-12s %10.2f %10.2f %10.2f %9.1f %6.1f%% %8.2f TFLOP/s\n", info->name,
+                   "qmatmul_id", shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
+                   100.0 * gbps / copy_gbps, tflops);
+            if (opt->json)
+                fprintf(opt->json,
+                        "{\"device\":\"%s\",\"op\":\"qmatmul_id\",\"shape\":\"%s\",\"variant\":\"%s\","
+                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
+                        "\"pct_copy\":%.2f,\"tflops\":%.3f,\"experts_used\":%lld,\"sets\":%d}\n",
+                        info->name, shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, moved, gbps,
+                        100.0 * gbps / copy_gbps, tflops, (long long)used, c.nsets);
+        }
+        fflush(stdout);
+        for (int i = 0; i < MAX_SETS; i++) /* a set made in part too */
+            for (int m = 0; m < 2; m++)
+                mlxn_buffer_free(c.w[i][m]);
+        mlxn_buffer_free(c.x);
+        mlxn_buffer_free(c.ids);
+        mlxn_buffer_free(c.y);
+        free(ids);
+    }
+    return failures;
+}
+
 /* ---------------------------------------------------------------- row-wise ops: activations, softmax */
 
 typedef enum row_op { ROW_ACT, ROW_SOFTMAX } row_op;
@@ -910,7 +1049,7 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
     return failures;
 }
 
-const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, sample, moe_gate, moe_reduce, attention";
+const char bench_op_names[] = "rms_norm, qmatmul_mlx, qmatmul, act, softmax, rope, get_rows, binary, scale, argmax, sample, moe_gate, moe_reduce, attention, qmatmul_id";
 
 bool bench_has_op(const char *name)
 {
@@ -993,6 +1132,11 @@ int bench_ops_run(mlxn_device *dev, const bench_options *opt)
         printf("\n%-22s %-13s %-22s %-18s %-5s %10s %10s %10s %9s %7s %s\n", "device", "op", "BxTqxHq:HkvxS", "variant",
                "cache", "median_us", "p10_us", "p90_us", "KV GB/s", "%copy", "causal TFLOP/s");
         failures += bench_attention(dev, s, &info, copy_gbps, opt);
+    }
+    if (!opt->op || strcmp(opt->op, "qmatmul_id") == 0) {
+        printf("\n%-22s %-13s %-22s %-12s %10s %10s %10s %9s %7s %s\n", "device", "op", "T E/k NxK", "format",
+               "median_us", "p10_us", "p90_us", "GB/s", "%copy", "TFLOP/s");
+        failures += bench_qmatmul_id(dev, s, &info, copy_gbps, opt);
     }
     mlxn_stream_free(s);
     return failures ? 1 : 0;

@@ -313,6 +313,36 @@ MLXN_API mlxn_status mlxn_qmatmul_mlx(mlxn_stream *stream, const mlxn_tensor *x,
 MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
                                   const mlxn_tensor *y);
 
+/* ---------------------------------------------------------------- ops: expert-routed quantized matmul (MoE)
+ *
+ * ids: i32 [T, k] (k 1..16, rows may be strided): token t's k selected experts, pair p = t * k + j.
+ *
+ * mlxn_moe_route_map groups the pairs by expert: offsets i32 [E + 1] (offsets[e] = the number of
+ * pairs whose expert is below e), rows i32 [T * k] = the pair indices p grouped by expert and
+ * increasing within an expert; ids outside [0, E) are left out (offsets[E] counts the valid
+ * pairs) and rows[offsets[E] ..] are -1. Both outputs contiguous.
+ *
+ * mlxn_qmatmul_id: y[t, j, :] = x_row(t, j) . W[ids[t, j]]^T with W [E, N, K] in any type
+ * mlxn_qmatmul takes (K a multiple of its block); x is [T, K] (every slot of token t reads row t:
+ * the gate and up projections) or [T, k, K] (row (t, j): the down projection), f32, f16 or bf16,
+ * rows may be strided; y is [T, k, N] f32. A pair whose id is outside [0, E) gets a row of zeros.
+ * mlxn_qmatmul_id_swiglu: y[t, j, :] = silu(x_row . W_gate[e]^T) * (x_row . W_up[e]^T), e = ids[t, j],
+ * with w_gate and w_up [E, N, K] of one type.
+ * Accumulation is in f32. On CUDA, up to 64 pairs (T * k <= 64) run as mat-vecs per pair (no
+ * scratch: a decode step can be captured in a graph); from 65 pairs the routing map is built on
+ * the GPU and the products run on tensor cores with x and the decoded W rounded to bf16 (relative
+ * error <= 2^-9 each), through routing tables kept in the stream's scratch memory, which cannot
+ * grow during graph capture (run a call of that size once first; outgrown scratch is kept until
+ * the stream is freed, so earlier graphs stay valid). mlxn_moe_route_map also uses that scratch
+ * (E integers) on CUDA.
+ */
+MLXN_API mlxn_status mlxn_moe_route_map(mlxn_stream *stream, const mlxn_tensor *ids, int n_experts,
+                                        const mlxn_tensor *offsets, const mlxn_tensor *rows);
+MLXN_API mlxn_status mlxn_qmatmul_id(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
+                                     const mlxn_tensor *ids, const mlxn_tensor *y);
+MLXN_API mlxn_status mlxn_qmatmul_id_swiglu(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w_gate,
+                                            const mlxn_tensor *w_up, const mlxn_tensor *ids, const mlxn_tensor *y);
+
 /* ---------------------------------------------------------------- ops: activations
  *
  * Elementwise over tensors of f32, f16 or bf16 (computed in f32, rounded once to the dtype):

@@ -28,6 +28,8 @@ static const op_tests registry[] = {
     {"sample", test_sample},
     {"moe_gate", test_moe_gate},
     {"moe_reduce", test_moe_reduce},
+    {"moe_route_map", test_moe_route_map},
+    {"qmatmul_id", test_qmatmul_id},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -19,5 +19,7 @@ void test_kv_append(test_devices *devs, rng *g);
 void test_sample(test_devices *devs, rng *g);
 void test_moe_gate(test_devices *devs, rng *g);
 void test_moe_reduce(test_devices *devs, rng *g);
+void test_moe_route_map(test_devices *devs, rng *g);
+void test_qmatmul_id(test_devices *devs, rng *g);
 
 #endif

@@ -23,9 +23,11 @@
     X(kv_append, mlxn_kv_append_args) \
     X(sample, mlxn_sample_args) \
     X(moe_gate, mlxn_moe_gate_args) \
-    X(moe_reduce, mlxn_moe_reduce_args)
+    X(moe_reduce, mlxn_moe_reduce_args) \
+    X(moe_route_map, mlxn_moe_route_map_args) \
+    X(qmatmul_id, mlxn_qmatmul_id_args)
 
-#define MLXN_OP_COUNT_EXPECTED 15
+#define MLXN_OP_COUNT_EXPECTED 17
 
 /* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -207,6 +209,30 @@ typedef struct mlxn_moe_reduce_args {
     mlxn_rows weights;     /* T rows of k, f32 */
     mlxn_rows y;           /* T rows of N */
 } mlxn_moe_reduce_args;
+/* moe_route_map: the (token, slot) pairs of ids grouped by expert, stable; see mlxn.h. */
+typedef struct mlxn_moe_route_map_args {
+    int64_t n_tokens, k;   /* ids [T, k]: pair p = t * k + j */
+    mlxn_rows ids;         /* T rows of k i32 */
+    int n_experts;         /* E */
+    int32_t *offsets;      /* [E + 1] */
+    int32_t *rows;         /* [T * k]: the pairs grouped by expert, then -1 for each left-out pair */
+} mlxn_moe_route_map_args;
+
+/* qmatmul_id: y[p, :] = x_row(p) . W[ids[p]]^T for each pair p = t * k + j, or with w_up the
+ * SwiGLU silu(x_row(p) . W[e]^T) * (x_row(p) . W_up[e]^T); see mlxn.h. */
+typedef struct mlxn_qmatmul_id_args {
+    int64_t T, k, N, K, E;
+    int w_dtype;           /* mlxn_dtype of W (and W_up) */
+    int x_dtype;           /* f32, f16 or bf16 */
+    bool x_per_slot;       /* x [T, k, K]: pair p reads row p; else x [T, K]: row p / k */
+    mlxn_rows x;           /* T or T * k rows of K */
+    const uint8_t *w;      /* [E, N, K] */
+    int64_t w_stride, w_expert_stride;    /* bytes between rows, experts of w */
+    const uint8_t *w_up;   /* [E, N, K] like w, or NULL: no SwiGLU */
+    int64_t up_stride, up_expert_stride;
+    mlxn_rows ids;         /* T rows of k i32 */
+    mlxn_rows y;           /* T * k rows of N, f32 */
+} mlxn_qmatmul_id_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

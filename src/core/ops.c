@@ -1042,3 +1042,158 @@ mlxn_status mlxn_moe_reduce(mlxn_stream *s, const mlxn_tensor *x, const mlxn_ten
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
 }
+/* ---------------------------------------------------------------- expert-routed matmul (MoE) */
+
+/* ids: i32 [T, k] with k 1..16 */
+static mlxn_status moe_ids(mlxn_stream *s, const mlxn_tensor *ids, const char *fn, mlxn_rows *rows, int64_t *T,
+                           int64_t *k)
+{
+    if (!ids)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "ids is NULL");
+    MLXN_TRY(operand_rows(s, ids, fn, "ids", rows, T, k));
+    if (ids->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "ids are %s, expected i32", mlxn_dtype_name(ids->dtype));
+    if (ids->ndim != 2) {
+        char sh[96];
+        shape_str(ids, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "ids have shape %s, expected [T, k]", sh);
+    }
+    if (*k < 1 || *k > 16)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "ids have k = %lld slots per token, expected 1 to 16",
+                          (long long)*k);
+    if (*T * *k > INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%lld (token, slot) pairs: pair indices past i32",
+                          (long long)(*T * *k));
+    return MLXN_STATUS_OK;
+}
+
+/* A contiguous i32 vector of n elements. */
+static mlxn_status i32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
+                              int32_t **ptr)
+{
+    mlxn_rows rows;
+    int64_t nr, len;
+    if (!t)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
+    MLXN_TRY(operand_rows(s, t, fn, what, &rows, &nr, &len));
+    if (t->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected i32", what, mlxn_dtype_name(t->dtype));
+    if (t->ndim != 1 || len != n) {
+        char sh[96];
+        shape_str(t, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [%lld]", what, sh, (long long)n);
+    }
+    *ptr = (int32_t *)rows.base;
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_moe_route_map(mlxn_stream *s, const mlxn_tensor *ids, int n_experts, const mlxn_tensor *offsets,
+                               const mlxn_tensor *rows)
+{
+    static const char *fn = "mlxn_moe_route_map";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_moe_route_map};
+    mlxn_moe_route_map_args *a = &op.u.moe_route_map;
+    MLXN_TRY(moe_ids(s, ids, fn, &a->ids, &a->n_tokens, &a->k));
+    if (n_experts < 1 || n_experts == INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "n_experts is %d, expected 1 to 2^31 - 2", n_experts);
+    MLXN_TRY(i32_vector(s, offsets, (int64_t)n_experts + 1, fn, "offsets", &a->offsets));
+    MLXN_TRY(i32_vector(s, rows, a->n_tokens * a->k, fn, "rows", &a->rows));
+    a->n_experts = n_experts;
+    return mlxn_stream_issue(s, &op);
+}
+
+static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *w_name, const mlxn_tensor *x,
+                                    const mlxn_tensor *w, const mlxn_tensor *w_up, const mlxn_tensor *ids,
+                                    const mlxn_tensor *y)
+{
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_qmatmul_id};
+    mlxn_qmatmul_id_args *a = &op.u.qmatmul_id;
+    if (!x)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "x is NULL");
+    if (!w)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", w_name);
+    if (!y)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
+    MLXN_TRY(moe_ids(s, ids, fn, &a->ids, &a->T, &a->k));
+    int64_t n_rows, wk, yn; /* the row counts follow from the shapes checked below */
+    mlxn_rows wrows;
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &n_rows, &a->K));
+    MLXN_TRY(operand_rows(s, w, fn, w_name, &wrows, &n_rows, &wk));
+    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &n_rows, &yn));
+    if (!float_dtype(x->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
+    if (!ggml_block_dtype(w->dtype) && !float_dtype(w->dtype))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn,
+                          "%s is %s, expected a GGML block format (q4_0 .. q8_0, q2_K .. q6_K, iq4_nl, "
+                          "iq4_xs) or f32, f16, bf16",
+                          w_name, mlxn_dtype_name(w->dtype));
+    if (y->dtype != MLXN_DTYPE_F32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32", mlxn_dtype_name(y->dtype));
+    if (w->ndim != 3) {
+        char sh[96];
+        shape_str(w, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected 3 dims [E, N, K]", w_name, sh);
+    }
+    a->E = w->shape[0];
+    a->N = w->shape[1];
+    const bool per_slot = x->ndim == 3 && x->shape[0] == a->T && x->shape[1] == a->k;
+    if (!per_slot && !(x->ndim == 2 && x->shape[0] == a->T)) {
+        char sh[96];
+        shape_str(x, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "x has shape %s, expected [T, K] = [%lld, K] or [T, k, K] = "
+                          "[%lld, %lld, K] (ids are [%lld, %lld])", sh, (long long)a->T, (long long)a->T,
+                          (long long)a->k, (long long)a->T, (long long)a->k);
+    }
+    if (wk != a->K)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has rows of %lld, x has rows of %lld", w_name,
+                          (long long)wk, (long long)a->K);
+    const int64_t be = mlxn_dtype_block_elems(w->dtype);
+    if (a->K % be)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K = %lld is not a multiple of %s's block of %lld",
+                          (long long)a->K, mlxn_dtype_name(w->dtype), (long long)be);
+    if (y->ndim != 3 || y->shape[0] != a->T || y->shape[1] != a->k || yn != a->N) {
+        char sh[96];
+        shape_str(y, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has shape %s, expected [T, k, N] = [%lld, %lld, %lld]", sh,
+                          (long long)a->T, (long long)a->k, (long long)a->N);
+    }
+    if (a->E > INT32_MAX - 1 || a->N > INT32_MAX || a->K > INT32_MAX)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s is [%lld, %lld, %lld], expected each dim below 2^31",
+                          w_name, (long long)a->E, (long long)a->N, (long long)a->K);
+    a->w_dtype = (int)w->dtype;
+    a->x_dtype = (int)x->dtype;
+    a->x_per_slot = per_slot;
+    /* a dim of size 1 has stride 0 in rows: the packed sizes stand in */
+    const int64_t row_bytes = a->K / be * mlxn_dtype_block_bytes(w->dtype);
+    a->w = (const uint8_t *)wrows.base;
+    a->w_stride = a->N > 1 ? wrows.s2 : row_bytes;
+    a->w_expert_stride = a->E > 1 ? wrows.s1 : a->N * a->w_stride;
+    if (w_up) {
+        mlxn_rows urows;
+        MLXN_TRY(like_operand(s, w, w_name, w_up, fn, "w_up", &urows));
+        a->w_up = (const uint8_t *)urows.base;
+        a->up_stride = a->N > 1 ? urows.s2 : row_bytes;
+        a->up_expert_stride = a->E > 1 ? urows.s1 : a->N * a->up_stride;
+    }
+    if (a->T == 0 || a->N == 0)
+        return MLXN_STATUS_OK;
+    if (a->K == 0)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K is 0");
+    return mlxn_stream_issue(s, &op);
+}
+
+mlxn_status mlxn_qmatmul_id(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, const mlxn_tensor *ids,
+                            const mlxn_tensor *y)
+{
+    return qmatmul_id_issue(s, "mlxn_qmatmul_id", "w", x, w, NULL, ids, y);
+}
+
+mlxn_status mlxn_qmatmul_id_swiglu(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w_gate,
+                                   const mlxn_tensor *w_up, const mlxn_tensor *ids, const mlxn_tensor *y)
+{
+    if (!w_up)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_qmatmul_id_swiglu", "w_up is NULL");
+    return qmatmul_id_issue(s, "mlxn_qmatmul_id_swiglu", "w_gate", x, w_gate, w_up, ids, y);
+}

@@ -287,5 +287,7 @@ const mlxn_backend mlxn_cpu_backend = {
         .sample = mlxn_cpu_sample,
         .moe_gate = mlxn_cpu_moe_gate,
         .moe_reduce = mlxn_cpu_moe_reduce,
+        .moe_route_map = mlxn_cpu_moe_route_map,
+        .qmatmul_id = mlxn_cpu_qmatmul_id,
     },
 };

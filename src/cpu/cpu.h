@@ -64,5 +64,11 @@ mlxn_status mlxn_cpu_kv_append(mlxn_stream *s, const mlxn_kv_append_args *a);
 mlxn_status mlxn_cpu_sample(mlxn_stream *s, const mlxn_sample_args *a);
 mlxn_status mlxn_cpu_moe_gate(mlxn_stream *s, const mlxn_moe_gate_args *a);
 mlxn_status mlxn_cpu_moe_reduce(mlxn_stream *s, const mlxn_moe_reduce_args *a);
+mlxn_status mlxn_cpu_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_args *a);
+mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a);
+
+/* The routing map of ids (T rows of k) over E experts into offsets [E + 1] and rows [T * k]
+ * (mlxn.h's definition), on the calling thread. */
+void mlxn_cpu_route_map_build(const mlxn_rows *ids, int64_t T, int64_t k, int E, int32_t *offsets, int32_t *rows);
 
 #endif

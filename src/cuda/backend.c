@@ -140,6 +140,10 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->attention_partials);
     if (st->sample_scratch)
         cudaFree(st->sample_scratch);
+    if (st->moe_scratch)
+        cudaFree(st->moe_scratch);
+    for (int i = 0; i < st->moe_retired_count; i++)
+        cudaFree(st->moe_retired[i]);
     cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -339,6 +343,59 @@ static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     return MLXN_STATUS_OK;
 }
 
+/* The stream's scratch for the MoE routing maps, at least `need` bytes. It cannot grow while
+ * the stream captures a graph, so a captured call needs one of its size (or larger) run before.
+ * Outgrown scratch stays allocated until the stream is freed: a graph captured earlier keeps its
+ * address (sizes double from 64 KiB, so the retired ones add up to less than the current one). */
+static mlxn_status moe_scratch(mlxn_stream *s, size_t need, const char *fn, void **out)
+{
+    mlxn_cuda_stream_state *st = s->impl;
+    if (st->moe_scratch_bytes < need) {
+        if (s->capturing)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                              "this call needs %zu bytes of stream scratch for its routing map, which cannot grow "
+                              "while capturing: run one of this size before capturing",
+                              need);
+        size_t bytes = st->moe_scratch_bytes ? 2 * st->moe_scratch_bytes : (size_t)64 << 10;
+        while (bytes < need)
+            bytes *= 2;
+        const int cap = (int)(sizeof st->moe_retired / sizeof st->moe_retired[0]);
+        if (st->moe_scratch && st->moe_retired_count == cap)
+            return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "the stream's MoE scratch was outgrown %d times",
+                              cap);
+        void *p = NULL;
+        MLXN_CUDA_CHECK(fn, cudaMalloc(&p, bytes));
+        if (st->moe_scratch)
+            st->moe_retired[st->moe_retired_count++] = st->moe_scratch;
+        st->moe_scratch = p;
+        st->moe_scratch_bytes = bytes;
+    }
+    *out = st->moe_scratch;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_args *a)
+{
+    static const char *fn = "mlxn_moe_route_map";
+    SET_DEVICE(fn, s->device);
+    void *counts = NULL;
+    MLXN_TRY(moe_scratch(s, sizeof(int32_t) * (size_t)a->n_experts, fn, &counts));
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_moe_route_map(a, counts, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
+{
+    const char *fn = a->w_up ? "mlxn_qmatmul_id_swiglu" : "mlxn_qmatmul_id";
+    SET_DEVICE(fn, s->device);
+    void *scratch = NULL;
+    const size_t need = mlxn_cuda_qmatmul_id_scratch_bytes(a);
+    if (need)
+        MLXN_TRY(moe_scratch(s, need, fn, &scratch));
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id(a, scratch, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    return MLXN_STATUS_OK;
+}
+
 const mlxn_backend mlxn_cuda_backend = {
     .name = "cuda",
     .records_in_core = false,
@@ -376,5 +433,7 @@ const mlxn_backend mlxn_cuda_backend = {
         .sample = cuda_sample,
         .moe_gate = cuda_moe_gate,
         .moe_reduce = cuda_moe_reduce,
+        .moe_route_map = cuda_moe_route_map,
+        .qmatmul_id = cuda_qmatmul_id,
     },
 };

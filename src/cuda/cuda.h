@@ -30,6 +30,10 @@ typedef struct mlxn_cuda_stream_state {
     size_t scratch_bytes;
     void *attention_partials; /* MLXN_CUDA_ATTENTION_PARTIALS_BYTES for split decode, or NULL */
     void *sample_scratch;     /* MLXN_CUDA_SAMPLE_SCRATCH_BYTES for split argmax and sampling, or NULL */
+    void *moe_scratch;        /* routing maps of the MoE ops, grown (doubling) outside captures */
+    size_t moe_scratch_bytes;
+    void *moe_retired[48];    /* outgrown MoE scratch, kept for the graphs that captured it */
+    int moe_retired_count;
 } mlxn_cuda_stream_state;
 
 /* The split decode's partial results live in stream memory of this fixed size, made at the

@@ -41,6 +41,21 @@ cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, void *scratch, cu
 #define MLXN_CUDA_MOE_GATE_MAX_EXPERTS 512
 cudaError_t mlxn_cuda_launch_moe_gate(const mlxn_moe_gate_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_moe_reduce(const mlxn_moe_reduce_args *a, cudaStream_t stream, bool pdl);
+/* The routing map of the T * k pairs of ids (mlxn_moe_route_map's definition) into offsets
+ * [E + 1] and rows [T * k], counts being E integers of device scratch; with tile_rows > 0 also
+ * tile_off [E + 1] (expert e's tiles of tile_rows pairs are tile_off[e] .. tile_off[e + 1] - 1)
+ * and tile_expert [tile_off[E]] (the expert of each tile). Kernels only: graph-capturable. */
+cudaError_t mlxn_cuda_route_map_build(const mlxn_rows *ids, int64_t T, int64_t k, int E, int32_t *counts,
+                                      int32_t *offsets, int32_t *rows, int tile_rows, int32_t *tile_off,
+                                      int32_t *tile_expert, cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_moe_route_map(const mlxn_moe_route_map_args *a, int32_t *counts, cudaStream_t stream,
+                                           bool pdl);
+/* The expert-routed matmul: mat-vecs per pair up to this many pairs (no scratch), tensor-core
+ * tiles over a routing map in `scratch` (mlxn_cuda_qmatmul_id_scratch_bytes, 0 for the mat-vecs)
+ * beyond. */
+#define MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS 64
+size_t mlxn_cuda_qmatmul_id_scratch_bytes(const mlxn_qmatmul_id_args *a);
+cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, void *scratch, cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);

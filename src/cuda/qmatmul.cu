@@ -10,26 +10,11 @@
 //              of W into shared memory once for 64 rows of x. SIMT: the tensor-core version is
 //              issue 3's next step.
 
-#include "../formats/ggml_decode.h"
-#include "common.cuh"
+#include "ggml_unit.cuh"
 
 namespace {
 
 using namespace mlxn_cuda;
-
-// The 32 weights k0 .. k0 + 31 of a row of W as floats.
-template <int WT> __device__ __forceinline__ void weight_unit(const uint8_t *row, int64_t k0, float (&v)[32])
-{
-    if constexpr (WT == MLXN_DTYPE_F32 || WT == MLXN_DTYPE_F16 || WT == MLXN_DTYPE_BF16) {
-#pragma unroll
-        for (int j = 0; j < 32; j++)
-            v[j] = load_any(WT, row, k0 + j);
-    } else {
-        int u;
-        const uint8_t *p = mlxn_ggml_unit_ptr(WT, row, k0, &u);
-        mlxn_ggml_unit(WT, p, u, v);
-    }
-}
 
 constexpr int WARPS = 8, MAX_M = 8, PAD = 36;
 constexpr int SMEM_BUDGET = 100 * 1024, SMEM_MAX = 200 * 1024;

@@ -25,6 +25,8 @@ void mlxn_ref_kv_append(const mlxn_kv_append_args *a);
 void mlxn_ref_sample(const mlxn_sample_args *a);
 void mlxn_ref_moe_gate(const mlxn_moe_gate_args *a);
 void mlxn_ref_moe_reduce(const mlxn_moe_reduce_args *a);
+void mlxn_ref_moe_route_map(const mlxn_moe_route_map_args *a);
+void mlxn_ref_qmatmul_id(const mlxn_qmatmul_id_args *a);
 
 /* The oracle's token for row r of a sample call, and whether one of its decisions (the rank
  * at a top-k or top-p cut, the top-p sum, a min-p test, the draw) lies within `margin`

@@ -1,0 +1,400 @@
+// The expert-routed quantized matmul on CUDA (mlxn.h's mlxn_qmatmul_id and _swiglu):
+// y[p, :] = x_row(p) . W[ids[p]]^T for each (token, slot) pair p, or SwiGLU of a gate and an up
+// product. The weights are decoded 32 at a time by the decoders shared with the host reference.
+//
+// Variants (launcher at the bottom):
+//   qid_rows  up to MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS pairs (decode): a block per (pair, 32 rows
+//             of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
+//             design); the pair's row of x staged in shared memory (units padded to 36 floats so
+//             lanes one unit apart hit different banks) in K tiles of 4096. The expert id is read
+//             on the device; the SwiGLU variant decodes the gate and up rows in the same warp.
+//   qid_mma   more pairs (prefill): the routing map built on the GPU (moe_route_map.cu), then
+//             tiles of (expert, 64 of its pairs, 64 rows of W) on tensor cores (mma.sync
+//             m16n8k16, bf16 in, f32 accumulate): each K step of 64 decodes the W tile (and the
+//             up tile) to bf16 in shared memory once for the 64 pairs, gathers the pairs' rows of
+//             x through the pair list rounded to bf16, and the epilogue writes (SwiGLU applied)
+//             straight to the pairs' rows of y. The grid is sized for the worst case of tiles
+//             (ceil(P / 64) + min(E, P)) and each block reads its expert from the map's tile
+//             table, leaving when its tile index is past the last tile: no host round trip.
+
+#include "ggml_unit.cuh"
+
+namespace {
+
+using namespace mlxn_cuda;
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+
+__device__ __forceinline__ int32_t pair_expert(const mlxn_qmatmul_id_args &a, int64_t p)
+{
+    return reinterpret_cast<const int32_t *>(mlxn_rows_ptr(&a.ids, p / a.k))[p % a.k];
+}
+
+__device__ __forceinline__ const char *pair_x(const mlxn_qmatmul_id_args &a, int64_t p)
+{
+    return mlxn_rows_ptr(&a.x, a.x_per_slot ? p : p / a.k);
+}
+
+// ---- decode: mat-vecs per pair
+
+constexpr int DEC_WARPS = 8, DEC_ROWS = 4, DEC_BLOCK_ROWS = DEC_WARPS * DEC_ROWS, DEC_KT = 4096, PAD = 36;
+
+// 32 products of a unit of W with the staged unit of x at xu, in two chains
+__device__ __forceinline__ float unit_dot(const float (&v)[32], const float *xu)
+{
+    const float4 *x4 = reinterpret_cast<const float4 *>(xu);
+    float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const float4 x = x4[j];
+        d0 = fmaf(x.x, v[4 * j], d0);
+        d1 = fmaf(x.y, v[4 * j + 1], d1);
+        d0 = fmaf(x.z, v[4 * j + 2], d0);
+        d1 = fmaf(x.w, v[4 * j + 3], d1);
+    }
+    return d0 + d1;
+}
+
+// grid: (ceil(N / DEC_BLOCK_ROWS), pairs)
+template <int WT, bool SWIGLU>
+__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id_args a)
+{
+    __shared__ __align__(16) float xs[DEC_KT / 32 * PAD];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
+    const int32_t e = pair_expert(a, p);
+    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
+    if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
+        if (n_block + threadIdx.x < a.N && threadIdx.x < DEC_BLOCK_ROWS)
+            y[n_block + threadIdx.x] = 0.f;
+        return;
+    }
+    const char *xr = pair_x(a, p);
+    const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
+    const int64_t n0 = n_block + warp * DEC_ROWS;
+    float acc[DEC_ROWS], accu[DEC_ROWS];
+#pragma unroll
+    for (int r = 0; r < DEC_ROWS; r++)
+        acc[r] = accu[r] = 0.f;
+    for (int64_t k0 = 0; k0 < a.K; k0 += DEC_KT) {
+        const int klen = (int)(a.K - k0 < DEC_KT ? a.K - k0 : DEC_KT), units = (klen + 31) / 32;
+        __syncthreads(); // the previous tile is consumed
+        for (int i = threadIdx.x; i < units * 32; i += blockDim.x)
+            xs[(i >> 5) * PAD + (i & 31)] = i < klen ? load_any(a.x_dtype, xr, k0 + i) : 0.f;
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < DEC_ROWS; r++) {
+            if (n0 + r >= a.N)
+                break;
+            for (int c = lane; c < units; c += 32) {
+                float v[32];
+                weight_unit_bounded<WT>(wg + (n0 + r) * a.w_stride, k0 + 32 * c, a.K, v);
+                acc[r] += unit_dot(v, xs + c * PAD);
+                if constexpr (SWIGLU) {
+                    weight_unit_bounded<WT>(wu + (n0 + r) * a.up_stride, k0 + 32 * c, a.K, v);
+                    accu[r] += unit_dot(v, xs + c * PAD);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < DEC_ROWS; r++) {
+        const float g = warp_sum(acc[r]);
+        const float u = SWIGLU ? warp_sum(accu[r]) : 0.f;
+        if (lane == 0 && n0 + r < a.N)
+            y[n0 + r] = SWIGLU ? silu(g) * u : g;
+    }
+}
+
+// ---- prefill: grouped tiles on tensor cores
+//
+// A block of 4 warps owns a 64 x 64 tile of (pairs of one expert) x (rows of W); warp (wm, wn)
+// = (warp / 2, warp % 2) the 32 x 32 quarter at (32 wm, 32 wn): 2 x 4 mma tiles of 16 x 8. Per K
+// step of 64 the tiles in shared memory are, in bf16 with rows padded from 64 to 72 elements
+// (144 bytes: the 8 rows x 4 words of a fragment load fall in 32 different banks):
+//   xs [64 pairs][72]        x of the tile's pairs (zeros for pairs past the expert's list)
+//   ws [1 or 2][64 rows][72] the W tile (gate and up for SwiGLU), decoded by 128 threads, one
+//                            32-element unit each
+constexpr int BM = 64, BN = 64, BK = 64, LDS = BK + 8, MMA_THREADS = 128;
+
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// 32 floats rounded to bf16 and stored at dst (16-byte aligned) with four 16-byte stores
+__device__ __forceinline__ void store_bf16x32(__nv_bfloat16 *dst, const float (&v)[32])
+{
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        __nv_bfloat162 h[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            h[j] = __floats2bfloat162_rn(v[8 * q + 2 * j], v[8 * q + 2 * j + 1]);
+        reinterpret_cast<uint4 *>(dst)[q] = *reinterpret_cast<const uint4 *>(h);
+    }
+}
+
+// Elements k0 .. k0 + 31 of a row of x as floats (zeros from K on): eight 16-byte loads when x
+// is f32 and the unit is aligned and whole.
+__device__ __forceinline__ void x_unit(const mlxn_qmatmul_id_args &a, const char *xr, int64_t k0, float (&v)[32])
+{
+    const float *xf = reinterpret_cast<const float *>(xr) + k0;
+    if (a.x_dtype == MLXN_DTYPE_F32 && k0 + 32 <= a.K && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+            const float4 f = reinterpret_cast<const float4 *>(xf)[q];
+            v[4 * q] = f.x;
+            v[4 * q + 1] = f.y;
+            v[4 * q + 2] = f.z;
+            v[4 * q + 3] = f.w;
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 32; j++)
+            v[j] = k0 + j < a.K ? load_any(a.x_dtype, xr, k0 + j) : 0.f;
+    }
+}
+
+// The routing tables in the op's scratch (see mlxn_cuda_qmatmul_id_scratch_bytes).
+struct qid_map {
+    const int32_t *offsets;     // [E + 1]
+    const int32_t *rows;        // [P]: pairs grouped by expert
+    const int32_t *tile_off;    // [E + 1]: expert e's tiles are tile_off[e] .. tile_off[e + 1] - 1
+    const int32_t *tile_expert; // [tile_off[E]]
+    int64_t max_tiles;          // the grid's worst case
+};
+
+// grid: (ceil(N / BN), min(max_tiles, 65535)); blocks walk the tile indices by gridDim.y
+template <int WT, bool SWIGLU>
+__global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_args a, const qid_map map)
+{
+    constexpr int NW = SWIGLU ? 2 : 1;
+    __shared__ __align__(16) __nv_bfloat16 xs[BM][LDS];
+    __shared__ __align__(16) __nv_bfloat16 ws[NW][BN][LDS];
+    __shared__ const char *xrow[BM];
+    __shared__ float *yrow[BM]; // nullptr past the expert's list
+    __shared__ int tile_e, tile_m0, tile_rows;
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int t = threadIdx.x, warp = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
+    const int wm = warp >> 1, wn = warp & 1;
+    const int64_t n0 = (int64_t)blockIdx.x * BN;
+    for (int64_t tile = blockIdx.y; tile < map.max_tiles; tile += gridDim.y) {
+        __syncthreads(); // the previous tile's epilogue is done with xrow, yrow
+        if (t == 0) {
+            const int32_t total = map.tile_off[a.E];
+            tile_e = -1;
+            if (tile < total) {
+                const int e = map.tile_expert[tile];
+                tile_e = e;
+                tile_m0 = map.offsets[e] + (int)(tile - map.tile_off[e]) * BM;
+                tile_rows = min(BM, map.offsets[e + 1] - tile_m0);
+            }
+        }
+        __syncthreads();
+        const int e = tile_e;
+        if (e < 0)
+            return; // block-uniform: every later tile index is past the last tile too
+        if (t < BM) {
+            const bool in = t < tile_rows;
+            const int64_t p = in ? map.rows[tile_m0 + t] : 0;
+            xrow[t] = in ? pair_x(a, p) : nullptr;
+            yrow[t] = in ? reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p)) : nullptr;
+        }
+        __syncthreads();
+        const uint8_t *wbase[NW];
+        wbase[0] = a.w + e * a.w_expert_stride;
+        if constexpr (SWIGLU)
+            wbase[NW - 1] = a.w_up + e * a.up_expert_stride;
+        const int64_t wstride[2] = {a.w_stride, a.up_stride};
+
+        float acc[NW][2][4][4];
+#pragma unroll
+        for (int h = 0; h < NW; h++)
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++)
+                        acc[h][i][j][c] = 0.f;
+
+        for (int64_t k0 = 0; k0 < a.K; k0 += BK) {
+            { // this thread's unit: row t / 2, half t % 2 of the K step, of x and of each W
+                const int r = t >> 1, half = t & 1;
+                const int64_t ku = k0 + 32 * half;
+                float v[32];
+                const char *xr = xrow[r];
+                if (xr && ku < a.K) {
+                    x_unit(a, xr, ku, v);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 32; j++)
+                        v[j] = 0.f;
+                }
+                store_bf16x32(&xs[r][32 * half], v);
+#pragma unroll
+                for (int h = 0; h < NW; h++) {
+                    if (n0 + r < a.N && ku < a.K) {
+                        weight_unit_bounded<WT>(wbase[h] + (n0 + r) * wstride[h], ku, a.K, v);
+                    } else {
+#pragma unroll
+                        for (int j = 0; j < 32; j++)
+                            v[j] = 0.f;
+                    }
+                    store_bf16x32(&ws[h][r][32 * half], v);
+                }
+            }
+            __syncthreads();
+#pragma unroll
+            for (int kk = 0; kk < BK; kk += 16) {
+                uint32_t af[2][4];
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    const int r = 32 * wm + 16 * i + g;
+                    af[i][0] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q]);
+                    af[i][1] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q]);
+                    af[i][2] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q + 8]);
+                    af[i][3] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q + 8]);
+                }
+#pragma unroll
+                for (int h = 0; h < NW; h++)
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const int c = 32 * wn + 8 * j + g;
+                        const uint32_t bf[2] = {*reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q]),
+                                                *reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q + 8])};
+#pragma unroll
+                        for (int i = 0; i < 2; i++)
+                            mma_bf16(acc[h][i][j], af[i], bf);
+                    }
+            }
+            __syncthreads(); // the tiles are consumed before the next K step overwrites them
+        }
+        // epilogue: accumulator c of mma tile (i, j) is row 16 i + g (+ 8 for c >= 2), column
+        // 8 j + 2 q + c % 2 of the warp's quarter
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int hi = 0; hi < 2; hi++) {
+                float *yr = yrow[32 * wm + 16 * i + 8 * hi + g];
+                if (!yr)
+                    continue;
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++) {
+                        const int64_t n = n0 + 32 * wn + 8 * j + 2 * q + c;
+                        const float v = acc[0][i][j][2 * hi + c];
+                        if (n < a.N)
+                            yr[n] = SWIGLU ? silu(v) * acc[NW - 1][i][j][2 * hi + c] : v;
+                    }
+            }
+    }
+}
+
+// Rows of zeros for the pairs left out of the routing map (ids outside [0, E)).
+__global__ void __launch_bounds__(128) qid_zero_unrouted(const mlxn_qmatmul_id_args a)
+{
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    for (int64_t p = blockIdx.x; p < a.T * a.k; p += gridDim.x) {
+        const int32_t e = pair_expert(a, p);
+        if (e >= 0 && e < a.E)
+            continue;
+        float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
+        for (int64_t n = threadIdx.x; n < a.N; n += blockDim.x)
+            y[n] = 0.f;
+    }
+}
+
+// ---- scratch layout and launch
+
+constexpr size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+struct scratch_plan {
+    size_t counts, offsets, tile_off, tile_expert, rows, bytes;
+    int64_t max_tiles;
+};
+
+scratch_plan plan_scratch(const mlxn_qmatmul_id_args &a)
+{
+    scratch_plan s;
+    const int64_t P = a.T * a.k;
+    s.max_tiles = (P + BM - 1) / BM + (a.E < P ? a.E : P);
+    s.counts = 0;
+    s.offsets = s.counts + align256(sizeof(int32_t) * (size_t)a.E);
+    s.tile_off = s.offsets + align256(sizeof(int32_t) * (size_t)(a.E + 1));
+    s.tile_expert = s.tile_off + align256(sizeof(int32_t) * (size_t)(a.E + 1));
+    s.rows = s.tile_expert + align256(sizeof(int32_t) * (size_t)s.max_tiles);
+    s.bytes = s.rows + align256(sizeof(int32_t) * (size_t)P);
+    return s;
+}
+
+template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
+{
+    const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
+    return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
+}
+
+template <int WT, bool SWIGLU>
+cudaError_t launch_prefill(const mlxn_qmatmul_id_args &a, char *scratch, cudaStream_t s, bool pdl)
+{
+    const scratch_plan sp = plan_scratch(a);
+    int32_t *counts = reinterpret_cast<int32_t *>(scratch + sp.counts);
+    int32_t *offsets = reinterpret_cast<int32_t *>(scratch + sp.offsets);
+    int32_t *tile_off = reinterpret_cast<int32_t *>(scratch + sp.tile_off);
+    int32_t *tile_expert = reinterpret_cast<int32_t *>(scratch + sp.tile_expert);
+    int32_t *rows = reinterpret_cast<int32_t *>(scratch + sp.rows);
+    cudaError_t e = mlxn_cuda_route_map_build(&a.ids, a.T, a.k, (int)a.E, counts, offsets, rows, BM, tile_off,
+                                              tile_expert, s, pdl);
+    if (e != cudaSuccess)
+        return e;
+    const int64_t P = a.T * a.k;
+    e = launch(qid_zero_unrouted, dim3((unsigned)(P < 4096 ? P : 4096)), dim3(128), 0, s, pdl, a);
+    if (e != cudaSuccess)
+        return e;
+    const qid_map map = {offsets, rows, tile_off, tile_expert, sp.max_tiles};
+    const dim3 grid((unsigned)((a.N + BN - 1) / BN), (unsigned)(sp.max_tiles < 65535 ? sp.max_tiles : 65535));
+    return launch(qid_mma<WT, SWIGLU>, grid, dim3(MMA_THREADS), 0, s, pdl, a, map);
+}
+
+template <int WT>
+cudaError_t launch_type(const mlxn_qmatmul_id_args &a, void *scratch, cudaStream_t s, bool pdl)
+{
+    const bool decode = a.T * a.k <= MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS;
+    if (a.w_up)
+        return decode ? launch_decode<WT, true>(a, s, pdl)
+                      : launch_prefill<WT, true>(a, static_cast<char *>(scratch), s, pdl);
+    return decode ? launch_decode<WT, false>(a, s, pdl)
+                  : launch_prefill<WT, false>(a, static_cast<char *>(scratch), s, pdl);
+}
+
+} // namespace
+
+extern "C" size_t mlxn_cuda_qmatmul_id_scratch_bytes(const mlxn_qmatmul_id_args *a)
+{
+    return a->T * a->k <= MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS ? 0 : plan_scratch(*a).bytes;
+}
+
+extern "C" cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, void *scratch, cudaStream_t s,
+                                                   bool pdl)
+{
+    switch (a->w_dtype) {
+#define CASE(t) case t: return launch_type<t>(*a, scratch, s, pdl);
+    CASE(MLXN_DTYPE_F32) CASE(MLXN_DTYPE_F16) CASE(MLXN_DTYPE_BF16)
+    CASE(MLXN_DTYPE_Q4_0) CASE(MLXN_DTYPE_Q4_1) CASE(MLXN_DTYPE_Q5_0) CASE(MLXN_DTYPE_Q5_1)
+    CASE(MLXN_DTYPE_Q8_0) CASE(MLXN_DTYPE_Q2_K) CASE(MLXN_DTYPE_Q3_K) CASE(MLXN_DTYPE_Q4_K)
+    CASE(MLXN_DTYPE_Q5_K) CASE(MLXN_DTYPE_Q6_K) CASE(MLXN_DTYPE_IQ4_NL) CASE(MLXN_DTYPE_IQ4_XS)
+#undef CASE
+    }
+    return cudaErrorInvalidValue;
+}
