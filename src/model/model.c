@@ -343,8 +343,9 @@ static mlxn_status alloc_state(mlxn_model *m)
         {&m->kv, (size_t)(2 * B * in->n_head_kv * D) * f},
         {&m->att, (size_t)(B * in->n_head * D) * f},
         {&m->proj, (size_t)(B * E) * f},
-        {&m->gate, (size_t)(B * 2 * in->n_ff) * f}, /* gate, or gate|up fused */
-        {&m->up, (size_t)(B * in->n_ff) * f},
+        /* the dense FFN's gate (or gate|up fused) and up; MoE models use the MoE scratch below */
+        {&m->gate, (size_t)(m->moe ? 1 : B * 2 * in->n_ff) * f},
+        {&m->up, (size_t)(m->moe ? 1 : B * in->n_ff) * f},
         {&m->logits, (size_t)(B * in->n_vocab) * f},
         {&m->ids, (size_t)B * 4},
         {&m->pos_tok, (size_t)B * 4},
