@@ -1,4 +1,4 @@
-/* mlxn model runner: a GGUF decoder-only model (llama, gemma3, qwen3) on one device, driven
+/* mlxn model runner: a GGUF decoder-only model (llama, gemma3, qwen3, qwen3moe) on one device, driven
  * through the public op API, with its tokenizer, a KV cache and on-device sampling. */
 #ifndef MLXN_MODEL_H
 #define MLXN_MODEL_H
@@ -27,9 +27,11 @@ typedef struct mlxn_model_options {
 MLXN_API mlxn_model_options mlxn_model_options_default(void);
 
 typedef struct mlxn_model_info {
-    const char *arch;      /* "llama", "gemma3", "qwen3" */
+    const char *arch;      /* "llama", "gemma3", "qwen3", "qwen3moe" */
     const char *name;      /* general.name or "" */
     int64_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
+    /* routed experts: 0 for dense models; in MoE models n_ff is each expert's FFN width */
+    int64_t n_expert, n_expert_used;
     int64_t n_ctx_train, n_ctx;
     size_t weight_bytes;   /* tensor data on the device */
     size_t kv_bytes;       /* KV cache on the device */

@@ -1,4 +1,4 @@
-/* The decoder forward pass of llama, gemma3 and qwen3 as a sequence of public ops on one stream.
+/* The decoder forward pass of llama, gemma3, qwen3 and qwen3moe as a sequence of public ops on one stream.
  * Per layer (T tokens, x the residual stream [T, E], f32):
  *
  *   xn  = rms_norm(x) * attn_norm              (fused with the previous layer's residual add)
@@ -11,12 +11,14 @@
  *   h   = act(xn . Wgate^T) * (xn . Wup^T);  d = h . Wdown^T;  d = rms_norm(d) * post_ffw_norm (gemma3)
  *   x  += d                                      (fused with the next norm)
  *
- * and at the end logits = rms_norm(x) * output_norm . Wout^T (Wout = token_embd when tied).
+ * qwen3moe replaces the FFN with k of n_expert routed experts (F = n_ff_exp):
+ *   r   = xn . Wrouter^T                          [T, n_expert] (f32 router weights)
+ *   ids, w = top-k of softmax(r), w renormalized  [T, k]
+ *   h[t, j] = silu(xn[t] . Wgate[ids]^T) * (xn[t] . Wup[ids]^T)    [T, k, F]
+ *   y[t, j] = h[t, j] . Wdown[ids]^T              [T, k, E]
+ *   d[t]    = sum_j w[t, j] y[t, j]
  *
- * Decoders without the post norms (llama, qwen3) fold each norm into the projection that reads
- * it and each residual add into the projection that feeds it (mlxn_qmatmul_fused), and the GLU
- * into the gate|up product when those weights are one: x stays the residual stream and a
- * decode step makes fewer, larger launches. */
+ * and at the end logits = rms_norm(x) * output_norm . Wout^T (Wout = token_embd when tied). */
 #include <string.h>
 
 #include "../core/internal.h"
@@ -48,7 +50,7 @@ static mlxn_tensor heads(mlxn_buffer *b, int64_t T, int64_t width, int64_t c0, i
 /* The norms fold into the projections (no post norms: llama, qwen3). */
 static bool folds_norms(const mlxn_model *m)
 {
-    return !m->layers[0].post_attn_norm.buffer && !m->layers[0].post_ffn_norm.buffer;
+    return !m->moe && !m->layers[0].post_attn_norm.buffer && !m->layers[0].post_ffn_norm.buffer;
 }
 
 /* y = in . W^T [+ y when accumulate], with in normalized by norm_w first when given. */
@@ -167,6 +169,26 @@ static mlxn_status ffn_block(mlxn_model *m, const model_layer *L, int64_t T)
     return MLXN_STATUS_OK;
 }
 
+/* The routed-expert FFN of xn into m->proj; ids and weights stay on the device. */
+static mlxn_status moe_block(mlxn_model *m, const model_layer *L, int64_t T)
+{
+    const mlxn_model_info *in = &m->info;
+    mlxn_stream *s = m->stream;
+    const int64_t E = in->n_embd, X = in->n_expert, k = in->n_expert_used, F = in->n_ff;
+    const int64_t tk[2] = {T, k}, tkf[3] = {T, k, F}, tke[3] = {T, k, E};
+    mlxn_tensor xn = mat(m->xn, 0, T, E), router = mat(m->router, 0, T, X);
+    mlxn_tensor ids = mlxn_tensor_make(m->moe_ids, 0, MLXN_DTYPE_I32, 2, tk);
+    mlxn_tensor w = mlxn_tensor_make(m->moe_weights, 0, MLXN_DTYPE_F32, 2, tk);
+    mlxn_tensor h = mlxn_tensor_make(m->moe_h, 0, MLXN_DTYPE_F32, 3, tkf);
+    mlxn_tensor y = mlxn_tensor_make(m->moe_out, 0, MLXN_DTYPE_F32, 3, tke);
+    mlxn_tensor d = mat(m->proj, 0, T, E);
+    MLXN_TRY(mlxn_qmatmul(s, &xn, &L->ffn_gate_inp, &router));
+    MLXN_TRY(mlxn_moe_gate(s, &router, &m->moe_gate, &ids, &w));
+    MLXN_TRY(mlxn_qmatmul_id_swiglu(s, &xn, &L->ffn_gate_exps, &L->ffn_up_exps, &ids, &h));
+    MLXN_TRY(mlxn_qmatmul_id(s, &h, &L->ffn_down_exps, &ids, &y));
+    return mlxn_moe_reduce(s, &y, &w, &d);
+}
+
 mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits)
 {
     const mlxn_model_info *in = &m->info;
@@ -183,7 +205,7 @@ mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits)
         MLXN_TRY(attention_block(m, L, T));
         if (!fold)
             MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, &L->ffn_norm, m->eps, &x, &xn));
-        MLXN_TRY(ffn_block(m, L, T));
+        MLXN_TRY(m->moe ? moe_block(m, L, T) : ffn_block(m, L, T));
         const mlxn_tensor *next_norm = l + 1 < in->n_layer ? &m->layers[l + 1].attn_norm : &m->output_norm;
         if (!fold)
             MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, next_norm, m->eps, &x, &xn));

@@ -45,9 +45,9 @@ static double meta_float(const mlxn_model *m, const char *key, double def)
 }
 
 /* The weight `name` as a view of m->weights, checked against the expected shape (outermost
- * first; ndim 1 or 2). Optional weights that are absent leave t->buffer NULL. */
-static mlxn_status weight(mlxn_model *m, const char *name, bool required, int ndim, int64_t d0, int64_t d1,
-                          mlxn_tensor *t)
+ * first; ndim 1 to 3, unused sizes 0). Optional weights that are absent leave t->buffer NULL. */
+static mlxn_status weight3(mlxn_model *m, const char *name, bool required, int ndim, int64_t d0, int64_t d1,
+                           int64_t d2, mlxn_tensor *t)
 {
     memset(t, 0, sizeof *t);
     const mlxn_gguf_tensor *gt = mlxn_gguf_find_tensor(m->gguf, name);
@@ -56,14 +56,64 @@ static mlxn_status weight(mlxn_model *m, const char *name, bool required, int nd
     mlxn_status st = mlxn_gguf_tensor_view(gt, m->weights, 0, t);
     if (st != MLXN_STATUS_OK)
         return mlxn_error(st, fn, "tensor %s: %s", name, mlxn_last_error());
-    const int64_t want[2] = {d0, d1};
+    const int64_t want[3] = {d0, d1, d2};
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++)
         ok = t->shape[i] == want[i];
-    if (!ok)
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "tensor %s has %d dims [%lld, %lld], expected [%lld, %lld]",
-                          name, t->ndim, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 1),
-                          (long long)d0, (long long)(ndim > 1 ? d1 : 1));
+    if (!ok) {
+        char found[96] = "", expected[96] = "";
+        for (int i = 0; i < t->ndim; i++)
+            snprintf(found + strlen(found), sizeof found - strlen(found), "%s%lld", i ? ", " : "",
+                     (long long)t->shape[i]);
+        for (int i = 0; i < ndim; i++)
+            snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%lld", i ? ", " : "",
+                     (long long)want[i]);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "tensor %s has %d dims [%s], expected [%s]", name, t->ndim, found,
+                          expected);
+    }
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status weight(mlxn_model *m, const char *name, bool required, int ndim, int64_t d0, int64_t d1,
+                          mlxn_tensor *t)
+{
+    return weight3(m, name, required, ndim, d0, d1, 0, t);
+}
+
+/* Routed experts: count, top-k and width from the metadata; what qwen3moe's graph does not have
+ * (shared experts, dense leading layers, other gating functions) is refused by name. */
+static mlxn_status read_moe_hparams(mlxn_model *m)
+{
+    mlxn_model_info *in = &m->info;
+    int64_t shared = 0, dense_lead = 0, gating = 1;
+    MLXN_TRY(meta_int(m, "expert_count", -1, &in->n_expert));
+    MLXN_TRY(meta_int(m, "expert_used_count", -1, &in->n_expert_used));
+    MLXN_TRY(meta_int(m, "expert_feed_forward_length", -1, &in->n_ff));
+    MLXN_TRY(meta_int(m, "expert_shared_count", 0, &shared));
+    MLXN_TRY(meta_int(m, "leading_dense_block_count", 0, &dense_lead));
+    MLXN_TRY(meta_int(m, "expert_gating_func", 1, &gating));
+    if (shared > 0)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn, "%s.expert_shared_count = %lld: shared experts are not supported",
+                          m->arch_name, (long long)shared);
+    if (dense_lead > 0)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "%s.leading_dense_block_count = %lld: dense layers before the MoE layers are not supported",
+                          m->arch_name, (long long)dense_lead);
+    if (gating != 1) /* llama.cpp's numbering: 1 softmax, 2 sigmoid, 3 softmax over the selected */
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "%s.expert_gating_func = %lld: %s uses softmax gating (1)", m->arch_name, (long long)gating,
+                          m->arch_name);
+    if (in->n_expert < 1 || in->n_expert_used < 1 || in->n_expert_used > in->n_expert ||
+        in->n_expert_used > MLXN_MOE_MAX_TOP_K || in->n_ff < 1)
+        return mlxn_error(in->n_expert_used > MLXN_MOE_MAX_TOP_K ? MLXN_STATUS_ERR_UNSUPPORTED : MLXN_STATUS_ERR_BAD_FORMAT,
+                          fn, "%s: %lld experts, %lld used per token (1 .. min(experts, %d)), expert FFN %lld",
+                          m->arch_name, (long long)in->n_expert, (long long)in->n_expert_used, MLXN_MOE_MAX_TOP_K,
+                          (long long)in->n_ff);
+    /* qwen3moe: softmax over all experts, the top k renormalized (norm_topk_prob), no scale */
+    m->moe_gate = mlxn_moe_gate_params_default();
+    m->moe_gate.gating = MLXN_MOE_GATING_SOFTMAX;
+    m->moe_gate.top_k = (int)in->n_expert_used;
+    m->moe_gate.normalize = true;
     return MLXN_STATUS_OK;
 }
 
@@ -77,9 +127,11 @@ static mlxn_status read_hparams(mlxn_model *m)
         m->arch = ARCH_GEMMA3;
     else if (strcmp(arch, "qwen3") == 0)
         m->arch = ARCH_QWEN3;
+    else if (strcmp(arch, "qwen3moe") == 0)
+        m->arch = ARCH_QWEN3MOE;
     else
         return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
-                          "architecture '%s' is not supported (have: llama, gemma3, qwen3)", arch);
+                          "architecture '%s' is not supported (have: llama, gemma3, qwen3, qwen3moe)", arch);
     snprintf(m->arch_name, sizeof m->arch_name, "%s", arch);
     mlxn_model_info *in = &m->info;
     in->arch = m->arch_name;
@@ -87,7 +139,16 @@ static mlxn_status read_hparams(mlxn_model *m)
         in->name = "";
     MLXN_TRY(meta_int(m, "block_count", -1, &in->n_layer));
     MLXN_TRY(meta_int(m, "embedding_length", -1, &in->n_embd));
-    MLXN_TRY(meta_int(m, "feed_forward_length", -1, &in->n_ff));
+    m->moe = m->arch == ARCH_QWEN3MOE;
+    int64_t n_expert = 0;
+    MLXN_TRY(meta_int(m, "expert_count", 0, &n_expert));
+    if (!m->moe && n_expert > 0)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn, "%s with %lld experts (%s.expert_count) is not supported",
+                          m->arch_name, (long long)n_expert, m->arch_name);
+    if (m->moe)
+        MLXN_TRY(read_moe_hparams(m));
+    else
+        MLXN_TRY(meta_int(m, "feed_forward_length", -1, &in->n_ff));
     MLXN_TRY(meta_int(m, "attention.head_count", -1, &in->n_head));
     MLXN_TRY(meta_int(m, "attention.head_count_kv", in->n_head, &in->n_head_kv));
     MLXN_TRY(meta_int(m, "context_length", 2048, &in->n_ctx_train));
@@ -143,6 +204,23 @@ static mlxn_status read_hparams(mlxn_model *m)
     return MLXN_STATUS_OK;
 }
 
+/* What the MoE ops need of a layer's expert weights, and no shared expert beside them. */
+static mlxn_status check_moe_layer(mlxn_model *m, int64_t l, const model_layer *L)
+{
+    static const char *const shared[] = {"ffn_gate_inp_shexp", "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"};
+    for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++) {
+        char n[96];
+        snprintf(n, sizeof n, "blk.%lld.%s.weight", (long long)l, shared[i]);
+        if (mlxn_gguf_find_tensor(m->gguf, n))
+            return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn, "tensor %s: shared experts are not supported", n);
+    }
+    if (L->ffn_gate_exps.dtype != L->ffn_up_exps.dtype)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "blk.%lld: ffn_gate_exps is %s and ffn_up_exps %s; the fused gate/up product takes one type",
+                          (long long)l, mlxn_dtype_name(L->ffn_gate_exps.dtype), mlxn_dtype_name(L->ffn_up_exps.dtype));
+    return MLXN_STATUS_OK;
+}
+
 static mlxn_status bind_weights(mlxn_model *m)
 {
     const mlxn_model_info *in = &m->info;
@@ -157,13 +235,17 @@ static mlxn_status bind_weights(mlxn_model *m)
     MLXN_TRY(weight(m, "output.weight", false, 2, V, E, &m->output));
     if (!m->output.buffer)
         m->output = m->tok_embd; /* tied */
-    const bool qk_norm = m->arch != ARCH_LLAMA, post_norms = m->arch == ARCH_GEMMA3;
+    const bool qk_norm = m->arch != ARCH_LLAMA, post_norms = m->arch == ARCH_GEMMA3, dense = !m->moe;
+    const int64_t X = in->n_expert;
     for (int64_t l = 0; l < in->n_layer; l++) {
         model_layer *L = &m->layers[l];
         char n[96];
 #define W(field, suffix, req, nd, a, b)                                  \
     snprintf(n, sizeof n, "blk.%lld." suffix ".weight", (long long)l); \
     MLXN_TRY(weight(m, n, req, nd, a, b, &L->field))
+#define W3(field, suffix, a, b, c)                                        \
+    snprintf(n, sizeof n, "blk.%lld." suffix ".weight", (long long)l); \
+    MLXN_TRY(weight3(m, n, true, 3, a, b, c, &L->field))
         W(attn_norm, "attn_norm", true, 1, E, 0);
         W(wq, "attn_q", true, 2, Hq * D, E);
         W(wk, "attn_k", true, 2, Hk * D, E);
@@ -173,11 +255,20 @@ static mlxn_status bind_weights(mlxn_model *m)
         W(k_norm, "attn_k_norm", qk_norm, 1, D, 0);
         W(post_attn_norm, "post_attention_norm", post_norms, 1, E, 0);
         W(ffn_norm, "ffn_norm", true, 1, E, 0);
-        W(w_gate, "ffn_gate", true, 2, F, E);
-        W(w_up, "ffn_up", true, 2, F, E);
-        W(w_down, "ffn_down", true, 2, E, F);
         W(post_ffn_norm, "post_ffw_norm", post_norms, 1, E, 0);
+        if (dense) {
+            W(w_gate, "ffn_gate", true, 2, F, E);
+            W(w_up, "ffn_up", true, 2, F, E);
+            W(w_down, "ffn_down", true, 2, E, F);
+        } else {
+            W(ffn_gate_inp, "ffn_gate_inp", true, 2, X, E);
+            W3(ffn_gate_exps, "ffn_gate_exps", X, F, E);
+            W3(ffn_up_exps, "ffn_up_exps", X, F, E);
+            W3(ffn_down_exps, "ffn_down_exps", X, E, F);
+            MLXN_TRY(check_moe_layer(m, l, L));
+        }
 #undef W
+#undef W3
     }
     return MLXN_STATUS_OK;
 }
@@ -218,7 +309,8 @@ static mlxn_status fuse_layers(mlxn_model *m, bool copy, size_t *bytes)
         model_layer *L = &m->layers[l];
         const mlxn_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
         MLXN_TRY(fuse(m, qkv, 3, &offset, copy, &L->w_qkv));
-        MLXN_TRY(fuse(m, gu, 2, &offset, copy, &L->w_gate_up));
+        if (L->w_gate.buffer) /* dense FFN (the experts' gate and up go to one fused op instead) */
+            MLXN_TRY(fuse(m, gu, 2, &offset, copy, &L->w_gate_up));
     }
     *bytes = offset;
     return MLXN_STATUS_OK;
@@ -286,8 +378,9 @@ static mlxn_status alloc_state(mlxn_model *m)
         {&m->kv, (size_t)(2 * B * in->n_head_kv * D) * f},
         {&m->att, (size_t)(B * in->n_head * D) * f},
         {&m->proj, (size_t)(B * E) * f},
-        {&m->gate, (size_t)(B * 2 * in->n_ff) * f}, /* gate, or gate|up fused */
-        {&m->up, (size_t)(B * in->n_ff) * f},
+        /* the dense FFN's gate (or gate|up fused) and up; MoE models use the MoE scratch below */
+        {&m->gate, (size_t)(m->moe ? 1 : B * 2 * in->n_ff) * f},
+        {&m->up, (size_t)(m->moe ? 1 : B * in->n_ff) * f},
         {&m->logits, (size_t)(B * in->n_vocab) * f},
         {&m->ids, (size_t)B * 4},
         {&m->pos_tok, (size_t)B * 4},
@@ -297,6 +390,14 @@ static mlxn_status alloc_state(mlxn_model *m)
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         MLXN_TRY(mlxn_buffer_create(m->device, bufs[i].bytes, bufs[i].b));
+    if (m->moe) {
+        const int64_t X = in->n_expert, k = in->n_expert_used;
+        MLXN_TRY(mlxn_buffer_create(m->device, (size_t)(B * X) * f, &m->router));
+        MLXN_TRY(mlxn_buffer_create(m->device, (size_t)(B * k) * 4, &m->moe_ids));
+        MLXN_TRY(mlxn_buffer_create(m->device, (size_t)(B * k) * f, &m->moe_weights));
+        MLXN_TRY(mlxn_buffer_create(m->device, (size_t)(B * k * in->n_ff) * f, &m->moe_h));
+        MLXN_TRY(mlxn_buffer_create(m->device, (size_t)(B * k * E) * f, &m->moe_out));
+    }
     const size_t cache = (size_t)(in->n_head_kv * in->n_ctx * D) * (size_t)mlxn_dtype_block_bytes(m->opt.kv_dtype);
     for (int64_t l = 0; l < in->n_layer; l++)
         MLXN_TRY(mlxn_buffer_create(m->device, 2 * cache, &m->layers[l].kv_cache));
@@ -376,8 +477,10 @@ void mlxn_model_free(mlxn_model *m)
     if (m->stream)
         mlxn_stream_sync(m->stream);
     mlxn_graph_free(m->decode_graph);
-    mlxn_buffer *bufs[] = {m->x,      m->xn,  m->q,       m->kv,      m->att,     m->proj, m->gate,
-                           m->up,     m->logits, m->ids, m->pos_tok, m->pos_seq, m->history, m->next};
+    mlxn_buffer *bufs[] = {m->x,       m->xn,      m->q,           m->kv,     m->att,     m->proj,
+                           m->gate,    m->up,      m->logits,      m->ids,    m->pos_tok, m->pos_seq,
+                           m->history, m->next,    m->router,      m->moe_ids, m->moe_weights, m->moe_h,
+                           m->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mlxn_buffer_free(bufs[i]);
     for (int64_t l = 0; l < m->info.n_layer && l < MLXN_MODEL_MAX_LAYERS; l++) {

@@ -7,12 +7,15 @@
 
 #define MLXN_MODEL_MAX_LAYERS 256
 
-typedef enum model_arch { ARCH_LLAMA, ARCH_GEMMA3, ARCH_QWEN3 } model_arch;
+typedef enum model_arch { ARCH_LLAMA, ARCH_GEMMA3, ARCH_QWEN3, ARCH_QWEN3MOE } model_arch;
 
 /* A weight is absent when its buffer is NULL. */
 typedef struct model_layer {
     mlxn_tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
     mlxn_tensor ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+    /* routed experts (qwen3moe): router [n_expert, E], gate and up [n_expert, n_ff_exp, E] of one
+     * type, down [n_expert, E, n_ff_exp] */
+    mlxn_tensor ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;
     /* On CUDA, rows of Wq|Wk|Wv and of Wgate|Wup copied into one weight each when the parts
      * share a type, so a decode step runs one mat-vec for each pair (buffer NULL otherwise). */
     mlxn_tensor w_qkv, w_gate_up;
@@ -39,6 +42,8 @@ struct mlxn_model {
     float eps, attn_scale, embd_scale;
     int64_t window;               /* sliding window of the sliding layers (0: none) */
     mlxn_act ffn_act;
+    bool moe;                     /* every layer's FFN is routed experts */
+    mlxn_moe_gate_params moe_gate;
 
     mlxn_buffer *weights;         /* the GGUF data section on the device */
     mlxn_buffer *fused;           /* the fused weights of every layer (CUDA) */
@@ -49,6 +54,9 @@ struct mlxn_model {
     /* scratch for up to n_batch tokens, f32, row-major */
     mlxn_buffer *x, *xn, *q, *kv, *att, *proj, *gate, *up, *logits; /* kv: [2][n_batch][Hkv D] */
     mlxn_buffer *ids, *pos_tok, *pos_seq, *history, *next; /* i32; pos_seq [2]: K's and V's */
+    /* MoE scratch: router logits [n_batch, n_expert], selected experts (i32) and their weights
+     * [n_batch, k], SwiGLU outputs [n_batch, k, n_ff_exp], expert outputs [n_batch, k, E] */
+    mlxn_buffer *router, *moe_ids, *moe_weights, *moe_h, *moe_out;
     int32_t *h_ids, *h_pos, h_pos_seq[2], h_next;        /* host staging of the uploads */
     int64_t n_past;
 

@@ -6,6 +6,7 @@
 #include "bench.h"
 #include "cli.h"
 #include "mlxn.h"
+#include "synth_moe.h"
 
 static void usage(FILE *f)
 {
@@ -24,6 +25,9 @@ static void usage(FILE *f)
             "  bench-model -m FILE.gguf [--device cpu|cuda[:N]] [--quick] [--json]\n"
             "        prefill tok/s at 512 and 2048 tokens, decode tok/s at context 128 and 4096\n"
             "        (the CPU, or --quick, runs 512 and 128 only)\n"
+            "  synth-moe OUT.gguf [--seed N] [--layers N] [--tokenizer-from FILE.gguf]\n"
+            "        write a small qwen3moe model with random weights (4 layers, 512 wide, 32 experts,\n"
+            "        top 4; expert weights Q4_0, Q8_0 and Q4_K): the MoE path without a download\n"
             "  inspect FILE.gguf [--json]\n"
             "        metadata, tensor table (name, type, shape, bytes, offset) and a summary\n"
             "  test --support\n"
@@ -95,6 +99,38 @@ static int cmd_bench(int argc, char **argv)
     return rc;
 }
 
+static int cmd_synth_moe(int argc, char **argv)
+{
+    synth_moe_options o = synth_moe_options_default();
+    const char *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        const bool has_value = i + 1 < argc;
+        if (strcmp(argv[i], "--seed") == 0 && has_value)
+            o.seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--layers") == 0 && has_value)
+            o.n_layer = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--tokenizer-from") == 0 && has_value)
+            o.tokenizer_from = argv[++i];
+        else if (argv[i][0] != '-' && !out)
+            out = argv[i];
+        else {
+            fprintf(stderr, "mlxn synth-moe: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!out) {
+        fprintf(stderr, "mlxn synth-moe: no output file\n");
+        return 2;
+    }
+    mlxn_status st = synth_moe_write(out, &o);
+    if (st != MLXN_STATUS_OK) {
+        fprintf(stderr, "mlxn synth-moe: %s: %s\n", mlxn_status_str(st), mlxn_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_devices(void)
 {
     mlxn_device *dev = NULL;
@@ -142,6 +178,8 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(argv[1], "test") == 0)
         return cmd_test(argc - 2, argv + 2);
+    if (strcmp(argv[1], "synth-moe") == 0)
+        return cmd_synth_moe(argc - 2, argv + 2);
     if (strcmp(argv[1], "devices") == 0)
         return cmd_devices();
     if (strcmp(argv[1], "version") == 0) {
