@@ -97,9 +97,15 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
                 }
             continue;
         }
+        // the splits that hold keys some row of the tile sees: [s_first, n_run) (the tile's first
+        // row has the earliest window start); the others exit at once and are not merged
         const int valid = first + (int)a.Tq, n_run = (valid - 1) / sp.chunk + 1;
-        if ((int)blockIdx.x >= n_run)
-            continue; // a split past the valid keys
+        int lo_first, hi_first;
+        visible_keys(a, first, r0 / G, lo_first, hi_first);
+        const int s_first = lo_first / sp.chunk, n_act = n_run - s_first;
+        if ((int)blockIdx.x >= n_run || (int)blockIdx.x < s_first)
+            continue;
+        const bool alone = sp.splits == 1 || n_act == 1; // this block writes o itself
         const int k0 = (int)blockIdx.x * sp.chunk, kend = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
         int lo[RT], hi[RT];
         float q[RT][C][E];
@@ -299,7 +305,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
                     o = fmaf(f, out_s[(w * RT + r) * D + d], o);
                     sum = fmaf(f, ml_s[(w * RT + r) * 2 + 1], sum);
                 }
-            if (sp.splits == 1) {
+            if (alone) {
                 store_as(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
             } else {
                 const size_t at = (size_t)row_index(a, b, hk, row) * sp.splits + blockIdx.x;
@@ -310,14 +316,14 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
                 }
             }
         }
-        if (sp.splits == 1)
+        if (alone)
             continue;
         // the last split of (b, hk, row tile) to finish merges all of them
         __threadfence();
         __syncthreads();
         unsigned *counter = sp.counters + (size_t)bh * sp.row_tiles + blockIdx.z;
         if (tid == 0)
-            last_split = atomicAdd(counter, 1u) == (unsigned)(n_run - 1);
+            last_split = atomicAdd(counter, 1u) == (unsigned)(n_act - 1);
         __syncthreads();
         if (!last_split)
             continue;
@@ -325,20 +331,20 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
         if (tid == 0)
             *counter = 0;
         // each split's weight per row, a warp per row with lanes over the splits, into shared
-        // memory (wts [rn][n_run] over the combine area, whose reads ended at the barrier above)
+        // memory (wts [rn][n_act] over the combine area, whose reads ended at the barrier above)
         float *wts = sh;
         for (int r = warp; r < rn; r += DEC_WARPS) {
             const int row = r0 + r;
-            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits;
+            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits + s_first;
             float mx = -INFINITY;
-            for (int s = lane; s < n_run; s += 32)
+            for (int s = lane; s < n_act; s += 32)
                 mx = fmaxf(mx, __ldcg(sp.part_ml + (at0 + s) * 2));
             mx = warp_max(mx);
             float sum = 0.0f;
-            for (int s = lane; s < n_run; s += 32) {
+            for (int s = lane; s < n_act; s += 32) {
                 const float ms = __ldcg(sp.part_ml + (at0 + s) * 2);
                 const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-                wts[r * n_run + s] = f;
+                wts[r * n_act + s] = f;
                 sum = fmaf(f, __ldcg(sp.part_ml + (at0 + s) * 2 + 1), sum);
             }
             sum = warp_sum(sum);
@@ -348,11 +354,11 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
         __syncthreads();
         for (int i = tid; i < rn * D; i += DEC_THREADS) {
             const int r = i / D, d = i % D, row = r0 + r;
-            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits;
+            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits + s_first;
             float o = 0.0f;
 #pragma unroll 8
-            for (int s = 0; s < n_run; s++) // independent loads: several splits in flight
-                o = fmaf(wts[r * n_run + s], __ldcg(sp.part_o + (at0 + s) * D + d), o);
+            for (int s = 0; s < n_act; s++) // independent loads: several splits in flight
+                o = fmaf(wts[r * n_act + s], __ldcg(sp.part_o + (at0 + s) * D + d), o);
             store_as(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), d, o * row_scale[r]);
         }
     }
