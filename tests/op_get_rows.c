@@ -10,6 +10,7 @@
 
 #include "core/half.h"
 #include "harness.h"
+#include "weights.h"
 #include "mlxn_quant.h"
 #include "test_ops.h"
 
@@ -29,21 +30,6 @@ typedef struct gr_data {
     operand ids, y;
 } gr_data;
 
-/* Byte offsets of the f16 scales inside a block (random bits elsewhere); -1 ends the list. */
-static const int *f16_fields(mlxn_dtype t)
-{
-    static const int d0[] = {0, -1}, d02[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
-                     q6k[] = {208, -1};
-    switch (t) {
-    case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_1: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K: return d02;
-    case MLXN_DTYPE_Q2_K: return q2k;
-    case MLXN_DTYPE_Q3_K: return q3k;
-    case MLXN_DTYPE_Q6_K: return q6k;
-    default: return d0;
-    }
-}
-
-static bool plain(mlxn_dtype t) { return t == MLXN_DTYPE_F32 || t == MLXN_DTYPE_F16 || t == MLXN_DTYPE_BF16; }
 
 /* One row of the table: embeddings of trained size (|v| ~ 0.02 .. 0.1). */
 static void make_row(const gr_case *c, rng *g, float *rowf, uint8_t *row)
@@ -52,7 +38,7 @@ static void make_row(const gr_case *c, rng *g, float *rowf, uint8_t *row)
     const double sc = 0.02 * (1 + 4 * rng_uniform(g)), off = 0.01 * rng_normal(g);
     for (int64_t k = 0; k < c->D; k++)
         rowf[k] = (float)(off + sc * rng_normal(g));
-    if (plain(c->table_dtype)) {
+    if (weights_plain_dtype(c->table_dtype)) {
         for (int64_t k = 0; k < c->D; k++) {
             if (c->table_dtype == MLXN_DTYPE_F32)
                 memcpy(row + 4 * k, &rowf[k], 4);
@@ -68,7 +54,7 @@ static void make_row(const gr_case *c, rng *g, float *rowf, uint8_t *row)
     for (int64_t i = 0; i < c->D / be * bb; i++)
         row[i] = (uint8_t)rng_next(g);
     for (int64_t b = 0; b < c->D / be; b++)
-        for (const int *f = f16_fields(c->table_dtype); *f >= 0; f++) {
+        for (const int *f = weights_f16_fields(c->table_dtype); *f >= 0; f++) {
             uint16_t h = mlxn_f32_to_f16((float)((rng_uniform(g) * 0.002 + 0.0005) * (rng_uniform(g) < 0.5 ? -1 : 1)));
             memcpy(row + b * bb + *f, &h, 2);
         }

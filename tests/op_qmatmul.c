@@ -10,6 +10,7 @@
 
 #include "core/half.h"
 #include "harness.h"
+#include "weights.h"
 #include "mlxn_quant.h"
 #include "test_ops.h"
 
@@ -29,20 +30,6 @@ typedef struct qmm_case {
     mlxn_act act;  /* with QMM_GLU */
 } qmm_case;
 
-/* Byte offsets of the f16 scales inside a block (random bits elsewhere); -1 ends the list. */
-static const int *f16_fields(mlxn_dtype t)
-{
-    static const int d0[] = {0, -1}, d02[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
-                     q6k[] = {208, -1};
-    switch (t) {
-    case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_1: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K: return d02;
-    case MLXN_DTYPE_Q2_K: return q2k;
-    case MLXN_DTYPE_Q3_K: return q3k;
-    case MLXN_DTYPE_Q6_K: return q6k;
-    default: return d0;
-    }
-}
-
 typedef struct qmm_data {
     uint8_t *w;
     size_t w_bytes;
@@ -51,8 +38,6 @@ typedef struct qmm_data {
     operand nw; /* the fused norm's weights, f32 [K] (QMM_NORM) */
 } qmm_data;
 
-static bool plain(mlxn_dtype t) { return t == MLXN_DTYPE_F32 || t == MLXN_DTYPE_F16 || t == MLXN_DTYPE_BF16; }
-
 static bool make_data(const qmm_case *c, rng *g, qmm_data *d)
 {
     memset(d, 0, sizeof *d);
@@ -60,39 +45,7 @@ static bool make_data(const qmm_case *c, rng *g, qmm_data *d)
     d->w_bytes = (size_t)(c->N * (c->K / be) * bb);
     d->w = malloc(d->w_bytes);
     d->wf = malloc((size_t)(c->N * c->K) * sizeof(float));
-    float *rowf = malloc((size_t)c->K * sizeof(float));
-    bool ok = d->w && d->wf && rowf;
-    for (int64_t n = 0; ok && n < c->N; n++) {
-        uint8_t *row = d->w + n * (c->K / be) * bb;
-        const double sc = 0.02 * (1 + rng_uniform(g)), off = 0.01 * rng_normal(g);
-        for (int64_t k = 0; k < c->K; k++)
-            rowf[k] = (float)(off + sc * rng_normal(g));
-        if (plain(c->w_dtype)) {
-            for (int64_t k = 0; k < c->K; k++) {
-                if (c->w_dtype == MLXN_DTYPE_F32)
-                    ((float *)row)[k] = rowf[k];
-                else
-                    ((uint16_t *)row)[k] = c->w_dtype == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(rowf[k])
-                                                                        : mlxn_f32_to_bf16(rowf[k]);
-                d->wf[n * c->K + k] = c->w_dtype == MLXN_DTYPE_F32 ? rowf[k]
-                                      : c->w_dtype == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(((uint16_t *)row)[k])
-                                                                     : mlxn_bf16_to_f32(((uint16_t *)row)[k]);
-            }
-            continue;
-        }
-        if (mlxn_ggml_quantize(c->w_dtype, rowf, c->K, row) != MLXN_STATUS_OK) {
-            /* no quantizer: random valid blocks, scales of trained-layer size */
-            for (int64_t i = 0; i < (c->K / be) * bb; i++)
-                row[i] = (uint8_t)rng_next(g);
-            for (int64_t b = 0; b < c->K / be; b++)
-                for (const int *f = f16_fields(c->w_dtype); *f >= 0; f++) {
-                    uint16_t h = mlxn_f32_to_f16((float)((rng_uniform(g) * 0.002 + 0.0005) * (rng_uniform(g) < 0.5 ? -1 : 1)));
-                    memcpy(row + b * bb + *f, &h, 2);
-                }
-        }
-        ok = mlxn_ggml_dequantize(c->w_dtype, row, c->K, d->wf + n * c->K) == MLXN_STATUS_OK;
-    }
-    free(rowf);
+    bool ok = d->w && d->wf && weights_make(c->w_dtype, c->N, c->K, g, d->w, d->wf);
     int64_t xs[2] = {c->M, c->K}, ys[2] = {c->M, c->fusion & QMM_GLU ? c->N / 2 : c->N};
     ok = ok && operand_init(&d->x, c->x_dtype, 2, xs, c->pad, false) &&
          operand_init(&d->y, MLXN_DTYPE_F32, 2, ys, 0, false) &&

@@ -42,6 +42,23 @@ __device__ __forceinline__ void weight_unit_bounded(const uint8_t *row, int64_t 
     }
 }
 
+// 32 products of a unit of W with a unit of x staged in shared memory at xu (16-byte aligned),
+// in two chains
+__device__ __forceinline__ float unit_dot(const float (&v)[32], const float *xu)
+{
+    const float4 *x4 = reinterpret_cast<const float4 *>(xu);
+    float d0 = 0.f, d1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const float4 x = x4[j];
+        d0 = fmaf(x.x, v[4 * j], d0);
+        d1 = fmaf(x.y, v[4 * j + 1], d1);
+        d0 = fmaf(x.z, v[4 * j + 2], d0);
+        d1 = fmaf(x.w, v[4 * j + 3], d1);
+    }
+    return d0 + d1;
+}
+
 } // namespace mlxn_cuda
 
 #endif

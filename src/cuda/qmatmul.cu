@@ -80,19 +80,8 @@ __device__ __forceinline__ void row_tile_dot(const uint8_t *row, int64_t k0, int
         float v[32];
         weight_unit<WT>(row, k0 + 32 * c, v);
 #pragma unroll
-        for (int m = 0; m < MT; m++) {
-            const float4 *x4 = reinterpret_cast<const float4 *>(xs + (m * tile_units + c) * PAD);
-            float d0 = 0.f, d1 = 0.f;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const float4 x = x4[j];
-                d0 = fmaf(x.x, v[4 * j], d0);
-                d1 = fmaf(x.y, v[4 * j + 1], d1);
-                d0 = fmaf(x.z, v[4 * j + 2], d0);
-                d1 = fmaf(x.w, v[4 * j + 3], d1);
-            }
-            acc[m] += d0 + d1;
-        }
+        for (int m = 0; m < MT; m++)
+            acc[m] += unit_dot(v, xs + (m * tile_units + c) * PAD);
     }
 }
 
@@ -272,19 +261,8 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
                     float v[32];
                     mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
 #pragma unroll
-                    for (int m = 0; m < MT; m++) {
-                        const float4 *x4 = reinterpret_cast<const float4 *>(xs + (m * groups + g) * GP + e0);
-                        float d0 = 0.f, d1 = 0.f;
-#pragma unroll
-                        for (int j = 0; j < 8; j++) {
-                            const float4 x = x4[j];
-                            d0 = fmaf(x.x, v[4 * j], d0);
-                            d1 = fmaf(x.y, v[4 * j + 1], d1);
-                            d0 = fmaf(x.z, v[4 * j + 2], d0);
-                            d1 = fmaf(x.w, v[4 * j + 3], d1);
-                        }
-                        acc[m] += d0 + d1;
-                    }
+                    for (int m = 0; m < MT; m++)
+                        acc[m] += unit_dot(v, xs + (m * groups + g) * GP + e0);
                 }
             }
 #pragma unroll

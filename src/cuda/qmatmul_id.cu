@@ -39,22 +39,6 @@ __device__ __forceinline__ const char *pair_x(const mlxn_qmatmul_id_args &a, int
 
 constexpr int DEC_WARPS = 8, DEC_ROWS = 4, DEC_BLOCK_ROWS = DEC_WARPS * DEC_ROWS, DEC_KT = 4096, PAD = 36;
 
-// 32 products of a unit of W with the staged unit of x at xu, in two chains
-__device__ __forceinline__ float unit_dot(const float (&v)[32], const float *xu)
-{
-    const float4 *x4 = reinterpret_cast<const float4 *>(xu);
-    float d0 = 0.f, d1 = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        const float4 x = x4[j];
-        d0 = fmaf(x.x, v[4 * j], d0);
-        d1 = fmaf(x.y, v[4 * j + 1], d1);
-        d0 = fmaf(x.z, v[4 * j + 2], d0);
-        d1 = fmaf(x.w, v[4 * j + 3], d1);
-    }
-    return d0 + d1;
-}
-
 // grid: (ceil(N / DEC_BLOCK_ROWS), pairs)
 template <int WT, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id_args a)
