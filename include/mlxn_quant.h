@@ -34,15 +34,21 @@ MLXN_API mlxn_status mlxn_mlx_dequantize(const void *codes, const void *scales,
  *
  * The block formats of GGUF files: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (32 elements per block), Q2_K,
  * Q3_K, Q4_K, Q5_K, Q6_K (256), IQ4_NL (32) and IQ4_XS (256); block bytes as
- * mlxn_ggml_type_info reports them. Bit-exact with the gguf Python package (and so with ggml's
- * reference C), checked against its output in the tests.
+ * mlxn_ggml_type_info reports them. Dequantize of every type, and quantize of Q4_0, Q4_1, Q5_0,
+ * Q5_1 and Q8_0, are bit-exact with the gguf Python package (and so with ggml's reference C),
+ * checked against its output in the tests.
  */
 
 /* Decodes n elements (a multiple of the block size) of `type` blocks into f32. */
 MLXN_API mlxn_status mlxn_ggml_dequantize(mlxn_dtype type, const void *blocks, int64_t n, float *out);
 
-/* Encodes n f32 elements into `type` blocks, as ggml's reference quantizer does. Q4_0, Q4_1,
- * Q5_0, Q5_1 and Q8_0 for now; other types return MLXN_STATUS_ERR_UNSUPPORTED. */
+/* Encodes n f32 elements (a multiple of the block size) into `type` blocks, every type above.
+ * Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 as ggml's reference quantizer does, bit for bit. The K types
+ * and IQ4_NL / IQ4_XS with mlxn's own fit, NOT bit-exact with ggml (no reference to match: gguf
+ * has no quantizer for them): per sub-block range fits whose scale and minimum codes round up,
+ * so every value is within half a step of its sub-block (IQ4: within the code book's largest
+ * gap or its clipped top, 14 steps of 1/127 of the sub-block's largest magnitude); ggml's
+ * error-minimizing search gives a smaller mean error. Any GGML decoder reads the blocks. */
 MLXN_API mlxn_status mlxn_ggml_quantize(mlxn_dtype type, const float *x, int64_t n, void *blocks);
 
 #ifdef __cplusplus

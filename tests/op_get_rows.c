@@ -1,8 +1,8 @@
 /* Harness cases for the embedding lookup: every GGML format and f32/f16/bf16 tables x y in
  * f32/f16/bf16; one token, odd token counts, 2-D and strided ids, padded table rows, padded
  * and misaligned y rows; repeated ids and ids outside [0, V) (NaN rows); against the oracle on
- * every device. Tables of the 32-element formats are real quantizations of random rows; the
- * K and IQ formats are random valid blocks with scales of trained-layer size. */
+ * every device. Tables of every GGML format are real quantizations of random rows of
+ * trained-layer size (mlxn_ggml_quantize). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,9 @@
 /* Harness cases for the quantized matmul with GGML weights: every format (and f32/f16/bf16
  * weights) x decode and prefill shapes (M from 1 to 512, odd N, K several blocks long), x in
- * f32/f16/bf16, contiguous and strided, against the oracle on every device. Weights of the
- * 32-element formats are real quantizations of random rows (mlxn_ggml_quantize, checked
- * against gguf-py in test_quant); the K and IQ formats are random valid blocks. */
+ * f32/f16/bf16, contiguous and strided, against the oracle on every device. Weights of every
+ * GGML format are real quantizations of random rows (mlxn_ggml_quantize: the 32-element
+ * formats checked against gguf-py in test_quant, the K and IQ formats against their
+ * round-trip bounds there). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
