@@ -1,8 +1,9 @@
 /* Harness cases for the embedding lookup: every GGML format and f32/f16/bf16 tables x y in
  * f32/f16/bf16; one token, odd token counts, 2-D and strided ids, padded table rows, padded
  * and misaligned y rows; repeated ids and ids outside [0, V) (NaN rows); against the oracle on
- * every device. Tables of every GGML format are real quantizations of random rows of
- * trained-layer size (mlxn_ggml_quantize). */
+ * every device. Table rows of every GGML format are, about half each, real quantizations of
+ * random rows of trained-layer size (mlxn_ggml_quantize) and random valid blocks (every bit
+ * pattern a file may hold). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,6 @@ typedef struct gr_data {
 /* One row of the table: embeddings of trained size (|v| ~ 0.02 .. 0.1). */
 static void make_row(const gr_case *c, rng *g, float *rowf, uint8_t *row)
 {
-    const int64_t be = mlxn_dtype_block_elems(c->table_dtype), bb = mlxn_dtype_block_bytes(c->table_dtype);
     const double sc = 0.02 * (1 + 4 * rng_uniform(g)), off = 0.01 * rng_normal(g);
     for (int64_t k = 0; k < c->D; k++)
         rowf[k] = (float)(off + sc * rng_normal(g));
@@ -49,15 +49,9 @@ static void make_row(const gr_case *c, rng *g, float *rowf, uint8_t *row)
         }
         return;
     }
-    if (mlxn_ggml_quantize(c->table_dtype, rowf, c->D, row) == MLXN_STATUS_OK)
-        return;
-    for (int64_t i = 0; i < c->D / be * bb; i++)
-        row[i] = (uint8_t)rng_next(g);
-    for (int64_t b = 0; b < c->D / be; b++)
-        for (const int *f = weights_f16_fields(c->table_dtype); *f >= 0; f++) {
-            uint16_t h = mlxn_f32_to_f16((float)((rng_uniform(g) * 0.002 + 0.0005) * (rng_uniform(g) < 0.5 ? -1 : 1)));
-            memcpy(row + b * bb + *f, &h, 2);
-        }
+    /* half the rows real quantizations, the others random valid blocks (every bit pattern) */
+    if (rng_uniform(g) < 0.5 || mlxn_ggml_quantize(c->table_dtype, rowf, c->D, row) != MLXN_STATUS_OK)
+        weights_random_blocks(c->table_dtype, c->D, g, row);
 }
 
 static bool make_data(const gr_case *c, rng *g, gr_data *d)

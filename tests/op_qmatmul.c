@@ -1,9 +1,8 @@
 /* Harness cases for the quantized matmul with GGML weights: every format (and f32/f16/bf16
  * weights) x decode and prefill shapes (M from 1 to 512, odd N, K several blocks long), x in
- * f32/f16/bf16, contiguous and strided, against the oracle on every device. Weights of every
- * GGML format are real quantizations of random rows (mlxn_ggml_quantize: the 32-element
- * formats checked against gguf-py in test_quant, the K and IQ formats against their
- * round-trip bounds there). */
+ * f32/f16/bf16, contiguous and strided, against the oracle on every device. Rows of W are, about
+ * half each, real quantizations of random rows (mlxn_ggml_quantize) and random valid blocks
+ * (every bit pattern a file may hold): tests/weights.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,8 +8,8 @@
  * from 1 to 16 x E from 1 to 128, odd N, K several blocks long, x [T, K] and [T, k, K] in
  * f32/f16/bf16, contiguous, row-padded and transposed views, with experts that get no tokens,
  * all tokens on one expert and out-of-range ids (rows of zeros), against the oracle on every
- * device. W is made as in op_qmatmul.c: real quantizations of random rows for every GGML
- * format. */
+ * device. W is made as in op_qmatmul.c (tests/weights.c): about half the rows real
+ * quantizations, the others random valid blocks. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

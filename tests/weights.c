@@ -21,6 +21,19 @@ const int *weights_f16_fields(mlxn_dtype t)
 
 bool weights_plain_dtype(mlxn_dtype t) { return t == MLXN_DTYPE_F32 || t == MLXN_DTYPE_F16 || t == MLXN_DTYPE_BF16; }
 
+void weights_random_blocks(mlxn_dtype t, int64_t K, rng *g, uint8_t *row)
+{
+    const int64_t be = mlxn_dtype_block_elems(t), bb = mlxn_dtype_block_bytes(t);
+    for (int64_t i = 0; i < K / be * bb; i++)
+        row[i] = (uint8_t)rng_next(g);
+    for (int64_t b = 0; b < K / be; b++)
+        for (const int *f = weights_f16_fields(t); *f >= 0; f++) {
+            const uint16_t h =
+                mlxn_f32_to_f16((float)((rng_uniform(g) * 0.002 + 0.0005) * (rng_uniform(g) < 0.5 ? -1 : 1)));
+            memcpy(row + b * bb + *f, &h, 2);
+        }
+}
+
 bool weights_make(mlxn_dtype t, int64_t rows, int64_t K, rng *g, uint8_t *w, float *wf)
 {
     const int64_t be = mlxn_dtype_block_elems(t), bb = mlxn_dtype_block_bytes(t), row_bytes = K / be * bb;
@@ -43,16 +56,8 @@ bool weights_make(mlxn_dtype t, int64_t rows, int64_t K, rng *g, uint8_t *w, flo
             }
             continue;
         }
-        if (mlxn_ggml_quantize(t, rowf, K, row) != MLXN_STATUS_OK) {
-            for (int64_t i = 0; i < row_bytes; i++)
-                row[i] = (uint8_t)rng_next(g);
-            for (int64_t b = 0; b < K / be; b++)
-                for (const int *f = weights_f16_fields(t); *f >= 0; f++) {
-                    uint16_t h = mlxn_f32_to_f16(
-                        (float)((rng_uniform(g) * 0.002 + 0.0005) * (rng_uniform(g) < 0.5 ? -1 : 1)));
-                    memcpy(row + b * bb + *f, &h, 2);
-                }
-        }
+        if (rng_uniform(g) < 0.5 || mlxn_ggml_quantize(t, rowf, K, row) != MLXN_STATUS_OK)
+            weights_random_blocks(t, K, g, row);
         ok = mlxn_ggml_dequantize(t, row, K, wf + n * K) == MLXN_STATUS_OK;
     }
     free(rowf);
