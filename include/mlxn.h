@@ -375,7 +375,9 @@ MLXN_API mlxn_status mlxn_glu(mlxn_stream *stream, mlxn_act act, const mlxn_tens
 
 /* What a decoder does around its projections, fused into the product (mlxn_qmatmul_fused): on
  * CUDA a decode-sized call (up to 8 rows of x) stays one kernel, saving a launch and a pass
- * over the activations per fusion; larger calls run the same steps as separate kernels.
+ * over the activations per fusion; larger calls run the same steps as separate kernels through
+ * the stream's scratch memory, which cannot grow during graph capture (run such a call once
+ * first).
  *   norm_w  (f32 [K] or NULL): x's rows are first RMS-normalized and scaled,
  *           x_m <- x_m / sqrt(mean(x_m^2) + norm_eps) * norm_w (f32 arithmetic)
  *   glu     W holds 2F rows, the gate rows [0, F) then the up rows [F, 2F):

@@ -140,12 +140,10 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->attention_partials);
     if (st->sample_scratch)
         cudaFree(st->sample_scratch);
-    if (st->moe_scratch)
-        cudaFree(st->moe_scratch);
-    for (int i = 0; i < st->moe_retired_count; i++)
-        cudaFree(st->moe_retired[i]);
-    if (st->fusion_scratch)
-        cudaFree(st->fusion_scratch);
+    if (st->op_scratch)
+        cudaFree(st->op_scratch);
+    for (int i = 0; i < st->op_retired_count; i++)
+        cudaFree(st->op_retired[i]);
     if (st->scan_scratch)
         cudaFree(st->scan_scratch);
     cudaStreamDestroy(st->stream);
@@ -380,9 +378,41 @@ static mlxn_status cuda_qmatmul_plain(mlxn_stream *s, const mlxn_qmatmul_args *a
     return MLXN_STATUS_OK;
 }
 
+/* The stream's scratch for one op's intermediate results (MoE routing maps, the passes of fused
+ * products), at least `need` bytes; ops on a stream run in order, so they share it. It cannot
+ * grow while the stream captures a graph, so a captured call needs one of its size (or larger)
+ * run before.
+ * Outgrown scratch stays allocated until the stream is freed: a graph captured earlier keeps its
+ * address (sizes double from 64 KiB, so the retired ones add up to less than the current one). */
+static mlxn_status stream_scratch(mlxn_stream *s, size_t need, const char *fn, void **out)
+{
+    mlxn_cuda_stream_state *st = s->impl;
+    if (st->op_scratch_bytes < need) {
+        if (s->capturing)
+            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
+                              "this call needs %zu bytes of stream scratch, which cannot grow "
+                              "while capturing: run one of this size before capturing",
+                              need);
+        size_t bytes = st->op_scratch_bytes ? 2 * st->op_scratch_bytes : (size_t)64 << 10;
+        while (bytes < need)
+            bytes *= 2;
+        const int cap = (int)(sizeof st->op_retired / sizeof st->op_retired[0]);
+        if (st->op_scratch && st->op_retired_count == cap)
+            return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "the stream's scratch was outgrown %d times",
+                              cap);
+        void *p = NULL;
+        MLXN_CUDA_CHECK(fn, cudaMalloc(&p, bytes));
+        if (st->op_scratch)
+            st->op_retired[st->op_retired_count++] = st->op_scratch;
+        st->op_scratch = p;
+        st->op_scratch_bytes = bytes;
+    }
+    *out = st->op_scratch;
+    return MLXN_STATUS_OK;
+}
+
 /* Fusions past the decode kernels (more than 8 rows of x): the normalized x and the plain
- * product in the stream's fusion scratch (grown to the largest call, never while capturing),
- * then the GLU / accumulation pass. */
+ * product in the stream's scratch, then the GLU / accumulation pass. */
 static mlxn_status cuda_qmatmul_passes(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
     static const char *fn = "mlxn_qmatmul_fused";
@@ -390,20 +420,9 @@ static mlxn_status cuda_qmatmul_passes(mlxn_stream *s, const mlxn_qmatmul_args *
     const bool epilogue = a->glu || a->accumulate;
     const size_t x_bytes = a->norm_w ? ((size_t)(a->M * a->K) * sizeof(float) + 255) / 256 * 256 : 0;
     const size_t need = x_bytes + (epilogue ? (size_t)(a->M * a->N) * sizeof(float) : 0);
-    if (st->fusion_scratch_bytes < need) {
-        if (s->capturing)
-            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
-                              "a fused product of %lld rows needs %zu MiB of stream scratch, which cannot be made "
-                              "while capturing: run one of this size before capturing",
-                              (long long)a->M, (need + (1 << 20) - 1) >> 20);
-        if (st->fusion_scratch)
-            MLXN_CUDA_CHECK(fn, cudaFree(st->fusion_scratch)); /* waits for the work that used it */
-        st->fusion_scratch = NULL;
-        st->fusion_scratch_bytes = 0;
-        MLXN_CUDA_CHECK(fn, cudaMalloc(&st->fusion_scratch, need));
-        st->fusion_scratch_bytes = need;
-    }
-    float *xn = st->fusion_scratch, *yt = (float *)((char *)st->fusion_scratch + x_bytes);
+    void *scratch = NULL;
+    MLXN_TRY(stream_scratch(s, need, fn, &scratch));
+    float *xn = scratch, *yt = (float *)((char *)scratch + x_bytes);
     mlxn_qmatmul_args p = *a; /* the plain product */
     p.norm_w = NULL;
     p.glu = p.accumulate = false;
@@ -429,43 +448,12 @@ static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     return cuda_qmatmul_plain(s, a);
 }
 
-/* The stream's scratch for the MoE routing maps, at least `need` bytes. It cannot grow while
- * the stream captures a graph, so a captured call needs one of its size (or larger) run before.
- * Outgrown scratch stays allocated until the stream is freed: a graph captured earlier keeps its
- * address (sizes double from 64 KiB, so the retired ones add up to less than the current one). */
-static mlxn_status moe_scratch(mlxn_stream *s, size_t need, const char *fn, void **out)
-{
-    mlxn_cuda_stream_state *st = s->impl;
-    if (st->moe_scratch_bytes < need) {
-        if (s->capturing)
-            return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
-                              "this call needs %zu bytes of stream scratch for its routing map, which cannot grow "
-                              "while capturing: run one of this size before capturing",
-                              need);
-        size_t bytes = st->moe_scratch_bytes ? 2 * st->moe_scratch_bytes : (size_t)64 << 10;
-        while (bytes < need)
-            bytes *= 2;
-        const int cap = (int)(sizeof st->moe_retired / sizeof st->moe_retired[0]);
-        if (st->moe_scratch && st->moe_retired_count == cap)
-            return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "the stream's MoE scratch was outgrown %d times",
-                              cap);
-        void *p = NULL;
-        MLXN_CUDA_CHECK(fn, cudaMalloc(&p, bytes));
-        if (st->moe_scratch)
-            st->moe_retired[st->moe_retired_count++] = st->moe_scratch;
-        st->moe_scratch = p;
-        st->moe_scratch_bytes = bytes;
-    }
-    *out = st->moe_scratch;
-    return MLXN_STATUS_OK;
-}
-
 static mlxn_status cuda_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_args *a)
 {
     static const char *fn = "mlxn_moe_route_map";
     SET_DEVICE(fn, s->device);
     void *counts = NULL;
-    MLXN_TRY(moe_scratch(s, sizeof(int32_t) * (size_t)a->n_experts, fn, &counts));
+    MLXN_TRY(stream_scratch(s, sizeof(int32_t) * (size_t)a->n_experts, fn, &counts));
     MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_moe_route_map(a, counts, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }
@@ -477,7 +465,7 @@ static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a
     void *scratch = NULL;
     const size_t need = mlxn_cuda_qmatmul_id_scratch_bytes(a);
     if (need)
-        MLXN_TRY(moe_scratch(s, need, fn, &scratch));
+        MLXN_TRY(stream_scratch(s, need, fn, &scratch));
     MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id(a, scratch, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }

@@ -29,21 +29,19 @@ typedef struct mlxn_cuda_stream_state {
     void *scratch;        /* device memory for the GEMM's bf16 operands */
     size_t scratch_bytes;
     void *attention_partials; /* MLXN_CUDA_ATTENTION_PARTIALS_BYTES for split decode, or NULL */
-    void *fusion_scratch;     /* normalized x and the plain product of fused qmatmuls past decode size */
-    size_t fusion_scratch_bytes;
     void *sample_scratch;     /* MLXN_CUDA_SAMPLE_SCRATCH_BYTES for split argmax and sampling, or NULL */
     void *scan_scratch;       /* MLXN_CUDA_SCAN_SCRATCH_BYTES for the look-back of long cumsum rows, or NULL */
-    void *moe_scratch;        /* routing maps of the MoE ops, grown (doubling) outside captures */
-    size_t moe_scratch_bytes;
-    void *moe_retired[48];    /* outgrown MoE scratch, kept for the graphs that captured it */
-    int moe_retired_count;
+    void *op_scratch;         /* intermediate results of one op (MoE routing maps, fused-product passes), grown (doubling) outside captures */
+    size_t op_scratch_bytes;
+    void *op_retired[48];     /* outgrown op scratch, kept for the graphs that captured it */
+    int op_retired_count;
 } mlxn_cuda_stream_state;
 
 /* The split decode's partial results live in stream memory of this fixed size, made at the
  * stream's first attention outside a capture and kept until the stream is freed (a captured
- * graph keeps its address), zeroed. An attention captured before that runs unsplit. 8 MiB
- * holds the partials of four blocks per SM of 132 SMs at 8 rows of 512 (8.6 MB would be
- * needed: such calls use a few fewer splits). */
+ * graph keeps its address), zeroed. An attention captured before that runs unsplit. The
+ * decode kernel splits the keys into one wave of resident blocks; calls whose partials would
+ * not fit use fewer splits. */
 #define MLXN_CUDA_ATTENTION_PARTIALS_BYTES ((size_t)8 << 20)
 
 static inline cudaStream_t mlxn_cuda_stream(const mlxn_stream *s)
