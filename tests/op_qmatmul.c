@@ -28,6 +28,7 @@ typedef struct qmm_case {
     int64_t M, N, K, pad;
     int fusion;    /* QMM_* flags; 0: mlxn_qmatmul itself */
     mlxn_act act;  /* with QMM_GLU */
+    double x_mag;  /* x's scale (0: 1): the products must hold at any magnitude */
 } qmm_case;
 
 typedef struct qmm_data {
@@ -53,7 +54,7 @@ static bool make_data(const qmm_case *c, rng *g, qmm_data *d)
     if (!ok)
         return false;
     /* x of a residual stream's scale when it is normalized first (the norm removes it) */
-    const double x_scale = c->fusion & QMM_NORM ? 7.0 : 1.0;
+    const double x_scale = (c->fusion & QMM_NORM ? 7.0 : 1.0) * (c->x_mag ? c->x_mag : 1.0);
     for (int64_t i = 0; i < d->x.numel; i++)
         operand_set(&d->x, i, x_scale * rng_normal(g));
     for (int64_t i = 0; c->fusion & QMM_NORM && i < c->K; i++)
@@ -181,10 +182,13 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
 {
     char name[200];
     qmm_data d;
-    snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld%s%s%s%s%s", mlxn_dtype_name(c->w_dtype),
+    char mag[32] = "";
+    if (c->x_mag)
+        snprintf(mag, sizeof mag, "/|x|~%g", c->x_mag);
+    snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld%s%s%s%s%s%s", mlxn_dtype_name(c->w_dtype),
              mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K,
              c->pad ? "/strided" : "", c->fusion & QMM_NORM ? "/norm" : "", c->fusion & QMM_GLU ? "/glu_" : "",
-             c->fusion & QMM_GLU ? mlxn_act_name(c->act) : "", c->fusion & QMM_ACC ? "/accumulate" : "");
+             c->fusion & QMM_GLU ? mlxn_act_name(c->act) : "", c->fusion & QMM_ACC ? "/accumulate" : "", mag);
     if (!make_data(c, g, &d)) {
         harness_fail(name, "making data: %s", mlxn_last_error());
         free_data(&d);
@@ -266,14 +270,14 @@ void test_qmatmul(test_devices *devs, rng *g)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const int64_t be = mlxn_dtype_block_elems(types[ti]);
             qmm_case c = {types[ti], xt[variant++ % 3], shapes[si][0], shapes[si][1],
-                          (shapes[si][2] + be - 1) / be * be, shapes[si][3], 0, MLXN_ACT_SILU};
+                          (shapes[si][2] + be - 1) / be * be, shapes[si][3], 0, MLXN_ACT_SILU, 0};
             run_case(&c, devs, g);
         }
     /* a long row, and x too large for the CUDA decode kernel's shared memory at M = 8 (K tiles) */
     static const qmm_case big[] = {
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0, 0, MLXN_ACT_SILU},
-        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0, 0, MLXN_ACT_SILU},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0, 0, MLXN_ACT_SILU},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0, 0, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0, 0, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0, 0, MLXN_ACT_SILU, 0},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
@@ -292,17 +296,39 @@ void test_qmatmul(test_devices *devs, rng *g)
             const int64_t be = mlxn_dtype_block_elems(ftypes[ti]);
             qmm_case c = {ftypes[ti], xt[fv % 3], fshapes[si][0], fshapes[si][1],
                           (fshapes[si][2] + be - 1) / be * be, fv % 4 == 1 ? 3 : 0,
-                          fusions[fv % 6], fv % 5 == 2 ? MLXN_ACT_GELU_TANH : MLXN_ACT_SILU};
+                          fusions[fv % 6], fv % 5 == 2 ? MLXN_ACT_GELU_TANH : MLXN_ACT_SILU, 0};
             run_case(&c, devs, g);
         }
     static const qmm_case fbig[] = {
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 64, 14336, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU},
-        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 8, 24, 14336, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 960, 576, 0, QMM_NORM, MLXN_ACT_SILU},   /* SmolLM2's q|k|v */
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 3072, 576, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU}, /* its gate|up */
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 576, 1536, 0, QMM_ACC, MLXN_ACT_SILU},   /* its down */
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 64, 14336, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 8, 24, 14336, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 960, 576, 0, QMM_NORM, MLXN_ACT_SILU, 0},   /* SmolLM2's q|k|v */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 3072, 576, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0}, /* its gate|up */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 576, 1536, 0, QMM_ACC, MLXN_ACT_SILU, 0},   /* its down */
     };
     for (size_t i = 0; i < sizeof fbig / sizeof fbig[0]; i++)
         run_case(&fbig[i], devs, g);
+    /* the streamed decode kernel on CUDA (M = 1, K of 64 to 512 pieces: Q4_0, Q4_1, Q8_0, Q4_K):
+     * N past, at and below one tile of rows, every x dtype, the fusions, and x far from 1 (its
+     * codes enter the products as subnormals scaled by x's largest element) */
+    static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K};
+    static const qmm_case sshapes[] = {
+        {0, MLXN_DTYPE_F32, 1, 67, 4096, 0, 0, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_F16, 1, 3, 4096, 0, 0, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_BF16, 1, 131, 14336, 0, 0, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_F32, 1, 37, 2048 + 256, 0, 0, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_F32, 1, 66, 4096, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_F16, 1, 35, 4096, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_F32, 1, 2, 4096, 0, QMM_GLU | QMM_ACC, MLXN_ACT_GELU_TANH, 0},
+        {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e-30},
+        {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e30},
+        {0, MLXN_DTYPE_F32, 1, 45, 4096, 5, 0, MLXN_ACT_SILU, 0},
+    };
+    for (size_t ti = 0; ti < sizeof stypes / sizeof stypes[0]; ti++)
+        for (size_t si = 0; si < sizeof sshapes / sizeof sshapes[0]; si++) {
+            qmm_case c = sshapes[si];
+            c.w_dtype = stypes[ti];
+            run_case(&c, devs, g);
+        }
     error_cases(devs);
 }

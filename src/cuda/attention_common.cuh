@@ -141,19 +141,6 @@ template <> __device__ __forceinline__ void unpack16_f32<__nv_bfloat16>(const ui
     }
 }
 
-// Raises a kernel's dynamic shared memory limit once per device.
-template <typename K> cudaError_t allow_smem(K kernel, size_t bytes, unsigned long long &done)
-{
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess || dev >= 64 || (__atomic_load_n(&done, __ATOMIC_RELAXED) >> dev & 1))
-        return e;
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e == cudaSuccess)
-        __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELAXED);
-    return e;
-}
-
 unsigned grid_dim(int64_t n, int64_t cap)
 {
     return (unsigned)(n < 1 ? 1 : n < cap ? n : cap);

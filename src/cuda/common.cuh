@@ -65,6 +65,20 @@ cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, 
     return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
+// Raises a kernel's dynamic shared memory limit to `bytes` once per device (done: a bit per
+// device; the call costs tens of microseconds, far more than a decode mat-vec).
+template <typename K> cudaError_t allow_smem(K kernel, size_t bytes, unsigned long long &done)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess || dev >= 64 || (__atomic_load_n(&done, __ATOMIC_RELAXED) >> dev & 1))
+        return e;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess)
+        __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELAXED);
+    return e;
+}
+
 // SIMT tile matmul pieces shared by the prefill placeholders: a block of 256 threads owns a
 // 64 x 64 output tile, thread (ty, tx) = (threadIdx.x / 16, threadIdx.x % 16) the outputs
 // (ty + 16 i, tx + 16 j); x and W tiles of 64 x 32 sit in shared memory, padded by one float.

@@ -15,8 +15,8 @@
 // warp writes its sums (with GLU a warp computes gate row n and up row n + N/2 in turn). Larger
 // calls run them as separate passes (qmm_norm_x, qmm_epilogue) around the plain product.
 
-#include "../core/act_math.h"
 #include "ggml_unit.cuh"
+#include "qmatmul_out.cuh"
 
 namespace {
 
@@ -49,14 +49,6 @@ __device__ __forceinline__ float x_at(const mlxn_qmatmul_args &a, const char *ro
 {
     const float v = load_any(a.x_dtype, row, k);
     return a.norm_w ? v * inv[m] * __ldg(a.norm_w + k) : v;
-}
-
-// y[m][n] from the warp's sums: the gate g (or the plain product) and, with GLU, the up u.
-__device__ __forceinline__ void store_out(const mlxn_qmatmul_args &a, int m, int64_t n, float g, float u)
-{
-    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, m)) + n;
-    const float v = a.glu ? mlxn_act_f32(a.glu_act, g) * u : g;
-    *y = a.accumulate ? *y + v : v;
 }
 
 // Stages x[0..MT)[k0, k0 + klen) into xs [MT][klen / 32][PAD] (zeros for rows m >= M).
@@ -280,19 +272,6 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
     }
 }
 
-// Raises a kernel's dynamic shared memory limit once per device.
-template <typename K> cudaError_t allow_smem(K kernel, unsigned long long &done)
-{
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess || dev >= 64 || (__atomic_load_n(&done, __ATOMIC_RELAXED) >> dev & 1))
-        return e;
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
-    if (e == cudaSuccess)
-        __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELAXED);
-    return e;
-}
-
 template <int WT, int MT> cudaError_t launch_rows(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
 {
     static unsigned long long smem_done;
@@ -311,7 +290,7 @@ template <int WT, int MT> cudaError_t launch_rows(const mlxn_qmatmul_args &a, cu
         if (blocks > (int64_t)sms * per_sm)
             blocks = (int64_t)sms * per_sm;
     }
-    cudaError_t e = allow_smem(kernel, smem_done);
+    cudaError_t e = allow_smem(kernel, SMEM_MAX, smem_done);
     if (e != cudaSuccess)
         return e;
     return launch(kernel, dim3((unsigned)blocks), dim3(32 * WARPS), per_unit * (kt / 32), s, pdl, a, kt);
@@ -337,7 +316,7 @@ template <int WT, int MT> bool launch_wide(const mlxn_qmatmul_args &a, cudaStrea
         if (*e == cudaSuccess)
             *e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         if (*e == cudaSuccess)
-            *e = allow_smem(kernel, smem_done);
+            *e = allow_smem(kernel, SMEM_MAX, smem_done);
         if (*e != cudaSuccess)
             return true;
         const int64_t sets = ((a.glu ? a.N / 2 : a.N) + 32 / lpr - 1) / (32 / lpr);
@@ -351,6 +330,8 @@ template <int WT, int MT> bool launch_wide(const mlxn_qmatmul_args &a, cudaStrea
 template <int WT, int MT> cudaError_t launch_decode(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
 {
     cudaError_t e = cudaSuccess;
+    if (MT == 1 && mlxn_cuda_launch_qmatmul_stream(&a, s, pdl, &e))
+        return e;
     if (launch_wide<WT, MT>(a, s, pdl, &e))
         return e;
     return launch_rows<WT, MT>(a, s, pdl);

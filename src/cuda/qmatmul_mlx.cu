@@ -388,20 +388,6 @@ constexpr int ROWS_SMEM_BUDGET = 100 * 1024, ROWS_SMEM_MAX = 200 * 1024;
 
 inline size_t rows_smem(int mt, int kt) { return (size_t)mt * (kt / 32) * (CHUNK_PAD + 1) * 4; }
 
-// Raises a kernel's dynamic shared memory limit once per device (the call costs tens of
-// microseconds: far more than a decode mat-vec).
-template <typename K> cudaError_t allow_smem(K kernel, unsigned long long &done)
-{
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess || dev >= 64 || (__atomic_load_n(&done, __ATOMIC_RELAXED) >> dev & 1))
-        return e;
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ROWS_SMEM_MAX + 4096);
-    if (e == cudaSuccess)
-        __atomic_fetch_or(&done, 1ull << dev, __ATOMIC_RELAXED);
-    return e;
-}
-
 template <int BITS, int MT, int R, bool VEC16, bool S32>
 cudaError_t launch_rows(const mlxn_qmatmul_mlx_args &a, cudaStream_t s, bool pdl)
 {
@@ -426,7 +412,7 @@ cudaError_t launch_rows(const mlxn_qmatmul_mlx_args &a, cudaStream_t s, bool pdl
         if (blocks > (int64_t)sms * per_sm)
             blocks = (int64_t)sms * per_sm;
     }
-    cudaError_t e = allow_smem(kernel, smem_done);
+    cudaError_t e = allow_smem(kernel, ROWS_SMEM_MAX + 4096, smem_done);
     if (e != cudaSuccess)
         return e;
     return launch(kernel, dim3((unsigned)blocks), dim3(32 * ROWS_WARPS), smem, s, pdl, a, kt);

@@ -1,0 +1,77 @@
+// The bulk copy engine (sm_90): global -> shared copies of contiguous bytes that complete on an
+// mbarrier, so one thread can keep many kilobytes in flight per block while the others compute.
+// Sizes and both addresses must be multiples of 16 bytes. The instructions exist from sm_90 on:
+// compiled for an older target these trap, and the launchers check the device first.
+#ifndef MLXN_CUDA_BULK_COPY_CUH
+#define MLXN_CUDA_BULK_COPY_CUH
+
+#include <stdint.h>
+
+namespace mlxn_cuda {
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+// An mbarrier that completes a phase when `count` threads arrived and the bytes they announced
+// have landed. Initialize in one thread, then fence and __syncthreads before use.
+__device__ __forceinline__ void mbar_init(uint64_t *bar, uint32_t count)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void mbar_init_fence()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+// Arrives on bar and announces `bytes` more to land before the phase completes.
+__device__ __forceinline__ void mbar_arrive_expect(uint64_t *bar, uint32_t bytes)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes)
+                 : "memory");
+#else
+    __trap();
+#endif
+}
+
+// Waits until the phase with the given parity (0, 1, 0, ... for its uses) has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("{\n\t.reg .pred done;\n"
+                 "WAIT_%=:\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
+                 "@!done bra WAIT_%=;\n}" ::"r"(smem_u32(bar)),
+                 "r"(parity)
+                 : "memory");
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
+                 : "memory");
+#else
+    __trap();
+#endif
+}
+
+} // namespace mlxn_cuda
+
+#endif

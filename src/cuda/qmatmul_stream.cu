@@ -1,0 +1,360 @@
+// Decode mat-vec (M = 1) with GGML weights, streamed: y[n] = x . W[n]^T for Q4_0, Q4_1, Q8_0
+// and Q4_K (bench/NOTES.md, "qmatmul decode, streamed", has the budget behind each choice).
+//
+//  - K is split over the block's threads: a thread owns one piece of x (32 elements, 64 for
+//    Q4_K: both nibbles of 32 code bytes) for the whole kernel, in registers, so x is read
+//    once per block instead of once per row from shared memory.
+//  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
+//    stages: one thread issues the copies, an mbarrier per stage says when its bytes landed,
+//    and tens of kilobytes per SM stay in flight without occupying the computing threads.
+//  - A code c masked in place at bit b of a word is, read as a float, the subnormal
+//    c * 2^(b - 149), exactly. With x's element pre-scaled by 2^(E - b), one AND and one FMA per
+//    weight add x * c * 2^(E - 149): no integer-to-float conversion, no subtraction. E comes
+//    from the largest |x| of the call so that the scaled x stay below 2^126 and the products
+//    are normal numbers (elements 2^-90 below the largest lose bits, far under f32 rounding
+//    of the sum); block scales and offsets (through each piece's sum of x) apply once per
+//    piece, and the row totals are scaled back by 2^(149 - E).
+//  - Per tile each warp reduces its RT sums with shuffles; one barrier then both publishes
+//    the warp sums and frees the stage for its next copy.
+#include <stdint.h>
+
+#include "bulk_copy.cuh"
+#include "common.cuh"
+#include "qmatmul_out.cuh"
+
+namespace {
+
+using namespace mlxn_cuda;
+
+constexpr int RT = 4;                 // rows of W per tile
+constexpr int MAX_STAGES = 8;
+constexpr int MAX_THREADS = 512;      // a thread per piece: K up to 512 pieces (256 of 64 elements)
+constexpr int STAGE_BUDGET = 96 * 1024, SMEM_LIMIT = 200 * 1024;
+
+// BE / BB: elements / bytes per block; PE: elements per piece (a thread's share of K)
+template <int WT> struct sfmt { static constexpr int BE = 0, BB = 0, PE = 0; };
+template <> struct sfmt<MLXN_DTYPE_Q4_0> { static constexpr int BE = 32, BB = 18, PE = 32; };
+template <> struct sfmt<MLXN_DTYPE_Q4_1> { static constexpr int BE = 32, BB = 20, PE = 32; };
+template <> struct sfmt<MLXN_DTYPE_Q8_0> { static constexpr int BE = 32, BB = 34, PE = 32; };
+template <> struct sfmt<MLXN_DTYPE_Q4_K> { static constexpr int BE = 256, BB = 144, PE = 64; };
+
+// The bit at which element j of a piece sits in the words its dot masks: the nibble layout
+// (element j and j + half of a piece in the low and high nibble of one byte; bytes 3 and the
+// high nibbles of bytes 2-3 come from the word shifted right by 12) or Q8_0's bytes (bytes 2-3
+// from the word shifted right by 16).
+template <int WT> __device__ __forceinline__ int field_bit(int j)
+{
+    if constexpr (WT == MLXN_DTYPE_Q8_0) {
+        return (j & 1) * 8;
+    } else {
+        constexpr int lo = 0x0C100800, hi = 0x10080C04; // bytes: bit of byte 0..3
+        return ((j < sfmt<WT>::PE / 2 ? lo : hi) >> (8 * (j & 3))) & 0xFF;
+    }
+}
+
+__device__ __forceinline__ float field(uint32_t w)
+{
+    return __uint_as_float(w);
+}
+
+// Adds the 8 codes of one word in the nibble layout: low nibbles times xl[0..3], high times xh.
+__device__ __forceinline__ void nibbles_dot(uint32_t w, const float *xl, const float *xh, float &al, float &ah)
+{
+    const uint32_t t = w >> 12;
+    al = fmaf(xl[0], field(w & 0xFu), al);
+    ah = fmaf(xh[0], field(w & 0xF0u), ah);
+    al = fmaf(xl[1], field(w & 0xF00u), al);
+    ah = fmaf(xh[1], field(w & 0xF000u), ah);
+    al = fmaf(xl[2], field(w & 0xF0000u), al);
+    ah = fmaf(xh[2], field(t & 0xF00u), ah);
+    al = fmaf(xl[3], field(t & 0xF000u), al);
+    ah = fmaf(xh[3], field(t & 0xF0000u), ah);
+}
+
+// N words of the bytes at p (2-byte aligned) from aligned shared-memory words.
+template <int N> __device__ __forceinline__ void smem_words(const uint8_t *p, uint32_t (&w)[N])
+{
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t)3);
+    const uint32_t sh = (uint32_t)(reinterpret_cast<uintptr_t>(p) & 3) * 8;
+    uint32_t r[N + 1];
+#pragma unroll
+    for (int i = 0; i <= N; i++)
+        r[i] = q[i];
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        w[i] = __funnelshift_r(r[i], r[i + 1], sh);
+}
+
+__device__ __forceinline__ float half_at(const uint8_t *p)
+{
+    return __half2float(*reinterpret_cast<const __half *>(p));
+}
+
+// Piece p of a row (in shared memory) times x (scaled as above; sx: the piece's sums of x per
+// 32 elements, scaled by 2^(E - 149)), in units of 2^(E - 149).
+template <int WT> __device__ __forceinline__ float piece_dot(const uint8_t *row, int p, const float *x, const float *sx);
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const uint8_t *row, int p, const float *x, const float *sx)
+{
+    const uint8_t *b = row + 18 * p;
+    uint32_t w[4];
+    smem_words<4>(b + 2, w);
+    float al = 0.f, ah = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        nibbles_dot(w[i], x + 4 * i, x + 16 + 4 * i, al, ah);
+    return half_at(b) * (al + ah - 8.f * sx[0]);
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const uint8_t *row, int p, const float *x, const float *sx)
+{
+    const uint8_t *b = row + 20 * p; // 4-byte aligned: d, m, then the codes
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(b);
+    float al = 0.f, ah = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        nibbles_dot(q[1 + i], x + 4 * i, x + 16 + 4 * i, al, ah);
+    return half_at(b) * (al + ah) + half_at(b + 2) * sx[0];
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *row, int p, const float *x, const float *sx)
+{
+    const uint8_t *b = row + 34 * p;
+    uint32_t w[8];
+    smem_words<8>(b + 2, w);
+    float a0 = 0.f, a1 = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const uint32_t u = w[i] ^ 0x80808080u, t = u >> 16; // codes + 128, unsigned
+        a0 = fmaf(x[4 * i], field(u & 0xFFu), a0);
+        a1 = fmaf(x[4 * i + 1], field(u & 0xFF00u), a1);
+        a0 = fmaf(x[4 * i + 2], field(t & 0xFFu), a0);
+        a1 = fmaf(x[4 * i + 3], field(t & 0xFF00u), a1);
+    }
+    return half_at(b) * (a0 + a1 - 128.f * sx[0]);
+}
+
+// Q4_K: piece c (0..3) of super-block s holds units 2c (low nibbles of code bytes 32c..32c+31)
+// and 2c + 1 (high nibbles); their 6-bit scales and mins come from the 12 packed bytes.
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *row, int p, const float *x, const float *sx)
+{
+    const int c = p & 3;
+    const uint8_t *b = row + 144 * (p >> 2); // 16-byte aligned
+    const uint4 h = *reinterpret_cast<const uint4 *>(b);
+    const uint4 q0 = reinterpret_cast<const uint4 *>(b + 16 + 32 * c)[0];
+    const uint4 q1 = reinterpret_cast<const uint4 *>(b + 16 + 32 * c)[1];
+    const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+    float al = 0.f, ah = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        nibbles_dot(w[i], x + 4 * i, x + 32 + 4 * i, al, ah);
+    // unit j = 2c + k: j < 4 -> scale byte j, min byte j + 4 (6 bits); j >= 4 -> low 4 bits from
+    // byte j + 4, high 2 from bytes j - 4 (scale) and j (min)
+    float r = 0.f;
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const uint32_t sh = 8 * ((2 * c + k) & 3), yb = h.y >> sh, zb = h.z >> sh, wb = h.w >> sh;
+        const uint32_t sc = c < 2 ? yb & 63 : (wb & 15) | (yb >> 2 & 48);
+        const uint32_t mn = c < 2 ? zb & 63 : (wb >> 4 & 15) | (zb >> 2 & 48);
+        const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
+        const float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
+        r += d * (float)sc * (k ? ah : al) - dmin * (float)mn * sx[k];
+    }
+    return r;
+}
+
+// Pieces of 64 elements need the registers of 256 threads per block.
+template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_THREADS / 2 : MAX_THREADS; }
+
+template <int WT>
+__global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
+{
+    constexpr int PE = sfmt<WT>::PE, NS = PE / 32;
+    extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
+    __shared__ uint64_t full[MAX_STAGES];
+    __shared__ float red[2][MAX_THREADS / 32][RT];
+    __shared__ double dred[MAX_THREADS / 32];
+    __shared__ int ired[MAX_THREADS / 32];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
+    const int pieces = (int)(a.K / PE);
+    const int64_t n_out = a.glu ? a.N / 2 : a.N; // with GLU, row o is a gate and o + n_out its up
+    const int outs = a.glu ? RT / 2 : RT;         // outputs per tile
+    const int64_t tiles = (n_out + outs - 1) / outs;
+    const int64_t my_tiles = tiles > blockIdx.x ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
+    const size_t stage_bytes = (size_t)RT * row_bytes;
+
+    if (tid == 0) {
+        for (int s = 0; s < stages; s++)
+            mbar_init(&full[s], 1);
+        mbar_init_fence();
+    }
+    __syncthreads();
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU.
+    auto issue = [&](int64_t i) {
+        const int64_t t = blockIdx.x + i * gridDim.x;
+        uint8_t *dst = ring + (size_t)(i % stages) * stage_bytes;
+        uint64_t *bar = &full[i % stages];
+        mbar_arrive_expect(bar, (uint32_t)stage_bytes);
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+            int64_t o = t * outs + r % outs;
+            o = o < n_out ? o : n_out - 1; // the last tile repeats a row rather than read past W
+            const int64_t n = r < outs ? o : o + n_out;
+            bulk_copy(dst + (size_t)r * row_bytes, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
+        }
+    };
+    if (tid == 0)
+        for (int64_t i = 0; i < stages && i < my_tiles; i++)
+            issue(i);
+
+    // x: this thread's piece, normalized when the norm is fused
+    const bool active = tid < pieces;
+    const int64_t k0 = (int64_t)tid * PE;
+    const char *xr = mlxn_rows_ptr(&a.x, 0);
+    float x[PE];
+#pragma unroll
+    for (int j = 0; j < PE; j += 4) {
+        if (!active) {
+            x[j] = x[j + 1] = x[j + 2] = x[j + 3] = 0.f;
+        } else if (a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)xr & 15) == 0) {
+            const float4 v = *reinterpret_cast<const float4 *>(xr + 4 * (k0 + j));
+            x[j] = v.x, x[j + 1] = v.y, x[j + 2] = v.z, x[j + 3] = v.w;
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                x[j + i] = load_any(a.x_dtype, xr, k0 + j + i);
+        }
+    }
+    if (a.norm_w) { // 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
+        double ss = 0.0;
+#pragma unroll
+        for (int j = 0; j < PE; j++)
+            ss += (double)x[j] * x[j];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0)
+            dred[warp] = ss;
+        __syncthreads();
+        ss = 0.0;
+        for (int w = 0; w < warps; w++)
+            ss += dred[w];
+        const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+#pragma unroll
+        for (int j = 0; j < PE; j++)
+            x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
+    }
+    // E from the largest |x| (its exponent field: the bits of a non-negative float order as ints)
+    int big = 0;
+#pragma unroll
+    for (int j = 0; j < PE; j++)
+        big = max(big, __float_as_int(fabsf(x[j])));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        big = max(big, __shfl_xor_sync(0xffffffffu, big, o));
+    if (lane == 0)
+        ired[warp] = big;
+    __syncthreads();
+    for (int w = 0; w < warps; w++)
+        big = max(big, ired[w]);
+    const int E = 125 - ((big >> 23) - 127);
+    float sx[NS];
+#pragma unroll
+    for (int h = 0; h < NS; h++) {
+        float s = 0.f;
+#pragma unroll
+        for (int j = 32 * h; j < 32 * h + 32; j++)
+            s += x[j];
+        sx[h] = ldexpf(s, E - 149);
+    }
+#pragma unroll
+    for (int j = 0; j < PE; j++)
+        x[j] = ldexpf(x[j], E - field_bit<WT>(j));
+
+    for (int64_t i = 0; i < my_tiles; i++) {
+        const int s = (int)(i % stages);
+        mbar_wait(&full[s], (uint32_t)(i / stages) & 1);
+        const uint8_t *st = ring + (size_t)s * stage_bytes;
+        float acc[RT];
+#pragma unroll
+        for (int r = 0; r < RT; r++)
+            acc[r] = active ? piece_dot<WT>(st + (size_t)r * row_bytes, tid, x, sx) : 0.f;
+        // transposed warp reduction: lanes 0, 8, 16, 24 end with rows 0, 1, 2, 3
+        const bool h16 = lane & 16, h8 = lane & 8;
+        float k0s = (h16 ? acc[2] : acc[0]) + __shfl_xor_sync(0xffffffffu, h16 ? acc[0] : acc[2], 16);
+        float k1s = (h16 ? acc[3] : acc[1]) + __shfl_xor_sync(0xffffffffu, h16 ? acc[1] : acc[3], 16);
+        float v = (h8 ? k1s : k0s) + __shfl_xor_sync(0xffffffffu, h8 ? k0s : k1s, 8);
+        v += __shfl_xor_sync(0xffffffffu, v, 4);
+        v += __shfl_xor_sync(0xffffffffu, v, 2);
+        v += __shfl_xor_sync(0xffffffffu, v, 1);
+        if ((lane & 7) == 0)
+            red[i & 1][warp][lane >> 3] = v;
+        __syncthreads(); // the warp sums are in, and stage s is free
+        if (tid == 0 && i + stages < my_tiles)
+            issue(i + stages);
+        const int64_t o = (blockIdx.x + i * gridDim.x) * outs + tid;
+        if (tid < outs && o < n_out) {
+            float g = 0.f, u = 0.f;
+            for (int w = 0; w < warps; w++) {
+                g += red[i & 1][w][tid];
+                u += a.glu ? red[i & 1][w][tid + outs] : 0.f;
+            }
+            store_out(a, 0, o, ldexpf(g, 149 - E), ldexpf(u, 149 - E));
+        }
+    }
+}
+
+template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
+{
+    using F = sfmt<WT>;
+    if constexpr (F::PE == 0) {
+        return false;
+    } else {
+        static unsigned long long smem_done;
+        const int64_t pieces = a.K / F::PE, threads = (pieces + 31) / 32 * 32;
+        const int64_t row_bytes = a.K / F::BE * F::BB;
+        if (a.M != 1 || a.K % F::BE || threads < 64 || threads > max_threads<WT>() || row_bytes % 16 ||
+            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2))
+            return false;
+        int dev = 0, major = 0, sms = 0, per_sm = 0;
+        *e = cudaGetDevice(&dev);
+        if (*e == cudaSuccess)
+            *e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        if (*e != cudaSuccess || major < 9)
+            return *e != cudaSuccess;
+        const int64_t stage = RT * row_bytes;
+        int stages = (int)(STAGE_BUDGET / stage);
+        stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
+        const size_t smem = (size_t)(stages * stage) + 16;
+        if (smem > SMEM_LIMIT)
+            return false;
+        auto kernel = qmm_stream<WT>;
+        *e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (*e == cudaSuccess)
+            *e = allow_smem(kernel, SMEM_LIMIT, smem_done);
+        if (*e == cudaSuccess)
+            *e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, smem);
+        if (*e != cudaSuccess)
+            return true;
+        const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
+        const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+        *e = launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads), smem, s, pdl, a,
+                    stages, (int)row_bytes);
+        return true;
+    }
+}
+
+} // namespace
+
+extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cudaStream_t s, bool pdl, cudaError_t *e)
+{
+    switch (a->w_dtype) {
+    case MLXN_DTYPE_Q4_0: return launch_format<MLXN_DTYPE_Q4_0>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q4_1: return launch_format<MLXN_DTYPE_Q4_1>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q8_0: return launch_format<MLXN_DTYPE_Q8_0>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q4_K: return launch_format<MLXN_DTYPE_Q4_K>(*a, s, pdl, e);
+    default: return false;
+    }
+}
