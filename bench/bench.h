@@ -9,6 +9,7 @@
 
 typedef struct bench_options {
     const char *op;   /* only this op, or NULL for all */
+    const char *shape; /* qmatmul(_mlx) rows: only those whose "shape format" text contains this, or NULL */
     bool quick;       /* fewer samples */
     FILE *json;       /* also write JSON lines here, or NULL */
 } bench_options;

@@ -257,6 +257,17 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
             continue;
         if (info->kind == MLXN_DEVICE_CPU && r->M > 8)
             continue; /* the CPU paths are not prefill kernels */
+        char shape[48], variant[16];
+        snprintf(shape, sizeof shape, "M%lld %lldx%lld", (long long)r->M, (long long)r->N, (long long)r->K);
+        if (mlx)
+            snprintf(variant, sizeof variant, "q%d/g%d", r->w == MLXN_DTYPE_MLX_Q2 ? 2 : r->w == MLXN_DTYPE_MLX_Q8 ? 8 : 4,
+                     r->group);
+        else
+            snprintf(variant, sizeof variant, "%s", mlxn_dtype_name(r->w));
+        char both[80];
+        snprintf(both, sizeof both, "%s %s", shape, variant);
+        if (opt->shape && !strstr(both, opt->shape))
+            continue;
         /* weight bytes: codes (MLX or GGML blocks) plus MLX's f16 scales and biases */
         size_t wb = (size_t)(r->N * (r->K / mlxn_dtype_block_elems(r->w)) * mlxn_dtype_block_bytes(r->w));
         size_t sb = mlx ? (size_t)(r->N * (r->K / r->group)) * 2 : 0;
@@ -284,13 +295,6 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
         bench_timing t = {0};
         int batch = info->kind == MLXN_DEVICE_CUDA ? (c.nsets > 8 ? c.nsets : 8) : 2;
         ok = ok && bench_time(dev, s, qmm_call, &c, batch, opt->quick ? 10 : 25, &t);
-        char shape[48], variant[16];
-        snprintf(shape, sizeof shape, "M%lld %lldx%lld", (long long)r->M, (long long)r->N, (long long)r->K);
-        if (mlx)
-            snprintf(variant, sizeof variant, "q%d/g%d", r->w == MLXN_DTYPE_MLX_Q2 ? 2 : r->w == MLXN_DTYPE_MLX_Q8 ? 8 : 4,
-                     r->group);
-        else
-            snprintf(variant, sizeof variant, "%s", mlxn_dtype_name(r->w));
         if (!ok) {
             printf("%-22.22s %-13s %-16s %-8s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
             failures++;

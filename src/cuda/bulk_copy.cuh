@@ -45,6 +45,16 @@ __device__ __forceinline__ void mbar_arrive_expect(uint64_t *bar, uint32_t bytes
 #endif
 }
 
+// Arrives on bar (release: this thread's earlier shared-memory writes are seen by the waiters).
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+#else
+    __trap();
+#endif
+}
+
 // Waits until the phase with the given parity (0, 1, 0, ... for its uses) has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
 {

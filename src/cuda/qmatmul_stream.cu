@@ -5,8 +5,10 @@
 //    Q4_K: both nibbles of 32 code bytes) for the whole kernel, in registers, so x is read
 //    once per block instead of once per row from shared memory.
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
-//    stages: one thread issues the copies, an mbarrier per stage says when its bytes landed,
-//    and tens of kilobytes per SM stay in flight without occupying the computing threads.
+//    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
+//    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
+//    the outputs and refills the stage. The computing warps never wait for each other, only
+//    for their next tile's bytes.
 //  - A code c masked in place at bit b of a word is, read as a float, the subnormal
 //    c * 2^(b - 149), exactly. With x's element pre-scaled by 2^(E - b), one AND and one FMA per
 //    weight add x * c * 2^(E - 149): no integer-to-float conversion, no subtraction. E comes
@@ -14,8 +16,6 @@
 //    are normal numbers (elements 2^-90 below the largest lose bits, far under f32 rounding
 //    of the sum); block scales and offsets (through each piece's sum of x) apply once per
 //    piece, and the row totals are scaled back by 2^(149 - E).
-//  - Per tile each warp reduces its RT sums with shuffles; one barrier then both publishes
-//    the warp sums and frees the stage for its next copy.
 #include <stdint.h>
 
 #include "bulk_copy.cuh"
@@ -28,8 +28,9 @@ using namespace mlxn_cuda;
 
 constexpr int RT = 4;                 // rows of W per tile
 constexpr int MAX_STAGES = 8;
-constexpr int MAX_THREADS = 512;      // a thread per piece: K up to 512 pieces (256 of 64 elements)
-constexpr int STAGE_BUDGET = 96 * 1024, SMEM_LIMIT = 200 * 1024;
+constexpr int MAX_PIECES = 512;       // a computing thread per piece (256 of 64 elements)
+constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
+constexpr int STAGE_BUDGET = 64 * 1024, SMEM_LIMIT = 200 * 1024;
 
 // BE / BB: elements / bytes per block; PE: elements per piece (a thread's share of K)
 template <int WT> struct sfmt { static constexpr int BE = 0, BB = 0, PE = 0; };
@@ -163,19 +164,20 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
     return r;
 }
 
-// Pieces of 64 elements need the registers of 256 threads per block.
-template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_THREADS / 2 : MAX_THREADS; }
+// Pieces of 64 elements need the registers of 256 + 32 threads per block.
+template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_PIECES / 2 + 32 : MAX_THREADS; }
 
 template <int WT>
 __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
 {
     constexpr int PE = sfmt<WT>::PE, NS = PE / 32;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
-    __shared__ uint64_t full[MAX_STAGES];
-    __shared__ float red[2][MAX_THREADS / 32][RT];
+    __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
+    __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT];  // per stage, computing warp, row
     __shared__ double dred[MAX_THREADS / 32];
     __shared__ int ired[MAX_THREADS / 32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
+    const int piece = tid - 32, cwarps = warps - 1; // warp 0 produces, the others compute
     const int pieces = (int)(a.K / PE);
     const int64_t n_out = a.glu ? a.N / 2 : a.N; // with GLU, row o is a gate and o + n_out its up
     const int outs = a.glu ? RT / 2 : RT;         // outputs per tile
@@ -184,8 +186,10 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     const size_t stage_bytes = (size_t)RT * row_bytes;
 
     if (tid == 0) {
-        for (int s = 0; s < stages; s++)
+        for (int s = 0; s < stages; s++) {
             mbar_init(&full[s], 1);
+            mbar_init(&empty[s], cwarps);
+        }
         mbar_init_fence();
     }
     __syncthreads();
@@ -210,8 +214,8 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             issue(i);
 
     // x: this thread's piece, normalized when the norm is fused
-    const bool active = tid < pieces;
-    const int64_t k0 = (int64_t)tid * PE;
+    const bool active = piece >= 0 && piece < pieces;
+    const int64_t k0 = (int64_t)piece * PE;
     const char *xr = mlxn_rows_ptr(&a.x, 0);
     float x[PE];
 #pragma unroll
@@ -273,6 +277,25 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     for (int j = 0; j < PE; j++)
         x[j] = ldexpf(x[j], E - field_bit<WT>(j));
 
+    if (warp == 0) { // the producer: results of tile i, then its stage's next tile
+        for (int64_t i = 0; i < my_tiles; i++) {
+            const int s = (int)(i % stages);
+            mbar_wait(&empty[s], (uint32_t)(i / stages) & 1);
+            const int64_t o = (blockIdx.x + i * gridDim.x) * outs + lane;
+            if (lane < outs && o < n_out) {
+                float g = 0.f, u = 0.f;
+                for (int w = 0; w < cwarps; w++) {
+                    g += part[s][w][lane];
+                    u += a.glu ? part[s][w][lane + outs] : 0.f;
+                }
+                store_out(a, 0, o, ldexpf(g, 149 - E), ldexpf(u, 149 - E));
+            }
+            __syncwarp(); // part[s] read before its next tile can land
+            if (lane == 0 && i + stages < my_tiles)
+                issue(i + stages);
+        }
+        return;
+    }
     for (int64_t i = 0; i < my_tiles; i++) {
         const int s = (int)(i % stages);
         mbar_wait(&full[s], (uint32_t)(i / stages) & 1);
@@ -280,7 +303,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         float acc[RT];
 #pragma unroll
         for (int r = 0; r < RT; r++)
-            acc[r] = active ? piece_dot<WT>(st + (size_t)r * row_bytes, tid, x, sx) : 0.f;
+            acc[r] = active ? piece_dot<WT>(st + (size_t)r * row_bytes, piece, x, sx) : 0.f;
         // transposed warp reduction: lanes 0, 8, 16, 24 end with rows 0, 1, 2, 3
         const bool h16 = lane & 16, h8 = lane & 8;
         float k0s = (h16 ? acc[2] : acc[0]) + __shfl_xor_sync(0xffffffffu, h16 ? acc[0] : acc[2], 16);
@@ -290,19 +313,10 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         v += __shfl_xor_sync(0xffffffffu, v, 2);
         v += __shfl_xor_sync(0xffffffffu, v, 1);
         if ((lane & 7) == 0)
-            red[i & 1][warp][lane >> 3] = v;
-        __syncthreads(); // the warp sums are in, and stage s is free
-        if (tid == 0 && i + stages < my_tiles)
-            issue(i + stages);
-        const int64_t o = (blockIdx.x + i * gridDim.x) * outs + tid;
-        if (tid < outs && o < n_out) {
-            float g = 0.f, u = 0.f;
-            for (int w = 0; w < warps; w++) {
-                g += red[i & 1][w][tid];
-                u += a.glu ? red[i & 1][w][tid + outs] : 0.f;
-            }
-            store_out(a, 0, o, ldexpf(g, 149 - E), ldexpf(u, 149 - E));
-        }
+            part[s][warp - 1][lane >> 3] = v;
+        __syncwarp();
+        if (lane == 0)
+            mbar_arrive(&empty[s]); // done with stage s; the partial sums are in
     }
 }
 
@@ -313,9 +327,9 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         return false;
     } else {
         static unsigned long long smem_done;
-        const int64_t pieces = a.K / F::PE, threads = (pieces + 31) / 32 * 32;
+        const int64_t pieces = a.K / F::PE, threads = 32 + (pieces + 31) / 32 * 32;
         const int64_t row_bytes = a.K / F::BE * F::BB;
-        if (a.M != 1 || a.K % F::BE || threads < 64 || threads > max_threads<WT>() || row_bytes % 16 ||
+        if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
             a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2))
             return false;
         int dev = 0, major = 0, sms = 0, per_sm = 0;

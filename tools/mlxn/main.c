@@ -14,7 +14,7 @@ static void usage(FILE *f)
             "usage: mlxn <command> [options]\n"
             "\n"
             "commands:\n"
-            "  bench [--device cpu|cuda[:N]] [--op NAME] [--quick] [--json FILE]\n"
+            "  bench [--device cpu|cuda[:N]] [--op NAME] [--shape TEXT] [--quick] [--json FILE]\n"
             "        time the op table on the device (default: the first GPU, else the CPU)\n"
             "        against the copy bandwidth measured in the same run\n"
             "  run -m FILE.gguf [-p PROMPT] [-n N] [--device cpu|cuda[:N]] [--temp T] [--top-k K]\n"
@@ -71,6 +71,8 @@ static int cmd_bench(int argc, char **argv)
             opt.op = argv[++i];
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
             json = argv[++i];
+        else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc)
+            opt.shape = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0)
             opt.quick = true;
         else {
