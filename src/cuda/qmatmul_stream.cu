@@ -30,7 +30,7 @@ constexpr int RT = 4;                 // rows of W per tile
 constexpr int MAX_STAGES = 8;
 constexpr int MAX_PIECES = 512;       // a computing thread per piece (256 of 64 elements)
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
-constexpr int STAGE_BUDGET = 64 * 1024, SMEM_LIMIT = 200 * 1024;
+constexpr int SMEM_LIMIT = 200 * 1024;
 
 // BE / BB: elements / bytes per block; PE: elements per piece (a thread's share of K)
 template <int WT> struct sfmt { static constexpr int BE = 0, BB = 0, PE = 0; };
@@ -72,11 +72,13 @@ __device__ __forceinline__ void nibbles_dot(uint32_t w, const float *xl, const f
     ah = fmaf(xh[3], field(t & 0xF0000u), ah);
 }
 
-// N words of the bytes at p (2-byte aligned) from aligned shared-memory words.
-template <int N> __device__ __forceinline__ void smem_words(const uint8_t *p, uint32_t (&w)[N])
+// N words of the bytes at ring + off (off even) from aligned shared-memory words. Offsets
+// from the shared array itself keep the loads shared-memory loads (through a generic pointer
+// they become slower generic ones).
+template <int N> __device__ __forceinline__ void smem_words(const uint8_t *ring, uint32_t off, uint32_t (&w)[N])
 {
-    const uint32_t *q = reinterpret_cast<const uint32_t *>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t)3);
-    const uint32_t sh = (uint32_t)(reinterpret_cast<uintptr_t>(p) & 3) * 8;
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2);
+    const uint32_t sh = (off & 3) * 8;
     uint32_t r[N + 1];
 #pragma unroll
     for (int i = 0; i <= N; i++)
@@ -86,43 +88,49 @@ template <int N> __device__ __forceinline__ void smem_words(const uint8_t *p, ui
         w[i] = __funnelshift_r(r[i], r[i + 1], sh);
 }
 
-__device__ __forceinline__ float half_at(const uint8_t *p)
+__device__ __forceinline__ float half_at(const uint8_t *ring, uint32_t off)
 {
-    return __half2float(*reinterpret_cast<const __half *>(p));
+    return __half2float(*reinterpret_cast<const __half *>(ring + off));
 }
 
-// Piece p of a row (in shared memory) times x (scaled as above; sx: the piece's sums of x per
-// 32 elements, scaled by 2^(E - 149)), in units of 2^(E - 149).
-template <int WT> __device__ __forceinline__ float piece_dot(const uint8_t *row, int p, const float *x, const float *sx);
-
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const uint8_t *row, int p, const float *x, const float *sx)
+// Byte offset of piece p's block in a row of W.
+template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 {
-    const uint8_t *b = row + 18 * p;
+    return WT == MLXN_DTYPE_Q4_K ? 144u * (uint32_t)(p >> 2) : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
+}
+
+// Piece p, whose block starts at ring + off, times x (scaled as above; sx: the piece's sums of
+// x per 32 elements, scaled by 2^(E - 149)), in units of 2^(E - 149).
+template <int WT> __device__ __forceinline__ float piece_dot(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx);
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+{
     uint32_t w[4];
-    smem_words<4>(b + 2, w);
+    smem_words<4>(ring, off + 2, w);
     float al = 0.f, ah = 0.f;
 #pragma unroll
     for (int i = 0; i < 4; i++)
         nibbles_dot(w[i], x + 4 * i, x + 16 + 4 * i, al, ah);
-    return half_at(b) * (al + ah - 8.f * sx[0]);
+    return half_at(ring, off) * (al + ah - 8.f * sx[0]);
 }
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const uint8_t *row, int p, const float *x, const float *sx)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
 {
-    const uint8_t *b = row + 20 * p; // 4-byte aligned: d, m, then the codes
-    const uint32_t *q = reinterpret_cast<const uint32_t *>(b);
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, m, the codes
+    const uint32_t dm = q[0];
     float al = 0.f, ah = 0.f;
 #pragma unroll
     for (int i = 0; i < 4; i++)
         nibbles_dot(q[1 + i], x + 4 * i, x + 16 + 4 * i, al, ah);
-    return half_at(b) * (al + ah) + half_at(b + 2) * sx[0];
+    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
+    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    return d * (al + ah) + m * sx[0];
 }
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *row, int p, const float *x, const float *sx)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
 {
-    const uint8_t *b = row + 34 * p;
     uint32_t w[8];
-    smem_words<8>(b + 2, w);
+    smem_words<8>(ring, off + 2, w);
     float a0 = 0.f, a1 = 0.f;
 #pragma unroll
     for (int i = 0; i < 8; i++) {
@@ -132,18 +140,16 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const ui
         a0 = fmaf(x[4 * i + 2], field(t & 0xFFu), a0);
         a1 = fmaf(x[4 * i + 3], field(t & 0xFF00u), a1);
     }
-    return half_at(b) * (a0 + a1 - 128.f * sx[0]);
+    return half_at(ring, off) * (a0 + a1 - 128.f * sx[0]);
 }
 
 // Q4_K: piece c (0..3) of super-block s holds units 2c (low nibbles of code bytes 32c..32c+31)
 // and 2c + 1 (high nibbles); their 6-bit scales and mins come from the 12 packed bytes.
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *row, int p, const float *x, const float *sx)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
 {
     const int c = p & 3;
-    const uint8_t *b = row + 144 * (p >> 2); // 16-byte aligned
-    const uint4 h = *reinterpret_cast<const uint4 *>(b);
-    const uint4 q0 = reinterpret_cast<const uint4 *>(b + 16 + 32 * c)[0];
-    const uint4 q1 = reinterpret_cast<const uint4 *>(b + 16 + 32 * c)[1];
+    const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
+    const uint4 h = b[0], q0 = b[1 + 2 * c], q1 = b[2 + 2 * c];
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
     float al = 0.f, ah = 0.f;
 #pragma unroll
@@ -151,14 +157,14 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
         nibbles_dot(w[i], x + 4 * i, x + 32 + 4 * i, al, ah);
     // unit j = 2c + k: j < 4 -> scale byte j, min byte j + 4 (6 bits); j >= 4 -> low 4 bits from
     // byte j + 4, high 2 from bytes j - 4 (scale) and j (min)
+    const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
+    const float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
     float r = 0.f;
 #pragma unroll
     for (int k = 0; k < 2; k++) {
         const uint32_t sh = 8 * ((2 * c + k) & 3), yb = h.y >> sh, zb = h.z >> sh, wb = h.w >> sh;
         const uint32_t sc = c < 2 ? yb & 63 : (wb & 15) | (yb >> 2 & 48);
         const uint32_t mn = c < 2 ? zb & 63 : (wb >> 4 & 15) | (zb >> 2 & 48);
-        const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
-        const float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
         r += d * (float)sc * (k ? ah : al) - dmin * (float)mn * sx[k];
     }
     return r;
@@ -216,6 +222,8 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     // x: this thread's piece, normalized when the norm is fused
     const bool active = piece >= 0 && piece < pieces;
     const int64_t k0 = (int64_t)piece * PE;
+    const int pc = active ? piece : 0;
+    const uint32_t poff = piece_offset<WT>(pc);
     const char *xr = mlxn_rows_ptr(&a.x, 0);
     float x[PE];
 #pragma unroll
@@ -299,11 +307,12 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     for (int64_t i = 0; i < my_tiles; i++) {
         const int s = (int)(i % stages);
         mbar_wait(&full[s], (uint32_t)(i / stages) & 1);
-        const uint8_t *st = ring + (size_t)s * stage_bytes;
         float acc[RT];
 #pragma unroll
-        for (int r = 0; r < RT; r++)
-            acc[r] = active ? piece_dot<WT>(st + (size_t)r * row_bytes, piece, x, sx) : 0.f;
+        for (int r = 0; r < RT; r++) { // inactive threads (past the last piece) read piece 0
+            const float v = piece_dot<WT>(ring, (uint32_t)(s * stage_bytes + r * row_bytes) + poff, pc, x, sx);
+            acc[r] = active ? v : 0.f;
+        }
         // transposed warp reduction: lanes 0, 8, 16, 24 end with rows 0, 1, 2, 3
         const bool h16 = lane & 16, h8 = lane & 8;
         float k0s = (h16 ? acc[2] : acc[0]) + __shfl_xor_sync(0xffffffffu, h16 ? acc[0] : acc[2], 16);
@@ -338,24 +347,32 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
             *e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
         if (*e != cudaSuccess || major < 9)
             return *e != cudaSuccess;
+        // As many stages as the shared memory leaves to the blocks the registers allow per SM
         const int64_t stage = RT * row_bytes;
-        int stages = (int)(STAGE_BUDGET / stage);
-        stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
-        const size_t smem = (size_t)(stages * stage) + 16;
-        if (smem > SMEM_LIMIT)
+        if (2 * stage + 16 > SMEM_LIMIT)
             return false;
         auto kernel = qmm_stream<WT>;
+        int sm_smem = 0;
         *e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (*e == cudaSuccess)
+            *e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
         if (*e == cudaSuccess)
             *e = allow_smem(kernel, SMEM_LIMIT, smem_done);
         if (*e == cudaSuccess)
-            *e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, smem);
+            *e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * stage + 16));
         if (*e != cudaSuccess)
             return true;
+        per_sm = per_sm > 0 ? per_sm : 1;
+        const int64_t share = sm_smem / per_sm - 4096; // less static and reserved shared memory
+        int64_t stages = share / stage;
+        stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
+        while (stages > 2 && stages * stage + 16 > SMEM_LIMIT)
+            stages--;
+        const size_t smem = (size_t)(stages * stage) + 16;
         const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
         const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
         *e = launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads), smem, s, pdl, a,
-                    stages, (int)row_bytes);
+                    (int)stages, (int)row_bytes);
         return true;
     }
 }
