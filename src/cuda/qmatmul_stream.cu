@@ -26,7 +26,6 @@ namespace {
 
 using namespace mlxn_cuda;
 
-constexpr int RT = 4;                 // rows of W per tile
 constexpr int MAX_STAGES = 8;
 constexpr int MAX_PIECES = 512;       // a computing thread per piece (256 of 64 elements)
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
@@ -173,13 +172,14 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
 // Pieces of 64 elements need the registers of 256 + 32 threads per block.
 template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_PIECES / 2 + 32 : MAX_THREADS; }
 
-template <int WT>
+// RT: rows of W per tile (a power of two up to 32)
+template <int WT, int RT>
 __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
 {
     constexpr int PE = sfmt<WT>::PE, NS = PE / 32;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
     __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
-    __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT];  // per stage, computing warp, row
+    __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT]; // per stage, computing warp, row
     __shared__ double dred[MAX_THREADS / 32];
     __shared__ int ired[MAX_THREADS / 32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
@@ -313,20 +313,58 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             const float v = piece_dot<WT>(ring, (uint32_t)(s * stage_bytes + r * row_bytes) + poff, pc, x, sx);
             acc[r] = active ? v : 0.f;
         }
-        // transposed warp reduction: lanes 0, 8, 16, 24 end with rows 0, 1, 2, 3
-        const bool h16 = lane & 16, h8 = lane & 8;
-        float k0s = (h16 ? acc[2] : acc[0]) + __shfl_xor_sync(0xffffffffu, h16 ? acc[0] : acc[2], 16);
-        float k1s = (h16 ? acc[3] : acc[1]) + __shfl_xor_sync(0xffffffffu, h16 ? acc[1] : acc[3], 16);
-        float v = (h8 ? k1s : k0s) + __shfl_xor_sync(0xffffffffu, h8 ? k0s : k1s, 8);
-        v += __shfl_xor_sync(0xffffffffu, v, 4);
-        v += __shfl_xor_sync(0xffffffffu, v, 2);
-        v += __shfl_xor_sync(0xffffffffu, v, 1);
-        if ((lane & 7) == 0)
-            part[s][warp - 1][lane >> 3] = v;
+        // transposed warp reduction: each step halves the rows a lane holds (it keeps the lower
+        // or upper half by its lane bit and adds the partner's), then plain sums; lane
+        // r * (32 / RT) ends with row r
+        int n = RT, o = 16;
+#pragma unroll
+        for (; n > 1; n >>= 1, o >>= 1) {
+            const bool hi = lane & o;
+#pragma unroll
+            for (int j = 0; j < n / 2; j++) {
+                const float keep = hi ? acc[j + n / 2] : acc[j], send = hi ? acc[j] : acc[j + n / 2];
+                acc[j] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+            }
+        }
+#pragma unroll
+        for (; o > 0; o >>= 1)
+            acc[0] += __shfl_xor_sync(0xffffffffu, acc[0], o);
+        if ((lane & (32 / RT - 1)) == 0)
+            part[s][warp - 1][lane / (32 / RT)] = acc[0];
         __syncwarp();
         if (lane == 0)
             mbar_arrive(&empty[s]); // done with stage s; the partial sums are in
     }
+}
+
+// Launches qmm_stream<WT, RT> with as many stages as the shared memory leaves to the blocks
+// the registers allow per SM.
+template <int WT, int RT>
+cudaError_t launch_tiles(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int dev, int64_t threads, int64_t row_bytes)
+{
+    static unsigned long long smem_done;
+    auto kernel = qmm_stream<WT, RT>;
+    const int64_t stage = RT * row_bytes;
+    int sms = 0, sm_smem = 0, per_sm = 0;
+    cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    if (e == cudaSuccess)
+        e = allow_smem(kernel, SMEM_LIMIT, smem_done);
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * stage + 16));
+    if (e != cudaSuccess)
+        return e;
+    per_sm = per_sm > 0 ? per_sm : 1;
+    const int64_t share = sm_smem / per_sm - 4096; // less static and reserved shared memory
+    int64_t stages = share / stage;
+    stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
+    while (stages > 2 && stages * stage + 16 > SMEM_LIMIT)
+        stages--;
+    const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
+    const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
+    return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads),
+                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, (int)row_bytes);
 }
 
 template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
@@ -335,44 +373,20 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
     if constexpr (F::PE == 0) {
         return false;
     } else {
-        static unsigned long long smem_done;
         const int64_t pieces = a.K / F::PE, threads = 32 + (pieces + 31) / 32 * 32;
         const int64_t row_bytes = a.K / F::BE * F::BB;
         if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
-            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2))
+            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * row_bytes + 16 > SMEM_LIMIT)
             return false;
-        int dev = 0, major = 0, sms = 0, per_sm = 0;
+        int dev = 0, major = 0;
         *e = cudaGetDevice(&dev);
         if (*e == cudaSuccess)
             *e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
         if (*e != cudaSuccess || major < 9)
             return *e != cudaSuccess;
-        // As many stages as the shared memory leaves to the blocks the registers allow per SM
-        const int64_t stage = RT * row_bytes;
-        if (2 * stage + 16 > SMEM_LIMIT)
-            return false;
-        auto kernel = qmm_stream<WT>;
-        int sm_smem = 0;
-        *e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-        if (*e == cudaSuccess)
-            *e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-        if (*e == cudaSuccess)
-            *e = allow_smem(kernel, SMEM_LIMIT, smem_done);
-        if (*e == cudaSuccess)
-            *e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * stage + 16));
-        if (*e != cudaSuccess)
-            return true;
-        per_sm = per_sm > 0 ? per_sm : 1;
-        const int64_t share = sm_smem / per_sm - 4096; // less static and reserved shared memory
-        int64_t stages = share / stage;
-        stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
-        while (stages > 2 && stages * stage + 16 > SMEM_LIMIT)
-            stages--;
-        const size_t smem = (size_t)(stages * stage) + 16;
-        const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
-        const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
-        *e = launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads), smem, s, pdl, a,
-                    (int)stages, (int)row_bytes);
+        // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
+        *e = 3 * 8 * row_bytes + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, s, pdl, dev, threads, row_bytes)
+                                                  : launch_tiles<WT, 4>(a, s, pdl, dev, threads, row_bytes);
         return true;
     }
 }
