@@ -745,7 +745,7 @@ typedef struct small_row {
  * residual adds and norm-weight multiplies over prefill activations; the final logit scale;
  * argmax over one vocabulary row (decode) and a batch of them; MoE routing of a decode token and
  * of a 4096-token prefill (Qwen3-30B-A3B: 128 experts, top 8, 2048 wide; DeepSeek-V3: 256
- * experts, top 8, 7168 wide). */
+ * experts, top 8, 7168 wide; a 1024-expert router, past CUDA's warp kernel). */
 static const small_row small_rows[] = {
     {SMALL_GET_ROWS, MLXN_DTYPE_Q4_K, 4096, 4096, 32000, 0, 0, 0, 0},
     {SMALL_GET_ROWS, MLXN_DTYPE_Q8_0, 4096, 4096, 32000, 0, 0, 0, 0},
@@ -768,6 +768,8 @@ static const small_row small_rows[] = {
     {SMALL_MOE_GATE, MLXN_DTYPE_F32, 4096, 128, 0, 0, 0, 8, GATE_QWEN3},
     {SMALL_MOE_GATE, MLXN_DTYPE_F32, 1, 256, 0, 0, 0, 8, GATE_DEEPSEEK},
     {SMALL_MOE_GATE, MLXN_DTYPE_F32, 4096, 256, 0, 0, 0, 8, GATE_DEEPSEEK},
+    {SMALL_MOE_GATE, MLXN_DTYPE_F32, 1, 1024, 0, 0, 0, 8, GATE_QWEN3},
+    {SMALL_MOE_GATE, MLXN_DTYPE_F32, 4096, 1024, 0, 0, 0, 8, GATE_QWEN3},
     {SMALL_MOE_REDUCE, MLXN_DTYPE_F32, 1, 2048, 0, 0, 0, 8, 0},
     {SMALL_MOE_REDUCE, MLXN_DTYPE_F32, 4096, 2048, 0, 0, 0, 8, 0},
     {SMALL_MOE_REDUCE, MLXN_DTYPE_BF16, 4096, 7168, 0, 0, 0, 8, 0},

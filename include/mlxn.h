@@ -635,8 +635,7 @@ MLXN_API mlxn_status mlxn_sample(mlxn_stream *stream, const mlxn_tensor *logits,
  *   4. weights w = p of the selected experts (the unbiased probabilities); when normalize,
  *      w = w / (sum of the top_k w, added in slot order); then w = w * scale
  * ids: i32 [T, top_k], weights: f32 [T, top_k] (any row strides). 1 <= top_k <= 16, top_k <= E.
- * E: any on the CPU, up to 512 on CUDA (a token's scores live in one warp's registers). NaN
- * logits give an unspecified selection. */
+ * E: any (up to 2^31 - 1) on every backend. NaN logits give an unspecified selection. */
 typedef enum mlxn_moe_gating { MLXN_MOE_GATING_SOFTMAX = 0, MLXN_MOE_GATING_SIGMOID = 1 } mlxn_moe_gating;
 
 /* The most experts a token selects. */

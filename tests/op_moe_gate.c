@@ -1,8 +1,11 @@
 /* Harness cases for MoE gating: every (E, top_k) of E in {1, 8, 60, 128, 256, 512} and top_k in
  * {1, 2, 4, 6, 8, 16} (top_k <= E), each twice with complementary settings (softmax / sigmoid,
  * bias / none, normalize / not, scale 1 / 2.5, f32 / f16 / bf16 logits, padded rows / not),
- * T in {1, 3, 17}; then model shapes at T = 512 and 4097, 70000 tokens (past 65535 rows), and
- * E = 1000 (CPU only; CUDA refuses it). Ids are compared exactly, weights within a stated bound.
+ * T in {1, 3, 17}; past CUDA's warp kernel (E > 512: a block per token, the probabilities in
+ * shared memory up to 8192 experts, recomputed past that) every scoring mode (softmax / sigmoid
+ * x bias / none x normalize / not) at top_k 1, 8 and 16 for E in {513, 1000, 2048, 4096, 8192,
+ * 8193}; then model shapes at T = 512 and 4097, 70000 tokens (past 65535 rows), and wide routers
+ * at decode and in a batch. Ids are compared exactly, weights within a stated bound.
  *
  * Inputs that make exact ids a fair demand: logits lie on a grid of 1/64 in [-6, 6] (bf16 and
  * f16 hold these exactly or on a coarser grid), so two experts' logits are either equal or at
@@ -102,11 +105,22 @@ static double bias_of(const gate_case *c, const gate_operands *o, int64_t e)
     return c->bias ? operand_get(&o->bias, e) : 0;
 }
 
+/* A bound on the relative error of an f32 backend's probability, in roundings of 2^-24: a few
+ * for expf and the division, and for softmax the sum of E exponentials, whose longest chain of
+ * additions is the CPU's (E / 8 partial sums, then 3 to combine them; CUDA's warp kernel chains
+ * E / 32 + 5, the block kernel E / 256 + 10). At least 70: the bound the cases up to E = 512
+ * were written against (4.2e-6). */
+static double prob_err(const gate_case *c)
+{
+    const double sum_chain = c->gating == MLXN_MOE_GATING_SOFTMAX ? (double)((c->E + 7) / 8 + 3) : 0;
+    return fmax(70, sum_chain + 6) * 0x1p-24;
+}
+
 /* Whether row t's first top_k + 1 experts in selection order are pairwise either exact ties
- * (equal logit and bias) or apart by more than an f32 backend's error in a score: a
- * probability is off by at most ~70 roundings of 2^-24 relative (exp, then a sum of E = 512
- * exponentials in 8 partial sums on the CPU), 4.2e-6; the two scores of a pair by twice that,
- * under 2e-5 of the larger probability, plus the rounding of p + bias. */
+ * (equal logit and bias) or apart by more than an f32 backend's error in a score: the two
+ * probabilities of a pair are each off by at most prob_err(), so their difference by twice that
+ * of the larger; the margin is 5 prob_err() of it (2e-5 at 70 roundings), plus the rounding of
+ * p + bias. */
 static bool separated(const gate_case *c, const gate_operands *o, int64_t t, const int64_t *order, const double *p,
                       const double *s)
 {
@@ -115,7 +129,7 @@ static bool separated(const gate_case *c, const gate_operands *o, int64_t t, con
         const int64_t a = order[q], b = order[q + 1];
         const bool exact = operand_get(&o->logits, t * c->E + a) == operand_get(&o->logits, t * c->E + b) &&
                            bias_of(c, o, a) == bias_of(c, o, b);
-        const double margin = 2e-5 * fmax(p[a], p[b]) + 1e-6 * fmax(fabs(s[a]), fabs(s[b]));
+        const double margin = 5 * prob_err(c) * fmax(p[a], p[b]) + 1e-6 * fmax(fabs(s[a]), fabs(s[b]));
         if (!exact && !(fabs(s[a] - s[b]) > margin))
             return false;
     }
@@ -211,29 +225,13 @@ static void run_case(const gate_case *c, test_devices *devs, rng *g)
     for (int64_t i = 0; i < c->T * c->k; i++)
         bound[i] = fabs(operand_get(&want_w, i));
     const tolerance exact = {0, 0, "expert ids are exact (ties to the lower index)"};
-    /* weights: |w - w_ref| <= 1e-5 |w_ref| per element. An f32 probability is off by at most
-     * ~70 roundings of 2^-24 (expf; a sum of up to 512 exponentials: E / 8 + 3 roundings on the
-     * CPU, VPL + 5 on CUDA; the division), 4.2e-6; normalizing cancels the sum's error and adds
+    /* weights: |w - w_ref| <= tol_w |w_ref| per element, 1e-5 per 70 roundings of prob_err()
+     * (1e-5 up to E = 536 and for sigmoid, 8.5e-5 at softmax E = 8193). A probability is off by
+     * at most prob_err() (4.2e-6 at 70 roundings); normalizing cancels the sum's error and adds
      * top_k + 2 roundings; the scale one more. */
-    const double tol_w = 1e-5;
+    const double tol_w = 1e-5 * prob_err(c) / (70 * 0x1p-24);
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        if (c->E > 512 && strncmp(devs->list[d].name, "cuda", 4) == 0) {
-            placed pl = {0}, pi = {0}, pw = {0};
-            if (operand_place(&o.logits, &devs->list[d], &pl) && operand_place(&o.ids, &devs->list[d], &pi) &&
-                operand_place(&o.weights, &devs->list[d], &pw)) {
-                mlxn_moe_gate_params prm = mlxn_moe_gate_params_default();
-                prm.top_k = c->k;
-                harness_expect_status(full, mlxn_moe_gate(devs->list[d].stream, &pl.view, &prm, &pi.view, &pw.view),
-                                      MLXN_STATUS_ERR_UNSUPPORTED, "takes up to 512");
-            } else {
-                harness_fail(full, "placing operands: %s", mlxn_last_error());
-            }
-            placed_free(&pl);
-            placed_free(&pi);
-            placed_free(&pw);
-            continue;
-        }
         operand got_ids, got_w;
         if (!run_on(c, &o, &devs->list[d], &got_ids, &got_w, why, sizeof why))
             harness_fail(full, "%s", why);
@@ -380,6 +378,25 @@ void test_moe_gate(test_devices *devs, rng *g)
                 run_case(&c, devs, g);
             }
         }
+    /* past the warp kernel: every scoring mode at top_k 1, 8 and 16 (8192 is the last width with
+     * the probabilities in shared memory, 8193 the first that recomputes them) */
+    static const int64_t wide_Es[] = {513, 1000, 2048, 4096, 8192, 8193};
+    static const int wide_ks[] = {1, 8, 16};
+    n = 0;
+    for (size_t e = 0; e < sizeof wide_Es / sizeof wide_Es[0]; e++)
+        for (size_t q = 0; q < sizeof wide_ks / sizeof wide_ks[0]; q++)
+            for (unsigned mode = 0; mode < 8; mode++, n++) {
+                gate_case c = {.T = Ts[n % 3],
+                               .E = wide_Es[e],
+                               .k = wide_ks[q],
+                               .gating = (mode & 1) ? MLXN_MOE_GATING_SIGMOID : MLXN_MOE_GATING_SOFTMAX,
+                               .bias = (mode >> 1) & 1,
+                               .normalize = (mode >> 2) & 1,
+                               .scale = n % 5 == 1 ? 2.5f : 1.0f,
+                               .dtype = dts[(n / 3) % 3],
+                               .pad = n % 7 == 3 ? 3 : 0};
+                run_case(&c, devs, g);
+            }
     static const gate_case models[] = {
         /* Qwen3-30B-A3B: 128 experts, top 8, normalized softmax; prefill */
         {512, 128, 8, MLXN_MOE_GATING_SOFTMAX, false, true, 1.0f, MLXN_DTYPE_F32, 0},
@@ -392,8 +409,11 @@ void test_moe_gate(test_devices *devs, rng *g)
         {512, 512, 16, MLXN_MOE_GATING_SIGMOID, false, false, 1.0f, MLXN_DTYPE_F32, 5},
         /* more tokens than one grid dimension holds */
         {70000, 8, 2, MLXN_MOE_GATING_SOFTMAX, false, true, 1.0f, MLXN_DTYPE_F32, 0},
-        /* past the CUDA limit: the CPU takes it, CUDA refuses it */
-        {5, 1000, 8, MLXN_MOE_GATING_SOFTMAX, true, true, 1.0f, MLXN_DTYPE_F32, 0},
+        /* wide routers (a block per token on CUDA): a batch in shared memory, a decode token and
+         * a batch past it (recomputed probabilities, 1024 threads a token) */
+        {512, 1024, 8, MLXN_MOE_GATING_SIGMOID, true, true, 2.5f, MLXN_DTYPE_BF16, 0},
+        {1, 16384, 16, MLXN_MOE_GATING_SOFTMAX, true, true, 1.0f, MLXN_DTYPE_F32, 0},
+        {33, 12000, 8, MLXN_MOE_GATING_SIGMOID, false, false, 1.0f, MLXN_DTYPE_F16, 2},
     };
     for (size_t m = 0; m < sizeof models / sizeof models[0]; m++)
         run_case(&models[m], devs, g);

@@ -265,19 +265,7 @@ MLXN_CUDA_OP(scale, "mlxn_scale")
 MLXN_CUDA_OP(kv_append, "mlxn_kv_append")
 MLXN_CUDA_OP(moe_reduce, "mlxn_moe_reduce")
 
-static mlxn_status cuda_moe_gate(mlxn_stream *s, const mlxn_moe_gate_args *a)
-{
-    static const char *fn = "mlxn_moe_gate";
-    SET_DEVICE(fn, s->device);
-    if (a->n_experts > MLXN_CUDA_MOE_GATE_MAX_EXPERTS)
-        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
-                          "logits have %lld experts; the CUDA kernel takes up to %d (a token's scores live in one "
-                          "warp's registers)",
-                          (long long)a->n_experts, MLXN_CUDA_MOE_GATE_MAX_EXPERTS);
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_moe_gate(a, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
-    return MLXN_STATUS_OK;
-}
-
+MLXN_CUDA_OP(moe_gate, "mlxn_moe_gate")
 MLXN_CUDA_OP(l2_norm, "mlxn_l2_norm")
 
 /* Not through MLXN_CUDA_OP: cuda_copy is the backend's memory copy. */

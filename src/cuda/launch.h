@@ -51,9 +51,6 @@ cudaError_t mlxn_cuda_launch_sample(const mlxn_sample_args *a, void *scratch, cu
 cudaError_t mlxn_cuda_launch_qmatmul_norm_x(const mlxn_qmatmul_args *a, float *out, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_qmatmul_epilogue(const mlxn_qmatmul_args *a, const float *yt, cudaStream_t stream,
                                               bool pdl);
-/* The most experts the CUDA gate takes: a token's scores live in one warp's registers, 16 per
- * lane. */
-#define MLXN_CUDA_MOE_GATE_MAX_EXPERTS 512
 cudaError_t mlxn_cuda_launch_moe_gate(const mlxn_moe_gate_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_moe_reduce(const mlxn_moe_reduce_args *a, cudaStream_t stream, bool pdl);
 cudaError_t mlxn_cuda_launch_copy(const mlxn_copy_args *a, cudaStream_t stream, bool pdl);

@@ -20,6 +20,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "block_reduce.cuh"
 #include "common.cuh"
 
 namespace {
@@ -193,20 +194,6 @@ __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
         const float scale = rsqrtf(ss / (float)a.n + a.eps);
         store_row_part<T, W, NV, VEC>(p, w, nvec, lane, 32, scale, v, u);
     }
-}
-
-// Sum over the block; every thread gets the total. red holds 32 floats.
-__device__ __forceinline__ float block_sum(float v, float *red)
-{
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    __syncthreads(); // red may still be read by the previous row's threads
-    if (lane == 0)
-        red[warp] = v;
-    __syncthreads();
-    const int warps = (blockDim.x + 31) >> 5;
-    v = lane < warps ? red[lane] : 0.f;
-    return warp_sum(v);
 }
 
 // Register budget: 8 vectors of x and 8 of m per thread fit only with 512 threads or fewer.
