@@ -183,7 +183,12 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     __shared__ double dred[MAX_THREADS / 32];
     __shared__ int ired[MAX_THREADS / 32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
-    const int piece = tid - 32, cwarps = warps - 1; // warp 0 produces, the others compute
+    const int cwarps = warps - 1; // warp 0 produces, the others compute
+    // A computing warp's pieces: consecutive ones, or for blocks of 2 mod 4 bytes (Q4_0, Q8_0)
+    // every other one of a warp pair, so that its lanes' words are an odd number of words
+    // apart and fall in distinct shared-memory banks
+    const int cw = warp - 1;
+    const int piece = warp == 0 ? -1 : sfmt<WT>::BB % 4 == 2 ? 2 * lane + (cw & 1) + 64 * (cw >> 1) : 32 * cw + lane;
     const int pieces = (int)(a.K / PE);
     const int64_t n_out = a.glu ? a.N / 2 : a.N; // with GLU, row o is a gate and o + n_out its up
     const int outs = a.glu ? RT / 2 : RT;         // outputs per tile
@@ -373,7 +378,8 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
     if constexpr (F::PE == 0) {
         return false;
     } else {
-        const int64_t pieces = a.K / F::PE, threads = 32 + (pieces + 31) / 32 * 32;
+        const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32; // whole warp pairs there
+        const int64_t threads = 32 + (pieces + per - 1) / per * per;
         const int64_t row_bytes = a.K / F::BE * F::BB;
         if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
             a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * row_bytes + 16 > SMEM_LIMIT)
