@@ -57,18 +57,19 @@ __device__ __forceinline__ float field(uint32_t w)
     return __uint_as_float(w);
 }
 
-// Adds the 8 codes of one word in the nibble layout: low nibbles times xl[0..3], high times xh.
-__device__ __forceinline__ void nibbles_dot(uint32_t w, const float *xl, const float *xh, float &al, float &ah)
+// Adds the 8 codes of one word in the nibble layout: low nibbles times xl[0..3], high times xh
+// (two sums each, for shorter dependency chains).
+__device__ __forceinline__ void nibbles_dot(uint32_t w, const float *xl, const float *xh, float (&al)[2], float (&ah)[2])
 {
     const uint32_t t = w >> 12;
-    al = fmaf(xl[0], field(w & 0xFu), al);
-    ah = fmaf(xh[0], field(w & 0xF0u), ah);
-    al = fmaf(xl[1], field(w & 0xF00u), al);
-    ah = fmaf(xh[1], field(w & 0xF000u), ah);
-    al = fmaf(xl[2], field(w & 0xF0000u), al);
-    ah = fmaf(xh[2], field(t & 0xF00u), ah);
-    al = fmaf(xl[3], field(t & 0xF000u), al);
-    ah = fmaf(xh[3], field(t & 0xF0000u), ah);
+    al[0] = fmaf(xl[0], field(w & 0xFu), al[0]);
+    ah[0] = fmaf(xh[0], field(w & 0xF0u), ah[0]);
+    al[1] = fmaf(xl[1], field(w & 0xF00u), al[1]);
+    ah[1] = fmaf(xh[1], field(w & 0xF000u), ah[1]);
+    al[0] = fmaf(xl[2], field(w & 0xF0000u), al[0]);
+    ah[0] = fmaf(xh[2], field(t & 0xF00u), ah[0]);
+    al[1] = fmaf(xl[3], field(t & 0xF000u), al[1]);
+    ah[1] = fmaf(xh[3], field(t & 0xF0000u), ah[1]);
 }
 
 // N words of the bytes at ring + off (off even) from aligned shared-memory words. Offsets
@@ -106,24 +107,24 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const ui
 {
     uint32_t w[4];
     smem_words<4>(ring, off + 2, w);
-    float al = 0.f, ah = 0.f;
+    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
 #pragma unroll
     for (int i = 0; i < 4; i++)
         nibbles_dot(w[i], x + 4 * i, x + 16 + 4 * i, al, ah);
-    return half_at(ring, off) * (al + ah - 8.f * sx[0]);
+    return half_at(ring, off) * ((al[0] + al[1]) + (ah[0] + ah[1]) - 8.f * sx[0]);
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
 {
     const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, m, the codes
     const uint32_t dm = q[0];
-    float al = 0.f, ah = 0.f;
+    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
 #pragma unroll
     for (int i = 0; i < 4; i++)
         nibbles_dot(q[1 + i], x + 4 * i, x + 16 + 4 * i, al, ah);
     const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
     const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
-    return d * (al + ah) + m * sx[0];
+    return d * ((al[0] + al[1]) + (ah[0] + ah[1])) + m * sx[0];
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
@@ -150,10 +151,11 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
     const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
     const uint4 h = b[0], q0 = b[1 + 2 * c], q1 = b[2 + 2 * c];
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-    float al = 0.f, ah = 0.f;
+    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
 #pragma unroll
     for (int i = 0; i < 8; i++)
         nibbles_dot(w[i], x + 4 * i, x + 32 + 4 * i, al, ah);
+    const float lo = al[0] + al[1], hi = ah[0] + ah[1];
     // unit j = 2c + k: j < 4 -> scale byte j, min byte j + 4 (6 bits); j >= 4 -> low 4 bits from
     // byte j + 4, high 2 from bytes j - 4 (scale) and j (min)
     const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
@@ -164,7 +166,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
         const uint32_t sh = 8 * ((2 * c + k) & 3), yb = h.y >> sh, zb = h.z >> sh, wb = h.w >> sh;
         const uint32_t sc = c < 2 ? yb & 63 : (wb & 15) | (yb >> 2 & 48);
         const uint32_t mn = c < 2 ? zb & 63 : (wb >> 4 & 15) | (zb >> 2 & 48);
-        r += d * (float)sc * (k ? ah : al) - dmin * (float)mn * sx[k];
+        r += d * (float)sc * (k ? hi : lo) - dmin * (float)mn * sx[k];
     }
     return r;
 }
