@@ -2,7 +2,8 @@
 // decoded 32 at a time (one unit: a block, or a 32-element slice of a K super-block) by the
 // decoders shared with the host reference (src/formats/ggml_decode.h).
 //
-// Variants (launcher at the bottom):
+// Variants (launcher at the bottom); M = 1 with Q4_0/Q4_1/Q8_0/Q4_K and K of 64..512 pieces goes
+// to the streamed kernel (qmatmul_stream.cu) first:
 //   qmm_rows   M <= 8 (decode): a warp per row of W, a lane per unit; x staged in shared memory
 //              (each 32-float unit padded to 36 floats, so lanes one unit apart hit different
 //              banks), in K tiles when it does not fit; persistent warps when it does.
