@@ -11,59 +11,41 @@
 
 namespace mlxn_cuda {
 
-__device__ __forceinline__ float warp_max(float v)
+struct add_op {
+    template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct max_op {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+    template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a > b ? a : b; }
+};
+
+// v combined over the warp's lanes by op (butterfly: every lane gets the result).
+template <typename T, typename Op> __device__ __forceinline__ T warp_reduce(T v, Op op)
 {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ __forceinline__ float block_sum(float v, float *smem)
+// v combined over the block: per warp, then the warps' results (identity fills the rest).
+template <typename T, typename Op> __device__ __forceinline__ T block_reduce(T v, T *smem, T identity, Op op)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     if (lane == 0)
         smem[warp] = v;
     __syncthreads();
-    v = warp_sum(lane < (int)(blockDim.x >> 5) ? smem[lane] : 0.0f);
+    v = warp_reduce(lane < (int)(blockDim.x >> 5) ? smem[lane] : identity, op);
     __syncthreads();
     return v;
 }
 
-__device__ __forceinline__ float block_max(float v, float *smem)
-{
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    if (lane == 0)
-        smem[warp] = v;
-    __syncthreads();
-    v = warp_max(lane < (int)(blockDim.x >> 5) ? smem[lane] : -INFINITY);
-    __syncthreads();
-    return v;
-}
-
-__device__ __forceinline__ uint64_t warp_max_u64(uint64_t v)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const uint64_t w = __shfl_xor_sync(0xffffffffu, v, o);
-        v = w > v ? w : v;
-    }
-    return v;
-}
-
-__device__ __forceinline__ uint64_t block_max_u64(uint64_t v, uint64_t *smem)
-{
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max_u64(v);
-    if (lane == 0)
-        smem[warp] = v;
-    __syncthreads();
-    v = warp_max_u64(lane < (int)(blockDim.x >> 5) ? smem[lane] : 0);
-    __syncthreads();
-    return v;
-}
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, max_op()); }
+__device__ __forceinline__ float block_sum(float v, float *smem) { return block_reduce(v, smem, 0.0f, add_op()); }
+__device__ __forceinline__ float block_max(float v, float *smem) { return block_reduce(v, smem, -INFINITY, max_op()); }
+__device__ __forceinline__ uint64_t block_sum_u64(uint64_t v, uint64_t *smem) { return block_reduce(v, smem, (uint64_t)0, add_op()); }
+__device__ __forceinline__ uint64_t block_max_u64(uint64_t v, uint64_t *smem) { return block_reduce(v, smem, (uint64_t)0, max_op()); }
 
 } // namespace mlxn_cuda
 

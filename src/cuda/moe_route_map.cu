@@ -15,6 +15,7 @@
 // worst case (256 experts x 32768 pairs: 33 MB, about 10 us on an H100), against the 2 x 32768 x
 // N x K flops of the products that follow.
 
+#include "block_reduce.cuh"
 #include "common.cuh"
 
 namespace {
@@ -48,24 +49,6 @@ __global__ void __launch_bounds__(COUNT_THREADS) route_count(const route_args r)
     }
 }
 
-// Block-wide sum for PLACE_THREADS threads; every thread gets it. smem: PLACE_WARPS words.
-__device__ __forceinline__ int block_sum(int v, int *smem)
-{
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads();
-    if (lane == 0)
-        smem[warp] = v;
-    __syncthreads();
-    int s = 0;
-#pragma unroll
-    for (int w = 0; w < PLACE_WARPS; w++)
-        s += smem[w];
-    return s;
-}
-
 __global__ void __launch_bounds__(PLACE_THREADS) route_place(const route_args r)
 {
     __shared__ int warp_part[PLACE_WARPS];
@@ -79,8 +62,8 @@ __global__ void __launch_bounds__(PLACE_THREADS) route_place(const route_args r)
             off += c;
             tiles += r.tile_rows ? (c + r.tile_rows - 1) / r.tile_rows : 0;
         }
-        off = block_sum(off, warp_part);
-        tiles = block_sum(tiles, warp_part);
+        off = block_reduce(off, warp_part, 0, add_op());
+        tiles = block_reduce(tiles, warp_part, 0, add_op());
         const int count = r.counts[e], my_tiles = r.tile_rows ? (count + r.tile_rows - 1) / r.tile_rows : 0;
         if (threadIdx.x == 0) {
             r.offsets[e] = off;

@@ -18,6 +18,7 @@
 //    piece, and the row totals are scaled back by 2^(149 - E).
 #include <stdint.h>
 
+#include "block_reduce.cuh"
 #include "bulk_copy.cuh"
 #include "common.cuh"
 #include "qmatmul_out.cuh"
@@ -182,8 +183,8 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
     __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
     __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT]; // per stage, computing warp, row
-    __shared__ double dred[MAX_THREADS / 32];
-    __shared__ int ired[MAX_THREADS / 32];
+    __shared__ double dred[32];
+    __shared__ int ired[32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
     const int cwarps = warps - 1; // warp 0 produces, the others compute
     // A computing warp's pieces: consecutive ones, or for blocks of 2 mod 4 bytes (Q4_0, Q8_0)
@@ -251,15 +252,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
 #pragma unroll
         for (int j = 0; j < PE; j++)
             ss += (double)x[j] * x[j];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if (lane == 0)
-            dred[warp] = ss;
-        __syncthreads();
-        ss = 0.0;
-        for (int w = 0; w < warps; w++)
-            ss += dred[w];
+        ss = block_reduce(ss, dred, 0.0, add_op());
         const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
 #pragma unroll
         for (int j = 0; j < PE; j++)
@@ -270,14 +263,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
 #pragma unroll
     for (int j = 0; j < PE; j++)
         big = max(big, __float_as_int(fabsf(x[j])));
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        big = max(big, __shfl_xor_sync(0xffffffffu, big, o));
-    if (lane == 0)
-        ired[warp] = big;
-    __syncthreads();
-    for (int w = 0; w < warps; w++)
-        big = max(big, ired[w]);
+    big = block_reduce(big, ired, 0, max_op());
     const int E = 125 - ((big >> 23) - 127);
     float sx[NS];
 #pragma unroll

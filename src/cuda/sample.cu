@@ -87,26 +87,6 @@ struct cand_source {
     __device__ __forceinline__ int64_t id(int64_t j) const { return ids[j]; }
 };
 
-__device__ __forceinline__ uint64_t warp_sum_u64(uint64_t v)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ uint64_t block_sum_u64(uint64_t v, uint64_t *smem)
-{
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum_u64(v);
-    if (lane == 0)
-        smem[warp] = v;
-    __syncthreads();
-    v = warp_sum_u64(lane < (int)(blockDim.x >> 5) ? smem[lane] : 0);
-    __syncthreads();
-    return v;
-}
-
 // Exclusive prefix sum over the block in thread order; *total gets the block's sum. smem: 33
 // words, free again on return. All threads must call.
 template <typename T> __device__ __forceinline__ T block_exclusive_scan(T v, T *smem, T *total)
@@ -155,7 +135,7 @@ __device__ __forceinline__ void hist_add(bool act, uint32_t b, uint64_t w, uint3
         const bool mine = (todo >> lane & 1) && b == lb;
         const unsigned group = __ballot_sync(0xffffffffu, mine);
         if (WEIGHTED) {
-            const uint64_t s = warp_sum_u64(mine ? w : 0);
+            const uint64_t s = warp_reduce(mine ? w : (uint64_t)0, add_op());
             if (lane == leader)
                 atomicAdd(reinterpret_cast<unsigned long long *>(&wbins[lb]), (unsigned long long)s);
         }
