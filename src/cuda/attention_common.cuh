@@ -141,6 +141,31 @@ template <> __device__ __forceinline__ void unpack16_f32<__nv_bfloat16>(const ui
     }
 }
 
+// ------------------------------------------------------------------ q8_0 caches
+
+// A q8_0 cache row is D / 32 blocks of Q8_BLOCK_BYTES (an f16 scale d, then 32 int8 codes c;
+// the element is c * d, exact in f32), 2-byte aligned at best: never read with wider loads.
+constexpr int Q8_BLOCK_BYTES = 34;
+
+// The f16 scale at p (2-byte aligned), as f32.
+__device__ __forceinline__ float q8_scale(const char *p)
+{
+    return __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short *>(p))));
+}
+
+// The same at any alignment: two byte loads.
+__device__ __forceinline__ float q8_scale_bytes(const char *p)
+{
+    const unsigned char *u = reinterpret_cast<const unsigned char *>(p);
+    return __half2float(__ushort_as_half((unsigned short)(__ldg(u) | __ldg(u + 1) << 8)));
+}
+
+// Code i % 32 of block i / 32 of a row (any alignment).
+__device__ __forceinline__ float q8_code(const char *row, int i)
+{
+    return (float)__ldg(reinterpret_cast<const signed char *>(row) + (i >> 5) * Q8_BLOCK_BYTES + 2 + (i & 31));
+}
+
 // Raises a kernel's dynamic shared memory limit once per device.
 template <typename K> cudaError_t allow_smem(K kernel, size_t bytes, unsigned long long &done)
 {
