@@ -48,7 +48,7 @@ __device__ __forceinline__ uint4 load_kv16(const char *p)
     return __ldg(reinterpret_cast<const uint4 *>(p));
 }
 
-struct Q8_0; // tag: a q8_0 cache
+struct Q8_0 {}; // tag: a q8_0 cache
 
 // A lane's chunk of a cache row: E elements. f32/f16/bf16: 16 bytes, one aligned load.
 template <typename KV> struct KvChunk {
@@ -524,7 +524,7 @@ cudaError_t launch_decode_kv(const mlxn_attention_args &a, int64_t rows, void *s
         return launch_decode_rows<KV, 32, 1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
     if (KvChunk<KV>::E == 8 || nch <= 64)
         return launch_decode_rows<KV, 32, 2>(a, rows, scratch, scratch_bytes, sms, s, pdl);
-    if constexpr (sizeof(KV) == 4)
+    if constexpr (KvChunk<KV>::E == 4) // f32
         return launch_decode_rows<KV, 32, 4>(a, rows, scratch, scratch_bytes, sms, s, pdl);
     return cudaErrorInvalidValue; // not reached: the check above holds for 16-bit and q8_0 caches
 }
