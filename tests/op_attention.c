@@ -36,6 +36,7 @@ typedef enum at_feature {
     AT_FUSED_Q = 32,   /* q is a view of the Q part of a [B, Tq, Hq + 2 Hkv, D] buffer */
     AT_PERMUTED_O = 64, /* o stored [Tq, B, Hq, D] */
     AT_BAD_POS = 128,   /* batch row 1 past the cache's end, row 2 (if any) negative */
+    AT_ODD_KV = 256,    /* q8_0 caches at an odd byte offset (CUDA: the generic kernel's byte loads) */
 } at_feature;
 
 typedef struct at_case {
@@ -88,8 +89,9 @@ static bool fused_view(operand *o, mlxn_dtype dt, const int64_t shape[4], int64_
 }
 
 /* A q8_0 cache [B, Hkv, S, D], contiguous rows of D / 32 blocks, as an operand whose
- * "elements" are its blocks (operand_get/set do not apply: the test writes the image). */
-static bool q8_cache_init(operand *o, const int64_t shape[4])
+ * "elements" are its blocks (operand_get/set do not apply: the test writes the image); odd: the
+ * view starts one byte off the buffer's alignment. */
+static bool q8_cache_init(operand *o, const int64_t shape[4], bool odd)
 {
     memset(o, 0, sizeof *o);
     const int64_t bb = (int64_t)sizeof(mlxn_block_q8_0), nb = shape[3] / MLXN_QK;
@@ -100,8 +102,8 @@ static bool q8_cache_init(operand *o, const int64_t shape[4])
     o->stride[2] = nb * bb;
     o->stride[1] = shape[2] * o->stride[2];
     o->stride[0] = shape[1] * o->stride[1];
-    o->offset = GUARD_BYTES;
-    o->bytes = (size_t)(shape[0] * o->stride[0]) + 2 * GUARD_BYTES;
+    o->offset = GUARD_BYTES + (odd ? 1 : 0);
+    o->bytes = (size_t)(shape[0] * o->stride[0]) + 2 * GUARD_BYTES + 1;
     o->numel = shape[0] * shape[1] * shape[2] * nb;
     o->image = malloc(o->bytes);
     o->elem_offsets = malloc((size_t)(o->numel ? o->numel : 1) * sizeof(int64_t));
@@ -212,13 +214,14 @@ static double tol_tensor_core_path(const at_case *c)
 
 static void case_name(const at_case *c, char *name, size_t cap)
 {
-    snprintf(name, cap, "attention/B%lld/T%lld/H%lld:%lld/S%lld/D%lld/q_%s/kv_%s%s%s%s%s%s%s%s%s",
+    snprintf(name, cap, "attention/B%lld/T%lld/H%lld:%lld/S%lld/D%lld/q_%s/kv_%s%s%s%s%s%s%s%s%s%s",
              (long long)c->B, (long long)c->Tq, (long long)c->Hq, (long long)c->Hkv, (long long)c->S,
              (long long)c->D, mlxn_dtype_name(c->qdt), mlxn_dtype_name(c->kvdt),
              c->features & AT_NONCAUSAL ? "/noncausal" : "/causal", c->features & AT_MASK ? "/mask" : "",
              c->features & AT_SINKS ? "/sinks" : "", c->features & AT_SOFTCAP ? "/softcap" : "",
              c->features & AT_WINDOW ? "/window" : "", c->features & AT_FUSED_Q ? "/fused-q" : "",
-             c->features & AT_PERMUTED_O ? "/permuted-o" : "", c->features & AT_BAD_POS ? "/bad-pos" : "");
+             c->features & AT_PERMUTED_O ? "/permuted-o" : "", c->features & AT_BAD_POS ? "/bad-pos" : "",
+             c->features & AT_ODD_KV ? "/odd-kv" : "");
 }
 
 /* q8_0 caches: valid rows are the reference quantizer's blocks of N(0, 1) rows; |v| is v with
@@ -277,7 +280,8 @@ static void run_case(const at_case *c, test_devices *devs, rng *g)
     const bool q8 = c->kvdt == MLXN_DTYPE_Q8_0;
     bool ok = (c->features & AT_FUSED_Q) ? fused_view(&o.q, c->qdt, qs, c->Hq + 2 * c->Hkv)
                                          : operand_init(&o.q, c->qdt, 4, qs, 0, false);
-    ok = ok && (q8 ? q8_cache_init(&o.k, kvs) && q8_cache_init(&o.v, kvs) && q8_cache_init(&o.vabs, kvs)
+    const bool odd = (c->features & AT_ODD_KV) != 0;
+    ok = ok && (q8 ? q8_cache_init(&o.k, kvs, odd) && q8_cache_init(&o.v, kvs, odd) && q8_cache_init(&o.vabs, kvs, odd)
                    : operand_init(&o.k, c->kvdt, 4, kvs, 0, false) && operand_init(&o.v, c->kvdt, 4, kvs, 0, false) &&
                          operand_init(&o.vabs, c->kvdt, 4, kvs, 0, false)) &&
          operand_init(&o.pos, MLXN_DTYPE_I32, 1, bs, 0, false) &&
@@ -358,6 +362,7 @@ typedef struct kv_case {
     int64_t B, T, H, S, D;
     mlxn_dtype sdt, cdt;
     int64_t pad; /* src rows padded (a strided view) */
+    bool odd;    /* q8_0: the cache one byte off the buffer's alignment */
 } kv_case;
 
 static void run_kv_case(const kv_case *c, test_devices *devs, rng *g)
@@ -430,9 +435,9 @@ done:
 static void run_kv_q8_case(const kv_case *c, test_devices *devs, rng *g)
 {
     char name[200], full[260];
-    snprintf(name, sizeof name, "kv_append/B%lld/T%lld/H%lld/S%lld/D%lld/%s_to_q8_0%s", (long long)c->B,
+    snprintf(name, sizeof name, "kv_append/B%lld/T%lld/H%lld/S%lld/D%lld/%s_to_q8_0%s%s", (long long)c->B,
              (long long)c->T, (long long)c->H, (long long)c->S, (long long)c->D, mlxn_dtype_name(c->sdt),
-             c->pad ? "/strided" : "");
+             c->pad ? "/strided" : "", c->odd ? "/odd-cache" : "");
     operand src, pos, cache;
     const int64_t ss[4] = {c->B, c->T, c->H, c->D}, cs[4] = {c->B, c->H, c->S, c->D}, bs[1] = {c->B};
     memset(&src, 0, sizeof src);
@@ -441,7 +446,7 @@ static void run_kv_q8_case(const kv_case *c, test_devices *devs, rng *g)
     uint8_t *want = NULL;
     float *x = malloc((size_t)c->D * sizeof *x);
     if (!x || !operand_init(&src, c->sdt, 4, ss, c->pad, false) || !operand_init(&pos, MLXN_DTYPE_I32, 1, bs, 0, false) ||
-        !q8_cache_init(&cache, cs) || !(want = malloc(cache.bytes))) {
+        !q8_cache_init(&cache, cs, c->odd) || !(want = malloc(cache.bytes))) {
         harness_fail(name, "out of memory");
         goto done;
     }
@@ -813,12 +818,19 @@ void test_attention(test_devices *devs, rng *g)
             k8++;
         }
     }
-    /* q8_0 at the smallest head dim, decode and a short chunk */
+    /* q8_0 at the smallest head dim, decode and a short chunk; then caches at an odd address,
+     * decode and prefill */
     at_case q32 = {3, 1, 8, 2, 333, 32, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, AT_MASK | AT_SINKS | AT_WINDOW, 41, -1};
     run_case(&q32, devs, g);
     q32.Tq = 5;
     q32.features = AT_SOFTCAP | AT_NONCAUSAL | AT_PERMUTED_O;
     run_case(&q32, devs, g);
+    at_case qodd = {2, 1, 8, 2, 400, 128, MLXN_DTYPE_F16, MLXN_DTYPE_Q8_0, AT_ODD_KV | AT_SINKS, 0, -1};
+    run_case(&qodd, devs, g);
+    qodd.Tq = 33;
+    qodd.features = AT_ODD_KV | AT_WINDOW | AT_MASK;
+    qodd.window = 50;
+    run_case(&qodd, devs, g);
     /* long-context decode: Gemma 3's MQA (4 query heads over 1 KV head of 256), 8192 slots */
     at_case lc = {1, 1, 4, 1, 8192, 256, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, AT_SOFTCAP, 0, 8000};
     run_case(&lc, devs, g);
@@ -857,17 +869,18 @@ void test_kv_append(test_devices *devs, rng *g)
         for (int a = 0; a < 3; a++)
             for (int c = 0; c < 3; c++, k++) {
                 kv_case kc = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], dts[a], dts[c],
-                              k % 2 ? 8 : 0};
+                              k % 2 ? 8 : 0, false};
                 run_kv_case(&kc, devs, g);
             }
     /* q8_0 caches: every source dtype at each head dim that is a multiple of 32, strided sources,
-     * the smallest head dim and one of an odd block count past the attention limit */
+     * caches at odd addresses, the smallest head dim and one of an odd block count past the
+     * attention limit */
     static const int64_t q8_shapes[][5] = {{1, 1, 1, 16, 64}, {3, 5, 4, 40, 128}, {2, 1, 8, 1000, 256},
                                            {3, 9, 3, 12, 32}, {3, 4, 2, 10, 544}};
     for (size_t s = 0; s < sizeof q8_shapes / sizeof q8_shapes[0]; s++)
         for (int a = 0; a < 3; a++) {
             kv_case kc = {q8_shapes[s][0], q8_shapes[s][1], q8_shapes[s][2], q8_shapes[s][3], q8_shapes[s][4], dts[a],
-                          MLXN_DTYPE_Q8_0, (s + a) % 2 ? 8 : 0};
+                          MLXN_DTYPE_Q8_0, (s + a) % 2 ? 8 : 0, (s + a) % 3 == 1};
             run_kv_q8_case(&kc, devs, g);
         }
     kv_error_cases(devs);
