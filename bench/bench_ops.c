@@ -64,8 +64,8 @@ static mlxn_status rms_call(void *ctx, int i)
  * subnormals, which would time differently). */
 static bool fill_random(mlxn_buffer *b, mlxn_dtype dt, size_t bytes, uint64_t seed)
 {
-    const size_t chunk = (size_t)8 << 20;
     const size_t es = (size_t)mlxn_dtype_block_bytes(dt);
+    const size_t chunk = ((size_t)8 << 20) / es * es; /* whole elements (q8_0: blocks) per upload */
     unsigned char *h = malloc(chunk);
     if (!h)
         return false;
@@ -81,6 +81,14 @@ static bool fill_random(mlxn_buffer *b, mlxn_dtype dt, size_t bytes, uint64_t se
             v *= 1.7f;
             if (dt == MLXN_DTYPE_U8)
                 h[i] = (unsigned char)(seed >> 40);
+            else if (dt == MLXN_DTYPE_Q8_0) { /* a valid block: scale ~ |v| / 64, random codes */
+                const uint16_t d = mlxn_f32_to_f16(fabsf(v) / 64.0f + 1e-3f);
+                memcpy(h + i * es, &d, 2);
+                for (size_t j = 0; j < 32; j += 8) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    memcpy(h + i * es + 2 + j, &seed, 8);
+                }
+            }
             else if (dt == MLXN_DTYPE_F32)
                 memcpy(h + i * 4, &v, 4);
             else {
@@ -979,14 +987,18 @@ typedef struct attn_row {
 
 /* Decode: 32 query heads over 8 KV heads of 128 (Llama 3 8B), f16 caches full to S, with enough
  * sequences that the K and V bytes (256 and 512 MiB) are far past L2; and one sequence at 32768
- * (8 KV heads only: the split over keys has to fill the GPU). GB/s counts the K and V bytes the
- * call must read, against the copy ceiling. Prefill: a 4096-token causal chunk, bf16, 32 heads
- * of 128 over 8 KV heads; TFLOP/s counts the causal half, 4 D flops per visible (query, key)
- * pair (q.k and p v). */
+ * (8 KV heads only: the split over keys has to fill the GPU). The same with q8_0 caches (34
+ * bytes per 32 elements: 136 and 272 MiB). GB/s counts the K and V bytes the call must read (for
+ * q8_0 the blocks as stored), against the copy ceiling. Prefill: a 4096-token causal chunk,
+ * bf16, 32 heads of 128 over 8 KV heads; TFLOP/s counts the causal half, 4 D flops per visible
+ * (query, key) pair (q.k and p v). */
 static const attn_row attn_rows[] = {
     {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
     {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
     {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
+    {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0},
+    {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0},
+    {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0},
     {1, 4096, 32, 8, 4096, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16},
 };
 
@@ -1017,7 +1029,9 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
     for (size_t n = 0; n < sizeof attn_rows / sizeof attn_rows[0]; n++) {
         const attn_row *r = &attn_rows[n];
         const size_t qbytes = (size_t)(r->B * r->Tq * r->Hq * r->D) * (size_t)mlxn_dtype_block_bytes(r->qdt);
-        const size_t kvbytes = (size_t)(r->B * r->Hkv * r->S * r->D) * (size_t)mlxn_dtype_block_bytes(r->kvdt);
+        /* rows of D elements, or of D / 32 blocks for q8_0 */
+        const int64_t kv_row_bytes = r->D / mlxn_dtype_block_elems(r->kvdt) * mlxn_dtype_block_bytes(r->kvdt);
+        const size_t kvbytes = (size_t)(r->B * r->Hkv * r->S * kv_row_bytes);
         attn_ctx c = {.row = r, .s = s};
         int32_t *pos = malloc((size_t)r->B * sizeof *pos);
         for (int64_t b = 0; pos && b < r->B; b++)
@@ -1043,8 +1057,7 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
             failures++;
         } else {
             /* keys read: pos + Tq per sequence; pairs: causal, the (Tq + 1) Tq / 2 triangle on top of pos Tq */
-            const double keys = (double)(r->S), moved = 2.0 * (double)(r->B * r->Hkv * r->D) * keys *
-                                                           (double)mlxn_dtype_block_bytes(r->kvdt);
+            const double keys = (double)(r->S), moved = 2.0 * (double)(r->B * r->Hkv * kv_row_bytes) * keys;
             const double pairs = (double)(r->B * r->Hq) *
                                  ((double)(r->S - r->Tq) * (double)r->Tq + (double)r->Tq * (double)(r->Tq + 1) / 2);
             const double sec = t.median_ms * 1e-3, gbps = moved / sec / 1e9, tflops = 4.0 * (double)r->D * pairs / sec / 1e12;

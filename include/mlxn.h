@@ -570,21 +570,26 @@ typedef struct mlxn_attention_params {
 MLXN_API mlxn_attention_params mlxn_attention_params_default(void);
 
 /* q: [B, Tq, Hq, D] (f32, f16, bf16; any strides with D contiguous, e.g. a view of a fused QKV
- * buffer); k, v: caches [B, Hkv, S, D] (f32, f16 or bf16, one dtype for both), Hq % Hkv == 0;
+ * buffer); k, v: caches [B, Hkv, S, D] (f32, f16, bf16 or q8_0, one dtype for both),
+ * Hq % Hkv == 0. A q8_0 cache holds each row as D / 32 GGML Q8_0 blocks (D a multiple of 32,
+ * else SHAPE), read as their dequantized values: 34 bytes per 32 elements, about half of f16's.
  * pos: i32 [B] in device memory, the position of each sequence's first query (query t is at
  * pos[b] + t). Keys at positions 0 .. pos[b] + Tq - 1 live in slots 0.. of the cache (linear
  * layout); slots past them are never read. pos[b] + Tq <= S and pos[b] >= 0 are checked where
  * the op runs: a batch row outside that range gets NaN outputs. o: [B, Tq, Hq, D] in q's dtype.
  * Any D up to 512 (on CUDA the fast kernels take up to 8 query rows per KV head with D a
  * multiple of 8, and longer chunks with f16/bf16 caches and D in {64, 80, 96, 128, 256}; the
- * rest runs in a slower generic kernel). p NULL: the defaults. o must not overlap q, k or v. */
+ * rest, q8_0 caches past 8 query rows per KV head included, runs in a slower generic kernel).
+ * p NULL: the defaults. o must not overlap q, k or v. */
 MLXN_API mlxn_status mlxn_attention(mlxn_stream *stream, const mlxn_tensor *q, const mlxn_tensor *k,
                                     const mlxn_tensor *v, const mlxn_tensor *pos,
                                     const mlxn_attention_params *p, const mlxn_tensor *o);
 
 /* Writes new K or V rows into a cache: src [B, T, Hkv, D] (f32/f16/bf16) -> cache [B, Hkv, S, D]
- * (f32/f16/bf16, rounded to nearest even) at slots (pos[b] + t) % S: linear while
- * pos[b] + T <= S, a ring past that. T <= S; a batch row with pos[b] < 0 is left unwritten. */
+ * (f32/f16/bf16, rounded to nearest even; or q8_0, D a multiple of 32 (else SHAPE), each row
+ * quantized per 32 elements exactly as mlxn_ggml_quantize does, bit for bit on every backend)
+ * at slots (pos[b] + t) % S: linear while pos[b] + T <= S, a ring past that. T <= S; a batch row
+ * with pos[b] < 0 is left unwritten. */
 MLXN_API mlxn_status mlxn_kv_append(mlxn_stream *stream, const mlxn_tensor *src, const mlxn_tensor *pos,
                                     const mlxn_tensor *cache);
 typedef struct mlxn_sampler_params {

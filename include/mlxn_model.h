@@ -16,7 +16,7 @@ typedef struct mlxn_model mlxn_model;
 typedef struct mlxn_model_options {
     int64_t n_ctx;         /* KV cache positions; 0: the model's training context, at most 4096 */
     int64_t n_batch;       /* tokens per forward pass (longer prompts run in chunks); 0: 512 */
-    mlxn_dtype kv_dtype;   /* f32, f16 or bf16; 0 (MLXN_DTYPE_F32) is the default */
+    mlxn_dtype kv_dtype;   /* f32, f16, bf16 or q8_0 (head dim a multiple of 32); 0 (MLXN_DTYPE_F32) is the default */
     bool use_graphs;       /* decode steps replay a captured graph (CUDA); default true */
     int fuse_weights;      /* copy Wq|Wk|Wv and Wgate|Wup into one weight each (one mat-vec per
                             * pair): -1 on CUDA only (default; the CPU keeps the file's mapping), 0 never, 1 always */

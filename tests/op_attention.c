@@ -3,7 +3,8 @@
  * Attention: decode (Tq 1), short chunks (Tq 2, 3, 7) and prefill chunks (Tq 64, 130) at every
  * head dim the kernels serve (and 100, which none does), GQA ratios from 1 to 16 (MQA 4/1 at
  * D 256 as in Gemma 3, with a long-context case at 8192 slots), every
- * q x cache dtype pair, causal and not, with and without mask, sinks, softcap and a sliding
+ * q x cache dtype pair (q8_0 caches, real quantizations by the reference quantizer, at each head
+ * dim that is a multiple of 32), causal and not, with and without mask, sinks, softcap and a sliding
  * window, positions that differ per batch row (one row filling the cache to the last slot), q
  * viewed out of a fused QKV buffer and o written through a transposed view. Cache slots past
  * each row's valid keys and mask columns past the longest row hold NaN: any read of them
@@ -21,7 +22,9 @@
 #include <string.h>
 
 #include "cuda/attention_plan.h"
+#include "formats/ggml_blocks.h"
 #include "harness.h"
+#include "mlxn_quant.h"
 #include "test_ops.h"
 
 typedef enum at_feature {
@@ -33,6 +36,7 @@ typedef enum at_feature {
     AT_FUSED_Q = 32,   /* q is a view of the Q part of a [B, Tq, Hq + 2 Hkv, D] buffer */
     AT_PERMUTED_O = 64, /* o stored [Tq, B, Hq, D] */
     AT_BAD_POS = 128,   /* batch row 1 past the cache's end, row 2 (if any) negative */
+    AT_ODD_KV = 256,    /* q8_0 caches at an odd byte offset (CUDA: the generic kernel's byte loads) */
 } at_feature;
 
 typedef struct at_case {
@@ -82,6 +86,39 @@ static bool fused_view(operand *o, mlxn_dtype dt, const int64_t shape[4], int64_
                     o->elem_offsets[e++] = (int64_t)o->offset + i0 * o->stride[0] + i1 * o->stride[1] +
                                            i2 * o->stride[2] + i3 * o->stride[3];
     return true;
+}
+
+/* A q8_0 cache [B, Hkv, S, D], contiguous rows of D / 32 blocks, as an operand whose
+ * "elements" are its blocks (operand_get/set do not apply: the test writes the image); odd: the
+ * view starts one byte off the buffer's alignment. */
+static bool q8_cache_init(operand *o, const int64_t shape[4], bool odd)
+{
+    memset(o, 0, sizeof *o);
+    const int64_t bb = (int64_t)sizeof(mlxn_block_q8_0), nb = shape[3] / MLXN_QK;
+    o->dtype = MLXN_DTYPE_Q8_0;
+    o->ndim = 4;
+    memcpy(o->shape, shape, 4 * sizeof shape[0]);
+    o->stride[3] = bb;
+    o->stride[2] = nb * bb;
+    o->stride[1] = shape[2] * o->stride[2];
+    o->stride[0] = shape[1] * o->stride[1];
+    o->offset = GUARD_BYTES + (odd ? 1 : 0);
+    o->bytes = (size_t)(shape[0] * o->stride[0]) + 2 * GUARD_BYTES + 1;
+    o->numel = shape[0] * shape[1] * shape[2] * nb;
+    o->image = malloc(o->bytes);
+    o->elem_offsets = malloc((size_t)(o->numel ? o->numel : 1) * sizeof(int64_t));
+    if (!o->image || !o->elem_offsets)
+        return false;
+    memset(o->image, GUARD_BYTE, o->bytes);
+    for (int64_t e = 0; e < o->numel; e++)
+        o->elem_offsets[e] = (int64_t)o->offset + e * bb;
+    return true;
+}
+
+/* Row (b, h, slot) of a q8_0 cache operand. */
+static uint8_t *q8_row(const operand *o, int64_t b, int64_t h, int64_t slot)
+{
+    return o->image + o->offset + b * o->stride[0] + h * o->stride[1] + slot * o->stride[2];
 }
 
 static void at_operands_free(at_operands *o)
@@ -177,13 +214,59 @@ static double tol_tensor_core_path(const at_case *c)
 
 static void case_name(const at_case *c, char *name, size_t cap)
 {
-    snprintf(name, cap, "attention/B%lld/T%lld/H%lld:%lld/S%lld/D%lld/q_%s/kv_%s%s%s%s%s%s%s%s%s",
+    snprintf(name, cap, "attention/B%lld/T%lld/H%lld:%lld/S%lld/D%lld/q_%s/kv_%s%s%s%s%s%s%s%s%s%s",
              (long long)c->B, (long long)c->Tq, (long long)c->Hq, (long long)c->Hkv, (long long)c->S,
              (long long)c->D, mlxn_dtype_name(c->qdt), mlxn_dtype_name(c->kvdt),
              c->features & AT_NONCAUSAL ? "/noncausal" : "/causal", c->features & AT_MASK ? "/mask" : "",
              c->features & AT_SINKS ? "/sinks" : "", c->features & AT_SOFTCAP ? "/softcap" : "",
              c->features & AT_WINDOW ? "/window" : "", c->features & AT_FUSED_Q ? "/fused-q" : "",
-             c->features & AT_PERMUTED_O ? "/permuted-o" : "", c->features & AT_BAD_POS ? "/bad-pos" : "");
+             c->features & AT_PERMUTED_O ? "/permuted-o" : "", c->features & AT_BAD_POS ? "/bad-pos" : "",
+             c->features & AT_ODD_KV ? "/odd-kv" : "");
+}
+
+/* q8_0 caches: valid rows are the reference quantizer's blocks of N(0, 1) rows; |v| is v with
+ * the codes' signs dropped (the scale is positive: exactly the dequantized |v|). The blocks of
+ * slots past a row's valid keys have a NaN scale, so each of their values is NaN. */
+static bool fill_q8_caches(const at_case *c, at_operands *o, rng *g)
+{
+    float *x = malloc((size_t)c->D * sizeof *x);
+    if (!x)
+        return false;
+    const int64_t row_bytes = o->k.stride[2];
+    for (int64_t b = 0; b < c->B; b++) {
+        const int64_t p = (int64_t)operand_get(&o->pos, b);
+        for (int64_t h = 0; h < c->Hkv; h++)
+            for (int64_t slot = 0; slot < c->S; slot++) {
+                uint8_t *k = q8_row(&o->k, b, h, slot), *v = q8_row(&o->v, b, h, slot),
+                        *va = q8_row(&o->vabs, b, h, slot);
+                if (slot < p + c->Tq) {
+                    for (int64_t d = 0; d < c->D; d++)
+                        x[d] = (float)rng_normal(g);
+                    (void)mlxn_ggml_quantize(MLXN_DTYPE_Q8_0, x, c->D, k);
+                    for (int64_t d = 0; d < c->D; d++)
+                        x[d] = (float)rng_normal(g);
+                    (void)mlxn_ggml_quantize(MLXN_DTYPE_Q8_0, x, c->D, v);
+                    memcpy(va, v, (size_t)row_bytes);
+                    for (int64_t blk = 0; blk < c->D / MLXN_QK; blk++)
+                        for (int j = 0; j < MLXN_QK; j++) {
+                            int8_t *q = (int8_t *)(va + blk * (int64_t)sizeof(mlxn_block_q8_0) + 2 + j);
+                            *q = (int8_t)(*q < 0 ? -*q : *q);
+                        }
+                } else {
+                    for (int64_t i = 0; i < row_bytes; i++)
+                        k[i] = v[i] = va[i] = (uint8_t)rng_next(g);
+                    for (int64_t blk = 0; blk < c->D / MLXN_QK; blk++) {
+                        const uint16_t nan16 = 0x7e00;
+                        const int64_t at = blk * (int64_t)sizeof(mlxn_block_q8_0);
+                        memcpy(k + at, &nan16, 2);
+                        memcpy(v + at, &nan16, 2);
+                        memcpy(va + at, &nan16, 2);
+                    }
+                }
+            }
+    }
+    free(x);
+    return true;
 }
 
 static void run_case(const at_case *c, test_devices *devs, rng *g)
@@ -194,10 +277,14 @@ static void run_case(const at_case *c, test_devices *devs, rng *g)
     memset(&o, 0, sizeof o);
     const int64_t qs[4] = {c->B, c->Tq, c->Hq, c->D}, kvs[4] = {c->B, c->Hkv, c->S, c->D};
     const int64_t ms[2] = {c->Tq, c->S}, bs[1] = {c->B}, hs[1] = {c->Hq};
+    const bool q8 = c->kvdt == MLXN_DTYPE_Q8_0;
     bool ok = (c->features & AT_FUSED_Q) ? fused_view(&o.q, c->qdt, qs, c->Hq + 2 * c->Hkv)
                                          : operand_init(&o.q, c->qdt, 4, qs, 0, false);
-    ok = ok && operand_init(&o.k, c->kvdt, 4, kvs, 0, false) && operand_init(&o.v, c->kvdt, 4, kvs, 0, false) &&
-         operand_init(&o.vabs, c->kvdt, 4, kvs, 0, false) && operand_init(&o.pos, MLXN_DTYPE_I32, 1, bs, 0, false) &&
+    const bool odd = (c->features & AT_ODD_KV) != 0;
+    ok = ok && (q8 ? q8_cache_init(&o.k, kvs, odd) && q8_cache_init(&o.v, kvs, odd) && q8_cache_init(&o.vabs, kvs, odd)
+                   : operand_init(&o.k, c->kvdt, 4, kvs, 0, false) && operand_init(&o.v, c->kvdt, 4, kvs, 0, false) &&
+                         operand_init(&o.vabs, c->kvdt, 4, kvs, 0, false)) &&
+         operand_init(&o.pos, MLXN_DTYPE_I32, 1, bs, 0, false) &&
          operand_init(&o.mask, MLXN_DTYPE_F32, 2, ms, 0, false) &&
          operand_init(&o.sinks, MLXN_DTYPE_F32, 1, hs, 0, false) &&
          operand_init(&o.o, c->qdt, 4, qs, 0, (c->features & AT_PERMUTED_O) != 0);
@@ -224,7 +311,11 @@ static void run_case(const at_case *c, test_devices *devs, rng *g)
     for (int64_t i = 0; i < o.q.numel; i++)
         operand_set(&o.q, i, rng_normal(g) * AT_Q_SIGMA);
     /* cache slots past each row's valid keys hold NaN */
-    for (int64_t i = 0; i < o.k.numel; i++) {
+    if (q8 && !fill_q8_caches(c, &o, g)) {
+        harness_fail(name, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; !q8 && i < o.k.numel; i++) {
         const int64_t slot = (i / c->D) % c->S, b = i / (c->Hkv * c->S * c->D);
         const int64_t p = (int64_t)operand_get(&o.pos, b);
         const bool valid = slot < p + c->Tq;
@@ -271,6 +362,7 @@ typedef struct kv_case {
     int64_t B, T, H, S, D;
     mlxn_dtype sdt, cdt;
     int64_t pad; /* src rows padded (a strided view) */
+    bool odd;    /* q8_0: the cache one byte off the buffer's alignment */
 } kv_case;
 
 static void run_kv_case(const kv_case *c, test_devices *devs, rng *g)
@@ -335,19 +427,99 @@ done:
     operand_free(&cache);
 }
 
+/* A q8_0 cache: the cache image starts as random bytes (blocks nobody may touch), and every
+ * device's image must equal, byte for byte, that image with the rows of batch rows with pos >= 0
+ * replaced by the reference quantizer's blocks (mlxn_ggml_quantize) of the source rows, as f32
+ * (f16 and bf16 sources widened, exactly) at slots (pos + t) % S. Some source blocks are all
+ * zeros (scale 0). */
+static void run_kv_q8_case(const kv_case *c, test_devices *devs, rng *g)
+{
+    char name[200], full[260];
+    snprintf(name, sizeof name, "kv_append/B%lld/T%lld/H%lld/S%lld/D%lld/%s_to_q8_0%s%s", (long long)c->B,
+             (long long)c->T, (long long)c->H, (long long)c->S, (long long)c->D, mlxn_dtype_name(c->sdt),
+             c->pad ? "/strided" : "", c->odd ? "/odd-cache" : "");
+    operand src, pos, cache;
+    const int64_t ss[4] = {c->B, c->T, c->H, c->D}, cs[4] = {c->B, c->H, c->S, c->D}, bs[1] = {c->B};
+    memset(&src, 0, sizeof src);
+    memset(&pos, 0, sizeof pos);
+    memset(&cache, 0, sizeof cache);
+    uint8_t *want = NULL;
+    float *x = malloc((size_t)c->D * sizeof *x);
+    if (!x || !operand_init(&src, c->sdt, 4, ss, c->pad, false) || !operand_init(&pos, MLXN_DTYPE_I32, 1, bs, 0, false) ||
+        !q8_cache_init(&cache, cs, c->odd) || !(want = malloc(cache.bytes))) {
+        harness_fail(name, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < src.numel; i++)
+        operand_set(&src, i, (i / 32) % 7 == 3 ? 0.0 : rng_normal(g) * 10.0);
+    for (size_t i = 0; i < cache.bytes; i++)
+        cache.image[i] = (uint8_t)rng_next(g);
+    /* row 0 linear, row 1 wrapping around the ring's end, row 2 negative (left unwritten) */
+    for (int64_t b = 0; b < c->B; b++) {
+        const int64_t p = b == 0 ? rng_int(g, 0, c->S - c->T) : b == 1 ? c->S - c->T / 2 - 1 + 3 * c->S : -5;
+        operand_set(&pos, b, (double)p);
+    }
+    memcpy(want, cache.image, cache.bytes);
+    for (int64_t b = 0; b < c->B; b++) {
+        const int64_t p = (int64_t)operand_get(&pos, b);
+        for (int64_t t = 0; p >= 0 && t < c->T; t++)
+            for (int64_t h = 0; h < c->H; h++) {
+                for (int64_t d = 0; d < c->D; d++)
+                    x[d] = (float)operand_get(&src, ((b * c->T + t) * c->H + h) * c->D + d);
+                (void)mlxn_ggml_quantize(MLXN_DTYPE_Q8_0, x, c->D, want + (q8_row(&cache, b, h, (p + t) % c->S) - cache.image));
+            }
+    }
+    for (int d = -1; d < devs->count; d++) {
+        test_device *dev = d < 0 ? &devs->ref : &devs->list[d];
+        placed ps = {0}, pp = {0}, pc = {0};
+        operand got;
+        memset(&got, 0, sizeof got);
+        bool ok = operand_place(&src, dev, &ps) && operand_place(&pos, dev, &pp) && operand_place(&cache, dev, &pc);
+        mlxn_status st = ok ? mlxn_kv_append(dev->stream, &ps.view, &pp.view, &pc.view) : MLXN_STATUS_ERR_DEVICE;
+        ok = st == MLXN_STATUS_OK && placed_fetch(&pc, dev, &cache, &got);
+        snprintf(full, sizeof full, "%s @%s", name, dev->name);
+        if (!ok) {
+            harness_fail(full, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+        } else {
+            size_t first_bad = cache.bytes;
+            for (size_t i = 0; i < cache.bytes && first_bad == cache.bytes; i++)
+                if (got.image[i] != want[i])
+                    first_bad = i;
+            if (first_bad == cache.bytes)
+                harness_pass(full);
+            else
+                harness_fail(full, "byte %zu of the cache image is 0x%02x, expected 0x%02x (row %lld of the cache)",
+                             first_bad, got.image[first_bad], want[first_bad],
+                             (long long)(((int64_t)first_bad - (int64_t)cache.offset) / cache.stride[2]));
+        }
+        operand_free(&got);
+        placed_free(&ps);
+        placed_free(&pp);
+        placed_free(&pc);
+    }
+done:
+    free(x);
+    free(want);
+    operand_free(&src);
+    operand_free(&pos);
+    operand_free(&cache);
+}
+
 /* ---------------------------------------------------------------- a captured decode loop */
 
 /* Per device: K and V rows appended and attention run, captured once in a graph (on a fresh
  * stream, and on one that ran the step eagerly first) and replayed at positions that move
  * between launches (positions live in a device buffer). Each step's output is compared with
  * the oracle's eager run of the same step. */
-static void decode_graph_case(test_devices *devs, rng *g, bool eager_first)
+static void decode_graph_case(test_devices *devs, rng *g, mlxn_dtype kvdt, bool eager_first)
 {
     enum { B = 2, HQ = 8, HKV = 2, S = 1500, D = 128, STEPS = 4, ROW_GAP = 3 };
-    const mlxn_dtype qdt = MLXN_DTYPE_F32, kvdt = MLXN_DTYPE_F16;
+    const mlxn_dtype qdt = MLXN_DTYPE_F32;
     const int64_t qs[4] = {B, 1, HQ, D}, ns[4] = {B, 1, HKV, D}, cs[4] = {B, HKV, S, D}, bs[1] = {B};
+    /* f16: 2 bytes an element; q8_0: 34 bytes a block of 32 */
+    const size_t row_bytes = kvdt == MLXN_DTYPE_Q8_0 ? D / 32 * 34 : D * 2;
     const size_t qbytes = (size_t)(B * HQ * D) * 4, nbytes = (size_t)(B * HKV * D) * 4,
-                 cbytes = (size_t)(B * HKV * S * D) * 2;
+                 cbytes = (size_t)(B * HKV * S) * row_bytes;
     /* one buffer per device: q | k_new | v_new | pos | o | k cache | v cache */
     const size_t off_q = 0, off_kn = off_q + qbytes, off_vn = off_kn + nbytes, off_pos = off_vn + nbytes,
                  off_o = off_pos + 256, off_kc = off_o + qbytes, off_vc = off_kc + cbytes, total = off_vc + cbytes;
@@ -361,13 +533,14 @@ static void decode_graph_case(test_devices *devs, rng *g, bool eager_first)
         harness_fail("attention/graph-decode", "out of memory");
         goto done;
     }
-    /* caches start as NaN: only appended rows may be read */
+    /* caches start as NaN (f16 NaNs; for q8_0 every block's scale is one): only appended rows
+     * may be read */
     for (size_t i = 0; i < cbytes / 2; i++)
         hcache[i] = 0x7e00;
     for (int dv = 0; dv < devs->count; dv++) {
         test_device *td = &devs->list[dv];
-        snprintf(name, sizeof name, "attention/graph-decode%s @%s", eager_first ? "/after-eager" : "/fresh-stream",
-                 td->name);
+        snprintf(name, sizeof name, "attention/graph-decode/kv_%s%s @%s", mlxn_dtype_name(kvdt),
+                 eager_first ? "/after-eager" : "/fresh-stream", td->name);
         mlxn_stream *s = NULL;
         mlxn_buffer *buf[2] = {NULL, NULL}; /* [0]: the oracle's, [1]: the device's */
         mlxn_graph *graph = NULL;
@@ -458,7 +631,9 @@ static void decode_graph_case(test_devices *devs, rng *g, bool eager_first)
         }
         if (!ok)
             harness_fail(name, "%s", mlxn_last_error());
-        else if (!(worst <= 1e-5)) /* f16 cache values are exact in f32: f32 arithmetic only */
+        /* the cache values (f16, or q8_0 quantized bit for bit alike on both sides) are exact in
+         * f32: f32 arithmetic only */
+        else if (!(worst <= 1e-5))
             harness_fail(name, "error %.3g relative to max |v| (bound 1e-5)", worst);
         else
             harness_pass(name);
@@ -545,6 +720,21 @@ static void attention_error_cases(test_devices *devs)
     p.softcap = -2;
     harness_expect_status("attention/error/softcap", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),
                           MLXN_STATUS_ERR_INVALID_ARG, "softcap -2");
+    /* q8_0 caches: head dims of whole 32-element blocks; q and o stay float; k and v alike */
+    const int64_t q48[4] = {2, 3, 8, 48}, k48[4] = {2, 2, 16, 48};
+    mlxn_tensor qd48 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 4, q48);
+    mlxn_tensor od48 = mlxn_tensor_make(b, 65536, MLXN_DTYPE_F32, 4, q48);
+    mlxn_tensor k8_48 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_Q8_0, 4, k48);
+    mlxn_tensor k8 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_Q8_0, 4, ks);
+    mlxn_tensor v8 = mlxn_tensor_make(b, 196608, MLXN_DTYPE_Q8_0, 4, ks);
+    mlxn_tensor q8q = mlxn_tensor_make(b, 0, MLXN_DTYPE_Q8_0, 4, qs);
+    p = mlxn_attention_params_default();
+    harness_expect_status("attention/error/q8_0-head-dim", mlxn_attention(s, &qd48, &k8_48, &k8_48, &pos, &p, &od48),
+                          MLXN_STATUS_ERR_SHAPE, "k: innermost size 48 is not a multiple of the q8_0 block (32)");
+    harness_expect_status("attention/error/q8_0-query", mlxn_attention(s, &q8q, &k8, &v8, &pos, &p, &o),
+                          MLXN_STATUS_ERR_DTYPE, "q is q8_0, expected f32, f16 or bf16");
+    harness_expect_status("attention/error/q8_0-with-f16", mlxn_attention(s, &q, &k8, &v, &pos, &p, &o),
+                          MLXN_STATUS_ERR_DTYPE, "v is f16, k is q8_0");
     mlxn_buffer_free(b);
 }
 
@@ -570,6 +760,16 @@ static void kv_error_cases(test_devices *devs)
                           "cache has shape 2x2x16x64, expected [2, 3, S, 64]");
     harness_expect_status("kv_append/error/pos-dtype", mlxn_kv_append(s, &src_heads, &posf, &kh3),
                           MLXN_STATUS_ERR_DTYPE, "pos is f32, expected i32");
+    /* q8_0: rows of whole 32-element blocks; sources stay float */
+    const int64_t src40[4] = {2, 3, 2, 40}, k40[4] = {2, 2, 16, 40}, src64[4] = {2, 3, 2, 64};
+    mlxn_tensor s40 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 4, src40);
+    mlxn_tensor q40 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_Q8_0, 4, k40);
+    mlxn_tensor q64 = mlxn_tensor_make(b, 131072, MLXN_DTYPE_Q8_0, 4, ks);
+    mlxn_tensor sq8 = mlxn_tensor_make(b, 0, MLXN_DTYPE_Q8_0, 4, src64);
+    harness_expect_status("kv_append/error/q8_0-head-dim", mlxn_kv_append(s, &s40, &pos, &q40), MLXN_STATUS_ERR_SHAPE,
+                          "innermost size 40 is not a multiple of the q8_0 block (32)");
+    harness_expect_status("kv_append/error/q8_0-source", mlxn_kv_append(s, &sq8, &pos, &q64), MLXN_STATUS_ERR_DTYPE,
+                          "src is q8_0, expected f32, f16 or bf16");
     mlxn_buffer_free(b);
 }
 
@@ -601,20 +801,45 @@ void test_attention(test_devices *devs, rng *g)
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     const size_t n_shapes = sizeof shapes / sizeof shapes[0], n_combos = sizeof combos / sizeof combos[0];
-    int k = 0;
-    for (size_t s = 0; s < n_shapes; s++)
+    int k = 0, k8 = 0;
+    for (size_t s = 0; s < n_shapes; s++) {
         for (int kv = 0; kv < 3; kv++, k++) {
             at_case c = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], shapes[s][5],
                          dts[(k / 3 + kv) % 3], dts[kv], combos[k % n_combos], 0, -1};
             c.window = c.Tq > 64 ? 100 : 37;
             run_case(&c, devs, g);
         }
+        /* a q8_0 cache where the head dim allows one: every q dtype and feature set in turn */
+        if (shapes[s][5] % 32 == 0) {
+            at_case c = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], shapes[s][5],
+                         dts[k8 % 3], MLXN_DTYPE_Q8_0, combos[k8 % n_combos], 0, -1};
+            c.window = c.Tq > 64 ? 100 : 37;
+            run_case(&c, devs, g);
+            k8++;
+        }
+    }
+    /* q8_0 at the smallest head dim, decode and a short chunk; then caches at an odd address,
+     * decode and prefill */
+    at_case q32 = {3, 1, 8, 2, 333, 32, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, AT_MASK | AT_SINKS | AT_WINDOW, 41, -1};
+    run_case(&q32, devs, g);
+    q32.Tq = 5;
+    q32.features = AT_SOFTCAP | AT_NONCAUSAL | AT_PERMUTED_O;
+    run_case(&q32, devs, g);
+    at_case qodd = {2, 1, 8, 2, 400, 128, MLXN_DTYPE_F16, MLXN_DTYPE_Q8_0, AT_ODD_KV | AT_SINKS, 0, -1};
+    run_case(&qodd, devs, g);
+    qodd.Tq = 33;
+    qodd.features = AT_ODD_KV | AT_WINDOW | AT_MASK;
+    qodd.window = 50;
+    run_case(&qodd, devs, g);
     /* long-context decode: Gemma 3's MQA (4 query heads over 1 KV head of 256), 8192 slots */
     at_case lc = {1, 1, 4, 1, 8192, 256, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, AT_SOFTCAP, 0, 8000};
     run_case(&lc, devs, g);
     lc.kvdt = MLXN_DTYPE_F16;
     lc.features = AT_WINDOW;
     lc.window = 512;
+    run_case(&lc, devs, g);
+    lc.kvdt = MLXN_DTYPE_Q8_0;
+    lc.qdt = MLXN_DTYPE_BF16;
     run_case(&lc, devs, g);
     /* pos out of range in rows 1 and 2: NaN rows; row 0 unaffected (caches long enough for
      * CUDA's key splits, where the merge writes the NaN rows, and one short) */
@@ -628,8 +853,9 @@ void test_attention(test_devices *devs, rng *g)
     at_case one = {1, 1, 2, 1, 1, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, AT_SINKS, 0, 0};
     run_case(&one, devs, g);
 
-    decode_graph_case(devs, g, false);
-    decode_graph_case(devs, g, true);
+    decode_graph_case(devs, g, MLXN_DTYPE_F16, false);
+    decode_graph_case(devs, g, MLXN_DTYPE_F16, true);
+    decode_graph_case(devs, g, MLXN_DTYPE_Q8_0, false);
     attention_error_cases(devs);
 }
 
@@ -643,8 +869,19 @@ void test_kv_append(test_devices *devs, rng *g)
         for (int a = 0; a < 3; a++)
             for (int c = 0; c < 3; c++, k++) {
                 kv_case kc = {shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4], dts[a], dts[c],
-                              k % 2 ? 8 : 0};
+                              k % 2 ? 8 : 0, false};
                 run_kv_case(&kc, devs, g);
             }
+    /* q8_0 caches: every source dtype at each head dim that is a multiple of 32, strided sources,
+     * caches at odd addresses, the smallest head dim and one of an odd block count past the
+     * attention limit */
+    static const int64_t q8_shapes[][5] = {{1, 1, 1, 16, 64}, {3, 5, 4, 40, 128}, {2, 1, 8, 1000, 256},
+                                           {3, 9, 3, 12, 32}, {3, 4, 2, 10, 544}};
+    for (size_t s = 0; s < sizeof q8_shapes / sizeof q8_shapes[0]; s++)
+        for (int a = 0; a < 3; a++) {
+            kv_case kc = {q8_shapes[s][0], q8_shapes[s][1], q8_shapes[s][2], q8_shapes[s][3], q8_shapes[s][4], dts[a],
+                          MLXN_DTYPE_Q8_0, (s + a) % 2 ? 8 : 0, (s + a) % 3 == 1};
+            run_kv_q8_case(&kc, devs, g);
+        }
     kv_error_cases(devs);
 }

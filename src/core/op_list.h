@@ -167,7 +167,7 @@ typedef struct mlxn_argmax_args {
 typedef struct mlxn_attention_args {
     int64_t B, Tq, Hq, Hkv, S, D;
     int q_dtype;           /* f32, f16 or bf16: q and o */
-    int kv_dtype;          /* f32, f16 or bf16: k and v */
+    int kv_dtype;          /* f32, f16, bf16 or q8_0 (rows of D / 32 blocks): k and v */
     mlxn_rows q, k, v, o;
     const int32_t *pos;    /* [B] */
     const float *mask;     /* [Tq, S] rows at mask_stride bytes; NULL when absent */
@@ -178,11 +178,13 @@ typedef struct mlxn_attention_args {
     bool causal;
 } mlxn_attention_args;
 
-/* kv_append: cache[b, h, (pos[b] + t) % S] = src[b, t, h], rounded to the cache's dtype. Rows:
+/* kv_append: cache[b, h, (pos[b] + t) % S] = src[b, t, h], rounded to the cache's dtype (q8_0:
+ * quantized per 32 elements as the reference quantizer does). Rows:
  * src [B, T, H] (s0 = b, s1 = t, s2 = head), cache [B, H, S] (s0 = b, s1 = head, s2 = slot). */
 typedef struct mlxn_kv_append_args {
     int64_t B, T, H, S, D;
-    int src_dtype, cache_dtype; /* f32, f16 or bf16 */
+    int src_dtype;         /* f32, f16 or bf16 */
+    int cache_dtype;       /* f32, f16, bf16 or q8_0 (rows of D / 32 blocks, ggml_encode.h) */
     mlxn_rows src, cache;
     const int32_t *pos;    /* [B] */
 } mlxn_kv_append_args;

@@ -762,9 +762,11 @@ mlxn_attention_params mlxn_attention_params_default(void)
     return p;
 }
 
-/* A 4-D f32/f16/bf16 operand of an attention op, as rows of its innermost dim. */
+/* A 4-D operand of an attention op, as rows of its innermost dim: f32/f16/bf16, or for a
+ * cache also q8_0 (rows of D / 32 blocks; the view's check already refused a D that is not a
+ * multiple of 32). */
 static mlxn_status attention_operand(mlxn_stream *s, const mlxn_tensor *t, const char *fn, const char *what,
-                                     const char *layout, mlxn_rows *rows)
+                                     const char *layout, bool cache, mlxn_rows *rows)
 {
     if (!t)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
@@ -772,9 +774,9 @@ static mlxn_status attention_operand(mlxn_stream *s, const mlxn_tensor *t, const
     MLXN_TRY(operand_rows(s, t, fn, what, rows, &nr, &n));
     if (t->ndim != 4)
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has %d dims, expected 4 (%s)", what, t->ndim, layout);
-    if (!float_dtype(t->dtype))
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected f32, f16 or bf16", what,
-                          mlxn_dtype_name(t->dtype));
+    if (!float_dtype(t->dtype) && !(cache && t->dtype == MLXN_DTYPE_Q8_0))
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected f32, f16 or bf16%s", what,
+                          mlxn_dtype_name(t->dtype), cache ? " or q8_0" : "");
     return MLXN_STATUS_OK;
 }
 
@@ -806,10 +808,10 @@ mlxn_status mlxn_attention(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tens
     MLXN_TRY(check_stream(s, fn));
     mlxn_op op = {.kind = MLXN_OP_attention};
     mlxn_attention_args *a = &op.u.attention;
-    MLXN_TRY(attention_operand(s, q, fn, "q", "[B, Tq, Hq, D]", &a->q));
-    MLXN_TRY(attention_operand(s, k, fn, "k", "[B, Hkv, S, D]", &a->k));
-    MLXN_TRY(attention_operand(s, v, fn, "v", "[B, Hkv, S, D]", &a->v));
-    MLXN_TRY(attention_operand(s, o, fn, "o", "[B, Tq, Hq, D]", &a->o));
+    MLXN_TRY(attention_operand(s, q, fn, "q", "[B, Tq, Hq, D]", false, &a->q));
+    MLXN_TRY(attention_operand(s, k, fn, "k", "[B, Hkv, S, D]", true, &a->k));
+    MLXN_TRY(attention_operand(s, v, fn, "v", "[B, Hkv, S, D]", true, &a->v));
+    MLXN_TRY(attention_operand(s, o, fn, "o", "[B, Tq, Hq, D]", false, &a->o));
     char want[96], got[96];
     if (v->dtype != k->dtype)
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "v is %s, k is %s: the caches must share a dtype",
@@ -900,8 +902,8 @@ mlxn_status mlxn_kv_append(mlxn_stream *s, const mlxn_tensor *src, const mlxn_te
     MLXN_TRY(check_stream(s, fn));
     mlxn_op op = {.kind = MLXN_OP_kv_append};
     mlxn_kv_append_args *a = &op.u.kv_append;
-    MLXN_TRY(attention_operand(s, src, fn, "src", "[B, T, Hkv, D]", &a->src));
-    MLXN_TRY(attention_operand(s, cache, fn, "cache", "[B, Hkv, S, D]", &a->cache));
+    MLXN_TRY(attention_operand(s, src, fn, "src", "[B, T, Hkv, D]", false, &a->src));
+    MLXN_TRY(attention_operand(s, cache, fn, "cache", "[B, Hkv, S, D]", true, &a->cache));
     a->B = src->shape[0];
     a->T = src->shape[1];
     a->H = src->shape[2];

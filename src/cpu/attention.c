@@ -1,10 +1,11 @@
 /* Attention and the KV-cache append on the CPU. Attention: units of one query of one KV head's
  * group of query heads across the thread pool, each run by the SIMD level's kernel
  * (attention_impl.h). Append: rows across the pool, converted element by element (a copy
- * when the dtypes agree). */
+ * when the dtypes agree), or quantized a block at a time for a q8_0 cache (ggml_encode.h). */
 #include <string.h>
 
 #include "../core/half.h"
+#include "../formats/ggml_encode.h"
 #include "cpu.h"
 #include "ref/ref.h"
 
@@ -58,7 +59,16 @@ static void kv_append_task(void *ctx, int64_t r0, int64_t r1)
             continue;
         const char *src = a->src.base + b * a->src.s0 + t * a->src.s1 + h * a->src.s2;
         char *dst = a->cache.base + b * a->cache.s0 + h * a->cache.s1 + ((first + t) % a->S) * a->cache.s2;
-        if (a->src_dtype == a->cache_dtype)
+        if (a->cache_dtype == MLXN_DTYPE_Q8_0)
+            for (int64_t d0 = 0; d0 < a->D; d0 += MLXN_QK) {
+                float x[MLXN_QK];
+                mlxn_block_q8_0 blk; /* built aside: dst holds blocks at 2-byte alignment at best */
+                for (int j = 0; j < MLXN_QK; j++)
+                    x[j] = load_f32(a->src_dtype, src, d0 + j);
+                mlxn_q8_0_quantize_block(x, &blk);
+                memcpy(dst + d0 / MLXN_QK * (int64_t)sizeof blk, &blk, sizeof blk);
+            }
+        else if (a->src_dtype == a->cache_dtype)
             memcpy(dst, src, (size_t)a->D * es);
         else
             for (int64_t d = 0; d < a->D; d++)

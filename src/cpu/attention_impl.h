@@ -3,13 +3,16 @@
  *
  * A unit of work is one query (b, t) of one KV head's group of query heads, taken HEADS at a
  * time: keys are visited in blocks of KEYS, each block of K and V converted to f32 once and used
- * by every head of the set. Per head the softmax is online: a running max m and sum l, the
- * output accumulator rescaled by exp(m_old - m_new) when the max grows. Rows are padded with
- * zeros to a multiple of the vector width, so the inner loops have no tails. */
+ * by every head of the set (a q8_0 cache row dequantized, exactly, by the shared decoder). Per
+ * head the softmax is online: a running max m and sum l, the output accumulator rescaled by
+ * exp(m_old - m_new) when the max grows. Rows are padded with zeros to a multiple of the vector
+ * width, so the inner loops have no tails. */
 #include <math.h>
+#include <string.h>
 
 #include "simd.h"
 #include "../core/internal.h"
+#include "../formats/ggml_decode.h"
 
 #define ATT_KEYS 8
 #define ATT_HEADS 8
@@ -19,6 +22,16 @@
 MLXN_ALWAYS_INLINE void att_row_f32(int dt, const void *src, int64_t n, int64_t np, float scale, float *dst)
 {
     int64_t i = 0;
+    if (dt == MLXN_DTYPE_Q8_0) { /* a cache row (scale 1): n is a multiple of 32 */
+        for (; i < n; i += MLXN_QK) {
+            mlxn_block_q8_0 blk; /* copied out: blocks are 2-byte aligned at best */
+            memcpy(&blk, (const char *)src + i / MLXN_QK * (int64_t)sizeof blk, sizeof blk);
+            mlxn_unit_q8_0(&blk, dst + i);
+        }
+        for (; i < np; i++)
+            dst[i] = 0.0f;
+        return;
+    }
     const vf s = vf_set1(scale);
     for (; i + VL <= n; i += VL)
         vf_store_f32(dst + i, vf_mul(vf_load(dt, src, i), s));
@@ -144,5 +157,8 @@ static void MLXN_LEVEL_FN(attention_units)(const mlxn_attention_args *a, int64_t
     ATT_CASE(MLXN_DTYPE_BF16, MLXN_DTYPE_F32)
     ATT_CASE(MLXN_DTYPE_BF16, MLXN_DTYPE_F16)
     ATT_CASE(MLXN_DTYPE_BF16, MLXN_DTYPE_BF16)
+    ATT_CASE(MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0)
+    ATT_CASE(MLXN_DTYPE_F16, MLXN_DTYPE_Q8_0)
+    ATT_CASE(MLXN_DTYPE_BF16, MLXN_DTYPE_Q8_0)
 #undef ATT_CASE
 }

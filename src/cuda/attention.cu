@@ -6,7 +6,8 @@
 //
 //   attention_decode (attention_decode.cu)
 //       up to 8 query rows per KV head (decode, and short chunks of small groups); any cache
-//       dtype; D a multiple of 8; f32 arithmetic.
+//       dtype (q8_0 read as it is stored, half the bytes of f16); D a multiple of 8; f32
+//       arithmetic.
 //
 //   attention_prefill_mma
 //       f16/bf16 caches, D in {64, 80, 96, 128, 256}, more rows: flash attention on tensor
@@ -23,8 +24,9 @@
 //       valid keys exit at once), and attention_merge combines the splits below pos[b] + Tq.
 //
 //   attention_generic
-//       everything else (f32 caches with many rows, D 512 with many rows, odd head dims,
-//       unaligned views): a warp per query row, f32.
+//       everything else (f32 and q8_0 caches with many rows, D 512 with many rows, odd head
+//       dims, unaligned views): a warp per query row, f32. A q8_0 cache's blocks are read with
+//       byte loads (any alignment); a key's dot product is taken per block and scaled by d.
 //
 // A batch row with pos[b] < 0 or pos[b] + Tq > S gets NaN outputs.
 #include "attention_common.cuh"
@@ -445,6 +447,30 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
 
 constexpr int GEN_WARPS = 4;
 
+// Element i of a cache row: Q8 (a q8_0 cache, any alignment) or a plain dtype.
+template <bool Q8> __device__ __forceinline__ float kv_element(const mlxn_attention_args &a, const char *row, int i)
+{
+    if constexpr (Q8)
+        return q8_scale_bytes(row + (i >> 5) * Q8_BLOCK_BYTES) * q8_code(row, i);
+    else
+        return load_any(a.kv_dtype, row, i);
+}
+
+// q . k of a q8_0 row: per block, the codes against q, scaled once.
+__device__ __forceinline__ float q8_row_dot(const float *q, const char *k, int D)
+{
+    float dot = 0.0f;
+    for (int b = 0; b < D / 32; b++) {
+        float part = 0.0f;
+#pragma unroll 8
+        for (int e = 0; e < 32; e++)
+            part = fmaf(q[b * 32 + e], q8_code(k, b * 32 + e), part);
+        dot = fmaf(q8_scale_bytes(k + b * Q8_BLOCK_BYTES), part, dot);
+    }
+    return dot;
+}
+
+template <bool Q8>
 __global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_attention_args a)
 {
     constexpr int PER_LANE = MLXN_ATTENTION_MAX_D / 32;
@@ -480,8 +506,11 @@ __global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_a
             if (j < hi) {
                 const char *k = kbase + j * a.k.s2;
                 float dot = 0.0f;
-                for (int d = 0; d < D; d++)
-                    dot = fmaf(q[d], load_any(a.kv_dtype, k, d), dot);
+                if constexpr (Q8)
+                    dot = q8_row_dot(q, k, D);
+                else
+                    for (int d = 0; d < D; d++)
+                        dot = fmaf(q[d], load_any(a.kv_dtype, k, d), dot);
                 z = finish_logit(a, dot, t, j);
             }
             const float mn = fmaxf(m, warp_max(z));
@@ -504,7 +533,7 @@ __global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_a
 #pragma unroll
                 for (int i = 0; i < PER_LANE; i++)
                     if (lane + 32 * i < a.D)
-                        acc[i] = fmaf(w, load_any(a.kv_dtype, v, lane + 32 * i), acc[i]);
+                        acc[i] = fmaf(w, kv_element<Q8>(a, v, lane + 32 * i), acc[i]);
             }
         }
         const float inv = inverse_denominator(a, h, m, warp_sum(l));
@@ -597,12 +626,35 @@ bool kv_aligned16(const mlxn_attention_args &a)
     return bits % 16 == 0;
 }
 
+// q8_0 K and V rows at even addresses (base and every stride): the decode kernel's 2-byte loads.
+bool kv_q8_0_aligned2(const mlxn_attention_args &a)
+{
+    const uint64_t bits = (uint64_t)(uintptr_t)a.k.base | (uint64_t)(uintptr_t)a.v.base | (uint64_t)a.k.s0 |
+                          (uint64_t)a.k.s1 | (uint64_t)a.k.s2 | (uint64_t)a.v.s0 | (uint64_t)a.v.s1 |
+                          (uint64_t)a.v.s2;
+    return bits % 2 == 0;
+}
+
+cudaError_t launch_generic(const mlxn_attention_args &a, cudaStream_t s, bool pdl)
+{
+    const dim3 grid(grid_dim((a.B * a.Tq * a.Hq + GEN_WARPS - 1) / GEN_WARPS, 1 << 20)), block(GEN_WARPS * 32);
+    if (a.kv_dtype == MLXN_DTYPE_Q8_0)
+        return launch(attention_generic<true>, grid, block, 0, s, pdl, a);
+    return launch(attention_generic<false>, grid, block, 0, s, pdl, a);
+}
+
 } // namespace
 
 extern "C" cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, void *scratch, size_t scratch_bytes,
                                                   int sms, cudaStream_t s, bool pdl)
 {
     const int64_t rows = a->Hq / a->Hkv * a->Tq;
+    // q8_0: the decode kernel reads the blocks as stored; longer chunks take the generic kernel
+    // (the tensor-core kernel's tiles are 16-bit)
+    if (a->kv_dtype == MLXN_DTYPE_Q8_0)
+        return rows <= MLXN_CUDA_ATTENTION_DECODE_ROWS && kv_q8_0_aligned2(*a)
+                   ? mlxn_cuda_launch_attention_decode(a, scratch, scratch_bytes, sms, s, pdl)
+                   : launch_generic(*a, s, pdl);
     const bool aligned = kv_aligned16(*a);
     if (aligned && rows <= MLXN_CUDA_ATTENTION_DECODE_ROWS && a->D % 8 == 0)
         return mlxn_cuda_launch_attention_decode(a, scratch, scratch_bytes, sms, s, pdl);
@@ -619,6 +671,5 @@ extern "C" cudaError_t mlxn_cuda_launch_attention(const mlxn_attention_args *a, 
             return launch_prefill_d<__half>(*a, scratch, scratch_bytes, sms, s, pdl);
         return launch_prefill_d<__nv_bfloat16>(*a, scratch, scratch_bytes, sms, s, pdl);
     }
-    return launch(attention_generic, dim3(grid_dim((a->B * a->Tq * a->Hq + GEN_WARPS - 1) / GEN_WARPS, 1 << 20)),
-                  dim3(GEN_WARPS * 32), 0, s, pdl, *a);
+    return launch_generic(*a, s, pdl);
 }

@@ -4,6 +4,7 @@
 #define MLXN_CUDA_ATTENTION_COMMON_CUH
 
 #include "attention_plan.h"
+#include "block_reduce.cuh"
 #include "common.cuh"
 
 namespace {
@@ -80,14 +81,6 @@ __device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &
     return __fdividef(1.0f, l);
 }
 
-__device__ __forceinline__ float warp_max(float v)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
 __device__ __forceinline__ uint32_t smem_addr(const void *p)
 {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -139,6 +132,31 @@ template <> __device__ __forceinline__ void unpack16_f32<__nv_bfloat16>(const ui
         out[2 * i] = __uint_as_float(w[i] << 16);
         out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
     }
+}
+
+// ------------------------------------------------------------------ q8_0 caches
+
+// A q8_0 cache row is D / 32 blocks of Q8_BLOCK_BYTES (an f16 scale d, then 32 int8 codes c;
+// the element is c * d, exact in f32), 2-byte aligned at best: never read with wider loads.
+constexpr int Q8_BLOCK_BYTES = 34;
+
+// The f16 scale at p (2-byte aligned), as f32.
+__device__ __forceinline__ float q8_scale(const char *p)
+{
+    return __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short *>(p))));
+}
+
+// The same at any alignment: two byte loads.
+__device__ __forceinline__ float q8_scale_bytes(const char *p)
+{
+    const unsigned char *u = reinterpret_cast<const unsigned char *>(p);
+    return __half2float(__ushort_as_half((unsigned short)(__ldg(u) | __ldg(u + 1) << 8)));
+}
+
+// Code i % 32 of block i / 32 of a row (any alignment).
+__device__ __forceinline__ float q8_code(const char *row, int i)
+{
+    return (float)__ldg(reinterpret_cast<const signed char *>(row) + (i >> 5) * Q8_BLOCK_BYTES + 2 + (i & 31));
 }
 
 unsigned grid_dim(int64_t n, int64_t cap)

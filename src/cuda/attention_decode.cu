@@ -1,6 +1,13 @@
 // Attention decode on CUDA: up to 8 query rows per KV head (one token of a GQA group, or a short
 // chunk of a small group) against a cache of any dtype, D a multiple of 8, f32 arithmetic.
 //
+// A lane reads a row in chunks (KvChunk below): 16 bytes of an f32/f16/bf16 row, or 8 codes of
+// a q8_0 row with their block's scale. A q8_0 chunk is 8 bytes at a 2-byte aligned address
+// (34-byte blocks: a row of D 128 is 136 bytes), so it is read as four 2-byte loads plus the
+// scale's; the codes become floats exactly (the bias trick in unpack), the dot product of a
+// chunk is scaled once by d, and for V the weight p times d multiplies the codes. The row of a
+// q8_0 cache is 34/64 of an f16 row's bytes, and decode is bound by those bytes.
+//
 // A block of 4 warps serves (batch row b, KV head hk, tile of the group's rows, key split). The
 // keys stream straight from global memory into registers: a key row is read by a group of LPK
 // lanes, 16 bytes per lane per step (LPK = the row's 16-byte chunks rounded up to 8, 16 or 32;
@@ -41,6 +48,56 @@ __device__ __forceinline__ uint4 load_kv16(const char *p)
     return __ldg(reinterpret_cast<const uint4 *>(p));
 }
 
+struct Q8_0 {}; // tag: a q8_0 cache
+
+// A lane's chunk of a cache row: E elements. f32/f16/bf16: 16 bytes, one aligned load.
+template <typename KV> struct KvChunk {
+    static constexpr bool Q8 = false;
+    static constexpr int E = 16 / sizeof(KV);
+    using Raw = uint4;
+    // bytes from the row's start to chunk ch; bytes of n chunks (n a multiple of 4)
+    __device__ static int64_t offset(int ch) { return (int64_t)ch * 16; }
+    __device__ static int64_t span(int n) { return (int64_t)n * 16; }
+    __device__ static Raw load(const char *p, int) { return load_kv16(p); }
+    __device__ static Raw zero() { return make_uint4(0, 0, 0, 0); }
+    __device__ static void unpack(const Raw &r, float *out) { unpack16_f32<KV>(r, out); }
+};
+
+// q8_0: chunk ch is codes 8 (ch % 4) .. + 7 of block ch / 4 (34 bytes: f16 d, 32 int8 codes);
+// `back` bytes before them (2 + 8 (ch % 4), the same for all of a lane's chunks) lies the
+// scale. Every address is even (the launcher checks the base and strides): 2-byte loads.
+template <> struct KvChunk<Q8_0> {
+    static constexpr bool Q8 = true;
+    static constexpr int E = 8;
+    struct Raw {
+        uint32_t lo, hi; // codes 0..3 and 4..7, little-endian
+        float d;
+    };
+    __device__ static int64_t offset(int ch) { return (int64_t)(ch >> 2) * Q8_BLOCK_BYTES + 2 + (ch & 3) * 8; }
+    __device__ static int64_t span(int n) { return (int64_t)(n >> 2) * Q8_BLOCK_BYTES; }
+    __device__ static Raw load(const char *p, int back)
+    {
+        const unsigned short *h = reinterpret_cast<const unsigned short *>(p);
+        Raw r;
+        r.lo = (uint32_t)__ldg(h) | (uint32_t)__ldg(h + 1) << 16;
+        r.hi = (uint32_t)__ldg(h + 2) | (uint32_t)__ldg(h + 3) << 16;
+        r.d = q8_scale(p - back);
+        return r;
+    }
+    __device__ static Raw zero() { return Raw{0, 0, 0.0f}; }
+    // the codes, unscaled: a code c biased to c + 128 (the xor), placed in the low byte of the
+    // float 2^23 (one byte permute), is 2^23 + c + 128 exactly; subtracting 2^23 + 128 leaves c
+    __device__ static void unpack(const Raw &r, float *out)
+    {
+        const uint32_t u0 = r.lo ^ 0x80808080u, u1 = r.hi ^ 0x80808080u;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            out[e] = __uint_as_float(__byte_perm(u0, 0x4B000000u, 0x7540u | e)) - 8388736.0f;
+            out[4 + e] = __uint_as_float(__byte_perm(u1, 0x4B000000u, 0x7540u | e)) - 8388736.0f;
+        }
+    }
+};
+
 // Lane groups of LPK lanes hold the pieces of one key's dot product: their sum, in every lane.
 template <int LPK> __device__ __forceinline__ float group_sum(float v)
 {
@@ -71,7 +128,8 @@ __host__ __device__ constexpr size_t decode_smem(int rt, int d, int splits)
 template <typename KV, int RT, int LPK, int C>
 __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_attention_args a, const DecodeSplit sp)
 {
-    constexpr int E = 16 / sizeof(KV); // elements per 16 bytes
+    using Chunk = KvChunk<KV>;
+    constexpr int E = Chunk::E; // elements per chunk
     constexpr int U = C == 1 ? 4 : C == 2 ? 2 : 1;
     constexpr int KPW = 32 / LPK, SLOTS = DEC_WARPS * KPW;
     extern __shared__ __align__(16) float sh[];
@@ -146,12 +204,15 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
                     acc[r][c][e] = 0.0f;
         }
         // this lane's chunk of key jb + sub
-        const char *kp = a.k.base + b * a.k.s0 + hk * a.k.s1 + (int64_t)(kstart + warp * KPW + sub) * a.k.s2 + cl * 16;
-        const char *vp = a.v.base + b * a.v.s0 + hk * a.v.s1 + (int64_t)(kstart + warp * KPW + sub) * a.v.s2 + cl * 16;
+        const char *kp = a.k.base + b * a.k.s0 + hk * a.k.s1 + (int64_t)(kstart + warp * KPW + sub) * a.k.s2 +
+                         Chunk::offset(cl);
+        const char *vp = a.v.base + b * a.v.s0 + hk * a.v.s1 + (int64_t)(kstart + warp * KPW + sub) * a.v.s2 +
+                         Chunk::offset(cl);
+        const int back = Chunk::Q8 ? 2 + (cl & 3) * 8 : 0; // q8_0: from the codes to the block's scale
         const int64_t kstep = SLOTS * a.k.s2, vstep = SLOTS * a.v.s2;
         // jb is uniform across the warp (the shuffles need every lane); key j(u) = jb + sub + u SLOTS
         for (int jb = kstart + warp * KPW; jb < kend; jb += SLOTS * U, kp += U * kstep, vp += U * vstep) {
-            uint4 kr[U][C], vr[U][C];
+            typename Chunk::Raw kr[U][C], vr[U][C];
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int j = jb + sub + u * SLOTS;
@@ -159,11 +220,11 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
                 for (int c = 0; c < C; c++) {
                     const int ch = cl + c * LPK;
                     if (j < kend && ch < nch) {
-                        kr[u][c] = load_kv16(kp + u * kstep + c * LPK * 16);
-                        vr[u][c] = load_kv16(vp + u * vstep + c * LPK * 16);
+                        kr[u][c] = Chunk::load(kp + u * kstep + Chunk::span(c * LPK), back);
+                        vr[u][c] = Chunk::load(vp + u * vstep + Chunk::span(c * LPK), back);
                     } else {
-                        kr[u][c] = make_uint4(0, 0, 0, 0);
-                        vr[u][c] = make_uint4(0, 0, 0, 0);
+                        kr[u][c] = Chunk::zero();
+                        vr[u][c] = Chunk::zero();
                     }
                 }
             }
@@ -177,12 +238,23 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
 #pragma unroll
                 for (int c = 0; c < C; c++) {
                     float kf[E];
-                    unpack16_f32<KV>(kr[u][c], kf);
+                    Chunk::unpack(kr[u][c], kf);
+                    if constexpr (Chunk::Q8) { // the chunk's codes against q, scaled once
 #pragma unroll
-                    for (int r = 0; r < RT; r++)
+                        for (int r = 0; r < RT; r++) {
+                            float part = 0.0f;
 #pragma unroll
-                        for (int e = 0; e < E; e++)
-                            dot[r] = fmaf(q[r][c][e], kf[e], dot[r]);
+                            for (int e = 0; e < E; e++)
+                                part = fmaf(q[r][c][e], kf[e], part);
+                            dot[r] = fmaf(kr[u][c].d, part, dot[r]);
+                        }
+                    } else {
+#pragma unroll
+                        for (int r = 0; r < RT; r++)
+#pragma unroll
+                            for (int e = 0; e < E; e++)
+                                dot[r] = fmaf(q[r][c][e], kf[e], dot[r]);
+                    }
                 }
 #pragma unroll
                 for (int r = 0; r < RT; r++)
@@ -238,12 +310,16 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
 #pragma unroll
                 for (int c = 0; c < C; c++) {
                     float vf[E];
-                    unpack16_f32<KV>(vr[u][c], vf);
+                    Chunk::unpack(vr[u][c], vf);
 #pragma unroll
-                    for (int r = 0; r < RT; r++)
+                    for (int r = 0; r < RT; r++) {
+                        float w = p[u][r];
+                        if constexpr (Chunk::Q8)
+                            w *= vr[u][c].d; // the weight times the block's scale, on the codes
 #pragma unroll
                         for (int e = 0; e < E; e++)
-                            acc[r][c][e] = fmaf(p[u][r], vf[e], acc[r][c][e]);
+                            acc[r][c][e] = fmaf(w, vf[e], acc[r][c][e]);
+                    }
                 }
         }
         // the lane groups of a warp combined (lanes with the same chunks, across groups)
@@ -423,7 +499,7 @@ template <typename KV, int LPK, int C>
 cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes,
                                int sms, cudaStream_t s, bool pdl)
 {
-    constexpr int E = 16 / sizeof(KV), RT_MAX = 64 / (C * E) < 8 ? 64 / (C * E) : 8;
+    constexpr int E = KvChunk<KV>::E, RT_MAX = 64 / (C * E) < 8 ? 64 / (C * E) : 8;
     if (rows <= 1)
         return launch_decode<KV, 1, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
     if (rows <= 2 || RT_MAX == 2)
@@ -437,20 +513,20 @@ template <typename KV>
 cudaError_t launch_decode_kv(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes, int sms,
                              cudaStream_t s, bool pdl)
 {
-    // lanes per key: the row's 16-byte chunks rounded up to 8, 16 or 32 (rows of up to 64
-    // chunks at D 512 for 16-bit caches, 128 for f32, take 2 or 4 per lane)
-    const int64_t nch = a.D * (int64_t)sizeof(KV) / 16;
+    // lanes per key: the row's chunks rounded up to 8, 16 or 32 (rows of up to 64 chunks at
+    // D 512 for 16-bit and q8_0 caches, 128 for f32, take 2 or 4 per lane)
+    const int64_t nch = a.D / KvChunk<KV>::E;
     if (nch <= 8)
         return launch_decode_rows<KV, 8, 1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
     if (nch <= 16)
         return launch_decode_rows<KV, 16, 1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
     if (nch <= 32)
         return launch_decode_rows<KV, 32, 1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
-    if (sizeof(KV) == 2 || nch <= 64)
+    if (KvChunk<KV>::E == 8 || nch <= 64)
         return launch_decode_rows<KV, 32, 2>(a, rows, scratch, scratch_bytes, sms, s, pdl);
-    if constexpr (sizeof(KV) == 4)
+    if constexpr (KvChunk<KV>::E == 4) // f32
         return launch_decode_rows<KV, 32, 4>(a, rows, scratch, scratch_bytes, sms, s, pdl);
-    return cudaErrorInvalidValue; // not reached: the check above holds for 16-bit caches
+    return cudaErrorInvalidValue; // not reached: the check above holds for 16-bit and q8_0 caches
 }
 
 } // namespace
@@ -463,5 +539,7 @@ extern "C" cudaError_t mlxn_cuda_launch_attention_decode(const mlxn_attention_ar
         return launch_decode_kv<__half>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
     if (a->kv_dtype == MLXN_DTYPE_BF16)
         return launch_decode_kv<__nv_bfloat16>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
+    if (a->kv_dtype == MLXN_DTYPE_Q8_0)
+        return launch_decode_kv<Q8_0>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
     return launch_decode_kv<float>(*a, rows, scratch, scratch_bytes, sms, s, pdl);
 }

@@ -18,6 +18,7 @@
 #include "core/half.h"
 #include "core/internal.h"
 #include "ggml_decode.h"
+#include "ggml_encode.h"
 #include "mlxn_quant.h"
 
 typedef struct ggml_codec {
@@ -120,14 +121,7 @@ static void quant_q5_1(const float *x, void *out)
 
 static void quant_q8_0(const float *x, void *out)
 {
-    mlxn_block_q8_0 *b = out;
-    float amax = 0.0f;
-    for (int j = 0; j < 32; j++)
-        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-    const float d = amax / 127.0f, id = d == 0.0f ? 0.0f : 1.0f / d;
-    b->d = mlxn_f32_to_f16(d);
-    for (int j = 0; j < 32; j++)
-        b->qs[j] = (int8_t)roundf(x[j] * id); /* half away from zero, as ggml's roundf */
+    mlxn_q8_0_quantize_block(x, out); /* ggml_encode.h: shared with the KV-cache append */
 }
 
 

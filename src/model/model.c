@@ -368,6 +368,11 @@ static mlxn_status alloc_state(mlxn_model *m)
     const mlxn_model_info *in = &m->info;
     const int64_t B = m->opt.n_batch, E = in->n_embd, D = in->head_dim;
     const size_t f = sizeof(float);
+    if (m->opt.kv_dtype == MLXN_DTYPE_Q8_0 && D % 32)
+        return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
+                          "kv_dtype q8_0 needs a head dim that is a multiple of 32 (its blocks); this model's is "
+                          "%lld: use f16, bf16 or f32",
+                          (long long)D);
     struct {
         mlxn_buffer **b;
         size_t bytes;
@@ -398,7 +403,9 @@ static mlxn_status alloc_state(mlxn_model *m)
         MLXN_TRY(mlxn_buffer_create(m->device, (size_t)(B * k * in->n_ff) * f, &m->moe_h));
         MLXN_TRY(mlxn_buffer_create(m->device, (size_t)(B * k * E) * f, &m->moe_out));
     }
-    const size_t cache = (size_t)(in->n_head_kv * in->n_ctx * D) * (size_t)mlxn_dtype_block_bytes(m->opt.kv_dtype);
+    /* rows of D elements, or of D / 32 blocks for q8_0 */
+    const size_t cache = (size_t)(in->n_head_kv * in->n_ctx * (D / mlxn_dtype_block_elems(m->opt.kv_dtype))) *
+                         (size_t)mlxn_dtype_block_bytes(m->opt.kv_dtype);
     for (int64_t l = 0; l < in->n_layer; l++)
         MLXN_TRY(mlxn_buffer_create(m->device, 2 * cache, &m->layers[l].kv_cache));
     m->info.kv_bytes = cache * 2 * (size_t)in->n_layer;
@@ -454,9 +461,10 @@ mlxn_status mlxn_model_load(mlxn_device *device, const char *path, const mlxn_mo
     m->opt = options ? *options : mlxn_model_options_default();
     if (m->opt.n_batch <= 0)
         m->opt.n_batch = 512;
-    if (m->opt.kv_dtype != MLXN_DTYPE_F32 && m->opt.kv_dtype != MLXN_DTYPE_F16 && m->opt.kv_dtype != MLXN_DTYPE_BF16) {
+    if (m->opt.kv_dtype != MLXN_DTYPE_F32 && m->opt.kv_dtype != MLXN_DTYPE_F16 && m->opt.kv_dtype != MLXN_DTYPE_BF16 &&
+        m->opt.kv_dtype != MLXN_DTYPE_Q8_0) {
         free(m);
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "kv_dtype %s: expected f32, f16 or bf16",
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "kv_dtype %s: expected f32, f16, bf16 or q8_0",
                           mlxn_dtype_name(options->kv_dtype));
     }
     mlxn_status st = load(m, path);

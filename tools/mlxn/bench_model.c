@@ -76,13 +76,15 @@ static mlxn_status time_decode(mlxn_model *m, const int32_t *ids, int64_t ctx, i
 
 int cmd_bench_model(int argc, char **argv)
 {
-    const char *path = NULL, *device = NULL;
+    const char *path = NULL, *device = NULL, *kv = NULL;
     bool json = false, quick = false;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-m") == 0 && i + 1 < argc)
             path = argv[++i];
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
             device = argv[++i];
+        else if (strcmp(argv[i], "--kv") == 0 && i + 1 < argc)
+            kv = argv[++i];
         else if (strcmp(argv[i], "--json") == 0)
             json = true;
         else if (strcmp(argv[i], "--quick") == 0)
@@ -111,6 +113,10 @@ int cmd_bench_model(int argc, char **argv)
     o.n_batch = 512;
     if (cuda)
         o.kv_dtype = MLXN_DTYPE_F16;
+    if (kv && (rc = parse_kv_dtype("bench-model", kv, &o.kv_dtype))) {
+        mlxn_device_free(dev);
+        return rc;
+    }
     mlxn_model *m = NULL;
     const double t0 = now_s();
     mlxn_status st = mlxn_model_load(dev, path, &o, &m);

@@ -18,13 +18,16 @@ static void usage(FILE *f)
             "        time the op table on the device (default: the first GPU, else the CPU)\n"
             "        against the copy bandwidth measured in the same run\n"
             "  run -m FILE.gguf [-p PROMPT] [-n N] [--device cpu|cuda[:N]] [--temp T] [--top-k K]\n"
-            "      [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--chat] [--json]\n"
+            "      [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--kv DTYPE] [--chat]\n"
+            "      [--json]\n"
             "        generate text: streams the continuation, then load time and prefill/decode tok/s\n"
             "        (defaults: -n 64, --temp 0.8 --top-k 40 --top-p 0.95 --min-p 0.05, seed 0;\n"
-            "        --temp 0 is greedy; the GPU when there is one, KV cache f16 there)\n"
-            "  bench-model -m FILE.gguf [--device cpu|cuda[:N]] [--quick] [--json]\n"
+            "        --temp 0 is greedy; the GPU when there is one; --kv f32|f16|bf16|q8_0 is the KV\n"
+            "        cache dtype, f16 on the GPU and f32 on the CPU by default; q8_0 needs a head dim\n"
+            "        that is a multiple of 32)\n"
+            "  bench-model -m FILE.gguf [--device cpu|cuda[:N]] [--kv DTYPE] [--quick] [--json]\n"
             "        prefill tok/s at 512 and 2048 tokens, decode tok/s at context 128 and 4096\n"
-            "        (the CPU, or --quick, runs 512 and 128 only)\n"
+            "        (the CPU, or --quick, runs 512 and 128 only; --kv as for run)\n"
             "  synth-moe OUT.gguf [--seed N] [--layers N] [--tokenizer-from FILE.gguf]\n"
             "        write a small qwen3moe model with random weights (4 layers, 512 wide, 32 experts,\n"
             "        top 4; expert weights Q4_0, Q8_0 and Q4_K): the MoE path without a download\n"
@@ -58,6 +61,19 @@ int open_device(const char *spec, mlxn_device **dev)
         return 1;
     }
     return 0;
+}
+
+int parse_kv_dtype(const char *cmd, const char *spec, mlxn_dtype *out)
+{
+    static const mlxn_dtype kinds[] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16, MLXN_DTYPE_Q8_0};
+    for (size_t i = 0; spec && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(spec, mlxn_dtype_name(kinds[i])) == 0) {
+            *out = kinds[i];
+            return 0;
+        }
+    fprintf(stderr, "mlxn %s: unknown KV cache dtype '%s' (expected f32, f16, bf16 or q8_0)\n", cmd,
+            spec ? spec : "");
+    return 2;
 }
 
 static int cmd_bench(int argc, char **argv)

@@ -16,7 +16,7 @@ static double now_s(void)
 }
 
 typedef struct run_args {
-    const char *model, *prompt, *device;
+    const char *model, *prompt, *device, *kv; /* kv: the --kv value, NULL for the default */
     int64_t n_predict, n_ctx;
     bool chat, json;
     mlxn_sampler_params sampler;
@@ -45,6 +45,8 @@ static int parse(int argc, char **argv, run_args *a)
             a->device = v;
         else if (strcmp(o, "--ctx") == 0)
             a->n_ctx = v ? atoll(v) : 0;
+        else if (strcmp(o, "--kv") == 0)
+            a->kv = v;
         else if (strcmp(o, "--temp") == 0)
             a->sampler.temperature = v ? (float)atof(v) : 0;
         else if (strcmp(o, "--top-k") == 0)
@@ -194,6 +196,10 @@ int cmd_run(int argc, char **argv)
     mlxn_device_info di;
     if (mlxn_device_get_info(dev, &di) == MLXN_STATUS_OK && di.kind == MLXN_DEVICE_CUDA)
         o.kv_dtype = MLXN_DTYPE_F16;
+    if (a.kv && (rc = parse_kv_dtype("run", a.kv, &o.kv_dtype))) {
+        mlxn_device_free(dev);
+        return rc;
+    }
     mlxn_model *m = NULL;
     const double t0 = now_s();
     mlxn_status st = mlxn_model_load(dev, a.model, &o, &m);

@@ -98,6 +98,7 @@ static mlxn_status probe_argmax(mlxn_stream *s, mlxn_buffer *b, mlxn_dtype dt)
     return mlxn_argmax(s, &x, &out);
 }
 
+/* Caches of head dim 256: whole q8_0 blocks, so a q8_0 cache is probed like the float ones. */
 static mlxn_status probe_attention(mlxn_stream *s, mlxn_buffer *b, mlxn_dtype dt)
 {
     mlxn_tensor q = t4(b, X_AT, MLXN_DTYPE_F32, 1, 1, 2, 256), o = t4(b, Y_AT, MLXN_DTYPE_F32, 1, 1, 2, 256);

@@ -1,10 +1,26 @@
 /* Oracle: attention and the KV-cache append in f64. Per query row: the logits of the visible
  * keys (scale, softcap, mask), their max with the sink, the softmax denominator (sink included),
- * the weighted sum of V; rounded once to o's dtype. */
+ * the weighted sum of V; rounded once to o's dtype. A q8_0 cache is read as its dequantized
+ * values (q * d, exact in f64); the append quantizes with the reference quantizer. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "../../core/half.h"
+#include "../../formats/ggml_blocks.h"
+#include "mlxn_quant.h"
 #include "ref.h"
+
+/* Element d of a cache row of dtype dt. */
+static double kv_load(int dt, const char *row, int64_t d)
+{
+    if (dt != MLXN_DTYPE_Q8_0)
+        return mlxn_ref_load(dt, row, d);
+    const char *blk = row + d / MLXN_QK * (int64_t)sizeof(mlxn_block_q8_0);
+    uint16_t scale;
+    memcpy(&scale, blk, 2);
+    return (double)(int8_t)blk[2 + d % MLXN_QK] * (double)mlxn_f16_to_f32(scale);
+}
 
 /* The logit of key j for query t of batch row b, head h: -inf when the key is not visible. */
 static double logit(const mlxn_attention_args *a, int64_t b, int64_t t, int64_t h, int64_t j, int64_t first)
@@ -17,7 +33,7 @@ static double logit(const mlxn_attention_args *a, int64_t b, int64_t t, int64_t 
     const char *k = a->k.base + b * a->k.s0 + hk * a->k.s1 + j * a->k.s2;
     double dot = 0;
     for (int64_t d = 0; d < a->D; d++)
-        dot += mlxn_ref_load(a->q_dtype, q, d) * mlxn_ref_load(a->kv_dtype, k, d);
+        dot += mlxn_ref_load(a->q_dtype, q, d) * kv_load(a->kv_dtype, k, d);
     double z = (double)a->scale * dot;
     if (a->softcap > 0)
         z = a->softcap * tanh(z / a->softcap);
@@ -64,7 +80,7 @@ mlxn_status mlxn_ref_attention(const mlxn_attention_args *a)
                     const char *v = a->v.base + b * a->v.s0 + hk * a->v.s1 + j * a->v.s2;
                     l += w;
                     for (int64_t d = 0; d < a->D; d++)
-                        acc[d] += w * mlxn_ref_load(a->kv_dtype, v, d);
+                        acc[d] += w * kv_load(a->kv_dtype, v, d);
                 }
                 for (int64_t d = 0; d < a->D; d++)
                     mlxn_ref_store(a->q_dtype, o, d, any ? acc[d] / l : 0.0);
@@ -85,6 +101,18 @@ void mlxn_ref_kv_append(const mlxn_kv_append_args *a)
             for (int64_t h = 0; h < a->H; h++) {
                 const char *src = a->src.base + b * a->src.s0 + t * a->src.s1 + h * a->src.s2;
                 char *dst = a->cache.base + b * a->cache.s0 + h * a->cache.s1 + ((first + t) % a->S) * a->cache.s2;
+                if (a->cache_dtype == MLXN_DTYPE_Q8_0) {
+                    /* the widened source values, one block at a time, through mlxn_ggml_quantize */
+                    for (int64_t d0 = 0; d0 < a->D; d0 += MLXN_QK) {
+                        float x[MLXN_QK];
+                        mlxn_block_q8_0 blk;
+                        for (int j = 0; j < MLXN_QK; j++)
+                            x[j] = (float)mlxn_ref_load(a->src_dtype, src, d0 + j);
+                        (void)mlxn_ggml_quantize(MLXN_DTYPE_Q8_0, x, MLXN_QK, &blk);
+                        memcpy(dst + d0 / MLXN_QK * (int64_t)sizeof blk, &blk, sizeof blk);
+                    }
+                    continue;
+                }
                 for (int64_t d = 0; d < a->D; d++)
                     mlxn_ref_store(a->cache_dtype, dst, d, mlxn_ref_load(a->src_dtype, src, d));
             }
