@@ -39,7 +39,8 @@ MLXN_API mlxn_status mlxn_mlx_dequantize(const void *codes, const void *scales,
  * checked against its output in the tests.
  */
 
-/* Decodes n elements (a multiple of the block size) of `type` blocks into f32. */
+/* Decodes n elements (a multiple of the block size) of `type` blocks into f32. The blocks may
+ * lie at any address (both calls go through an aligned copy where needed). */
 MLXN_API mlxn_status mlxn_ggml_dequantize(mlxn_dtype type, const void *blocks, int64_t n, float *out);
 
 /* Encodes n f32 elements (a multiple of the block size) into `type` blocks, every type above.

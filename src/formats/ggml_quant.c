@@ -399,6 +399,14 @@ static const ggml_codec *codec_of(mlxn_dtype t, int64_t n, const char *fn, mlxn_
     return NULL;
 }
 
+/* One block of any format, aligned for every block struct (Q6_K's 210 bytes are the largest). */
+typedef union ggml_block_buf {
+    uint8_t bytes[sizeof(mlxn_block_q6_K)];
+    mlxn_block_q6_K q6_K;
+    mlxn_block_q5_K q5_K;
+    uint32_t align;
+} ggml_block_buf;
+
 mlxn_status mlxn_ggml_dequantize(mlxn_dtype type, const void *blocks, int64_t n, float *out)
 {
     static const char fn[] = "mlxn_ggml_dequantize";
@@ -408,10 +416,20 @@ mlxn_status mlxn_ggml_dequantize(mlxn_dtype type, const void *blocks, int64_t n,
         return st;
     if (n && (!blocks || !out))
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "NULL blocks or out");
+    /* the decoders read blocks through their structs: blocks at an address the struct's fields
+     * do not allow (a cache row at an odd offset, say) are decoded from an aligned copy */
+    const bool aligned = (uintptr_t)blocks % 2 == 0;
+    const int bb = mlxn_ggml_block_bytes(type);
     int u;
     for (int64_t k = 0; k < n; k += 32) {
         const uint8_t *p = mlxn_ggml_unit_ptr(type, blocks, k, &u);
-        mlxn_ggml_unit(type, p, u, out + k);
+        if (aligned) {
+            mlxn_ggml_unit(type, p, u, out + k);
+        } else {
+            ggml_block_buf tmp;
+            memcpy(tmp.bytes, p, (size_t)bb);
+            mlxn_ggml_unit(type, tmp.bytes, u, out + k);
+        }
     }
     return MLXN_STATUS_OK;
 }
@@ -425,8 +443,11 @@ mlxn_status mlxn_ggml_quantize(mlxn_dtype type, const float *x, int64_t n, void 
         return st;
     if (n && (!blocks || !x))
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "NULL x or blocks");
-    const int be = mlxn_ggml_block_elems(type);
-    for (int64_t i = 0; i < n / be; i++)
-        c->quantize(x + i * be, (uint8_t *)blocks + i * mlxn_ggml_block_bytes(type));
+    const int be = mlxn_ggml_block_elems(type), bb = mlxn_ggml_block_bytes(type);
+    for (int64_t i = 0; i < n / be; i++) { /* through an aligned block: blocks may lie at any address */
+        ggml_block_buf tmp;
+        c->quantize(x + i * be, tmp.bytes);
+        memcpy((uint8_t *)blocks + i * bb, tmp.bytes, (size_t)bb);
+    }
     return MLXN_STATUS_OK;
 }
