@@ -6,7 +6,7 @@
 #include "threadpool.h"
 
 /* qmatmul: rows n0 .. n1 - 1 of W against the a->M rows of x, given as f32 [M, K] contiguous,
- * with xsum [M, xss] the sums of x over each 32-element unit (zero-padded to a multiple of 16) */
+ * with xsum [M, xss] their span sums (mlxn_cpu_qmm_xsums) */
 typedef void (*mlxn_cpu_qmatmul_rows_fn)(const mlxn_qmatmul_args *a, const float *x, const float *xsum,
                                          int64_t xss, int64_t n0, int64_t n1);
 
@@ -23,6 +23,14 @@ typedef struct mlxn_cpu_kernel_set {
      * the generic path decodes rows with the reference decoder */
     mlxn_cpu_qmatmul_rows_fn (*qmatmul_rows)(int w_dtype);
 } mlxn_cpu_kernel_set;
+
+/* A row of xsum: the sums of x over each 32-element unit, zero-padded to a multiple of 16
+ * (mlxn_cpu_qmm_xs32 of them), then over each 16 elements, zero-padded likewise. The kernels
+ * apply the formats' offsets through them: per unit, or per 16 for Q2_K, Q3_K and Q6_K. */
+static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 * 16; }
+static inline int64_t mlxn_cpu_qmm_xss(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
+/* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats */
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum);
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../core/act_math.h"
 #include "../core/half.h"
@@ -16,7 +17,7 @@
 typedef struct qmm_ctx {
     const mlxn_qmatmul_args *a;
     const float *x;    /* [M, kpad] f32 copy of x */
-    const float *xsum; /* [M, xss] sums of x over 32-element units (level kernels) */
+    const float *xsum; /* [M, xss] span sums of x (level kernels; mlxn_cpu_qmm_xsums) */
     int64_t xss;
     mlxn_cpu_qmatmul_rows_fn rows; /* the level's kernel, or NULL: generic */
     atomic_int_fast64_t next;      /* first row of W not yet taken */
@@ -74,6 +75,19 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum)
+{
+    const int64_t n32 = mlxn_cpu_qmm_xs32(K), n16 = mlxn_cpu_qmm_xss(K) - n32;
+    for (int64_t u = 0; u < n16; u++) {
+        float s = 0;
+        for (int j = 0; u < K / 16 && j < 16; j++)
+            s += x[u * 16 + j];
+        xsum[n32 + u] = s;
+    }
+    for (int64_t u = 0; u < n32; u++)
+        xsum[u] = u < K / 32 ? xsum[n32 + 2 * u] + xsum[n32 + 2 * u + 1] : 0;
+}
+
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
     static const char fn[] = "mlxn_qmatmul";
@@ -83,13 +97,16 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
         return MLXN_STATUS_OK;
     }
     mlxn_cpu_qmatmul_rows_fn rows = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
-    /* the generic path works in units of 32 elements; the kernels take the unit sums of x,
-     * zero-padded to whole groups of 16 units */
+    /* the generic path works in units of 32 elements; the kernels take the span sums of x */
     const int64_t kpad = rows ? a->K : (a->K + 31) / 32 * 32;
-    const int64_t xss = rows ? (a->K / 32 + 15) / 16 * 16 : 0;
-    float *x = calloc((size_t)(a->M * (kpad + xss)), sizeof(float));
+    const int64_t xss = rows ? mlxn_cpu_qmm_xss(a->K) : 0;
+    /* 64-byte aligned: the kernels load x a vector at a time, and off a 64-byte boundary every
+     * 64-byte load straddles two cache lines. Zeroed: the generic path reads its rows' padding. */
+    const size_t xbytes = (size_t)(a->M * (kpad + xss)) * sizeof(float);
+    float *x = mlxn_aligned_alloc(xbytes);
     if (!x)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
+    memset(x, 0, xbytes);
     float *xsum = x + a->M * kpad;
     for (int64_t m = 0; m < a->M; m++) {
         const char *row = mlxn_rows_ptr(&a->x, m);
@@ -104,12 +121,8 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
             for (int64_t k = 0; k < a->K; k++)
                 xm[k] = xm[k] * inv * a->norm_w[k];
         }
-        for (int64_t u = 0; xss && u < a->K / 32; u++) {
-            float us = 0;
-            for (int j = 0; j < 32; j++)
-                us += xm[u * 32 + j];
-            xsum[m * xss + u] = us;
-        }
+        if (xss)
+            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss);
     }
     /* GLU or accumulation: the plain product goes to yt [M, N] first */
     mlxn_qmatmul_args plain = *a;
@@ -117,7 +130,7 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     if (a->glu || a->accumulate) {
         yt = malloc((size_t)(a->M * a->N) * sizeof *yt);
         if (!yt) {
-            free(x);
+            mlxn_aligned_free(x);
             return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for the product before the epilogue");
         }
         plain.y = (mlxn_rows){.base = (char *)yt, .d1 = 1, .d2 = a->M, .s0 = 0, .s1 = 0,
@@ -138,7 +151,7 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     int64_t parts = a->N / min_rows;
     parts = parts > threads ? threads : parts < 1 ? 1 : parts;
     mlxn_threadpool_run(d->pool, parts, 1, qmm_task, &c);
-    free(x);
+    mlxn_aligned_free(x);
     if (yt && c.st == MLXN_STATUS_OK) {
         const int64_t n_out = a->glu ? a->N / 2 : a->N;
         for (int64_t m = 0; m < a->M; m++) {

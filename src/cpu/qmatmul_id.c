@@ -23,7 +23,7 @@ typedef struct qid_ctx {
     const int32_t *offsets, *pairs;   /* the routing map: [E + 1], [T * k] */
     const int64_t *tile_off;          /* [E + 1]: expert e's pair blocks are tile_off[e] .. [e + 1] - 1 */
     int64_t n_tiles, chunk, n_chunks;
-    int64_t xss;                      /* unit sums per row of x, a multiple of 16 */
+    int64_t xss;                      /* span sums per row of x (mlxn_cpu_qmm_xss) */
     atomic_int_fast64_t next;         /* first item not yet taken */
     atomic_bool no_memory;
 } qid_ctx;
@@ -42,8 +42,8 @@ static int tile_expert(const qid_ctx *c, int64_t tile)
     return lo;
 }
 
-/* Rows m0 .. m0 + mb - 1 of the map's pair list: their rows of x as f32 [mb, K] and unit sums
- * [mb, xss] (zeros past K / 32). */
+/* Rows m0 .. m0 + mb - 1 of the map's pair list: their rows of x as f32 [mb, K] and span sums
+ * [mb, xss]. */
 static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *xsum)
 {
     const mlxn_qmatmul_id_args *a = c->a;
@@ -57,12 +57,7 @@ static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *
         else
             for (int64_t i = 0; i < a->K; i++)
                 xm[i] = (float)mlxn_ref_load(a->x_dtype, row, i);
-        for (int64_t u = 0; u < c->xss; u++) {
-            float s = 0;
-            for (int j = 0; u < a->K / 32 && j < 32; j++)
-                s += xm[u * 32 + j];
-            xsum[m * c->xss + u] = s;
-        }
+        mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss);
     }
 }
 
@@ -118,7 +113,8 @@ static void qid_task(void *ctx, int64_t p0, int64_t p1)
     qid_ctx *c = ctx;
     const mlxn_qmatmul_id_args *a = c->a;
     const int64_t K = a->K, nc = c->chunk, halves = a->w_up ? 2 : 1;
-    float *x = malloc(sizeof(float) * (size_t)(PAIR_BLOCK * (K + c->xss) + halves * PAIR_BLOCK * nc + K));
+    /* 64-byte aligned, as qmatmul's x: the row kernel's vector loads of x stay within a line */
+    float *x = mlxn_aligned_alloc(sizeof(float) * (size_t)(PAIR_BLOCK * (K + c->xss) + halves * PAIR_BLOCK * nc + K));
     if (!x) {
         atomic_store(&c->no_memory, true);
         return;
@@ -154,7 +150,7 @@ static void qid_task(void *ctx, int64_t p0, int64_t p1)
                     y[j] = g[j];
         }
     }
-    free(x);
+    mlxn_aligned_free(x);
 }
 
 mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
@@ -182,7 +178,7 @@ mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
 
     qid_ctx c = {.a = a, .offsets = offsets, .pairs = pairs, .tile_off = tile_off, .n_tiles = tile_off[E]};
     c.rows_fn = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
-    c.xss = (a->K / 32 + 15) / 16 * 16;
+    c.xss = mlxn_cpu_qmm_xss(a->K);
     /* chunks of about 64 KiB of W, at least four items per thread when there is enough work */
     const int threads = mlxn_threadpool_size(d->pool);
     int64_t chunk = (64 << 10) / a->w_stride;

@@ -14,7 +14,8 @@
  * do not (bench/NOTES.md). So at M = 1 a unit costs one widening per 16 codes, a mask or shift
  * and a conversion per vector, two FMA-unit ops for the 32 products (t = c . x) and one FMA to
  * apply the scale (acc += s t); the offsets are applied once per 16 units as
- * sum(offset_u * sum of x over unit u), with the unit sums of x computed once per call. With
+ * sum(offset_u * sum of x over unit u), with the sums of x computed once per call. The formats
+ * with scales per 16 elements (Q2_K, Q3_K, Q6_K) take dot products and offsets per 16. With
  * more rows of x the scale and offset are folded into the weights once (w = c s + o, one FMA
  * per vector) and each row costs one FMA per vector.
  *
@@ -49,7 +50,6 @@ MLXN_ALWAYS_INLINE vi vi_i8(const int8_t *p) { return _mm512_cvtepi8_epi32(_mm_l
 MLXN_ALWAYS_INLINE vi vi_set1(int a) { return _mm512_set1_epi32(a); }
 MLXN_ALWAYS_INLINE vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
 MLXN_ALWAYS_INLINE vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
-MLXN_ALWAYS_INLINE vi vi_sub(vi a, vi b) { return _mm512_sub_epi32(a, b); }
 MLXN_ALWAYS_INLINE vi vi_srl(vi a, unsigned n) { return _mm512_srli_epi32(a, n); }
 MLXN_ALWAYS_INLINE vi vi_sll(vi a, unsigned n) { return _mm512_slli_epi32(a, n); }
 MLXN_ALWAYS_INLINE vf vi_cvt(vi a) { return _mm512_cvtepi32_ps(a); }
@@ -74,7 +74,6 @@ MLXN_ALWAYS_INLINE vi vi_i8(const int8_t *p) { return _mm256_cvtepi8_epi32(_mm_l
 MLXN_ALWAYS_INLINE vi vi_set1(int a) { return _mm256_set1_epi32(a); }
 MLXN_ALWAYS_INLINE vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
 MLXN_ALWAYS_INLINE vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
-MLXN_ALWAYS_INLINE vi vi_sub(vi a, vi b) { return _mm256_sub_epi32(a, b); }
 MLXN_ALWAYS_INLINE vi vi_srl(vi a, unsigned n) { return _mm256_srli_epi32(a, (int)n); }
 MLXN_ALWAYS_INLINE vi vi_sll(vi a, unsigned n) { return _mm256_slli_epi32(a, (int)n); }
 MLXN_ALWAYS_INLINE vf vi_cvt(vi a) { return _mm256_cvtepi32_ps(a); }
@@ -373,8 +372,9 @@ MLXN_ALWAYS_INLINE void scale_min_k4_all(const uint8_t *p, uint8_t *out)
     memcpy(out, u, 16);
 }
 
-/* Scales s and offsets o of the super-block at bk: 8 per unit, or 16 per 16 elements.
- * Returns whether there are offsets. */
+/* Scales s and offsets o of the super-block at bk: 8 per unit, or 16 per 16 elements (the
+ * constant offsets of Q3_K's and Q6_K's codes are in o, so that at one row of x they cost one
+ * FMA per 16 elements instead of a subtraction per vector). Returns whether there are offsets. */
 MLXN_ALWAYS_INLINE bool scales256(const int type, const uint8_t *bk, float *s, float *o)
 {
     switch (type) {
@@ -388,22 +388,26 @@ MLXN_ALWAYS_INLINE bool scales256(const int type, const uint8_t *bk, float *s, f
         _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sm + 8)))), nm));
         return true;
     }
-    case MLXN_DTYPE_Q6_K: { /* d sc_i; the codes carry their -32 */
+    case MLXN_DTYPE_Q6_K: { /* d sc_i, -32 d sc_i */
         const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
         const vf d = vf_set1(qmm_h2f(b->d));
-        for (int j = 0; j < 16; j += VL)
-            vf_store_f32(s + j, vf_mul(vi_cvt(vi_i8(b->scales + j)), d));
-        return false;
+        for (int j = 0; j < 16; j += VL) {
+            const vf v = vf_mul(vi_cvt(vi_i8(b->scales + j)), d);
+            vf_store_f32(s + j, v);
+            vf_store_f32(o + j, vf_mul(v, vf_set1(-32.0f)));
+        }
+        return true;
     }
-    case MLXN_DTYPE_Q3_K: { /* d (sc_i - 32), sc_i 6 bits: low 4 from scales[i % 8] (nibble i / 8),
-                             * high 2 from scales[8 + i % 4] (pair i / 4) */
+    case MLXN_DTYPE_Q3_K: { /* d (sc_i - 32) and -4 times that, sc_i 6 bits: low 4 from
+                             * scales[i % 8] (nibble i / 8), high 2 from scales[8 + i % 4] (pair i / 4) */
         const mlxn_block_q3_K *b = (const mlxn_block_q3_K *)bk;
         const float d = qmm_h2f(b->d);
         for (int i = 0; i < 16; i++) {
             const int lo = b->scales[i % 8] >> (4 * (i / 8)) & 15, hi = b->scales[8 + i % 4] >> (2 * (i / 4)) & 3;
             s[i] = d * (float)((lo | hi << 4) - 32);
+            o[i] = -4.0f * s[i];
         }
-        return false;
+        return true;
     }
     case MLXN_DTYPE_Q2_K: { /* d (sc & 15), -dmin (sc >> 4) */
         const mlxn_block_q2_K *b = (const mlxn_block_q2_K *)bk;
@@ -446,22 +450,23 @@ MLXN_ALWAYS_INLINE void codes256(const int type, const uint8_t *bk, const int u,
             break;
         }
         case MLXN_DTYPE_Q6_K: { /* half g = u / 4, turn t = u % 4: nibble t / 2 of
-                                 * ql[64 g + 32 (t % 2) + l], bits 2t, 2t + 1 of qh[32 g + l]; - 32 */
+                                 * ql[64 g + 32 (t % 2) + l], bits 2t, 2t + 1 of qh[32 g + l] (the
+                                 * -32 is in the offsets) */
             const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
             const int g = u / 4, t = u % 4;
             const vi lo = vi_nibbles(b->ql + 64 * g + 32 * (t % 2) + e, t / 2);
             const vi h = vi_u8(b->qh + 32 * g + e);
             const vi hb = vi_and(t < 3 ? vi_sll(h, 4 - 2 * t) : vi_srl(h, 2), vi_set1(0x30));
-            c[i] = vi_cvt(vi_sub(vi_or(lo, hb), vi_set1(32)));
+            c[i] = vi_cvt(vi_or(lo, hb));
             break;
         }
         case MLXN_DTYPE_Q3_K: { /* bits 2 (u % 4) of qs[32 (u / 4) + l], bit u of hmask[l] as bit 2
-                                 * (clear: - 4); the code is ql + 4 bit - 4 */
+                                 * (clear: - 4): the code is ql + 4 bit, the -4 in the offsets */
             const mlxn_block_q3_K *b = (const mlxn_block_q3_K *)bk;
             const vi ql = vi_and(vi_srl(vi_u8(b->qs + 32 * (u / 4) + e), 2 * (u % 4)), vi_set1(3));
             const vi h = vi_u8(b->hmask + e);
             const vi hb = vi_and(u <= 2 ? vi_sll(h, 2 - u) : vi_srl(h, u - 2), vi_set1(4));
-            c[i] = vi_cvt(vi_sub(vi_or(ql, hb), vi_set1(4)));
+            c[i] = vi_cvt(vi_or(ql, hb));
             break;
         }
         case MLXN_DTYPE_Q2_K: { /* bits 2 (u % 4) of qs[32 (u / 4) + l] */
@@ -491,32 +496,51 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
             t[i] = (float)mlxn_iq4_value(i);
         book = lut16_make(t);
     }
-    if (mb == 1 && !per16(type)) {
-        vf acc0 = vf_zero(), acc1 = vf_zero();
+    if (mb == 1) { /* scaled dot products per unit or per 16 elements */
+        vf acc0 = vf_zero(), acc1 = vf_zero(), off16 = vf_zero();
         __m256 off = _mm256_setzero_ps();
+        const float *xs16 = xsum + mlxn_cpu_qmm_xs32(K);
         for (int64_t k = 0; k < nb; k++) {
             const uint8_t *bk = row + k * bs;
             const float *xk = x + k * 256;
             float s[16], o[16];
             qmm_prefetch(bk, bs);
-            if (scales256(type, bk, s, o))
-                off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
+            if (scales256(type, bk, s, o)) {
+                if (per16(type))
+                    for (int j = 0; j < 16; j += VL)
+                        off16 = vf_fma(vf_load_f32(o + j), vf_load_f32(xs16 + k * 16 + j), off16);
+                else
+                    off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
+            }
             const float *sp = qmm_opaque(s);
 #pragma GCC unroll 8
             for (int u = 0; u < 8; u++) {
                 vf c[QMM_NV];
                 codes256(type, bk, u, c, &book);
-                const vf t = unit_dot(c, xk + u * 32);
-                if (u % 2)
-                    acc1 = vf_fma(t, vf_set1(sp[u]), acc1);
-                else
-                    acc0 = vf_fma(t, vf_set1(sp[u]), acc0);
+                if (per16(type)) /* the unit's two halves, one scale each */
+                    for (int h = 0; h < 2; h++) {
+                        const int i0 = h * QMM_NV / 2;
+                        vf t = vf_mul(c[i0], vf_load_f32(xk + u * 32 + i0 * VL));
+                        for (int i = i0 + 1; i < i0 + QMM_NV / 2; i++)
+                            t = vf_fma(c[i], vf_load_f32(xk + u * 32 + i * VL), t);
+                        if (h)
+                            acc1 = vf_fma(t, vf_set1(sp[2 * u + h]), acc1);
+                        else
+                            acc0 = vf_fma(t, vf_set1(sp[2 * u + h]), acc0);
+                    }
+                else {
+                    const vf t = unit_dot(c, xk + u * 32);
+                    if (u % 2)
+                        acc1 = vf_fma(t, vf_set1(sp[u]), acc1);
+                    else
+                        acc0 = vf_fma(t, vf_set1(sp[u]), acc0);
+                }
             }
         }
         __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off), _mm256_extractf128_ps(off, 1));
         o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
         o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
-        r[0] = vf_hsum(vf_add(acc0, acc1)) + _mm_cvtss_f32(o4);
+        r[0] = vf_hsum(vf_add(vf_add(acc0, acc1), off16)) + _mm_cvtss_f32(o4);
         return;
     }
     qmm_acc acc;
