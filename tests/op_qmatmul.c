@@ -323,6 +323,9 @@ void test_qmatmul(test_devices *devs, rng *g)
         {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e-30},
         {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e30},
         {0, MLXN_DTYPE_F32, 1, 45, 4096, 5, 0, MLXN_ACT_SILU, 0},
+        /* enough rows that every block of a full grid (one or two blocks per SM at K = 14336)
+         * takes several tiles: stages refilled, barrier phases turning over */
+        {0, MLXN_DTYPE_F32, 1, 6007, 14336, 0, 0, MLXN_ACT_SILU, 0},
     };
     for (size_t ti = 0; ti < sizeof stypes / sizeof stypes[0]; ti++)
         for (size_t si = 0; si < sizeof sshapes / sizeof sshapes[0]; si++) {
