@@ -13,8 +13,8 @@
 //    c * 2^(b - 149), exactly. With x's element pre-scaled by 2^(E - b), one AND and one FMA per
 //    weight add x * c * 2^(E - 149): no integer-to-float conversion, no subtraction. E comes
 //    from the largest |x| of the call so that the scaled x stay below 2^126 and the products
-//    are normal numbers (elements 2^-90 below the largest lose bits, far under f32 rounding
-//    of the sum); block scales and offsets (through each piece's sum of x) apply once per
+//    are normal numbers (only elements about 2^100 below the largest lose bits, far under the
+//    f32 rounding of the sum); block scales and offsets (through each piece's sum of x) apply once per
 //    piece, and the row totals are scaled back by 2^(149 - E).
 #include <stdint.h>
 
