@@ -521,6 +521,29 @@ static mlxn_status act_call(void *ctx, int i)
     return c->row->glu ? mlxn_glu(c->s, c->row->act, &x, &up, &y) : mlxn_activation(c->s, c->row->act, &x, &y);
 }
 
+/* One result row of a bytes-bound op (time, GB/s, % of copy) on stdout and as a JSON line; t NULL
+ * prints the error row instead. Returns whether the row is a result. */
+static bool report_bytes_row(const mlxn_device_info *info, const char *op, const char *shape, const char *variant,
+                             const char *dtype, const bench_timing *t, double moved, double copy_gbps,
+                             const bench_options *opt)
+{
+    if (!t) {
+        printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
+        return false;
+    }
+    const double gbps = moved / (t->median_ms * 1e-3) / 1e9;
+    printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, op, shape, variant,
+           dtype, t->median_ms * 1e3, t->p10_ms * 1e3, t->p90_ms * 1e3, gbps, 100.0 * gbps / copy_gbps);
+    if (opt->json)
+        fprintf(opt->json,
+                "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
+                "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
+                "\"pct_copy\":%.2f}\n",
+                info->name, op, shape, variant, dtype, t->median_ms * 1e3, t->p10_ms * 1e3, t->p90_ms * 1e3, moved,
+                gbps, 100.0 * gbps / copy_gbps);
+    return true;
+}
+
 static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
                      const bench_options *opt)
 {
@@ -545,22 +568,9 @@ static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *i
             snprintf(variant, sizeof variant, "%s%s", r->log ? "log" : "plain", r->glu ? "/mask" : "");
         else
             snprintf(variant, sizeof variant, "%s%s", r->glu ? "glu/" : "", mlxn_act_name(r->act));
-        if (!ok) {
-            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
-            failures++;
-        } else {
-            const double moved = (double)bytes * (r->glu ? 3 : 2), gbps = moved / (t.median_ms * 1e-3) / 1e9;
-            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, op, shape,
-                   variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
-                   100.0 * gbps / copy_gbps);
-            if (opt->json)
-                fprintf(opt->json,
-                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
-                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
-                        "\"pct_copy\":%.2f}\n",
-                        info->name, op, shape, variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
-                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps);
-        }
+        const double moved = (double)bytes * (r->glu ? 3 : 2);
+        failures += !report_bytes_row(info, op, shape, variant, mlxn_dtype_name(r->dtype), ok ? &t : NULL, moved,
+                                      copy_gbps, opt);
         fflush(stdout);
         mlxn_buffer_free(c.x);
         mlxn_buffer_free(c.up);
@@ -952,22 +962,8 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
             snprintf(variant, sizeof variant, "%s/k=%d", r->gate == GATE_QWEN3 ? "softmax" : "sigmoid+bias", r->top_k);
         else
             snprintf(variant, sizeof variant, "-");
-        if (!ok) {
-            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
-            failures++;
-        } else {
-            const double gbps = moved / (t.median_ms * 1e-3) / 1e9;
-            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, op, shape,
-                   variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
-                   100.0 * gbps / copy_gbps);
-            if (opt->json)
-                fprintf(opt->json,
-                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
-                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
-                        "\"pct_copy\":%.2f}\n",
-                        info->name, op, shape, variant, mlxn_dtype_name(r->dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
-                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps);
-        }
+        failures += !report_bytes_row(info, op, shape, variant, mlxn_dtype_name(r->dtype), ok ? &t : NULL, moved,
+                                      copy_gbps, opt);
         fflush(stdout);
         free(ids);
         mlxn_buffer_free(c.x);
@@ -1187,22 +1183,9 @@ static int bench_layout(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info
                      mlxn_dtype_name(r->x_dtype), mlxn_dtype_name(r->y_dtype));
         else
             snprintf(variant, sizeof variant, "-");
-        if (!ok) {
-            printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, op, shape, variant, mlxn_last_error());
-            failures++;
-        } else {
-            const double moved = (double)(xb + yb), gbps = moved / (t.median_ms * 1e-3) / 1e9;
-            printf("%-22.22s %-13s %-16s %-14s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", info->name, op, shape,
-                   variant, mlxn_dtype_name(r->x_dtype), t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, gbps,
-                   100.0 * gbps / copy_gbps);
-            if (opt->json)
-                fprintf(opt->json,
-                        "{\"device\":\"%s\",\"op\":\"%s\",\"shape\":\"%s\",\"variant\":\"%s\",\"dtype\":\"%s\","
-                        "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
-                        "\"pct_copy\":%.2f}\n",
-                        info->name, op, shape, variant, mlxn_dtype_name(r->x_dtype), t.median_ms * 1e3, t.p10_ms * 1e3,
-                        t.p90_ms * 1e3, moved, gbps, 100.0 * gbps / copy_gbps);
-        }
+        const double moved = (double)(xb + yb);
+        failures += !report_bytes_row(info, op, shape, variant, mlxn_dtype_name(r->x_dtype), ok ? &t : NULL, moved,
+                                      copy_gbps, opt);
         fflush(stdout);
         mlxn_buffer_free(c.x);
         mlxn_buffer_free(c.y);
