@@ -42,23 +42,31 @@ static void shape_str(const mlxn_tensor *t, char *buf, size_t cap)
         n += (size_t)snprintf(buf + n, cap - n, i ? "x%lld" : "%lld", (long long)t->shape[i]);
 }
 
-/* An operand that must match x in dtype and shape. */
-static mlxn_status like_x(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *t,
-                          const char *fn, const char *what, mlxn_rows *rows)
+/* An operand that must match ref (named ref_name in messages) in dtype and shape. */
+static mlxn_status like_operand(mlxn_stream *s, const mlxn_tensor *ref, const char *ref_name, const mlxn_tensor *t,
+                                const char *fn, const char *what, mlxn_rows *rows)
 {
     int64_t nr, n;
+    if (!t)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
     MLXN_TRY(operand_rows(s, t, fn, what, rows, &nr, &n));
-    if (t->dtype != x->dtype)
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, x is %s", what,
-                          mlxn_dtype_name(t->dtype), mlxn_dtype_name(x->dtype));
-    if (!same_shape(x, t)) {
+    if (t->dtype != ref->dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, %s is %s", what, mlxn_dtype_name(t->dtype), ref_name,
+                          mlxn_dtype_name(ref->dtype));
+    if (!same_shape(ref, t)) {
         char a[96], b[96];
         shape_str(t, a, sizeof a);
-        shape_str(x, b, sizeof b);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, x has shape %s", what, a,
-                          b);
+        shape_str(ref, b, sizeof b);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, %s has shape %s", what, a, ref_name, b);
     }
     return MLXN_STATUS_OK;
+}
+
+/* An operand that must match x in dtype and shape (NULL: INVALID_ARG). */
+static mlxn_status like_x(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *t, const char *fn, const char *what,
+                          mlxn_rows *rows)
+{
+    return like_operand(s, x, "x", t, fn, what, rows);
 }
 
 static mlxn_status rms_norm_issue(mlxn_stream *s, const char *fn, const mlxn_tensor *x,
@@ -73,8 +81,6 @@ static mlxn_status rms_norm_issue(mlxn_stream *s, const char *fn, const mlxn_ten
     if (x->dtype != MLXN_DTYPE_F32 && x->dtype != MLXN_DTYPE_F16 && x->dtype != MLXN_DTYPE_BF16)
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16",
                           mlxn_dtype_name(x->dtype));
-    if (!y)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
     if (r)
         MLXN_TRY(like_x(s, x, r, fn, "r", &a->r));
@@ -352,8 +358,6 @@ static mlxn_status act_issue(mlxn_stream *s, const char *fn, mlxn_act act, const
                           mlxn_dtype_name(x->dtype));
     if ((unsigned)act >= MLXN_ACT_COUNT)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "unknown activation %d", (int)act);
-    if (!y)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
     if (up)
         MLXN_TRY(like_x(s, x, up, fn, "up", &a->up));
@@ -387,8 +391,6 @@ mlxn_status mlxn_softmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
     MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
     if (!float_dtype(x->dtype))
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
-    if (!y)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
     if (mask)
         MLXN_TRY(like_x(s, x, mask, fn, "mask", &a->mask));
@@ -526,8 +528,6 @@ mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *p
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
     if (x->ndim != 3 && x->ndim != 4)
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "x has %d dims, expected [T, H, D] or [B, T, H, D]", x->ndim);
-    if (!y)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
     if (!p)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "params are NULL");
@@ -622,26 +622,6 @@ mlxn_status mlxn_get_rows(mlxn_stream *s, const mlxn_tensor *table, const mlxn_t
     if (a->n_tokens == 0 || a->n == 0)
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
-}
-
-/* An operand that must match ref (named ref_name in messages) in dtype and shape. */
-static mlxn_status like_operand(mlxn_stream *s, const mlxn_tensor *ref, const char *ref_name, const mlxn_tensor *t,
-                                const char *fn, const char *what, mlxn_rows *rows)
-{
-    int64_t nr, n;
-    if (!t)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
-    MLXN_TRY(operand_rows(s, t, fn, what, rows, &nr, &n));
-    if (t->dtype != ref->dtype)
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, %s is %s", what, mlxn_dtype_name(t->dtype), ref_name,
-                          mlxn_dtype_name(ref->dtype));
-    if (!same_shape(ref, t)) {
-        char a[96], b[96];
-        shape_str(t, a, sizeof a);
-        shape_str(ref, b, sizeof b);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, %s has shape %s", what, a, ref_name, b);
-    }
-    return MLXN_STATUS_OK;
 }
 
 mlxn_status mlxn_binary(mlxn_stream *s, mlxn_binop bop, const mlxn_tensor *a, const mlxn_tensor *b,
@@ -1310,8 +1290,6 @@ mlxn_status mlxn_l2_norm(mlxn_stream *s, const mlxn_tensor *x, float eps, const 
     MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
     if (!float_dtype(x->dtype))
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
-    if (!y)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
     if (!(eps >= 0.0f) || isinf(eps))
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "eps is %g, expected a finite value >= 0", (double)eps);
@@ -1331,8 +1309,6 @@ mlxn_status mlxn_cumsum(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor 
     MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->n));
     if (x->dtype != MLXN_DTYPE_F32 && x->dtype != MLXN_DTYPE_I32)
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32 or i32", mlxn_dtype_name(x->dtype));
-    if (!y)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(like_x(s, x, y, fn, "y", &a->y));
     a->dtype = (int)x->dtype;
     if (a->n_rows == 0 || a->n == 0)
