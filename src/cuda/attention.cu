@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(128) attention_merge(const mlxn_attention_args
         char *o = o_row(a, b, t, h);
         if (!pos_in_range(a, first)) {
             for (int d = lane; d < D; d += 32)
-                store_as(a.q_dtype, o, d, NAN);
+                store_any(a.q_dtype, o, d, NAN);
             continue;
         }
         const int n = (first + Tq - 1) / sp.chunk + 1; // the splits that ran
@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(128) attention_merge(const mlxn_attention_args
 #pragma unroll
         for (int i = 0; i < PER_LANE; i++)
             if (lane + 32 * i < D)
-                store_as(a.q_dtype, o, lane + 32 * i, acc[i] * inv);
+                store_any(a.q_dtype, o, lane + 32 * i, acc[i] * inv);
     }
 }
 
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                 if (sp.splits == 1) // with splits the merge kernel writes the NaN rows
                     for (int i = tid; i < rows_here * D; i += PF_THREADS) {
                         const int pr = row0 + i / D;
-                        store_as(a.q_dtype, o_row(a, b, pr / G, hk * G + pr % G), i % D, NAN);
+                        store_any(a.q_dtype, o_row(a, b, pr / G, hk * G + pr % G), i % D, NAN);
                     }
                 continue;
             }
@@ -436,9 +436,9 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                 for (int e = 0; e < 2; e++) {
                     const int d = i * 8 + 2 * tq + e;
                     if (oA)
-                        store_as(a.q_dtype, oA, d, oacc[i][e] * invA);
+                        store_any(a.q_dtype, oA, d, oacc[i][e] * invA);
                     if (oB)
-                        store_as(a.q_dtype, oB, d, oacc[i][2 + e] * invB);
+                        store_any(a.q_dtype, oB, d, oacc[i][2 + e] * invB);
                 }
         }
 }
@@ -485,7 +485,7 @@ __global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_a
         char *o = o_row(a, b, t, h);
         if (!pos_in_range(a, first)) {
             for (int d = lane; d < D; d += 32)
-                store_as(a.q_dtype, o, d, NAN);
+                store_any(a.q_dtype, o, d, NAN);
             continue;
         }
         __syncwarp(); // the previous row's q is no longer read
@@ -540,7 +540,7 @@ __global__ void __launch_bounds__(GEN_WARPS * 32) attention_generic(const mlxn_a
 #pragma unroll
         for (int i = 0; i < PER_LANE; i++)
             if (lane + 32 * i < a.D)
-                store_as(a.q_dtype, o, lane + 32 * i, acc[i] * inv);
+                store_any(a.q_dtype, o, lane + 32 * i, acc[i] * inv);
     }
 }
 

@@ -59,16 +59,6 @@ __device__ __forceinline__ char *o_row(const mlxn_attention_args &a, int b, int 
     return a.o.base + b * a.o.s0 + t * a.o.s1 + h * a.o.s2;
 }
 
-__device__ __forceinline__ void store_as(int dt, void *p, int i, float v)
-{
-    if (dt == MLXN_DTYPE_F16)
-        static_cast<__half *>(p)[i] = __float2half_rn(v);
-    else if (dt == MLXN_DTYPE_BF16)
-        static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
-    else
-        static_cast<float *>(p)[i] = v;
-}
-
 // 1 / (softmax denominator) of a row with running max m and sum l, the head's sink included;
 // 0 for a row that saw no key (its output is zero). l >= 1 (the max's own term): __fdividef is
 // exact to 2 ulp there.

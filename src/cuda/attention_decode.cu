@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
             if (blockIdx.x == 0)
                 for (int i = tid; i < rn * D; i += DEC_THREADS) {
                     const int row = r0 + i / D;
-                    store_as(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), i % D, NAN);
+                    store_any(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), i % D, NAN);
                 }
             continue;
         }
@@ -382,7 +382,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
                     sum = fmaf(f, ml_s[(w * RT + r) * 2 + 1], sum);
                 }
             if (alone) {
-                store_as(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
+                store_any(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
             } else {
                 const size_t at = (size_t)row_index(a, b, hk, row) * sp.splits + blockIdx.x;
                 sp.part_o[at * D + d] = o;
@@ -435,7 +435,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
 #pragma unroll 8
             for (int s = 0; s < n_act; s++) // independent loads: several splits in flight
                 o = fmaf(wts[r * n_act + s], __ldcg(sp.part_o + (at0 + s) * D + d), o);
-            store_as(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), d, o * row_scale[r]);
+            store_any(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), d, o * row_scale[r]);
         }
     }
 }

@@ -47,6 +47,18 @@ __device__ __forceinline__ float load_any(int dt, const void *p, int64_t i)
     return static_cast<const float *>(p)[i];
 }
 
+// Stores v as element i of an f32, f16 or bf16 array (dt a uniform runtime dtype), rounded to
+// nearest even.
+__device__ __forceinline__ void store_any(int dt, void *p, int64_t i, float v)
+{
+    if (dt == MLXN_DTYPE_F16)
+        static_cast<__half *>(p)[i] = __float2half_rn(v);
+    else if (dt == MLXN_DTYPE_BF16)
+        static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
+    else
+        static_cast<float *>(p)[i] = v;
+}
+
 // Launches kernel with programmatic stream serialization when pdl (sm_90+).
 template <typename... Args>
 cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,

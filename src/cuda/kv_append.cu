@@ -15,16 +15,6 @@ using namespace mlxn_cuda;
 
 constexpr int THREADS = 256, PER_THREAD = 8;
 
-__device__ __forceinline__ void store_as(int dt, void *p, int64_t i, float v)
-{
-    if (dt == MLXN_DTYPE_F16)
-        static_cast<__half *>(p)[i] = __float2half_rn(v);
-    else if (dt == MLXN_DTYPE_BF16)
-        static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
-    else
-        static_cast<float *>(p)[i] = v;
-}
-
 __global__ void __launch_bounds__(THREADS) kv_append_rows(const mlxn_kv_append_args a)
 {
     wait_for_previous_kernel();
@@ -40,7 +30,7 @@ __global__ void __launch_bounds__(THREADS) kv_append_rows(const mlxn_kv_append_a
         char *dst = a.cache.base + b * a.cache.s0 + h * a.cache.s1 + ((first + t) % a.S) * a.cache.s2;
         const int64_t d1 = (c + 1) * PER_THREAD < a.D ? (c + 1) * PER_THREAD : a.D;
         for (int64_t d = c * PER_THREAD; d < d1; d++)
-            store_as(a.cache_dtype, dst, d, load_any(a.src_dtype, src, d));
+            store_any(a.cache_dtype, dst, d, load_any(a.src_dtype, src, d));
     }
 }
 

@@ -21,16 +21,6 @@ __device__ __forceinline__ void warp_merge(float &m, float &s)
     }
 }
 
-__device__ __forceinline__ void store_any(int dt, void *p, int64_t i, float v)
-{
-    if (dt == MLXN_DTYPE_F16)
-        static_cast<__half *>(p)[i] = __float2half_rn(v);
-    else if (dt == MLXN_DTYPE_BF16)
-        static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
-    else
-        static_cast<float *>(p)[i] = v;
-}
-
 __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args a)
 {
     __shared__ float red_m[THREADS / 32], red_s[THREADS / 32];
