@@ -75,39 +75,26 @@ template <typename T, bool NEOX, int V> struct pair_item {
             load_n(row + i + half, xb);
     }
 
-    __device__ __forceinline__ void rotate_store(T *row, int64_t i, int64_t half, const float2 *cs)
-    {
-#pragma unroll
-        for (int j = 0; j < V; j++) {
-            const float c = cs[j].x, s = cs[j].y;
-            const float x0 = to_f(NEOX ? xa[j] : xa[2 * j]), x1 = to_f(NEOX ? xb[j] : xa[2 * j + 1]);
-            const T y0 = from_f<T>(x0 * c - x1 * s), y1 = from_f<T>(x0 * s + x1 * c);
-            if constexpr (NEOX) {
-                xa[j] = y0;
-                xb[j] = y1;
-            } else {
-                xa[2 * j] = y0;
-                xa[2 * j + 1] = y1;
-            }
-        }
-        store_n(row + (NEOX ? i : 2 * i), xa);
-        if constexpr (NEOX)
-            store_n(row + i + half, xb);
-    }
-
-    // x * scale * w in f32 (w: the head's norm weights), rotated, rounded once to T.
-    __device__ __forceinline__ void norm_rotate_store(T *row, int64_t i, int64_t half, const float2 *cs, const float *w,
-                                                      float scale)
+    // Rotated and rounded once to T; with NORM, x * scale * w first in f32 (w: the head's norm
+    // weights).
+    template <bool NORM>
+    __device__ __forceinline__ void rotate_store(T *row, int64_t i, int64_t half, const float2 *cs, const float *w,
+                                                 float scale)
     {
         float wa[NA], wb[NB];
-        load_n(w + (NEOX ? i : 2 * i), wa);
-        if constexpr (NEOX)
-            load_n(w + i + half, wb);
+        if constexpr (NORM) {
+            load_n(w + (NEOX ? i : 2 * i), wa);
+            if constexpr (NEOX)
+                load_n(w + i + half, wb);
+        }
 #pragma unroll
         for (int j = 0; j < V; j++) {
             const float c = cs[j].x, s = cs[j].y;
-            const float x0 = to_f(NEOX ? xa[j] : xa[2 * j]) * scale * (NEOX ? wa[j] : wa[2 * j]);
-            const float x1 = to_f(NEOX ? xb[j] : xa[2 * j + 1]) * scale * (NEOX ? wb[j] : wa[2 * j + 1]);
+            float x0 = to_f(NEOX ? xa[j] : xa[2 * j]), x1 = to_f(NEOX ? xb[j] : xa[2 * j + 1]);
+            if constexpr (NORM) {
+                x0 = x0 * scale * (NEOX ? wa[j] : wa[2 * j]);
+                x1 = x1 * scale * (NEOX ? wb[j] : wa[2 * j + 1]);
+            }
             const T y0 = from_f<T>(x0 * c - x1 * s), y1 = from_f<T>(x0 * s + x1 * c);
             if constexpr (NEOX) {
                 xa[j] = y0;
@@ -196,7 +183,8 @@ __global__ void __launch_bounds__(THREADS, 3) rope_heads(const mlxn_rope_args a,
                     const int64_t r = row0 + g * heads_per_group + e / per_head;
                     if (g != g0 || e != e0)
                         it.load(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), i0 + k, half);
-                    it.rotate_store(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), i0 + k, half, cs + k);
+                    it.template rotate_store<false>(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), i0 + k, half, cs + k,
+                                                    nullptr, 1.0f);
                 }
             }
             __syncthreads(); // cs is read before the next chunk overwrites it
@@ -296,7 +284,7 @@ __global__ void __launch_bounds__(32 * NORM_WARPS, 2) rope_norm_warp_per_head(co
             for (int k = 0; k < K; k++) {
                 const int e = lane + 32 * k;
                 if (e < items0)
-                    it[k].norm_rotate_store(y, (int64_t)e * V, half, cs + e * V, w, scale);
+                    it[k].template rotate_store<true>(y, (int64_t)e * V, half, cs + e * V, w, scale);
             }
         }
         for (int64_t i0 = CHUNK; i0 < half; i0 += CHUNK) {
@@ -308,7 +296,7 @@ __global__ void __launch_bounds__(32 * NORM_WARPS, 2) rope_norm_warp_per_head(co
                 for (int e = lane; e < n / V; e += 32) {
                     pair_item<T, NEOX, V> more;
                     more.load(x, i0 + (int64_t)e * V, half);
-                    more.norm_rotate_store(y, i0 + (int64_t)e * V, half, cs + e * V, w, scale);
+                    more.template rotate_store<true>(y, i0 + (int64_t)e * V, half, cs + e * V, w, scale);
                 }
             }
         }
