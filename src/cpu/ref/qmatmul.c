@@ -44,15 +44,7 @@ void mlxn_ref_qmatmul(const mlxn_qmatmul_args *a)
     for (int64_t m = 0; m < a->M; m++) {
         const char *x = mlxn_rows_ptr(&a->x, m);
         float *y = (float *)mlxn_rows_ptr(&a->y, m);
-        double inv = 1.0;
-        if (a->norm_w) {
-            double ss = 0;
-            for (int64_t k = 0; k < a->K; k++) {
-                const double xk = mlxn_ref_load(a->x_dtype, x, k);
-                ss += xk * xk;
-            }
-            inv = 1.0 / sqrt(ss / (double)a->K + (double)a->norm_eps);
-        }
+        const double inv = a->norm_w ? mlxn_ref_inv_rms(a->x_dtype, x, a->K, a->norm_eps) : 1.0;
         for (int64_t n = 0; n < n_out; n++) {
             double v = dot_row(a, x, inv, n);
             if (a->glu)

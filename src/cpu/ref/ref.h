@@ -9,6 +9,8 @@
 double mlxn_ref_load(int dtype, const void *p, int64_t i);
 /* Stores v rounded to dtype; returns the stored value. */
 double mlxn_ref_store(int dtype, void *p, int64_t i, double v);
+/* 1 / sqrt(mean(x^2) + eps) over the n elements of a plain array: the RMS norm's scale. */
+double mlxn_ref_inv_rms(int dtype, const void *x, int64_t n, double eps);
 
 void mlxn_ref_rms_norm(const mlxn_rms_norm_args *a);
 void mlxn_ref_qmatmul_mlx(const mlxn_qmatmul_mlx_args *a);

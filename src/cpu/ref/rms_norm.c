@@ -36,28 +36,29 @@ double mlxn_ref_store(int dtype, void *p, int64_t i, double v)
     return NAN;
 }
 
+double mlxn_ref_inv_rms(int dtype, const void *x, int64_t n, double eps)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double v = mlxn_ref_load(dtype, x, i);
+        ss += v * v;
+    }
+    return 1.0 / sqrt(ss / (double)n + eps);
+}
+
 void mlxn_ref_rms_norm(const mlxn_rms_norm_args *a)
 {
     for (int64_t r = 0; r < a->n_rows; r++) {
         const char *x = mlxn_rows_ptr(&a->x, r);
         const char *src = x;
-        double ss = 0;
-        if (a->r.base) {
+        if (a->r.base) { /* the sum, rounded to dtype as stored, is what gets normalized */
             const char *res = mlxn_rows_ptr(&a->r, r);
             char *sum = mlxn_rows_ptr(&a->sum, r);
-            for (int64_t i = 0; i < a->n; i++) {
-                double s = mlxn_ref_load(a->dtype, x, i) + mlxn_ref_load(a->dtype, res, i);
-                s = mlxn_ref_store(a->dtype, sum, i, s);
-                ss += s * s;
-            }
+            for (int64_t i = 0; i < a->n; i++)
+                mlxn_ref_store(a->dtype, sum, i, mlxn_ref_load(a->dtype, x, i) + mlxn_ref_load(a->dtype, res, i));
             src = sum;
-        } else {
-            for (int64_t i = 0; i < a->n; i++) {
-                double v = mlxn_ref_load(a->dtype, x, i);
-                ss += v * v;
-            }
         }
-        double scale = 1.0 / sqrt(ss / (double)a->n + (double)a->eps);
+        const double scale = mlxn_ref_inv_rms(a->dtype, src, a->n, a->eps);
         char *y = mlxn_rows_ptr(&a->y, r);
         const char *m = a->m.base ? mlxn_rows_ptr(&a->m, r) : NULL;
         for (int64_t i = 0; i < a->n; i++) {

@@ -51,12 +51,7 @@ void mlxn_ref_rope(const mlxn_rope_args *a)
         double scale = 1.0;
         const float *w = NULL;
         if (a->norm_w) {
-            double ss = 0;
-            for (int64_t i = 0; i < a->head_dim; i++) {
-                const double v = mlxn_ref_load(a->dtype, x, i);
-                ss += v * v;
-            }
-            scale = 1.0 / sqrt(ss / (double)a->head_dim + (double)a->norm_eps);
+            scale = mlxn_ref_inv_rms(a->dtype, x, a->head_dim, a->norm_eps);
             w = (const float *)((const char *)a->norm_w + (r % a->n_head) * a->norm_w_stride);
         }
 #define XN(i) (mlxn_ref_load(a->dtype, x, i) * (w ? scale * (double)w[i] : 1.0))
