@@ -10,6 +10,34 @@ namespace mlxn_cuda {
 
 constexpr bool plain_weight(int wt) { return wt == MLXN_DTYPE_F32 || wt == MLXN_DTYPE_F16 || wt == MLXN_DTYPE_BF16; }
 
+// Bytes and elements of one GGML block of type WT at compile time (the structs of
+// src/formats/ggml_blocks.h); 0 for other types.
+template <int WT> constexpr int block_bytes_of()
+{
+    return WT == MLXN_DTYPE_Q4_0     ? (int)sizeof(mlxn_block_q4_0)
+         : WT == MLXN_DTYPE_Q4_1     ? (int)sizeof(mlxn_block_q4_1)
+         : WT == MLXN_DTYPE_Q5_0     ? (int)sizeof(mlxn_block_q5_0)
+         : WT == MLXN_DTYPE_Q5_1     ? (int)sizeof(mlxn_block_q5_1)
+         : WT == MLXN_DTYPE_Q8_0     ? (int)sizeof(mlxn_block_q8_0)
+         : WT == MLXN_DTYPE_Q2_K     ? (int)sizeof(mlxn_block_q2_K)
+         : WT == MLXN_DTYPE_Q3_K     ? (int)sizeof(mlxn_block_q3_K)
+         : WT == MLXN_DTYPE_Q4_K     ? (int)sizeof(mlxn_block_q4_K)
+         : WT == MLXN_DTYPE_Q5_K     ? (int)sizeof(mlxn_block_q5_K)
+         : WT == MLXN_DTYPE_Q6_K     ? (int)sizeof(mlxn_block_q6_K)
+         : WT == MLXN_DTYPE_IQ4_NL   ? (int)sizeof(mlxn_block_iq4_nl)
+         : WT == MLXN_DTYPE_IQ4_XS   ? (int)sizeof(mlxn_block_iq4_xs)
+                                     : 0;
+}
+
+template <int WT> constexpr int block_elems_of()
+{
+    return !block_bytes_of<WT>() ? 0
+         : WT == MLXN_DTYPE_Q2_K || WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K ||
+                   WT == MLXN_DTYPE_Q6_K || WT == MLXN_DTYPE_IQ4_XS
+               ? 256
+               : 32;
+}
+
 // The 32 weights k0 .. k0 + 31 of a row of W as floats.
 template <int WT> __device__ __forceinline__ void weight_unit(const uint8_t *row, int64_t k0, float (&v)[32])
 {

@@ -177,15 +177,13 @@ template <> struct load_word<4> { using type = uint32_t; };
 template <> struct load_word<8> { using type = uint2; };
 template <> struct load_word<16> { using type = uint4; };
 
-template <int WT> constexpr int wide_group_elems() { return wide_plan<WT>::G * (WT == MLXN_DTYPE_Q2_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K || WT == MLXN_DTYPE_IQ4_XS ? 256 : 32); }
+template <int WT> constexpr int wide_group_elems() { return wide_plan<WT>::G * block_elems_of<WT>(); }
 
 template <int WT, int MT>
 __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmul_args a, int lpr)
 {
     constexpr int G = wide_plan<WT>::G, LB = wide_plan<WT>::LB, GE = wide_group_elems<WT>(), BE = GE / G;
-    constexpr int BB = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_IQ4_NL ? 18 : WT == MLXN_DTYPE_Q5_0 ? 22
-                     : WT == MLXN_DTYPE_Q8_0 ? 34 : WT == MLXN_DTYPE_Q4_1 ? 20 : WT == MLXN_DTYPE_Q5_1 ? 24
-                     : WT == MLXN_DTYPE_Q4_K ? 144 : WT == MLXN_DTYPE_Q5_K ? 176 : WT == MLXN_DTYPE_IQ4_XS ? 136 : 84;
+    constexpr int BB = block_bytes_of<WT>();
     constexpr int GB = G * BB, NL = GB / LB, GP = GE + 4;
     static_assert(GB % LB == 0, "a group is a whole number of loads");
     using word = typename load_word<LB>::type;

@@ -21,6 +21,7 @@
 #include "block_reduce.cuh"
 #include "bulk_copy.cuh"
 #include "common.cuh"
+#include "ggml_unit.cuh"
 #include "qmatmul_out.cuh"
 
 namespace {
@@ -32,12 +33,14 @@ constexpr int MAX_PIECES = 512;       // a computing thread per piece (256 of 64
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 constexpr int SMEM_LIMIT = 200 * 1024;
 
-// BE / BB: elements / bytes per block; PE: elements per piece (a thread's share of K)
-template <int WT> struct sfmt { static constexpr int BE = 0, BB = 0, PE = 0; };
-template <> struct sfmt<MLXN_DTYPE_Q4_0> { static constexpr int BE = 32, BB = 18, PE = 32; };
-template <> struct sfmt<MLXN_DTYPE_Q4_1> { static constexpr int BE = 32, BB = 20, PE = 32; };
-template <> struct sfmt<MLXN_DTYPE_Q8_0> { static constexpr int BE = 32, BB = 34, PE = 32; };
-template <> struct sfmt<MLXN_DTYPE_Q4_K> { static constexpr int BE = 256, BB = 144, PE = 64; };
+// BE / BB: elements / bytes per block; PE: elements per piece (a thread's share of K), 0 for the
+// formats this kernel does not take
+template <int WT> struct sfmt {
+    static constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>();
+    static constexpr int PE = WT == MLXN_DTYPE_Q4_K ? 64
+                            : WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ? 32
+                                                                                                      : 0;
+};
 
 // The bit at which element j of a piece sits in the words its dot masks: the nibble layout
 // (element j and j + half of a piece in the low and high nibble of one byte; bytes 3 and the
@@ -97,7 +100,7 @@ __device__ __forceinline__ float half_at(const uint8_t *ring, uint32_t off)
 // Byte offset of piece p's block in a row of W.
 template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 {
-    return WT == MLXN_DTYPE_Q4_K ? 144u * (uint32_t)(p >> 2) : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
+    return WT == MLXN_DTYPE_Q4_K ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 2) : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
 }
 
 // Piece p, whose block starts at ring + off, times x (scaled as above; sx: the piece's sums of
