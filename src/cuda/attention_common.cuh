@@ -71,11 +71,6 @@ __device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &
     return __fdividef(1.0f, l);
 }
 
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 // 16 bytes global -> shared without a register round trip; src_bytes 0 fills zeros.
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
 {

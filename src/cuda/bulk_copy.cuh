@@ -7,19 +7,16 @@
 
 #include <stdint.h>
 
-namespace mlxn_cuda {
+#include "common.cuh"
 
-__device__ __forceinline__ uint32_t smem_u32(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
+namespace mlxn_cuda {
 
 // An mbarrier that completes a phase when `count` threads arrived and the bytes they announced
 // have landed. Initialize in one thread, then fence and __syncthreads before use.
 __device__ __forceinline__ void mbar_init(uint64_t *bar, uint32_t count)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 #else
     __trap();
 #endif
@@ -38,7 +35,7 @@ __device__ __forceinline__ void mbar_init_fence()
 __device__ __forceinline__ void mbar_arrive_expect(uint64_t *bar, uint32_t bytes)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes)
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes)
                  : "memory");
 #else
     __trap();
@@ -49,7 +46,7 @@ __device__ __forceinline__ void mbar_arrive_expect(uint64_t *bar, uint32_t bytes
 __device__ __forceinline__ void mbar_arrive(uint64_t *bar)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
 #else
     __trap();
 #endif
@@ -62,7 +59,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
     asm volatile("{\n\t.reg .pred done;\n"
                  "WAIT_%=:\n\t"
                  "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
-                 "@!done bra WAIT_%=;\n}" ::"r"(smem_u32(bar)),
+                 "@!done bra WAIT_%=;\n}" ::"r"(smem_addr(bar)),
                  "r"(parity)
                  : "memory");
 #else
@@ -74,8 +71,8 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t b
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     smem_u32(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
+                     smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(bar))
                  : "memory");
 #else
     __trap();

@@ -59,6 +59,12 @@ __device__ __forceinline__ void store_any(int dt, void *p, int64_t i, float v)
         static_cast<float *>(p)[i] = v;
 }
 
+// The shared-memory address of p (a pointer into shared memory), as the PTX instructions take it.
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
 // Launches kernel with programmatic stream serialization when pdl (sm_90+).
 template <typename... Args>
 cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
