@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda.h"
 
@@ -216,6 +217,9 @@ static mlxn_status cuda_capture_end(mlxn_stream *s, mlxn_graph *g)
     SET_DEVICE(fn, s->device);
     cudaGraph_t graph = NULL;
     MLXN_CUDA_CHECK(fn, cudaStreamEndCapture(mlxn_cuda_stream(s), &graph));
+    const char *profile = getenv("MLXN_PROFILE_GRAPH");
+    if (profile && *profile && strcmp(profile, "0") != 0)
+        mlxn_cuda_graph_profile(graph, mlxn_cuda_stream(s));
     cudaGraphExec_t exec = NULL;
     cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
