@@ -29,6 +29,19 @@ __device__ __forceinline__ void allow_next_kernel()
 #endif
 }
 
+// Asks the L2 for [p, p + bytes) through the bulk copy engine (sm_90), no registers held and
+// nothing to wait for. The range is rounded inward to 16 bytes (the instruction's granule), so
+// nothing outside it is touched. Kernels call it before wait_for_previous_kernel() for operands
+// the previous kernel does not write (weights), so their DRAM latency overlaps that kernel.
+__device__ __forceinline__ void prefetch_l2(const void *p, int64_t bytes)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint64_t b = ((uint64_t)(uintptr_t)p + 15) & ~(uint64_t)15, e = ((uint64_t)(uintptr_t)p + (uint64_t)bytes) & ~(uint64_t)15;
+    if (bytes > 0 && e > b)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(b), "r"((uint32_t)(e - b)) : "memory");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v)
 {
 #pragma unroll

@@ -16,6 +16,7 @@
 // warp writes its sums (with GLU a warp computes gate row n and up row n + N/2 in turn). Larger
 // calls run them as separate passes (qmm_norm_x, qmm_epilogue) around the plain product.
 
+#include "block_reduce.cuh"
 #include "ggml_unit.cuh"
 #include "qmatmul_out.cuh"
 
@@ -26,41 +27,76 @@ using namespace mlxn_cuda;
 constexpr int WARPS = 8, MAX_M = 8, PAD = 36;
 constexpr int SMEM_BUDGET = 100 * 1024, SMEM_MAX = 200 * 1024;
 
-// With the fused norm: inv[m] = 1 / sqrt(mean(x_m^2) + eps) for the block's MT rows, a warp per
-// row (f64 sums: rows of many thousands keep their precision). Every thread calls it.
-template <int MT> __device__ __forceinline__ void rows_inv_rms(const mlxn_qmatmul_args &a, const char *const *xrow, float *inv)
+// The fused norm: y = inv * (W . (x * norm_w)) with inv = 1 / sqrt(mean(x^2) + eps) per row of
+// x, so x * norm_w is staged at once while each thread gathers sums of squares (f64: rows of
+// many thousands keep their precision), and inv scales the sums where they are stored. No pass
+// over x before the staging, and no barrier between finding inv and using x.
+
+// Adds v^2 to ss[m] (m a runtime row index; the unrolled select keeps ss in registers).
+template <int MT> __device__ __forceinline__ void add_square(double (&ss)[MT], int m, float v)
 {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int m = warp; m < MT; m += (int)(blockDim.x >> 5)) {
-        double ss = 0.0;
-        for (int64_t k = lane; m < a.M && k < a.K; k += 32) {
-            const double v = load_any(a.x_dtype, xrow[m], k);
-            ss += v * v;
-        }
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if (lane == 0)
-            inv[m] = m < a.M ? (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps)) : 0.0f;
+    for (int r = 0; r < MT; r++)
+        if (r == m)
+            ss[r] += (double)v * v;
+}
+
+// Adds each warp's sums of squares to red[warp] (lane 0 of a warp is the only one to touch its
+// row, zeroed before the first call); a __syncthreads must follow before row_scale.
+template <int MT> __device__ __forceinline__ void publish_squares(const double (&ss)[MT], double (*red)[MT])
+{
+#pragma unroll
+    for (int m = 0; m < MT; m++) {
+        const double v = warp_reduce(ss[m], add_op());
+        if ((threadIdx.x & 31) == 0)
+            red[threadIdx.x >> 5][m] += v;
     }
 }
 
-// Element k of row m of x as the product sees it: normalized and scaled when the norm is fused.
-__device__ __forceinline__ float x_at(const mlxn_qmatmul_args &a, const char *row, const float *inv, int m, int64_t k)
+// The scale of row m once publish_squares and a barrier are done (1 without the fused norm).
+template <int MT> __device__ __forceinline__ float row_scale(const mlxn_qmatmul_args &a, const double (*red)[MT], int m)
 {
-    const float v = load_any(a.x_dtype, row, k);
-    return a.norm_w ? v * inv[m] * __ldg(a.norm_w + k) : v;
+    if (!a.norm_w)
+        return 1.f;
+    double t = 0.0;
+    for (int w = 0; w < WARPS; w++)
+        t += red[w][m];
+    return (float)(1.0 / sqrt(t / (double)a.K + (double)a.norm_eps));
 }
 
-// Stages x[0..MT)[k0, k0 + klen) into xs [MT][klen / 32][PAD] (zeros for rows m >= M).
-template <int MT>
-__device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, const char *const *xrow, const float *inv,
-                                        int64_t k0, int klen, int tile_units, float *xs)
+// Bytes of a row of W that the product reads.
+template <int WT> __host__ __device__ constexpr int64_t row_bytes(int64_t K)
 {
+    if constexpr (plain_weight(WT))
+        return K * (WT == MLXN_DTYPE_F32 ? 4 : 2);
+    else
+        return K / block_elems_of<WT>() * block_bytes_of<WT>();
+}
+
+// Stages x[0..MT)[k0, k0 + klen) into xs [MT][klen / 32][PAD] (zeros for rows m >= M); with the
+// fused norm times norm_w, the sums of squares added to red.
+template <int MT>
+__device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, const char *const *xrow, int64_t k0, int klen,
+                                        int tile_units, float *xs, double (*red)[MT])
+{
+    double ss[MT];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+        ss[m] = 0.0;
     for (int i = threadIdx.x; i < MT * klen; i += blockDim.x) {
         const int m = i / klen, k = i - m * klen;
-        xs[(m * tile_units + k / 32) * PAD + k % 32] = m < a.M ? x_at(a, xrow[m], inv, m, k0 + k) : 0.f;
+        float v = 0.f;
+        if (m < a.M) {
+            v = load_any(a.x_dtype, xrow[m], k0 + k);
+            if (a.norm_w) {
+                add_square(ss, m, v);
+                v *= __ldg(a.norm_w + k0 + k);
+            }
+        }
+        xs[(m * tile_units + k / 32) * PAD + k % 32] = v;
     }
+    if (a.norm_w)
+        publish_squares(ss, red);
 }
 
 // The sums of row `row` of W over the units of one K tile, added to acc.
@@ -83,48 +119,58 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows(const mlxn_qmatmul_arg
 {
     extern __shared__ float xs[];
     __shared__ const char *xrow[MAX_M];
-    __shared__ float inv[MAX_M];
-    wait_for_previous_kernel();
-    allow_next_kernel();
+    __shared__ double red[WARPS][MT];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tile_units = kt / 32;
     const bool one_tile = kt >= a.K;
     const int64_t n_out = a.glu ? a.N / 2 : a.N; // outputs; with GLU row n is a gate, n + n_out its up
     const int64_t first = (int64_t)blockIdx.x * WARPS + warp;
     const int64_t step = one_tile ? (int64_t)gridDim.x * WARPS : n_out;
+    // the weights do not depend on the previous kernel: the warp's first row (and its up row)
+    // into L2 while that kernel finishes (later rows come after a row's work anyway)
+    if (lane == 0 && first < n_out) {
+        prefetch_l2(a.w + first * a.w_stride, row_bytes<WT>(a.K));
+        if (a.glu)
+            prefetch_l2(a.w + (first + n_out) * a.w_stride, row_bytes<WT>(a.K));
+    }
+    if (a.norm_w && threadIdx.x == 0)
+        prefetch_l2(a.norm_w, a.K * 4);
+    wait_for_previous_kernel();
+    allow_next_kernel();
     if (threadIdx.x < MT && threadIdx.x < a.M)
         xrow[threadIdx.x] = mlxn_rows_ptr(&a.x, threadIdx.x);
-    if (a.norm_w) {
-        __syncthreads();
-        rows_inv_rms<MT>(a, xrow, inv);
-    }
+    if (lane == 0)
+        for (int m = 0; m < MT; m++)
+            red[warp][m] = 0.0;
     float acc[MT], acc_u[MT];
 #pragma unroll
     for (int m = 0; m < MT; m++)
         acc[m] = acc_u[m] = 0.f;
     for (int64_t k0 = 0; k0 < a.K; k0 += kt) {
         const int klen = (int)(a.K - k0 < kt ? a.K - k0 : kt), units = klen / 32;
-        __syncthreads(); // xrow (and inv) are written; the previous tile is consumed
-        stage_x<MT>(a, xrow, inv, k0, klen, tile_units, xs);
+        const bool last = k0 + kt >= a.K;
+        __syncthreads(); // xrow is written; the previous tile is consumed
+        stage_x<MT>(a, xrow, k0, klen, tile_units, xs, red);
         __syncthreads();
         for (int64_t n = first; n < n_out; n += step) {
             row_tile_dot<WT, MT>(a.w + n * a.w_stride, k0, units, tile_units, xs, acc);
             if (a.glu)
                 row_tile_dot<WT, MT>(a.w + (n + n_out) * a.w_stride, k0, units, tile_units, xs, acc_u);
-            if (k0 + kt < a.K)
+            if (!last)
                 break; // more tiles: keep this row and its sums
 #pragma unroll
             for (int m = 0; m < MT; m++) {
                 const float g = warp_sum(acc[m]), u = a.glu ? warp_sum(acc_u[m]) : 0.f;
                 acc[m] = acc_u[m] = 0.f;
-                if (lane == 0 && m < a.M)
-                    store_out(a, m, n, g, u);
+                if (lane == 0 && m < a.M) {
+                    const float r = row_scale(a, red, m);
+                    store_out(a, m, n, g * r, u * r);
+                }
             }
             if (!one_tile)
                 break;
         }
     }
 }
-
 
 template <int WT>
 __global__ void __launch_bounds__(256) qmm_tiles(const mlxn_qmatmul_args a)
@@ -189,18 +235,37 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
     using word = typename load_word<LB>::type;
     extern __shared__ float xs[];
     __shared__ const char *xrow[MAX_M];
-    __shared__ float inv[MAX_M];
+    __shared__ double red[WARPS][MT];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
+    const int slot = lane / lpr, sl = lane % lpr, rows_per_warp = 32 / lpr;
+    const int64_t n_out = a.glu ? a.N / 2 : a.N; // outputs; with GLU row n is a gate, n + n_out its up
+    const int64_t sets = (n_out + rows_per_warp - 1) / rows_per_warp;
+    const int64_t first = (int64_t)blockIdx.x * WARPS + warp, step = (int64_t)gridDim.x * WARPS;
+    // the weights do not depend on the previous kernel: the warp's first set of rows (contiguous
+    // in W when the rows are packed) into L2 while that kernel finishes
+    if (lane == 0 && first < sets) {
+        const int64_t n = first * rows_per_warp, rows = n_out - n < rows_per_warp ? n_out - n : rows_per_warp;
+        const int64_t bytes = (rows - 1) * a.w_stride + row_bytes<WT>(a.K);
+        prefetch_l2(a.w + n * a.w_stride, bytes);
+        if (a.glu)
+            prefetch_l2(a.w + (n + n_out) * a.w_stride, bytes);
+    }
+    if (a.norm_w && threadIdx.x == 0)
+        prefetch_l2(a.norm_w, a.K * 4);
     wait_for_previous_kernel();
     allow_next_kernel();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
     if (threadIdx.x < MT && threadIdx.x < a.M)
         xrow[threadIdx.x] = mlxn_rows_ptr(&a.x, threadIdx.x);
+    if (lane == 0)
+        for (int m = 0; m < MT; m++)
+            red[warp][m] = 0.0;
     __syncthreads();
-    if (a.norm_w) {
-        rows_inv_rms<MT>(a, xrow, inv);
-        __syncthreads();
-    }
-    // x: four elements per thread and step, one float4 load when x is f32 and aligned
+    // x (times norm_w with the fused norm): four elements per thread and step, one float4 load
+    // when x is f32 and aligned
+    double ss[MT];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+        ss[m] = 0.0;
     const bool vec = a.x_dtype == MLXN_DTYPE_F32;
     for (int i = 4 * threadIdx.x; i < MT * a.K; i += 4 * blockDim.x) {
         const int m = i / (int)a.K, k = i - m * (int)a.K;
@@ -215,18 +280,20 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
                 v.w = load_any(a.x_dtype, xrow[m], k + 3);
             }
             if (a.norm_w) {
-                const float s = inv[m];
-                v = make_float4(v.x * s * __ldg(a.norm_w + k), v.y * s * __ldg(a.norm_w + k + 1),
-                                v.z * s * __ldg(a.norm_w + k + 2), v.w * s * __ldg(a.norm_w + k + 3));
+                add_square(ss, m, v.x);
+                add_square(ss, m, v.y);
+                add_square(ss, m, v.z);
+                add_square(ss, m, v.w);
+                v = make_float4(v.x * __ldg(a.norm_w + k), v.y * __ldg(a.norm_w + k + 1),
+                                v.z * __ldg(a.norm_w + k + 2), v.w * __ldg(a.norm_w + k + 3));
             }
         }
         *reinterpret_cast<float4 *>(xs + (m * groups + k / GE) * GP + k % GE) = v;
     }
+    if (a.norm_w)
+        publish_squares(ss, red);
     __syncthreads();
-    const int slot = lane / lpr, sl = lane % lpr, rows_per_warp = 32 / lpr;
-    const int64_t n_out = a.glu ? a.N / 2 : a.N; // outputs; with GLU row n is a gate, n + n_out its up
-    const int64_t sets = (n_out + rows_per_warp - 1) / rows_per_warp;
-    for (int64_t set = (int64_t)blockIdx.x * WARPS + warp; set < sets; set += (int64_t)gridDim.x * WARPS) {
+    for (int64_t set = first; set < sets; set += step) {
         const int64_t n = set * rows_per_warp + slot;
         float out[2][MT]; // the plain (or gate) sums, then the up sums
 #pragma unroll
@@ -266,8 +333,10 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
         }
 #pragma unroll
         for (int m = 0; m < MT; m++)
-            if (sl == 0 && n < n_out && m < a.M)
-                store_out(a, m, n, out[0][m], a.glu ? out[1][m] : 0.f);
+            if (sl == 0 && n < n_out && m < a.M) {
+                const float r = row_scale(a, red, m);
+                store_out(a, m, n, out[0][m] * r, a.glu ? out[1][m] * r : 0.f);
+            }
     }
 }
 

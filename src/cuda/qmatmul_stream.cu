@@ -210,8 +210,6 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         mbar_init_fence();
     }
     __syncthreads();
-    wait_for_previous_kernel();
-    allow_next_kernel();
     // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU.
     auto issue = [&](int64_t i) {
         const int64_t t = blockIdx.x + i * gridDim.x;
@@ -226,9 +224,15 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             bulk_copy(dst + (size_t)r * row_bytes, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
         }
     };
-    if (tid == 0)
+    // W does not depend on the previous kernel: the first stages load while it finishes
+    if (tid == 0) {
         for (int64_t i = 0; i < stages && i < my_tiles; i++)
             issue(i);
+        if (a.norm_w)
+            prefetch_l2(a.norm_w, a.K * 4);
+    }
+    wait_for_previous_kernel();
+    allow_next_kernel();
 
     // x: this thread's piece, normalized when the norm is fused
     const bool active = piece >= 0 && piece < pieces;
