@@ -281,6 +281,20 @@ void test_qmatmul(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
+    /* short rows at M = 1 (CUDA: the wide-load kernel with 8, 4, 2 or 1 rows per warp at K 512,
+     * 640, 1536, 4096, and its groups of 2 blocks where K is not whole groups of 4: K 192, 576
+     * as in SmolLM2), plain and with the fusions a decoder uses */
+    static const mlxn_dtype wtypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0,
+                                        MLXN_DTYPE_Q5_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_IQ4_NL};
+    static const int64_t wshapes[][2] = {{66, 192}, {130, 576}, {46, 640}, {34, 1536}, {18, 512}, {10, 4096}};
+    static const int wfusions[] = {0, QMM_NORM | QMM_GLU, QMM_NORM | QMM_ACC, QMM_NORM};
+    int wv = 0;
+    for (size_t ti = 0; ti < sizeof wtypes / sizeof wtypes[0]; ti++)
+        for (size_t si = 0; si < sizeof wshapes / sizeof wshapes[0]; si++, wv++) {
+            qmm_case c = {wtypes[ti], xt[wv % 3], 1, wshapes[si][0], wshapes[si][1], 0, wfusions[wv % 4],
+                          MLXN_ACT_SILU, 0};
+            run_case(&c, devs, g);
+        }
     /* fusions: each alone and in the pairs a decoder uses, on the decode kernels (M 1..8, the
      * wide-load and the row kernels, K tiles at 14336) and the prefill paths (SIMT tiles at 9,
      * the bf16 GEMM on CUDA at 100) */

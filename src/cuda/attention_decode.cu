@@ -441,9 +441,13 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
 }
 
 // Splits of the keys: one wave of blocks (`slots` = the blocks resident at once) over all
-// (b, hk, row tile) units, each split at least 32 keys, no more than the scratch holds. From S,
-// never from pos. (One full wave: a second, partial wave of blocks with as much work each would
-// take as long as the first.)
+// (b, hk, row tile) units, each split at least DEC_MIN_CHUNK keys, no more than the scratch
+// holds. From S, never from pos. (One full wave: a second, partial wave of blocks with as much
+// work each would take as long as the first.) The minimum: a split's pass over its keys costs
+// about one memory latency per 64 keys, and the merge of n splits a few latencies plus one
+// per 8 splits, so short splits only add merging; with 256, contexts up to 256 keys need no
+// merge at all (measured: bench/NOTES.md, attention).
+constexpr int DEC_MIN_CHUNK = 256;
 DecodeSplit plan_decode_split(const mlxn_attention_args &a, int row_tiles, void *scratch, size_t scratch_bytes,
                               int64_t slots)
 {
@@ -454,7 +458,7 @@ DecodeSplit plan_decode_split(const mlxn_attention_args &a, int row_tiles, void 
     int64_t splits = 1;
     if (scratch && units <= DEC_COUNTERS && scratch_bytes > DEC_COUNTER_BYTES) {
         splits = slots / units;
-        const int64_t by_len = a.S / 32, by_scratch = (int64_t)((scratch_bytes - DEC_COUNTER_BYTES) / per_split);
+        const int64_t by_len = a.S / DEC_MIN_CHUNK, by_scratch = (int64_t)((scratch_bytes - DEC_COUNTER_BYTES) / per_split);
         splits = splits < by_len ? splits : by_len;
         splits = splits < by_scratch ? splits : by_scratch;
         splits = splits < DEC_MAX_SPLITS ? splits : DEC_MAX_SPLITS;
