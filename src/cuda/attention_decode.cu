@@ -124,13 +124,16 @@ __host__ __device__ constexpr size_t decode_smem(int rt, int d, int splits)
     return combine > weights ? combine : weights;
 }
 
+// Keys a lane group has in flight per pass (U): fewer as the chunks per lane (C) grow.
+__host__ __device__ constexpr int dec_unroll(int c) { return c == 1 ? 4 : c == 2 ? 2 : 1; }
+
 // LPK lanes per key row; C 16-byte chunks per lane (rows of up to LPK C chunks).
 template <typename KV, int RT, int LPK, int C>
 __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_attention_args a, const DecodeSplit sp)
 {
     using Chunk = KvChunk<KV>;
     constexpr int E = Chunk::E; // elements per chunk
-    constexpr int U = C == 1 ? 4 : C == 2 ? 2 : 1;
+    constexpr int U = dec_unroll(C);
     constexpr int KPW = 32 / LPK, SLOTS = DEC_WARPS * KPW;
     extern __shared__ __align__(16) float sh[];
     __shared__ bool last_split;
@@ -441,15 +444,16 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
 }
 
 // Splits of the keys: one wave of blocks (`slots` = the blocks resident at once) over all
-// (b, hk, row tile) units, each split at least DEC_MIN_CHUNK keys, no more than the scratch
-// holds. From S, never from pos. (One full wave: a second, partial wave of blocks with as much
-// work each would take as long as the first.) The minimum: a split's pass over its keys costs
-// about one memory latency per 64 keys, and the merge of n splits a few latencies plus one
-// per 8 splits, so short splits only add merging; with 256, contexts up to 256 keys need no
-// merge at all (measured: bench/NOTES.md, attention).
-constexpr int DEC_MIN_CHUNK = 256;
+// (b, hk, row tile) units, each split at least DEC_MIN_PASSES passes of its block over the keys
+// (`per_pass` keys a pass), no more than the scratch holds. From S, never from pos. (One full
+// wave: a second, partial wave of blocks with as much work each would take as long as the
+// first.) The minimum: a pass costs about one memory latency, and the merge of n splits a few
+// latencies plus one per 8 splits, so splits shorter than a few passes only add merging
+// (bench/NOTES.md, attention: at a short context one split, no merge).
+constexpr int DEC_MIN_PASSES = 4;
+
 DecodeSplit plan_decode_split(const mlxn_attention_args &a, int row_tiles, void *scratch, size_t scratch_bytes,
-                              int64_t slots)
+                              int64_t slots, int per_pass)
 {
     DecodeSplit sp = {};
     sp.row_tiles = row_tiles;
@@ -458,7 +462,7 @@ DecodeSplit plan_decode_split(const mlxn_attention_args &a, int row_tiles, void 
     int64_t splits = 1;
     if (scratch && units <= DEC_COUNTERS && scratch_bytes > DEC_COUNTER_BYTES) {
         splits = slots / units;
-        const int64_t by_len = a.S / DEC_MIN_CHUNK, by_scratch = (int64_t)((scratch_bytes - DEC_COUNTER_BYTES) / per_split);
+        const int64_t by_len = a.S / ((int64_t)DEC_MIN_PASSES * per_pass), by_scratch = (int64_t)((scratch_bytes - DEC_COUNTER_BYTES) / per_split);
         splits = splits < by_len ? splits : by_len;
         splits = splits < by_scratch ? splits : by_scratch;
         splits = splits < DEC_MAX_SPLITS ? splits : DEC_MAX_SPLITS;
@@ -492,7 +496,9 @@ cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t sc
     e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, DEC_THREADS, decode_smem(RT, (int)a.D, 0));
     if (e != cudaSuccess)
         return e;
-    const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms);
+    constexpr int per_pass = DEC_WARPS * (32 / LPK) * dec_unroll(C); // keys a block covers per pass
+    const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms,
+                                             per_pass);
     return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
                   dim3(DEC_THREADS), decode_smem(RT, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
 }
