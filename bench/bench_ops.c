@@ -31,6 +31,8 @@ static const rms_row rms_rows[] = {
     {RMS_NORM, MLXN_DTYPE_BF16, 0, 32768, 2048},    {RMS_NORM, MLXN_DTYPE_BF16, 1, 32768, 2048},
     {RMS_NORM_MUL, MLXN_DTYPE_BF16, 1, 32768, 2048},{ADD_RMS_NORM, MLXN_DTYPE_BF16, 1, 32768, 2048},
     {RMS_NORM, MLXN_DTYPE_F16, 1, 4096, 4096},      {RMS_NORM, MLXN_DTYPE_F32, 1, 1, 4096},
+    {NORM_ADD_RMS_NORM, MLXN_DTYPE_F32, 1, 4096, 4096}, {NORM_ADD_RMS_NORM, MLXN_DTYPE_BF16, 1, 32768, 2048},
+    {NORM_ADD_RMS_NORM, MLXN_DTYPE_F32, 1, 1, 640},
 };
 
 typedef struct rms_set {
@@ -56,8 +58,8 @@ static mlxn_status rms_call(void *ctx, int i)
     mlxn_tensor sum = mlxn_tensor_make(set->sum, 0, c->row->dtype, 2, shape);
     mlxn_tensor y = mlxn_tensor_make(set->y, 0, c->row->dtype, 2, shape);
     mlxn_tensor w = mlxn_tensor_make(c->w, 0, MLXN_DTYPE_F32, 1, &shape[1]);
-    return rms_variant_issue(c->s, c->row->variant, &x, &r, c->row->w ? &w : NULL, &m, 1e-6f,
-                             &sum, &y);
+    return rms_variant_issue(c->s, c->row->variant, &x, &r, c->row->w ? &w : NULL, c->row->w ? &w : NULL, &m,
+                             1e-6f, &sum, &y);
 }
 
 /* Fills a buffer with pseudo-random values of dtype, about N(0, 1) (never zeros, no NaN or
@@ -131,8 +133,8 @@ static int bench_rms_norm(mlxn_device *dev, mlxn_stream *s, const mlxn_device_in
         /* bytes moved per call: x read and y written, plus m read or r read and sum written,
          * plus the weight */
         double moved = 2.0 * (double)bytes + (row->variant == RMS_NORM_MUL ? (double)bytes : 0) +
-                       (row->variant == ADD_RMS_NORM ? 2.0 * (double)bytes : 0) +
-                       (row->w ? (double)row->n * 4 : 0);
+                       (rms_variant_has_sum(row->variant) ? 2.0 * (double)bytes : 0) +
+                       (row->w ? (double)row->n * 4 * (row->variant == NORM_ADD_RMS_NORM ? 2 : 1) : 0);
         rms_ctx c = {.row = row, .s = s};
         size_t need = info->l2_bytes * 2;
         c.nsets = (int)(need / (size_t)moved) + 2;
@@ -149,7 +151,7 @@ static int bench_rms_norm(mlxn_device *dev, mlxn_stream *s, const mlxn_device_in
             if (ok && row->variant == RMS_NORM_MUL)
                 ok = mlxn_buffer_create(dev, bytes, &st->m) == MLXN_STATUS_OK &&
                      fill_random(st->m, row->dtype, bytes, 101 + (uint64_t)i);
-            if (ok && row->variant == ADD_RMS_NORM)
+            if (ok && rms_variant_has_sum(row->variant))
                 ok = mlxn_buffer_create(dev, bytes, &st->r) == MLXN_STATUS_OK &&
                      mlxn_buffer_create(dev, bytes, &st->sum) == MLXN_STATUS_OK &&
                      fill_random(st->r, row->dtype, bytes, 201 + (uint64_t)i);

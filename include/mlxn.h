@@ -295,6 +295,13 @@ MLXN_API mlxn_status mlxn_rms_norm_mul(mlxn_stream *stream, const mlxn_tensor *x
 MLXN_API mlxn_status mlxn_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x,
                                        const mlxn_tensor *r, const mlxn_tensor *w, float eps,
                                        const mlxn_tensor *sum, const mlxn_tensor *y);
+/* sum = x + rms_norm(r) * wr (rounded to x's dtype), y = rms_norm(sum) * w: a block's output
+ * norm (Gemma's post-attention and post-FFN norms), the residual add and the next layer's norm
+ * in one pass. wr is like w (NULL: no scale); both norms use eps. sum may be x or r (in place). */
+MLXN_API mlxn_status mlxn_norm_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x,
+                                            const mlxn_tensor *r, const mlxn_tensor *wr,
+                                            const mlxn_tensor *w, float eps,
+                                            const mlxn_tensor *sum, const mlxn_tensor *y);
 
 /* ---------------------------------------------------------------- ops: quantized matmul
  *

@@ -20,12 +20,12 @@ typedef struct rms_case {
     int64_t shape[MLXN_MAX_DIMS];
     int64_t pad;     /* row padding in elements; r and m get pad + 8 (other strides) */
     bool permute;    /* outer dims stored transposed */
-    bool in_place;   /* rms_norm: y = x; add_rms_norm: sum = r */
+    bool in_place;   /* rms_norm: y = x; (norm_)add_rms_norm: sum = r */
     bool nonfinite;  /* a NaN in row 0 and an Inf in the last row */
 } rms_case;
 
 typedef struct rms_operands {
-    operand x, r, m, w, sum, y;
+    operand x, r, m, w, wr, sum, y;
 } rms_operands;
 
 static void case_name(const rms_case *c, const char *dev, char *out, size_t cap)
@@ -62,7 +62,8 @@ static bool make_operands(const rms_case *c, rng *g, rms_operands *o)
               operand_init(&o->r, c->dtype, c->ndim, c->shape, c->pad ? c->pad + 8 : 0, false) &&
               operand_init(&o->m, c->dtype, c->ndim, c->shape, c->pad ? c->pad + 8 : 0, c->permute) &&
               operand_like(&o->sum, &o->x, c->dtype) && operand_like(&o->y, &o->x, c->dtype) &&
-              operand_init(&o->w, c->w == W_F32 ? MLXN_DTYPE_F32 : c->dtype, 1, &n, 0, false);
+              operand_init(&o->w, c->w == W_F32 ? MLXN_DTYPE_F32 : c->dtype, 1, &n, 0, false) &&
+              operand_init(&o->wr, c->w == W_F32 ? MLXN_DTYPE_F32 : c->dtype, 1, &n, 0, false);
     if (!ok)
         return false;
     /* Activations spread over about three decades between rows; weights near 1 with both
@@ -70,8 +71,10 @@ static bool make_operands(const rms_case *c, rng *g, rms_operands *o)
     fill(&o->x, g, -1.5, 1.5, true);
     fill(&o->r, g, -1.5, 1.5, true);
     fill(&o->m, g, 0, 0, false);
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
         operand_set(&o->w, i, 1.0 + 0.5 * rng_normal(g));
+        operand_set(&o->wr, i, 1.0 + 0.5 * rng_normal(g));
+    }
     if (c->nonfinite) {
         operand_set(&o->x, 0, NAN);
         operand_set(&o->x, o->x.numel - 1, INFINITY);
@@ -87,6 +90,7 @@ static void free_operands(rms_operands *o)
     operand_free(&o->r);
     operand_free(&o->m);
     operand_free(&o->w);
+    operand_free(&o->wr);
     operand_free(&o->sum);
     operand_free(&o->y);
 }
@@ -108,20 +112,21 @@ static void free_result(rms_result *r)
 static bool run_on(const rms_case *c, const rms_operands *o, float eps, test_device *dev,
                    rms_result *res, char *why, size_t cap)
 {
-    placed x = {0}, r = {0}, m = {0}, w = {0}, sum = {0}, y = {0};
+    placed x = {0}, r = {0}, m = {0}, w = {0}, wr = {0}, sum = {0}, y = {0};
     bool ok = false;
     memset(res, 0, sizeof *res);
     if (!operand_place(&o->x, dev, &x) || !operand_place(&o->r, dev, &r) ||
-        !operand_place(&o->m, dev, &m) || !operand_place(&o->w, dev, &w) ||
+        !operand_place(&o->m, dev, &m) || !operand_place(&o->w, dev, &w) || !operand_place(&o->wr, dev, &wr) ||
         !operand_place(&o->sum, dev, &sum) || !operand_place(&o->y, dev, &y)) {
         snprintf(why, cap, "placing operands: %s", mlxn_last_error());
         goto done;
     }
-    const placed *py = c->in_place && c->variant != ADD_RMS_NORM ? &x : &y;
-    const placed *psum = c->in_place && c->variant == ADD_RMS_NORM ? &r : &sum;
+    const bool has_sum = rms_variant_has_sum(c->variant);
+    const placed *py = c->in_place && !has_sum ? &x : &y;
+    const placed *psum = c->in_place && has_sum ? &r : &sum;
     mlxn_status st = rms_variant_issue(dev->stream, c->variant, &x.view, &r.view,
-                                       c->w == W_NONE ? NULL : &w.view, &m.view, eps,
-                                       &psum->view, &py->view);
+                                       c->w == W_NONE ? NULL : &wr.view, c->w == W_NONE ? NULL : &w.view, &m.view,
+                                       eps, &psum->view, &py->view);
     if (st != MLXN_STATUS_OK) {
         snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
         goto done;
@@ -138,6 +143,7 @@ done:
     placed_free(&r);
     placed_free(&m);
     placed_free(&w);
+    placed_free(&wr);
     placed_free(&sum);
     placed_free(&y);
     return ok;
@@ -176,12 +182,12 @@ static void run_case(const rms_case *c, test_devices *devs, rng *g)
             harness_fail(name, "%s", why);
         } else if (!compare_operands(&got.y, &want.y, tol, why, sizeof why)) {
             harness_fail(name, "y: %s", why);
-        } else if (c->variant == ADD_RMS_NORM &&
+        } else if (rms_variant_has_sum(c->variant) &&
                    !compare_operands(&got.sum, &want.sum, tol, why, sizeof why)) {
             harness_fail(name, "sum: %s", why);
-        } else if (!(c->in_place && c->variant != ADD_RMS_NORM) && !same_bytes(&got.x, &o.x)) {
+        } else if (!(c->in_place && !rms_variant_has_sum(c->variant)) && !same_bytes(&got.x, &o.x)) {
             harness_fail(name, "x was modified");
-        } else if (!(c->in_place && c->variant == ADD_RMS_NORM) && !same_bytes(&got.r, &o.r)) {
+        } else if (!(c->in_place && rms_variant_has_sum(c->variant)) && !same_bytes(&got.r, &o.r)) {
             harness_fail(name, "r was modified");
         } else {
             if (g_verbose)
@@ -239,6 +245,11 @@ static void error_cases(test_devices *devs)
                   MLXN_STATUS_ERR_INVALID_ARG, "m is NULL");
     harness_expect_status("rms_norm/error/sum-null", mlxn_add_rms_norm(s, &x, &x, NULL, 1e-5f, NULL, &y),
                   MLXN_STATUS_ERR_INVALID_ARG, "sum is NULL");
+    harness_expect_status("rms_norm/error/norm-add-r-null",
+                          mlxn_norm_add_rms_norm(s, &x, NULL, NULL, NULL, 1e-5f, &y, &y), MLXN_STATUS_ERR_INVALID_ARG,
+                          "r is NULL");
+    harness_expect_status("rms_norm/error/wr-length", mlxn_norm_add_rms_norm(s, &x, &x, &w, NULL, 1e-5f, &y, &y),
+                          MLXN_STATUS_ERR_SHAPE, "wr has 2048 elements, rows of x have 4096");
     harness_expect_status("rms_norm/error/past-buffer", mlxn_rms_norm(s, &big, NULL, 1e-5f, &y),
                   MLXN_STATUS_ERR_SHAPE, "extends past its buffer");
     harness_expect_status("rms_norm/error/empty-rows", mlxn_rms_norm(s, &empty_rows, NULL, 1e-5f, &empty_rows),

@@ -32,7 +32,7 @@
 
 #define MLXN_OP_COUNT_EXPECTED 20
 
-/* rms_norm family: y = norm(x [+ r]) [* w] [* m]; see mlxn.h. */
+/* rms_norm family: y = norm(x [+ r or + norm(r) * r_w]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
     int64_t n_rows;        /* product of the leading dims */
     int64_t n;             /* row length */
@@ -40,6 +40,9 @@ typedef struct mlxn_rms_norm_args {
     mlxn_rows x, r, m, sum, y; /* r, m, sum: base NULL when absent */
     const void *w;         /* n elements, or NULL for no scale */
     int w_dtype;           /* mlxn_dtype of w: F32 or dtype */
+    bool norm_r;           /* r is normalized (times r_w) before the add */
+    const void *r_w;       /* with norm_r: n elements, or NULL for no scale */
+    int r_w_dtype;         /* mlxn_dtype of r_w: F32 or dtype */
     float eps;
 } mlxn_rms_norm_args;
 

@@ -69,8 +69,32 @@ static mlxn_status like_x(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tenso
     return like_operand(s, x, "x", t, fn, what, rows);
 }
 
+/* A norm weight: 1-D, n elements, f32 or x's dtype (NULL: no scale). */
+static mlxn_status norm_weight(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, int64_t n, const char *fn,
+                               const char *what, const void **ptr, int *dtype)
+{
+    *ptr = NULL;
+    *dtype = (int)x->dtype;
+    if (!w)
+        return MLXN_STATUS_OK;
+    mlxn_rows wr;
+    int64_t wn_rows, wn;
+    MLXN_TRY(operand_rows(s, w, fn, what, &wr, &wn_rows, &wn));
+    if (w->ndim != 1)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has %d dims, expected 1", what, w->ndim);
+    if (w->dtype != MLXN_DTYPE_F32 && w->dtype != x->dtype)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected f32 or %s", what, mlxn_dtype_name(w->dtype),
+                          mlxn_dtype_name(x->dtype));
+    if (wn != n)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has %lld elements, rows of x have %lld", what, (long long)wn,
+                          (long long)n);
+    *ptr = wr.base;
+    *dtype = (int)w->dtype;
+    return MLXN_STATUS_OK;
+}
+
 static mlxn_status rms_norm_issue(mlxn_stream *s, const char *fn, const mlxn_tensor *x,
-                                  const mlxn_tensor *r, const mlxn_tensor *w,
+                                  const mlxn_tensor *r, bool norm_r, const mlxn_tensor *wr, const mlxn_tensor *w,
                                   const mlxn_tensor *m, float eps, const mlxn_tensor *sum,
                                   const mlxn_tensor *y)
 {
@@ -91,22 +115,9 @@ static mlxn_status rms_norm_issue(mlxn_stream *s, const char *fn, const mlxn_ten
             return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "sum is NULL");
         MLXN_TRY(like_x(s, x, sum, fn, "sum", &a->sum));
     }
-    if (w) {
-        mlxn_rows wr;
-        int64_t wn_rows, wn;
-        MLXN_TRY(operand_rows(s, w, fn, "w", &wr, &wn_rows, &wn));
-        if (w->ndim != 1)
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "w has %d dims, expected 1", w->ndim);
-        if (w->dtype != MLXN_DTYPE_F32 && w->dtype != x->dtype)
-            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "w is %s, expected f32 or %s",
-                              mlxn_dtype_name(w->dtype), mlxn_dtype_name(x->dtype));
-        if (wn != a->n)
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
-                              "w has %lld elements, rows of x have %lld", (long long)wn,
-                              (long long)a->n);
-        a->w = wr.base;
-        a->w_dtype = (int)w->dtype;
-    }
+    MLXN_TRY(norm_weight(s, x, w, a->n, fn, "w", &a->w, &a->w_dtype));
+    a->norm_r = norm_r;
+    MLXN_TRY(norm_weight(s, x, wr, a->n, fn, "wr", &a->r_w, &a->r_w_dtype));
     if (a->n == 0 && a->n_rows > 0)
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn,
                           "rows of x are empty: a norm over 0 elements is undefined");
@@ -123,7 +134,7 @@ static mlxn_status rms_norm_issue(mlxn_stream *s, const char *fn, const mlxn_ten
 mlxn_status mlxn_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
                           float eps, const mlxn_tensor *y)
 {
-    return rms_norm_issue(stream, "mlxn_rms_norm", x, NULL, w, NULL, eps, NULL, y);
+    return rms_norm_issue(stream, "mlxn_rms_norm", x, NULL, false, NULL, w, NULL, eps, NULL, y);
 }
 
 mlxn_status mlxn_rms_norm_mul(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w,
@@ -131,7 +142,7 @@ mlxn_status mlxn_rms_norm_mul(mlxn_stream *stream, const mlxn_tensor *x, const m
 {
     if (!m)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_rms_norm_mul", "m is NULL");
-    return rms_norm_issue(stream, "mlxn_rms_norm_mul", x, NULL, w, m, eps, NULL, y);
+    return rms_norm_issue(stream, "mlxn_rms_norm_mul", x, NULL, false, NULL, w, m, eps, NULL, y);
 }
 
 mlxn_status mlxn_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *r,
@@ -140,7 +151,16 @@ mlxn_status mlxn_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, const m
 {
     if (!r)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_add_rms_norm", "r is NULL");
-    return rms_norm_issue(stream, "mlxn_add_rms_norm", x, r, w, NULL, eps, sum, y);
+    return rms_norm_issue(stream, "mlxn_add_rms_norm", x, r, false, NULL, w, NULL, eps, sum, y);
+}
+
+mlxn_status mlxn_norm_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *r,
+                                   const mlxn_tensor *wr, const mlxn_tensor *w, float eps,
+                                   const mlxn_tensor *sum, const mlxn_tensor *y)
+{
+    if (!r)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_norm_add_rms_norm", "r is NULL");
+    return rms_norm_issue(stream, "mlxn_norm_add_rms_norm", x, r, true, wr, w, NULL, eps, sum, y);
 }
 
 static int mlx_bits(mlxn_dtype dt)

@@ -1,8 +1,9 @@
 /* RMS norm family on one SIMD level (included by level_*.c with MLXN_SIMD_LEVEL and
  * MLXN_LEVEL_FN set).
  *
- * Per row: pass 1 reads x (and r; s = round(x + r)) and accumulates the squares; pass 2 reads
- * the row again, now from cache, recomputes s and writes y (and sum). Squares are summed in
+ * Per row: pass 1 reads x (and r; s = round(x + r), or with norm_r round(x + r * rs * r_w)
+ * after a pass over r for rs) and accumulates the squares; pass 2 reads the row again, now
+ * from cache, recomputes s and writes y (and sum). Squares are summed in
  * f32 over blocks of ACC_BLOCK elements and the block sums in f64, so a 262144-element row
  * keeps the f32 outputs within 1e-6 of the f64 oracle. With `stream` set, outputs are written
  * with non-temporal stores (large outputs: no read for ownership, no cache pollution). */
@@ -13,9 +14,36 @@
 
 #define ACC_BLOCK 1024
 
-/* The row's value at i: x, or the stored sum round(x + r). */
-#define RMS_SRC(i) \
-    (res ? vf_round(dt, vf_add(vf_load(dt, x, i), vf_load(dt, res, i))) : vf_load(dt, x, i))
+/* The residual's term at i: r, or with norm_r r * rs * r_w. */
+#define RMS_R(i) \
+    (!a->norm_r ? vf_load(dt, res, i) \
+                : rw ? vf_mul(vf_mul(vf_load(dt, res, i), vrs), vf_load(rwdt, rw, i)) : vf_mul(vf_load(dt, res, i), vrs))
+#define RMS_R_SC(i) \
+    (!a->norm_r ? sc_load(dt, res, i) : sc_load(dt, res, i) * rs * (rw ? sc_load(rwdt, rw, i) : 1.0f))
+/* The row's value at i: x, or the stored sum round(x + r term). */
+#define RMS_SRC(i) (res ? vf_round(dt, vf_add(vf_load(dt, x, i), RMS_R(i))) : vf_load(dt, x, i))
+
+/* 1 / sqrt(mean(p^2) + eps) of a row (f32 sums over blocks, f64 across them, as below). */
+MLXN_ALWAYS_INLINE float row_inv_rms(const char *p, int64_t n, float eps, const int dt)
+{
+    double total = 0;
+    for (int64_t b = 0; b < n; b += ACC_BLOCK) {
+        const int64_t e = b + ACC_BLOCK < n ? b + ACC_BLOCK : n;
+        vf acc = vf_zero();
+        int64_t i = b;
+        float tail = 0;
+        for (; i + VL <= e; i += VL) {
+            vf v = vf_load(dt, p, i);
+            acc = vf_fma(v, v, acc);
+        }
+        for (; i < e; i++) {
+            const float v = sc_load(dt, p, i);
+            tail += v * v;
+        }
+        total += (double)(vf_hsum(acc) + tail);
+    }
+    return (float)(1.0 / sqrt(total / (double)n + (double)eps));
+}
 
 MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, bool stream,
                                      const int dt, const int wdt)
@@ -26,6 +54,11 @@ MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, b
     char *sum = a->r.base ? mlxn_rows_ptr(&a->sum, row) : NULL;
     const char *m = a->m.base ? mlxn_rows_ptr(&a->m, row) : NULL;
     char *y = mlxn_rows_ptr(&a->y, row);
+    /* with norm_r: r's own scale, from a pass over r before sum (which may be r) is written */
+    const char *rw = a->r_w;
+    const int rwdt = a->r_w_dtype;
+    const float rs = res && a->norm_r ? row_inv_rms(res, n, a->eps, dt) : 1.0f;
+    const vf vrs = vf_set1(rs);
     double total = 0;
     for (int64_t b = 0; b < n; b += ACC_BLOCK) {
         const int64_t e = b + ACC_BLOCK < n ? b + ACC_BLOCK : n;
@@ -51,7 +84,7 @@ MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, b
         for (; i < e; i++) {
             float s = sc_load(dt, x, i);
             if (res)
-                s = sc_round(dt, s + sc_load(dt, res, i));
+                s = sc_round(dt, s + RMS_R_SC(i));
             tail += s * s;
         }
         total += (double)(vf_hsum(vf_add(acc0, acc1)) + tail);
@@ -70,7 +103,7 @@ MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, b
         for (; i < end; i++) {
             float s = sc_load(dt, x, i);
             if (res) {
-                s = sc_round(dt, s + sc_load(dt, res, i));
+                s = sc_round(dt, s + RMS_R_SC(i));
                 sc_store(dt, sum, i, s);
             }
             float v = s * scale;

@@ -1,4 +1,5 @@
-// RMS norm family on CUDA: y = norm(x [+ r]) [* w] [* m] over rows, f32 accumulation.
+// RMS norm family on CUDA: y = norm(x [+ r or + norm(r) * r_w]) [* w] [* m] over rows, f32
+// accumulation.
 //
 // The op is bound by memory: read x (and r, m), write y (and sum). The fast variants keep the
 // whole row in registers between the reduction and the scaling, so every byte is read once,
@@ -100,11 +101,10 @@ template <typename T, int VEC> __device__ __forceinline__ uint4 pack(const float
 // first, first + stride, ... kept packed in x's dtype (4 registers each, whatever the dtype).
 // v holds x or, with a residual, the stored sum; u holds the second input of the row, r or m
 // (the public ops never take both; the launcher sends such a call to the generic kernel).
-// All loads are issued before the first use so their latencies overlap. Returns the thread's
-// sum of squares.
-template <typename T, int NV, int VEC>
-__device__ __forceinline__ float load_row_part(const row_ptrs<T> &p, int64_t nvec, int first,
-                                               int stride, uint4 (&v)[NV], uint4 (&u)[NV])
+// All loads are issued before the first use so their latencies overlap.
+template <typename T, int NV>
+__device__ __forceinline__ void load_row_part(const row_ptrs<T> &p, int64_t nvec, int first, int stride, uint4 (&v)[NV],
+                                              uint4 (&u)[NV])
 {
     const T *second = p.r ? p.r : p.m;
 #pragma unroll
@@ -116,6 +116,31 @@ __device__ __forceinline__ float load_row_part(const row_ptrs<T> &p, int64_t nve
                 u[k] = reinterpret_cast<const uint4 *>(second)[j];
         }
     }
+}
+
+// The thread's sum of squares of the held part of r (for norm_r).
+template <typename T, int NV, int VEC>
+__device__ __forceinline__ float r_squares(int64_t nvec, int first, int stride, const uint4 (&u)[NV])
+{
+    float ss = 0.f;
+#pragma unroll
+    for (int k = 0; k < NV; k++)
+        if (first + (int64_t)k * stride < nvec) {
+            float f[VEC];
+            unpack<T, VEC>(u[k], f);
+#pragma unroll
+            for (int i = 0; i < VEC; i++)
+                ss = fmaf(f[i], f[i], ss);
+        }
+    return ss;
+}
+
+// With a residual, v becomes the sum x + r (or x + r * rs * r_w with norm_r), rounded to T as
+// stored in sum; returns the thread's sum of squares of v.
+template <typename T, int NV, int VEC, bool NR>
+__device__ __forceinline__ float add_and_square(const mlxn_rms_norm_args &a, const row_ptrs<T> &p, int64_t nvec,
+                                                int first, int stride, float rs, uint4 (&v)[NV], const uint4 (&u)[NV])
+{
     float ss = 0.f;
 #pragma unroll
     for (int k = 0; k < NV; k++) {
@@ -126,6 +151,20 @@ __device__ __forceinline__ float load_row_part(const row_ptrs<T> &p, int64_t nve
             if (p.r) {
                 float rv[VEC];
                 unpack<T, VEC>(u[k], rv);
+                if constexpr (NR) {
+                    float wv[VEC];
+                    if (!a.r_w)
+#pragma unroll
+                        for (int i = 0; i < VEC; i++)
+                            wv[i] = 1.f;
+                    else if (a.r_w_dtype == MLXN_DTYPE_F32)
+                        load_vec<float, VEC>(static_cast<const float *>(a.r_w) + j * VEC, wv);
+                    else
+                        load_vec<T, VEC>(static_cast<const T *>(a.r_w) + j * VEC, wv);
+#pragma unroll
+                    for (int i = 0; i < VEC; i++)
+                        rv[i] = rv[i] * rs * wv[i];
+                }
 #pragma unroll
                 for (int i = 0; i < VEC; i++)
                     f[i] += rv[i];
@@ -176,7 +215,9 @@ __device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w,
 
 constexpr int WARP_ROWS_PER_BLOCK = 8;
 
-template <typename T, typename W, int NV>
+// NR: the residual is normalized first (norm_r), a separate instantiation so that the plain
+// variants keep their registers.
+template <typename T, typename W, int NV, bool NR>
 __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
     rms_norm_warp_rows(const mlxn_rms_norm_args a)
 {
@@ -190,7 +231,11 @@ __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
          row < a.n_rows; row += (int64_t)gridDim.x * WARP_ROWS_PER_BLOCK) {
         const row_ptrs<T> p = row_of<T>(a, row);
         uint4 v[NV], u[NV];
-        float ss = warp_sum(load_row_part<T, NV, VEC>(p, nvec, lane, 32, v, u));
+        load_row_part<T, NV>(p, nvec, lane, 32, v, u);
+        float rs = 1.f;
+        if constexpr (NR)
+            rs = rsqrtf(warp_sum(r_squares<T, NV, VEC>(nvec, lane, 32, u)) / (float)a.n + a.eps);
+        const float ss = warp_sum(add_and_square<T, NV, VEC, NR>(a, p, nvec, lane, 32, rs, v, u));
         const float scale = rsqrtf(ss / (float)a.n + a.eps);
         store_row_part<T, W, NV, VEC>(p, w, nvec, lane, 32, scale, v, u);
     }
@@ -199,7 +244,7 @@ __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
 // Register budget: 8 vectors of x and 8 of m per thread fit only with 512 threads or fewer.
 constexpr int block_row_max_threads(int nv) { return nv >= 8 ? 512 : 1024; }
 
-template <typename T, typename W, int NV>
+template <typename T, typename W, int NV, bool NR>
 __global__ void __launch_bounds__(block_row_max_threads(NV)) rms_norm_block_row(const mlxn_rms_norm_args a)
 {
     wait_for_previous_kernel();
@@ -211,42 +256,55 @@ __global__ void __launch_bounds__(block_row_max_threads(NV)) rms_norm_block_row(
     for (int64_t row = blockIdx.x; row < a.n_rows; row += gridDim.x) {
         const row_ptrs<T> p = row_of<T>(a, row);
         uint4 v[NV], u[NV];
-        float ss = block_sum(load_row_part<T, NV, VEC>(p, nvec, threadIdx.x, blockDim.x, v, u), red);
+        load_row_part<T, NV>(p, nvec, threadIdx.x, blockDim.x, v, u);
+        float rs = 1.f;
+        if constexpr (NR)
+            rs = rsqrtf(block_sum(r_squares<T, NV, VEC>(nvec, threadIdx.x, blockDim.x, u), red) / (float)a.n + a.eps);
+        const float ss = block_sum(add_and_square<T, NV, VEC, NR>(a, p, nvec, threadIdx.x, blockDim.x, rs, v, u), red);
         const float scale = rsqrtf(ss / (float)a.n + a.eps);
         store_row_part<T, W, NV, VEC>(p, w, nvec, threadIdx.x, blockDim.x, scale, v, u);
     }
 }
 
-template <typename T, typename W>
+// The block's total of v, f64 (every thread gets it; red is free again on return).
+__device__ __forceinline__ double block_sum_f64(double v, double *red)
+{
+    return block_reduce(v, red, 0.0, add_op());
+}
+
+template <typename T, typename W, bool NR>
 __global__ void __launch_bounds__(1024) rms_norm_generic(const mlxn_rms_norm_args a)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
     __shared__ double red[32];
     const W *w = static_cast<const W *>(a.w);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int64_t row = blockIdx.x; row < a.n_rows; row += gridDim.x) {
         const row_ptrs<T> p = row_of<T>(a, row);
+        float rs = 1.f;
+        if constexpr (NR) { // r's own norm, from a pass over r before sum (which may be r) is written
+            double rss = 0;
+            for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
+                const double v = to_f32<T>(p.r[i]);
+                rss += v * v;
+            }
+            rss = block_sum_f64(rss, red);
+            rs = (float)(1.0 / sqrt(rss / (double)a.n + (double)a.eps));
+        }
         double ss = 0;
         for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
             float v = to_f32<T>(p.x[i]);
             if (p.r) {
-                const T s = from_f32<T>(v + to_f32<T>(p.r[i]));
+                float t = to_f32<T>(p.r[i]);
+                if constexpr (NR)
+                    t = t * rs * (a.r_w ? load_any(a.r_w_dtype, a.r_w, i) : 1.f);
+                const T s = from_f32<T>(v + t);
                 p.sum[i] = s;
                 v = to_f32<T>(s);
             }
             ss += (double)v * v;
         }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        __syncthreads();
-        if (lane == 0)
-            red[warp] = ss;
-        __syncthreads();
-        ss = 0;
-        for (int i = 0; i < (int)((blockDim.x + 31) >> 5); i++)
-            ss += red[i];
+        ss = block_sum_f64(ss, red);
         const float scale = (float)(1.0 / sqrt(ss / (double)a.n + (double)a.eps));
         const T *src = p.r ? p.sum : p.x;
         for (int64_t i = threadIdx.x; i < a.n; i += blockDim.x) {
@@ -298,7 +356,7 @@ template <typename T> rms_norm_plan plan_for(const mlxn_rms_norm_args &a, bool p
     constexpr int VEC = 16 / sizeof(T);
     const bool vectorizable = a.n % VEC == 0 && !(a.r.base && a.m.base) && rows_aligned16(a.x) && rows_aligned16(a.r) &&
                               rows_aligned16(a.sum) && rows_aligned16(a.m) &&
-                              rows_aligned16(a.y) && (!a.w || aligned16(a.w));
+                              rows_aligned16(a.y) && (!a.w || aligned16(a.w)) && (!a.r_w || aligned16(a.r_w));
     const int64_t nvec = a.n / VEC;
     rms_norm_plan p;
     p.pdl = pdl;
@@ -335,27 +393,33 @@ cudaError_t launch_kernel(void (*kernel)(Args...), const rms_norm_plan &p, cudaS
     return launch(kernel, dim3(p.grid), dim3(p.threads), 0, s, p.pdl, a);
 }
 
-template <typename T, typename W>
-cudaError_t launch_plan(const mlxn_rms_norm_args &a, const rms_norm_plan &p, cudaStream_t s)
+template <typename T, typename W, bool NR>
+cudaError_t launch_plan_nr(const mlxn_rms_norm_args &a, const rms_norm_plan &p, cudaStream_t s)
 {
     switch (p.kernel) {
     case KERNEL_WARP_ROWS:
         switch (p.nv) {
-        case 1: return launch_kernel(rms_norm_warp_rows<T, W, 1>, p, s, a);
-        case 2: return launch_kernel(rms_norm_warp_rows<T, W, 2>, p, s, a);
-        case 4: return launch_kernel(rms_norm_warp_rows<T, W, 4>, p, s, a);
-        default: return launch_kernel(rms_norm_warp_rows<T, W, 8>, p, s, a);
+        case 1: return launch_kernel(rms_norm_warp_rows<T, W, 1, NR>, p, s, a);
+        case 2: return launch_kernel(rms_norm_warp_rows<T, W, 2, NR>, p, s, a);
+        case 4: return launch_kernel(rms_norm_warp_rows<T, W, 4, NR>, p, s, a);
+        default: return launch_kernel(rms_norm_warp_rows<T, W, 8, NR>, p, s, a);
         }
     case KERNEL_BLOCK_ROW:
         switch (p.nv) {
-        case 1: return launch_kernel(rms_norm_block_row<T, W, 1>, p, s, a);
-        case 2: return launch_kernel(rms_norm_block_row<T, W, 2>, p, s, a);
-        case 4: return launch_kernel(rms_norm_block_row<T, W, 4>, p, s, a);
-        default: return launch_kernel(rms_norm_block_row<T, W, 8>, p, s, a);
+        case 1: return launch_kernel(rms_norm_block_row<T, W, 1, NR>, p, s, a);
+        case 2: return launch_kernel(rms_norm_block_row<T, W, 2, NR>, p, s, a);
+        case 4: return launch_kernel(rms_norm_block_row<T, W, 4, NR>, p, s, a);
+        default: return launch_kernel(rms_norm_block_row<T, W, 8, NR>, p, s, a);
         }
     default:
-        return launch_kernel(rms_norm_generic<T, W>, p, s, a);
+        return launch_kernel(rms_norm_generic<T, W, NR>, p, s, a);
     }
+}
+
+template <typename T, typename W>
+cudaError_t launch_plan(const mlxn_rms_norm_args &a, const rms_norm_plan &p, cudaStream_t s)
+{
+    return a.norm_r ? launch_plan_nr<T, W, true>(a, p, s) : launch_plan_nr<T, W, false>(a, p, s);
 }
 
 // Calls f.template operator()<T, W>() for the args' dtypes.

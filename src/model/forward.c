@@ -6,10 +6,10 @@
  *   q, k = rope(rms_norm per head (q_norm, k_norm; gemma3, qwen3), positions)   (one op: the
  *          adjacent q and k heads of a fused qkv product in one call)
  *   append k, v to the layer's cache; att = attention(q, cache, window on sliding layers)
- *   a   = att . Wo^T;  a = rms_norm(a) * post_attention_norm    (gemma3)
- *   x  += a;  xn = rms_norm(x) * ffn_norm        (one fused op)
- *   h   = act(xn . Wgate^T) * (xn . Wup^T);  d = h . Wdown^T;  d = rms_norm(d) * post_ffw_norm (gemma3)
- *   x  += d                                      (fused with the next norm)
+ *   a   = att . Wo^T
+ *   x  += a (gemma3: rms_norm(a) * post_attention_norm);  xn = rms_norm(x) * ffn_norm   (one op)
+ *   h   = act(xn . Wgate^T) * (xn . Wup^T);  d = h . Wdown^T
+ *   x  += d (gemma3: rms_norm(d) * post_ffw_norm)    (one op with the next layer's norm)
  *
  * qwen3moe replaces the FFN with k of n_expert routed experts (F = n_ff_exp):
  *   r   = xn . Wrouter^T                          [T, n_expert] (f32 router weights)
@@ -134,10 +134,7 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
         return project(m, &att, &L->wo, NULL, false, true, &x);
     }
     mlxn_tensor a = mat(m->proj, 0, T, E);
-    MLXN_TRY(mlxn_qmatmul(s, &att, &L->wo, &a));
-    if (L->post_attn_norm.buffer)
-        MLXN_TRY(mlxn_rms_norm(s, &a, &L->post_attn_norm, m->eps, &a));
-    return MLXN_STATUS_OK;
+    return mlxn_qmatmul(s, &att, &L->wo, &a); /* its post norm comes with the residual add */
 }
 
 static mlxn_status ffn_block(mlxn_model *m, const model_layer *L, int64_t T)
@@ -163,10 +160,7 @@ static mlxn_status ffn_block(mlxn_model *m, const model_layer *L, int64_t T)
         return project(m, &h, &L->w_down, NULL, false, true, &x);
     }
     mlxn_tensor d = mat(m->proj, 0, T, E);
-    MLXN_TRY(mlxn_qmatmul(s, &h, &L->w_down, &d));
-    if (L->post_ffn_norm.buffer)
-        MLXN_TRY(mlxn_rms_norm(s, &d, &L->post_ffn_norm, m->eps, &d));
-    return MLXN_STATUS_OK;
+    return mlxn_qmatmul(s, &h, &L->w_down, &d); /* its post norm comes with the residual add */
 }
 
 /* The routed-expert FFN of xn into m->proj; ids and weights stay on the device. */
@@ -189,13 +183,25 @@ static mlxn_status moe_block(mlxn_model *m, const model_layer *L, int64_t T)
     return mlxn_moe_reduce(s, &y, &w, &d);
 }
 
+/* x += r (normalized by post_norm first when the model has one: gemma3's sandwich norms), and
+ * xn = rms_norm(x) * next_norm: one op either way. */
+static mlxn_status residual_add_norm(mlxn_model *m, const mlxn_tensor *post_norm, const mlxn_tensor *next_norm,
+                                     int64_t T)
+{
+    const int64_t E = m->info.n_embd;
+    mlxn_tensor x = mat(m->x, 0, T, E), xn = mat(m->xn, 0, T, E), r = mat(m->proj, 0, T, E);
+    if (post_norm->buffer)
+        return mlxn_norm_add_rms_norm(m->stream, &x, &r, post_norm, next_norm, m->eps, &x, &xn);
+    return mlxn_add_rms_norm(m->stream, &x, &r, next_norm, m->eps, &x, &xn);
+}
+
 mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits)
 {
     const mlxn_model_info *in = &m->info;
     mlxn_stream *s = m->stream;
     const int64_t E = in->n_embd;
     mlxn_tensor ids = mlxn_tensor_make(m->ids, 0, MLXN_DTYPE_I32, 1, &T);
-    mlxn_tensor x = mat(m->x, 0, T, E), xn = mat(m->xn, 0, T, E), r = mat(m->proj, 0, T, E);
+    mlxn_tensor x = mat(m->x, 0, T, E), xn = mat(m->xn, 0, T, E);
     MLXN_TRY(mlxn_get_rows(s, &m->tok_embd, &ids, m->embd_scale, &x));
     const bool fold = folds_norms(m);
     if (!fold)
@@ -204,11 +210,11 @@ mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits)
         const model_layer *L = &m->layers[l];
         MLXN_TRY(attention_block(m, L, T));
         if (!fold)
-            MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, &L->ffn_norm, m->eps, &x, &xn));
+            MLXN_TRY(residual_add_norm(m, &L->post_attn_norm, &L->ffn_norm, T));
         MLXN_TRY(m->moe ? moe_block(m, L, T) : ffn_block(m, L, T));
         const mlxn_tensor *next_norm = l + 1 < in->n_layer ? &m->layers[l + 1].attn_norm : &m->output_norm;
         if (!fold)
-            MLXN_TRY(mlxn_add_rms_norm(s, &x, &r, next_norm, m->eps, &x, &xn));
+            MLXN_TRY(residual_add_norm(m, &L->post_ffn_norm, next_norm, T));
     }
     const int64_t rows = all_logits ? T : 1;
     mlxn_tensor last = mat(fold ? m->x : m->xn, (size_t)((T - rows) * E) * sizeof(float), rows, E);

@@ -54,8 +54,14 @@ void mlxn_ref_rms_norm(const mlxn_rms_norm_args *a)
         if (a->r.base) { /* the sum, rounded to dtype as stored, is what gets normalized */
             const char *res = mlxn_rows_ptr(&a->r, r);
             char *sum = mlxn_rows_ptr(&a->sum, r);
-            for (int64_t i = 0; i < a->n; i++)
-                mlxn_ref_store(a->dtype, sum, i, mlxn_ref_load(a->dtype, x, i) + mlxn_ref_load(a->dtype, res, i));
+            /* with norm_r, r's own norm first (read in full before sum, which may be r, is written) */
+            const double rs = a->norm_r ? mlxn_ref_inv_rms(a->dtype, res, a->n, a->eps) : 1.0;
+            for (int64_t i = 0; i < a->n; i++) {
+                double t = mlxn_ref_load(a->dtype, res, i) * rs;
+                if (a->norm_r && a->r_w)
+                    t *= mlxn_ref_load(a->r_w_dtype, a->r_w, i);
+                mlxn_ref_store(a->dtype, sum, i, mlxn_ref_load(a->dtype, x, i) + t);
+            }
             src = sum;
         }
         const double scale = mlxn_ref_inv_rms(a->dtype, src, a->n, a->eps);
