@@ -124,8 +124,14 @@ __host__ __device__ constexpr size_t decode_smem(int rt, int d, int splits)
     return combine > weights ? combine : weights;
 }
 
-// Keys a lane group has in flight per pass (U): fewer as the chunks per lane (C) grow.
-__host__ __device__ constexpr int dec_unroll(int c) { return c == 1 ? 4 : c == 2 ? 2 : 1; }
+// Keys a lane group has in flight per pass (U): fewer as the chunks per lane (C) grow; 8 when a
+// whole warp reads one key row (LPK 32, C 1: head 256 of a 16-bit or q8_0 cache) for up to 4
+// rows, so that a pass still covers 32 keys and short contexts need few passes (8 rows would
+// spill).
+__host__ __device__ constexpr int dec_unroll(int rt, int lpk, int c)
+{
+    return c == 1 ? (lpk == 32 && rt <= 4 ? 8 : 4) : c == 2 ? 2 : 1;
+}
 
 // LPK lanes per key row; C 16-byte chunks per lane (rows of up to LPK C chunks).
 template <typename KV, int RT, int LPK, int C>
@@ -133,7 +139,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_atten
 {
     using Chunk = KvChunk<KV>;
     constexpr int E = Chunk::E; // elements per chunk
-    constexpr int U = dec_unroll(C);
+    constexpr int U = dec_unroll(RT, LPK, C);
     constexpr int KPW = 32 / LPK, SLOTS = DEC_WARPS * KPW;
     extern __shared__ __align__(16) float sh[];
     __shared__ bool last_split;
@@ -496,7 +502,7 @@ cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t sc
     e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, DEC_THREADS, decode_smem(RT, (int)a.D, 0));
     if (e != cudaSuccess)
         return e;
-    constexpr int per_pass = DEC_WARPS * (32 / LPK) * dec_unroll(C); // keys a block covers per pass
+    constexpr int per_pass = DEC_WARPS * (32 / LPK) * dec_unroll(RT, LPK, C); // keys a block covers per pass
     const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms,
                                              per_pass);
     return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
