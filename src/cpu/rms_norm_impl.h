@@ -23,28 +23,6 @@
 /* The row's value at i: x, or the stored sum round(x + r term). */
 #define RMS_SRC(i) (res ? vf_round(dt, vf_add(vf_load(dt, x, i), RMS_R(i))) : vf_load(dt, x, i))
 
-/* 1 / sqrt(mean(p^2) + eps) of a row (f32 sums over blocks, f64 across them, as below). */
-MLXN_ALWAYS_INLINE float row_inv_rms(const char *p, int64_t n, float eps, const int dt)
-{
-    double total = 0;
-    for (int64_t b = 0; b < n; b += ACC_BLOCK) {
-        const int64_t e = b + ACC_BLOCK < n ? b + ACC_BLOCK : n;
-        vf acc = vf_zero();
-        int64_t i = b;
-        float tail = 0;
-        for (; i + VL <= e; i += VL) {
-            vf v = vf_load(dt, p, i);
-            acc = vf_fma(v, v, acc);
-        }
-        for (; i < e; i++) {
-            const float v = sc_load(dt, p, i);
-            tail += v * v;
-        }
-        total += (double)(vf_hsum(acc) + tail);
-    }
-    return (float)(1.0 / sqrt(total / (double)n + (double)eps));
-}
-
 MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, bool stream,
                                      const int dt, const int wdt)
 {
@@ -57,7 +35,7 @@ MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, b
     /* with norm_r: r's own scale, from a pass over r before sum (which may be r) is written */
     const char *rw = a->r_w;
     const int rwdt = a->r_w_dtype;
-    const float rs = res && a->norm_r ? row_inv_rms(res, n, a->eps, dt) : 1.0f;
+    const float rs = res && a->norm_r ? vf_inv_rms(dt, res, n, a->eps) : 1.0f;
     const vf vrs = vf_set1(rs);
     double total = 0;
     for (int64_t b = 0; b < n; b += ACC_BLOCK) {

@@ -19,7 +19,6 @@
 
 #define ROPE_CHUNK 128 /* pairs whose tables sit on the stack at a time */
 #define NORM_HEADS 64  /* heads whose norm scales sit on the stack at a time */
-#define NORM_BLOCK 256  /* elements whose squares are summed in f32 before the f64 total */
 
 #if MLXN_SIMD_LEVEL > 0
 /* (v0, v1, v2, v3, ..) -> (v1, v0, v3, v2, ..) */
@@ -44,28 +43,6 @@ MLXN_ALWAYS_INLINE float rope_in1(const int dt, const bool norm, const char *x, 
 {
     const float v = sc_load(dt, x, i);
     return norm ? v * scale * w[i] : v;
-}
-
-/* 1 / sqrt(mean(x^2) + eps) over the n elements of a head. */
-MLXN_ALWAYS_INLINE float rope_norm_scale(const int dt, const char *x, int64_t n, float eps)
-{
-    double total = 0;
-    for (int64_t b = 0; b < n; b += NORM_BLOCK) {
-        const int64_t e = b + NORM_BLOCK < n ? b + NORM_BLOCK : n;
-        vf acc = vf_zero();
-        float tail = 0;
-        int64_t i = b;
-        for (; i + VL <= e; i += VL) {
-            const vf v = vf_load(dt, x, i);
-            acc = vf_fma(v, v, acc);
-        }
-        for (; i < e; i++) {
-            const float v = sc_load(dt, x, i);
-            tail += v * v;
-        }
-        total += (double)(vf_hsum(acc) + tail);
-    }
-    return (float)(1.0 / sqrt(total / (double)n + (double)eps));
 }
 
 /* Pairs i0 .. i0 + n - 1 of one head. NEOX: c, s, ns = -s per pair; NORMAL: c and s expanded
@@ -121,7 +98,7 @@ MLXN_ALWAYS_INLINE void rope_rows_dt(const mlxn_rope_args *a, const double *w, i
         if (norm) {
             r_end = r_end - r < NORM_HEADS ? r_end : r + NORM_HEADS;
             for (int64_t h = r; h < r_end; h++)
-                scale[h - r] = rope_norm_scale(dt, mlxn_rows_ptr(&a->x, h), a->head_dim, a->norm_eps);
+                scale[h - r] = vf_inv_rms(dt, mlxn_rows_ptr(&a->x, h), a->head_dim, a->norm_eps);
         }
         for (int64_t i0 = 0; i0 < half; i0 += ROPE_CHUNK) {
             const int64_t n = half - i0 < ROPE_CHUNK ? half - i0 : ROPE_CHUNK;

@@ -10,6 +10,7 @@
 #ifndef MLXN_SIMD_H
 #define MLXN_SIMD_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "../core/half.h"
@@ -244,6 +245,30 @@ MLXN_ALWAYS_INLINE void sc_store(int dt, void *p, int64_t i, float v)
         ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v);
     else
         ((float *)p)[i] = v;
+}
+
+/* 1 / sqrt(mean(p[0..n)^2) + eps) of a row of dtype dt: squares summed in f32 over blocks of
+ * 1024 elements and the block sums in f64, so rows of hundreds of thousands keep f32 accuracy
+ * (the RMS norm family, and the per-head norm of rope). */
+MLXN_ALWAYS_INLINE float vf_inv_rms(const int dt, const void *p, int64_t n, float eps)
+{
+    double total = 0;
+    for (int64_t b = 0; b < n; b += 1024) {
+        const int64_t e = b + 1024 < n ? b + 1024 : n;
+        vf acc = vf_zero();
+        int64_t i = b;
+        float tail = 0;
+        for (; i + VL <= e; i += VL) {
+            vf v = vf_load(dt, p, i);
+            acc = vf_fma(v, v, acc);
+        }
+        for (; i < e; i++) {
+            const float v = sc_load(dt, p, i);
+            tail += v * v;
+        }
+        total += (double)(vf_hsum(acc) + tail);
+    }
+    return (float)(1.0 / sqrt(total / (double)n + (double)eps));
 }
 
 #endif
