@@ -5,7 +5,9 @@
  * reference's top-32 ids, with its logsumexp over the whole vocabulary, and its argmax where
  * the reference's top-2 margin exceeds the tolerance; then free-running greedy generation on the
  * device sampler must reproduce the reference's 32 tokens (up to the first near-tie). On every
- * device present; skips with a message when the model files are absent. */
+ * device present; skips with a message when the model files are absent. The synthetic qwen3
+ * and qwen3moe models (random weights, written here) check those two architectures the same
+ * way. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 #include "harness.h"
 #include "mlxn_model.h"
+#include "synth_moe.h"
 
 /* Logit tolerance (absolute; logits span about +-40). The reference is exact f64 on the
  * dequantized weights; transformers in f32 lands within 2e-4 of it, so 1e-3 bounds any runner
@@ -236,9 +239,18 @@ fail:
     mlxn_model_free(m);
 }
 
-static void test_model(const char *model)
+/* The models: real files fetched by the set-up step, and synthetic ones (`mlxn synth-moe`, its
+ * default seed) that the test writes itself; their fixtures come from make_model_logits.py
+ * --synthetic, and must be made again whenever synth_moe.c changes what it writes. */
+typedef struct model_case {
+    const char *key;
+    bool synthetic, dense;
+} model_case;
+
+static void test_model(const model_case *mc)
 {
-    char fixture_path[512], path[512], name[128];
+    const char *model = mc->key;
+    char fixture_path[512], path[700], name[128], dir[512] = "";
     snprintf(fixture_path, sizeof fixture_path, "%s/model_logits_%s.bin", MLXN_FIXTURES, model);
     snprintf(name, sizeof name, "model/%s", model);
     fixture fx;
@@ -246,13 +258,29 @@ static void test_model(const char *model)
         harness_fail(name, "cannot read the fixture %s", fixture_path);
         return;
     }
-    const char *cache = getenv("MLXN_CACHE"), *home = getenv("HOME");
-    if (cache && *cache)
+    const char *cache = getenv("MLXN_CACHE"), *home = getenv("HOME"), *tmp = getenv("TMPDIR");
+    if (mc->synthetic) {
+        snprintf(dir, sizeof dir, "%s/mlxn_model_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        synth_moe_options so = synth_moe_options_default();
+        so.dense = mc->dense;
+        if (!mkdtemp(dir)) {
+            harness_fail(name, "cannot create a directory from %s", dir);
+            fixture_free(&fx);
+            return;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, fx.gguf);
+        if (synth_moe_write(path, &so) != MLXN_STATUS_OK) {
+            harness_fail(name, "writing the synthetic model: %s", mlxn_last_error());
+            rmdir(dir);
+            fixture_free(&fx);
+            return;
+        }
+    } else if (cache && *cache)
         snprintf(path, sizeof path, "%s/models/%s", cache, fx.gguf);
     else
         snprintf(path, sizeof path, "%s/.cache/mlxn/models/%s", home ? home : ".", fx.gguf);
     if (access(path, R_OK) != 0) {
-        char why[700];
+        char why[800];
         snprintf(why, sizeof why, "%s not found (run scripts/fetch_models.py)", path);
         harness_skip(name, why);
         fixture_free(&fx);
@@ -279,6 +307,10 @@ static void test_model(const char *model)
         }
         mlxn_device_free(dev);
     }
+    if (mc->synthetic) {
+        remove(path);
+        rmdir(dir);
+    }
     fixture_free(&fx);
 }
 
@@ -286,9 +318,14 @@ int main(int argc, char **argv)
 {
     (void)harness_seed(argc, argv); /* fixed fixtures: the seed is printed for the record only */
     const char *only = argc > 2 && strcmp(argv[1], "--model") == 0 ? argv[2] : NULL;
-    static const char *models[] = {"smollm2-135m", "gemma3-270m"};
+    static const model_case models[] = {
+        {"smollm2-135m", false, false},
+        {"gemma3-270m", false, false},
+        {"synth-qwen3", true, true},
+        {"synth-qwen3moe", true, false},
+    };
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
-        if (!only || strcmp(only, models[i]) == 0)
-            test_model(models[i]);
+        if (!only || strcmp(only, models[i].key) == 0)
+            test_model(&models[i]);
     return harness_finish();
 }

@@ -28,9 +28,10 @@ static void usage(FILE *f)
             "  bench-model -m FILE.gguf [--device cpu|cuda[:N]] [--kv DTYPE] [--quick] [--json]\n"
             "        prefill tok/s at 512 and 2048 tokens, decode tok/s at context 128 and 4096\n"
             "        (the CPU, or --quick, runs 512 and 128 only; --kv as for run)\n"
-            "  synth-moe OUT.gguf [--seed N] [--layers N] [--tokenizer-from FILE.gguf]\n"
+            "  synth-moe OUT.gguf [--seed N] [--layers N] [--tokenizer-from FILE.gguf] [--dense]\n"
             "        write a small qwen3moe model with random weights (4 layers, 512 wide, 32 experts,\n"
-            "        top 4; expert weights Q4_0, Q8_0 and Q4_K): the MoE path without a download\n"
+            "        top 4; expert weights Q4_0, Q8_0 and Q4_K): the MoE path without a download;\n"
+            "        --dense: a qwen3 with a dense FFN of 1024 instead\n"
             "  inspect FILE.gguf [--json]\n"
             "        metadata, tensor table (name, type, shape, bytes, offset) and a summary\n"
             "  test --support\n"
@@ -129,6 +130,8 @@ static int cmd_synth_moe(int argc, char **argv)
             o.n_layer = atoll(argv[++i]);
         else if (strcmp(argv[i], "--tokenizer-from") == 0 && has_value)
             o.tokenizer_from = argv[++i];
+        else if (strcmp(argv[i], "--dense") == 0)
+            o.dense = true;
         else if (argv[i][0] != '-' && !out)
             out = argv[i];
         else {

@@ -29,7 +29,9 @@ synth_moe_options synth_moe_options_default(void)
                                .n_ff_exp = 256,
                                .n_ctx_train = 4096,
                                .router_std = 3.0f,
-                               .tokenizer_from = NULL};
+                               .tokenizer_from = NULL,
+                               .dense = false,
+                               .n_ff = 1024};
 }
 
 typedef struct synth {
@@ -283,36 +285,52 @@ static mlxn_status check_options(const synth_moe_options *o)
                           (long long)o->head_dim, (long long)o->n_expert, (long long)o->n_expert_used,
                           (long long)o->n_ff_exp, (long long)o->n_ctx_train, (double)o->router_std);
     /* Q4_K rows (256 elements) in the expert weights, Q8_0 rows in attention and output */
-    if (o->n_embd % 256 || o->n_ff_exp % 256 || (o->n_head * o->head_dim) % 32)
+    if (o->n_embd % 256 || o->n_ff_exp % 256 || (o->dense && (o->n_ff < 1 || o->n_ff % 256)) ||
+        (o->n_head * o->head_dim) % 32)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
-                          "width %lld and expert FFN %lld must be multiples of 256 (Q4_K rows), heads x head_dim "
-                          "%lld a multiple of 32",
-                          (long long)o->n_embd, (long long)o->n_ff_exp, (long long)(o->n_head * o->head_dim));
+                          "width %lld, expert FFN %lld and dense FFN %lld must be multiples of 256 (Q4_K rows), "
+                          "heads x head_dim %lld a multiple of 32",
+                          (long long)o->n_embd, (long long)o->n_ff_exp, (long long)o->n_ff,
+                          (long long)(o->n_head * o->head_dim));
     return MLXN_STATUS_OK;
+}
+
+/* "<arch>.<key>" = v (u32) */
+static mlxn_status set_hp(synth *s, const char *arch, const char *key, int64_t v)
+{
+    char k[96];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    return set_u32(s, k, v);
 }
 
 static mlxn_status write_model(synth *s, const char *path, const synth_moe_options *o)
 {
     const int64_t E = o->n_embd, D = o->head_dim, Hq = o->n_head, Hk = o->n_head_kv, X = o->n_expert;
     const int64_t F = o->n_ff_exp;
-    MLXN_TRY(mlxn_gguf_writer_set_string(s->w, "general.architecture", "qwen3moe", 8));
+    const char *arch = o->dense ? "qwen3" : "qwen3moe";
+    char key[96];
+    MLXN_TRY(mlxn_gguf_writer_set_string(s->w, "general.architecture", arch, strlen(arch)));
     char name[96];
-    snprintf(name, sizeof name, "mlxn synthetic qwen3moe (seed %llu)", (unsigned long long)o->seed);
+    snprintf(name, sizeof name, "mlxn synthetic %s (seed %llu)", arch, (unsigned long long)o->seed);
     MLXN_TRY(mlxn_gguf_writer_set_string(s->w, "general.name", name, strlen(name)));
-    MLXN_TRY(set_u32(s, "qwen3moe.block_count", o->n_layer));
-    MLXN_TRY(set_u32(s, "qwen3moe.context_length", o->n_ctx_train));
-    MLXN_TRY(set_u32(s, "qwen3moe.embedding_length", E));
-    /* the dense FFN width of the source config, unused by qwen3moe's layers (as in real files) */
-    MLXN_TRY(set_u32(s, "qwen3moe.feed_forward_length", 3 * E));
-    MLXN_TRY(set_u32(s, "qwen3moe.attention.head_count", Hq));
-    MLXN_TRY(set_u32(s, "qwen3moe.attention.head_count_kv", Hk));
-    MLXN_TRY(set_u32(s, "qwen3moe.attention.key_length", D));
-    MLXN_TRY(set_u32(s, "qwen3moe.attention.value_length", D));
-    MLXN_TRY(set_f32(s, "qwen3moe.rope.freq_base", 1000000.0f));
-    MLXN_TRY(set_f32(s, "qwen3moe.attention.layer_norm_rms_epsilon", 1e-6f));
-    MLXN_TRY(set_u32(s, "qwen3moe.expert_count", X));
-    MLXN_TRY(set_u32(s, "qwen3moe.expert_used_count", o->n_expert_used));
-    MLXN_TRY(set_u32(s, "qwen3moe.expert_feed_forward_length", F));
+    MLXN_TRY(set_hp(s, arch, "block_count", o->n_layer));
+    MLXN_TRY(set_hp(s, arch, "context_length", o->n_ctx_train));
+    MLXN_TRY(set_hp(s, arch, "embedding_length", E));
+    /* qwen3moe: the dense FFN width of the source config, unused by its layers (as in real files) */
+    MLXN_TRY(set_hp(s, arch, "feed_forward_length", o->dense ? o->n_ff : 3 * E));
+    MLXN_TRY(set_hp(s, arch, "attention.head_count", Hq));
+    MLXN_TRY(set_hp(s, arch, "attention.head_count_kv", Hk));
+    MLXN_TRY(set_hp(s, arch, "attention.key_length", D));
+    MLXN_TRY(set_hp(s, arch, "attention.value_length", D));
+    snprintf(key, sizeof key, "%s.rope.freq_base", arch);
+    MLXN_TRY(set_f32(s, key, 1000000.0f));
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
+    MLXN_TRY(set_f32(s, key, 1e-6f));
+    if (!o->dense) {
+        MLXN_TRY(set_hp(s, arch, "expert_count", X));
+        MLXN_TRY(set_hp(s, arch, "expert_used_count", o->n_expert_used));
+        MLXN_TRY(set_hp(s, arch, "expert_feed_forward_length", F));
+    }
 
     int64_t V = 0;
     if (o->tokenizer_from) {
@@ -346,12 +364,19 @@ static mlxn_status write_model(synth *s, const char *path, const synth_moe_optio
         MLXN_TRY(add_norm(s, NAME("attn_q_norm"), D));
         MLXN_TRY(add_norm(s, NAME("attn_k_norm"), D));
         MLXN_TRY(add_norm(s, NAME("ffn_norm"), E));
+        if (o->dense) {
+            const int64_t ne_fu[2] = {E, o->n_ff}, ne_fd[2] = {o->n_ff, E};
+            MLXN_TRY(add_weight(s, NAME("ffn_gate"), gu, 2, ne_fu, 1.0 / sqrt((double)E)));
+            MLXN_TRY(add_weight(s, NAME("ffn_up"), gu, 2, ne_fu, 1.0 / sqrt((double)E)));
+            MLXN_TRY(add_weight(s, NAME("ffn_down"), dn, 2, ne_fd, 1.0 / sqrt((double)o->n_ff)));
+            continue;
+        }
         MLXN_TRY(add_weight(s, NAME("ffn_gate_inp"), GGML_F32, 2, ne_r, o->router_std / sqrt((double)E)));
         MLXN_TRY(add_weight(s, NAME("ffn_gate_exps"), gu, 3, ne_gu, 1.0 / sqrt((double)E)));
         MLXN_TRY(add_weight(s, NAME("ffn_up_exps"), gu, 3, ne_gu, 1.0 / sqrt((double)E)));
         MLXN_TRY(add_weight(s, NAME("ffn_down_exps"), dn, 3, ne_dn, 1.0 / sqrt((double)F)));
-#undef NAME
     }
+#undef NAME
     return mlxn_gguf_writer_write(s->w, path);
 }
 

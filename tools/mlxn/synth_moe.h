@@ -17,9 +17,14 @@ typedef struct synth_moe_options {
     /* Copy the tokenizer (every tokenizer.* key) from this GGUF instead of generating a byte-level
      * vocabulary; NULL: 256 byte tokens and <|endoftext|>. */
     const char *tokenizer_from;
+    /* A dense qwen3 instead (the same attention; an FFN of n_ff with the expert weights' types,
+     * no router or experts). */
+    bool dense;
+    int64_t n_ff;
 } synth_moe_options;
 
-/* 4 layers, 512 wide, 8 query heads / 2 KV heads of 64, 32 experts, top 4, expert FFN 256. */
+/* 4 layers, 512 wide, 8 query heads / 2 KV heads of 64, 32 experts, top 4, expert FFN 256 (dense:
+ * FFN 1024). */
 synth_moe_options synth_moe_options_default(void);
 
 /* Writes the model to path. The expert weights cycle through Q4_0, Q8_0 and Q4_K by layer (gate
