@@ -51,11 +51,11 @@ static inline cudaStream_t mlxn_cuda_stream(const mlxn_stream *s)
 
 /* Quantized matmul through bf16 operands and cuBLAS (gemm.c): whether it takes the call, and
  * the call. Frees the stream's GEMM state. */
-/* MLXN_PROFILE_GRAPH=1: the cost of each node of a captured graph, to stderr (graph_profile.cu). */
-void mlxn_cuda_graph_profile(cudaGraph_t g, cudaStream_t s);
-
 bool mlxn_cuda_gemm_takes(const mlxn_stream *s, const mlxn_qmatmul_args *a);
 mlxn_status mlxn_cuda_qmatmul_gemm(mlxn_stream *s, const mlxn_qmatmul_args *a);
 void mlxn_cuda_gemm_release(mlxn_cuda_stream_state *st);
+
+/* MLXN_PROFILE_GRAPH=1: the cost of each node of a captured graph, to stderr (graph_profile.cu). */
+void mlxn_cuda_graph_profile(cudaGraph_t g, cudaStream_t s);
 
 #endif

@@ -3,8 +3,10 @@
 // time its prefix takes over the prefix without it, i.e. what the node adds to the critical
 // path of the real replay (launch gaps, overlap with programmatic dependent launch included),
 // which profilers that serialize kernels cannot show. Prints the costs grouped by kernel name
-// and the first nodes in order to stderr. Nodes are taken in creation order, which is a
-// topological order for captured graphs.
+// and the first nodes in order to stderr. Nodes are taken in the order cudaGraphGetNodes gives,
+// which for captured graphs has been their creation order (a topological one; not documented).
+// The prefixes run the graph's side effects again and again: meant for graphs whose replay is
+// idempotent, such as the model's decode step.
 
 #include <cuda_runtime.h>
 #include <cxxabi.h>
@@ -93,14 +95,19 @@ extern "C" void mlxn_cuda_graph_profile(cudaGraph_t g, cudaStream_t s)
     std::vector<cudaGraphNode_t> nodes(n);
     if (cudaGraphGetNodes(g, nodes.data(), &n) != cudaSuccess)
         return;
-    cudaEvent_t e0, e1;
-    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess)
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+        if (e0)
+            cudaEventDestroy(e0);
+        (void)cudaGetLastError();
         return;
+    }
     std::vector<double> t(n + 1, 0.0);
     for (size_t j = 1; j <= n; j++)
         t[j] = prefix_us(g, nodes, j, s, e0, e1);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
+    (void)cudaGetLastError(); // a failed prefix is reported as 0 us, not left for the next call
     struct group { std::string name; int count; double us; };
     std::vector<group> groups;
     fprintf(stderr, "graph profile: %zu nodes, %.1f us per replay\n  first nodes (us added to the replay):\n", n, t[n]);

@@ -11,10 +11,12 @@
 //              of W into shared memory once for 64 rows of x. SIMT: the tensor-core version is
 //              issue 3's next step.
 
-// Fusions (mlxn_qmatmul_fused) in the decode kernels: the norm of x is applied while x is staged
-// (each block first finds the inverse RMS of its rows), the GLU and the accumulation where a
-// warp writes its sums (with GLU a warp computes gate row n and up row n + N/2 in turn). Larger
-// calls run them as separate passes (qmm_norm_x, qmm_epilogue) around the plain product.
+// Fusions (mlxn_qmatmul_fused) in the decode kernels: x is staged times norm_w while the sums of
+// squares gather, and the inverse RMS scales the sums where a warp writes them, with the GLU and
+// the accumulation (with GLU a warp computes gate row n and up row n + N/2 in turn). The sums
+// are of the unnormalized x, so |x| past ~1e34 would overflow them (the separate pass
+// normalizes first). Larger calls run the fusions as separate passes (qmm_norm_x,
+// qmm_epilogue) around the plain product.
 
 #include "block_reduce.cuh"
 #include "ggml_unit.cuh"
@@ -378,9 +380,10 @@ template <int WT, int MT, int G> bool launch_wide_g(const mlxn_qmatmul_args &a, 
 {
     static unsigned long long smem_done;
     constexpr int GE = G * block_elems_of<WT>(), LB = wide_lb<WT, G>();
+    static_assert(LB > 0, "a group of G blocks splits into 4-, 8- or 16-byte loads");
     const int64_t groups = a.K / GE;
     const size_t smem = (size_t)MT * groups * (GE + 4) * 4;
-    if (LB == 0 || a.K % GE || smem > SMEM_MAX || ((uintptr_t)a.w % LB) || a.w_stride % LB || a.K > INT32_MAX / MT)
+    if (a.K % GE || smem > SMEM_MAX || ((uintptr_t)a.w % LB) || a.w_stride % LB || a.K > INT32_MAX / MT)
         return false;
     // lanes per row: enough for a group each, so short rows (embeddings, small models) put
     // 2, 4 or 8 rows in a warp instead of idling lanes
