@@ -210,39 +210,25 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         mbar_init_fence();
     }
     __syncthreads();
-    // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU. Without copy,
-    // only an L2 prefetch of the tile's rows: a hint, so it may run before the PDL wait (L2 is
-    // coherent), where the copies into shared memory may not (a caller's W can be written by
-    // the previous kernel, e.g. a q8_0 cache).
-    auto issue = [&](int64_t i, bool copy) {
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU.
+    auto issue = [&](int64_t i) {
         const int64_t t = blockIdx.x + i * gridDim.x;
         uint8_t *dst = ring + (size_t)(i % stages) * stage_bytes;
         uint64_t *bar = &full[i % stages];
-        if (copy)
-            mbar_arrive_expect(bar, (uint32_t)stage_bytes);
+        mbar_arrive_expect(bar, (uint32_t)stage_bytes);
 #pragma unroll
         for (int r = 0; r < RT; r++) {
             int64_t o = t * outs + r % outs;
             o = o < n_out ? o : n_out - 1; // the last tile repeats a row rather than read past W
             const int64_t n = r < outs ? o : o + n_out;
-            if (copy)
-                bulk_copy(dst + (size_t)r * row_bytes, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
-            else
-                prefetch_l2(a.w + n * a.w_stride, row_bytes);
+            bulk_copy(dst + (size_t)r * row_bytes, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
         }
     };
-    // the first stages' rows into L2 while the previous kernel finishes
-    if (tid == 0) {
-        for (int64_t i = 0; i < stages && i < my_tiles; i++)
-            issue(i, false);
-        if (a.norm_w)
-            prefetch_l2(a.norm_w, a.K * 4);
-    }
-    wait_for_previous_kernel();
-    allow_next_kernel();
     if (tid == 0)
         for (int64_t i = 0; i < stages && i < my_tiles; i++)
-            issue(i, true);
+            issue(i);
 
     // x: this thread's piece, normalized when the norm is fused
     const bool active = piece >= 0 && piece < pieces;
@@ -310,7 +296,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             }
             __syncwarp(); // part[s] read before its next tile can land
             if (lane == 0 && i + stages < my_tiles)
-                issue(i + stages, true);
+                issue(i + stages);
         }
         return;
     }
