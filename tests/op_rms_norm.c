@@ -21,6 +21,7 @@ typedef struct rms_case {
     int64_t pad;     /* row padding in elements; r and m get pad + 8 (other strides) */
     bool permute;    /* outer dims stored transposed */
     bool in_place;   /* rms_norm: y = x; (norm_)add_rms_norm: sum = r */
+    bool sum_is_x;   /* (norm_)add_rms_norm: sum = x (the runner's residual update) */
     bool nonfinite;  /* a NaN in row 0 and an Inf in the last row */
 } rms_case;
 
@@ -39,7 +40,7 @@ static void case_name(const rms_case *c, const char *dev, char *out, size_t cap)
     snprintf(out, cap, "%s/%s/w=%s/%s%s%s%s%s @%s", rms_variant_name(c->variant),
              mlxn_dtype_name(c->dtype), wn[c->w], shape, c->pad ? "/pad" : "",
              c->pad ? (c->pad % 8 ? "-unaligned" : "-aligned") : "", c->permute ? "/permuted" : "",
-             c->in_place ? "/in-place" : c->nonfinite ? "/nonfinite" : "", dev);
+             c->in_place ? "/in-place" : c->sum_is_x ? "/sum=x" : c->nonfinite ? "/nonfinite" : "", dev);
 }
 
 static void fill(operand *o, rng *g, double lo_scale, double hi_scale, bool per_row_scale)
@@ -63,7 +64,8 @@ static bool make_operands(const rms_case *c, rng *g, rms_operands *o)
               operand_init(&o->m, c->dtype, c->ndim, c->shape, c->pad ? c->pad + 8 : 0, c->permute) &&
               operand_like(&o->sum, &o->x, c->dtype) && operand_like(&o->y, &o->x, c->dtype) &&
               operand_init(&o->w, c->w == W_F32 ? MLXN_DTYPE_F32 : c->dtype, 1, &n, 0, false) &&
-              operand_init(&o->wr, c->w == W_F32 ? MLXN_DTYPE_F32 : c->dtype, 1, &n, 0, false);
+              /* wr in the other of the two weight dtypes than w (for 16-bit x) */
+              operand_init(&o->wr, c->w == W_F32 ? c->dtype : MLXN_DTYPE_F32, 1, &n, 0, false);
     if (!ok)
         return false;
     /* Activations spread over about three decades between rows; weights near 1 with both
@@ -123,7 +125,7 @@ static bool run_on(const rms_case *c, const rms_operands *o, float eps, test_dev
     }
     const bool has_sum = rms_variant_has_sum(c->variant);
     const placed *py = c->in_place && !has_sum ? &x : &y;
-    const placed *psum = c->in_place && has_sum ? &r : &sum;
+    const placed *psum = c->in_place && has_sum ? &r : c->sum_is_x && has_sum ? &x : &sum;
     mlxn_status st = rms_variant_issue(dev->stream, c->variant, &x.view, &r.view,
                                        c->w == W_NONE ? NULL : &wr.view, c->w == W_NONE ? NULL : &w.view, &m.view,
                                        eps, &psum->view, &py->view);
@@ -132,7 +134,7 @@ static bool run_on(const rms_case *c, const rms_operands *o, float eps, test_dev
         goto done;
     }
     if (!placed_fetch(&x, dev, &o->x, &res->x) || !placed_fetch(&r, dev, &o->r, &res->r) ||
-        !placed_fetch(psum, dev, psum == &r ? &o->r : &o->sum, &res->sum) ||
+        !placed_fetch(psum, dev, psum == &r ? &o->r : psum == &x ? &o->x : &o->sum, &res->sum) ||
         !placed_fetch(py, dev, py == &x ? &o->x : &o->y, &res->y)) {
         snprintf(why, cap, "fetching results: %s", mlxn_last_error());
         goto done;
@@ -185,7 +187,8 @@ static void run_case(const rms_case *c, test_devices *devs, rng *g)
         } else if (rms_variant_has_sum(c->variant) &&
                    !compare_operands(&got.sum, &want.sum, tol, why, sizeof why)) {
             harness_fail(name, "sum: %s", why);
-        } else if (!(c->in_place && !rms_variant_has_sum(c->variant)) && !same_bytes(&got.x, &o.x)) {
+        } else if (!(c->in_place && !rms_variant_has_sum(c->variant)) &&
+                   !(c->sum_is_x && rms_variant_has_sum(c->variant)) && !same_bytes(&got.x, &o.x)) {
             harness_fail(name, "x was modified");
         } else if (!(c->in_place && rms_variant_has_sum(c->variant)) && !same_bytes(&got.r, &o.r)) {
             harness_fail(name, "r was modified");
@@ -309,6 +312,19 @@ void test_rms_norm(test_devices *devs, rng *g)
                 c.in_place = true;
                 run_case(&c, devs, g);
                 c.in_place = false;
+                if (rms_variant_has_sum((rms_variant)v)) {
+                    /* sum written over x, on the block-row kernel's rows and on the generic
+                     * kernel's (unaligned) ones */
+                    c.sum_is_x = true;
+                    c.shape[1] = 16384;
+                    run_case(&c, devs, g);
+                    c.pad = 3;
+                    c.shape[1] = 1000;
+                    run_case(&c, devs, g);
+                    c.pad = 0;
+                    c.shape[1] = 1024;
+                    c.sum_is_x = false;
+                }
                 c.nonfinite = true;
                 c.shape[1] = 2048;
                 run_case(&c, devs, g);
