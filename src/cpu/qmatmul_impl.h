@@ -4,8 +4,10 @@
  * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1), so
  * every weight is widened to a 32-bit lane, converted to f32 and multiplied into x with an f32
  * FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
- * 32 elements (or per 16), the code a small integer or a codebook value. The decoded vectors
- * live only in registers and serve every row of x in the call (QMM_MB rows per pass over W).
+ * 32 elements (or per 16), the code a small integer or a codebook value. Up to QMM_DECODED_M
+ * rows of x the decoded vectors live only in registers and serve QMM_MB rows of x per pass over
+ * W; from QMM_DECODED_M rows (prefill) a few rows of W are decoded once into f32 for a chunk of x
+ * that stays in L2, and a register-blocked kernel multiplies them (qmm_rows_decoded).
  *
  * Decode (one row of x) is bound by the read of W, and at 18 bytes per 32 weights (4-bit
  * formats) the decode must cost about 4 cycles per 32 weights to keep up with this machine's
@@ -226,6 +228,11 @@ MLXN_ALWAYS_INLINE void acc_zero(qmm_acc *a, const int mb)
  * slot alternates between neighbouring units so that M = 1 uses four chains */
 MLXN_ALWAYS_INLINE void acc_unit(qmm_acc *a, const vf *w, const float *x, int64_t xs, const int mb, int slot)
 {
+    if (mb == 0) { /* decode mode (qmm_decode_row): x is where the unit's weights go */
+        for (int i = 0; i < QMM_NV; i++)
+            vf_store_f32((float *)x + i * VL, w[i]);
+        return;
+    }
     for (int m = 0; m < mb; m++)
         for (int i = 0; i < QMM_NV; i++) {
             const int j = (slot * QMM_NV + i) % QMM_NACC(mb);
@@ -612,6 +619,113 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
     }
 }
 
+/* ---------------------------------------------------------------- many rows of x
+ *
+ * Past QMM_DECODED_M rows of x, decoding a row of W for every QMM_MB rows of x costs more than
+ * its FMAs. Instead QMM_NR rows of W are decoded once into f32 (the kernels above in decode
+ * mode: mb 0, the weights with scale and offset applied, as at mb > 1) for every chunk of x
+ * that fits in L2, and a register block of QMM_MR rows of x by QMM_NR rows of W takes
+ * QMM_MR + QMM_NR vector loads per QMM_MR x QMM_NR FMAs. */
+#if MLXN_SIMD_LEVEL >= 2
+#define QMM_MR 4 /* 16 accumulators + 4 + 4 loads of the 32 registers */
+#else
+#define QMM_MR 2 /* 8 accumulators + 4 + 2 of the 16 */
+#endif
+#define QMM_NR 4
+#define QMM_DECODED_M 16
+
+/* Row `row` of W as K f32 values into out (K a multiple of 32: every format's unit). */
+MLXN_ALWAYS_INLINE void qmm_decode_row(const int type, const uint8_t *row, int64_t K, float *out)
+{
+    switch (type) {
+    case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
+    case MLXN_DTYPE_Q8_0: case MLXN_DTYPE_IQ4_NL:
+        dot32(type, row, out, NULL, K, 0, NULL);
+        break;
+    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
+    case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_XS:
+        dot256(type, row, out, NULL, K, 0, NULL);
+        break;
+    default:
+        for (int64_t k = 0; k < K; k += VL)
+            vf_store_f32(out + k, vf_load(type, row, k));
+        break;
+    }
+}
+
+/* y[m][n0 + j] = w[j] . x[m] for mr rows of x and nr decoded rows w (each K f32). */
+MLXN_ALWAYS_INLINE void qmm_block(const float *w, const float *x, int64_t K, const int mr, const int nr, float *r)
+{
+    vf acc[QMM_MR][QMM_NR];
+    for (int m = 0; m < mr; m++)
+        for (int j = 0; j < nr; j++)
+            acc[m][j] = vf_zero();
+    for (int64_t k = 0; k < K; k += VL) {
+        vf wv[QMM_NR];
+        for (int j = 0; j < nr; j++)
+            wv[j] = vf_load_f32(w + j * K + k);
+        for (int m = 0; m < mr; m++) {
+            const vf xv = vf_load_f32(x + m * K + k);
+            for (int j = 0; j < nr; j++)
+                acc[m][j] = vf_fma(wv[j], xv, acc[m][j]);
+        }
+    }
+    for (int m = 0; m < mr; m++)
+        for (int j = 0; j < nr; j++)
+            r[m * QMM_NR + j] = vf_hsum(acc[m][j]);
+}
+
+#if QMM_MR == 4
+#define QMM_BLOCK_MR(mr, nr)                          \
+    switch (mr) {                                     \
+    case 1: qmm_block(w, xm, K, 1, nr, r); break;     \
+    case 2: qmm_block(w, xm, K, 2, nr, r); break;     \
+    case 3: qmm_block(w, xm, K, 3, nr, r); break;     \
+    default: qmm_block(w, xm, K, 4, nr, r); break;    \
+    }
+#else
+#define QMM_BLOCK_MR(mr, nr)                          \
+    switch (mr) {                                     \
+    case 1: qmm_block(w, xm, K, 1, nr, r); break;     \
+    default: qmm_block(w, xm, K, 2, nr, r); break;    \
+    }
+#endif
+
+/* Rows n0 .. n1 - 1 of W against all M rows of x, W decoded QMM_NR rows at a time (wbuf:
+ * QMM_NR * K floats) once per chunk of x that stays in L2. */
+MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const float *x, int64_t n0, int64_t n1,
+                                         const int type, float *wbuf)
+{
+    const int64_t K = a->K, M = a->M;
+    int64_t mc = ((192 << 10) / (K * 4)) / QMM_MR * QMM_MR;
+    if (mc < QMM_MR)
+        mc = QMM_MR;
+    for (int64_t c0 = 0; c0 < M; c0 += mc) {
+        const int64_t c1 = c0 + mc < M ? c0 + mc : M;
+        for (int64_t n = n0; n < n1; n += QMM_NR) {
+            const int nr = n1 - n < QMM_NR ? (int)(n1 - n) : QMM_NR;
+            for (int j = 0; j < nr; j++)
+                qmm_decode_row(type, a->w + (n + j) * a->w_stride, K, wbuf + j * K);
+            const float *w = wbuf;
+            for (int64_t m0 = c0; m0 < c1; m0 += QMM_MR) {
+                const int mr = c1 - m0 < QMM_MR ? (int)(c1 - m0) : QMM_MR;
+                const float *xm = x + m0 * K;
+                float r[QMM_MR * QMM_NR];
+                switch (nr) {
+                case 1: QMM_BLOCK_MR(mr, 1) break;
+                case 2: QMM_BLOCK_MR(mr, 2) break;
+                case 3: QMM_BLOCK_MR(mr, 3) break;
+                default: QMM_BLOCK_MR(mr, QMM_NR) break;
+                }
+                for (int m = 0; m < mr; m++)
+                    for (int j = 0; j < nr; j++)
+                        ((float *)mlxn_rows_ptr(&a->y, m0 + m))[n + j] = r[m * QMM_NR + j];
+            }
+        }
+    }
+}
+#undef QMM_BLOCK_MR
+
 /* Rows n0 .. n1 - 1 of W. The M rows of x go QMM_MB at a time; for M > QMM_MB the rows of W
  * are visited in panels that stay in the L2 cache while every chunk of x passes over them.
  * xsum: [M, xss] sums of x over each 32-element unit, zero-padded. */
@@ -619,6 +733,14 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
                                  int64_t n0, int64_t n1, const int type)
 {
     const int64_t K = a->K, M = a->M;
+    if (M >= QMM_DECODED_M && K % 32 == 0) {
+        float *wbuf = mlxn_aligned_alloc((size_t)QMM_NR * (size_t)K * sizeof(float));
+        if (wbuf) { /* else the path below, which needs no memory */
+            qmm_rows_decoded(a, x, n0, n1, type, wbuf);
+            mlxn_aligned_free(wbuf);
+            return;
+        }
+    }
     int64_t panel = M <= QMM_MB ? n1 - n0 : (256 << 10) / (a->w_stride > 0 ? a->w_stride : 1);
     if (panel < 1)
         panel = 1;
