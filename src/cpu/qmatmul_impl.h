@@ -6,7 +6,7 @@
  * FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
  * 32 elements (or per 16), the code a small integer or a codebook value. Up to QMM_DECODED_M
  * rows of x the decoded vectors live only in registers and serve QMM_MB rows of x per pass over
- * W; from QMM_DECODED_M rows (prefill) a few rows of W are decoded once into f32 for a chunk of x
+ * W; from QMM_DECODED_M rows (prefill, small batches) a few rows of W are decoded once into f32 for a chunk of x
  * that stays in L2, and a register-blocked kernel multiplies them (qmm_rows_decoded).
  *
  * Decode (one row of x) is bound by the read of W, and at 18 bytes per 32 weights (4-bit
@@ -632,7 +632,7 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
 #define QMM_MR 2 /* 8 accumulators + 4 + 2 of the 16 */
 #endif
 #define QMM_NR 4
-#define QMM_DECODED_M 16
+#define QMM_DECODED_M 4 /* measured: 1.3-1.5x at M 4-12, slower at M 3 (bench/NOTES.md) */
 
 /* Row `row` of W as K f32 values into out (K a multiple of 32: every format's unit). */
 MLXN_ALWAYS_INLINE void qmm_decode_row(const int type, const uint8_t *row, int64_t K, float *out)
