@@ -632,7 +632,7 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
 #define QMM_MR 2 /* 8 accumulators + 4 + 2 of the 16 */
 #endif
 #define QMM_NR 4
-#define QMM_DECODED_M 4 /* measured: 1.3-1.5x at M 4-12, slower at M 3 (bench/NOTES.md) */
+#define QMM_DECODED_M 4 /* from where the decoded path is ahead (bench/NOTES.md) */
 
 /* Row `row` of W as K f32 values into out (K a multiple of 32: every format's unit). */
 MLXN_ALWAYS_INLINE void qmm_decode_row(const int type, const uint8_t *row, int64_t K, float *out)
