@@ -4,15 +4,13 @@
  * Per row: pass 1 reads x (and r; s = round(x + r), or with norm_r round(x + r * rs * r_w)
  * after a pass over r for rs) and accumulates the squares; pass 2 reads the row again, now
  * from cache, recomputes s and writes y (and sum). Squares are summed in
- * f32 over blocks of ACC_BLOCK elements and the block sums in f64, so a 262144-element row
- * keeps the f32 outputs within 1e-6 of the f64 oracle. With `stream` set, outputs are written
+ * f32 over blocks of VF_SQUARES_BLOCK elements and the block sums in f64 (simd.h), so a
+ * 262144-element row keeps the f32 outputs within 1e-6 of the f64 oracle. With `stream` set, outputs are written
  * with non-temporal stores (large outputs: no read for ownership, no cache pollution). */
 #include <math.h>
 
 #include "simd.h"
 #include "../core/internal.h"
-
-#define ACC_BLOCK 1024
 
 /* The residual's term at i: r, or with norm_r r * rs * r_w. */
 #define RMS_R(i) \
@@ -37,37 +35,28 @@ MLXN_ALWAYS_INLINE void rms_norm_row(const mlxn_rms_norm_args *a, int64_t row, b
     const int rwdt = a->r_w_dtype;
     const float rs = res && a->norm_r ? vf_inv_rms(dt, res, n, a->eps) : 1.0f;
     const vf vrs = vf_set1(rs);
-    double total = 0;
-    for (int64_t b = 0; b < n; b += ACC_BLOCK) {
-        const int64_t e = b + ACC_BLOCK < n ? b + ACC_BLOCK : n;
-        vf acc0 = vf_zero(), acc1 = vf_zero();
-        int64_t i = b;
-        float tail = 0;
-        if (res) {
+    float scale;
+    if (!res) {
+        scale = vf_inv_rms(dt, x, n, a->eps);
+    } else { /* the norm sees the sum as stored: recomputed here, stored in pass 2 */
+        double total = 0;
+        for (int64_t b = 0; b < n; b += VF_SQUARES_BLOCK) {
+            const int64_t e = b + VF_SQUARES_BLOCK < n ? b + VF_SQUARES_BLOCK : n;
+            vf acc = vf_zero();
+            int64_t i = b;
+            float tail = 0;
             for (; i + VL <= e; i += VL) {
                 vf s = RMS_SRC(i);
-                acc0 = vf_fma(s, s, acc0);
+                acc = vf_fma(s, s, acc);
             }
-        } else {
-            for (; i + 2 * VL <= e; i += 2 * VL) {
-                vf v0 = vf_load(dt, x, i), v1 = vf_load(dt, x, i + VL);
-                acc0 = vf_fma(v0, v0, acc0);
-                acc1 = vf_fma(v1, v1, acc1);
+            for (; i < e; i++) {
+                const float s = sc_round(dt, sc_load(dt, x, i) + RMS_R_SC(i));
+                tail += s * s;
             }
-            for (; i + VL <= e; i += VL) {
-                vf v = vf_load(dt, x, i);
-                acc0 = vf_fma(v, v, acc0);
-            }
+            total += (double)(vf_hsum(acc) + tail);
         }
-        for (; i < e; i++) {
-            float s = sc_load(dt, x, i);
-            if (res)
-                s = sc_round(dt, s + RMS_R_SC(i));
-            tail += s * s;
-        }
-        total += (double)(vf_hsum(vf_add(acc0, acc1)) + tail);
+        scale = (float)(1.0 / sqrt(total / (double)n + (double)a->eps));
     }
-    const float scale = (float)(1.0 / sqrt(total / (double)n + (double)a->eps));
     const vf vs = vf_set1(scale);
     /* Streaming needs y (and sum) aligned the same way; else plain stores. */
     int64_t head = stream ? vf_stream_head(dt, y, 0) : -1;

@@ -247,26 +247,34 @@ MLXN_ALWAYS_INLINE void sc_store(int dt, void *p, int64_t i, float v)
         ((float *)p)[i] = v;
 }
 
-/* 1 / sqrt(mean(p[0..n)^2) + eps) of a row of dtype dt: squares summed in f32 over blocks of
- * 1024 elements and the block sums in f64, so rows of hundreds of thousands keep f32 accuracy
- * (the RMS norm family, and the per-head norm of rope). */
+/* Squares are summed in f32 over blocks of this many elements and the block sums in f64, so
+ * rows of hundreds of thousands keep f32 accuracy. */
+#define VF_SQUARES_BLOCK 1024
+
+/* 1 / sqrt(mean(p[0..n)^2) + eps) of a row of dtype dt (the RMS norm family, and the per-head
+ * norm of rope). */
 MLXN_ALWAYS_INLINE float vf_inv_rms(const int dt, const void *p, int64_t n, float eps)
 {
     double total = 0;
-    for (int64_t b = 0; b < n; b += 1024) {
-        const int64_t e = b + 1024 < n ? b + 1024 : n;
-        vf acc = vf_zero();
+    for (int64_t b = 0; b < n; b += VF_SQUARES_BLOCK) {
+        const int64_t e = b + VF_SQUARES_BLOCK < n ? b + VF_SQUARES_BLOCK : n;
+        vf acc0 = vf_zero(), acc1 = vf_zero();
         int64_t i = b;
         float tail = 0;
+        for (; i + 2 * VL <= e; i += 2 * VL) {
+            const vf v0 = vf_load(dt, p, i), v1 = vf_load(dt, p, i + VL);
+            acc0 = vf_fma(v0, v0, acc0);
+            acc1 = vf_fma(v1, v1, acc1);
+        }
         for (; i + VL <= e; i += VL) {
-            vf v = vf_load(dt, p, i);
-            acc = vf_fma(v, v, acc);
+            const vf v = vf_load(dt, p, i);
+            acc0 = vf_fma(v, v, acc0);
         }
         for (; i < e; i++) {
             const float v = sc_load(dt, p, i);
             tail += v * v;
         }
-        total += (double)(vf_hsum(acc) + tail);
+        total += (double)(vf_hsum(vf_add(acc0, acc1)) + tail);
     }
     return (float)(1.0 / sqrt(total / (double)n + (double)eps));
 }
