@@ -726,9 +726,11 @@ MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const float
 }
 #undef QMM_BLOCK_MR
 
-/* Rows n0 .. n1 - 1 of W. The M rows of x go QMM_MB at a time; for M > QMM_MB the rows of W
- * are visited in panels that stay in the L2 cache while every chunk of x passes over them.
- * xsum: [M, xss] sums of x over each 32-element unit, zero-padded. */
+/* Rows n0 .. n1 - 1 of W. From QMM_DECODED_M rows of x: qmm_rows_decoded. Otherwise (and
+ * when its buffer cannot be had, or a float W's K is not whole units) the M rows of x go
+ * QMM_MB at a time; for M > QMM_MB the rows of W are visited in panels that stay in the L2
+ * cache while every chunk of x passes over them. xsum: [M, xss] sums of x over each
+ * 32-element unit, zero-padded. */
 MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, const float *xsum, int64_t xss,
                                  int64_t n0, int64_t n1, const int type)
 {

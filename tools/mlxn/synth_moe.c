@@ -295,7 +295,7 @@ static mlxn_status check_options(const synth_moe_options *o)
     return MLXN_STATUS_OK;
 }
 
-/* "<arch>.<key>" = v (u32) */
+/* "<arch>.<key>" = v, as u32 or (set_hp_f32) f32 */
 static mlxn_status set_hp(synth *s, const char *arch, const char *key, int64_t v)
 {
     char k[96];
@@ -303,12 +303,18 @@ static mlxn_status set_hp(synth *s, const char *arch, const char *key, int64_t v
     return set_u32(s, k, v);
 }
 
+static mlxn_status set_hp_f32(synth *s, const char *arch, const char *key, float v)
+{
+    char k[96];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    return set_f32(s, k, v);
+}
+
 static mlxn_status write_model(synth *s, const char *path, const synth_moe_options *o)
 {
     const int64_t E = o->n_embd, D = o->head_dim, Hq = o->n_head, Hk = o->n_head_kv, X = o->n_expert;
     const int64_t F = o->n_ff_exp;
     const char *arch = o->dense ? "qwen3" : "qwen3moe";
-    char key[96];
     MLXN_TRY(mlxn_gguf_writer_set_string(s->w, "general.architecture", arch, strlen(arch)));
     char name[96];
     snprintf(name, sizeof name, "mlxn synthetic %s (seed %llu)", arch, (unsigned long long)o->seed);
@@ -322,10 +328,8 @@ static mlxn_status write_model(synth *s, const char *path, const synth_moe_optio
     MLXN_TRY(set_hp(s, arch, "attention.head_count_kv", Hk));
     MLXN_TRY(set_hp(s, arch, "attention.key_length", D));
     MLXN_TRY(set_hp(s, arch, "attention.value_length", D));
-    snprintf(key, sizeof key, "%s.rope.freq_base", arch);
-    MLXN_TRY(set_f32(s, key, 1000000.0f));
-    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
-    MLXN_TRY(set_f32(s, key, 1e-6f));
+    MLXN_TRY(set_hp_f32(s, arch, "rope.freq_base", 1000000.0f));
+    MLXN_TRY(set_hp_f32(s, arch, "attention.layer_norm_rms_epsilon", 1e-6f));
     if (!o->dense) {
         MLXN_TRY(set_hp(s, arch, "expert_count", X));
         MLXN_TRY(set_hp(s, arch, "expert_used_count", o->n_expert_used));
