@@ -213,6 +213,19 @@ __device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w,
     }
 }
 
+// Before the PDL wait: the weights w (and r_w) into L2, so the loads where the row is scaled (and
+// where the residual is normalized) hit L2 instead of waiting on DRAM in the kernel's chain.
+// Only a prefetch may run there: a hint, and L2 is coherent.
+template <typename W, bool NR> __device__ __forceinline__ void prefetch_weights(const mlxn_rms_norm_args &a)
+{
+    if (threadIdx.x != 0)
+        return;
+    if (a.w)
+        prefetch_l2(a.w, a.n * (int64_t)sizeof(W));
+    if (NR && a.r_w)
+        prefetch_l2(a.r_w, a.n * (a.r_w_dtype == MLXN_DTYPE_F32 ? 4 : 2));
+}
+
 constexpr int WARP_ROWS_PER_BLOCK = 8;
 
 // NR: the residual is normalized first (norm_r), a separate instantiation so that the plain
@@ -221,6 +234,7 @@ template <typename T, typename W, int NV, bool NR>
 __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
     rms_norm_warp_rows(const mlxn_rms_norm_args a)
 {
+    prefetch_weights<W, NR>(a);
     wait_for_previous_kernel();
     allow_next_kernel();
     constexpr int VEC = 16 / sizeof(T);
@@ -247,6 +261,7 @@ constexpr int block_row_max_threads(int nv) { return nv >= 8 ? 512 : 1024; }
 template <typename T, typename W, int NV, bool NR>
 __global__ void __launch_bounds__(block_row_max_threads(NV)) rms_norm_block_row(const mlxn_rms_norm_args a)
 {
+    prefetch_weights<W, NR>(a);
     wait_for_previous_kernel();
     allow_next_kernel();
     constexpr int VEC = 16 / sizeof(T);
@@ -275,6 +290,7 @@ __device__ __forceinline__ double block_sum_f64(double v, double *red)
 template <typename T, typename W, bool NR>
 __global__ void __launch_bounds__(1024) rms_norm_generic(const mlxn_rms_norm_args a)
 {
+    prefetch_weights<W, NR>(a);
     wait_for_previous_kernel();
     allow_next_kernel();
     __shared__ double red[32];
