@@ -91,7 +91,7 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
         MLXN_TRY(project(m, &xn, &L->wk, norm, false, false, &k));
         MLXN_TRY(project(m, &xn, &L->wv, norm, false, false, &v));
     }
-    mlxn_tensor pos = mlxn_tensor_make(m->pos_tok, 0, MLXN_DTYPE_I32, 1, &T);
+    mlxn_tensor pos = mlxn_tensor_make(m->step_in, step_pos(m), MLXN_DTYPE_I32, 1, &T);
     mlxn_rope_params rq = L->rope, rk = L->rope;
     rq.norm_w = L->q_norm.buffer ? &L->q_norm : NULL;
     rk.norm_w = L->k_norm.buffer ? &L->k_norm : NULL;
@@ -114,8 +114,8 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     kv_src.shape[0] = 2;
     kv_src.stride[0] = (fused ? Hk * D : B * Hk * D) * (int64_t)sizeof(float);
     const int64_t two = 2, S = in->n_ctx;
-    mlxn_tensor pos_kv = mlxn_tensor_make(m->pos_seq, 0, MLXN_DTYPE_I32, 1, &two);
-    mlxn_tensor pos_seq = mlxn_tensor_make(m->pos_seq, 0, MLXN_DTYPE_I32, 1, &two);
+    mlxn_tensor pos_kv = mlxn_tensor_make(m->step_in, STEP_POS_SEQ, MLXN_DTYPE_I32, 1, &two);
+    mlxn_tensor pos_seq = mlxn_tensor_make(m->step_in, STEP_POS_SEQ, MLXN_DTYPE_I32, 1, &two);
     pos_seq.shape[0] = 1;
     const int64_t kv_shape[4] = {2, Hk, S, D};
     mlxn_tensor kv_cache = mlxn_tensor_make(L->kv_cache, 0, m->opt.kv_dtype, 4, kv_shape);
@@ -200,7 +200,7 @@ mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits)
     const mlxn_model_info *in = &m->info;
     mlxn_stream *s = m->stream;
     const int64_t E = in->n_embd;
-    mlxn_tensor ids = mlxn_tensor_make(m->ids, 0, MLXN_DTYPE_I32, 1, &T);
+    mlxn_tensor ids = mlxn_tensor_make(m->step_in, STEP_IDS, MLXN_DTYPE_I32, 1, &T);
     mlxn_tensor x = mat(m->x, 0, T, E), xn = mat(m->xn, 0, T, E);
     MLXN_TRY(mlxn_get_rows(s, &m->tok_embd, &ids, m->embd_scale, &x));
     const bool fold = folds_norms(m);

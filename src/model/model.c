@@ -387,9 +387,7 @@ static mlxn_status alloc_state(mlxn_model *m)
         {&m->gate, (size_t)(m->moe ? 1 : B * 2 * in->n_ff) * f},
         {&m->up, (size_t)(m->moe ? 1 : B * in->n_ff) * f},
         {&m->logits, (size_t)(B * in->n_vocab) * f},
-        {&m->ids, (size_t)B * 4},
-        {&m->pos_tok, (size_t)B * 4},
-        {&m->pos_seq, 8},
+        {&m->step_in, step_bytes(m)},
         {&m->history, (size_t)in->n_ctx * 4},
         {&m->next, 4},
     };
@@ -409,10 +407,8 @@ static mlxn_status alloc_state(mlxn_model *m)
     for (int64_t l = 0; l < in->n_layer; l++)
         MLXN_TRY(mlxn_buffer_create(m->device, 2 * cache, &m->layers[l].kv_cache));
     m->info.kv_bytes = cache * 2 * (size_t)in->n_layer;
-    m->h_ids = calloc((size_t)B, 4);
-    m->h_pos = calloc((size_t)B, 4);
-    if (!m->h_ids || !m->h_pos)
-        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "host staging of %lld tokens", (long long)B);
+    MLXN_TRY(mlxn_buffer_create_pinned(m->device, step_bytes(m) + 4, &m->staging));
+    m->h_step = mlxn_buffer_host_ptr(m->staging);
     return MLXN_STATUS_OK;
 }
 
@@ -486,7 +482,7 @@ void mlxn_model_free(mlxn_model *m)
         mlxn_stream_sync(m->stream);
     mlxn_graph_free(m->decode_graph);
     mlxn_buffer *bufs[] = {m->x,       m->xn,      m->q,           m->kv,     m->att,     m->proj,
-                           m->gate,    m->up,      m->logits,      m->ids,    m->pos_tok, m->pos_seq,
+                           m->gate,    m->up,      m->logits,      m->step_in, m->staging,
                            m->history, m->next,    m->router,      m->moe_ids, m->moe_weights, m->moe_h,
                            m->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -500,8 +496,6 @@ void mlxn_model_free(mlxn_model *m)
     mlxn_tokenizer_free(m->tokenizer);
     mlxn_stream_free(m->stream);
     mlxn_gguf_free(m->gguf);
-    free(m->h_ids);
-    free(m->h_pos);
     free(m);
 }
 

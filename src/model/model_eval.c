@@ -5,18 +5,17 @@
 #include "../core/internal.h"
 #include "model_internal.h"
 
-/* Uploads the chunk's ids and positions (ordered on the stream, from host staging that stays
- * unchanged until the chunk's sync). */
+/* Uploads the chunk's ids and positions in one copy (ordered on the stream, from pinned staging
+ * that stays unchanged until the chunk's sync). */
 static mlxn_status stage(mlxn_model *m, const int32_t *ids, int64_t T)
 {
+    int32_t *h = m->h_step, *h_ids = h + STEP_IDS / 4, *h_pos = h + step_pos(m) / 4;
     for (int64_t t = 0; t < T; t++) {
-        m->h_ids[t] = ids[t];
-        m->h_pos[t] = (int32_t)(m->n_past + t);
+        h_ids[t] = ids[t];
+        h_pos[t] = (int32_t)(m->n_past + t);
     }
-    m->h_pos_seq[0] = m->h_pos_seq[1] = (int32_t)m->n_past;
-    MLXN_TRY(mlxn_buffer_upload(m->ids, 0, m->h_ids, (size_t)T * 4, m->stream));
-    MLXN_TRY(mlxn_buffer_upload(m->pos_tok, 0, m->h_pos, (size_t)T * 4, m->stream));
-    return mlxn_buffer_upload(m->pos_seq, 0, m->h_pos_seq, sizeof m->h_pos_seq, m->stream);
+    h[STEP_POS_SEQ / 4] = h[STEP_POS_SEQ / 4 + 1] = (int32_t)m->n_past;
+    return mlxn_buffer_upload(m->step_in, 0, h, step_bytes(m), m->stream);
 }
 
 /* One chunk of T tokens. A single-token step on CUDA replays a graph captured on the second
@@ -42,8 +41,10 @@ static mlxn_status run_chunk(mlxn_model *m, const int32_t *ids, int64_t T, bool 
     return mlxn_graph_launch(m->decode_graph, m->stream);
 }
 
+/* Issues the chunks of ids, syncing after each but the last when defer_sync (the caller then
+ * issues more and syncs, restoring n_past to its value before on failure). */
 static mlxn_status eval(mlxn_model *m, const char *fn, const int32_t *ids, int64_t n, bool all_logits,
-                        float *logits)
+                        float *logits, bool defer_sync)
 {
     if (!m || !ids || n < 1)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s", !m ? "model is NULL" : !ids ? "ids is NULL"
@@ -64,7 +65,7 @@ static mlxn_status eval(mlxn_model *m, const char *fn, const int32_t *ids, int64
         if (st == MLXN_STATUS_OK && logits && (all_logits || start + T == n))
             st = mlxn_buffer_download(m->logits, 0, logits + (all_logits ? start * V : 0),
                                       (size_t)((all_logits ? T : 1) * V) * sizeof(float), m->stream);
-        if (st == MLXN_STATUS_OK)
+        if (st == MLXN_STATUS_OK && !(defer_sync && start + T == n))
             st = mlxn_stream_sync(m->stream);
         if (st != MLXN_STATUS_OK) {
             m->n_past = n_past;
@@ -77,7 +78,7 @@ static mlxn_status eval(mlxn_model *m, const char *fn, const int32_t *ids, int64
 
 mlxn_status mlxn_model_eval(mlxn_model *m, const int32_t *ids, int64_t n, bool all_logits, float *logits)
 {
-    return eval(m, "mlxn_model_eval", ids, n, all_logits, logits);
+    return eval(m, "mlxn_model_eval", ids, n, all_logits, logits, false);
 }
 
 mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n, const mlxn_sampler_params *sampler,
@@ -87,7 +88,10 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
     if (!sampler || !next || (n_history > 0 && !history))
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL",
                           !sampler ? "sampler" : !next ? "next" : "history");
-    MLXN_TRY(eval(m, fn, ids, n, false, NULL));
+    /* the sampling is issued behind the forward pass with one sync for both (a sync and an
+     * eager launch less per decoded token) */
+    const int64_t n_past = m->n_past;
+    MLXN_TRY(eval(m, fn, ids, n, false, NULL, true));
     const int64_t keep = m->info.n_ctx < MLXN_SAMPLE_MAX_HISTORY ? m->info.n_ctx : MLXN_SAMPLE_MAX_HISTORY;
     if (n_history > keep) { /* the penalty looks at the most recent tokens */
         history += n_history - keep;
@@ -98,11 +102,22 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
     mlxn_tensor logits = mlxn_tensor_make(m->logits, 0, MLXN_DTYPE_F32, 2, lshape);
     mlxn_tensor hist = mlxn_tensor_make(m->history, 0, MLXN_DTYPE_I32, 2, hshape);
     mlxn_tensor out = mlxn_tensor_make(m->next, 0, MLXN_DTYPE_I32, 1, &one);
+    int32_t *h_next = m->h_step + step_bytes(m) / 4;
+    mlxn_status st = MLXN_STATUS_OK;
     if (n_history > 0)
-        MLXN_TRY(mlxn_buffer_upload(m->history, 0, history, (size_t)n_history * 4, m->stream));
-    MLXN_TRY(mlxn_sample(m->stream, &logits, n_history > 0 ? &hist : NULL, sampler, step, &out));
-    MLXN_TRY(mlxn_buffer_download(m->next, 0, &m->h_next, 4, m->stream));
-    MLXN_TRY(mlxn_stream_sync(m->stream));
-    *next = m->h_next;
+        st = mlxn_buffer_upload(m->history, 0, history, (size_t)n_history * 4, m->stream);
+    if (st == MLXN_STATUS_OK)
+        st = mlxn_sample(m->stream, &logits, n_history > 0 ? &hist : NULL, sampler, step, &out);
+    if (st == MLXN_STATUS_OK)
+        st = mlxn_buffer_download(m->next, 0, h_next, 4, m->stream);
+    /* the forward pass's errors surface here too: the tokens then did not enter the cache */
+    mlxn_status synced = mlxn_stream_sync(m->stream);
+    if (synced != MLXN_STATUS_OK) {
+        m->n_past = n_past;
+        return synced;
+    }
+    if (st != MLXN_STATUS_OK)
+        return st;
+    *next = *h_next;
     return MLXN_STATUS_OK;
 }

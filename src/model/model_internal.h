@@ -53,18 +53,28 @@ struct mlxn_model {
 
     /* scratch for up to n_batch tokens, f32, row-major */
     mlxn_buffer *x, *xn, *q, *kv, *att, *proj, *gate, *up, *logits; /* kv: [2][n_batch][Hkv D] */
-    mlxn_buffer *ids, *pos_tok, *pos_seq, *history, *next; /* i32; pos_seq [2]: K's and V's */
+    /* a step's inputs, i32, in one buffer so that one upload stages them: pos_seq [2] (K's and
+     * V's position in the cache), the token ids [n_batch], their positions [n_batch] */
+    mlxn_buffer *step_in, *history, *next;
     /* MoE scratch: router logits [n_batch, n_expert], selected experts (i32) and their weights
      * [n_batch, k], SwiGLU outputs [n_batch, k, n_ff_exp], expert outputs [n_batch, k, E] */
     mlxn_buffer *router, *moe_ids, *moe_weights, *moe_h, *moe_out;
-    int32_t *h_ids, *h_pos, h_pos_seq[2], h_next;        /* host staging of the uploads */
+    /* pinned host staging: step_in's image, then the sampled token */
+    mlxn_buffer *staging;
+    int32_t *h_step;
     int64_t n_past;
 
     mlxn_graph *decode_graph;     /* one token at pos_seq, captured after one eager run */
     bool decode_warm;
 };
 
-/* Issues the forward pass of T tokens (ids in m->ids, positions in m->pos_tok / m->pos_seq) on
+/* Byte offsets of step_in's parts; the staging holds step_bytes of them, then the sampled token. */
+#define STEP_POS_SEQ 0
+#define STEP_IDS 16
+static inline size_t step_pos(const mlxn_model *m) { return STEP_IDS + (size_t)m->opt.n_batch * 4; }
+static inline size_t step_bytes(const mlxn_model *m) { return STEP_IDS + (size_t)m->opt.n_batch * 8; }
+
+/* Issues the forward pass of T tokens (ids and positions in m->step_in) on
  * the model's stream; the logits of every row (all_logits) or of the last row land in
  * m->logits. */
 mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits);
