@@ -981,6 +981,7 @@ static int bench_small(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info 
 typedef struct attn_row {
     int64_t B, Tq, Hq, Hkv, S, D;
     mlxn_dtype qdt, kvdt;
+    int64_t L; /* keys in the cache (0: full to S) */
 } attn_row;
 
 /* Decode: 32 query heads over 8 KV heads of 128 (Llama 3 8B), f16 caches full to S, with enough
@@ -989,15 +990,21 @@ typedef struct attn_row {
  * bytes per 32 elements: 136 and 272 MiB). GB/s counts the K and V bytes the call must read (for
  * q8_0 the blocks as stored), against the copy ceiling. Prefill: a 4096-token causal chunk,
  * bf16, 32 heads of 128 over 8 KV heads; TFLOP/s counts the causal half, 4 D flops per visible
- * (query, key) pair (q.k and p v). */
+ * (query, key) pair (q.k and p v). Then the decode calls of the two default models, one
+ * sequence in a 4096-slot cache filled to 128 and to 4096 keys: SmolLM2 (9 query heads over 3
+ * of 64) and Gemma 3 270M (4 over 1 of 256), bound by latency, not bytes, at these sizes. */
 static const attn_row attn_rows[] = {
-    {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
-    {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
-    {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16},
-    {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0},
-    {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0},
-    {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0},
-    {1, 4096, 32, 8, 4096, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16},
+    {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 0},
+    {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 0},
+    {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 0},
+    {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},
+    {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},
+    {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},
+    {1, 4096, 32, 8, 4096, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 0},
+    {1, 1, 9, 3, 4096, 64, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 128},
+    {1, 1, 9, 3, 4096, 64, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 4096},
+    {1, 1, 4, 1, 4096, 256, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 128},
+    {1, 1, 4, 1, 4096, 256, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 4096},
 };
 
 typedef struct attn_ctx {
@@ -1032,8 +1039,9 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
         const size_t kvbytes = (size_t)(r->B * r->Hkv * r->S * kv_row_bytes);
         attn_ctx c = {.row = r, .s = s};
         int32_t *pos = malloc((size_t)r->B * sizeof *pos);
+        const int64_t live = r->L ? r->L : r->S; /* keys in the cache, the new ones included */
         for (int64_t b = 0; pos && b < r->B; b++)
-            pos[b] = (int32_t)(r->S - r->Tq); /* the cache full to its last slot */
+            pos[b] = (int32_t)(live - r->Tq);
         bench_timing t = {0};
         bool ok = pos && mlxn_buffer_create(dev, qbytes, &c.q) == MLXN_STATUS_OK &&
                   mlxn_buffer_create(dev, qbytes, &c.o) == MLXN_STATUS_OK &&
@@ -1046,8 +1054,8 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
         /* decode: the caches are past L2, no rotation needed; prefill is bound by arithmetic */
         ok = ok && bench_time(dev, s, attn_call, &c, info->kind == MLXN_DEVICE_CUDA ? 4 : 1, opt->quick ? 5 : 20, &t);
         char shape[64], variant[24];
-        snprintf(shape, sizeof shape, "%lldx%lldx%lld:%lldx%lld", (long long)r->B, (long long)r->Tq, (long long)r->Hq,
-                 (long long)r->Hkv, (long long)r->S);
+        snprintf(shape, sizeof shape, "%lldx%lldx%lld:%lldx%lld@%lld", (long long)r->B, (long long)r->Tq,
+                 (long long)r->Hq, (long long)r->Hkv, (long long)r->S, (long long)live);
         snprintf(variant, sizeof variant, "%s/D%lld/q_%s", r->Tq == 1 ? "decode" : "prefill", (long long)r->D,
                  mlxn_dtype_name(r->qdt));
         if (!ok) {
@@ -1055,9 +1063,9 @@ static int bench_attention(mlxn_device *dev, mlxn_stream *s, const mlxn_device_i
             failures++;
         } else {
             /* keys read: pos + Tq per sequence; pairs: causal, the (Tq + 1) Tq / 2 triangle on top of pos Tq */
-            const double keys = (double)(r->S), moved = 2.0 * (double)(r->B * r->Hkv * kv_row_bytes) * keys;
+            const double keys = (double)live, moved = 2.0 * (double)(r->B * r->Hkv * kv_row_bytes) * keys;
             const double pairs = (double)(r->B * r->Hq) *
-                                 ((double)(r->S - r->Tq) * (double)r->Tq + (double)r->Tq * (double)(r->Tq + 1) / 2);
+                                 ((double)(live - r->Tq) * (double)r->Tq + (double)r->Tq * (double)(r->Tq + 1) / 2);
             const double sec = t.median_ms * 1e-3, gbps = moved / sec / 1e9, tflops = 4.0 * (double)r->D * pairs / sec / 1e12;
             printf("%-22.22s %-13s %-22s %-18s %-5s %10.2f %10.2f %10.2f %9.1f %6.1f%% %7.2f TFLOP/s\n", info->name,
                    "attention", shape, variant, mlxn_dtype_name(r->kvdt), t.median_ms * 1e3, t.p10_ms * 1e3,
