@@ -842,6 +842,22 @@ void test_attention(test_devices *devs, rng *g)
     lc.kvdt = MLXN_DTYPE_Q8_0;
     lc.qdt = MLXN_DTYPE_BF16;
     run_case(&lc, devs, g);
+    /* caches of more than 16 MiB (K and V at capacity): CUDA's decode kernel keeps a group's rows
+     * in one block there (2, 4 or 8 rows), one row per block below that; 1000 live keys, so
+     * several key splits merge and the reference stays cheap */
+    static const int64_t large[][6] = {
+        {2, 1, 16, 2, 16384, 128}, {1, 3, 8, 4, 32768, 64}, {1, 1, 4, 1, 65536, 256}, {1, 2, 6, 3, 32768, 96},
+        {1, 1, 6, 3, 32768, 96},
+    };
+    static const mlxn_dtype large_kv[4] = {MLXN_DTYPE_F16, MLXN_DTYPE_Q8_0, MLXN_DTYPE_BF16, MLXN_DTYPE_F32};
+    for (size_t i = 0; i < sizeof large / sizeof large[0]; i++) {
+        at_case c = {large[i][0], large[i][1], large[i][2], large[i][3], large[i][4], large[i][5], dts[i % 3],
+                     large_kv[i % 4], combos[i % n_combos], 0, 1000};
+        if (c.kvdt == MLXN_DTYPE_Q8_0 && c.D % 32)
+            c.kvdt = MLXN_DTYPE_F16;
+        c.window = 300;
+        run_case(&c, devs, g);
+    }
     /* pos out of range in rows 1 and 2: NaN rows; row 0 unaffected (caches long enough for
      * CUDA's key splits, where the merge writes the NaN rows, and one short) */
     static const int64_t bad[][6] = {{3, 1, 8, 2, 1000, 128}, {3, 7, 4, 4, 64, 64}, {3, 64, 4, 2, 1200, 128}};

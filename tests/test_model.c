@@ -190,6 +190,51 @@ static bool greedy(mlxn_model *m, const fixture *fx, const fx_prompt *p, double 
     return true;
 }
 
+/* After a sampled token (CUDA issues its decode step before the host has it), feeding another
+ * token gives the logits that the same tokens give without the sampling. */
+static bool fed_other(mlxn_model *m, const fx_prompt *p, char *why, size_t cap)
+{
+    const int64_t V = mlxn_model_get_info(m).n_vocab;
+    float *a = malloc((size_t)V * sizeof *a), *b = malloc((size_t)V * sizeof *b);
+    mlxn_sampler_params sp = mlxn_sampler_params_default();
+    sp.temperature = 0;
+    int32_t next = -1, other = 0;
+    mlxn_status st = a && b ? MLXN_STATUS_OK : MLXN_STATUS_ERR_OUT_OF_MEMORY;
+    for (int64_t i = 0; st == MLXN_STATUS_OK && i < V; i++)
+        a[i] = b[i] = NAN;
+    mlxn_model_reset(m);
+    if (st == MLXN_STATUS_OK)
+        st = mlxn_model_eval_sample(m, p->ids, p->n_prompt, &sp, NULL, 0, 0, &next);
+    other = (next + 1) % (int32_t)V;
+    if (st == MLXN_STATUS_OK)
+        st = mlxn_model_eval(m, &other, 1, false, a);
+    const int64_t pos_a = mlxn_model_position(m);
+    mlxn_model_reset(m);
+    if (st == MLXN_STATUS_OK)
+        st = mlxn_model_eval(m, p->ids, p->n_prompt, false, NULL);
+    if (st == MLXN_STATUS_OK)
+        st = mlxn_model_eval(m, &other, 1, false, b);
+    bool ok = st == MLXN_STATUS_OK;
+    if (!ok)
+        snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+    else if (pos_a != mlxn_model_position(m)) {
+        snprintf(why, cap, "position %lld after the sampled run, %lld without", (long long)pos_a,
+                 (long long)mlxn_model_position(m));
+        ok = false;
+    }
+    /* the same kernels on the same inputs; a leak of the step issued ahead (its token, its
+     * position) moves logits by far more */
+    for (int64_t i = 0; ok && i < V; i++)
+        if (!(fabsf(a[i] - b[i]) <= 1e-3f)) {
+            snprintf(why, cap, "logit %lld: %g after the sampled run, %g without (tolerance 1e-3)", (long long)i,
+                     a[i], b[i]);
+            ok = false;
+        }
+    free(a);
+    free(b);
+    return ok;
+}
+
 /* n_batch: tokens per forward pass (CUDA's qmatmul takes the bf16 tensor-core path from 64). */
 static void test_model_on(const char *model, const char *gguf_path, const fixture *fx, mlxn_device *dev,
                           const char *dev_name, int64_t n_batch, double tol)
@@ -235,6 +280,11 @@ static void test_model_on(const char *model, const char *gguf_path, const fixtur
         else
             harness_pass(name);
     }
+    snprintf(name, sizeof name, "model/%s/fed another token than sampled @%s", model, dev_name);
+    if (!fed_other(m, &fx->p[0], why, sizeof why))
+        harness_fail(name, "%s", why);
+    else
+        harness_pass(name);
 fail:
     mlxn_model_free(m);
 }

@@ -509,14 +509,22 @@ cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t sc
                   dim3(DEC_THREADS), decode_smem(RT, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
 }
 
+// Caches (K and V, every sequence, at capacity) up to this size take one query row per block.
+constexpr double DEC_SMALL_CACHE_BYTES = 16.0 * 1024 * 1024;
+
 // RT: the rows per block, as many as the group has up to 8, while the scaled query rows and the
-// outputs (RT x C x E floats each) stay within 64 registers each.
+// outputs (RT x C x E floats each) stay within 64 registers each; one for a small cache. Rows
+// sharing a block share its K and V loads, which matters once the cache streams from DRAM; a
+// small cache stays in L2, the call is bound by the block's chain of dependent instructions
+// (RT rows' dot products, reductions and updates per key), and rows in blocks of their own make
+// the chain RT times shorter (bench/NOTES.md, attention at short contexts).
 template <typename KV, int LPK, int C>
 cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes,
                                int sms, cudaStream_t s, bool pdl)
 {
     constexpr int E = KvChunk<KV>::E, RT_MAX = 64 / (C * E) < 8 ? 64 / (C * E) : 8;
-    if (rows <= 1)
+    const double row_bytes = KvChunk<KV>::Q8 ? (double)a.D / 32 * Q8_BLOCK_BYTES : (double)a.D * (16 / E);
+    if (rows <= 1 || 2.0 * (double)(a.B * a.Hkv * a.S) * row_bytes <= DEC_SMALL_CACHE_BYTES)
         return launch_decode<KV, 1, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
     if (rows <= 2 || RT_MAX == 2)
         return launch_decode<KV, 2, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);

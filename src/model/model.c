@@ -407,8 +407,9 @@ static mlxn_status alloc_state(mlxn_model *m)
     for (int64_t l = 0; l < in->n_layer; l++)
         MLXN_TRY(mlxn_buffer_create(m->device, 2 * cache, &m->layers[l].kv_cache));
     m->info.kv_bytes = cache * 2 * (size_t)in->n_layer;
-    MLXN_TRY(mlxn_buffer_create_pinned(m->device, step_bytes(m) + 4, &m->staging));
+    MLXN_TRY(mlxn_buffer_create_pinned(m->device, 3 * step_bytes(m) + 4, &m->staging));
     m->h_step = mlxn_buffer_host_ptr(m->staging);
+    MLXN_TRY(mlxn_event_create(m->device, &m->sampled));
     return MLXN_STATUS_OK;
 }
 
@@ -481,6 +482,7 @@ void mlxn_model_free(mlxn_model *m)
     if (m->stream)
         mlxn_stream_sync(m->stream);
     mlxn_graph_free(m->decode_graph);
+    mlxn_event_free(m->sampled);
     mlxn_buffer *bufs[] = {m->x,       m->xn,      m->q,           m->kv,     m->att,     m->proj,
                            m->gate,    m->up,      m->logits,      m->step_in, m->staging,
                            m->history, m->next,    m->router,      m->moe_ids, m->moe_weights, m->moe_h,
@@ -521,5 +523,6 @@ int64_t mlxn_model_position(const mlxn_model *m)
 
 void mlxn_model_reset(mlxn_model *m)
 {
+    (void)mlxn_model_settle(m); /* a failed step shows again at the next call's sync */
     m->n_past = 0;
 }

@@ -5,17 +5,44 @@
 #include "../core/internal.h"
 #include "model_internal.h"
 
-/* Uploads the chunk's ids and positions in one copy (ordered on the stream, from pinned staging
- * that stays unchanged until the chunk's sync). */
-static mlxn_status stage(mlxn_model *m, const int32_t *ids, int64_t T)
+/* Writes staging image `img` (0, or 1 and 2 in turn for the steps issued ahead) for T tokens at positions
+ * n_past.. (ids, when given) and uploads it in one copy, ordered on the stream. */
+static mlxn_status stage_image(mlxn_model *m, int img, const int32_t *ids, int64_t T)
 {
-    int32_t *h = m->h_step, *h_ids = h + STEP_IDS / 4, *h_pos = h + step_pos(m) / 4;
+    int32_t *h = m->h_step + (size_t)img * step_bytes(m) / 4, *h_ids = h + STEP_IDS / 4, *h_pos = h + step_pos(m) / 4;
     for (int64_t t = 0; t < T; t++) {
-        h_ids[t] = ids[t];
+        if (ids)
+            h_ids[t] = ids[t];
         h_pos[t] = (int32_t)(m->n_past + t);
     }
     h[STEP_POS_SEQ / 4] = h[STEP_POS_SEQ / 4 + 1] = (int32_t)m->n_past;
     return mlxn_buffer_upload(m->step_in, 0, h, step_bytes(m), m->stream);
+}
+
+/* The chunk's ids and positions, from image 0 (unchanged until the chunk's sync). */
+static mlxn_status stage(mlxn_model *m, const int32_t *ids, int64_t T)
+{
+    return stage_image(m, 0, ids, T);
+}
+
+mlxn_status mlxn_model_settle(mlxn_model *m)
+{
+    if (!m->ahead)
+        return MLXN_STATUS_OK;
+    m->ahead = false;
+    return mlxn_stream_sync(m->stream);
+}
+
+/* Issues the decode step of the token just sampled into m->next, at position n_past, before the
+ * host has it: the positions from staging images 1 and 2 in turn (the one written now was last
+ * uploaded before the token the host last waited for), the id copied on the device. Only a
+ * captured decode step is issued ahead. */
+static mlxn_status issue_ahead(mlxn_model *m)
+{
+    m->ahead_img = m->ahead_img == 1 ? 2 : 1;
+    MLXN_TRY(stage_image(m, m->ahead_img, NULL, 1));
+    MLXN_TRY(mlxn_buffer_copy(m->step_in, STEP_IDS, m->next, 0, 4, m->stream));
+    return mlxn_graph_launch(m->decode_graph, m->stream);
 }
 
 /* One chunk of T tokens. A single-token step on CUDA replays a graph captured on the second
@@ -49,6 +76,7 @@ static mlxn_status eval(mlxn_model *m, const char *fn, const int32_t *ids, int64
     if (!m || !ids || n < 1)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s", !m ? "model is NULL" : !ids ? "ids is NULL"
                                                                                             : "no tokens");
+    MLXN_TRY(mlxn_model_settle(m));
     const int64_t V = m->info.n_vocab;
     if (m->n_past + n > m->info.n_ctx)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn,
@@ -88,10 +116,16 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
     if (!sampler || !next || (n_history > 0 && !history))
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL",
                           !sampler ? "sampler" : !next ? "next" : "history");
-    /* the sampling is issued behind the forward pass with one sync for both (a sync and an
-     * eager launch less per decoded token) */
+    /* The sampling is issued behind the forward pass with one wait for both. When the step of
+     * the token sampled last was issued ahead and this call feeds that token, it only counts. */
+    if (!m)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "model is NULL");
     const int64_t n_past = m->n_past;
-    MLXN_TRY(eval(m, fn, ids, n, false, NULL, true));
+    if (m->ahead && n == 1 && ids && ids[0] == m->ahead_id) {
+        m->ahead = false;
+        m->n_past++;
+    } else
+        MLXN_TRY(eval(m, fn, ids, n, false, NULL, true));
     const int64_t keep = m->info.n_ctx < MLXN_SAMPLE_MAX_HISTORY ? m->info.n_ctx : MLXN_SAMPLE_MAX_HISTORY;
     if (n_history > keep) { /* the penalty looks at the most recent tokens */
         history += n_history - keep;
@@ -102,7 +136,7 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
     mlxn_tensor logits = mlxn_tensor_make(m->logits, 0, MLXN_DTYPE_F32, 2, lshape);
     mlxn_tensor hist = mlxn_tensor_make(m->history, 0, MLXN_DTYPE_I32, 2, hshape);
     mlxn_tensor out = mlxn_tensor_make(m->next, 0, MLXN_DTYPE_I32, 1, &one);
-    int32_t *h_next = m->h_step + step_bytes(m) / 4;
+    int32_t *h_next = m->h_step + 3 * step_bytes(m) / 4;
     mlxn_status st = MLXN_STATUS_OK;
     if (n_history > 0)
         st = mlxn_buffer_upload(m->history, 0, history, (size_t)n_history * 4, m->stream);
@@ -110,14 +144,22 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
         st = mlxn_sample(m->stream, &logits, n_history > 0 ? &hist : NULL, sampler, step, &out);
     if (st == MLXN_STATUS_OK)
         st = mlxn_buffer_download(m->next, 0, h_next, 4, m->stream);
+    if (st == MLXN_STATUS_OK)
+        st = mlxn_event_record(m->sampled, m->stream);
+    /* the next step, for the token just sampled, while the host waits for that token */
+    const bool ahead = st == MLXN_STATUS_OK && m->decode_graph && m->n_past < m->info.n_ctx &&
+                       issue_ahead(m) == MLXN_STATUS_OK;
     /* the forward pass's errors surface here too: the tokens then did not enter the cache */
-    mlxn_status synced = mlxn_stream_sync(m->stream);
-    if (synced != MLXN_STATUS_OK) {
+    mlxn_status waited = ahead ? mlxn_event_sync(m->sampled) : mlxn_stream_sync(m->stream);
+    if (waited != MLXN_STATUS_OK) {
+        if (ahead)
+            (void)mlxn_stream_sync(m->stream);
         m->n_past = n_past;
-        return synced;
+        return waited;
     }
     if (st != MLXN_STATUS_OK)
         return st;
-    *next = *h_next;
+    *next = m->ahead_id = *h_next;
+    m->ahead = ahead;
     return MLXN_STATUS_OK;
 }

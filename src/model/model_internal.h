@@ -59,16 +59,25 @@ struct mlxn_model {
     /* MoE scratch: router logits [n_batch, n_expert], selected experts (i32) and their weights
      * [n_batch, k], SwiGLU outputs [n_batch, k, n_ff_exp], expert outputs [n_batch, k, E] */
     mlxn_buffer *router, *moe_ids, *moe_weights, *moe_h, *moe_out;
-    /* pinned host staging: step_in's image, then the sampled token */
+    /* pinned host staging: three images of step_in (the second and third for the steps issued
+     * ahead, in turn), then the sampled token */
     mlxn_buffer *staging;
     int32_t *h_step;
+    /* The decode step of the token sampled last, issued before the host has that token (its id
+     * copied on the device): the next mlxn_model_eval_sample fed that token only counts it; any
+     * other call waits for it first. `sampled` is recorded after the token's download. */
+    bool ahead;
+    int32_t ahead_id;
+    int ahead_img;
+    mlxn_event *sampled;
     int64_t n_past;
 
     mlxn_graph *decode_graph;     /* one token at pos_seq, captured after one eager run */
     bool decode_warm;
 };
 
-/* Byte offsets of step_in's parts; the staging holds step_bytes of them, then the sampled token. */
+/* Byte offsets of step_in's parts; the staging holds three images of step_bytes, then the
+ * sampled token. */
 #define STEP_POS_SEQ 0
 #define STEP_IDS 16
 static inline size_t step_pos(const mlxn_model *m) { return STEP_IDS + (size_t)m->opt.n_batch * 4; }
@@ -78,5 +87,8 @@ static inline size_t step_bytes(const mlxn_model *m) { return STEP_IDS + (size_t
  * the model's stream; the logits of every row (all_logits) or of the last row land in
  * m->logits. */
 mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits);
+
+/* Waits for a step issued ahead (see ahead) and drops it: its token was not the one fed. */
+mlxn_status mlxn_model_settle(mlxn_model *m);
 
 #endif
