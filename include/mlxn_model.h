@@ -59,7 +59,11 @@ MLXN_API mlxn_status mlxn_model_eval(mlxn_model *model, const int32_t *ids, int6
 
 /* Feeds ids[0..n) like mlxn_model_eval and draws the next token on the device from the last
  * position's logits (only 4 bytes come back). history (optional, n_history ids) feeds the
- * repetition penalty; step numbers the draw for the sampler's counter-based generator. */
+ * repetition penalty; step numbers the draw for the sampler's counter-based generator.
+ * On CUDA, once the decode step is captured, the step of the drawn token is issued before this
+ * returns, so it runs while the caller handles the token: a next call that feeds exactly that
+ * token (n = 1) only counts it; any other call on the model first waits for it and drops it
+ * (the cache and the position are as if it had never run). */
 MLXN_API mlxn_status mlxn_model_eval_sample(mlxn_model *model, const int32_t *ids, int64_t n,
                                             const mlxn_sampler_params *sampler, const int32_t *history,
                                             int64_t n_history, uint64_t step, int32_t *next);
