@@ -8,15 +8,15 @@
 // chunk is scaled once by d, and for V the weight p times d multiplies the codes. The row of a
 // q8_0 cache is 34/64 of an f16 row's bytes, and decode is bound by those bytes.
 //
-// A block of 4 warps serves (batch row b, KV head hk, tile of the group's rows, key split). The
-// keys stream straight from global memory into registers: a key row is read by a group of LPK
-// lanes, 16 bytes per lane per step (LPK = the row's 16-byte chunks rounded up to 8, 16 or 32;
-// rows of more than 32 chunks take C chunks per lane), so a warp covers 32 / LPK keys per step
-// and each lane has 2 x U x C 16-byte loads in flight (U keys unrolled). Every lane group keeps
-// its own running max, sum and output (online softmax, in log2 units) for its keys, with no
-// shared memory and no barrier in the key loop; the groups are combined at the end, first
-// across a warp by shuffles, then across the warps through shared memory. The group's rows are
-// in registers (scaled q) and share each K and V load.
+// A block of 4 warps (8 when it holds one query row) serves (batch row b, KV head hk, tile of
+// the group's rows, key split). The keys stream straight from global memory into registers: a
+// key row is read by a group of LPK lanes, 16 bytes per lane per step (LPK = the row's 16-byte
+// chunks rounded up to 8, 16 or 32; rows of more than 32 chunks take C chunks per lane), so a
+// warp covers 32 / LPK keys per step and each lane has 2 x U x C 16-byte loads in flight (U keys
+// unrolled). Every lane group keeps its own running max, sum and output (online softmax, in log2
+// units) for its keys, with no shared memory and no barrier in the key loop; the groups are
+// combined at the end, first across a warp by shuffles, then across the warps through shared
+// memory. The group's rows are in registers (scaled q) and share each K and V load.
 //
 // Splits (flash-decoding): the keys are split across blocks so that a few sequences still fill
 // the GPU. The split size comes from the cache capacity S at launch, never from pos (device
@@ -28,7 +28,9 @@
 
 namespace {
 
-constexpr int DEC_WARPS = 4, DEC_THREADS = 32 * DEC_WARPS;
+// Warps per block: 8 for blocks of one query row (a short chain per key, so more keys in flight
+// per pass: at short contexts a pass is most of the call), 4 for blocks of several rows.
+__host__ __device__ constexpr int dec_warps(int rt) { return rt == 1 ? 8 : 4; }
 // the counters, one per (b, hk, row tile), at the start of the scratch; zero between calls
 constexpr int DEC_COUNTERS = MLXN_CUDA_ATTENTION_COUNTER_BYTES / sizeof(unsigned);
 constexpr size_t DEC_COUNTER_BYTES = MLXN_CUDA_ATTENTION_COUNTER_BYTES;
@@ -114,12 +116,12 @@ __device__ __forceinline__ int row_index(const mlxn_attention_args &a, int b, in
     return (b * (int)a.Tq + row / G) * (int)a.Hq + hk * G + row % G;
 }
 
-// Shared memory: out [DEC_WARPS][RT][D] f32, then ml [DEC_WARPS][RT][2] (max, sum); the merging
+// Shared memory: out [warps][RT][D] f32, then ml [warps][RT][2] (max, sum); the merging
 // split reuses it for its weights [RT][splits] f32 (at most DEC_MAX_SPLITS).
 constexpr int DEC_MAX_SPLITS = 2048;
 __host__ __device__ constexpr size_t decode_smem(int rt, int d, int splits)
 {
-    const size_t combine = (size_t)DEC_WARPS * rt * d * 4 + (size_t)DEC_WARPS * rt * 2 * 4,
+    const size_t combine = (size_t)dec_warps(rt) * rt * d * 4 + (size_t)dec_warps(rt) * rt * 2 * 4,
                  weights = (size_t)rt * splits * 4;
     return combine > weights ? combine : weights;
 }
@@ -135,11 +137,12 @@ __host__ __device__ constexpr int dec_unroll(int rt, int lpk, int c)
 
 // LPK lanes per key row; C 16-byte chunks per lane (rows of up to LPK C chunks).
 template <typename KV, int RT, int LPK, int C>
-__global__ void __launch_bounds__(DEC_THREADS) attention_decode(const mlxn_attention_args a, const DecodeSplit sp)
+__global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlxn_attention_args a, const DecodeSplit sp)
 {
     using Chunk = KvChunk<KV>;
     constexpr int E = Chunk::E; // elements per chunk
     constexpr int U = dec_unroll(RT, LPK, C);
+    constexpr int DEC_WARPS = dec_warps(RT), DEC_THREADS = 32 * DEC_WARPS;
     constexpr int KPW = 32 / LPK, SLOTS = DEC_WARPS * KPW;
     extern __shared__ __align__(16) float sh[];
     __shared__ bool last_split;
@@ -499,14 +502,15 @@ cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t sc
     const int64_t R = a.Hq / a.Hkv * a.Tq;
     const int row_tiles = (int)((R + RT - 1) / RT);
     int per_sm = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, DEC_THREADS, decode_smem(RT, (int)a.D, 0));
+    constexpr int threads = 32 * dec_warps(RT);
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, decode_smem(RT, (int)a.D, 0));
     if (e != cudaSuccess)
         return e;
-    constexpr int per_pass = DEC_WARPS * (32 / LPK) * dec_unroll(RT, LPK, C); // keys a block covers per pass
+    constexpr int per_pass = dec_warps(RT) * (32 / LPK) * dec_unroll(RT, LPK, C); // keys a block covers per pass
     const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms,
                                              per_pass);
     return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
-                  dim3(DEC_THREADS), decode_smem(RT, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
+                  dim3(threads), decode_smem(RT, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
 }
 
 // Caches (K and V, every sequence, at capacity) up to this size take one query row per block.
