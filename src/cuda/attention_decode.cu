@@ -157,7 +157,22 @@ __global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlx
     const int r0 = blockIdx.z * RT, rn = R - r0 < RT ? R - r0 : RT;
     float *out_s = sh, *ml_s = sh + (size_t)DEC_WARPS * RT * D;
     for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y) {
-        const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
+        const int b = bh / Hkv, hk = bh % Hkv;
+        // the tile's scaled query rows before pos, so that both loads are in flight at once
+        float q[RT][C][E];
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+            const int row = r0 + r;
+            const char *qr = r < rn ? q_row(a, b, row / G, hk * G + row % G) : nullptr;
+#pragma unroll
+            for (int c = 0; c < C; c++) {
+                const int ch = cl + c * LPK;
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    q[r][c][e] = qr && ch < nch ? load_any(a.q_dtype, qr, ch * E + e) * a.scale : 0.0f;
+            }
+        }
+        const int first = a.pos[b];
         __syncthreads(); // shared memory of the previous (b, hk) is no longer read
         if (!pos_in_range(a, first)) {
             if (blockIdx.x == 0)
@@ -178,22 +193,12 @@ __global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlx
         const bool alone = sp.splits == 1 || n_act == 1; // this block writes o itself
         const int k0 = (int)blockIdx.x * sp.chunk, kend = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
         int lo[RT], hi[RT];
-        float q[RT][C][E];
 #pragma unroll
         for (int r = 0; r < RT; r++) {
-            const int row = r0 + r;
             lo[r] = 0;
             hi[r] = 0; // rows past the group see nothing
             if (r < rn)
-                visible_keys(a, first, row / G, lo[r], hi[r]);
-            const char *qr = r < rn ? q_row(a, b, row / G, hk * G + row % G) : nullptr;
-#pragma unroll
-            for (int c = 0; c < C; c++) {
-                const int ch = cl + c * LPK;
-#pragma unroll
-                for (int e = 0; e < E; e++)
-                    q[r][c][e] = qr && ch < nch ? load_any(a.q_dtype, qr, ch * E + e) * a.scale : 0.0f;
-            }
+                visible_keys(a, first, (r0 + r) / G, lo[r], hi[r]);
         }
         const int kstart = k0 > lo[0] ? k0 : lo[0]; // row 0 has the smallest window start
         // keys [all_lo, all_hi) are visible to every row of the tile

@@ -23,14 +23,22 @@ __global__ void __launch_bounds__(THREADS) kv_append_rows(const mlxn_kv_append_a
     for (int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x; i < total; i += (int64_t)gridDim.x * THREADS) {
         const int64_t c = i % chunks, r = i / chunks;
         const int64_t h = r % a.H, t = (r / a.H) % a.T, b = r / (a.H * a.T);
+        // the source before pos: both loads in flight at once (a decode step's chain is made of
+        // such round trips)
+        const char *src = a.src.base + b * a.src.s0 + t * a.src.s1 + h * a.src.s2;
+        const int64_t d0 = c * PER_THREAD, n = a.D - d0 < PER_THREAD ? a.D - d0 : PER_THREAD;
+        float val[PER_THREAD];
+#pragma unroll
+        for (int e = 0; e < PER_THREAD; e++)
+            val[e] = e < n ? load_any(a.src_dtype, src, d0 + e) : 0.0f;
         const int64_t first = a.pos[b];
         if (first < 0)
             continue;
-        const char *src = a.src.base + b * a.src.s0 + t * a.src.s1 + h * a.src.s2;
         char *dst = a.cache.base + b * a.cache.s0 + h * a.cache.s1 + ((first + t) % a.S) * a.cache.s2;
-        const int64_t d1 = (c + 1) * PER_THREAD < a.D ? (c + 1) * PER_THREAD : a.D;
-        for (int64_t d = c * PER_THREAD; d < d1; d++)
-            store_any(a.cache_dtype, dst, d, load_any(a.src_dtype, src, d));
+#pragma unroll
+        for (int e = 0; e < PER_THREAD; e++)
+            if (e < n)
+                store_any(a.cache_dtype, dst, d0 + e, val[e]);
     }
 }
 
@@ -48,14 +56,14 @@ __global__ void __launch_bounds__(THREADS) kv_append_q8_0_blocks(const mlxn_kv_a
          i += (int64_t)gridDim.x * Q8_WARPS) {
         const int64_t k = i % nb, r = i / nb;
         const int64_t h = r % a.H, t = (r / a.H) % a.T, b = r / (a.H * a.T);
+        const char *src = a.src.base + b * a.src.s0 + t * a.src.s1 + h * a.src.s2;
+        const float x = load_any(a.src_dtype, src, k * MLXN_QK + lane); // before pos: both in flight
         const int64_t first = a.pos[b];
         if (first < 0)
             continue; // uniform across the warp: the whole block is skipped
-        const char *src = a.src.base + b * a.src.s0 + t * a.src.s1 + h * a.src.s2;
         unsigned char *blk = reinterpret_cast<unsigned char *>(a.cache.base + b * a.cache.s0 + h * a.cache.s1 +
                                                                ((first + t) % a.S) * a.cache.s2) +
                              k * (int64_t)sizeof(mlxn_block_q8_0);
-        const float x = load_any(a.src_dtype, src, k * MLXN_QK + lane);
         float amax = mlxn_q8_0_abs(x);
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)

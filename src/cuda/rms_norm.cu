@@ -118,6 +118,29 @@ __device__ __forceinline__ void load_row_part(const row_ptrs<T> &p, int64_t nvec
     }
 }
 
+// The thread's 16-byte vectors of a weight row (vector j at w + 16 j bytes), loaded with x so that
+// their latency overlaps x's instead of following a reduction in the kernel's chain.
+template <int NV>
+__device__ __forceinline__ void load_weight_part(const void *w, int64_t nvec, int first, int stride, uint4 (&out)[NV])
+{
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int64_t j = first + (int64_t)k * stride;
+        if (j < nvec)
+            out[k] = static_cast<const uint4 *>(w)[j];
+    }
+}
+
+// A weight vector as VEC floats: from the preloaded raw vector (hoisted) or loaded now.
+template <typename T, typename W, int VEC>
+__device__ __forceinline__ void weight_vec(const W *w, int64_t j, bool hoisted, const uint4 &raw, float *out)
+{
+    if (hoisted)
+        unpack<W, VEC>(raw, out);
+    else
+        load_vec<W, VEC>(w + j * VEC, out);
+}
+
 // The thread's sum of squares of the held part of r (for norm_r).
 template <typename T, int NV, int VEC>
 __device__ __forceinline__ float r_squares(int64_t nvec, int first, int stride, const uint4 (&u)[NV])
@@ -137,9 +160,11 @@ __device__ __forceinline__ float r_squares(int64_t nvec, int first, int stride, 
 
 // With a residual, v becomes the sum x + r (or x + r * rs * r_w with norm_r), rounded to T as
 // stored in sum; returns the thread's sum of squares of v.
+// rw_raw: r_w's vectors preloaded (16 bytes each: r_w of x's element size), or null.
 template <typename T, int NV, int VEC, bool NR>
 __device__ __forceinline__ float add_and_square(const mlxn_rms_norm_args &a, const row_ptrs<T> &p, int64_t nvec,
-                                                int first, int stride, float rs, uint4 (&v)[NV], const uint4 (&u)[NV])
+                                                int first, int stride, float rs, uint4 (&v)[NV], const uint4 (&u)[NV],
+                                                const uint4 *rw_raw = nullptr)
 {
     float ss = 0.f;
 #pragma unroll
@@ -157,7 +182,12 @@ __device__ __forceinline__ float add_and_square(const mlxn_rms_norm_args &a, con
 #pragma unroll
                         for (int i = 0; i < VEC; i++)
                             wv[i] = 1.f;
-                    else if (a.r_w_dtype == MLXN_DTYPE_F32)
+                    else if (rw_raw) {
+                        if constexpr (sizeof(T) == 4)
+                            unpack<float, VEC>(rw_raw[k], wv);
+                        else
+                            unpack<T, VEC>(rw_raw[k], wv);
+                    } else if (a.r_w_dtype == MLXN_DTYPE_F32)
                         load_vec<float, VEC>(static_cast<const float *>(a.r_w) + j * VEC, wv);
                     else
                         load_vec<T, VEC>(static_cast<const T *>(a.r_w) + j * VEC, wv);
@@ -180,10 +210,11 @@ __device__ __forceinline__ float add_and_square(const mlxn_rms_norm_args &a, con
     return ss;
 }
 
+// w_raw: w's vectors preloaded (W of x's element size), or null.
 template <typename T, typename W, int NV, int VEC>
 __device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w, int64_t nvec,
                                                int first, int stride, float scale,
-                                               const uint4 (&v)[NV], const uint4 (&u)[NV])
+                                               const uint4 (&v)[NV], const uint4 (&u)[NV], const uint4 *w_raw = nullptr)
 {
 #pragma unroll
     for (int k = 0; k < NV; k++) {
@@ -196,7 +227,7 @@ __device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w,
                 o[i] *= scale;
             if (w) {
                 float wv[VEC];
-                load_vec<W, VEC>(w + j * VEC, wv);
+                weight_vec<T, W, VEC>(w, j, w_raw != nullptr, w_raw ? w_raw[k] : v[k], wv);
 #pragma unroll
                 for (int i = 0; i < VEC; i++)
                     o[i] *= wv[i];
@@ -244,14 +275,22 @@ __global__ void __launch_bounds__(32 * WARP_ROWS_PER_BLOCK)
     for (int64_t row = (int64_t)blockIdx.x * WARP_ROWS_PER_BLOCK + (threadIdx.x >> 5);
          row < a.n_rows; row += (int64_t)gridDim.x * WARP_ROWS_PER_BLOCK) {
         const row_ptrs<T> p = row_of<T>(a, row);
-        uint4 v[NV], u[NV];
+        uint4 v[NV], u[NV], wr[NV], rwr[NV];
         load_row_part<T, NV>(p, nvec, lane, 32, v, u);
+        // the weights with x where their vectors are 16 bytes like x's (W, r_w of x's element
+        // size), else loaded where used: a row's chain then has one memory round trip
+        constexpr bool hw = sizeof(W) == sizeof(T);
+        const bool hrw = NR && a.r_w && (a.r_w_dtype == MLXN_DTYPE_F32) == (sizeof(T) == 4);
+        if (hw && w)
+            load_weight_part<NV>(w, nvec, lane, 32, wr);
+        if (hrw)
+            load_weight_part<NV>(a.r_w, nvec, lane, 32, rwr);
         float rs = 1.f;
         if constexpr (NR)
             rs = rsqrtf(warp_sum(r_squares<T, NV, VEC>(nvec, lane, 32, u)) / (float)a.n + a.eps);
-        const float ss = warp_sum(add_and_square<T, NV, VEC, NR>(a, p, nvec, lane, 32, rs, v, u));
+        const float ss = warp_sum(add_and_square<T, NV, VEC, NR>(a, p, nvec, lane, 32, rs, v, u, hrw ? rwr : nullptr));
         const float scale = rsqrtf(ss / (float)a.n + a.eps);
-        store_row_part<T, W, NV, VEC>(p, w, nvec, lane, 32, scale, v, u);
+        store_row_part<T, W, NV, VEC>(p, w, nvec, lane, 32, scale, v, u, hw && w ? wr : nullptr);
     }
 }
 
