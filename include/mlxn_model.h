@@ -45,6 +45,8 @@ MLXN_API mlxn_status mlxn_model_load(mlxn_device *device, const char *path,
 MLXN_API void mlxn_model_free(mlxn_model *model);
 MLXN_API mlxn_model_info mlxn_model_get_info(const mlxn_model *model);
 MLXN_API const mlxn_tokenizer *mlxn_model_tokenizer(const mlxn_model *model);
+/* The model's stream; after mlxn_model_eval_sample on CUDA it may still run the decode step
+ * issued ahead (see there). */
 MLXN_API mlxn_stream *mlxn_model_stream(const mlxn_model *model);
 
 /* Tokens already in the KV cache; mlxn_model_reset empties it. */

@@ -96,6 +96,8 @@ static mlxn_status eval(mlxn_model *m, const char *fn, const int32_t *ids, int64
         if (st == MLXN_STATUS_OK && !(defer_sync && start + T == n))
             st = mlxn_stream_sync(m->stream);
         if (st != MLXN_STATUS_OK) {
+            /* what was issued may still read the staging: done before a next call rewrites it */
+            (void)mlxn_stream_sync(m->stream);
             m->n_past = n_past;
             return st;
         }
