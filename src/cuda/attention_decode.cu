@@ -59,7 +59,7 @@ template <typename KV> struct KvChunk {
     using Raw = uint4;
     // bytes from the row's start to chunk ch; bytes of n chunks (n a multiple of 4)
     __device__ static int64_t offset(int ch) { return (int64_t)ch * 16; }
-    __device__ static int64_t span(int n) { return (int64_t)n * 16; }
+    __host__ __device__ static int64_t span(int n) { return (int64_t)n * 16; }
     __device__ static Raw load(const char *p, int) { return load_kv16(p); }
     __device__ static Raw zero() { return make_uint4(0, 0, 0, 0); }
     __device__ static void unpack(const Raw &r, float *out) { unpack16_f32<KV>(r, out); }
@@ -76,7 +76,7 @@ template <> struct KvChunk<Q8_0> {
         float d;
     };
     __device__ static int64_t offset(int ch) { return (int64_t)(ch >> 2) * Q8_BLOCK_BYTES + 2 + (ch & 3) * 8; }
-    __device__ static int64_t span(int n) { return (int64_t)(n >> 2) * Q8_BLOCK_BYTES; }
+    __host__ __device__ static int64_t span(int n) { return (int64_t)(n >> 2) * Q8_BLOCK_BYTES; }
     __device__ static Raw load(const char *p, int back)
     {
         const unsigned short *h = reinterpret_cast<const unsigned short *>(p);
@@ -532,7 +532,7 @@ cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void 
                                int sms, cudaStream_t s, bool pdl)
 {
     constexpr int E = KvChunk<KV>::E, RT_MAX = 64 / (C * E) < 8 ? 64 / (C * E) : 8;
-    const double row_bytes = KvChunk<KV>::Q8 ? (double)a.D / 32 * Q8_BLOCK_BYTES : (double)a.D * (16 / E);
+    const double row_bytes = (double)KvChunk<KV>::span((int)(a.D / E));
     if (rows <= 1 || 2.0 * (double)(a.B * a.Hkv * a.S) * row_bytes <= DEC_SMALL_CACHE_BYTES)
         return launch_decode<KV, 1, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
     if (rows <= 2 || RT_MAX == 2)

@@ -131,16 +131,6 @@ __device__ __forceinline__ void load_weight_part(const void *w, int64_t nvec, in
     }
 }
 
-// A weight vector as VEC floats: from the preloaded raw vector (hoisted) or loaded now.
-template <typename T, typename W, int VEC>
-__device__ __forceinline__ void weight_vec(const W *w, int64_t j, bool hoisted, const uint4 &raw, float *out)
-{
-    if (hoisted)
-        unpack<W, VEC>(raw, out);
-    else
-        load_vec<W, VEC>(w + j * VEC, out);
-}
-
 // The thread's sum of squares of the held part of r (for norm_r).
 template <typename T, int NV, int VEC>
 __device__ __forceinline__ float r_squares(int64_t nvec, int first, int stride, const uint4 (&u)[NV])
@@ -227,7 +217,10 @@ __device__ __forceinline__ void store_row_part(const row_ptrs<T> &p, const W *w,
                 o[i] *= scale;
             if (w) {
                 float wv[VEC];
-                weight_vec<T, W, VEC>(w, j, w_raw != nullptr, w_raw ? w_raw[k] : v[k], wv);
+                if (w_raw)
+                    unpack<W, VEC>(w_raw[k], wv);
+                else
+                    load_vec<W, VEC>(w + j * VEC, wv);
 #pragma unroll
                 for (int i = 0; i < VEC; i++)
                     o[i] *= wv[i];

@@ -5,8 +5,9 @@
 #include "../core/internal.h"
 #include "model_internal.h"
 
-/* Writes staging image `img` (0, or 1 and 2 in turn for the steps issued ahead) for T tokens at positions
- * n_past.. (ids, when given) and uploads it in one copy, ordered on the stream. */
+/* Writes staging image `img` for T tokens at positions n_past.. (ids, when given) and uploads it
+ * in one copy, ordered on the stream. Image 0 serves the chunks of eval (unchanged until the
+ * chunk's sync), images 1 and 2 in turn the steps issued ahead. */
 static mlxn_status stage_image(mlxn_model *m, int img, const int32_t *ids, int64_t T)
 {
     int32_t *h = m->h_step + (size_t)img * step_bytes(m) / 4, *h_ids = h + STEP_IDS / 4, *h_pos = h + step_pos(m) / 4;
@@ -17,12 +18,6 @@ static mlxn_status stage_image(mlxn_model *m, int img, const int32_t *ids, int64
     }
     h[STEP_POS_SEQ / 4] = h[STEP_POS_SEQ / 4 + 1] = (int32_t)m->n_past;
     return mlxn_buffer_upload(m->step_in, 0, h, step_bytes(m), m->stream);
-}
-
-/* The chunk's ids and positions, from image 0 (unchanged until the chunk's sync). */
-static mlxn_status stage(mlxn_model *m, const int32_t *ids, int64_t T)
-{
-    return stage_image(m, 0, ids, T);
 }
 
 mlxn_status mlxn_model_settle(mlxn_model *m)
@@ -49,7 +44,7 @@ static mlxn_status issue_ahead(mlxn_model *m)
  * such step (the first runs eagerly, so every op has sized its scratch before capture). */
 static mlxn_status run_chunk(mlxn_model *m, const int32_t *ids, int64_t T, bool all_logits)
 {
-    MLXN_TRY(stage(m, ids, T));
+    MLXN_TRY(stage_image(m, 0, ids, T));
     if (T != 1 || all_logits || !m->on_cuda || !m->opt.use_graphs)
         return mlxn_model_forward(m, T, all_logits);
     if (!m->decode_graph) {
