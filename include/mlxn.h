@@ -390,6 +390,17 @@ MLXN_API mlxn_status mlxn_glu(mlxn_stream *stream, mlxn_act act, const mlxn_tens
  *   glu     W holds 2F rows, the gate rows [0, F) then the up rows [F, 2F):
  *           y[m, n] = act(g[m, n]) * u[m, n] with g = x . W[0:F]^T, u = x . W[F:2F]^T; y is [..., F]
  *   accumulate  y += the result (y is read first: the residual add), instead of y = it.
+ * A fused q, k, v projection (y 2-D [M, N], its rows heads of head_dim; neither glu nor
+ * accumulate) may also take the attention's next two steps, with the results of running them
+ * after the product:
+ *   rope (NULL: none)  mlxn_rope(yh, rope_pos, rope, yh) with yh the [M, rope_heads, head_dim]
+ *           view of y's first rope_heads heads (the q heads, then the k heads): in place in y
+ *   kv_cache (NULL: none)  then mlxn_kv_append(src, kv_pos, kv_cache) with src the
+ *           [2, M, Hk, head_dim] view of heads [kv_head, kv_head + 2 Hk) of y's rows (K, then
+ *           V; kv_cache [2, Hk, S, head_dim], kv_pos i32 [2]: K's and V's first slots)
+ * On CUDA the decode kernel for one row of x with short rows of W (the small models' q, k, v)
+ * does both in its epilogue (NORMAL-style rope without per-head norm or sections, a cache not
+ * q8_0); other calls run them as the separate ops.
  * y must not overlap x. Zero-initialized (mlxn_qmatmul_fusion_default): no fusion. */
 typedef struct mlxn_qmatmul_fusion {
     const mlxn_tensor *norm_w;
@@ -397,6 +408,11 @@ typedef struct mlxn_qmatmul_fusion {
     bool glu;
     mlxn_act glu_act;
     bool accumulate;
+    const struct mlxn_rope_params *rope; /* mlxn_rope_params, declared below */
+    const mlxn_tensor *rope_pos;
+    int64_t head_dim, rope_heads;
+    const mlxn_tensor *kv_cache, *kv_pos;
+    int64_t kv_head;
 } mlxn_qmatmul_fusion;
 
 MLXN_API mlxn_qmatmul_fusion mlxn_qmatmul_fusion_default(void);

@@ -349,4 +349,5 @@ void test_qmatmul(test_devices *devs, rng *g)
             run_case(&c, devs, g);
         }
     error_cases(devs);
+    test_qmatmul_qkv(devs, g);
 }

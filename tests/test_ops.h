@@ -7,6 +7,7 @@
 void test_rms_norm(test_devices *devs, rng *g);
 void test_qmatmul_mlx(test_devices *devs, rng *g);
 void test_qmatmul(test_devices *devs, rng *g);
+void test_qmatmul_qkv(test_devices *devs, rng *g); /* run by test_qmatmul */
 void test_act(test_devices *devs, rng *g);
 void test_softmax(test_devices *devs, rng *g);
 void test_rope(test_devices *devs, rng *g);

@@ -60,41 +60,6 @@ typedef struct mlxn_qmatmul_mlx_args {
     mlxn_rows y;           /* M rows of N, f32 */
 } mlxn_qmatmul_mlx_args;
 
-/* qmatmul: y[M, N] = x[M, K] . W[N, K]^T, W in a GGML block format (ggml_decode.h) or f32, f16
- * or bf16. */
-typedef struct mlxn_qmatmul_args {
-    int64_t M, N, K;
-    int w_dtype;           /* mlxn_dtype of W */
-    int x_dtype;           /* f32, f16 or bf16 */
-    mlxn_rows x;           /* M rows of K */
-    const uint8_t *w;      /* N rows of K elements */
-    int64_t w_stride;      /* bytes between rows of w */
-    mlxn_rows y;           /* M rows of N (N / 2 with glu), f32 */
-    /* fusions (mlxn_qmatmul_fused; all zero: none) */
-    const float *norm_w;   /* K weights: x's rows RMS-normalized and scaled first, or NULL */
-    float norm_eps;
-    bool glu;              /* y = act(rows [0, N/2) of the product) * rows [N/2, N) */
-    int glu_act;           /* mlxn_act */
-    bool accumulate;       /* y += the result */
-} mlxn_qmatmul_args;
-
-/* act: y = act(x) [* up], elementwise. */
-typedef struct mlxn_act_args {
-    int64_t n_rows, n;     /* rows of n elements */
-    int dtype;             /* f32, f16 or bf16: x, up, y */
-    int act;               /* mlxn_act */
-    mlxn_rows x, up, y;    /* up: base NULL for a plain activation */
-} mlxn_act_args;
-
-/* softmax: y = (log-)softmax(softcap(x * scale) + mask) over rows. */
-typedef struct mlxn_softmax_args {
-    int64_t n_rows, n;
-    int dtype;             /* f32, f16 or bf16: x, mask, y */
-    float scale, softcap;  /* softcap 0: none */
-    bool log;
-    mlxn_rows x, mask, y;  /* mask: base NULL when absent */
-} mlxn_softmax_args;
-
 /* rope: rotary position embedding of each head of x; see mlxn.h. x and y are rows of
  * head_dim, row r = (b, t, h) with h fastest (x.d1 = T, x.d2 = H). */
 typedef struct mlxn_rope_args {
@@ -117,6 +82,56 @@ typedef struct mlxn_rope_args {
     int64_t pos_sb, pos_ss;     /* byte strides; pos_sb 0 when positions are shared by the batch */
     mlxn_rows x, y;
 } mlxn_rope_args;
+
+/* kv_append: cache[b, h, (pos[b] + t) % S] = src[b, t, h], rounded to the cache's dtype (q8_0:
+ * quantized per 32 elements as the reference quantizer does). Rows:
+ * src [B, T, H] (s0 = b, s1 = t, s2 = head), cache [B, H, S] (s0 = b, s1 = head, s2 = slot). */
+typedef struct mlxn_kv_append_args {
+    int64_t B, T, H, S, D;
+    int src_dtype;         /* f32, f16 or bf16 */
+    int cache_dtype;       /* f32, f16, bf16 or q8_0 (rows of D / 32 blocks, ggml_encode.h) */
+    mlxn_rows src, cache;
+    const int32_t *pos;    /* [B] */
+} mlxn_kv_append_args;
+
+/* qmatmul: y[M, N] = x[M, K] . W[N, K]^T, W in a GGML block format (ggml_decode.h) or f32, f16
+ * or bf16. */
+typedef struct mlxn_qmatmul_args {
+    int64_t M, N, K;
+    int w_dtype;           /* mlxn_dtype of W */
+    int x_dtype;           /* f32, f16 or bf16 */
+    mlxn_rows x;           /* M rows of K */
+    const uint8_t *w;      /* N rows of K elements */
+    int64_t w_stride;      /* bytes between rows of w */
+    mlxn_rows y;           /* M rows of N (N / 2 with glu), f32 */
+    /* fusions (mlxn_qmatmul_fused; all zero: none) */
+    const float *norm_w;   /* K weights: x's rows RMS-normalized and scaled first, or NULL */
+    float norm_eps;
+    bool glu;              /* y = act(rows [0, N/2) of the product) * rows [N/2, N) */
+    int glu_act;           /* mlxn_act */
+    bool accumulate;       /* y += the result */
+    bool rope_on, kv_on;   /* then rope, then kv_append, over views of y (mlxn_qmatmul_fusion) */
+    mlxn_rope_args rope;
+    mlxn_kv_append_args kv;
+} mlxn_qmatmul_args;
+
+/* act: y = act(x) [* up], elementwise. */
+typedef struct mlxn_act_args {
+    int64_t n_rows, n;     /* rows of n elements */
+    int dtype;             /* f32, f16 or bf16: x, up, y */
+    int act;               /* mlxn_act */
+    mlxn_rows x, up, y;    /* up: base NULL for a plain activation */
+} mlxn_act_args;
+
+/* softmax: y = (log-)softmax(softcap(x * scale) + mask) over rows. */
+typedef struct mlxn_softmax_args {
+    int64_t n_rows, n;
+    int dtype;             /* f32, f16 or bf16: x, mask, y */
+    float scale, softcap;  /* softcap 0: none */
+    bool log;
+    mlxn_rows x, mask, y;  /* mask: base NULL when absent */
+} mlxn_softmax_args;
+
 
 /* get_rows: y[t, :] = scale * table[ids[t], :]; an id outside [0, V) gives a row of NaN. */
 typedef struct mlxn_get_rows_args {
@@ -181,16 +196,6 @@ typedef struct mlxn_attention_args {
     bool causal;
 } mlxn_attention_args;
 
-/* kv_append: cache[b, h, (pos[b] + t) % S] = src[b, t, h], rounded to the cache's dtype (q8_0:
- * quantized per 32 elements as the reference quantizer does). Rows:
- * src [B, T, H] (s0 = b, s1 = t, s2 = head), cache [B, H, S] (s0 = b, s1 = head, s2 = slot). */
-typedef struct mlxn_kv_append_args {
-    int64_t B, T, H, S, D;
-    int src_dtype;         /* f32, f16 or bf16 */
-    int cache_dtype;       /* f32, f16, bf16 or q8_0 (rows of D / 32 blocks, ggml_encode.h) */
-    mlxn_rows src, cache;
-    const int32_t *pos;    /* [B] */
-} mlxn_kv_append_args;
 
 /* sample: one token per row of logits (mlxn.h gives the rule; sample_math.h the shared math). */
 typedef struct mlxn_sample_args {

@@ -285,6 +285,62 @@ mlxn_status mlxn_qmatmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
     return mlxn_qmatmul_fused(s, x, w, NULL, y);
 }
 
+static mlxn_status rope_args(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *pos, const mlxn_rope_params *p,
+                             const mlxn_tensor *y, const char *fn, mlxn_rope_args *a);
+static mlxn_status kv_append_args(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *pos,
+                                  const mlxn_tensor *cache, const char *fn, mlxn_kv_append_args *a);
+static bool kv_append_empty(const mlxn_kv_append_args *a);
+
+/* The rope and kv_cache fusions of a q, k, v projection: the views of y's heads that
+ * mlxn_qmatmul_fusion names, checked as mlxn_rope and mlxn_kv_append check them. */
+static mlxn_status qkv_fusions(mlxn_stream *s, const mlxn_qmatmul_fusion *f, const mlxn_tensor *y, const char *fn,
+                               mlxn_qmatmul_args *a)
+{
+    if (f->glu || f->accumulate)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "rope and kv_cache fuse with neither glu nor accumulate");
+    if (y->ndim != 2)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rope / kv_cache: y has %d dims, expected 2 ([M, N], rows of heads)",
+                          y->ndim);
+    const int64_t M = y->shape[0], N = y->shape[1], D = f->head_dim, E = (int64_t)sizeof(float);
+    if (D <= 0 || N % D)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "head_dim %lld does not divide y's rows of %lld", (long long)D,
+                          (long long)N);
+    mlxn_tensor h = *y;
+    h.ndim = 3;
+    h.shape[0] = M;
+    h.shape[2] = D;
+    h.stride[1] = D * E;
+    h.stride[2] = E;
+    if (f->rope) {
+        if (f->rope_heads < 1 || f->rope_heads > N / D)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "rope_heads is %lld, expected 1 .. %lld (y's heads)",
+                              (long long)f->rope_heads, (long long)(N / D));
+        h.shape[1] = f->rope_heads;
+        MLXN_TRY(rope_args(s, &h, f->rope_pos, f->rope, &h, fn, &a->rope));
+        a->rope_on = true;
+    }
+    if (f->kv_cache) {
+        if (f->kv_cache->ndim != 4)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "kv_cache has %d dims, expected [2, Hk, S, head_dim]",
+                              f->kv_cache->ndim);
+        const int64_t Hk = f->kv_cache->shape[1];
+        if (f->kv_head < 0 || f->kv_head + 2 * Hk > N / D)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "kv_head %lld + 2 x %lld KV heads pass y's %lld heads",
+                              (long long)f->kv_head, (long long)Hk, (long long)(N / D));
+        mlxn_tensor src = h;
+        src.ndim = 4;
+        src.offset = y->offset + (size_t)(f->kv_head * D * E);
+        const int64_t shape[4] = {2, M, Hk, D}, stride[4] = {Hk * D * E, y->stride[0], D * E, E};
+        for (int i = 0; i < 4; i++) {
+            src.shape[i] = shape[i];
+            src.stride[i] = stride[i];
+        }
+        MLXN_TRY(kv_append_args(s, &src, f->kv_pos, f->kv_cache, fn, &a->kv));
+        a->kv_on = !kv_append_empty(&a->kv);
+    }
+    return MLXN_STATUS_OK;
+}
+
 mlxn_status mlxn_qmatmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
                                const mlxn_qmatmul_fusion *f, const mlxn_tensor *y)
 {
@@ -345,6 +401,8 @@ mlxn_status mlxn_qmatmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_
         a->glu = f->glu;
         a->glu_act = (int)f->glu_act;
         a->accumulate = f->accumulate;
+        if (f->rope || f->kv_cache)
+            MLXN_TRY(qkv_fusions(s, f, y, fn, a));
     }
     a->M = xr;
     a->N = wr;
@@ -536,13 +594,10 @@ static mlxn_status rope_check_params(const mlxn_rope_params *p, int64_t D, mlxn_
     return MLXN_STATUS_OK;
 }
 
-mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *pos, const mlxn_rope_params *p,
-                      const mlxn_tensor *y)
+/* mlxn_rope's checks and arguments (errors in the name of fn). */
+static mlxn_status rope_args(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *pos, const mlxn_rope_params *p,
+                             const mlxn_tensor *y, const char *fn, mlxn_rope_args *a)
 {
-    static const char *fn = "mlxn_rope";
-    MLXN_TRY(check_stream(s, fn));
-    mlxn_op op = {.kind = MLXN_OP_rope};
-    mlxn_rope_args *a = &op.u.rope;
     MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &a->n_rows, &a->head_dim));
     if (!float_dtype(x->dtype))
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
@@ -589,7 +644,17 @@ mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *p
         a->norm_w_stride = nw->ndim == 2 ? wr.s2 : 0;
         a->norm_eps = p->norm_eps;
     }
-    if (a->n_rows == 0)
+    return MLXN_STATUS_OK;
+}
+
+mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *pos, const mlxn_rope_params *p,
+                      const mlxn_tensor *y)
+{
+    static const char *fn = "mlxn_rope";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_rope};
+    MLXN_TRY(rope_args(s, x, pos, p, y, fn, &op.u.rope));
+    if (op.u.rope.n_rows == 0)
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
 }
@@ -896,12 +961,10 @@ mlxn_status mlxn_attention(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tens
     return mlxn_stream_issue(s, &op);
 }
 
-mlxn_status mlxn_kv_append(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *pos, const mlxn_tensor *cache)
+/* mlxn_kv_append's checks and arguments (errors in the name of fn). */
+static mlxn_status kv_append_args(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *pos,
+                                  const mlxn_tensor *cache, const char *fn, mlxn_kv_append_args *a)
 {
-    static const char *fn = "mlxn_kv_append";
-    MLXN_TRY(check_stream(s, fn));
-    mlxn_op op = {.kind = MLXN_OP_kv_append};
-    mlxn_kv_append_args *a = &op.u.kv_append;
     MLXN_TRY(attention_operand(s, src, fn, "src", "[B, T, Hkv, D]", false, &a->src));
     MLXN_TRY(attention_operand(s, cache, fn, "cache", "[B, Hkv, S, D]", true, &a->cache));
     a->B = src->shape[0];
@@ -921,7 +984,21 @@ mlxn_status mlxn_kv_append(mlxn_stream *s, const mlxn_tensor *src, const mlxn_te
     MLXN_TRY(attention_pos(s, pos, a->B, fn, &a->pos));
     a->src_dtype = (int)src->dtype;
     a->cache_dtype = (int)cache->dtype;
-    if (a->B == 0 || a->T == 0 || a->H == 0 || a->D == 0)
+    return MLXN_STATUS_OK;
+}
+
+static bool kv_append_empty(const mlxn_kv_append_args *a)
+{
+    return a->B == 0 || a->T == 0 || a->H == 0 || a->D == 0;
+}
+
+mlxn_status mlxn_kv_append(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *pos, const mlxn_tensor *cache)
+{
+    static const char *fn = "mlxn_kv_append";
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_kv_append};
+    MLXN_TRY(kv_append_args(s, src, pos, cache, fn, &op.u.kv_append));
+    if (kv_append_empty(&op.u.kv_append))
         return MLXN_STATUS_OK;
     return mlxn_stream_issue(s, &op);
 }

@@ -88,7 +88,7 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum)
         xsum[u] = u < K / 32 ? xsum[n32 + 2 * u] + xsum[n32 + 2 * u + 1] : 0;
 }
 
-mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
+static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
     static const char fn[] = "mlxn_qmatmul";
     mlxn_cpu_device *d = mlxn_cpu_dev(s);
@@ -166,5 +166,16 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
     free(yt);
     if (c.st != MLXN_STATUS_OK)
         return mlxn_error(c.st, fn, "no memory for a row of W");
+    return MLXN_STATUS_OK;
+}
+
+/* The product, then the fused rope and KV append as their own ops would run them. */
+mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
+{
+    MLXN_TRY(qmatmul_product(s, a));
+    if (a->rope_on)
+        MLXN_TRY(mlxn_cpu_rope(s, &a->rope));
+    if (a->kv_on)
+        MLXN_TRY(mlxn_cpu_kv_append(s, &a->kv));
     return MLXN_STATUS_OK;
 }

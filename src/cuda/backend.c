@@ -431,13 +431,25 @@ static mlxn_status cuda_qmatmul_passes(mlxn_stream *s, const mlxn_qmatmul_args *
     return MLXN_STATUS_OK;
 }
 
-/* The decode kernels (up to 8 rows of x) do the fusions themselves. */
+/* The decode kernels (up to 8 rows of x) do the fusions themselves; the rope and KV append of a
+ * q, k, v projection where the kernel can (mlxn_cuda_qmatmul_fuses_qkv), else as their own ops
+ * after the product. */
 static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
     SET_DEVICE("mlxn_qmatmul", s->device);
-    if ((a->norm_w || a->glu || a->accumulate) && a->M > 8)
-        return cuda_qmatmul_passes(s, a);
-    return cuda_qmatmul_plain(s, a);
+    mlxn_qmatmul_args p = *a;
+    const bool after = (a->rope_on || a->kv_on) && !mlxn_cuda_qmatmul_fuses_qkv(a);
+    if (after)
+        p.rope_on = p.kv_on = false;
+    if ((p.norm_w || p.glu || p.accumulate) && p.M > 8)
+        MLXN_TRY(cuda_qmatmul_passes(s, &p));
+    else
+        MLXN_TRY(cuda_qmatmul_plain(s, &p));
+    if (after && a->rope_on)
+        MLXN_TRY(cuda_rope(s, &a->rope));
+    if (after && a->kv_on)
+        MLXN_TRY(cuda_kv_append(s, &a->kv));
+    return MLXN_STATUS_OK;
 }
 
 static mlxn_status cuda_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_args *a)

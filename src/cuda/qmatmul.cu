@@ -341,6 +341,12 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
                 out[h][m] = v;
             }
         }
+        if (MT == 1 && (a.rope_on || a.kv_on)) { // a q, k, v projection: row n's pair is the other slot
+            const float v = out[0][0] * row_scale(a, red, 0), pair = __shfl_xor_sync(0xffffffffu, v, lpr);
+            if (sl == 0 && n < n_out)
+                store_qkv(a, n, v, pair);
+            continue;
+        }
 #pragma unroll
         for (int m = 0; m < MT; m++)
             if (sl == 0 && n < n_out && m < a.M) {
@@ -374,59 +380,101 @@ template <int WT, int MT> cudaError_t launch_rows(const mlxn_qmatmul_args &a, cu
     return launch(kernel, dim3((unsigned)blocks), dim3(32 * WARPS), per_unit * (kt / 32), s, pdl, a, kt);
 }
 
-// The wide-load decode kernel (M = 1) with groups of G blocks when K is whole groups, x fits in
-// shared memory and W's rows are aligned to the loads; false otherwise.
-template <int WT, int MT, int G> bool launch_wide_g(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
+// Whether the wide-load kernel takes groups of G blocks: K is whole groups, x fits in shared
+// memory and W's rows are aligned to the loads.
+template <int WT, int MT, int G> bool wide_fits(const mlxn_qmatmul_args &a)
 {
-    static unsigned long long smem_done;
     constexpr int GE = G * block_elems_of<WT>(), LB = wide_lb<WT, G>();
     static_assert(LB > 0, "a group of G blocks splits into 4-, 8- or 16-byte loads");
+    const size_t smem = (size_t)MT * (a.K / GE) * (GE + 4) * 4;
+    return a.K % GE == 0 && smem <= SMEM_MAX && (uintptr_t)a.w % LB == 0 && a.w_stride % LB == 0 &&
+           a.K <= INT32_MAX / MT;
+}
+
+// Lanes per row: enough for a group each, so short rows (embeddings, small models) put 2, 4 or 8
+// rows in a warp instead of idling lanes.
+inline int wide_lanes(int64_t groups)
+{
+    return groups <= 4 ? 4 : groups <= 8 ? 8 : groups <= 16 ? 16 : 32;
+}
+
+// The groups the wide-load kernel takes (its plan's, or half of them when K is not a whole
+// number of those: K 576 of SmolLM2's 32-element formats); 0 when it does not take the call.
+template <int WT, int MT> int wide_group(const mlxn_qmatmul_args &a)
+{
+    if constexpr (wide_plan<WT>::G == 0 || MT > 1) { // several rows of x: the registers spill
+        return 0;
+    } else {
+        constexpr int G = wide_plan<WT>::G;
+        if (wide_fits<WT, MT, G>(a))
+            return G;
+        if constexpr (G == 4)
+            return wide_fits<WT, MT, 2>(a) ? 2 : 0;
+        return 0;
+    }
+}
+
+// The wide-load decode kernel (M = 1) with groups of G blocks.
+template <int WT, int MT, int G> cudaError_t launch_wide_g(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
+{
+    static unsigned long long smem_done;
+    constexpr int GE = G * block_elems_of<WT>();
     const int64_t groups = a.K / GE;
     const size_t smem = (size_t)MT * groups * (GE + 4) * 4;
-    if (a.K % GE || smem > SMEM_MAX || ((uintptr_t)a.w % LB) || a.w_stride % LB || a.K > INT32_MAX / MT)
-        return false;
-    // lanes per row: enough for a group each, so short rows (embeddings, small models) put
-    // 2, 4 or 8 rows in a warp instead of idling lanes
-    const int lpr = groups <= 4 ? 4 : groups <= 8 ? 8 : groups <= 16 ? 16 : 32;
+    const int lpr = wide_lanes(groups);
     int dev = 0, sms = 0;
     auto kernel = qmm_rows_wide<WT, MT, G>;
-    *e = cudaGetDevice(&dev);
-    if (*e == cudaSuccess)
-        *e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (*e == cudaSuccess)
-        *e = allow_smem(kernel, SMEM_MAX, smem_done);
-    if (*e != cudaSuccess)
-        return true;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess)
+        e = allow_smem(kernel, SMEM_MAX, smem_done);
+    if (e != cudaSuccess)
+        return e;
     const int64_t sets = ((a.glu ? a.N / 2 : a.N) + 32 / lpr - 1) / (32 / lpr);
     int64_t blocks = (sets + WARPS - 1) / WARPS;
     const int64_t cap = (int64_t)sms * (smem <= SMEM_BUDGET ? 2 : 1);
-    *e = launch(kernel, dim3((unsigned)(blocks < cap ? blocks : cap)), dim3(32 * WARPS), smem, s, pdl, a, lpr);
-    return true;
+    return launch(kernel, dim3((unsigned)(blocks < cap ? blocks : cap)), dim3(32 * WARPS), smem, s, pdl, a, lpr);
 }
 
-// The wide-load kernel when the format has a plan: its groups, or half of them when K is not a
-// whole number of those (K 576 of SmolLM2's 32-element formats).
-template <int WT, int MT> bool launch_wide(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
+template <int WT, int MT> cudaError_t launch_wide(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int G)
 {
-    if constexpr (wide_plan<WT>::G == 0 || MT > 1) { // several rows of x: the registers spill
-        return false;
+    if constexpr (wide_plan<WT>::G == 0 || MT > 1) {
+        return cudaErrorInvalidValue;
     } else {
-        constexpr int G = wide_plan<WT>::G;
-        if (launch_wide_g<WT, MT, G>(a, s, pdl, e))
-            return true;
-        if constexpr (G == 4)
-            return launch_wide_g<WT, MT, 2>(a, s, pdl, e);
-        return false;
+        if (G == wide_plan<WT>::G)
+            return launch_wide_g<WT, MT, wide_plan<WT>::G>(a, s, pdl);
+        if constexpr (wide_plan<WT>::G == 4)
+            return launch_wide_g<WT, MT, 2>(a, s, pdl);
+        return cudaErrorInvalidValue;
     }
+}
+
+// Whether the wide-load kernel's epilogue does the call's rope and KV append: two or more rows
+// a warp (NORMAL pairs are then two slots of a warp), no per-head norm or sections, a cache it
+// stores one element at a time (not q8_0).
+template <int WT> bool wide_fuses_qkv(const mlxn_qmatmul_args &a)
+{
+    const int G = wide_group<WT, 1>(a);
+    if (a.M != 1 || a.glu || a.accumulate || !G || wide_lanes(a.K / (G * block_elems_of<WT>())) > 16)
+        return false;
+    const mlxn_rope_args &r = a.rope;
+    if (a.rope_on && (r.style != MLXN_ROPE_NORMAL || r.norm_w || r.head_dim % 2 ||
+                      (r.sections[0] | r.sections[1] | r.sections[2] | r.sections[3])))
+        return false;
+    return !a.kv_on || (a.kv.cache_dtype != MLXN_DTYPE_Q8_0 && a.kv.T == 1);
 }
 
 template <int WT, int MT> cudaError_t launch_decode(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
 {
     cudaError_t e = cudaSuccess;
+    const int G = wide_group<WT, MT>(a);
+    if (a.rope_on || a.kv_on) // only the wide kernel's epilogue does these (wide_fuses_qkv)
+        return launch_wide<WT, MT>(a, s, pdl, G);
     if (MT == 1 && mlxn_cuda_launch_qmatmul_stream(&a, s, pdl, &e))
         return e;
-    if (launch_wide<WT, MT>(a, s, pdl, &e))
-        return e;
+    if (G)
+        return launch_wide<WT, MT>(a, s, pdl, G);
     return launch_rows<WT, MT>(a, s, pdl);
 }
 
@@ -446,10 +494,24 @@ template <int WT> cudaError_t launch_type(const mlxn_qmatmul_args &a, cudaStream
 
 } // namespace
 
+extern "C" bool mlxn_cuda_qmatmul_fuses_qkv(const mlxn_qmatmul_args *a)
+{
+    switch (a->w_dtype) {
+#define CASE(t) case t: return wide_fuses_qkv<t>(*a);
+    CASE(MLXN_DTYPE_Q4_0) CASE(MLXN_DTYPE_Q4_1) CASE(MLXN_DTYPE_Q5_0) CASE(MLXN_DTYPE_Q5_1)
+    CASE(MLXN_DTYPE_Q8_0) CASE(MLXN_DTYPE_Q2_K) CASE(MLXN_DTYPE_Q4_K) CASE(MLXN_DTYPE_Q5_K)
+    CASE(MLXN_DTYPE_IQ4_NL) CASE(MLXN_DTYPE_IQ4_XS)
+#undef CASE
+    }
+    return false;
+}
+
 extern "C" cudaError_t mlxn_cuda_launch_qmatmul(const mlxn_qmatmul_args *a, cudaStream_t s, bool pdl)
 {
     if ((a->norm_w || a->glu || a->accumulate) && a->M > MAX_M)
         return cudaErrorInvalidValue; // the backend runs these as separate passes
+    if ((a->rope_on || a->kv_on) && !mlxn_cuda_qmatmul_fuses_qkv(a))
+        return cudaErrorInvalidValue; // the backend runs these as the separate ops
     switch (a->w_dtype) {
 #define CASE(t) case t: return launch_type<t>(*a, s, pdl);
     CASE(MLXN_DTYPE_F32) CASE(MLXN_DTYPE_F16) CASE(MLXN_DTYPE_BF16)

@@ -3,9 +3,10 @@
  *
  *   xn  = rms_norm(x) * attn_norm              (fused with the previous layer's residual add)
  *   q, k, v = xn . Wq^T, xn . Wk^T, xn . Wv^T   [T, H*D]
- *   q, k = rope(rms_norm per head (q_norm, k_norm; gemma3, qwen3), positions)   (one op: the
- *          adjacent q and k heads of a fused qkv product in one call)
- *   append k, v to the layer's cache; att = attention(q, cache, window on sliding layers)
+ *   q, k = rope(rms_norm per head (q_norm, k_norm; gemma3, qwen3), positions)
+ *   append k, v to the layer's cache   (with a fused qkv product, these two are fusions of the
+ *          product: one op, and for a llama decode step one kernel)
+ *   att = attention(q, cache, window on sliding layers)
  *   a   = att . Wo^T
  *   x  += a (gemma3: rms_norm(a) * post_attention_norm);  xn = rms_norm(x) * ffn_norm   (one op)
  *   h   = act(xn . Wgate^T) * (xn . Wup^T);  d = h . Wdown^T
@@ -81,45 +82,56 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     const int64_t W = fused ? (Hq + 2 * Hk) * D : 0, B = m->opt.n_batch;
     mlxn_buffer *qb = m->q, *kb = fused ? m->q : m->kv;
     const int64_t qw = fused ? W : Hq * D, kw = fused ? W : Hk * D, k0 = fused ? Hq : 0;
-    if (fused) {
-        mlxn_tensor qkv = mat(m->q, 0, T, W);
-        MLXN_TRY(project(m, &xn, &L->w_qkv, norm, false, false, &qkv));
-    } else {
-        mlxn_tensor q = mat(m->q, 0, T, Hq * D), k = mat(m->kv, 0, T, Hk * D);
-        mlxn_tensor v = mat(m->kv, (size_t)(B * Hk * D) * sizeof(float), T, Hk * D);
-        MLXN_TRY(project(m, &xn, &L->wq, norm, false, false, &q));
-        MLXN_TRY(project(m, &xn, &L->wk, norm, false, false, &k));
-        MLXN_TRY(project(m, &xn, &L->wv, norm, false, false, &v));
-    }
     mlxn_tensor pos = mlxn_tensor_make(m->step_in, step_pos(m), MLXN_DTYPE_I32, 1, &T);
     mlxn_rope_params rq = L->rope, rk = L->rope;
     rq.norm_w = L->q_norm.buffer ? &L->q_norm : NULL;
     rk.norm_w = L->k_norm.buffer ? &L->k_norm : NULL;
     rq.norm_eps = rk.norm_eps = m->eps;
-    if (fused && (L->qk_norm.buffer || (!rq.norm_w && !rk.norm_w))) {
-        /* q and k heads are adjacent: one norm and rotation with a weight row per head */
-        mlxn_rope_params rqk = L->rope;
-        rqk.norm_w = L->qk_norm.buffer ? &L->qk_norm : NULL;
-        rqk.norm_eps = m->eps;
-        mlxn_tensor qk = heads(qb, T, W, 0, Hq + Hk, D, false);
-        MLXN_TRY(mlxn_rope(s, &qk, &pos, &rqk, &qk));
-    } else {
-        mlxn_tensor q3 = heads(qb, T, qw, 0, Hq, D, false), k3 = heads(kb, T, kw, k0, Hk, D, false);
-        MLXN_TRY(mlxn_rope(s, &q3, &pos, &rq, &q3));
-        MLXN_TRY(mlxn_rope(s, &k3, &pos, &rk, &k3));
-    }
-    /* K and V appended in one call: "batch" 0 is K, 1 is V, both at the sequence's position;
-     * in the source, V's heads lie Hk D values (fused) or n_batch Hk D values after K's */
-    mlxn_tensor kv_src = heads(kb, T, kw, k0, Hk, D, true);
-    kv_src.shape[0] = 2;
-    kv_src.stride[0] = (fused ? Hk * D : B * Hk * D) * (int64_t)sizeof(float);
+    /* K and V appended in one call: "batch" 0 is K, 1 is V, both at the sequence's position */
     const int64_t two = 2, S = in->n_ctx;
     mlxn_tensor pos_kv = mlxn_tensor_make(m->step_in, STEP_POS_SEQ, MLXN_DTYPE_I32, 1, &two);
     mlxn_tensor pos_seq = mlxn_tensor_make(m->step_in, STEP_POS_SEQ, MLXN_DTYPE_I32, 1, &two);
     pos_seq.shape[0] = 1;
     const int64_t kv_shape[4] = {2, Hk, S, D};
     mlxn_tensor kv_cache = mlxn_tensor_make(L->kv_cache, 0, m->opt.kv_dtype, 4, kv_shape);
-    MLXN_TRY(mlxn_kv_append(s, &kv_src, &pos_kv, &kv_cache));
+    if (fused && (L->qk_norm.buffer || (!rq.norm_w && !rk.norm_w))) {
+        /* q and k heads are adjacent: one norm and rotation with a weight row per head, and the
+         * append of the k and v heads after them, fused into the product */
+        mlxn_rope_params rqk = L->rope;
+        rqk.norm_w = L->qk_norm.buffer ? &L->qk_norm : NULL;
+        rqk.norm_eps = m->eps;
+        mlxn_qmatmul_fusion f = mlxn_qmatmul_fusion_default();
+        f.norm_w = norm;
+        f.norm_eps = m->eps;
+        f.rope = &rqk;
+        f.rope_pos = &pos;
+        f.head_dim = D;
+        f.rope_heads = Hq + Hk;
+        f.kv_cache = &kv_cache;
+        f.kv_pos = &pos_kv;
+        f.kv_head = Hq;
+        mlxn_tensor qkv = mat(m->q, 0, T, W);
+        MLXN_TRY(mlxn_qmatmul_fused(s, &xn, &L->w_qkv, &f, &qkv));
+    } else {
+        if (fused) {
+            mlxn_tensor qkv = mat(m->q, 0, T, W);
+            MLXN_TRY(project(m, &xn, &L->w_qkv, norm, false, false, &qkv));
+        } else {
+            mlxn_tensor q = mat(m->q, 0, T, Hq * D), k = mat(m->kv, 0, T, Hk * D);
+            mlxn_tensor v = mat(m->kv, (size_t)(B * Hk * D) * sizeof(float), T, Hk * D);
+            MLXN_TRY(project(m, &xn, &L->wq, norm, false, false, &q));
+            MLXN_TRY(project(m, &xn, &L->wk, norm, false, false, &k));
+            MLXN_TRY(project(m, &xn, &L->wv, norm, false, false, &v));
+        }
+        mlxn_tensor q3 = heads(qb, T, qw, 0, Hq, D, false), k3 = heads(kb, T, kw, k0, Hk, D, false);
+        MLXN_TRY(mlxn_rope(s, &q3, &pos, &rq, &q3));
+        MLXN_TRY(mlxn_rope(s, &k3, &pos, &rk, &k3));
+        /* in the source, V's heads lie Hk D values (fused) or n_batch Hk D values after K's */
+        mlxn_tensor kv_src = heads(kb, T, kw, k0, Hk, D, true);
+        kv_src.shape[0] = 2;
+        kv_src.stride[0] = (fused ? Hk * D : B * Hk * D) * (int64_t)sizeof(float);
+        MLXN_TRY(mlxn_kv_append(s, &kv_src, &pos_kv, &kv_cache));
+    }
     mlxn_tensor kc = kv_cache, vc = kv_cache;
     kc.shape[0] = vc.shape[0] = 1;
     vc.offset = (size_t)kv_cache.stride[0];
