@@ -11,7 +11,7 @@
 #define MLXN_OP_LIST(X) \
     X(rms_norm, mlxn_rms_norm_args) \
     X(qmatmul_mlx, mlxn_qmatmul_mlx_args) \
-    X(qmatmul, mlxn_qmatmul_args) \
+    X(qmatmul, mlxn_qmatmul_op_args) \
     X(act, mlxn_act_args) \
     X(softmax, mlxn_softmax_args) \
     X(rope, mlxn_rope_args) \
@@ -110,10 +110,17 @@ typedef struct mlxn_qmatmul_args {
     bool glu;              /* y = act(rows [0, N/2) of the product) * rows [N/2, N) */
     int glu_act;           /* mlxn_act */
     bool accumulate;       /* y += the result */
-    bool rope_on, kv_on;   /* then rope, then kv_append, over views of y (mlxn_qmatmul_fusion) */
+} mlxn_qmatmul_args;
+
+/* The qmatmul op: the product (what the product kernels take), then rope and kv_append over
+ * views of y (mlxn_qmatmul_fusion's rope and kv_cache). Apart, so that the product kernels'
+ * parameters, copied at every launch, stay small. */
+typedef struct mlxn_qmatmul_op_args {
+    mlxn_qmatmul_args mm;
+    bool rope_on, kv_on;
     mlxn_rope_args rope;
     mlxn_kv_append_args kv;
-} mlxn_qmatmul_args;
+} mlxn_qmatmul_op_args;
 
 /* act: y = act(x) [* up], elementwise. */
 typedef struct mlxn_act_args {

@@ -294,7 +294,7 @@ static bool kv_append_empty(const mlxn_kv_append_args *a);
 /* The rope and kv_cache fusions of a q, k, v projection: the views of y's heads that
  * mlxn_qmatmul_fusion names, checked as mlxn_rope and mlxn_kv_append check them. */
 static mlxn_status qkv_fusions(mlxn_stream *s, const mlxn_qmatmul_fusion *f, const mlxn_tensor *y, const char *fn,
-                               mlxn_qmatmul_args *a)
+                               mlxn_qmatmul_op_args *a)
 {
     if (f->glu || f->accumulate)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "rope and kv_cache fuse with neither glu nor accumulate");
@@ -347,7 +347,7 @@ mlxn_status mlxn_qmatmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_
     const char *fn = f ? "mlxn_qmatmul_fused" : "mlxn_qmatmul";
     MLXN_TRY(check_stream(s, fn));
     mlxn_op op = {.kind = MLXN_OP_qmatmul};
-    mlxn_qmatmul_args *a = &op.u.qmatmul;
+    mlxn_qmatmul_args *a = &op.u.qmatmul.mm;
     int64_t xr, k, wr, wk, yr, yn;
     mlxn_rows wrows;
     MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &xr, &k));
@@ -402,7 +402,7 @@ mlxn_status mlxn_qmatmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_
         a->glu_act = (int)f->glu_act;
         a->accumulate = f->accumulate;
         if (f->rope || f->kv_cache)
-            MLXN_TRY(qkv_fusions(s, f, y, fn, a));
+            MLXN_TRY(qkv_fusions(s, f, y, fn, &op.u.qmatmul));
     }
     a->M = xr;
     a->N = wr;

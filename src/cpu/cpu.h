@@ -59,7 +59,7 @@ static inline mlxn_cpu_device *mlxn_cpu_dev(const mlxn_stream *s)
 
 mlxn_status mlxn_cpu_rms_norm(mlxn_stream *s, const mlxn_rms_norm_args *a);
 mlxn_status mlxn_cpu_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a);
-mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a);
+mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_op_args *a);
 mlxn_status mlxn_cpu_act(mlxn_stream *s, const mlxn_act_args *a);
 mlxn_status mlxn_cpu_softmax(mlxn_stream *s, const mlxn_softmax_args *a);
 mlxn_status mlxn_cpu_rope(mlxn_stream *s, const mlxn_rope_args *a);

@@ -170,9 +170,9 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
 }
 
 /* The product, then the fused rope and KV append as their own ops would run them. */
-mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
+mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_op_args *a)
 {
-    MLXN_TRY(qmatmul_product(s, a));
+    MLXN_TRY(qmatmul_product(s, &a->mm));
     if (a->rope_on)
         MLXN_TRY(mlxn_cpu_rope(s, &a->rope));
     if (a->kv_on)

@@ -434,21 +434,22 @@ static mlxn_status cuda_qmatmul_passes(mlxn_stream *s, const mlxn_qmatmul_args *
 /* The decode kernels (up to 8 rows of x) do the fusions themselves; the rope and KV append of a
  * q, k, v projection where the kernel can (mlxn_cuda_qmatmul_fuses_qkv), else as their own ops
  * after the product. */
-static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_args *a)
+static mlxn_status cuda_qmatmul(mlxn_stream *s, const mlxn_qmatmul_op_args *o)
 {
     SET_DEVICE("mlxn_qmatmul", s->device);
-    mlxn_qmatmul_args p = *a;
-    const bool after = (a->rope_on || a->kv_on) && !mlxn_cuda_qmatmul_fuses_qkv(a);
-    if (after)
-        p.rope_on = p.kv_on = false;
-    if ((p.norm_w || p.glu || p.accumulate) && p.M > 8)
-        MLXN_TRY(cuda_qmatmul_passes(s, &p));
+    const mlxn_qmatmul_args *a = &o->mm;
+    if ((o->rope_on || o->kv_on) && mlxn_cuda_qmatmul_fuses_qkv(o)) {
+        MLXN_CUDA_CHECK("mlxn_qmatmul_fused", mlxn_cuda_launch_qmatmul_qkv(o, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+        return MLXN_STATUS_OK;
+    }
+    if ((a->norm_w || a->glu || a->accumulate) && a->M > 8)
+        MLXN_TRY(cuda_qmatmul_passes(s, a));
     else
-        MLXN_TRY(cuda_qmatmul_plain(s, &p));
-    if (after && a->rope_on)
-        MLXN_TRY(cuda_rope(s, &a->rope));
-    if (after && a->kv_on)
-        MLXN_TRY(cuda_kv_append(s, &a->kv));
+        MLXN_TRY(cuda_qmatmul_plain(s, a));
+    if (o->rope_on)
+        MLXN_TRY(cuda_rope(s, &o->rope));
+    if (o->kv_on)
+        MLXN_TRY(cuda_kv_append(s, &o->kv));
     return MLXN_STATUS_OK;
 }
 

@@ -19,9 +19,10 @@ cudaError_t mlxn_cuda_launch_rms_norm(const mlxn_rms_norm_args *a, cudaStream_t 
 cudaError_t mlxn_cuda_launch_qmatmul_mlx(const mlxn_qmatmul_mlx_args *a, cudaStream_t stream,
                                          bool pdl);
 cudaError_t mlxn_cuda_launch_qmatmul(const mlxn_qmatmul_args *a, cudaStream_t stream, bool pdl);
-/* Whether the decode kernel that takes the call does its rope and KV append (rope_on, kv_on) in
- * its epilogue; the backend runs them as their own ops otherwise. */
-bool mlxn_cuda_qmatmul_fuses_qkv(const mlxn_qmatmul_args *a);
+/* Whether a q, k, v projection's rope and KV append (rope_on, kv_on) can run in the epilogue of
+ * its mat-vec (mlxn_cuda_launch_qmatmul_qkv); the backend runs them as their own ops otherwise. */
+bool mlxn_cuda_qmatmul_fuses_qkv(const mlxn_qmatmul_op_args *o);
+cudaError_t mlxn_cuda_launch_qmatmul_qkv(const mlxn_qmatmul_op_args *o, cudaStream_t stream, bool pdl);
 /* The streamed decode mat-vec (qmatmul_stream.cu) when it takes the call (M = 1, its formats and
  * shapes, sm_90+): true with the launch's status in *e; false when another kernel must run. */
 bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cudaStream_t stream, bool pdl, cudaError_t *e);

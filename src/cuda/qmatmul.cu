@@ -246,8 +246,10 @@ template <int WT, int G> constexpr int wide_lb()
     return GB % LB == 0 ? LB : GB % 8 == 0 ? 8 : GB % 4 == 0 ? 4 : 0;
 }
 
-template <int WT, int MT, int G>
-__global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmul_args a, int lpr)
+// QKV: the epilogue of a q, k, v projection (store_qkv) instead of store_out.
+template <int WT, int MT, int G, bool QKV>
+__global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmul_args a, int lpr,
+                                                               const qkv_epilogue<QKV> q)
 {
     constexpr int LB = wide_lb<WT, G>(), BE = block_elems_of<WT>(), GE = G * BE;
     constexpr int BB = block_bytes_of<WT>();
@@ -341,18 +343,18 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
                 out[h][m] = v;
             }
         }
-        if (MT == 1 && (a.rope_on || a.kv_on)) { // a q, k, v projection: row n's pair is the other slot
+        if constexpr (QKV) { // M = 1; row n's pair is in the other slot of the same lanes
             const float v = out[0][0] * row_scale(a, red, 0), pair = __shfl_xor_sync(0xffffffffu, v, lpr);
             if (sl == 0 && n < n_out)
-                store_qkv(a, n, v, pair);
-            continue;
-        }
+                store_qkv(a, q, n, v, pair);
+        } else {
 #pragma unroll
-        for (int m = 0; m < MT; m++)
-            if (sl == 0 && n < n_out && m < a.M) {
-                const float r = row_scale(a, red, m);
-                store_out(a, m, n, out[0][m] * r, a.glu ? out[1][m] * r : 0.f);
-            }
+            for (int m = 0; m < MT; m++)
+                if (sl == 0 && n < n_out && m < a.M) {
+                    const float r = row_scale(a, red, m);
+                    store_out(a, m, n, out[0][m] * r, a.glu ? out[1][m] * r : 0.f);
+                }
+        }
     }
 }
 
@@ -415,7 +417,8 @@ template <int WT, int MT> int wide_group(const mlxn_qmatmul_args &a)
 }
 
 // The wide-load decode kernel (M = 1) with groups of G blocks.
-template <int WT, int MT, int G> cudaError_t launch_wide_g(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
+template <int WT, int MT, int G, bool QKV = false>
+cudaError_t launch_wide_g(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, const qkv_epilogue<QKV> &q = {})
 {
     static unsigned long long smem_done;
     constexpr int GE = G * block_elems_of<WT>();
@@ -423,7 +426,7 @@ template <int WT, int MT, int G> cudaError_t launch_wide_g(const mlxn_qmatmul_ar
     const size_t smem = (size_t)MT * groups * (GE + 4) * 4;
     const int lpr = wide_lanes(groups);
     int dev = 0, sms = 0;
-    auto kernel = qmm_rows_wide<WT, MT, G>;
+    auto kernel = qmm_rows_wide<WT, MT, G, QKV>;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
@@ -434,43 +437,51 @@ template <int WT, int MT, int G> cudaError_t launch_wide_g(const mlxn_qmatmul_ar
     const int64_t sets = ((a.glu ? a.N / 2 : a.N) + 32 / lpr - 1) / (32 / lpr);
     int64_t blocks = (sets + WARPS - 1) / WARPS;
     const int64_t cap = (int64_t)sms * (smem <= SMEM_BUDGET ? 2 : 1);
-    return launch(kernel, dim3((unsigned)(blocks < cap ? blocks : cap)), dim3(32 * WARPS), smem, s, pdl, a, lpr);
+    return launch(kernel, dim3((unsigned)(blocks < cap ? blocks : cap)), dim3(32 * WARPS), smem, s, pdl, a, lpr, q);
 }
 
-template <int WT, int MT> cudaError_t launch_wide(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int G)
+// The wide-load kernel with the groups wide_group chose.
+template <int WT, int MT, bool QKV = false>
+cudaError_t launch_wide(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int G, const qkv_epilogue<QKV> &q = {})
 {
     if constexpr (wide_plan<WT>::G == 0 || MT > 1) {
         return cudaErrorInvalidValue;
     } else {
         if (G == wide_plan<WT>::G)
-            return launch_wide_g<WT, MT, wide_plan<WT>::G>(a, s, pdl);
+            return launch_wide_g<WT, MT, wide_plan<WT>::G, QKV>(a, s, pdl, q);
         if constexpr (wide_plan<WT>::G == 4)
-            return launch_wide_g<WT, MT, 2>(a, s, pdl);
+            if (G == 2)
+                return launch_wide_g<WT, MT, 2, QKV>(a, s, pdl, q);
         return cudaErrorInvalidValue;
     }
 }
 
-// Whether the wide-load kernel's epilogue does the call's rope and KV append: two or more rows
-// a warp (NORMAL pairs are then two slots of a warp), no per-head norm or sections, a cache it
-// stores one element at a time (not q8_0).
-template <int WT> bool wide_fuses_qkv(const mlxn_qmatmul_args &a)
+// Whether the wide-load kernel's epilogue does a q, k, v projection's rope and KV append: two or
+// more rows a warp (NORMAL pairs are then two slots of a warp), no per-head norm or sections, a
+// cache it stores one element at a time (not q8_0).
+template <int WT> bool wide_fuses_qkv(const mlxn_qmatmul_op_args &o)
 {
+    const mlxn_qmatmul_args &a = o.mm;
     const int G = wide_group<WT, 1>(a);
     if (a.M != 1 || a.glu || a.accumulate || !G || wide_lanes(a.K / (G * block_elems_of<WT>())) > 16)
         return false;
-    const mlxn_rope_args &r = a.rope;
-    if (a.rope_on && (r.style != MLXN_ROPE_NORMAL || r.norm_w || r.head_dim % 2 ||
+    const mlxn_rope_args &r = o.rope;
+    if (o.rope_on && (r.style != MLXN_ROPE_NORMAL || r.norm_w || r.head_dim % 2 ||
                       (r.sections[0] | r.sections[1] | r.sections[2] | r.sections[3])))
         return false;
-    return !a.kv_on || (a.kv.cache_dtype != MLXN_DTYPE_Q8_0 && a.kv.T == 1);
+    return !o.kv_on || (o.kv.cache_dtype != MLXN_DTYPE_Q8_0 && o.kv.T == 1);
+}
+
+template <int WT> cudaError_t launch_qkv(const mlxn_qmatmul_op_args &o, cudaStream_t s, bool pdl)
+{
+    const qkv_epilogue<true> q = {o.rope_on, o.kv_on, o.rope, o.kv};
+    return launch_wide<WT, 1, true>(o.mm, s, pdl, wide_group<WT, 1>(o.mm), q);
 }
 
 template <int WT, int MT> cudaError_t launch_decode(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl)
 {
     cudaError_t e = cudaSuccess;
     const int G = wide_group<WT, MT>(a);
-    if (a.rope_on || a.kv_on) // only the wide kernel's epilogue does these (wide_fuses_qkv)
-        return launch_wide<WT, MT>(a, s, pdl, G);
     if (MT == 1 && mlxn_cuda_launch_qmatmul_stream(&a, s, pdl, &e))
         return e;
     if (G)
@@ -494,24 +505,38 @@ template <int WT> cudaError_t launch_type(const mlxn_qmatmul_args &a, cudaStream
 
 } // namespace
 
-extern "C" bool mlxn_cuda_qmatmul_fuses_qkv(const mlxn_qmatmul_args *a)
-{
-    switch (a->w_dtype) {
-#define CASE(t) case t: return wide_fuses_qkv<t>(*a);
-    CASE(MLXN_DTYPE_Q4_0) CASE(MLXN_DTYPE_Q4_1) CASE(MLXN_DTYPE_Q5_0) CASE(MLXN_DTYPE_Q5_1)
-    CASE(MLXN_DTYPE_Q8_0) CASE(MLXN_DTYPE_Q2_K) CASE(MLXN_DTYPE_Q4_K) CASE(MLXN_DTYPE_Q5_K)
+// The formats of the wide-load kernel, the one with the q, k, v epilogue.
+#define WIDE_CASES(CASE)                                                                           \
+    CASE(MLXN_DTYPE_Q4_0) CASE(MLXN_DTYPE_Q4_1) CASE(MLXN_DTYPE_Q5_0) CASE(MLXN_DTYPE_Q5_1)           \
+    CASE(MLXN_DTYPE_Q8_0) CASE(MLXN_DTYPE_Q2_K) CASE(MLXN_DTYPE_Q4_K) CASE(MLXN_DTYPE_Q5_K)           \
     CASE(MLXN_DTYPE_IQ4_NL) CASE(MLXN_DTYPE_IQ4_XS)
+
+extern "C" bool mlxn_cuda_qmatmul_fuses_qkv(const mlxn_qmatmul_op_args *o)
+{
+    switch (o->mm.w_dtype) {
+#define CASE(t) case t: return wide_fuses_qkv<t>(*o);
+    WIDE_CASES(CASE)
 #undef CASE
     }
     return false;
+}
+
+extern "C" cudaError_t mlxn_cuda_launch_qmatmul_qkv(const mlxn_qmatmul_op_args *o, cudaStream_t s, bool pdl)
+{
+    if (!mlxn_cuda_qmatmul_fuses_qkv(o))
+        return cudaErrorInvalidValue;
+    switch (o->mm.w_dtype) {
+#define CASE(t) case t: return launch_qkv<t>(*o, s, pdl);
+    WIDE_CASES(CASE)
+#undef CASE
+    }
+    return cudaErrorInvalidValue;
 }
 
 extern "C" cudaError_t mlxn_cuda_launch_qmatmul(const mlxn_qmatmul_args *a, cudaStream_t s, bool pdl)
 {
     if ((a->norm_w || a->glu || a->accumulate) && a->M > MAX_M)
         return cudaErrorInvalidValue; // the backend runs these as separate passes
-    if ((a->rope_on || a->kv_on) && !mlxn_cuda_qmatmul_fuses_qkv(a))
-        return cudaErrorInvalidValue; // the backend runs these as the separate ops
     switch (a->w_dtype) {
 #define CASE(t) case t: return launch_type<t>(*a, s, pdl);
     CASE(MLXN_DTYPE_F32) CASE(MLXN_DTYPE_F16) CASE(MLXN_DTYPE_BF16)

@@ -18,14 +18,24 @@ __device__ __forceinline__ void store_out(const mlxn_qmatmul_args &a, int m, int
     *y = a.accumulate ? *y + v : v;
 }
 
+// The q, k, v epilogue's arguments, a kernel parameter only of the kernels that have it (every
+// launch copies the parameters: the plain products' stay small).
+template <bool QKV> struct qkv_epilogue {};
+template <> struct qkv_epilogue<true> {
+    bool rope_on, kv_on;
+    mlxn_rope_args rope;
+    mlxn_kv_append_args kv;
+};
+
 // Output n of a q, k, v projection (M = 1, mlxn_cuda_qmatmul_fuses_qkv): v, rotated with its
 // pair's value (NORMAL pairs are rows 2i and 2i + 1 of a head) when n is in the rope heads,
 // stored in y, and stored in the KV cache when n is in the K or V heads; what mlxn_rope and
 // mlxn_kv_append would do after the product, with their formulas.
-__device__ __forceinline__ void store_qkv(const mlxn_qmatmul_args &a, int64_t n, float v, float pair)
+__device__ __forceinline__ void store_qkv(const mlxn_qmatmul_args &a, const qkv_epilogue<true> &q, int64_t n, float v,
+                                          float pair)
 {
-    if (a.rope_on) {
-        const mlxn_rope_args &r = a.rope;
+    if (q.rope_on) {
+        const mlxn_rope_args &r = q.rope;
         const int64_t h = n / r.head_dim, d = n % r.head_dim, i = d / 2;
         if (h < r.n_head && d < r.n_rot) {
             float c, s;
@@ -35,8 +45,8 @@ __device__ __forceinline__ void store_qkv(const mlxn_qmatmul_args &a, int64_t n,
     }
     float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, 0));
     y[n] = v;
-    if (a.kv_on) {
-        const mlxn_kv_append_args &k = a.kv;
+    if (q.kv_on) {
+        const mlxn_kv_append_args &k = q.kv;
         const int64_t j = (int64_t)(reinterpret_cast<const char *>(y + n) - k.src.base) / (int64_t)sizeof(float);
         if (j >= 0 && j < 2 * k.H * k.D) {
             const int64_t b = j / (k.H * k.D), h = j / k.D % k.H, first = k.pos[b];
