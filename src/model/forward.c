@@ -82,7 +82,7 @@ static mlxn_status attention_block(mlxn_model *m, const model_layer *L, int64_t 
     const int64_t W = fused ? (Hq + 2 * Hk) * D : 0, B = m->opt.n_batch;
     mlxn_buffer *qb = m->q, *kb = fused ? m->q : m->kv;
     const int64_t qw = fused ? W : Hq * D, kw = fused ? W : Hk * D, k0 = fused ? Hq : 0;
-    mlxn_tensor pos = mlxn_tensor_make(m->step_in, step_pos(m), MLXN_DTYPE_I32, 1, &T);
+    mlxn_tensor pos = mlxn_tensor_make(m->step_in, STEP_POS, MLXN_DTYPE_I32, 1, &T);
     mlxn_rope_params rq = L->rope, rk = L->rope;
     rq.norm_w = L->q_norm.buffer ? &L->q_norm : NULL;
     rk.norm_w = L->k_norm.buffer ? &L->k_norm : NULL;
@@ -212,7 +212,7 @@ mlxn_status mlxn_model_forward(mlxn_model *m, int64_t T, bool all_logits)
     const mlxn_model_info *in = &m->info;
     mlxn_stream *s = m->stream;
     const int64_t E = in->n_embd;
-    mlxn_tensor ids = mlxn_tensor_make(m->step_in, STEP_IDS, MLXN_DTYPE_I32, 1, &T);
+    mlxn_tensor ids = mlxn_tensor_make(m->step_in, step_ids(m), MLXN_DTYPE_I32, 1, &T);
     mlxn_tensor x = mat(m->x, 0, T, E), xn = mat(m->xn, 0, T, E);
     MLXN_TRY(mlxn_get_rows(s, &m->tok_embd, &ids, m->embd_scale, &x));
     const bool fold = folds_norms(m);

@@ -389,7 +389,6 @@ static mlxn_status alloc_state(mlxn_model *m)
         {&m->logits, (size_t)(B * in->n_vocab) * f},
         {&m->step_in, step_bytes(m)},
         {&m->history, (size_t)in->n_ctx * 4},
-        {&m->next, 4},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         MLXN_TRY(mlxn_buffer_create(m->device, bufs[i].bytes, bufs[i].b));
@@ -485,7 +484,7 @@ void mlxn_model_free(mlxn_model *m)
     mlxn_event_free(m->sampled);
     mlxn_buffer *bufs[] = {m->x,       m->xn,      m->q,           m->kv,     m->att,     m->proj,
                            m->gate,    m->up,      m->logits,      m->step_in, m->staging,
-                           m->history, m->next,    m->router,      m->moe_ids, m->moe_weights, m->moe_h,
+                           m->history, m->router,      m->moe_ids, m->moe_weights, m->moe_h,
                            m->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mlxn_buffer_free(bufs[i]);

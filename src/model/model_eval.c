@@ -5,19 +5,20 @@
 #include "../core/internal.h"
 #include "model_internal.h"
 
-/* Writes staging image `img` for T tokens at positions n_past.. (ids, when given) and uploads it
- * in one copy, ordered on the stream. Image 0 serves the chunks of eval (unchanged until the
- * chunk's sync), images 1 and 2 in turn the steps issued ahead. */
+/* Writes staging image `img` for T tokens at positions n_past.. and uploads it in one copy,
+ * ordered on the stream: with ids, all of it; without, up to the ids (the sampler wrote the id
+ * there). Image 0 serves the chunks of eval (unchanged until the chunk's sync), images 1 and 2
+ * in turn the steps issued ahead. */
 static mlxn_status stage_image(mlxn_model *m, int img, const int32_t *ids, int64_t T)
 {
-    int32_t *h = m->h_step + (size_t)img * step_bytes(m) / 4, *h_ids = h + STEP_IDS / 4, *h_pos = h + step_pos(m) / 4;
+    int32_t *h = m->h_step + (size_t)img * step_bytes(m) / 4, *h_ids = h + step_ids(m) / 4, *h_pos = h + STEP_POS / 4;
     for (int64_t t = 0; t < T; t++) {
         if (ids)
             h_ids[t] = ids[t];
         h_pos[t] = (int32_t)(m->n_past + t);
     }
     h[STEP_POS_SEQ / 4] = h[STEP_POS_SEQ / 4 + 1] = (int32_t)m->n_past;
-    return mlxn_buffer_upload(m->step_in, 0, h, step_bytes(m), m->stream);
+    return mlxn_buffer_upload(m->step_in, 0, h, ids ? step_bytes(m) : step_ids(m), m->stream);
 }
 
 mlxn_status mlxn_model_settle(mlxn_model *m)
@@ -28,15 +29,14 @@ mlxn_status mlxn_model_settle(mlxn_model *m)
     return mlxn_stream_sync(m->stream);
 }
 
-/* Issues the decode step of the token just sampled into m->next, at position n_past, before the
- * host has it: the positions from staging images 1 and 2 in turn (the one written now was last
- * uploaded before the token the host last waited for), the id copied on the device. Only a
- * captured decode step is issued ahead. */
+/* Issues the decode step of the token just sampled into step_in's ids, at position n_past,
+ * before the host has it: the positions from staging images 1 and 2 in turn (the one written now
+ * was last uploaded before the token the host last waited for). Only a captured decode step is
+ * issued ahead. */
 static mlxn_status issue_ahead(mlxn_model *m)
 {
     m->ahead_img = m->ahead_img == 1 ? 2 : 1;
     MLXN_TRY(stage_image(m, m->ahead_img, NULL, 1));
-    MLXN_TRY(mlxn_buffer_copy(m->step_in, STEP_IDS, m->next, 0, 4, m->stream));
     return mlxn_graph_launch(m->decode_graph, m->stream);
 }
 
@@ -132,7 +132,8 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
     const int64_t lshape[2] = {1, V}, hshape[2] = {1, n_history};
     mlxn_tensor logits = mlxn_tensor_make(m->logits, 0, MLXN_DTYPE_F32, 2, lshape);
     mlxn_tensor hist = mlxn_tensor_make(m->history, 0, MLXN_DTYPE_I32, 2, hshape);
-    mlxn_tensor out = mlxn_tensor_make(m->next, 0, MLXN_DTYPE_I32, 1, &one);
+    /* the token goes where the next step reads its id (the forward pass has read this one's) */
+    mlxn_tensor out = mlxn_tensor_make(m->step_in, step_ids(m), MLXN_DTYPE_I32, 1, &one);
     int32_t *h_next = m->h_step + 3 * step_bytes(m) / 4;
     mlxn_status st = MLXN_STATUS_OK;
     if (n_history > 0)
@@ -140,7 +141,7 @@ mlxn_status mlxn_model_eval_sample(mlxn_model *m, const int32_t *ids, int64_t n,
     if (st == MLXN_STATUS_OK)
         st = mlxn_sample(m->stream, &logits, n_history > 0 ? &hist : NULL, sampler, step, &out);
     if (st == MLXN_STATUS_OK)
-        st = mlxn_buffer_download(m->next, 0, h_next, 4, m->stream);
+        st = mlxn_buffer_download(m->step_in, step_ids(m), h_next, 4, m->stream);
     if (st == MLXN_STATUS_OK)
         st = mlxn_event_record(m->sampled, m->stream);
     /* the next step, for the token just sampled, while the host waits for that token */

@@ -54,8 +54,9 @@ struct mlxn_model {
     /* scratch for up to n_batch tokens, f32, row-major */
     mlxn_buffer *x, *xn, *q, *kv, *att, *proj, *gate, *up, *logits; /* kv: [2][n_batch][Hkv D] */
     /* a step's inputs, i32, in one buffer so that one upload stages them: pos_seq [2] (K's and
-     * V's position in the cache), the token ids [n_batch], their positions [n_batch] */
-    mlxn_buffer *step_in, *history, *next;
+     * V's position in the cache), the tokens' positions [n_batch], their ids [n_batch] (ids
+     * last: the sampler writes the next step's id there, and that step's upload stops before) */
+    mlxn_buffer *step_in, *history;
     /* MoE scratch: router logits [n_batch, n_expert], selected experts (i32) and their weights
      * [n_batch, k], SwiGLU outputs [n_batch, k, n_ff_exp], expert outputs [n_batch, k, E] */
     mlxn_buffer *router, *moe_ids, *moe_weights, *moe_h, *moe_out;
@@ -63,8 +64,8 @@ struct mlxn_model {
      * ahead, in turn), then the sampled token */
     mlxn_buffer *staging;
     int32_t *h_step;
-    /* The decode step of the token sampled last, issued before the host has that token (its id
-     * copied on the device): the next mlxn_model_eval_sample fed that token only counts it; any
+    /* The decode step of the token sampled last, issued before the host has that token (the
+     * sampler wrote its id into step_in): the next mlxn_model_eval_sample fed that token only counts it; any
      * other call waits for it first. `sampled` is recorded after the token's download. */
     bool ahead;
     int32_t ahead_id;
@@ -79,9 +80,9 @@ struct mlxn_model {
 /* Byte offsets of step_in's parts; the staging holds three images of step_bytes, then the
  * sampled token. */
 #define STEP_POS_SEQ 0
-#define STEP_IDS 16
-static inline size_t step_pos(const mlxn_model *m) { return STEP_IDS + (size_t)m->opt.n_batch * 4; }
-static inline size_t step_bytes(const mlxn_model *m) { return STEP_IDS + (size_t)m->opt.n_batch * 8; }
+#define STEP_POS 16
+static inline size_t step_ids(const mlxn_model *m) { return STEP_POS + (size_t)m->opt.n_batch * 4; }
+static inline size_t step_bytes(const mlxn_model *m) { return STEP_POS + (size_t)m->opt.n_batch * 8; }
 
 /* Issues the forward pass of T tokens (ids and positions in m->step_in) on
  * the model's stream; the logits of every row (all_logits) or of the last row land in
