@@ -348,6 +348,23 @@ void test_qmatmul(test_devices *devs, rng *g)
             c.w_dtype = stypes[ti];
             run_case(&c, devs, g);
         }
+    /* the short-row Q8_0 kernel on CUDA (M = 1, K a multiple of 64 and not of 256, at least two
+     * 32-row tiles per SM: N >= 8448 on a 132-SM H200): the last tile partial by 7, 1 and 31 rows
+     * (its bytes off the 16-byte grid loaded by the lanes), every x dtype, strided x, the norm
+     * and accumulate fusions, K from 64 (one pair of blocks a row) to 1472 (the longest rows
+     * with four tiles a block), x far from 1 (subnormal codes scaled by x's largest element) */
+    static const qmm_case qshort[] = {
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 49152 + 7, 576, 0, 0, MLXN_ACT_SILU, 0}, /* SmolLM2's head */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 10240 + 1, 576, 0, QMM_NORM, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_BF16, 1, 9984 + 31, 640, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9000, 640, 0, QMM_ACC, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9001, 64, 3, 0, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 9003, 1472, 5, QMM_NORM, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9017, 192, 0, 0, MLXN_ACT_SILU, 1e-30},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9017, 192, 0, 0, MLXN_ACT_SILU, 1e30},
+    };
+    for (size_t i = 0; i < sizeof qshort / sizeof qshort[0]; i++)
+        run_case(&qshort[i], devs, g);
     error_cases(devs);
     test_qmatmul_qkv(devs, g);
 }

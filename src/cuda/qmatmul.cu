@@ -3,7 +3,8 @@
 // decoders shared with the host reference (src/formats/ggml_decode.h).
 //
 // Variants (launcher at the bottom); M = 1 with Q4_0/Q4_1/Q8_0/Q4_K and K of 64..512 pieces goes
-// to the streamed kernel (qmatmul_stream.cu) first:
+// to the streamed kernel (qmatmul_stream.cu) first, then M = 1 with Q8_0 in short packed rows and
+// many of them (output heads) to the short-row kernel (qmatmul_short.cu):
 //   qmm_rows   M <= 8 (decode): a warp per row of W, a lane per unit; x staged in shared memory
 //              (each 32-float unit padded to 36 floats, so lanes one unit apart hit different
 //              banks), in K tiles when it does not fit; persistent warps when it does.
@@ -483,6 +484,8 @@ template <int WT, int MT> cudaError_t launch_decode(const mlxn_qmatmul_args &a, 
     cudaError_t e = cudaSuccess;
     const int G = wide_group<WT, MT>(a);
     if (MT == 1 && mlxn_cuda_launch_qmatmul_stream(&a, s, pdl, &e))
+        return e;
+    if (MT == 1 && mlxn_cuda_launch_qmatmul_short(&a, s, pdl, &e))
         return e;
     if (G)
         return launch_wide<WT, MT>(a, s, pdl, G);
