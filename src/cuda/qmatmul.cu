@@ -269,6 +269,9 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
     if (lane < rows_per_warp && first * rows_per_warp + lane < n_out)
         prefetch_row(a, first * rows_per_warp + lane, n_out, (int64_t)(groups < lpr ? groups : lpr) * GB);
     start_rows<MT>(a, xrow);
+    qkv_positions qpos;
+    if constexpr (QKV)
+        qpos = load_qkv_positions(q);
     if (lane == 0)
         for (int m = 0; m < MT; m++)
             red[warp][m] = 0.0;
@@ -308,6 +311,9 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
     __syncthreads();
     for (int64_t set = first; set < sets; set += step) {
         const int64_t n = set * rows_per_warp + slot;
+        qkv_rotation rot;
+        if constexpr (QKV)
+            rot = rotation_of(q, qpos, n);
         float out[2][MT]; // the plain (or gate) sums, then the up sums
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -347,7 +353,7 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
         if constexpr (QKV) { // M = 1; row n's pair is in the other slot of the same lanes
             const float v = out[0][0] * row_scale(a, red, 0), pair = __shfl_xor_sync(0xffffffffu, v, lpr);
             if (sl == 0 && n < n_out)
-                store_qkv(a, q, n, v, pair);
+                store_qkv(a, q, qpos, rot, n, v, pair);
         } else {
 #pragma unroll
             for (int m = 0; m < MT; m++)
