@@ -323,10 +323,11 @@ void test_qmatmul(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof fbig / sizeof fbig[0]; i++)
         run_case(&fbig[i], devs, g);
-    /* the streamed decode kernel on CUDA (M = 1, K of 64 to 512 pieces: Q4_0, Q4_1, Q8_0, Q4_K):
+    /* the streamed decode kernel on CUDA (M = 1, K of 64 to 512 pieces: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K):
      * N past, at and below one tile of rows, every x dtype, the fusions, and x far from 1 (its
      * codes enter the products as subnormals scaled by x's largest element) */
-    static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K};
+    static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K,
+                                        MLXN_DTYPE_Q6_K};
     static const qmm_case sshapes[] = {
         {0, MLXN_DTYPE_F32, 1, 67, 4096, 0, 0, MLXN_ACT_SILU, 0},
         {0, MLXN_DTYPE_F16, 1, 3, 4096, 0, 0, MLXN_ACT_SILU, 0},

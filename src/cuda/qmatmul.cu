@@ -2,7 +2,7 @@
 // decoded 32 at a time (one unit: a block, or a 32-element slice of a K super-block) by the
 // decoders shared with the host reference (src/formats/ggml_decode.h).
 //
-// Variants (launcher at the bottom); M = 1 with Q4_0/Q4_1/Q8_0/Q4_K and K of 64..512 pieces goes
+// Variants (launcher at the bottom); M = 1 with Q4_0/Q4_1/Q8_0/Q4_K/Q6_K and K of 64..512 pieces goes
 // to the streamed kernel (qmatmul_stream.cu) first, then M = 1 with Q8_0 in short packed rows and
 // many of them (output heads) to the short-row kernel (qmatmul_short.cu):
 //   qmm_rows   M <= 8 (decode): a warp per row of W, a lane per unit; x staged in shared memory

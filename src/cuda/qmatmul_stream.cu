@@ -1,9 +1,11 @@
-// Decode mat-vec (M = 1) with GGML weights, streamed: y[n] = x . W[n]^T for Q4_0, Q4_1, Q8_0
-// and Q4_K (bench/NOTES.md, "qmatmul decode, streamed", has the budget behind each choice).
+// Decode mat-vec (M = 1) with GGML weights, streamed: y[n] = x . W[n]^T for Q4_0, Q4_1, Q8_0,
+// Q4_K and Q6_K (bench/NOTES.md, "qmatmul decode, streamed", has the budget behind each choice).
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements, 64 for
 //    Q4_K: both nibbles of 32 code bytes) for the whole kernel, in registers, so x is read
-//    once per block instead of once per row from shared memory.
+//    once per block instead of once per row from shared memory. A Q6_K piece is a quarter of a
+//    128-element half of a super-block: 32 elements whose low nibbles share 32 code bytes with
+//    another quarter, and whose high 2 bits share 32 bytes with the three others.
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
 //    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
@@ -38,8 +40,12 @@ constexpr int SMEM_LIMIT = 200 * 1024;
 template <int WT> struct sfmt {
     static constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>();
     static constexpr int PE = WT == MLXN_DTYPE_Q4_K ? 64
-                            : WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ? 32
-                                                                                                      : 0;
+                            : WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ||
+                                      WT == MLXN_DTYPE_Q6_K
+                                  ? 32
+                                  : 0;
+    // sums of x per piece (Q6_K: per 16 elements, a scale's span)
+    static constexpr int NS = WT == MLXN_DTYPE_Q6_K ? 2 : PE / 32;
 };
 
 // The bit at which element j of a piece sits in the words its dot masks: the nibble layout
@@ -100,7 +106,9 @@ __device__ __forceinline__ float half_at(const uint8_t *ring, uint32_t off)
 // Byte offset of piece p's block in a row of W.
 template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 {
-    return WT == MLXN_DTYPE_Q4_K ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 2) : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
+    return WT == MLXN_DTYPE_Q4_K   ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 2)
+           : WT == MLXN_DTYPE_Q6_K ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 3)
+                                   : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
 }
 
 // Piece p, whose block starts at ring + off, times x (scaled as above; sx: the piece's sums of
@@ -175,6 +183,43 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
     return r;
 }
 
+// Q6_K: piece p of super-block p / 8 is quarter c = p % 4 of half h = p / 4 % 2: elements
+// 32c + l of the half take the low (c < 2) or high (c >= 2) nibble of code byte 32 (c & 1) + l
+// of the half's 64 and bits 2c, 2c + 1 of its high-bit byte l (of 32), minus 32; a scale (int8)
+// per 16 elements, times d. A byte b of a word sits at bit 8 (b & 1) of the word or of the word
+// shifted right by 16, so that every field stays below bit 23 (a subnormal). x[j] is pre-scaled
+// for the low field's bit; the high field of the same byte sits 4 (c >> 1) - 2c bits from it
+// whatever the byte, so its sums take one factor at the end, 16 * 2^(4 (c >> 1) - 2c): one x in
+// registers serves both fields.
+__device__ __forceinline__ int q6k_lo_bit(int c, int j) { return 8 * (j & 1) + 4 * (c >> 1); }
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+{
+    const int h = (p >> 2) & 1, c = p & 3;
+    uint32_t lo[8], hi[8];
+    smem_words<8>(ring, off + 64 * h + 32 * (c & 1), lo);
+    smem_words<8>(ring, off + 128 + 32 * h, hi);
+    const uint32_t ml = 0xFu << (4 * (c >> 1)), mh = 3u << (2 * c); // byte 0's fields; byte 1's 8 bits up
+    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f}; // per 16 elements: low and high fields
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const uint32_t l0 = lo[i], l1 = lo[i] >> 16, h0 = hi[i], h1 = hi[i] >> 16;
+        float &a = al[i >> 2], &b = ah[i >> 2];
+        a = fmaf(x[4 * i], field(l0 & ml), a);
+        b = fmaf(x[4 * i], field(h0 & mh), b);
+        a = fmaf(x[4 * i + 1], field(l0 & (ml << 8)), a);
+        b = fmaf(x[4 * i + 1], field(h0 & (mh << 8)), b);
+        a = fmaf(x[4 * i + 2], field(l1 & ml), a);
+        b = fmaf(x[4 * i + 2], field(h1 & mh), b);
+        a = fmaf(x[4 * i + 3], field(l1 & (ml << 8)), a);
+        b = fmaf(x[4 * i + 3], field(h1 & (mh << 8)), b);
+    }
+    const float f = (c & 1) ? 4.f : 16.f; // 16 * 2^(4 (c >> 1) - 2c)
+    const int8_t *sc = reinterpret_cast<const int8_t *>(ring + off + 192 + 8 * h + 2 * c);
+    return half_at(ring, off + 208) * ((float)sc[0] * (fmaf(f, ah[0], al[0]) - 32.f * sx[0]) +
+                                       (float)sc[1] * (fmaf(f, ah[1], al[1]) - 32.f * sx[1]));
+}
+
 // Pieces of 64 elements need the registers of 256 + 32 threads per block.
 template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_PIECES / 2 + 32 : MAX_THREADS; }
 
@@ -182,7 +227,7 @@ template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_
 template <int WT, int RT>
 __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
 {
-    constexpr int PE = sfmt<WT>::PE, NS = PE / 32;
+    constexpr int PE = sfmt<WT>::PE, NS = sfmt<WT>::NS;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
     __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
     __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT]; // per stage, computing warp, row
@@ -268,18 +313,24 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         big = max(big, __float_as_int(fabsf(x[j])));
     big = block_reduce(big, ired, 0, max_op());
     const int E = 125 - ((big >> 23) - 127);
-    float sx[NS];
+    float sx[NS]; // sums over the piece's NS spans of PE / NS elements
 #pragma unroll
     for (int h = 0; h < NS; h++) {
         float s = 0.f;
 #pragma unroll
-        for (int j = 32 * h; j < 32 * h + 32; j++)
+        for (int j = h * (PE / NS); j < (h + 1) * (PE / NS); j++)
             s += x[j];
         sx[h] = ldexpf(s, E - 149);
     }
+    if constexpr (WT == MLXN_DTYPE_Q6_K) {
 #pragma unroll
-    for (int j = 0; j < PE; j++)
-        x[j] = ldexpf(x[j], E - field_bit<WT>(j));
+        for (int j = 0; j < PE; j++)
+            x[j] = ldexpf(x[j], E - q6k_lo_bit(pc & 3, j));
+    } else {
+#pragma unroll
+        for (int j = 0; j < PE; j++)
+            x[j] = ldexpf(x[j], E - field_bit<WT>(j));
+    }
 
     if (warp == 0) { // the producer: results of tile i, then its stage's next tile
         for (int64_t i = 0; i < my_tiles; i++) {
@@ -397,6 +448,7 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
     case MLXN_DTYPE_Q4_1: return launch_format<MLXN_DTYPE_Q4_1>(*a, s, pdl, e);
     case MLXN_DTYPE_Q8_0: return launch_format<MLXN_DTYPE_Q8_0>(*a, s, pdl, e);
     case MLXN_DTYPE_Q4_K: return launch_format<MLXN_DTYPE_Q4_K>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q6_K: return launch_format<MLXN_DTYPE_Q6_K>(*a, s, pdl, e);
     default: return false;
     }
 }
