@@ -1,10 +1,12 @@
 /* Harness cases for the q, k, v projection's fusions (mlxn_qmatmul_fusion's rope and kv_cache):
  * y = x . W^T over rows of heads, the first heads rotated in place, then the K and V heads
- * appended to a cache. On every device against the oracle, which runs the product, mlxn_rope
- * and mlxn_kv_append one after the other. The output compared is y followed by the whole cache
- * (slots the call must not write hold random values that must come back unchanged). On CUDA a
- * decode step with short rows of W runs all of it in the mat-vec's epilogue; the other cases
- * (NEOX, a q8_0 cache, long rows, several rows of x) run the separate kernels. */
+ * appended to a cache. Every device runs the fused call; the oracle device runs the product,
+ * mlxn_rope and mlxn_kv_append one after the other over views this file builds itself (so a
+ * wrong view in the fusion's own checks fails too). The output compared is y followed by the
+ * whole cache (slots the call must not write hold random values that must come back
+ * unchanged). On CUDA a decode step with short rows of W runs all of it in the mat-vec's
+ * epilogue; the other cases (NEOX, a q8_0 cache, long rows, several rows of x) run the
+ * separate kernels. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +30,15 @@ typedef struct qkv_case {
     mlxn_rope_style style;
     bool norm;             /* the fused input norm */
     int32_t pos;           /* the first token's position (its cache slot is pos % S) */
+    int mode;              /* QKV_BOTH, QKV_ROPE (no kv_cache), QKV_KV (no rope) */
+    bool kv_skip;          /* kv_pos -1: the append writes nothing */
 } qkv_case;
+
+enum { QKV_BOTH, QKV_ROPE, QKV_KV };
 
 typedef struct qkv_data {
     const qkv_case *c;
+    const test_device *oracle; /* runs the three ops apart */
     uint8_t *w;
     size_t w_bytes;
     float *wf;
@@ -68,8 +75,8 @@ static bool make_data(const qkv_case *c, rng *g, qkv_data *d)
     operand_poison(&d->y);
     for (int64_t t = 0; t < c->M; t++)
         operand_set(&d->rope_pos, t, c->pos + t);
-    operand_set(&d->kv_pos, 0, c->pos);
-    operand_set(&d->kv_pos, 1, c->pos);
+    operand_set(&d->kv_pos, 0, c->kv_skip ? -1 : c->pos);
+    operand_set(&d->kv_pos, 1, c->kv_skip ? -1 : c->pos);
     if (c->cache_dtype == MLXN_DTYPE_Q8_0) { /* valid blocks of random values */
         const int64_t rows = 2 * c->Hk * c->S;
         float *tmp = malloc((size_t)(rows * c->D) * sizeof *tmp);
@@ -133,14 +140,40 @@ static bool run_on(void *ctx, test_device *dev, operand *out, char *why, size_t 
     rp_params.base = 10000.0f;
     mlxn_qmatmul_fusion f = mlxn_qmatmul_fusion_default();
     f.norm_w = c->norm ? &nw.view : NULL;
-    f.rope = &rp_params;
-    f.rope_pos = &rp.view;
-    f.head_dim = c->D;
-    f.rope_heads = c->Hq + c->Hk;
-    f.kv_cache = &cache.view;
-    f.kv_pos = &kp.view;
-    f.kv_head = c->Hq;
-    const mlxn_status st = mlxn_qmatmul_fused(dev->stream, &x.view, &tw, &f, &y.view);
+    const bool rope = c->mode != QKV_KV, kv = c->mode != QKV_ROPE;
+    mlxn_status st;
+    if (dev == d->oracle) { /* the product, then the two ops over views of y built here */
+        st = mlxn_qmatmul_fused(dev->stream, &x.view, &tw, &f, &y.view);
+        const int64_t N = heads_n(c), E = (int64_t)sizeof(float);
+        mlxn_tensor h = y.view;
+        h.ndim = 3;
+        const int64_t hs[3] = {c->M, c->Hq + c->Hk, c->D}, hst[3] = {N * E, c->D * E, E};
+        for (int i = 0; i < 3; i++) {
+            h.shape[i] = hs[i];
+            h.stride[i] = hst[i];
+        }
+        if (st == MLXN_STATUS_OK && rope)
+            st = mlxn_rope(dev->stream, &h, &rp.view, &rp_params, &h);
+        mlxn_tensor src = y.view;
+        src.ndim = 4;
+        src.offset += (size_t)(c->Hq * c->D * E);
+        const int64_t ss[4] = {2, c->M, c->Hk, c->D}, sst[4] = {c->Hk * c->D * E, N * E, c->D * E, E};
+        for (int i = 0; i < 4; i++) {
+            src.shape[i] = ss[i];
+            src.stride[i] = sst[i];
+        }
+        if (st == MLXN_STATUS_OK && kv)
+            st = mlxn_kv_append(dev->stream, &src, &kp.view, &cache.view);
+    } else {
+        f.rope = rope ? &rp_params : NULL;
+        f.rope_pos = &rp.view;
+        f.head_dim = c->D;
+        f.rope_heads = c->Hq + c->Hk;
+        f.kv_cache = kv ? &cache.view : NULL;
+        f.kv_pos = &kp.view;
+        f.kv_head = c->Hq;
+        st = mlxn_qmatmul_fused(dev->stream, &x.view, &tw, &f, &y.view);
+    }
     if (st != MLXN_STATUS_OK) {
         snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
         goto done;
@@ -211,13 +244,13 @@ static double *bounds(const qkv_data *d, const operand *want)
         for (int64_t n = 0; n < N; n++) {
             const int64_t h = n / D, j = n % D;
             double bn = p[n];
-            if (h < c->Hq + c->Hk && j < rot) { /* the pair's other element */
+            if (c->mode != QKV_KV && h < c->Hq + c->Hk && j < rot) { /* the pair's other element */
                 const int64_t o = c->style == MLXN_ROPE_NEOX ? (j < rot / 2 ? j + rot / 2 : j - rot / 2) : j ^ 1;
                 bn += p[h * D + o];
             }
             b[m * N + n] = bn;
-            if (h < c->Hq)
-                continue;
+            if (h < c->Hq || c->mode == QKV_ROPE || c->kv_skip)
+                continue; /* nothing of it in the cache: those elements must come back exact */
             /* K or V head: its cache element, rounded to the cache's dtype */
             const int64_t kv = h - c->Hq, bt = kv / c->Hk, hk = kv % c->Hk, slot = (c->pos + m) % c->S;
             const int64_t e = ((bt * c->Hk + hk) * c->S + slot) * D + j;
@@ -232,16 +265,19 @@ static double *bounds(const qkv_data *d, const operand *want)
 static void run_case(const qkv_case *c, test_devices *devs, rng *g)
 {
     char name[200];
-    snprintf(name, sizeof name, "qmatmul/qkv-rope-kv/%s/%lldx%lld/Hq%lld-Hk%lld-D%lld%s/rot%d/%s-cache/S%lld/pos%d%s",
-             mlxn_dtype_name(c->w_dtype), (long long)c->M, (long long)c->K, (long long)c->Hq, (long long)c->Hk,
-             (long long)c->D, c->style == MLXN_ROPE_NEOX ? "/neox" : "", c->n_rot, mlxn_dtype_name(c->cache_dtype),
-             (long long)c->S, c->pos, c->norm ? "/norm" : "");
+    static const char *modes[] = {"qkv-rope-kv", "qkv-rope", "qkv-kv"};
+    snprintf(name, sizeof name, "qmatmul/%s/%s/%lldx%lld/Hq%lld-Hk%lld-D%lld%s/rot%d/%s-cache/S%lld/pos%d%s%s",
+             modes[c->mode], mlxn_dtype_name(c->w_dtype), (long long)c->M, (long long)c->K, (long long)c->Hq,
+             (long long)c->Hk, (long long)c->D, c->style == MLXN_ROPE_NEOX ? "/neox" : "", c->n_rot,
+             mlxn_dtype_name(c->cache_dtype), (long long)c->S, c->pos, c->norm ? "/norm" : "",
+             c->kv_skip ? "/kv-pos-negative" : "");
     qkv_data d;
     if (!make_data(c, g, &d)) {
         harness_fail(name, "making data: %s", mlxn_last_error());
         free_data(&d);
         return;
     }
+    d.oracle = &devs->ref;
     /* the oracle's output first: the cache bounds scale with its values */
     char why[256];
     operand want;
@@ -264,7 +300,7 @@ static void error_cases(test_devices *devs)
     if (mlxn_buffer_create(dev->device, 1 << 20, &b) != MLXN_STATUS_OK)
         return;
     const int64_t xs[2] = {1, 64}, ws[2] = {8 * 16, 64}, ys[2] = {1, 8 * 16}, two = 2, one = 1;
-    const int64_t cs[4] = {2, 2, 32, 16}, cs3[3] = {2, 2, 32};
+    const int64_t cs[4] = {2, 2, 32, 16}, cs3[3] = {2, 2, 32}, cb3[4] = {3, 2, 32, 16}, y3s[3] = {1, 1, 128};
     mlxn_tensor x = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, xs);
     mlxn_tensor w = mlxn_tensor_make(b, 4096, MLXN_DTYPE_Q8_0, 2, ws);
     mlxn_tensor y = mlxn_tensor_make(b, 65536, MLXN_DTYPE_F32, 2, ys);
@@ -272,6 +308,10 @@ static void error_cases(test_devices *devs)
     mlxn_tensor kpos = mlxn_tensor_make(b, 131072, MLXN_DTYPE_I32, 1, &two);
     mlxn_tensor cache = mlxn_tensor_make(b, 262144, MLXN_DTYPE_F16, 4, cs);
     mlxn_tensor cache3 = mlxn_tensor_make(b, 262144, MLXN_DTYPE_F16, 3, cs3);
+    mlxn_tensor cache_b3 = mlxn_tensor_make(b, 262144, MLXN_DTYPE_F16, 4, cb3);
+    mlxn_tensor y3 = mlxn_tensor_make(b, 65536, MLXN_DTYPE_F32, 3, y3s);
+    const int64_t x3s[3] = {1, 1, 64};
+    mlxn_tensor x3 = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 3, x3s); /* [.., M, K] and [.., M, N]: the product's own checks pass */
     mlxn_rope_params rp = mlxn_rope_params_default();
     mlxn_qmatmul_fusion f = mlxn_qmatmul_fusion_default();
     f.rope = &rp;
@@ -304,6 +344,17 @@ static void error_cases(test_devices *devs)
     f.kv_pos = &pos;
     harness_expect_status("qmatmul/error/qkv-kv-pos", mlxn_qmatmul_fused(dev->stream, &x, &w, &f, &y),
                           MLXN_STATUS_ERR_SHAPE, NULL);
+    f.kv_pos = &kpos;
+    f.kv_cache = &cache_b3;
+    harness_expect_status("qmatmul/error/qkv-cache-batch", mlxn_qmatmul_fused(dev->stream, &x, &w, &f, &y),
+                          MLXN_STATUS_ERR_SHAPE, "cache has shape 3x2x32x16");
+    f.kv_cache = &cache;
+    f.rope_pos = &kpos; /* two positions for one row of x */
+    harness_expect_status("qmatmul/error/qkv-rope-pos", mlxn_qmatmul_fused(dev->stream, &x, &w, &f, &y),
+                          MLXN_STATUS_ERR_SHAPE, "mlxn_qmatmul_fused");
+    f.rope_pos = &pos;
+    harness_expect_status("qmatmul/error/qkv-y-3d", mlxn_qmatmul_fused(dev->stream, &x3, &w, &f, &y3),
+                          MLXN_STATUS_ERR_SHAPE, "y has 3 dims");
     mlxn_buffer_free(b);
 }
 
@@ -312,21 +363,27 @@ void test_qmatmul_qkv(test_devices *devs, rng *g)
     static const qkv_case cases[] = {
         /* SmolLM2's decode step (Q4_1, K 576, 9 + 3 + 3 heads of 64; CUDA: the fused epilogue),
          * at a position past the cache's end (the ring slot), with f16, f32 and bf16 caches */
-        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 100},
-        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F32, 1, 576, 9, 3, 64, 128, 0, MLXN_ROPE_NORMAL, true, 5},
-        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_BF16, 1, 576, 9, 3, 64, 64, 0, MLXN_ROPE_NORMAL, false, 40000},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 100, QKV_BOTH, false},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F32, 1, 576, 9, 3, 64, 128, 0, MLXN_ROPE_NORMAL, true, 5, QKV_BOTH, false},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_BF16, 1, 576, 9, 3, 64, 64, 0, MLXN_ROPE_NORMAL, false, 40000, QKV_BOTH, false},
         /* partial rotation, other formats and row lengths of the wide kernel (2 to 8 rows a warp) */
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 256, 4, 2, 32, 16, 16, MLXN_ROPE_NORMAL, true, 7},
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 512, 2, 1, 128, 32, 64, MLXN_ROPE_NORMAL, false, 31},
-        {MLXN_DTYPE_Q5_0, MLXN_DTYPE_F16, 1, 640, 4, 1, 256, 8, 0, MLXN_ROPE_NORMAL, true, 3},
-        {MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_F32, 1, 128, 3, 3, 16, 8, 8, MLXN_ROPE_NORMAL, false, 9},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 256, 4, 2, 32, 16, 16, MLXN_ROPE_NORMAL, true, 7, QKV_BOTH, false},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 512, 2, 1, 128, 32, 64, MLXN_ROPE_NORMAL, false, 31, QKV_BOTH, false},
+        {MLXN_DTYPE_Q5_0, MLXN_DTYPE_F16, 1, 640, 4, 1, 256, 8, 0, MLXN_ROPE_NORMAL, true, 3, QKV_BOTH, false},
+        {MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_F32, 1, 128, 3, 3, 16, 8, 8, MLXN_ROPE_NORMAL, false, 9, QKV_BOTH, false},
         /* what the CUDA epilogue leaves to the separate kernels: NEOX pairs, a q8_0 cache, rows
          * long enough for a warp each, several rows of x, plain f16 weights */
-        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NEOX, true, 12},
-        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q8_0, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 12},
-        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F16, 1, 4096, 4, 2, 64, 16, 0, MLXN_ROPE_NORMAL, true, 20},
-        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 3, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 46},
-        {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 96, 2, 1, 32, 8, 0, MLXN_ROPE_NORMAL, false, 2},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NEOX, true, 12, QKV_BOTH, false},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q8_0, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 12, QKV_BOTH, false},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F16, 1, 4096, 4, 2, 64, 16, 0, MLXN_ROPE_NORMAL, true, 20, QKV_BOTH, false},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 3, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 46, QKV_BOTH, false},
+        {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 96, 2, 1, 32, 8, 0, MLXN_ROPE_NORMAL, false, 2, QKV_BOTH, false},
+        /* eight rows a warp over 90 rows: the last set's lanes past N (CUDA epilogue) */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 256, 3, 1, 18, 8, 0, MLXN_ROPE_NORMAL, true, 5, QKV_BOTH, false},
+        /* one fusion alone, and an append with a negative position (nothing written) */
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 1, 576, 9, 3, 64, 48, 32, MLXN_ROPE_NORMAL, true, 77, QKV_ROPE, false},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_BF16, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 77, QKV_KV, false},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F16, 1, 576, 9, 3, 64, 48, 0, MLXN_ROPE_NORMAL, true, 77, QKV_BOTH, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i], devs, g);

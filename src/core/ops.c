@@ -508,9 +508,8 @@ static float rope_yarn_corr_dim(int n_rot, int n_ctx_orig, float beta, float bas
 
 /* pos: i32, innermost dim contiguous, [T] or [B, T] (multi-section: [4, T] or [B, 4, T]). */
 static mlxn_status rope_pos(mlxn_stream *s, const mlxn_tensor *pos, bool multi, int64_t B, int64_t T,
-                            mlxn_rope_args *a)
+                            const char *fn, mlxn_rope_args *a)
 {
-    static const char *fn = "mlxn_rope";
     mlxn_rows rows;
     int64_t n_rows, n;
     if (!pos)
@@ -536,9 +535,8 @@ static mlxn_status rope_pos(mlxn_stream *s, const mlxn_tensor *pos, bool multi, 
     return MLXN_STATUS_OK;
 }
 
-static mlxn_status rope_check_params(const mlxn_rope_params *p, int64_t D, mlxn_rope_args *a)
+static mlxn_status rope_check_params(const mlxn_rope_params *p, int64_t D, const char *fn, mlxn_rope_args *a)
 {
-    static const char *fn = "mlxn_rope";
     if (p->style != MLXN_ROPE_NORMAL && p->style != MLXN_ROPE_NEOX)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "style is %d, expected MLXN_ROPE_NORMAL (0) or MLXN_ROPE_NEOX (2)",
                           (int)p->style);
@@ -610,8 +608,8 @@ static mlxn_status rope_args(mlxn_stream *s, const mlxn_tensor *x, const mlxn_te
     a->n_tok = x->shape[x->ndim - 3];
     a->n_head = x->shape[x->ndim - 2];
     a->dtype = (int)x->dtype;
-    MLXN_TRY(rope_check_params(p, a->head_dim, a));
-    MLXN_TRY(rope_pos(s, pos, a->sections[0] | a->sections[1] | a->sections[2] | a->sections[3], B, a->n_tok, a));
+    MLXN_TRY(rope_check_params(p, a->head_dim, fn, a));
+    MLXN_TRY(rope_pos(s, pos, a->sections[0] | a->sections[1] | a->sections[2] | a->sections[3], B, a->n_tok, fn, a));
     if (p->freq_factors) {
         const mlxn_tensor *ff = p->freq_factors;
         mlxn_rows fr;

@@ -67,6 +67,18 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
 #endif
 }
 
+// Before a copy refills a stage that threads have read (they then said so through a barrier or
+// __syncwarp): orders those generic-proxy reads before the copy engine's writes, as the PTX
+// memory model asks of the async proxy.
+__device__ __forceinline__ void fence_proxy_async_shared()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
 __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -129,6 +129,7 @@ __global__ void __launch_bounds__(32 * MAX_WARPS) qmm_q8_0_short_rows(const mlxn
         const uint32_t bytes = (uint32_t)rows * row_bytes, bulk = bytes & ~15u;
         const uint8_t *src = a.w + t * tile_bytes;
         if (lane == 0) {
+            fence_proxy_async_shared(); // the lanes' reads of the stage's previous tile
             mbar_arrive_expect(&full[warp], bulk);
             bulk_copy(smem + stage, src, bulk, &full[warp]);
         }

@@ -259,6 +259,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     allow_next_kernel();
     // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU.
     auto issue = [&](int64_t i) {
+        fence_proxy_async_shared(); // the computing warps' reads of the stage's previous tile
         const int64_t t = blockIdx.x + i * gridDim.x;
         uint8_t *dst = ring + (size_t)(i % stages) * stage_bytes;
         uint64_t *bar = &full[i % stages];
@@ -423,6 +424,10 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32; // whole warp pairs there
         const int64_t threads = 32 + (pieces + per - 1) / per * per;
         const int64_t row_bytes = a.K / F::BE * F::BB;
+        // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
+        // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows
+        if (WT == MLXN_DTYPE_Q6_K && a.K < 4096)
+            return false;
         if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
             a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * row_bytes + 16 > SMEM_LIMIT)
             return false;
