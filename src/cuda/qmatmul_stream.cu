@@ -286,11 +286,10 @@ __device__ __forceinline__ uint32_t pack_f16(float lo, float hi)
     return *reinterpret_cast<const uint32_t *>(&h);
 }
 
-// B's entries of block b (x its 32 elements scaled by 2^S): columns 2t and 2t + 1 of its group's
-// 8 mmas.
-template <int PAR> __device__ __forceinline__ void q40_put_b(uint8_t *bsm, int b, const float (&x)[32])
+// B's entries of the block lane t decodes in group G (x its 32 elements scaled by 2^S): columns
+// 2t and 2t + 1 of the group's 8 mmas.
+template <int PAR> __device__ __forceinline__ void q40_put_b(uint8_t *bsm, int G, int t, const float (&x)[32])
 {
-    const int G = b >> 2, t = b & 3;
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         float hi[4], lo[4];
@@ -300,11 +299,15 @@ template <int PAR> __device__ __forceinline__ void q40_put_b(uint8_t *bsm, int b
             hi[k] = __half2float(__float2half_rn(v));
             lo[k] = v - hi[k];
         }
-        uint2 *e = reinterpret_cast<uint2 *>(bsm + ((G * 8 + i) * 8 + 2 * t) * 8);
-        e[0] = make_uint2(pack_f16(hi[0], hi[1]), pack_f16(hi[2], hi[3]));
-        e[1] = make_uint2(pack_f16(lo[0], lo[1]), pack_f16(lo[2], lo[3]));
+        *reinterpret_cast<uint4 *>(bsm + ((G * 8 + i) * 8 + 2 * t) * 8) =
+            make_uint4(pack_f16(hi[0], hi[1]), pack_f16(hi[2], hi[3]), pack_f16(lo[0], lo[1]), pack_f16(lo[2], lo[3]));
     }
 }
+
+// The block of group G that lane t decodes: groups pair up over 8 blocks, one taking blocks 0, 2, 5,
+// 7 and the other 1, 3, 4, 6, so that the 4 lanes' blocks start 0, 1, 2 and 3 words mod 4 into a
+// row; rows padded to 4 mod 8 words (stage_row) then put a load's 32 lanes in 32 banks.
+__host__ __device__ constexpr int mma_block(int G, int t) { return 8 * (G >> 1) + 2 * t + ((t >> 1) ^ (G & 1)); }
 
 // Rows g and g + 8 (RT 16) of a tile at ring + tile times the warp's groups of x, in units of
 // 2^(S - 24): lane (g, t) returns its block t's share; sx holds per block 2^-24 times its sum of
@@ -316,7 +319,7 @@ __device__ __forceinline__ void mma_tile(const uint8_t *ring, uint32_t tile, int
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     acc0 = acc1 = 0.f;
     for (int G = cw; G < groups; G += cwarps) {
-        const uint32_t off = tile + (uint32_t)g * row_bytes + (uint32_t)(4 * G + t) * 18u;
+        const uint32_t off = tile + (uint32_t)g * row_bytes + (uint32_t)mma_block(G, t) * 18u;
         uint32_t a0[16], a1[16];
         const float d0 = q40_frags(ring, off, a0);
         float d1 = 0.f;
@@ -332,10 +335,16 @@ __device__ __forceinline__ void mma_tile(const uint8_t *ring, uint32_t tile, int
 #pragma unroll
         for (int i = 0; i < 8; i++)
             mma_f16(c, a0[2 * i], a1[2 * i], a0[2 * i + 1], a1[2 * i + 1], *reinterpret_cast<const uint2 *>(bp + 64 * i));
-        const float s8 = -8.f * sx[4 * G + t];
+        const float s8 = -8.f * sx[mma_block(G, t)];
         acc0 = fmaf(d0, (c[0] + c[1]) + s8, acc0);
         acc1 = fmaf(d1, (c[2] + c[3]) + s8, acc1);
     }
+}
+
+// A row's bytes in a stage: Q4_0's rows padded to 4 mod 8 words for mma_block's bank spread.
+template <int WT> __host__ __device__ constexpr int stage_row(int row_bytes)
+{
+    return sfmt<WT>::MMA && row_bytes % 32 == 0 ? row_bytes + 16 : row_bytes;
 }
 
 // Shared memory after the stages for the tensor-core formats: B, its zeros, the blocks' sums of x.
@@ -368,7 +377,8 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     const int outs = a.glu ? RT / 2 : RT;         // outputs per tile
     const int64_t tiles = (n_out + outs - 1) / outs;
     const int64_t my_tiles = tiles > blockIdx.x ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
-    const size_t stage_bytes = (size_t)RT * row_bytes;
+    const int srow = stage_row<WT>(row_bytes); // a row's bytes in the stage
+    const size_t stage_bytes = (size_t)RT * srow;
 
     if (tid == 0) {
         for (int s = 0; s < stages; s++) {
@@ -392,7 +402,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             int64_t o = t * outs + r % outs;
             o = o < n_out ? o : n_out - 1; // the last tile repeats a row rather than read past W
             const int64_t n = r < outs ? o : o + n_out;
-            bulk_copy(dst + (size_t)r * row_bytes, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
+            bulk_copy(dst + (size_t)r * srow, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
         }
     };
     if (tid == 0)
@@ -451,10 +461,11 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         }
         if (active) {
             sxm[piece] = ldexpf(s, -24);
+            const int j = piece & 7, G = 2 * (piece >> 3) + ((0x5A >> j) & 1); // mma_block's inverse
             if (piece & 1)
-                q40_put_b<1>(ring + bsm, piece, x);
+                q40_put_b<1>(ring + bsm, G, j >> 1, x);
             else
-                q40_put_b<0>(ring + bsm, piece, x);
+                q40_put_b<0>(ring + bsm, G, j >> 1, x);
         }
         for (int i = tid; i < MMA_ZERO / 4; i += blockDim.x)
             reinterpret_cast<uint32_t *>(ring + zsm)[i] = 0u;
@@ -506,7 +517,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             const int s = (int)(i % stages);
             mbar_wait(&full[s], (uint32_t)(i / stages) & 1);
             float acc0, acc1;
-            mma_tile<RT>(ring, (uint32_t)(s * stage_bytes), row_bytes, pieces / 4, cw, cwarps, bl, bstride, sxm,
+            mma_tile<RT>(ring, (uint32_t)(s * stage_bytes), srow, pieces / 4, cw, cwarps, bl, bstride, sxm,
                          acc0, acc1);
 #pragma unroll
             for (int o = 1; o < 4; o <<= 1) {
@@ -564,7 +575,7 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, i
 {
     static unsigned long long smem_done;
     auto kernel = qmm_stream<WT, RT>;
-    const int64_t stage = RT * row_bytes, extra = mma_smem<WT>(a.K);
+    const int64_t stage = RT * stage_row<WT>((int)row_bytes), extra = mma_smem<WT>(a.K);
     int sms = 0, sm_smem = 0, per_sm = 0;
     cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess)
@@ -597,7 +608,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         // with tensor cores: a warp per group of 4 blocks up to 16, and enough to hold x
         const int64_t groups = a.K / 128, cw = groups < 16 ? groups : 16, xw = (pieces + 31) / 32;
         const int64_t threads = F::MMA ? 32 + 32 * (cw > xw ? cw : xw) : 32 + (pieces + per - 1) / per * per;
-        if (F::MMA && a.K % 128)
+        if (F::MMA && a.K % 256) // groups in pairs
             return false;
         const int64_t row_bytes = a.K / F::BE * F::BB;
         // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
@@ -607,7 +618,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         const int64_t extra = mma_smem<WT>(a.K);
         if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
             a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) ||
-            2 * (F::MMA ? 8 : 4) * row_bytes + extra + 16 > SMEM_LIMIT)
+            2 * (F::MMA ? 8 : 4) * stage_row<WT>((int)row_bytes) + extra + 16 > SMEM_LIMIT)
             return false;
         int dev = 0, major = 0;
         *e = cudaGetDevice(&dev);
@@ -616,7 +627,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         if (*e != cudaSuccess || major < 9)
             return *e != cudaSuccess;
         if constexpr (F::MMA) // a whole mma's 16 rows when three stages of them fit
-            *e = 3 * 16 * row_bytes + extra + 16 <= SMEM_LIMIT ? launch_tiles<WT, 16>(a, s, pdl, dev, threads, row_bytes)
+            *e = 3 * 16 * stage_row<WT>((int)row_bytes) + extra + 16 <= SMEM_LIMIT ? launch_tiles<WT, 16>(a, s, pdl, dev, threads, row_bytes)
                                                                : launch_tiles<WT, 8>(a, s, pdl, dev, threads, row_bytes);
         else // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
             *e = 3 * 8 * row_bytes + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, s, pdl, dev, threads, row_bytes)
