@@ -396,7 +396,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         const int64_t t = blockIdx.x + i * gridDim.x;
         uint8_t *dst = ring + (size_t)(i % stages) * stage_bytes;
         uint64_t *bar = &full[i % stages];
-        mbar_arrive_expect(bar, (uint32_t)stage_bytes);
+        mbar_arrive_expect(bar, (uint32_t)(RT * row_bytes)); // the rows, not their padding
 #pragma unroll
         for (int r = 0; r < RT; r++) {
             int64_t o = t * outs + r % outs;
