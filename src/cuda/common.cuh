@@ -11,6 +11,20 @@
 
 namespace mlxn_cuda {
 
+// x * 2^k for k in [-252, 254]: two multiplies by powers of two made from their bits, exact
+// wherever the result is a normal float (ldexpf gives the same there, but is a library routine
+// of a dozen instructions, which the mat-vecs' x staging paid per element).
+__device__ __forceinline__ float pow2f(int e) // e in [-126, 127]
+{
+    return __int_as_float((e + 127) << 23);
+}
+
+__device__ __forceinline__ float scale2(float x, int k)
+{
+    const int h = k >> 1;
+    return x * pow2f(h) * pow2f(k - h);
+}
+
 // Programmatic dependent launch (sm_90): the kernel waits for the previous kernel in the
 // stream only when it first touches memory, and lets the next kernel's blocks be scheduled
 // as soon as all of its own blocks are running, so launch latency and the ramp of the next

@@ -182,9 +182,9 @@ __global__ void __launch_bounds__(32 * MAX_WARPS) qmm_q8_0_short_rows(const mlxn
     for (int64_t k = tid; k < a.K; k += blockDim.x) {
         const int q = slot(k);
         const float v = xs[q] * inv, s = warp_sum(v);
-        xs[q] = ldexpf(v, E - field_bit(q));
+        xs[q] = scale2(v, E - field_bit(q));
         if (lane == 0) {
-            xs[q - 2] = ldexpf(s, E - 149);
+            xs[q - 2] = scale2(s, E - 149);
             xs[q - 1] = 0.f;
         }
     }
@@ -200,7 +200,7 @@ __global__ void __launch_bounds__(32 * MAX_WARPS) qmm_q8_0_short_rows(const mlxn
         if (t + step < tiles)
             issue(t + step);
         if (n < a.N)
-            store_out(a, 0, n, ldexpf(v, 149 - E), 0.f);
+            store_out(a, 0, n, scale2(v, 149 - E), 0.f);
     }
 }
 

@@ -292,15 +292,16 @@ template <int PAR> __device__ __forceinline__ void q40_put_b(uint8_t *bsm, int G
 {
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-        float hi[4], lo[4];
+        uint32_t hi[2], lo[2];
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const float v = k < 2 ? x[q40_elem<PAR>(i, k)] : 0.0625f * x[q40_elem<PAR>(i, k)];
-            hi[k] = __half2float(__float2half_rn(v));
-            lo[k] = v - hi[k];
+        for (int k = 0; k < 4; k += 2) {
+            const float f = k ? 0.0625f : 1.f, v0 = f * x[q40_elem<PAR>(i, k)], v1 = f * x[q40_elem<PAR>(i, k + 1)];
+            const __half2 h = __floats2half2_rn(v0, v1);
+            const float2 b = __half22float2(h);
+            hi[k / 2] = *reinterpret_cast<const uint32_t *>(&h);
+            lo[k / 2] = pack_f16(v0 - b.x, v1 - b.y);
         }
-        *reinterpret_cast<uint4 *>(bsm + ((G * 8 + i) * 8 + 2 * t) * 8) =
-            make_uint4(pack_f16(hi[0], hi[1]), pack_f16(hi[2], hi[3]), pack_f16(lo[0], lo[1]), pack_f16(lo[2], lo[3]));
+        *reinterpret_cast<uint4 *>(bsm + ((G * 8 + i) * 8 + 2 * t) * 8) = make_uint4(hi[0], hi[1], lo[0], lo[1]);
     }
 }
 
@@ -456,11 +457,11 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         float s = 0.f;
 #pragma unroll
         for (int j = 0; j < PE; j++) {
-            x[j] = ldexpf(x[j], E - 111);
+            x[j] = scale2(x[j], E - 111);
             s += x[j];
         }
         if (active) {
-            sxm[piece] = ldexpf(s, -24);
+            sxm[piece] = s * 0x1p-24f;
             const int j = piece & 7, G = 2 * (piece >> 3) + ((0x5A >> j) & 1); // mma_block's inverse
             if (piece & 1)
                 q40_put_b<1>(ring + bsm, G, j >> 1, x);
@@ -478,16 +479,16 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
 #pragma unroll
         for (int j = h * (PE / NS); j < (h + 1) * (PE / NS); j++)
             s += x[j];
-        sx[h] = ldexpf(s, E - 149);
+        sx[h] = scale2(s, E - 149);
     }
     if constexpr (WT == MLXN_DTYPE_Q6_K) {
 #pragma unroll
         for (int j = 0; j < PE; j++)
-            x[j] = ldexpf(x[j], E - q6k_lo_bit(pc & 3, j));
+            x[j] = scale2(x[j], E - q6k_lo_bit(pc & 3, j));
     } else if constexpr (!sfmt<WT>::MMA) {
 #pragma unroll
         for (int j = 0; j < PE; j++)
-            x[j] = ldexpf(x[j], E - field_bit<WT>(j));
+            x[j] = scale2(x[j], E - field_bit<WT>(j));
     }
 
     if (warp == 0) { // the producer: results of tile i, then its stage's next tile
@@ -501,7 +502,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
                     g += part[s][w][lane];
                     u += a.glu ? part[s][w][lane + outs] : 0.f;
                 }
-                store_out(a, 0, o, ldexpf(g, back), ldexpf(u, back));
+                store_out(a, 0, o, scale2(g, back), scale2(u, back));
             }
             __syncwarp(); // part[s] read before its next tile can land
             if (lane == 0 && i + stages < my_tiles)
