@@ -28,16 +28,28 @@ template <typename T, typename Op> __device__ __forceinline__ T warp_reduce(T v,
     return v;
 }
 
-// v combined over the block: per warp, then the warps' results (identity fills the rest).
-template <typename T, typename Op> __device__ __forceinline__ T block_reduce(T v, T *smem, T identity, Op op)
+// Barrier of the block's warps from `first` on: all of them, or (first > 0) named barrier 1 over
+// the rest, so that the first warps (a producer) can go on with other work.
+__device__ __forceinline__ void sync_from(int first)
 {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (first == 0)
+        __syncthreads();
+    else
+        asm volatile("bar.sync 1, %0;" ::"r"((int)blockDim.x - 32 * first) : "memory");
+}
+
+// v combined over the block (over its warps from `first` on, which alone call): per warp, then
+// the warps' results (identity fills the rest).
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce(T v, T *smem, T identity, Op op, int first = 0)
+{
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) - first;
     v = warp_reduce(v, op);
     if (lane == 0)
         smem[warp] = v;
-    __syncthreads();
-    v = warp_reduce(lane < (int)(blockDim.x >> 5) ? smem[lane] : identity, op);
-    __syncthreads();
+    sync_from(first);
+    v = warp_reduce(lane < (int)(blockDim.x >> 5) - first ? smem[lane] : identity, op);
+    sync_from(first);
     return v;
 }
 

@@ -331,14 +331,15 @@ __device__ __forceinline__ void mma_tile(const uint8_t *ring, uint32_t tile, int
             for (int j = 0; j < 16; j++)
                 a1[j] = 0u;
         }
-        float c[4] = {0.f, 0.f, 0.f, 0.f};
+        float c[2][4] = {}; // even and odd mmas: two chains of 4
         const uint8_t *bp = ring + bl + (uint32_t)G * bstride;
 #pragma unroll
         for (int i = 0; i < 8; i++)
-            mma_f16(c, a0[2 * i], a1[2 * i], a0[2 * i + 1], a1[2 * i + 1], *reinterpret_cast<const uint2 *>(bp + 64 * i));
+            mma_f16(c[i & 1], a0[2 * i], a1[2 * i], a0[2 * i + 1], a1[2 * i + 1],
+                    *reinterpret_cast<const uint2 *>(bp + 64 * i));
         const float s8 = -8.f * sx[mma_block(G, t)];
-        acc0 = fmaf(d0, (c[0] + c[1]) + s8, acc0);
-        acc1 = fmaf(d1, (c[2] + c[3]) + s8, acc1);
+        acc0 = fmaf(d0, ((c[0][0] + c[1][0]) + (c[0][1] + c[1][1])) + s8, acc0);
+        acc1 = fmaf(d1, ((c[0][2] + c[1][2]) + (c[0][3] + c[1][3])) + s8, acc1);
     }
 }
 
@@ -364,6 +365,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT]; // per stage, computing warp, row
     __shared__ double dred[32];
     __shared__ int ired[32];
+    __shared__ int s_back; // the row sums come in units of 2^-s_back
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
     const int cwarps = warps - 1; // warp 0 produces, the others compute
     // A computing warp's pieces: consecutive ones, or for blocks of 2 mod 4 bytes (Q4_0, Q8_0)
@@ -406,9 +408,29 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             bulk_copy(dst + (size_t)r * srow, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
         }
     };
-    if (tid == 0)
-        for (int64_t i = 0; i < stages && i < my_tiles; i++)
-            issue(i);
+    if (warp == 0) { // the producer: the first tiles, then results of tile i and its stage's next
+        if (lane == 0)
+            for (int64_t i = 0; i < stages && i < my_tiles; i++)
+                issue(i);
+        for (int64_t i = 0; i < my_tiles; i++) {
+            const int s = (int)(i % stages);
+            mbar_wait(&empty[s], (uint32_t)(i / stages) & 1); // (after the computing warps set s_back)
+            const int64_t o = (blockIdx.x + i * gridDim.x) * outs + lane;
+            if (lane < outs && o < n_out) {
+                float g = 0.f, u = 0.f;
+                for (int w = 0; w < cwarps; w++) {
+                    g += part[s][w][lane];
+                    u += a.glu ? part[s][w][lane + outs] : 0.f;
+                }
+                store_out(a, 0, o, scale2(g, s_back), scale2(u, s_back));
+            }
+            __syncwarp(); // part[s] read before its next tile can land
+            if (lane == 0 && i + stages < my_tiles)
+                issue(i + stages);
+        }
+        return;
+    }
+    // the computing warps stage x among themselves (barriers of warps 1.., not the producer's)
 
     // x: this thread's piece, normalized when the norm is fused
     const bool active = piece >= 0 && piece < pieces;
@@ -435,7 +457,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
 #pragma unroll
         for (int j = 0; j < PE; j++)
             ss += (double)x[j] * x[j];
-        ss = block_reduce(ss, dred, 0.0, add_op());
+        ss = block_reduce(ss, dred, 0.0, add_op(), 1);
         const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
 #pragma unroll
         for (int j = 0; j < PE; j++)
@@ -446,11 +468,12 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
 #pragma unroll
     for (int j = 0; j < PE; j++)
         big = max(big, __float_as_int(fabsf(x[j])));
-    big = block_reduce(big, ired, 0, max_op());
+    big = block_reduce(big, ired, 0, max_op(), 1);
     const int E = 125 - ((big >> 23) - 127);
-    // the row sums come in units of 2^-back: 2^(E - 149), or with tensor cores 2^(S - 24) for x
-    // scaled by 2^S, S = E - 111 (the largest |x| then in [2^14, 2^15))
-    const int back = sfmt<WT>::MMA ? 24 - (E - 111) : 149 - E;
+    // the row sums come in units of 2^-s_back: 2^(E - 149), or with tensor cores 2^(S - 24) for
+    // x scaled by 2^S, S = E - 111 (the largest |x| then in [2^14, 2^15))
+    if (tid == 32)
+        s_back = sfmt<WT>::MMA ? 24 - (E - 111) : 149 - E;
     const uint32_t bsm = (uint32_t)(stages * stage_bytes), zsm = bsm + (uint32_t)(4 * a.K); // B, zeros
     float *sxm = reinterpret_cast<float *>(ring + zsm + MMA_ZERO);                           // per block
     if constexpr (sfmt<WT>::MMA) {
@@ -468,9 +491,9 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             else
                 q40_put_b<0>(ring + bsm, G, j >> 1, x);
         }
-        for (int i = tid; i < MMA_ZERO / 4; i += blockDim.x)
+        for (int i = tid - 32; i < MMA_ZERO / 4; i += blockDim.x - 32)
             reinterpret_cast<uint32_t *>(ring + zsm)[i] = 0u;
-        __syncthreads();
+        sync_from(1);
     }
     float sx[NS]; // sums over the piece's NS spans of PE / NS elements
 #pragma unroll
@@ -491,25 +514,6 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             x[j] = scale2(x[j], E - field_bit<WT>(j));
     }
 
-    if (warp == 0) { // the producer: results of tile i, then its stage's next tile
-        for (int64_t i = 0; i < my_tiles; i++) {
-            const int s = (int)(i % stages);
-            mbar_wait(&empty[s], (uint32_t)(i / stages) & 1);
-            const int64_t o = (blockIdx.x + i * gridDim.x) * outs + lane;
-            if (lane < outs && o < n_out) {
-                float g = 0.f, u = 0.f;
-                for (int w = 0; w < cwarps; w++) {
-                    g += part[s][w][lane];
-                    u += a.glu ? part[s][w][lane + outs] : 0.f;
-                }
-                store_out(a, 0, o, scale2(g, back), scale2(u, back));
-            }
-            __syncwarp(); // part[s] read before its next tile can land
-            if (lane == 0 && i + stages < my_tiles)
-                issue(i + stages);
-        }
-        return;
-    }
     if constexpr (sfmt<WT>::MMA) {
         const int g = lane >> 2, t = lane & 3;
         const bool col = (g >> 1) == t; // the lane reads B's column g
