@@ -391,27 +391,42 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         mbar_init_fence();
     }
     __syncthreads();
-    wait_for_previous_kernel();
     allow_next_kernel();
-    // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU.
+    // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU. The whole
+    // producer warp calls: one lane issuing a copy per row was the kernel's bound (~800 M rows a
+    // second whatever their bytes, bench/NOTES.md). Packed rows (W's rows back to back, the
+    // stage's too) come in one copy per run of rows, rows past N left stale (never stored);
+    // others a copy per row, from a lane each, the last tile repeating a row rather than read
+    // past W.
+    const bool packed = a.w_stride == row_bytes && srow == row_bytes;
     auto issue = [&](int64_t i) {
         fence_proxy_async_shared(); // the computing warps' reads of the stage's previous tile
-        const int64_t t = blockIdx.x + i * gridDim.x;
+        const int64_t o0 = (blockIdx.x + i * gridDim.x) * outs, rows = n_out - o0 < outs ? n_out - o0 : outs;
         uint8_t *dst = ring + (size_t)(i % stages) * stage_bytes;
         uint64_t *bar = &full[i % stages];
-        mbar_arrive_expect(bar, (uint32_t)(RT * row_bytes)); // the rows, not their padding
-#pragma unroll
-        for (int r = 0; r < RT; r++) {
-            int64_t o = t * outs + r % outs;
-            o = o < n_out ? o : n_out - 1; // the last tile repeats a row rather than read past W
-            const int64_t n = r < outs ? o : o + n_out;
-            bulk_copy(dst + (size_t)r * srow, a.w + n * a.w_stride, (uint32_t)row_bytes, bar);
+        if (packed) {
+            if (lane == 0) {
+                const uint32_t bytes = (uint32_t)(rows * row_bytes);
+                mbar_arrive_expect(bar, a.glu ? 2 * bytes : bytes);
+                bulk_copy(dst, a.w + o0 * row_bytes, bytes, bar);
+                if (a.glu)
+                    bulk_copy(dst + (size_t)outs * row_bytes, a.w + (o0 + n_out) * row_bytes, bytes, bar);
+            }
+            return;
+        }
+        if (lane == 0)
+            mbar_arrive_expect(bar, (uint32_t)(RT * row_bytes)); // the rows, not their padding
+        __syncwarp();
+        if (lane < RT) {
+            const int64_t o = o0 + (lane % outs < rows ? lane % outs : rows - 1);
+            bulk_copy(dst + (size_t)lane * srow, a.w + (lane < outs ? o : o + n_out) * a.w_stride,
+                      (uint32_t)row_bytes, bar);
         }
     };
     if (warp == 0) { // the producer: the first tiles, then results of tile i and its stage's next
-        if (lane == 0)
-            for (int64_t i = 0; i < stages && i < my_tiles; i++)
-                issue(i);
+        for (int64_t i = 0; i < stages && i < my_tiles; i++) // weights: before the previous kernel ends
+            issue(i);
+        wait_for_previous_kernel();
         for (int64_t i = 0; i < my_tiles; i++) {
             const int s = (int)(i % stages);
             mbar_wait(&empty[s], (uint32_t)(i / stages) & 1); // (after the computing warps set s_back)
@@ -425,12 +440,13 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
                 store_out(a, 0, o, scale2(g, s_back), scale2(u, s_back));
             }
             __syncwarp(); // part[s] read before its next tile can land
-            if (lane == 0 && i + stages < my_tiles)
+            if (i + stages < my_tiles)
                 issue(i + stages);
         }
         return;
     }
     // the computing warps stage x among themselves (barriers of warps 1.., not the producer's)
+    wait_for_previous_kernel();
 
     // x: this thread's piece, normalized when the norm is fused
     const bool active = piece >= 0 && piece < pieces;
