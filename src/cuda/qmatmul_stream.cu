@@ -46,8 +46,6 @@ template <int WT> struct sfmt {
                                   : 0;
     // sums of x per piece (Q6_K: per 16 elements, a scale's span)
     static constexpr int NS = WT == MLXN_DTYPE_Q6_K ? 2 : PE / 32;
-    // products on tensor cores (mma_tile below) instead of a thread's FMAs
-    static constexpr bool MMA = WT == MLXN_DTYPE_Q4_0;
 };
 
 // The bit at which element j of a piece sits in the words its dot masks: the nibble layout
@@ -222,136 +220,6 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const ui
                                        (float)sc[1] * (fmaf(f, ah[1], al[1]) - 32.f * sx[1]));
 }
 
-// ---- products on tensor cores (formats with sfmt::MMA)
-//
-// mma.sync m16n8k16 (f16 in, f32 accumulate) with W as the A operand: 16 rows of a tile (8 with
-// RT 8: rows 8-15 zero) by 16 slots of K. Lane (g, t) = (lane / 4, lane % 4) holds A's rows g and
-// g + 8 at slots 2t, 2t + 1, 2t + 8, 2t + 9; a warp takes K in groups of 4 blocks, and lane t
-// decodes block t of the group for its two rows, so its slots are 4 elements of block t per mma
-// and 8 mmas cover the group. The codes enter as f16 subnormals: a nibble masked in place at bit
-// 0 or 4 of a half is c * 2^-24 or 16 c * 2^-24 exactly. B's 8 columns are the group's blocks
-// times x's high and low f16 parts (x = hi + lo to 2^-22): column 2t + h is x_h at block t's
-// slots and zero elsewhere, so C's column 2t + h sums row . block t, and the lane that decoded
-// block t holds its two rows' sums for both parts: scale and offset apply there, once per block.
-// x is pre-scaled by 2^S (its largest element near 2^14, f16's range) and by 2^-4 where the code
-// sits at bit 4. B lives in shared memory, 8 bytes per (group, mma, column) (K * 4 bytes), read
-// with one 8-byte load per mma by the 8 lanes whose column it is (g / 2 == t) while the others
-// read zeros.
-constexpr int MMA_ZERO = 512; // bytes of zeros the lanes outside B's columns read
-
-__device__ __forceinline__ void mma_f16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint2 b)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b.x), "r"(b.y));
-#endif
-}
-
-// Q4_0, a block at ring + off (2 mod 4 bytes when its parity par is 1): its 16 code bytes as four
-// words (par 0: bytes 2-5, 6-9, 10-13 and 0, 1, 14, 15 of the codes; par 1: in order) and d.
-// Element of word q's byte b: q40_code(par, q, b) (low nibble; the high nibble's is 16 more).
-__host__ __device__ constexpr int q40_code(int par, int q, int b)
-{
-    return par ? 4 * q + b : q < 3 ? 4 * q + 2 + b : b < 2 ? b : 12 + b;
-}
-
-// The A fragments of one row's block: a[2i] and a[2i + 1] (slots 2t, 2t + 1 and 2t + 8, 2t + 9 of
-// mma i), from word i / 2 shifted by 8 (i % 2): low nibbles of bytes i % 2 and 2 + i % 2, then
-// their high nibbles.
-__device__ __forceinline__ float q40_frags(const uint8_t *ring, uint32_t off, uint32_t (&a)[16])
-{
-    const uint32_t *p = reinterpret_cast<const uint32_t *>(ring) + (off >> 2);
-    const uint32_t par = (off >> 1) & 1, w0 = p[0], w4 = p[4];
-    const uint32_t w[4] = {p[1], p[2], p[3], __byte_perm(w0, w4, par ? 0x7654 : 0x5432)};
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const uint32_t u = w[i >> 1] >> (8 * (i & 1));
-        a[2 * i] = u & 0x000F000Fu;
-        a[2 * i + 1] = u & 0x00F000F0u;
-    }
-    return __half2float(__ushort_as_half((unsigned short)(w0 >> (16 * par))));
-}
-
-// Element of block slot k (0..3: b.x low, high half, b.y low, high) of mma i, and the bit its
-// code sits at.
-template <int PAR> __device__ __forceinline__ int q40_elem(int i, int k)
-{
-    return q40_code(PAR, i >> 1, 2 * (k & 1) + (i & 1)) + 16 * (k >> 1);
-}
-
-__device__ __forceinline__ uint32_t pack_f16(float lo, float hi)
-{
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t *>(&h);
-}
-
-// B's entries of the block lane t decodes in group G (x its 32 elements scaled by 2^S): columns
-// 2t and 2t + 1 of the group's 8 mmas.
-template <int PAR> __device__ __forceinline__ void q40_put_b(uint8_t *bsm, int G, int t, const float (&x)[32])
-{
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        uint32_t hi[2], lo[2];
-#pragma unroll
-        for (int k = 0; k < 4; k += 2) {
-            const float f = k ? 0.0625f : 1.f, v0 = f * x[q40_elem<PAR>(i, k)], v1 = f * x[q40_elem<PAR>(i, k + 1)];
-            const __half2 h = __floats2half2_rn(v0, v1);
-            const float2 b = __half22float2(h);
-            hi[k / 2] = *reinterpret_cast<const uint32_t *>(&h);
-            lo[k / 2] = pack_f16(v0 - b.x, v1 - b.y);
-        }
-        *reinterpret_cast<uint4 *>(bsm + ((G * 8 + i) * 8 + 2 * t) * 8) = make_uint4(hi[0], hi[1], lo[0], lo[1]);
-    }
-}
-
-// The block of group G that lane t decodes: groups pair up over 8 blocks, one taking blocks 0, 2, 5,
-// 7 and the other 1, 3, 4, 6, so that the 4 lanes' blocks start 0, 1, 2 and 3 words mod 4 into a
-// row; rows padded to 4 mod 8 words (stage_row) then put a load's 32 lanes in 32 banks.
-__host__ __device__ constexpr int mma_block(int G, int t) { return 8 * (G >> 1) + 2 * t + ((t >> 1) ^ (G & 1)); }
-
-// Rows g and g + 8 (RT 16) of a tile at ring + tile times the warp's groups of x, in units of
-// 2^(S - 24): lane (g, t) returns its block t's share; sx holds per block 2^-24 times its sum of
-// scaled x.
-template <int RT>
-__device__ __forceinline__ void mma_tile(const uint8_t *ring, uint32_t tile, int row_bytes, int groups, int cw, int cwarps,
-                                         uint32_t bl, uint32_t bstride, const float *sx, float &acc0, float &acc1)
-{
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    acc0 = acc1 = 0.f;
-    for (int G = cw; G < groups; G += cwarps) {
-        const uint32_t off = tile + (uint32_t)g * row_bytes + (uint32_t)mma_block(G, t) * 18u;
-        uint32_t a0[16], a1[16];
-        const float d0 = q40_frags(ring, off, a0);
-        float d1 = 0.f;
-        if constexpr (RT == 16) {
-            d1 = q40_frags(ring, off + 8u * row_bytes, a1);
-        } else {
-#pragma unroll
-            for (int j = 0; j < 16; j++)
-                a1[j] = 0u;
-        }
-        float c[2][4] = {}; // even and odd mmas: two chains of 4
-        const uint8_t *bp = ring + bl + (uint32_t)G * bstride;
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            mma_f16(c[i & 1], a0[2 * i], a1[2 * i], a0[2 * i + 1], a1[2 * i + 1],
-                    *reinterpret_cast<const uint2 *>(bp + 64 * i));
-        const float s8 = -8.f * sx[mma_block(G, t)];
-        acc0 = fmaf(d0, ((c[0][0] + c[1][0]) + (c[0][1] + c[1][1])) + s8, acc0);
-        acc1 = fmaf(d1, ((c[0][2] + c[1][2]) + (c[0][3] + c[1][3])) + s8, acc1);
-    }
-}
-
-// A row's bytes in a stage: Q4_0's rows padded to 4 mod 8 words for mma_block's bank spread.
-template <int WT> __host__ __device__ constexpr int stage_row(int row_bytes)
-{
-    return sfmt<WT>::MMA && row_bytes % 32 == 0 ? row_bytes + 16 : row_bytes;
-}
-
-// Shared memory after the stages for the tensor-core formats: B, its zeros, the blocks' sums of x.
-template <int WT> constexpr int64_t mma_smem(int64_t K) { return sfmt<WT>::MMA ? 4 * K + MMA_ZERO + K / 8 : 0; }
-
 // Pieces of 64 elements need the registers of 256 + 32 threads per block.
 template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_PIECES / 2 + 32 : MAX_THREADS; }
 
@@ -372,16 +240,13 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     // every other one of a warp pair, so that its lanes' words are an odd number of words
     // apart and fall in distinct shared-memory banks
     const int cw = warp - 1;
-    const int piece = warp == 0                                ? -1
-                      : sfmt<WT>::BB % 4 == 2 && !sfmt<WT>::MMA ? 2 * lane + (cw & 1) + 64 * (cw >> 1)
-                                                                : 32 * cw + lane;
+    const int piece = warp == 0 ? -1 : sfmt<WT>::BB % 4 == 2 ? 2 * lane + (cw & 1) + 64 * (cw >> 1) : 32 * cw + lane;
     const int pieces = (int)(a.K / PE);
     const int64_t n_out = a.glu ? a.N / 2 : a.N; // with GLU, row o is a gate and o + n_out its up
     const int outs = a.glu ? RT / 2 : RT;         // outputs per tile
     const int64_t tiles = (n_out + outs - 1) / outs;
     const int64_t my_tiles = tiles > blockIdx.x ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
-    const int srow = stage_row<WT>(row_bytes); // a row's bytes in the stage
-    const size_t stage_bytes = (size_t)RT * srow;
+    const size_t stage_bytes = (size_t)RT * row_bytes;
 
     if (tid == 0) {
         for (int s = 0; s < stages; s++) {
@@ -393,12 +258,11 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     __syncthreads();
     allow_next_kernel();
     // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU. The whole
-    // producer warp calls: one lane issuing a copy per row was the kernel's bound (~800 M rows a
-    // second whatever their bytes, bench/NOTES.md). Packed rows (W's rows back to back, the
-    // stage's too) come in one copy per run of rows, rows past N left stale (never stored);
-    // others a copy per row, from a lane each, the last tile repeating a row rather than read
-    // past W.
-    const bool packed = a.w_stride == row_bytes && srow == row_bytes;
+    // producer warp calls: one lane issuing a copy per row bounded the kernel (bench/NOTES.md).
+    // Packed rows (W's rows back to back) come in one copy per run of rows, the stage's rows past
+    // N left stale (their sums are never stored); others in a copy per row from a lane each, the
+    // last tile repeating a row rather than read past W.
+    const bool packed = a.w_stride == row_bytes;
     auto issue = [&](int64_t i) {
         fence_proxy_async_shared(); // the computing warps' reads of the stage's previous tile
         const int64_t o0 = (blockIdx.x + i * gridDim.x) * outs, rows = n_out - o0 < outs ? n_out - o0 : outs;
@@ -415,11 +279,11 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
             return;
         }
         if (lane == 0)
-            mbar_arrive_expect(bar, (uint32_t)(RT * row_bytes)); // the rows, not their padding
+            mbar_arrive_expect(bar, (uint32_t)(RT * row_bytes));
         __syncwarp();
         if (lane < RT) {
             const int64_t o = o0 + (lane % outs < rows ? lane % outs : rows - 1);
-            bulk_copy(dst + (size_t)lane * srow, a.w + (lane < outs ? o : o + n_out) * a.w_stride,
+            bulk_copy(dst + (size_t)lane * row_bytes, a.w + (lane < outs ? o : o + n_out) * a.w_stride,
                       (uint32_t)row_bytes, bar);
         }
     };
@@ -486,31 +350,8 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         big = max(big, __float_as_int(fabsf(x[j])));
     big = block_reduce(big, ired, 0, max_op(), 1);
     const int E = 125 - ((big >> 23) - 127);
-    // the row sums come in units of 2^-s_back: 2^(E - 149), or with tensor cores 2^(S - 24) for
-    // x scaled by 2^S, S = E - 111 (the largest |x| then in [2^14, 2^15))
     if (tid == 32)
-        s_back = sfmt<WT>::MMA ? 24 - (E - 111) : 149 - E;
-    const uint32_t bsm = (uint32_t)(stages * stage_bytes), zsm = bsm + (uint32_t)(4 * a.K); // B, zeros
-    float *sxm = reinterpret_cast<float *>(ring + zsm + MMA_ZERO);                           // per block
-    if constexpr (sfmt<WT>::MMA) {
-        float s = 0.f;
-#pragma unroll
-        for (int j = 0; j < PE; j++) {
-            x[j] = scale2(x[j], E - 111);
-            s += x[j];
-        }
-        if (active) {
-            sxm[piece] = s * 0x1p-24f;
-            const int j = piece & 7, G = 2 * (piece >> 3) + ((0x5A >> j) & 1); // mma_block's inverse
-            if (piece & 1)
-                q40_put_b<1>(ring + bsm, G, j >> 1, x);
-            else
-                q40_put_b<0>(ring + bsm, G, j >> 1, x);
-        }
-        for (int i = tid - 32; i < MMA_ZERO / 4; i += blockDim.x - 32)
-            reinterpret_cast<uint32_t *>(ring + zsm)[i] = 0u;
-        sync_from(1);
-    }
+        s_back = 149 - E; // the row sums come in units of 2^(E - 149)
     float sx[NS]; // sums over the piece's NS spans of PE / NS elements
 #pragma unroll
     for (int h = 0; h < NS; h++) {
@@ -524,37 +365,12 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
 #pragma unroll
         for (int j = 0; j < PE; j++)
             x[j] = scale2(x[j], E - q6k_lo_bit(pc & 3, j));
-    } else if constexpr (!sfmt<WT>::MMA) {
+    } else {
 #pragma unroll
         for (int j = 0; j < PE; j++)
             x[j] = scale2(x[j], E - field_bit<WT>(j));
     }
 
-    if constexpr (sfmt<WT>::MMA) {
-        const int g = lane >> 2, t = lane & 3;
-        const bool col = (g >> 1) == t; // the lane reads B's column g
-        const uint32_t bl = col ? bsm + 8u * g : zsm, bstride = col ? 512u : 0u;
-        for (int64_t i = 0; i < my_tiles; i++) {
-            const int s = (int)(i % stages);
-            mbar_wait(&full[s], (uint32_t)(i / stages) & 1);
-            float acc0, acc1;
-            mma_tile<RT>(ring, (uint32_t)(s * stage_bytes), srow, pieces / 4, cw, cwarps, bl, bstride, sxm,
-                         acc0, acc1);
-#pragma unroll
-            for (int o = 1; o < 4; o <<= 1) {
-                acc0 += __shfl_xor_sync(0xffffffffu, acc0, o);
-                acc1 += __shfl_xor_sync(0xffffffffu, acc1, o);
-            }
-            if (t == 0) {
-                part[s][cw][g] = acc0;
-                if (RT == 16)
-                    part[s][cw][g + 8] = acc1;
-            }
-            __syncwarp();
-            if (lane == 0)
-                mbar_arrive(&empty[s]);
-        }
-    } else {
     for (int64_t i = 0; i < my_tiles; i++) {
         const int s = (int)(i % stages);
         mbar_wait(&full[s], (uint32_t)(i / stages) & 1);
@@ -586,7 +402,6 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         if (lane == 0)
             mbar_arrive(&empty[s]); // done with stage s; the partial sums are in
     }
-    }
 }
 
 // Launches qmm_stream<WT, RT> with as many stages as the shared memory leaves to the blocks
@@ -596,7 +411,7 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, i
 {
     static unsigned long long smem_done;
     auto kernel = qmm_stream<WT, RT>;
-    const int64_t stage = RT * stage_row<WT>((int)row_bytes), extra = mma_smem<WT>(a.K);
+    const int64_t stage = RT * row_bytes;
     int sms = 0, sm_smem = 0, per_sm = 0;
     cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess)
@@ -604,19 +419,19 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, i
     if (e == cudaSuccess)
         e = allow_smem(kernel, SMEM_LIMIT, smem_done);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * stage + extra + 16));
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * stage + 16));
     if (e != cudaSuccess)
         return e;
     per_sm = per_sm > 0 ? per_sm : 1;
-    const int64_t share = sm_smem / per_sm - 4096 - extra; // less static and reserved shared memory
+    const int64_t share = sm_smem / per_sm - 4096; // less static and reserved shared memory
     int64_t stages = share / stage;
     stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
-    while (stages > 2 && stages * stage + extra + 16 > SMEM_LIMIT)
+    while (stages > 2 && stages * stage + 16 > SMEM_LIMIT)
         stages--;
     const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
     const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
     return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads),
-                  (size_t)(stages * stage + extra) + 16, s, pdl, a, (int)stages, (int)row_bytes);
+                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, (int)row_bytes);
 }
 
 template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
@@ -625,21 +440,15 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
     if constexpr (F::PE == 0) {
         return false;
     } else {
-        const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 && !F::MMA ? 64 : 32; // whole warp pairs there
-        // with tensor cores: a warp per group of 4 blocks up to 16, and enough to hold x
-        const int64_t groups = a.K / 128, cw = groups < 16 ? groups : 16, xw = (pieces + 31) / 32;
-        const int64_t threads = F::MMA ? 32 + 32 * (cw > xw ? cw : xw) : 32 + (pieces + per - 1) / per * per;
-        if (F::MMA && a.K % 256) // groups in pairs
-            return false;
+        const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32; // whole warp pairs there
+        const int64_t threads = 32 + (pieces + per - 1) / per * per;
         const int64_t row_bytes = a.K / F::BE * F::BB;
         // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
         // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows
         if (WT == MLXN_DTYPE_Q6_K && a.K < 4096)
             return false;
-        const int64_t extra = mma_smem<WT>(a.K);
         if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
-            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) ||
-            2 * (F::MMA ? 8 : 4) * stage_row<WT>((int)row_bytes) + extra + 16 > SMEM_LIMIT)
+            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * row_bytes + 16 > SMEM_LIMIT)
             return false;
         int dev = 0, major = 0;
         *e = cudaGetDevice(&dev);
@@ -647,12 +456,9 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
             *e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
         if (*e != cudaSuccess || major < 9)
             return *e != cudaSuccess;
-        if constexpr (F::MMA) // a whole mma's 16 rows when three stages of them fit
-            *e = 3 * 16 * stage_row<WT>((int)row_bytes) + extra + 16 <= SMEM_LIMIT ? launch_tiles<WT, 16>(a, s, pdl, dev, threads, row_bytes)
-                                                               : launch_tiles<WT, 8>(a, s, pdl, dev, threads, row_bytes);
-        else // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
-            *e = 3 * 8 * row_bytes + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, s, pdl, dev, threads, row_bytes)
-                                                      : launch_tiles<WT, 4>(a, s, pdl, dev, threads, row_bytes);
+        // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
+        *e = 3 * 8 * row_bytes + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, s, pdl, dev, threads, row_bytes)
+                                                  : launch_tiles<WT, 4>(a, s, pdl, dev, threads, row_bytes);
         return true;
     }
 }
