@@ -256,7 +256,6 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         mbar_init_fence();
     }
     __syncthreads();
-    allow_next_kernel();
     // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU. The whole
     // producer warp calls: one lane issuing a copy per row bounded the kernel (bench/NOTES.md).
     // Packed rows (W's rows back to back) come in one copy per run of rows, the stage's rows past
@@ -291,6 +290,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
         for (int64_t i = 0; i < stages && i < my_tiles; i++) // weights: before the previous kernel ends
             issue(i);
         wait_for_previous_kernel();
+        allow_next_kernel(); // after the wait: no third kernel launched while the previous one runs
         for (int64_t i = 0; i < my_tiles; i++) {
             const int s = (int)(i % stages);
             mbar_wait(&empty[s], (uint32_t)(i / stages) & 1); // (after the computing warps set s_back)
@@ -311,6 +311,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     }
     // the computing warps stage x among themselves (barriers of warps 1.., not the producer's)
     wait_for_previous_kernel();
+    allow_next_kernel();
 
     // x: this thread's piece, normalized when the norm is fused
     const bool active = piece >= 0 && piece < pieces;
