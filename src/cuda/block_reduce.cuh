@@ -1,7 +1,9 @@
 // Block-wide reductions in two levels: warp shuffles, then one warp over the warps' results in
-// shared memory. Every thread of the block gets the result. blockDim.x is a multiple of 32 (up
-// to 1024); all threads of the block must call. smem: 32 words of scratch, free again when the
-// call returns (the closing barrier keeps a next call from overwriting it while it is read).
+// shared memory. Every calling thread gets the result. blockDim.x is a multiple of 32 (up to
+// 1024); all threads of the block must call, or with `first` > 0 all threads of warps first..
+// (a named barrier; the first warps go on with other work). smem: 32 words of scratch, free
+// again when the call returns (the closing barrier keeps a next call from overwriting it while
+// it is read).
 #ifndef MLXN_CUDA_BLOCK_REDUCE_CUH
 #define MLXN_CUDA_BLOCK_REDUCE_CUH
 

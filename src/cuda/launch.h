@@ -1,7 +1,8 @@
 /* The kernel launchers: one extern "C" function per op, defined in <op>.cu. Each picks a
  * kernel variant, launches it on the stream and returns the launch's error. pdl: the device
  * supports programmatic dependent launch (sm_90+), so kernels may overlap their launch with
- * the previous kernel's tail (they wait for it before touching memory). */
+ * the previous kernel's tail (they wait for it before touching memory that kernels write;
+ * model weights, which no kernel writes, may be read before the wait). */
 #ifndef MLXN_CUDA_LAUNCH_H
 #define MLXN_CUDA_LAUNCH_H
 

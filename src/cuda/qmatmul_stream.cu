@@ -257,9 +257,10 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     }
     __syncthreads();
     // Local tile i goes to stage i % stages; its rows are gate/up pairs with GLU. The whole
-    // producer warp calls: one lane issuing a copy per row bounded the kernel (bench/NOTES.md).
+    // producer warp calls (one lane issuing a copy per row was slow, bench/NOTES.md session 7).
     // Packed rows (W's rows back to back) come in one copy per run of rows, the stage's rows past
-    // N left stale (their sums are never stored); others in a copy per row from a lane each, the
+    // N left stale or, in a stage's first tile, uninitialized (their sums are computed but never
+    // stored); others in a copy per row from a lane each, the
     // last tile repeating a row rather than read past W.
     const bool packed = a.w_stride == row_bytes;
     auto issue = [&](int64_t i) {
