@@ -1,0 +1,160 @@
+// Experiment: how fast can weights stream from HBM into shared memory with bulk copies when each
+// warp runs its own pipeline (its own ring of stages, one mbarrier per stage, no producer warp
+// and no block-wide round trip)? The streamed decode mat-vec (src/cuda/qmatmul_stream.cu) with
+// its products skipped reached only 63-82% of copy (bench/NOTES.md, session 7); this measures
+// the alternative before a kernel is built on it. No arithmetic: "touch" reads every byte of a
+// chunk from shared memory once (the least a mat-vec does), "none" only waits for it.
+// Not part of the library; built by hand:
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I include -I src/cuda \
+//        bench/experiments/stream_ceiling.cu -o stream_ceiling
+//   ./stream_ceiling   (written in session 7 after its device time ran out: compiled, not yet run)
+// Output: the copy ceiling (read + write of 1 GiB, as `mlxn bench`), then one line per (bytes,
+// chunk, stages, warps, blocks per SM, touch) with the median time and % of the ceiling.
+#include "bulk_copy.cuh"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+using namespace mlxn_cuda;
+
+#define CK(x)                                                                              \
+    do {                                                                                   \
+        cudaError_t e_ = (x);                                                              \
+        if (e_ != cudaSuccess) {                                                           \
+            printf("%s: %s\n", #x, cudaGetErrorString(e_));                                \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+constexpr int MAX_WARPS = 32, MAX_STAGES = 8;
+
+// Warp g of the grid streams chunks g, g + warps, ... of `chunk` bytes through its `stages`.
+template <bool TOUCH>
+__global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int stages, unsigned *out)
+{
+    extern __shared__ __align__(128) uint8_t sm[];
+    __shared__ uint64_t bars[MAX_WARPS * MAX_STAGES];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+    uint8_t *ring = sm + (size_t)warp * stages * chunk;
+    uint64_t *bar = bars + warp * MAX_STAGES;
+    if (lane == 0) {
+        for (int s = 0; s < stages; s++)
+            mbar_init(&bar[s], 1);
+        mbar_init_fence();
+    }
+    __syncwarp();
+    const long long g = (long long)blockIdx.x * wpb + warp, nw = (long long)gridDim.x * wpb;
+    const long long mine = chunks > g ? (chunks - 1 - g) / nw + 1 : 0;
+    auto issue = [&](long long k) {
+        const int s = (int)(k % stages);
+        mbar_arrive_expect(&bar[s], (uint32_t)chunk);
+        bulk_copy(ring + (size_t)s * chunk, w + (size_t)(g + k * nw) * chunk, (uint32_t)chunk, &bar[s]);
+    };
+    if (lane == 0)
+        for (long long k = 0; k < stages && k < mine; k++)
+            issue(k);
+    unsigned acc = 0;
+    for (long long k = 0; k < mine; k++) {
+        const int s = (int)(k % stages);
+        mbar_wait(&bar[s], (uint32_t)(k / stages) & 1);
+        if (TOUCH) {
+            const uint4 *p = reinterpret_cast<const uint4 *>(ring + (size_t)s * chunk);
+            for (int i = lane; i < chunk / 16; i += 32) {
+                const uint4 v = p[i];
+                acc ^= v.x ^ v.y ^ v.z ^ v.w;
+            }
+        }
+        __syncwarp();
+        if (lane == 0 && k + stages < mine) {
+            fence_proxy_async_shared();
+            issue(k + stages);
+        }
+    }
+    if (acc == 0x9E3779B9u) // keeps the loads; practically never true
+        out[0] = acc;
+}
+
+static double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+int main()
+{
+    int sms = 0, smem_sm = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    CK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    // the copy ceiling: read + write of 1 GiB, median of 20
+    const size_t cb = 1ull << 30;
+    void *ca = nullptr, *cbuf = nullptr;
+    CK(cudaMalloc(&ca, cb));
+    CK(cudaMalloc(&cbuf, cb));
+    std::vector<double> ms;
+    for (int r = 0; r < 21; r++) {
+        CK(cudaEventRecord(e0));
+        CK(cudaMemcpyAsync(r % 2 ? ca : cbuf, r % 2 ? cbuf : ca, cb, cudaMemcpyDeviceToDevice));
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float t = 0.f;
+        CK(cudaEventElapsedTime(&t, e0, e1));
+        if (r)
+            ms.push_back(t);
+    }
+    const double ceil_gbs = 2.0 * cb / (median(ms) * 1e-3) / 1e9;
+    printf("copy ceiling %.1f GB/s, %d SMs, %d KB shared memory per SM\n", ceil_gbs, sms, smem_sm / 1024);
+    CK(cudaFree(cbuf));
+    // weights: sets rotated so that every call reads from HBM (H200 L2: 50 MB)
+    const size_t set_bytes = 34ull << 20, nsets = 6;
+    uint8_t *w = nullptr;
+    unsigned *out = nullptr;
+    CK(cudaMalloc(&w, set_bytes * nsets));
+    CK(cudaMemset(w, 1, set_bytes * nsets));
+    CK(cudaMalloc(&out, 4));
+    CK(cudaFuncSetAttribute(warp_stream<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
+    CK(cudaFuncSetAttribute(warp_stream<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
+    printf("%-10s %-7s %-6s %-5s %-6s %-5s %10s %8s\n", "bytes", "chunk", "stages", "warps", "blk/SM", "touch",
+           "median_us", "%copy");
+    const size_t sizes[] = {33030144, 9437184}; // Q4_0 14336 x 4096 and 4096 x 4096
+    for (size_t bytes : sizes)
+        for (int chunk : {4096, 8192, 16384, 32768})
+            for (int stages : {2, 3, 4, 6})
+                for (int warps : {4, 8, 16, 32})
+                    for (int per_sm : {1, 2})
+                        for (int touch : {0, 1}) {
+                            const size_t smem = (size_t)warps * stages * chunk;
+                            if (smem * per_sm + per_sm * 2048 > (size_t)smem_sm || smem > 227 * 1024)
+                                continue;
+                            const long long chunks = (long long)(bytes / chunk);
+                            auto run = [&](int i) {
+                                const uint8_t *src = w + (size_t)(i % nsets) * set_bytes;
+                                if (touch)
+                                    warp_stream<true><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, out);
+                                else
+                                    warp_stream<false><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, out);
+                            };
+                            for (int i = 0; i < 6; i++)
+                                run(i);
+                            std::vector<double> t;
+                            for (int r = 0; r < 15; r++) {
+                                CK(cudaEventRecord(e0));
+                                for (int i = 0; i < 6; i++)
+                                    run(i);
+                                CK(cudaEventRecord(e1));
+                                CK(cudaEventSynchronize(e1));
+                                float f = 0.f;
+                                CK(cudaEventElapsedTime(&f, e0, e1));
+                                t.push_back(f * 1e3 / 6);
+                            }
+                            CK(cudaGetLastError());
+                            const double us = median(t), gbs = (double)chunks * chunk / (us * 1e-6) / 1e9;
+                            printf("%-10zu %-7d %-6d %-5d %-6d %-5s %10.2f %7.1f%%\n", bytes, chunk, stages, warps,
+                                   per_sm, touch ? "yes" : "no", us, 100.0 * gbs / ceil_gbs);
+                        }
+    return 0;
+}
