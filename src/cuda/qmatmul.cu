@@ -21,6 +21,7 @@
 
 #include "block_reduce.cuh"
 #include "ggml_unit.cuh"
+#include "wide_load.cuh"
 #include "qmatmul_out.cuh"
 
 namespace {
@@ -222,41 +223,16 @@ __global__ void __launch_bounds__(256) qmm_tiles(const mlxn_qmatmul_args a)
     tile_store(a.y, a.M, a.N, m0, n0, acc);
 }
 
-// ---- decode with wide loads: a lane owns G consecutive blocks (a group) whose bytes it loads
-// with LB-byte loads into registers and decodes there; x is staged per group, padded by 4
-// floats so that lanes one group apart read different banks. Formats whose blocks align to at
-// least 4 bytes in some small group; the others (Q3_K, Q6_K) stay on qmm_rows.
-template <int WT> struct wide_plan { static constexpr int G = 0; };
-#define WIDE(t, g, lb) template <> struct wide_plan<t> { static constexpr int G = g, LB = lb; };
-WIDE(MLXN_DTYPE_Q4_0, 4, 8) WIDE(MLXN_DTYPE_IQ4_NL, 4, 8) WIDE(MLXN_DTYPE_Q5_0, 4, 8)
-WIDE(MLXN_DTYPE_Q8_0, 4, 8) WIDE(MLXN_DTYPE_Q4_1, 4, 16) WIDE(MLXN_DTYPE_Q5_1, 4, 16)
-WIDE(MLXN_DTYPE_Q4_K, 1, 16) WIDE(MLXN_DTYPE_Q5_K, 1, 16) WIDE(MLXN_DTYPE_IQ4_XS, 1, 8)
-WIDE(MLXN_DTYPE_Q2_K, 1, 4)
-#undef WIDE
-
-template <int LB> struct load_word;
-template <> struct load_word<4> { using type = uint32_t; };
-template <> struct load_word<8> { using type = uint2; };
-template <> struct load_word<16> { using type = uint4; };
-
-// The load size for groups of G blocks: the plan's, or for a smaller group (rows whose K is not
-// a whole number of the plan's groups) the largest of 8 and 4 bytes that divides the group.
-template <int WT, int G> constexpr int wide_lb()
-{
-    constexpr int GB = G * block_bytes_of<WT>(), LB = wide_plan<WT>::LB;
-    return GB % LB == 0 ? LB : GB % 8 == 0 ? 8 : GB % 4 == 0 ? 4 : 0;
-}
+// ---- decode with wide loads (the plan per format: wide_load.cuh): a lane owns G consecutive
+// blocks (a group) whose bytes it loads with LB-byte loads into registers and decodes there; x
+// is staged per group, padded by 4 floats so that lanes one group apart read different banks.
 
 // QKV: the epilogue of a q, k, v projection (store_qkv) instead of store_out.
 template <int WT, int MT, int G, bool QKV>
 __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmul_args a, int lpr,
                                                                const qkv_epilogue<QKV> q)
 {
-    constexpr int LB = wide_lb<WT, G>(), BE = block_elems_of<WT>(), GE = G * BE;
-    constexpr int BB = block_bytes_of<WT>();
-    constexpr int GB = G * BB, NL = GB / LB, GP = GE + 4;
-    static_assert(GB % LB == 0, "a group is a whole number of loads");
-    using word = typename load_word<LB>::type;
+    constexpr int BE = block_elems_of<WT>(), GE = G * BE, BB = block_bytes_of<WT>(), GP = GE + 4;
     extern __shared__ float xs[];
     __shared__ const char *xrow[MAX_M];
     __shared__ double red[WARPS][MT];
@@ -267,7 +243,7 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
     const int64_t first = (int64_t)blockIdx.x * WARPS + warp, step = (int64_t)gridDim.x * WARPS;
     // what the warp's lanes read first: the first lpr groups of each row of its first set
     if (lane < rows_per_warp && first * rows_per_warp + lane < n_out)
-        prefetch_row(a, first * rows_per_warp + lane, n_out, (int64_t)(groups < lpr ? groups : lpr) * GB);
+        prefetch_row(a, first * rows_per_warp + lane, n_out, (int64_t)(groups < lpr ? groups : lpr) * (G * BB));
     start_rows<MT>(a, xrow);
     qkv_positions qpos;
     if constexpr (QKV)
@@ -325,14 +301,8 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows_wide(const mlxn_qmatmu
             for (int m = 0; m < MT; m++)
                 acc[m] = 0.f;
             for (int g = sl; g < groups; g += lpr) {
-                union {
-                    word v[NL];
-                    uint8_t b[GB];
-                } raw;
-                const word *src = reinterpret_cast<const word *>(row + (size_t)g * GB);
-#pragma unroll
-                for (int i = 0; i < NL; i++)
-                    raw.v[i] = src[i];
+                wide_raw<WT, G> raw;
+                raw.load(row, g);
 #pragma unroll
                 for (int e0 = 0; e0 < GE; e0 += 32) {
                     float v[32];
@@ -398,13 +368,6 @@ template <int WT, int MT, int G> bool wide_fits(const mlxn_qmatmul_args &a)
     const size_t smem = (size_t)MT * (a.K / GE) * (GE + 4) * 4;
     return a.K % GE == 0 && smem <= SMEM_MAX && (uintptr_t)a.w % LB == 0 && a.w_stride % LB == 0 &&
            a.K <= INT32_MAX / MT;
-}
-
-// Lanes per row: enough for a group each, so short rows (embeddings, small models) put 2, 4 or 8
-// rows in a warp instead of idling lanes.
-inline int wide_lanes(int64_t groups)
-{
-    return groups <= 4 ? 4 : groups <= 8 ? 8 : groups <= 16 ? 16 : 32;
 }
 
 // The groups the wide-load kernel takes (its plan's, or half of them when K is not a whole

@@ -3,7 +3,11 @@
 // product. The weights are decoded 32 at a time by the decoders shared with the host reference.
 //
 // Variants (launcher at the bottom):
-//   qid_rows  up to MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS pairs (decode): a block per (pair, 32 rows
+//   qid_rows_wide  decode (up to MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS pairs) for the formats with a
+//             wide-load plan (wide_load.cuh) and aligned experts: as qid_rows below, but a lane
+//             owns a group of G blocks of a row, loaded with 8- or 16-byte loads into registers
+//             and decoded there (qmatmul.cu's qmm_rows_wide), lpr lanes a row.
+//   qid_rows  the other decodes: a block per (pair, 32 rows
 //             of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
 //             design); the pair's row of x staged in shared memory (units padded to 36 floats so
 //             lanes one unit apart hit different banks) in K tiles of 4096. The expert id is read
@@ -18,6 +22,7 @@
 //             table, leaving when its tile index is past the last tile: no host round trip.
 
 #include "ggml_unit.cuh"
+#include "wide_load.cuh"
 
 namespace {
 
@@ -89,6 +94,60 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
         const float u = SWIGLU ? warp_sum(accu[r]) : 0.f;
         if (lane == 0 && n0 + r < a.N)
             y[n0 + r] = SWIGLU ? silu(g) * u : g;
+    }
+}
+
+// grid: (ceil(N / DEC_BLOCK_ROWS), pairs); dynamic shared memory: x by groups (GE + 4 floats each)
+template <int WT, int G, bool SWIGLU>
+__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
+{
+    constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>(), GE = G * BE, GP = GE + 4;
+    extern __shared__ __align__(16) float xg[];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
+    const int slot = lane / lpr, sl = lane % lpr, per_pass = 32 / lpr;
+    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
+    const int32_t e = pair_expert(a, p);
+    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
+    if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
+        if (n_block + threadIdx.x < a.N && threadIdx.x < DEC_BLOCK_ROWS)
+            y[n_block + threadIdx.x] = 0.f;
+        return;
+    }
+    const char *xr = pair_x(a, p);
+    for (int i = threadIdx.x; i < (int)a.K; i += blockDim.x)
+        xg[(i / GE) * GP + i % GE] = load_any(a.x_dtype, xr, i);
+    __syncthreads();
+    const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
+    const int64_t n0 = n_block + warp * DEC_ROWS;
+    for (int r0 = 0; r0 < DEC_ROWS; r0 += per_pass) { // rows r0 + slot: the slot's lanes share one
+        const int64_t n = n0 + r0 + slot;
+        const bool on = r0 + slot < DEC_ROWS && n < a.N;
+        float acc = 0.f, accu = 0.f;
+        for (int g = sl; on && g < groups; g += lpr) {
+            wide_raw<WT, G> raw, rawu;
+            raw.load(wg + n * a.w_stride, g);
+            if constexpr (SWIGLU)
+                rawu.load(wu + n * a.up_stride, g);
+#pragma unroll
+            for (int e0 = 0; e0 < GE; e0 += 32) {
+                float v[32];
+                mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+                acc += unit_dot(v, xg + g * GP + e0);
+                if constexpr (SWIGLU) {
+                    mlxn_ggml_unit(WT, rawu.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+                    accu += unit_dot(v, xg + g * GP + e0);
+                }
+            }
+        }
+        for (int o = lpr / 2; o > 0; o >>= 1) {
+            acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            if constexpr (SWIGLU)
+                accu += __shfl_xor_sync(0xffffffffu, accu, o);
+        }
+        if (on && sl == 0)
+            y[n] = SWIGLU ? silu(acc) * accu : acc;
     }
 }
 
@@ -323,8 +382,37 @@ scratch_plan plan_scratch(const mlxn_qmatmul_id_args &a)
     return s;
 }
 
+// Whether groups of G blocks suit the call: K whole groups, x's groups within 48 KB of shared
+// memory, W (and the up weights) aligned to the loads at every expert and row.
+template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
+{
+    constexpr int GE = G * block_elems_of<WT>(), LB = wide_lb<WT, G>();
+    const auto al = [](const void *p, int64_t row, int64_t expert) {
+        return (uintptr_t)p % LB == 0 && row % LB == 0 && expert % LB == 0;
+    };
+    return a.K % GE == 0 && a.K / GE * (GE + 4) * 4 <= 48 * 1024 && al(a.w, a.w_stride, a.w_expert_stride) &&
+           (!a.w_up || al(a.w_up, a.up_stride, a.up_expert_stride));
+}
+
+template <int WT, int G, bool SWIGLU> cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
+{
+    constexpr int GE = G * block_elems_of<WT>();
+    const int64_t groups = a.K / GE;
+    const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
+    return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), (size_t)groups * (GE + 4) * 4, s, pdl,
+                  a, wide_lanes(groups));
+}
+
 template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
+    if constexpr (wide_plan<WT>::G > 0) {
+        constexpr int G = wide_plan<WT>::G;
+        if (wide_fits_id<WT, G>(a))
+            return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
+        if constexpr (G == 4)
+            if (wide_fits_id<WT, 2>(a))
+                return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
+    }
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }
