@@ -97,7 +97,15 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
     }
 }
 
-// grid: (ceil(N / DEC_BLOCK_ROWS), pairs); dynamic shared memory: x by groups (GE + 4 floats each)
+// Rows a warp of qid_rows_wide owns: DEC_ROWS, or a row for each slot of lpr lanes when rows are
+// short (K = 512 of Q4_K is two groups: 4 rows would leave 24 of 32 lanes idle).
+__host__ __device__ constexpr int wide_warp_rows(int lpr)
+{
+    return 32 / lpr > DEC_ROWS ? 32 / lpr : DEC_ROWS;
+}
+
+// grid: (ceil(N / (DEC_WARPS wide_warp_rows(lpr))), pairs); dynamic shared memory: x by groups
+// (GE + 4 floats each)
 template <int WT, int G, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
 {
@@ -106,13 +114,13 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     wait_for_previous_kernel();
     allow_next_kernel();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
-    const int slot = lane / lpr, sl = lane % lpr, per_pass = 32 / lpr;
-    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
+    const int slot = lane / lpr, sl = lane % lpr, per_pass = 32 / lpr, rw = wide_warp_rows(lpr);
+    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_WARPS * rw;
     const int32_t e = pair_expert(a, p);
     float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
     if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
-        if (n_block + threadIdx.x < a.N && threadIdx.x < DEC_BLOCK_ROWS)
-            y[n_block + threadIdx.x] = 0.f;
+        for (int i = threadIdx.x; i < DEC_WARPS * rw && n_block + i < a.N; i += blockDim.x)
+            y[n_block + i] = 0.f;
         return;
     }
     const char *xr = pair_x(a, p);
@@ -120,10 +128,10 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
         xg[(i / GE) * GP + i % GE] = load_any(a.x_dtype, xr, i);
     __syncthreads();
     const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
-    const int64_t n0 = n_block + warp * DEC_ROWS;
-    for (int r0 = 0; r0 < DEC_ROWS; r0 += per_pass) { // rows r0 + slot: the slot's lanes share one
+    const int64_t n0 = n_block + warp * rw;
+    for (int r0 = 0; r0 < rw; r0 += per_pass) { // rows r0 + slot: the slot's lanes share one
         const int64_t n = n0 + r0 + slot;
-        const bool on = r0 + slot < DEC_ROWS && n < a.N;
+        const bool on = r0 + slot < rw && n < a.N;
         float acc = 0.f, accu = 0.f;
         for (int g = sl; on && g < groups; g += lpr) {
             wide_raw<WT, G> raw, rawu;
@@ -398,9 +406,10 @@ template <int WT, int G, bool SWIGLU> cudaError_t launch_decode_wide(const mlxn_
 {
     constexpr int GE = G * block_elems_of<WT>();
     const int64_t groups = a.K / GE;
-    const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
+    const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * wide_warp_rows(lpr);
+    const dim3 grid((unsigned)((a.N + block_rows - 1) / block_rows), (unsigned)(a.T * a.k));
     return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), (size_t)groups * (GE + 4) * 4, s, pdl,
-                  a, wide_lanes(groups));
+                  a, lpr);
 }
 
 template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
