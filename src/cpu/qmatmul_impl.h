@@ -1,8 +1,8 @@
 /* Quantized matmul with GGML weights on one SIMD level (included by level_*.c with
  * MLXN_SIMD_LEVEL 1 or 2 and MLXN_LEVEL_FN set).
  *
- * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1), so
- * every weight is widened to a 32-bit lane, converted to f32 and multiplied into x with an f32
+ * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1;
+ * the one exception, dot256_int, holds it as 24-bit integers), so every weight is widened to a 32-bit lane, converted to f32 and multiplied into x with an f32
  * FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
  * 32 elements (or per 16), the code a small integer or a codebook value. Up to QMM_DECODED_M
  * rows of x the decoded vectors live only in registers and serve QMM_MB rows of x per pass over
