@@ -31,7 +31,7 @@ typedef struct mlxn_cpu_kernel_set {
  * the K-quant integer path at one row of x (qmatmul_impl.h): a flag (1: present), padded to 16
  * floats, then per 256-block a scale s (padded to 16 floats), then per block 768 bytes: three
  * balanced base-256 digits d2, d1, d0 (256 int8 each) with x = s (65536 d2 + 256 d1 + d0) to
- * within s / 2. */
+ * within s. */
 static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xdig(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xss(int64_t K)

@@ -79,14 +79,19 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
  * base-256 digits of any integer up to it stay in -127 .. 127 for d2 and -128 .. 127 below. */
 #define QMM_XINT_MAX 8355711.0
 
-/* x's integer form for one 256-block (see cpu.h). False where x is not finite there. Rounded
+/* x's integer form for one 256-block (see cpu.h). False where x is not finite or tiny there. Rounded
  * in f32 (to within one of the nearest integer: x within s of s X), which vectorizes. */
 static bool qmm_xdigits(const float *x, float *scale, int8_t *d)
 {
     float amax = 0;
-    for (int i = 0; i < 256; i++)
+    bool finite = true;
+    for (int i = 0; i < 256; i++) {
+        finite = finite && isfinite(x[i]);
         amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-    if (!isfinite(amax))
+    }
+    /* tiny blocks stay on the f32 path: their scale and its product with W's scale near
+     * underflow lost precision (|x| ~ 1e-30 failed the harness bound) */
+    if (!finite || (amax > 0 && amax < 1e-18f))
         return false;
     const float inv = amax > 0 ? (float)(QMM_XINT_MAX / (double)amax) : 0;
     *scale = (float)((double)amax / QMM_XINT_MAX);
