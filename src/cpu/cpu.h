@@ -41,6 +41,8 @@ static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
 /* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
  * only when `digits` (the kernels use it at one row of x), else its flag says absent */
 void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, bool digits);
+/* the W formats whose kernels read x's integer form (AVX2's dot256_int) */
+static inline bool mlxn_cpu_qmm_int_x(mlxn_dtype w) { return w == MLXN_DTYPE_Q4_K || w == MLXN_DTYPE_Q6_K; }
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2;

@@ -163,7 +163,7 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
                 xm[k] = xm[k] * inv * a->norm_w[k];
         }
         if (xss)
-            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1);
+            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1 && mlxn_cpu_qmm_int_x(a->w_dtype));
     }
     /* GLU or accumulation: the plain product goes to yt [M, N] first */
     mlxn_qmatmul_args plain = *a;
