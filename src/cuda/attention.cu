@@ -162,7 +162,8 @@ template <int D> struct PrefillShape {
     static constexpr int MW = D <= 128 ? 2 : 1;   // 16-row tiles per warp: each K and V fragment
                                                   // loaded from shared memory serves MW of them
     static constexpr int BM = 4 * 16 * MW;        // rows per block (4 warps)
-    static constexpr int BN = D <= 128 ? 64 : 16; // keys per tile
+    static constexpr int BN = D <= 128 ? 64 : 16; // keys per tile (a load stage)
+    static constexpr int SB = BN < 32 ? BN : 32;  // keys per sub-tile (S and P in registers)
     static constexpr int LD = D + 8;              // shared row stride (elements): 8 ldmatrix rows
                                                   // land on distinct bank groups
     static constexpr size_t SMEM = (size_t)(BM + 4 * BN) * LD * 2;
@@ -185,6 +186,47 @@ __device__ __forceinline__ void prefill_load_tile(const mlxn_attention_args &a, 
     }
 }
 
+// How the prefill kernel reads q: element by element (any dtype and alignment), or in 16-byte
+// chunks when the rows are 16-byte aligned and q has the cache's type (copied) or is f32
+// (rounded in registers).
+enum QMode { Q_ANY, Q_SAME16, Q_F32_16 };
+
+// The block's query rows (packed (t, head-in-group) order) into qs, rounded to the cache's type;
+// rows past rows_here are zero.
+template <typename KV, int D, int BM>
+__device__ __forceinline__ void stage_q(const mlxn_attention_args &a, QMode mode, int b, int hk, int G, int row0,
+                                        int rows_here, KV *qs)
+{
+    constexpr int LD = D + 8, CH = D / 8; // 8 elements a chunk
+    if (mode == Q_ANY) {
+        for (int i = threadIdx.x; i < BM * D; i += PF_THREADS) {
+            const int r = i / D, d = i % D, pr = row0 + r;
+            float v = 0.0f;
+            if (r < rows_here)
+                v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
+            qs[r * LD + d] = Mma<KV>::from_f32(v);
+        }
+        return;
+    }
+#pragma unroll 1
+    for (int i = threadIdx.x; i < BM * CH; i += PF_THREADS) {
+        const int r = i / CH, ch = i % CH, pr = row0 + r;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r < rows_here) {
+            const char *src = q_row(a, b, pr / G, hk * G + pr % G);
+            if (mode == Q_SAME16) {
+                v = *reinterpret_cast<const uint4 *>(src + ch * 16);
+            } else {
+                const float4 lo = reinterpret_cast<const float4 *>(src)[2 * ch];
+                const float4 hi = reinterpret_cast<const float4 *>(src)[2 * ch + 1];
+                v = make_uint4(Mma<KV>::pack(lo.x, lo.y), Mma<KV>::pack(lo.z, lo.w), Mma<KV>::pack(hi.x, hi.y),
+                               Mma<KV>::pack(hi.z, hi.w));
+            }
+        }
+        *reinterpret_cast<uint4 *>(qs + r * LD + ch * 8) = v;
+    }
+}
+
 // Shared memory (16-bit elements, rows of LD):
 //   qs [BM][LD]                       the block's query rows (packed (t, head-in-group) order)
 //   stage s (0, 1): K [BN][LD], V [BN][LD]
@@ -197,10 +239,11 @@ __device__ __forceinline__ void prefill_load_tile(const mlxn_attention_args &a, 
 // (min blocks 2: the register file holds two blocks of 255 registers, and at D 128 the shared
 // memory two blocks)
 template <typename KV, int D>
-__global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlxn_attention_args a, const KeySplit sp)
+__global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlxn_attention_args a, const KeySplit sp,
+                                                                       QMode q_mode)
 {
     using S = PrefillShape<D>;
-    constexpr int MW = S::MW, BM = S::BM, BN = S::BN, LD = S::LD, NT = BN / 8, DT = D / 8;
+    constexpr int MW = S::MW, BM = S::BM, BN = S::BN, SB = S::SB, LD = S::LD, NT = SB / 8, DT = D / 8;
     extern __shared__ __align__(16) unsigned char smem[];
     KV *qs = reinterpret_cast<KV *>(smem);
     KV *kvs = qs + BM * LD;
@@ -216,9 +259,10 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
     const uint32_t kv_addr = smem_addr(kvs);
     const float scale_log2 = a.scale * LOG2E;
     const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv, row_tiles = (R + BM - 1) / BM;
-    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y)
-        for (int tile = blockIdx.x; tile < row_tiles; tile += gridDim.x) {
-            // late rows see the most keys: they start first
+    // blocks start in blockIdx order, x fastest: the late rows (the most keys) of every (batch
+    // row, KV head) first, so the short tiles fill the tail
+    for (int tile = blockIdx.y; tile < row_tiles; tile += gridDim.y)
+        for (int bh = blockIdx.x; bh < (int)a.B * Hkv; bh += gridDim.x) {
             const int row0 = (row_tiles - 1 - tile) * BM;
             const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
             const int rows_here = R - row0 < BM ? R - row0 : BM;
@@ -237,13 +281,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
             if (k0_wide >= valid)
                 continue; // a split past the valid keys: the merge does not read it
             const int k0 = (int)k0_wide, k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
-            for (int i = tid; i < BM * D; i += PF_THREADS) {
-                const int r = i / D, d = i % D, pr = row0 + r;
-                float v = 0.0f;
-                if (r < rows_here)
-                    v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
-                qs[r * LD + d] = Mma<KV>::from_f32(v);
-            }
+            stage_q<KV, D, BM>(a, q_mode, b, hk, G, row0, rows_here, qs);
             // keys the block sees: from the first row's lo to the last row's hi, within the split
             int blo, bhi, tmp;
             visible_keys(a, first, row0 / G, blo, tmp);
@@ -264,20 +302,6 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                 flo = lo_last > k0 ? lo_last : k0;
                 fhi = hi_first < k1 ? hi_first : k1;
             }
-            // this thread's rows (ranges within the split; rows past R see nothing)
-            int lo[MW][2], hi[MW][2];
-#pragma unroll
-            for (int m = 0; m < MW; m++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int pr = wrow0 + m * 16 + h * 8 + g;
-                    lo[m][h] = hi[m][h] = 0;
-                    if (pr < R) {
-                        visible_keys(a, first, pr / G, lo[m][h], hi[m][h]);
-                        lo[m][h] = lo[m][h] > k0 ? lo[m][h] : k0;
-                        hi[m][h] = hi[m][h] < k1 ? hi[m][h] : k1;
-                    }
-                }
             float oacc[MW][DT][4];
 #pragma unroll
             for (int m = 0; m < MW; m++)
@@ -305,8 +329,11 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                 }
                 __syncthreads(); // the tile and (first time) qs are visible
                 const uint32_t ks = kv_addr + (uint32_t)((it & 1) * 2 * BN * LD * 2), vs = ks + BN * LD * 2;
-                const int j0 = (kt0 + it) * BN;
-                if (j0 < whi && j0 + BN > wlo) {
+                // the tile in sub-tiles of SB keys: S and P of one sub-tile in registers at a time
+#pragma unroll 1
+                for (int sb = 0; sb < BN / SB; sb++) {
+                const int j0 = (kt0 + it) * BN + sb * SB;
+                if (j0 < whi && j0 + SB > wlo) {
                     float sacc[MW][NT][4];
 #pragma unroll
                     for (int m = 0; m < MW; m++)
@@ -322,7 +349,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
 #pragma unroll
                         for (int nb = 0; nb < NT / 2; nb++) {
                             uint32_t bf[4];
-                            ldmatrix_x4(bf, ks + k_frag + (nb * 16 * LD + kk * 16) * 2);
+                            ldmatrix_x4(bf, ks + k_frag + ((sb * SB + nb * 16) * LD + kk * 16) * 2);
 #pragma unroll
                             for (int m = 0; m < MW; m++) {
                                 Mma<KV>::run(sacc[m][2 * nb], af[m], bf[0], bf[1]);
@@ -331,7 +358,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                         }
                     }
                     // logits in log2 units; invisible keys -inf
-                    if (a.softcap <= 0.0f && !a.mask && j0 >= flo && j0 + BN <= fhi) {
+                    if (a.softcap <= 0.0f && !a.mask && j0 >= flo && j0 + SB <= fhi) {
 #pragma unroll
                         for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -366,8 +393,16 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                             for (int h = 0; h < 2; h++) {
                                 // key positions relative to j0 (32-bit), the row's visible range
                                 // clamped to the tile
+                                // (the row's range within the split, recomputed here: held
+                                // across the loop it costs registers the plain path needs; rows
+                                // past R see nothing)
                                 const int pr = wrow0 + m * 16 + h * 8 + g;
-                                const int rlo = clamp_to_tile(lo[m][h] - j0, BN), rhi = clamp_to_tile(hi[m][h] - j0, BN);
+                                int lo = 0, hi = 0;
+                                if (pr < R)
+                                    visible_keys(a, first, pr / G, lo, hi);
+                                lo = lo > k0 ? lo : k0;
+                                hi = hi < k1 ? hi : k1;
+                                const int rlo = clamp_to_tile(lo - j0, SB), rhi = clamp_to_tile(hi - j0, SB);
                                 const float *mrow_p = a.mask && pr < R ? mask_row(a, pr / G) + j0 : nullptr;
 #pragma unroll
                                 for (int nt = 0; nt < NT; nt++)
@@ -415,7 +450,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                             }
                         }
 #pragma unroll
-                    for (int kb = 0; kb < BN / 16; kb++) {
+                    for (int kb = 0; kb < SB / 16; kb++) {
                         uint32_t pf[MW][4];
 #pragma unroll
                         for (int m = 0; m < MW; m++) {
@@ -427,7 +462,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
 #pragma unroll
                         for (int db = 0; db < D / 16; db++) {
                             uint32_t vf[4];
-                            ldmatrix_x4_trans(vf, vs + v_frag + (kb * 16 * LD + db * 16) * 2);
+                            ldmatrix_x4_trans(vf, vs + v_frag + ((sb * SB + kb * 16) * LD + db * 16) * 2);
 #pragma unroll
                             for (int m = 0; m < MW; m++) {
                                 Mma<KV>::run(oacc[m][2 * db], pf[m], vf[0], vf[1]);
@@ -435,6 +470,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                             }
                         }
                     }
+                }
                 }
                 __syncthreads(); // the stage is reloaded next
             }
@@ -631,8 +667,10 @@ cudaError_t launch_prefill(const mlxn_attention_args &a, void *scratch, size_t s
     const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + PrefillShape<D>::BM - 1) / PrefillShape<D>::BM;
     // few row tiles (decode of large groups, short chunks of one sequence): split the keys too
     const KeySplit sp = plan_split(a, tiles * a.B * a.Hkv, PrefillShape<D>::BN, scratch, scratch_bytes, sms);
-    e = launch(kernel, dim3(grid_dim(tiles, INT32_MAX), grid_dim(a.B * a.Hkv, 65535), (unsigned)sp.splits),
-               dim3(PF_THREADS), smem, s, pdl, a, sp);
+    const bool q16 = ((uint64_t)(uintptr_t)a.q.base | (uint64_t)a.q.s0 | (uint64_t)a.q.s1 | (uint64_t)a.q.s2) % 16 == 0;
+    const QMode q_mode = !q16 ? Q_ANY : a.q_dtype == a.kv_dtype ? Q_SAME16 : a.q_dtype == MLXN_DTYPE_F32 ? Q_F32_16 : Q_ANY;
+    e = launch(kernel, dim3(grid_dim(a.B * a.Hkv, INT32_MAX), grid_dim(tiles, 65535), (unsigned)sp.splits),
+               dim3(PF_THREADS), smem, s, pdl, a, sp, q_mode);
     if (e != cudaSuccess || sp.splits == 1)
         return e;
     return launch_merge(a, sp, s, pdl);
