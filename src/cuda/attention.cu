@@ -157,6 +157,7 @@ __device__ __forceinline__ float ex2(float x)
 }
 
 constexpr int PF_THREADS = 128;
+constexpr float RESCALE_SLACK = 8.0f; // log2 units: see the online softmax in attention_prefill_mma
 
 template <int D> struct PrefillShape {
     static constexpr int MW = D <= 128 ? 2 : 1;   // 16-row tiles per warp: each K and V fragment
@@ -357,16 +358,13 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                             }
                         }
                     }
-                    // logits in log2 units; invisible keys -inf
-                    if (a.softcap <= 0.0f && !a.mask && j0 >= flo && j0 + SB <= fhi) {
-#pragma unroll
-                        for (int m = 0; m < MW; m++)
-#pragma unroll
-                            for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                                for (int e = 0; e < 4; e++)
-                                    sacc[m][nt][e] *= scale_log2;
-                    } else {
+                    // the logits in log2 units are c sacc: a sub-tile every row of the warp sees
+                    // whole, with no softcap or mask, keeps the raw products (c the scale, folded
+                    // into the exponent's FFMA); others are transformed here (c 1), invisible
+                    // keys -inf
+                    float c = scale_log2;
+                    if (!(a.softcap <= 0.0f && !a.mask && a.scale > 0.0f && j0 >= flo && j0 + SB <= fhi)) {
+                        c = 1.0f;
                         // (one pass per feature: the branches are uniform and each loop stays
                         // small)
                         if (a.softcap > 0.0f) {
@@ -417,7 +415,13 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                                     }
                             }
                     }
-                    // online softmax per row: the four lanes of a quad share a row
+                    // online softmax per row (the four lanes of a quad share a row). A row's
+                    // reference point mrow moves only when its max passes it by more than
+                    // RESCALE_SLACK: the weights stay below 2^RESCALE_SLACK (exact in f32; P's
+                    // rounding is relative), and o is rescaled only when some row of the warp
+                    // moved, which after the first keys is rare
+                    float al[MW][2];
+                    bool moved = false;
 #pragma unroll
                     for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -428,9 +432,14 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                                 mx = fmaxf(mx, fmaxf(sacc[m][nt][2 * h], sacc[m][nt][2 * h + 1]));
                             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                            const float mn = fmaxf(mrow[m][h], mx);
-                            const float al = mrow[m][h] == -INFINITY ? 0.0f : ex2(mrow[m][h] - mn);
-                            // a row that has seen no key yet keeps max -inf: its weights are 0
+                            mx *= c;
+                            const float mo = mrow[m][h], mn = mx > mo + RESCALE_SLACK ? mx : mo;
+                            al[m][h] = 1.0f;
+                            if (mn != mo) {
+                                al[m][h] = ex2(mo - mn); // 0 while the row had seen no key
+                                moved = true;
+                            }
+                            // a row that has seen no key yet keeps -inf: its weights are 0
                             const float msub = mn == -INFINITY ? 0.0f : mn;
                             mrow[m][h] = mn;
                             float sum = 0.0f;
@@ -438,17 +447,22 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                             for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                                 for (int e = 0; e < 2; e++) {
-                                    const float p = ex2(sacc[m][nt][2 * h + e] - msub);
+                                    const float p = ex2(fmaf(sacc[m][nt][2 * h + e], c, -msub));
                                     sacc[m][nt][2 * h + e] = p;
                                     sum += p;
                                 }
-                            lrow[m][h] = lrow[m][h] * al + sum;
+                            lrow[m][h] = lrow[m][h] * al[m][h] + sum;
+                        }
+                    if (__any_sync(0xffffffffu, moved))
+#pragma unroll
+                        for (int m = 0; m < MW; m++)
 #pragma unroll
                             for (int i = 0; i < DT; i++) {
-                                oacc[m][i][2 * h] *= al;
-                                oacc[m][i][2 * h + 1] *= al;
+                                oacc[m][i][0] *= al[m][0];
+                                oacc[m][i][1] *= al[m][0];
+                                oacc[m][i][2] *= al[m][1];
+                                oacc[m][i][3] *= al[m][1];
                             }
-                        }
 #pragma unroll
                     for (int kb = 0; kb < SB / 16; kb++) {
                         uint32_t pf[MW][4];
