@@ -1,6 +1,6 @@
 /* Harness cases for attention over a KV cache and for the cache append.
  *
- * Attention: decode (Tq 1), short chunks (Tq 2, 3, 7) and prefill chunks (Tq 64, 130) at every
+ * Attention: decode (Tq 1), short chunks (Tq 2, 3, 7) and prefill chunks (Tq 64, 130, 257) at every
  * head dim the kernels serve (and 100, which none does), GQA ratios from 1 to 16 (MQA 4/1 at
  * D 256 as in Gemma 3, with a long-context case at 8192 slots), every
  * q x cache dtype pair (q8_0 caches, real quantizations by the reference quantizer, at each head
@@ -786,7 +786,7 @@ void test_attention(test_devices *devs, rng *g)
         {3, 7, 4, 2, 450, 96},   {1, 7, 10, 2, 333, 80},
         /* prefill chunks */
         {1, 64, 8, 2, 1024, 128}, {3, 130, 4, 1, 700, 64}, {1, 130, 4, 1, 2048, 256}, {3, 64, 8, 8, 256, 80},
-        {1, 130, 6, 3, 900, 96},  {1, 64, 2, 1, 512, 512},
+        {1, 130, 6, 3, 900, 96},  {1, 64, 2, 1, 512, 512},  {1, 257, 8, 2, 1100, 128},
         /* a group of 16 heads decoding (CUDA: tensor cores, keys split); a head dim no fast
          * kernel takes */
         {1, 1, 16, 1, 3000, 128}, {2, 3, 4, 2, 150, 100},

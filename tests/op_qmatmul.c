@@ -29,6 +29,8 @@ typedef struct qmm_case {
     int fusion;    /* QMM_* flags; 0: mlxn_qmatmul itself */
     mlxn_act act;  /* with QMM_GLU */
     double x_mag;  /* x's scale (0: 1): the products must hold at any magnitude */
+    bool x_uneven; /* x's 256-blocks in turn all zero, tiny (1e-6) around one element of 1e3,
+                    * and plain: the CPU's integer form of x scales each block by its largest */
 } qmm_case;
 
 typedef struct qmm_data {
@@ -55,8 +57,12 @@ static bool make_data(const qmm_case *c, rng *g, qmm_data *d)
         return false;
     /* x of a residual stream's scale when it is normalized first (the norm removes it) */
     const double x_scale = (c->fusion & QMM_NORM ? 7.0 : 1.0) * (c->x_mag ? c->x_mag : 1.0);
-    for (int64_t i = 0; i < d->x.numel; i++)
-        operand_set(&d->x, i, x_scale * rng_normal(g));
+    for (int64_t i = 0; i < d->x.numel; i++) {
+        const int64_t k = i % c->K, blk = k / 256;
+        const double v = !c->x_uneven || blk % 3 == 2 ? rng_normal(g) : blk % 3 == 0 ? 0.0
+                         : k % 256 == 7 ? 1e3 : 1e-6 * rng_normal(g);
+        operand_set(&d->x, i, x_scale * v);
+    }
     for (int64_t i = 0; c->fusion & QMM_NORM && i < c->K; i++)
         operand_set(&d->nw, i, 0.5 + rng_uniform(g)); /* trained norm weights: around 1 */
     if (c->fusion & QMM_ACC) /* y is an input: the residual the product is added to */
@@ -185,6 +191,8 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
     char mag[32] = "";
     if (c->x_mag)
         snprintf(mag, sizeof mag, "/|x|~%g", c->x_mag);
+    if (c->x_uneven)
+        snprintf(mag + strlen(mag), sizeof mag - strlen(mag), "/x_uneven");
     snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld%s%s%s%s%s%s", mlxn_dtype_name(c->w_dtype),
              mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K,
              c->pad ? "/strided" : "", c->fusion & QMM_NORM ? "/norm" : "", c->fusion & QMM_GLU ? "/glu_" : "",
@@ -270,14 +278,14 @@ void test_qmatmul(test_devices *devs, rng *g)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const int64_t be = mlxn_dtype_block_elems(types[ti]);
             qmm_case c = {types[ti], xt[variant++ % 3], shapes[si][0], shapes[si][1],
-                          (shapes[si][2] + be - 1) / be * be, shapes[si][3], 0, MLXN_ACT_SILU, 0};
+                          (shapes[si][2] + be - 1) / be * be, shapes[si][3], 0, MLXN_ACT_SILU, 0, false};
             run_case(&c, devs, g);
         }
     /* a long row, and x too large for the CUDA decode kernel's shared memory at M = 8 (K tiles) */
     static const qmm_case big[] = {
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0, 0, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0, 0, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0, 0, MLXN_ACT_SILU, 0},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
@@ -293,7 +301,7 @@ void test_qmatmul(test_devices *devs, rng *g)
     for (size_t ti = 0; ti < sizeof wtypes / sizeof wtypes[0]; ti++)
         for (size_t si = 0; si < sizeof wshapes / sizeof wshapes[0]; si++, wv++) {
             qmm_case c = {wtypes[ti], xt[wv % 3], 1, wshapes[si][0], wshapes[si][1], 0, wfusions[wv % 4],
-                          MLXN_ACT_SILU, 0};
+                          MLXN_ACT_SILU, 0, false};
             run_case(&c, devs, g);
         }
     /* fusions: each alone and in the pairs a decoder uses, on the decode kernels (M 1..8, the
@@ -311,15 +319,15 @@ void test_qmatmul(test_devices *devs, rng *g)
             const int64_t be = mlxn_dtype_block_elems(ftypes[ti]);
             qmm_case c = {ftypes[ti], xt[fv % 3], fshapes[si][0], fshapes[si][1],
                           (fshapes[si][2] + be - 1) / be * be, fv % 4 == 1 ? 3 : 0,
-                          fusions[fv % 6], fv % 5 == 2 ? MLXN_ACT_GELU_TANH : MLXN_ACT_SILU, 0};
+                          fusions[fv % 6], fv % 5 == 2 ? MLXN_ACT_GELU_TANH : MLXN_ACT_SILU, 0, false};
             run_case(&c, devs, g);
         }
     static const qmm_case fbig[] = {
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 64, 14336, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 8, 24, 14336, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 960, 576, 0, QMM_NORM, MLXN_ACT_SILU, 0},   /* SmolLM2's q|k|v */
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 3072, 576, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0}, /* its gate|up */
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 576, 1536, 0, QMM_ACC, MLXN_ACT_SILU, 0},   /* its down */
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 64, 14336, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 8, 24, 14336, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 960, 576, 0, QMM_NORM, MLXN_ACT_SILU, 0, false},   /* SmolLM2's q|k|v */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 3072, 576, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false}, /* its gate|up */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 576, 1536, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},   /* its down */
     };
     for (size_t i = 0; i < sizeof fbig / sizeof fbig[0]; i++)
         run_case(&fbig[i], devs, g);
@@ -329,24 +337,33 @@ void test_qmatmul(test_devices *devs, rng *g)
     static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K,
                                         MLXN_DTYPE_Q6_K};
     static const qmm_case sshapes[] = {
-        {0, MLXN_DTYPE_F32, 1, 67, 4096, 0, 0, MLXN_ACT_SILU, 0},
-        {0, MLXN_DTYPE_F16, 1, 3, 4096, 0, 0, MLXN_ACT_SILU, 0},
-        {0, MLXN_DTYPE_BF16, 1, 131, 14336, 0, 0, MLXN_ACT_SILU, 0},
-        {0, MLXN_DTYPE_F32, 1, 37, 2048 + 256, 0, 0, MLXN_ACT_SILU, 0},
-        {0, MLXN_DTYPE_F32, 1, 66, 4096, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0},
-        {0, MLXN_DTYPE_F16, 1, 35, 4096, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0},
-        {0, MLXN_DTYPE_F32, 1, 2, 4096, 0, QMM_GLU | QMM_ACC, MLXN_ACT_GELU_TANH, 0},
-        {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e-30},
-        {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e30},
-        {0, MLXN_DTYPE_F32, 1, 45, 4096, 5, 0, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_F32, 1, 67, 4096, 0, 0, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F16, 1, 3, 4096, 0, 0, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_BF16, 1, 131, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F32, 1, 37, 2048 + 256, 0, 0, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F32, 1, 66, 4096, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F16, 1, 35, 4096, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F32, 1, 2, 4096, 0, QMM_GLU | QMM_ACC, MLXN_ACT_GELU_TANH, 0, false},
+        {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e-30, false},
+        {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e30, false},
+        {0, MLXN_DTYPE_F32, 1, 45, 4096, 5, 0, MLXN_ACT_SILU, 0, false},
         /* enough rows that every block of a full grid (one or two blocks per SM at K = 14336)
          * takes several tiles: stages refilled, barrier phases turning over */
-        {0, MLXN_DTYPE_F32, 1, 6007, 14336, 0, 0, MLXN_ACT_SILU, 0},
+        {0, MLXN_DTYPE_F32, 1, 6007, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
     };
     for (size_t ti = 0; ti < sizeof stypes / sizeof stypes[0]; ti++)
         for (size_t si = 0; si < sizeof sshapes / sizeof sshapes[0]; si++) {
             qmm_case c = sshapes[si];
             c.w_dtype = stypes[ti];
+            run_case(&c, devs, g);
+        }
+    /* x's blocks far apart in scale, zero blocks among them (the CPU's integer form of x for
+     * Q4_K and Q6_K at one row of x, the streamed kernel's single scale on CUDA) */
+    static const mlxn_dtype utypes[] = {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q4_0};
+    for (size_t ti = 0; ti < sizeof utypes / sizeof utypes[0]; ti++)
+        for (int si = 0; si < 2; si++) {
+            const qmm_case c = {utypes[ti], MLXN_DTYPE_F32, 1, si ? 35 : 67, si ? 2048 : 4096, 0,
+                                si ? QMM_NORM : 0, MLXN_ACT_SILU, si ? 1e-20 : 0, true};
             run_case(&c, devs, g);
         }
     /* the short-row Q8_0 kernel on CUDA (M = 1, K a multiple of 64 and not of 256, at least two
@@ -355,14 +372,14 @@ void test_qmatmul(test_devices *devs, rng *g)
      * and accumulate fusions, K from 64 (one pair of blocks a row) to 1472 (the longest rows
      * with four tiles a block), x far from 1 (subnormal codes scaled by x's largest element) */
     static const qmm_case qshort[] = {
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 49152 + 7, 576, 0, 0, MLXN_ACT_SILU, 0}, /* SmolLM2's head */
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 10240 + 1, 576, 0, QMM_NORM, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_BF16, 1, 9984 + 31, 640, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9000, 640, 0, QMM_ACC, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9001, 64, 3, 0, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 9003, 1472, 5, QMM_NORM, MLXN_ACT_SILU, 0},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9017, 192, 0, 0, MLXN_ACT_SILU, 1e-30},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9017, 192, 0, 0, MLXN_ACT_SILU, 1e30},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 49152 + 7, 576, 0, 0, MLXN_ACT_SILU, 0, false}, /* SmolLM2's head */
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 10240 + 1, 576, 0, QMM_NORM, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_BF16, 1, 9984 + 31, 640, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9000, 640, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9001, 64, 3, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 1, 9003, 1472, 5, QMM_NORM, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9017, 192, 0, 0, MLXN_ACT_SILU, 1e-30, false},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 9017, 192, 0, 0, MLXN_ACT_SILU, 1e30, false},
     };
     for (size_t i = 0; i < sizeof qshort / sizeof qshort[0]; i++)
         run_case(&qshort[i], devs, g);

@@ -6,6 +6,8 @@
 // built by hand:
 //   cc -O2 -std=c11 -D_GNU_SOURCE -I include bench/experiments/cpu_qmatmul_ab.c -o cpu_qmatmul_ab -ldl
 //   ./cpu_qmatmul_ab 4096 4096 60 5 q4_0,q8_0,q4_K,q6_K a/libmlxn.so.0.1.0 b/libmlxn.so.0.1.0
+// AB_SETS=1 in the environment uses one W (in cache when it fits: the kernels' compute rate);
+// MLXN_THREADS sets the worker threads.
 // Output: per (format, build) the min, p10, p25 and median of the per-call times.
 #include <dlfcn.h>
 #include <stdio.h>
@@ -112,6 +114,8 @@ int main(int argc, char **argv)
         const size_t wb = (size_t)N * (size_t)(K / libs[0].block_elems(dt)) * (size_t)libs[0].block_bytes(dt);
         int nsets = (int)(256e6 / (double)wb) + 2;
         nsets = nsets > MAX_SETS ? MAX_SETS : nsets;
+        if (getenv("AB_SETS")) /* AB_SETS=1: one W, in cache when it fits (the kernels' compute rate) */
+            nsets = atoi(getenv("AB_SETS")) < 1 ? 1 : atoi(getenv("AB_SETS")) > MAX_SETS ? MAX_SETS : atoi(getenv("AB_SETS"));
         /* random bytes are valid codes; the time does not depend on the values */
         unsigned char *w = malloc(wb * (size_t)nsets);
         for (size_t i = 0; i < wb * (size_t)nsets; i++)

@@ -3,13 +3,17 @@
 // and no block-wide round trip)? The streamed decode mat-vec (src/cuda/qmatmul_stream.cu) with
 // its products skipped reached only 63-82% of copy (bench/NOTES.md, session 7); this measures
 // the alternative before a kernel is built on it. No arithmetic: "touch" reads every byte of a
-// chunk from shared memory once (the least a mat-vec does), "none" only waits for it.
+// chunk from shared memory once (the least a mat-vec does), "none" only waits for it. Two chunk
+// shapes: contiguous bytes (one copy a chunk), and "rows": R rows x P bytes of a K slice of W's
+// rows (RS bytes each, Q4_0 at K 4096), one copy a row issued by lane r, as a warp that owns 16
+// rows x a K slice (an mma tile) would stream them.
 // Not part of the library; built by hand:
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I include -I src/cuda \
 //        bench/experiments/stream_ceiling.cu -o stream_ceiling
 //   ./stream_ceiling   (written in session 7 after its device time ran out: compiled, not yet run)
 // Output: the copy ceiling (read + write of 1 GiB, as `mlxn bench`), then one line per (bytes,
-// chunk, stages, warps, blocks per SM, touch) with the median time and % of the ceiling.
+// chunk, rows x piece for the row chunks,
+// stages, warps, blocks per SM, touch) with the median time and % of the ceiling.
 #include "bulk_copy.cuh"
 
 #include <algorithm>
@@ -31,8 +35,10 @@ using namespace mlxn_cuda;
 constexpr int MAX_WARPS = 32, MAX_STAGES = 8;
 
 // Warp g of the grid streams chunks g, g + warps, ... of `chunk` bytes through its `stages`.
+// rows > 0: a chunk is `rows` pieces of chunk / rows bytes, piece r from row r of a tile of W's
+// rows of rs bytes (chunk c: tile c / (rs / piece), slice c % (rs / piece)).
 template <bool TOUCH>
-__global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int stages, unsigned *out)
+__global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int stages, int rows, int rs, unsigned *out)
 {
     extern __shared__ __align__(128) uint8_t sm[];
     __shared__ uint64_t bars[MAX_WARPS * MAX_STAGES];
@@ -47,14 +53,27 @@ __global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int s
     __syncwarp();
     const long long g = (long long)blockIdx.x * wpb + warp, nw = (long long)gridDim.x * wpb;
     const long long mine = chunks > g ? (chunks - 1 - g) / nw + 1 : 0;
-    auto issue = [&](long long k) {
+    auto issue = [&](long long k) { // by the whole warp
         const int s = (int)(k % stages);
-        mbar_arrive_expect(&bar[s], (uint32_t)chunk);
-        bulk_copy(ring + (size_t)s * chunk, w + (size_t)(g + k * nw) * chunk, (uint32_t)chunk, &bar[s]);
+        const long long c = g + k * nw;
+        if (rows == 0) {
+            if (lane == 0) {
+                mbar_arrive_expect(&bar[s], (uint32_t)chunk);
+                bulk_copy(ring + (size_t)s * chunk, w + (size_t)c * chunk, (uint32_t)chunk, &bar[s]);
+            }
+            return;
+        }
+        const int piece = chunk / rows, slices = rs / piece;
+        if (lane == 0)
+            mbar_arrive_expect(&bar[s], (uint32_t)chunk);
+        __syncwarp();
+        if (lane < rows)
+            bulk_copy(ring + (size_t)s * chunk + (size_t)lane * piece,
+                      w + ((size_t)(c / slices) * rows + lane) * rs + (size_t)(c % slices) * piece, (uint32_t)piece,
+                      &bar[s]);
     };
-    if (lane == 0)
-        for (long long k = 0; k < stages && k < mine; k++)
-            issue(k);
+    for (long long k = 0; k < stages && k < mine; k++)
+        issue(k);
     unsigned acc = 0;
     for (long long k = 0; k < mine; k++) {
         const int s = (int)(k % stages);
@@ -67,7 +86,7 @@ __global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int s
             }
         }
         __syncwarp();
-        if (lane == 0 && k + stages < mine) {
+        if (k + stages < mine) {
             fence_proxy_async_shared();
             issue(k + stages);
         }
@@ -118,43 +137,56 @@ int main()
     CK(cudaMalloc(&out, 4));
     CK(cudaFuncSetAttribute(warp_stream<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
     CK(cudaFuncSetAttribute(warp_stream<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
-    printf("%-10s %-7s %-6s %-5s %-6s %-5s %10s %8s\n", "bytes", "chunk", "stages", "warps", "blk/SM", "touch",
-           "median_us", "%copy");
+    printf("%-10s %-7s %-9s %-6s %-5s %-6s %-5s %10s %8s\n", "bytes", "chunk", "rows", "stages", "warps", "blk/SM",
+           "touch", "median_us", "%copy");
+    // one configuration: the median over 15 rounds of 6 calls (one per weight set)
+    auto measure = [&](size_t bytes, int chunk, int stages, int warps, int per_sm, int touch, int rows, int rs) {
+        const size_t smem = (size_t)warps * stages * chunk;
+        if (smem * per_sm + per_sm * 3072 > (size_t)smem_sm || smem > 227 * 1024)
+            return;
+        const long long chunks = (long long)(bytes / chunk);
+        auto run = [&](int i) {
+            const uint8_t *src = w + (size_t)(i % nsets) * set_bytes;
+            if (touch)
+                warp_stream<true><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, rows, rs, out);
+            else
+                warp_stream<false><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, rows, rs, out);
+        };
+        for (int i = 0; i < 6; i++)
+            run(i);
+        std::vector<double> t;
+        for (int r = 0; r < 15; r++) {
+            CK(cudaEventRecord(e0));
+            for (int i = 0; i < 6; i++)
+                run(i);
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            float f = 0.f;
+            CK(cudaEventElapsedTime(&f, e0, e1));
+            t.push_back(f * 1e3 / 6);
+        }
+        CK(cudaGetLastError());
+        const double us = median(t), gbs = (double)chunks * chunk / (us * 1e-6) / 1e9;
+        char rdesc[16] = "-";
+        if (rows)
+            snprintf(rdesc, sizeof rdesc, "%dx%d", rows, chunk / rows);
+        printf("%-10zu %-7d %-9s %-6d %-5d %-6d %-5s %10.2f %7.1f%%\n", bytes, chunk, rdesc, stages, warps, per_sm,
+               touch ? "yes" : "no", us, 100.0 * gbs / ceil_gbs);
+    };
     const size_t sizes[] = {33030144, 9437184}; // Q4_0 14336 x 4096 and 4096 x 4096
     for (size_t bytes : sizes)
         for (int chunk : {4096, 8192, 16384, 32768})
             for (int stages : {2, 3, 4, 6})
                 for (int warps : {4, 8, 16, 32})
                     for (int per_sm : {1, 2})
-                        for (int touch : {0, 1}) {
-                            const size_t smem = (size_t)warps * stages * chunk;
-                            if (smem * per_sm + per_sm * 2048 > (size_t)smem_sm || smem > 227 * 1024)
-                                continue;
-                            const long long chunks = (long long)(bytes / chunk);
-                            auto run = [&](int i) {
-                                const uint8_t *src = w + (size_t)(i % nsets) * set_bytes;
-                                if (touch)
-                                    warp_stream<true><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, out);
-                                else
-                                    warp_stream<false><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, out);
-                            };
-                            for (int i = 0; i < 6; i++)
-                                run(i);
-                            std::vector<double> t;
-                            for (int r = 0; r < 15; r++) {
-                                CK(cudaEventRecord(e0));
-                                for (int i = 0; i < 6; i++)
-                                    run(i);
-                                CK(cudaEventRecord(e1));
-                                CK(cudaEventSynchronize(e1));
-                                float f = 0.f;
-                                CK(cudaEventElapsedTime(&f, e0, e1));
-                                t.push_back(f * 1e3 / 6);
-                            }
-                            CK(cudaGetLastError());
-                            const double us = median(t), gbs = (double)chunks * chunk / (us * 1e-6) / 1e9;
-                            printf("%-10zu %-7d %-6d %-5d %-6d %-5s %10.2f %7.1f%%\n", bytes, chunk, stages, warps,
-                                   per_sm, touch ? "yes" : "no", us, 100.0 * gbs / ceil_gbs);
-                        }
+                        for (int touch : {0, 1})
+                            measure(bytes, chunk, stages, warps, per_sm, touch, 0, 0);
+    // 16 rows x a K slice of Q4_0 rows of 2304 bytes (K 4096): slices of 288 .. 2304 bytes
+    const int rs = 2304;
+    for (size_t bytes : sizes)
+        for (int piece : {288, 576, 1152, 2304})
+            for (int stages : {2, 3, 4, 6})
+                for (int warps : {4, 8, 12, 16})
+                    measure(bytes / ((size_t)16 * rs) * 16 * rs, 16 * piece, stages, warps, 1, 1, 16, rs);
     return 0;
 }

@@ -26,11 +26,23 @@ typedef struct mlxn_cpu_kernel_set {
 
 /* A row of xsum: the sums of x over each 32-element unit, zero-padded to a multiple of 16
  * (mlxn_cpu_qmm_xs32 of them), then over each 16 elements, zero-padded likewise. The kernels
- * apply the formats' offsets through them: per unit, or per 16 for Q2_K, Q3_K and Q6_K. */
+ * apply the formats' offsets through them: per unit, or per 16 for Q2_K, Q3_K and Q6_K.
+ * Where K is a multiple of 256 the row goes on (from mlxn_cpu_qmm_xdig) with x as integers for
+ * the K-quant integer path at one row of x (qmatmul_impl.h): a flag (1: present), padded to 16
+ * floats, then per 256-block a scale s (padded to 16 floats), then per block 768 bytes: three
+ * balanced base-256 digits d2, d1, d0 (256 int8 each) with x = s (65536 d2 + 256 d1 + d0) to
+ * within s. */
 static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 * 16; }
-static inline int64_t mlxn_cpu_qmm_xss(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
-/* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats */
-void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum);
+static inline int64_t mlxn_cpu_qmm_xdig(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
+static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
+{
+    return mlxn_cpu_qmm_xdig(K) + (K % 256 == 0 ? 16 + (K / 256 + 15) / 16 * 16 + K * 3 / 4 : 0);
+}
+/* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
+ * only when `digits` (the kernels use it at one row of x), else its flag says absent */
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, bool digits);
+/* the W formats whose kernels read x's integer form (AVX2's dot256_int) */
+static inline bool mlxn_cpu_qmm_int_x(mlxn_dtype w) { return w == MLXN_DTYPE_Q4_K || w == MLXN_DTYPE_Q6_K; }
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2;

@@ -75,9 +75,42 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
-void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum)
+/* The largest |digits| of x's integer form: 127 (65536 + 256 + 1), so that the balanced
+ * base-256 digits of any integer up to it stay in -127 .. 127 for d2 and -128 .. 127 below. */
+#define QMM_XINT_MAX 8355711.0
+
+/* x's integer form for one 256-block (see cpu.h). False where x is not finite or tiny there. Rounded
+ * in f32 (to within one of the nearest integer: x within s of s X), which vectorizes. */
+static bool qmm_xdigits(const float *x, float *scale, int8_t *d)
 {
-    const int64_t n32 = mlxn_cpu_qmm_xs32(K), n16 = mlxn_cpu_qmm_xss(K) - n32;
+    float amax = 0;
+    bool finite = true;
+    for (int i = 0; i < 256; i++) {
+        finite = finite && isfinite(x[i]);
+        amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    }
+    /* tiny blocks stay on the f32 path: their scale and its product with W's scale near
+     * underflow lost precision (|x| ~ 1e-30 failed the harness bound) */
+    if (!finite || (amax > 0 && amax < 1e-18f))
+        return false;
+    const float inv = amax > 0 ? (float)(QMM_XINT_MAX / (double)amax) : 0;
+    *scale = (float)((double)amax / QMM_XINT_MAX);
+    for (int i = 0; i < 256; i++) {
+        const float v = x[i] * inv; /* |v| <= QMM_XINT_MAX (1 + 2^-23): X stays in range */
+        int32_t X = (int32_t)(v + (v >= 0 ? 0.5f : -0.5f));
+        X = X > (int32_t)QMM_XINT_MAX ? (int32_t)QMM_XINT_MAX : X < -(int32_t)QMM_XINT_MAX ? -(int32_t)QMM_XINT_MAX : X;
+        const int32_t d0 = ((X + 128) & 255) - 128, X1 = (X - d0) / 256;
+        const int32_t d1 = ((X1 + 128) & 255) - 128;
+        d[i] = (int8_t)d0;
+        d[256 + i] = (int8_t)d1;
+        d[512 + i] = (int8_t)((X1 - d1) / 256);
+    }
+    return true;
+}
+
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, bool digits)
+{
+    const int64_t n32 = mlxn_cpu_qmm_xs32(K), n16 = mlxn_cpu_qmm_xdig(K) - n32;
     for (int64_t u = 0; u < n16; u++) {
         float s = 0;
         for (int j = 0; u < K / 16 && j < 16; j++)
@@ -86,6 +119,14 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum)
     }
     for (int64_t u = 0; u < n32; u++)
         xsum[u] = u < K / 32 ? xsum[n32 + 2 * u] + xsum[n32 + 2 * u + 1] : 0;
+    if (K % 256)
+        return;
+    float *flag = xsum + mlxn_cpu_qmm_xdig(K), *scales = flag + 16;
+    int8_t *d = (int8_t *)(scales + (K / 256 + 15) / 16 * 16);
+    bool ok = digits;
+    for (int64_t b = 0; ok && b < K / 256; b++)
+        ok = qmm_xdigits(x + b * 256, scales + b, d + b * 768);
+    *flag = ok ? 1.0f : 0.0f;
 }
 
 static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
@@ -122,7 +163,7 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
                 xm[k] = xm[k] * inv * a->norm_w[k];
         }
         if (xss)
-            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss);
+            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1 && mlxn_cpu_qmm_int_x(a->w_dtype));
     }
     /* GLU or accumulation: the plain product goes to yt [M, N] first */
     mlxn_qmatmul_args plain = *a;

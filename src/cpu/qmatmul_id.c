@@ -57,7 +57,7 @@ static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *
         else
             for (int64_t i = 0; i < a->K; i++)
                 xm[i] = (float)mlxn_ref_load(a->x_dtype, row, i);
-        mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss);
+        mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss, mb == 1 && mlxn_cpu_qmm_int_x(a->w_dtype));
     }
 }
 

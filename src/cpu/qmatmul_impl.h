@@ -1,8 +1,8 @@
 /* Quantized matmul with GGML weights on one SIMD level (included by level_*.c with
  * MLXN_SIMD_LEVEL 1 or 2 and MLXN_LEVEL_FN set).
  *
- * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1), so
- * every weight is widened to a 32-bit lane, converted to f32 and multiplied into x with an f32
+ * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1;
+ * the one exception, dot256_int, holds it as 24-bit integers), so every weight is widened to a 32-bit lane, converted to f32 and multiplied into x with an f32
  * FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
  * 32 elements (or per 16), the code a small integer or a codebook value. Up to QMM_DECODED_M
  * rows of x the decoded vectors live only in registers and serve QMM_MB rows of x per pass over
@@ -22,7 +22,8 @@
  * per vector) and each row costs one FMA per vector.
  *
  * The arithmetic is the reference decoder's (src/formats/ggml_decode.h) up to the order of the
- * f32 sums and the rounding of code * scale + offset. */
+ * f32 sums and the rounding of code * scale + offset. One exception, where the f32 decode costs
+ * most: Q4_K and Q6_K at one row of x on AVX2 take x as integers (dot256_int). */
 #include "simd.h"
 #include "../core/internal.h"
 #include "../formats/ggml_blocks.h"
@@ -120,8 +121,10 @@ MLXN_ALWAYS_INLINE vi vi_nibbles(const uint8_t *p, const int high)
 }
 
 /* Software prefetch distance in bytes of W: ahead of the hardware prefetcher, so that the first
- * loads of a group (its scales) do not wait on memory. */
-#define QMM_PREFETCH 1024
+ * loads of a group (its scales) do not wait on memory. 4 KiB: Q8_0 at one row of x ~10% faster
+ * than at 1 KiB (its decode is the lightest per byte), the other formats within the noise
+ * (bench/NOTES.md). */
+#define QMM_PREFETCH 4096
 
 MLXN_ALWAYS_INLINE void qmm_prefetch(const uint8_t *p, int n)
 {
@@ -491,6 +494,97 @@ MLXN_ALWAYS_INLINE void codes256(const int type, const uint8_t *bk, const int u,
     }
 }
 
+#if MLXN_SIMD_LEVEL == 1
+/* Q4_K and Q6_K at one row of x on AVX2, in integers: x's integer form (three int8 digits per
+ * element, cpu.h) against the codes as bytes, 32 products a vpmaddubsw, the unit's scale (6-bit
+ * or int8) applied by the vpmaddwd that widens the pair sums, the super-block summed in int32
+ * and converted once: per 32 weights about 12 (Q4_K) or 15 (Q6_K) vector instructions against
+ * ~15 and ~30 for the f32 path. Exact in the integers; x is held to ~2^-24 of its 256-block's
+ * largest element. The offsets (mins, Q6_K's -32) stay on the f32 sums of x. Measured in
+ * bench/NOTES.md; on AVX-512 (not measured) the f32 path stays. */
+MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
+{
+    /* vpshufb controls: word u of each 128-bit lane into all its words */
+    static const uint8_t pick[8][32] = {
+#define P(u) {2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, \
+              2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, \
+              2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1, 2 * u, 2 * u + 1}
+        P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7)
+#undef P
+    };
+    const int bs = block_bytes256(type);
+    const int64_t nb = K / 256;
+    const float *xs16 = xsum + mlxn_cpu_qmm_xs32(K), *xscale = xsum + mlxn_cpu_qmm_xdig(K) + 16;
+    const int8_t *xd = (const int8_t *)(xscale + (nb + 15) / 16 * 16);
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
+    for (int64_t k = 0; k < nb; k++) {
+        const uint8_t *bk = row + k * bs;
+        const int8_t *dk = xd + k * 768;
+        qmm_prefetch(bk, bs);
+        __m256i sc, i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0;
+        float d;
+        if (type == MLXN_DTYPE_Q4_K) { /* words: scales 0..7 in both lanes; offsets -dmin m_u */
+            const mlxn_block_q4_K *b = (const mlxn_block_q4_K *)bk;
+            uint8_t sm[16];
+            scale_min_k4_all(b->scales, sm);
+            sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm)));
+            const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sm + 8))));
+            off = _mm256_fmadd_ps(_mm256_mul_ps(mins, _mm256_set1_ps(-qmm_h2f(b->dmin))),
+                                  _mm256_loadu_ps(xsum + k * 8), off);
+            d = qmm_h2f(b->d);
+        } else { /* Q6_K: words: the even scales in the low lane, the odd in the high lane (a
+                  * unit's elements 0..15 and 16..31); offsets -32 d sc_i per 16 */
+            const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
+            const __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
+            const __m128i eo = _mm_shuffle_epi8(s8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+            sc = _mm256_cvtepi8_epi16(eo);
+            d = qmm_h2f(b->d);
+            const __m256 sd = _mm256_set1_ps(-32.0f * d);
+            for (int j = 0; j < 16; j += 8) {
+                const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->scales + j))));
+                off = _mm256_fmadd_ps(_mm256_mul_ps(v, sd), _mm256_loadu_ps(xs16 + k * 16 + j), off);
+            }
+        }
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) {
+            __m256i c;
+            if (type == MLXN_DTYPE_Q4_K) { /* nibble u % 2 of qs[32 (u / 2) + l] */
+                const mlxn_block_q4_K *b = (const mlxn_block_q4_K *)bk;
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (u / 2)));
+                c = _mm256_and_si256(u % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+            } else { /* as codes256: nibble t / 2 of ql[64 g + 32 (t % 2) + l], bits 2t, 2t + 1
+                      * of qh[32 g + l] as bits 4, 5 (shifted in 16-bit lanes, then masked) */
+                const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
+                const int g = u / 4, t = u % 4;
+                const __m256i ql = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * g + 32 * (t % 2)));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * g));
+                const __m256i hb = t == 0 ? _mm256_slli_epi16(qh, 4) : t == 1 ? _mm256_slli_epi16(qh, 2)
+                                 : t == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                c = _mm256_or_si256(_mm256_and_si256(t / 2 ? _mm256_srli_epi16(ql, 4) : ql, m4),
+                                    _mm256_and_si256(hb, m30));
+            }
+            const __m256i su = _mm256_shuffle_epi8(sc, _mm256_loadu_si256((const __m256i *)pick[u]));
+            const int8_t *du = dk + 32 * u;
+            i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(_mm256_maddubs_epi16(c, _mm256_loadu_si256((const __m256i *)du)), su));
+            i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(_mm256_maddubs_epi16(c, _mm256_loadu_si256((const __m256i *)(du + 256))), su));
+            i2 = _mm256_add_epi32(i2, _mm256_madd_epi16(_mm256_maddubs_epi16(c, _mm256_loadu_si256((const __m256i *)(du + 512))), su));
+            /* the sums in registers here: left to itself the compiler regroups the 24 adds
+             * into a tree whose partial sums spill */
+            __asm__("" : "+x"(i0), "+x"(i1), "+x"(i2));
+        }
+        const __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i2), _mm256_set1_ps(65536.0f),
+                                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(256.0f), _mm256_cvtepi32_ps(i0)));
+        acc = _mm256_fmadd_ps(v, _mm256_set1_ps(d * xscale[k]), acc);
+    }
+    __m256 t = _mm256_add_ps(acc, off);
+    __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
+    o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
+    r[0] = _mm_cvtss_f32(o4);
+}
+#endif
+
 MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
                                const int mb, float *r)
 {
@@ -503,6 +597,12 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
             t[i] = (float)mlxn_iq4_value(i);
         book = lut16_make(t);
     }
+#if MLXN_SIMD_LEVEL == 1
+    if (mb == 1 && (type == MLXN_DTYPE_Q4_K || type == MLXN_DTYPE_Q6_K) && xsum[mlxn_cpu_qmm_xdig(K)] != 0.0f) {
+        dot256_int(type, row, xsum, K, r);
+        return;
+    }
+#endif
     if (mb == 1) { /* scaled dot products per unit or per 16 elements */
         vf acc0 = vf_zero(), acc1 = vf_zero(), off16 = vf_zero();
         __m256 off = _mm256_setzero_ps();

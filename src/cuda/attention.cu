@@ -147,13 +147,27 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                  : "memory");
 }
 
-constexpr int PF_THREADS = 128, PF_BM = 64;
+// 2^x on the special-function unit; subnormal results flush to 0 (a weight below 2^-126 of the
+// row's largest, which weighs 1)
+__device__ __forceinline__ float ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+constexpr int PF_THREADS = 128;
+constexpr float RESCALE_SLACK = 8.0f; // log2 units: see the online softmax in attention_prefill_mma
 
 template <int D> struct PrefillShape {
-    static constexpr int BN = D <= 128 ? 64 : 16; // keys per tile
+    static constexpr int MW = D <= 128 ? 2 : 1;   // 16-row tiles per warp: each K and V fragment
+                                                  // loaded from shared memory serves MW of them
+    static constexpr int BM = 4 * 16 * MW;        // rows per block (4 warps)
+    static constexpr int BN = D <= 128 ? 64 : 16; // keys per tile (a load stage)
+    static constexpr int SB = BN < 32 ? BN : 32;  // keys per sub-tile (S and P in registers)
     static constexpr int LD = D + 8;              // shared row stride (elements): 8 ldmatrix rows
                                                   // land on distinct bank groups
-    static constexpr size_t SMEM = (size_t)(PF_BM + 4 * BN) * LD * 2;
+    static constexpr size_t SMEM = (size_t)(BM + 4 * BN) * LD * 2;
 };
 
 // Keys j0 .. j0 + BN - 1 of K and V into a stage; keys at or past `valid` are zero-filled.
@@ -173,39 +187,86 @@ __device__ __forceinline__ void prefill_load_tile(const mlxn_attention_args &a, 
     }
 }
 
+// How the prefill kernel reads q: element by element (any dtype and alignment), or in 16-byte
+// chunks when the rows are 16-byte aligned and q has the cache's type (copied) or is f32
+// (rounded in registers).
+enum QMode { Q_ANY, Q_SAME16, Q_F32_16 };
+
+// The block's query rows (packed (t, head-in-group) order) into qs, rounded to the cache's type;
+// rows past rows_here are zero.
+template <typename KV, int D, int BM>
+__device__ __forceinline__ void stage_q(const mlxn_attention_args &a, QMode mode, int b, int hk, int G, int row0,
+                                        int rows_here, KV *qs)
+{
+    constexpr int LD = D + 8, CH = D / 8; // 8 elements a chunk
+    if (mode == Q_ANY) {
+        for (int i = threadIdx.x; i < BM * D; i += PF_THREADS) {
+            const int r = i / D, d = i % D, pr = row0 + r;
+            float v = 0.0f;
+            if (r < rows_here)
+                v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
+            qs[r * LD + d] = Mma<KV>::from_f32(v);
+        }
+        return;
+    }
+#pragma unroll 1
+    for (int i = threadIdx.x; i < BM * CH; i += PF_THREADS) {
+        const int r = i / CH, ch = i % CH, pr = row0 + r;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r < rows_here) {
+            const char *src = q_row(a, b, pr / G, hk * G + pr % G);
+            if (mode == Q_SAME16) {
+                v = *reinterpret_cast<const uint4 *>(src + ch * 16);
+            } else {
+                const float4 lo = reinterpret_cast<const float4 *>(src)[2 * ch];
+                const float4 hi = reinterpret_cast<const float4 *>(src)[2 * ch + 1];
+                v = make_uint4(Mma<KV>::pack(lo.x, lo.y), Mma<KV>::pack(lo.z, lo.w), Mma<KV>::pack(hi.x, hi.y),
+                               Mma<KV>::pack(hi.z, hi.w));
+            }
+        }
+        *reinterpret_cast<uint4 *>(qs + r * LD + ch * 8) = v;
+    }
+}
+
 // Shared memory (16-bit elements, rows of LD):
-//   qs [64][LD]                       the block's query rows (packed (t, head-in-group) order)
+//   qs [BM][LD]                       the block's query rows (packed (t, head-in-group) order)
 //   stage s (0, 1): K [BN][LD], V [BN][LD]
-// Fragments (mma.m16n8k16, lane = 4 g + tq):
-//   S = Q K^T  accumulators per 8-key tile: (row g, keys 2tq, 2tq+1), (row g + 8, same keys)
+// A warp owns MW 16-row tiles. Fragments (mma.m16n8k16, lane = 4 g + tq):
+//   S = Q K^T  accumulators per (row tile m, 8-key tile): (row g, keys 2tq, 2tq+1), (row g + 8,
+//   same keys); a thread's rows are m 16 + 8 h + g (h = 0, 1)
 //   P as the A operand of P V reuses those registers: two 8-key tiles make one 16-key step.
-// (min blocks 2, the shared-memory limit at D 128 anyway: without it ptxas holds the small head
-// dims to 168 registers and spills)
+// Tiles that every row of the warp sees whole, with no softcap or mask (most tiles of a long
+// chunk), skip the per-key visibility test.
+// (min blocks 2: the register file holds two blocks of 255 registers, and at D 128 the shared
+// memory two blocks)
 template <typename KV, int D>
-__global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlxn_attention_args a, const KeySplit sp)
+__global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlxn_attention_args a, const KeySplit sp,
+                                                                       QMode q_mode)
 {
     using S = PrefillShape<D>;
-    constexpr int BN = S::BN, LD = S::LD, NT = BN / 8, DT = D / 8;
+    constexpr int MW = S::MW, BM = S::BM, BN = S::BN, SB = S::SB, LD = S::LD, NT = SB / 8, DT = D / 8;
     extern __shared__ __align__(16) unsigned char smem[];
     KV *qs = reinterpret_cast<KV *>(smem);
-    KV *kvs = qs + PF_BM * LD;
+    KV *kvs = qs + BM * LD;
     wait_for_previous_kernel();
     allow_next_kernel();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tq = lane & 3;
-    // shared addresses of this lane's ldmatrix rows (bytes): Q rows warp*16 + 0..15 (k halves by
-    // lane / 16), K rows of keys 0..7 / 8..15 (by lane / 16, d halves by lane / 8 % 2), V rows
-    // of keys 0..15 (d halves by lane / 16)
-    const uint32_t q_frag = smem_addr(qs) + (uint32_t)(((warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8) * 2);
+    // shared addresses of this lane's ldmatrix rows (bytes): Q rows of the warp's first tile
+    // (k halves by lane / 16; tile m is 16 rows further), K rows of keys 0..7 / 8..15 (by lane /
+    // 16, d halves by lane / 8 % 2), V rows of keys 0..15 (d halves by lane / 16)
+    const uint32_t q_frag = smem_addr(qs) + (uint32_t)(((warp * 16 * MW + (lane & 15)) * LD + (lane >> 4) * 8) * 2);
     const uint32_t k_frag = (uint32_t)((((lane >> 4) * 8 + (lane & 7)) * LD + ((lane >> 3) & 1) * 8) * 2);
     const uint32_t v_frag = (uint32_t)(((lane & 15) * LD + (lane >> 4) * 8) * 2);
     const uint32_t kv_addr = smem_addr(kvs);
-    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv, row_tiles = (R + PF_BM - 1) / PF_BM;
-    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y)
-        for (int tile = blockIdx.x; tile < row_tiles; tile += gridDim.x) {
-            // late rows see the most keys: they start first
-            const int row0 = (row_tiles - 1 - tile) * PF_BM;
+    const float scale_log2 = a.scale * LOG2E;
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv, row_tiles = (R + BM - 1) / BM;
+    // blocks start in blockIdx order, x fastest: the late rows (the most keys) of every (batch
+    // row, KV head) first, so the short tiles fill the tail
+    for (int tile = blockIdx.y; tile < row_tiles; tile += gridDim.y)
+        for (int bh = blockIdx.x; bh < (int)a.B * Hkv; bh += gridDim.x) {
+            const int row0 = (row_tiles - 1 - tile) * BM;
             const int b = bh / Hkv, hk = bh % Hkv, first = a.pos[b];
-            const int rows_here = R - row0 < PF_BM ? R - row0 : PF_BM;
+            const int rows_here = R - row0 < BM ? R - row0 : BM;
             __syncthreads(); // shared memory of the previous tile is no longer read
             if (!pos_in_range(a, first)) {
                 if (sp.splits == 1) // with splits the merge kernel writes the NaN rows
@@ -221,47 +282,37 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
             if (k0_wide >= valid)
                 continue; // a split past the valid keys: the merge does not read it
             const int k0 = (int)k0_wide, k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
-            for (int i = tid; i < PF_BM * D; i += PF_THREADS) {
-                const int r = i / D, d = i % D, pr = row0 + r;
-                float v = 0.0f;
-                if (r < rows_here)
-                    v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
-                qs[r * LD + d] = Mma<KV>::from_f32(v);
-            }
+            stage_q<KV, D, BM>(a, q_mode, b, hk, G, row0, rows_here, qs);
             // keys the block sees: from the first row's lo to the last row's hi, within the split
             int blo, bhi, tmp;
             visible_keys(a, first, row0 / G, blo, tmp);
             visible_keys(a, first, (row0 + rows_here - 1) / G, tmp, bhi);
             blo = blo > k0 ? blo : k0;
             bhi = bhi < k1 ? bhi : k1;
-            // this warp's rows and the keys they see
-            const int wrow0 = row0 + warp * 16;
-            int wlo = 0, whi = 0;
+            // this warp's rows: the keys any of them sees [wlo, whi) and the keys all of them see
+            // [flo, fhi) (lo and hi grow with the row)
+            const int wrow0 = row0 + warp * 16 * MW;
+            int wlo = 0, whi = 0, flo = 0, fhi = 0;
             if (wrow0 < R) {
-                const int wlast = wrow0 + 15 < R ? wrow0 + 15 : R - 1;
-                visible_keys(a, first, wrow0 / G, wlo, tmp);
-                visible_keys(a, first, wlast / G, tmp, whi);
-                wlo = wlo > k0 ? wlo : k0;
-                whi = whi < k1 ? whi : k1;
+                const int wlast = wrow0 + 16 * MW - 1 < R ? wrow0 + 16 * MW - 1 : R - 1;
+                int lo_first, hi_first, lo_last, hi_last;
+                visible_keys(a, first, wrow0 / G, lo_first, hi_first);
+                visible_keys(a, first, wlast / G, lo_last, hi_last);
+                wlo = lo_first > k0 ? lo_first : k0;
+                whi = hi_last < k1 ? hi_last : k1;
+                flo = lo_last > k0 ? lo_last : k0;
+                fhi = hi_first < k1 ? hi_first : k1;
             }
-            // this thread's two rows: g and g + 8 of the warp's 16 (ranges within the split)
-            const int prA = wrow0 + g, prB = prA + 8, tA = prA / G, tB = prB / G;
-            int loA = 0, hiA = 0, loB = 0, hiB = 0;
-            if (prA < R) {
-                visible_keys(a, first, tA, loA, hiA);
-                loA = loA > k0 ? loA : k0;
-                hiA = hiA < k1 ? hiA : k1;
-            }
-            if (prB < R) {
-                visible_keys(a, first, tB, loB, hiB);
-                loB = loB > k0 ? loB : k0;
-                hiB = hiB < k1 ? hiB : k1;
-            }
-            float oacc[DT][4];
+            float oacc[MW][DT][4];
 #pragma unroll
-            for (int i = 0; i < DT; i++)
-                oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.0f;
-            float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+            for (int m = 0; m < MW; m++)
+#pragma unroll
+                for (int i = 0; i < DT; i++)
+                    oacc[m][i][0] = oacc[m][i][1] = oacc[m][i][2] = oacc[m][i][3] = 0.0f;
+            float mrow[MW][2], lrow[MW][2];
+#pragma unroll
+            for (int m = 0; m < MW; m++)
+                mrow[m][0] = mrow[m][1] = -INFINITY, lrow[m][0] = lrow[m][1] = 0.0f;
             const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
             const int kt0 = blo / BN, n_tiles = blo < bhi ? (bhi - 1) / BN + 1 - kt0 : 0;
             if (n_tiles > 0) {
@@ -279,166 +330,201 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                 }
                 __syncthreads(); // the tile and (first time) qs are visible
                 const uint32_t ks = kv_addr + (uint32_t)((it & 1) * 2 * BN * LD * 2), vs = ks + BN * LD * 2;
-                const int j0 = (kt0 + it) * BN;
-                if (j0 < whi && j0 + BN > wlo) {
-                    float sacc[NT][4];
+                // the tile in sub-tiles of SB keys: S and P of one sub-tile in registers at a time
+#pragma unroll 1
+                for (int sb = 0; sb < BN / SB; sb++) {
+                const int j0 = (kt0 + it) * BN + sb * SB;
+                if (j0 < whi && j0 + SB > wlo) {
+                    float sacc[MW][NT][4];
 #pragma unroll
-                    for (int i = 0; i < NT; i++)
-                        sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.0f;
+                    for (int m = 0; m < MW; m++)
+#pragma unroll
+                        for (int i = 0; i < NT; i++)
+                            sacc[m][i][0] = sacc[m][i][1] = sacc[m][i][2] = sacc[m][i][3] = 0.0f;
 #pragma unroll
                     for (int kk = 0; kk < D / 16; kk++) {
-                        uint32_t af[4];
-                        ldmatrix_x4(af, q_frag + kk * 32);
+                        uint32_t af[MW][4];
+#pragma unroll
+                        for (int m = 0; m < MW; m++)
+                            ldmatrix_x4(af[m], q_frag + (uint32_t)((m * 16 * LD + kk * 16) * 2));
 #pragma unroll
                         for (int nb = 0; nb < NT / 2; nb++) {
                             uint32_t bf[4];
-                            ldmatrix_x4(bf, ks + k_frag + (nb * 16 * LD + kk * 16) * 2);
-                            Mma<KV>::run(sacc[2 * nb], af, bf[0], bf[1]);
-                            Mma<KV>::run(sacc[2 * nb + 1], af, bf[2], bf[3]);
+                            ldmatrix_x4(bf, ks + k_frag + ((sb * SB + nb * 16) * LD + kk * 16) * 2);
+#pragma unroll
+                            for (int m = 0; m < MW; m++) {
+                                Mma<KV>::run(sacc[m][2 * nb], af[m], bf[0], bf[1]);
+                                Mma<KV>::run(sacc[m][2 * nb + 1], af[m], bf[2], bf[3]);
+                            }
                         }
                     }
-                    // logits in log2 units; invisible keys -inf. Key positions relative to j0
-                    // (32-bit), the rows' visible ranges clamped to the tile.
-                    const int rloA = clamp_to_tile(loA - j0, BN), rhiA = clamp_to_tile(hiA - j0, BN);
-                    const int rloB = clamp_to_tile(loB - j0, BN), rhiB = clamp_to_tile(hiB - j0, BN);
-                    const float *maskA = a.mask && prA < R ? mask_row(a, tA) + j0 : nullptr;
-                    const float *maskB = a.mask && prB < R ? mask_row(a, tB) + j0 : nullptr;
-                    // (one pass per feature: the branches are uniform and each loop stays small)
-                    if (a.softcap > 0.0f) {
-                        const float inv_cap = __fdividef(1.0f, a.softcap);
+                    // the logits in log2 units are c sacc: a sub-tile every row of the warp sees
+                    // whole, with no softcap or mask, keeps the raw products (c the scale, folded
+                    // into the exponent's FFMA); others are transformed here (c 1), invisible
+                    // keys -inf
+                    float c = scale_log2;
+                    if (!(a.softcap <= 0.0f && !a.mask && a.scale > 0.0f && j0 >= flo && j0 + SB <= fhi)) {
+                        c = 1.0f;
+                        // (one pass per feature: the branches are uniform and each loop stays
+                        // small)
+                        if (a.softcap > 0.0f) {
+                            const float inv_cap = __fdividef(1.0f, a.softcap);
 #pragma unroll
-                        for (int nt = 0; nt < NT; nt++)
+                            for (int m = 0; m < MW; m++)
 #pragma unroll
-                            for (int e = 0; e < 4; e++)
-                                sacc[nt][e] = a.softcap * tanhf(sacc[nt][e] * a.scale * inv_cap);
-                    } else {
+                                for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-                        for (int nt = 0; nt < NT; nt++)
+                                    for (int e = 0; e < 4; e++)
+                                        sacc[m][nt][e] = a.softcap * tanhf(sacc[m][nt][e] * a.scale * inv_cap);
+                        } else {
 #pragma unroll
-                            for (int e = 0; e < 4; e++)
-                                sacc[nt][e] *= a.scale;
-                    }
-                    if (maskA || maskB) {
+                            for (int m = 0; m < MW; m++)
 #pragma unroll
-                        for (int nt = 0; nt < NT; nt++)
+                                for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-                            for (int e = 0; e < 2; e++) {
-                                const int jr = nt * 8 + 2 * tq + e;
-                                if (maskA && jr >= rloA && jr < rhiA)
-                                    sacc[nt][e] += __ldg(maskA + jr);
-                                if (maskB && jr >= rloB && jr < rhiB)
-                                    sacc[nt][2 + e] += __ldg(maskB + jr);
+                                    for (int e = 0; e < 4; e++)
+                                        sacc[m][nt][e] *= a.scale;
+                        }
+#pragma unroll
+                        for (int m = 0; m < MW; m++)
+#pragma unroll
+                            for (int h = 0; h < 2; h++) {
+                                // key positions relative to j0 (32-bit), the row's visible range
+                                // clamped to the tile
+                                // (the row's range within the split, recomputed here: held
+                                // across the loop it costs registers the plain path needs; rows
+                                // past R see nothing)
+                                const int pr = wrow0 + m * 16 + h * 8 + g;
+                                int lo = 0, hi = 0;
+                                if (pr < R)
+                                    visible_keys(a, first, pr / G, lo, hi);
+                                lo = lo > k0 ? lo : k0;
+                                hi = hi < k1 ? hi : k1;
+                                const int rlo = clamp_to_tile(lo - j0, SB), rhi = clamp_to_tile(hi - j0, SB);
+                                const float *mrow_p = a.mask && pr < R ? mask_row(a, pr / G) + j0 : nullptr;
+#pragma unroll
+                                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                                    for (int e = 0; e < 2; e++) {
+                                        const int jr = nt * 8 + 2 * tq + e;
+                                        float &z = sacc[m][nt][2 * h + e];
+                                        if (jr >= rlo && jr < rhi)
+                                            z = (mrow_p ? z + __ldg(mrow_p + jr) : z) * LOG2E;
+                                        else
+                                            z = -INFINITY;
+                                    }
                             }
                     }
-                    float mxA = -INFINITY, mxB = -INFINITY;
+                    // online softmax per row (the four lanes of a quad share a row). A row's
+                    // reference point mrow moves only when its max passes it by more than
+                    // RESCALE_SLACK: the weights stay below 2^RESCALE_SLACK (exact in f32; P's
+                    // rounding is relative), and o is rescaled only when some row of the warp
+                    // moved, which after the first keys is rare
+                    float al[MW][2];
+                    bool moved = false;
 #pragma unroll
-                    for (int nt = 0; nt < NT; nt++)
+                    for (int m = 0; m < MW; m++)
 #pragma unroll
-                        for (int e = 0; e < 2; e++) {
-                            const int jr = nt * 8 + 2 * tq + e;
-                            sacc[nt][e] = jr >= rloA && jr < rhiA ? sacc[nt][e] * LOG2E : -INFINITY;
-                            sacc[nt][2 + e] = jr >= rloB && jr < rhiB ? sacc[nt][2 + e] * LOG2E : -INFINITY;
-                            mxA = fmaxf(mxA, sacc[nt][e]);
-                            mxB = fmaxf(mxB, sacc[nt][2 + e]);
+                        for (int h = 0; h < 2; h++) {
+                            float mx = -INFINITY;
+#pragma unroll
+                            for (int nt = 0; nt < NT; nt++)
+                                mx = fmaxf(mx, fmaxf(sacc[m][nt][2 * h], sacc[m][nt][2 * h + 1]));
+                            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                            mx *= c;
+                            const float mo = mrow[m][h], mn = mx > mo + RESCALE_SLACK ? mx : mo;
+                            al[m][h] = 1.0f;
+                            if (mn != mo) {
+                                al[m][h] = ex2(mo - mn); // 0 while the row had seen no key
+                                moved = true;
+                            }
+                            // a row that has seen no key yet keeps -inf: its weights are 0
+                            const float msub = mn == -INFINITY ? 0.0f : mn;
+                            mrow[m][h] = mn;
+                            float sum = 0.0f;
+#pragma unroll
+                            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                                for (int e = 0; e < 2; e++) {
+                                    const float p = ex2(fmaf(sacc[m][nt][2 * h + e], c, -msub));
+                                    sacc[m][nt][2 * h + e] = p;
+                                    sum += p;
+                                }
+                            lrow[m][h] = lrow[m][h] * al[m][h] + sum;
                         }
-                    // the four lanes of a quad share rows g and g + 8
+                    if (__any_sync(0xffffffffu, moved))
 #pragma unroll
-                    for (int o = 1; o <= 2; o <<= 1) {
-                        mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, o));
-                        mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, o));
-                    }
-                    const float mnA = fmaxf(mA, mxA), mnB = fmaxf(mB, mxB);
-                    const float alA = mA == -INFINITY ? 0.0f : exp2f(mA - mnA);
-                    const float alB = mB == -INFINITY ? 0.0f : exp2f(mB - mnB);
-                    mA = mnA;
-                    mB = mnB;
-                    float sumA = 0.0f, sumB = 0.0f;
+                        for (int m = 0; m < MW; m++)
 #pragma unroll
-                    for (int nt = 0; nt < NT; nt++)
+                            for (int i = 0; i < DT; i++) {
+                                oacc[m][i][0] *= al[m][0];
+                                oacc[m][i][1] *= al[m][0];
+                                oacc[m][i][2] *= al[m][1];
+                                oacc[m][i][3] *= al[m][1];
+                            }
 #pragma unroll
-                        for (int e = 0; e < 2; e++) {
-                            const float pa = sacc[nt][e] == -INFINITY ? 0.0f : exp2f(sacc[nt][e] - mnA);
-                            const float pb = sacc[nt][2 + e] == -INFINITY ? 0.0f : exp2f(sacc[nt][2 + e] - mnB);
-                            sacc[nt][e] = pa;
-                            sacc[nt][2 + e] = pb;
-                            sumA += pa;
-                            sumB += pb;
+                    for (int kb = 0; kb < SB / 16; kb++) {
+                        uint32_t pf[MW][4];
+#pragma unroll
+                        for (int m = 0; m < MW; m++) {
+                            pf[m][0] = Mma<KV>::pack(sacc[m][2 * kb][0], sacc[m][2 * kb][1]);
+                            pf[m][1] = Mma<KV>::pack(sacc[m][2 * kb][2], sacc[m][2 * kb][3]);
+                            pf[m][2] = Mma<KV>::pack(sacc[m][2 * kb + 1][0], sacc[m][2 * kb + 1][1]);
+                            pf[m][3] = Mma<KV>::pack(sacc[m][2 * kb + 1][2], sacc[m][2 * kb + 1][3]);
                         }
-                    lA = lA * alA + sumA;
-                    lB = lB * alB + sumB;
-#pragma unroll
-                    for (int i = 0; i < DT; i++) {
-                        oacc[i][0] *= alA;
-                        oacc[i][1] *= alA;
-                        oacc[i][2] *= alB;
-                        oacc[i][3] *= alB;
-                    }
-#pragma unroll
-                    for (int kb = 0; kb < BN / 16; kb++) {
-                        const uint32_t pf[4] = {Mma<KV>::pack(sacc[2 * kb][0], sacc[2 * kb][1]),
-                                                Mma<KV>::pack(sacc[2 * kb][2], sacc[2 * kb][3]),
-                                                Mma<KV>::pack(sacc[2 * kb + 1][0], sacc[2 * kb + 1][1]),
-                                                Mma<KV>::pack(sacc[2 * kb + 1][2], sacc[2 * kb + 1][3])};
 #pragma unroll
                         for (int db = 0; db < D / 16; db++) {
                             uint32_t vf[4];
-                            ldmatrix_x4_trans(vf, vs + v_frag + (kb * 16 * LD + db * 16) * 2);
-                            Mma<KV>::run(oacc[2 * db], pf, vf[0], vf[1]);
-                            Mma<KV>::run(oacc[2 * db + 1], pf, vf[2], vf[3]);
+                            ldmatrix_x4_trans(vf, vs + v_frag + ((sb * SB + kb * 16) * LD + db * 16) * 2);
+#pragma unroll
+                            for (int m = 0; m < MW; m++) {
+                                Mma<KV>::run(oacc[m][2 * db], pf[m], vf[0], vf[1]);
+                                Mma<KV>::run(oacc[m][2 * db + 1], pf[m], vf[2], vf[3]);
+                            }
                         }
                     }
+                }
                 }
                 __syncthreads(); // the stage is reloaded next
             }
 #pragma unroll
-            for (int o = 1; o <= 2; o <<= 1) {
-                lA += __shfl_xor_sync(0xffffffffu, lA, o);
-                lB += __shfl_xor_sync(0xffffffffu, lB, o);
-            }
-            const int hA = hk * G + prA % G, hB = hk * G + prB % G;
-            if (sp.splits > 1) {
-                // the split's partial rows: o unnormalized, (max in natural-log units, sum)
-                const int Tq = (int)a.Tq, Hq = (int)a.Hq;
-                const size_t rowA = prA < R ? (size_t)(b * Tq + tA) * Hq + hA : 0;
-                const size_t rowB = prB < R ? (size_t)(b * Tq + tB) * Hq + hB : 0;
-                float *pA = sp.part_o + (rowA * sp.splits + blockIdx.z) * D;
-                float *pB = sp.part_o + (rowB * sp.splits + blockIdx.z) * D;
+            for (int m = 0; m < MW; m++)
 #pragma unroll
-                for (int i = 0; i < DT; i++)
+                for (int h = 0; h < 2; h++) {
+                    float l = lrow[m][h];
+                    l += __shfl_xor_sync(0xffffffffu, l, 1);
+                    l += __shfl_xor_sync(0xffffffffu, l, 2);
+                    const int pr = wrow0 + m * 16 + h * 8 + g;
+                    if (pr >= R)
+                        continue;
+                    const int t = pr / G, hq = hk * G + pr % G;
+                    const float mr = mrow[m][h];
+                    if (sp.splits > 1) {
+                        // the split's partial row: o unnormalized, (max in natural-log units, sum)
+                        const size_t row = (size_t)(b * (int)a.Tq + t) * (size_t)a.Hq + hq;
+                        float *po = sp.part_o + (row * sp.splits + blockIdx.z) * D;
 #pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int d = i * 8 + 2 * tq + e;
-                        if (prA < R)
-                            pA[d] = oacc[i][e];
-                        if (prB < R)
-                            pB[d] = oacc[i][2 + e];
+                        for (int i = 0; i < DT; i++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++)
+                                po[i * 8 + 2 * tq + e] = oacc[m][i][2 * h + e];
+                        if (tq == 0) {
+                            sp.part_ml[(row * sp.splits + blockIdx.z) * 2] = mr == -INFINITY ? -INFINITY : mr * LN2;
+                            sp.part_ml[(row * sp.splits + blockIdx.z) * 2 + 1] = l;
+                        }
+                        continue;
                     }
-                if (tq == 0 && prA < R) {
-                    sp.part_ml[(rowA * sp.splits + blockIdx.z) * 2] = mA == -INFINITY ? -INFINITY : mA * LN2;
-                    sp.part_ml[(rowA * sp.splits + blockIdx.z) * 2 + 1] = lA;
-                }
-                if (tq == 0 && prB < R) {
-                    sp.part_ml[(rowB * sp.splits + blockIdx.z) * 2] = mB == -INFINITY ? -INFINITY : mB * LN2;
-                    sp.part_ml[(rowB * sp.splits + blockIdx.z) * 2 + 1] = lB;
-                }
-                continue;
-            }
-            // m in log2 units: the denominator's sink term is exp2(sink log2 e - m)
-            float invA = 0.0f, invB = 0.0f;
-            if (mA != -INFINITY)
-                invA = __fdividef(1.0f, lA + (a.sinks ? exp2f(__ldg(a.sinks + hA) * LOG2E - mA) : 0.0f));
-            if (mB != -INFINITY)
-                invB = __fdividef(1.0f, lB + (a.sinks ? exp2f(__ldg(a.sinks + hB) * LOG2E - mB) : 0.0f));
-            char *oA = prA < R ? o_row(a, b, tA, hA) : nullptr, *oB = prB < R ? o_row(a, b, tB, hB) : nullptr;
+                    // m in log2 units: the denominator's sink term is exp2(sink log2 e - m)
+                    float inv = 0.0f;
+                    if (mr != -INFINITY)
+                        inv = __fdividef(1.0f, l + (a.sinks ? exp2f(__ldg(a.sinks + hq) * LOG2E - mr) : 0.0f));
+                    char *o = o_row(a, b, t, hq);
 #pragma unroll
-            for (int i = 0; i < DT; i++)
+                    for (int i = 0; i < DT; i++)
 #pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int d = i * 8 + 2 * tq + e;
-                    if (oA)
-                        store_any(a.q_dtype, oA, d, oacc[i][e] * invA);
-                    if (oB)
-                        store_any(a.q_dtype, oB, d, oacc[i][2 + e] * invB);
+                        for (int e = 0; e < 2; e++)
+                            store_any(a.q_dtype, o, i * 8 + 2 * tq + e, oacc[m][i][2 * h + e] * inv);
                 }
         }
 }
@@ -592,11 +678,13 @@ cudaError_t launch_prefill(const mlxn_attention_args &a, void *scratch, size_t s
     cudaError_t e = allow_smem(kernel, smem, smem_done);
     if (e != cudaSuccess)
         return e;
-    const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + PF_BM - 1) / PF_BM;
+    const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + PrefillShape<D>::BM - 1) / PrefillShape<D>::BM;
     // few row tiles (decode of large groups, short chunks of one sequence): split the keys too
     const KeySplit sp = plan_split(a, tiles * a.B * a.Hkv, PrefillShape<D>::BN, scratch, scratch_bytes, sms);
-    e = launch(kernel, dim3(grid_dim(tiles, INT32_MAX), grid_dim(a.B * a.Hkv, 65535), (unsigned)sp.splits),
-               dim3(PF_THREADS), smem, s, pdl, a, sp);
+    const bool q16 = ((uint64_t)(uintptr_t)a.q.base | (uint64_t)a.q.s0 | (uint64_t)a.q.s1 | (uint64_t)a.q.s2) % 16 == 0;
+    const QMode q_mode = !q16 ? Q_ANY : a.q_dtype == a.kv_dtype ? Q_SAME16 : a.q_dtype == MLXN_DTYPE_F32 ? Q_F32_16 : Q_ANY;
+    e = launch(kernel, dim3(grid_dim(a.B * a.Hkv, INT32_MAX), grid_dim(tiles, 65535), (unsigned)sp.splits),
+               dim3(PF_THREADS), smem, s, pdl, a, sp, q_mode);
     if (e != cudaSuccess || sp.splits == 1)
         return e;
     return launch_merge(a, sp, s, pdl);
