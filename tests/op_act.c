@@ -142,6 +142,7 @@ void test_act(test_devices *devs, rng *g)
     } shapes[] = {
         {1, {1}, 0, false},         {2, {3, 7}, 0, false},  {2, {5, 33}, 3, false},
         {2, {64, 4096}, 8, false},  {3, {3, 4, 40}, 0, true}, {2, {2, 16384}, 0, false},
+        {2, {6, 40}, 0, false}, /* 16-bit rows of 5 16-byte words: 8-element runs, not 32-byte ones */
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     for (int act = 0; act < MLXN_ACT_COUNT; act++)

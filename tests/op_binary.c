@@ -166,6 +166,7 @@ void test_binary(test_devices *devs, rng *g)
         {2, 1, {64, 4096}, {4096}, 0, false},                /* a row vector over every row */
         {2, 2, {5, 33}, {5, 1}, 3, false},                   /* one value per row, padded rows */
         {2, 2, {16, 64}, {16, 1}, 0, false},                 /* one value per row, 16-byte runs */
+        {2, 1, {6, 40}, {40}, 0, false},                     /* 16-bit rows of 5 16-byte words */
         {3, 2, {2, 3, 40}, {3, 1}, 0, false},                /* b's dims aligned at the right */
         {4, 4, {2, 3, 4, 16}, {2, 1, 4, 16}, 0, false},      /* a broadcast middle dim */
         {3, 3, {4, 5, 24}, {4, 5, 24}, 0, true},             /* permuted views */

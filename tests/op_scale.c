@@ -122,6 +122,7 @@ void test_scale(test_devices *devs, rng *g)
     } shapes[] = {
         {1, {1}, 0, false},       {2, {3, 7}, 0, false},    {2, {5, 33}, 3, false},
         {2, {64, 4096}, 0, false}, {3, {3, 4, 40}, 0, true}, {2, {200000, 1}, 0, false},
+        {2, {6, 40}, 0, false}, /* 16-bit rows of 5 16-byte words: 8-element runs */
     };
     static const float ab[3][2] = {{0.125f, 0.0f}, {-1.5f, 0.75f}, {1.0f, -3.0f}};
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};

@@ -1,24 +1,14 @@
-// Activations on CUDA: one thread per 8 elements of a row (16-byte loads and stores for
-// 16-bit dtypes, two for f32) when rows are 16-byte aligned, else one element per thread.
+// Activations on CUDA: a run of V elements of a row per thread (32 bytes: elementwise.cuh's
+// wide_run, else 8 elements), moved with 16-byte loads and stores, when rows are 16-byte aligned
+// and n is a multiple of V; else one element per thread.
 #include "../core/act_math.h"
-#include "common.cuh"
+#include "elementwise.cuh"
 
 namespace {
 
 using namespace mlxn_cuda;
 
-template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-constexpr int VEC = 8;
-
-// grid.x covers the vectors of a row (or elements, VEC = 1), grid.y the rows.
+// grid.x covers the runs of a row (or elements, V = 1), grid.y the rows.
 template <typename T, int ACT, bool GLU, int V>
 __global__ void __launch_bounds__(256) act_kernel(const mlxn_act_args a)
 {
@@ -63,16 +53,23 @@ bool rows_aligned(const mlxn_rows &r, int64_t n_rows, size_t es, int64_t n)
     return base && (n * (int64_t)es) % 16 == 0 && (n_rows <= 1 || (r.s2 % 16 == 0 && r.s1 % 16 == 0 && r.s0 % 16 == 0));
 }
 
+template <typename T, int ACT, bool GLU, int V> cudaError_t launch_v(const mlxn_act_args &a, cudaStream_t s, bool pdl)
+{
+    const int64_t per_row = (a.n / V + 255) / 256;
+    const unsigned rows = (unsigned)(a.n_rows < 65535 ? a.n_rows : 65535);
+    return launch(act_kernel<T, ACT, GLU, V>, dim3((unsigned)per_row, rows), dim3(256), 0, s, pdl, a);
+}
+
 template <typename T, int ACT, bool GLU> cudaError_t launch_act(const mlxn_act_args &a, cudaStream_t s, bool pdl)
 {
-    const bool vec = a.n % VEC == 0 && rows_aligned(a.x, a.n_rows, sizeof(T), a.n) &&
+    constexpr int W = wide_run<T>();
+    const bool vec = a.n % RUN == 0 && rows_aligned(a.x, a.n_rows, sizeof(T), a.n) &&
                      rows_aligned(a.up, a.n_rows, sizeof(T), a.n) && rows_aligned(a.y, a.n_rows, sizeof(T), a.n);
-    const int v = vec ? VEC : 1;
-    const int64_t per_row = (a.n / v + 255) / 256;
-    const unsigned rows = (unsigned)(a.n_rows < 65535 ? a.n_rows : 65535);
-    const dim3 grid((unsigned)per_row, rows);
-    return vec ? launch(act_kernel<T, ACT, GLU, VEC>, grid, dim3(256), 0, s, pdl, a)
-               : launch(act_kernel<T, ACT, GLU, 1>, grid, dim3(256), 0, s, pdl, a);
+    if (vec && a.n % W == 0)
+        return launch_v<T, ACT, GLU, W>(a, s, pdl);
+    if (vec)
+        return launch_v<T, ACT, GLU, RUN>(a, s, pdl);
+    return launch_v<T, ACT, GLU, 1>(a, s, pdl);
 }
 
 template <typename T, int ACT> cudaError_t launch_glu(const mlxn_act_args &a, cudaStream_t s, bool pdl)

@@ -2,7 +2,8 @@
 //
 // Variants, chosen in order by the launcher at the bottom:
 //   B_VEC     rows of a, b and y 16-byte aligned, n a multiple of 8, b contiguous along rows:
-//             a thread loads 8 elements of a and b with 16-byte loads and stores 8 of y
+//             a thread loads a run of a and b with 16-byte loads and stores the run of y (32
+//             bytes of a where n allows, else 8 elements: elementwise.cuh)
 //   B_ROW     the same with b broadcast along rows (one b element per row, e.g. b [T, 1])
 //   SCALAR    anything else: a thread per element
 // The op is bound by memory: a read, b read (or broadcast from cache), y written.
@@ -15,12 +16,11 @@ using namespace mlxn_cuda;
 
 enum mode { SCALAR, B_VEC, B_ROW };
 
-template <typename T, typename TB, int OP, int MODE>
+template <typename T, typename TB, int OP, int MODE, int E>
 __global__ void __launch_bounds__(256) binary_rows(const mlxn_binary_args a)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
-    constexpr int E = MODE == SCALAR ? 1 : RUN;
     const int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * E;
     if (i >= a.n)
         return;
@@ -32,37 +32,44 @@ __global__ void __launch_bounds__(256) binary_rows(const mlxn_binary_args a)
             const float bv = to_f(*reinterpret_cast<const TB *>(b + i * a.b_inc));
             y[0] = from_f<T>(mlxn_binop_f32(OP, to_f(x[0]), bv));
         } else {
-            float xv[RUN], bv[RUN];
+            float xv[E], bv[E];
             load_run(x, xv);
             if constexpr (MODE == B_VEC) {
                 load_run(reinterpret_cast<const TB *>(b) + i, bv);
             } else {
                 const float b0 = to_f(*reinterpret_cast<const TB *>(b));
 #pragma unroll
-                for (int j = 0; j < RUN; j++)
+                for (int j = 0; j < E; j++)
                     bv[j] = b0;
             }
 #pragma unroll
-            for (int j = 0; j < RUN; j++)
+            for (int j = 0; j < E; j++)
                 xv[j] = mlxn_binop_f32(OP, xv[j], bv[j]);
             store_run(y, xv);
         }
     }
 }
 
+template <typename T, typename TB, int OP, int E>
+cudaError_t launch_run(const mlxn_binary_args &a, cudaStream_t s, bool pdl)
+{
+    const ew_shape g = ew_launch_shape(a.n_rows, a.n / E);
+    if (a.b_inc == 0)
+        return launch(binary_rows<T, TB, OP, B_ROW, E>, g.grid, g.block, 0, s, pdl, a);
+    return launch(binary_rows<T, TB, OP, B_VEC, E>, g.grid, g.block, 0, s, pdl, a);
+}
+
 template <typename T, typename TB, int OP> cudaError_t launch_op(const mlxn_binary_args &a, cudaStream_t s, bool pdl)
 {
-    const bool vec = a.n % RUN == 0 && rows_aligned16(a.a) && rows_aligned16(a.y);
-    if (vec && a.b_inc == (int64_t)sizeof(TB) && rows_aligned16(a.b)) {
-        const ew_shape g = ew_launch_shape(a.n_rows, a.n / RUN);
-        return launch(binary_rows<T, TB, OP, B_VEC>, g.grid, g.block, 0, s, pdl, a);
-    }
-    if (vec && a.b_inc == 0) {
-        const ew_shape g = ew_launch_shape(a.n_rows, a.n / RUN);
-        return launch(binary_rows<T, TB, OP, B_ROW>, g.grid, g.block, 0, s, pdl, a);
-    }
+    constexpr int W = wide_run<T>();
+    const bool vec = a.n % RUN == 0 && rows_aligned16(a.a) && rows_aligned16(a.y) &&
+                     (a.b_inc == 0 || (a.b_inc == (int64_t)sizeof(TB) && rows_aligned16(a.b)));
+    if (vec && a.n % W == 0)
+        return launch_run<T, TB, OP, W>(a, s, pdl);
+    if (vec)
+        return launch_run<T, TB, OP, RUN>(a, s, pdl);
     const ew_shape g = ew_launch_shape(a.n_rows, a.n);
-    return launch(binary_rows<T, TB, OP, SCALAR>, g.grid, g.block, 0, s, pdl, a);
+    return launch(binary_rows<T, TB, OP, SCALAR, 1>, g.grid, g.block, 0, s, pdl, a);
 }
 
 template <typename T, typename TB> cudaError_t launch_types(const mlxn_binary_args &a, cudaStream_t s, bool pdl)

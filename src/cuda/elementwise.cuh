@@ -1,5 +1,5 @@
-// Pieces shared by the elementwise kernels (binary.cu, scale.cu): f32 conversions of the
-// storage types, runs of 8 elements moved with 16-byte accesses, and the launch shape.
+// Pieces shared by the elementwise kernels (act.cu, binary.cu, scale.cu, ...): f32 conversions of
+// the storage types, runs of elements moved with 16-byte accesses, and the launch shape.
 //
 // Launch shape: a block is BX x BY threads (BX * BY = 256); threadIdx.x walks the runs of a
 // row (BX a multiple of 32 up to 256, no wider than the row needs, so short rows do not idle
@@ -22,26 +22,31 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 
 constexpr int RUN = 8; // elements per thread on the vector paths: 16 bytes of f16/bf16, 32 of f32
 
-// RUN elements at p (16-byte aligned) as f32.
-template <typename T> __device__ __forceinline__ void load_run(const T *p, float (&v)[RUN])
+// A run of 32 bytes (8 f32, 16 f16/bf16): the streaming kernels (act, binary, scale) take one a
+// thread where n allows, since 16 bytes a thread left 16-bit rows at 56-85% of the H200's copy
+// bandwidth where f32 rows reached 96-101% (bench/NOTES.md, elementwise).
+template <typename T> constexpr int wide_run() { return 32 / (int)sizeof(T); }
+
+// N elements at p (16-byte aligned) as f32.
+template <typename T, int N> __device__ __forceinline__ void load_run(const T *p, float (&v)[N])
 {
-    __align__(16) T t[RUN]; // moved as 16-byte words
+    __align__(16) T t[N]; // moved as 16-byte words
 #pragma unroll
-    for (int w = 0; w < RUN * (int)sizeof(T) / 16; w++)
+    for (int w = 0; w < N * (int)sizeof(T) / 16; w++)
         reinterpret_cast<uint4 *>(t)[w] = reinterpret_cast<const uint4 *>(p)[w];
 #pragma unroll
-    for (int j = 0; j < RUN; j++)
+    for (int j = 0; j < N; j++)
         v[j] = to_f(t[j]);
 }
 
-template <typename T> __device__ __forceinline__ void store_run(T *p, const float (&v)[RUN])
+template <typename T, int N> __device__ __forceinline__ void store_run(T *p, const float (&v)[N])
 {
-    __align__(16) T t[RUN]; // moved as 16-byte words
+    __align__(16) T t[N]; // moved as 16-byte words
 #pragma unroll
-    for (int j = 0; j < RUN; j++)
+    for (int j = 0; j < N; j++)
         t[j] = from_f<T>(v[j]);
 #pragma unroll
-    for (int w = 0; w < RUN * (int)sizeof(T) / 16; w++)
+    for (int w = 0; w < N * (int)sizeof(T) / 16; w++)
         reinterpret_cast<uint4 *>(p)[w] = reinterpret_cast<const uint4 *>(t)[w];
 }
 

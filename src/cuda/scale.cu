@@ -1,28 +1,27 @@
-// y = alpha * x + beta on CUDA: 8 elements per thread with 16-byte accesses when the rows are
-// 16-byte aligned and n is a multiple of 8, else one element per thread (launch shape:
-// elementwise.cuh). One fmaf per element, as on the CPU.
+// y = alpha * x + beta on CUDA: a run of E elements per thread with 16-byte accesses when the
+// rows are 16-byte aligned and n is a multiple of E (32 bytes, else 8 elements), else one element
+// per thread (launch shape and runs: elementwise.cuh). One fmaf per element, as on the CPU.
 #include "elementwise.cuh"
 
 namespace {
 
 using namespace mlxn_cuda;
 
-template <typename T, bool VEC> __global__ void __launch_bounds__(256) scale_rows(const mlxn_scale_args a)
+template <typename T, int E> __global__ void __launch_bounds__(256) scale_rows(const mlxn_scale_args a)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
-    constexpr int E = VEC ? RUN : 1;
     const int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * E;
     if (i >= a.n)
         return;
     for (int64_t r = ew_row0(); r < a.n_rows; r += ew_row_step()) {
         const T *x = reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)) + i;
         T *y = reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)) + i;
-        if constexpr (VEC) {
-            float v[RUN];
+        if constexpr (E > 1) {
+            float v[E];
             load_run(x, v);
 #pragma unroll
-            for (int j = 0; j < RUN; j++)
+            for (int j = 0; j < E; j++)
                 v[j] = fmaf(a.alpha, v[j], a.beta);
             store_run(y, v);
         } else {
@@ -33,12 +32,19 @@ template <typename T, bool VEC> __global__ void __launch_bounds__(256) scale_row
 
 template <typename T> cudaError_t launch_t(const mlxn_scale_args &a, cudaStream_t s, bool pdl)
 {
-    if (a.n % RUN == 0 && rows_aligned16(a.x) && rows_aligned16(a.y)) {
-        const ew_shape g = ew_launch_shape(a.n_rows, a.n / RUN);
-        return launch(scale_rows<T, true>, g.grid, g.block, 0, s, pdl, a);
+    constexpr int W = wide_run<T>();
+    if (rows_aligned16(a.x) && rows_aligned16(a.y)) {
+        if (a.n % W == 0) {
+            const ew_shape g = ew_launch_shape(a.n_rows, a.n / W);
+            return launch(scale_rows<T, W>, g.grid, g.block, 0, s, pdl, a);
+        }
+        if (W != RUN && a.n % RUN == 0) {
+            const ew_shape g = ew_launch_shape(a.n_rows, a.n / RUN);
+            return launch(scale_rows<T, RUN>, g.grid, g.block, 0, s, pdl, a);
+        }
     }
     const ew_shape g = ew_launch_shape(a.n_rows, a.n);
-    return launch(scale_rows<T, false>, g.grid, g.block, 0, s, pdl, a);
+    return launch(scale_rows<T, 1>, g.grid, g.block, 0, s, pdl, a);
 }
 
 } // namespace
