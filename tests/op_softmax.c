@@ -63,7 +63,7 @@ static void run_case(const sm_case *c, test_devices *devs, rng *g)
     sm_operands o;
     memset(&o, 0, sizeof o);
     if (!operand_init(&o.x, c->dtype, c->ndim, c->shape, c->pad, c->permute) ||
-        !operand_init(&o.mask, c->dtype, c->ndim, c->shape, c->pad + 2, false) ||
+        !operand_init(&o.mask, c->dtype, c->ndim, c->shape, c->pad + 8, false) ||
         !operand_init(&o.y, c->dtype, c->ndim, c->shape, c->pad, c->permute)) {
         harness_fail(name, "out of memory");
         goto done;

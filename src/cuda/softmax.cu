@@ -1,8 +1,8 @@
-// The softmax family on CUDA: a block of 256 threads per row (grid-stride over rows), each
-// thread keeping a running (max, sum of exp) over its elements, merged across the block.
+// The softmax family on CUDA: a block of 256 threads per row (grid-stride over rows).
 // Rows of up to 16384 elements, 16-byte aligned, stay in registers (runs of 8 elements moved
-// with 16-byte accesses): the row is read once and written once. Other rows take two passes
-// (the second read mostly from L2).
+// with 16-byte accesses): the row is read once and written once, the max and the sum are two
+// block reductions. Other rows take two passes (the second read mostly from L2), each thread
+// keeping a running (max, sum of exp) over its elements, merged across the block.
 #include "../core/softmax_math.h"
 #include "elementwise.cuh"
 
@@ -56,27 +56,34 @@ __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args 
     }
 }
 
-// The block's (max, sum) from each thread's.
-__device__ __forceinline__ void block_merge(float &m, float &s, float *red_m, float *red_s)
+// The block's max and sum of the threads' values (the ops a block-wide reduction of one value
+// each; every thread gets the result).
+template <bool MAX> __device__ __forceinline__ float block_reduce1(float v, float *red)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    warp_merge(m, s);
-    if (lane == 0) {
-        red_m[warp] = m;
-        red_s[warp] = s;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = MAX ? fmaxf(v, w) : v + w;
     }
+    if (lane == 0)
+        red[warp] = v;
     __syncthreads();
-    m = red_m[0];
-    s = red_s[0];
+    v = red[0];
     for (int w = 1; w < THREADS / 32; w++)
-        mlxn_softmax_merge(&m, &s, red_m[w], red_s[w]);
-    __syncthreads(); // red_* is read before the next row overwrites it
+        v = MAX ? fmaxf(v, red[w]) : v + red[w];
+    __syncthreads(); // red is read before it is written again
+    return v;
 }
 
 // R runs of RUN elements per thread: rows of n <= THREADS * R * RUN, n % RUN == 0, aligned.
+// With the row in registers the max comes first (one block reduction), then exp(z - max) once
+// per element, kept for the output, and its sum (a second): one expf per element and a
+// reciprocal per row, where the one-pass running (max, sum) of the generic kernel takes two
+// expf and a division per element.
 template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_rows_in_registers(const mlxn_softmax_args a)
 {
-    __shared__ float red_m[THREADS / 32], red_s[THREADS / 32];
+    __shared__ float red[THREADS / 32];
     wait_for_previous_kernel();
     allow_next_kernel();
     for (int64_t r = blockIdx.x; r < a.n_rows; r += gridDim.x) {
@@ -84,7 +91,7 @@ template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_
         const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
         T *y = reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r));
         float z[R][RUN];
-        float m = -INFINITY, s = 0.0f;
+        float m = -INFINITY;
 #pragma unroll
         for (int j = 0; j < R; j++) {
             const int64_t i = ((int64_t)j * THREADS + threadIdx.x) * RUN;
@@ -97,10 +104,27 @@ template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_
 #pragma unroll
             for (int e = 0; e < RUN; e++) {
                 z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
-                mlxn_softmax_merge(&m, &s, z[j][e], 1.0f);
+                m = fmaxf(m, z[j][e]);
             }
         }
-        block_merge(m, s, red_m, red_s);
+        m = block_reduce1<true>(m, red);
+        // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
+        const float msub = m == -INFINITY ? 0.0f : m;
+        float s = 0.0f;
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            if (((int64_t)j * THREADS + threadIdx.x) * RUN >= a.n)
+                break;
+#pragma unroll
+            for (int e = 0; e < RUN; e++) {
+                const float p = expf(z[j][e] - msub);
+                s += p;
+                if (!a.log)
+                    z[j][e] = p;
+            }
+        }
+        s = block_reduce1<false>(s, red);
+        const float inv = 1.0f / s, ls = logf(s);
 #pragma unroll
         for (int j = 0; j < R; j++) {
             const int64_t i = ((int64_t)j * THREADS + threadIdx.x) * RUN;
@@ -109,7 +133,7 @@ template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_
             float out[RUN];
 #pragma unroll
             for (int e = 0; e < RUN; e++)
-                out[e] = mlxn_softmax_out(z[j][e], m, s, a.log);
+                out[e] = m == -INFINITY ? (a.log ? -INFINITY : 0.0f) : a.log ? (z[j][e] - m) - ls : z[j][e] * inv;
             store_run(y + i, out);
         }
     }
