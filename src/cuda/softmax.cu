@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args 
 
 // The block's max and sum of the threads' values (the ops a block-wide reduction of one value
 // each; every thread gets the result).
-template <bool MAX> __device__ __forceinline__ float block_reduce1(float v, float *red)
+template <int TH, bool MAX> __device__ __forceinline__ float block_reduce1(float v, float *red)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
@@ -70,20 +70,22 @@ template <bool MAX> __device__ __forceinline__ float block_reduce1(float v, floa
         red[warp] = v;
     __syncthreads();
     v = red[0];
-    for (int w = 1; w < THREADS / 32; w++)
+    for (int w = 1; w < TH / 32; w++)
         v = MAX ? fmaxf(v, red[w]) : v + red[w];
     __syncthreads(); // red is read before it is written again
     return v;
 }
 
-// R runs of RUN elements per thread: rows of n <= THREADS * R * RUN, n % RUN == 0, aligned.
+// TH threads a row, R runs of RUN elements each: rows of n <= TH * R * RUN, n % RUN == 0,
+// aligned.
 // With the row in registers the max comes first (one block reduction), then exp(z - max) once
 // per element, kept for the output, and its sum (a second): one expf per element and a
 // reciprocal per row, where the one-pass running (max, sum) of the generic kernel takes two
 // expf and a division per element.
-template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_rows_in_registers(const mlxn_softmax_args a)
+template <typename T, int TH, int R>
+__global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softmax_args a)
 {
-    __shared__ float red[THREADS / 32];
+    __shared__ float red[TH / 32];
     wait_for_previous_kernel();
     allow_next_kernel();
     for (int64_t r = blockIdx.x; r < a.n_rows; r += gridDim.x) {
@@ -94,7 +96,7 @@ template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_
         float m = -INFINITY;
 #pragma unroll
         for (int j = 0; j < R; j++) {
-            const int64_t i = ((int64_t)j * THREADS + threadIdx.x) * RUN;
+            const int64_t i = ((int64_t)j * TH + threadIdx.x) * RUN;
             if (i >= a.n)
                 break;
             float mv[RUN];
@@ -107,13 +109,13 @@ template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_
                 m = fmaxf(m, z[j][e]);
             }
         }
-        m = block_reduce1<true>(m, red);
+        m = block_reduce1<TH, true>(m, red);
         // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
         const float msub = m == -INFINITY ? 0.0f : m;
         float s = 0.0f;
 #pragma unroll
         for (int j = 0; j < R; j++) {
-            if (((int64_t)j * THREADS + threadIdx.x) * RUN >= a.n)
+            if (((int64_t)j * TH + threadIdx.x) * RUN >= a.n)
                 break;
 #pragma unroll
             for (int e = 0; e < RUN; e++) {
@@ -123,11 +125,11 @@ template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_
                     z[j][e] = p;
             }
         }
-        s = block_reduce1<false>(s, red);
+        s = block_reduce1<TH, false>(s, red);
         const float inv = 1.0f / s, ls = logf(s);
 #pragma unroll
         for (int j = 0; j < R; j++) {
-            const int64_t i = ((int64_t)j * THREADS + threadIdx.x) * RUN;
+            const int64_t i = ((int64_t)j * TH + threadIdx.x) * RUN;
             if (i >= a.n)
                 break;
             float out[RUN];
@@ -139,16 +141,21 @@ template <typename T, int R> __global__ void __launch_bounds__(THREADS) softmax_
     }
 }
 
+// A row's data lives in registers, so the rows resident on an SM (the bytes in flight) are
+// bounded by the register file: fewer threads a row, each holding more of it, leave less per-
+// thread overhead a row. 128 threads up to 8 runs each (n <= 8192), else 256.
 template <typename T> cudaError_t launch_in_registers(const mlxn_softmax_args &a, dim3 grid, cudaStream_t s, bool pdl)
 {
-    const int64_t runs = (a.n / RUN + THREADS - 1) / THREADS; // runs per thread
+    const int64_t runs = (a.n / RUN + 127) / 128; // runs per thread at 128 threads
     if (runs <= 1)
-        return launch(softmax_rows_in_registers<T, 1>, grid, dim3(THREADS), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 1>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 2)
-        return launch(softmax_rows_in_registers<T, 2>, grid, dim3(THREADS), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 2>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 4)
-        return launch(softmax_rows_in_registers<T, 4>, grid, dim3(THREADS), 0, s, pdl, a);
-    return launch(softmax_rows_in_registers<T, 8>, grid, dim3(THREADS), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 4>, grid, dim3(128), 0, s, pdl, a);
+    if (runs <= 8)
+        return launch(softmax_rows_in_registers<T, 128, 8>, grid, dim3(128), 0, s, pdl, a);
+    return launch(softmax_rows_in_registers<T, 256, 8>, grid, dim3(256), 0, s, pdl, a);
 }
 
 } // namespace
