@@ -144,6 +144,7 @@ void test_moe_reduce(test_devices *devs, rng *g)
         {1, 1, 1, 0, 0, false, false},     {3, 2, 7, 0, 0, false, true},       {17, 4, 33, 0, 3, false, false},
         {5, 6, 4096, 0, 0, true, false},   {5, 3, 40, 0, 1, true, true},       {1, 8, 2048, 0, 0, false, false},
         {512, 8, 2048, 0, 0, false, false}, {64, 16, 264, 0, 0, true, true},   {70000, 2, 16, 0, 0, false, false},
+        {6, 4, 40, 0, 0, false, false}, /* 16-bit rows of 5 16-byte words: 8-column runs */
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     for (int d = 0; d < 3; d++)

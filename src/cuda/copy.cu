@@ -2,9 +2,10 @@
 // The views come normalized (op_list.h): dim in = ndim - 1 is the one y walks fastest. Kernels,
 // chosen in order by the launcher at the bottom:
 //   RUNS       x and y both contiguous along dim in (copies, casts, slices, concat parts): the
-//              other dims (up to 3) as rows (launch shape: elementwise.cuh); 8 elements per thread
-//              with 16-byte accesses when every row of both starts 16-byte aligned (the last
-//              thread of a row finishes a partial run element by element), else one per thread
+//              other dims (up to 3) as rows (launch shape: elementwise.cuh); a run of 32 bytes
+//              of the narrower type per thread (16 elements of f16/bf16, 8 of f32) with 16-byte
+//              accesses when every row of both starts 16-byte aligned (the last thread of a row
+//              finishes a partial run element by element), else one per thread
 //   TRANSPOSE  x contiguous along another dim b (a permute that moves x's innermost dim): tiles
 //              of 32 (along in) x 32 (along b) through shared memory, read with consecutive
 //              threads along b (coalesced in x) and written with consecutive threads along in
@@ -30,30 +31,36 @@ template <typename Tx, typename Ty> __device__ __forceinline__ Ty convert(Tx v)
 
 // ---------------------------------------------------------------- RUNS
 
+// Elements a thread moves on the vector path: 32 bytes of the narrower type.
+template <typename Tx, typename Ty> constexpr int copy_run()
+{
+    return sizeof(Tx) < sizeof(Ty) ? wide_run<Tx>() : wide_run<Ty>();
+}
+
 template <typename Tx, typename Ty, bool VEC>
 __global__ void __launch_bounds__(256) copy_runs(const mlxn_rows x, const mlxn_rows y, int64_t n_rows, int64_t n)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
-    constexpr int E = VEC ? RUN : 1;
+    constexpr int E = VEC ? copy_run<Tx, Ty>() : 1;
     const int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * E;
     if (i >= n)
         return;
     for (int64_t r = ew_row0(); r < n_rows; r += ew_row_step()) {
         const Tx *xp = reinterpret_cast<const Tx *>(mlxn_rows_ptr(&x, r)) + i;
         Ty *yp = reinterpret_cast<Ty *>(mlxn_rows_ptr(&y, r)) + i;
-        if (VEC && i + RUN <= n) {
-            // RUN elements: 16 or 32 bytes each side, moved as 16-byte words
-            __align__(16) Tx tx[RUN];
-            __align__(16) Ty ty[RUN];
+        if (VEC && i + E <= n) {
+            // E elements: 32 or 64 bytes each side, moved as 16-byte words
+            __align__(16) Tx tx[E];
+            __align__(16) Ty ty[E];
 #pragma unroll
-            for (int w = 0; w < RUN * (int)sizeof(Tx) / 16; w++)
+            for (int w = 0; w < E * (int)sizeof(Tx) / 16; w++)
                 reinterpret_cast<uint4 *>(tx)[w] = reinterpret_cast<const uint4 *>(xp)[w];
 #pragma unroll
-            for (int j = 0; j < RUN; j++)
+            for (int j = 0; j < E; j++)
                 ty[j] = convert<Tx, Ty>(tx[j]);
 #pragma unroll
-            for (int w = 0; w < RUN * (int)sizeof(Ty) / 16; w++)
+            for (int w = 0; w < E * (int)sizeof(Ty) / 16; w++)
                 reinterpret_cast<uint4 *>(yp)[w] = reinterpret_cast<const uint4 *>(ty)[w];
         } else {
             const int64_t m = n - i < E ? n - i : E;
@@ -89,7 +96,8 @@ template <typename Tx, typename Ty> cudaError_t launch_runs(const mlxn_copy_args
     const mlxn_rows x = outer_rows(a, a.xs, a.x, &n_rows), y = outer_rows(a, a.ys, a.y, &n_rows);
     const int64_t n = a.shape[a.ndim - 1];
     if (rows_aligned16(x) && rows_aligned16(y)) {
-        const ew_shape g = ew_launch_shape(n_rows, (n + RUN - 1) / RUN);
+        constexpr int E = copy_run<Tx, Ty>();
+        const ew_shape g = ew_launch_shape(n_rows, (n + E - 1) / E);
         return launch(copy_runs<Tx, Ty, true>, g.grid, g.block, 0, s, pdl, x, y, n_rows, n);
     }
     const ew_shape g = ew_launch_shape(n_rows, n);

@@ -1,40 +1,39 @@
 // MoE reduce on CUDA: y[t, :] = sum_j w[t, j] * x[t, j, :]. Bound by reading x (k rows per
-// token): each thread owns a run of 8 columns of one token (launch shape: elementwise.cuh) and
-// reads its k runs with 16-byte loads when every row is 16-byte aligned and N a multiple of 8,
-// else one column per thread. Accumulation in f32 in slot order, one rounding to y's dtype.
+// token): each thread owns a run of columns of one token (32 bytes, else 8 columns: elementwise.cuh
+// wide_run and launch shape) and reads its k runs with 16-byte loads when every row is 16-byte
+// aligned and N a multiple of the run, else one column per thread. Accumulation in f32 in slot order, one rounding to y's dtype.
 #include "elementwise.cuh"
 
 namespace {
 
 using namespace mlxn_cuda;
 
-template <typename T, bool VEC> __global__ void __launch_bounds__(256) moe_reduce_rows(const mlxn_moe_reduce_args a)
+template <typename T, int R> __global__ void __launch_bounds__(256) moe_reduce_rows(const mlxn_moe_reduce_args a)
 {
     wait_for_previous_kernel();
     allow_next_kernel();
-    constexpr int R = VEC ? RUN : 1;
     const int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * R;
     if (i >= a.n)
         return;
     for (int64_t t = ew_row0(); t < a.n_tokens; t += ew_row_step()) {
         const float *w = reinterpret_cast<const float *>(mlxn_rows_ptr(&a.weights, t));
         T *y = reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, t)) + i;
-        float acc[RUN] = {};
+        float acc[R] = {};
 #pragma unroll 4
         for (int64_t j = 0; j < a.top_k; j++) {
             const T *x = reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, t * a.top_k + j)) + i;
             const float wj = w[j];
-            if constexpr (VEC) {
-                float v[RUN];
+            if constexpr (R > 1) {
+                float v[R];
                 load_run(x, v);
 #pragma unroll
-                for (int q = 0; q < RUN; q++)
+                for (int q = 0; q < R; q++)
                     acc[q] = fmaf(wj, v[q], acc[q]);
             } else {
                 acc[0] = fmaf(wj, to_f(x[0]), acc[0]);
             }
         }
-        if constexpr (VEC)
+        if constexpr (R > 1)
             store_run(y, acc);
         else
             y[0] = from_f<T>(acc[0]);
@@ -43,12 +42,19 @@ template <typename T, bool VEC> __global__ void __launch_bounds__(256) moe_reduc
 
 template <typename T> cudaError_t launch_t(const mlxn_moe_reduce_args &a, cudaStream_t s, bool pdl)
 {
-    if (a.n % RUN == 0 && rows_aligned16(a.x) && rows_aligned16(a.y)) {
-        const ew_shape g = ew_launch_shape(a.n_tokens, a.n / RUN);
-        return launch(moe_reduce_rows<T, true>, g.grid, g.block, 0, s, pdl, a);
+    constexpr int W = wide_run<T>();
+    if (rows_aligned16(a.x) && rows_aligned16(a.y)) {
+        if (a.n % W == 0) {
+            const ew_shape g = ew_launch_shape(a.n_tokens, a.n / W);
+            return launch(moe_reduce_rows<T, W>, g.grid, g.block, 0, s, pdl, a);
+        }
+        if (a.n % RUN == 0) {
+            const ew_shape g = ew_launch_shape(a.n_tokens, a.n / RUN);
+            return launch(moe_reduce_rows<T, RUN>, g.grid, g.block, 0, s, pdl, a);
+        }
     }
     const ew_shape g = ew_launch_shape(a.n_tokens, a.n);
-    return launch(moe_reduce_rows<T, false>, g.grid, g.block, 0, s, pdl, a);
+    return launch(moe_reduce_rows<T, 1>, g.grid, g.block, 0, s, pdl, a);
 }
 
 } // namespace
