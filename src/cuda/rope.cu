@@ -1,11 +1,11 @@
-// RoPE on CUDA. A block owns TK tokens at a time (grid-stride over tokens) and groups of heads
-// (grid-stride over groups in y). For each chunk of up to 256 pairs it first forms the tokens'
-// (cos, sin) in shared memory: frequency and angle in f64, reduced to [-pi, pi], then the f32 sin / cos; the
+// RoPE on CUDA. A block owns a token (grid-stride over tokens) and groups of heads (grid-stride
+// over groups in y). For each chunk of up to 256 pairs it first forms the token's (cos, sin) in
+// shared memory: frequency and angle in f64, reduced to [-pi, pi], then the f32 sin / cos; the
 // f64 part is a few dozen instructions per pair and token, shared by all heads of the group.
 // Then each thread rotates V pairs of a head: with 16-byte loads and stores where the layout
 // allows (NEOX: V = 16 bytes of elements from each half; NORMAL: 16 bytes of interleaved
-// pairs), one pair otherwise. A thread's first x of each token is loaded before the tables so
-// that its latency overlaps the trigonometry. Dims past n_rot are copied when y is not x.
+// pairs), one pair otherwise. A thread's first x is loaded before the table so that its
+// latency overlaps the trigonometry. Dims past n_rot are copied when y is not x.
 //
 // With the per-head RMS norm (Gemma 3, Qwen3: a decode step has 5 or 24 heads of 128..256)
 // one warp owns a head row and a block up to 8 heads of one token, so the table is shared by
@@ -146,58 +146,45 @@ template <typename T, int U> __device__ __forceinline__ void norm_store(T *p, T 
 
 // V pairs per thread; U elements per pass-through copy unit (16 bytes, or 1). A group holds
 // at most max(1, THREADS / pairs per head) heads, so item counts within a group fit in int.
-// A block takes TK tokens at a time: each thread loads its first item of each of them before
-// the tables are formed, so TK items a thread are in flight (one item, 16-32 bytes, left ~24 KB
-// in flight an SM: rope ran at 30-50% of copy on the H200, bench/NOTES.md). Two blocks per SM:
-// up to 128 registers (the f64 angle math is live next to the TK prefetched items).
-constexpr int TK = 4;
-
+// Three blocks per SM: up to 85 registers (the f64 angle math is live next to the prefetched x;
+// at the 64 that ptxas picks for plain 256-thread bounds some variants spill), and still 24 KB
+// of loads in flight per SM.
 template <typename T, bool NEOX, int V, int U>
-__global__ void __launch_bounds__(THREADS, 2) rope_heads(const mlxn_rope_args a, int heads_per_group)
+__global__ void __launch_bounds__(THREADS, 3) rope_heads(const mlxn_rope_args a, int heads_per_group)
 {
-    __shared__ float2 cs[TK][CHUNK];
+    __shared__ float2 cs[CHUNK];
     wait_for_previous_kernel();
     allow_next_kernel();
     const int64_t half = a.n_rot / 2, n_tokens = a.n_rows / a.n_head;
     const int64_t n_groups = (a.n_head + heads_per_group - 1) / heads_per_group;
     const int64_t g0 = blockIdx.y;
     const int e0 = threadIdx.x; // this thread's first item of its first group
-    for (int64_t tok0 = (int64_t)blockIdx.x * TK; tok0 < n_tokens; tok0 += (int64_t)gridDim.x * TK) {
-        const int nt = (int)(n_tokens - tok0 < TK ? n_tokens - tok0 : TK);
+    for (int64_t tok = blockIdx.x; tok < n_tokens; tok += gridDim.x) {
+        const int64_t b = tok / a.n_tok, t = tok % a.n_tok, row0 = tok * a.n_head;
         for (int64_t i0 = 0; i0 < half; i0 += CHUNK) {
             const int n = (int)(half - i0 < CHUNK ? half - i0 : CHUNK), per_head = n / V;
             const int nh0 = (int)min((int64_t)heads_per_group, a.n_head - g0 * heads_per_group);
-            pair_item<T, NEOX, V> it[TK];
-#pragma unroll
-            for (int k = 0; k < TK; k++)
-                if (k < nt && e0 < nh0 * per_head) {
-                    const int64_t r = (tok0 + k) * a.n_head + g0 * heads_per_group + e0 / per_head;
-                    it[k].load(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), i0 + (e0 % per_head) * V, half);
-                }
-            for (int k = 0; k < nt; k++)
-                for (int j = threadIdx.x; j < n; j += THREADS) {
-                    const int64_t tok = tok0 + k, i = i0 + j;
-                    float c, s;
-                    mlxn_rope_cos_sin((double)mlxn_rope_pos(&a, tok / a.n_tok, tok % a.n_tok, i) * mlxn_rope_freq(&a, i),
-                                      a.mscale, &c, &s);
-                    cs[k][j] = make_float2(c, s);
-                }
+            pair_item<T, NEOX, V> it;
+            if (e0 < nh0 * per_head) {
+                const int64_t r = row0 + g0 * heads_per_group + e0 / per_head;
+                it.load(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), i0 + (e0 % per_head) * V, half);
+            }
+            if (threadIdx.x < n) {
+                const int64_t i = i0 + threadIdx.x;
+                float c, s;
+                mlxn_rope_cos_sin((double)mlxn_rope_pos(&a, b, t, i) * mlxn_rope_freq(&a, i), a.mscale, &c, &s);
+                cs[threadIdx.x] = make_float2(c, s);
+            }
             __syncthreads();
-#pragma unroll
-            for (int k = 0; k < TK; k++) {
-                if (k >= nt)
-                    break;
-                const int64_t row0 = (tok0 + k) * a.n_head;
-                for (int64_t g = g0; g < n_groups; g += gridDim.y) {
-                    const int nh = (int)min((int64_t)heads_per_group, a.n_head - g * heads_per_group);
-                    for (int e = threadIdx.x; e < nh * per_head; e += THREADS) {
-                        const int kk = (e % per_head) * V;
-                        const int64_t r = row0 + g * heads_per_group + e / per_head;
-                        if (g != g0 || e != e0)
-                            it[k].load(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), i0 + kk, half);
-                        it[k].template rotate_store<false>(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), i0 + kk, half,
-                                                           cs[k] + kk, nullptr, 1.0f);
-                    }
+            for (int64_t g = g0; g < n_groups; g += gridDim.y) {
+                const int nh = (int)min((int64_t)heads_per_group, a.n_head - g * heads_per_group);
+                for (int e = threadIdx.x; e < nh * per_head; e += THREADS) {
+                    const int k = (e % per_head) * V;
+                    const int64_t r = row0 + g * heads_per_group + e / per_head;
+                    if (g != g0 || e != e0)
+                        it.load(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), i0 + k, half);
+                    it.template rotate_store<false>(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), i0 + k, half, cs + k,
+                                                    nullptr, 1.0f);
                 }
             }
             __syncthreads(); // cs is read before the next chunk overwrites it
@@ -205,17 +192,15 @@ __global__ void __launch_bounds__(THREADS, 2) rope_heads(const mlxn_rope_args a,
         if (a.n_rot == a.head_dim || a.x.base == a.y.base)
             continue; // nothing past n_rot, or in place: the dims are already there
         const int64_t units = (a.head_dim - a.n_rot) / U;
-        for (int k = 0; k < nt; k++)
-            for (int64_t g = g0; g < n_groups; g += gridDim.y) {
-                const int64_t nh = min((int64_t)heads_per_group, a.n_head - g * heads_per_group);
-                const int64_t row0 = (tok0 + k) * a.n_head;
-                for (int64_t e = threadIdx.x; e < nh * units; e += THREADS) {
-                    const int64_t r = row0 + g * heads_per_group + e / units, j = a.n_rot + (e % units) * U;
-                    T v[U];
-                    load_n(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)) + j, v);
-                    store_n(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)) + j, v);
-                }
+        for (int64_t g = g0; g < n_groups; g += gridDim.y) {
+            const int64_t nh = min((int64_t)heads_per_group, a.n_head - g * heads_per_group);
+            for (int64_t e = threadIdx.x; e < nh * units; e += THREADS) {
+                const int64_t r = row0 + g * heads_per_group + e / units, j = a.n_rot + (e % units) * U;
+                T v[U];
+                load_n(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)) + j, v);
+                store_n(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)) + j, v);
             }
+        }
     }
 }
 
@@ -344,8 +329,7 @@ template <typename T, bool NEOX, int V, int U> cudaError_t launch_v(const mlxn_r
     // enough heads per group that a thread has about one item
     const int heads_per_group = per_head >= THREADS ? 1 : (int)(THREADS / per_head);
     const int64_t n_tokens = a.n_rows / a.n_head, n_groups = (a.n_head + heads_per_group - 1) / heads_per_group;
-    const int64_t blocks_x = (n_tokens + TK - 1) / TK;
-    const dim3 grid((unsigned)(blocks_x < (1 << 24) ? blocks_x : (1 << 24)), (unsigned)(n_groups < 65535 ? n_groups : 65535));
+    const dim3 grid((unsigned)(n_tokens < (1 << 24) ? n_tokens : (1 << 24)), (unsigned)(n_groups < 65535 ? n_groups : 65535));
     return launch(rope_heads<T, NEOX, V, U>, grid, dim3(THREADS), 0, s, pdl, a, heads_per_group);
 }
 
