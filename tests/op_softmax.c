@@ -138,11 +138,18 @@ void test_softmax(test_devices *devs, rng *g)
         {2, {64, 4095}, 0, false}, {3, {3, 4, 40}, 0, true},   {2, {3, 16384}, 0, false},
         /* CUDA keeps rows of up to 16384 in registers when n % 8 == 0: 1, 2, 4 and 8 runs a thread */
         {2, {7, 2048}, 0, false},  {2, {2, 4000}, 8, false},   {2, {2, 6000}, 0, false},
+        /* longer rows: a cluster of 8 blocks a row on sm_90 (4 and 8 runs a thread) */
+        {2, {3, 40000}, 0, false}, {2, {2, 200000}, 0, false},
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     for (int v = 0; v < SM_COUNT; v++)
         for (int d = 0; d < 3; d++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                /* f16 rows past 65536: flat rows (softcap) put every output near 1 / n, below
+                 * f16's normal range (6.1e-5), where its rounding step (6e-8) is over the f16
+                 * bound relative to the row's largest output for any implementation */
+                if (dts[d] == MLXN_DTYPE_F16 && shapes[s].shape[shapes[s].ndim - 1] > 65536)
+                    continue;
                 sm_case c = {(sm_variant)v, dts[d], shapes[s].ndim,
                              {shapes[s].shape[0], shapes[s].shape[1], shapes[s].shape[2]},
                              shapes[s].pad, shapes[s].permute, s == 2 && d == 1};

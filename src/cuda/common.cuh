@@ -92,22 +92,39 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// Launches kernel with programmatic stream serialization when pdl (sm_90+).
+// Launches kernel with programmatic stream serialization when pdl (sm_90+), in thread block
+// clusters of `cluster` blocks along x when cluster > 1 (sm_90+; grid.x a multiple of it).
 template <typename... Args>
-cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-                   bool pdl, Args... args)
+cudaError_t launch_clustered(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                             bool pdl, unsigned cluster, Args... args)
 {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned n = 0;
+    if (pdl) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 1) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = cluster;
+        attr[n].val.clusterDim.y = 1;
+        attr[n++].val.clusterDim.z = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.numAttrs = n;
     return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+template <typename... Args>
+cudaError_t launch(void (*kernel)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   bool pdl, Args... args)
+{
+    return launch_clustered(kernel, grid, block, smem, s, pdl, 1u, args...);
 }
 
 // Raises a kernel's dynamic shared memory limit to `bytes` once per device (done: a bit per
