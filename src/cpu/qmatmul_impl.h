@@ -146,9 +146,41 @@ MLXN_ALWAYS_INLINE const float *qmm_opaque(const float *p)
  * Per format: where the scales live and how one unit's codes decode. A unit is 32 elements:
  * a whole block of the 32-element formats, or slice u (0..7) of a 256-element super-block. */
 
+#if MLXN_SIMD_LEVEL == 1
+/* Q5_0 / Q5_1: the codes of a unit as 32 bytes (element j in byte j), the fifth bits (bit j of
+ * qh) set 32 at a time by a byte shuffle and compare: per 8-lane vector, AVX2's variable shift
+ * of qh cost four more instructions than the vector's conversion and FMA together. */
+MLXN_ALWAYS_INLINE __m256i q5_bytes(const uint8_t *qs, uint32_t qh)
+{
+    const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    const __m256i nib = _mm256_and_si256(_mm256_blend_epi32(q, _mm256_srli_epi16(q, 4), 0xF0), _mm256_set1_epi8(15));
+    /* byte j: byte j / 8 of qh (the shuffle stays in each 128-bit lane: elements 16.. read qh's
+     * bytes 2, 3), then its bit j % 8 */
+    const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
+    const __m256i h = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), sel), bit);
+    return _mm256_or_si256(nib, _mm256_and_si256(_mm256_cmpeq_epi8(h, bit), _mm256_set1_epi8(16)));
+}
+#endif
+
 /* the codes of a unit of a 32-element format: c[i] holds elements i VL .. i VL + VL - 1 */
 MLXN_ALWAYS_INLINE void codes32(const int type, const uint8_t *bk, vf *c, const lut16 *book)
 {
+#if MLXN_SIMD_LEVEL == 1
+    if (type == MLXN_DTYPE_Q5_0 || type == MLXN_DTYPE_Q5_1) {
+        const int at = type == MLXN_DTYPE_Q5_0 ? 2 : 4;
+        uint32_t qh;
+        memcpy(&qh, bk + at, 4);
+        const __m256i b = q5_bytes(bk + at + 4, qh);
+        const __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
+        c[0] = vi_cvt(_mm256_cvtepu8_epi32(lo));
+        c[1] = vi_cvt(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+        c[2] = vi_cvt(_mm256_cvtepu8_epi32(hi));
+        c[3] = vi_cvt(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+        return;
+    }
+#endif
     for (int i = 0; i < QMM_NV; i++) {
         const int e = i * VL;
         switch (type) {
