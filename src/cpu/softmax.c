@@ -1,6 +1,6 @@
 /* The softmax family on the CPU: rows across the thread pool; per row one pass for the running
- * max and sum (f32, in blocks of 256 merged), one for the outputs (the row is read twice; the second read hits cache
- * for rows up to the cache size). */
+ * max and sum (f32, in blocks of 256 merged), one for the outputs (the row is read twice; the
+ * second read hits cache for rows up to the cache size). */
 #include <math.h>
 
 #include "../core/half.h"
@@ -23,8 +23,8 @@ static void softmax_task(void *ctx, int64_t r0, int64_t r1)
             const int64_t i1 = a->n - i0 < 256 ? a->n : i0 + 256;
             float mb = -INFINITY, sb = 0.0f;
             for (int64_t i = i0; i < i1; i++) {
-                const float z = mlxn_softmax_logit(mlxn_load_float(a->dtype, x, i),
-                                                   mask ? mlxn_load_float(a->dtype, mask, i) : 0.0f, a->scale, a->softcap);
+                const float mk = mask ? mlxn_load_float(a->dtype, mask, i) : 0.0f;
+                const float z = mlxn_softmax_logit(mlxn_load_float(a->dtype, x, i), mk, a->scale, a->softcap);
                 mlxn_softmax_merge(&mb, &sb, z, 1.0f);
             }
             mlxn_softmax_merge(&m, &s, mb, sb);

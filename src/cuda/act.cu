@@ -1,6 +1,6 @@
-// Activations on CUDA: a run of V elements of a row per thread (32 bytes: elementwise.cuh's
-// wide_run, else 8 elements), moved with 16-byte loads and stores, when rows are 16-byte aligned
-// and n is a multiple of V; else one element per thread.
+// Activations on CUDA: a run of V elements of a row per thread (32 bytes, else 8 elements:
+// elementwise.cuh's with_run), moved with 16-byte loads and stores, when rows are 16-byte
+// aligned and n is a multiple of V; else one element per thread.
 #include "../core/act_math.h"
 #include "elementwise.cuh"
 
@@ -14,12 +14,10 @@ using namespace mlxn_cuda;
 // outputs keep act_math.h's forms; GELU-erf keeps them at every dtype.
 template <typename T, int ACT> __device__ __forceinline__ float act_value(float x)
 {
-    if constexpr (sizeof(T) == 2 && ACT != MLXN_ACT_GELU_ERF) {
-        const float u = ACT == MLXN_ACT_GELU_TANH ? -1.5957691216057308f * (x + 0.044715f * x * x * x) : -x;
-        return (ACT == MLXN_ACT_SIGMOID ? 1.0f : x) / (1.0f + __expf(u));
-    } else {
+    if constexpr (sizeof(T) == 2 && ACT != MLXN_ACT_GELU_ERF)
+        return mlxn_act_logistic(ACT, x, __expf(mlxn_act_exp_arg(ACT, x)));
+    else
         return mlxn_act_f32(ACT, x);
-    }
 }
 
 // grid.x covers the runs of a row (or elements, V = 1), grid.y the rows.
@@ -67,23 +65,16 @@ bool rows_aligned(const mlxn_rows &r, int64_t n_rows, size_t es, int64_t n)
     return base && (n * (int64_t)es) % 16 == 0 && (n_rows <= 1 || (r.s2 % 16 == 0 && r.s1 % 16 == 0 && r.s0 % 16 == 0));
 }
 
-template <typename T, int ACT, bool GLU, int V> cudaError_t launch_v(const mlxn_act_args &a, cudaStream_t s, bool pdl)
-{
-    const int64_t per_row = (a.n / V + 255) / 256;
-    const unsigned rows = (unsigned)(a.n_rows < 65535 ? a.n_rows : 65535);
-    return launch(act_kernel<T, ACT, GLU, V>, dim3((unsigned)per_row, rows), dim3(256), 0, s, pdl, a);
-}
-
 template <typename T, int ACT, bool GLU> cudaError_t launch_act(const mlxn_act_args &a, cudaStream_t s, bool pdl)
 {
-    constexpr int W = wide_run<T>();
-    const bool vec = a.n % RUN == 0 && rows_aligned(a.x, a.n_rows, sizeof(T), a.n) &&
-                     rows_aligned(a.up, a.n_rows, sizeof(T), a.n) && rows_aligned(a.y, a.n_rows, sizeof(T), a.n);
-    if (vec && a.n % W == 0)
-        return launch_v<T, ACT, GLU, W>(a, s, pdl);
-    if (vec)
-        return launch_v<T, ACT, GLU, RUN>(a, s, pdl);
-    return launch_v<T, ACT, GLU, 1>(a, s, pdl);
+    const bool vec = rows_aligned(a.x, a.n_rows, sizeof(T), a.n) && rows_aligned(a.up, a.n_rows, sizeof(T), a.n) &&
+                     rows_aligned(a.y, a.n_rows, sizeof(T), a.n);
+    return with_run<T>(a.n, vec, [&](auto run) {
+        constexpr int V = decltype(run)::value;
+        const int64_t per_row = (a.n / V + 255) / 256;
+        const unsigned rows = (unsigned)(a.n_rows < 65535 ? a.n_rows : 65535);
+        return launch(act_kernel<T, ACT, GLU, V>, dim3((unsigned)per_row, rows), dim3(256), 0, s, pdl, a);
+    });
 }
 
 template <typename T, int ACT> cudaError_t launch_glu(const mlxn_act_args &a, cudaStream_t s, bool pdl)

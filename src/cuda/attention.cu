@@ -333,158 +333,158 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                 // the tile in sub-tiles of SB keys: S and P of one sub-tile in registers at a time
 #pragma unroll 1
                 for (int sb = 0; sb < BN / SB; sb++) {
-                const int j0 = (kt0 + it) * BN + sb * SB;
-                if (j0 < whi && j0 + SB > wlo) {
-                    float sacc[MW][NT][4];
-#pragma unroll
-                    for (int m = 0; m < MW; m++)
-#pragma unroll
-                        for (int i = 0; i < NT; i++)
-                            sacc[m][i][0] = sacc[m][i][1] = sacc[m][i][2] = sacc[m][i][3] = 0.0f;
-#pragma unroll
-                    for (int kk = 0; kk < D / 16; kk++) {
-                        uint32_t af[MW][4];
+                    const int j0 = (kt0 + it) * BN + sb * SB;
+                    if (j0 < whi && j0 + SB > wlo) {
+                        float sacc[MW][NT][4];
 #pragma unroll
                         for (int m = 0; m < MW; m++)
-                            ldmatrix_x4(af[m], q_frag + (uint32_t)((m * 16 * LD + kk * 16) * 2));
 #pragma unroll
-                        for (int nb = 0; nb < NT / 2; nb++) {
-                            uint32_t bf[4];
-                            ldmatrix_x4(bf, ks + k_frag + ((sb * SB + nb * 16) * LD + kk * 16) * 2);
+                            for (int i = 0; i < NT; i++)
+                                sacc[m][i][0] = sacc[m][i][1] = sacc[m][i][2] = sacc[m][i][3] = 0.0f;
 #pragma unroll
-                            for (int m = 0; m < MW; m++) {
-                                Mma<KV>::run(sacc[m][2 * nb], af[m], bf[0], bf[1]);
-                                Mma<KV>::run(sacc[m][2 * nb + 1], af[m], bf[2], bf[3]);
+                        for (int kk = 0; kk < D / 16; kk++) {
+                            uint32_t af[MW][4];
+#pragma unroll
+                            for (int m = 0; m < MW; m++)
+                                ldmatrix_x4(af[m], q_frag + (uint32_t)((m * 16 * LD + kk * 16) * 2));
+#pragma unroll
+                            for (int nb = 0; nb < NT / 2; nb++) {
+                                uint32_t bf[4];
+                                ldmatrix_x4(bf, ks + k_frag + ((sb * SB + nb * 16) * LD + kk * 16) * 2);
+#pragma unroll
+                                for (int m = 0; m < MW; m++) {
+                                    Mma<KV>::run(sacc[m][2 * nb], af[m], bf[0], bf[1]);
+                                    Mma<KV>::run(sacc[m][2 * nb + 1], af[m], bf[2], bf[3]);
+                                }
                             }
                         }
-                    }
-                    // the logits in log2 units are c sacc: a sub-tile every row of the warp sees
-                    // whole, with no softcap or mask, keeps the raw products (c the scale, folded
-                    // into the exponent's FFMA); others are transformed here (c 1), invisible
-                    // keys -inf
-                    float c = scale_log2;
-                    if (!(a.softcap <= 0.0f && !a.mask && a.scale > 0.0f && j0 >= flo && j0 + SB <= fhi)) {
-                        c = 1.0f;
-                        // (one pass per feature: the branches are uniform and each loop stays
-                        // small)
-                        if (a.softcap > 0.0f) {
-                            const float inv_cap = __fdividef(1.0f, a.softcap);
+                        // the logits in log2 units are c sacc: a sub-tile every row of the warp sees
+                        // whole, with no softcap or mask, keeps the raw products (c the scale, folded
+                        // into the exponent's FFMA); others are transformed here (c 1), invisible
+                        // keys -inf
+                        float c = scale_log2;
+                        if (!(a.softcap <= 0.0f && !a.mask && a.scale > 0.0f && j0 >= flo && j0 + SB <= fhi)) {
+                            c = 1.0f;
+                            // (one pass per feature: the branches are uniform and each loop stays
+                            // small)
+                            if (a.softcap > 0.0f) {
+                                const float inv_cap = __fdividef(1.0f, a.softcap);
+#pragma unroll
+                                for (int m = 0; m < MW; m++)
+#pragma unroll
+                                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                                        for (int e = 0; e < 4; e++)
+                                            sacc[m][nt][e] = a.softcap * tanhf(sacc[m][nt][e] * a.scale * inv_cap);
+                            } else {
+#pragma unroll
+                                for (int m = 0; m < MW; m++)
+#pragma unroll
+                                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                                        for (int e = 0; e < 4; e++)
+                                            sacc[m][nt][e] *= a.scale;
+                            }
 #pragma unroll
                             for (int m = 0; m < MW; m++)
 #pragma unroll
-                                for (int nt = 0; nt < NT; nt++)
+                                for (int h = 0; h < 2; h++) {
+                                    // key positions relative to j0 (32-bit), the row's visible range
+                                    // clamped to the tile
+                                    // (the row's range within the split, recomputed here: held
+                                    // across the loop it costs registers the plain path needs; rows
+                                    // past R see nothing)
+                                    const int pr = wrow0 + m * 16 + h * 8 + g;
+                                    int lo = 0, hi = 0;
+                                    if (pr < R)
+                                        visible_keys(a, first, pr / G, lo, hi);
+                                    lo = lo > k0 ? lo : k0;
+                                    hi = hi < k1 ? hi : k1;
+                                    const int rlo = clamp_to_tile(lo - j0, SB), rhi = clamp_to_tile(hi - j0, SB);
+                                    const float *mrow_p = a.mask && pr < R ? mask_row(a, pr / G) + j0 : nullptr;
 #pragma unroll
-                                    for (int e = 0; e < 4; e++)
-                                        sacc[m][nt][e] = a.softcap * tanhf(sacc[m][nt][e] * a.scale * inv_cap);
-                        } else {
+                                    for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-                            for (int m = 0; m < MW; m++)
-#pragma unroll
-                                for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                                    for (int e = 0; e < 4; e++)
-                                        sacc[m][nt][e] *= a.scale;
+                                        for (int e = 0; e < 2; e++) {
+                                            const int jr = nt * 8 + 2 * tq + e;
+                                            float &z = sacc[m][nt][2 * h + e];
+                                            if (jr >= rlo && jr < rhi)
+                                                z = (mrow_p ? z + __ldg(mrow_p + jr) : z) * LOG2E;
+                                            else
+                                                z = -INFINITY;
+                                        }
+                                }
                         }
+                        // online softmax per row (the four lanes of a quad share a row). A row's
+                        // reference point mrow moves only when its max passes it by more than
+                        // RESCALE_SLACK: the weights stay below 2^RESCALE_SLACK (exact in f32; P's
+                        // rounding is relative), and o is rescaled only when some row of the warp
+                        // moved, which after the first keys is rare
+                        float al[MW][2];
+                        bool moved = false;
 #pragma unroll
                         for (int m = 0; m < MW; m++)
 #pragma unroll
                             for (int h = 0; h < 2; h++) {
-                                // key positions relative to j0 (32-bit), the row's visible range
-                                // clamped to the tile
-                                // (the row's range within the split, recomputed here: held
-                                // across the loop it costs registers the plain path needs; rows
-                                // past R see nothing)
-                                const int pr = wrow0 + m * 16 + h * 8 + g;
-                                int lo = 0, hi = 0;
-                                if (pr < R)
-                                    visible_keys(a, first, pr / G, lo, hi);
-                                lo = lo > k0 ? lo : k0;
-                                hi = hi < k1 ? hi : k1;
-                                const int rlo = clamp_to_tile(lo - j0, SB), rhi = clamp_to_tile(hi - j0, SB);
-                                const float *mrow_p = a.mask && pr < R ? mask_row(a, pr / G) + j0 : nullptr;
+                                float mx = -INFINITY;
+#pragma unroll
+                                for (int nt = 0; nt < NT; nt++)
+                                    mx = fmaxf(mx, fmaxf(sacc[m][nt][2 * h], sacc[m][nt][2 * h + 1]));
+                                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                                mx *= c;
+                                const float mo = mrow[m][h], mn = mx > mo + RESCALE_SLACK ? mx : mo;
+                                al[m][h] = 1.0f;
+                                if (mn != mo) {
+                                    al[m][h] = ex2(mo - mn); // 0 while the row had seen no key
+                                    moved = true;
+                                }
+                                // a row that has seen no key yet keeps -inf: its weights are 0
+                                const float msub = mn == -INFINITY ? 0.0f : mn;
+                                mrow[m][h] = mn;
+                                float sum = 0.0f;
 #pragma unroll
                                 for (int nt = 0; nt < NT; nt++)
 #pragma unroll
                                     for (int e = 0; e < 2; e++) {
-                                        const int jr = nt * 8 + 2 * tq + e;
-                                        float &z = sacc[m][nt][2 * h + e];
-                                        if (jr >= rlo && jr < rhi)
-                                            z = (mrow_p ? z + __ldg(mrow_p + jr) : z) * LOG2E;
-                                        else
-                                            z = -INFINITY;
+                                        const float p = ex2(fmaf(sacc[m][nt][2 * h + e], c, -msub));
+                                        sacc[m][nt][2 * h + e] = p;
+                                        sum += p;
                                     }
+                                lrow[m][h] = lrow[m][h] * al[m][h] + sum;
                             }
-                    }
-                    // online softmax per row (the four lanes of a quad share a row). A row's
-                    // reference point mrow moves only when its max passes it by more than
-                    // RESCALE_SLACK: the weights stay below 2^RESCALE_SLACK (exact in f32; P's
-                    // rounding is relative), and o is rescaled only when some row of the warp
-                    // moved, which after the first keys is rare
-                    float al[MW][2];
-                    bool moved = false;
+                        if (__any_sync(0xffffffffu, moved))
 #pragma unroll
-                    for (int m = 0; m < MW; m++)
+                            for (int m = 0; m < MW; m++)
 #pragma unroll
-                        for (int h = 0; h < 2; h++) {
-                            float mx = -INFINITY;
-#pragma unroll
-                            for (int nt = 0; nt < NT; nt++)
-                                mx = fmaxf(mx, fmaxf(sacc[m][nt][2 * h], sacc[m][nt][2 * h + 1]));
-                            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                            mx *= c;
-                            const float mo = mrow[m][h], mn = mx > mo + RESCALE_SLACK ? mx : mo;
-                            al[m][h] = 1.0f;
-                            if (mn != mo) {
-                                al[m][h] = ex2(mo - mn); // 0 while the row had seen no key
-                                moved = true;
-                            }
-                            // a row that has seen no key yet keeps -inf: its weights are 0
-                            const float msub = mn == -INFINITY ? 0.0f : mn;
-                            mrow[m][h] = mn;
-                            float sum = 0.0f;
-#pragma unroll
-                            for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                                for (int e = 0; e < 2; e++) {
-                                    const float p = ex2(fmaf(sacc[m][nt][2 * h + e], c, -msub));
-                                    sacc[m][nt][2 * h + e] = p;
-                                    sum += p;
+                                for (int i = 0; i < DT; i++) {
+                                    oacc[m][i][0] *= al[m][0];
+                                    oacc[m][i][1] *= al[m][0];
+                                    oacc[m][i][2] *= al[m][1];
+                                    oacc[m][i][3] *= al[m][1];
                                 }
-                            lrow[m][h] = lrow[m][h] * al[m][h] + sum;
-                        }
-                    if (__any_sync(0xffffffffu, moved))
 #pragma unroll
-                        for (int m = 0; m < MW; m++)
-#pragma unroll
-                            for (int i = 0; i < DT; i++) {
-                                oacc[m][i][0] *= al[m][0];
-                                oacc[m][i][1] *= al[m][0];
-                                oacc[m][i][2] *= al[m][1];
-                                oacc[m][i][3] *= al[m][1];
-                            }
-#pragma unroll
-                    for (int kb = 0; kb < SB / 16; kb++) {
-                        uint32_t pf[MW][4];
-#pragma unroll
-                        for (int m = 0; m < MW; m++) {
-                            pf[m][0] = Mma<KV>::pack(sacc[m][2 * kb][0], sacc[m][2 * kb][1]);
-                            pf[m][1] = Mma<KV>::pack(sacc[m][2 * kb][2], sacc[m][2 * kb][3]);
-                            pf[m][2] = Mma<KV>::pack(sacc[m][2 * kb + 1][0], sacc[m][2 * kb + 1][1]);
-                            pf[m][3] = Mma<KV>::pack(sacc[m][2 * kb + 1][2], sacc[m][2 * kb + 1][3]);
-                        }
-#pragma unroll
-                        for (int db = 0; db < D / 16; db++) {
-                            uint32_t vf[4];
-                            ldmatrix_x4_trans(vf, vs + v_frag + ((sb * SB + kb * 16) * LD + db * 16) * 2);
+                        for (int kb = 0; kb < SB / 16; kb++) {
+                            uint32_t pf[MW][4];
 #pragma unroll
                             for (int m = 0; m < MW; m++) {
-                                Mma<KV>::run(oacc[m][2 * db], pf[m], vf[0], vf[1]);
-                                Mma<KV>::run(oacc[m][2 * db + 1], pf[m], vf[2], vf[3]);
+                                pf[m][0] = Mma<KV>::pack(sacc[m][2 * kb][0], sacc[m][2 * kb][1]);
+                                pf[m][1] = Mma<KV>::pack(sacc[m][2 * kb][2], sacc[m][2 * kb][3]);
+                                pf[m][2] = Mma<KV>::pack(sacc[m][2 * kb + 1][0], sacc[m][2 * kb + 1][1]);
+                                pf[m][3] = Mma<KV>::pack(sacc[m][2 * kb + 1][2], sacc[m][2 * kb + 1][3]);
+                            }
+#pragma unroll
+                            for (int db = 0; db < D / 16; db++) {
+                                uint32_t vf[4];
+                                ldmatrix_x4_trans(vf, vs + v_frag + ((sb * SB + kb * 16) * LD + db * 16) * 2);
+#pragma unroll
+                                for (int m = 0; m < MW; m++) {
+                                    Mma<KV>::run(oacc[m][2 * db], pf[m], vf[0], vf[1]);
+                                    Mma<KV>::run(oacc[m][2 * db + 1], pf[m], vf[2], vf[3]);
+                                }
                             }
                         }
                     }
-                }
                 }
                 __syncthreads(); // the stage is reloaded next
             }
@@ -682,7 +682,11 @@ cudaError_t launch_prefill(const mlxn_attention_args &a, void *scratch, size_t s
     // few row tiles (decode of large groups, short chunks of one sequence): split the keys too
     const KeySplit sp = plan_split(a, tiles * a.B * a.Hkv, PrefillShape<D>::BN, scratch, scratch_bytes, sms);
     const bool q16 = ((uint64_t)(uintptr_t)a.q.base | (uint64_t)a.q.s0 | (uint64_t)a.q.s1 | (uint64_t)a.q.s2) % 16 == 0;
-    const QMode q_mode = !q16 ? Q_ANY : a.q_dtype == a.kv_dtype ? Q_SAME16 : a.q_dtype == MLXN_DTYPE_F32 ? Q_F32_16 : Q_ANY;
+    QMode q_mode = Q_ANY;
+    if (q16 && a.q_dtype == a.kv_dtype)
+        q_mode = Q_SAME16;
+    else if (q16 && a.q_dtype == MLXN_DTYPE_F32)
+        q_mode = Q_F32_16;
     e = launch(kernel, dim3(grid_dim(a.B * a.Hkv, INT32_MAX), grid_dim(tiles, 65535), (unsigned)sp.splits),
                dim3(PF_THREADS), smem, s, pdl, a, sp, q_mode);
     if (e != cudaSuccess || sp.splits == 1)

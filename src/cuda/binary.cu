@@ -50,26 +50,20 @@ __global__ void __launch_bounds__(256) binary_rows(const mlxn_binary_args a)
     }
 }
 
-template <typename T, typename TB, int OP, int E>
-cudaError_t launch_run(const mlxn_binary_args &a, cudaStream_t s, bool pdl)
-{
-    const ew_shape g = ew_launch_shape(a.n_rows, a.n / E);
-    if (a.b_inc == 0)
-        return launch(binary_rows<T, TB, OP, B_ROW, E>, g.grid, g.block, 0, s, pdl, a);
-    return launch(binary_rows<T, TB, OP, B_VEC, E>, g.grid, g.block, 0, s, pdl, a);
-}
-
 template <typename T, typename TB, int OP> cudaError_t launch_op(const mlxn_binary_args &a, cudaStream_t s, bool pdl)
 {
-    constexpr int W = wide_run<T>();
-    const bool vec = a.n % RUN == 0 && rows_aligned16(a.a) && rows_aligned16(a.y) &&
+    const bool vec = rows_aligned16(a.a) && rows_aligned16(a.y) &&
                      (a.b_inc == 0 || (a.b_inc == (int64_t)sizeof(TB) && rows_aligned16(a.b)));
-    if (vec && a.n % W == 0)
-        return launch_run<T, TB, OP, W>(a, s, pdl);
-    if (vec)
-        return launch_run<T, TB, OP, RUN>(a, s, pdl);
-    const ew_shape g = ew_launch_shape(a.n_rows, a.n);
-    return launch(binary_rows<T, TB, OP, SCALAR, 1>, g.grid, g.block, 0, s, pdl, a);
+    return with_run<T>(a.n, vec, [&](auto run) {
+        constexpr int E = decltype(run)::value;
+        const ew_shape g = ew_launch_shape(a.n_rows, a.n / E);
+        if constexpr (E == 1)
+            return launch(binary_rows<T, TB, OP, SCALAR, 1>, g.grid, g.block, 0, s, pdl, a);
+        else if (a.b_inc == 0)
+            return launch(binary_rows<T, TB, OP, B_ROW, E>, g.grid, g.block, 0, s, pdl, a);
+        else
+            return launch(binary_rows<T, TB, OP, B_VEC, E>, g.grid, g.block, 0, s, pdl, a);
+    });
 }
 
 template <typename T, typename TB> cudaError_t launch_types(const mlxn_binary_args &a, cudaStream_t s, bool pdl)

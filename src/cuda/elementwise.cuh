@@ -7,6 +7,8 @@
 #ifndef MLXN_CUDA_ELEMENTWISE_CUH
 #define MLXN_CUDA_ELEMENTWISE_CUH
 
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace mlxn_cuda {
@@ -26,6 +28,18 @@ constexpr int RUN = 8; // elements per thread on the vector paths: 16 bytes of f
 // thread where n allows, since 16 bytes a thread left 16-bit rows at 56-85% of the H200's copy
 // bandwidth where f32 rows reached 96-101% (bench/NOTES.md, elementwise).
 template <typename T> constexpr int wide_run() { return 32 / (int)sizeof(T); }
+
+// Calls f with the run length the rows allow as a compile-time constant
+// (std::integral_constant<int, E>): wide_run<T>() where n is a multiple of it, else RUN, else 1;
+// 1 as well when the rows are not aligned for 16-byte accesses (vec false).
+template <typename T, typename F> cudaError_t with_run(int64_t n, bool vec, F f)
+{
+    if (vec && n % wide_run<T>() == 0)
+        return f(std::integral_constant<int, wide_run<T>()>());
+    if (vec && n % RUN == 0)
+        return f(std::integral_constant<int, RUN>());
+    return f(std::integral_constant<int, 1>());
+}
 
 // N elements at p (16-byte aligned) as f32.
 template <typename T, int N> __device__ __forceinline__ void load_run(const T *p, float (&v)[N])

@@ -1,7 +1,8 @@
 // MoE reduce on CUDA: y[t, :] = sum_j w[t, j] * x[t, j, :]. Bound by reading x (k rows per
-// token): each thread owns a run of columns of one token (32 bytes, else 8 columns: elementwise.cuh
-// wide_run and launch shape) and reads its k runs with 16-byte loads when every row is 16-byte
-// aligned and N a multiple of the run, else one column per thread. Accumulation in f32 in slot order, one rounding to y's dtype.
+// token): each thread owns a run of columns of one token (32 bytes, else 8 columns:
+// elementwise.cuh with_run and launch shape) and reads its k runs with 16-byte loads when every
+// row is 16-byte aligned and N a multiple of the run, else one column per thread. Accumulation
+// in f32 in slot order, one rounding to y's dtype.
 #include "elementwise.cuh"
 
 namespace {
@@ -42,19 +43,11 @@ template <typename T, int R> __global__ void __launch_bounds__(256) moe_reduce_r
 
 template <typename T> cudaError_t launch_t(const mlxn_moe_reduce_args &a, cudaStream_t s, bool pdl)
 {
-    constexpr int W = wide_run<T>();
-    if (rows_aligned16(a.x) && rows_aligned16(a.y)) {
-        if (a.n % W == 0) {
-            const ew_shape g = ew_launch_shape(a.n_tokens, a.n / W);
-            return launch(moe_reduce_rows<T, W>, g.grid, g.block, 0, s, pdl, a);
-        }
-        if (a.n % RUN == 0) {
-            const ew_shape g = ew_launch_shape(a.n_tokens, a.n / RUN);
-            return launch(moe_reduce_rows<T, RUN>, g.grid, g.block, 0, s, pdl, a);
-        }
-    }
-    const ew_shape g = ew_launch_shape(a.n_tokens, a.n);
-    return launch(moe_reduce_rows<T, 1>, g.grid, g.block, 0, s, pdl, a);
+    return with_run<T>(a.n, rows_aligned16(a.x) && rows_aligned16(a.y), [&](auto run) {
+        constexpr int R = decltype(run)::value;
+        const ew_shape g = ew_launch_shape(a.n_tokens, a.n / R);
+        return launch(moe_reduce_rows<T, R>, g.grid, g.block, 0, s, pdl, a);
+    });
 }
 
 } // namespace

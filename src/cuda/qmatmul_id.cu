@@ -402,7 +402,8 @@ template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
            (!a.w_up || al(a.w_up, a.up_stride, a.up_expert_stride));
 }
 
-template <int WT, int G, bool SWIGLU> cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
+template <int WT, int G, bool SWIGLU>
+cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
     constexpr int GE = G * block_elems_of<WT>();
     const int64_t groups = a.K / GE;

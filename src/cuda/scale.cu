@@ -32,19 +32,11 @@ template <typename T, int E> __global__ void __launch_bounds__(256) scale_rows(c
 
 template <typename T> cudaError_t launch_t(const mlxn_scale_args &a, cudaStream_t s, bool pdl)
 {
-    constexpr int W = wide_run<T>();
-    if (rows_aligned16(a.x) && rows_aligned16(a.y)) {
-        if (a.n % W == 0) {
-            const ew_shape g = ew_launch_shape(a.n_rows, a.n / W);
-            return launch(scale_rows<T, W>, g.grid, g.block, 0, s, pdl, a);
-        }
-        if (W != RUN && a.n % RUN == 0) {
-            const ew_shape g = ew_launch_shape(a.n_rows, a.n / RUN);
-            return launch(scale_rows<T, RUN>, g.grid, g.block, 0, s, pdl, a);
-        }
-    }
-    const ew_shape g = ew_launch_shape(a.n_rows, a.n);
-    return launch(scale_rows<T, 1>, g.grid, g.block, 0, s, pdl, a);
+    return with_run<T>(a.n, rows_aligned16(a.x) && rows_aligned16(a.y), [&](auto run) {
+        constexpr int E = decltype(run)::value;
+        const ew_shape g = ew_launch_shape(a.n_rows, a.n / E);
+        return launch(scale_rows<T, E>, g.grid, g.block, 0, s, pdl, a);
+    });
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 // block reductions. Other rows take two passes (the second read mostly from L2), each thread
 // keeping a running (max, sum of exp) over its elements, merged across the block.
 #include "../core/softmax_math.h"
+#include "block_reduce.cuh"
 #include "elementwise.cuh"
 
 #include <cooperative_groups.h>
@@ -60,26 +61,6 @@ __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args 
     }
 }
 
-// The block's max and sum of the threads' values (the ops a block-wide reduction of one value
-// each; every thread gets the result).
-template <int TH, bool MAX> __device__ __forceinline__ float block_reduce1(float v, float *red)
-{
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float w = __shfl_xor_sync(0xffffffffu, v, o);
-        v = MAX ? fmaxf(v, w) : v + w;
-    }
-    if (lane == 0)
-        red[warp] = v;
-    __syncthreads();
-    v = red[0];
-    for (int w = 1; w < TH / 32; w++)
-        v = MAX ? fmaxf(v, red[w]) : v + red[w];
-    __syncthreads(); // red is read before it is written again
-    return v;
-}
-
 // A cluster's (sm_90) max or sum of its blocks' values v (each block's, the same in all of its
 // threads), through distributed shared memory: slot is this block's shared word for it. Two
 // slots alternate (max, sum) so a block may write the next one while others still read the
@@ -111,7 +92,7 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
 template <typename T, int TH, int R, int CL>
 __global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softmax_args a)
 {
-    __shared__ float red[TH / 32], part[2];
+    __shared__ float red[32], part[2]; // red: block_reduce.cuh's scratch
     wait_for_previous_kernel();
     allow_next_kernel();
     // this block's slice of a row: runs [run0, run1)
@@ -143,7 +124,7 @@ __global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softm
                 m = fmaxf(m, z[j][e]);
             }
         }
-        m = block_reduce1<TH, true>(m, red);
+        m = block_max(m, red);
         if constexpr (CL > 1)
             m = cluster_reduce1<CL, true>(m, &part[0]);
         // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
@@ -161,7 +142,7 @@ __global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softm
                     z[j][e] = p;
             }
         }
-        s = block_reduce1<TH, false>(s, red);
+        s = block_sum(s, red);
         if constexpr (CL > 1)
             s = cluster_reduce1<CL, false>(s, &part[1]);
         const float inv = 1.0f / s, ls = logf(s);
@@ -210,8 +191,10 @@ template <typename T> cudaError_t launch_cluster(const mlxn_softmax_args &a, cud
     const int64_t rows = a.n_rows < 65535 / CL ? a.n_rows : 65535 / CL;
     const dim3 grid((unsigned)(rows * CL));
     if (a.n <= (int64_t)CL * CL_TH * 4 * RUN)
-        return launch_clustered(softmax_rows_in_registers<T, CL_TH, 4, CL>, grid, dim3(CL_TH), 0, s, pdl, (unsigned)CL, a);
-    return launch_clustered(softmax_rows_in_registers<T, CL_TH, 8, CL>, grid, dim3(CL_TH), 0, s, pdl, (unsigned)CL, a);
+        return launch_clustered(softmax_rows_in_registers<T, CL_TH, 4, CL>, grid, dim3(CL_TH), 0, s, pdl,
+                                (unsigned)CL, a);
+    return launch_clustered(softmax_rows_in_registers<T, CL_TH, 8, CL>, grid, dim3(CL_TH), 0, s, pdl, (unsigned)CL,
+                            a);
 }
 
 bool sm90_or_later()
