@@ -1,21 +1,23 @@
-// RoPE on CUDA. A block owns a token (grid-stride over tokens) and groups of heads (grid-stride
-// over groups in y). For each chunk of up to 256 pairs it first forms the token's (cos, sin) in
-// shared memory: frequency and angle in f64, reduced to [-pi, pi], then the f32 sin / cos; the
-// f64 part is a few dozen instructions per pair and token, shared by all heads of the group.
-// Then each thread rotates V pairs of a head: with 16-byte loads and stores where the layout
-// allows (NEOX: V = 16 bytes of elements from each half; NORMAL: 16 bytes of interleaved
-// pairs), one pair otherwise. A thread's first x is loaded before the table so that its
-// latency overlaps the trigonometry. Dims past n_rot are copied when y is not x.
+// RoPE on CUDA. A warp works on one token's heads at a time. Within the warp a segment of L
+// lanes (a power of two) owns one head row and HS = 32 / L segments take HS heads a step; lane
+// sl of a segment owns the same pair items (V pairs each) and pass-through units in every head,
+// so its (cos, sin) for those pairs are formed once per token and held in registers, and the
+// pair frequencies (f64, independent of the token) once per warp: no shared memory, no barrier.
+// A step loads its items before any is rotated, and S steps are loaded at once, so a lane has
+// ~256 bytes in flight. The angle: frequency and position in f64, reduced to half turns before
+// the f32 sincospif (rope_math.h).
 //
-// With the per-head RMS norm (Gemma 3, Qwen3: a decode step has 5 or 24 heads of 128..256)
-// one warp owns a head row and a block up to 8 heads of one token, so the table is shared by
-// the block's heads and the row's sum of squares is a warp reduction (no barrier). The
-// warp loads the row once into registers (the first chunk of pairs, which is the whole row for
-// D <= 512, as pair items; the first 16 elements per lane of the dims past n_rot), forms the
-// table while those loads are in flight, reduces, then normalizes and rotates from registers.
-// Longer rows take their remaining pairs and dims from memory again (L1 / L2 hits). The same
-// lane owns an element in every pass, and the reduction sits between the reads and the writes,
-// so y may be x.
+// Items: 16 bytes of elements from each half (NEOX, V = 16 bytes of elements) or 16 bytes of
+// interleaved pairs (NORMAL) where the layout allows, one pair otherwise. A lane holds K items a
+// head (K = 1, or 4 for rows of more than 32 items); longer rows go through the pairs in chunks
+// of L * K items, the (cos, sin) of later chunks formed per chunk.
+//
+// With the per-head RMS norm (Gemma 3, Qwen3) the segment reads its head row into registers
+// (the first chunk and the first K pass-through units a lane; the rest, for rows that long, is
+// read again from memory: L1 / L2 hits), reduces the sum of squares over the segment's lanes
+// by shuffles, then normalizes and rotates from registers. Every element is read before any is
+// written by the same lane, so y may be x. Dims past n_rot are copied when y is not x (plain),
+// normalized and written (norm).
 #include "../core/rope_math.h"
 #include "common.cuh"
 
@@ -23,7 +25,7 @@ namespace {
 
 using namespace mlxn_cuda;
 
-constexpr int THREADS = 256, CHUNK = 256;
+constexpr int WARPS = 4; // warps a block
 
 template <typename T> __device__ __forceinline__ float to_f(T v);
 template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
@@ -62,13 +64,22 @@ template <typename T, int N> __device__ __forceinline__ void store_n(T *p, const
     }
 }
 
+template <typename T, int U> __device__ __forceinline__ float sum_squares(const T (&v)[U])
+{
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < U; j++)
+        ss += to_f(v[j]) * to_f(v[j]);
+    return ss;
+}
+
 // The pairs of one item: NEOX reads V elements at i and V at i + n_rot/2, NORMAL 2V
 // interleaved elements at 2i.
 template <typename T, bool NEOX, int V> struct pair_item {
     static constexpr int NA = NEOX ? V : 2 * V, NB = NEOX ? V : 1;
     T xa[NA], xb[NB];
 
-    __device__ __forceinline__ void load(const T *row, int64_t i, int64_t half)
+    __device__ __forceinline__ void load(const T *row, int i, int half)
     {
         load_n(row + (NEOX ? i : 2 * i), xa);
         if constexpr (NEOX)
@@ -78,7 +89,7 @@ template <typename T, bool NEOX, int V> struct pair_item {
     // Rotated and rounded once to T; with NORM, x * scale * w first in f32 (w: the head's norm
     // weights).
     template <bool NORM>
-    __device__ __forceinline__ void rotate_store(T *row, int64_t i, int64_t half, const float2 *cs, const float *w,
+    __device__ __forceinline__ void rotate_store(T *row, int i, int half, const float2 (&cs)[V], const float *w,
                                                  float scale)
     {
         float wa[NA], wb[NB];
@@ -124,15 +135,6 @@ template <typename T, bool NEOX, int V> struct pair_item {
     }
 };
 
-template <typename T, int U> __device__ __forceinline__ float sum_squares(const T (&v)[U])
-{
-    float ss = 0.f;
-#pragma unroll
-    for (int j = 0; j < U; j++)
-        ss += to_f(v[j]) * to_f(v[j]);
-    return ss;
-}
-
 // U dims past n_rot: x * scale * w, rounded to T.
 template <typename T, int U> __device__ __forceinline__ void norm_store(T *p, T (&v)[U], const float *w, float scale)
 {
@@ -144,177 +146,256 @@ template <typename T, int U> __device__ __forceinline__ void norm_store(T *p, T 
     store_n(p, v);
 }
 
-// V pairs per thread; U elements per pass-through copy unit (16 bytes, or 1). A group holds
-// at most max(1, THREADS / pairs per head) heads, so item counts within a group fit in int.
-// Three blocks per SM: up to 85 registers (the f64 angle math is live next to the prefetched x;
-// at the 64 that ptxas picks for plain 256-thread bounds some variants spill), and still 24 KB
-// of loads in flight per SM.
-template <typename T, bool NEOX, int V, int U>
-__global__ void __launch_bounds__(THREADS, 3) rope_heads(const mlxn_rope_args a, int heads_per_group)
+// How a call is cut: L lanes a head (a power of two, at most 32), so 32 / L heads a warp step;
+// a unit is S steps of one token's heads, units_per_token of them a token.
+struct rope_plan {
+    int L;
+    int64_t units_per_token, units;
+};
+
+// A window of FREQS pairs' frequencies (f64, the same for every token) and position rows
+// (multi-section rope), formed once per block in shared memory. Heads of n_rot > 2 FREQS go
+// through their pairs window by window (plain rope); the norm takes the pairs past its first
+// window's registers with angles formed where they are used.
+constexpr int FREQS = 1024;
+struct pair_table {
+    double freq[FREQS];
+    unsigned char sec[FREQS];
+};
+
+__device__ __forceinline__ void fill_table(const mlxn_rope_args &a, bool multi, int w0, pair_table &tab)
 {
-    __shared__ float2 cs[CHUNK];
-    wait_for_previous_kernel();
-    allow_next_kernel();
-    const int64_t half = a.n_rot / 2, n_tokens = a.n_rows / a.n_head;
-    const int64_t n_groups = (a.n_head + heads_per_group - 1) / heads_per_group;
-    const int64_t g0 = blockIdx.y;
-    const int e0 = threadIdx.x; // this thread's first item of its first group
-    for (int64_t tok = blockIdx.x; tok < n_tokens; tok += gridDim.x) {
-        const int64_t b = tok / a.n_tok, t = tok % a.n_tok, row0 = tok * a.n_head;
-        for (int64_t i0 = 0; i0 < half; i0 += CHUNK) {
-            const int n = (int)(half - i0 < CHUNK ? half - i0 : CHUNK), per_head = n / V;
-            const int nh0 = (int)min((int64_t)heads_per_group, a.n_head - g0 * heads_per_group);
-            pair_item<T, NEOX, V> it;
-            if (e0 < nh0 * per_head) {
-                const int64_t r = row0 + g0 * heads_per_group + e0 / per_head;
-                it.load(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), i0 + (e0 % per_head) * V, half);
-            }
-            if (threadIdx.x < n) {
-                const int64_t i = i0 + threadIdx.x;
-                float c, s;
-                mlxn_rope_cos_sin((double)mlxn_rope_pos(&a, b, t, i) * mlxn_rope_freq(&a, i), a.mscale, &c, &s);
-                cs[threadIdx.x] = make_float2(c, s);
-            }
-            __syncthreads();
-            for (int64_t g = g0; g < n_groups; g += gridDim.y) {
-                const int nh = (int)min((int64_t)heads_per_group, a.n_head - g * heads_per_group);
-                for (int e = threadIdx.x; e < nh * per_head; e += THREADS) {
-                    const int k = (e % per_head) * V;
-                    const int64_t r = row0 + g * heads_per_group + e / per_head;
-                    if (g != g0 || e != e0)
-                        it.load(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), i0 + k, half);
-                    it.template rotate_store<false>(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), i0 + k, half, cs + k,
-                                                    nullptr, 1.0f);
-                }
-            }
-            __syncthreads(); // cs is read before the next chunk overwrites it
-        }
-        if (a.n_rot == a.head_dim || a.x.base == a.y.base)
-            continue; // nothing past n_rot, or in place: the dims are already there
-        const int64_t units = (a.head_dim - a.n_rot) / U;
-        for (int64_t g = g0; g < n_groups; g += gridDim.y) {
-            const int64_t nh = min((int64_t)heads_per_group, a.n_head - g * heads_per_group);
-            for (int64_t e = threadIdx.x; e < nh * units; e += THREADS) {
-                const int64_t r = row0 + g * heads_per_group + e / units, j = a.n_rot + (e % units) * U;
-                T v[U];
-                load_n(reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)) + j, v);
-                store_n(reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)) + j, v);
-            }
-        }
+    for (int k = threadIdx.x; k < FREQS && w0 + k < a.n_rot / 2; k += blockDim.x) {
+        tab.freq[k] = mlxn_rope_freq(&a, w0 + k);
+        tab.sec[k] = (unsigned char)(multi ? mlxn_rope_section(&a, w0 + k) : 0);
     }
 }
 
-constexpr int NORM_WARPS = 8;
-
-// (cos, sin) of pairs i0 .. i0 + n - 1 of token (b, t) into cs, by all threads of the block.
-__device__ __forceinline__ void fill_table(const mlxn_rope_args &a, int64_t b, int64_t t, int64_t i0, int n, float2 *cs)
+// (cos, sin) of the V pairs of item e of token (b, t) from the table of the window at pair w0;
+// p4: the token's positions by row.
+template <int V>
+__device__ __forceinline__ void item_cos_sin(const mlxn_rope_args &a, const pair_table &tab, int w0,
+                                             const int32_t (&p4)[4], int e, float2 (&cs)[V])
 {
-    for (int k = threadIdx.x; k < n; k += blockDim.x) {
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+        const int k = e * V + j - w0, r = tab.sec[k];
         float c, s;
-        mlxn_rope_cos_sin((double)mlxn_rope_pos(&a, b, t, i0 + k) * mlxn_rope_freq(&a, i0 + k), a.mscale, &c, &s);
-        cs[k] = make_float2(c, s);
+        mlxn_rope_cos_sin((double)(r == 0 ? p4[0] : r == 1 ? p4[1] : r == 2 ? p4[2] : p4[3]) * tab.freq[k], a.mscale, &c,
+                          &s);
+        cs[j] = make_float2(c, s);
     }
 }
 
-// Warp `warp` of a block handles head (group * heads_per_block + warp) of a token; blocks go
-// grid-stride over (token, group). V pairs per item and U pass-through dims per unit as in
-// rope_heads. A lane holds K items (one chunk of CHUNK pairs per warp) and KU units: 16
-// elements each way, so rows of D <= 512 stay in registers whatever T, V and U are.
-template <typename T, bool NEOX, int V, int U>
-__global__ void __launch_bounds__(32 * NORM_WARPS, 2) rope_norm_warp_per_head(const mlxn_rope_args a,
-                                                                              int heads_per_block)
+// The same without a table (the norm's pairs past its registers).
+template <int V>
+__device__ __forceinline__ void item_cos_sin_direct(const mlxn_rope_args &a, int64_t b, int64_t t, int e, float2 (&cs)[V])
 {
-    constexpr int K = CHUNK / (32 * V), KU = 16 / U;
-    __shared__ float2 cs[CHUNK];
-    wait_for_previous_kernel();
-    allow_next_kernel();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t half = a.n_rot / 2, n_tokens = a.n_rows / a.n_head;
-    const int64_t groups = (a.n_head + heads_per_block - 1) / heads_per_block;
-    const int64_t units = (a.head_dim - a.n_rot) / U;
-    const int n0 = (int)(half < CHUNK ? half : CHUNK), items0 = n0 / V;
-    for (int64_t blk = blockIdx.x; blk < n_tokens * groups; blk += gridDim.x) {
-        const int64_t tok = blk / groups, b = tok / a.n_tok, t = tok % a.n_tok;
-        const int64_t h = (blk % groups) * heads_per_block + warp, r = tok * a.n_head + h;
-        const bool active = h < a.n_head; // uniform over the warp
-        const T *x = active ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)) : nullptr;
-        T *y = active ? reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)) : nullptr;
-        const float *w = active ? reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) + h * a.norm_w_stride)
-                                : nullptr;
-        pair_item<T, NEOX, V> it[K];
-        T pu[KU][U];
-        if (active) {
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+        float c, s;
+        mlxn_rope_cos_sin((double)mlxn_rope_pos(&a, b, t, e * V + j) * mlxn_rope_freq(&a, e * V + j), a.mscale, &c, &s);
+        cs[j] = make_float2(c, s);
+    }
+}
+
+// Head h of a token's rows (T const for x).
+template <typename T> __device__ __forceinline__ T *head_row(const char *tok, const mlxn_rows &r, int64_t h)
+{
+    return reinterpret_cast<T *>(const_cast<char *>(tok) + h * r.s2);
+}
+
+// One unit of work: token (b, t), heads h0 + s HS (s < S) below h_end for this lane's segment.
+struct rope_unit {
+    int64_t b, t, h0, h_end;
+    const char *xt, *yt; // the token's rows of x and y
+    int32_t p4[4];       // its position in each row (one row unless multi-section)
+};
+
+template <int S>
+__device__ __forceinline__ rope_unit unit_at(const mlxn_rope_args &a, const rope_plan &p, bool multi, int64_t u, int seg)
+{
+    rope_unit w;
+    const int64_t tok = u / p.units_per_token, HS = 32 / p.L;
+    w.b = tok / a.n_tok;
+    w.t = tok % a.n_tok;
+    w.h0 = (u % p.units_per_token) * S * HS + seg;
+    w.h_end = min(a.n_head, w.h0 - seg + S * HS);
+    w.xt = a.x.base + w.b * a.x.s0 + w.t * a.x.s1;
+    w.yt = a.y.base + w.b * a.y.s0 + w.t * a.y.s1;
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+        w.p4[r] = r == 0 || multi ? reinterpret_cast<const int32_t *>(a.pos + w.b * a.pos_sb + r * a.pos_ss)[w.t] : 0;
+    return w;
+}
+
+// Plain rope of a unit's items in the table's window [w0, w0 + FREQS) of pairs, in chunks of
+// L K items; the pass-through dims with the first window.
+template <typename T, bool NEOX, int V, int U, int K, int S>
+__device__ __forceinline__ void plain_unit(const mlxn_rope_args &a, const pair_table &tab, int w0, const rope_unit &w,
+                                           int L, int lane)
+{
+    const int HS = 32 / L, sl = lane % L, half = a.n_rot / 2, iph = half / V, chunk = L * K;
+    const int c_end = min(iph, (w0 + FREQS) / V);
+    for (int c0 = w0 / V; c0 < c_end; c0 += chunk) {
+        pair_item<T, NEOX, V> it[S][K];
+#pragma unroll
+        for (int s = 0; s < S; s++)
 #pragma unroll
             for (int k = 0; k < K; k++)
-                if (lane + 32 * k < items0)
-                    it[k].load(x, (int64_t)(lane + 32 * k) * V, half);
+                if (w.h0 + s * HS < w.h_end && c0 + sl + L * k < c_end)
+                    it[s][k].load(head_row<const T>(w.xt, a.x, w.h0 + s * HS), (c0 + sl + L * k) * V, half);
 #pragma unroll
-            for (int k = 0; k < KU; k++)
-                if (lane + 32 * k < units)
-                    load_n(x + a.n_rot + (int64_t)(lane + 32 * k) * U, pu[k]);
-        }
-        fill_table(a, b, t, 0, n0, cs);
-        float scale = 0.f;
-        if (active) {
-            float ss = 0.f;
+        for (int k = 0; k < K; k++) {
+            const int e = c0 + sl + L * k;
+            if (e < c_end) {
+                float2 cs[V];
+                item_cos_sin(a, tab, w0, w.p4, e, cs);
 #pragma unroll
-            for (int k = 0; k < K; k++)
-                if (lane + 32 * k < items0)
-                    ss += it[k].sum_squares();
-#pragma unroll
-            for (int k = 0; k < KU; k++)
-                if (lane + 32 * k < units)
-                    ss += sum_squares(pu[k]);
-            for (int64_t i = CHUNK + (int64_t)lane * V; i < half; i += 32 * V) {
-                pair_item<T, NEOX, V> more;
-                more.load(x, i, half);
-                ss += more.sum_squares();
+                for (int s = 0; s < S; s++)
+                    if (w.h0 + s * HS < w.h_end)
+                        it[s][k].template rotate_store<false>(head_row<T>(w.yt, a.y, w.h0 + s * HS), e * V, half, cs,
+                                                              nullptr, 1.f);
             }
-            for (int64_t u = lane + 32 * KU; u < units; u += 32) {
-                T v[U];
-                load_n(x + a.n_rot + u * U, v);
-                ss += sum_squares(v);
-            }
-            // f64 for the one division and square root per head
-            scale = (float)(1.0 / sqrt((double)warp_sum(ss) / (double)a.head_dim + (double)a.norm_eps));
         }
-        __syncthreads(); // the first table is complete
-        if (active) {
+    }
+    if (w0 == 0 && a.n_rot < a.head_dim && a.x.base != a.y.base) { // pass-through dims, unless in place
+        const int pu = (int)(a.head_dim - a.n_rot) / U;
+        const int64_t hb = w.h0 - lane / L, n = (w.h_end - hb) * pu;
+        for (int64_t e = lane; e < n; e += 32) {
+            const int64_t h = hb + e / pu, j = a.n_rot + (e % pu) * U;
+            T v[U];
+            load_n(head_row<const T>(w.xt, a.x, h) + j, v);
+            store_n(head_row<T>(w.yt, a.y, h) + j, v);
+        }
+    }
+}
+
+// Per-head RMS norm and rope of a unit: the first L K items and L K pass-through units of a lane
+// in registers (their pairs inside the first window), the rest read again.
+template <typename T, bool NEOX, int V, int U, int K, int S>
+__device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_table &tab, const rope_unit &w, int L,
+                                          int lane)
+{
+    const int HS = 32 / L, sl = lane % L, half = a.n_rot / 2, iph = half / V, chunk = L * K;
+    const int pu = (int)(a.head_dim - a.n_rot) / U;
+    pair_item<T, NEOX, V> it[S][K];
+    T pv[S][K][U];
+#pragma unroll
+    for (int s = 0; s < S; s++) {
+        if (w.h0 + s * HS < w.h_end) {
+            const T *x = head_row<const T>(w.xt, a.x, w.h0 + s * HS);
 #pragma unroll
             for (int k = 0; k < K; k++) {
-                const int e = lane + 32 * k;
-                if (e < items0)
-                    it[k].template rotate_store<true>(y, (int64_t)e * V, half, cs + e * V, w, scale);
+                if (sl + L * k < iph)
+                    it[s][k].load(x, (sl + L * k) * V, half);
+                if (sl + L * k < pu)
+                    load_n(x + a.n_rot + (sl + L * k) * U, pv[s][k]);
             }
         }
-        for (int64_t i0 = CHUNK; i0 < half; i0 += CHUNK) {
-            const int n = (int)(half - i0 < CHUNK ? half - i0 : CHUNK);
-            __syncthreads(); // every warp is done with the previous table
-            fill_table(a, b, t, i0, n, cs);
-            __syncthreads();
-            if (active) {
-                for (int e = lane; e < n / V; e += 32) {
-                    pair_item<T, NEOX, V> more;
-                    more.load(x, i0 + (int64_t)e * V, half);
-                    more.template rotate_store<true>(y, i0 + (int64_t)e * V, half, cs + e * V, w, scale);
-                }
-            }
-        }
-        if (active) {
+    }
+    float scale[S];
 #pragma unroll
-            for (int k = 0; k < KU; k++) {
-                const int64_t j = a.n_rot + (int64_t)(lane + 32 * k) * U;
-                if (lane + 32 * k < units)
-                    norm_store(y + j, pu[k], w + j, scale);
+    for (int s = 0; s < S; s++) {
+        float ss = 0.f;
+        if (w.h0 + s * HS < w.h_end) {
+            const T *x = head_row<const T>(w.xt, a.x, w.h0 + s * HS);
+#pragma unroll
+            for (int k = 0; k < K; k++) {
+                if (sl + L * k < iph)
+                    ss += it[s][k].sum_squares();
+                if (sl + L * k < pu)
+                    ss += sum_squares(pv[s][k]);
             }
-            for (int64_t u = lane + 32 * KU; u < units; u += 32) {
-                const int64_t j = a.n_rot + u * U;
+            for (int e = chunk + sl; e < iph; e += L) { // rows longer than the registers hold
+                pair_item<T, NEOX, V> more;
+                more.load(x, e * V, half);
+                ss += more.sum_squares();
+            }
+            for (int q = chunk + sl; q < pu; q += L) {
+                T v[U];
+                load_n(x + a.n_rot + q * U, v);
+                ss += sum_squares(v);
+            }
+        }
+        for (int o = L >> 1; o > 0; o >>= 1) // segments are aligned groups of L lanes
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        // f64 for the one division and square root a head
+        scale[s] = (float)(1.0 / sqrt((double)ss / (double)a.head_dim + (double)a.norm_eps));
+    }
+    const auto weights = [&](int64_t h) {
+        return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) + h * a.norm_w_stride);
+    };
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        const int e = sl + L * k;
+        if (e < iph) {
+            float2 cs[V];
+            item_cos_sin(a, tab, 0, w.p4, e, cs);
+#pragma unroll
+            for (int s = 0; s < S; s++)
+                if (w.h0 + s * HS < w.h_end)
+                    it[s][k].template rotate_store<true>(head_row<T>(w.yt, a.y, w.h0 + s * HS), e * V, half, cs,
+                                                         weights(w.h0 + s * HS), scale[s]);
+        }
+    }
+#pragma unroll
+    for (int s = 0; s < S; s++) {
+        const int64_t h = w.h0 + s * HS;
+        if (h < w.h_end) {
+            const T *x = head_row<const T>(w.xt, a.x, h);
+            T *y = head_row<T>(w.yt, a.y, h);
+            const float *wt = weights(h);
+#pragma unroll
+            for (int k = 0; k < K; k++) {
+                const int j = a.n_rot + (sl + L * k) * U;
+                if (sl + L * k < pu)
+                    norm_store(y + j, pv[s][k], wt + j, scale[s]);
+            }
+            for (int e = chunk + sl; e < iph; e += L) {
+                float2 cs[V];
+                item_cos_sin_direct(a, w.b, w.t, e, cs);
+                pair_item<T, NEOX, V> more;
+                more.load(x, e * V, half);
+                more.template rotate_store<true>(y, e * V, half, cs, wt, scale[s]);
+            }
+            for (int q = chunk + sl; q < pu; q += L) {
+                const int j = a.n_rot + q * U;
                 T v[U];
                 load_n(x + j, v);
-                norm_store(y + j, v, w + j, scale);
+                norm_store(y + j, v, wt + j, scale[s]);
             }
         }
-        __syncthreads(); // cs is read before the next token's table overwrites it
+    }
+}
+
+// V pairs an item, U elements a pass-through unit (16 bytes, or 1), K items a lane a head held
+// in registers, S warp steps loaded at once. A unit's items are all loaded before the (cos, sin)
+// of the first is formed, so the trigonometry overlaps the loads. Warps take units grid-stride.
+template <typename T, bool NEOX, int V, int U, int K, int S, bool NORM>
+__global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args a, const rope_plan p)
+{
+    __shared__ pair_table tab;
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const bool multi = mlxn_rope_multi(&a);
+    fill_table(a, multi, 0, tab);
+    __syncthreads();
+    const int lane = threadIdx.x & 31, seg = lane / p.L;
+    const int64_t u0 = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32, n_warps = (int64_t)gridDim.x * WARPS;
+    if constexpr (NORM) {
+        for (int64_t u = u0; u < p.units; u += n_warps)
+            norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at<S>(a, p, multi, u, seg), p.L, lane);
+    } else {
+        for (int w0 = 0; w0 < a.n_rot / 2; w0 += FREQS) {
+            if (w0) { // every warp of the block is done with the previous window
+                __syncthreads();
+                fill_table(a, multi, w0, tab);
+                __syncthreads();
+            }
+            for (int64_t u = u0; u < p.units; u += n_warps)
+                plain_unit<T, NEOX, V, U, K, S>(a, tab, w0, unit_at<S>(a, p, multi, u, seg), p.L, lane);
+        }
     }
 }
 
@@ -323,55 +404,80 @@ bool rows_aligned(const mlxn_rows &r)
     return ((uintptr_t)r.base & 15) == 0 && r.s0 % 16 == 0 && r.s1 % 16 == 0 && r.s2 % 16 == 0;
 }
 
-template <typename T, bool NEOX, int V, int U> cudaError_t launch_v(const mlxn_rope_args &a, cudaStream_t s, bool pdl)
+// Warp steps loaded at once: ~128 bytes of x a lane (64 with the norm, which also holds the
+// pass-through units), at most 8 and at most 16 items: 16 warps an SM then have ~64 KB of loads
+// in flight, over twice what the DRAM latency asks for at full bandwidth (~4.2 TB/s x ~0.8 us
+// over 132 SMs: ~25 KB).
+template <typename T, int V, int K, bool NORM> constexpr int steps_at_once()
 {
-    const int64_t half = a.n_rot / 2, per_head = (half < CHUNK ? half : CHUNK) / V;
-    // enough heads per group that a thread has about one item
-    const int heads_per_group = per_head >= THREADS ? 1 : (int)(THREADS / per_head);
-    const int64_t n_tokens = a.n_rows / a.n_head, n_groups = (a.n_head + heads_per_group - 1) / heads_per_group;
-    const dim3 grid((unsigned)(n_tokens < (1 << 24) ? n_tokens : (1 << 24)), (unsigned)(n_groups < 65535 ? n_groups : 65535));
-    return launch(rope_heads<T, NEOX, V, U>, grid, dim3(THREADS), 0, s, pdl, a, heads_per_group);
+    const int bytes = K * 2 * V * (int)sizeof(T), s = (NORM ? 64 : 128) / bytes, cap = 16 / K < 8 ? 16 / K : 8;
+    return s < 1 ? 1 : s > cap ? cap : s;
 }
 
-template <typename T, bool NEOX, int V, int U>
-cudaError_t launch_norm(const mlxn_rope_args &a, cudaStream_t s, bool pdl)
+template <typename T, bool NEOX, int V, int U, int K, bool NORM>
+cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
 {
-    // as few groups as 8 warps allow, heads spread evenly over them (5 heads: one block of 5
-    // warps; 24: three of 8)
-    const int64_t groups = (a.n_head + NORM_WARPS - 1) / NORM_WARPS;
-    const int heads_per_block = (int)((a.n_head + groups - 1) / groups);
-    const int64_t blocks = a.n_rows / a.n_head * groups;
-    const dim3 grid((unsigned)(blocks < (1 << 24) ? blocks : (1 << 24)));
-    return launch(rope_norm_warp_per_head<T, NEOX, V, U>, grid, dim3(32 * heads_per_block), 0, s, pdl, a,
-                  heads_per_block);
+    constexpr int S = steps_at_once<T, V, K, NORM>();
+    auto kernel = rope_rows<T, NEOX, V, U, K, S, NORM>;
+    static int blocks_per_sm = 0; // of this kernel; the same on every device of the build's one architecture
+    int dev = 0, sms = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess && !blocks_per_sm)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, 32 * WARPS, 0);
+    if (e != cudaSuccess)
+        return e;
+    rope_plan p;
+    p.L = L;
+    const int64_t steps = (a.n_head + 32 / L - 1) / (32 / L);
+    p.units_per_token = (steps + S - 1) / S;
+    p.units = a.n_rows / a.n_head * p.units_per_token;
+    // Units are equal work, so every warp takes the same number of rounds of them: as many warps
+    // as spread the units evenly over the fewest rounds the resident warps allow.
+    const int64_t resident = (int64_t)sms * (blocks_per_sm > 0 ? blocks_per_sm : 1) * WARPS;
+    const int64_t rounds = (p.units + resident - 1) / resident, warps = (p.units + rounds - 1) / rounds;
+    return launch(kernel, dim3((unsigned)((warps + WARPS - 1) / WARPS)), dim3(32 * WARPS), 0, s, pdl, a, p);
 }
 
-template <typename T> cudaError_t launch_t(const mlxn_rope_args &a, cudaStream_t s, bool pdl)
+template <typename T, bool NEOX, int V, int U, bool NORM> cudaError_t launch_v(const mlxn_rope_args &a, cudaStream_t s, bool pdl)
+{
+    // a segment's lanes: enough for the items of a head (with the norm, its pass-through units too)
+    const int64_t iph = a.n_rot / 2 / V, pu = (a.head_dim - a.n_rot) / U, need = NORM && pu > iph ? pu : iph;
+    int L = 1;
+    while (L < 32 && L < need)
+        L *= 2;
+    return iph <= L ? launch_k<T, NEOX, V, U, 1, NORM>(a, L, s, pdl) : launch_k<T, NEOX, V, U, 4, NORM>(a, L, s, pdl);
+}
+
+template <typename T, bool NORM> cudaError_t launch_t(const mlxn_rope_args &a, cudaStream_t s, bool pdl)
 {
     constexpr int E = 16 / sizeof(T); // elements per 16 bytes
     const bool neox = a.style == MLXN_ROPE_NEOX;
     // 16-byte items: NEOX needs E pairs per half, NORMAL E / 2 pairs; whole words past n_rot;
     // norm weights read in 16-byte words too
     const bool vec = a.n_rot % (neox ? 2 * E : E) == 0 && a.head_dim % E == 0 && rows_aligned(a.x) && rows_aligned(a.y) &&
-                     (!a.norm_w || ((uintptr_t)a.norm_w % 16 == 0 && a.norm_w_stride % 16 == 0));
-    if (a.norm_w) {
-        if (neox)
-            return vec ? launch_norm<T, true, E, E>(a, s, pdl) : launch_norm<T, true, 1, 1>(a, s, pdl);
-        return vec ? launch_norm<T, false, E / 2, E>(a, s, pdl) : launch_norm<T, false, 1, 1>(a, s, pdl);
-    }
+                     (!NORM || ((uintptr_t)a.norm_w % 16 == 0 && a.norm_w_stride % 16 == 0));
     if (neox)
-        return vec ? launch_v<T, true, E, E>(a, s, pdl) : launch_v<T, true, 1, 1>(a, s, pdl);
-    return vec ? launch_v<T, false, E / 2, E>(a, s, pdl) : launch_v<T, false, 1, 1>(a, s, pdl);
+        return vec ? launch_v<T, true, E, E, NORM>(a, s, pdl) : launch_v<T, true, 1, 1, NORM>(a, s, pdl);
+    return vec ? launch_v<T, false, E / 2, E, NORM>(a, s, pdl) : launch_v<T, false, 1, 1, NORM>(a, s, pdl);
+}
+
+template <typename T> cudaError_t launch_norm_or_not(const mlxn_rope_args &a, cudaStream_t s, bool pdl)
+{
+    return a.norm_w ? launch_t<T, true>(a, s, pdl) : launch_t<T, false>(a, s, pdl);
 }
 
 } // namespace
 
 extern "C" cudaError_t mlxn_cuda_launch_rope(const mlxn_rope_args *a, cudaStream_t s, bool pdl)
 {
+    if (a->n_rows == 0)
+        return cudaSuccess;
     switch (a->dtype) {
-    case MLXN_DTYPE_F32: return launch_t<float>(*a, s, pdl);
-    case MLXN_DTYPE_F16: return launch_t<__half>(*a, s, pdl);
-    case MLXN_DTYPE_BF16: return launch_t<__nv_bfloat16>(*a, s, pdl);
+    case MLXN_DTYPE_F32: return launch_norm_or_not<float>(*a, s, pdl);
+    case MLXN_DTYPE_F16: return launch_norm_or_not<__half>(*a, s, pdl);
+    case MLXN_DTYPE_BF16: return launch_norm_or_not<__nv_bfloat16>(*a, s, pdl);
     }
     return cudaErrorInvalidValue;
 }
