@@ -777,6 +777,7 @@ static const small_row small_rows[] = {
     {SMALL_BINARY, MLXN_DTYPE_F32, 16384, 4096, 0, BCAST_PER_ROW, 0, 0, 0},
     {SMALL_SCALE, MLXN_DTYPE_F32, 4096, 4096, 0, 0, 0, 0, 0},
     {SMALL_SCALE, MLXN_DTYPE_BF16, 4096, 14336, 0, 0, 0, 0, 0},
+    {SMALL_SCALE, MLXN_DTYPE_BF16, 4096, 4096, 0, 0, 0, 0, 0}, /* the bytes of rope's bf16 row */
     {SMALL_ARGMAX, MLXN_DTYPE_F32, 1, 262144, 0, 0, 0, 0, 0},
     {SMALL_ARGMAX, MLXN_DTYPE_F32, 256, 151936, 0, 0, 0, 0, 0},
     {SMALL_ARGMAX, MLXN_DTYPE_BF16, 256, 151936, 0, 0, 0, 0, 0},

@@ -171,32 +171,42 @@ __device__ __forceinline__ void fill_table(const mlxn_rope_args &a, bool multi, 
     }
 }
 
+// mscale * (cos, sin) of an angle in f64. f32 outputs: rope_math.h's accurate sincospif after
+// the f64 reduction. 16-bit outputs: the same reduction, then the SFU's sin / cos (absolute
+// error below 2^-21 on [-pi, pi], against the 2^-9 / 2^-12 relative rounding of y), ~35 fewer
+// instructions a pair.
+template <typename T> __device__ __forceinline__ void cos_sin(double angle, float mscale, float2 &cs)
+{
+    if constexpr (sizeof(T) == 4) {
+        mlxn_rope_cos_sin(angle, mscale, &cs.x, &cs.y);
+    } else {
+        const double h = angle * 0.3183098861837907; // half turns, reduced to [-1, 1] exactly
+        float sn, c;
+        __sincosf((float)(h - 2.0 * rint(0.5 * h)) * 3.14159265358979f, &sn, &c);
+        cs = make_float2(c * mscale, sn * mscale);
+    }
+}
+
 // (cos, sin) of the V pairs of item e of token (b, t) from the table of the window at pair w0;
 // p4: the token's positions by row.
-template <int V>
+template <typename T, int V>
 __device__ __forceinline__ void item_cos_sin(const mlxn_rope_args &a, const pair_table &tab, int w0,
                                              const int32_t (&p4)[4], int e, float2 (&cs)[V])
 {
 #pragma unroll
     for (int j = 0; j < V; j++) {
         const int k = e * V + j - w0, r = tab.sec[k];
-        float c, s;
-        mlxn_rope_cos_sin((double)(r == 0 ? p4[0] : r == 1 ? p4[1] : r == 2 ? p4[2] : p4[3]) * tab.freq[k], a.mscale, &c,
-                          &s);
-        cs[j] = make_float2(c, s);
+        cos_sin<T>((double)(r == 0 ? p4[0] : r == 1 ? p4[1] : r == 2 ? p4[2] : p4[3]) * tab.freq[k], a.mscale, cs[j]);
     }
 }
 
 // The same without a table (the norm's pairs past its registers).
-template <int V>
+template <typename T, int V>
 __device__ __forceinline__ void item_cos_sin_direct(const mlxn_rope_args &a, int64_t b, int64_t t, int e, float2 (&cs)[V])
 {
 #pragma unroll
-    for (int j = 0; j < V; j++) {
-        float c, s;
-        mlxn_rope_cos_sin((double)mlxn_rope_pos(&a, b, t, e * V + j) * mlxn_rope_freq(&a, e * V + j), a.mscale, &c, &s);
-        cs[j] = make_float2(c, s);
-    }
+    for (int j = 0; j < V; j++)
+        cos_sin<T>((double)mlxn_rope_pos(&a, b, t, e * V + j) * mlxn_rope_freq(&a, e * V + j), a.mscale, cs[j]);
 }
 
 // Head h of a token's rows (T const for x).
@@ -250,7 +260,7 @@ __device__ __forceinline__ void plain_unit(const mlxn_rope_args &a, const pair_t
             const int e = c0 + sl + L * k;
             if (e < c_end) {
                 float2 cs[V];
-                item_cos_sin(a, tab, w0, w.p4, e, cs);
+                item_cos_sin<T>(a, tab, w0, w.p4, e, cs);
 #pragma unroll
                 for (int s = 0; s < S; s++)
                     if (w.h0 + s * HS < w.h_end)
@@ -320,8 +330,8 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
         }
         for (int o = L >> 1; o > 0; o >>= 1) // segments are aligned groups of L lanes
             ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        // f64 for the one division and square root a head
-        scale[s] = (float)(1.0 / sqrt((double)ss / (double)a.head_dim + (double)a.norm_eps));
+        // correctly rounded f32 steps (~2e-7 relative on the scale; f64 here cost ~30% of the time)
+        scale[s] = __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)a.head_dim), a.norm_eps));
     }
     const auto weights = [&](int64_t h) {
         return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) + h * a.norm_w_stride);
@@ -331,7 +341,7 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
         const int e = sl + L * k;
         if (e < iph) {
             float2 cs[V];
-            item_cos_sin(a, tab, 0, w.p4, e, cs);
+            item_cos_sin<T>(a, tab, 0, w.p4, e, cs);
 #pragma unroll
             for (int s = 0; s < S; s++)
                 if (w.h0 + s * HS < w.h_end)
@@ -354,7 +364,7 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
             }
             for (int e = chunk + sl; e < iph; e += L) {
                 float2 cs[V];
-                item_cos_sin_direct(a, w.b, w.t, e, cs);
+                item_cos_sin_direct<T>(a, w.b, w.t, e, cs);
                 pair_item<T, NEOX, V> more;
                 more.load(x, e * V, half);
                 more.template rotate_store<true>(y, e * V, half, cs, wt, scale[s]);
@@ -404,13 +414,13 @@ bool rows_aligned(const mlxn_rows &r)
     return ((uintptr_t)r.base & 15) == 0 && r.s0 % 16 == 0 && r.s1 % 16 == 0 && r.s2 % 16 == 0;
 }
 
-// Warp steps loaded at once: ~128 bytes of x a lane (64 with the norm, which also holds the
+// Warp steps loaded at once: ~128 bytes of x a lane in pairs (96 with the norm, which also holds
 // pass-through units), at most 8 and at most 16 items: 16 warps an SM then have ~64 KB of loads
 // in flight, over twice what the DRAM latency asks for at full bandwidth (~4.2 TB/s x ~0.8 us
-// over 132 SMs: ~25 KB).
+// over 132 SMs: ~25 KB). Powers of two (S = 2 or 4 with the norm) measured slower than 3.
 template <typename T, int V, int K, bool NORM> constexpr int steps_at_once()
 {
-    const int bytes = K * 2 * V * (int)sizeof(T), s = (NORM ? 64 : 128) / bytes, cap = 16 / K < 8 ? 16 / K : 8;
+    const int bytes = K * 2 * V * (int)sizeof(T), s = (NORM ? 96 : 128) / bytes, cap = 16 / K < 8 ? 16 / K : 8;
     return s < 1 ? 1 : s > cap ? cap : s;
 }
 
