@@ -330,8 +330,12 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
         }
         for (int o = L >> 1; o > 0; o >>= 1) // segments are aligned groups of L lanes
             ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        // correctly rounded f32 steps (~2e-7 relative on the scale; f64 here cost ~30% of the time)
-        scale[s] = __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)a.head_dim), a.norm_eps));
+        // f32: correctly rounded steps (~2e-7 relative on the scale; f64 here cost ~30% of the
+        // time); 16-bit outputs: the SFU's reciprocal square root (2 ulp)
+        if constexpr (sizeof(T) == 4)
+            scale[s] = __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)a.head_dim), a.norm_eps));
+        else
+            scale[s] = rsqrtf(ss * (1.0f / (float)a.head_dim) + a.norm_eps);
     }
     const auto weights = [&](int64_t h) {
         return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) + h * a.norm_w_stride);
