@@ -609,6 +609,8 @@ static const rope_row rope_rows[] = {
     {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 1, 24, 128},
     {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 4096, 32, 128},
     {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_BF16, 4096, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 2048, 5, 256},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 512, 5, 256},
 };
 
 typedef struct rope_set {

@@ -147,9 +147,11 @@ template <typename T, int U> __device__ __forceinline__ void norm_store(T *p, T 
 }
 
 // How a call is cut: L lanes a head (a power of two, at most 32), so 32 / L heads a warp step;
-// a unit is S steps of one token's heads, units_per_token of them a token.
+// a unit is `steps` (S, or 1 when every step of the call fits the resident warps at once: a
+// decode step, where a warp's chain of S heads is the latency) warp steps of one token's heads,
+// units_per_token of them a token.
 struct rope_plan {
-    int L;
+    int L, steps;
     int64_t units_per_token, units;
 };
 
@@ -229,8 +231,8 @@ __device__ __forceinline__ rope_unit unit_at(const mlxn_rope_args &a, const rope
     const int64_t tok = u / p.units_per_token, HS = 32 / p.L;
     w.b = tok / a.n_tok;
     w.t = tok % a.n_tok;
-    w.h0 = (u % p.units_per_token) * S * HS + seg;
-    w.h_end = min(a.n_head, w.h0 - seg + S * HS);
+    w.h0 = (u % p.units_per_token) * p.steps * HS + seg;
+    w.h_end = min(a.n_head, w.h0 - seg + p.steps * HS);
     w.xt = a.x.base + w.b * a.x.s0 + w.t * a.x.s1;
     w.yt = a.y.base + w.b * a.y.s0 + w.t * a.y.s1;
 #pragma unroll
@@ -444,12 +446,13 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
         return e;
     rope_plan p;
     p.L = L;
-    const int64_t steps = (a.n_head + 32 / L - 1) / (32 / L);
-    p.units_per_token = (steps + S - 1) / S;
-    p.units = a.n_rows / a.n_head * p.units_per_token;
+    const int64_t steps = (a.n_head + 32 / L - 1) / (32 / L), tokens = a.n_rows / a.n_head;
+    const int64_t resident = (int64_t)sms * (blocks_per_sm > 0 ? blocks_per_sm : 1) * WARPS;
+    p.steps = tokens * steps <= resident ? 1 : S; // a warp a head step when they all fit at once
+    p.units_per_token = (steps + p.steps - 1) / p.steps;
+    p.units = tokens * p.units_per_token;
     // Units are equal work, so every warp takes the same number of rounds of them: as many warps
     // as spread the units evenly over the fewest rounds the resident warps allow.
-    const int64_t resident = (int64_t)sms * (blocks_per_sm > 0 ? blocks_per_sm : 1) * WARPS;
     const int64_t rounds = (p.units + resident - 1) / resident, warps = (p.units + rounds - 1) / rounds;
     return launch(kernel, dim3((unsigned)((warps + WARPS - 1) / WARPS)), dim3(32 * WARPS), 0, s, pdl, a, p);
 }
