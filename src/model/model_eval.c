@@ -1,5 +1,6 @@
 /* Driving the forward pass: token chunks, positions, the captured decode step, logits and
  * on-device sampling. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "../core/internal.h"
@@ -40,13 +41,33 @@ static mlxn_status issue_ahead(mlxn_model *m)
     return mlxn_graph_launch(m->decode_graph, m->stream);
 }
 
+/* MLXN_PROFILE_GRAPH=1 (a development aid): the CUDA backend times every captured graph's
+ * kernels when its capture ends. Prefill chunks run eagerly, so with it set each chunk of more
+ * than one token runs once more under capture, for the profile only: every op sized its scratch
+ * in the eager run, and the replays write the same cache rows again. */
+static mlxn_status profile_chunk(mlxn_model *m, int64_t T, bool all_logits)
+{
+    const char *env = getenv("MLXN_PROFILE_GRAPH");
+    if (T == 1 || !m->on_cuda || !env || !*env || strcmp(env, "0") == 0)
+        return MLXN_STATUS_OK;
+    MLXN_TRY(mlxn_stream_begin_capture(m->stream));
+    const mlxn_status st = mlxn_model_forward(m, T, all_logits);
+    mlxn_graph *g = NULL;
+    const mlxn_status end = mlxn_stream_end_capture(m->stream, &g);
+    mlxn_graph_free(g);
+    MLXN_TRY(st);
+    return end;
+}
+
 /* One chunk of T tokens. A single-token step on CUDA replays a graph captured on the second
  * such step (the first runs eagerly, so every op has sized its scratch before capture). */
 static mlxn_status run_chunk(mlxn_model *m, const int32_t *ids, int64_t T, bool all_logits)
 {
     MLXN_TRY(stage_image(m, 0, ids, T));
-    if (T != 1 || all_logits || !m->on_cuda || !m->opt.use_graphs)
-        return mlxn_model_forward(m, T, all_logits);
+    if (T != 1 || all_logits || !m->on_cuda || !m->opt.use_graphs) {
+        MLXN_TRY(mlxn_model_forward(m, T, all_logits));
+        return profile_chunk(m, T, all_logits);
+    }
     if (!m->decode_graph) {
         if (!m->decode_warm) {
             m->decode_warm = true;
