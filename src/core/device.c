@@ -525,6 +525,12 @@ mlxn_status mlxn_graph_launch(mlxn_graph *graph, mlxn_stream *stream)
     return MLXN_STATUS_OK;
 }
 
+bool mlxn_graph_profiling(void)
+{
+    const char *env = getenv("MLXN_PROFILE_GRAPH");
+    return env && *env && strcmp(env, "0") != 0;
+}
+
 void mlxn_graph_free(mlxn_graph *graph)
 {
     if (!graph)

@@ -146,6 +146,9 @@ mlxn_status mlxn_stream_issue(mlxn_stream *s, const mlxn_op *op);
 /* Runs one op through the stream's backend table. */
 mlxn_status mlxn_op_run(mlxn_stream *s, const mlxn_op *op);
 const char *mlxn_op_name(mlxn_op_kind kind);
+/* MLXN_PROFILE_GRAPH set and not "0": backends that can time a captured graph's nodes do so
+ * when its capture ends (a development aid; the model runner then also captures prefill). */
+bool mlxn_graph_profiling(void);
 
 /* Element size in bytes of a plain dtype; 0 for quantized ones. */
 size_t mlxn_dtype_size(mlxn_dtype dtype);

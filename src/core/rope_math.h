@@ -62,6 +62,14 @@ MLXN_HD double mlxn_rope_freq(const mlxn_rope_args *a, int64_t i)
     return w * scale;
 }
 
+/* angle / pi reduced to [-1, 1] (half turns), exactly in f64 by rint, then rounded to f32: within
+ * 2^-24 of the exact half turns. */
+MLXN_HD float mlxn_rope_half_turns(double angle)
+{
+    const double h = angle * 0.3183098861837907; /* 1 / pi */
+    return (float)(h - 2.0 * rint(0.5 * h));
+}
+
 /* mscale * (cos, sin) of an angle given in f64, reduced in f64 before rounding to f32 so that
  * the f32 argument is within 2^-24 pi of the exact one; then an f32 sin / cos (within an ulp).
  * On the device in half turns ([-1, 1], exact reduction by rint), for sincospif, which has no
@@ -70,9 +78,8 @@ MLXN_HD double mlxn_rope_freq(const mlxn_rope_args *a, int64_t i)
 MLXN_HD void mlxn_rope_cos_sin(double angle, float mscale, float *c, float *s)
 {
 #ifdef __CUDA_ARCH__
-    const double h = angle * 0.3183098861837907; /* 1 / pi */
     float sn, cs;
-    sincospif((float)(h - 2.0 * rint(0.5 * h)), &sn, &cs);
+    sincospif(mlxn_rope_half_turns(angle), &sn, &cs);
     *c = cs * mscale;
     *s = sn * mscale;
 #else

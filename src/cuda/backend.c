@@ -217,8 +217,7 @@ static mlxn_status cuda_capture_end(mlxn_stream *s, mlxn_graph *g)
     SET_DEVICE(fn, s->device);
     cudaGraph_t graph = NULL;
     MLXN_CUDA_CHECK(fn, cudaStreamEndCapture(mlxn_cuda_stream(s), &graph));
-    const char *profile = getenv("MLXN_PROFILE_GRAPH");
-    if (profile && *profile && strcmp(profile, "0") != 0)
+    if (mlxn_graph_profiling())
         mlxn_cuda_graph_profile(graph, mlxn_cuda_stream(s));
     cudaGraphExec_t exec = NULL;
     cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);

@@ -1,15 +1,15 @@
 // RoPE on CUDA. A warp works on one token's heads at a time. Within the warp a segment of L
 // lanes (a power of two) owns one head row and HS = 32 / L segments take HS heads a step; lane
 // sl of a segment owns the same pair items (V pairs each) and pass-through units in every head,
-// so its (cos, sin) for those pairs are formed once per token and held in registers, and the
-// pair frequencies (f64, independent of the token) once per warp: no shared memory, no barrier.
-// A step loads its items before any is rotated, and S steps are loaded at once, so a lane has
-// ~256 bytes in flight. The angle: frequency and position in f64, reduced to half turns before
-// the f32 sincospif (rope_math.h).
+// so its (cos, sin) for those pairs are formed once per unit of S steps and held in registers.
+// The pair frequencies (f64, independent of the token) are formed once per block in shared
+// memory. A unit's items are all loaded before any is rotated (~128 bytes a lane in flight).
+// The angle: frequency and position in f64, reduced to half turns (rope_math.h), then the f32
+// sincospif (f32 outputs) or the SFU's sin / cos (16-bit outputs).
 //
 // Items: 16 bytes of elements from each half (NEOX, V = 16 bytes of elements) or 16 bytes of
 // interleaved pairs (NORMAL) where the layout allows, one pair otherwise. A lane holds K items a
-// head (K = 1, or 4 for rows of more than 32 items); longer rows go through the pairs in chunks
+// head (K = 1, or 4 for rows of more than L items); longer rows go through the pairs in chunks
 // of L * K items, the (cos, sin) of later chunks formed per chunk.
 //
 // With the per-head RMS norm (Gemma 3, Qwen3) the segment reads its head row into registers
@@ -19,22 +19,13 @@
 // written by the same lane, so y may be x. Dims past n_rot are copied when y is not x (plain),
 // normalized and written (norm).
 #include "../core/rope_math.h"
-#include "common.cuh"
+#include "elementwise.cuh"
 
 namespace {
 
 using namespace mlxn_cuda;
 
 constexpr int WARPS = 4; // warps a block
-
-template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // N contiguous elements; 16-byte accesses when N of them make whole 16-byte words (the
 // launcher checks the alignment).
@@ -64,9 +55,9 @@ template <typename T, int N> __device__ __forceinline__ void store_n(T *p, const
     }
 }
 
-template <typename T, int U> __device__ __forceinline__ float sum_squares(const T (&v)[U])
+// ss plus the squares of v, added in order.
+template <typename T, int U> __device__ __forceinline__ float squares(const T (&v)[U], float ss = 0.f)
 {
-    float ss = 0.f;
 #pragma unroll
     for (int j = 0; j < U; j++)
         ss += to_f(v[j]) * to_f(v[j]);
@@ -122,16 +113,10 @@ template <typename T, bool NEOX, int V> struct pair_item {
 
     __device__ __forceinline__ float sum_squares() const
     {
-        float ss = 0.f;
-#pragma unroll
-        for (int j = 0; j < NA; j++)
-            ss += to_f(xa[j]) * to_f(xa[j]);
-        if constexpr (NEOX) {
-#pragma unroll
-            for (int j = 0; j < NB; j++)
-                ss += to_f(xb[j]) * to_f(xb[j]);
-        }
-        return ss;
+        if constexpr (NEOX)
+            return squares(xb, squares(xa));
+        else
+            return squares(xa);
     }
 };
 
@@ -182,9 +167,8 @@ template <typename T> __device__ __forceinline__ void cos_sin(double angle, floa
     if constexpr (sizeof(T) == 4) {
         mlxn_rope_cos_sin(angle, mscale, &cs.x, &cs.y);
     } else {
-        const double h = angle * 0.3183098861837907; // half turns, reduced to [-1, 1] exactly
         float sn, c;
-        __sincosf((float)(h - 2.0 * rint(0.5 * h)) * 3.14159265358979f, &sn, &c);
+        __sincosf(mlxn_rope_half_turns(angle) * 3.14159265358979f, &sn, &c);
         cs = make_float2(c * mscale, sn * mscale);
     }
 }
@@ -224,7 +208,6 @@ struct rope_unit {
     int32_t p4[4];       // its position in each row (one row unless multi-section)
 };
 
-template <int S>
 __device__ __forceinline__ rope_unit unit_at(const mlxn_rope_args &a, const rope_plan &p, bool multi, int64_t u, int seg)
 {
     rope_unit w;
@@ -317,7 +300,7 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
                 if (sl + L * k < iph)
                     ss += it[s][k].sum_squares();
                 if (sl + L * k < pu)
-                    ss += sum_squares(pv[s][k]);
+                    ss += squares(pv[s][k]);
             }
             for (int e = chunk + sl; e < iph; e += L) { // rows longer than the registers hold
                 pair_item<T, NEOX, V> more;
@@ -327,7 +310,7 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
             for (int q = chunk + sl; q < pu; q += L) {
                 T v[U];
                 load_n(x + a.n_rot + q * U, v);
-                ss += sum_squares(v);
+                ss += squares(v);
             }
         }
         for (int o = L >> 1; o > 0; o >>= 1) // segments are aligned groups of L lanes
@@ -401,7 +384,7 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
     const int64_t u0 = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32, n_warps = (int64_t)gridDim.x * WARPS;
     if constexpr (NORM) {
         for (int64_t u = u0; u < p.units; u += n_warps)
-            norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at<S>(a, p, multi, u, seg), p.L, lane);
+            norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at(a, p, multi, u, seg), p.L, lane);
     } else {
         for (int w0 = 0; w0 < a.n_rot / 2; w0 += FREQS) {
             if (w0) { // every warp of the block is done with the previous window
@@ -410,14 +393,9 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
                 __syncthreads();
             }
             for (int64_t u = u0; u < p.units; u += n_warps)
-                plain_unit<T, NEOX, V, U, K, S>(a, tab, w0, unit_at<S>(a, p, multi, u, seg), p.L, lane);
+                plain_unit<T, NEOX, V, U, K, S>(a, tab, w0, unit_at(a, p, multi, u, seg), p.L, lane);
         }
     }
-}
-
-bool rows_aligned(const mlxn_rows &r)
-{
-    return ((uintptr_t)r.base & 15) == 0 && r.s0 % 16 == 0 && r.s1 % 16 == 0 && r.s2 % 16 == 0;
 }
 
 // Warp steps loaded at once: ~128 bytes of x a lane in pairs (96 with the norm, which also holds
@@ -473,7 +451,7 @@ template <typename T, bool NORM> cudaError_t launch_t(const mlxn_rope_args &a, c
     const bool neox = a.style == MLXN_ROPE_NEOX;
     // 16-byte items: NEOX needs E pairs per half, NORMAL E / 2 pairs; whole words past n_rot;
     // norm weights read in 16-byte words too
-    const bool vec = a.n_rot % (neox ? 2 * E : E) == 0 && a.head_dim % E == 0 && rows_aligned(a.x) && rows_aligned(a.y) &&
+    const bool vec = a.n_rot % (neox ? 2 * E : E) == 0 && a.head_dim % E == 0 && rows_aligned16(a.x) && rows_aligned16(a.y) &&
                      (!NORM || ((uintptr_t)a.norm_w % 16 == 0 && a.norm_w_stride % 16 == 0));
     if (neox)
         return vec ? launch_v<T, true, E, E, NORM>(a, s, pdl) : launch_v<T, true, 1, 1, NORM>(a, s, pdl);

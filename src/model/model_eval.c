@@ -1,6 +1,5 @@
 /* Driving the forward pass: token chunks, positions, the captured decode step, logits and
  * on-device sampling. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "../core/internal.h"
@@ -47,8 +46,7 @@ static mlxn_status issue_ahead(mlxn_model *m)
  * in the eager run, and the replays write the same cache rows again. */
 static mlxn_status profile_chunk(mlxn_model *m, int64_t T, bool all_logits)
 {
-    const char *env = getenv("MLXN_PROFILE_GRAPH");
-    if (T == 1 || !m->on_cuda || !env || !*env || strcmp(env, "0") == 0)
+    if (T == 1 || !m->on_cuda || !mlxn_graph_profiling())
         return MLXN_STATUS_OK;
     MLXN_TRY(mlxn_stream_begin_capture(m->stream));
     const mlxn_status st = mlxn_model_forward(m, T, all_logits);
