@@ -29,8 +29,12 @@ std::string node_name(cudaGraphNode_t n)
         return t == cudaGraphNodeTypeMemcpy ? "(memcpy)" : t == cudaGraphNodeTypeMemset ? "(memset)" : "(other node)";
     cudaKernelNodeParams p;
     const char *mangled = nullptr;
-    if (cudaGraphKernelNodeGetParams(n, &p) != cudaSuccess || cudaFuncGetName(&mangled, p.func) != cudaSuccess)
+    if (cudaGraphKernelNodeGetParams(n, &p) != cudaSuccess || cudaFuncGetName(&mangled, p.func) != cudaSuccess) {
+        // kernels of other libraries (cuBLAS) have no name here; the error is not left for the
+        // caller's next launch check
+        (void)cudaGetLastError();
         return "(kernel)";
+    }
     int st = 0;
     char *d = abi::__cxa_demangle(mangled, nullptr, nullptr, &st);
     std::string s = st == 0 && d ? d : mangled;

@@ -270,7 +270,7 @@ __device__ __forceinline__ void plain_unit(const mlxn_rope_args &a, const pair_t
 // in registers (their pairs inside the first window), the rest read again.
 template <typename T, bool NEOX, int V, int U, int K, int S>
 __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_table &tab, const rope_unit &w, int L,
-                                          int lane)
+                                          int lane, bool decode)
 {
     const int HS = 32 / L, sl = lane % L, half = a.n_rot / 2, iph = half / V, chunk = L * K;
     const int pu = (int)(a.head_dim - a.n_rot) / U;
@@ -288,6 +288,18 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
                     load_n(x + a.n_rot + (sl + L * k) * U, pv[s][k]);
             }
         }
+    }
+    // A decode step (a head a warp): (cos, sin) of the lane's items formed while its loads are in
+    // flight, where registers allow (more pairs or steps spilled). Longer calls form them after
+    // the reduction (before it they cost 63 -> 60% of copy on 4096 tokens).
+    constexpr bool EARLY_FITS = K * V <= 4 && S <= 3;
+    const bool early = EARLY_FITS && decode;
+    float2 cs[EARLY_FITS ? K : 1][V];
+    if (early) {
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (sl + L * k < iph)
+                item_cos_sin<T>(a, tab, 0, w.p4, sl + L * k, cs[k]);
     }
     float scale[S];
 #pragma unroll
@@ -329,13 +341,13 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
     for (int k = 0; k < K; k++) {
         const int e = sl + L * k;
         if (e < iph) {
-            float2 cs[V];
-            item_cos_sin<T>(a, tab, 0, w.p4, e, cs);
+            if (!early)
+                item_cos_sin<T>(a, tab, 0, w.p4, e, cs[EARLY_FITS ? k : 0]);
 #pragma unroll
             for (int s = 0; s < S; s++)
                 if (w.h0 + s * HS < w.h_end)
-                    it[s][k].template rotate_store<true>(head_row<T>(w.yt, a.y, w.h0 + s * HS), e * V, half, cs,
-                                                         weights(w.h0 + s * HS), scale[s]);
+                    it[s][k].template rotate_store<true>(head_row<T>(w.yt, a.y, w.h0 + s * HS), e * V, half,
+                                                         cs[EARLY_FITS ? k : 0], weights(w.h0 + s * HS), scale[s]);
         }
     }
 #pragma unroll
@@ -375,16 +387,17 @@ template <typename T, bool NEOX, int V, int U, int K, int S, bool NORM>
 __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args a, const rope_plan p)
 {
     __shared__ pair_table tab;
-    wait_for_previous_kernel();
-    allow_next_kernel();
+    // the table depends on the arguments only: formed while the previous kernel finishes
     const bool multi = mlxn_rope_multi(&a);
     fill_table(a, multi, 0, tab);
+    wait_for_previous_kernel();
+    allow_next_kernel();
     __syncthreads();
     const int lane = threadIdx.x & 31, seg = lane / p.L;
     const int64_t u0 = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32, n_warps = (int64_t)gridDim.x * WARPS;
     if constexpr (NORM) {
         for (int64_t u = u0; u < p.units; u += n_warps)
-            norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at(a, p, multi, u, seg), p.L, lane);
+            norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at(a, p, multi, u, seg), p.L, lane, p.steps == 1);
     } else {
         for (int w0 = 0; w0 < a.n_rot / 2; w0 += FREQS) {
             if (w0) { // every warp of the block is done with the previous window
