@@ -162,12 +162,19 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
 // ---- prefill: grouped tiles on tensor cores
 //
 // A block of 4 warps owns a 64 x 64 tile of (pairs of one expert) x (rows of W); warp (wm, wn)
-// = (warp / 2, warp % 2) the 32 x 32 quarter at (32 wm, 32 wn): 2 x 4 mma tiles of 16 x 8. Per K
+// = (warp / 2, warp % 2) the 32 x 32 quarter at (32 wm, 32 wn): 2 x 4 mma tiles of 16 x 8.
+// W comes in raw steps of R elements (a super-block or 8 blocks a row; 64 elements of plain
+// weights): the tile's rows of raw bytes copied to shared memory with coalesced loads as wide as
+// the alignment allows (decoding straight from global memory read 1-2 bytes a load, a row a
+// thread: the L1 ran 92% busy on 3 useful bytes of 32 a sector), then decoded from there. Per K
 // step of 64 the tiles in shared memory are, in bf16 with rows padded from 64 to 72 elements
 // (144 bytes: the 8 rows x 4 words of a fragment load fall in 32 different banks):
-//   xs [64 pairs][72]        x of the tile's pairs (zeros for pairs past the expert's list)
+//   xs [64 pairs][72]        x of the tile's pairs (zeros for pairs past the expert's list),
+//                            read a row's 256 bytes by 16 lanes
 //   ws [1 or 2][64 rows][72] the W tile (gate and up for SwiGLU), decoded by 128 threads, one
-//                            32-element unit each
+//                            32-element unit each, from the raw rows
+// The raw rows sit at an odd word pitch so that the lanes' byte loads at one offset of 32 rows
+// fall in 32 banks.
 constexpr int BM = 64, BN = 64, BK = 64, LDS = BK + 8, MMA_THREADS = 128;
 
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
@@ -193,24 +200,97 @@ __device__ __forceinline__ void store_bf16x32(__nv_bfloat16 *dst, const float (&
     }
 }
 
-// Elements k0 .. k0 + 31 of a row of x as floats (zeros from K on): eight 16-byte loads when x
-// is f32 and the unit is aligned and whole.
-__device__ __forceinline__ void x_unit(const mlxn_qmatmul_id_args &a, const char *xr, int64_t k0, float (&v)[32])
+// Elements of W a raw step: 256 (a K super-block, or 8 blocks) for GGML formats, 64 for
+// plain weights; bytes of a row's step, and the row pitch in shared memory (an odd number of
+// 4-byte words).
+template <int WT> constexpr int raw_elems() { return plain_weight(WT) ? 64 : 256; }
+template <int WT> constexpr int raw_bytes()
 {
-    const float *xf = reinterpret_cast<const float *>(xr) + k0;
-    if (a.x_dtype == MLXN_DTYPE_F32 && k0 + 32 <= a.K && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
-#pragma unroll
-        for (int q = 0; q < 8; q++) {
-            const float4 f = reinterpret_cast<const float4 *>(xf)[q];
-            v[4 * q] = f.x;
-            v[4 * q + 1] = f.y;
-            v[4 * q + 2] = f.z;
-            v[4 * q + 3] = f.w;
+    return plain_weight(WT) ? 64 * (WT == MLXN_DTYPE_F32 ? 4 : 2) : 256 / block_elems_of<WT>() * block_bytes_of<WT>();
+}
+template <int WT> constexpr int raw_pitch() { return ((raw_bytes<WT>() + 3) / 4 | 1) * 4; }
+
+// rows x rb bytes from src (rows stride bytes apart) to dst (rows pitch bytes apart) by the
+// block, in CW-byte loads (src, stride and rb multiples of CW) and 4-byte (or 2-byte) stores.
+template <int CW>
+__device__ __forceinline__ void copy_raw_w(uint8_t *dst, int pitch, const uint8_t *src, int64_t stride, int rows, int rb)
+{
+    const int wpr = rb / CW, total = rows * wpr;
+    for (int i = threadIdx.x; i < total; i += MMA_THREADS) {
+        const int r = i / wpr, w = i - r * wpr;
+        const uint8_t *sp = src + r * stride + w * CW;
+        uint8_t *dp = dst + r * pitch + w * CW;
+        if constexpr (CW == 16) {
+            const uint4 v = *reinterpret_cast<const uint4 *>(sp);
+            uint32_t *d = reinterpret_cast<uint32_t *>(dp);
+            d[0] = v.x;
+            d[1] = v.y;
+            d[2] = v.z;
+            d[3] = v.w;
+        } else if constexpr (CW == 4) {
+            *reinterpret_cast<uint32_t *>(dp) = *reinterpret_cast<const uint32_t *>(sp);
+        } else {
+            *reinterpret_cast<uint16_t *>(dp) = *reinterpret_cast<const uint16_t *>(sp);
         }
+    }
+}
+
+__device__ __forceinline__ void copy_raw(uint8_t *dst, int pitch, const uint8_t *src, int64_t stride, int rows, int rb,
+                                         int cw)
+{
+    if (cw == 16)
+        copy_raw_w<16>(dst, pitch, src, stride, rows, rb);
+    else if (cw == 4)
+        copy_raw_w<4>(dst, pitch, src, stride, rows, rb);
+    else
+        copy_raw_w<2>(dst, pitch, src, stride, rows, rb);
+}
+
+// The 32 weights from element kl of a raw step of kr elements (zeros from kr on).
+template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, int kl, int kr, float (&v)[32])
+{
+    if constexpr (plain_weight(WT)) {
+#pragma unroll
+        for (int j = 0; j < 32; j++)
+            v[j] = kl + j < kr ? load_any(WT, row, kl + j) : 0.f;
+    } else if (kl < kr) { // a GGML unit lies inside K or past it
+        constexpr int be = block_elems_of<WT>();
+        mlxn_ggml_unit(WT, row + kl / be * block_bytes_of<WT>(), kl % be / 32, v);
     } else {
 #pragma unroll
         for (int j = 0; j < 32; j++)
-            v[j] = k0 + j < a.K ? load_any(a.x_dtype, xr, k0 + j) : 0.f;
+            v[j] = 0.f;
+    }
+}
+
+// x of the tile's 64 pairs, elements k0 .. k0 + 63, rounded to bf16 into xs: thread t takes
+// 4 elements (4 (t % 16)) of rows t / 16 + 8 i, so 16 lanes read a row's 256 bytes.
+__device__ __forceinline__ void load_x_tile(const mlxn_qmatmul_id_args &a, const char *const *xrow, int64_t k0,
+                                            __nv_bfloat16 (*xs)[LDS])
+{
+    const int c = 4 * (threadIdx.x & 15);
+    const int64_t k = k0 + c;
+#pragma unroll
+    for (int i = 0; i < BM / 8; i++) {
+        const int r = (threadIdx.x >> 4) + 8 * i;
+        const char *xr = xrow[r];
+        float v[4] = {0.f, 0.f, 0.f, 0.f};
+        if (xr) {
+            const float *xf = reinterpret_cast<const float *>(xr) + k;
+            if (a.x_dtype == MLXN_DTYPE_F32 && k + 4 <= a.K && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
+                const float4 f = *reinterpret_cast<const float4 *>(xf);
+                v[0] = f.x;
+                v[1] = f.y;
+                v[2] = f.z;
+                v[3] = f.w;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    v[j] = k + j < a.K ? load_any(a.x_dtype, xr, k + j) : 0.f;
+            }
+        }
+        __nv_bfloat162 h[2] = {__floats2bfloat162_rn(v[0], v[1]), __floats2bfloat162_rn(v[2], v[3])};
+        *reinterpret_cast<uint2 *>(&xs[r][c]) = *reinterpret_cast<const uint2 *>(h);
     }
 }
 
@@ -223,11 +303,13 @@ struct qid_map {
     int64_t max_tiles;          // the grid's worst case
 };
 
-// grid: (ceil(N / BN), min(max_tiles, 65535)); blocks walk the tile indices by gridDim.y
+// grid: (ceil(N / BN), min(max_tiles, 65535)); blocks walk the tile indices by gridDim.y.
+// Dynamic shared memory: the raw rows, NW x BN x raw_pitch bytes; cw: the raw copies' load width.
 template <int WT, bool SWIGLU>
-__global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_args a, const qid_map map)
+__global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_args a, const qid_map map, int cw)
 {
-    constexpr int NW = SWIGLU ? 2 : 1;
+    constexpr int NW = SWIGLU ? 2 : 1, R = raw_elems<WT>(), PITCH = raw_pitch<WT>();
+    extern __shared__ __align__(16) uint8_t raw[]; // [NW][BN][PITCH]
     __shared__ __align__(16) __nv_bfloat16 xs[BM][LDS];
     __shared__ __align__(16) __nv_bfloat16 ws[NW][BN][LDS];
     __shared__ const char *xrow[BM];
@@ -238,6 +320,7 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
     const int t = threadIdx.x, warp = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
     const int wm = warp >> 1, wn = warp & 1;
     const int64_t n0 = (int64_t)blockIdx.x * BN;
+    const int rows_w = (int)(a.N - n0 < BN ? a.N - n0 : BN);
     for (int64_t tile = blockIdx.y; tile < map.max_tiles; tile += gridDim.y) {
         __syncthreads(); // the previous tile's epilogue is done with xrow, yrow
         if (t == 0) {
@@ -260,12 +343,14 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
             xrow[t] = in ? pair_x(a, p) : nullptr;
             yrow[t] = in ? reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p)) : nullptr;
         }
-        __syncthreads();
         const uint8_t *wbase[NW];
-        wbase[0] = a.w + e * a.w_expert_stride;
-        if constexpr (SWIGLU)
-            wbase[NW - 1] = a.w_up + e * a.up_expert_stride;
-        const int64_t wstride[2] = {a.w_stride, a.up_stride};
+        int64_t wstride[NW];
+        wbase[0] = a.w + e * a.w_expert_stride + n0 * a.w_stride;
+        wstride[0] = a.w_stride;
+        if constexpr (SWIGLU) {
+            wbase[NW - 1] = a.w_up + e * a.up_expert_stride + n0 * a.up_stride;
+            wstride[NW - 1] = a.up_stride;
+        }
 
         float acc[NW][2][4][4];
 #pragma unroll
@@ -278,57 +363,53 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
                     for (int c = 0; c < 4; c++)
                         acc[h][i][j][c] = 0.f;
 
-        for (int64_t k0 = 0; k0 < a.K; k0 += BK) {
-            { // this thread's unit: row t / 2, half t % 2 of the K step, of x and of each W
-                const int r = t >> 1, half = t & 1;
-                const int64_t ku = k0 + 32 * half;
-                float v[32];
-                const char *xr = xrow[r];
-                if (xr && ku < a.K) {
-                    x_unit(a, xr, ku, v);
-                } else {
+        for (int64_t kr0 = 0; kr0 < a.K; kr0 += R) {
+            const int kr = (int)(a.K - kr0 < R ? a.K - kr0 : R);
+            const int64_t off = plain_weight(WT) ? kr0 * (WT == MLXN_DTYPE_F32 ? 4 : 2)
+                                                 : kr0 / block_elems_of<WT>() * block_bytes_of<WT>();
+            const int rb = plain_weight(WT) ? kr * (WT == MLXN_DTYPE_F32 ? 4 : 2)
+                                            : (kr + block_elems_of<WT>() - 1) / block_elems_of<WT>() * block_bytes_of<WT>();
 #pragma unroll
-                    for (int j = 0; j < 32; j++)
-                        v[j] = 0.f;
-                }
-                store_bf16x32(&xs[r][32 * half], v);
+            for (int h = 0; h < NW; h++)
+                copy_raw(raw + h * BN * PITCH, PITCH, wbase[h] + off, wstride[h], rows_w, rb, cw);
+            __syncthreads(); // the raw rows (and, the first time, xrow) are in place
+            for (int ks = 0; ks < kr; ks += BK) {
+                load_x_tile(a, xrow, kr0 + ks, xs);
+                { // this thread's unit of each W tile: row t / 2, half t % 2 of the K step
+                    const int r = t >> 1, kl = ks + 32 * (t & 1);
+                    float v[32];
 #pragma unroll
-                for (int h = 0; h < NW; h++) {
-                    if (n0 + r < a.N && ku < a.K) {
-                        weight_unit_bounded<WT>(wbase[h] + (n0 + r) * wstride[h], ku, a.K, v);
-                    } else {
-#pragma unroll
-                        for (int j = 0; j < 32; j++)
-                            v[j] = 0.f;
+                    for (int h = 0; h < NW; h++) {
+                        raw_unit<WT>(raw + (h * BN + r) * PITCH, r < rows_w ? kl : kr, kr, v);
+                        store_bf16x32(&ws[h][r][32 * (t & 1)], v);
                     }
-                    store_bf16x32(&ws[h][r][32 * half], v);
                 }
-            }
-            __syncthreads();
+                __syncthreads();
 #pragma unroll
-            for (int kk = 0; kk < BK; kk += 16) {
-                uint32_t af[2][4];
+                for (int kk = 0; kk < BK; kk += 16) {
+                    uint32_t af[2][4];
 #pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    const int r = 32 * wm + 16 * i + g;
-                    af[i][0] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q]);
-                    af[i][1] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q]);
-                    af[i][2] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q + 8]);
-                    af[i][3] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q + 8]);
-                }
-#pragma unroll
-                for (int h = 0; h < NW; h++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const int c = 32 * wn + 8 * j + g;
-                        const uint32_t bf[2] = {*reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q]),
-                                                *reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q + 8])};
-#pragma unroll
-                        for (int i = 0; i < 2; i++)
-                            mma_bf16(acc[h][i][j], af[i], bf);
+                    for (int i = 0; i < 2; i++) {
+                        const int r = 32 * wm + 16 * i + g;
+                        af[i][0] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q]);
+                        af[i][1] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q]);
+                        af[i][2] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q + 8]);
+                        af[i][3] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q + 8]);
                     }
+#pragma unroll
+                    for (int h = 0; h < NW; h++)
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            const int c = 32 * wn + 8 * j + g;
+                            const uint32_t bf[2] = {*reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q]),
+                                                    *reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q + 8])};
+#pragma unroll
+                            for (int i = 0; i < 2; i++)
+                                mma_bf16(acc[h][i][j], af[i], bf);
+                        }
+                }
+                __syncthreads(); // the tiles (and, after the last step, the raw rows) are consumed
             }
-            __syncthreads(); // the tiles are consumed before the next K step overwrites them
         }
         // epilogue: accumulator c of mma tile (i, j) is row 16 i + g (+ 8 for c >= 2), column
         // 8 j + 2 q + c % 2 of the warp's quarter
@@ -340,14 +421,23 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
                 if (!yr)
                     continue;
 #pragma unroll
-                for (int j = 0; j < 4; j++)
+                for (int j = 0; j < 4; j++) {
+                    const int64_t n = n0 + 32 * wn + 8 * j + 2 * q;
+                    float o[2];
 #pragma unroll
                     for (int c = 0; c < 2; c++) {
-                        const int64_t n = n0 + 32 * wn + 8 * j + 2 * q + c;
                         const float v = acc[0][i][j][2 * hi + c];
-                        if (n < a.N)
-                            yr[n] = SWIGLU ? silu(v) * acc[NW - 1][i][j][2 * hi + c] : v;
+                        o[c] = SWIGLU ? silu(v) * acc[NW - 1][i][j][2 * hi + c] : v;
                     }
+                    if (n + 1 < a.N && (reinterpret_cast<uintptr_t>(yr + n) & 7) == 0) {
+                        *reinterpret_cast<float2 *>(yr + n) = make_float2(o[0], o[1]);
+                    } else {
+#pragma unroll
+                        for (int c = 0; c < 2; c++)
+                            if (n + c < a.N)
+                                yr[n + c] = o[c];
+                    }
+                }
             }
     }
 }
@@ -427,6 +517,20 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }
 
+// The widest load (16, 4 or 2 bytes) that divides every raw copy's source and length: the
+// weights' addresses, row and expert strides, a raw step's bytes and the last (shorter) step's.
+template <int WT> int raw_copy_width(const mlxn_qmatmul_id_args &a)
+{
+    const int64_t R = raw_elems<WT>(), tail = a.K % R;
+    const int64_t tail_bytes = plain_weight(WT) ? tail * (WT == MLXN_DTYPE_F32 ? 4 : 2)
+                                                : tail / block_elems_of<WT>() * block_bytes_of<WT>();
+    uint64_t bits = (uint64_t)(uintptr_t)a.w | (uint64_t)a.w_stride | (uint64_t)a.w_expert_stride |
+                    (uint64_t)raw_bytes<WT>() | (uint64_t)tail_bytes;
+    if (a.w_up)
+        bits |= (uint64_t)(uintptr_t)a.w_up | (uint64_t)a.up_stride | (uint64_t)a.up_expert_stride;
+    return bits % 16 == 0 ? 16 : bits % 4 == 0 ? 4 : 2;
+}
+
 template <int WT, bool SWIGLU>
 cudaError_t launch_prefill(const mlxn_qmatmul_id_args &a, char *scratch, cudaStream_t s, bool pdl)
 {
@@ -446,7 +550,12 @@ cudaError_t launch_prefill(const mlxn_qmatmul_id_args &a, char *scratch, cudaStr
         return e;
     const qid_map map = {offsets, rows, tile_off, tile_expert, sp.max_tiles};
     const dim3 grid((unsigned)((a.N + BN - 1) / BN), (unsigned)(sp.max_tiles < 65535 ? sp.max_tiles : 65535));
-    return launch(qid_mma<WT, SWIGLU>, grid, dim3(MMA_THREADS), 0, s, pdl, a, map);
+    const size_t smem = (size_t)(SWIGLU ? 2 : 1) * BN * raw_pitch<WT>();
+    static unsigned long long smem_set = 0;
+    e = allow_smem(qid_mma<WT, SWIGLU>, smem, smem_set);
+    if (e != cudaSuccess)
+        return e;
+    return launch(qid_mma<WT, SWIGLU>, grid, dim3(MMA_THREADS), smem, s, pdl, a, map, raw_copy_width<WT>(a));
 }
 
 template <int WT>
