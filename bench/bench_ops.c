@@ -347,11 +347,15 @@ typedef struct qid_row {
     int64_t T, k, E, N, K;
 } qid_row;
 
-/* Qwen3-30B-A3B-like experts (128 of 768 x 2048, top 8) and a 256-expert model (512 x 2048,
- * top 8): gate/up and down, prefill of 512 and 4096 tokens and one-token decode. */
+/* Qwen3-30B-A3B-like experts (128 of 768 x 2048, top 8) and a 256-expert model (Qwen3.6-35B-A3B:
+ * 512 x 2048, top 8; Q4_0 as in issue 3's table, and Q4_K): gate/up and down, prefill of 512 and
+ * 4096 tokens and one-token decode. */
 static const qid_row qid_rows[] = {
     {true, MLXN_DTYPE_Q4_0, 512, 8, 128, 768, 2048},  {false, MLXN_DTYPE_Q4_0, 512, 8, 128, 2048, 768},
     {true, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},    {false, MLXN_DTYPE_Q4_0, 1, 8, 128, 2048, 768},
+    {true, MLXN_DTYPE_Q4_0, 512, 8, 256, 512, 2048},  {false, MLXN_DTYPE_Q4_0, 512, 8, 256, 2048, 512},
+    {true, MLXN_DTYPE_Q4_0, 4096, 8, 256, 512, 2048}, {false, MLXN_DTYPE_Q4_0, 4096, 8, 256, 2048, 512},
+    {true, MLXN_DTYPE_Q4_0, 1, 8, 256, 512, 2048},    {false, MLXN_DTYPE_Q4_0, 1, 8, 256, 2048, 512},
     {true, MLXN_DTYPE_Q4_K, 512, 8, 256, 512, 2048},  {false, MLXN_DTYPE_Q4_K, 512, 8, 256, 2048, 512},
     {true, MLXN_DTYPE_Q4_K, 4096, 8, 256, 512, 2048}, {false, MLXN_DTYPE_Q4_K, 4096, 8, 256, 2048, 512},
     {true, MLXN_DTYPE_Q4_K, 1, 8, 256, 512, 2048},    {false, MLXN_DTYPE_Q4_K, 1, 8, 256, 2048, 512},
@@ -418,6 +422,13 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
         const qid_row *r = &qid_rows[n];
         if (info->kind == MLXN_DEVICE_CPU && r->T > 1)
             continue; /* the CPU path is not a prefill kernel */
+        char shape[48], variant[24], both[80];
+        snprintf(shape, sizeof shape, "T%lld E%lld/%lld %lldx%lld", (long long)r->T, (long long)r->E, (long long)r->k,
+                 (long long)r->N, (long long)r->K);
+        snprintf(variant, sizeof variant, "%s/%s", mlxn_dtype_name(r->w), r->swiglu ? "swiglu" : "down");
+        snprintf(both, sizeof both, "%s %s", shape, variant);
+        if (opt->shape && !strstr(both, opt->shape))
+            continue;
         const int mats = r->swiglu ? 2 : 1;
         const size_t wb = (size_t)(r->E * r->N * (r->K / mlxn_dtype_block_elems(r->w)) * mlxn_dtype_block_bytes(r->w));
         const int64_t P = r->T * r->k, xrows = r->swiglu ? r->T : P;
@@ -441,10 +452,6 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
         bench_timing t = {0};
         int batch = info->kind == MLXN_DEVICE_CUDA ? (c.nsets > 8 ? c.nsets : 8) : 2;
         ok = ok && bench_time(dev, s, qid_call, &c, batch, opt->quick ? 10 : 25, &t);
-        char shape[48], variant[24];
-        snprintf(shape, sizeof shape, "T%lld E%lld/%lld %lldx%lld", (long long)r->T, (long long)r->E, (long long)r->k,
-                 (long long)r->N, (long long)r->K);
-        snprintf(variant, sizeof variant, "%s/%s", mlxn_dtype_name(r->w), r->swiglu ? "swiglu" : "down");
         if (!ok) {
             printf("%-22.22s %-13s %-22s %-12s error: %s\n", info->name, "qmatmul_id", shape, variant,
                    mlxn_last_error());

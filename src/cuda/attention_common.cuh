@@ -71,22 +71,6 @@ __device__ __forceinline__ float inverse_denominator(const mlxn_attention_args &
     return __fdividef(1.0f, l);
 }
 
-// 16 bytes global -> shared without a register round trip; src_bytes 0 fills zeros.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
 // 16 bytes holding 16 / sizeof(T) elements, as floats.
 template <typename T> __device__ __forceinline__ void unpack16_f32(const uint4 &v, float *out);
 

@@ -92,6 +92,29 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// 16 (or 4) bytes global -> shared without a register round trip (sm_80+); src_bytes 0 fills
+// zeros. Completion: cp_async_commit closes a group, cp_async_wait<N> waits until at most N
+// groups of this thread are pending.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 // Launches kernel with programmatic stream serialization when pdl (sm_90+), in thread block
 // clusters of `cluster` blocks along x when cluster > 1 (sm_90+; grid.x a multiple of it).
 template <typename... Args>

@@ -161,20 +161,21 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
 
 // ---- prefill: grouped tiles on tensor cores
 //
-// A block of 4 warps owns a 64 x 64 tile of (pairs of one expert) x (rows of W); warp (wm, wn)
-// = (warp / 2, warp % 2) the 32 x 32 quarter at (32 wm, 32 wn): 2 x 4 mma tiles of 16 x 8.
-// W comes in raw steps of R elements (a super-block or 8 blocks a row; 64 elements of plain
-// weights): the tile's rows of raw bytes copied to shared memory with coalesced loads as wide as
-// the alignment allows (decoding straight from global memory read 1-2 bytes a load, a row a
-// thread: the L1 ran 92% busy on 3 useful bytes of 32 a sector), then decoded from there. Per K
-// step of 64 the tiles in shared memory are, in bf16 with rows padded from 64 to 72 elements
-// (144 bytes: the 8 rows x 4 words of a fragment load fall in 32 different banks):
-//   xs [64 pairs][72]        x of the tile's pairs (zeros for pairs past the expert's list),
-//                            read a row's 256 bytes by 16 lanes
+// First the routed pairs' rows of x, in the map's order, rounded to bf16 into the scratch
+// (qid_gather_x: rows of KP = K rounded up to 64 elements, zeros past K), so that a tile's x is
+// 64 consecutive rows. Then a block of 4 warps owns a 64 x 64 tile of (pairs of one expert) x
+// (rows of W); warp (wm, wn) = (warp / 2, warp % 2) the 32 x 32 quarter at (32 wm, 32 wn): 2 x 4
+// mma tiles of 16 x 8. Per K step of 64, in shared memory, bf16 rows padded from 64 to 72
+// elements (144 bytes: the 8 rows x 4 words of a fragment load fall in 32 different banks):
+//   xs [2][64 pairs][72]     x of the tile's pairs (zeros past the expert's list), cp.async one
+//                            step ahead of the products
 //   ws [1 or 2][64 rows][72] the W tile (gate and up for SwiGLU), decoded by 128 threads, one
 //                            32-element unit each, from the raw rows
-// The raw rows sit at an odd word pitch so that the lanes' byte loads at one offset of 32 rows
-// fall in 32 banks.
+//   raw [1 or 2][64 rows][PITCH] W's bytes of a raw step of R elements (a super-block or 8 blocks
+//                            a row; 64 elements of plain weights), copied by cp.async in 16-byte
+//                            (or 4-byte) pieces aligned outward, during the last step's products
+// Decoding straight from global memory instead (a row a thread, 1-2 byte loads) kept the L1 92%
+// busy on 3 useful bytes of 32 a sector.
 constexpr int BM = 64, BN = 64, BK = 64, LDS = BK + 8, MMA_THREADS = 128;
 
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
@@ -201,49 +202,41 @@ __device__ __forceinline__ void store_bf16x32(__nv_bfloat16 *dst, const float (&
 }
 
 // Elements of W a raw step: 256 (a K super-block, or 8 blocks) for GGML formats, 64 for
-// plain weights; bytes of a row's step, and the row pitch in shared memory (an odd number of
-// 4-byte words).
+// plain weights; a row's bytes of a step; the row pitch in shared memory: 16-byte pieces
+// aligned outward from a step that starts inside one add up to 14 bytes.
 template <int WT> constexpr int raw_elems() { return plain_weight(WT) ? 64 : 256; }
-template <int WT> constexpr int raw_bytes()
+template <int WT> constexpr int64_t raw_bytes_of(int64_t elems)
 {
-    return plain_weight(WT) ? 64 * (WT == MLXN_DTYPE_F32 ? 4 : 2) : 256 / block_elems_of<WT>() * block_bytes_of<WT>();
+    return plain_weight(WT) ? elems * (WT == MLXN_DTYPE_F32 ? 4 : 2)
+                            : (elems + block_elems_of<WT>() - 1) / block_elems_of<WT>() * block_bytes_of<WT>();
 }
-template <int WT> constexpr int raw_pitch() { return ((raw_bytes<WT>() + 3) / 4 | 1) * 4; }
-
-// rows x rb bytes from src (rows stride bytes apart) to dst (rows pitch bytes apart) by the
-// block, in CW-byte loads (src, stride and rb multiples of CW) and 4-byte (or 2-byte) stores.
-template <int CW>
-__device__ __forceinline__ void copy_raw_w(uint8_t *dst, int pitch, const uint8_t *src, int64_t stride, int rows, int rb)
+template <int WT> constexpr int raw_pitch()
 {
-    const int wpr = rb / CW, total = rows * wpr;
+    constexpr int rb = (int)raw_bytes_of<WT>(raw_elems<WT>());
+    return (rb + (rb % 16 ? 14 : 0) + 15) / 16 * 16;
+}
+
+// Bytes [off, off + rb) of `rows` rows of W (stride bytes apart, rows aligned to cw) into the
+// raw rows, in cw-byte pieces aligned outward (cp.async for 16 and 4; plain 2-byte copies
+// otherwise); returns where the bytes start in a raw row.
+template <int PITCH>
+__device__ __forceinline__ int copy_raw(uint8_t *dst, const uint8_t *w, int64_t stride, int rows, int64_t off, int rb,
+                                        int cw)
+{
+    const int64_t a0 = off & ~(int64_t)(cw - 1), a1 = (off + rb + cw - 1) & ~(int64_t)(cw - 1);
+    const int per_row = (int)(a1 - a0) / cw, total = rows * per_row;
     for (int i = threadIdx.x; i < total; i += MMA_THREADS) {
-        const int r = i / wpr, w = i - r * wpr;
-        const uint8_t *sp = src + r * stride + w * CW;
-        uint8_t *dp = dst + r * pitch + w * CW;
-        if constexpr (CW == 16) {
-            const uint4 v = *reinterpret_cast<const uint4 *>(sp);
-            uint32_t *d = reinterpret_cast<uint32_t *>(dp);
-            d[0] = v.x;
-            d[1] = v.y;
-            d[2] = v.z;
-            d[3] = v.w;
-        } else if constexpr (CW == 4) {
-            *reinterpret_cast<uint32_t *>(dp) = *reinterpret_cast<const uint32_t *>(sp);
-        } else {
+        const int r = i / per_row, c = (i - r * per_row) * cw;
+        const uint8_t *sp = w + r * stride + a0 + c;
+        uint8_t *dp = dst + r * PITCH + c;
+        if (cw == 16)
+            cp_async16(smem_addr(dp), sp, 16);
+        else if (cw == 4)
+            cp_async4(smem_addr(dp), sp);
+        else
             *reinterpret_cast<uint16_t *>(dp) = *reinterpret_cast<const uint16_t *>(sp);
-        }
     }
-}
-
-__device__ __forceinline__ void copy_raw(uint8_t *dst, int pitch, const uint8_t *src, int64_t stride, int rows, int rb,
-                                         int cw)
-{
-    if (cw == 16)
-        copy_raw_w<16>(dst, pitch, src, stride, rows, rb);
-    else if (cw == 4)
-        copy_raw_w<4>(dst, pitch, src, stride, rows, rb);
-    else
-        copy_raw_w<2>(dst, pitch, src, stride, rows, rb);
+    return (int)(off - a0);
 }
 
 // The 32 weights from element kl of a raw step of kr elements (zeros from kr on).
@@ -263,37 +256,6 @@ template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, i
     }
 }
 
-// x of the tile's 64 pairs, elements k0 .. k0 + 63, rounded to bf16 into xs: thread t takes
-// 4 elements (4 (t % 16)) of rows t / 16 + 8 i, so 16 lanes read a row's 256 bytes.
-__device__ __forceinline__ void load_x_tile(const mlxn_qmatmul_id_args &a, const char *const *xrow, int64_t k0,
-                                            __nv_bfloat16 (*xs)[LDS])
-{
-    const int c = 4 * (threadIdx.x & 15);
-    const int64_t k = k0 + c;
-#pragma unroll
-    for (int i = 0; i < BM / 8; i++) {
-        const int r = (threadIdx.x >> 4) + 8 * i;
-        const char *xr = xrow[r];
-        float v[4] = {0.f, 0.f, 0.f, 0.f};
-        if (xr) {
-            const float *xf = reinterpret_cast<const float *>(xr) + k;
-            if (a.x_dtype == MLXN_DTYPE_F32 && k + 4 <= a.K && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
-                const float4 f = *reinterpret_cast<const float4 *>(xf);
-                v[0] = f.x;
-                v[1] = f.y;
-                v[2] = f.z;
-                v[3] = f.w;
-            } else {
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    v[j] = k + j < a.K ? load_any(a.x_dtype, xr, k + j) : 0.f;
-            }
-        }
-        __nv_bfloat162 h[2] = {__floats2bfloat162_rn(v[0], v[1]), __floats2bfloat162_rn(v[2], v[3])};
-        *reinterpret_cast<uint2 *>(&xs[r][c]) = *reinterpret_cast<const uint2 *>(h);
-    }
-}
-
 // The routing tables in the op's scratch (see mlxn_cuda_qmatmul_id_scratch_bytes).
 struct qid_map {
     const int32_t *offsets;     // [E + 1]
@@ -303,16 +265,46 @@ struct qid_map {
     int64_t max_tiles;          // the grid's worst case
 };
 
-// grid: (ceil(N / BN), min(max_tiles, 65535)); blocks walk the tile indices by gridDim.y.
-// Dynamic shared memory: the raw rows, NW x BN x raw_pitch bytes; cw: the raw copies' load width.
-template <int WT, bool SWIGLU>
-__global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_args a, const qid_map map, int cw)
+// x of the routed pairs (map order) into xg as bf16 rows of KP elements, zeros past K; a
+// thread 8 elements (one 16-byte store) at a time.
+__global__ void __launch_bounds__(256) qid_gather_x(const mlxn_qmatmul_id_args a, const int32_t *offsets,
+                                                    const int32_t *rows, __nv_bfloat16 *xg, int64_t KP)
 {
-    constexpr int NW = SWIGLU ? 2 : 1, R = raw_elems<WT>(), PITCH = raw_pitch<WT>();
-    extern __shared__ __align__(16) uint8_t raw[]; // [NW][BN][PITCH]
-    __shared__ __align__(16) __nv_bfloat16 xs[BM][LDS];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int64_t per_row = KP / 8, n = (int64_t)offsets[a.E] * per_row;
+    for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < n; i += (int64_t)gridDim.x * 256) {
+        const int64_t slot = i / per_row, k = (i - slot * per_row) * 8;
+        const char *xr = pair_x(a, rows[slot]);
+        const float *xf = reinterpret_cast<const float *>(xr) + k;
+        float v[8];
+        if (a.x_dtype == MLXN_DTYPE_F32 && k + 8 <= a.K && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
+            const float4 f0 = reinterpret_cast<const float4 *>(xf)[0], f1 = reinterpret_cast<const float4 *>(xf)[1];
+            v[0] = f0.x, v[1] = f0.y, v[2] = f0.z, v[3] = f0.w, v[4] = f1.x, v[5] = f1.y, v[6] = f1.z, v[7] = f1.w;
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                v[j] = k + j < a.K ? load_any(a.x_dtype, xr, k + j) : 0.f;
+        }
+        __nv_bfloat162 h[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            h[j] = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+        *reinterpret_cast<uint4 *>(xg + slot * KP + k) = *reinterpret_cast<const uint4 *>(h);
+    }
+}
+
+// grid: (ceil(N / BN), min(max_tiles, 65535)); blocks walk the tile indices by gridDim.y.
+// Dynamic shared memory: xs, then the raw rows; cw: the raw copies' piece (16, 4 or 2 bytes).
+template <int WT, bool SWIGLU>
+__global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_args a, const qid_map map,
+                                                       const __nv_bfloat16 *xg, int64_t KP, int cw)
+{
+    constexpr int NW = SWIGLU ? 2 : 1, R = raw_elems<WT>(), PITCH = raw_pitch<WT>(), SUB = R / BK;
+    extern __shared__ __align__(16) uint8_t smem[];
+    auto xs = reinterpret_cast<__nv_bfloat16(*)[BM][LDS]>(smem);  // [2][BM][LDS]
+    uint8_t *const raw = smem + 2 * BM * LDS * sizeof(__nv_bfloat16); // [NW][BN][PITCH]
     __shared__ __align__(16) __nv_bfloat16 ws[NW][BN][LDS];
-    __shared__ const char *xrow[BM];
     __shared__ float *yrow[BM]; // nullptr past the expert's list
     __shared__ int tile_e, tile_m0, tile_rows;
     wait_for_previous_kernel();
@@ -321,8 +313,9 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
     const int wm = warp >> 1, wn = warp & 1;
     const int64_t n0 = (int64_t)blockIdx.x * BN;
     const int rows_w = (int)(a.N - n0 < BN ? a.N - n0 : BN);
+    const int J = (int)((a.K + BK - 1) / BK); // K steps
     for (int64_t tile = blockIdx.y; tile < map.max_tiles; tile += gridDim.y) {
-        __syncthreads(); // the previous tile's epilogue is done with xrow, yrow
+        __syncthreads(); // the previous tile's products and epilogue are done with xs, ws, raw, yrow
         if (t == 0) {
             const int32_t total = map.tile_off[a.E];
             tile_e = -1;
@@ -337,12 +330,8 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
         const int e = tile_e;
         if (e < 0)
             return; // block-uniform: every later tile index is past the last tile too
-        if (t < BM) {
-            const bool in = t < tile_rows;
-            const int64_t p = in ? map.rows[tile_m0 + t] : 0;
-            xrow[t] = in ? pair_x(a, p) : nullptr;
-            yrow[t] = in ? reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p)) : nullptr;
-        }
+        if (t < BM)
+            yrow[t] = t < tile_rows ? reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, map.rows[tile_m0 + t])) : nullptr;
         const uint8_t *wbase[NW];
         int64_t wstride[NW];
         wbase[0] = a.w + e * a.w_expert_stride + n0 * a.w_stride;
@@ -351,6 +340,26 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
             wbase[NW - 1] = a.w_up + e * a.up_expert_stride + n0 * a.up_stride;
             wstride[NW - 1] = a.up_stride;
         }
+        const __nv_bfloat16 *xt = xg + (int64_t)tile_m0 * KP;
+        const int m_rows = tile_rows;
+        // x of step j into xs[j % 2]: 64 rows x 8 pieces of 16 bytes, 4 a thread
+        const auto issue_x = [&](int j) {
+#pragma unroll
+            for (int i = 0; i < BM * 8 / MMA_THREADS; i++) {
+                const int idx = t + MMA_THREADS * i, r = idx >> 3, c = 8 * (idx & 7);
+                const bool in = r < m_rows;
+                cp_async16(smem_addr(&xs[j & 1][r][c]), in ? xt + r * KP + (int64_t)j * BK + c : xg, in ? 16 : 0);
+            }
+        };
+        int shift[NW];
+        const auto issue_raw = [&](int s) {
+            const int64_t k0 = (int64_t)s * R;
+            const int kr = (int)(a.K - k0 < R ? a.K - k0 : R);
+#pragma unroll
+            for (int h = 0; h < NW; h++)
+                shift[h] = copy_raw<PITCH>(raw + h * BN * PITCH, wbase[h], wstride[h], rows_w, raw_bytes_of<WT>(k0),
+                                           (int)raw_bytes_of<WT>(kr), cw);
+        };
 
         float acc[NW][2][4][4];
 #pragma unroll
@@ -363,52 +372,53 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
                     for (int c = 0; c < 4; c++)
                         acc[h][i][j][c] = 0.f;
 
-        for (int64_t kr0 = 0; kr0 < a.K; kr0 += R) {
-            const int kr = (int)(a.K - kr0 < R ? a.K - kr0 : R);
-            const int64_t off = plain_weight(WT) ? kr0 * (WT == MLXN_DTYPE_F32 ? 4 : 2)
-                                                 : kr0 / block_elems_of<WT>() * block_bytes_of<WT>();
-            const int rb = plain_weight(WT) ? kr * (WT == MLXN_DTYPE_F32 ? 4 : 2)
-                                            : (kr + block_elems_of<WT>() - 1) / block_elems_of<WT>() * block_bytes_of<WT>();
+        issue_raw(0);
+        issue_x(0);
+        cp_async_commit();
+        for (int j = 0; j < J; j++) {
+            cp_async_wait<0>();
+            __syncthreads(); // xs[j % 2] and the raw rows of this step are in; step j - 1's products are done
+            if (j + 1 < J)
+                issue_x(j + 1);
+            cp_async_commit();
+            { // this thread's unit of each W tile: row t / 2, half t % 2 of the K step
+                const int r = t >> 1, s = j / SUB;
+                const int kr = (int)(a.K - (int64_t)s * R < R ? a.K - (int64_t)s * R : R);
+                const int kl = (j - s * SUB) * BK + 32 * (t & 1);
+                float v[32];
 #pragma unroll
-            for (int h = 0; h < NW; h++)
-                copy_raw(raw + h * BN * PITCH, PITCH, wbase[h] + off, wstride[h], rows_w, rb, cw);
-            __syncthreads(); // the raw rows (and, the first time, xrow) are in place
-            for (int ks = 0; ks < kr; ks += BK) {
-                load_x_tile(a, xrow, kr0 + ks, xs);
-                { // this thread's unit of each W tile: row t / 2, half t % 2 of the K step
-                    const int r = t >> 1, kl = ks + 32 * (t & 1);
-                    float v[32];
-#pragma unroll
-                    for (int h = 0; h < NW; h++) {
-                        raw_unit<WT>(raw + (h * BN + r) * PITCH, r < rows_w ? kl : kr, kr, v);
-                        store_bf16x32(&ws[h][r][32 * (t & 1)], v);
-                    }
+                for (int h = 0; h < NW; h++) {
+                    raw_unit<WT>(raw + (h * BN + r) * PITCH + shift[h], r < rows_w ? kl : kr, kr, v);
+                    store_bf16x32(&ws[h][r][32 * (t & 1)], v);
                 }
-                __syncthreads();
+            }
+            __syncthreads(); // ws is complete; the raw rows are read
+            if ((j + 1) % SUB == 0 && j + 1 < J) {
+                issue_raw((j + 1) / SUB);
+                cp_async_commit();
+            }
 #pragma unroll
-                for (int kk = 0; kk < BK; kk += 16) {
-                    uint32_t af[2][4];
+            for (int kk = 0; kk < BK; kk += 16) {
+                uint32_t af[2][4];
 #pragma unroll
-                    for (int i = 0; i < 2; i++) {
-                        const int r = 32 * wm + 16 * i + g;
-                        af[i][0] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q]);
-                        af[i][1] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q]);
-                        af[i][2] = *reinterpret_cast<const uint32_t *>(&xs[r][kk + 2 * q + 8]);
-                        af[i][3] = *reinterpret_cast<const uint32_t *>(&xs[r + 8][kk + 2 * q + 8]);
-                    }
-#pragma unroll
-                    for (int h = 0; h < NW; h++)
-#pragma unroll
-                        for (int j = 0; j < 4; j++) {
-                            const int c = 32 * wn + 8 * j + g;
-                            const uint32_t bf[2] = {*reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q]),
-                                                    *reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q + 8])};
-#pragma unroll
-                            for (int i = 0; i < 2; i++)
-                                mma_bf16(acc[h][i][j], af[i], bf);
-                        }
+                for (int i = 0; i < 2; i++) {
+                    const int r = 32 * wm + 16 * i + g;
+                    af[i][0] = *reinterpret_cast<const uint32_t *>(&xs[j & 1][r][kk + 2 * q]);
+                    af[i][1] = *reinterpret_cast<const uint32_t *>(&xs[j & 1][r + 8][kk + 2 * q]);
+                    af[i][2] = *reinterpret_cast<const uint32_t *>(&xs[j & 1][r][kk + 2 * q + 8]);
+                    af[i][3] = *reinterpret_cast<const uint32_t *>(&xs[j & 1][r + 8][kk + 2 * q + 8]);
                 }
-                __syncthreads(); // the tiles (and, after the last step, the raw rows) are consumed
+#pragma unroll
+                for (int h = 0; h < NW; h++)
+#pragma unroll
+                    for (int jj = 0; jj < 4; jj++) {
+                        const int c = 32 * wn + 8 * jj + g;
+                        const uint32_t bf[2] = {*reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q]),
+                                                *reinterpret_cast<const uint32_t *>(&ws[h][c][kk + 2 * q + 8])};
+#pragma unroll
+                        for (int i = 0; i < 2; i++)
+                            mma_bf16(acc[h][i][jj], af[i], bf);
+                    }
             }
         }
         // epilogue: accumulator c of mma tile (i, j) is row 16 i + g (+ 8 for c >= 2), column
@@ -462,8 +472,8 @@ __global__ void __launch_bounds__(128) qid_zero_unrouted(const mlxn_qmatmul_id_a
 constexpr size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
 struct scratch_plan {
-    size_t counts, offsets, tile_off, tile_expert, rows, bytes;
-    int64_t max_tiles;
+    size_t counts, offsets, tile_off, tile_expert, rows, xg, bytes;
+    int64_t max_tiles, KP; // KP: the elements of a row of xg
 };
 
 scratch_plan plan_scratch(const mlxn_qmatmul_id_args &a)
@@ -476,7 +486,9 @@ scratch_plan plan_scratch(const mlxn_qmatmul_id_args &a)
     s.tile_off = s.offsets + align256(sizeof(int32_t) * (size_t)(a.E + 1));
     s.tile_expert = s.tile_off + align256(sizeof(int32_t) * (size_t)(a.E + 1));
     s.rows = s.tile_expert + align256(sizeof(int32_t) * (size_t)s.max_tiles);
-    s.bytes = s.rows + align256(sizeof(int32_t) * (size_t)P);
+    s.xg = s.rows + align256(sizeof(int32_t) * (size_t)P);
+    s.KP = (a.K + BK - 1) / BK * BK;
+    s.bytes = s.xg + align256(sizeof(__nv_bfloat16) * (size_t)P * (size_t)s.KP);
     return s;
 }
 
@@ -517,15 +529,12 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }
 
-// The widest load (16, 4 or 2 bytes) that divides every raw copy's source and length: the
-// weights' addresses, row and expert strides, a raw step's bytes and the last (shorter) step's.
+// The raw copies' piece: 16 or 4 bytes where the weights' rows (addresses, row and expert
+// strides, a row's bytes) are aligned to it, else 2.
 template <int WT> int raw_copy_width(const mlxn_qmatmul_id_args &a)
 {
-    const int64_t R = raw_elems<WT>(), tail = a.K % R;
-    const int64_t tail_bytes = plain_weight(WT) ? tail * (WT == MLXN_DTYPE_F32 ? 4 : 2)
-                                                : tail / block_elems_of<WT>() * block_bytes_of<WT>();
     uint64_t bits = (uint64_t)(uintptr_t)a.w | (uint64_t)a.w_stride | (uint64_t)a.w_expert_stride |
-                    (uint64_t)raw_bytes<WT>() | (uint64_t)tail_bytes;
+                    (uint64_t)raw_bytes_of<WT>(a.K);
     if (a.w_up)
         bits |= (uint64_t)(uintptr_t)a.w_up | (uint64_t)a.up_stride | (uint64_t)a.up_expert_stride;
     return bits % 16 == 0 ? 16 : bits % 4 == 0 ? 4 : 2;
@@ -548,14 +557,21 @@ cudaError_t launch_prefill(const mlxn_qmatmul_id_args &a, char *scratch, cudaStr
     e = launch(qid_zero_unrouted, dim3((unsigned)(P < 4096 ? P : 4096)), dim3(128), 0, s, pdl, a);
     if (e != cudaSuccess)
         return e;
+    __nv_bfloat16 *xg = reinterpret_cast<__nv_bfloat16 *>(scratch + sp.xg);
+    const int64_t pieces = P * (sp.KP / 8), gblocks = (pieces + 255) / 256;
+    e = launch(qid_gather_x, dim3((unsigned)(gblocks < 8192 ? gblocks : 8192)), dim3(256), 0, s, pdl, a,
+               (const int32_t *)offsets, (const int32_t *)rows, xg, sp.KP);
+    if (e != cudaSuccess)
+        return e;
     const qid_map map = {offsets, rows, tile_off, tile_expert, sp.max_tiles};
     const dim3 grid((unsigned)((a.N + BN - 1) / BN), (unsigned)(sp.max_tiles < 65535 ? sp.max_tiles : 65535));
-    const size_t smem = (size_t)(SWIGLU ? 2 : 1) * BN * raw_pitch<WT>();
+    const size_t smem = 2 * BM * LDS * sizeof(__nv_bfloat16) + (size_t)(SWIGLU ? 2 : 1) * BN * raw_pitch<WT>();
     static unsigned long long smem_set = 0;
     e = allow_smem(qid_mma<WT, SWIGLU>, smem, smem_set);
     if (e != cudaSuccess)
         return e;
-    return launch(qid_mma<WT, SWIGLU>, grid, dim3(MMA_THREADS), smem, s, pdl, a, map, raw_copy_width<WT>(a));
+    return launch(qid_mma<WT, SWIGLU>, grid, dim3(MMA_THREADS), smem, s, pdl, a, map, (const __nv_bfloat16 *)xg,
+                  sp.KP, raw_copy_width<WT>(a));
 }
 
 template <int WT>
