@@ -347,12 +347,15 @@ typedef struct qid_row {
     int64_t T, k, E, N, K;
 } qid_row;
 
-/* Qwen3-30B-A3B-like experts (128 of 768 x 2048, top 8) and a 256-expert model (Qwen3.6-35B-A3B:
+/* Qwen3-30B-A3B-like experts (128 of 768 x 2048, top 8; Q4_0, and gate/up at 512 tokens in the
+ * other formats of issue 3's table) and a 256-expert model (Qwen3.6-35B-A3B:
  * 512 x 2048, top 8; Q4_0 as in issue 3's table, and Q4_K): gate/up and down, prefill of 512 and
  * 4096 tokens and one-token decode. */
 static const qid_row qid_rows[] = {
     {true, MLXN_DTYPE_Q4_0, 512, 8, 128, 768, 2048},  {false, MLXN_DTYPE_Q4_0, 512, 8, 128, 2048, 768},
     {true, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},    {false, MLXN_DTYPE_Q4_0, 1, 8, 128, 2048, 768},
+    {true, MLXN_DTYPE_Q8_0, 512, 8, 128, 768, 2048},  {true, MLXN_DTYPE_Q4_K, 512, 8, 128, 768, 2048},
+    {true, MLXN_DTYPE_Q6_K, 512, 8, 128, 768, 2048},
     {true, MLXN_DTYPE_Q4_0, 512, 8, 256, 512, 2048},  {false, MLXN_DTYPE_Q4_0, 512, 8, 256, 2048, 512},
     {true, MLXN_DTYPE_Q4_0, 4096, 8, 256, 512, 2048}, {false, MLXN_DTYPE_Q4_0, 4096, 8, 256, 2048, 512},
     {true, MLXN_DTYPE_Q4_0, 1, 8, 256, 512, 2048},    {false, MLXN_DTYPE_Q4_0, 1, 8, 256, 2048, 512},
