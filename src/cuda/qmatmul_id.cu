@@ -248,6 +248,27 @@ __device__ __forceinline__ int copy_raw(uint8_t *dst, const uint8_t *w, int64_t 
     return (int)(off - a0);
 }
 
+// Q6_K's unit u with 2-byte loads (its blocks are 2-byte aligned in the raw rows; the shared
+// decoder's byte loads made Q6_K the slowest format here): the values of mlxn_unit_q6_K, d times
+// the scale first.
+__device__ __forceinline__ void unit_q6_K_16(const mlxn_block_q6_K *b, int u, float (&y)[32])
+{
+    const int g = u / 4, t = u % 4, lo = 4 * (t / 2), hi = 2 * t;
+    const uint16_t *ql = reinterpret_cast<const uint16_t *>(b->ql + 64 * g + 32 * (t % 2));
+    const uint16_t *qh = reinterpret_cast<const uint16_t *>(b->qh + 32 * g);
+    const float d = mlxn_ggml_h2f(b->d);
+    const float s0 = d * mlxn_int_f32(b->scales[2 * u]), s1 = d * mlxn_int_f32(b->scales[2 * u + 1]);
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const uint32_t l = ql[i], h = qh[i];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int q = (int)((l >> (8 * j + lo)) & 15) | (int)((h >> (8 * j + hi)) & 3) << 4;
+            y[2 * i + j] = (i < 8 ? s0 : s1) * mlxn_int_f32(q - 32);
+        }
+    }
+}
+
 // The 32 weights from element kl of a raw step of kr elements (zeros from kr on).
 template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, int kl, int kr, float (&v)[32])
 {
@@ -257,7 +278,11 @@ template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, i
             v[j] = kl + j < kr ? load_any(WT, row, kl + j) : 0.f;
     } else if (kl < kr) { // a GGML unit lies inside K or past it
         constexpr int be = block_elems_of<WT>();
-        mlxn_ggml_unit(WT, row + kl / be * block_bytes_of<WT>(), kl % be / 32, v);
+        const uint8_t *blk = row + kl / be * block_bytes_of<WT>();
+        if constexpr (WT == MLXN_DTYPE_Q6_K)
+            unit_q6_K_16(reinterpret_cast<const mlxn_block_q6_K *>(blk), kl % be / 32, v);
+        else
+            mlxn_ggml_unit(WT, blk, kl % be / 32, v);
     } else {
 #pragma unroll
         for (int j = 0; j < 32; j++)
