@@ -269,6 +269,35 @@ __device__ __forceinline__ void unit_q6_K_16(const mlxn_block_q6_K *b, int u, fl
     }
 }
 
+// Q8_0 and Q4_0 units the same way (18- and 34-byte blocks: 2-byte aligned), the values of
+// mlxn_unit_q8_0 and mlxn_unit_q4_0.
+__device__ __forceinline__ void unit_q8_0_16(const mlxn_block_q8_0 *b, float (&y)[32])
+{
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b->qs);
+    const float d = mlxn_ggml_h2f(b->d);
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const uint32_t w = qs[i];
+        y[2 * i] = mlxn_int_f32((int8_t)(w & 255)) * d;
+        y[2 * i + 1] = mlxn_int_f32((int8_t)(w >> 8)) * d;
+    }
+}
+
+__device__ __forceinline__ void unit_q4_0_16(const mlxn_block_q4_0 *b, float (&y)[32])
+{
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b->qs);
+    const float d = mlxn_ggml_h2f(b->d);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const uint32_t w = qs[i];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            y[2 * i + j] = d * mlxn_int_f32((int)(w >> (8 * j) & 15) - 8);
+            y[2 * i + j + 16] = d * mlxn_int_f32((int)(w >> (8 * j + 4) & 15) - 8);
+        }
+    }
+}
+
 // The 32 weights from element kl of a raw step of kr elements (zeros from kr on).
 template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, int kl, int kr, float (&v)[32])
 {
@@ -281,6 +310,10 @@ template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, i
         const uint8_t *blk = row + kl / be * block_bytes_of<WT>();
         if constexpr (WT == MLXN_DTYPE_Q6_K)
             unit_q6_K_16(reinterpret_cast<const mlxn_block_q6_K *>(blk), kl % be / 32, v);
+        else if constexpr (WT == MLXN_DTYPE_Q8_0)
+            unit_q8_0_16(reinterpret_cast<const mlxn_block_q8_0 *>(blk), v);
+        else if constexpr (WT == MLXN_DTYPE_Q4_0)
+            unit_q4_0_16(reinterpret_cast<const mlxn_block_q4_0 *>(blk), v);
         else
             mlxn_ggml_unit(WT, blk, kl % be / 32, v);
     } else {
