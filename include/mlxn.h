@@ -344,9 +344,10 @@ MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, con
  * Accumulation is in f32. On CUDA, up to 64 pairs (T * k <= 64) run as mat-vecs per pair (no
  * scratch: a decode step can be captured in a graph); from 65 pairs the routing map is built on
  * the GPU and the products run on tensor cores with x and the decoded W rounded to bf16 (relative
- * error <= 2^-9 each), through routing tables kept in the stream's scratch memory, which cannot
- * grow during graph capture (run a call of that size once first; outgrown scratch is kept until
- * the stream is freed, so earlier graphs stay valid). mlxn_moe_route_map also uses that scratch
+ * error <= 2^-9 each), through routing tables and a bf16 copy of the pairs' rows of x (T k K
+ * 2 bytes) kept in the stream's scratch memory, which cannot grow during graph capture (run a
+ * call of that size once first; outgrown scratch is kept until the stream is freed, so earlier
+ * graphs stay valid). mlxn_moe_route_map also uses that scratch
  * (E integers) on CUDA.
  */
 MLXN_API mlxn_status mlxn_moe_route_map(mlxn_stream *stream, const mlxn_tensor *ids, int n_experts,
