@@ -21,12 +21,13 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure --verbose
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer (CPU backend only: the
-# CUDA runtime does not run under ASan; the model tests on their first prompt only).
+# CUDA runtime does not run under ASan; the model tests on their first prompt only), JOBS at a
+# time (test_ops is split in two there: tests/CMakeLists.txt).
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLXN_SANITIZE=ON -DMLXN_CUDA=OFF
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MLXN_TEST_MODEL_PROMPTS=1 \
-	  ctest --output-on-failure --verbose
+	  ctest --output-on-failure --verbose -j $(JOBS)
 
 # libFuzzer targets (clang): make fuzz FUZZ_SECONDS=600 runs each for that long, then replaces
 # tests/fuzz/corpus/<target> by a minimized merge of the old corpus and the new inputs.

@@ -1,6 +1,7 @@
 /* The op harness: every op x backend x dtype x variant against the oracle. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/op_list.h"
 #include "harness.h"
@@ -41,10 +42,13 @@ _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,
 int main(int argc, char **argv)
 {
     uint64_t seed = harness_seed(argc, argv);
-    const char *only = NULL;
-    for (int i = 1; i + 1 < argc; i++)
+    const char *only = NULL, *except = NULL; /* --op NAME: that op alone; --except NAME: all others */
+    for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--op") == 0)
             only = argv[i + 1];
+        else if (strcmp(argv[i], "--except") == 0)
+            except = argv[i + 1];
+    }
     test_devices devs;
     if (!test_devices_open(&devs))
         return 1;
@@ -53,12 +57,16 @@ int main(int argc, char **argv)
         printf(" %s", devs.list[i].name);
     printf("\n");
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
-        if (only && strcmp(only, registry[i].op) != 0)
+        if ((only && strcmp(only, registry[i].op) != 0) || (except && strcmp(except, registry[i].op) == 0))
             continue;
         rng g = {seed + i};
         int before = g_counts.passed + g_counts.failed;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         registry[i].run(&devs, &g);
-        printf("%-12s %d checks\n", registry[i].op, g_counts.passed + g_counts.failed - before);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("%-12s %d checks (%.1f s)\n", registry[i].op, g_counts.passed + g_counts.failed - before,
+               (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         fflush(stdout);
     }
     test_devices_close(&devs);
