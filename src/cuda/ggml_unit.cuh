@@ -38,6 +38,76 @@ template <int WT> constexpr int block_elems_of()
                : 32;
 }
 
+// Bytes of the first K elements of a row of W (K whole blocks).
+template <int WT> __host__ __device__ constexpr int64_t row_bytes(int64_t K)
+{
+    if constexpr (plain_weight(WT))
+        return K * (WT == MLXN_DTYPE_F32 ? 4 : 2);
+    else
+        return K / block_elems_of<WT>() * block_bytes_of<WT>();
+}
+
+// Units of Q6_K, Q8_0 and Q4_0 blocks with 2-byte loads (every GGML block is 2-byte aligned),
+// the values of ggml_decode.h's decoders (Q6_K: d times the scale first), whose byte loads cost
+// the MoE prefill's decode from shared memory (Q6_K 27.8 -> 42.0 TFLOP/s, bench/NOTES.md).
+__device__ __forceinline__ void unit_q6_K_16(const mlxn_block_q6_K *b, int u, float (&y)[32])
+{
+    const int g = u / 4, t = u % 4, lo = 4 * (t / 2), hi = 2 * t;
+    const uint16_t *ql = reinterpret_cast<const uint16_t *>(b->ql + 64 * g + 32 * (t % 2));
+    const uint16_t *qh = reinterpret_cast<const uint16_t *>(b->qh + 32 * g);
+    const float d = mlxn_ggml_h2f(b->d);
+    const float s0 = d * mlxn_int_f32(b->scales[2 * u]), s1 = d * mlxn_int_f32(b->scales[2 * u + 1]);
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const uint32_t l = ql[i], h = qh[i];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int q = (int)((l >> (8 * j + lo)) & 15) | (int)((h >> (8 * j + hi)) & 3) << 4;
+            y[2 * i + j] = (i < 8 ? s0 : s1) * mlxn_int_f32(q - 32);
+        }
+    }
+}
+
+__device__ __forceinline__ void unit_q8_0_16(const mlxn_block_q8_0 *b, float (&y)[32])
+{
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b->qs);
+    const float d = mlxn_ggml_h2f(b->d);
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const uint32_t w = qs[i];
+        y[2 * i] = mlxn_int_f32((int8_t)(w & 255)) * d;
+        y[2 * i + 1] = mlxn_int_f32((int8_t)(w >> 8)) * d;
+    }
+}
+
+__device__ __forceinline__ void unit_q4_0_16(const mlxn_block_q4_0 *b, float (&y)[32])
+{
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b->qs);
+    const float d = mlxn_ggml_h2f(b->d);
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const uint32_t w = qs[i];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            y[2 * i + j] = d * mlxn_int_f32((int)(w >> (8 * j) & 15) - 8);
+            y[2 * i + j + 16] = d * mlxn_int_f32((int)(w >> (8 * j + 4) & 15) - 8);
+        }
+    }
+}
+
+// Unit u of the GGML block at blk, through the 2-byte decoders above where there is one.
+template <int WT> __device__ __forceinline__ void block_unit(const uint8_t *blk, int u, float (&v)[32])
+{
+    if constexpr (WT == MLXN_DTYPE_Q6_K)
+        unit_q6_K_16(reinterpret_cast<const mlxn_block_q6_K *>(blk), u, v);
+    else if constexpr (WT == MLXN_DTYPE_Q8_0)
+        unit_q8_0_16(reinterpret_cast<const mlxn_block_q8_0 *>(blk), v);
+    else if constexpr (WT == MLXN_DTYPE_Q4_0)
+        unit_q4_0_16(reinterpret_cast<const mlxn_block_q4_0 *>(blk), v);
+    else
+        mlxn_ggml_unit(WT, blk, u, v);
+}
+
 // The 32 weights k0 .. k0 + 31 of a row of W as floats.
 template <int WT> __device__ __forceinline__ void weight_unit(const uint8_t *row, int64_t k0, float (&v)[32])
 {

@@ -90,15 +90,6 @@ template <int MT> __device__ __forceinline__ void start_rows(const mlxn_qmatmul_
         xrow[threadIdx.x] = mlxn_rows_ptr(&a.x, threadIdx.x);
 }
 
-// Bytes of a row of W that the product reads.
-template <int WT> __host__ __device__ constexpr int64_t row_bytes(int64_t K)
-{
-    if constexpr (plain_weight(WT))
-        return K * (WT == MLXN_DTYPE_F32 ? 4 : 2);
-    else
-        return K / block_elems_of<WT>() * block_bytes_of<WT>();
-}
-
 // Stages x[0..MT)[k0, k0 + klen) into xs [MT][klen / 32][PAD] (zeros for rows m >= M); with the
 // fused norm times norm_w, the sums of squares added to red.
 template <int MT>

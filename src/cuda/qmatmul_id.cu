@@ -209,17 +209,12 @@ __device__ __forceinline__ void store_bf16x32(__nv_bfloat16 *dst, const float (&
 }
 
 // Elements of W a raw step: 256 (a K super-block, or 8 blocks) for GGML formats, 64 for
-// plain weights; a row's bytes of a step; the row pitch in shared memory: 16-byte pieces
-// aligned outward from a step that starts inside one add up to 14 bytes.
+// plain weights (whole blocks either way: row_bytes applies); the row pitch in shared memory:
+// 16-byte pieces aligned outward from a step that starts inside one add up to 14 bytes.
 template <int WT> constexpr int raw_elems() { return plain_weight(WT) ? 64 : 256; }
-template <int WT> constexpr int64_t raw_bytes_of(int64_t elems)
-{
-    return plain_weight(WT) ? elems * (WT == MLXN_DTYPE_F32 ? 4 : 2)
-                            : (elems + block_elems_of<WT>() - 1) / block_elems_of<WT>() * block_bytes_of<WT>();
-}
 template <int WT> constexpr int raw_pitch()
 {
-    constexpr int rb = (int)raw_bytes_of<WT>(raw_elems<WT>());
+    constexpr int rb = (int)row_bytes<WT>(raw_elems<WT>());
     return (rb + (rb % 16 ? 14 : 0) + 15) / 16 * 16;
 }
 
@@ -246,56 +241,6 @@ __device__ __forceinline__ int copy_raw(uint8_t *dst, const uint8_t *w, int64_t 
     return (int)(off - a0);
 }
 
-// Q6_K's unit u with 2-byte loads (its blocks are 2-byte aligned in the raw rows; the shared
-// decoder's byte loads made Q6_K the slowest format here): the values of mlxn_unit_q6_K, d times
-// the scale first.
-__device__ __forceinline__ void unit_q6_K_16(const mlxn_block_q6_K *b, int u, float (&y)[32])
-{
-    const int g = u / 4, t = u % 4, lo = 4 * (t / 2), hi = 2 * t;
-    const uint16_t *ql = reinterpret_cast<const uint16_t *>(b->ql + 64 * g + 32 * (t % 2));
-    const uint16_t *qh = reinterpret_cast<const uint16_t *>(b->qh + 32 * g);
-    const float d = mlxn_ggml_h2f(b->d);
-    const float s0 = d * mlxn_int_f32(b->scales[2 * u]), s1 = d * mlxn_int_f32(b->scales[2 * u + 1]);
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-        const uint32_t l = ql[i], h = qh[i];
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const int q = (int)((l >> (8 * j + lo)) & 15) | (int)((h >> (8 * j + hi)) & 3) << 4;
-            y[2 * i + j] = (i < 8 ? s0 : s1) * mlxn_int_f32(q - 32);
-        }
-    }
-}
-
-// Q8_0 and Q4_0 units the same way (18- and 34-byte blocks: 2-byte aligned), the values of
-// mlxn_unit_q8_0 and mlxn_unit_q4_0.
-__device__ __forceinline__ void unit_q8_0_16(const mlxn_block_q8_0 *b, float (&y)[32])
-{
-    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b->qs);
-    const float d = mlxn_ggml_h2f(b->d);
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-        const uint32_t w = qs[i];
-        y[2 * i] = mlxn_int_f32((int8_t)(w & 255)) * d;
-        y[2 * i + 1] = mlxn_int_f32((int8_t)(w >> 8)) * d;
-    }
-}
-
-__device__ __forceinline__ void unit_q4_0_16(const mlxn_block_q4_0 *b, float (&y)[32])
-{
-    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b->qs);
-    const float d = mlxn_ggml_h2f(b->d);
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const uint32_t w = qs[i];
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            y[2 * i + j] = d * mlxn_int_f32((int)(w >> (8 * j) & 15) - 8);
-            y[2 * i + j + 16] = d * mlxn_int_f32((int)(w >> (8 * j + 4) & 15) - 8);
-        }
-    }
-}
-
 // The 32 weights from element kl of a raw step of kr elements (zeros from kr on).
 template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, int kl, int kr, float (&v)[32])
 {
@@ -305,15 +250,7 @@ template <int WT> __device__ __forceinline__ void raw_unit(const uint8_t *row, i
             v[j] = kl + j < kr ? load_any(WT, row, kl + j) : 0.f;
     } else if (kl < kr) { // a GGML unit lies inside K or past it
         constexpr int be = block_elems_of<WT>();
-        const uint8_t *blk = row + kl / be * block_bytes_of<WT>();
-        if constexpr (WT == MLXN_DTYPE_Q6_K)
-            unit_q6_K_16(reinterpret_cast<const mlxn_block_q6_K *>(blk), kl % be / 32, v);
-        else if constexpr (WT == MLXN_DTYPE_Q8_0)
-            unit_q8_0_16(reinterpret_cast<const mlxn_block_q8_0 *>(blk), v);
-        else if constexpr (WT == MLXN_DTYPE_Q4_0)
-            unit_q4_0_16(reinterpret_cast<const mlxn_block_q4_0 *>(blk), v);
-        else
-            mlxn_ggml_unit(WT, blk, kl % be / 32, v);
+        block_unit<WT>(row + kl / be * block_bytes_of<WT>(), kl % be / 32, v);
     } else {
 #pragma unroll
         for (int j = 0; j < 32; j++)
@@ -416,14 +353,14 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
                 cp_async16(smem_addr(&xs[j & 1][r][c]), in ? xt + r * KP + (int64_t)j * BK + c : xg, in ? 16 : 0);
             }
         };
+        // elements of raw step s (R, fewer in the last)
+        const auto step_elems = [&](int s) { return (int)(a.K - (int64_t)s * R < R ? a.K - (int64_t)s * R : R); };
         int shift[NW];
         const auto issue_raw = [&](int s) {
-            const int64_t k0 = (int64_t)s * R;
-            const int kr = (int)(a.K - k0 < R ? a.K - k0 : R);
 #pragma unroll
             for (int h = 0; h < NW; h++)
-                shift[h] = copy_raw<PITCH>(raw + h * BN * PITCH, wbase[h], wstride[h], rows_w, raw_bytes_of<WT>(k0),
-                                           (int)raw_bytes_of<WT>(kr), cw);
+                shift[h] = copy_raw<PITCH>(raw + h * BN * PITCH, wbase[h], wstride[h], rows_w,
+                                           row_bytes<WT>((int64_t)s * R), (int)row_bytes<WT>(step_elems(s)), cw);
         };
 
         float acc[NW][2][4][4];
@@ -447,8 +384,7 @@ __global__ void __launch_bounds__(MMA_THREADS) qid_mma(const mlxn_qmatmul_id_arg
                 issue_x(j + 1);
             cp_async_commit();
             { // this thread's unit of each W tile: row t / 2, half t % 2 of the K step
-                const int r = t >> 1, s = j / SUB;
-                const int kr = (int)(a.K - (int64_t)s * R < R ? a.K - (int64_t)s * R : R);
+                const int r = t >> 1, s = j / SUB, kr = step_elems(s);
                 const int kl = (j - s * SUB) * BK + 32 * (t & 1);
                 float v[32];
 #pragma unroll
@@ -599,7 +535,7 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
 template <int WT> int raw_copy_width(const mlxn_qmatmul_id_args &a)
 {
     uint64_t bits = (uint64_t)(uintptr_t)a.w | (uint64_t)a.w_stride | (uint64_t)a.w_expert_stride |
-                    (uint64_t)raw_bytes_of<WT>(a.K);
+                    (uint64_t)row_bytes<WT>(a.K);
     if (a.w_up)
         bits |= (uint64_t)(uintptr_t)a.w_up | (uint64_t)a.up_stride | (uint64_t)a.up_expert_stride;
     return bits % 16 == 0 ? 16 : bits % 4 == 0 ? 4 : 2;
