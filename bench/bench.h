@@ -26,6 +26,12 @@ typedef mlxn_status (*bench_fn)(void *ctx, int i);
 bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch,
                 int samples, bench_timing *out);
 
+/* The same for calls fn(ctx, 0 .. calls - 1) captured once in a graph (mlxn_stream_begin_capture)
+ * and timed as graph launches: no host launch cost between the calls, as in a captured decode
+ * step. */
+bool bench_time_graph(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int calls, int samples,
+                      bench_timing *out);
+
 /* Device copy bandwidth in GB/s (10^9 bytes, read + write counted), measured on buffers of
  * several times the last-level cache. */
 bool bench_copy_bandwidth(mlxn_device *dev, mlxn_stream *s, bool quick, double *gbps,

@@ -370,6 +370,7 @@ typedef struct qid_ctx {
     mlxn_buffer *x, *ids, *y;
     mlxn_buffer *w[MAX_SETS][2];
     int nsets;
+    int nids; /* ids sets: call i reads set i % nids */
 } qid_ctx;
 
 static mlxn_status qid_call(void *ctx, int i)
@@ -382,7 +383,7 @@ static mlxn_status qid_call(void *ctx, int i)
     mlxn_tensor x = r->swiglu ? mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 2, x2)
                               : mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 3, x3);
     mlxn_tensor wg = mlxn_tensor_make(w[0], 0, r->w, 3, ws);
-    mlxn_tensor ids = mlxn_tensor_make(c->ids, 0, MLXN_DTYPE_I32, 2, is);
+    mlxn_tensor ids = mlxn_tensor_make(c->ids, (size_t)(i % c->nids) * (size_t)(r->T * r->k) * 4, MLXN_DTYPE_I32, 2, is);
     mlxn_tensor y = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_F32, 3, ys);
     if (!r->swiglu)
         return mlxn_qmatmul_id(c->s, &x, &wg, &ids, &y);
@@ -417,6 +418,24 @@ static int64_t qid_random_ids(const qid_row *r, int32_t *ids)
     return distinct;
 }
 
+/* Decode: E / k one-token calls whose k experts are disjoint chunks of a random permutation, so
+ * that a batch of them touches every expert once (the experts' bytes are past the L2 cache when
+ * the batch comes round again, as in a model's decode step, where each layer's experts are
+ * fresh). */
+static void qid_decode_ids(const qid_row *r, int32_t *ids)
+{
+    uint64_t seed = 91;
+    for (int64_t e = 0; e < r->E; e++)
+        ids[e] = (int32_t)e;
+    for (int64_t e = r->E - 1; e > 0; e--) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        const int64_t j = (int64_t)((seed >> 33) % (uint64_t)(e + 1));
+        const int32_t t = ids[e];
+        ids[e] = ids[j];
+        ids[j] = t;
+    }
+}
+
 static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *info, double copy_gbps,
                             const bench_options *opt)
 {
@@ -435,17 +454,26 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
         const int mats = r->swiglu ? 2 : 1;
         const size_t wb = (size_t)(r->E * r->N * (r->K / mlxn_dtype_block_elems(r->w)) * mlxn_dtype_block_bytes(r->w));
         const int64_t P = r->T * r->k, xrows = r->swiglu ? r->T : P;
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)P);
-        const int64_t used = ids ? qid_random_ids(r, ids) : 0;
-        qid_ctx c = {.row = r, .s = s};
-        c.nsets = (int)((double)info->l2_bytes * 2 / ((double)wb * mats)) + 2;
+        /* decode on a GPU: a graph of E / k calls, each on k experts of its own (issue 3: "experts
+         * out of L2, inside a CUDA graph"); else one ids set on rotated weight sets */
+        const bool decode = r->T == 1 && info->kind == MLXN_DEVICE_CUDA && r->E % r->k == 0;
+        qid_ctx c = {.row = r, .s = s, .nids = decode ? (int)(r->E / r->k) : 1};
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(P * c.nids));
+        int64_t used = 0;
+        if (ids && decode) {
+            qid_decode_ids(r, ids);
+            used = r->k;
+        } else if (ids) {
+            used = qid_random_ids(r, ids);
+        }
+        c.nsets = decode ? 1 : (int)((double)info->l2_bytes * 2 / ((double)wb * mats)) + 2;
         if (c.nsets > MAX_SETS)
             c.nsets = MAX_SETS;
         bool ok = ids && mlxn_buffer_create(dev, (size_t)(xrows * r->K) * 4, &c.x) == MLXN_STATUS_OK &&
-                  mlxn_buffer_create(dev, (size_t)P * 4, &c.ids) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, (size_t)(P * c.nids) * 4, &c.ids) == MLXN_STATUS_OK &&
                   mlxn_buffer_create(dev, (size_t)(P * r->N) * 4, &c.y) == MLXN_STATUS_OK &&
                   fill_random(c.x, MLXN_DTYPE_F32, (size_t)(xrows * r->K) * 4, 5) &&
-                  mlxn_buffer_upload(c.ids, 0, ids, (size_t)P * 4, NULL) == MLXN_STATUS_OK;
+                  mlxn_buffer_upload(c.ids, 0, ids, (size_t)(P * c.nids) * 4, NULL) == MLXN_STATUS_OK;
         int made = 0;
         for (int i = 0; ok && i < c.nsets; i++, made++)
             for (int m = 0; ok && m < mats; m++)
@@ -454,7 +482,10 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
         c.nsets = made;
         bench_timing t = {0};
         int batch = info->kind == MLXN_DEVICE_CUDA ? (c.nsets > 8 ? c.nsets : 8) : 2;
-        ok = ok && bench_time(dev, s, qid_call, &c, batch, opt->quick ? 10 : 25, &t);
+        if (decode)
+            ok = ok && bench_time_graph(dev, s, qid_call, &c, c.nids, opt->quick ? 10 : 25, &t);
+        else
+            ok = ok && bench_time(dev, s, qid_call, &c, batch, opt->quick ? 10 : 25, &t);
         if (!ok) {
             printf("%-22.22s %-13s %-22s %-12s error: %s\n", info->name, "qmatmul_id", shape, variant,
                    mlxn_last_error());
@@ -472,9 +503,9 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
                 fprintf(opt->json,
                         "{\"device\":\"%s\",\"op\":\"qmatmul_id\",\"shape\":\"%s\",\"variant\":\"%s\","
                         "\"median_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"bytes\":%.0f,\"gbps\":%.2f,"
-                        "\"pct_copy\":%.2f,\"tflops\":%.3f,\"experts_used\":%lld,\"sets\":%d}\n",
+                        "\"pct_copy\":%.2f,\"tflops\":%.3f,\"experts_used\":%lld,\"sets\":%d,\"graph\":%s}\n",
                         info->name, shape, variant, t.median_ms * 1e3, t.p10_ms * 1e3, t.p90_ms * 1e3, moved, gbps,
-                        100.0 * gbps / copy_gbps, tflops, (long long)used, c.nsets);
+                        100.0 * gbps / copy_gbps, tflops, (long long)used, c.nsets, decode ? "true" : "false");
         }
         fflush(stdout);
         for (int i = 0; i < MAX_SETS; i++) /* a set made in part too */

@@ -13,6 +13,17 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* per-call times sorted into the median and the 10th and 90th percentiles */
+static void summarize(double *ms, int samples, int calls, bench_timing *out)
+{
+    qsort(ms, (size_t)samples, sizeof *ms, cmp_double);
+    out->median_ms = ms[samples / 2];
+    out->p10_ms = ms[samples / 10];
+    out->p90_ms = ms[(samples * 9) / 10 < samples ? (samples * 9) / 10 : samples - 1];
+    out->samples = samples;
+    out->calls_per_sample = calls;
+}
+
 bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch,
                 int samples, bench_timing *out)
 {
@@ -34,14 +45,43 @@ bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int ba
              mlxn_event_elapsed_ms(e0, e1, &ms[k]) == MLXN_STATUS_OK;
         ms[k] /= batch;
     }
+    if (ok)
+        summarize(ms, samples, batch, out);
+    mlxn_event_free(e0);
+    mlxn_event_free(e1);
+    free(ms);
+    return ok;
+}
+
+bool bench_time_graph(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int calls, int samples,
+                      bench_timing *out)
+{
+    mlxn_event *e0 = NULL, *e1 = NULL;
+    mlxn_graph *g = NULL;
+    double *ms = calloc((size_t)samples, sizeof *ms);
+    bool ok = ms && mlxn_event_create(dev, &e0) == MLXN_STATUS_OK &&
+              mlxn_event_create(dev, &e1) == MLXN_STATUS_OK;
+    /* one eager round first: calls that size their scratch do it outside the capture */
+    for (int i = 0; ok && i < calls; i++)
+        ok = fn(ctx, i) == MLXN_STATUS_OK;
+    ok = ok && mlxn_stream_sync(s) == MLXN_STATUS_OK && mlxn_stream_begin_capture(s) == MLXN_STATUS_OK;
     if (ok) {
-        qsort(ms, (size_t)samples, sizeof *ms, cmp_double);
-        out->median_ms = ms[samples / 2];
-        out->p10_ms = ms[samples / 10];
-        out->p90_ms = ms[(samples * 9) / 10 < samples ? (samples * 9) / 10 : samples - 1];
-        out->samples = samples;
-        out->calls_per_sample = batch;
+        for (int i = 0; ok && i < calls; i++)
+            ok = fn(ctx, i) == MLXN_STATUS_OK;
+        /* end the capture even after a failed call, so the stream is usable */
+        const bool ended = mlxn_stream_end_capture(s, &g) == MLXN_STATUS_OK;
+        ok = ok && ended;
     }
+    ok = ok && mlxn_graph_launch(g, s) == MLXN_STATUS_OK && mlxn_stream_sync(s) == MLXN_STATUS_OK; /* warm-up */
+    for (int k = 0; ok && k < samples; k++) {
+        ok = mlxn_event_record(e0, s) == MLXN_STATUS_OK && mlxn_graph_launch(g, s) == MLXN_STATUS_OK &&
+             mlxn_event_record(e1, s) == MLXN_STATUS_OK && mlxn_event_sync(e1) == MLXN_STATUS_OK &&
+             mlxn_event_elapsed_ms(e0, e1, &ms[k]) == MLXN_STATUS_OK;
+        ms[k] /= calls;
+    }
+    if (ok)
+        summarize(ms, samples, calls, out);
+    mlxn_graph_free(g);
     mlxn_event_free(e0);
     mlxn_event_free(e1);
     free(ms);

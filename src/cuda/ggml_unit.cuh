@@ -47,24 +47,39 @@ template <int WT> __host__ __device__ constexpr int64_t row_bytes(int64_t K)
         return K / block_elems_of<WT>() * block_bytes_of<WT>();
 }
 
-// Units of Q6_K, Q8_0 and Q4_0 blocks with 2-byte loads (every GGML block is 2-byte aligned),
-// the values of ggml_decode.h's decoders (Q6_K: d times the scale first), whose byte loads cost
-// the MoE prefill's decode from shared memory (Q6_K 27.8 -> 42.0 TFLOP/s, bench/NOTES.md).
-__device__ __forceinline__ void unit_q6_K_16(const mlxn_block_q6_K *b, int u, float (&y)[32])
+// Units of Q6_K, Q8_0 and Q4_0 blocks from shared memory for the MoE prefill, whose decode from
+// shared memory bounds it (bench/NOTES.md, qmatmul_id); the values of ggml_decode.h's decoders
+// (Q6_K: d times the scale first). Q8_0 and Q4_0 read 2 bytes at a time (every GGML block is
+// 2-byte aligned), Q6_K 4: byte loads cost Q6_K 27.8 -> 42.0 TFLOP/s, and 2-byte loads left it
+// the most instructions an element of the formats.
+
+// Word i of the bytes at p (2-byte aligned): two aligned words funnel-shifted when p is 2 mod 4.
+struct words_at {
+    const uint32_t *w;
+    uint32_t sh;
+    __device__ __forceinline__ explicit words_at(const uint8_t *p)
+        : w(reinterpret_cast<const uint32_t *>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t)3)),
+          sh(8 * (uint32_t)(reinterpret_cast<uintptr_t>(p) & 2))
+    {
+    }
+    __device__ __forceinline__ uint32_t operator[](int i) const { return __funnelshift_r(w[i], w[i + 1], sh); }
+};
+
+// Q6_K: four 6-bit codes assembled per step from a word of low nibbles and a word of high bit
+// pairs; a code byte becomes the float 2^23 + q by a byte permute into 0x4B000000, so q - 32 is
+// one subtraction (exact) before the scale.
+__device__ __forceinline__ void unit_q6_K_32(const mlxn_block_q6_K *b, int u, float (&y)[32])
 {
     const int g = u / 4, t = u % 4, lo = 4 * (t / 2), hi = 2 * t;
-    const uint16_t *ql = reinterpret_cast<const uint16_t *>(b->ql + 64 * g + 32 * (t % 2));
-    const uint16_t *qh = reinterpret_cast<const uint16_t *>(b->qh + 32 * g);
+    const words_at ql(b->ql + 64 * g + 32 * (t % 2)), qh(b->qh + 32 * g);
     const float d = mlxn_ggml_h2f(b->d);
     const float s0 = d * mlxn_int_f32(b->scales[2 * u]), s1 = d * mlxn_int_f32(b->scales[2 * u + 1]);
 #pragma unroll
-    for (int i = 0; i < 16; i++) {
-        const uint32_t l = ql[i], h = qh[i];
+    for (int i = 0; i < 8; i++) {
+        const uint32_t q = (ql[i] >> lo & 0x0F0F0F0Fu) | (qh[i] >> hi & 0x03030303u) << 4;
 #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const int q = (int)((l >> (8 * j + lo)) & 15) | (int)((h >> (8 * j + hi)) & 3) << 4;
-            y[2 * i + j] = (i < 8 ? s0 : s1) * mlxn_int_f32(q - 32);
-        }
+        for (int j = 0; j < 4; j++)
+            y[4 * i + j] = (i < 4 ? s0 : s1) * (__uint_as_float(__byte_perm(q, 0x4B000000u, 0x7540u + j)) - 8388640.0f);
     }
 }
 
@@ -95,11 +110,11 @@ __device__ __forceinline__ void unit_q4_0_16(const mlxn_block_q4_0 *b, float (&y
     }
 }
 
-// Unit u of the GGML block at blk, through the 2-byte decoders above where there is one.
+// Unit u of the GGML block at blk, through the decoders above where there is one.
 template <int WT> __device__ __forceinline__ void block_unit(const uint8_t *blk, int u, float (&v)[32])
 {
     if constexpr (WT == MLXN_DTYPE_Q6_K)
-        unit_q6_K_16(reinterpret_cast<const mlxn_block_q6_K *>(blk), u, v);
+        unit_q6_K_32(reinterpret_cast<const mlxn_block_q6_K *>(blk), u, v);
     else if constexpr (WT == MLXN_DTYPE_Q8_0)
         unit_q8_0_16(reinterpret_cast<const mlxn_block_q8_0 *>(blk), v);
     else if constexpr (WT == MLXN_DTYPE_Q4_0)

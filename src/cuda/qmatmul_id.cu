@@ -97,15 +97,9 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
     }
 }
 
-// Rows a warp of qid_rows_wide owns: DEC_ROWS, or a row for each slot of lpr lanes when rows are
-// short (K = 512 of Q4_K is two groups: 4 rows would leave 24 of 32 lanes idle).
-__host__ __device__ constexpr int wide_warp_rows(int lpr)
-{
-    return 32 / lpr > DEC_ROWS ? 32 / lpr : DEC_ROWS;
-}
-
-// grid: (ceil(N / (DEC_WARPS wide_warp_rows(lpr))), pairs); dynamic shared memory: x by groups
-// (GE + 4 floats each)
+// grid: (ceil(N / (DEC_WARPS 32 / lpr)), pairs): a warp owns a row per slot of lpr lanes (one
+// pass: the rows' loads all go out together, and the grid has more blocks to spread the bytes
+// over the SMs); dynamic shared memory: x by groups (GE + 4 floats each)
 template <int WT, int G, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
 {
@@ -114,7 +108,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     wait_for_previous_kernel();
     allow_next_kernel();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
-    const int slot = lane / lpr, sl = lane % lpr, per_pass = 32 / lpr, rw = wide_warp_rows(lpr);
+    const int slot = lane / lpr, sl = lane % lpr, rw = 32 / lpr;
     const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_WARPS * rw;
     const int32_t e = pair_expert(a, p);
     float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
@@ -124,46 +118,50 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
         return;
     }
     const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
-    const int64_t n0 = n_block + warp * rw;
-    // One matrix: the lane's first group is loaded before x is staged, so its latency overlaps
-    // the staging's (Q4_K down 11.6 -> 9.7 us; with SwiGLU's two groups held, Q5_K spilled).
-    constexpr bool EARLY = !SWIGLU;
+    const int64_t n = n_block + warp * rw + slot;
+    const bool on = n < a.N;
+    // The lane's first group (with SwiGLU the gate's) is loaded before x is staged, so its
+    // latency overlaps the staging's (Q4_K down 11.6 -> 9.7 us); not for SwiGLU of Q5_K's
+    // 176-byte groups, whose gate held across the staging next to the up group spilled.
+    constexpr bool EARLY = !SWIGLU || wide_raw<WT, G>::GB <= 144;
     wide_raw<WT, G> first;
-    if (EARLY && slot < rw && n0 + slot < a.N && sl < groups)
-        first.load(wg + (n0 + slot) * a.w_stride, sl);
+    if (EARLY && on && sl < groups)
+        first.load(wg + n * a.w_stride, sl);
     const char *xr = pair_x(a, p);
-    for (int i = threadIdx.x; i < (int)a.K; i += blockDim.x)
-        xg[(i / GE) * GP + i % GE] = load_any(a.x_dtype, xr, i);
+    const float *xf = reinterpret_cast<const float *>(xr);
+    if (a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
+        for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) // GE is a multiple of 32
+            *reinterpret_cast<float4 *>(xg + (i / GE) * GP + i % GE) = *reinterpret_cast<const float4 *>(xf + i);
+    } else {
+        for (int i = threadIdx.x; i < (int)a.K; i += blockDim.x)
+            xg[(i / GE) * GP + i % GE] = load_any(a.x_dtype, xr, i);
+    }
     __syncthreads();
-    for (int r0 = 0; r0 < rw; r0 += per_pass) { // rows r0 + slot: the slot's lanes share one
-        const int64_t n = n0 + r0 + slot;
-        const bool on = r0 + slot < rw && n < a.N;
-        float acc = 0.f, accu = 0.f;
-        for (int g = sl; on && g < groups; g += lpr) {
-            wide_raw<WT, G> raw = first, rawu;
-            if (!EARLY || r0 || g != sl)
-                raw.load(wg + n * a.w_stride, g);
-            if constexpr (SWIGLU)
-                rawu.load(wu + n * a.up_stride, g);
+    float acc = 0.f, accu = 0.f;
+    for (int g = sl; on && g < groups; g += lpr) {
+        wide_raw<WT, G> raw = first, rawu;
+        if (!EARLY || g != sl)
+            raw.load(wg + n * a.w_stride, g);
+        if constexpr (SWIGLU)
+            rawu.load(wu + n * a.up_stride, g);
 #pragma unroll
-            for (int e0 = 0; e0 < GE; e0 += 32) {
-                float v[32];
-                mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
-                acc += unit_dot(v, xg + g * GP + e0);
-                if constexpr (SWIGLU) {
-                    mlxn_ggml_unit(WT, rawu.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
-                    accu += unit_dot(v, xg + g * GP + e0);
-                }
+        for (int e0 = 0; e0 < GE; e0 += 32) {
+            float v[32];
+            mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+            acc += unit_dot(v, xg + g * GP + e0);
+            if constexpr (SWIGLU) {
+                mlxn_ggml_unit(WT, rawu.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+                accu += unit_dot(v, xg + g * GP + e0);
             }
         }
-        for (int o = lpr / 2; o > 0; o >>= 1) {
-            acc += __shfl_xor_sync(0xffffffffu, acc, o);
-            if constexpr (SWIGLU)
-                accu += __shfl_xor_sync(0xffffffffu, accu, o);
-        }
-        if (on && sl == 0)
-            y[n] = SWIGLU ? silu(acc) * accu : acc;
     }
+    for (int o = lpr / 2; o > 0; o >>= 1) {
+        acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if constexpr (SWIGLU)
+            accu += __shfl_xor_sync(0xffffffffu, accu, o);
+    }
+    if (on && sl == 0)
+        y[n] = SWIGLU ? silu(acc) * accu : acc;
 }
 
 // ---- prefill: grouped tiles on tensor cores
@@ -510,7 +508,7 @@ cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bo
 {
     constexpr int GE = G * block_elems_of<WT>();
     const int64_t groups = a.K / GE;
-    const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * wide_warp_rows(lpr);
+    const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * 32 / lpr;
     const dim3 grid((unsigned)((a.N + block_rows - 1) / block_rows), (unsigned)(a.T * a.k));
     return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), (size_t)groups * (GE + 4) * 4, s, pdl,
                   a, lpr);
