@@ -165,6 +165,7 @@ typedef struct qid_case {
     bool transpose; /* 3-D x and y stored with T and k swapped */
     ids_mode mode;
     bool swiglu;
+    double x_mag; /* x's scale (0: 1): the CUDA decode pre-scales x by powers of two */
 } qid_case;
 
 typedef struct qid_data {
@@ -205,7 +206,7 @@ static bool make_data(const qid_case *c, rng *g, qid_data *d)
     if (!ok)
         return false;
     for (int64_t i = 0; i < d->x.numel; i++)
-        operand_set(&d->x, i, rng_normal(g));
+        operand_set(&d->x, i, (c->x_mag ? c->x_mag : 1.0) * rng_normal(g));
     fill_ids(&d->ids, c->T, c->k, c->E, c->mode, g);
     operand_poison(&d->y);
     return true;
@@ -289,11 +290,13 @@ done:
 
 static void qid_case_run(const qid_case *c, test_devices *devs, rng *g)
 {
-    char name[256];
-    snprintf(name, sizeof name, "qmatmul_id%s/%s/x=%s%s/T=%lld/k=%lld/E=%lld/%lldx%lld/%s%s%s",
+    char name[256], mag[32] = "";
+    if (c->x_mag)
+        snprintf(mag, sizeof mag, "/|x|~%g", c->x_mag);
+    snprintf(name, sizeof name, "qmatmul_id%s/%s/x=%s%s/T=%lld/k=%lld/E=%lld/%lldx%lld/%s%s%s%s",
              c->swiglu ? "_swiglu" : "", mlxn_dtype_name(c->w_dtype), mlxn_dtype_name(c->x_dtype),
              c->per_slot ? "[T,k,K]" : "[T,K]", (long long)c->T, (long long)c->k, (long long)c->E, (long long)c->N,
-             (long long)c->K, mode_name(c->mode), c->pad ? "/strided" : "", c->transpose ? "/transposed" : "");
+             (long long)c->K, mode_name(c->mode), c->pad ? "/strided" : "", c->transpose ? "/transposed" : "", mag);
     qid_data d;
     if (!make_data(c, g, &d)) {
         harness_fail(name, "making data: %s", mlxn_last_error());
@@ -507,29 +510,32 @@ void test_qmatmul_id(test_devices *devs, rng *g)
             const bool per_slot = (si + ti) % 2 == 1;
             qid_case c = {types[ti], xt[variant % 3], shapes[si][0], shapes[si][1], shapes[si][2], shapes[si][3],
                           (shapes[si][4] + be - 1) / be * be, per_slot, shapes[si][5],
-                          per_slot && variant % 4 == 3, (ids_mode)(variant % IDS_MODES), (variant / 2) % 2 == 1};
+                          per_slot && variant % 4 == 3, (ids_mode)(variant % IDS_MODES), (variant / 2) % 2 == 1, 0};
             qid_case_run(&c, devs, g);
         }
     /* larger rows and many tokens: a long gate/up row (x in K tiles on CUDA's mat-vec path), a
      * qwen3moe-like down projection (K = 768), one tile of 64 pairs exactly, one expert with
      * every pair (many tiles of one expert) */
     static const qid_case big[] = {
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 8, 128, 24, 4096, false, 0, false, IDS_TOPK, true},
-        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 40, 8, 16, 40, 768, true, 0, false, IDS_TOPK, false},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 64, 1, 1, 129, 128, false, 0, false, IDS_TOPK, false},
-        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F16, 300, 2, 3, 70, 256, false, 1, false, IDS_ONE_EXPERT, true},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 8, 128, 24, 4096, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 40, 8, 16, 40, 768, true, 0, false, IDS_TOPK, false, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 64, 1, 1, 129, 128, false, 0, false, IDS_TOPK, false, 0},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F16, 300, 2, 3, 70, 256, false, 1, false, IDS_ONE_EXPERT, true, 0},
         /* float W with rows that are not whole 32-element units, decode and tiles */
-        {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 3, 2, 4, 9, 100, false, 0, false, IDS_TOPK, true},
-        {MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 40, 4, 8, 21, 72, true, 1, true, IDS_OUT_OF_RANGE, false},
-        {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, 33, 3, 5, 13, 37, false, 0, false, IDS_TOPK, true},
+        {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 3, 2, 4, 9, 100, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 40, 4, 8, 21, 72, true, 1, true, IDS_OUT_OF_RANGE, false, 0},
+        {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, 33, 3, 5, 13, 37, false, 0, false, IDS_TOPK, true, 0},
+        /* x far from 1 (Q4_0's decode on CUDA scales x by powers of two from its largest |x|) */
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 1, 8, 16, 40, 512, false, 0, false, IDS_TOPK, false, 1e-30},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 2, 4, 16, 33, 1024, true, 0, false, IDS_TOPK, false, 1e30},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         qid_case_run(&big[i], devs, g);
     /* a decode step (mat-vecs on CUDA) and a prefill (tiles over the routing map) in graphs */
     static const qid_case captured[] = {
-        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 8, 32, 40, 256, false, 0, false, IDS_TOPK, true},
-        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 20, 8, 32, 70, 128, true, 0, false, IDS_TOPK, false},
-        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_BF16, 37, 4, 16, 33, 256, false, 0, false, IDS_HALF_EMPTY, true},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 8, 32, 40, 256, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 20, 8, 32, 70, 128, true, 0, false, IDS_TOPK, false, 0},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_BF16, 37, 4, 16, 33, 256, false, 0, false, IDS_HALF_EMPTY, true, 0},
     };
     for (size_t i = 0; i < sizeof captured / sizeof captured[0]; i++)
         capture_case(&captured[i], devs, g);

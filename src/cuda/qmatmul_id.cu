@@ -21,7 +21,9 @@
 //             (ceil(P / 64) + min(E, P)) and each block reads its expert from the map's tile
 //             table, leaving when its tile index is past the last tile: no host round trip.
 
+#include "block_reduce.cuh"
 #include "ggml_unit.cuh"
+#include "subnormal.cuh"
 #include "wide_load.cuh"
 
 namespace {
@@ -97,13 +99,78 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
     }
 }
 
+// Q4_0 groups (4 blocks, 128 elements) of qid_rows_wide with codes as subnormal fields
+// (subnormal.cuh): x is staged pre-scaled per element for the nibble layout, with each block's
+// sum of x; a weight costs one AND and one FMA (the shared decoder's integer-to-float steps
+// cost ~10 instructions a weight, and bound the kernel: ncu, bench/NOTES.md). E is chosen per
+// group from the group's largest |x|, a warp's float4s in the staging: no block-wide reduction.
+template <int WT, int G> constexpr bool subnormal_group() { return WT == MLXN_DTYPE_Q4_0 && G == 4; }
+
+// x of the pair staged for subnormal_group: elements pre-scaled by 2^(E - bit) into xg (groups
+// of GE = 128, GP apart), each 32-element block's sum of x times 2^(E - 149) into xsum, each
+// group's E into xexp. K is a multiple of 128: a warp's float4s are one group.
+template <int GE, int GP>
+__device__ __forceinline__ void stage_x_subnormal(const mlxn_qmatmul_id_args &a, const char *xr, float *xg, float *xsum,
+                                                  int *xexp)
+{
+    static_assert(GE == 128, "a warp's float4s are one group");
+    const float *xf = reinterpret_cast<const float *>(xr);
+    const bool vec = a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0;
+    for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) {
+        const float4 v = vec ? *reinterpret_cast<const float4 *>(xf + i)
+                             : make_float4(load_any(a.x_dtype, xr, i), load_any(a.x_dtype, xr, i + 1),
+                                           load_any(a.x_dtype, xr, i + 2), load_any(a.x_dtype, xr, i + 3));
+        int big = max(max(__float_as_int(fabsf(v.x)), __float_as_int(fabsf(v.y))),
+                      max(__float_as_int(fabsf(v.z)), __float_as_int(fabsf(v.w))));
+        const int E = x_exponent(warp_reduce(big, max_op())), j = i % 32;
+        float4 o;
+        o.x = scale2(v.x, E - nibble_bit(j, 16));
+        o.y = scale2(v.y, E - nibble_bit(j + 1, 16));
+        o.z = scale2(v.z, E - nibble_bit(j + 2, 16));
+        o.w = scale2(v.w, E - nibble_bit(j + 3, 16));
+        *reinterpret_cast<float4 *>(xg + (i / GE) * GP + i % GE) = o;
+        float sum = (v.x + v.y) + (v.z + v.w);
+#pragma unroll
+        for (int m = 4; m > 0; m >>= 1) // the 8 lanes of a block
+            sum += __shfl_xor_sync(0xffffffffu, sum, m);
+        if (j == 0)
+            xsum[i / 32] = scale2(sum, E - 149);
+        if (i % GE == 0)
+            xexp[i / GE] = E;
+    }
+}
+
+// Group g (4 Q4_0 blocks in raw) times the staged x.
+template <int G, int GP>
+__device__ __forceinline__ float q4_0_group_dot(const wide_raw<MLXN_DTYPE_Q4_0, G> &raw, const float *xg, const float *xsum,
+                                                const int *xexp, int g)
+{
+    constexpr int BB = block_bytes_of<MLXN_DTYPE_Q4_0>();
+    float r = 0.f;
+#pragma unroll
+    for (int b = 0; b < G; b++) {
+        const float *xs = xg + g * GP + 32 * b;
+        float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float4 l4 = *reinterpret_cast<const float4 *>(xs + 4 * i), h4 = *reinterpret_cast<const float4 *>(xs + 16 + 4 * i);
+            const float xl[4] = {l4.x, l4.y, l4.z, l4.w}, xh[4] = {h4.x, h4.y, h4.z, h4.w};
+            nibbles_dot(raw.word_at(BB * b + 2 + 4 * i), xl, xh, al, ah);
+        }
+        r += raw.half_at(BB * b) * ((al[0] + al[1]) + (ah[0] + ah[1]) - 8.f * xsum[g * G + b]);
+    }
+    return scale2(r, 149 - xexp[g]);
+}
+
 // grid: (ceil(N / (DEC_WARPS 32 / lpr)), pairs): a warp owns a row per slot of lpr lanes (one
 // pass: the rows' loads all go out together, and the grid has more blocks to spread the bytes
-// over the SMs); dynamic shared memory: x by groups (GE + 4 floats each)
+// over the SMs); dynamic shared memory: x by groups (GE + 4 floats each), then for
+// subnormal_group the blocks' sums of x (K / 32 floats) and the groups' E (K / GE ints)
 template <int WT, int G, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
 {
     constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>(), GE = G * BE, GP = GE + 4;
+    constexpr bool SUB = subnormal_group<WT, G>();
     extern __shared__ __align__(16) float xg[];
     wait_for_previous_kernel();
     allow_next_kernel();
@@ -120,38 +187,54 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
     const int64_t n = n_block + warp * rw + slot;
     const bool on = n < a.N;
-    // The lane's first group (with SwiGLU the gate's) is loaded before x is staged, so its
-    // latency overlaps the staging's (Q4_K down 11.6 -> 9.7 us); not for SwiGLU of Q5_K's
-    // 176-byte groups, whose gate held across the staging next to the up group spilled.
-    constexpr bool EARLY = !SWIGLU || wide_raw<WT, G>::GB <= 144;
-    wide_raw<WT, G> first;
+    // The lane's first group (with SwiGLU the gate's and the up's) is loaded before x is
+    // staged, so its latency overlaps the staging's (Q4_K down 11.6 -> 9.7 us); the gate's only
+    // for SwiGLU groups above 96 bytes, the up's too none above 144 (held across the staging,
+    // both spilled Q5_K's 176-byte groups).
+    constexpr int GB = wide_raw<WT, G>::GB;
+    constexpr bool EARLY = !SWIGLU || GB <= 144, EARLY_UP = SWIGLU && GB <= 96;
+    wide_raw<WT, G> first, first_up;
     if (EARLY && on && sl < groups)
         first.load(wg + n * a.w_stride, sl);
+    if (EARLY_UP && on && sl < groups)
+        first_up.load(wu + n * a.up_stride, sl);
     const char *xr = pair_x(a, p);
-    const float *xf = reinterpret_cast<const float *>(xr);
-    if (a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
-        for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) // GE is a multiple of 32
-            *reinterpret_cast<float4 *>(xg + (i / GE) * GP + i % GE) = *reinterpret_cast<const float4 *>(xf + i);
+    float *const xsum = xg + groups * GP;
+    int *const xexp = reinterpret_cast<int *>(xsum + a.K / 32);
+    if constexpr (SUB) {
+        stage_x_subnormal<GE, GP>(a, xr, xg, xsum, xexp);
     } else {
-        for (int i = threadIdx.x; i < (int)a.K; i += blockDim.x)
-            xg[(i / GE) * GP + i % GE] = load_any(a.x_dtype, xr, i);
+        const float *xf = reinterpret_cast<const float *>(xr);
+        if (a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
+            for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) // GE is a multiple of 32
+                *reinterpret_cast<float4 *>(xg + (i / GE) * GP + i % GE) = *reinterpret_cast<const float4 *>(xf + i);
+        } else {
+            for (int i = threadIdx.x; i < (int)a.K; i += blockDim.x)
+                xg[(i / GE) * GP + i % GE] = load_any(a.x_dtype, xr, i);
+        }
     }
     __syncthreads();
     float acc = 0.f, accu = 0.f;
     for (int g = sl; on && g < groups; g += lpr) {
-        wide_raw<WT, G> raw = first, rawu;
+        wide_raw<WT, G> raw = first, rawu = first_up;
         if (!EARLY || g != sl)
             raw.load(wg + n * a.w_stride, g);
-        if constexpr (SWIGLU)
+        if (SWIGLU && (!EARLY_UP || g != sl))
             rawu.load(wu + n * a.up_stride, g);
+        if constexpr (SUB) {
+            acc += q4_0_group_dot<G, GP>(raw, xg, xsum, xexp, g);
+            if constexpr (SWIGLU)
+                accu += q4_0_group_dot<G, GP>(rawu, xg, xsum, xexp, g);
+        } else {
 #pragma unroll
-        for (int e0 = 0; e0 < GE; e0 += 32) {
-            float v[32];
-            mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
-            acc += unit_dot(v, xg + g * GP + e0);
-            if constexpr (SWIGLU) {
-                mlxn_ggml_unit(WT, rawu.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
-                accu += unit_dot(v, xg + g * GP + e0);
+            for (int e0 = 0; e0 < GE; e0 += 32) {
+                float v[32];
+                mlxn_ggml_unit(WT, raw.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+                acc += unit_dot(v, xg + g * GP + e0);
+                if constexpr (SWIGLU) {
+                    mlxn_ggml_unit(WT, rawu.b + (e0 / BE) * BB, (e0 % BE) / 32, v);
+                    accu += unit_dot(v, xg + g * GP + e0);
+                }
             }
         }
     }
@@ -491,7 +574,7 @@ scratch_plan plan_scratch(const mlxn_qmatmul_id_args &a)
     return s;
 }
 
-// Whether groups of G blocks suit the call: K whole groups, x's groups within 48 KB of shared
+// Whether groups of G blocks suit the call: K whole groups, x's groups (and block sums) within 48 KB of shared
 // memory, W (and the up weights) aligned to the loads at every expert and row.
 template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
 {
@@ -499,7 +582,8 @@ template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
     const auto al = [](const void *p, int64_t row, int64_t expert) {
         return (uintptr_t)p % LB == 0 && row % LB == 0 && expert % LB == 0;
     };
-    return a.K % GE == 0 && a.K / GE * (GE + 4) * 4 <= 48 * 1024 && al(a.w, a.w_stride, a.w_expert_stride) &&
+    const int64_t smem = (a.K / GE * (GE + 4) + (subnormal_group<WT, G>() ? a.K / 32 + a.K / GE : 0)) * 4;
+    return a.K % GE == 0 && smem <= 48 * 1024 && al(a.w, a.w_stride, a.w_expert_stride) &&
            (!a.w_up || al(a.w_up, a.up_stride, a.up_expert_stride));
 }
 
@@ -510,8 +594,8 @@ cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bo
     const int64_t groups = a.K / GE;
     const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * 32 / lpr;
     const dim3 grid((unsigned)((a.N + block_rows - 1) / block_rows), (unsigned)(a.T * a.k));
-    return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), (size_t)groups * (GE + 4) * 4, s, pdl,
-                  a, lpr);
+    const size_t smem = ((size_t)groups * (GE + 4) + (subnormal_group<WT, G>() ? (size_t)(a.K / 32 + groups) : 0)) * 4;
+    return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr);
 }
 
 template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)

@@ -16,7 +16,7 @@
 //    p at j * 17 * K/64 + 17 p + i: an odd row stride in words (K/64 odd, e.g. K 576) is free of
 //    bank conflicts, K/64 = 2 mod 4 (K 640) has two-way conflicts, and multiples of 4 (K a
 //    multiple of 256: worse conflicts) are refused (the streamed kernel takes those).
-//  - Codes as subnormal fields (qmatmul_stream.cu): with u = word ^ 0x80808080 (codes + 128,
+//  - Codes as subnormal fields (subnormal.cuh): with u = word ^ 0x80808080 (codes + 128,
 //    unsigned), the masked fields u & 0xFF, u & 0xFF00, u & 0xFF0000 and (u >> 8) & 0xFF0000
 //    read as floats are (c + 128) * 2^(bit - 149) for bits 0, 8, 16, 16 (a field below 2^24 is
 //    that integer times 2^-149 whether its bit 23 is set or not). x is staged in the pair's
@@ -30,6 +30,7 @@
 #include "bulk_copy.cuh"
 #include "common.cuh"
 #include "qmatmul_out.cuh"
+#include "subnormal.cuh"
 
 namespace {
 
@@ -43,11 +44,6 @@ constexpr int STATIC_SMEM = 1024;
 // whole tile (~1700 instructions a lane at K 576), a latency that only pays when each SM has
 // several tiles to overlap (output heads have tens).
 constexpr int MIN_TILES_PER_SM = 2;
-
-__device__ __forceinline__ float field(uint32_t w)
-{
-    return __uint_as_float(w);
-}
 
 // The bit at which the code at byte position q of a pair sits in the field its word gives.
 __host__ __device__ constexpr int field_bit(int q)
@@ -176,7 +172,7 @@ __global__ void __launch_bounds__(32 * MAX_WARPS) qmm_q8_0_short_rows(const mlxn
     big = block_reduce(big, ired, 0, max_op());
     // E from the largest |x * norm_w * inv| (rounding is monotonic, so this is the largest of the
     // products below), its exponent field read from the bits: scaled x stay below 2^126
-    const int E = 125 - ((__float_as_int(__int_as_float(big) * inv) >> 23) - 127);
+    const int E = x_exponent(__float_as_int(__int_as_float(big) * inv));
     // Every lane of a warp takes part in the same iterations (K and blockDim multiples of 32),
     // and the 32 elements of one iteration are one block: its sum is a warp sum.
     for (int64_t k = tid; k < a.K; k += blockDim.x) {

@@ -11,13 +11,9 @@
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
 //    the outputs and refills the stage. The computing warps never wait for each other, only
 //    for their next tile's bytes.
-//  - A code c masked in place at bit b of a word is, read as a float, the subnormal
-//    c * 2^(b - 149), exactly. With x's element pre-scaled by 2^(E - b), one AND and one FMA per
-//    weight add x * c * 2^(E - 149): no integer-to-float conversion, no subtraction. E comes
-//    from the largest |x| of the call so that the scaled x stay below 2^126 and the products
-//    are normal numbers (only elements about 2^100 below the largest lose bits, far under the
-//    f32 rounding of the sum); block scales and offsets (through each piece's sum of x) apply once per
-//    piece, and the row totals are scaled back by 2^(149 - E).
+//  - Codes as subnormal fields (subnormal.cuh): one AND and one FMA per weight against x
+//    pre-scaled per element; block scales and offsets (through each piece's sum of x) apply
+//    once per piece.
 #include <stdint.h>
 
 #include "block_reduce.cuh"
@@ -25,6 +21,7 @@
 #include "common.cuh"
 #include "ggml_unit.cuh"
 #include "qmatmul_out.cuh"
+#include "subnormal.cuh"
 
 namespace {
 
@@ -49,37 +46,13 @@ template <int WT> struct sfmt {
 };
 
 // The bit at which element j of a piece sits in the words its dot masks: the nibble layout
-// (element j and j + half of a piece in the low and high nibble of one byte; bytes 3 and the
-// high nibbles of bytes 2-3 come from the word shifted right by 12) or Q8_0's bytes (bytes 2-3
-// from the word shifted right by 16).
+// (subnormal.cuh) or Q8_0's bytes (bytes 2-3 from the word shifted right by 16).
 template <int WT> __device__ __forceinline__ int field_bit(int j)
 {
-    if constexpr (WT == MLXN_DTYPE_Q8_0) {
+    if constexpr (WT == MLXN_DTYPE_Q8_0)
         return (j & 1) * 8;
-    } else {
-        constexpr int lo = 0x0C100800, hi = 0x10080C04; // bytes: bit of byte 0..3
-        return ((j < sfmt<WT>::PE / 2 ? lo : hi) >> (8 * (j & 3))) & 0xFF;
-    }
-}
-
-__device__ __forceinline__ float field(uint32_t w)
-{
-    return __uint_as_float(w);
-}
-
-// Adds the 8 codes of one word in the nibble layout: low nibbles times xl[0..3], high times xh
-// (two sums each, for shorter dependency chains).
-__device__ __forceinline__ void nibbles_dot(uint32_t w, const float *xl, const float *xh, float (&al)[2], float (&ah)[2])
-{
-    const uint32_t t = w >> 12;
-    al[0] = fmaf(xl[0], field(w & 0xFu), al[0]);
-    ah[0] = fmaf(xh[0], field(w & 0xF0u), ah[0]);
-    al[1] = fmaf(xl[1], field(w & 0xF00u), al[1]);
-    ah[1] = fmaf(xh[1], field(w & 0xF000u), ah[1]);
-    al[0] = fmaf(xl[2], field(w & 0xF0000u), al[0]);
-    ah[0] = fmaf(xh[2], field(t & 0xF00u), ah[0]);
-    al[1] = fmaf(xl[3], field(t & 0xF000u), al[1]);
-    ah[1] = fmaf(xh[3], field(t & 0xF0000u), ah[1]);
+    else
+        return nibble_bit(j, sfmt<WT>::PE / 2);
 }
 
 // N words of the bytes at ring + off (off even) from aligned shared-memory words. Offsets
@@ -351,7 +324,7 @@ __global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatm
     for (int j = 0; j < PE; j++)
         big = max(big, __float_as_int(fabsf(x[j])));
     big = block_reduce(big, ired, 0, max_op(), 1);
-    const int E = 125 - ((big >> 23) - 127);
+    const int E = x_exponent(big);
     if (tid == 32)
         s_back = 149 - E; // the row sums come in units of 2^(E - 149)
     float sx[NS]; // sums over the piece's NS spans of PE / NS elements

@@ -49,6 +49,16 @@ template <int WT, int G> struct wide_raw {
         for (int i = 0; i < NL; i++)
             v[i] = src[i];
     }
+    // the 32-bit word at byte o (even, a constant once unrolled) and the f16 at byte o, as float
+    __device__ __forceinline__ uint32_t u32(int k) const { return reinterpret_cast<const uint32_t *>(v)[k]; }
+    __device__ __forceinline__ uint32_t word_at(int o) const
+    {
+        return o % 4 ? __funnelshift_r(u32(o / 4), u32(o / 4 + 1), 16) : u32(o / 4);
+    }
+    __device__ __forceinline__ float half_at(int o) const
+    {
+        return __half2float(__ushort_as_half((unsigned short)(u32(o / 4) >> (8 * (o % 4)))));
+    }
 };
 
 // Lanes per row: enough for a group each, so short rows (embeddings, small models) put 2, 4 or 8
