@@ -32,14 +32,28 @@ using namespace mlxn_cuda;
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
+// Pair p's token, and rows' addresses, without a division where the index is within the inner
+// dim: the first token's pairs (all of a decode step's). A 64-bit division costs ~25 dependent
+// instructions, and the decode's took ~370 before its first weight load (bench/NOTES.md).
+__device__ __forceinline__ int64_t pair_token(const mlxn_qmatmul_id_args &a, int64_t p)
+{
+    return p < a.k ? 0 : p / a.k;
+}
+
+__device__ __forceinline__ char *row_at(const mlxn_rows &rows, int64_t r)
+{
+    return r < rows.d2 ? rows.base + r * rows.s2 : mlxn_rows_ptr(&rows, r);
+}
+
 __device__ __forceinline__ int32_t pair_expert(const mlxn_qmatmul_id_args &a, int64_t p)
 {
-    return reinterpret_cast<const int32_t *>(mlxn_rows_ptr(&a.ids, p / a.k))[p % a.k];
+    const int64_t t = pair_token(a, p);
+    return reinterpret_cast<const int32_t *>(row_at(a.ids, t))[p - t * a.k];
 }
 
 __device__ __forceinline__ const char *pair_x(const mlxn_qmatmul_id_args &a, int64_t p)
 {
-    return mlxn_rows_ptr(&a.x, a.x_per_slot ? p : p / a.k);
+    return row_at(a.x, a.x_per_slot ? p : pair_token(a, p));
 }
 
 // ---- decode: mat-vecs per pair
@@ -56,7 +70,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
     const int32_t e = pair_expert(a, p);
-    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
+    float *y = reinterpret_cast<float *>(row_at(a.y, p));
     if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
         if (n_block + threadIdx.x < a.N && threadIdx.x < DEC_BLOCK_ROWS)
             y[n_block + threadIdx.x] = 0.f;
@@ -178,8 +192,8 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     const int slot = lane / lpr, sl = lane % lpr, rw = 32 / lpr;
     const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_WARPS * rw;
     const int32_t e = pair_expert(a, p);
-    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
     if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
+        float *y = reinterpret_cast<float *>(row_at(a.y, p));
         for (int i = threadIdx.x; i < DEC_WARPS * rw && n_block + i < a.N; i += blockDim.x)
             y[n_block + i] = 0.f;
         return;
@@ -187,10 +201,10 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
     const int64_t n = n_block + warp * rw + slot;
     const bool on = n < a.N;
-    // The lane's first group (with SwiGLU the gate's and the up's) is loaded before x is
-    // staged, so its latency overlaps the staging's (Q4_K down 11.6 -> 9.7 us); the gate's only
-    // for SwiGLU groups above 96 bytes, the up's too none above 144 (held across the staging,
-    // both spilled Q5_K's 176-byte groups).
+    // The lane's first group is loaded before x is staged (and before any other address
+    // arithmetic), so its latency overlaps the staging's (Q4_K down 11.6 -> 9.7 us); with
+    // SwiGLU the gate's, and the up's too for groups up to 96 bytes (held across the staging,
+    // both spilled Q5_K's 176-byte groups; neither goes early above 144).
     constexpr int GB = wide_raw<WT, G>::GB;
     constexpr bool EARLY = !SWIGLU || GB <= 144, EARLY_UP = SWIGLU && GB <= 96;
     wide_raw<WT, G> first, first_up;
@@ -244,7 +258,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
             accu += __shfl_xor_sync(0xffffffffu, accu, o);
     }
     if (on && sl == 0)
-        y[n] = SWIGLU ? silu(acc) * accu : acc;
+        reinterpret_cast<float *>(row_at(a.y, p))[n] = SWIGLU ? silu(acc) * accu : acc;
 }
 
 // ---- prefill: grouped tiles on tensor cores
