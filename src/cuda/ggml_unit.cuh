@@ -47,6 +47,15 @@ template <int WT> __host__ __device__ constexpr int64_t row_bytes(int64_t K)
         return K / block_elems_of<WT>() * block_bytes_of<WT>();
 }
 
+// Q4_K / Q5_K: the 6-bit scale and min of unit u (ggml_decode.h's mlxn_scale_min_k4) from the
+// 12 scale bytes as three words (bytes 0-3, 4-7, 8-11).
+__device__ __forceinline__ void q4_K_scale_min(uint32_t s0, uint32_t s1, uint32_t s2, int u, uint32_t &sc, uint32_t &mn)
+{
+    const uint32_t sh = 8 * (u & 3), a = s0 >> sh, b = s1 >> sh, c = s2 >> sh;
+    sc = u < 4 ? a & 63 : (c & 15) | (a >> 2 & 48);
+    mn = u < 4 ? b & 63 : (c >> 4 & 15) | (b >> 2 & 48);
+}
+
 // Units of Q6_K, Q8_0 and Q4_0 blocks from shared memory for the MoE prefill, whose decode from
 // shared memory bounds it (bench/NOTES.md, qmatmul_id); the values of ggml_decode.h's decoders
 // (Q6_K: d times the scale first). Q8_0 and Q4_0 read 2 bytes at a time (every GGML block is

@@ -32,28 +32,23 @@ using namespace mlxn_cuda;
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
-// Pair p's token, and rows' addresses, without a division where the index is within the inner
-// dim: the first token's pairs (all of a decode step's). A 64-bit division costs ~25 dependent
-// instructions, and the decode's took ~370 before its first weight load (bench/NOTES.md).
+// Pair p's token without a division for the first token's pairs (all of a decode step's): a
+// 64-bit division costs ~25 dependent instructions, and the decode's (here and in
+// mlxn_rows_ptr) took ~370 before its first weight load (bench/NOTES.md).
 __device__ __forceinline__ int64_t pair_token(const mlxn_qmatmul_id_args &a, int64_t p)
 {
     return p < a.k ? 0 : p / a.k;
 }
 
-__device__ __forceinline__ char *row_at(const mlxn_rows &rows, int64_t r)
-{
-    return r < rows.d2 ? rows.base + r * rows.s2 : mlxn_rows_ptr(&rows, r);
-}
-
 __device__ __forceinline__ int32_t pair_expert(const mlxn_qmatmul_id_args &a, int64_t p)
 {
     const int64_t t = pair_token(a, p);
-    return reinterpret_cast<const int32_t *>(row_at(a.ids, t))[p - t * a.k];
+    return reinterpret_cast<const int32_t *>(mlxn_rows_ptr(&a.ids, t))[p - t * a.k];
 }
 
 __device__ __forceinline__ const char *pair_x(const mlxn_qmatmul_id_args &a, int64_t p)
 {
-    return row_at(a.x, a.x_per_slot ? p : pair_token(a, p));
+    return mlxn_rows_ptr(&a.x, a.x_per_slot ? p : pair_token(a, p));
 }
 
 // ---- decode: mat-vecs per pair
@@ -70,7 +65,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
     const int32_t e = pair_expert(a, p);
-    float *y = reinterpret_cast<float *>(row_at(a.y, p));
+    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
     if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
         if (n_block + threadIdx.x < a.N && threadIdx.x < DEC_BLOCK_ROWS)
             y[n_block + threadIdx.x] = 0.f;
@@ -113,21 +108,30 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
     }
 }
 
-// Q4_0 groups (4 blocks, 128 elements) of qid_rows_wide with codes as subnormal fields
-// (subnormal.cuh): x is staged pre-scaled per element for the nibble layout, with each block's
-// sum of x; a weight costs one AND and one FMA (the shared decoder's integer-to-float steps
-// cost ~10 instructions a weight, and bound the kernel: ncu, bench/NOTES.md). E is chosen per
-// group from the group's largest |x|, a warp's float4s in the staging: no block-wide reduction.
-template <int WT, int G> constexpr bool subnormal_group() { return WT == MLXN_DTYPE_Q4_0 && G == 4; }
+// Q4_0 groups (4 blocks) and Q4_K's (a super-block) in qid_rows_wide with codes as subnormal
+// fields (subnormal.cuh): x is staged pre-scaled per element for the nibble layout, with each
+// 32 elements' sum of x; a weight costs one AND and one FMA (the shared decoder's integer-to-
+// float steps cost ~10 instructions a weight, and bound the kernel: ncu, bench/NOTES.md). E is
+// chosen per 128 elements from their largest |x|, a warp's float4s in the staging: no
+// block-wide reduction.
+// (Q4_K with SwiGLU: the gate and up super-blocks held with the unrolled pieces spilled 392
+// bytes; it keeps the shared decoder.)
+template <int WT, int G, bool SWIGLU> constexpr bool subnormal_group()
+{
+    return (WT == MLXN_DTYPE_Q4_0 && G == 4) || (WT == MLXN_DTYPE_Q4_K && G == 1 && !SWIGLU);
+}
+// the nibble layout's half span: Q4_0's 16 code bytes, Q4_K's 32 of a 64-element piece
+template <int WT> constexpr int nibble_half() { return WT == MLXN_DTYPE_Q4_0 ? 16 : 32; }
+constexpr int XSPAN = 128; // elements per E
 
 // x of the pair staged for subnormal_group: elements pre-scaled by 2^(E - bit) into xg (groups
-// of GE = 128, GP apart), each 32-element block's sum of x times 2^(E - 149) into xsum, each
-// group's E into xexp. K is a multiple of 128: a warp's float4s are one group.
-template <int GE, int GP>
+// of GE, GP apart), each 32 elements' sum of x times 2^(E - 149) into xsum, each 128 elements'
+// E into xexp. K is a multiple of 128: a warp's float4s are one span of E.
+template <int GE, int GP, int H>
 __device__ __forceinline__ void stage_x_subnormal(const mlxn_qmatmul_id_args &a, const char *xr, float *xg, float *xsum,
                                                   int *xexp)
 {
-    static_assert(GE == 128, "a warp's float4s are one group");
+    static_assert(GE % XSPAN == 0 && XSPAN % (2 * H) == 0, "a warp's float4s are whole spans and pieces");
     const float *xf = reinterpret_cast<const float *>(xr);
     const bool vec = a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0;
     for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) {
@@ -136,55 +140,88 @@ __device__ __forceinline__ void stage_x_subnormal(const mlxn_qmatmul_id_args &a,
                                            load_any(a.x_dtype, xr, i + 2), load_any(a.x_dtype, xr, i + 3));
         int big = max(max(__float_as_int(fabsf(v.x)), __float_as_int(fabsf(v.y))),
                       max(__float_as_int(fabsf(v.z)), __float_as_int(fabsf(v.w))));
-        const int E = x_exponent(warp_reduce(big, max_op())), j = i % 32;
+        const int E = x_exponent(warp_reduce(big, max_op())), j = i % (2 * H);
         float4 o;
-        o.x = scale2(v.x, E - nibble_bit(j, 16));
-        o.y = scale2(v.y, E - nibble_bit(j + 1, 16));
-        o.z = scale2(v.z, E - nibble_bit(j + 2, 16));
-        o.w = scale2(v.w, E - nibble_bit(j + 3, 16));
+        o.x = scale2(v.x, E - nibble_bit(j, H));
+        o.y = scale2(v.y, E - nibble_bit(j + 1, H));
+        o.z = scale2(v.z, E - nibble_bit(j + 2, H));
+        o.w = scale2(v.w, E - nibble_bit(j + 3, H));
         *reinterpret_cast<float4 *>(xg + (i / GE) * GP + i % GE) = o;
         float sum = (v.x + v.y) + (v.z + v.w);
 #pragma unroll
-        for (int m = 4; m > 0; m >>= 1) // the 8 lanes of a block
+        for (int m = 4; m > 0; m >>= 1) // the 8 lanes of 32 elements
             sum += __shfl_xor_sync(0xffffffffu, sum, m);
-        if (j == 0)
+        if (i % 32 == 0)
             xsum[i / 32] = scale2(sum, E - 149);
-        if (i % GE == 0)
-            xexp[i / GE] = E;
+        if (i % XSPAN == 0)
+            xexp[i / XSPAN] = E;
     }
 }
 
-// Group g (4 Q4_0 blocks in raw) times the staged x.
-template <int G, int GP>
-__device__ __forceinline__ float q4_0_group_dot(const wide_raw<MLXN_DTYPE_Q4_0, G> &raw, const float *xg, const float *xsum,
-                                                const int *xexp, int g)
+// The 8 words from byte o of a group times the staged x of a 2H-element span at xs (nibble
+// layout), in units of 2^(E - 149): lo and hi, the sums of the low and high nibbles.
+template <int WT, int G, int NW>
+__device__ __forceinline__ void nibble_span_dot(const wide_raw<WT, G> &raw, int o, const float *xs, float &lo, float &hi)
 {
-    constexpr int BB = block_bytes_of<MLXN_DTYPE_Q4_0>();
-    float r = 0.f;
+    constexpr int H = NW * 4;
+    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
 #pragma unroll
-    for (int b = 0; b < G; b++) {
-        const float *xs = xg + g * GP + 32 * b;
-        float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float4 l4 = *reinterpret_cast<const float4 *>(xs + 4 * i), h4 = *reinterpret_cast<const float4 *>(xs + 16 + 4 * i);
-            const float xl[4] = {l4.x, l4.y, l4.z, l4.w}, xh[4] = {h4.x, h4.y, h4.z, h4.w};
-            nibbles_dot(raw.word_at(BB * b + 2 + 4 * i), xl, xh, al, ah);
-        }
-        r += raw.half_at(BB * b) * ((al[0] + al[1]) + (ah[0] + ah[1]) - 8.f * xsum[g * G + b]);
+    for (int i = 0; i < NW; i++) {
+        const float4 l4 = *reinterpret_cast<const float4 *>(xs + 4 * i), h4 = *reinterpret_cast<const float4 *>(xs + H + 4 * i);
+        const float xl[4] = {l4.x, l4.y, l4.z, l4.w}, xh[4] = {h4.x, h4.y, h4.z, h4.w};
+        nibbles_dot(raw.word_at(o + 4 * i), xl, xh, al, ah);
     }
-    return scale2(r, 149 - xexp[g]);
+    lo = al[0] + al[1];
+    hi = ah[0] + ah[1];
+}
+
+// Group g of raw times the staged x (group g of xg, the group's sums in xsum from g GE / 32).
+template <int WT, int G, int GP>
+__device__ __forceinline__ float group_dot_subnormal(const wide_raw<WT, G> &raw, const float *xg, const float *xsum,
+                                                     const int *xexp, int g)
+{
+    constexpr int BB = block_bytes_of<WT>(), GE = G * block_elems_of<WT>();
+    const float *xs = xg + g * GP;
+    const float *sx = xsum + g * (GE / 32);
+    float r = 0.f;
+    if constexpr (WT == MLXN_DTYPE_Q4_0) { // blocks: d (f16), 16 code bytes
+#pragma unroll
+        for (int b = 0; b < G; b++) {
+            float lo, hi;
+            nibble_span_dot<WT, G, 4>(raw, BB * b + 2, xs + 32 * b, lo, hi);
+            r += raw.half_at(BB * b) * (lo + hi - 8.f * sx[b]);
+        }
+        return scale2(r, 149 - xexp[g * GE / XSPAN]);
+    } else { // Q4_K: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 code bytes
+        const uint32_t h1 = raw.u32(1), h2 = raw.u32(2), h3 = raw.u32(3);
+        const float d = raw.half_at(0), dmin = raw.half_at(2);
+#pragma unroll
+        for (int c = 0; c < 4; c++) { // 64-element pieces: units 2c (low nibbles), 2c + 1
+            float v[2];
+            nibble_span_dot<WT, G, 8>(raw, 16 + 32 * c, xs + 64 * c, v[0], v[1]);
+            float pr = 0.f;
+#pragma unroll
+            for (int k = 0; k < 2; k++) {
+                const int u = 2 * c + k;
+                uint32_t sc, mn;
+                q4_K_scale_min(h1, h2, h3, u, sc, mn);
+                pr += d * (float)sc * v[k] - dmin * (float)mn * sx[u];
+            }
+            r += scale2(pr, 149 - xexp[(g * GE + 64 * c) / XSPAN]);
+        }
+        return r;
+    }
 }
 
 // grid: (ceil(N / (DEC_WARPS 32 / lpr)), pairs): a warp owns a row per slot of lpr lanes (one
 // pass: the rows' loads all go out together, and the grid has more blocks to spread the bytes
 // over the SMs); dynamic shared memory: x by groups (GE + 4 floats each), then for
-// subnormal_group the blocks' sums of x (K / 32 floats) and the groups' E (K / GE ints)
+// subnormal_group the sums of x per 32 elements (K / 32 floats) and the E per 128 (K / 128 ints)
 template <int WT, int G, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
 {
     constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>(), GE = G * BE, GP = GE + 4;
-    constexpr bool SUB = subnormal_group<WT, G>();
+    constexpr bool SUB = subnormal_group<WT, G, SWIGLU>();
     extern __shared__ __align__(16) float xg[];
     wait_for_previous_kernel();
     allow_next_kernel();
@@ -193,7 +230,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_WARPS * rw;
     const int32_t e = pair_expert(a, p);
     if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
-        float *y = reinterpret_cast<float *>(row_at(a.y, p));
+        float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
         for (int i = threadIdx.x; i < DEC_WARPS * rw && n_block + i < a.N; i += blockDim.x)
             y[n_block + i] = 0.f;
         return;
@@ -216,7 +253,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     float *const xsum = xg + groups * GP;
     int *const xexp = reinterpret_cast<int *>(xsum + a.K / 32);
     if constexpr (SUB) {
-        stage_x_subnormal<GE, GP>(a, xr, xg, xsum, xexp);
+        stage_x_subnormal<GE, GP, nibble_half<WT>()>(a, xr, xg, xsum, xexp);
     } else {
         const float *xf = reinterpret_cast<const float *>(xr);
         if (a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
@@ -236,9 +273,9 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
         if (SWIGLU && (!EARLY_UP || g != sl))
             rawu.load(wu + n * a.up_stride, g);
         if constexpr (SUB) {
-            acc += q4_0_group_dot<G, GP>(raw, xg, xsum, xexp, g);
+            acc += group_dot_subnormal<WT, G, GP>(raw, xg, xsum, xexp, g);
             if constexpr (SWIGLU)
-                accu += q4_0_group_dot<G, GP>(rawu, xg, xsum, xexp, g);
+                accu += group_dot_subnormal<WT, G, GP>(rawu, xg, xsum, xexp, g);
         } else {
 #pragma unroll
             for (int e0 = 0; e0 < GE; e0 += 32) {
@@ -258,7 +295,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
             accu += __shfl_xor_sync(0xffffffffu, accu, o);
     }
     if (on && sl == 0)
-        reinterpret_cast<float *>(row_at(a.y, p))[n] = SWIGLU ? silu(acc) * accu : acc;
+        reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p))[n] = SWIGLU ? silu(acc) * accu : acc;
 }
 
 // ---- prefill: grouped tiles on tensor cores
@@ -596,7 +633,8 @@ template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
     const auto al = [](const void *p, int64_t row, int64_t expert) {
         return (uintptr_t)p % LB == 0 && row % LB == 0 && expert % LB == 0;
     };
-    const int64_t smem = (a.K / GE * (GE + 4) + (subnormal_group<WT, G>() ? a.K / 32 + a.K / GE : 0)) * 4;
+    const bool sub = a.w_up ? subnormal_group<WT, G, true>() : subnormal_group<WT, G, false>();
+    const int64_t smem = (a.K / GE * (GE + 4) + (sub ? a.K / 32 + a.K / XSPAN : 0)) * 4;
     return a.K % GE == 0 && smem <= 48 * 1024 && al(a.w, a.w_stride, a.w_expert_stride) &&
            (!a.w_up || al(a.w_up, a.up_stride, a.up_expert_stride));
 }
@@ -608,7 +646,7 @@ cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bo
     const int64_t groups = a.K / GE;
     const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * 32 / lpr;
     const dim3 grid((unsigned)((a.N + block_rows - 1) / block_rows), (unsigned)(a.T * a.k));
-    const size_t smem = ((size_t)groups * (GE + 4) + (subnormal_group<WT, G>() ? (size_t)(a.K / 32 + groups) : 0)) * 4;
+    const size_t smem = ((size_t)groups * (GE + 4) + (subnormal_group<WT, G, SWIGLU>() ? (size_t)(a.K / 32 + a.K / XSPAN) : 0)) * 4;
     return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr);
 }
 

@@ -141,16 +141,13 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
     for (int i = 0; i < 8; i++)
         nibbles_dot(w[i], x + 4 * i, x + 32 + 4 * i, al, ah);
     const float lo = al[0] + al[1], hi = ah[0] + ah[1];
-    // unit j = 2c + k: j < 4 -> scale byte j, min byte j + 4 (6 bits); j >= 4 -> low 4 bits from
-    // byte j + 4, high 2 from bytes j - 4 (scale) and j (min)
     const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
     const float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
     float r = 0.f;
 #pragma unroll
     for (int k = 0; k < 2; k++) {
-        const uint32_t sh = 8 * ((2 * c + k) & 3), yb = h.y >> sh, zb = h.z >> sh, wb = h.w >> sh;
-        const uint32_t sc = c < 2 ? yb & 63 : (wb & 15) | (yb >> 2 & 48);
-        const uint32_t mn = c < 2 ? zb & 63 : (wb >> 4 & 15) | (zb >> 2 & 48);
+        uint32_t sc, mn;
+        q4_K_scale_min(h.y, h.z, h.w, 2 * c + k, sc, mn);
         r += d * (float)sc * (k ? hi : lo) - dmin * (float)mn * sx[k];
     }
     return r;
