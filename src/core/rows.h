@@ -23,19 +23,15 @@ typedef struct mlxn_rows {
 
 MLXN_HD char *mlxn_rows_ptr(const mlxn_rows *rows, int64_t r)
 {
-    /* no division where the index is within the inner dims (2-D tensors always, a decode
-     * step's rows mostly): a 64-bit division costs a GPU kernel ~25 dependent instructions, on
-     * the way to its first loads (bench/NOTES.md, qmatmul_id decode) */
-    int64_t i2 = r, q = 0;
-    if (r >= rows->d2) {
-        i2 = r % rows->d2;
-        q = r / rows->d2;
-    }
-    int64_t i1 = q, i0 = 0;
-    if (q >= rows->d1) {
-        i1 = q % rows->d1;
-        i0 = q / rows->d1;
-    }
+    /* no division where the index is within the inner dim (2-D tensors, a decode step's rows):
+     * a 64-bit division costs a GPU kernel ~25 dependent instructions, on the way to its first
+     * loads (bench/NOTES.md, qmatmul_id decode) */
+    if (r < rows->d2)
+        return rows->base + r * rows->s2;
+    int64_t i2 = r % rows->d2;
+    int64_t q = r / rows->d2;
+    int64_t i1 = q % rows->d1;
+    int64_t i0 = q / rows->d1;
     return rows->base + i0 * rows->s0 + i1 * rows->s1 + i2 * rows->s2;
 }
 
