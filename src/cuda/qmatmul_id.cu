@@ -114,11 +114,9 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
 // float steps cost ~10 instructions a weight, and bound the kernel: ncu, bench/NOTES.md). E is
 // chosen per 128 elements from their largest |x|, a warp's float4s in the staging: no
 // block-wide reduction.
-// (Q4_K with SwiGLU: the gate and up super-blocks held with the unrolled pieces spilled 392
-// bytes; it keeps the shared decoder.)
-template <int WT, int G, bool SWIGLU> constexpr bool subnormal_group()
+template <int WT, int G> constexpr bool subnormal_group()
 {
-    return (WT == MLXN_DTYPE_Q4_0 && G == 4) || (WT == MLXN_DTYPE_Q4_K && G == 1 && !SWIGLU);
+    return (WT == MLXN_DTYPE_Q4_0 && G == 4) || (WT == MLXN_DTYPE_Q4_K && G == 1);
 }
 // the nibble layout's half span: Q4_0's 16 code bytes, Q4_K's 32 of a 64-element piece
 template <int WT> constexpr int nibble_half() { return WT == MLXN_DTYPE_Q4_0 ? 16 : 32; }
@@ -158,58 +156,80 @@ __device__ __forceinline__ void stage_x_subnormal(const mlxn_qmatmul_id_args &a,
     }
 }
 
-// The 8 words from byte o of a group times the staged x of a 2H-element span at xs (nibble
-// layout), in units of 2^(E - 149): lo and hi, the sums of the low and high nibbles.
-template <int WT, int G, int NW>
-__device__ __forceinline__ void nibble_span_dot(const wide_raw<WT, G> &raw, int o, const float *xs, float &lo, float &hi)
+// The NW words from byte o of each of NM groups (the gate's and the up's for SwiGLU) times the
+// staged x of a 2H-element span at xs (nibble layout; each x read once for all NM), in units of
+// 2^(E - 149): lo and hi, the sums of the low and high nibbles.
+template <int WT, int G, int NW, int NM>
+__device__ __forceinline__ void nibble_span_dot(const wide_raw<WT, G> (&raw)[NM], int o, const float *xs, float (&lo)[NM],
+                                                float (&hi)[NM])
 {
     constexpr int H = NW * 4;
-    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
+    float al[NM][2], ah[NM][2];
+#pragma unroll
+    for (int m = 0; m < NM; m++)
+        al[m][0] = al[m][1] = ah[m][0] = ah[m][1] = 0.f;
 #pragma unroll
     for (int i = 0; i < NW; i++) {
         const float4 l4 = *reinterpret_cast<const float4 *>(xs + 4 * i), h4 = *reinterpret_cast<const float4 *>(xs + H + 4 * i);
         const float xl[4] = {l4.x, l4.y, l4.z, l4.w}, xh[4] = {h4.x, h4.y, h4.z, h4.w};
-        nibbles_dot(raw.word_at(o + 4 * i), xl, xh, al, ah);
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+            nibbles_dot(raw[m].word_at(o + 4 * i), xl, xh, al[m], ah[m]);
     }
-    lo = al[0] + al[1];
-    hi = ah[0] + ah[1];
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        lo[m] = al[m][0] + al[m][1];
+        hi[m] = ah[m][0] + ah[m][1];
+    }
 }
 
-// Group g of raw times the staged x (group g of xg, the group's sums in xsum from g GE / 32).
-template <int WT, int G, int GP>
-__device__ __forceinline__ float group_dot_subnormal(const wide_raw<WT, G> &raw, const float *xg, const float *xsum,
-                                                     const int *xexp, int g)
+// Group g of each of NM raws times the staged x (group g of xg, the group's sums in xsum from
+// g GE / 32) into out.
+template <int WT, int G, int GP, int NM>
+__device__ __forceinline__ void group_dot_subnormal(const wide_raw<WT, G> (&raw)[NM], const float *xg, const float *xsum,
+                                                    const int *xexp, int g, float (&out)[NM])
 {
     constexpr int BB = block_bytes_of<WT>(), GE = G * block_elems_of<WT>();
     const float *xs = xg + g * GP;
     const float *sx = xsum + g * (GE / 32);
-    float r = 0.f;
+    float r[NM];
+#pragma unroll
+    for (int m = 0; m < NM; m++)
+        r[m] = 0.f;
     if constexpr (WT == MLXN_DTYPE_Q4_0) { // blocks: d (f16), 16 code bytes
 #pragma unroll
         for (int b = 0; b < G; b++) {
-            float lo, hi;
-            nibble_span_dot<WT, G, 4>(raw, BB * b + 2, xs + 32 * b, lo, hi);
-            r += raw.half_at(BB * b) * (lo + hi - 8.f * sx[b]);
+            float lo[NM], hi[NM];
+            nibble_span_dot<WT, G, 4, NM>(raw, BB * b + 2, xs + 32 * b, lo, hi);
+#pragma unroll
+            for (int m = 0; m < NM; m++)
+                r[m] += raw[m].half_at(BB * b) * (lo[m] + hi[m] - 8.f * sx[b]);
         }
-        return scale2(r, 149 - xexp[g * GE / XSPAN]);
+        const int E = xexp[g * GE / XSPAN];
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+            out[m] = scale2(r[m], 149 - E);
     } else { // Q4_K: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 code bytes
-        const uint32_t h1 = raw.u32(1), h2 = raw.u32(2), h3 = raw.u32(3);
-        const float d = raw.half_at(0), dmin = raw.half_at(2);
 #pragma unroll
         for (int c = 0; c < 4; c++) { // 64-element pieces: units 2c (low nibbles), 2c + 1
-            float v[2];
-            nibble_span_dot<WT, G, 8>(raw, 16 + 32 * c, xs + 64 * c, v[0], v[1]);
-            float pr = 0.f;
+            float v[2][NM];
+            nibble_span_dot<WT, G, 8, NM>(raw, 16 + 32 * c, xs + 64 * c, v[0], v[1]);
+            const int E = xexp[(g * GE + 64 * c) / XSPAN];
 #pragma unroll
-            for (int k = 0; k < 2; k++) {
-                const int u = 2 * c + k;
-                uint32_t sc, mn;
-                q4_K_scale_min(h1, h2, h3, u, sc, mn);
-                pr += d * (float)sc * v[k] - dmin * (float)mn * sx[u];
+            for (int m = 0; m < NM; m++) {
+                float pr = 0.f;
+#pragma unroll
+                for (int k = 0; k < 2; k++) {
+                    uint32_t sc, mn;
+                    q4_K_scale_min(raw[m].u32(1), raw[m].u32(2), raw[m].u32(3), 2 * c + k, sc, mn);
+                    pr += raw[m].half_at(0) * (float)sc * v[k][m] - raw[m].half_at(2) * (float)mn * sx[2 * c + k];
+                }
+                r[m] += scale2(pr, 149 - E);
             }
-            r += scale2(pr, 149 - xexp[(g * GE + 64 * c) / XSPAN]);
         }
-        return r;
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+            out[m] = r[m];
     }
 }
 
@@ -221,7 +241,7 @@ template <int WT, int G, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
 {
     constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>(), GE = G * BE, GP = GE + 4;
-    constexpr bool SUB = subnormal_group<WT, G, SWIGLU>();
+    constexpr bool SUB = subnormal_group<WT, G>();
     extern __shared__ __align__(16) float xg[];
     wait_for_previous_kernel();
     allow_next_kernel();
@@ -272,10 +292,17 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
             raw.load(wg + n * a.w_stride, g);
         if (SWIGLU && (!EARLY_UP || g != sl))
             rawu.load(wu + n * a.up_stride, g);
-        if constexpr (SUB) {
-            acc += group_dot_subnormal<WT, G, GP>(raw, xg, xsum, xexp, g);
-            if constexpr (SWIGLU)
-                accu += group_dot_subnormal<WT, G, GP>(rawu, xg, xsum, xexp, g);
+        if constexpr (SUB && SWIGLU) { // gate and up in one pass over x (two dots spilled Q4_K)
+            const wide_raw<WT, G> both[2] = {raw, rawu};
+            float r[2];
+            group_dot_subnormal<WT, G, GP, 2>(both, xg, xsum, xexp, g, r);
+            acc += r[0];
+            accu += r[1];
+        } else if constexpr (SUB) {
+            const wide_raw<WT, G> one[1] = {raw};
+            float r[1];
+            group_dot_subnormal<WT, G, GP, 1>(one, xg, xsum, xexp, g, r);
+            acc += r[0];
         } else {
 #pragma unroll
             for (int e0 = 0; e0 < GE; e0 += 32) {
@@ -633,8 +660,7 @@ template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
     const auto al = [](const void *p, int64_t row, int64_t expert) {
         return (uintptr_t)p % LB == 0 && row % LB == 0 && expert % LB == 0;
     };
-    const bool sub = a.w_up ? subnormal_group<WT, G, true>() : subnormal_group<WT, G, false>();
-    const int64_t smem = (a.K / GE * (GE + 4) + (sub ? a.K / 32 + a.K / XSPAN : 0)) * 4;
+    const int64_t smem = (a.K / GE * (GE + 4) + (subnormal_group<WT, G>() ? a.K / 32 + a.K / XSPAN : 0)) * 4;
     return a.K % GE == 0 && smem <= 48 * 1024 && al(a.w, a.w_stride, a.w_expert_stride) &&
            (!a.w_up || al(a.w_up, a.up_stride, a.up_expert_stride));
 }
@@ -646,7 +672,7 @@ cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bo
     const int64_t groups = a.K / GE;
     const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * 32 / lpr;
     const dim3 grid((unsigned)((a.N + block_rows - 1) / block_rows), (unsigned)(a.T * a.k));
-    const size_t smem = ((size_t)groups * (GE + 4) + (subnormal_group<WT, G, SWIGLU>() ? (size_t)(a.K / 32 + a.K / XSPAN) : 0)) * 4;
+    const size_t smem = ((size_t)groups * (GE + 4) + (subnormal_group<WT, G>() ? (size_t)(a.K / 32 + a.K / XSPAN) : 0)) * 4;
     return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr);
 }
 
