@@ -6,7 +6,9 @@
 //   qid_rows_wide  decode (up to MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS pairs) for the formats with a
 //             wide-load plan (wide_load.cuh) and aligned experts: as qid_rows below, but a lane
 //             owns a group of G blocks of a row, loaded with 8- or 16-byte loads into registers
-//             and decoded there (qmatmul.cu's qmm_rows_wide), lpr lanes a row.
+//             and decoded there (qmatmul.cu's qmm_rows_wide), lpr lanes a row, a row per slot
+//             of lanes; Q4_0 and Q4_K groups as subnormal fields against x staged pre-scaled
+//             (subnormal_group below), the others through the shared decoders.
 //   qid_rows  the other decodes: a block per (pair, 32 rows
 //             of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
 //             design); the pair's row of x staged in shared memory (units padded to 36 floats so
