@@ -56,13 +56,9 @@ __device__ __forceinline__ void q4_K_scale_min(uint32_t s0, uint32_t s1, uint32_
     mn = u < 4 ? b & 63 : (c >> 4 & 15) | (b >> 2 & 48);
 }
 
-// Units of Q6_K, Q8_0 and Q4_0 blocks from shared memory for the MoE prefill, whose decode from
-// shared memory bounds it (bench/NOTES.md, qmatmul_id); the values of ggml_decode.h's decoders
-// (Q6_K: d times the scale first). Q8_0 and Q4_0 read 2 bytes at a time (every GGML block is
-// 2-byte aligned), Q6_K 4: byte loads cost Q6_K 27.8 -> 42.0 TFLOP/s, and 2-byte loads left it
-// the most instructions an element of the formats.
-
-// Word i of the bytes at p (2-byte aligned): two aligned words funnel-shifted when p is 2 mod 4.
+// Word i of the bytes at p (2-byte aligned): two aligned words funnel-shifted when p is 2 mod 4
+// (qmatmul_stream.cu's smem_words does the same from offsets into its shared ring, which keeps
+// its loads shared-memory loads).
 struct words_at {
     const uint32_t *w;
     uint32_t sh;
@@ -73,6 +69,12 @@ struct words_at {
     }
     __device__ __forceinline__ uint32_t operator[](int i) const { return __funnelshift_r(w[i], w[i + 1], sh); }
 };
+
+// Units of Q6_K, Q8_0 and Q4_0 blocks from shared memory for the MoE prefill, whose decode from
+// shared memory bounds it (bench/NOTES.md, qmatmul_id); the values of ggml_decode.h's decoders
+// (Q6_K: d times the scale first). Q8_0 and Q4_0 read 2 bytes at a time (every GGML block is
+// 2-byte aligned), Q6_K 4: byte loads cost Q6_K 27.8 -> 42.0 TFLOP/s, and 2-byte loads left it
+// the most instructions an element of the formats.
 
 // Q6_K: four 6-bit codes assembled per step from a word of low nibbles and a word of high bit
 // pairs; a code byte becomes the float 2^23 + q by a byte permute into 0x4B000000, so q - 32 is

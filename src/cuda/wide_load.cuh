@@ -49,7 +49,8 @@ template <int WT, int G> struct wide_raw {
         for (int i = 0; i < NL; i++)
             v[i] = src[i];
     }
-    // the 32-bit word at byte o (even, a constant once unrolled) and the f16 at byte o, as float
+    // word k of the group; the 32-bit word at byte o (even, a constant once unrolled); the f16
+    // at byte o, as a float
     __device__ __forceinline__ uint32_t u32(int k) const { return reinterpret_cast<const uint32_t *>(v)[k]; }
     __device__ __forceinline__ uint32_t word_at(int o) const
     {
