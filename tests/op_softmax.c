@@ -138,6 +138,9 @@ void test_softmax(test_devices *devs, rng *g)
         {2, {64, 4095}, 0, false}, {3, {3, 4, 40}, 0, true},   {2, {3, 16384}, 0, false},
         /* CUDA keeps rows of up to 16384 in registers when n % 8 == 0: 1, 2, 4 and 8 runs a thread */
         {2, {7, 2048}, 0, false},  {2, {2, 4000}, 8, false},   {2, {2, 6000}, 0, false},
+        /* on sm_90 through a ring of shared-memory stages: enough short rows that each block
+         * wraps around its ring (up to 8 stages) several times */
+        {2, {40000, 8}, 0, false},
         /* longer rows: a cluster of 8 blocks a row on sm_90 (4 and 8 runs a thread) */
         {2, {3, 40000}, 0, false}, {2, {2, 200000}, 0, false},
     };

@@ -1,10 +1,13 @@
-// The softmax family on CUDA: a block of 256 threads per row (grid-stride over rows).
-// Rows of up to 16384 elements, 16-byte aligned, stay in registers (runs of 8 elements moved
-// with 16-byte accesses): the row is read once and written once, the max and the sum are two
-// block reductions. Other rows take two passes (the second read mostly from L2), each thread
-// keeping a running (max, sum of exp) over its elements, merged across the block.
+// The softmax family on CUDA. Rows of up to 16384 elements, 16-byte aligned, are held in
+// registers (runs of 8 elements, 16-byte accesses), so a row is read once and written once, the
+// max and the sum being two block reductions: on sm_90 their loads run ahead through a ring of
+// shared-memory stages filled by the bulk copy engine, else they are read straight into
+// registers; longer rows (up to CL_N) take a cluster of blocks a row. Other rows take two passes
+// (the second read mostly from L2), each thread keeping a running (max, sum of exp) over its
+// elements, merged across the block.
 #include "../core/softmax_math.h"
 #include "block_reduce.cuh"
+#include "bulk_copy.cuh"
 #include "elementwise.cuh"
 
 #include <cooperative_groups.h>
@@ -81,16 +84,77 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
     return v;
 }
 
-// TH threads a row, R runs of RUN elements each: rows of n <= CL * TH * R * RUN, n % RUN == 0,
-// aligned. CL > 1: a cluster of CL blocks shares a row, each block a slice of its runs, and the
-// slices' max and sum are combined through distributed shared memory (vocabulary rows: one
-// block a row left 256 rows of 151936 at 12% of copy); CL blocks of the grid per row.
-// With the row in registers the max comes first (one block reduction), then exp(z - max) once
-// per element, kept for the output, and its sum (a second): one expf per element and a
-// reciprocal per row, where the one-pass running (max, sum) of the generic kernel takes two
-// expf and a division per element.
+// One row's softmax with the row in registers, by TH threads holding up to R runs of RUN
+// elements each: this thread's runs of [run0, run1) of x (and mask), read from global or shared
+// memory, are stored to y. CL > 1: the block holds a slice of the row and the slices' max and sum
+// are combined across its cluster. `read_done` runs in every thread once all of the block's
+// threads have read x and mask (after the max's block barrier), for a caller that refills them.
+// The max comes first (one block reduction), then exp(z - max) once per element, kept for the
+// output, and its sum (a second): one expf per element and a reciprocal per row, where the
+// one-pass running (max, sum) of the generic kernel takes two expf and a division per element.
+template <typename T, int TH, int R, int CL, typename F>
+__device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
+                                            int64_t run0, int64_t run1, float *red, float (&part)[2], F read_done)
+{
+    float z[R][RUN];
+    float m = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < R; j++) {
+        const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
+        if (run >= run1)
+            break;
+        float mv[RUN];
+        load_run(x + i, z[j]);
+        if (mask)
+            load_run(mask + i, mv);
+#pragma unroll
+        for (int e = 0; e < RUN; e++) {
+            z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
+            m = fmaxf(m, z[j][e]);
+        }
+    }
+    m = block_max(m, red);
+    read_done();
+    if constexpr (CL > 1)
+        m = cluster_reduce1<CL, true>(m, &part[0]);
+    // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
+    const float msub = m == -INFINITY ? 0.0f : m;
+    float s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < R; j++) {
+        if (run0 + (int64_t)j * TH + threadIdx.x >= run1)
+            break;
+#pragma unroll
+        for (int e = 0; e < RUN; e++) {
+            const float p = expf(z[j][e] - msub);
+            s += p;
+            if (!a.log)
+                z[j][e] = p;
+        }
+    }
+    s = block_sum(s, red);
+    if constexpr (CL > 1)
+        s = cluster_reduce1<CL, false>(s, &part[1]);
+    const float inv = 1.0f / s, ls = logf(s);
+#pragma unroll
+    for (int j = 0; j < R; j++) {
+        const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
+        if (run >= run1)
+            break;
+        float out[RUN];
+#pragma unroll
+        for (int e = 0; e < RUN; e++)
+            out[e] = m == -INFINITY ? (a.log ? -INFINITY : 0.0f) : a.log ? (z[j][e] - m) - ls : z[j][e] * inv;
+        store_run(y + i, out);
+    }
+}
+
+// Rows of n <= CL * TH * R * RUN, n % RUN == 0, aligned, read straight into registers. CL > 1:
+// a cluster of CL blocks shares a row, each block a slice of its runs (vocabulary rows: one
+// block a row left 256 rows of 151936 at 12% of copy); CL blocks of the grid per row. The
+// cluster kernels run one block an SM anyway; asked to fit more, ptxas spilled them.
 template <typename T, int TH, int R, int CL>
-__global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softmax_args a)
+__global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(const mlxn_softmax_args a)
 {
     __shared__ float red[32], part[2]; // red: block_reduce.cuh's scratch
     wait_for_previous_kernel();
@@ -104,64 +168,66 @@ __global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softm
     const int64_t runs = a.n / RUN, per = (runs + CL - 1) / CL;
     const int64_t run0 = rank * per, run1 = run0 + per < runs ? run0 + per : runs;
     for (int64_t r = blockIdx.x / CL; r < a.n_rows; r += gridDim.x / CL) {
-        const T *x = reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r));
         const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
-        T *y = reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r));
-        float z[R][RUN];
-        float m = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < R; j++) {
-            const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
-            if (run >= run1)
-                break;
-            float mv[RUN];
-            load_run(x + i, z[j]);
-            if (mask)
-                load_run(mask + i, mv);
-#pragma unroll
-            for (int e = 0; e < RUN; e++) {
-                z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
-                m = fmaxf(m, z[j][e]);
-            }
-        }
-        m = block_max(m, red);
-        if constexpr (CL > 1)
-            m = cluster_reduce1<CL, true>(m, &part[0]);
-        // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
-        const float msub = m == -INFINITY ? 0.0f : m;
-        float s = 0.0f;
-#pragma unroll
-        for (int j = 0; j < R; j++) {
-            if (run0 + (int64_t)j * TH + threadIdx.x >= run1)
-                break;
-#pragma unroll
-            for (int e = 0; e < RUN; e++) {
-                const float p = expf(z[j][e] - msub);
-                s += p;
-                if (!a.log)
-                    z[j][e] = p;
-            }
-        }
-        s = block_sum(s, red);
-        if constexpr (CL > 1)
-            s = cluster_reduce1<CL, false>(s, &part[1]);
-        const float inv = 1.0f / s, ls = logf(s);
-#pragma unroll
-        for (int j = 0; j < R; j++) {
-            const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
-            if (run >= run1)
-                break;
-            float out[RUN];
-#pragma unroll
-            for (int e = 0; e < RUN; e++)
-                out[e] = m == -INFINITY ? (a.log ? -INFINITY : 0.0f) : a.log ? (z[j][e] - m) - ls : z[j][e] * inv;
-            store_run(y + i, out);
-        }
+        softmax_row<T, TH, R, CL>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
+                                  reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, red, part, [] {});
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if constexpr (CL > 1)
         cg::this_cluster().sync(); // the others may still read this block's part
 #endif
+}
+
+// The same rows (CL = 1) with their loads running ahead (sm_90): a ring of `stages` row buffers
+// in shared memory (x, then mask, stage_bytes each), filled by the bulk copy engine. Reading
+// straight into registers, a block's loads stop from its max until its stores, and the blocks an
+// SM holds (bounded by the registers a row takes) left copy at 70-77%; here each block keeps up
+// to `stages` rows in flight whatever it is computing. Blocks take rows r, r + grid, ...
+template <typename T, int TH, int R>
+__global__ void __launch_bounds__(TH) softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
+{
+    extern __shared__ __align__(128) unsigned char ring[];
+    __shared__ float red[32], part[2]; // part: unused (one block a row)
+    __shared__ uint64_t full[8]; // one mbarrier a stage (stages <= 8)
+    const uint32_t row_bytes = (uint32_t)(a.n * sizeof(T));
+    if (threadIdx.x == 0) {
+        for (int st = 0; st < stages; st++)
+            mbar_init(&full[st], 1);
+        mbar_init_fence();
+    }
+    __syncthreads();
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    // thread 0: row r into stage st (after the stage's last readers passed a block barrier)
+    auto fill = [&](int64_t r, int st) {
+        unsigned char *b = ring + (size_t)st * stage_bytes;
+        fence_proxy_async_shared();
+        mbar_arrive_expect(&full[st], a.mask.base ? 2 * row_bytes : row_bytes);
+        bulk_copy(b, mlxn_rows_ptr(&a.x, r), row_bytes, &full[st]);
+        if (a.mask.base)
+            bulk_copy(b + row_bytes, mlxn_rows_ptr(&a.mask, r), row_bytes, &full[st]);
+    };
+    if (threadIdx.x == 0)
+        for (int st = 0; st < stages && blockIdx.x + (int64_t)st * gridDim.x < a.n_rows; st++)
+            fill(blockIdx.x + (int64_t)st * gridDim.x, st);
+    int st = 0;
+    uint32_t parity = 0;
+    for (int64_t r = blockIdx.x; r < a.n_rows; r += gridDim.x) {
+        const unsigned char *b = ring + (size_t)st * stage_bytes;
+        mbar_wait(&full[st], parity);
+        const int64_t next = r + (int64_t)stages * gridDim.x;
+        const int cur = st;
+        softmax_row<T, TH, R, 1>(a, reinterpret_cast<const T *>(b),
+                                 a.mask.base ? reinterpret_cast<const T *>(b + row_bytes) : nullptr,
+                                 reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), 0, a.n / RUN, red, part, [&] {
+                                     if (threadIdx.x == 0 && next < a.n_rows)
+                                         fill(next, cur);
+                                 });
+        if (++st == stages) {
+            st = 0;
+            parity ^= 1;
+        }
+    }
 }
 
 // A row's data lives in registers, so the rows resident on an SM (the bytes in flight) are
@@ -179,6 +245,46 @@ template <typename T> cudaError_t launch_in_registers(const mlxn_softmax_args &a
     if (runs <= 8)
         return launch(softmax_rows_in_registers<T, 128, 8, 1>, grid, dim3(128), 0, s, pdl, a);
     return launch(softmax_rows_in_registers<T, 256, 8, 1>, grid, dim3(256), 0, s, pdl, a);
+}
+
+// The staged kernel's rows: n as the in-register kernel takes them, x and mask within 96 KB a
+// stage. A ring of 64 KB a block (2 to 8 stages); blocks as many as the SMs hold at once.
+constexpr uint32_t STAGE_MAX = 96 * 1024, RING = 64 * 1024;
+
+template <typename T, int TH, int R> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
+{
+    static unsigned long long smem_done;
+    auto kernel = softmax_rows_staged<T, TH, R>;
+    const uint32_t stage_bytes = ((uint32_t)(a.n * sizeof(T)) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
+    const int stages = RING / stage_bytes < 2 ? 2 : RING / stage_bytes > 8 ? 8 : (int)(RING / stage_bytes);
+    const size_t smem = (size_t)stages * stage_bytes;
+    int dev = 0, sms = 0, per_sm = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess)
+        e = allow_smem(kernel, 2 * STAGE_MAX, smem_done);
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TH, smem);
+    if (e != cudaSuccess)
+        return e;
+    const int64_t cap = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+    return launch(kernel, dim3((unsigned)(a.n_rows < cap ? a.n_rows : cap)), dim3(TH), smem, s, pdl, a, stages,
+                  stage_bytes);
+}
+
+template <typename T> cudaError_t launch_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
+{
+    const int64_t runs = (a.n / RUN + 127) / 128; // runs per thread at 128 threads
+    if (runs <= 1)
+        return launch_staged_k<T, 128, 1>(a, s, pdl);
+    if (runs <= 2)
+        return launch_staged_k<T, 128, 2>(a, s, pdl);
+    if (runs <= 4)
+        return launch_staged_k<T, 128, 4>(a, s, pdl);
+    if (runs <= 8)
+        return launch_staged_k<T, 128, 8>(a, s, pdl);
+    return launch_staged_k<T, 256, 8>(a, s, pdl);
 }
 
 // Rows past the one-block kernel (n > 16384) up to CL_N: a cluster of 8 blocks of 512 threads
@@ -211,6 +317,15 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
     const dim3 grid((unsigned)(a->n_rows < 65535 ? a->n_rows : 65535));
     const bool in_registers = a->n % RUN == 0 && a->n <= (int64_t)THREADS * 8 * RUN && rows_aligned16(a->x) &&
                               rows_aligned16(a->mask) && rows_aligned16(a->y);
+    const bool staged = in_registers && (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1) <= STAGE_MAX &&
+                        sm90_or_later();
+    if (staged) {
+        switch (a->dtype) {
+        case MLXN_DTYPE_F32: return launch_staged<float>(*a, s, pdl);
+        case MLXN_DTYPE_F16: return launch_staged<__half>(*a, s, pdl);
+        case MLXN_DTYPE_BF16: return launch_staged<__nv_bfloat16>(*a, s, pdl);
+        }
+    }
     if (in_registers) {
         switch (a->dtype) {
         case MLXN_DTYPE_F32: return launch_in_registers<float>(*a, grid, s, pdl);
