@@ -525,11 +525,13 @@ void test_qmatmul_id(test_devices *devs, rng *g)
         {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 3, 2, 4, 9, 100, false, 0, false, IDS_TOPK, true, 0},
         {MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 40, 4, 8, 21, 72, true, 1, true, IDS_OUT_OF_RANGE, false, 0},
         {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, 33, 3, 5, 13, 37, false, 0, false, IDS_TOPK, true, 0},
-        /* x far from 1 (Q4_0's and Q4_K's decode on CUDA scale x by powers of two from its largest |x|) */
+        /* x far from 1 (the Q4_0, Q8_0 and Q4_K decode on CUDA scales x by powers of two from its largest |x|) */
         {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 1, 8, 16, 40, 512, false, 0, false, IDS_TOPK, false, 1e-30},
         {MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 2, 4, 16, 33, 1024, true, 0, false, IDS_TOPK, false, 1e30},
         {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 8, 16, 40, 512, true, 0, false, IDS_TOPK, false, 1e-30},
         {MLXN_DTYPE_Q4_K, MLXN_DTYPE_BF16, 1, 6, 16, 24, 768, false, 0, false, IDS_TOPK, false, 1e30},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 8, 16, 40, 512, true, 0, false, IDS_TOPK, false, 1e-30},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 2, 3, 16, 33, 1024, false, 0, false, IDS_TOPK, false, 1e30},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         qid_case_run(&big[i], devs, g);

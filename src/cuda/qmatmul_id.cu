@@ -7,7 +7,7 @@
 //             wide-load plan (wide_load.cuh) and aligned experts: as qid_rows below, but a lane
 //             owns a group of G blocks of a row, loaded with 8- or 16-byte loads into registers
 //             and decoded there (qmatmul.cu's qmm_rows_wide), lpr lanes a row, a row per slot
-//             of lanes; Q4_0 and Q4_K groups as subnormal fields against x staged pre-scaled
+//             of lanes; Q4_0, Q8_0 and Q4_K groups as subnormal fields against x staged pre-scaled
 //             (subnormal_group below), the others through the shared decoders.
 //   qid_rows  the other decodes: a block per (pair, 32 rows
 //             of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
@@ -110,28 +110,39 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id
     }
 }
 
-// Q4_0 groups (4 blocks) and Q4_K's (a super-block) in qid_rows_wide with codes as subnormal
-// fields (subnormal.cuh): x is staged pre-scaled per element for the nibble layout, with each
+// Q4_0 and Q8_0 groups (4 blocks) and Q4_K's (a super-block) in qid_rows_wide with codes as
+// subnormal fields (subnormal.cuh): x is staged pre-scaled per element for its field's bit, with each
 // 32 elements' sum of x; a weight costs one AND and one FMA (the shared decoder's integer-to-
 // float steps cost ~10 instructions a weight, and bound the kernel: ncu, bench/NOTES.md). E is
 // chosen per 128 elements from their largest |x|, a warp's float4s in the staging: no
 // block-wide reduction.
 template <int WT, int G> constexpr bool subnormal_group()
 {
-    return (WT == MLXN_DTYPE_Q4_0 && G == 4) || (WT == MLXN_DTYPE_Q4_K && G == 1);
+    return ((WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q8_0) && G == 4) || (WT == MLXN_DTYPE_Q4_K && G == 1);
 }
-// the nibble layout's half span: Q4_0's 16 code bytes, Q4_K's 32 of a 64-element piece
-template <int WT> constexpr int nibble_half() { return WT == MLXN_DTYPE_Q4_0 ? 16 : 32; }
 constexpr int XSPAN = 128; // elements per E
+
+// The bit at which element j (of any 64-element-aligned span) sits in the fields of the dots
+// below: the nibble layout of Q4_0 blocks (16 code bytes) and of Q4_K's 64-element pieces (32),
+// or Q8_0's bytes (bytes 2 and 3 read from the word shifted right by 16).
+template <int WT> __device__ __forceinline__ int x_bit(int j)
+{
+    if constexpr (WT == MLXN_DTYPE_Q8_0)
+        return (j & 1) * 8;
+    else if constexpr (WT == MLXN_DTYPE_Q4_0)
+        return nibble_bit(j % 32, 16);
+    else
+        return nibble_bit(j % 64, 32);
+}
 
 // x of the pair staged for subnormal_group: elements pre-scaled by 2^(E - bit) into xg (groups
 // of GE, GP apart), each 32 elements' sum of x times 2^(E - 149) into xsum, each 128 elements'
 // E into xexp. K is a multiple of 128: a warp's float4s are one span of E.
-template <int GE, int GP, int H>
+template <int WT, int GE, int GP>
 __device__ __forceinline__ void stage_x_subnormal(const mlxn_qmatmul_id_args &a, const char *xr, float *xg, float *xsum,
                                                   int *xexp)
 {
-    static_assert(GE % XSPAN == 0 && XSPAN % (2 * H) == 0, "a warp's float4s are whole spans and pieces");
+    static_assert(GE % XSPAN == 0, "a warp's float4s are whole spans of E");
     const float *xf = reinterpret_cast<const float *>(xr);
     const bool vec = a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0;
     for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) {
@@ -140,12 +151,12 @@ __device__ __forceinline__ void stage_x_subnormal(const mlxn_qmatmul_id_args &a,
                                            load_any(a.x_dtype, xr, i + 2), load_any(a.x_dtype, xr, i + 3));
         int big = max(max(__float_as_int(fabsf(v.x)), __float_as_int(fabsf(v.y))),
                       max(__float_as_int(fabsf(v.z)), __float_as_int(fabsf(v.w))));
-        const int E = x_exponent(warp_reduce(big, max_op())), j = i % (2 * H);
+        const int E = x_exponent(warp_reduce(big, max_op())), j = i % 64;
         float4 o;
-        o.x = scale2(v.x, E - nibble_bit(j, H));
-        o.y = scale2(v.y, E - nibble_bit(j + 1, H));
-        o.z = scale2(v.z, E - nibble_bit(j + 2, H));
-        o.w = scale2(v.w, E - nibble_bit(j + 3, H));
+        o.x = scale2(v.x, E - x_bit<WT>(j));
+        o.y = scale2(v.y, E - x_bit<WT>(j + 1));
+        o.z = scale2(v.z, E - x_bit<WT>(j + 2));
+        o.w = scale2(v.w, E - x_bit<WT>(j + 3));
         *reinterpret_cast<float4 *>(xg + (i / GE) * GP + i % GE) = o;
         float sum = (v.x + v.y) + (v.z + v.w);
 #pragma unroll
@@ -206,6 +217,33 @@ __device__ __forceinline__ void group_dot_subnormal(const wide_raw<WT, G> (&raw)
 #pragma unroll
             for (int m = 0; m < NM; m++)
                 r[m] += raw[m].half_at(BB * b) * (lo[m] + hi[m] - 8.f * sx[b]);
+        }
+        const int E = xexp[g * GE / XSPAN];
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+            out[m] = scale2(r[m], 149 - E);
+    } else if constexpr (WT == MLXN_DTYPE_Q8_0) { // blocks: d (f16), 32 int8 codes
+#pragma unroll
+        for (int b = 0; b < G; b++) {
+            float a0[NM], a1[NM];
+#pragma unroll
+            for (int m = 0; m < NM; m++)
+                a0[m] = a1[m] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float4 x4 = *reinterpret_cast<const float4 *>(xs + 32 * b + 4 * i);
+#pragma unroll
+                for (int m = 0; m < NM; m++) { // codes + 128, unsigned
+                    const uint32_t u = raw[m].word_at(BB * b + 2 + 4 * i) ^ 0x80808080u, t = u >> 16;
+                    a0[m] = fmaf(x4.x, field(u & 0xFFu), a0[m]);
+                    a1[m] = fmaf(x4.y, field(u & 0xFF00u), a1[m]);
+                    a0[m] = fmaf(x4.z, field(t & 0xFFu), a0[m]);
+                    a1[m] = fmaf(x4.w, field(t & 0xFF00u), a1[m]);
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < NM; m++)
+                r[m] += raw[m].half_at(BB * b) * (a0[m] + a1[m] - 128.f * sx[b]);
         }
         const int E = xexp[g * GE / XSPAN];
 #pragma unroll
@@ -275,7 +313,7 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     float *const xsum = xg + groups * GP;
     int *const xexp = reinterpret_cast<int *>(xsum + a.K / 32);
     if constexpr (SUB) {
-        stage_x_subnormal<GE, GP, nibble_half<WT>()>(a, xr, xg, xsum, xexp);
+        stage_x_subnormal<WT, GE, GP>(a, xr, xg, xsum, xexp);
     } else {
         const float *xf = reinterpret_cast<const float *>(xr);
         if (a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
