@@ -332,17 +332,23 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
             raw.load(wg + n * a.w_stride, g);
         if (SWIGLU && (!EARLY_UP || g != sl))
             rawu.load(wu + n * a.up_stride, g);
-        if constexpr (SUB && SWIGLU) { // gate and up in one pass over x (two dots spilled Q4_K)
+        if constexpr (SUB && SWIGLU && WT == MLXN_DTYPE_Q4_K) {
+            // gate and up in one pass over x: two dots spilled 392 bytes; Q4_0's lost 2% that
+            // way (E128 10.9 -> 11.2 us), so the others keep two
             const wide_raw<WT, G> both[2] = {raw, rawu};
             float r[2];
             group_dot_subnormal<WT, G, GP, 2>(both, xg, xsum, xexp, g, r);
             acc += r[0];
             accu += r[1];
         } else if constexpr (SUB) {
-            const wide_raw<WT, G> one[1] = {raw};
+            const wide_raw<WT, G> gate[1] = {raw}, up[1] = {rawu};
             float r[1];
-            group_dot_subnormal<WT, G, GP, 1>(one, xg, xsum, xexp, g, r);
+            group_dot_subnormal<WT, G, GP, 1>(gate, xg, xsum, xexp, g, r);
             acc += r[0];
+            if constexpr (SWIGLU) {
+                group_dot_subnormal<WT, G, GP, 1>(up, xg, xsum, xexp, g, r);
+                accu += r[0];
+            }
         } else {
 #pragma unroll
             for (int e0 = 0; e0 < GE; e0 += 32) {
