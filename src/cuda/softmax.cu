@@ -179,10 +179,10 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(
 }
 
 // The same rows (CL = 1) with their loads running ahead (sm_90): a ring of `stages` row buffers
-// in shared memory (x, then mask, stage_bytes each), filled by the bulk copy engine. Reading
-// straight into registers, a block's loads stop from its max until its stores, and the blocks an
-// SM holds (bounded by the registers a row takes) left copy at 70-77%; here each block keeps up
-// to `stages` rows in flight whatever it is computing. Blocks take rows r, r + grid, ...
+// in shared memory (x, then mask, stage_bytes each), filled by the bulk copy engine; a stage is
+// refilled as soon as the block has read it (at its max). Read straight into registers, a
+// block's loads stopped from its max until its stores (78-80% of copy on 4096-wide rows); here
+// the next row is on its way whatever the block computes. Blocks take rows r, r + grid, ...
 template <typename T, int TH, int R>
 __global__ void __launch_bounds__(TH) softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
 {
@@ -247,9 +247,12 @@ template <typename T> cudaError_t launch_in_registers(const mlxn_softmax_args &a
     return launch(softmax_rows_in_registers<T, 256, 8, 1>, grid, dim3(256), 0, s, pdl, a);
 }
 
-// The staged kernel's rows: n as the in-register kernel takes them, x and mask within 96 KB a
-// stage. A ring of 64 KB a block (2 to 8 stages); blocks as many as the SMs hold at once.
-constexpr uint32_t STAGE_MAX = 96 * 1024, RING = 64 * 1024;
+// The staged kernel's rows: n as the in-register kernel takes them, x and mask within 32 KB a
+// stage. A ring of 32 KB a block (2 to 8 stages); blocks as many as the SMs hold at once. What
+// counts is the rows an SM computes at once, not the bytes in flight: on 4096-wide rows (16 KB
+// stages) 2 stages and 7 blocks an SM reach 82-84% of copy, 4 stages and 3 blocks 73-78%,
+// 8 stages and 1 block 29-42% (bench/NOTES.md, softmax).
+constexpr uint32_t STAGE_MAX = 32 * 1024, RING = 32 * 1024;
 
 template <typename T, int TH, int R> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
