@@ -86,7 +86,7 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
 
 // One row's softmax with the row in registers, by TH threads holding up to R runs of RUN
 // elements each: this thread's runs of [run0, run1) of x (and mask), read from global or shared
-// memory, are stored to y. CL > 1: the block holds a slice of the row and the slices' max and sum
+// memory (element i at x[i - src0]: a staged slice starts at its first run), are stored to y. CL > 1: the block holds a slice of the row and the slices' max and sum
 // are combined across its cluster. `read_done` runs in every thread once all of the block's
 // threads have read x and mask (after the max's block barrier), for a caller that refills them.
 // The max comes first (one block reduction), then exp(z - max) once per element, kept for the
@@ -94,7 +94,8 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
 // one-pass running (max, sum) of the generic kernel takes two expf and a division per element.
 template <typename T, int TH, int R, int CL, typename F>
 __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
-                                            int64_t run0, int64_t run1, float *red, float (&part)[2], F read_done)
+                                            int64_t run0, int64_t run1, int64_t src0, float *red, float (&part)[2],
+                                            F read_done)
 {
     float z[R][RUN];
     float m = -INFINITY;
@@ -104,9 +105,9 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
         if (run >= run1)
             break;
         float mv[RUN];
-        load_run(x + i, z[j]);
+        load_run(x + (i - src0), z[j]);
         if (mask)
-            load_run(mask + i, mv);
+            load_run(mask + (i - src0), mv);
 #pragma unroll
         for (int e = 0; e < RUN; e++) {
             z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
@@ -170,7 +171,7 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(
     for (int64_t r = blockIdx.x / CL; r < a.n_rows; r += gridDim.x / CL) {
         const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
         softmax_row<T, TH, R, CL>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
-                                  reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, red, part, [] {});
+                                  reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, 0, red, part, [] {});
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if constexpr (CL > 1)
@@ -178,18 +179,27 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(
 #endif
 }
 
-// The same rows (CL = 1) with their loads running ahead (sm_90): a ring of `stages` row buffers
-// in shared memory (x, then mask, stage_bytes each), filled by the bulk copy engine; a stage is
-// refilled as soon as the block has read it (at its max). Read straight into registers, a
-// block's loads stopped from its max until its stores (78-80% of copy on 4096-wide rows); here
-// the next row is on its way whatever the block computes. Blocks take rows r, r + grid, ...
-template <typename T, int TH, int R>
-__global__ void __launch_bounds__(TH) softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
+// The same rows with their loads running ahead (sm_90): a ring of `stages` buffers in shared
+// memory (this block's slice of x, then of the mask, stage_bytes each), filled by the bulk copy
+// engine; a stage is refilled as soon as the block has read it (at its max). Read straight into
+// registers, a block's loads stopped from its max until its stores (78-80% of copy on 4096-wide
+// rows; 31% on vocabulary rows in clusters, one block an SM); here the next row is on its way
+// whatever the block computes. CL > 1: a cluster a row, as above. Rows r, r + grid / CL, ...
+template <typename T, int TH, int R, int CL>
+__global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
+    softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
 {
     extern __shared__ __align__(128) unsigned char ring[];
-    __shared__ float red[32], part[2]; // part: unused (one block a row)
+    __shared__ float red[32], part[2];
     __shared__ uint64_t full[8]; // one mbarrier a stage (stages <= 8)
-    const uint32_t row_bytes = (uint32_t)(a.n * sizeof(T));
+    int rank = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (CL > 1)
+        rank = (int)cg::this_cluster().block_rank();
+#endif
+    const int64_t runs = a.n / RUN, per = (runs + CL - 1) / CL;
+    const int64_t run0 = rank * per < runs ? rank * per : runs, run1 = run0 + per < runs ? run0 + per : runs;
+    const uint32_t slice = (uint32_t)((run1 - run0) * RUN * (int64_t)sizeof(T)); // bytes of x a stage
     if (threadIdx.x == 0) {
         for (int st = 0; st < stages; st++)
             mbar_init(&full[st], 1);
@@ -198,36 +208,45 @@ __global__ void __launch_bounds__(TH) softmax_rows_staged(const mlxn_softmax_arg
     __syncthreads();
     wait_for_previous_kernel();
     allow_next_kernel();
-    // thread 0: row r into stage st (after the stage's last readers passed a block barrier)
+    // thread 0: row r's slice into stage st (after the stage's last readers passed a block barrier)
     auto fill = [&](int64_t r, int st) {
         unsigned char *b = ring + (size_t)st * stage_bytes;
         fence_proxy_async_shared();
-        mbar_arrive_expect(&full[st], a.mask.base ? 2 * row_bytes : row_bytes);
-        bulk_copy(b, mlxn_rows_ptr(&a.x, r), row_bytes, &full[st]);
-        if (a.mask.base)
-            bulk_copy(b + row_bytes, mlxn_rows_ptr(&a.mask, r), row_bytes, &full[st]);
+        mbar_arrive_expect(&full[st], a.mask.base ? 2 * slice : slice);
+        if (slice) {
+            bulk_copy(b, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)) + run0 * RUN, slice, &full[st]);
+            if (a.mask.base)
+                bulk_copy(b + slice, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) + run0 * RUN, slice,
+                          &full[st]);
+        }
     };
+    const int64_t r0 = blockIdx.x / CL, step = gridDim.x / CL;
     if (threadIdx.x == 0)
-        for (int st = 0; st < stages && blockIdx.x + (int64_t)st * gridDim.x < a.n_rows; st++)
-            fill(blockIdx.x + (int64_t)st * gridDim.x, st);
+        for (int st = 0; st < stages && r0 + st * step < a.n_rows; st++)
+            fill(r0 + st * step, st);
     int st = 0;
     uint32_t parity = 0;
-    for (int64_t r = blockIdx.x; r < a.n_rows; r += gridDim.x) {
+    for (int64_t r = r0; r < a.n_rows; r += step) {
         const unsigned char *b = ring + (size_t)st * stage_bytes;
         mbar_wait(&full[st], parity);
-        const int64_t next = r + (int64_t)stages * gridDim.x;
+        const int64_t next = r + stages * step;
         const int cur = st;
-        softmax_row<T, TH, R, 1>(a, reinterpret_cast<const T *>(b),
-                                 a.mask.base ? reinterpret_cast<const T *>(b + row_bytes) : nullptr,
-                                 reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), 0, a.n / RUN, red, part, [&] {
-                                     if (threadIdx.x == 0 && next < a.n_rows)
-                                         fill(next, cur);
-                                 });
+        softmax_row<T, TH, R, CL>(a, reinterpret_cast<const T *>(b),
+                                  a.mask.base ? reinterpret_cast<const T *>(b + slice) : nullptr,
+                                  reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, run0 * RUN, red, part,
+                                  [&] {
+                                      if (threadIdx.x == 0 && next < a.n_rows)
+                                          fill(next, cur);
+                                  });
         if (++st == stages) {
             st = 0;
             parity ^= 1;
         }
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (CL > 1)
+        cg::this_cluster().sync(); // the others may still read this block's part
+#endif
 }
 
 // A row's data lives in registers, so the rows resident on an SM (the bytes in flight) are
@@ -257,7 +276,7 @@ constexpr uint32_t STAGE_MAX = 32 * 1024, RING = 32 * 1024;
 template <typename T, int TH, int R> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
     static unsigned long long smem_done;
-    auto kernel = softmax_rows_staged<T, TH, R>;
+    auto kernel = softmax_rows_staged<T, TH, R, 1>;
     const uint32_t stage_bytes = ((uint32_t)(a.n * sizeof(T)) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
     const int stages = RING / stage_bytes < 2 ? 2 : RING / stage_bytes > 8 ? 8 : (int)(RING / stage_bytes);
     const size_t smem = (size_t)stages * stage_bytes;
@@ -291,15 +310,59 @@ template <typename T> cudaError_t launch_staged(const mlxn_softmax_args &a, cuda
 }
 
 // Rows past the one-block kernel (n > 16384) up to CL_N: a cluster of 8 blocks of 512 threads
-// a row, 4 or 8 runs a thread (sm_90).
+// a row, 4 or 8 runs a thread (sm_90). Staged when a block's slices fit a stage of CL_STAGE_MAX
+// (two stages when they fit): as many clusters as the GPU holds at once, each taking rows in
+// turn; else straight into registers, a cluster per row. (The staged 8-run variant spills 48
+// bytes at 128 registers and still beats the in-register one: bench/NOTES.md, softmax.)
 constexpr int CL = 8, CL_TH = 512;
 constexpr int64_t CL_N = (int64_t)CL * CL_TH * 8 * RUN;
+constexpr uint32_t CL_RING_MAX = 200 * 1024, CL_STAGE_MAX = CL_RING_MAX;
+
+template <typename T, int R> cudaError_t launch_cluster_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
+{
+    static unsigned long long smem_done;
+    auto kernel = softmax_rows_staged<T, CL_TH, R, CL>;
+    const int64_t per = (a.n / RUN + CL - 1) / CL;
+    const uint64_t stage = ((uint64_t)per * RUN * sizeof(T) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
+    *done = false;
+    if (stage > CL_STAGE_MAX)
+        return cudaSuccess;
+    const int stages = 2 * stage <= CL_RING_MAX ? 2 : 1;
+    const size_t smem = (size_t)stages * stage;
+    cudaError_t e = allow_smem(kernel, CL_RING_MAX, smem_done);
+    if (e != cudaSuccess)
+        return e;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = CL;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(CL);
+    cfg.blockDim = dim3(CL_TH);
+    cfg.dynamicSmemBytes = smem;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+    if (e != cudaSuccess || clusters < 1)
+        return e;
+    *done = true;
+    const int64_t rows = a.n_rows < clusters ? a.n_rows : clusters;
+    return launch_clustered(kernel, dim3((unsigned)(rows * CL)), dim3(CL_TH), smem, s, pdl, (unsigned)CL, a, stages,
+                            (uint32_t)stage);
+}
 
 template <typename T> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
+    const bool four = a.n <= (int64_t)CL * CL_TH * 4 * RUN;
+    bool done = false;
+    cudaError_t e = four ? launch_cluster_staged<T, 4>(a, s, pdl, &done) : launch_cluster_staged<T, 8>(a, s, pdl, &done);
+    if (done || e != cudaSuccess)
+        return e;
     const int64_t rows = a.n_rows < 65535 / CL ? a.n_rows : 65535 / CL;
     const dim3 grid((unsigned)(rows * CL));
-    if (a.n <= (int64_t)CL * CL_TH * 4 * RUN)
+    if (four)
         return launch_clustered(softmax_rows_in_registers<T, CL_TH, 4, CL>, grid, dim3(CL_TH), 0, s, pdl,
                                 (unsigned)CL, a);
     return launch_clustered(softmax_rows_in_registers<T, CL_TH, 8, CL>, grid, dim3(CL_TH), 0, s, pdl, (unsigned)CL,
