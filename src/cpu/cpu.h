@@ -19,6 +19,8 @@ typedef struct mlxn_cpu_kernel_set {
     void (*rope_rows)(const mlxn_rope_args *a, const double *w, int64_t r0, int64_t r1);
     /* units u0 .. u1 - 1 of ((b * Hkv + kv head) * Tq + t): one query of one group of heads */
     void (*attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1);
+    /* softmax rows r0 .. r1 - 1 */
+    void (*softmax_rows)(const mlxn_softmax_args *a, int64_t r0, int64_t r1);
     /* the qmatmul row kernel for a W dtype, NULL where the level has none (or NULL itself):
      * the generic path decodes rows with the reference decoder */
     mlxn_cpu_qmatmul_rows_fn (*qmatmul_rows)(int w_dtype);

@@ -6,6 +6,7 @@
 #include "rms_norm_impl.h"
 #include "rope_impl.h"
 #include "attention_impl.h"
+#include "softmax_impl.h"
 #include "qmatmul_impl.h"
 
 const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2 = {
@@ -13,5 +14,6 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2 = {
     .rms_norm_rows = rms_norm_rows_avx2,
     .rope_rows = rope_rows_avx2,
     .attention_units = attention_units_avx2,
+    .softmax_rows = softmax_rows_avx2,
     .qmatmul_rows = qmatmul_rows_avx2,
 };

@@ -8,6 +8,7 @@
 #include "rms_norm_impl.h"
 #include "rope_impl.h"
 #include "attention_impl.h"
+#include "softmax_impl.h"
 #include "qmatmul_impl.h"
 
 const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
@@ -15,5 +16,6 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
     .rms_norm_rows = rms_norm_rows_avx512_bf16,
     .rope_rows = rope_rows_avx512_bf16,
     .attention_units = attention_units_avx512_bf16,
+    .softmax_rows = softmax_rows_avx512_bf16,
     .qmatmul_rows = qmatmul_rows_avx512_bf16,
 };

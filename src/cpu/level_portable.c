@@ -6,10 +6,12 @@
 #include "rms_norm_impl.h"
 #include "rope_impl.h"
 #include "attention_impl.h"
+#include "softmax_impl.h"
 
 const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable = {
     .name = "portable",
     .rms_norm_rows = rms_norm_rows_portable,
     .rope_rows = rope_rows_portable,
     .attention_units = attention_units_portable,
+    .softmax_rows = softmax_rows_portable,
 };
