@@ -29,23 +29,25 @@ MLXN_HD float mlxn_act_logistic(int act, float x, float e)
  * within ~1e-6 relative where |y| > 1e-6 (erfcf of the rounded -x / sqrt 2 was within 1.4e-6),
  * in about half of erfcf's instructions. CUDA takes the reciprocal on the SFU (1 ulp, which
  * moves the result by < 2e-7). */
+#define MLXN_GELU_ERF_K 0.28284271f /* 0.4 / sqrt 2 */
+/* Q's coefficients from the highest power down (the CPU's vector form, src/cpu/act_impl.h, uses
+ * them too) */
+#define MLXN_GELU_ERF_Q                                                                          \
+    {-0.20704582f, 0.92228973f, -1.48074043f, 0.99262804f, -0.43854123f, 0.29811028f, 0.40039828f, \
+     1.00160670f, -1.48870564f}
+
 MLXN_HD float mlxn_gelu_erf_f32(float x)
 {
-    const float d = 1.0f + 0.28284271f * fabsf(x); /* 1 + 0.4 |x| / sqrt 2 */
+    const float d = 1.0f + MLXN_GELU_ERF_K * fabsf(x);
 #ifdef __CUDA_ARCH__
     const float t = __fdividef(1.0f, d);
 #else
     const float t = 1.0f / d;
 #endif
-    float q = -0.20704582f;
-    q = q * t + 0.92228973f;
-    q = q * t - 1.48074043f;
-    q = q * t + 0.99262804f;
-    q = q * t - 0.43854123f;
-    q = q * t + 0.29811028f;
-    q = q * t + 0.40039828f;
-    q = q * t + 1.00160670f;
-    q = q * t - 1.48870564f;
+    const float c[] = MLXN_GELU_ERF_Q;
+    float q = c[0];
+    for (int k = 1; k < 9; k++) /* unrolled by both compilers: a constant trip count */
+        q = q * t + c[k];
     const float e = t * expf(fmaf(-0.5f * x, x, q));
     return 0.5f * x * (x > 0.0f ? 2.0f - e : e); /* erfc(-a) = 2 - erfc(a) */
 }

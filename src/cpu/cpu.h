@@ -21,6 +21,11 @@ typedef struct mlxn_cpu_kernel_set {
     void (*attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1);
     /* softmax rows r0 .. r1 - 1 */
     void (*softmax_rows)(const mlxn_softmax_args *a, int64_t r0, int64_t r1);
+    /* activation rows r0 .. r1 - 1 */
+    void (*act_rows)(const mlxn_act_args *a, int64_t r0, int64_t r1);
+    /* y[i] = act(x[i]) (* up[i] where up) (+ y[i] when accumulate), n f32 elements: the GLU
+     * epilogue of qmatmul */
+    void (*act_f32)(int act, const float *x, const float *up, float *y, int64_t n, bool accumulate);
     /* the qmatmul row kernel for a W dtype, NULL where the level has none (or NULL itself):
      * the generic path decodes rows with the reference decoder */
     mlxn_cpu_qmatmul_rows_fn (*qmatmul_rows)(int w_dtype);

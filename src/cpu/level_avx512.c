@@ -7,6 +7,7 @@
 #include "rope_impl.h"
 #include "attention_impl.h"
 #include "softmax_impl.h"
+#include "act_impl.h"
 #include "qmatmul_impl.h"
 
 const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512 = {
@@ -15,5 +16,7 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512 = {
     .rope_rows = rope_rows_avx512,
     .attention_units = attention_units_avx512,
     .softmax_rows = softmax_rows_avx512,
+    .act_rows = act_rows_avx512,
+    .act_f32 = act_f32_avx512,
     .qmatmul_rows = qmatmul_rows_avx512,
 };

@@ -9,6 +9,7 @@
 #include "rope_impl.h"
 #include "attention_impl.h"
 #include "softmax_impl.h"
+#include "act_impl.h"
 #include "qmatmul_impl.h"
 
 const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
@@ -17,5 +18,7 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
     .rope_rows = rope_rows_avx512_bf16,
     .attention_units = attention_units_avx512_bf16,
     .softmax_rows = softmax_rows_avx512_bf16,
+    .act_rows = act_rows_avx512_bf16,
+    .act_f32 = act_f32_avx512_bf16,
     .qmatmul_rows = qmatmul_rows_avx512_bf16,
 };

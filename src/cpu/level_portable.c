@@ -7,6 +7,7 @@
 #include "rope_impl.h"
 #include "attention_impl.h"
 #include "softmax_impl.h"
+#include "act_impl.h"
 
 const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable = {
     .name = "portable",
@@ -14,4 +15,6 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable = {
     .rope_rows = rope_rows_portable,
     .attention_units = attention_units_portable,
     .softmax_rows = softmax_rows_portable,
+    .act_rows = act_rows_portable,
+    .act_f32 = act_f32_portable,
 };

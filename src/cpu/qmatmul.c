@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/act_math.h"
 #include "../core/half.h"
 #include "cpu.h"
 #include "ref/ref.h"
@@ -198,10 +197,12 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
         for (int64_t m = 0; m < a->M; m++) {
             const float *p = yt + m * a->N;
             float *y = (float *)mlxn_rows_ptr(&a->y, m);
-            for (int64_t n = 0; n < n_out; n++) {
-                const float v = a->glu ? mlxn_act_f32(a->glu_act, p[n]) * p[n + n_out] : p[n];
-                y[n] = a->accumulate ? y[n] + v : v;
+            if (a->glu) {
+                d->kernels->act_f32(a->glu_act, p, p + n_out, y, n_out, a->accumulate);
+                continue;
             }
+            for (int64_t n = 0; n < n_out; n++)
+                y[n] = a->accumulate ? y[n] + p[n] : p[n];
         }
     }
     free(yt);

@@ -9,7 +9,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "../core/act_math.h"
 #include "cpu.h"
 #include "ref/ref.h"
 
@@ -20,6 +19,8 @@
 typedef struct qid_ctx {
     const mlxn_qmatmul_id_args *a;
     mlxn_cpu_qmatmul_rows_fn rows_fn; /* the level's kernel for W's format, or NULL: generic */
+    /* the level's activation over f32 (SwiGLU of the gate and up products) */
+    void (*act_f32)(int act, const float *x, const float *up, float *y, int64_t n, bool accumulate);
     const int32_t *offsets, *pairs;   /* the routing map: [E + 1], [T * k] */
     const int64_t *tile_off;          /* [E + 1]: expert e's pair blocks are tile_off[e] .. [e + 1] - 1 */
     int64_t n_tiles, chunk, n_chunks;
@@ -143,8 +144,7 @@ static void qid_task(void *ctx, int64_t p0, int64_t p1)
             float *y = (float *)mlxn_rows_ptr(&a->y, c->pairs[m0 + m]) + n0;
             const float *g = yg + m * nn, *u = yu + m * nn;
             if (a->w_up)
-                for (int64_t j = 0; j < nn; j++)
-                    y[j] = mlxn_act_f32(MLXN_ACT_SILU, g[j]) * u[j];
+                c->act_f32(MLXN_ACT_SILU, g, u, y, nn, false);
             else
                 for (int64_t j = 0; j < nn; j++)
                     y[j] = g[j];
@@ -178,6 +178,7 @@ mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
 
     qid_ctx c = {.a = a, .offsets = offsets, .pairs = pairs, .tile_off = tile_off, .n_tiles = tile_off[E]};
     c.rows_fn = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
+    c.act_f32 = d->kernels->act_f32;
     c.xss = mlxn_cpu_qmm_xss(a->K);
     /* chunks of about 64 KiB of W, at least four items per thread when there is enough work */
     const int threads = mlxn_threadpool_size(d->pool);

@@ -33,6 +33,13 @@ MLXN_ALWAYS_INLINE vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 MLXN_ALWAYS_INLINE vf vf_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 MLXN_ALWAYS_INLINE float vf_hsum(vf a) { return _mm512_reduce_add_ps(a); }
 MLXN_ALWAYS_INLINE vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_div(vf a, vf b) { return _mm512_div_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_abs(vf a) { return _mm512_abs_ps(a); }
+/* a where x > 0, else b (NaN x: b) */
+MLXN_ALWAYS_INLINE vf vf_select_pos(vf x, vf a, vf b)
+{
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), b, a);
+}
 /* the larger lane of a and b; b where either is NaN */
 MLXN_ALWAYS_INLINE vf vf_max(vf a, vf b) { return _mm512_max_ps(a, b); }
 MLXN_ALWAYS_INLINE vf vf_min(vf a, vf b) { return _mm512_min_ps(a, b); }
@@ -103,6 +110,12 @@ MLXN_ALWAYS_INLINE float vf_hsum(vf a)
     return _mm_cvtss_f32(s);
 }
 MLXN_ALWAYS_INLINE vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_div(vf a, vf b) { return _mm256_div_ps(a, b); }
+MLXN_ALWAYS_INLINE vf vf_abs(vf a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+MLXN_ALWAYS_INLINE vf vf_select_pos(vf x, vf a, vf b)
+{
+    return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
 MLXN_ALWAYS_INLINE vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
 MLXN_ALWAYS_INLINE vf vf_min(vf a, vf b) { return _mm256_min_ps(a, b); }
 MLXN_ALWAYS_INLINE float vf_hmax(vf a)
@@ -173,6 +186,9 @@ MLXN_ALWAYS_INLINE vf vf_mul(vf a, vf b) { return a * b; }
 MLXN_ALWAYS_INLINE vf vf_fma(vf a, vf b, vf c) { return a * b + c; }
 MLXN_ALWAYS_INLINE float vf_hsum(vf a) { return a; }
 MLXN_ALWAYS_INLINE vf vf_sub(vf a, vf b) { return a - b; }
+MLXN_ALWAYS_INLINE vf vf_div(vf a, vf b) { return a / b; }
+MLXN_ALWAYS_INLINE vf vf_abs(vf a) { return fabsf(a); }
+MLXN_ALWAYS_INLINE vf vf_select_pos(vf x, vf a, vf b) { return x > 0.0f ? a : b; }
 MLXN_ALWAYS_INLINE vf vf_max(vf a, vf b) { return a > b ? a : b; }
 MLXN_ALWAYS_INLINE vf vf_min(vf a, vf b) { return a < b ? a : b; }
 MLXN_ALWAYS_INLINE float vf_hmax(vf a) { return a; }
