@@ -4,7 +4,8 @@
  * exp(z - max), then the outputs; every element's exponential comes from vf_exp. Sums are f32
  * vectors within a block and f64 across blocks: a running f32 sum over a vocabulary row (1e5+
  * terms) drifts by ~sqrt(n) rounding steps, past the harness bound at n = 200000. Softcapped
- * logits take the scalar tanhf of softmax_math.h. */
+ * logits take the scalar tanhf of softmax_math.h. f32 softmax outputs are the sum pass's
+ * exponentials, scaled in place (x is then read twice). */
 #include <math.h>
 
 #include "../core/softmax_math.h"
@@ -58,6 +59,8 @@ static void MLXN_LEVEL_FN(softmax_rows)(const mlxn_softmax_args *a, int64_t r0, 
             continue;
         }
         const vf vmax = vf_set1(m);
+        /* f32 softmax outputs keep the exponentials of the sum's pass and are scaled in place */
+        float *const ye = !a->log && a->dtype == MLXN_DTYPE_F32 ? (float *)y : NULL;
         double s = 0;
         for (int64_t b = 0; b < n; b += SM_BLOCK) {
             const int64_t nb = n - b < SM_BLOCK ? n - b : SM_BLOCK;
@@ -65,14 +68,30 @@ static void MLXN_LEVEL_FN(softmax_rows)(const mlxn_softmax_args *a, int64_t r0, 
             vf acc = vf_zero();
             float tail = 0.0f;
             int64_t i = 0;
-            for (; i + VL <= nb; i += VL)
-                acc = vf_add(acc, vf_exp(vf_sub(vf_load_f32(z + i), vmax)));
-            for (; i < nb; i++)
-                tail += expf(z[i] - m);
+            for (; i + VL <= nb; i += VL) {
+                const vf e = vf_exp(vf_sub(vf_load_f32(z + i), vmax));
+                acc = vf_add(acc, e);
+                if (ye)
+                    vf_store_f32(ye + b + i, e);
+            }
+            for (; i < nb; i++) {
+                const float e = expf(z[i] - m);
+                tail += e;
+                if (ye)
+                    ye[b + i] = e;
+            }
             s += (double)(vf_hsum(acc) + tail);
         }
         const float inv = (float)(1.0 / s), ls = (float)log(s);
         const vf vinv = vf_set1(inv), vls = vf_set1(ls);
+        if (ye) {
+            int64_t i = 0;
+            for (; i + VL <= n; i += VL)
+                vf_store_f32(ye + i, vf_mul(vf_load_f32(ye + i), vinv));
+            for (; i < n; i++)
+                ye[i] *= inv;
+            continue;
+        }
         for (int64_t b = 0; b < n; b += SM_BLOCK) {
             const int64_t nb = n - b < SM_BLOCK ? n - b : SM_BLOCK;
             MLXN_LEVEL_FN(sm_logits)(a, x, mask, b, nb, z);
