@@ -12,9 +12,12 @@
  * mlxn_act_exp_arg gives u, mlxn_act_logistic the value from e = exp(u), so that a caller with
  * its own exp (CUDA's __expf for 16-bit outputs) shares the formulas. GELU-tanh:
  * 0.5 x (1 + tanh v) = x / (1 + exp(-2v)), no cancellation. */
+#define MLXN_GELU_TANH_K (-1.5957691216057308f) /* -2 sqrt(2 / pi) */
+#define MLXN_GELU_TANH_A 0.044715f
+
 MLXN_HD float mlxn_act_exp_arg(int act, float x)
 {
-    return act == 1 ? -1.5957691216057308f * (x + 0.044715f * x * x * x) : -x;
+    return act == 1 ? MLXN_GELU_TANH_K * (x + MLXN_GELU_TANH_A * x * x * x) : -x;
 }
 
 MLXN_HD float mlxn_act_logistic(int act, float x, float e)

@@ -1,5 +1,6 @@
-/* The softmax family's per-element pieces in f32, shared by the fast CPU path and the CUDA
- * kernel (the oracle works in f64, src/cpu/ref/softmax.c). */
+/* The softmax family's per-element pieces in f32 (the oracle works in f64, src/cpu/ref/
+ * softmax.c): the logit, shared by the CPU row kernel (softcapped rows and tails) and the CUDA
+ * kernels; the one-pass merge and the output, used by CUDA's generic two-pass kernel. */
 #ifndef MLXN_SOFTMAX_MATH_H
 #define MLXN_SOFTMAX_MATH_H
 

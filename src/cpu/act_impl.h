@@ -20,7 +20,7 @@ MLXN_ALWAYS_INLINE vf MLXN_LEVEL_FN(act_vf)(int act, vf x)
     }
     vf u = vf_sub(vf_zero(), x);
     if (act == MLXN_ACT_GELU_TANH)
-        u = vf_mul(vf_set1(-1.5957691216057308f), vf_fma(vf_mul(vf_set1(0.044715f), vf_mul(x, x)), x, x));
+        u = vf_mul(vf_set1(MLXN_GELU_TANH_K), vf_fma(vf_mul(vf_set1(MLXN_GELU_TANH_A), vf_mul(x, x)), x, x));
     const vf num = act == MLXN_ACT_SIGMOID ? vf_set1(1.0f) : x;
     return vf_div(num, vf_add(vf_set1(1.0f), vf_exp(u)));
 }

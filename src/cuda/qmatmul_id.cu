@@ -124,11 +124,11 @@ constexpr int XSPAN = 128; // elements per E
 
 // The bit at which element j (of any 64-element-aligned span) sits in the fields of the dots
 // below: the nibble layout of Q4_0 blocks (16 code bytes) and of Q4_K's 64-element pieces (32),
-// or Q8_0's bytes (bytes 2 and 3 read from the word shifted right by 16).
+// or Q8_0's bytes (subnormal.cuh).
 template <int WT> __device__ __forceinline__ int x_bit(int j)
 {
     if constexpr (WT == MLXN_DTYPE_Q8_0)
-        return (j & 1) * 8;
+        return byte_bit(j);
     else if constexpr (WT == MLXN_DTYPE_Q4_0)
         return nibble_bit(j % 32, 16);
     else
@@ -233,13 +233,8 @@ __device__ __forceinline__ void group_dot_subnormal(const wide_raw<WT, G> (&raw)
             for (int i = 0; i < 8; i++) {
                 const float4 x4 = *reinterpret_cast<const float4 *>(xs + 32 * b + 4 * i);
 #pragma unroll
-                for (int m = 0; m < NM; m++) { // codes + 128, unsigned
-                    const uint32_t u = raw[m].word_at(BB * b + 2 + 4 * i) ^ 0x80808080u, t = u >> 16;
-                    a0[m] = fmaf(x4.x, field(u & 0xFFu), a0[m]);
-                    a1[m] = fmaf(x4.y, field(u & 0xFF00u), a1[m]);
-                    a0[m] = fmaf(x4.z, field(t & 0xFFu), a0[m]);
-                    a1[m] = fmaf(x4.w, field(t & 0xFF00u), a1[m]);
-                }
+                for (int m = 0; m < NM; m++)
+                    bytes_dot(raw[m].word_at(BB * b + 2 + 4 * i), x4.x, x4.y, x4.z, x4.w, a0[m], a1[m]);
             }
 #pragma unroll
             for (int m = 0; m < NM; m++)

@@ -50,7 +50,7 @@ template <int WT> struct sfmt {
 template <int WT> __device__ __forceinline__ int field_bit(int j)
 {
     if constexpr (WT == MLXN_DTYPE_Q8_0)
-        return (j & 1) * 8;
+        return byte_bit(j);
     else
         return nibble_bit(j, sfmt<WT>::PE / 2);
 }
@@ -118,13 +118,8 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const ui
     smem_words<8>(ring, off + 2, w);
     float a0 = 0.f, a1 = 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const uint32_t u = w[i] ^ 0x80808080u, t = u >> 16; // codes + 128, unsigned
-        a0 = fmaf(x[4 * i], field(u & 0xFFu), a0);
-        a1 = fmaf(x[4 * i + 1], field(u & 0xFF00u), a1);
-        a0 = fmaf(x[4 * i + 2], field(t & 0xFFu), a0);
-        a1 = fmaf(x[4 * i + 3], field(t & 0xFF00u), a1);
-    }
+    for (int i = 0; i < 8; i++)
+        bytes_dot(w[i], x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a0, a1);
     return half_at(ring, off) * (a0 + a1 - 128.f * sx[0]);
 }
 

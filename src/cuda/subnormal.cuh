@@ -33,6 +33,21 @@ __host__ __device__ constexpr int nibble_bit(int j, int H)
     return ((j < H ? 0x0C100800 : 0x10080C04) >> (8 * (j & 3))) & 0xFF;
 }
 
+// Q8_0's layout: the bit at which element j sits when a word's bytes 0-1 are masked in place
+// and bytes 2-3 from the word shifted right by 16 (bytes_dot).
+__host__ __device__ constexpr int byte_bit(int j) { return (j & 1) * 8; }
+
+// Adds the 4 int8 codes of one word (made unsigned by + 128: the caller takes 128 times the
+// block's sum of x off) times x0..x3, into two sums for shorter dependency chains.
+__device__ __forceinline__ void bytes_dot(uint32_t w, float x0, float x1, float x2, float x3, float &a0, float &a1)
+{
+    const uint32_t u = w ^ 0x80808080u, t = u >> 16;
+    a0 = fmaf(x0, field(u & 0xFFu), a0);
+    a1 = fmaf(x1, field(u & 0xFF00u), a1);
+    a0 = fmaf(x2, field(t & 0xFFu), a0);
+    a1 = fmaf(x3, field(t & 0xFF00u), a1);
+}
+
 // Adds the 8 codes of one word in the nibble layout: low nibbles times xl[0..3], high times xh
 // (two sums each, for shorter dependency chains).
 __device__ __forceinline__ void nibbles_dot(uint32_t w, const float *xl, const float *xh, float (&al)[2], float (&ah)[2])
