@@ -1031,7 +1031,8 @@ typedef struct attn_row {
 
 /* Decode: 32 query heads over 8 KV heads of 128 (Llama 3 8B), f16 caches full to S, with enough
  * sequences that the K and V bytes (256 and 512 MiB) are far past L2; and one sequence at 32768
- * (8 KV heads only: the split over keys has to fill the GPU). The same with q8_0 caches (34
+ * (8 KV heads only: the split over keys has to fill the GPU); groups of 8 (4 KV heads, as in
+ * Qwen3-30B-A3B) at 4 x 32768. The same with q8_0 caches (34
  * bytes per 32 elements: 136 and 272 MiB). GB/s counts the K and V bytes the call must read (for
  * q8_0 the blocks as stored), against the copy ceiling. Prefill: a 4096-token causal chunk,
  * bf16, 32 heads of 128 over 8 KV heads; TFLOP/s counts the causal half, 4 D flops per visible
@@ -1042,6 +1043,7 @@ static const attn_row attn_rows[] = {
     {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 0},
     {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 0},
     {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 0},
+    {4, 1, 32, 4, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 0},
     {16, 1, 32, 8, 4096, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},
     {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},
     {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},

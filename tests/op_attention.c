@@ -859,6 +859,20 @@ void test_attention(test_devices *devs, rng *g)
         c.window = 300;
         run_case(&c, devs, g);
     }
+    /* f16 caches of more than 16 MiB with 2 to 8 rows per KV head: CUDA's tensor-core decode at
+     * each head dim it takes (32 to 128), tiles of 4 rows and of 8, every feature set, positions
+     * per batch row or at 1000 and 2100 live keys (splits that end inside a 16-key step) */
+    static const int64_t mma[][7] = {
+        {2, 1, 8, 2, 16384, 128, -1}, {1, 2, 4, 2, 40000, 64, 1000}, {1, 1, 6, 2, 24000, 128, 2100},
+        {1, 1, 3, 1, 50000, 96, 1000}, {1, 1, 2, 1, 140000, 32, 2100}, {3, 1, 4, 1, 24000, 64, -1},
+        {1, 1, 32, 8, 4200, 128, 4199}, {1, 1, 6, 1, 70000, 64, 1000}, {1, 2, 8, 2, 24000, 96, 2100},
+        {1, 1, 7, 1, 140000, 32, -1},   {2, 1, 32, 4, 5000, 128, -1},
+    };
+    for (size_t i = 0; i < sizeof mma / sizeof mma[0]; i++) {
+        at_case c = {mma[i][0], mma[i][1], mma[i][2], mma[i][3], mma[i][4], mma[i][5], dts[i % 3], MLXN_DTYPE_F16,
+                     combos[(i + 3) % n_combos], 300, mma[i][6]};
+        run_case(&c, devs, g);
+    }
     /* pos out of range in rows 1 and 2: NaN rows; row 0 unaffected (caches long enough for
      * CUDA's key splits, where the merge writes the NaN rows, and one short) */
     static const int64_t bad[][6] = {{3, 1, 8, 2, 1000, 128}, {3, 7, 4, 4, 64, 64}, {3, 64, 4, 2, 1200, 128}};

@@ -5,8 +5,11 @@
  * time: keys are visited in blocks of KEYS, each block of K and V converted to f32 once and used
  * by every head of the set (a q8_0 cache row dequantized, exactly, by the shared decoder). Per
  * head the softmax is online: a running max m and sum l, the output accumulator rescaled by
- * exp(m_old - m_new) when the max grows. Rows are padded with zeros to a multiple of the vector
- * width, so the inner loops have no tails. */
+ * exp(m_old - m_new) when the max grows. The sums run in two levels: a segment's keys (up to
+ * ATT_SEGMENT) into acc and l, which are added into the totals at the segment's end and before
+ * a rescale, so no f32 sum takes more than ATT_SEGMENT + S / ATT_SEGMENT terms in a row (one
+ * running sum over 16K keys drifted to 3e-5 of the output's bound). Rows are padded with zeros to
+ * a multiple of the vector width, so the inner loops have no tails. */
 #include <math.h>
 #include <string.h>
 
@@ -16,6 +19,7 @@
 
 #define ATT_KEYS 8
 #define ATT_HEADS 8
+#define ATT_SEGMENT 256 /* keys, a multiple of ATT_KEYS */
 #define ATT_PAD (((MLXN_ATTENTION_MAX_D) + 15) / 16 * 16)
 
 /* n elements of dtype dt at src into dst as f32, zero-padded to np (a multiple of VL). */
@@ -54,6 +58,17 @@ MLXN_ALWAYS_INLINE float att_dot(const float *x, const float *y, int64_t np)
     return vf_hsum(vf_add(acc0, acc1));
 }
 
+/* A segment's sums added into the totals, and the segment's restarted. */
+MLXN_ALWAYS_INLINE void att_flush(float *acc, float *tot, float *l, float *lt, int64_t np)
+{
+    for (int64_t d = 0; d < np; d += VL) {
+        vf_store_f32(tot + d, vf_add(vf_load_f32(tot + d), vf_load_f32(acc + d)));
+        vf_store_f32(acc + d, vf_zero());
+    }
+    *lt += *l;
+    *l = 0.0f;
+}
+
 MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const int qdt, const int kvdt)
 {
     const int64_t G = a->Hq / a->Hkv, D = a->D, np = (D + VL - 1) / VL * VL;
@@ -64,8 +79,9 @@ MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const 
     const int64_t hi = a->causal ? p + 1 : valid, lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
     const float *mask = a->mask ? (const float *)((const char *)a->mask + t * a->mask_stride) : NULL;
     const char *kbase = a->k.base + b * a->k.s0 + hk * a->k.s1, *vbase = a->v.base + b * a->v.s0 + hk * a->v.s1;
-    float qf[ATT_HEADS][ATT_PAD], acc[ATT_HEADS][ATT_PAD], kf[ATT_KEYS][ATT_PAD], vfl[ATT_KEYS][ATT_PAD];
-    float m[ATT_HEADS], l[ATT_HEADS], z[ATT_KEYS];
+    float qf[ATT_HEADS][ATT_PAD], acc[ATT_HEADS][ATT_PAD], tot[ATT_HEADS][ATT_PAD], kf[ATT_KEYS][ATT_PAD],
+        vfl[ATT_KEYS][ATT_PAD];
+    float m[ATT_HEADS], l[ATT_HEADS], lt[ATT_HEADS], z[ATT_KEYS];
     for (int64_t h0 = hk * G; h0 < (hk + 1) * G; h0 += ATT_HEADS) {
         const int nh = (int)((hk + 1) * G - h0 < ATT_HEADS ? (hk + 1) * G - h0 : ATT_HEADS);
         if (!in_range) {
@@ -79,9 +95,9 @@ MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const 
         for (int i = 0; i < nh; i++) {
             att_row_f32(qdt, a->q.base + b * a->q.s0 + t * a->q.s1 + (h0 + i) * a->q.s2, D, np, a->scale, qf[i]);
             for (int64_t d = 0; d < np; d++)
-                acc[i][d] = 0.0f;
+                acc[i][d] = tot[i][d] = 0.0f;
             m[i] = -INFINITY;
-            l[i] = 0.0f;
+            l[i] = lt[i] = 0.0f;
         }
         for (int64_t j0 = lo; j0 < hi; j0 += ATT_KEYS) {
             const int nk = (int)(hi - j0 < ATT_KEYS ? hi - j0 : ATT_KEYS);
@@ -104,10 +120,11 @@ MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const 
                 if (mn == -INFINITY)
                     continue; /* nothing visible yet */
                 if (mn != m[i]) {
+                    att_flush(acc[i], tot[i], &l[i], &lt[i], np);
                     const vf alpha = vf_set1(expf(m[i] - mn));
-                    l[i] *= expf(m[i] - mn);
+                    lt[i] *= expf(m[i] - mn);
                     for (int64_t d = 0; d < np; d += VL)
-                        vf_store_f32(acc[i] + d, vf_mul(vf_load_f32(acc[i] + d), alpha));
+                        vf_store_f32(tot[i] + d, vf_mul(vf_load_f32(tot[i] + d), alpha));
                     m[i] = mn;
                 }
                 for (int jj = 0; jj < nk; jj++) {
@@ -119,22 +136,25 @@ MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const 
                     for (int64_t d = 0; d < np; d += VL)
                         vf_store_f32(acc[i] + d, vf_fma(wv, vf_load_f32(vfl[jj] + d), vf_load_f32(acc[i] + d)));
                 }
+                if ((j0 - lo + ATT_KEYS) % ATT_SEGMENT == 0)
+                    att_flush(acc[i], tot[i], &l[i], &lt[i], np);
             }
         }
         for (int i = 0; i < nh; i++) {
             char *o = a->o.base + b * a->o.s0 + t * a->o.s1 + (h0 + i) * a->o.s2;
+            att_flush(acc[i], tot[i], &l[i], &lt[i], np);
             float inv = 0.0f;
             if (m[i] != -INFINITY) {
-                float denom = l[i];
+                float denom = lt[i];
                 if (a->sinks)
                     denom += expf(a->sinks[h0 + i] - m[i]);
                 inv = 1.0f / denom;
             }
             int64_t d = 0;
             for (; d + VL <= D; d += VL)
-                vf_store(qdt, o, d, vf_mul(vf_load_f32(acc[i] + d), vf_set1(inv)));
+                vf_store(qdt, o, d, vf_mul(vf_load_f32(tot[i] + d), vf_set1(inv)));
             for (; d < D; d++)
-                sc_store(qdt, o, d, acc[i][d] * inv);
+                sc_store(qdt, o, d, tot[i][d] * inv);
         }
     }
 }

@@ -24,6 +24,12 @@
 // once. Each split writes its partial (output, max, sum) to scratch; the last split of a
 // (b, hk, row tile) to finish, found by a counter in scratch, merges them and resets the
 // counter, so there is no second kernel.
+//
+// f16 caches of head dim 32 to 128 whose K and V pass 16 MiB take attention_decode_mma instead:
+// the same blocks, splits and merge, the products on tensor cores (see there). Small caches keep
+// the lane-group kernel with one row per block, whose chain per block is shorter.
+#include <type_traits>
+
 #include "attention_common.cuh"
 
 namespace {
@@ -135,6 +141,167 @@ __host__ __device__ constexpr int dec_unroll(int rt, int lpk, int c)
     return c == 1 ? (lpk == 32 && rt <= 4 ? 8 : 4) : c == 2 ? 2 : 1;
 }
 
+// The splits that run for a block's (b, hk, row tile): [s_first, s_first + n_act).
+struct DecodeRun {
+    int s_first, n_act;
+    bool alone; // the only split that runs: the block writes o itself
+};
+
+// A block's share of (b, hk) for its row tile: the keys [kstart, kend) of its split, the keys
+// [all_lo, all_hi) visible to every row of the tile, and row r's [lo[r], hi[r]) (empty past the
+// group's rows).
+template <int RT> struct DecodeKeys {
+    int kstart, kend, all_lo, all_hi;
+    int lo[RT], hi[RT];
+};
+
+// Called by every thread of the block (it holds a barrier); false: nothing to do for (b, hk)
+// (split 0 wrote NaN rows when pos is out of range).
+template <int RT, int THREADS>
+__device__ __forceinline__ bool decode_work(const mlxn_attention_args &a, const DecodeSplit &sp, int b, int hk,
+                                            int r0, int rn, DecodeRun &run, DecodeKeys<RT> &w)
+{
+    const int G = (int)(a.Hq / a.Hkv), D = (int)a.D;
+    const int first = a.pos[b];
+    __syncthreads(); // shared memory of the previous (b, hk) is no longer read
+    if (!pos_in_range(a, first)) {
+        if (blockIdx.x == 0)
+            for (int i = threadIdx.x; i < rn * D; i += THREADS) {
+                const int row = r0 + i / D;
+                store_any(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), i % D, NAN);
+            }
+        return false;
+    }
+    // the splits that hold keys some row of the tile sees: [s_first, n_run) (the tile's first
+    // row has the earliest window start); the others exit at once and are not merged
+    const int valid = first + (int)a.Tq, n_run = (valid - 1) / sp.chunk + 1;
+    int lo_first, hi_first;
+    visible_keys(a, first, r0 / G, lo_first, hi_first);
+    run.s_first = lo_first / sp.chunk;
+    run.n_act = n_run - run.s_first;
+    if ((int)blockIdx.x >= n_run || (int)blockIdx.x < run.s_first)
+        return false;
+    run.alone = sp.splits == 1 || run.n_act == 1;
+    const int k0 = (int)blockIdx.x * sp.chunk;
+    w.kend = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
+#pragma unroll
+    for (int r = 0; r < RT; r++) {
+        w.lo[r] = 0;
+        w.hi[r] = 0;
+        if (r < rn)
+            visible_keys(a, first, (r0 + r) / G, w.lo[r], w.hi[r]);
+    }
+    w.kstart = k0 > w.lo[0] ? k0 : w.lo[0]; // row 0 has the smallest window start
+    w.all_lo = w.kstart;
+    w.all_hi = w.kend;
+#pragma unroll
+    for (int r = 0; r < RT; r++)
+        if (r < rn) {
+            w.all_lo = w.lo[r] > w.all_lo ? w.lo[r] : w.all_lo;
+            w.all_hi = w.hi[r] < w.all_hi ? w.hi[r] : w.all_hi;
+        }
+    return true;
+}
+
+// After each warp left its output, max and sum per row in shared memory (out [WARPS][RT][D], then
+// ml [WARPS][RT][2]): the warps combined, then o written (the only split) or the split's partial,
+// and the last split of (b, hk, row tile) to finish merges all of them. Every thread calls it.
+template <int RT, int WARPS>
+__device__ __forceinline__ void decode_finish(const mlxn_attention_args &a, const DecodeSplit &sp,
+                                              const DecodeRun w, int b, int hk, int r0, int rn, float *sh)
+{
+    constexpr int THREADS = 32 * WARPS;
+    __shared__ bool last_split;
+    __shared__ float row_scale[RT]; // the merging split's 1 / denominator per row
+    const int G = (int)(a.Hq / a.Hkv), D = (int)a.D, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float *out_s = sh, *ml_s = sh + (size_t)WARPS * RT * D;
+    __syncthreads();
+    // the warps combined: thread i over (row, d) of the tile
+    for (int i = tid; i < rn * D; i += THREADS) {
+        const int r = i / D, d = i % D, row = r0 + r, h = hk * G + row % G;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int v = 0; v < WARPS; v++)
+            mx = fmaxf(mx, ml_s[(v * RT + r) * 2]);
+        float o = 0.0f, sum = 0.0f;
+        if (mx != -INFINITY)
+#pragma unroll
+            for (int v = 0; v < WARPS; v++) {
+                const float mw = ml_s[(v * RT + r) * 2];
+                const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);
+                o = fmaf(f, out_s[(v * RT + r) * D + d], o);
+                sum = fmaf(f, ml_s[(v * RT + r) * 2 + 1], sum);
+            }
+        if (w.alone) {
+            store_any(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
+        } else {
+            const size_t at = (size_t)row_index(a, b, hk, row) * sp.splits + blockIdx.x;
+            sp.part_o[at * D + d] = o;
+            if (d == 0) {
+                sp.part_ml[at * 2] = mx;
+                sp.part_ml[at * 2 + 1] = sum;
+            }
+        }
+    }
+    if (w.alone)
+        return;
+    // the last split of (b, hk, row tile) to finish merges all of them
+    __threadfence();
+    __syncthreads();
+    unsigned *counter = sp.counters + (size_t)(b * (int)a.Hkv + hk) * sp.row_tiles + blockIdx.z;
+    if (tid == 0)
+        last_split = atomicAdd(counter, 1u) == (unsigned)(w.n_act - 1);
+    __syncthreads();
+    if (!last_split)
+        return;
+    __threadfence();
+    if (tid == 0)
+        *counter = 0;
+    // each split's weight per row, a warp per row with lanes over the splits, into shared
+    // memory (wts [rn][n_act] over the combine area, whose reads ended at the barrier above)
+    const int n_act = w.n_act;
+    float *wts = sh;
+    for (int r = warp; r < rn; r += WARPS) {
+        const int row = r0 + r;
+        const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits + w.s_first;
+        float mx = -INFINITY;
+        for (int s = lane; s < n_act; s += 32)
+            mx = fmaxf(mx, __ldcg(sp.part_ml + (at0 + s) * 2));
+        mx = warp_max(mx);
+        float sum = 0.0f;
+        for (int s = lane; s < n_act; s += 32) {
+            const float ms = __ldcg(sp.part_ml + (at0 + s) * 2);
+            const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+            wts[r * n_act + s] = f;
+            sum = fmaf(f, __ldcg(sp.part_ml + (at0 + s) * 2 + 1), sum);
+        }
+        sum = warp_sum(sum);
+        if (lane == 0)
+            row_scale[r] = inverse_denominator(a, hk * G + row % G, mx * LN2, sum);
+    }
+    __syncthreads();
+    // four outputs a thread (D is a multiple of 8), the splits' partials in flight together
+    for (int i = tid; i < rn * D / 4; i += THREADS) {
+        const int r = i / (D / 4), d = 4 * (i % (D / 4)), row = r0 + r;
+        const float4 *po = reinterpret_cast<const float4 *>(sp.part_o + ((size_t)row_index(a, b, hk, row) * sp.splits + w.s_first) * D + d);
+        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+        for (int s = 0; s < n_act; s++) {
+            const float f = wts[r * n_act + s];
+            const float4 v = __ldcg(po + (size_t)s * (D / 4));
+            o.x = fmaf(f, v.x, o.x);
+            o.y = fmaf(f, v.y, o.y);
+            o.z = fmaf(f, v.z, o.z);
+            o.w = fmaf(f, v.w, o.w);
+        }
+        char *orow = o_row(a, b, row / G, hk * G + row % G);
+        store_any(a.q_dtype, orow, d, o.x * row_scale[r]);
+        store_any(a.q_dtype, orow, d + 1, o.y * row_scale[r]);
+        store_any(a.q_dtype, orow, d + 2, o.z * row_scale[r]);
+        store_any(a.q_dtype, orow, d + 3, o.w * row_scale[r]);
+    }
+}
+
 // LPK lanes per key row; C 16-byte chunks per lane (rows of up to LPK C chunks).
 template <typename KV, int RT, int LPK, int C>
 __global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlxn_attention_args a, const DecodeSplit sp)
@@ -145,8 +312,6 @@ __global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlx
     constexpr int DEC_WARPS = dec_warps(RT), DEC_THREADS = 32 * DEC_WARPS;
     constexpr int KPW = 32 / LPK, SLOTS = DEC_WARPS * KPW;
     extern __shared__ __align__(16) float sh[];
-    __shared__ bool last_split;
-    __shared__ float row_scale[RT]; // the merging split's 1 / denominator per row
     wait_for_previous_kernel();
     allow_next_kernel();
     const int D = (int)a.D, nch = D / E;
@@ -172,43 +337,12 @@ __global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlx
                     q[r][c][e] = qr && ch < nch ? load_any(a.q_dtype, qr, ch * E + e) * a.scale : 0.0f;
             }
         }
-        const int first = a.pos[b];
-        __syncthreads(); // shared memory of the previous (b, hk) is no longer read
-        if (!pos_in_range(a, first)) {
-            if (blockIdx.x == 0)
-                for (int i = tid; i < rn * D; i += DEC_THREADS) {
-                    const int row = r0 + i / D;
-                    store_any(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), i % D, NAN);
-                }
+        DecodeRun run;
+        DecodeKeys<RT> w;
+        if (!decode_work<RT, DEC_THREADS>(a, sp, b, hk, r0, rn, run, w))
             continue;
-        }
-        // the splits that hold keys some row of the tile sees: [s_first, n_run) (the tile's first
-        // row has the earliest window start); the others exit at once and are not merged
-        const int valid = first + (int)a.Tq, n_run = (valid - 1) / sp.chunk + 1;
-        int lo_first, hi_first;
-        visible_keys(a, first, r0 / G, lo_first, hi_first);
-        const int s_first = lo_first / sp.chunk, n_act = n_run - s_first;
-        if ((int)blockIdx.x >= n_run || (int)blockIdx.x < s_first)
-            continue;
-        const bool alone = sp.splits == 1 || n_act == 1; // this block writes o itself
-        const int k0 = (int)blockIdx.x * sp.chunk, kend = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
-        int lo[RT], hi[RT];
-#pragma unroll
-        for (int r = 0; r < RT; r++) {
-            lo[r] = 0;
-            hi[r] = 0; // rows past the group see nothing
-            if (r < rn)
-                visible_keys(a, first, (r0 + r) / G, lo[r], hi[r]);
-        }
-        const int kstart = k0 > lo[0] ? k0 : lo[0]; // row 0 has the smallest window start
-        // keys [all_lo, all_hi) are visible to every row of the tile
-        int all_lo = kstart, all_hi = kend;
-#pragma unroll
-        for (int r = 0; r < RT; r++)
-            if (r < rn) {
-                all_lo = lo[r] > all_lo ? lo[r] : all_lo;
-                all_hi = hi[r] < all_hi ? hi[r] : all_hi;
-            }
+        const int kstart = w.kstart, kend = w.kend, all_lo = w.all_lo, all_hi = w.all_hi;
+        const int *lo = w.lo, *hi = w.hi;
         float m[RT], l[RT], acc[RT][C][E];
 #pragma unroll
         for (int r = 0; r < RT; r++) {
@@ -381,79 +515,267 @@ __global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlx
                 }
             }
         }
-        __syncthreads();
-        // the warps combined: thread i over (row, d) of the tile
-        for (int i = tid; i < rn * D; i += DEC_THREADS) {
-            const int r = i / D, d = i % D, row = r0 + r, h = hk * G + row % G;
-            float mx = -INFINITY;
+        decode_finish<RT, DEC_WARPS>(a, sp, run, b, hk, r0, rn, sh);
+    }
+}
+
+// ------------------------------------------------------------------ f16 caches on tensor cores
+
+// The transpose of an 8 x 8 matrix of 16-bit elements held a row per 4 lanes (lane 4 i + j: row
+// i, columns 2 j and 2 j + 1), into the same layout.
+__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t x)
+{
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
+constexpr int MMA_WARPS = 4; // warps per block
+
+// An f16 cache, up to 8 query rows per block (NT tiles of 4), D = 32 KD: the same blocks, splits
+// and merge as the kernel above, with q.k and p.v as mma.sync m16n8k16 (f32 accumulation). A warp
+// takes 16 keys a step; lane 4 g + t reads 16 bytes (dims 32 p + 8 t .. + 7, p < KD) of key rows
+// g and g + 8 of K and of V, and keeps them as raw f16 pairs:
+// - S = K q^T: K's bytes are the A operand as loaded (the contraction runs over D in the order the
+//   lanes hold it); a B operand's 8 columns are 4 rows' scaled q split into f16 high and low
+//   parts (q = hi + lo to 2^-22 relative; q is scaled by a power of two per row first, so both
+//   parts stay normal f16), and S's columns r and r + 4 summed by one shuffle are the f32 dot
+//   product of K's exact values with q.
+// - O^T += V^T P^T: V^T is the A operand (dims x keys): each 16-byte load holds four 8 x 8 tiles
+//   (8 keys x 8 dims, one register of every lane), transposed in registers by movmatrix; P^T is
+//   the B operand, p split into f16 high and low parts like q, laid out from S's accumulators by
+//   one movmatrix per 8 keys.
+// So the products are those of the f32 kernel to ~2^-22 (the tolerance of the f32 path holds),
+// at ~6 instructions a key and row tile where the lane-group kernel spends ~70.
+template <int KD, int NT>
+__global__ void __launch_bounds__(32 * MMA_WARPS) attention_decode_mma(const mlxn_attention_args a, const DecodeSplit sp)
+{
+    constexpr int D = 32 * KD, RT = 4 * NT;
+    extern __shared__ __align__(16) float sh[];
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const bool plain = a.softcap <= 0.0f && !a.mask;
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv;
+    const int r0 = blockIdx.z * RT, rn = R - r0 < RT ? R - r0 : RT;
+    // B columns of q in tile n: row 4 n + g % 4, high part for g < 4; accumulator columns 2 t,
+    // 2 t + 1: rows 4 n + ra, + 1 (high parts for t < 2, low parts for t >= 2)
+    const int rq = g & 3, ra = 2 * (t & 1);
+    float *out_s = sh, *ml_s = sh + (size_t)MMA_WARPS * RT * D;
+    for (int bh = blockIdx.y; bh < (int)a.B * Hkv; bh += gridDim.y) {
+        const int b = bh / Hkv, hk = bh % Hkv;
+        // q rows 4 n + rq scaled
+        float qf[NT][KD][8];
 #pragma unroll
-            for (int w = 0; w < DEC_WARPS; w++)
-                mx = fmaxf(mx, ml_s[(w * RT + r) * 2]);
-            float o = 0.0f, sum = 0.0f;
-            if (mx != -INFINITY)
+        for (int n = 0; n < NT; n++) {
+            const int row = r0 + 4 * n + rq;
+            const char *qr = 4 * n + rq < rn ? q_row(a, b, row / G, hk * G + row % G) : nullptr;
 #pragma unroll
-                for (int w = 0; w < DEC_WARPS; w++) {
-                    const float mw = ml_s[(w * RT + r) * 2];
-                    const float f = mw == -INFINITY ? 0.0f : exp2f(mw - mx);
-                    o = fmaf(f, out_s[(w * RT + r) * D + d], o);
-                    sum = fmaf(f, ml_s[(w * RT + r) * 2 + 1], sum);
+            for (int p = 0; p < KD; p++)
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    qf[n][p][e] = qr ? load_any(a.q_dtype, qr, 32 * p + 8 * t + e) * a.scale : 0.0f;
+        }
+        DecodeRun run;
+        DecodeKeys<RT> w;
+        if (!decode_work<RT, 32 * MMA_WARPS>(a, sp, b, hk, r0, rn, run, w))
+            continue;
+        // q's split into f16 parts after pos's load: both loads in flight at once
+        uint4 qb[NT][KD];
+        float down[NT][2]; // S's columns 4 n + ra, + 1 back to natural units (2^-ex of each row)
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            float amax = 0.0f;
+#pragma unroll
+            for (int p = 0; p < KD; p++)
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    amax = fmaxf(amax, fabsf(qf[n][p][e]));
+            amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+            amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+            // 2^ex brings the row's largest |q| into [2^13, 2^14): far from f16's overflow, and
+            // the low parts of its large elements stay normal (NaN or inf rows unscaled)
+            const int eb = __float_as_int(amax) >> 23; // amax's biased exponent (0: subnormal)
+            int ex = amax > 0.0f && eb < 255 ? 140 - eb : 0;
+            ex = ex > 126 ? 126 : ex;
+            const float up = __int_as_float((127 + ex) << 23);
+#pragma unroll
+            for (int p = 0; p < KD; p++) {
+                uint32_t qw[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float x0 = qf[n][p][2 * e] * up, x1 = qf[n][p][2 * e + 1] * up;
+                    if (g >= 4) {
+                        x0 -= __half2float(__float2half_rn(x0));
+                        x1 -= __half2float(__float2half_rn(x1));
+                    }
+                    qw[e] = Mma<__half>::pack(x0, x1);
                 }
-            if (alone) {
-                store_any(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
-            } else {
-                const size_t at = (size_t)row_index(a, b, hk, row) * sp.splits + blockIdx.x;
-                sp.part_o[at * D + d] = o;
-                if (d == 0) {
-                    sp.part_ml[at * 2] = mx;
-                    sp.part_ml[at * 2 + 1] = sum;
+                qb[n][p] = make_uint4(qw[0], qw[1], qw[2], qw[3]);
+            }
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+                down[n][e] = __int_as_float((127 - __shfl_sync(0xffffffffu, ex, 4 * (ra + e))) << 23);
+        }
+        const int kend = w.kend;
+        // this lane's rows' visible keys
+        int lo[NT][2], hi[NT][2];
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                lo[n][e] = t & 1 ? w.lo[4 * n + 2 + e] : w.lo[4 * n + e];
+                hi[n][e] = t & 1 ? w.hi[4 * n + 2 + e] : w.hi[4 * n + e];
+            }
+        float m[NT][2], l[NT][2], acc[NT][KD][2][4];
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                m[n][e] = -INFINITY;
+                l[n][e] = 0.0f;
+            }
+#pragma unroll
+            for (int p = 0; p < KD; p++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        acc[n][p][h][i] = 0.0f;
+        }
+        const char *kp = a.k.base + b * a.k.s0 + hk * a.k.s1 + t * 16, *vp = a.v.base + b * a.v.s0 + hk * a.v.s1 + t * 16;
+        for (int jb = w.kstart + warp * 16; jb < kend; jb += MMA_WARPS * 16) {
+            uint4 kr[2][KD], vr[2][KD];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int j = jb + g + 8 * h;
+#pragma unroll
+                for (int p = 0; p < KD; p++) {
+                    // keys past kend may be unwritten (NaN): zeros, so that p = 0 weighs them out
+                    kr[h][p] = j < kend ? load_kv16(kp + j * a.k.s2 + p * 64) : make_uint4(0, 0, 0, 0);
+                    vr[h][p] = j < kend ? load_kv16(vp + j * a.v.s2 + p * 64) : make_uint4(0, 0, 0, 0);
+                }
+            }
+            const bool whole = plain && jb >= w.all_lo && jb + 16 <= w.all_hi; // every key visible to every row
+            uint32_t pb[NT][2];
+            float alpha[NT][2];
+            bool rescale = false;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                // S: two accumulator chains (even and odd 16-dim steps)
+                float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int p = 0; p < KD; p++) {
+                    const uint32_t a0[4] = {kr[0][p].x, kr[1][p].x, kr[0][p].y, kr[1][p].y};
+                    Mma<__half>::run(s, a0, qb[n][p].x, qb[n][p].y);
+                    const uint32_t a1[4] = {kr[0][p].z, kr[1][p].z, kr[0][p].w, kr[1][p].w};
+                    Mma<__half>::run(s2, a1, qb[n][p].z, qb[n][p].w);
+                }
+                // z[i]: key g + 8 (i / 2), row 4 n + ra + i % 2, high and low parts of q summed
+                float z[4];
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    z[i] = s[i] + s2[i];
+                    z[i] += __shfl_xor_sync(0xffffffffu, z[i], 2);
+                }
+                if (whole) {
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        z[i] *= down[n][i & 1] * LOG2E;
+                } else {
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const int j = jb + g + 8 * (i >> 1), e = i & 1;
+                        z[i] = j < kend && j >= lo[n][e] && j < hi[n][e]
+                                   ? finish_logit(a, z[i] * down[n][e], (r0 + 4 * n + ra + e) / G, j) * LOG2E
+                                   : -INFINITY;
+                    }
+                }
+                // online softmax of the lane's two rows over the warp's 16 keys (the lanes of one
+                // t hold them all: a max over g)
+                float pr[4];
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    float mx = fmaxf(z[e], z[2 + e]);
+#pragma unroll
+                    for (int o = 4; o < 32; o <<= 1)
+                        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+                    mx = fmaxf(mx, m[n][e]);
+                    alpha[n][e] = m[n][e] == mx ? 1.0f : m[n][e] == -INFINITY ? 0.0f : exp2f(m[n][e] - mx);
+                    rescale |= alpha[n][e] != 1.0f;
+                    pr[e] = z[e] == -INFINITY ? 0.0f : exp2f(z[e] - mx);
+                    pr[2 + e] = z[2 + e] == -INFINITY ? 0.0f : exp2f(z[2 + e] - mx);
+                    l[n][e] = l[n][e] * alpha[n][e] + (pr[e] + pr[2 + e]);
+                    m[n][e] = mx;
+                }
+                // P^T as the B operand: the high parts of p in columns 0..3, the low parts in 4..7
+                if (t >= 2)
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        pr[i] -= __half2float(__float2half_rn(pr[i]));
+                pb[n][0] = movmatrix_trans(Mma<__half>::pack(pr[0], pr[1]));
+                pb[n][1] = movmatrix_trans(Mma<__half>::pack(pr[2], pr[3]));
+            }
+            if (__any_sync(0xffffffffu, rescale))
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int p = 0; p < KD; p++)
+#pragma unroll
+                        for (int h = 0; h < 2; h++)
+#pragma unroll
+                            for (int i = 0; i < 4; i++)
+                                acc[n][p][h][i] *= alpha[n][i & 1];
+            // O^T: m-tile (p, h) holds dims 32 p + 8 (g / 2) + 4 h + g % 2 (+ 2 for rows g + 8)
+#pragma unroll
+            for (int p = 0; p < KD; p++) {
+                const uint32_t v0[4] = {vr[0][p].x, vr[0][p].y, vr[0][p].z, vr[0][p].w},
+                               v1[4] = {vr[1][p].x, vr[1][p].y, vr[1][p].z, vr[1][p].w};
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const uint32_t af[4] = {movmatrix_trans(v0[2 * h]), movmatrix_trans(v0[2 * h + 1]),
+                                            movmatrix_trans(v1[2 * h]), movmatrix_trans(v1[2 * h + 1])};
+#pragma unroll
+                    for (int n = 0; n < NT; n++)
+                        Mma<__half>::run(acc[n][p][h], af, pb[n][0], pb[n][1]);
                 }
             }
         }
-        if (alone)
-            continue;
-        // the last split of (b, hk, row tile) to finish merges all of them
-        __threadfence();
-        __syncthreads();
-        unsigned *counter = sp.counters + (size_t)bh * sp.row_tiles + blockIdx.z;
-        if (tid == 0)
-            last_split = atomicAdd(counter, 1u) == (unsigned)(n_act - 1);
-        __syncthreads();
-        if (!last_split)
-            continue;
-        __threadfence();
-        if (tid == 0)
-            *counter = 0;
-        // each split's weight per row, a warp per row with lanes over the splits, into shared
-        // memory (wts [rn][n_act] over the combine area, whose reads ended at the barrier above)
-        float *wts = sh;
-        for (int r = warp; r < rn; r += DEC_WARPS) {
-            const int row = r0 + r;
-            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits + s_first;
-            float mx = -INFINITY;
-            for (int s = lane; s < n_act; s += 32)
-                mx = fmaxf(mx, __ldcg(sp.part_ml + (at0 + s) * 2));
-            mx = warp_max(mx);
-            float sum = 0.0f;
-            for (int s = lane; s < n_act; s += 32) {
-                const float ms = __ldcg(sp.part_ml + (at0 + s) * 2);
-                const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-                wts[r * n_act + s] = f;
-                sum = fmaf(f, __ldcg(sp.part_ml + (at0 + s) * 2 + 1), sum);
+        // the warp's sums over its lanes' keys, and the high and low parts of p summed
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+#pragma unroll
+                for (int o = 4; o < 32; o <<= 1)
+                    l[n][e] += __shfl_xor_sync(0xffffffffu, l[n][e], o);
+#pragma unroll
+            for (int p = 0; p < KD; p++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        acc[n][p][h][i] += __shfl_xor_sync(0xffffffffu, acc[n][p][h][i], 2);
+            if (t < 2) {
+                const int r = warp * RT + 4 * n + ra; // the lane's first row's slot
+#pragma unroll
+                for (int p = 0; p < KD; p++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int d = 32 * p + 8 * (g >> 1) + 4 * h + (g & 1);
+#pragma unroll
+                        for (int i = 0; i < 4; i++)
+                            out_s[(r + (i & 1)) * D + d + 2 * (i >> 1)] = acc[n][p][h][i];
+                    }
+                if (g == 0)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        ml_s[(r + e) * 2] = m[n][e];
+                        ml_s[(r + e) * 2 + 1] = l[n][e];
+                    }
             }
-            sum = warp_sum(sum);
-            if (lane == 0)
-                row_scale[r] = inverse_denominator(a, hk * G + row % G, mx * LN2, sum);
         }
-        __syncthreads();
-        for (int i = tid; i < rn * D; i += DEC_THREADS) {
-            const int r = i / D, d = i % D, row = r0 + r;
-            const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits + s_first;
-            float o = 0.0f;
-#pragma unroll 8
-            for (int s = 0; s < n_act; s++) // independent loads: several splits in flight
-                o = fmaf(wts[r * n_act + s], __ldcg(sp.part_o + (at0 + s) * D + d), o);
-            store_any(a.q_dtype, o_row(a, b, row / G, hk * G + row % G), d, o * row_scale[r]);
-        }
+        decode_finish<RT, MMA_WARPS>(a, sp, run, b, hk, r0, rn, sh);
     }
 }
 
@@ -495,27 +817,55 @@ DecodeSplit plan_decode_split(const mlxn_attention_args &a, int row_tiles, void 
     return sp;
 }
 
+// A decode kernel of rt rows and `warps` warps a block, covering per_pass keys a pass, over one
+// wave of resident blocks.
+template <typename Kernel>
+cudaError_t launch_decode_kernel(Kernel kernel, unsigned long long &smem_done, int rt, int warps, int per_pass,
+                                 const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms,
+                                 cudaStream_t s, bool pdl)
+{
+    cudaError_t e = allow_smem(kernel, decode_smem(rt, MLXN_ATTENTION_MAX_D, DEC_MAX_SPLITS), smem_done);
+    if (e != cudaSuccess)
+        return e;
+    const int64_t R = a.Hq / a.Hkv * a.Tq;
+    const int row_tiles = (int)((R + rt - 1) / rt);
+    int per_sm = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * warps, decode_smem(rt, (int)a.D, 0));
+    if (e != cudaSuccess)
+        return e;
+    const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms,
+                                             per_pass);
+    return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
+                  dim3(32 * warps), decode_smem(rt, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
+}
+
 template <typename KV, int RT, int LPK, int C>
 cudaError_t launch_decode(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
                           bool pdl)
 {
     static unsigned long long smem_done;
-    auto kernel = attention_decode<KV, RT, LPK, C>;
-    cudaError_t e = allow_smem(kernel, decode_smem(RT, MLXN_ATTENTION_MAX_D, DEC_MAX_SPLITS), smem_done);
-    if (e != cudaSuccess)
-        return e;
-    const int64_t R = a.Hq / a.Hkv * a.Tq;
-    const int row_tiles = (int)((R + RT - 1) / RT);
-    int per_sm = 0;
-    constexpr int threads = 32 * dec_warps(RT);
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, decode_smem(RT, (int)a.D, 0));
-    if (e != cudaSuccess)
-        return e;
     constexpr int per_pass = dec_warps(RT) * (32 / LPK) * dec_unroll(RT, LPK, C); // keys a block covers per pass
-    const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms,
-                                             per_pass);
-    return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
-                  dim3(threads), decode_smem(RT, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
+    return launch_decode_kernel(attention_decode<KV, RT, LPK, C>, smem_done, RT, dec_warps(RT), per_pass, a, scratch,
+                                scratch_bytes, sms, s, pdl);
+}
+
+template <int KD, int NT>
+cudaError_t launch_decode_mma(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
+                              bool pdl)
+{
+    static unsigned long long smem_done;
+    return launch_decode_kernel(attention_decode_mma<KD, NT>, smem_done, 4 * NT, MMA_WARPS, MMA_WARPS * 16, a, scratch,
+                                scratch_bytes, sms, s, pdl);
+}
+
+// f16 caches of D 32 to 128 with up to 8 rows per KV head: the tensor-core kernel, 4 or 8 rows a block
+template <int KD>
+cudaError_t launch_decode_mma_rows(const mlxn_attention_args &a, int64_t rows, void *scratch, size_t scratch_bytes,
+                                   int sms, cudaStream_t s, bool pdl)
+{
+    if (rows <= 4)
+        return launch_decode_mma<KD, 1>(a, scratch, scratch_bytes, sms, s, pdl);
+    return launch_decode_mma<KD, 2>(a, scratch, scratch_bytes, sms, s, pdl);
 }
 
 // Caches (K and V, every sequence, at capacity) up to this size take one query row per block.
@@ -535,6 +885,17 @@ cudaError_t launch_decode_rows(const mlxn_attention_args &a, int64_t rows, void 
     const double row_bytes = (double)KvChunk<KV>::span((int)(a.D / E));
     if (rows <= 1 || 2.0 * (double)(a.B * a.Hkv * a.S) * row_bytes <= DEC_SMALL_CACHE_BYTES)
         return launch_decode<KV, 1, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
+    if constexpr (std::is_same<KV, __half>::value) // tensor cores: f16, up to 8 rows, D 32 to 128
+        if (rows <= 8) {
+            if (a.D == 32)
+                return launch_decode_mma_rows<1>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+            if (a.D == 64)
+                return launch_decode_mma_rows<2>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+            if (a.D == 96)
+                return launch_decode_mma_rows<3>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+            if (a.D == 128)
+                return launch_decode_mma_rows<4>(a, rows, scratch, scratch_bytes, sms, s, pdl);
+        }
     if (rows <= 2 || RT_MAX == 2)
         return launch_decode<KV, 2, LPK, C>(a, scratch, scratch_bytes, sms, s, pdl);
     if (rows <= 4 || RT_MAX == 4)
