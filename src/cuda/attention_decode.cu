@@ -547,8 +547,9 @@ constexpr int MMA_WARPS = 4; // warps per block
 //   one movmatrix per 8 keys.
 // So the products are those of the f32 kernel to ~2^-22 (the tolerance of the f32 path holds),
 // at ~6 instructions a key and row tile where the lane-group kernel spends ~70.
+// (3 blocks an SM at 4 rows, 168 registers, and 2 at 8 rows: what the measurements ran with)
 template <int KD, int NT>
-__global__ void __launch_bounds__(32 * MMA_WARPS) attention_decode_mma(const mlxn_attention_args a, const DecodeSplit sp)
+__global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_decode_mma(const mlxn_attention_args a, const DecodeSplit sp)
 {
     constexpr int D = 32 * KD, RT = 4 * NT;
     extern __shared__ __align__(16) float sh[];
