@@ -37,6 +37,8 @@ typedef enum at_feature {
     AT_PERMUTED_O = 64, /* o stored [Tq, B, Hq, D] */
     AT_BAD_POS = 128,   /* batch row 1 past the cache's end, row 2 (if any) negative */
     AT_ODD_KV = 256,    /* q8_0 caches at an odd byte offset (CUDA: the generic kernel's byte loads) */
+    AT_PEAK = 512,      /* with AT_MASK: flat logits (q / 100) under one key per query raised by 18 through
+                         * the mask, so the other keys weigh e^-18 (below f16's smallest subnormal) */
 } at_feature;
 
 typedef struct at_case {
@@ -214,14 +216,14 @@ static double tol_tensor_core_path(const at_case *c)
 
 static void case_name(const at_case *c, char *name, size_t cap)
 {
-    snprintf(name, cap, "attention/B%lld/T%lld/H%lld:%lld/S%lld/D%lld/q_%s/kv_%s%s%s%s%s%s%s%s%s%s",
+    snprintf(name, cap, "attention/B%lld/T%lld/H%lld:%lld/S%lld/D%lld/q_%s/kv_%s%s%s%s%s%s%s%s%s%s%s",
              (long long)c->B, (long long)c->Tq, (long long)c->Hq, (long long)c->Hkv, (long long)c->S,
              (long long)c->D, mlxn_dtype_name(c->qdt), mlxn_dtype_name(c->kvdt),
              c->features & AT_NONCAUSAL ? "/noncausal" : "/causal", c->features & AT_MASK ? "/mask" : "",
              c->features & AT_SINKS ? "/sinks" : "", c->features & AT_SOFTCAP ? "/softcap" : "",
              c->features & AT_WINDOW ? "/window" : "", c->features & AT_FUSED_Q ? "/fused-q" : "",
              c->features & AT_PERMUTED_O ? "/permuted-o" : "", c->features & AT_BAD_POS ? "/bad-pos" : "",
-             c->features & AT_ODD_KV ? "/odd-kv" : "");
+             c->features & AT_ODD_KV ? "/odd-kv" : "", c->features & AT_PEAK ? "/peak" : "");
 }
 
 /* q8_0 caches: valid rows are the reference quantizer's blocks of N(0, 1) rows; |v| is v with
@@ -308,8 +310,9 @@ static void run_case(const at_case *c, test_devices *devs, rng *g)
         if (p >= 0 && p + c->Tq <= c->S && p + c->Tq > longest)
             longest = p + c->Tq;
     }
+    const double q_sigma = c->features & AT_PEAK ? AT_Q_SIGMA / 100.0 : AT_Q_SIGMA;
     for (int64_t i = 0; i < o.q.numel; i++)
-        operand_set(&o.q, i, rng_normal(g) * AT_Q_SIGMA);
+        operand_set(&o.q, i, rng_normal(g) * q_sigma);
     /* cache slots past each row's valid keys hold NaN */
     if (q8 && !fill_q8_caches(c, &o, g)) {
         harness_fail(name, "out of memory");
@@ -326,9 +329,14 @@ static void run_case(const at_case *c, test_devices *devs, rng *g)
     }
     /* mask: a fifth of the entries -inf, all of row 1 (its queries see nothing), NaN past the
      * longest row's keys */
+    int64_t shortest = c->S;
+    for (int64_t b = 0; b < c->B; b++)
+        shortest = operand_get(&o.pos, b) < shortest ? (int64_t)operand_get(&o.pos, b) : shortest;
     for (int64_t i = 0; i < o.mask.numel; i++) {
         const int64_t t = i / c->S, j = i % c->S;
         double m = rng_uniform(g) < 0.2 || (t == 1 && c->Tq > 2) ? -INFINITY : rng_normal(g) * 2.0;
+        if (c->features & AT_PEAK) /* the peak: a key every batch row's query t sees */
+            m = j == (shortest > 3 ? shortest - 3 : 0) + t ? 18.0 : 0.0;
         operand_set(&o.mask, i, j < longest ? m : NAN);
     }
     for (int64_t i = 0; i < o.sinks.numel; i++)
@@ -873,6 +881,14 @@ void test_attention(test_devices *devs, rng *g)
                      combos[(i + 3) % n_combos], 300, mma[i][6]};
         run_case(&c, devs, g);
     }
+    /* one dominant key over 8000 that weigh e^-18 each (1.2e-4 of the sum together): weights that
+     * small must still count in P V (the tensor-core decode scales them before the f16 split) */
+    at_case peak = {1, 1, 4, 1, 40000, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, AT_MASK | AT_PEAK, 0, 8000};
+    run_case(&peak, devs, g);
+    peak.Hq = 8;
+    peak.D = 64;
+    peak.features |= AT_SINKS;
+    run_case(&peak, devs, g);
     /* pos out of range in rows 1 and 2: NaN rows; row 0 unaffected (caches long enough for
      * CUDA's key splits, where the merge writes the NaN rows, and one short) */
     static const int64_t bad[][6] = {{3, 1, 8, 2, 1000, 128}, {3, 7, 4, 4, 64, 64}, {3, 64, 4, 2, 1200, 128}};

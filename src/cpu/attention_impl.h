@@ -7,8 +7,8 @@
  * head the softmax is online: a running max m and sum l, the output accumulator rescaled by
  * exp(m_old - m_new) when the max grows. The sums run in two levels: a segment's keys (up to
  * ATT_SEGMENT) into acc and l, which are added into the totals at the segment's end and before
- * a rescale, so no f32 sum takes more than ATT_SEGMENT + S / ATT_SEGMENT terms in a row (one
- * running sum over 16K keys drifted to 3e-5 of the output's bound). Rows are padded with zeros to
+ * a rescale, so an f32 sum takes at most ATT_SEGMENT terms in a row, and the totals one per
+ * segment and rescale (one running sum over 16K keys drifted to 3e-5 of the output's bound). Rows are padded with zeros to
  * a multiple of the vector width, so the inner loops have no tails. */
 #include <math.h>
 #include <string.h>
@@ -20,6 +20,7 @@
 #define ATT_KEYS 8
 #define ATT_HEADS 8
 #define ATT_SEGMENT 256 /* keys, a multiple of ATT_KEYS */
+_Static_assert(ATT_SEGMENT % ATT_KEYS == 0, "segments end at block boundaries");
 #define ATT_PAD (((MLXN_ATTENTION_MAX_D) + 15) / 16 * 16)
 
 /* n elements of dtype dt at src into dst as f32, zero-padded to np (a multiple of VL). */

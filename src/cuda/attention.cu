@@ -7,7 +7,9 @@
 //   attention_decode (attention_decode.cu)
 //       up to 8 query rows per KV head (decode, and short chunks of small groups); any cache
 //       dtype (q8_0 read as it is stored, half the bytes of f16); D a multiple of 8; f32
-//       arithmetic.
+//       arithmetic. attention_decode_mma there: f16 caches past 16 MiB at D 32, 64, 96 or 128,
+//       the products on tensor cores with q and p split into f16 high and low parts (f32's
+//       accuracy).
 //
 //   attention_prefill_mma
 //       f16/bf16 caches, D in {64, 80, 96, 128, 256}, more rows: flash attention on tensor

@@ -142,6 +142,19 @@ template <> struct Mma<__half> {
     static __device__ __forceinline__ __half from_f32(float v) { return __float2half_rn(v); }
 };
 
+// The transpose of an 8 x 8 matrix of 16-bit elements held a row per 4 lanes (lane 4 i + j: row
+// i, columns 2 j and 2 j + 1), into the same layout.
+__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t x)
+{
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
+// x less its f16 rounding: x = f16(x) + f16_rest(x) to ~2^-22 relative (the low part of a split
+// into two f16 operands)
+__device__ __forceinline__ float f16_rest(float x) { return x - __half2float(__float2half_rn(x)); }
+
 // ------------------------------------------------------------------ q8_0 caches
 
 // A q8_0 cache row is D / 32 blocks of Q8_BLOCK_BYTES (an f16 scale d, then 32 int8 codes c;

@@ -1,5 +1,6 @@
 // Attention decode on CUDA: up to 8 query rows per KV head (one token of a GQA group, or a short
-// chunk of a small group) against a cache of any dtype, D a multiple of 8, f32 arithmetic.
+// chunk of a small group) against a cache of any dtype, D a multiple of 8, f32 arithmetic (or
+// its equivalent on tensor cores, attention_decode_mma, for large f16 caches).
 //
 // A lane reads a row in chunks (KvChunk below): 16 bytes of an f32/f16/bf16 row, or 8 codes of
 // a q8_0 row with their block's scale. A q8_0 chunk is 8 bytes at a 2-byte aligned address
@@ -25,7 +26,7 @@
 // (b, hk, row tile) to finish, found by a counter in scratch, merges them and resets the
 // counter, so there is no second kernel.
 //
-// f16 caches of head dim 32 to 128 whose K and V pass 16 MiB take attention_decode_mma instead:
+// f16 caches of head dim 32, 64, 96 or 128 whose K and V pass 16 MiB take attention_decode_mma:
 // the same blocks, splits and merge, the products on tensor cores (see there). Small caches keep
 // the lane-group kernel with one row per block, whose chain per block is shorter.
 #include <type_traits>
@@ -125,9 +126,9 @@ __device__ __forceinline__ int row_index(const mlxn_attention_args &a, int b, in
 // Shared memory: out [warps][RT][D] f32, then ml [warps][RT][2] (max, sum); the merging
 // split reuses it for its weights [RT][splits] f32 (at most DEC_MAX_SPLITS).
 constexpr int DEC_MAX_SPLITS = 2048;
-__host__ __device__ constexpr size_t decode_smem(int rt, int d, int splits)
+__host__ __device__ constexpr size_t decode_smem(int warps, int rt, int d, int splits)
 {
-    const size_t combine = (size_t)dec_warps(rt) * rt * d * 4 + (size_t)dec_warps(rt) * rt * 2 * 4,
+    const size_t combine = (size_t)warps * rt * d * 4 + (size_t)warps * rt * 2 * 4,
                  weights = (size_t)rt * splits * 4;
     return combine > weights ? combine : weights;
 }
@@ -208,7 +209,7 @@ __device__ __forceinline__ bool decode_work(const mlxn_attention_args &a, const 
 // and the last split of (b, hk, row tile) to finish merges all of them. Every thread calls it.
 template <int RT, int WARPS>
 __device__ __forceinline__ void decode_finish(const mlxn_attention_args &a, const DecodeSplit &sp,
-                                              const DecodeRun w, int b, int hk, int r0, int rn, float *sh)
+                                              const DecodeRun run, int b, int hk, int r0, int rn, float *sh)
 {
     constexpr int THREADS = 32 * WARPS;
     __shared__ bool last_split;
@@ -232,7 +233,7 @@ __device__ __forceinline__ void decode_finish(const mlxn_attention_args &a, cons
                 o = fmaf(f, out_s[(v * RT + r) * D + d], o);
                 sum = fmaf(f, ml_s[(v * RT + r) * 2 + 1], sum);
             }
-        if (w.alone) {
+        if (run.alone) {
             store_any(a.q_dtype, o_row(a, b, row / G, h), d, o * inverse_denominator(a, h, mx * LN2, sum));
         } else {
             const size_t at = (size_t)row_index(a, b, hk, row) * sp.splits + blockIdx.x;
@@ -243,14 +244,14 @@ __device__ __forceinline__ void decode_finish(const mlxn_attention_args &a, cons
             }
         }
     }
-    if (w.alone)
+    if (run.alone)
         return;
     // the last split of (b, hk, row tile) to finish merges all of them
     __threadfence();
     __syncthreads();
     unsigned *counter = sp.counters + (size_t)(b * (int)a.Hkv + hk) * sp.row_tiles + blockIdx.z;
     if (tid == 0)
-        last_split = atomicAdd(counter, 1u) == (unsigned)(w.n_act - 1);
+        last_split = atomicAdd(counter, 1u) == (unsigned)(run.n_act - 1);
     __syncthreads();
     if (!last_split)
         return;
@@ -259,11 +260,11 @@ __device__ __forceinline__ void decode_finish(const mlxn_attention_args &a, cons
         *counter = 0;
     // each split's weight per row, a warp per row with lanes over the splits, into shared
     // memory (wts [rn][n_act] over the combine area, whose reads ended at the barrier above)
-    const int n_act = w.n_act;
+    const int n_act = run.n_act;
     float *wts = sh;
     for (int r = warp; r < rn; r += WARPS) {
         const int row = r0 + r;
-        const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits + w.s_first;
+        const size_t at0 = (size_t)row_index(a, b, hk, row) * sp.splits + run.s_first;
         float mx = -INFINITY;
         for (int s = lane; s < n_act; s += 32)
             mx = fmaxf(mx, __ldcg(sp.part_ml + (at0 + s) * 2));
@@ -283,7 +284,7 @@ __device__ __forceinline__ void decode_finish(const mlxn_attention_args &a, cons
     // four outputs a thread (D is a multiple of 8), the splits' partials in flight together
     for (int i = tid; i < rn * D / 4; i += THREADS) {
         const int r = i / (D / 4), d = 4 * (i % (D / 4)), row = r0 + r;
-        const float4 *po = reinterpret_cast<const float4 *>(sp.part_o + ((size_t)row_index(a, b, hk, row) * sp.splits + w.s_first) * D + d);
+        const float4 *po = reinterpret_cast<const float4 *>(sp.part_o + ((size_t)row_index(a, b, hk, row) * sp.splits + run.s_first) * D + d);
         float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 8
         for (int s = 0; s < n_act; s++) {
@@ -521,16 +522,8 @@ __global__ void __launch_bounds__(32 * dec_warps(RT)) attention_decode(const mlx
 
 // ------------------------------------------------------------------ f16 caches on tensor cores
 
-// The transpose of an 8 x 8 matrix of 16-bit elements held a row per 4 lanes (lane 4 i + j: row
-// i, columns 2 j and 2 j + 1), into the same layout.
-__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t x)
-{
-    uint32_t y;
-    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
-    return y;
-}
-
-constexpr int MMA_WARPS = 4; // warps per block
+constexpr int MMA_WARPS = 4;          // warps per block
+constexpr float P_SCALE = 32768.0f;   // the weights' scale in the P V product (2^15: p <= 1 stays finite in f16)
 
 // An f16 cache, up to 8 query rows per block (NT tiles of 4), D = 32 KD: the same blocks, splits
 // and merge as the kernel above, with q.k and p.v as mma.sync m16n8k16 (f32 accumulation). A warp
@@ -543,8 +536,8 @@ constexpr int MMA_WARPS = 4; // warps per block
 //   product of K's exact values with q.
 // - O^T += V^T P^T: V^T is the A operand (dims x keys): each 16-byte load holds four 8 x 8 tiles
 //   (8 keys x 8 dims, one register of every lane), transposed in registers by movmatrix; P^T is
-//   the B operand, p split into f16 high and low parts like q, laid out from S's accumulators by
-//   one movmatrix per 8 keys.
+//   the B operand, p 2^15 split into f16 high and low parts like q, laid out from S's
+//   accumulators by one movmatrix per 8 keys; each step's product is added to the output in f32.
 // So the products are those of the f32 kernel to ~2^-22 (the tolerance of the f32 path holds),
 // at ~6 instructions a key and row tile where the lane-group kernel spends ~70.
 // (3 blocks an SM at 4 rows, 168 registers, and 2 at 8 rows: what the measurements ran with)
@@ -595,7 +588,9 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_dec
             amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
             amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
             // 2^ex brings the row's largest |q| into [2^13, 2^14): far from f16's overflow, and
-            // the low parts of its large elements stay normal (NaN or inf rows unscaled)
+            // the low parts of its large elements stay normal (a row with an inf is left unscaled;
+            // a NaN does not win fmaxf, so a row holding one is scaled by its other elements and
+            // its S columns turn NaN as in f32)
             const int eb = __float_as_int(amax) >> 23; // amax's biased exponent (0: subnormal)
             int ex = amax > 0.0f && eb < 255 ? 140 - eb : 0;
             ex = ex > 126 ? 126 : ex;
@@ -607,8 +602,8 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_dec
                 for (int e = 0; e < 4; e++) {
                     float x0 = qf[n][p][2 * e] * up, x1 = qf[n][p][2 * e + 1] * up;
                     if (g >= 4) {
-                        x0 -= __half2float(__float2half_rn(x0));
-                        x1 -= __half2float(__float2half_rn(x1));
+                        x0 = f16_rest(x0);
+                        x1 = f16_rest(x1);
                     }
                     qw[e] = Mma<__half>::pack(x0, x1);
                 }
@@ -709,11 +704,15 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_dec
                     l[n][e] = l[n][e] * alpha[n][e] + (pr[e] + pr[2 + e]);
                     m[n][e] = mx;
                 }
-                // P^T as the B operand: the high parts of p in columns 0..3, the low parts in 4..7
-                if (t >= 2)
+                // P^T as the B operand: p 2^15 (weights down to 2^-29 stay normal f16 in the high
+                // part, and the low part carries the rest to 2^-40), the high parts in columns
+                // 0..3, the low parts in 4..7; the output is scaled back at the end
 #pragma unroll
-                    for (int i = 0; i < 4; i++)
-                        pr[i] -= __half2float(__float2half_rn(pr[i]));
+                for (int i = 0; i < 4; i++) {
+                    pr[i] *= P_SCALE;
+                    if (t >= 2)
+                        pr[i] = f16_rest(pr[i]);
+                }
                 pb[n][0] = movmatrix_trans(Mma<__half>::pack(pr[0], pr[1]));
                 pb[n][1] = movmatrix_trans(Mma<__half>::pack(pr[2], pr[3]));
             }
@@ -736,9 +735,16 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_dec
                 for (int h = 0; h < 2; h++) {
                     const uint32_t af[4] = {movmatrix_trans(v0[2 * h]), movmatrix_trans(v0[2 * h + 1]),
                                             movmatrix_trans(v1[2 * h]), movmatrix_trans(v1[2 * h + 1])};
+                    // into zeros, then added in f32: the tensor core's adds truncate, which over
+                    // hundreds of steps into one accumulator (an unsplit call) would drift
 #pragma unroll
-                    for (int n = 0; n < NT; n++)
-                        Mma<__half>::run(acc[n][p][h], af, pb[n][0], pb[n][1]);
+                    for (int n = 0; n < NT; n++) {
+                        float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                        Mma<__half>::run(o, af, pb[n][0], pb[n][1]);
+#pragma unroll
+                        for (int i = 0; i < 4; i++)
+                            acc[n][p][h][i] += o[i];
+                    }
                 }
             }
         }
@@ -766,7 +772,7 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_dec
                         const int d = 32 * p + 8 * (g >> 1) + 4 * h + (g & 1);
 #pragma unroll
                         for (int i = 0; i < 4; i++)
-                            out_s[(r + (i & 1)) * D + d + 2 * (i >> 1)] = acc[n][p][h][i];
+                            out_s[(r + (i & 1)) * D + d + 2 * (i >> 1)] = acc[n][p][h][i] * (1.0f / P_SCALE);
                     }
                 if (g == 0)
 #pragma unroll
@@ -825,19 +831,19 @@ cudaError_t launch_decode_kernel(Kernel kernel, unsigned long long &smem_done, i
                                  const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms,
                                  cudaStream_t s, bool pdl)
 {
-    cudaError_t e = allow_smem(kernel, decode_smem(rt, MLXN_ATTENTION_MAX_D, DEC_MAX_SPLITS), smem_done);
+    cudaError_t e = allow_smem(kernel, decode_smem(warps, rt, MLXN_ATTENTION_MAX_D, DEC_MAX_SPLITS), smem_done);
     if (e != cudaSuccess)
         return e;
     const int64_t R = a.Hq / a.Hkv * a.Tq;
     const int row_tiles = (int)((R + rt - 1) / rt);
     int per_sm = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * warps, decode_smem(rt, (int)a.D, 0));
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * warps, decode_smem(warps, rt, (int)a.D, 0));
     if (e != cudaSuccess)
         return e;
     const DecodeSplit sp = plan_decode_split(a, row_tiles, scratch, scratch_bytes, (int64_t)(per_sm > 0 ? per_sm : 1) * sms,
                                              per_pass);
     return launch(kernel, dim3((unsigned)sp.splits, grid_dim(a.B * a.Hkv, 65535), (unsigned)row_tiles),
-                  dim3(32 * warps), decode_smem(rt, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
+                  dim3(32 * warps), decode_smem(warps, rt, (int)a.D, sp.splits > 1 ? sp.splits : 0), s, pdl, a, sp);
 }
 
 template <typename KV, int RT, int LPK, int C>
