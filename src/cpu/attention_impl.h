@@ -6,10 +6,10 @@
  * by every head of the set (a q8_0 cache row dequantized, exactly, by the shared decoder). Per
  * head the softmax is online: a running max m and sum l, the output accumulator rescaled by
  * exp(m_old - m_new) when the max grows. The sums run in two levels: a segment's keys (up to
- * ATT_SEGMENT) into acc and l, which are added into the totals at the segment's end and before
- * a rescale, so an f32 sum takes at most ATT_SEGMENT terms in a row, and the totals one per
- * segment and rescale (one running sum over 16K keys drifted to 3e-5 of the output's bound). Rows are padded with zeros to
- * a multiple of the vector width, so the inner loops have no tails. */
+ * ATT_SEGMENT) into acc and l, folded into the totals at the segment's end and at a rescale, so
+ * an f32 sum takes at most ATT_SEGMENT terms in a row, and the totals one per segment and
+ * rescale (one running sum over 16K keys drifted to 3e-5 of the output's bound). Rows are
+ * padded with zeros to a multiple of the vector width, so the inner loops have no tails. */
 #include <math.h>
 #include <string.h>
 
@@ -59,14 +59,16 @@ MLXN_ALWAYS_INLINE float att_dot(const float *x, const float *y, int64_t np)
     return vf_hsum(vf_add(acc0, acc1));
 }
 
-/* A segment's sums added into the totals, and the segment's restarted. */
-MLXN_ALWAYS_INLINE void att_flush(float *acc, float *tot, float *l, float *lt, int64_t np)
+/* A segment's sums folded into the totals, both scaled by alpha (a rescale; 1 at a segment's
+ * end), and the segment restarted. */
+MLXN_ALWAYS_INLINE void att_fold(float *acc, float *tot, float *l, float *lt, int64_t np, float alpha)
 {
+    const vf va = vf_set1(alpha);
     for (int64_t d = 0; d < np; d += VL) {
-        vf_store_f32(tot + d, vf_add(vf_load_f32(tot + d), vf_load_f32(acc + d)));
+        vf_store_f32(tot + d, vf_mul(vf_add(vf_load_f32(tot + d), vf_load_f32(acc + d)), va));
         vf_store_f32(acc + d, vf_zero());
     }
-    *lt += *l;
+    *lt = (*lt + *l) * alpha;
     *l = 0.0f;
 }
 
@@ -121,11 +123,7 @@ MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const 
                 if (mn == -INFINITY)
                     continue; /* nothing visible yet */
                 if (mn != m[i]) {
-                    att_flush(acc[i], tot[i], &l[i], &lt[i], np);
-                    const vf alpha = vf_set1(expf(m[i] - mn));
-                    lt[i] *= expf(m[i] - mn);
-                    for (int64_t d = 0; d < np; d += VL)
-                        vf_store_f32(tot[i] + d, vf_mul(vf_load_f32(tot[i] + d), alpha));
+                    att_fold(acc[i], tot[i], &l[i], &lt[i], np, expf(m[i] - mn));
                     m[i] = mn;
                 }
                 for (int jj = 0; jj < nk; jj++) {
@@ -138,12 +136,12 @@ MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const 
                         vf_store_f32(acc[i] + d, vf_fma(wv, vf_load_f32(vfl[jj] + d), vf_load_f32(acc[i] + d)));
                 }
                 if ((j0 - lo + ATT_KEYS) % ATT_SEGMENT == 0)
-                    att_flush(acc[i], tot[i], &l[i], &lt[i], np);
+                    att_fold(acc[i], tot[i], &l[i], &lt[i], np, 1.0f);
             }
         }
         for (int i = 0; i < nh; i++) {
             char *o = a->o.base + b * a->o.s0 + t * a->o.s1 + (h0 + i) * a->o.s2;
-            att_flush(acc[i], tot[i], &l[i], &lt[i], np);
+            att_fold(acc[i], tot[i], &l[i], &lt[i], np, 1.0f);
             float inv = 0.0f;
             if (m[i] != -INFINITY) {
                 float denom = lt[i];

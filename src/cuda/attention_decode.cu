@@ -594,7 +594,7 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_dec
             const int eb = __float_as_int(amax) >> 23; // amax's biased exponent (0: subnormal)
             int ex = amax > 0.0f && eb < 255 ? 140 - eb : 0;
             ex = ex > 126 ? 126 : ex;
-            const float up = __int_as_float((127 + ex) << 23);
+            const float up = pow2f(ex);
 #pragma unroll
             for (int p = 0; p < KD; p++) {
                 uint32_t qw[4];
@@ -611,7 +611,7 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, NT == 1 ? 3 : 2) attention_dec
             }
 #pragma unroll
             for (int e = 0; e < 2; e++)
-                down[n][e] = __int_as_float((127 - __shfl_sync(0xffffffffu, ex, 4 * (ra + e))) << 23);
+                down[n][e] = pow2f(-__shfl_sync(0xffffffffu, ex, 4 * (ra + e)));
         }
         const int kend = w.kend;
         // this lane's rows' visible keys
