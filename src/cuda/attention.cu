@@ -31,19 +31,9 @@
 //       byte loads (any alignment); a key's dot product is taken per block and scaled by d.
 //
 // A batch row with pos[b] < 0 or pos[b] + Tq > S gets NaN outputs.
-#include "attention_common.cuh"
+#include "attention_prefill.cuh"
 
 namespace {
-
-// The keys split across blocks (flash-decoding): split s covers keys [s chunk, (s + 1) chunk)
-// and writes, per query row, its unnormalized output and running (max, sum); attention_merge
-// combines them. With one split the blocks write o themselves.
-struct KeySplit {
-    int splits;
-    int chunk;      // keys per split (a multiple of the kernel's key tile)
-    float *part_o;  // [B * Tq * Hq][splits][D]
-    float *part_ml; // [B * Tq * Hq][splits][2]: max (natural-log units) and sum
-};
 
 // The splits of each query row combined: a warp per row (b, t, h), lanes over D.
 __global__ void __launch_bounds__(128) attention_merge(const mlxn_attention_args a, const KeySplit sp)
@@ -92,12 +82,6 @@ __global__ void __launch_bounds__(128) attention_merge(const mlxn_attention_args
 
 // ------------------------------------------------------------------ prefill on tensor cores
 
-// x clamped to [0, n]
-__device__ __forceinline__ int clamp_to_tile(int x, int n)
-{
-    return x < 0 ? 0 : x > n ? n : x;
-}
-
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr)
 {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -114,17 +98,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                  : "memory");
 }
 
-// 2^x on the special-function unit; subnormal results flush to 0 (a weight below 2^-126 of the
-// row's largest, which weighs 1)
-__device__ __forceinline__ float ex2(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 constexpr int PF_THREADS = 128;
-constexpr float RESCALE_SLACK = 8.0f; // log2 units: see the online softmax in attention_prefill_mma
 
 template <int D> struct PrefillShape {
     static constexpr int MW = D <= 128 ? 2 : 1;   // 16-row tiles per warp: each K and V fragment
@@ -135,6 +109,11 @@ template <int D> struct PrefillShape {
     static constexpr int LD = D + 8;              // shared row stride (elements): 8 ldmatrix rows
                                                   // land on distinct bank groups
     static constexpr size_t SMEM = (size_t)(BM + 4 * BN) * LD * 2;
+};
+
+// q's rows in shared memory padded to LD elements (stage_q's layout)
+template <int D> struct PaddedRows {
+    static __device__ __forceinline__ int chunk(int r, int ch) { return (r * PrefillShape<D>::LD + ch * 8) * 2; }
 };
 
 // Keys j0 .. j0 + BN - 1 of K and V into a stage; keys at or past `valid` are zero-filled.
@@ -151,47 +130,6 @@ __device__ __forceinline__ void prefill_load_tile(const mlxn_attention_args &a, 
         const uint32_t so = (uint32_t)((row * S::LD + ch * 8) * 2);
         cp_async16(kd + so, kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
         cp_async16(vd + so, vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
-    }
-}
-
-// How the prefill kernel reads q: element by element (any dtype and alignment), or in 16-byte
-// chunks when the rows are 16-byte aligned and q has the cache's type (copied) or is f32
-// (rounded in registers).
-enum QMode { Q_ANY, Q_SAME16, Q_F32_16 };
-
-// The block's query rows (packed (t, head-in-group) order) into qs, rounded to the cache's type;
-// rows past rows_here are zero.
-template <typename KV, int D, int BM>
-__device__ __forceinline__ void stage_q(const mlxn_attention_args &a, QMode mode, int b, int hk, int G, int row0,
-                                        int rows_here, KV *qs)
-{
-    constexpr int LD = D + 8, CH = D / 8; // 8 elements a chunk
-    if (mode == Q_ANY) {
-        for (int i = threadIdx.x; i < BM * D; i += PF_THREADS) {
-            const int r = i / D, d = i % D, pr = row0 + r;
-            float v = 0.0f;
-            if (r < rows_here)
-                v = load_any(a.q_dtype, q_row(a, b, pr / G, hk * G + pr % G), d);
-            qs[r * LD + d] = Mma<KV>::from_f32(v);
-        }
-        return;
-    }
-#pragma unroll 1
-    for (int i = threadIdx.x; i < BM * CH; i += PF_THREADS) {
-        const int r = i / CH, ch = i % CH, pr = row0 + r;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r < rows_here) {
-            const char *src = q_row(a, b, pr / G, hk * G + pr % G);
-            if (mode == Q_SAME16) {
-                v = *reinterpret_cast<const uint4 *>(src + ch * 16);
-            } else {
-                const float4 lo = reinterpret_cast<const float4 *>(src)[2 * ch];
-                const float4 hi = reinterpret_cast<const float4 *>(src)[2 * ch + 1];
-                v = make_uint4(Mma<KV>::pack(lo.x, lo.y), Mma<KV>::pack(lo.z, lo.w), Mma<KV>::pack(hi.x, hi.y),
-                               Mma<KV>::pack(hi.z, hi.w));
-            }
-        }
-        *reinterpret_cast<uint4 *>(qs + r * LD + ch * 8) = v;
     }
 }
 
@@ -237,10 +175,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
             __syncthreads(); // shared memory of the previous tile is no longer read
             if (!pos_in_range(a, first)) {
                 if (sp.splits == 1) // with splits the merge kernel writes the NaN rows
-                    for (int i = tid; i < rows_here * D; i += PF_THREADS) {
-                        const int pr = row0 + i / D;
-                        store_any(a.q_dtype, o_row(a, b, pr / G, hk * G + pr % G), i % D, NAN);
-                    }
+                    prefill_nan_rows<D>(a, b, hk, G, row0, rows_here, tid, PF_THREADS);
                 continue;
             }
             // this block's split of the keys: [k0, k1)
@@ -249,26 +184,19 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
             if (k0_wide >= valid)
                 continue; // a split past the valid keys: the merge does not read it
             const int k0 = (int)k0_wide, k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
-            stage_q<KV, D, BM>(a, q_mode, b, hk, G, row0, rows_here, qs);
+            stage_q<KV, D, BM, PF_THREADS, PaddedRows<D>>(a, q_mode, b, hk, G, row0, rows_here,
+                                                           reinterpret_cast<char *>(qs), tid);
             // keys the block sees: from the first row's lo to the last row's hi, within the split
-            int blo, bhi, tmp;
-            visible_keys(a, first, row0 / G, blo, tmp);
-            visible_keys(a, first, (row0 + rows_here - 1) / G, tmp, bhi);
-            blo = blo > k0 ? blo : k0;
-            bhi = bhi < k1 ? bhi : k1;
+            int blo, bhi;
+            rows_keys_any(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
             // this warp's rows: the keys any of them sees [wlo, whi) and the keys all of them see
             // [flo, fhi) (lo and hi grow with the row)
-            const int wrow0 = row0 + warp * 16 * MW;
-            int wlo = 0, whi = 0, flo = 0, fhi = 0;
-            if (wrow0 < R) {
-                const int wlast = wrow0 + 16 * MW - 1 < R ? wrow0 + 16 * MW - 1 : R - 1;
-                int lo_first, hi_first, lo_last, hi_last;
-                visible_keys(a, first, wrow0 / G, lo_first, hi_first);
-                visible_keys(a, first, wlast / G, lo_last, hi_last);
-                wlo = lo_first > k0 ? lo_first : k0;
-                whi = hi_last < k1 ? hi_last : k1;
-                flo = lo_last > k0 ? lo_last : k0;
-                fhi = hi_first < k1 ? hi_first : k1;
+            WarpRows wr = {first, k0, k1, R, G, row0 + warp * 16 * MW, 0, 0};
+            int wlo = 0, whi = 0;
+            if (wr.wrow0 < R) {
+                const int wlast = wr.wrow0 + 16 * MW - 1 < R ? wr.wrow0 + 16 * MW - 1 : R - 1;
+                rows_keys_any(a, first, wr.wrow0, wlast, G, k0, k1, wlo, whi);
+                rows_keys_all(a, first, wr.wrow0, wlast, G, k0, k1, wr.flo, wr.fhi);
             }
             float oacc[MW][DT][4];
 #pragma unroll
@@ -325,102 +253,8 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                                 }
                             }
                         }
-                        // the logits in log2 units are c sacc: a sub-tile every row of the warp sees
-                        // whole, with no softcap or mask, keeps the raw products (c the scale, folded
-                        // into the exponent's FFMA); others are transformed here (c 1), invisible
-                        // keys -inf
-                        float c = scale_log2;
-                        if (!(a.softcap <= 0.0f && !a.mask && a.scale > 0.0f && j0 >= flo && j0 + SB <= fhi)) {
-                            c = 1.0f;
-                            // (one pass per feature: the branches are uniform and each loop stays
-                            // small)
-                            if (a.softcap > 0.0f) {
-                                const float inv_cap = __fdividef(1.0f, a.softcap);
-#pragma unroll
-                                for (int m = 0; m < MW; m++)
-#pragma unroll
-                                    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                                        for (int e = 0; e < 4; e++)
-                                            sacc[m][nt][e] = a.softcap * tanhf(sacc[m][nt][e] * a.scale * inv_cap);
-                            } else {
-#pragma unroll
-                                for (int m = 0; m < MW; m++)
-#pragma unroll
-                                    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                                        for (int e = 0; e < 4; e++)
-                                            sacc[m][nt][e] *= a.scale;
-                            }
-#pragma unroll
-                            for (int m = 0; m < MW; m++)
-#pragma unroll
-                                for (int h = 0; h < 2; h++) {
-                                    // key positions relative to j0 (32-bit), the row's visible range
-                                    // clamped to the tile
-                                    // (the row's range within the split, recomputed here: held
-                                    // across the loop it costs registers the plain path needs; rows
-                                    // past R see nothing)
-                                    const int pr = wrow0 + m * 16 + h * 8 + g;
-                                    int lo = 0, hi = 0;
-                                    if (pr < R)
-                                        visible_keys(a, first, pr / G, lo, hi);
-                                    lo = lo > k0 ? lo : k0;
-                                    hi = hi < k1 ? hi : k1;
-                                    const int rlo = clamp_to_tile(lo - j0, SB), rhi = clamp_to_tile(hi - j0, SB);
-                                    const float *mrow_p = a.mask && pr < R ? mask_row(a, pr / G) + j0 : nullptr;
-#pragma unroll
-                                    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                                        for (int e = 0; e < 2; e++) {
-                                            const int jr = nt * 8 + 2 * tq + e;
-                                            float &z = sacc[m][nt][2 * h + e];
-                                            if (jr >= rlo && jr < rhi)
-                                                z = (mrow_p ? z + __ldg(mrow_p + jr) : z) * LOG2E;
-                                            else
-                                                z = -INFINITY;
-                                        }
-                                }
-                        }
-                        // online softmax per row (the four lanes of a quad share a row). A row's
-                        // reference point mrow moves only when its max passes it by more than
-                        // RESCALE_SLACK: the weights stay below 2^RESCALE_SLACK (exact in f32; P's
-                        // rounding is relative), and o is rescaled only when some row of the warp
-                        // moved, which after the first keys is rare
                         float al[MW][2];
-                        bool moved = false;
-#pragma unroll
-                        for (int m = 0; m < MW; m++)
-#pragma unroll
-                            for (int h = 0; h < 2; h++) {
-                                float mx = -INFINITY;
-#pragma unroll
-                                for (int nt = 0; nt < NT; nt++)
-                                    mx = fmaxf(mx, fmaxf(sacc[m][nt][2 * h], sacc[m][nt][2 * h + 1]));
-                                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                                mx *= c;
-                                const float mo = mrow[m][h], mn = mx > mo + RESCALE_SLACK ? mx : mo;
-                                al[m][h] = 1.0f;
-                                if (mn != mo) {
-                                    al[m][h] = ex2(mo - mn); // 0 while the row had seen no key
-                                    moved = true;
-                                }
-                                // a row that has seen no key yet keeps -inf: its weights are 0
-                                const float msub = mn == -INFINITY ? 0.0f : mn;
-                                mrow[m][h] = mn;
-                                float sum = 0.0f;
-#pragma unroll
-                                for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                                    for (int e = 0; e < 2; e++) {
-                                        const float p = ex2(fmaf(sacc[m][nt][2 * h + e], c, -msub));
-                                        sacc[m][nt][2 * h + e] = p;
-                                        sum += p;
-                                    }
-                                lrow[m][h] = lrow[m][h] * al[m][h] + sum;
-                            }
-                        if (__any_sync(0xffffffffu, moved))
+                        if (prefill_softmax<MW, NT>(a, wr, j0, g, tq, scale_log2, sacc, mrow, lrow, al))
 #pragma unroll
                             for (int m = 0; m < MW; m++)
 #pragma unroll
@@ -455,44 +289,7 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                 }
                 __syncthreads(); // the stage is reloaded next
             }
-#pragma unroll
-            for (int m = 0; m < MW; m++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    float l = lrow[m][h];
-                    l += __shfl_xor_sync(0xffffffffu, l, 1);
-                    l += __shfl_xor_sync(0xffffffffu, l, 2);
-                    const int pr = wrow0 + m * 16 + h * 8 + g;
-                    if (pr >= R)
-                        continue;
-                    const int t = pr / G, hq = hk * G + pr % G;
-                    const float mr = mrow[m][h];
-                    if (sp.splits > 1) {
-                        // the split's partial row: o unnormalized, (max in natural-log units, sum)
-                        const size_t row = (size_t)(b * (int)a.Tq + t) * (size_t)a.Hq + hq;
-                        float *po = sp.part_o + (row * sp.splits + blockIdx.z) * D;
-#pragma unroll
-                        for (int i = 0; i < DT; i++)
-#pragma unroll
-                            for (int e = 0; e < 2; e++)
-                                po[i * 8 + 2 * tq + e] = oacc[m][i][2 * h + e];
-                        if (tq == 0) {
-                            sp.part_ml[(row * sp.splits + blockIdx.z) * 2] = mr == -INFINITY ? -INFINITY : mr * LN2;
-                            sp.part_ml[(row * sp.splits + blockIdx.z) * 2 + 1] = l;
-                        }
-                        continue;
-                    }
-                    // m in log2 units: the denominator's sink term is exp2(sink log2 e - m)
-                    float inv = 0.0f;
-                    if (mr != -INFINITY)
-                        inv = __fdividef(1.0f, l + (a.sinks ? exp2f(__ldg(a.sinks + hq) * LOG2E - mr) : 0.0f));
-                    char *o = o_row(a, b, t, hq);
-#pragma unroll
-                    for (int i = 0; i < DT; i++)
-#pragma unroll
-                        for (int e = 0; e < 2; e++)
-                            store_any(a.q_dtype, o, i * 8 + 2 * tq + e, oacc[m][i][2 * h + e] * inv);
-                }
+            prefill_store<MW, D>(a, sp, blockIdx.z, b, hk, wr, g, tq, oacc, mrow, lrow);
         }
 }
 
@@ -648,13 +445,11 @@ cudaError_t launch_prefill(const mlxn_attention_args &a, void *scratch, size_t s
     const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + PrefillShape<D>::BM - 1) / PrefillShape<D>::BM;
     // few row tiles (decode of large groups, short chunks of one sequence): split the keys too
     const KeySplit sp = plan_split(a, tiles * a.B * a.Hkv, PrefillShape<D>::BN, scratch, scratch_bytes, sms);
-    const bool q16 = ((uint64_t)(uintptr_t)a.q.base | (uint64_t)a.q.s0 | (uint64_t)a.q.s1 | (uint64_t)a.q.s2) % 16 == 0;
-    QMode q_mode = Q_ANY;
-    if (q16 && a.q_dtype == a.kv_dtype)
-        q_mode = Q_SAME16;
-    else if (q16 && a.q_dtype == MLXN_DTYPE_F32)
-        q_mode = Q_F32_16;
-    e = launch(kernel, dim3(grid_dim(a.B * a.Hkv, INT32_MAX), grid_dim(tiles, 65535), (unsigned)sp.splits),
+    const QMode q_mode = prefill_q_mode(a);
+    if (D == 128 && attention_prefill_wgmma_fits(a, sp))
+        e = launch_attention_prefill_wgmma(a, sp, q_mode, s, pdl);
+    else
+        e = launch(kernel, dim3(grid_dim(a.B * a.Hkv, INT32_MAX), grid_dim(tiles, 65535), (unsigned)sp.splits),
                dim3(PF_THREADS), smem, s, pdl, a, sp, q_mode);
     if (e != cudaSuccess || sp.splits == 1)
         return e;

@@ -1,0 +1,298 @@
+// Prefill attention on Hopper's warpgroup tensor cores (wgmma, sm_90a), head dim 128, f16 / bf16
+// caches: the case attention.cu's launcher sends here instead of attention_prefill_mma on an sm_90
+// device. Same contract, splits and precision as that kernel (q rounded to the cache's type, P
+// rounded to it before P V, f32 accumulation); the reasoning and the measurements are in
+// bench/NOTES.md (attention, "wgmma").
+//
+// A block owns 128 rows of the packed (query, head-in-group) space of one KV head and one key
+// split, in three warpgroups:
+//   - warpgroups 0 and 1 (consumers) own 64 rows each. Per tile of 64 keys: S = Q K^T by wgmma
+//     (Q and K from shared memory), the online softmax in registers (prefill_softmax, the same
+//     code as the mma.sync kernel's: the accumulator layout of a warp's 16 rows is mma.sync's),
+//     then O += P V by wgmma with P from registers and V from shared memory (transposed by the
+//     instruction). Each warp says it is done with a stage on the stage's "empty" mbarrier.
+//   - warpgroup 2 (producer) streams K and V tiles into a ring of stages with cp.async (keys past
+//     the valid ones zero-filled: a cache's slots past pos may hold NaN, and 0 x NaN would reach
+//     O), waits for its own copies two tiles behind, fences them for the async proxy (wgmma reads
+//     shared memory through it) and arrives on the stage's "full" mbarrier.
+// Shared memory tiles are rows of 128 elements stored as two slabs of 64 columns (128 bytes a
+// row), the 16-byte chunks of row r XOR-swizzled by r % 8: wgmma's 128-byte swizzle, which also
+// keeps the producer's and q's stores free of bank conflicts.
+#include "attention_prefill.cuh"
+#include "bulk_copy.cuh"
+
+namespace {
+
+constexpr int WG_D = 128;                  // head dim
+constexpr int WG_BM = 128;                 // rows a block (two consumer warpgroups of 64)
+constexpr int WG_BN = 64;                  // keys a tile
+constexpr int WG_STAGES = 4;               // tiles in the ring
+constexpr int WG_AHEAD = WG_STAGES - 2;    // tiles a producer thread has in flight past the one it signals
+constexpr int WG_THREADS = 384;            // consumers: warpgroups 0, 1; producer: warpgroup 2
+constexpr uint32_t WG_Q_BYTES = 64 * WG_D * 2;             // one consumer's q rows (16 KB)
+constexpr uint32_t WG_KV_BYTES = WG_BN * WG_D * 2;         // K (or V) of a tile (16 KB)
+constexpr uint32_t WG_STAGE_BYTES = 2 * WG_KV_BYTES;
+constexpr size_t WG_SMEM = 1024 /* alignment */ + 2 * WG_Q_BYTES + WG_STAGES * WG_STAGE_BYTES + 2 * WG_STAGES * 8;
+
+// Chunk ch (elements 8 ch .. 8 ch + 7) of row r of a ROWS x 128 tile: slab ch / 8 (ROWS rows of
+// 128 bytes), the chunk's place in its row XOR-swizzled by r % 8. Slabs start 1024-byte aligned.
+template <int ROWS> struct Swizzled {
+    static __device__ __forceinline__ int chunk(int r, int ch)
+    {
+        return (ch >> 3) * (ROWS * 128) + r * 128 + (((ch & 7) ^ (r & 7)) << 4);
+    }
+};
+
+// A wgmma shared-memory matrix descriptor with the 128-byte swizzle: start address, leading and
+// stride byte offsets (PTX ISA, "Matrix Descriptor Format"). K-major operands (Q, K: rows of 16
+// elements of the product's k along a 128-byte line): lbo unused, sbo 1024 (8 rows of 128 bytes);
+// the next 16 elements of k are 32 bytes further along the line. MN-major (V for P V: keys along
+// k, dims along n): lbo is the distance between 64-column slabs, sbo between groups of 8 keys.
+__device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo)
+{
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 |
+           (uint64_t)((sbo & 0x3FFFF) >> 4) << 32 | 1ull << 62;
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WG_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define WG_ASM(...) __trap()
+#endif
+
+__device__ __forceinline__ void wg_fence()
+{
+    WG_ASM("wgmma.fence.sync.aligned;" ::: "memory");
+}
+
+__device__ __forceinline__ void wg_commit()
+{
+    WG_ASM("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+
+__device__ __forceinline__ void wg_wait_all()
+{
+    WG_ASM("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+}
+
+#define WG_F4(d, i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
+#define WG_D32(d) WG_F4(d, 0), WG_F4(d, 1), WG_F4(d, 2), WG_F4(d, 3), WG_F4(d, 4), WG_F4(d, 5), WG_F4(d, 6), WG_F4(d, 7)
+#define WG_D64(d)                                                                                                    \
+    WG_D32(d), WG_F4(d, 8), WG_F4(d, 9), WG_F4(d, 10), WG_F4(d, 11), WG_F4(d, 12), WG_F4(d, 13), WG_F4(d, 14),      \
+        WG_F4(d, 15)
+#define WG_R32                                                                                                       \
+    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,"    \
+    "%29,%30,%31}"
+#define WG_R64                                                                                                       \
+    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,"    \
+    "%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,"   \
+    "%56,%57,%58,%59,%60,%61,%62,%63}"
+
+// S (64 rows x 64 keys, f32) = Q K^T over 16 dims: A (Q) and B (K) K-major in shared memory;
+// first: S = the product (else S += it).
+// O (64 rows x 128 dims, f32) += P V over 16 keys: A (P) in registers (mma.sync's A layout per
+// warp), B (V) MN-major in shared memory (imm-trans-b 1).
+#define WG_PRODUCTS(T)                                                                                               \
+    static __device__ __forceinline__ void qk(float (&d)[8][4], uint64_t da, uint64_t db, bool first)               \
+    {                                                                                                                \
+        WG_ASM("{\n.reg .pred p;\nsetp.eq.u32 p, %34, 0;\n"                                                          \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T " " WG_R32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"   \
+               : WG_D32(d)                                                                                           \
+               : "l"(da), "l"(db), "r"((uint32_t)first));                                                           \
+    }                                                                                                                \
+    static __device__ __forceinline__ void pv(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db)               \
+    {                                                                                                                \
+        WG_ASM("{\n.reg .pred p;\nsetp.ne.u32 p, %69, 0;\n"                                                          \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." T "." T " " WG_R64                                    \
+               ", {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"                                                          \
+               : WG_D64(d)                                                                                           \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1u));                                      \
+    }
+
+template <typename KV> struct Wg;
+template <> struct Wg<__nv_bfloat16> {
+    WG_PRODUCTS("bf16")
+};
+template <> struct Wg<__half> {
+    WG_PRODUCTS("f16")
+};
+
+// Keys j0 .. j0 + WG_BN - 1 of K and V into a stage by the producer's 128 threads (keys at or past
+// `valid` zero-filled), as one cp.async group.
+__device__ __forceinline__ void wg_load_tile(const mlxn_attention_args &a, const char *kbase, const char *vbase, int j0,
+                                             int valid, uint32_t ks, int ptid)
+{
+#pragma unroll 4
+    for (int i = ptid; i < WG_BN * (WG_D / 8); i += 128) {
+        const int row = i >> 4, ch = i & 15, j = j0 + row;
+        const bool in = j < valid;
+        const uint32_t off = (uint32_t)Swizzled<WG_BN>::chunk(row, ch);
+        cp_async16(ks + off, kbase + (in ? j : 0) * a.k.s2 + ch * 16, in ? 16 : 0);
+        cp_async16(ks + WG_KV_BYTES + off, vbase + (in ? j : 0) * a.v.s2 + ch * 16, in ? 16 : 0);
+    }
+    cp_async_commit();
+}
+
+template <typename KV>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+    attention_prefill_wgmma(const mlxn_attention_args a, const KeySplit sp, QMode q_mode)
+{
+    extern __shared__ unsigned char smem_raw[];
+    const uint32_t raw = smem_addr(smem_raw), base = (raw + 1023) & ~1023u;
+    char *smem = reinterpret_cast<char *>(smem_raw) + (base - raw);
+    const uint32_t q_base = base, kv_base = base + 2 * WG_Q_BYTES;
+    uint64_t *full = reinterpret_cast<uint64_t *>(smem + 2 * WG_Q_BYTES + WG_STAGES * WG_STAGE_BYTES);
+    uint64_t *empty = full + WG_STAGES;
+    const int tid = threadIdx.x, wg = tid >> 7;
+    if (tid == 0) {
+        for (int s = 0; s < WG_STAGES; s++) {
+            mbar_init(&full[s], 128); // every producer thread, once its copies landed
+            mbar_init(&empty[s], 8);  // every consumer warp
+        }
+        mbar_init_fence();
+    }
+    __syncthreads();
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    // the block: (batch row, KV head) blockIdx.x, row tile blockIdx.y (the last rows, which see the
+    // most keys, first), key split blockIdx.z
+    const int G = (int)(a.Hq / a.Hkv), R = G * (int)a.Tq, Hkv = (int)a.Hkv;
+    const int row0 = ((R + WG_BM - 1) / WG_BM - 1 - (int)blockIdx.y) * WG_BM;
+    const int b = (int)blockIdx.x / Hkv, hk = (int)blockIdx.x % Hkv, first = a.pos[b];
+    const int rows_here = R - row0 < WG_BM ? R - row0 : WG_BM;
+    if (!pos_in_range(a, first)) {
+        if (sp.splits == 1 && wg < 2) // with splits the merge kernel writes the NaN rows
+            prefill_nan_rows<WG_D>(a, b, hk, G, row0, rows_here, tid, 256);
+        return;
+    }
+    const int valid = first + (int)a.Tq;
+    const int64_t k0_wide = (int64_t)blockIdx.z * sp.chunk;
+    if (k0_wide >= valid)
+        return; // a split past the valid keys: the merge does not read it
+    const int k0 = (int)k0_wide, k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
+    int blo, bhi;
+    rows_keys_any(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
+    const int kt0 = blo / WG_BN, n_tiles = blo < bhi ? (bhi - 1) / WG_BN + 1 - kt0 : 0;
+
+    if (wg == 2) { // producer
+        const int ptid = tid - 256;
+        const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
+        for (int it = 0; it < n_tiles; it++) {
+            const int s = it % WG_STAGES;
+            if (it >= WG_STAGES)
+                mbar_wait(&empty[s], (uint32_t)(it / WG_STAGES - 1) & 1);
+            wg_load_tile(a, kbase, vbase, (kt0 + it) * WG_BN, valid, kv_base + (uint32_t)s * WG_STAGE_BYTES, ptid);
+            if (it >= WG_AHEAD) {
+                cp_async_wait<WG_AHEAD>();
+                fence_proxy_async_shared();
+                mbar_arrive(&full[(it - WG_AHEAD) % WG_STAGES]);
+            }
+        }
+        cp_async_wait<0>();
+        fence_proxy_async_shared();
+        for (int it = n_tiles - WG_AHEAD > 0 ? n_tiles - WG_AHEAD : 0; it < n_tiles; it++)
+            mbar_arrive(&full[it % WG_STAGES]);
+        return;
+    }
+
+    // consumer warpgroup wg: rows [grow0, grow0 + 64); this warp's 16 of them from wr.wrow0
+    const int wtid = tid & 127, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+    const int grow0 = row0 + wg * 64, grows = rows_here - wg * 64 < 0 ? 0 : rows_here - wg * 64 > 64 ? 64 : rows_here - wg * 64;
+    const uint32_t qs = q_base + (uint32_t)wg * WG_Q_BYTES;
+    stage_q<KV, WG_D, 64, 128, Swizzled<64>>(a, q_mode, b, hk, G, grow0, grows, smem + wg * WG_Q_BYTES, wtid);
+    fence_proxy_async_shared(); // q's stores, before wgmma reads them
+    asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");
+    int glo = 0, ghi = 0; // the keys any row of the warpgroup sees
+    if (grows > 0)
+        rows_keys_any(a, first, grow0, grow0 + grows - 1, G, k0, k1, glo, ghi);
+    WarpRows wr = {first, k0, k1, R, G, grow0 + (wtid >> 5) * 16, 0, 0};
+    if (wr.wrow0 < R)
+        rows_keys_all(a, first, wr.wrow0, wr.wrow0 + 15 < R ? wr.wrow0 + 15 : R - 1, G, k0, k1, wr.flo, wr.fhi);
+    const float scale_log2 = a.scale * LOG2E;
+    float oacc[1][WG_D / 8][4];
+#pragma unroll
+    for (int i = 0; i < WG_D / 8; i++)
+        oacc[0][i][0] = oacc[0][i][1] = oacc[0][i][2] = oacc[0][i][3] = 0.0f;
+    float mrow[1][2] = {{-INFINITY, -INFINITY}}, lrow[1][2] = {{0.0f, 0.0f}};
+#pragma unroll 1
+    for (int it = 0; it < n_tiles; it++) {
+        const int s = it % WG_STAGES, j0 = (kt0 + it) * WG_BN;
+        mbar_wait(&full[s], (uint32_t)(it / WG_STAGES) & 1);
+        if (j0 < ghi && j0 + WG_BN > glo) { // (uniform over the warpgroup, as wgmma needs)
+            const uint32_t ks = kv_base + (uint32_t)s * WG_STAGE_BYTES, vs = ks + WG_KV_BYTES;
+            float sacc[1][WG_BN / 8][4];
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < WG_D / 16; kk++) {
+                const uint32_t k_off = (uint32_t)(kk >> 2) * 64 * 128 + (uint32_t)(kk & 3) * 32;
+                Wg<KV>::qk(sacc[0], wg_desc(qs + k_off, 16, 1024),
+                           wg_desc(ks + (uint32_t)(kk >> 2) * WG_BN * 128 + (uint32_t)(kk & 3) * 32, 16, 1024), kk == 0);
+            }
+            wg_commit();
+            wg_wait_all();
+            float al[1][2];
+            if (prefill_softmax<1, WG_BN / 8>(a, wr, j0, g, tq, scale_log2, sacc, mrow, lrow, al))
+#pragma unroll
+                for (int i = 0; i < WG_D / 8; i++) {
+                    oacc[0][i][0] *= al[0][0];
+                    oacc[0][i][1] *= al[0][0];
+                    oacc[0][i][2] *= al[0][1];
+                    oacc[0][i][3] *= al[0][1];
+                }
+            uint32_t pf[WG_BN / 16][4];
+#pragma unroll
+            for (int kb = 0; kb < WG_BN / 16; kb++) {
+                pf[kb][0] = Mma<KV>::pack(sacc[0][2 * kb][0], sacc[0][2 * kb][1]);
+                pf[kb][1] = Mma<KV>::pack(sacc[0][2 * kb][2], sacc[0][2 * kb][3]);
+                pf[kb][2] = Mma<KV>::pack(sacc[0][2 * kb + 1][0], sacc[0][2 * kb + 1][1]);
+                pf[kb][3] = Mma<KV>::pack(sacc[0][2 * kb + 1][2], sacc[0][2 * kb + 1][3]);
+            }
+            wg_fence();
+#pragma unroll
+            for (int kb = 0; kb < WG_BN / 16; kb++)
+                Wg<KV>::pv(oacc[0], pf[kb], wg_desc(vs + (uint32_t)kb * 16 * 128, WG_BN * 128, 1024));
+            wg_commit();
+            wg_wait_all();
+        }
+        __syncwarp();
+        if (lane == 0)
+            mbar_arrive(&empty[s]);
+    }
+    prefill_store<1, WG_D>(a, sp, (int)blockIdx.z, b, hk, wr, g, tq, oacc, mrow, lrow);
+}
+
+bool sm90_device()
+{
+    int dev = 0, major = 0, minor = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+           minor == 0;
+}
+
+} // namespace
+
+namespace mlxn_cuda {
+
+bool attention_prefill_wgmma_fits(const mlxn_attention_args &a, const KeySplit &sp)
+{
+    const int64_t tiles = (a.Hq / a.Hkv * a.Tq + WG_BM - 1) / WG_BM;
+    return a.D == WG_D && (a.kv_dtype == MLXN_DTYPE_F16 || a.kv_dtype == MLXN_DTYPE_BF16) &&
+           a.B * a.Hkv <= INT32_MAX && tiles <= 65535 && sp.splits <= 65535 && sm90_device();
+}
+
+cudaError_t launch_attention_prefill_wgmma(const mlxn_attention_args &a, const KeySplit &sp, QMode q_mode,
+                                           cudaStream_t s, bool pdl)
+{
+    static unsigned long long smem_done[2];
+    const bool f16 = a.kv_dtype == MLXN_DTYPE_F16;
+    auto kernel = f16 ? attention_prefill_wgmma<__half> : attention_prefill_wgmma<__nv_bfloat16>;
+    cudaError_t e = allow_smem(kernel, WG_SMEM, smem_done[f16]);
+    if (e != cudaSuccess)
+        return e;
+    const int64_t tiles = (a.Hq / a.Hkv * a.Tq + WG_BM - 1) / WG_BM;
+    return launch(kernel, dim3((unsigned)(a.B * a.Hkv), (unsigned)tiles, (unsigned)sp.splits), dim3(WG_THREADS),
+                  WG_SMEM, s, pdl, a, sp, q_mode);
+}
+
+} // namespace mlxn_cuda
