@@ -24,6 +24,8 @@
 //       from the cache capacity S at launch, never from pos, which lives in device memory and
 //       may change between replays of a captured graph: blocks whose split starts past the
 //       valid keys exit at once), and attention_merge combines the splits below pos[b] + Tq.
+//       attention_prefill_wgmma (attention_prefill_wgmma.cu) takes D 128 on an sm_90 device:
+//       the same contract and splits on Hopper's warpgroup tensor cores.
 //
 //   attention_generic
 //       everything else (f32 and q8_0 caches with many rows, D 512 with many rows, odd head

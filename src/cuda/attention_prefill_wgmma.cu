@@ -23,16 +23,19 @@
 
 namespace {
 
-constexpr int WG_D = 128;                  // head dim
-constexpr int WG_BM = 128;                 // rows a block (two consumer warpgroups of 64)
-constexpr int WG_BN = 64;                  // keys a tile
-constexpr int WG_STAGES = 4;               // tiles in the ring
-constexpr int WG_AHEAD = WG_STAGES - 2;    // tiles a producer thread has in flight past the one it signals
-constexpr int WG_THREADS = 384;            // consumers: warpgroups 0, 1; producer: warpgroup 2
-constexpr uint32_t WG_Q_BYTES = 64 * WG_D * 2;             // one consumer's q rows (16 KB)
-constexpr uint32_t WG_KV_BYTES = WG_BN * WG_D * 2;         // K (or V) of a tile (16 KB)
+constexpr int WG_D = 128;       // head dim
+constexpr int WG_BM = 128;      // rows a block (two consumer warpgroups of 64)
+constexpr int WG_BN = 128;      // keys a tile
+constexpr int WG_STAGES = 3;    // tiles in the ring (as many as the shared memory holds)
+constexpr int WG_THREADS = 384; // consumers: warpgroups 0, 1; producer: warpgroup 2
+constexpr uint32_t WG_Q_BYTES = 64 * WG_D * 2;      // one consumer's q rows (16 KB)
+constexpr uint32_t WG_KV_BYTES = WG_BN * WG_D * 2;  // K (or V) of a tile (32 KB)
 constexpr uint32_t WG_STAGE_BYTES = 2 * WG_KV_BYTES;
 constexpr size_t WG_SMEM = 1024 /* alignment */ + 2 * WG_Q_BYTES + WG_STAGES * WG_STAGE_BYTES + 2 * WG_STAGES * 8;
+// registers a thread after the split (setmaxnreg): the producer's copies need few, the
+// consumers' S (64), P (32) and O (64) accumulators many; 128 x 56 + 256 x 224 <= 65536
+constexpr int WG_PRODUCER_REGS = 56, WG_CONSUMER_REGS = 224;
+static_assert(128 * WG_PRODUCER_REGS + 256 * WG_CONSUMER_REGS <= 65536, "the register file");
 
 // Chunk ch (elements 8 ch .. 8 ch + 7) of row r of a ROWS x 128 tile: slab ch / 8 (ROWS rows of
 // 128 bytes), the chunk's place in its row XOR-swizzled by r % 8. Slabs start 1024-byte aligned.
@@ -76,28 +79,24 @@ __device__ __forceinline__ void wg_wait_all()
 }
 
 #define WG_F4(d, i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
-#define WG_D32(d) WG_F4(d, 0), WG_F4(d, 1), WG_F4(d, 2), WG_F4(d, 3), WG_F4(d, 4), WG_F4(d, 5), WG_F4(d, 6), WG_F4(d, 7)
 #define WG_D64(d)                                                                                                    \
-    WG_D32(d), WG_F4(d, 8), WG_F4(d, 9), WG_F4(d, 10), WG_F4(d, 11), WG_F4(d, 12), WG_F4(d, 13), WG_F4(d, 14),      \
+    WG_F4(d, 0), WG_F4(d, 1), WG_F4(d, 2), WG_F4(d, 3), WG_F4(d, 4), WG_F4(d, 5), WG_F4(d, 6), WG_F4(d, 7), WG_F4(d, 8), WG_F4(d, 9), WG_F4(d, 10), WG_F4(d, 11), WG_F4(d, 12), WG_F4(d, 13), WG_F4(d, 14),      \
         WG_F4(d, 15)
-#define WG_R32                                                                                                       \
-    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,"    \
-    "%29,%30,%31}"
 #define WG_R64                                                                                                       \
     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,"    \
     "%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,"   \
     "%56,%57,%58,%59,%60,%61,%62,%63}"
 
-// S (64 rows x 64 keys, f32) = Q K^T over 16 dims: A (Q) and B (K) K-major in shared memory;
-// first: S = the product (else S += it).
+// S (64 rows x 128 keys, f32) = Q K^T over 16 dims: A (Q) and B (K) K-major in shared
+// memory; first: S = the product (else S += it).
 // O (64 rows x 128 dims, f32) += P V over 16 keys: A (P) in registers (mma.sync's A layout per
 // warp), B (V) MN-major in shared memory (imm-trans-b 1).
 #define WG_PRODUCTS(T)                                                                                               \
-    static __device__ __forceinline__ void qk(float (&d)[8][4], uint64_t da, uint64_t db, bool first)               \
+    static __device__ __forceinline__ void qk(float (&d)[16][4], uint64_t da, uint64_t db, bool first)              \
     {                                                                                                                \
-        WG_ASM("{\n.reg .pred p;\nsetp.eq.u32 p, %34, 0;\n"                                                          \
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T " " WG_R32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"   \
-               : WG_D32(d)                                                                                           \
+        WG_ASM("{\n.reg .pred p;\nsetp.eq.u32 p, %66, 0;\n"                                                          \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." T "." T " " WG_R64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"  \
+               : WG_D64(d)                                                                                           \
                : "l"(da), "l"(db), "r"((uint32_t)first));                                                           \
     }                                                                                                                \
     static __device__ __forceinline__ void pv(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db)               \
@@ -117,8 +116,33 @@ template <> struct Wg<__half> {
     WG_PRODUCTS("f16")
 };
 
-// Keys j0 .. j0 + WG_BN - 1 of K and V into a stage by the producer's 128 threads (keys at or past
-// `valid` zero-filled), as one cp.async group.
+// Whether the phase of bar with the given parity has completed (without waiting).
+__device__ __forceinline__ bool mbar_test(uint64_t *bar, uint32_t parity)
+{
+    uint32_t done;
+    asm volatile("{\n\t.reg .pred p;\n\tmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n}"
+                 : "=r"(done)
+                 : "r"(smem_addr(bar)), "r"(parity)
+                 : "memory");
+    return done != 0;
+}
+
+// cp_async_wait<n> for a run-time n in [0, MAX].
+template <int MAX> __device__ __forceinline__ void cp_async_wait_dyn(int n)
+{
+    if constexpr (MAX > 0) {
+        if (n >= MAX) {
+            cp_async_wait<MAX>();
+            return;
+        }
+        cp_async_wait_dyn<MAX - 1>(n);
+    } else {
+        cp_async_wait<0>();
+    }
+}
+
+// Keys j0 .. j0 + WG_BN - 1 of K and V into a stage by the producer's 128 threads (keys at or
+// past `valid` zero-filled), as one cp.async group.
 __device__ __forceinline__ void wg_load_tile(const mlxn_attention_args &a, const char *kbase, const char *vbase, int j0,
                                              int valid, uint32_t ks, int ptid)
 {
@@ -133,10 +157,43 @@ __device__ __forceinline__ void wg_load_tile(const mlxn_attention_args &a, const
     cp_async_commit();
 }
 
+// The producer warpgroup: tiles 0 .. n_tiles - 1 (keys from kt0 WG_BN) into the ring. Each thread
+// on its own: it refills a stage as soon as the consumers released it and, when it cannot,
+// signals its oldest tile in flight once its copies landed, so a landed tile never waits behind
+// a refill the consumers hold up.
+__device__ __forceinline__ void wg_produce(const mlxn_attention_args &a, int b, int hk, int kt0, int n_tiles,
+                                          int valid, uint32_t kv_base, uint64_t *full, uint64_t *empty, int ptid)
+{
+    const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
+    int issued = 0, signaled = 0;
+    while (signaled < n_tiles) {
+        if (issued < n_tiles) {
+            const int s = issued % WG_STAGES;
+            const uint32_t parity = (uint32_t)(issued / WG_STAGES - 1) & 1;
+            bool free = issued < WG_STAGES;
+            if (!free && signaled == issued) { // nothing to signal: wait for the stage
+                mbar_wait(&empty[s], parity);
+                free = true;
+            }
+            if (free || mbar_test(&empty[s], parity)) {
+                wg_load_tile(a, kbase, vbase, (kt0 + issued) * WG_BN, valid, kv_base + (uint32_t)s * WG_STAGE_BYTES,
+                             ptid);
+                issued++;
+                continue;
+            }
+        }
+        cp_async_wait_dyn<WG_STAGES - 1>(issued - signaled - 1); // the oldest landed
+        fence_proxy_async_shared(); // cp.async wrote through the generic proxy; wgmma reads through the async one
+        mbar_arrive(&full[signaled % WG_STAGES]);
+        signaled++;
+    }
+}
+
 template <typename KV>
 __global__ void __launch_bounds__(WG_THREADS, 1)
     attention_prefill_wgmma(const mlxn_attention_args a, const KeySplit sp, QMode q_mode)
 {
+    constexpr int NT = WG_BN / 8, DT = WG_D / 8;
     extern __shared__ unsigned char smem_raw[];
     const uint32_t raw = smem_addr(smem_raw), base = (raw + 1023) & ~1023u;
     char *smem = reinterpret_cast<char *>(smem_raw) + (base - raw);
@@ -174,44 +231,33 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     rows_keys_any(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
     const int kt0 = blo / WG_BN, n_tiles = blo < bhi ? (bhi - 1) / WG_BN + 1 - kt0 : 0;
 
-    if (wg == 2) { // producer
-        const int ptid = tid - 256;
-        const char *kbase = a.k.base + b * a.k.s0 + hk * a.k.s1, *vbase = a.v.base + b * a.v.s0 + hk * a.v.s1;
-        for (int it = 0; it < n_tiles; it++) {
-            const int s = it % WG_STAGES;
-            if (it >= WG_STAGES)
-                mbar_wait(&empty[s], (uint32_t)(it / WG_STAGES - 1) & 1);
-            wg_load_tile(a, kbase, vbase, (kt0 + it) * WG_BN, valid, kv_base + (uint32_t)s * WG_STAGE_BYTES, ptid);
-            if (it >= WG_AHEAD) {
-                cp_async_wait<WG_AHEAD>();
-                fence_proxy_async_shared();
-                mbar_arrive(&full[(it - WG_AHEAD) % WG_STAGES]);
-            }
-        }
-        cp_async_wait<0>();
-        fence_proxy_async_shared();
-        for (int it = n_tiles - WG_AHEAD > 0 ? n_tiles - WG_AHEAD : 0; it < n_tiles; it++)
-            mbar_arrive(&full[it % WG_STAGES]);
+    if (wg == 2) {
+        WG_ASM("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(WG_PRODUCER_REGS));
+        wg_produce(a, b, hk, kt0, n_tiles, valid, kv_base, full, empty, tid - 256);
         return;
     }
+    WG_ASM("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(WG_CONSUMER_REGS));
 
     // consumer warpgroup wg: rows [grow0, grow0 + 64); this warp's 16 of them from wr.wrow0
     const int wtid = tid & 127, lane = tid & 31, g = lane >> 2, tq = lane & 3;
-    const int grow0 = row0 + wg * 64, grows = rows_here - wg * 64 < 0 ? 0 : rows_here - wg * 64 > 64 ? 64 : rows_here - wg * 64;
+    const int grow0 = row0 + wg * 64;
+    const int grows = rows_here - wg * 64 < 0 ? 0 : rows_here - wg * 64 > 64 ? 64 : rows_here - wg * 64;
     const uint32_t qs = q_base + (uint32_t)wg * WG_Q_BYTES;
     stage_q<KV, WG_D, 64, 128, Swizzled<64>>(a, q_mode, b, hk, G, grow0, grows, smem + wg * WG_Q_BYTES, wtid);
     fence_proxy_async_shared(); // q's stores, before wgmma reads them
     asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");
-    int glo = 0, ghi = 0; // the keys any row of the warpgroup sees
+    // the keys some row of the warpgroup sees [glo, ghi): the other tiles are only waited for and
+    // released (a stage's "empty" phase counts every consumer warp)
+    int glo = 0, ghi = 0;
     if (grows > 0)
         rows_keys_any(a, first, grow0, grow0 + grows - 1, G, k0, k1, glo, ghi);
     WarpRows wr = {first, k0, k1, R, G, grow0 + (wtid >> 5) * 16, 0, 0};
     if (wr.wrow0 < R)
         rows_keys_all(a, first, wr.wrow0, wr.wrow0 + 15 < R ? wr.wrow0 + 15 : R - 1, G, k0, k1, wr.flo, wr.fhi);
     const float scale_log2 = a.scale * LOG2E;
-    float oacc[1][WG_D / 8][4];
+    float oacc[1][DT][4];
 #pragma unroll
-    for (int i = 0; i < WG_D / 8; i++)
+    for (int i = 0; i < DT; i++)
         oacc[0][i][0] = oacc[0][i][1] = oacc[0][i][2] = oacc[0][i][3] = 0.0f;
     float mrow[1][2] = {{-INFINITY, -INFINITY}}, lrow[1][2] = {{0.0f, 0.0f}};
 #pragma unroll 1
@@ -220,25 +266,26 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         mbar_wait(&full[s], (uint32_t)(it / WG_STAGES) & 1);
         if (j0 < ghi && j0 + WG_BN > glo) { // (uniform over the warpgroup, as wgmma needs)
             const uint32_t ks = kv_base + (uint32_t)s * WG_STAGE_BYTES, vs = ks + WG_KV_BYTES;
-            float sacc[1][WG_BN / 8][4];
+            // S = Q K^T
+            float sacc[1][NT][4];
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < WG_D / 16; kk++) {
-                const uint32_t k_off = (uint32_t)(kk >> 2) * 64 * 128 + (uint32_t)(kk & 3) * 32;
-                Wg<KV>::qk(sacc[0], wg_desc(qs + k_off, 16, 1024),
-                           wg_desc(ks + (uint32_t)(kk >> 2) * WG_BN * 128 + (uint32_t)(kk & 3) * 32, 16, 1024), kk == 0);
-            }
+            for (int kk = 0; kk < WG_D / 16; kk++)
+                Wg<KV>::qk(sacc[0], wg_desc(qs + (uint32_t)(kk >> 2) * 64 * 128 + (uint32_t)(kk & 3) * 32, 16, 1024),
+                           wg_desc(ks + (uint32_t)(kk >> 2) * WG_BN * 128 + (uint32_t)(kk & 3) * 32, 16, 1024),
+                           kk == 0);
             wg_commit();
             wg_wait_all();
             float al[1][2];
-            if (prefill_softmax<1, WG_BN / 8>(a, wr, j0, g, tq, scale_log2, sacc, mrow, lrow, al))
+            if (prefill_softmax<1, NT>(a, wr, j0, g, tq, scale_log2, sacc, mrow, lrow, al))
 #pragma unroll
-                for (int i = 0; i < WG_D / 8; i++) {
+                for (int i = 0; i < DT; i++) {
                     oacc[0][i][0] *= al[0][0];
                     oacc[0][i][1] *= al[0][0];
                     oacc[0][i][2] *= al[0][1];
                     oacc[0][i][3] *= al[0][1];
                 }
+            // O += P V, P from the weights in registers, 16 keys a step
             uint32_t pf[WG_BN / 16][4];
 #pragma unroll
             for (int kb = 0; kb < WG_BN / 16; kb++) {
