@@ -1036,7 +1036,8 @@ typedef struct attn_row {
  * bytes per 32 elements: 136 and 272 MiB). GB/s counts the K and V bytes the call must read (for
  * q8_0 the blocks as stored), against the copy ceiling. Prefill: a 4096-token causal chunk,
  * bf16, 32 heads of 128 over 8 KV heads; TFLOP/s counts the causal half, 4 D flops per visible
- * (query, key) pair (q.k and p v). Then the decode calls of the two default models, one
+ * (query, key) pair (q.k and p v); the same for 2048-token chunks of the default models' shapes
+ * (f16, no sliding window). Then the decode calls of the two default models, one
  * sequence in a 4096-slot cache filled to 128 and to 4096 keys: SmolLM2 (9 query heads over 3
  * of 64) and Gemma 3 270M (4 over 1 of 256), bound by latency, not bytes, at these sizes. */
 static const attn_row attn_rows[] = {
@@ -1048,6 +1049,8 @@ static const attn_row attn_rows[] = {
     {4, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},
     {1, 1, 32, 8, 32768, 128, MLXN_DTYPE_F32, MLXN_DTYPE_Q8_0, 0},
     {1, 4096, 32, 8, 4096, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 0},
+    {1, 2048, 9, 3, 2048, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F16, 0},
+    {1, 2048, 4, 1, 2048, 256, MLXN_DTYPE_F16, MLXN_DTYPE_F16, 0},
     {1, 1, 9, 3, 4096, 64, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 128},
     {1, 1, 9, 3, 4096, 64, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 4096},
     {1, 1, 4, 1, 4096, 256, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 128},

@@ -795,9 +795,11 @@ void test_attention(test_devices *devs, rng *g)
         /* prefill chunks */
         {1, 64, 8, 2, 1024, 128}, {3, 130, 4, 1, 700, 64}, {1, 130, 4, 1, 2048, 256}, {3, 64, 8, 8, 256, 80},
         {1, 130, 6, 3, 900, 96},  {1, 64, 2, 1, 512, 512},  {1, 257, 8, 2, 1100, 128},
-        /* D 128 prefill (CUDA sm_90: the wgmma kernel): batch rows at their own positions,
-         * groups of 4, 8 and 3 (row tiles that end inside a group, a warpgroup with no rows) */
+        /* prefill of D 64, 128 and 256 (CUDA sm_90: the wgmma kernel): batch rows at their own
+         * positions, groups of 4, 8 and 3 (row tiles that end inside a group, a warpgroup with
+         * no rows); SmolLM2's and Gemma 3's groupings */
         {2, 100, 16, 4, 1500, 128}, {1, 200, 8, 1, 2500, 128}, {3, 50, 12, 4, 400, 128},
+        {2, 100, 9, 3, 1500, 64},   {1, 300, 4, 1, 1200, 256},
         /* a group of 16 heads decoding (CUDA: tensor cores, keys split); a head dim no fast
          * kernel takes */
         {1, 1, 16, 1, 3000, 128}, {2, 3, 4, 2, 150, 100},

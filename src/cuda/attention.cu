@@ -24,8 +24,8 @@
 //       from the cache capacity S at launch, never from pos, which lives in device memory and
 //       may change between replays of a captured graph: blocks whose split starts past the
 //       valid keys exit at once), and attention_merge combines the splits below pos[b] + Tq.
-//       attention_prefill_wgmma (attention_prefill_wgmma.cu) takes D 128 on an sm_90 device:
-//       the same contract and splits on Hopper's warpgroup tensor cores.
+//       attention_prefill_wgmma (attention_prefill_wgmma.cu) takes D 64, 128 and 256 on an sm_90
+//       device: the same contract and splits on Hopper's warpgroup tensor cores.
 //
 //   attention_generic
 //       everything else (f32 and q8_0 caches with many rows, D 512 with many rows, odd head
@@ -438,21 +438,23 @@ template <typename KV, int D>
 cudaError_t launch_prefill(const mlxn_attention_args &a, void *scratch, size_t scratch_bytes, int sms, cudaStream_t s,
                            bool pdl)
 {
-    static unsigned long long smem_done;
-    auto kernel = attention_prefill_mma<KV, D>;
-    const size_t smem = PrefillShape<D>::SMEM;
-    cudaError_t e = allow_smem(kernel, smem, smem_done);
-    if (e != cudaSuccess)
-        return e;
-    const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + PrefillShape<D>::BM - 1) / PrefillShape<D>::BM;
+    int block_rows = PrefillShape<D>::BM, tile_keys = PrefillShape<D>::BN;
+    const bool wgmma = attention_prefill_wgmma_plan(a, block_rows, tile_keys);
+    const int64_t rows = a.Hq / a.Hkv * a.Tq, tiles = (rows + block_rows - 1) / block_rows;
     // few row tiles (decode of large groups, short chunks of one sequence): split the keys too
-    const KeySplit sp = plan_split(a, tiles * a.B * a.Hkv, PrefillShape<D>::BN, scratch, scratch_bytes, sms);
+    const KeySplit sp = plan_split(a, tiles * a.B * a.Hkv, tile_keys, scratch, scratch_bytes, sms);
     const QMode q_mode = prefill_q_mode(a);
-    if (D == 128 && attention_prefill_wgmma_fits(a, sp))
+    cudaError_t e;
+    if (wgmma) {
         e = launch_attention_prefill_wgmma(a, sp, q_mode, s, pdl);
-    else
-        e = launch(kernel, dim3(grid_dim(a.B * a.Hkv, INT32_MAX), grid_dim(tiles, 65535), (unsigned)sp.splits),
-               dim3(PF_THREADS), smem, s, pdl, a, sp, q_mode);
+    } else {
+        static unsigned long long smem_done;
+        auto kernel = attention_prefill_mma<KV, D>;
+        e = allow_smem(kernel, PrefillShape<D>::SMEM, smem_done);
+        if (e == cudaSuccess)
+            e = launch(kernel, dim3(grid_dim(a.B * a.Hkv, INT32_MAX), grid_dim(tiles, 65535), (unsigned)sp.splits),
+                       dim3(PF_THREADS), PrefillShape<D>::SMEM, s, pdl, a, sp, q_mode);
+    }
     if (e != cudaSuccess || sp.splits == 1)
         return e;
     return launch_merge(a, sp, s, pdl);

@@ -5,7 +5,7 @@
  *   rows per KV head (Hq / Hkv * Tq) <= MLXN_CUDA_ATTENTION_DECODE_ROWS, D a multiple of 8:
  *       decode kernel: f32 arithmetic, split over the keys (q8_0 caches too, read as stored)
  *   f16 / bf16 cache, D in {64, 80, 96, 128, 256}, more rows:
- *       tensor-core kernels (mma.sync; wgmma for D 128 on sm_90): q rounded to the cache's
+ *       tensor-core kernels (mma.sync; wgmma for D 64, 128, 256 on sm_90): q rounded to the cache's
  *       type, P rounded to it before P V
  *   otherwise (q8_0 caches with more rows included): the generic SIMT kernel (f32 arithmetic) */
 #ifndef MLXN_CUDA_ATTENTION_PLAN_H

@@ -14,7 +14,7 @@ namespace mlxn_cuda {
 // combines them. With one split the blocks write o themselves.
 struct KeySplit {
     int splits;
-    int chunk;      // keys per split (a multiple of the kernel's key tile)
+    int chunk;      // keys per split (a multiple of the kernel's key tile: any key count is correct)
     float *part_o;  // [B * Tq * Hq][splits][D]
     float *part_ml; // [B * Tq * Hq][splits][2]: max (natural-log units) and sum
 };
@@ -24,10 +24,11 @@ struct KeySplit {
 // (rounded in registers).
 enum QMode { Q_ANY, Q_SAME16, Q_F32_16 };
 
-// attention_prefill_wgmma (attention_prefill_wgmma.cu), D 128 with f16 / bf16 caches, on an sm_90
-// device: one block per (batch row and KV head, 128-row tile, key split); false when the grid
-// exceeds that or the device is not sm_90 (the caller takes attention_prefill_mma then).
-bool attention_prefill_wgmma_fits(const mlxn_attention_args &a, const KeySplit &sp);
+// attention_prefill_wgmma (attention_prefill_wgmma.cu), D 64, 128 or 256 with f16 / bf16 caches,
+// on an sm_90 device running its sm_90a code: true when it takes the call, with its block's rows
+// and key tile (what the key split is planned for); false sends the call to
+// attention_prefill_mma. The launch takes splits up to 65535.
+bool attention_prefill_wgmma_plan(const mlxn_attention_args &a, int &rows_per_block, int &tile_keys);
 cudaError_t launch_attention_prefill_wgmma(const mlxn_attention_args &a, const KeySplit &sp, QMode q_mode,
                                            cudaStream_t s, bool pdl);
 
