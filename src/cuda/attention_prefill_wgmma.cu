@@ -89,6 +89,24 @@ __device__ __forceinline__ void wg_wait_all()
     WG_ASM("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 }
 
+// Pins a wgmma operand's registers in place (no instruction of the compiler's own moves across
+// it): around the issue and after the wait, so that no read or write of an accumulator or of P
+// lands while a product that uses it is in flight (PTX leaves the order of plain register
+// arithmetic against the asynchronous products to the compiler).
+template <int N> __device__ __forceinline__ void wg_pin(float (&x)[N][4])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+f"(x[i][0]), "+f"(x[i][1]), "+f"(x[i][2]), "+f"(x[i][3])::"memory");
+}
+
+template <int N> __device__ __forceinline__ void wg_pin(uint32_t (&x)[N][4])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+r"(x[i][0]), "+r"(x[i][1]), "+r"(x[i][2]), "+r"(x[i][3])::"memory");
+}
+
 #define WG_F4(d, i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
 #define WG_D32(d) WG_F4(d, 0), WG_F4(d, 1), WG_F4(d, 2), WG_F4(d, 3), WG_F4(d, 4), WG_F4(d, 5), WG_F4(d, 6), WG_F4(d, 7)
 #define WG_D64(d)                                                                                                    \
@@ -300,6 +318,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
             const uint32_t ks = kv_base + (uint32_t)s * W::STAGE_BYTES, vs = ks + W::KV_BYTES;
             // S = Q K^T: 16 dims a step, 4 steps a 64-column slab (32 bytes apart in its rows)
             float sacc[1][NT][4];
+            wg_pin(oacc[0]);
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++)
@@ -307,6 +326,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                            wg_desc(ks + (uint32_t)(kk >> 2) * BN * 128 + (uint32_t)(kk & 3) * 32, 16, 1024), kk == 0);
             wg_commit();
             wg_wait_all();
+            wg_pin(sacc[0]);
             float al[1][2];
             if (prefill_softmax<1, NT>(a, wr, j0, g, tq, scale_log2, sacc, mrow, lrow, al))
 #pragma unroll
@@ -327,6 +347,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                 pf[kb][3] = Mma<KV>::pack(sacc[0][2 * kb + 1][2], sacc[0][2 * kb + 1][3]);
             }
             constexpr int PN = D < 128 ? D : 128; // dims a product
+            wg_pin(oacc[0]);
+            wg_pin(pf);
             wg_fence();
 #pragma unroll
             for (int kb = 0; kb < BN / 16; kb++)
@@ -336,6 +358,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
                                wg_desc(vs + (uint32_t)kb * 16 * 128 + (uint32_t)h * 2 * BN * 128, BN * 128, 1024));
             wg_commit();
             wg_wait_all();
+            wg_pin(oacc[0]);
+            wg_pin(pf);
         }
         __syncwarp();
         if (lane == 0)
