@@ -380,13 +380,16 @@ bool wgmma_runs_here()
     if (__atomic_load_n(&checked, __ATOMIC_ACQUIRE) >> dev & 1)
         return __atomic_load_n(&good, __ATOMIC_RELAXED) >> dev & 1;
     int major = 0, minor = 0;
-    cudaFuncAttributes fa;
-    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
-                    major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes(&fa, attention_prefill_wgmma<__half, 128>) == cudaSuccess &&
-                    fa.ptxVersion >= 90;
-    (void)cudaGetLastError();
+    bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+              cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+              minor == 0;
+    if (ok) {
+        cudaFuncAttributes fa;
+        if (cudaFuncGetAttributes(&fa, attention_prefill_wgmma<__half, 128>) == cudaSuccess)
+            ok = fa.ptxVersion >= 90;
+        else
+            ok = false, (void)cudaGetLastError(); // its error is not the next launch's
+    }
     if (ok)
         __atomic_fetch_or(&good, 1ull << dev, __ATOMIC_RELAXED);
     __atomic_fetch_or(&checked, 1ull << dev, __ATOMIC_RELEASE);
