@@ -385,10 +385,10 @@ bool wgmma_runs_here()
               minor == 0;
     if (ok) {
         cudaFuncAttributes fa;
-        if (cudaFuncGetAttributes(&fa, attention_prefill_wgmma<__half, 128>) == cudaSuccess)
-            ok = fa.ptxVersion >= 90;
-        else
-            ok = false, (void)cudaGetLastError(); // its error is not the next launch's
+        ok = cudaFuncGetAttributes(&fa, attention_prefill_wgmma<__half, 128>) == cudaSuccess;
+        if (!ok)
+            (void)cudaGetLastError(); // its error is not the next launch's
+        ok = ok && fa.ptxVersion >= 90;
     }
     if (ok)
         __atomic_fetch_or(&good, 1ull << dev, __ATOMIC_RELAXED);
