@@ -182,10 +182,9 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
             }
             // this block's split of the keys: [k0, k1)
             const int valid = first + (int)a.Tq;
-            const int64_t k0_wide = (int64_t)blockIdx.z * sp.chunk;
-            if (k0_wide >= valid)
-                continue; // a split past the valid keys: the merge does not read it
-            const int k0 = (int)k0_wide, k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
+            int k0, k1;
+            if (!split_keys(sp, blockIdx.z, valid, k0, k1))
+                continue;
             stage_q<KV, D, BM, PF_THREADS, PaddedRows<D>>(a, q_mode, b, hk, G, row0, rows_here,
                                                            reinterpret_cast<char *>(qs), tid);
             // keys the block sees: from the first row's lo to the last row's hi, within the split

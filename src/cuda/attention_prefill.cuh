@@ -100,6 +100,18 @@ __device__ __forceinline__ void stage_q(const mlxn_attention_args &a, QMode mode
     }
 }
 
+// Split `split` of the keys of a batch row whose valid keys end at `valid`: [k0, k1); false when
+// it starts at or past them (such a block does nothing: the merge does not read it).
+__device__ __forceinline__ bool split_keys(const KeySplit &sp, unsigned split, int valid, int &k0, int &k1)
+{
+    const int64_t k0_wide = (int64_t)split * sp.chunk;
+    if (k0_wide >= valid)
+        return false;
+    k0 = (int)k0_wide;
+    k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
+    return true;
+}
+
 // What a warp's online softmax needs to know of its rows: the batch row's first query position,
 // the key split [k0, k1), the packed rows R and group size G, the warp's first row, and the keys
 // every one of its rows sees [flo, fhi) (lo and hi grow with the row).

@@ -270,10 +270,9 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
         return;
     }
     const int valid = first + (int)a.Tq;
-    const int64_t k0_wide = (int64_t)blockIdx.z * sp.chunk;
-    if (k0_wide >= valid)
-        return; // a split past the valid keys: the merge does not read it
-    const int k0 = (int)k0_wide, k1 = valid - k0 > sp.chunk ? k0 + sp.chunk : valid;
+    int k0, k1;
+    if (!split_keys(sp, blockIdx.z, valid, k0, k1))
+        return;
     int blo, bhi;
     rows_keys_any(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
     const int kt0 = blo / BN, n_tiles = blo < bhi ? (bhi - 1) / BN + 1 - kt0 : 0;
