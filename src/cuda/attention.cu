@@ -189,15 +189,15 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                                                            reinterpret_cast<char *>(qs), tid);
             // keys the block sees: from the first row's lo to the last row's hi, within the split
             int blo, bhi;
-            rows_keys_any(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
+            rows_keys<false>(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
             // this warp's rows: the keys any of them sees [wlo, whi) and the keys all of them see
             // [flo, fhi) (lo and hi grow with the row)
             WarpRows wr = {first, k0, k1, R, G, row0 + warp * 16 * MW, 0, 0};
             int wlo = 0, whi = 0;
             if (wr.wrow0 < R) {
                 const int wlast = wr.wrow0 + 16 * MW - 1 < R ? wr.wrow0 + 16 * MW - 1 : R - 1;
-                rows_keys_any(a, first, wr.wrow0, wlast, G, k0, k1, wlo, whi);
-                rows_keys_all(a, first, wr.wrow0, wlast, G, k0, k1, wr.flo, wr.fhi);
+                rows_keys<false>(a, first, wr.wrow0, wlast, G, k0, k1, wlo, whi);
+                rows_keys<true>(a, first, wr.wrow0, wlast, G, k0, k1, wr.flo, wr.fhi);
             }
             float oacc[MW][DT][4];
 #pragma unroll

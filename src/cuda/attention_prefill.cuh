@@ -119,26 +119,17 @@ struct WarpRows {
     int first, k0, k1, R, G, wrow0, flo, fhi;
 };
 
-// The keys any row of [row0, row_last] sees within the split, [lo, hi).
-__device__ __forceinline__ void rows_keys_any(const mlxn_attention_args &a, int first, int row0, int row_last, int G,
-                                              int k0, int k1, int &lo, int &hi)
+// The keys [lo, hi) within the split [k0, k1) that some row of [row0, row_last] sees (EVERY
+// false) or that every one of them sees (EVERY true): lo and hi grow with the row.
+template <bool EVERY>
+__device__ __forceinline__ void rows_keys(const mlxn_attention_args &a, int first, int row0, int row_last, int G, int k0,
+                                          int k1, int &lo, int &hi)
 {
     int tmp;
-    visible_keys(a, first, row0 / G, lo, tmp);
-    visible_keys(a, first, row_last / G, tmp, hi);
+    visible_keys(a, first, (EVERY ? row_last : row0) / G, lo, tmp);
+    visible_keys(a, first, (EVERY ? row0 : row_last) / G, tmp, hi);
     lo = lo > k0 ? lo : k0;
     hi = hi < k1 ? hi : k1;
-}
-
-// The keys every row of [row0, row_last] sees within the split, [flo, fhi).
-__device__ __forceinline__ void rows_keys_all(const mlxn_attention_args &a, int first, int row0, int row_last, int G,
-                                              int k0, int k1, int &flo, int &fhi)
-{
-    int tmp;
-    visible_keys(a, first, row_last / G, flo, tmp);
-    visible_keys(a, first, row0 / G, tmp, fhi);
-    flo = flo > k0 ? flo : k0;
-    fhi = fhi < k1 ? fhi : k1;
 }
 
 // One tile of logits, keys j0 .. j0 + 8 NT - 1, for a warp's MW 16-row tiles, in mma accumulator

@@ -274,7 +274,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     if (!split_keys(sp, blockIdx.z, valid, k0, k1))
         return;
     int blo, bhi;
-    rows_keys_any(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
+    rows_keys<false>(a, first, row0, row0 + rows_here - 1, G, k0, k1, blo, bhi);
     const int kt0 = blo / BN, n_tiles = blo < bhi ? (bhi - 1) / BN + 1 - kt0 : 0;
 
     if (wg == 2) {
@@ -299,10 +299,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     // released (a stage's "empty" phase counts every consumer warp)
     int glo = 0, ghi = 0;
     if (grows > 0)
-        rows_keys_any(a, first, grow0, grow0 + grows - 1, G, k0, k1, glo, ghi);
+        rows_keys<false>(a, first, grow0, grow0 + grows - 1, G, k0, k1, glo, ghi);
     WarpRows wr = {first, k0, k1, R, G, grow0 + (wtid >> 5) * 16, 0, 0};
     if (wr.wrow0 < R)
-        rows_keys_all(a, first, wr.wrow0, wr.wrow0 + 15 < R ? wr.wrow0 + 15 : R - 1, G, k0, k1, wr.flo, wr.fhi);
+        rows_keys<true>(a, first, wr.wrow0, wr.wrow0 + 15 < R ? wr.wrow0 + 15 : R - 1, G, k0, k1, wr.flo, wr.fhi);
     const float scale_log2 = a.scale * LOG2E;
     float oacc[1][DT][4];
 #pragma unroll
