@@ -122,8 +122,8 @@ struct WarpRows {
 // The keys [lo, hi) within the split [k0, k1) that some row of [row0, row_last] sees (EVERY
 // false) or that every one of them sees (EVERY true): lo and hi grow with the row.
 template <bool EVERY>
-__device__ __forceinline__ void rows_keys(const mlxn_attention_args &a, int first, int row0, int row_last, int G, int k0,
-                                          int k1, int &lo, int &hi)
+__device__ __forceinline__ void rows_keys(const mlxn_attention_args &a, int first, int row0, int row_last, int G,
+                                          int k0, int k1, int &lo, int &hi)
 {
     int tmp;
     visible_keys(a, first, (EVERY ? row_last : row0) / G, lo, tmp);
@@ -240,8 +240,9 @@ __device__ __forceinline__ bool prefill_softmax(const mlxn_attention_args &a, co
 // row (o unnormalized, max in natural-log units, sum).
 template <int MW, int D>
 __device__ __forceinline__ void prefill_store(const mlxn_attention_args &a, const KeySplit &sp, int split, int b,
-                                              int hk, const WarpRows &w, int g, int tq, const float (&oacc)[MW][D / 8][4],
-                                              const float (&mrow)[MW][2], const float (&lrow)[MW][2])
+                                              int hk, const WarpRows &w, int g, int tq,
+                                              const float (&oacc)[MW][D / 8][4], const float (&mrow)[MW][2],
+                                              const float (&lrow)[MW][2])
 {
 #pragma unroll
     for (int m = 0; m < MW; m++)

@@ -43,12 +43,13 @@ template <int D> struct WgShape {
     static constexpr uint32_t KV_BYTES = BN * D * 2;     // K (or V) of a tile
     static constexpr uint32_t STAGE_BYTES = 2 * KV_BYTES;
     static constexpr size_t FIXED = 1024 /* alignment */ + 2 * Q_BYTES + 2 * 4 * 8 /* barriers */;
-    static constexpr int STAGES = (WG_SMEM_MAX - FIXED) / STAGE_BYTES < 4 ? (int)((WG_SMEM_MAX - FIXED) / STAGE_BYTES) : 4;
+    static constexpr int FIT = (int)((WG_SMEM_MAX - FIXED) / STAGE_BYTES);
+    static constexpr int STAGES = FIT < 4 ? FIT : 4;
     static constexpr size_t SMEM = FIXED + STAGES * STAGE_BYTES;
     static_assert(STAGES >= 2, "two stages at least");
 };
 
-// Chunk ch (elements 8 ch .. 8 ch + 7) of row r of a ROWS x 128 tile: slab ch / 8 (ROWS rows of
+// Chunk ch (elements 8 ch .. 8 ch + 7) of row r of a tile of ROWS rows: slab ch / 8 (ROWS rows of
 // 128 bytes), the chunk's place in its row XOR-swizzled by r % 8. Slabs start 1024-byte aligned.
 template <int ROWS> struct Swizzled {
     static __device__ __forceinline__ int chunk(int r, int ch)
@@ -155,17 +156,6 @@ template <> struct Wg<__nv_bfloat16> {
 template <> struct Wg<__half> {
     WG_PRODUCTS("f16")
 };
-
-// Whether the phase of bar with the given parity has completed (without waiting).
-__device__ __forceinline__ bool mbar_test(uint64_t *bar, uint32_t parity)
-{
-    uint32_t done;
-    asm volatile("{\n\t.reg .pred p;\n\tmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n}"
-                 : "=r"(done)
-                 : "r"(smem_addr(bar)), "r"(parity)
-                 : "memory");
-    return done != 0;
-}
 
 // cp_async_wait<n> for a run-time n in [0, MAX].
 template <int MAX> __device__ __forceinline__ void cp_async_wait_dyn(int n)
