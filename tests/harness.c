@@ -467,7 +467,7 @@ bool compare_within_bound(const operand *out, const operand *ref, const double *
         }
     }
     if (worst > tol) {
-        snprintf(why, cap, "element %lld: |err| / sum|x||w| = %.3g (bound %.0e): got %.9g, expected %.9g",
+        snprintf(why, cap, "element %lld: |err| / its bound = %.3g (at most %.0e): got %.9g, expected %.9g",
                  (long long)at, worst, tol, operand_get(out, at), operand_get(ref, at));
         return false;
     }

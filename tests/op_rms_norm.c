@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -176,16 +177,36 @@ static void run_case(const rms_case *c, test_devices *devs, rng *g)
         return;
     }
     tolerance tol = tolerance_for(c->dtype);
+    /* sum = x + t (t = r, or r's norm times wr) is checked against |x| + |t| per element: an
+     * element where the two cancel keeps only the absolute accuracy of its addends (a 1 x 1 case
+     * of norm_add_rms_norm whose sum cancelled to -0.0103 missed a bound relative to the sum by
+     * 4x with an error of 4e-8, seed 1796190487344612). y is checked against the oracle's norm of the sum the device stored
+     * (the op's contract: what is stored is what is normalized), so a sum one rounding away from
+     * the oracle's, amplified by a row that cancels, does not count against y. */
+    const bool has_sum = rms_variant_has_sum(c->variant);
+    double *bound = has_sum ? malloc((size_t)o.x.numel * sizeof *bound) : NULL;
+    for (int64_t i = 0; bound && i < o.x.numel; i++) {
+        const double x = operand_get(&o.x, i);
+        bound[i] = fabs(x) + fabs(operand_get(&want.sum, i) - x);
+    }
     for (int d = 0; d < devs->count; d++) {
         test_device *dev = &devs->list[d];
         case_name(c, dev->name, name, sizeof name);
-        rms_result got;
-        if (!run_on(c, &o, eps, dev, &got, why, sizeof why)) {
-            harness_fail(name, "%s", why);
-        } else if (!compare_operands(&got.y, &want.y, tol, why, sizeof why)) {
+        rms_result got, norm_of_sum = {0};
+        bool ok = run_on(c, &o, eps, dev, &got, why, sizeof why);
+        if (ok && has_sum) {
+            rms_case plain = *c;
+            plain.variant = RMS_NORM;
+            plain.in_place = plain.sum_is_x = false;
+            rms_operands from_sum = o;
+            from_sum.x = got.sum;
+            ok = run_on(&plain, &from_sum, eps, &devs->ref, &norm_of_sum, why, sizeof why);
+        }
+        if (!ok || (has_sum && !bound)) {
+            harness_fail(name, "%s", ok ? "out of memory" : why);
+        } else if (!compare_operands(&got.y, has_sum ? &norm_of_sum.y : &want.y, tol, why, sizeof why)) {
             harness_fail(name, "y: %s", why);
-        } else if (rms_variant_has_sum(c->variant) &&
-                   !compare_operands(&got.sum, &want.sum, tol, why, sizeof why)) {
+        } else if (has_sum && !compare_within_bound(&got.sum, &want.sum, bound, tol.rel_max, why, sizeof why)) {
             harness_fail(name, "sum: %s", why);
         } else if (!(c->in_place && !rms_variant_has_sum(c->variant)) &&
                    !(c->sum_is_x && rms_variant_has_sum(c->variant)) && !same_bytes(&got.x, &o.x)) {
@@ -198,7 +219,9 @@ static void run_case(const rms_case *c, test_devices *devs, rng *g)
             harness_pass(name);
         }
         free_result(&got);
+        free_result(&norm_of_sum);
     }
+    free(bound);
     free_result(&want);
     free_operands(&o);
 }
