@@ -258,23 +258,13 @@ __global__ void __launch_bounds__(PF_THREADS, 2) attention_prefill_mma(const mlx
                         if (prefill_softmax<MW, NT>(a, wr, j0, g, tq, scale_log2, sacc, mrow, lrow, al))
 #pragma unroll
                             for (int m = 0; m < MW; m++)
-#pragma unroll
-                                for (int i = 0; i < DT; i++) {
-                                    oacc[m][i][0] *= al[m][0];
-                                    oacc[m][i][1] *= al[m][0];
-                                    oacc[m][i][2] *= al[m][1];
-                                    oacc[m][i][3] *= al[m][1];
-                                }
+                                rescale_rows(oacc[m], al[m]);
 #pragma unroll
                         for (int kb = 0; kb < SB / 16; kb++) {
                             uint32_t pf[MW][4];
 #pragma unroll
-                            for (int m = 0; m < MW; m++) {
-                                pf[m][0] = Mma<KV>::pack(sacc[m][2 * kb][0], sacc[m][2 * kb][1]);
-                                pf[m][1] = Mma<KV>::pack(sacc[m][2 * kb][2], sacc[m][2 * kb][3]);
-                                pf[m][2] = Mma<KV>::pack(sacc[m][2 * kb + 1][0], sacc[m][2 * kb + 1][1]);
-                                pf[m][3] = Mma<KV>::pack(sacc[m][2 * kb + 1][2], sacc[m][2 * kb + 1][3]);
-                            }
+                            for (int m = 0; m < MW; m++)
+                                pack_p<KV>(sacc[m], kb, pf[m]);
 #pragma unroll
                             for (int db = 0; db < D / 16; db++) {
                                 uint32_t vf[4];

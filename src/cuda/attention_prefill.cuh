@@ -235,6 +235,31 @@ __device__ __forceinline__ bool prefill_softmax(const mlxn_attention_args &a, co
     return __any_sync(0xffffffffu, moved);
 }
 
+// A 16-row tile's output accumulators (dims in 8-column blocks, prefill_store's layout) scaled
+// by its rows' factors al (rows g and g + 8).
+template <int DT> __device__ __forceinline__ void rescale_rows(float (&oacc)[DT][4], const float (&al)[2])
+{
+#pragma unroll
+    for (int i = 0; i < DT; i++) {
+        oacc[i][0] *= al[0];
+        oacc[i][1] *= al[0];
+        oacc[i][2] *= al[1];
+        oacc[i][3] *= al[1];
+    }
+}
+
+// Keys 16 kb .. 16 kb + 15 of a 16-row tile's weights (accumulator layout, prefill_softmax) as
+// the A operand of P V (mma.sync's m16n8k16 A layout, which is also wgmma's per warp), rounded
+// to KV.
+template <typename KV, int NT>
+__device__ __forceinline__ void pack_p(const float (&sacc)[NT][4], int kb, uint32_t (&pf)[4])
+{
+    pf[0] = Mma<KV>::pack(sacc[2 * kb][0], sacc[2 * kb][1]);
+    pf[1] = Mma<KV>::pack(sacc[2 * kb][2], sacc[2 * kb][3]);
+    pf[2] = Mma<KV>::pack(sacc[2 * kb + 1][0], sacc[2 * kb + 1][1]);
+    pf[3] = Mma<KV>::pack(sacc[2 * kb + 1][2], sacc[2 * kb + 1][3]);
+}
+
 // A warp's output rows from its accumulators (oacc[m][i]: (row m 16 + g, dims i 8 + 2 tq, + 1),
 // then row + 8) and running (mrow, lrow): o normalized, or with key splits the split's partial
 // row (o unnormalized, max in natural-log units, sum).

@@ -318,23 +318,13 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
             wg_pin(sacc[0]);
             float al[1][2];
             if (prefill_softmax<1, NT>(a, wr, j0, g, tq, scale_log2, sacc, mrow, lrow, al))
-#pragma unroll
-                for (int i = 0; i < DT; i++) {
-                    oacc[0][i][0] *= al[0][0];
-                    oacc[0][i][1] *= al[0][0];
-                    oacc[0][i][2] *= al[0][1];
-                    oacc[0][i][3] *= al[0][1];
-                }
+                rescale_rows(oacc[0], al[0]);
             // O += P V, P from the weights in registers, 16 keys a step, 128 dims (two slabs) a
             // product (64 at D 64)
             uint32_t pf[BN / 16][4];
 #pragma unroll
-            for (int kb = 0; kb < BN / 16; kb++) {
-                pf[kb][0] = Mma<KV>::pack(sacc[0][2 * kb][0], sacc[0][2 * kb][1]);
-                pf[kb][1] = Mma<KV>::pack(sacc[0][2 * kb][2], sacc[0][2 * kb][3]);
-                pf[kb][2] = Mma<KV>::pack(sacc[0][2 * kb + 1][0], sacc[0][2 * kb + 1][1]);
-                pf[kb][3] = Mma<KV>::pack(sacc[0][2 * kb + 1][2], sacc[0][2 * kb + 1][3]);
-            }
+            for (int kb = 0; kb < BN / 16; kb++)
+                pack_p<KV>(sacc[0], kb, pf[kb]);
             constexpr int PN = D < 128 ? D : 128; // dims a product
             wg_pin(oacc[0]);
             wg_pin(pf);
