@@ -341,8 +341,14 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
 
 /* ---------------------------------------------------------------- qmatmul_id (MoE experts) */
 
+typedef enum qid_kind {
+    QID_DOWN,   /* the down projection from x [T, k, K] */
+    QID_SWIGLU, /* gate + up with SwiGLU from x [T, K] */
+    QID_FFN,    /* both, mlxn_qmatmul_id_ffn: gate, up [E, N, K] from x [T, K], down [E, K, N] */
+} qid_kind;
+
 typedef struct qid_row {
-    bool swiglu;    /* gate + up with SwiGLU from x [T, K]; else the down projection from x [T, k, K] */
+    qid_kind kind;
     mlxn_dtype w;
     int64_t T, k, E, N, K;
 } qid_row;
@@ -350,26 +356,29 @@ typedef struct qid_row {
 /* Qwen3-30B-A3B-like experts (128 of 768 x 2048, top 8; Q4_0, and gate/up at 512 tokens in the
  * other formats of issue 3's table) and a 256-expert model (Qwen3.6-35B-A3B:
  * 512 x 2048, top 8; Q4_0 as in issue 3's table, and Q4_K): gate/up and down, prefill of 512 and
- * 4096 tokens and one-token decode. */
+ * 4096 tokens and one-token decode; one-token decode of the whole FFN (gate, up and down in one
+ * call) in both shapes. */
 static const qid_row qid_rows[] = {
-    {true, MLXN_DTYPE_Q4_0, 512, 8, 128, 768, 2048},  {false, MLXN_DTYPE_Q4_0, 512, 8, 128, 2048, 768},
-    {true, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},    {false, MLXN_DTYPE_Q4_0, 1, 8, 128, 2048, 768},
-    {true, MLXN_DTYPE_Q8_0, 512, 8, 128, 768, 2048},  {true, MLXN_DTYPE_Q4_K, 512, 8, 128, 768, 2048},
-    {true, MLXN_DTYPE_Q6_K, 512, 8, 128, 768, 2048},   {true, MLXN_DTYPE_Q8_0, 1, 8, 128, 768, 2048},
-    {false, MLXN_DTYPE_Q8_0, 1, 8, 128, 2048, 768},
-    {true, MLXN_DTYPE_Q4_0, 512, 8, 256, 512, 2048},  {false, MLXN_DTYPE_Q4_0, 512, 8, 256, 2048, 512},
-    {true, MLXN_DTYPE_Q4_0, 4096, 8, 256, 512, 2048}, {false, MLXN_DTYPE_Q4_0, 4096, 8, 256, 2048, 512},
-    {true, MLXN_DTYPE_Q4_0, 1, 8, 256, 512, 2048},    {false, MLXN_DTYPE_Q4_0, 1, 8, 256, 2048, 512},
-    {true, MLXN_DTYPE_Q4_K, 512, 8, 256, 512, 2048},  {false, MLXN_DTYPE_Q4_K, 512, 8, 256, 2048, 512},
-    {true, MLXN_DTYPE_Q4_K, 4096, 8, 256, 512, 2048}, {false, MLXN_DTYPE_Q4_K, 4096, 8, 256, 2048, 512},
-    {true, MLXN_DTYPE_Q4_K, 1, 8, 256, 512, 2048},    {false, MLXN_DTYPE_Q4_K, 1, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_0, 512, 8, 128, 768, 2048},  {QID_DOWN, MLXN_DTYPE_Q4_0, 512, 8, 128, 2048, 768},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},    {QID_DOWN, MLXN_DTYPE_Q4_0, 1, 8, 128, 2048, 768},
+    {QID_SWIGLU, MLXN_DTYPE_Q8_0, 512, 8, 128, 768, 2048},  {QID_SWIGLU, MLXN_DTYPE_Q4_K, 512, 8, 128, 768, 2048},
+    {QID_SWIGLU, MLXN_DTYPE_Q6_K, 512, 8, 128, 768, 2048},   {QID_SWIGLU, MLXN_DTYPE_Q8_0, 1, 8, 128, 768, 2048},
+    {QID_DOWN, MLXN_DTYPE_Q8_0, 1, 8, 128, 2048, 768},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_0, 512, 8, 256, 512, 2048},  {QID_DOWN, MLXN_DTYPE_Q4_0, 512, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_0, 4096, 8, 256, 512, 2048}, {QID_DOWN, MLXN_DTYPE_Q4_0, 4096, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_0, 1, 8, 256, 512, 2048},    {QID_DOWN, MLXN_DTYPE_Q4_0, 1, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_K, 512, 8, 256, 512, 2048},  {QID_DOWN, MLXN_DTYPE_Q4_K, 512, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_K, 4096, 8, 256, 512, 2048}, {QID_DOWN, MLXN_DTYPE_Q4_K, 4096, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_K, 1, 8, 256, 512, 2048},    {QID_DOWN, MLXN_DTYPE_Q4_K, 1, 8, 256, 2048, 512},
+    {QID_FFN, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},  {QID_FFN, MLXN_DTYPE_Q8_0, 1, 8, 128, 768, 2048},
+    {QID_FFN, MLXN_DTYPE_Q4_0, 1, 8, 256, 512, 2048},  {QID_FFN, MLXN_DTYPE_Q4_K, 1, 8, 256, 512, 2048},
 };
 
 typedef struct qid_ctx {
     const qid_row *row;
     mlxn_stream *s;
     mlxn_buffer *x, *ids, *y;
-    mlxn_buffer *w[MAX_SETS][2];
+    mlxn_buffer *w[MAX_SETS][3];
     int nsets;
     int nids; /* ids sets: call i reads set i % nids */
 } qid_ctx;
@@ -381,15 +390,21 @@ static mlxn_status qid_call(void *ctx, int i)
     mlxn_buffer *const *w = c->w[i % c->nsets];
     const int64_t x2[2] = {r->T, r->K}, x3[3] = {r->T, r->k, r->K}, ws[3] = {r->E, r->N, r->K}, is[2] = {r->T, r->k},
                   ys[3] = {r->T, r->k, r->N};
-    mlxn_tensor x = r->swiglu ? mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 2, x2)
-                              : mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 3, x3);
+    mlxn_tensor x = r->kind != QID_DOWN ? mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 2, x2)
+                                        : mlxn_tensor_make(c->x, 0, MLXN_DTYPE_F32, 3, x3);
     mlxn_tensor wg = mlxn_tensor_make(w[0], 0, r->w, 3, ws);
     mlxn_tensor ids = mlxn_tensor_make(c->ids, (size_t)(i % c->nids) * (size_t)(r->T * r->k) * 4, MLXN_DTYPE_I32, 2, is);
     mlxn_tensor y = mlxn_tensor_make(c->y, 0, MLXN_DTYPE_F32, 3, ys);
-    if (!r->swiglu)
+    if (r->kind == QID_DOWN)
         return mlxn_qmatmul_id(c->s, &x, &wg, &ids, &y);
     mlxn_tensor wu = mlxn_tensor_make(w[1], 0, r->w, 3, ws);
-    return mlxn_qmatmul_id_swiglu(c->s, &x, &wg, &wu, &ids, &y);
+    if (r->kind == QID_SWIGLU)
+        return mlxn_qmatmul_id_swiglu(c->s, &x, &wg, &wu, &ids, &y);
+    /* the FFN: y above is h; its output [T, k, K] follows in the same buffer */
+    const int64_t ds[3] = {r->E, r->K, r->N}, os[3] = {r->T, r->k, r->K};
+    mlxn_tensor wd = mlxn_tensor_make(w[2], 0, r->w, 3, ds);
+    mlxn_tensor out = mlxn_tensor_make(c->y, (size_t)(r->T * r->k * r->N) * 4, MLXN_DTYPE_F32, 3, os);
+    return mlxn_qmatmul_id_ffn(c->s, &x, &wg, &wu, &wd, &ids, &y, &out);
 }
 
 /* ids of T tokens, k distinct experts each drawn uniformly; returns the number of experts used */
@@ -448,13 +463,15 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
         char shape[48], variant[24], both[80];
         snprintf(shape, sizeof shape, "T%lld E%lld/%lld %lldx%lld", (long long)r->T, (long long)r->E, (long long)r->k,
                  (long long)r->N, (long long)r->K);
-        snprintf(variant, sizeof variant, "%s/%s", mlxn_dtype_name(r->w), r->swiglu ? "swiglu" : "down");
+        snprintf(variant, sizeof variant, "%s/%s", mlxn_dtype_name(r->w),
+                 r->kind == QID_FFN ? "ffn" : r->kind == QID_SWIGLU ? "swiglu" : "down");
         snprintf(both, sizeof both, "%s %s", shape, variant);
         if (opt->shape && !strstr(both, opt->shape))
             continue;
-        const int mats = r->swiglu ? 2 : 1;
+        const int mats = r->kind == QID_FFN ? 3 : r->kind == QID_SWIGLU ? 2 : 1;
+        /* bytes of one matrix (the FFN's down [E, K, N] has as many elements as gate and up) */
         const size_t wb = (size_t)(r->E * r->N * (r->K / mlxn_dtype_block_elems(r->w)) * mlxn_dtype_block_bytes(r->w));
-        const int64_t P = r->T * r->k, xrows = r->swiglu ? r->T : P;
+        const int64_t P = r->T * r->k, xrows = r->kind == QID_DOWN ? P : r->T, yn = r->N + (r->kind == QID_FFN ? r->K : 0);
         /* decode on a GPU: a graph of E / k calls, each on k experts of its own (issue 3: "experts
          * out of L2, inside a CUDA graph"); else one ids set on rotated weight sets */
         const bool decode = r->T == 1 && info->kind == MLXN_DEVICE_CUDA && r->E % r->k == 0;
@@ -472,7 +489,7 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
             c.nsets = MAX_SETS;
         bool ok = ids && mlxn_buffer_create(dev, (size_t)(xrows * r->K) * 4, &c.x) == MLXN_STATUS_OK &&
                   mlxn_buffer_create(dev, (size_t)(P * c.nids) * 4, &c.ids) == MLXN_STATUS_OK &&
-                  mlxn_buffer_create(dev, (size_t)(P * r->N) * 4, &c.y) == MLXN_STATUS_OK &&
+                  mlxn_buffer_create(dev, (size_t)(P * yn) * 4, &c.y) == MLXN_STATUS_OK &&
                   fill_random(c.x, MLXN_DTYPE_F32, (size_t)(xrows * r->K) * 4, 5) &&
                   mlxn_buffer_upload(c.ids, 0, ids, (size_t)(P * c.nids) * 4, NULL) == MLXN_STATUS_OK;
         int made = 0;
@@ -492,9 +509,10 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
                    mlxn_last_error());
             failures++;
         } else {
-            /* bytes: the weights of the experts in use, x, ids and y; flops: 2 N K per pair and matrix */
+            /* bytes: the weights of the experts in use, x, ids and y (the FFN's h and y); flops: 2 N K per
+             * pair and matrix */
             const double moved = (double)wb * mats * (double)used / (double)r->E + (double)(xrows * r->K) * 4 +
-                                 (double)P * 4 + (double)(P * r->N) * 4;
+                                 (double)P * 4 + (double)(P * yn) * 4;
             const double gbps = moved / (t.median_ms * 1e-3) / 1e9;
             const double tflops = 2.0 * mats * (double)P * (double)r->N * (double)r->K / (t.median_ms * 1e-3) / 1e12;
             printf("%-22.22s %-13s %-22s %-12s %10.2f %10.2f %10.2f %9.1f %6.1f%% %8.2f TFLOP/s\n", info->name,
@@ -510,7 +528,7 @@ static int bench_qmatmul_id(mlxn_device *dev, mlxn_stream *s, const mlxn_device_
         }
         fflush(stdout);
         for (int i = 0; i < MAX_SETS; i++) /* a set made in part too */
-            for (int m = 0; m < 2; m++)
+            for (int m = 0; m < 3; m++)
                 mlxn_buffer_free(c.w[i][m]);
         mlxn_buffer_free(c.x);
         mlxn_buffer_free(c.ids);

@@ -9,7 +9,9 @@
  * f32/f16/bf16, contiguous, row-padded and transposed views, with experts that get no tokens,
  * all tokens on one expert and out-of-range ids (rows of zeros), against the oracle on every
  * device. W is made as in op_qmatmul.c (tests/weights.c): about half the rows real
- * quantizations, the others random valid blocks. */
+ * quantizations, the others random valid blocks.
+ *
+ * qmatmul_id_ffn: both products in one call (its own section below). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,9 +214,15 @@ static bool make_data(const qid_case *c, rng *g, qid_data *d)
     return true;
 }
 
-/* The error bound of each output (see QID_TOL): sum_k |x_k| |w_k| for a plain product; for
- * SwiGLU y = silu(g) u, |dy| <= |silu'(g)| |u| |dg| + |silu(g)| |du| + |silu'| |dg| |du| with
- * |silu'| < 1.1. Rows of out-of-range pairs have bound 0: they must be exactly zero. */
+/* SwiGLU's bound: y = silu(g) u from products g, u with bounds sg, su (sum_k |x_k| |w_k|):
+ * |dy| <= |silu'(g)| |u| |dg| + |silu(g)| |du| + |silu'| |dg| |du| with |silu'| < 1.1. */
+static double swiglu_bound(double g, double u, double sg, double su)
+{
+    return 1.1 * fabs(u) * sg + fabs(g / (1 + exp(-g))) * su + 1.1 * QID_TOL_BF16 * sg * su;
+}
+
+/* The error bound of each output (see QID_TOL): sum_k |x_k| |w_k| for a plain product, SwiGLU's
+ * for gate and up. Rows of out-of-range pairs have bound 0: they must be exactly zero. */
 static double *bounds(const qid_case *c, const qid_data *d)
 {
     const int64_t P = c->T * c->k;
@@ -234,9 +242,7 @@ static double *bounds(const qid_case *c, const qid_data *d)
                     v[i] += xv * w[kk];
                 }
             }
-            out[p * c->N + n] = !c->swiglu ? s[0]
-                                           : 1.1 * fabs(v[1]) * s[0] + fabs(v[0] / (1 + exp(-v[0]))) * s[1] +
-                                                 1.1 * QID_TOL_BF16 * s[0] * s[1];
+            out[p * c->N + n] = c->swiglu ? swiglu_bound(v[0], v[1], s[0], s[1]) : s[0];
         }
     }
     return out;
@@ -392,6 +398,324 @@ static void capture_case(const qid_case *c, test_devices *devs, rng *g)
         placed_free(&y);
     }
     free_data(&d);
+}
+
+/* ---------------------------------------------------------------- qmatmul_id_ffn
+ *
+ * The expert FFN in one call: h = SwiGLU(x, W_gate, W_up) [T, k, F], y = h . W_down^T [T, k, D],
+ * against the oracle's two products. Gate/up and down formats mixed; on CUDA decode steps in
+ * Q4_0, Q8_0 and Q4_K run as one kernel whose blocks hand h over through counters, the others
+ * (other formats, padded h, more than 64 pairs) as two products. Both h and y are checked. */
+
+typedef struct ffn_case {
+    mlxn_dtype wg, wd, x_dtype;
+    int64_t T, k, E, F, K, D; /* gate, up [E, F, K]; down [E, D, F] */
+    int64_t pad;              /* row padding of x, ids, h and y */
+    ids_mode mode;
+    double x_mag;
+} ffn_case;
+
+typedef struct ffn_data {
+    uint8_t *w[3]; /* gate, up, down */
+    float *wf[3];
+    size_t wb[3];
+    operand x, ids, h, y;
+    double *hb, *yb; /* the bounds of h and y (see ffn_bounds) */
+} ffn_data;
+
+static void ffn_free(ffn_data *d)
+{
+    for (int i = 0; i < 3; i++) {
+        free(d->w[i]);
+        free(d->wf[i]);
+    }
+    operand_free(&d->x);
+    operand_free(&d->ids);
+    operand_free(&d->h);
+    operand_free(&d->y);
+    free(d->hb);
+    free(d->yb);
+}
+
+/* h's bound as qmatmul_id_swiglu's (swiglu_bound); y's: |dy| <= sum_f |w_f| |dh_f| + tol sum_f
+ * |h_f| |w_f|, with |dh_f| <= tol hb_f, so sum_f |w_f| (hb_f + |h_f|) in units of tol, h from f64
+ * products. Rows of out-of-range pairs have bound 0. */
+static bool ffn_bounds(const ffn_case *c, ffn_data *d)
+{
+    const int64_t P = c->T * c->k;
+    double *hv = calloc((size_t)c->F, sizeof *hv);
+    d->hb = calloc((size_t)(P * c->F), sizeof *d->hb);
+    d->yb = calloc((size_t)(P * c->D), sizeof *d->yb);
+    bool ok = hv && d->hb && d->yb;
+    for (int64_t p = 0; ok && p < P; p++) {
+        const int64_t e = (int64_t)operand_get(&d->ids, p);
+        if (e < 0 || e >= c->E)
+            continue;
+        for (int64_t f = 0; f < c->F; f++) {
+            double s[2] = {0, 0}, v[2] = {0, 0};
+            for (int i = 0; i < 2; i++) {
+                const float *w = d->wf[i] + (e * c->F + f) * c->K;
+                for (int64_t kk = 0; kk < c->K; kk++) {
+                    const double xv = operand_get(&d->x, (p / c->k) * c->K + kk);
+                    s[i] += fabs(xv) * fabs((double)w[kk]);
+                    v[i] += xv * w[kk];
+                }
+            }
+            hv[f] = v[0] / (1 + exp(-v[0])) * v[1];
+            d->hb[p * c->F + f] = swiglu_bound(v[0], v[1], s[0], s[1]);
+        }
+        for (int64_t n = 0; n < c->D; n++) {
+            const float *w = d->wf[2] + (e * c->D + n) * c->F;
+            double b = 0;
+            for (int64_t f = 0; f < c->F; f++)
+                b += fabs((double)w[f]) * (d->hb[p * c->F + f] + fabs(hv[f]));
+            d->yb[p * c->D + n] = b;
+        }
+    }
+    free(hv);
+    return ok;
+}
+
+static bool ffn_make(const ffn_case *c, rng *g, ffn_data *d)
+{
+    memset(d, 0, sizeof *d);
+    const mlxn_dtype t[3] = {c->wg, c->wg, c->wd};
+    const int64_t rows[3] = {c->E * c->F, c->E * c->F, c->E * c->D}, K[3] = {c->K, c->K, c->F};
+    for (int i = 0; i < 3; i++) {
+        d->wb[i] = (size_t)(rows[i] * (K[i] / mlxn_dtype_block_elems(t[i])) * mlxn_dtype_block_bytes(t[i]));
+        d->w[i] = malloc(d->wb[i]);
+        d->wf[i] = malloc((size_t)(rows[i] * K[i]) * sizeof(float));
+        if (!d->w[i] || !d->wf[i] || !weights_make(t[i], rows[i], K[i], g, d->w[i], d->wf[i]))
+            return false;
+    }
+    const int64_t xs[2] = {c->T, c->K}, is[2] = {c->T, c->k}, hs[3] = {c->T, c->k, c->F}, ys[3] = {c->T, c->k, c->D};
+    if (!operand_init(&d->x, c->x_dtype, 2, xs, c->pad, false) ||
+        !operand_init(&d->ids, MLXN_DTYPE_I32, 2, is, c->pad, false) ||
+        !operand_init(&d->h, MLXN_DTYPE_F32, 3, hs, c->pad, false) ||
+        !operand_init(&d->y, MLXN_DTYPE_F32, 3, ys, c->pad, false))
+        return false;
+    for (int64_t i = 0; i < d->x.numel; i++)
+        operand_set(&d->x, i, (c->x_mag ? c->x_mag : 1.0) * rng_normal(g));
+    fill_ids(&d->ids, c->T, c->k, c->E, c->mode, g);
+    operand_poison(&d->h);
+    operand_poison(&d->y);
+    return ffn_bounds(c, d);
+}
+
+/* The call's operands on one device. */
+typedef struct ffn_placed {
+    mlxn_buffer *w[3];
+    mlxn_tensor tw[3];
+    placed x, ids, h, y;
+} ffn_placed;
+
+static void ffn_unplace(ffn_placed *q)
+{
+    for (int i = 0; i < 3; i++)
+        mlxn_buffer_free(q->w[i]);
+    placed_free(&q->x);
+    placed_free(&q->ids);
+    placed_free(&q->h);
+    placed_free(&q->y);
+}
+
+static bool ffn_place(const ffn_case *c, const ffn_data *d, test_device *dev, ffn_placed *q)
+{
+    memset(q, 0, sizeof *q);
+    const int64_t gs[3] = {c->E, c->F, c->K}, ds[3] = {c->E, c->D, c->F};
+    for (int i = 0; i < 3; i++) {
+        if (mlxn_buffer_create(dev->device, d->wb[i], &q->w[i]) ||
+            mlxn_buffer_upload(q->w[i], 0, d->w[i], d->wb[i], NULL))
+            return false;
+        q->tw[i] = mlxn_tensor_make(q->w[i], 0, i < 2 ? c->wg : c->wd, 3, i < 2 ? gs : ds);
+    }
+    return operand_place(&d->x, dev, &q->x) && operand_place(&d->ids, dev, &q->ids) &&
+           operand_place(&d->h, dev, &q->h) && operand_place(&d->y, dev, &q->y);
+}
+
+static mlxn_status ffn_issue(mlxn_stream *s, ffn_placed *q)
+{
+    return mlxn_qmatmul_id_ffn(s, &q->x.view, &q->tw[0], &q->tw[1], &q->tw[2], &q->ids.view, &q->h.view, &q->y.view);
+}
+
+typedef struct ffn_run {
+    const ffn_case *c;
+    const ffn_data *d;
+    bool y; /* fetch y, else h */
+} ffn_run;
+
+static bool ffn_run_cb(void *ctx, test_device *dev, operand *out, char *why, size_t cap)
+{
+    const ffn_run *r = ctx;
+    ffn_placed q;
+    bool ok = false;
+    mlxn_status st;
+    if (!ffn_place(r->c, r->d, dev, &q))
+        snprintf(why, cap, "placing operands: %s", mlxn_last_error());
+    else if ((st = ffn_issue(dev->stream, &q)) != MLXN_STATUS_OK)
+        snprintf(why, cap, "%s: %s", mlxn_status_str(st), mlxn_last_error());
+    else if (!placed_fetch(r->y ? &q.y : &q.h, dev, r->y ? &r->d->y : &r->d->h, out))
+        snprintf(why, cap, "fetching: %s", mlxn_last_error());
+    else
+        ok = true;
+    ffn_unplace(&q);
+    return ok;
+}
+
+static void ffn_name(const ffn_case *c, char *name, size_t cap)
+{
+    char mag[32] = "";
+    if (c->x_mag)
+        snprintf(mag, sizeof mag, "/|x|~%g", c->x_mag);
+    snprintf(name, cap, "qmatmul_id_ffn/%s+%s/x=%s/T=%lld/k=%lld/E=%lld/F=%lld/K=%lld/D=%lld/%s%s%s",
+             mlxn_dtype_name(c->wg), mlxn_dtype_name(c->wd), mlxn_dtype_name(c->x_dtype), (long long)c->T,
+             (long long)c->k, (long long)c->E, (long long)c->F, (long long)c->K, (long long)c->D, mode_name(c->mode),
+             c->pad ? "/strided" : "", mag);
+}
+
+static void ffn_case_run(const ffn_case *c, test_devices *devs, rng *g)
+{
+    char name[300], full[320];
+    ffn_name(c, name, sizeof name);
+    ffn_data d;
+    if (!ffn_make(c, g, &d)) {
+        harness_fail(name, "making data: %s", mlxn_last_error());
+        ffn_free(&d);
+        return;
+    }
+    const double tol_cuda = c->T * c->k > QID_DECODE_PAIRS ? QID_TOL_BF16 : QID_TOL;
+    for (int y = 0; y < 2; y++) {
+        ffn_run r = {c, &d, y == 1};
+        snprintf(full, sizeof full, "%s/%s", name, y ? "y" : "h");
+        harness_run_bound_case(full, devs, ffn_run_cb, &r, y ? d.yb : d.hb, QID_TOL, tol_cuda);
+    }
+    ffn_free(&d);
+}
+
+/* Captured once on each device, replayed with new x and ids: the fused kernel's counters must
+ * be back at zero after every call (one eager call, then three replays). */
+static void ffn_capture_case(const ffn_case *c, test_devices *devs, rng *g)
+{
+    char name[300], full[340], why[512];
+    ffn_name(c, name, sizeof name);
+    ffn_data d;
+    if (!ffn_make(c, g, &d)) {
+        harness_fail(name, "making data: %s", mlxn_last_error());
+        ffn_free(&d);
+        return;
+    }
+    for (int dv = 0; dv < devs->count; dv++) {
+        test_device *dev = &devs->list[dv];
+        snprintf(full, sizeof full, "%s/capture @%s", name, dev->name);
+        ffn_placed q;
+        mlxn_graph *graph = NULL;
+        mlxn_stream *s = dev->stream;
+        bool ok = ffn_place(c, &d, dev, &q) && ffn_issue(s, &q) == MLXN_STATUS_OK &&
+                  mlxn_stream_sync(s) == MLXN_STATUS_OK && mlxn_stream_begin_capture(s) == MLXN_STATUS_OK;
+        if (ok) {
+            const bool issued = ffn_issue(s, &q) == MLXN_STATUS_OK;
+            ok = mlxn_stream_end_capture(s, &graph) == MLXN_STATUS_OK && issued;
+        }
+        if (!ok)
+            harness_fail(full, "setting up the graph: %s", mlxn_last_error());
+        for (int step = 0; ok && step < 3; step++) {
+            for (int64_t i = 0; i < d.x.numel; i++)
+                operand_set(&d.x, i, rng_normal(g));
+            fill_ids(&d.ids, c->T, c->k, c->E, (ids_mode)((c->mode + step) % IDS_MODES), g);
+            free(d.hb);
+            free(d.yb);
+            operand got[2] = {{0}}, want[2] = {{0}};
+            ok = ffn_bounds(c, &d) && mlxn_buffer_upload(q.x.buffer, 0, d.x.image, d.x.bytes, NULL) == MLXN_STATUS_OK &&
+                 mlxn_buffer_upload(q.ids.buffer, 0, d.ids.image, d.ids.bytes, NULL) == MLXN_STATUS_OK &&
+                 mlxn_graph_launch(graph, s) == MLXN_STATUS_OK && mlxn_stream_sync(s) == MLXN_STATUS_OK &&
+                 placed_fetch(&q.h, dev, &d.h, &got[0]) && placed_fetch(&q.y, dev, &d.y, &got[1]);
+            if (!ok)
+                harness_fail(full, "step %d: %s", step, mlxn_last_error());
+            for (int y = 0; ok && y < 2; y++) {
+                ffn_run r = {c, &d, y == 1};
+                if (!ffn_run_cb(&r, &devs->ref, &want[y], why, sizeof why)) {
+                    harness_fail(full, "step %d: reference: %s", step, why);
+                    ok = false;
+                } else if (!compare_within_bound(&got[y], &want[y], y ? d.yb : d.hb, QID_TOL, why, sizeof why)) {
+                    harness_fail(full, "step %d: %s: %s", step, y ? "y" : "h", why);
+                    ok = false;
+                }
+            }
+            for (int y = 0; y < 2; y++) {
+                operand_free(&got[y]);
+                operand_free(&want[y]);
+            }
+        }
+        if (ok)
+            harness_pass(full);
+        mlxn_graph_free(graph);
+        ffn_unplace(&q);
+    }
+    ffn_free(&d);
+}
+
+static void ffn_error_cases(test_devices *devs)
+{
+    mlxn_buffer *b = NULL;
+    if (mlxn_buffer_create(devs->ref.device, 1 << 20, &b) != MLXN_STATUS_OK)
+        return;
+    mlxn_stream *s = devs->ref.stream;
+    const int64_t xs[2] = {3, 256}, ws[3] = {4, 8, 256}, is[2] = {3, 2}, hs[3] = {3, 2, 8};
+    mlxn_tensor x = mlxn_tensor_make(b, 0, MLXN_DTYPE_F32, 2, xs);
+    mlxn_tensor w = mlxn_tensor_make(b, 8192, MLXN_DTYPE_Q4_0, 3, ws);
+    mlxn_tensor ids = mlxn_tensor_make(b, 131072, MLXN_DTYPE_I32, 2, is);
+    mlxn_tensor h = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F32, 3, hs);
+    mlxn_tensor h16 = mlxn_tensor_make(b, 196608, MLXN_DTYPE_F16, 3, hs);
+    mlxn_tensor y = mlxn_tensor_make(b, 262144, MLXN_DTYPE_F32, 3, hs);
+    harness_expect_status("qmatmul_id_ffn/error/down-k", mlxn_qmatmul_id_ffn(s, &x, &w, &w, &w, &ids, &h, &y),
+                          MLXN_STATUS_ERR_SHAPE, "w_down has rows of 256, h has rows of 8");
+    harness_expect_status("qmatmul_id_ffn/error/null-h", mlxn_qmatmul_id_ffn(s, &x, &w, &w, &w, &ids, NULL, &y),
+                          MLXN_STATUS_ERR_INVALID_ARG, "h is NULL");
+    harness_expect_status("qmatmul_id_ffn/error/h-dtype", mlxn_qmatmul_id_ffn(s, &x, &w, &w, &w, &ids, &h16, &y),
+                          MLXN_STATUS_ERR_DTYPE, "h is f16, expected f32");
+    harness_expect_status("qmatmul_id_ffn/error/null-up", mlxn_qmatmul_id_ffn(s, &x, &w, NULL, &w, &ids, &h, &y),
+                          MLXN_STATUS_ERR_INVALID_ARG, "w_up is NULL");
+    harness_expect_status("qmatmul_id_ffn/error/null-down", mlxn_qmatmul_id_ffn(s, &x, &w, &w, NULL, &ids, &h, &y),
+                          MLXN_STATUS_ERR_INVALID_ARG, "w_down is NULL");
+    mlxn_buffer_free(b);
+}
+
+void test_qmatmul_id_ffn(test_devices *devs, rng *g)
+{
+    const mlxn_dtype Q40 = MLXN_DTYPE_Q4_0, Q80 = MLXN_DTYPE_Q8_0, Q4K = MLXN_DTYPE_Q4_K, F32 = MLXN_DTYPE_F32;
+    static const ffn_case cases[] = {
+        /* one kernel on CUDA: each pair of the three formats, odd D, out-of-range and repeated
+         * experts (their h and y rows zero), k up to 16 (64 pairs), Qwen3.6's shape (512 blocks:
+         * more than an H100 holds at once, so down blocks start as gate/up blocks leave) */
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 1, 8, 16, 256, 512, 67, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q8_0, MLXN_DTYPE_BF16, 2, 4, 8, 384, 256, 33, 0, IDS_OUT_OF_RANGE, 0},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 6, 16, 512, 768, 40, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 2, 4, 256, 256, 19, 0, IDS_ONE_EXPERT, 0},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 4, 16, 32, 256, 256, 17, 0, IDS_HALF_EMPTY, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 1, 8, 16, 128, 512, 65, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 1, 1, 2, 256, 256, 8, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K, MLXN_DTYPE_BF16, 2, 3, 8, 256, 384, 21, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 8, 32, 512, 2048, 2048, 0, IDS_TOPK, 0},
+        /* x far from 1: h ~ 1e-22, so the down product's x scaling is tested too */
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 8, 16, 256, 512, 33, 0, IDS_TOPK, 1e-12},
+        /* two products on CUDA: formats without the fused kernel, padded rows, K not a whole
+         * number of Q4_0's 4-block groups, more than 64 pairs (tensor cores: bf16 bounds) */
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 8, 16, 256, 256, 31, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 4, 8, 256, 512, 24, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 2, 4, 8, 128, 256, 35, 3, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 1, 8, 16, 96, 160, 20, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 9, 8, 32, 128, 256, 21, 0, IDS_TOPK, 0},
+        {MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_Q5_K, MLXN_DTYPE_F32, 1, 8, 16, 256, 256, 13, 0, IDS_TOPK, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ffn_case_run(&cases[i], devs, g);
+    const ffn_case captured[] = {
+        {Q40, Q40, F32, 1, 8, 32, 256, 512, 64, 0, IDS_TOPK, 0},
+        {Q4K, Q80, F32, 2, 8, 16, 256, 256, 40, 0, IDS_OUT_OF_RANGE, 0},
+    };
+    for (size_t i = 0; i < sizeof captured / sizeof captured[0]; i++)
+        ffn_capture_case(&captured[i], devs, g);
+    ffn_error_cases(devs);
 }
 
 /* ---------------------------------------------------------------- errors */

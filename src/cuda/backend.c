@@ -141,6 +141,8 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->attention_partials);
     if (st->sample_scratch)
         cudaFree(st->sample_scratch);
+    if (st->ffn_sync)
+        cudaFree(st->ffn_sync);
     if (st->op_scratch)
         cudaFree(st->op_scratch);
     for (int i = 0; i < st->op_retired_count; i++)
@@ -280,20 +282,34 @@ static mlxn_status cuda_copy_op(mlxn_stream *s, const mlxn_copy_args *a)
     return MLXN_STATUS_OK;
 }
 
-/* The scan scratch is made at the stream's first cumsum outside a capture (a captured graph
- * keeps its address); without it (captured first, or no memory) long rows scan one block per
- * row. */
+/* Stream memory of `bytes` in *slot, made zeroed at the first op that asks outside a capture (a
+ * captured graph keeps its address) and kept until the stream is freed; NULL when captured
+ * first or out of memory (the ops then take a path without it). */
+static void *zeroed_memory(mlxn_stream *s, void **slot, size_t bytes)
+{
+    mlxn_cuda_stream_state *st = s->impl;
+    if (!*slot && !s->capturing) {
+        if (cudaMalloc(slot, bytes) != cudaSuccess) {
+            (void)cudaGetLastError();
+            *slot = NULL;
+        } else if (cudaMemsetAsync(*slot, 0, bytes, st->stream) != cudaSuccess) {
+            (void)cudaGetLastError();
+            cudaFree(*slot);
+            *slot = NULL;
+        }
+    }
+    return *slot;
+}
+
+/* Without the scan scratch long rows scan one block per row. */
 static mlxn_status cuda_cumsum(mlxn_stream *s, const mlxn_cumsum_args *a)
 {
     static const char *fn = "mlxn_cumsum";
     SET_DEVICE(fn, s->device);
     mlxn_cuda_stream_state *st = s->impl;
-    if (!st->scan_scratch && !s->capturing && cudaMalloc(&st->scan_scratch, MLXN_CUDA_SCAN_SCRATCH_BYTES) != cudaSuccess) {
-        (void)cudaGetLastError();
-        st->scan_scratch = NULL;
-    }
+    void *scan = zeroed_memory(s, &st->scan_scratch, MLXN_CUDA_SCAN_SCRATCH_BYTES);
     const mlxn_cuda_device *d = s->device->impl;
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_cumsum(a, st->scan_scratch, st->scan_scratch ? MLXN_CUDA_SCAN_SCRATCH_BYTES : 0,
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_cumsum(a, scan, scan ? MLXN_CUDA_SCAN_SCRATCH_BYTES : 0,
                                                 d->prop.multiProcessorCount, st->stream, mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }
@@ -308,41 +324,19 @@ static mlxn_status cuda_attention(mlxn_stream *s, const mlxn_attention_args *a)
                           "found S = %lld and %lld rows",
                           (long long)a->S, (long long)(a->B * a->Tq * a->Hq));
     mlxn_cuda_stream_state *st = s->impl;
-    if (!st->attention_partials && !s->capturing) {
-        if (cudaMalloc(&st->attention_partials, MLXN_CUDA_ATTENTION_PARTIALS_BYTES) != cudaSuccess) {
-            (void)cudaGetLastError(); /* no memory for it: attention runs unsplit */
-            st->attention_partials = NULL;
-        } else if (cudaMemsetAsync(st->attention_partials, 0, MLXN_CUDA_ATTENTION_PARTIALS_BYTES, st->stream) !=
-                   cudaSuccess) {
-            (void)cudaGetLastError();
-            cudaFree(st->attention_partials);
-            st->attention_partials = NULL;
-        }
-    }
+    /* without it attention runs unsplit */
+    void *partials = zeroed_memory(s, &st->attention_partials, MLXN_CUDA_ATTENTION_PARTIALS_BYTES);
     const mlxn_cuda_device *d = s->device->impl;
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_attention(a, st->attention_partials,
-                                                   st->attention_partials ? MLXN_CUDA_ATTENTION_PARTIALS_BYTES : 0,
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_attention(a, partials, partials ? MLXN_CUDA_ATTENTION_PARTIALS_BYTES : 0,
                                                    d->prop.multiProcessorCount, st->stream, mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }
 
-/* The stream's scratch for split argmax and sampling, made zeroed at the first such op outside
- * a capture (a captured graph keeps its address); NULL (captured first, or no memory): the ops
- * run one block per row. */
+/* The stream's scratch for split argmax and sampling; without it the ops run one block per row. */
 static void *sample_scratch(mlxn_stream *s)
 {
     mlxn_cuda_stream_state *st = s->impl;
-    if (!st->sample_scratch && !s->capturing) {
-        if (cudaMalloc(&st->sample_scratch, MLXN_CUDA_SAMPLE_SCRATCH_BYTES) != cudaSuccess) {
-            (void)cudaGetLastError();
-            st->sample_scratch = NULL;
-        } else if (cudaMemsetAsync(st->sample_scratch, 0, MLXN_CUDA_SAMPLE_SCRATCH_BYTES, st->stream) != cudaSuccess) {
-            (void)cudaGetLastError();
-            cudaFree(st->sample_scratch);
-            st->sample_scratch = NULL;
-        }
-    }
-    return st->sample_scratch;
+    return zeroed_memory(s, &st->sample_scratch, MLXN_CUDA_SAMPLE_SCRATCH_BYTES);
 }
 
 static mlxn_status cuda_argmax(mlxn_stream *s, const mlxn_argmax_args *a)
@@ -474,6 +468,21 @@ static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a
     return MLXN_STATUS_OK;
 }
 
+/* The expert FFN: one kernel where it fuses (with the stream's counters), else the two products. */
+static mlxn_status cuda_qmatmul_id_ffn(mlxn_stream *s, const mlxn_qmatmul_id_ffn_args *a)
+{
+    static const char *fn = "mlxn_qmatmul_id_ffn";
+    SET_DEVICE(fn, s->device);
+    mlxn_cuda_stream_state *st = s->impl;
+    void *sync = mlxn_cuda_qmatmul_id_ffn_fuses(a) ? zeroed_memory(s, &st->ffn_sync, MLXN_CUDA_FFN_SYNC_BYTES) : NULL;
+    if (sync) {
+        MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id_ffn(a, sync, st->stream, mlxn_cuda_pdl(s)));
+        return MLXN_STATUS_OK;
+    }
+    MLXN_TRY(cuda_qmatmul_id(s, &a->gate_up));
+    return cuda_qmatmul_id(s, &a->down);
+}
+
 const mlxn_backend mlxn_cuda_backend = {
     .name = "cuda",
     .records_in_core = false,
@@ -511,6 +520,7 @@ const mlxn_backend mlxn_cuda_backend = {
         .sample = cuda_sample,
         .moe_route_map = cuda_moe_route_map,
         .qmatmul_id = cuda_qmatmul_id,
+        .qmatmul_id_ffn = cuda_qmatmul_id_ffn,
         .moe_gate = cuda_moe_gate,
         .moe_reduce = cuda_moe_reduce,
         .copy = cuda_copy_op,
