@@ -343,11 +343,9 @@ MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, con
  * with w_gate and w_up [E, N, K] of one type.
  * mlxn_qmatmul_id_ffn: an expert FFN in one call, the same as mlxn_qmatmul_id_swiglu(x, w_gate,
  * w_up, ids, h) then mlxn_qmatmul_id(h, w_down, ids, y): h [T, k, F] f32, w_down [E, D, F] of
- * any type, y [T, k, D]. On CUDA a decode step (T * k <= 64) whose gate/up and down weights are
- * each Q4_0, Q8_0 or Q4_K (rows aligned as the mat-vecs' wide loads need) with h contiguous in
- * 16-byte aligned rows runs as one kernel: the down projection's weights stream while the gate
- * and up rows are computed. It keeps a few counters in stream memory made at the stream's first
- * such call outside a capture (a call captured before that runs as the two products).
+ * any type, y [T, k, D]. On CUDA a decode step's gate/up mat-vecs (formats with wide loads: all
+ * but Q3_K, Q6_K and float W) also ask the L2 for the down projection's rows of each pair's
+ * expert, so that the down mat-vecs read them from the L2 rather than DRAM.
  * Accumulation is in f32. On CUDA, up to 64 pairs (T * k <= 64) run as mat-vecs per pair (no
  * scratch: a decode step can be captured in a graph); from 65 pairs the routing map is built on
  * the GPU and the products run on tensor cores with x and the decoded W rounded to bf16 (relative

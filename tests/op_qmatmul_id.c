@@ -403,9 +403,9 @@ static void capture_case(const qid_case *c, test_devices *devs, rng *g)
 /* ---------------------------------------------------------------- qmatmul_id_ffn
  *
  * The expert FFN in one call: h = SwiGLU(x, W_gate, W_up) [T, k, F], y = h . W_down^T [T, k, D],
- * against the oracle's two products. Gate/up and down formats mixed; on CUDA decode steps in
- * Q4_0, Q8_0 and Q4_K run as one kernel whose blocks hand h over through counters, the others
- * (other formats, padded h, more than 64 pairs) as two products. Both h and y are checked. */
+ * against the oracle's two products; gate/up and down formats mixed, formats with and without
+ * CUDA's wide loads (which ask the L2 for the down weights ahead), padded rows, decode and
+ * prefill pair counts. Both h and y are checked. */
 
 typedef struct ffn_case {
     mlxn_dtype wg, wd, x_dtype;
@@ -592,8 +592,8 @@ static void ffn_case_run(const ffn_case *c, test_devices *devs, rng *g)
     ffn_free(&d);
 }
 
-/* Captured once on each device, replayed with new x and ids: the fused kernel's counters must
- * be back at zero after every call (one eager call, then three replays). */
+/* Captured once on each device, replayed with new x and ids (one eager call, then three
+ * replays): the experts, and the weights asked for ahead, follow the ids of each replay. */
 static void ffn_capture_case(const ffn_case *c, test_devices *devs, rng *g)
 {
     char name[300], full[340], why[512];
@@ -684,9 +684,8 @@ void test_qmatmul_id_ffn(test_devices *devs, rng *g)
 {
     const mlxn_dtype Q40 = MLXN_DTYPE_Q4_0, Q80 = MLXN_DTYPE_Q8_0, Q4K = MLXN_DTYPE_Q4_K, F32 = MLXN_DTYPE_F32;
     static const ffn_case cases[] = {
-        /* one kernel on CUDA: each pair of the three formats, odd D, out-of-range and repeated
-         * experts (their h and y rows zero), k up to 16 (64 pairs), Qwen3.6's shape (512 blocks:
-         * more than an H100 holds at once, so down blocks start as gate/up blocks leave) */
+        /* decode steps: pairs of formats, odd D, out-of-range and repeated experts (their h and
+         * y rows zero), k up to 16 (64 pairs), Qwen3.6's shape */
         {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 1, 8, 16, 256, 512, 67, 0, IDS_TOPK, 0},
         {MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q8_0, MLXN_DTYPE_BF16, 2, 4, 8, 384, 256, 33, 0, IDS_OUT_OF_RANGE, 0},
         {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 6, 16, 512, 768, 40, 0, IDS_TOPK, 0},
@@ -698,8 +697,8 @@ void test_qmatmul_id_ffn(test_devices *devs, rng *g)
         {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 8, 32, 512, 2048, 2048, 0, IDS_TOPK, 0},
         /* x far from 1: h ~ 1e-22, so the down product's x scaling is tested too */
         {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 8, 16, 256, 512, 33, 0, IDS_TOPK, 1e-12},
-        /* two products on CUDA: formats without the fused kernel, padded rows, K not a whole
-         * number of Q4_0's 4-block groups, more than 64 pairs (tensor cores: bf16 bounds) */
+        /* formats without wide loads on CUDA, padded rows, K not a whole number of Q4_0's 4-block
+         * groups, more than 64 pairs (tensor cores: bf16 bounds) */
         {MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 8, 16, 256, 256, 31, 0, IDS_TOPK, 0},
         {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 4, 8, 256, 512, 24, 0, IDS_TOPK, 0},
         {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_0, MLXN_DTYPE_F32, 2, 4, 8, 128, 256, 35, 3, IDS_TOPK, 0},

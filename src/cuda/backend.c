@@ -141,8 +141,6 @@ static void cuda_stream_fini(mlxn_stream *s)
         cudaFree(st->attention_partials);
     if (st->sample_scratch)
         cudaFree(st->sample_scratch);
-    if (st->ffn_sync)
-        cudaFree(st->ffn_sync);
     if (st->op_scratch)
         cudaFree(st->op_scratch);
     for (int i = 0; i < st->op_retired_count; i++)
@@ -456,31 +454,30 @@ static mlxn_status cuda_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_a
     return MLXN_STATUS_OK;
 }
 
-static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
+/* next (or NULL): the product issued after this one (mlxn_cuda_launch_qmatmul_id) */
+static mlxn_status qmatmul_id_then(mlxn_stream *s, const char *fn, const mlxn_qmatmul_id_args *a,
+                                   const mlxn_qmatmul_id_args *next)
 {
-    const char *fn = a->w_up ? "mlxn_qmatmul_id_swiglu" : "mlxn_qmatmul_id";
     SET_DEVICE(fn, s->device);
     void *scratch = NULL;
     const size_t need = mlxn_cuda_qmatmul_id_scratch_bytes(a);
     if (need)
         MLXN_TRY(stream_scratch(s, need, fn, &scratch));
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id(a, scratch, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id(a, next, scratch, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
 }
 
-/* The expert FFN: one kernel where it fuses (with the stream's counters), else the two products. */
+static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
+{
+    return qmatmul_id_then(s, a->w_up ? "mlxn_qmatmul_id_swiglu" : "mlxn_qmatmul_id", a, NULL);
+}
+
+/* The expert FFN: the gate/up products, asking the L2 for the down projection's rows of each
+ * pair's expert on the decode path, then the down projection. */
 static mlxn_status cuda_qmatmul_id_ffn(mlxn_stream *s, const mlxn_qmatmul_id_ffn_args *a)
 {
-    static const char *fn = "mlxn_qmatmul_id_ffn";
-    SET_DEVICE(fn, s->device);
-    mlxn_cuda_stream_state *st = s->impl;
-    void *sync = mlxn_cuda_qmatmul_id_ffn_fuses(a) ? zeroed_memory(s, &st->ffn_sync, MLXN_CUDA_FFN_SYNC_BYTES) : NULL;
-    if (sync) {
-        MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id_ffn(a, sync, st->stream, mlxn_cuda_pdl(s)));
-        return MLXN_STATUS_OK;
-    }
-    MLXN_TRY(cuda_qmatmul_id(s, &a->gate_up));
-    return cuda_qmatmul_id(s, &a->down);
+    MLXN_TRY(qmatmul_id_then(s, "mlxn_qmatmul_id_ffn", &a->gate_up, getenv("MLXN_AB_NO_AHEAD") ? NULL : &a->down));
+    return qmatmul_id_then(s, "mlxn_qmatmul_id_ffn", &a->down, NULL);
 }
 
 const mlxn_backend mlxn_cuda_backend = {

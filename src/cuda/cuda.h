@@ -30,7 +30,6 @@ typedef struct mlxn_cuda_stream_state {
     size_t scratch_bytes;
     void *attention_partials; /* MLXN_CUDA_ATTENTION_PARTIALS_BYTES for split decode, or NULL */
     void *sample_scratch;     /* MLXN_CUDA_SAMPLE_SCRATCH_BYTES for split argmax and sampling, or NULL */
-    void *ffn_sync;           /* MLXN_CUDA_FFN_SYNC_BYTES of counters for the fused expert FFN, or NULL */
     void *scan_scratch;       /* MLXN_CUDA_SCAN_SCRATCH_BYTES for the look-back of long cumsum rows, or NULL */
     void *op_scratch;         /* intermediate results of one op (MoE routing maps, fused-product passes), grown (doubling) outside captures */
     size_t op_scratch_bytes;

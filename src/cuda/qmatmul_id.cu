@@ -138,17 +138,15 @@ template <int WT> __device__ __forceinline__ int x_bit(int j)
 // x of the pair staged for subnormal_group: elements pre-scaled by 2^(E - bit) into xg (groups
 // of GE, GP apart), each 32 elements' sum of x times 2^(E - 149) into xsum, each 128 elements'
 // E into xexp. K is a multiple of 128: a warp's float4s are one span of E.
-template <int WT, int GE, int GP, bool L2X>
+template <int WT, int GE, int GP>
 __device__ __forceinline__ void stage_x_subnormal(const mlxn_qmatmul_id_args &a, const char *xr, float *xg, float *xsum,
                                                   int *xexp)
 {
     static_assert(GE % XSPAN == 0, "a warp's float4s are whole spans of E");
     const float *xf = reinterpret_cast<const float *>(xr);
-    // L2X: x is f32 with 16-byte aligned rows (the launcher checks)
-    const bool vec = L2X || (a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0);
+    const bool vec = a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0;
     for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) {
-        const float4 v = L2X ? __ldcg(reinterpret_cast<const float4 *>(xf + i))
-                         : vec ? *reinterpret_cast<const float4 *>(xf + i)
+        const float4 v = vec ? *reinterpret_cast<const float4 *>(xf + i)
                              : make_float4(load_any(a.x_dtype, xr, i), load_any(a.x_dtype, xr, i + 1),
                                            load_any(a.x_dtype, xr, i + 2), load_any(a.x_dtype, xr, i + 3));
         int big = max(max(__float_as_int(fabsf(v.x)), __float_as_int(fabsf(v.y))),
@@ -270,19 +268,29 @@ __device__ __forceinline__ void group_dot_subnormal(const wide_raw<WT, G> (&raw)
     }
 }
 
-// One block of the decode's work: pair p, the bx-th set of rows (qid_rows_wide below).
-// before_x() runs in every thread after the first weight loads are issued and before x is read
-// (qid_ffn waits there for the pair's h). L2X: x read through the L2 only (__ldcg), for an x
-// written by other blocks of the same kernel.
-template <int WT, int G, bool SWIGLU, bool L2X, class BeforeX>
-__device__ __forceinline__ void rows_wide_block(const mlxn_qmatmul_id_args &a, int lpr, int64_t p, int64_t bx, float *xg,
-                                                BeforeX before_x)
+// The next product's weights to ask the L2 for (mlxn_qmatmul_id_ffn: the gate/up kernel asks
+// for each pair's rows of the down projection, which its kernel then reads from the L2 instead
+// of DRAM), or w == nullptr: span bytes of an expert's rows, experts expert_stride apart.
+struct l2_ahead {
+    const uint8_t *w;
+    int64_t expert_stride, span;
+};
+
+// grid: (ceil(N / (DEC_WARPS 32 / lpr)), pairs): a warp owns a row per slot of lpr lanes (one
+// pass: the rows' loads all go out together, and the grid has more blocks to spread the bytes
+// over the SMs); dynamic shared memory: x by groups (GE + 4 floats each), then for
+// subnormal_group the sums of x per 32 elements (K / 32 floats) and the E per 128 (K / 128 ints)
+template <int WT, int G, bool SWIGLU>
+__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr, const l2_ahead ahead)
 {
     constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>(), GE = G * BE, GP = GE + 4;
     constexpr bool SUB = subnormal_group<WT, G>();
+    extern __shared__ __align__(16) float xg[];
+    wait_for_previous_kernel();
+    allow_next_kernel();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
     const int slot = lane / lpr, sl = lane % lpr, rw = 32 / lpr;
-    const int64_t n_block = bx * DEC_WARPS * rw;
+    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_WARPS * rw;
     const int32_t e = pair_expert(a, p);
     if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
         float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
@@ -304,14 +312,18 @@ __device__ __forceinline__ void rows_wide_block(const mlxn_qmatmul_id_args &a, i
         first.load(wg + n * a.w_stride, sl);
     if (EARLY_UP && on && sl < groups)
         first_up.load(wu + n * a.up_stride, sl);
-    before_x();
+    if (ahead.w && lane == 0) { // each warp a slice of the pair's expert in the next product
+        const int64_t parts = (int64_t)DEC_WARPS * gridDim.x, slice = (ahead.span + parts - 1) / parts,
+                      at = ((int64_t)DEC_WARPS * blockIdx.x + warp) * slice;
+        if (at < ahead.span)
+            prefetch_l2(ahead.w + e * ahead.expert_stride + at, ahead.span - at < slice ? ahead.span - at : slice);
+    }
     const char *xr = pair_x(a, p);
     float *const xsum = xg + groups * GP;
     int *const xexp = reinterpret_cast<int *>(xsum + a.K / 32);
     if constexpr (SUB) {
-        stage_x_subnormal<WT, GE, GP, L2X>(a, xr, xg, xsum, xexp);
+        stage_x_subnormal<WT, GE, GP>(a, xr, xg, xsum, xexp);
     } else {
-        static_assert(!L2X, "an x written in the same kernel is staged for subnormal groups only");
         const float *xf = reinterpret_cast<const float *>(xr);
         if (a.x_dtype == MLXN_DTYPE_F32 && (reinterpret_cast<uintptr_t>(xf) & 15) == 0) {
             for (int i = 4 * threadIdx.x; i < (int)a.K; i += 4 * blockDim.x) // GE is a multiple of 32
@@ -366,94 +378,6 @@ __device__ __forceinline__ void rows_wide_block(const mlxn_qmatmul_id_args &a, i
     }
     if (on && sl == 0)
         reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p))[n] = SWIGLU ? silu(acc) * accu : acc;
-}
-
-// grid: (ceil(N / (DEC_WARPS 32 / lpr)), pairs): a warp owns a row per slot of lpr lanes (one
-// pass: the rows' loads all go out together, and the grid has more blocks to spread the bytes
-// over the SMs); dynamic shared memory: x by groups (GE + 4 floats each), then for
-// subnormal_group the sums of x per 32 elements (K / 32 floats) and the E per 128 (K / 128 ints)
-template <int WT, int G, bool SWIGLU>
-__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
-{
-    extern __shared__ __align__(16) float xg[];
-    wait_for_previous_kernel();
-    allow_next_kernel();
-    rows_wide_block<WT, G, SWIGLU, false>(a, lpr, blockIdx.y, blockIdx.x, xg, [] {});
-}
-
-// ---- decode of a whole expert FFN in one kernel (mlxn_qmatmul_id_ffn): h = SwiGLU(x . W_gate,
-// x . W_up), then y = h . W_down, per pair. Blocks take tickets in the order they start: the
-// first P * gu_blocks do the gate and up rows (rows_wide_block with SwiGLU), then count their
-// pair's ready word up; the rest do the down rows, whose first weights are loaded before they
-// wait for their pair's word to reach gu_blocks and read h. The gate/up blocks also ask the L2
-// for their pair's down weights (a slice each), since the down blocks may get an SM only when
-// gate/up blocks leave (both roles' registers: 1-2 blocks an SM). So the down projection's
-// weight bytes stream while the gate and up rows are computed (two launches serialized them),
-// and no block waits on a block that has not started: every gate/up ticket is held by a
-// running block. The last block out zeroes the counters for the next call (the stream's zeroed
-// ffn_sync memory; the next kernel touches them only after its wait for this one).
-struct ffn_sync {
-    unsigned ticket, done, ready[MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS];
-};
-
-__device__ __forceinline__ unsigned load_acquire(const unsigned *p)
-{
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-// grid: P (gu_blocks + dn_blocks) blocks; dynamic shared memory: the larger of the two roles'
-template <int WG, int GG, int WD, int GD>
-__global__ void __launch_bounds__(32 * DEC_WARPS)
-    qid_ffn(const mlxn_qmatmul_id_args gu, const mlxn_qmatmul_id_args dn, int lpr_gu, int lpr_dn, unsigned gu_blocks,
-            unsigned dn_blocks, ffn_sync *sync)
-{
-    extern __shared__ __align__(16) float xg[];
-    __shared__ unsigned ticket;
-    wait_for_previous_kernel();
-    allow_next_kernel();
-    if (threadIdx.x == 0)
-        ticket = atomicAdd(&sync->ticket, 1u);
-    __syncthreads();
-    const unsigned t = ticket, P = (unsigned)(gu.T * gu.k), gu_total = P * gu_blocks;
-    if (t < gu_total) {
-        const unsigned p = t / gu_blocks, b = t % gu_blocks;
-        // after the block's first weight loads, each warp asks the L2 for its slice of the pair's
-        // down weights (the block has read the pair's expert by then)
-        rows_wide_block<WG, GG, true, false>(gu, lpr_gu, p, b, xg, [&] {
-            const int32_t e = pair_expert(dn, p);
-            if ((threadIdx.x & 31) == 0 && e >= 0 && e < dn.E) {
-                const int64_t span = (dn.N - 1) * dn.w_stride + row_bytes<WD>(dn.K), parts = DEC_WARPS * gu_blocks,
-                              slice = (span + parts - 1) / parts, at = (DEC_WARPS * b + (threadIdx.x >> 5)) * slice;
-                if (at < span)
-                    prefetch_l2(dn.w + e * dn.w_expert_stride + at, span - at < slice ? span - at : slice);
-            }
-        });
-        __threadfence(); // the block's h stores, before its pair's count goes up
-        __syncthreads();
-        if (threadIdx.x == 0)
-            atomicAdd(&sync->ready[p], 1u);
-    } else {
-        const unsigned p = (t - gu_total) / dn_blocks;
-        rows_wide_block<WD, GD, false, true>(dn, lpr_dn, p, (t - gu_total) % dn_blocks, xg, [&] {
-            if (threadIdx.x == 0)
-                while (load_acquire(&sync->ready[p]) < gu_blocks)
-                    __nanosleep(64);
-            __syncthreads();
-        });
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        if (atomicAdd(&sync->done, 1u) == gu_total + P * dn_blocks - 1) { // every block is past its waits
-            for (unsigned p = 0; p < P; p++)
-                sync->ready[p] = 0;
-            sync->ticket = 0;
-            sync->done = 0;
-            __threadfence();
-        }
-    }
 }
 
 // ---- prefill: grouped tiles on tensor cores
@@ -797,84 +721,30 @@ template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
 }
 
 template <int WT, int G, bool SWIGLU>
-cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
+cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl, const l2_ahead &ahead)
 {
     constexpr int GE = G * block_elems_of<WT>();
     const int64_t groups = a.K / GE;
     const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * 32 / lpr;
     const dim3 grid((unsigned)((a.N + block_rows - 1) / block_rows), (unsigned)(a.T * a.k));
     const size_t smem = ((size_t)groups * (GE + 4) + (subnormal_group<WT, G>() ? (size_t)(a.K / 32 + a.K / XSPAN) : 0)) * 4;
-    return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr);
+    return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr, ahead);
 }
 
-template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
+// (qid_rows, for the formats without a wide-load plan, does not prefetch)
+template <int WT, bool SWIGLU>
+cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl, const l2_ahead &ahead)
 {
     if constexpr (wide_plan<WT>::G > 0) {
         constexpr int G = wide_plan<WT>::G;
         if (wide_fits_id<WT, G>(a))
-            return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
+            return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl, ahead);
         if constexpr (G == 4)
             if (wide_fits_id<WT, 2>(a))
-                return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
+                return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl, ahead);
     }
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
-}
-
-// The fused FFN's roles: formats whose groups are subnormal fields (Q4_0, Q8_0, Q4_K) with their
-// plan's group fitting the call, and h f32 with 16-byte aligned rows (read by __ldcg float4s).
-template <int WT> bool ffn_role_fits(const mlxn_qmatmul_id_args &a)
-{
-    if constexpr (subnormal_group<WT, wide_plan<WT>::G>())
-        return wide_fits_id<WT, wide_plan<WT>::G>(a);
-    return false;
-}
-
-bool ffn_fits(const mlxn_qmatmul_id_args &a)
-{
-    switch (a.w_dtype) {
-    case MLXN_DTYPE_Q4_0: return ffn_role_fits<MLXN_DTYPE_Q4_0>(a);
-    case MLXN_DTYPE_Q8_0: return ffn_role_fits<MLXN_DTYPE_Q8_0>(a);
-    case MLXN_DTYPE_Q4_K: return ffn_role_fits<MLXN_DTYPE_Q4_K>(a);
-    default: return false;
-    }
-}
-
-// A role's rows per block, lanes per row and shared memory, as launch_decode_wide sizes them
-struct ffn_role {
-    int lpr;
-    unsigned blocks;
-    size_t smem;
-};
-
-template <int WT> ffn_role ffn_role_of(const mlxn_qmatmul_id_args &a)
-{
-    constexpr int G = wide_plan<WT>::G, GE = G * block_elems_of<WT>();
-    const int64_t groups = a.K / GE;
-    const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * 32 / lpr;
-    return {lpr, (unsigned)((a.N + block_rows - 1) / block_rows),
-            ((size_t)groups * (GE + 4) + (size_t)(a.K / 32 + a.K / XSPAN)) * 4};
-}
-
-template <int WG, int WD>
-cudaError_t launch_ffn(const mlxn_qmatmul_id_ffn_args &f, void *sync, cudaStream_t s, bool pdl)
-{
-    const ffn_role g = ffn_role_of<WG>(f.gate_up), d = ffn_role_of<WD>(f.down);
-    const unsigned P = (unsigned)(f.gate_up.T * f.gate_up.k);
-    return launch(qid_ffn<WG, wide_plan<WG>::G, WD, wide_plan<WD>::G>, dim3(P * (g.blocks + d.blocks)),
-                  dim3(32 * DEC_WARPS), g.smem > d.smem ? g.smem : d.smem, s, pdl, f.gate_up, f.down, g.lpr, d.lpr,
-                  g.blocks, d.blocks, static_cast<ffn_sync *>(sync));
-}
-
-template <int WG>
-cudaError_t launch_ffn_down(const mlxn_qmatmul_id_ffn_args &f, void *sync, cudaStream_t s, bool pdl)
-{
-    switch (f.down.w_dtype) {
-    case MLXN_DTYPE_Q4_0: return launch_ffn<WG, MLXN_DTYPE_Q4_0>(f, sync, s, pdl);
-    case MLXN_DTYPE_Q8_0: return launch_ffn<WG, MLXN_DTYPE_Q8_0>(f, sync, s, pdl);
-    case MLXN_DTYPE_Q4_K: return launch_ffn<WG, MLXN_DTYPE_Q4_K>(f, sync, s, pdl);
-    default: return cudaErrorInvalidValue;
-    }
 }
 
 // The raw copies' piece: 16 or 4 bytes where the weights' rows (addresses, row and expert
@@ -923,13 +793,13 @@ cudaError_t launch_prefill(const mlxn_qmatmul_id_args &a, char *scratch, cudaStr
 }
 
 template <int WT>
-cudaError_t launch_type(const mlxn_qmatmul_id_args &a, void *scratch, cudaStream_t s, bool pdl)
+cudaError_t launch_type(const mlxn_qmatmul_id_args &a, void *scratch, cudaStream_t s, bool pdl, const l2_ahead &ahead)
 {
     const bool decode = a.T * a.k <= MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS;
     if (a.w_up)
-        return decode ? launch_decode<WT, true>(a, s, pdl)
+        return decode ? launch_decode<WT, true>(a, s, pdl, ahead)
                       : launch_prefill<WT, true>(a, static_cast<char *>(scratch), s, pdl);
-    return decode ? launch_decode<WT, false>(a, s, pdl)
+    return decode ? launch_decode<WT, false>(a, s, pdl, ahead)
                   : launch_prefill<WT, false>(a, static_cast<char *>(scratch), s, pdl);
 }
 
@@ -940,31 +810,16 @@ extern "C" size_t mlxn_cuda_qmatmul_id_scratch_bytes(const mlxn_qmatmul_id_args 
     return a->T * a->k <= MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS ? 0 : plan_scratch(*a).bytes;
 }
 
-static_assert(sizeof(ffn_sync) <= MLXN_CUDA_FFN_SYNC_BYTES, "the stream's ffn_sync memory holds the counters");
-
-extern "C" bool mlxn_cuda_qmatmul_id_ffn_fuses(const mlxn_qmatmul_id_ffn_args *f)
+extern "C" cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, const mlxn_qmatmul_id_args *next,
+                                                   void *scratch, cudaStream_t s, bool pdl)
 {
-    const mlxn_qmatmul_id_args &d = f->down;
-    return f->gate_up.T * f->gate_up.k <= MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS && ffn_fits(f->gate_up) && ffn_fits(d) &&
-           d.x_dtype == MLXN_DTYPE_F32 && d.x_per_slot && ((uintptr_t)d.x.base | (uintptr_t)d.x.s0 | (uintptr_t)d.x.s1 | (uintptr_t)d.x.s2) % 16 == 0;
-}
-
-extern "C" cudaError_t mlxn_cuda_launch_qmatmul_id_ffn(const mlxn_qmatmul_id_ffn_args *f, void *sync, cudaStream_t s,
-                                                       bool pdl)
-{
-    switch (f->gate_up.w_dtype) {
-    case MLXN_DTYPE_Q4_0: return launch_ffn_down<MLXN_DTYPE_Q4_0>(*f, sync, s, pdl);
-    case MLXN_DTYPE_Q8_0: return launch_ffn_down<MLXN_DTYPE_Q8_0>(*f, sync, s, pdl);
-    case MLXN_DTYPE_Q4_K: return launch_ffn_down<MLXN_DTYPE_Q4_K>(*f, sync, s, pdl);
-    default: return cudaErrorInvalidValue;
-    }
-}
-
-extern "C" cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, void *scratch, cudaStream_t s,
-                                                   bool pdl)
-{
+    l2_ahead ahead = {nullptr, 0, 0};
+    if (next) // an expert's rows, the last without its stride's padding
+        ahead = {next->w, next->w_expert_stride,
+                 (next->N - 1) * next->w_stride + next->K / mlxn_dtype_block_elems((mlxn_dtype)next->w_dtype) *
+                                                      mlxn_dtype_block_bytes((mlxn_dtype)next->w_dtype)};
     switch (a->w_dtype) {
-#define CASE(t) case t: return launch_type<t>(*a, scratch, s, pdl);
+#define CASE(t) case t: return launch_type<t>(*a, scratch, s, pdl, ahead);
     CASE(MLXN_DTYPE_F32) CASE(MLXN_DTYPE_F16) CASE(MLXN_DTYPE_BF16)
     CASE(MLXN_DTYPE_Q4_0) CASE(MLXN_DTYPE_Q4_1) CASE(MLXN_DTYPE_Q5_0) CASE(MLXN_DTYPE_Q5_1)
     CASE(MLXN_DTYPE_Q8_0) CASE(MLXN_DTYPE_Q2_K) CASE(MLXN_DTYPE_Q3_K) CASE(MLXN_DTYPE_Q4_K)
