@@ -341,11 +341,6 @@ MLXN_API mlxn_status mlxn_qmatmul(mlxn_stream *stream, const mlxn_tensor *x, con
  * rows may be strided; y is [T, k, N] f32. A pair whose id is outside [0, E) gets a row of zeros.
  * mlxn_qmatmul_id_swiglu: y[t, j, :] = silu(x_row . W_gate[e]^T) * (x_row . W_up[e]^T), e = ids[t, j],
  * with w_gate and w_up [E, N, K] of one type.
- * mlxn_qmatmul_id_ffn: an expert FFN in one call, the same as mlxn_qmatmul_id_swiglu(x, w_gate,
- * w_up, ids, h) then mlxn_qmatmul_id(h, w_down, ids, y): h [T, k, F] f32, w_down [E, D, F] of
- * any type, y [T, k, D]. On CUDA a decode step's gate/up mat-vecs (formats with wide loads: all
- * but Q3_K, Q6_K and float W) also ask the L2 for the down projection's rows of each pair's
- * expert, so that the down mat-vecs read them from the L2 rather than DRAM.
  * Accumulation is in f32. On CUDA, up to 64 pairs (T * k <= 64) run as mat-vecs per pair (no
  * scratch: a decode step can be captured in a graph); from 65 pairs the routing map is built on
  * the GPU and the products run on tensor cores with x and the decoded W rounded to bf16 (relative
@@ -361,9 +356,6 @@ MLXN_API mlxn_status mlxn_qmatmul_id(mlxn_stream *stream, const mlxn_tensor *x, 
                                      const mlxn_tensor *ids, const mlxn_tensor *y);
 MLXN_API mlxn_status mlxn_qmatmul_id_swiglu(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w_gate,
                                             const mlxn_tensor *w_up, const mlxn_tensor *ids, const mlxn_tensor *y);
-MLXN_API mlxn_status mlxn_qmatmul_id_ffn(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *w_gate,
-                                         const mlxn_tensor *w_up, const mlxn_tensor *w_down, const mlxn_tensor *ids,
-                                         const mlxn_tensor *h, const mlxn_tensor *y);
 
 /* ---------------------------------------------------------------- ops: activations
  *

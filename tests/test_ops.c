@@ -34,7 +34,6 @@ static const op_tests registry[] = {
     {"cumsum", test_cumsum},
     {"moe_route_map", test_moe_route_map},
     {"qmatmul_id", test_qmatmul_id},
-    {"qmatmul_id_ffn", test_qmatmul_id_ffn},
 };
 
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,

@@ -25,6 +25,5 @@ void test_l2_norm(test_devices *devs, rng *g);
 void test_cumsum(test_devices *devs, rng *g);
 void test_moe_route_map(test_devices *devs, rng *g);
 void test_qmatmul_id(test_devices *devs, rng *g);
-void test_qmatmul_id_ffn(test_devices *devs, rng *g);
 
 #endif

@@ -28,10 +28,9 @@
     X(l2_norm, mlxn_l2_norm_args) \
     X(cumsum, mlxn_cumsum_args) \
     X(moe_route_map, mlxn_moe_route_map_args) \
-    X(qmatmul_id, mlxn_qmatmul_id_args) \
-    X(qmatmul_id_ffn, mlxn_qmatmul_id_ffn_args)
+    X(qmatmul_id, mlxn_qmatmul_id_args)
 
-#define MLXN_OP_COUNT_EXPECTED 21
+#define MLXN_OP_COUNT_EXPECTED 20
 
 /* rms_norm family: y = norm(x [+ r or + norm(r) * r_w]) [* w] [* m]; see mlxn.h. */
 typedef struct mlxn_rms_norm_args {
@@ -291,12 +290,6 @@ typedef struct mlxn_qmatmul_id_args {
     mlxn_rows ids;         /* T rows of k i32 */
     mlxn_rows y;           /* T * k rows of N, f32 */
 } mlxn_qmatmul_id_args;
-
-/* qmatmul_id_ffn: the expert FFN h = SwiGLU(x, W_gate, W_up) (gate_up, y = h), then
- * y = h . W_down^T (down, x = h per slot); see mlxn.h. */
-typedef struct mlxn_qmatmul_id_ffn_args {
-    mlxn_qmatmul_id_args gate_up, down;
-} mlxn_qmatmul_id_ffn_args;
 
 typedef enum mlxn_op_kind {
 #define MLXN_X_ENUM(op, args) MLXN_OP_##op,

@@ -1472,35 +1472,34 @@ mlxn_status mlxn_moe_route_map(mlxn_stream *s, const mlxn_tensor *ids, int n_exp
     return mlxn_stream_issue(s, &op);
 }
 
-/* The checks of one expert-routed product (x_name, w_name, y_name: the operands' names in
- * messages) into a. */
-static mlxn_status qmatmul_id_check(mlxn_stream *s, const char *fn, const char *x_name, const char *w_name,
-                                    const char *y_name, const mlxn_tensor *x, const mlxn_tensor *w,
-                                    const mlxn_tensor *w_up, const mlxn_tensor *ids, const mlxn_tensor *y,
-                                    mlxn_qmatmul_id_args *a)
+static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *w_name, const mlxn_tensor *x,
+                                    const mlxn_tensor *w, const mlxn_tensor *w_up, const mlxn_tensor *ids,
+                                    const mlxn_tensor *y)
 {
+    MLXN_TRY(check_stream(s, fn));
+    mlxn_op op = {.kind = MLXN_OP_qmatmul_id};
+    mlxn_qmatmul_id_args *a = &op.u.qmatmul_id;
     if (!x)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", x_name);
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "x is NULL");
     if (!w)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", w_name);
     if (!y)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", y_name);
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "y is NULL");
     MLXN_TRY(moe_ids(s, ids, fn, &a->ids, &a->T, &a->k));
     int64_t n_rows, wk, yn; /* the row counts follow from the shapes checked below */
     mlxn_rows wrows;
-    MLXN_TRY(operand_rows(s, x, fn, x_name, &a->x, &n_rows, &a->K));
+    MLXN_TRY(operand_rows(s, x, fn, "x", &a->x, &n_rows, &a->K));
     MLXN_TRY(operand_rows(s, w, fn, w_name, &wrows, &n_rows, &wk));
-    MLXN_TRY(operand_rows(s, y, fn, y_name, &a->y, &n_rows, &yn));
+    MLXN_TRY(operand_rows(s, y, fn, "y", &a->y, &n_rows, &yn));
     if (!float_dtype(x->dtype))
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected f32, f16 or bf16", x_name,
-                          mlxn_dtype_name(x->dtype));
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16", mlxn_dtype_name(x->dtype));
     if (!ggml_block_dtype(w->dtype) && !float_dtype(w->dtype))
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn,
                           "%s is %s, expected a GGML block format (q4_0 .. q8_0, q2_K .. q6_K, iq4_nl, "
                           "iq4_xs) or f32, f16, bf16",
                           w_name, mlxn_dtype_name(w->dtype));
     if (y->dtype != MLXN_DTYPE_F32)
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected f32", y_name, mlxn_dtype_name(y->dtype));
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32", mlxn_dtype_name(y->dtype));
     if (w->ndim != 3) {
         char sh[96];
         shape_str(w, sh, sizeof sh);
@@ -1512,13 +1511,13 @@ static mlxn_status qmatmul_id_check(mlxn_stream *s, const char *fn, const char *
     if (!per_slot && !(x->ndim == 2 && x->shape[0] == a->T)) {
         char sh[96];
         shape_str(x, sh, sizeof sh);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [T, K] = [%lld, K] or [T, k, K] = "
-                          "[%lld, %lld, K] (ids are [%lld, %lld])", x_name, sh, (long long)a->T, (long long)a->T,
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "x has shape %s, expected [T, K] = [%lld, K] or [T, k, K] = "
+                          "[%lld, %lld, K] (ids are [%lld, %lld])", sh, (long long)a->T, (long long)a->T,
                           (long long)a->k, (long long)a->T, (long long)a->k);
     }
     if (wk != a->K)
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has rows of %lld, %s has rows of %lld", w_name,
-                          (long long)wk, x_name, (long long)a->K);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has rows of %lld, x has rows of %lld", w_name,
+                          (long long)wk, (long long)a->K);
     const int64_t be = mlxn_dtype_block_elems(w->dtype);
     if (a->K % be)
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K = %lld is not a multiple of %s's block of %lld",
@@ -1526,8 +1525,8 @@ static mlxn_status qmatmul_id_check(mlxn_stream *s, const char *fn, const char *
     if (y->ndim != 3 || y->shape[0] != a->T || y->shape[1] != a->k || yn != a->N) {
         char sh[96];
         shape_str(y, sh, sizeof sh);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [T, k, N] = [%lld, %lld, %lld]",
-                          y_name, sh, (long long)a->T, (long long)a->k, (long long)a->N);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "y has shape %s, expected [T, k, N] = [%lld, %lld, %lld]", sh,
+                          (long long)a->T, (long long)a->k, (long long)a->N);
     }
     if (a->E > INT32_MAX - 1 || a->N > INT32_MAX || a->K > INT32_MAX)
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s is [%lld, %lld, %lld], expected each dim below 2^31",
@@ -1547,20 +1546,11 @@ static mlxn_status qmatmul_id_check(mlxn_stream *s, const char *fn, const char *
         a->up_stride = a->N > 1 ? urows.s2 : row_bytes;
         a->up_expert_stride = a->E > 1 ? urows.s1 : a->N * a->up_stride;
     }
-    if (a->T && a->N && a->K == 0)
+    if (a->T == 0 || a->N == 0)
+        return MLXN_STATUS_OK;
+    if (a->K == 0)
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K is 0");
-    return MLXN_STATUS_OK;
-}
-
-static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *w_name, const mlxn_tensor *x,
-                                    const mlxn_tensor *w, const mlxn_tensor *w_up, const mlxn_tensor *ids,
-                                    const mlxn_tensor *y)
-{
-    MLXN_TRY(check_stream(s, fn));
-    mlxn_op op = {.kind = MLXN_OP_qmatmul_id};
-    mlxn_qmatmul_id_args *a = &op.u.qmatmul_id;
-    MLXN_TRY(qmatmul_id_check(s, fn, "x", w_name, "y", x, w, w_up, ids, y, a));
-    return a->T && a->N ? mlxn_stream_issue(s, &op) : MLXN_STATUS_OK;
+    return mlxn_stream_issue(s, &op);
 }
 
 mlxn_status mlxn_qmatmul_id(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, const mlxn_tensor *ids,
@@ -1575,21 +1565,4 @@ mlxn_status mlxn_qmatmul_id_swiglu(mlxn_stream *s, const mlxn_tensor *x, const m
     if (!w_up)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, "mlxn_qmatmul_id_swiglu", "w_up is NULL");
     return qmatmul_id_issue(s, "mlxn_qmatmul_id_swiglu", "w_gate", x, w_gate, w_up, ids, y);
-}
-
-mlxn_status mlxn_qmatmul_id_ffn(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w_gate,
-                                const mlxn_tensor *w_up, const mlxn_tensor *w_down, const mlxn_tensor *ids,
-                                const mlxn_tensor *h, const mlxn_tensor *y)
-{
-    static const char fn[] = "mlxn_qmatmul_id_ffn";
-    MLXN_TRY(check_stream(s, fn));
-    if (!w_up)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "w_up is NULL");
-    mlxn_op op = {.kind = MLXN_OP_qmatmul_id_ffn};
-    mlxn_qmatmul_id_ffn_args *a = &op.u.qmatmul_id_ffn;
-    MLXN_TRY(qmatmul_id_check(s, fn, "x", "w_gate", "h", x, w_gate, w_up, ids, h, &a->gate_up));
-    MLXN_TRY(qmatmul_id_check(s, fn, "h", "w_down", "y", h, w_down, NULL, ids, y, &a->down));
-    if (a->gate_up.T == 0 || a->down.N == 0) /* nothing to compute, or h alone */
-        return a->gate_up.T ? mlxn_qmatmul_id_swiglu(s, x, w_gate, w_up, ids, h) : MLXN_STATUS_OK;
-    return mlxn_stream_issue(s, &op);
 }

@@ -292,6 +292,5 @@ const mlxn_backend mlxn_cpu_backend = {
         .cumsum = mlxn_cpu_cumsum,
         .moe_route_map = mlxn_cpu_moe_route_map,
         .qmatmul_id = mlxn_cpu_qmatmul_id,
-        .qmatmul_id_ffn = mlxn_cpu_qmatmul_id_ffn,
     },
 };

@@ -96,7 +96,6 @@ mlxn_status mlxn_cpu_l2_norm(mlxn_stream *s, const mlxn_l2_norm_args *a);
 mlxn_status mlxn_cpu_cumsum(mlxn_stream *s, const mlxn_cumsum_args *a);
 mlxn_status mlxn_cpu_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_args *a);
 mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a);
-mlxn_status mlxn_cpu_qmatmul_id_ffn(mlxn_stream *s, const mlxn_qmatmul_id_ffn_args *a);
 
 /* The routing map of ids (T rows of k) over E experts into offsets [E + 1] and rows [T * k]
  * (mlxn.h's definition), on the calling thread. */

@@ -212,10 +212,3 @@ mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for a thread's rows of x");
     return MLXN_STATUS_OK;
 }
-
-/* The two products in turn: the CPU has no launch gap to hide. */
-mlxn_status mlxn_cpu_qmatmul_id_ffn(mlxn_stream *s, const mlxn_qmatmul_id_ffn_args *a)
-{
-    MLXN_TRY(mlxn_cpu_qmatmul_id(s, &a->gate_up));
-    return mlxn_cpu_qmatmul_id(s, &a->down);
-}

@@ -454,30 +454,16 @@ static mlxn_status cuda_moe_route_map(mlxn_stream *s, const mlxn_moe_route_map_a
     return MLXN_STATUS_OK;
 }
 
-/* next (or NULL): the product issued after this one (mlxn_cuda_launch_qmatmul_id) */
-static mlxn_status qmatmul_id_then(mlxn_stream *s, const char *fn, const mlxn_qmatmul_id_args *a,
-                                   const mlxn_qmatmul_id_args *next)
+static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
 {
+    const char *fn = a->w_up ? "mlxn_qmatmul_id_swiglu" : "mlxn_qmatmul_id";
     SET_DEVICE(fn, s->device);
     void *scratch = NULL;
     const size_t need = mlxn_cuda_qmatmul_id_scratch_bytes(a);
     if (need)
         MLXN_TRY(stream_scratch(s, need, fn, &scratch));
-    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id(a, next, scratch, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
+    MLXN_CUDA_CHECK(fn, mlxn_cuda_launch_qmatmul_id(a, scratch, mlxn_cuda_stream(s), mlxn_cuda_pdl(s)));
     return MLXN_STATUS_OK;
-}
-
-static mlxn_status cuda_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
-{
-    return qmatmul_id_then(s, a->w_up ? "mlxn_qmatmul_id_swiglu" : "mlxn_qmatmul_id", a, NULL);
-}
-
-/* The expert FFN: the gate/up products, asking the L2 for the down projection's rows of each
- * pair's expert on the decode path, then the down projection. */
-static mlxn_status cuda_qmatmul_id_ffn(mlxn_stream *s, const mlxn_qmatmul_id_ffn_args *a)
-{
-    MLXN_TRY(qmatmul_id_then(s, "mlxn_qmatmul_id_ffn", &a->gate_up, getenv("MLXN_AB_NO_AHEAD") ? NULL : &a->down));
-    return qmatmul_id_then(s, "mlxn_qmatmul_id_ffn", &a->down, NULL);
 }
 
 const mlxn_backend mlxn_cuda_backend = {
@@ -517,7 +503,6 @@ const mlxn_backend mlxn_cuda_backend = {
         .sample = cuda_sample,
         .moe_route_map = cuda_moe_route_map,
         .qmatmul_id = cuda_qmatmul_id,
-        .qmatmul_id_ffn = cuda_qmatmul_id_ffn,
         .moe_gate = cuda_moe_gate,
         .moe_reduce = cuda_moe_reduce,
         .copy = cuda_copy_op,

@@ -81,12 +81,10 @@ cudaError_t mlxn_cuda_launch_moe_route_map(const mlxn_moe_route_map_args *a, int
                                            bool pdl);
 /* The expert-routed matmul: mat-vecs per pair up to this many pairs (no scratch), tensor-core
  * tiles over a routing map in `scratch` (mlxn_cuda_qmatmul_id_scratch_bytes, 0 for the mat-vecs)
- * beyond. next (or NULL): the product issued next on the same pairs (an expert FFN's down
- * projection), whose rows of each pair's expert the mat-vecs ask the L2 for. */
+ * beyond. */
 #define MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS 64
 size_t mlxn_cuda_qmatmul_id_scratch_bytes(const mlxn_qmatmul_id_args *a);
-cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, const mlxn_qmatmul_id_args *next, void *scratch,
-                                        cudaStream_t stream, bool pdl);
+cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, void *scratch, cudaStream_t stream, bool pdl);
 /* W decoded to bf16 [N][K] and x rounded to bf16 [M][K] (contiguous), for a tensor-core GEMM. */
 cudaError_t mlxn_cuda_launch_qmatmul_to_bf16(const mlxn_qmatmul_args *a, void *w_bf16, void *x_bf16,
                                              cudaStream_t stream);

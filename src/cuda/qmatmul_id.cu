@@ -268,20 +268,12 @@ __device__ __forceinline__ void group_dot_subnormal(const wide_raw<WT, G> (&raw)
     }
 }
 
-// The next product's weights to ask the L2 for (mlxn_qmatmul_id_ffn: the gate/up kernel asks
-// for each pair's rows of the down projection, which its kernel then reads from the L2 instead
-// of DRAM), or w == nullptr: span bytes of an expert's rows, experts expert_stride apart.
-struct l2_ahead {
-    const uint8_t *w;
-    int64_t expert_stride, span;
-};
-
 // grid: (ceil(N / (DEC_WARPS 32 / lpr)), pairs): a warp owns a row per slot of lpr lanes (one
 // pass: the rows' loads all go out together, and the grid has more blocks to spread the bytes
 // over the SMs); dynamic shared memory: x by groups (GE + 4 floats each), then for
 // subnormal_group the sums of x per 32 elements (K / 32 floats) and the E per 128 (K / 128 ints)
 template <int WT, int G, bool SWIGLU>
-__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr, const l2_ahead ahead)
+__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatmul_id_args a, int lpr)
 {
     constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>(), GE = G * BE, GP = GE + 4;
     constexpr bool SUB = subnormal_group<WT, G>();
@@ -312,12 +304,6 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
         first.load(wg + n * a.w_stride, sl);
     if (EARLY_UP && on && sl < groups)
         first_up.load(wu + n * a.up_stride, sl);
-    if (ahead.w && lane == 0) { // each warp a slice of the pair's expert in the next product
-        const int64_t parts = (int64_t)DEC_WARPS * gridDim.x, slice = (ahead.span + parts - 1) / parts,
-                      at = ((int64_t)DEC_WARPS * blockIdx.x + warp) * slice;
-        if (at < ahead.span)
-            prefetch_l2(ahead.w + e * ahead.expert_stride + at, ahead.span - at < slice ? ahead.span - at : slice);
-    }
     const char *xr = pair_x(a, p);
     float *const xsum = xg + groups * GP;
     int *const xexp = reinterpret_cast<int *>(xsum + a.K / 32);
@@ -721,27 +707,25 @@ template <int WT, int G> bool wide_fits_id(const mlxn_qmatmul_id_args &a)
 }
 
 template <int WT, int G, bool SWIGLU>
-cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl, const l2_ahead &ahead)
+cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
     constexpr int GE = G * block_elems_of<WT>();
     const int64_t groups = a.K / GE;
     const int lpr = wide_lanes(groups), block_rows = DEC_WARPS * 32 / lpr;
     const dim3 grid((unsigned)((a.N + block_rows - 1) / block_rows), (unsigned)(a.T * a.k));
     const size_t smem = ((size_t)groups * (GE + 4) + (subnormal_group<WT, G>() ? (size_t)(a.K / 32 + a.K / XSPAN) : 0)) * 4;
-    return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr, ahead);
+    return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr);
 }
 
-// (qid_rows, for the formats without a wide-load plan, does not prefetch)
-template <int WT, bool SWIGLU>
-cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl, const l2_ahead &ahead)
+template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
     if constexpr (wide_plan<WT>::G > 0) {
         constexpr int G = wide_plan<WT>::G;
         if (wide_fits_id<WT, G>(a))
-            return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl, ahead);
+            return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
         if constexpr (G == 4)
             if (wide_fits_id<WT, 2>(a))
-                return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl, ahead);
+                return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
     }
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
@@ -793,13 +777,13 @@ cudaError_t launch_prefill(const mlxn_qmatmul_id_args &a, char *scratch, cudaStr
 }
 
 template <int WT>
-cudaError_t launch_type(const mlxn_qmatmul_id_args &a, void *scratch, cudaStream_t s, bool pdl, const l2_ahead &ahead)
+cudaError_t launch_type(const mlxn_qmatmul_id_args &a, void *scratch, cudaStream_t s, bool pdl)
 {
     const bool decode = a.T * a.k <= MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS;
     if (a.w_up)
-        return decode ? launch_decode<WT, true>(a, s, pdl, ahead)
+        return decode ? launch_decode<WT, true>(a, s, pdl)
                       : launch_prefill<WT, true>(a, static_cast<char *>(scratch), s, pdl);
-    return decode ? launch_decode<WT, false>(a, s, pdl, ahead)
+    return decode ? launch_decode<WT, false>(a, s, pdl)
                   : launch_prefill<WT, false>(a, static_cast<char *>(scratch), s, pdl);
 }
 
@@ -810,16 +794,11 @@ extern "C" size_t mlxn_cuda_qmatmul_id_scratch_bytes(const mlxn_qmatmul_id_args 
     return a->T * a->k <= MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS ? 0 : plan_scratch(*a).bytes;
 }
 
-extern "C" cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, const mlxn_qmatmul_id_args *next,
-                                                   void *scratch, cudaStream_t s, bool pdl)
+extern "C" cudaError_t mlxn_cuda_launch_qmatmul_id(const mlxn_qmatmul_id_args *a, void *scratch, cudaStream_t s,
+                                                   bool pdl)
 {
-    l2_ahead ahead = {nullptr, 0, 0};
-    if (next) // an expert's rows, the last without its stride's padding
-        ahead = {next->w, next->w_expert_stride,
-                 (next->N - 1) * next->w_stride + next->K / mlxn_dtype_block_elems((mlxn_dtype)next->w_dtype) *
-                                                      mlxn_dtype_block_bytes((mlxn_dtype)next->w_dtype)};
     switch (a->w_dtype) {
-#define CASE(t) case t: return launch_type<t>(*a, scratch, s, pdl, ahead);
+#define CASE(t) case t: return launch_type<t>(*a, scratch, s, pdl);
     CASE(MLXN_DTYPE_F32) CASE(MLXN_DTYPE_F16) CASE(MLXN_DTYPE_BF16)
     CASE(MLXN_DTYPE_Q4_0) CASE(MLXN_DTYPE_Q4_1) CASE(MLXN_DTYPE_Q5_0) CASE(MLXN_DTYPE_Q5_1)
     CASE(MLXN_DTYPE_Q8_0) CASE(MLXN_DTYPE_Q2_K) CASE(MLXN_DTYPE_Q3_K) CASE(MLXN_DTYPE_Q4_K)

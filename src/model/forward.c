@@ -190,7 +190,8 @@ static mlxn_status moe_block(mlxn_model *m, const model_layer *L, int64_t T)
     mlxn_tensor d = mat(m->proj, 0, T, E);
     MLXN_TRY(mlxn_qmatmul(s, &xn, &L->ffn_gate_inp, &router));
     MLXN_TRY(mlxn_moe_gate(s, &router, &m->moe_gate, &ids, &w));
-    MLXN_TRY(mlxn_qmatmul_id_ffn(s, &xn, &L->ffn_gate_exps, &L->ffn_up_exps, &L->ffn_down_exps, &ids, &h, &y));
+    MLXN_TRY(mlxn_qmatmul_id_swiglu(s, &xn, &L->ffn_gate_exps, &L->ffn_up_exps, &ids, &h));
+    MLXN_TRY(mlxn_qmatmul_id(s, &h, &L->ffn_down_exps, &ids, &y));
     return mlxn_moe_reduce(s, &y, &w, &d);
 }
 

@@ -171,16 +171,6 @@ static mlxn_status probe_qmatmul_id(mlxn_stream *s, mlxn_buffer *b, mlxn_dtype d
     return mlxn_qmatmul_id(s, &x, &w, &idt, &y);
 }
 
-static mlxn_status probe_qmatmul_id_ffn(mlxn_stream *s, mlxn_buffer *b, mlxn_dtype dt)
-{
-    /* one [1, 256, 256] matrix as gate, up and down (f32: the 256 KiB at W_AT) */
-    const int64_t ws[3] = {1, 256, 256}, hs[3] = {2, 2, 256};
-    mlxn_tensor w = mlxn_tensor_make(b, W_AT, dt, 3, ws), x = t2(b, X_AT, MLXN_DTYPE_F32, 2, 256),
-                idt = t2(b, AUX_AT, MLXN_DTYPE_I32, 2, 2), h = mlxn_tensor_make(b, Y_AT, MLXN_DTYPE_F32, 3, hs),
-                y = mlxn_tensor_make(b, Y_AT + (64 << 10), MLXN_DTYPE_F32, 3, hs);
-    return mlxn_qmatmul_id_ffn(s, &x, &w, &w, &w, &idt, &h, &y);
-}
-
 typedef struct op_probe {
     const char *operand; /* the operand whose dtype the probe varies (the others: f32 or i32) */
     probe_fn fn;
@@ -205,7 +195,6 @@ static const op_probe probes[MLXN_OP_COUNT] = {
     [MLXN_OP_copy] = {"x, y", probe_copy},
     [MLXN_OP_moe_route_map] = {"offsets", probe_moe_route_map},
     [MLXN_OP_qmatmul_id] = {"w", probe_qmatmul_id},
-    [MLXN_OP_qmatmul_id_ffn] = {"w", probe_qmatmul_id_ffn},
     [MLXN_OP_l2_norm] = {"x", probe_l2_norm},
     [MLXN_OP_cumsum] = {"x", probe_cumsum},
 };
