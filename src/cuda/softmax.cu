@@ -86,16 +86,20 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
 
 // One row's softmax with the row in registers, by TH threads holding up to R runs of RUN
 // elements each: this thread's runs of [run0, run1) of x (and mask), read from global or shared
-// memory (element i at x[i - src0]: a staged slice starts at its first run), are stored to y. CL > 1: the block holds a slice of the row and the slices' max and sum
-// are combined across its cluster. `read_done` runs in every thread once all of the block's
-// threads have read x and mask (after the max's block barrier), for a caller that refills them.
+// memory (element i at x[i - src0]: a staged slice starts at its first run), are stored to y.
+// CL > 1: the block holds a slice of the row and the slices' max and sum are combined across its
+// cluster. `read_done` runs in every thread once all of the block's threads have read x and mask
+// (after the max's block barrier), for a caller that refills them.
 // The max comes first (one block reduction), then exp(z - max) once per element, kept for the
 // output, and its sum (a second): one expf per element and a reciprocal per row, where the
 // one-pass running (max, sum) of the generic kernel takes two expf and a division per element.
-template <typename T, int TH, int R, int CL, typename F>
-__device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
-                                            int64_t run0, int64_t run1, int64_t src0, float *red, float (&part)[2],
-                                            F read_done)
+// V: the row's variant as loops of their own, 0 any (mask, softcap, log: selected per element),
+// 1 softmax and 2 log-softmax of rows without mask or softcap, which then run without the ~6
+// selects an element of ~20 instructions (bench/NOTES.md, softmax).
+template <int V, typename T, int TH, int R, int CL, typename F>
+__device__ __forceinline__ void softmax_row_v(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
+                                              int64_t run0, int64_t run1, int64_t src0, float *red,
+                                              float (&part)[2], F read_done)
 {
     float z[R][RUN];
     float m = -INFINITY;
@@ -104,14 +108,22 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
         const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
         if (run >= run1)
             break;
-        float mv[RUN];
         load_run(x + (i - src0), z[j]);
-        if (mask)
-            load_run(mask + (i - src0), mv);
+        if constexpr (V == 0) {
+            float mv[RUN];
+            if (mask)
+                load_run(mask + (i - src0), mv);
 #pragma unroll
-        for (int e = 0; e < RUN; e++) {
-            z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
-            m = fmaxf(m, z[j][e]);
+            for (int e = 0; e < RUN; e++) {
+                z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
+                m = fmaxf(m, z[j][e]);
+            }
+        } else {
+#pragma unroll
+            for (int e = 0; e < RUN; e++) {
+                z[j][e] *= a.scale;
+                m = fmaxf(m, z[j][e]);
+            }
         }
     }
     m = block_max(m, red);
@@ -120,6 +132,7 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
         m = cluster_reduce1<CL, true>(m, &part[0]);
     // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
     const float msub = m == -INFINITY ? 0.0f : m;
+    const bool log = V == 0 ? a.log : V == 2;
     float s = 0.0f;
 #pragma unroll
     for (int j = 0; j < R; j++) {
@@ -129,14 +142,16 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
         for (int e = 0; e < RUN; e++) {
             const float p = expf(z[j][e] - msub);
             s += p;
-            if (!a.log)
+            if (V == 1 || (V == 0 && !log))
                 z[j][e] = p;
         }
     }
     s = block_sum(s, red);
     if constexpr (CL > 1)
         s = cluster_reduce1<CL, false>(s, &part[1]);
-    const float inv = 1.0f / s, ls = logf(s);
+    // an all -inf row has p = 0 and s = 0: inv = 0 gives its zeros
+    const float inv = m == -INFINITY ? 0.0f : 1.0f / s, ls = logf(s);
+    const bool neg_inf_row = V == 2 && m == -INFINITY; // log-softmax's -inf outputs, branched once
 #pragma unroll
     for (int j = 0; j < R; j++) {
         const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
@@ -144,10 +159,33 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
             break;
         float out[RUN];
 #pragma unroll
-        for (int e = 0; e < RUN; e++)
-            out[e] = m == -INFINITY ? (a.log ? -INFINITY : 0.0f) : a.log ? (z[j][e] - m) - ls : z[j][e] * inv;
+        for (int e = 0; e < RUN; e++) {
+            if constexpr (V == 0)
+                out[e] = m == -INFINITY ? (log ? -INFINITY : 0.0f) : log ? (z[j][e] - m) - ls : z[j][e] * inv;
+            else if constexpr (V == 1)
+                out[e] = z[j][e] * inv;
+            else
+                out[e] = (z[j][e] - m) - ls;
+        }
+        if (neg_inf_row)
+#pragma unroll
+            for (int e = 0; e < RUN; e++)
+                out[e] = -INFINITY;
         store_run(y + i, out);
     }
+}
+
+template <typename T, int TH, int R, int CL, typename F>
+__device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
+                                            int64_t run0, int64_t run1, int64_t src0, float *red, float (&part)[2],
+                                            F read_done)
+{
+    if (mask || a.softcap > 0.0f)
+        softmax_row_v<0, T, TH, R, CL>(a, x, mask, y, run0, run1, src0, red, part, read_done);
+    else if (a.log)
+        softmax_row_v<2, T, TH, R, CL>(a, x, mask, y, run0, run1, src0, red, part, read_done);
+    else
+        softmax_row_v<1, T, TH, R, CL>(a, x, mask, y, run0, run1, src0, red, part, read_done);
 }
 
 // Rows of n <= CL * TH * R * RUN, n % RUN == 0, aligned, read straight into registers. CL > 1:
