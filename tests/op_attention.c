@@ -390,7 +390,7 @@ static bool append_on(test_device *dev, const operand *src, const operand *pos, 
 
 static void run_kv_case(const kv_case *c, test_devices *devs, rng *g)
 {
-    char name[200], full[260], why[512];
+    char name[200], full[280], why[512];
     snprintf(name, sizeof name, "kv_append/B%lld/T%lld/H%lld/S%lld/D%lld/%s_to_%s%s", (long long)c->B, (long long)c->T,
              (long long)c->H, (long long)c->S, (long long)c->D, mlxn_dtype_name(c->sdt), mlxn_dtype_name(c->cdt),
              c->pad ? "/strided" : "");
@@ -450,7 +450,7 @@ done:
  * zeros (scale 0). */
 static void run_kv_q8_case(const kv_case *c, test_devices *devs, rng *g)
 {
-    char name[200], full[260];
+    char name[200], full[280];
     snprintf(name, sizeof name, "kv_append/B%lld/T%lld/H%lld/S%lld/D%lld/%s_to_q8_0%s%s", (long long)c->B,
              (long long)c->T, (long long)c->H, (long long)c->S, (long long)c->D, mlxn_dtype_name(c->sdt),
              c->pad ? "/strided" : "", c->odd ? "/odd-cache" : "");
