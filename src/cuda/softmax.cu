@@ -11,6 +11,7 @@
 #include "elementwise.cuh"
 
 #include <cooperative_groups.h>
+#include <type_traits>
 
 namespace cg = cooperative_groups;
 
@@ -93,9 +94,10 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
 // The max comes first (one block reduction), then exp(z - max) once per element, kept for the
 // output, and its sum (a second): one expf per element and a reciprocal per row, where the
 // one-pass running (max, sum) of the generic kernel takes two expf and a division per element.
-// V: the row's variant as loops of their own, 0 any (mask, softcap, log: selected per element),
-// 1 softmax and 2 log-softmax of rows without mask or softcap, which then run without the ~6
-// selects an element of ~20 instructions (bench/NOTES.md, softmax).
+// V, the kernels' template argument (by_variant below): the row's variant as loops of their own,
+// 0 any (mask, softcap, log: selected per element), 1 softmax and 2 log-softmax of rows without
+// mask or softcap, which then run without the ~6 selects an element of ~20 instructions
+// (bench/NOTES.md, softmax).
 template <int V, typename T, int TH, int R, int CL, typename F>
 __device__ __forceinline__ void softmax_row_v(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
                                               int64_t run0, int64_t run1, int64_t src0, float *red,
@@ -175,24 +177,11 @@ __device__ __forceinline__ void softmax_row_v(const mlxn_softmax_args &a, const 
     }
 }
 
-template <typename T, int TH, int R, int CL, typename F>
-__device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
-                                            int64_t run0, int64_t run1, int64_t src0, float *red, float (&part)[2],
-                                            F read_done)
-{
-    if (mask || a.softcap > 0.0f)
-        softmax_row_v<0, T, TH, R, CL>(a, x, mask, y, run0, run1, src0, red, part, read_done);
-    else if (a.log)
-        softmax_row_v<2, T, TH, R, CL>(a, x, mask, y, run0, run1, src0, red, part, read_done);
-    else
-        softmax_row_v<1, T, TH, R, CL>(a, x, mask, y, run0, run1, src0, red, part, read_done);
-}
-
 // Rows of n <= CL * TH * R * RUN, n % RUN == 0, aligned, read straight into registers. CL > 1:
 // a cluster of CL blocks shares a row, each block a slice of its runs (vocabulary rows: one
 // block a row left 256 rows of 151936 at 12% of copy); CL blocks of the grid per row. The
 // cluster kernels run one block an SM anyway; asked to fit more, ptxas spilled them.
-template <typename T, int TH, int R, int CL>
+template <typename T, int TH, int R, int CL, int V>
 __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(const mlxn_softmax_args a)
 {
     __shared__ float red[32], part[2]; // red: block_reduce.cuh's scratch
@@ -208,7 +197,7 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(
     const int64_t run0 = rank * per, run1 = run0 + per < runs ? run0 + per : runs;
     for (int64_t r = blockIdx.x / CL; r < a.n_rows; r += gridDim.x / CL) {
         const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
-        softmax_row<T, TH, R, CL>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
+        softmax_row_v<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
                                   reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, 0, red, part, [] {});
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -223,7 +212,7 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(
 // registers, a block's loads stopped from its max until its stores (78-80% of copy on 4096-wide
 // rows; 31% on vocabulary rows in clusters, one block an SM); here the next row is on its way
 // whatever the block computes. CL > 1: a cluster a row, as above. Rows r, r + grid / CL, ...
-template <typename T, int TH, int R, int CL>
+template <typename T, int TH, int R, int CL, int V>
 __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
     softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
 {
@@ -269,7 +258,7 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
         mbar_wait(&full[st], parity);
         const int64_t next = r + stages * step;
         const int cur = st;
-        softmax_row<T, TH, R, CL>(a, reinterpret_cast<const T *>(b),
+        softmax_row_v<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(b),
                                   a.mask.base ? reinterpret_cast<const T *>(b + slice) : nullptr,
                                   reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, run0 * RUN, red, part,
                                   [&] {
@@ -290,18 +279,18 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
 // A row's data lives in registers, so the rows resident on an SM (the bytes in flight) are
 // bounded by the register file: fewer threads a row, each holding more of it, leave less per-
 // thread overhead a row. 128 threads up to 8 runs each (n <= 8192), else 256.
-template <typename T> cudaError_t launch_in_registers(const mlxn_softmax_args &a, dim3 grid, cudaStream_t s, bool pdl)
+template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_args &a, dim3 grid, cudaStream_t s, bool pdl)
 {
     const int64_t runs = (a.n / RUN + 127) / 128; // runs per thread at 128 threads
     if (runs <= 1)
-        return launch(softmax_rows_in_registers<T, 128, 1, 1>, grid, dim3(128), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 1, 1, V>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 2)
-        return launch(softmax_rows_in_registers<T, 128, 2, 1>, grid, dim3(128), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 2, 1, V>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 4)
-        return launch(softmax_rows_in_registers<T, 128, 4, 1>, grid, dim3(128), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 4, 1, V>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 8)
-        return launch(softmax_rows_in_registers<T, 128, 8, 1>, grid, dim3(128), 0, s, pdl, a);
-    return launch(softmax_rows_in_registers<T, 256, 8, 1>, grid, dim3(256), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 8, 1, V>, grid, dim3(128), 0, s, pdl, a);
+    return launch(softmax_rows_in_registers<T, 256, 8, 1, V>, grid, dim3(256), 0, s, pdl, a);
 }
 
 // The staged kernel's rows: n as the in-register kernel takes them, x and mask within 32 KB a
@@ -311,10 +300,10 @@ template <typename T> cudaError_t launch_in_registers(const mlxn_softmax_args &a
 // 8 stages and 1 block 29-42% (bench/NOTES.md, softmax).
 constexpr uint32_t STAGE_MAX = 32 * 1024, RING = 32 * 1024;
 
-template <typename T, int TH, int R> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
+template <typename T, int TH, int R, int V> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
     static unsigned long long smem_done;
-    auto kernel = softmax_rows_staged<T, TH, R, 1>;
+    auto kernel = softmax_rows_staged<T, TH, R, 1, V>;
     const uint32_t stage_bytes = ((uint32_t)(a.n * sizeof(T)) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
     const int stages = RING / stage_bytes < 2 ? 2 : RING / stage_bytes > 8 ? 8 : (int)(RING / stage_bytes);
     const size_t smem = (size_t)stages * stage_bytes;
@@ -333,18 +322,18 @@ template <typename T, int TH, int R> cudaError_t launch_staged_k(const mlxn_soft
                   stage_bytes);
 }
 
-template <typename T> cudaError_t launch_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
+template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
     const int64_t runs = (a.n / RUN + 127) / 128; // runs per thread at 128 threads
     if (runs <= 1)
-        return launch_staged_k<T, 128, 1>(a, s, pdl);
+        return launch_staged_k<T, 128, 1, V>(a, s, pdl);
     if (runs <= 2)
-        return launch_staged_k<T, 128, 2>(a, s, pdl);
+        return launch_staged_k<T, 128, 2, V>(a, s, pdl);
     if (runs <= 4)
-        return launch_staged_k<T, 128, 4>(a, s, pdl);
+        return launch_staged_k<T, 128, 4, V>(a, s, pdl);
     if (runs <= 8)
-        return launch_staged_k<T, 128, 8>(a, s, pdl);
-    return launch_staged_k<T, 256, 8>(a, s, pdl);
+        return launch_staged_k<T, 128, 8, V>(a, s, pdl);
+    return launch_staged_k<T, 256, 8, V>(a, s, pdl);
 }
 
 // Rows past the one-block kernel (n > 16384) up to CL_N: a cluster of 8 blocks of 512 threads
@@ -356,10 +345,10 @@ constexpr int CL = 8, CL_TH = 512;
 constexpr int64_t CL_N = (int64_t)CL * CL_TH * 8 * RUN;
 constexpr uint32_t CL_RING_MAX = 200 * 1024, CL_STAGE_MAX = CL_RING_MAX;
 
-template <typename T, int R> cudaError_t launch_cluster_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
+template <typename T, int R, int V> cudaError_t launch_cluster_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
 {
     static unsigned long long smem_done;
-    auto kernel = softmax_rows_staged<T, CL_TH, R, CL>;
+    auto kernel = softmax_rows_staged<T, CL_TH, R, CL, V>;
     const int64_t per = (a.n / RUN + CL - 1) / CL;
     const uint64_t stage = ((uint64_t)per * RUN * sizeof(T) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
     *done = false;
@@ -391,19 +380,19 @@ template <typename T, int R> cudaError_t launch_cluster_staged(const mlxn_softma
                             (uint32_t)stage);
 }
 
-template <typename T> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
+template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
     const bool four = a.n <= (int64_t)CL * CL_TH * 4 * RUN;
     bool done = false;
-    cudaError_t e = four ? launch_cluster_staged<T, 4>(a, s, pdl, &done) : launch_cluster_staged<T, 8>(a, s, pdl, &done);
+    cudaError_t e = four ? launch_cluster_staged<T, 4, V>(a, s, pdl, &done) : launch_cluster_staged<T, 8, V>(a, s, pdl, &done);
     if (done || e != cudaSuccess)
         return e;
     const int64_t rows = a.n_rows < 65535 / CL ? a.n_rows : 65535 / CL;
     const dim3 grid((unsigned)(rows * CL));
     if (four)
-        return launch_clustered(softmax_rows_in_registers<T, CL_TH, 4, CL>, grid, dim3(CL_TH), 0, s, pdl,
+        return launch_clustered(softmax_rows_in_registers<T, CL_TH, 4, CL, V>, grid, dim3(CL_TH), 0, s, pdl,
                                 (unsigned)CL, a);
-    return launch_clustered(softmax_rows_in_registers<T, CL_TH, 8, CL>, grid, dim3(CL_TH), 0, s, pdl, (unsigned)CL,
+    return launch_clustered(softmax_rows_in_registers<T, CL_TH, 8, CL, V>, grid, dim3(CL_TH), 0, s, pdl, (unsigned)CL,
                             a);
 }
 
@@ -412,6 +401,25 @@ bool sm90_or_later()
     int dev = 0, major = 0;
     return cudaGetDevice(&dev) == cudaSuccess &&
            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+}
+
+
+// The rows' variant as a template argument of the kernels (softmax_row_v): 0 with a mask or a
+// softcap, 1 softmax, 2 log-softmax; f(T(), V) launches for the call's dtype and variant.
+template <typename T, typename F> cudaError_t by_variant(const mlxn_softmax_args &a, F &f)
+{
+    if (a.mask.base || a.softcap > 0.0f)
+        return f(T(), std::integral_constant<int, 0>());
+    return a.log ? f(T(), std::integral_constant<int, 2>()) : f(T(), std::integral_constant<int, 1>());
+}
+
+template <typename F> cudaError_t by_type(const mlxn_softmax_args &a, F &&f)
+{
+    switch (a.dtype) {
+    case MLXN_DTYPE_F32: return by_variant<float>(a, f);
+    case MLXN_DTYPE_F16: return by_variant<__half>(a, f);
+    default: return by_variant<__nv_bfloat16>(a, f); // ops.c admits f32, f16 and bf16
+    }
 }
 
 } // namespace
@@ -423,28 +431,15 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
                               rows_aligned16(a->mask) && rows_aligned16(a->y);
     const bool staged = in_registers && (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1) <= STAGE_MAX &&
                         sm90_or_later();
-    if (staged) {
-        switch (a->dtype) {
-        case MLXN_DTYPE_F32: return launch_staged<float>(*a, s, pdl);
-        case MLXN_DTYPE_F16: return launch_staged<__half>(*a, s, pdl);
-        case MLXN_DTYPE_BF16: return launch_staged<__nv_bfloat16>(*a, s, pdl);
-        }
-    }
-    if (in_registers) {
-        switch (a->dtype) {
-        case MLXN_DTYPE_F32: return launch_in_registers<float>(*a, grid, s, pdl);
-        case MLXN_DTYPE_F16: return launch_in_registers<__half>(*a, grid, s, pdl);
-        case MLXN_DTYPE_BF16: return launch_in_registers<__nv_bfloat16>(*a, grid, s, pdl);
-        }
-    }
+    if (staged)
+        return by_type(*a, [&](auto t, auto v) { return launch_staged<decltype(t), decltype(v)::value>(*a, s, pdl); });
+    if (in_registers)
+        return by_type(*a, [&](auto t, auto v) {
+            return launch_in_registers<decltype(t), decltype(v)::value>(*a, grid, s, pdl);
+        });
     const bool in_cluster = a->n % RUN == 0 && a->n <= CL_N && rows_aligned16(a->x) && rows_aligned16(a->mask) &&
                             rows_aligned16(a->y) && sm90_or_later();
-    if (in_cluster) {
-        switch (a->dtype) {
-        case MLXN_DTYPE_F32: return launch_cluster<float>(*a, s, pdl);
-        case MLXN_DTYPE_F16: return launch_cluster<__half>(*a, s, pdl);
-        case MLXN_DTYPE_BF16: return launch_cluster<__nv_bfloat16>(*a, s, pdl);
-        }
-    }
+    if (in_cluster)
+        return by_type(*a, [&](auto t, auto v) { return launch_cluster<decltype(t), decltype(v)::value>(*a, s, pdl); });
     return launch(softmax_rows, grid, dim3(THREADS), 0, s, pdl, *a);
 }
