@@ -99,9 +99,9 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
 // mask or softcap, which then run without the ~6 selects an element of ~20 instructions
 // (bench/NOTES.md, softmax).
 template <int V, typename T, int TH, int R, int CL, typename F>
-__device__ __forceinline__ void softmax_row_v(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
-                                              int64_t run0, int64_t run1, int64_t src0, float *red,
-                                              float (&part)[2], F read_done)
+__device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
+                                            int64_t run0, int64_t run1, int64_t src0, float *red, float (&part)[2],
+                                            F read_done)
 {
     float z[R][RUN];
     float m = -INFINITY;
@@ -197,8 +197,8 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(
     const int64_t run0 = rank * per, run1 = run0 + per < runs ? run0 + per : runs;
     for (int64_t r = blockIdx.x / CL; r < a.n_rows; r += gridDim.x / CL) {
         const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
-        softmax_row_v<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
-                                  reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, 0, red, part, [] {});
+        softmax_row<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
+                                     reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, 0, red, part, [] {});
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if constexpr (CL > 1)
@@ -258,13 +258,13 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
         mbar_wait(&full[st], parity);
         const int64_t next = r + stages * step;
         const int cur = st;
-        softmax_row_v<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(b),
-                                  a.mask.base ? reinterpret_cast<const T *>(b + slice) : nullptr,
-                                  reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, run0 * RUN, red, part,
-                                  [&] {
-                                      if (threadIdx.x == 0 && next < a.n_rows)
-                                          fill(next, cur);
-                                  });
+        softmax_row<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(b),
+                                     a.mask.base ? reinterpret_cast<const T *>(b + slice) : nullptr,
+                                     reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, run0 * RUN, red, part,
+                                     [&] {
+                                         if (threadIdx.x == 0 && next < a.n_rows)
+                                             fill(next, cur);
+                                     });
         if (++st == stages) {
             st = 0;
             parity ^= 1;
@@ -403,8 +403,7 @@ bool sm90_or_later()
            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
 }
 
-
-// The rows' variant as a template argument of the kernels (softmax_row_v): 0 with a mask or a
+// The rows' variant as a template argument of the kernels (softmax_row): 0 with a mask or a
 // softcap, 1 softmax, 2 log-softmax; f(T(), V) launches for the call's dtype and variant.
 template <typename T, typename F> cudaError_t by_variant(const mlxn_softmax_args &a, F &f)
 {
