@@ -215,6 +215,11 @@ static const qmm_row qmm_rows[] = {
     GGML_ROWS(MLXN_DTYPE_Q8_0), GGML_ROWS(MLXN_DTYPE_Q4_K), GGML_ROWS(MLXN_DTYPE_Q5_K),
     GGML_ROWS(MLXN_DTYPE_Q6_K), GGML_ROWS(MLXN_DTYPE_IQ4_NL),
 #undef GGML_ROWS
+    /* the other formats' decode (issue 3 asks for every type) */
+#define GGML_DECODE_ROWS(t) {t, 0, 1, 14336, 4096}, {t, 0, 1, 4096, 14336}
+    GGML_DECODE_ROWS(MLXN_DTYPE_Q5_0), GGML_DECODE_ROWS(MLXN_DTYPE_IQ4_XS), GGML_DECODE_ROWS(MLXN_DTYPE_Q2_K),
+    GGML_DECODE_ROWS(MLXN_DTYPE_Q3_K),
+#undef GGML_DECODE_ROWS
     /* CPU-sized decode (a square 4096 layer, one token and eight) and the small models' layers:
      * SmolLM2-135M (Q4_1 FFN 1536 x 576 both ways, Q8_0 head 49152 x 576), Gemma 3 270M (Q5_0
      * up/gate 2048 x 640, Q6_K down 640 x 2048, Q8_0 head 262144 x 640) */

@@ -291,8 +291,8 @@ void test_qmatmul(test_devices *devs, rng *g)
         run_case(&big[i], devs, g);
     /* short rows at M = 1 (CUDA: the wide-load kernel with 8, 4, 2 or 1 rows per warp at K 512,
      * 640, 1536, 4096, and its groups of 2 blocks where K is not whole groups of 4: K 192, 576
-     * as in SmolLM2; Q4_0, Q4_1 and Q8_0 at K 1536 and 4096 take the streamed kernel), plain and
-     * with the fusions a decoder uses */
+     * as in SmolLM2; Q4_0, Q4_1 and Q8_0 at K 1536 and 4096, Q5_0, Q5_1 and IQ4_NL at 4096 take
+     * the streamed kernel), plain and with the fusions a decoder uses */
     static const mlxn_dtype wtypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0,
                                         MLXN_DTYPE_Q5_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_IQ4_NL};
     static const int64_t wshapes[][2] = {{66, 192}, {130, 576}, {46, 640}, {34, 1536}, {18, 512}, {10, 4096}};
@@ -331,11 +331,13 @@ void test_qmatmul(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof fbig / sizeof fbig[0]; i++)
         run_case(&fbig[i], devs, g);
-    /* the streamed decode kernel on CUDA (M = 1, K of 64 to 512 pieces: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K):
-     * N past, at and below one tile of rows, every x dtype, the fusions, and x far from 1 (its
-     * codes enter the products as subnormals scaled by x's largest element) */
-    static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K,
-                                        MLXN_DTYPE_Q6_K};
+    /* the streamed decode kernel on CUDA (M = 1, K of 64 to 512 pieces: every format it takes;
+     * K 2304 only Q4_0, Q4_1, Q8_0 and Q4_K, the others from K 4096): N past, at and below one
+     * tile of rows, every x dtype, the fusions, and x far from 1 (its codes enter the products
+     * as subnormals scaled by x's largest element) */
+    static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0,   MLXN_DTYPE_Q5_1,
+                                        MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q5_K,   MLXN_DTYPE_Q6_K,
+                                        MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_IQ4_XS};
     static const qmm_case sshapes[] = {
         {0, MLXN_DTYPE_F32, 1, 67, 4096, 0, 0, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F16, 1, 3, 4096, 0, 0, MLXN_ACT_SILU, 0, false},
@@ -359,7 +361,8 @@ void test_qmatmul(test_devices *devs, rng *g)
         }
     /* x's blocks far apart in scale, zero blocks among them (the CPU's integer form of x for
      * Q4_K and Q6_K at one row of x, the streamed kernel's single scale on CUDA) */
-    static const mlxn_dtype utypes[] = {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q4_0};
+    static const mlxn_dtype utypes[] = {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q5_K,
+                                        MLXN_DTYPE_IQ4_XS};
     for (size_t ti = 0; ti < sizeof utypes / sizeof utypes[0]; ti++)
         for (int si = 0; si < 2; si++) {
             const qmm_case c = {utypes[ti], MLXN_DTYPE_F32, 1, si ? 35 : 67, si ? 2048 : 4096, 0,

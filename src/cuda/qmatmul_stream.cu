@@ -1,8 +1,9 @@
-// Decode mat-vec (M = 1) with GGML weights, streamed: y[n] = x . W[n]^T for Q4_0, Q4_1, Q8_0,
-// Q4_K and Q6_K (bench/NOTES.md, "qmatmul decode, streamed", has the budget behind each choice).
+// Decode mat-vec (M = 1) with GGML weights, streamed: y[n] = x . W[n]^T for Q4_0, Q4_1, Q5_0,
+// Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS (bench/NOTES.md, "qmatmul decode, streamed",
+// has the budget behind each choice).
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements, 64 for
-//    Q4_K: both nibbles of 32 code bytes) for the whole kernel, in registers, so x is read
+//    Q4_K and Q5_K: both nibbles of 32 code bytes) for the whole kernel, in registers, so x is read
 //    once per block instead of once per row from shared memory. A Q6_K piece is a quarter of a
 //    128-element half of a super-block: 32 elements whose low nibbles share 32 code bytes with
 //    another quarter, and whose high 2 bits share 32 bytes with the three others.
@@ -13,7 +14,8 @@
 //    for their next tile's bytes.
 //  - Codes as subnormal fields (subnormal.cuh): one AND and one FMA per weight against x
 //    pre-scaled per element; block scales and offsets (through each piece's sum of x) apply
-//    once per piece.
+//    once per piece. 5-bit codes are first assembled into bytes, IQ4 codes looked up into bytes
+//    (values + 128) by byte permutes.
 #include <stdint.h>
 
 #include "block_reduce.cuh"
@@ -36,9 +38,10 @@ constexpr int SMEM_LIMIT = 200 * 1024;
 // formats this kernel does not take
 template <int WT> struct sfmt {
     static constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>();
-    static constexpr int PE = WT == MLXN_DTYPE_Q4_K ? 64
-                            : WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ||
-                                      WT == MLXN_DTYPE_Q6_K
+    static constexpr int PE = WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K ? 64
+                            : WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 ||
+                                      WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q6_K ||
+                                      WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS
                                   ? 32
                                   : 0;
     // sums of x per piece (Q6_K: per 16 elements, a scale's span)
@@ -46,11 +49,14 @@ template <int WT> struct sfmt {
 };
 
 // The bit at which element j of a piece sits in the words its dot masks: the nibble layout
-// (subnormal.cuh) or Q8_0's bytes (bytes 2-3 from the word shifted right by 16).
+// (subnormal.cuh), bytes (Q8_0 and the 5-bit codes: bytes 2-3 from the word shifted right by
+// 16) or IQ4's looked-up bytes.
 template <int WT> __device__ __forceinline__ int field_bit(int j)
 {
-    if constexpr (WT == MLXN_DTYPE_Q8_0)
+    if constexpr (WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q5_K)
         return byte_bit(j);
+    else if constexpr (WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS)
+        return iq4_bit(j);
     else
         return nibble_bit(j, sfmt<WT>::PE / 2);
 }
@@ -79,9 +85,9 @@ __device__ __forceinline__ float half_at(const uint8_t *ring, uint32_t off)
 // Byte offset of piece p's block in a row of W.
 template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 {
-    return WT == MLXN_DTYPE_Q4_K   ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 2)
-           : WT == MLXN_DTYPE_Q6_K ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 3)
-                                   : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
+    return WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K   ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 2)
+           : WT == MLXN_DTYPE_Q6_K || WT == MLXN_DTYPE_IQ4_XS ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 3)
+                                                              : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
 }
 
 // Piece p, whose block starts at ring + off, times x (scaled as above; sx: the piece's sums of
@@ -112,6 +118,41 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const ui
     return d * ((al[0] + al[1]) + (ah[0] + ah[1])) + m * sx[0];
 }
 
+// Q5_0 / Q5_1: code bytes j hold elements j (low nibble) and j + 16 (high); their fifth bits are
+// bits j and j + 16 of qh. Word i's 8 codes become two words of 5-bit bytes (elements 4i..4i+3,
+// then 16 + 4i..).
+__device__ __forceinline__ void q5_block_dot(uint32_t qh, const uint32_t *w, const float *x, float (&a)[4])
+{
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        byte_fields_dot<0x1Fu>(q5_bytes(w[i], q5_high_nibble(qh, i)), x[4 * i], x[4 * i + 1], x[4 * i + 2],
+                               x[4 * i + 3], a[0], a[1]);
+        byte_fields_dot<0x1Fu>(q5_bytes(w[i] >> 4, q5_high_nibble(qh, 4 + i)), x[16 + 4 * i], x[17 + 4 * i],
+                               x[18 + 4 * i], x[19 + 4 * i], a[2], a[3]);
+    }
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+{
+    uint32_t w[5]; // qh, then the code bytes
+    smem_words<5>(ring, off + 2, w);
+    float a[4] = {0.f, 0.f, 0.f, 0.f};
+    q5_block_dot(w[0], w + 1, x, a);
+    return half_at(ring, off) * ((a[0] + a[1]) + (a[2] + a[3]) - 16.f * sx[0]);
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_1>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+{
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, m, qh, the codes
+    const uint32_t dm = q[0];
+    const uint32_t w[4] = {q[2], q[3], q[4], q[5]};
+    float a[4] = {0.f, 0.f, 0.f, 0.f};
+    q5_block_dot(q[1], w, x, a);
+    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
+    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    return d * ((a[0] + a[1]) + (a[2] + a[3])) + m * sx[0];
+}
+
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
 {
     uint32_t w[8];
@@ -123,19 +164,11 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const ui
     return half_at(ring, off) * (a0 + a1 - 128.f * sx[0]);
 }
 
-// Q4_K: piece c (0..3) of super-block s holds units 2c (low nibbles of code bytes 32c..32c+31)
-// and 2c + 1 (high nibbles); their 6-bit scales and mins come from the 12 packed bytes.
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+// Q4_K / Q5_K: piece c (0..3) of super-block s holds units 2c (low nibbles of code bytes
+// 32c..32c+31) and 2c + 1 (high nibbles); their 6-bit scales and mins come from the 12 packed
+// bytes of the header h, applied here to the units' sums lo and hi.
+__device__ __forceinline__ float k4_piece(uint4 h, int c, float lo, float hi, const float *sx)
 {
-    const int c = p & 3;
-    const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
-    const uint4 h = b[0], q0 = b[1 + 2 * c], q1 = b[2 + 2 * c];
-    const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-        nibbles_dot(w[i], x + 4 * i, x + 32 + 4 * i, al, ah);
-    const float lo = al[0] + al[1], hi = ah[0] + ah[1];
     const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
     const float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
     float r = 0.f;
@@ -146,6 +179,39 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
         r += d * (float)sc * (k ? hi : lo) - dmin * (float)mn * sx[k];
     }
     return r;
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+{
+    const int c = p & 3;
+    const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
+    const uint4 q0 = b[1 + 2 * c], q1 = b[2 + 2 * c];
+    const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        nibbles_dot(w[i], x + 4 * i, x + 32 + 4 * i, al, ah);
+    return k4_piece(b[0], c, al[0] + al[1], ah[0] + ah[1], sx);
+}
+
+// Q5_K: as Q4_K, with the fifth bits of code byte l's two elements at bits 2c and 2c + 1 of
+// qh[l] (the 32 bytes after the header).
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+{
+    const int c = p & 3;
+    const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
+    const uint4 h0 = b[1], h1 = b[2], q0 = b[3 + 2 * c], q1 = b[4 + 2 * c];
+    const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+    const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const uint32_t t = qh[i] >> (2 * c); // bit 0 of each byte: the low nibble's, bit 1: the high's
+        byte_fields_dot<0x1Fu>(q5_bytes(w[i], t << 4), x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], al[0], al[1]);
+        byte_fields_dot<0x1Fu>(q5_bytes(w[i] >> 4, t << 3), x[32 + 4 * i], x[33 + 4 * i], x[34 + 4 * i],
+                               x[35 + 4 * i], ah[0], ah[1]);
+    }
+    return k4_piece(b[0], c, al[0] + al[1], ah[0] + ah[1], sx);
 }
 
 // Q6_K: piece p of super-block p / 8 is quarter c = p % 4 of half h = p / 4 % 2: elements
@@ -183,6 +249,36 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const ui
     const int8_t *sc = reinterpret_cast<const int8_t *>(ring + off + 192 + 8 * h + 2 * c);
     return half_at(ring, off + 208) * ((float)sc[0] * (fmaf(f, ah[0], al[0]) - 32.f * sx[0]) +
                                        (float)sc[1] * (fmaf(f, ah[1], al[1]) - 32.f * sx[1]));
+}
+
+// IQ4_NL: d, then Q4_0's code bytes, looked up in the code book (values + 128).
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_NL>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+{
+    uint32_t w[4];
+    smem_words<4>(ring, off + 2, w);
+    float a[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        iq4_dot(w[i], x + 4 * i, x + 16 + 4 * i, a[2 * (i & 1)], a[2 * (i & 1) + 1]);
+    return half_at(ring, off) * ((a[0] + a[1]) + (a[2] + a[3]) - 128.f * sx[0]);
+}
+
+// IQ4_XS: piece ib (0..7) of a super-block is its 32-element block ib, IQ4_NL's layout, with a
+// 6-bit scale (4 bits of scales_l, 2 of scales_h) times d.
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+{
+    const int ib = p & 7;
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, scales_h, scales_l
+    const uint2 *c = reinterpret_cast<const uint2 *>(ring + off + 8 + 16 * ib); // 8-byte aligned
+    const uint2 c0 = c[0], c1 = c[1];
+    const uint32_t w[4] = {c0.x, c0.y, c1.x, c1.y}, h = q[0];
+    float a[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        iq4_dot(w[i], x + 4 * i, x + 16 + 4 * i, a[2 * (i & 1)], a[2 * (i & 1) + 1]);
+    const int ls = (int)((q[1] >> (4 * ib) & 15) | (h >> (16 + 2 * ib) & 3) << 4);
+    const float d = __half2float(__ushort_as_half((unsigned short)(h & 0xFFFF)));
+    return d * (float)(ls - 32) * ((a[0] + a[1]) + (a[2] + a[3]) - 128.f * sx[0]);
 }
 
 // Pieces of 64 elements need the registers of 256 + 32 threads per block.
@@ -411,8 +507,12 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         const int64_t threads = 32 + (pieces + per - 1) / per * per;
         const int64_t row_bytes = a.K / F::BE * F::BB;
         // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
-        // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows
-        if (WT == MLXN_DTYPE_Q6_K && a.K < 4096)
+        // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows; the
+        // formats added after it too (Gemma 3's Q5_0 rows are 640 long), until a model's step
+        // has measured them
+        constexpr bool short_rows = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ||
+                                    WT == MLXN_DTYPE_Q4_K;
+        if (!short_rows && a.K < 4096)
             return false;
         if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
             a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * row_bytes + 16 > SMEM_LIMIT)
@@ -437,9 +537,14 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
     switch (a->w_dtype) {
     case MLXN_DTYPE_Q4_0: return launch_format<MLXN_DTYPE_Q4_0>(*a, s, pdl, e);
     case MLXN_DTYPE_Q4_1: return launch_format<MLXN_DTYPE_Q4_1>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q5_0: return launch_format<MLXN_DTYPE_Q5_0>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q5_1: return launch_format<MLXN_DTYPE_Q5_1>(*a, s, pdl, e);
     case MLXN_DTYPE_Q8_0: return launch_format<MLXN_DTYPE_Q8_0>(*a, s, pdl, e);
     case MLXN_DTYPE_Q4_K: return launch_format<MLXN_DTYPE_Q4_K>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q5_K: return launch_format<MLXN_DTYPE_Q5_K>(*a, s, pdl, e);
     case MLXN_DTYPE_Q6_K: return launch_format<MLXN_DTYPE_Q6_K>(*a, s, pdl, e);
+    case MLXN_DTYPE_IQ4_NL: return launch_format<MLXN_DTYPE_IQ4_NL>(*a, s, pdl, e);
+    case MLXN_DTYPE_IQ4_XS: return launch_format<MLXN_DTYPE_IQ4_XS>(*a, s, pdl, e);
     default: return false;
     }
 }

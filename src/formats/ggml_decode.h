@@ -50,12 +50,14 @@ MLXN_HD uint32_t mlxn_ggml_le32(const uint8_t *p)
 }
 
 /* The non-linear 4-bit code book of IQ4_NL and IQ4_XS: -127, -104, -83, -65, -49, -35, -22,
- * -10, 1, 13, 25, 38, 53, 69, 89, 113, as bytes of two constants (no table: host and device
- * code share this). */
+ * -10, 1, 13, 25, 38, 53, 69, 89, 113, as the int8 bytes of two constants (no table: host and
+ * device code share this; the CUDA decode kernels look codes up in their words by byte permutes). */
+#define MLXN_IQ4_VALUES_LO 0xF6EADDCFBFAD9881ull
+#define MLXN_IQ4_VALUES_HI 0x7159453526190D01ull
+
 MLXN_HD int mlxn_iq4_value(int i)
 {
-    const uint64_t lo = 0xF6EADDCFBFAD9881ull, hi = 0x7159453526190D01ull;
-    return (int8_t)((i < 8 ? lo : hi) >> (8 * (i & 7)));
+    return (int8_t)((i < 8 ? MLXN_IQ4_VALUES_LO : MLXN_IQ4_VALUES_HI) >> (8 * (i & 7)));
 }
 
 MLXN_HD void mlxn_unit_q4_0(const mlxn_block_q4_0 *b, float *y)
