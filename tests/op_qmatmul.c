@@ -335,9 +335,9 @@ void test_qmatmul(test_devices *devs, rng *g)
      * K 2304 only Q4_0, Q4_1, Q8_0 and Q4_K, the others from K 4096): N past, at and below one
      * tile of rows, every x dtype, the fusions, and x far from 1 (its codes enter the products
      * as subnormals scaled by x's largest element) */
-    static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0,   MLXN_DTYPE_Q5_1,
-                                        MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q5_K,   MLXN_DTYPE_Q6_K,
-                                        MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_IQ4_XS};
+    static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1,   MLXN_DTYPE_Q5_0,  MLXN_DTYPE_Q5_1,
+                                        MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q2_K,   MLXN_DTYPE_Q3_K,  MLXN_DTYPE_Q4_K,
+                                        MLXN_DTYPE_Q5_K, MLXN_DTYPE_Q6_K,   MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_IQ4_XS};
     static const qmm_case sshapes[] = {
         {0, MLXN_DTYPE_F32, 1, 67, 4096, 0, 0, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F16, 1, 3, 4096, 0, 0, MLXN_ACT_SILU, 0, false},
@@ -362,7 +362,7 @@ void test_qmatmul(test_devices *devs, rng *g)
     /* x's blocks far apart in scale, zero blocks among them (the CPU's integer form of x for
      * Q4_K and Q6_K at one row of x, the streamed kernel's single scale on CUDA) */
     static const mlxn_dtype utypes[] = {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q5_K,
-                                        MLXN_DTYPE_IQ4_XS};
+                                        MLXN_DTYPE_IQ4_XS, MLXN_DTYPE_Q3_K};
     for (size_t ti = 0; ti < sizeof utypes / sizeof utypes[0]; ti++)
         for (int si = 0; si < 2; si++) {
             const qmm_case c = {utypes[ti], MLXN_DTYPE_F32, 1, si ? 35 : 67, si ? 2048 : 4096, 0,

@@ -1,9 +1,9 @@
 // Decode mat-vec (M = 1) with GGML weights, streamed: y[n] = x . W[n]^T for Q4_0, Q4_1, Q5_0,
-// Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS (bench/NOTES.md, "qmatmul decode, streamed",
-// has the budget behind each choice).
+// Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL and IQ4_XS (bench/NOTES.md, "qmatmul decode, streamed", has the
+// budget behind each choice).
 //
-//  - K is split over the block's threads: a thread owns one piece of x (32 elements, 64 for
-//    Q4_K and Q5_K: both nibbles of 32 code bytes) for the whole kernel, in registers, so x is read
+//  - K is split over the block's threads: a thread owns one piece of x (32 elements) for the
+//    whole kernel, in registers, so x is read
 //    once per block instead of once per row from shared memory. A Q6_K piece is a quarter of a
 //    128-element half of a super-block: 32 elements whose low nibbles share 32 code bytes with
 //    another quarter, and whose high 2 bits share 32 bytes with the three others.
@@ -14,8 +14,8 @@
 //    for their next tile's bytes.
 //  - Codes as subnormal fields (subnormal.cuh): one AND and one FMA per weight against x
 //    pre-scaled per element; block scales and offsets (through each piece's sum of x) apply
-//    once per piece. 5-bit codes are first assembled into bytes, IQ4 codes looked up into bytes
-//    (values + 128) by byte permutes.
+//    once per piece. 3- and 5-bit codes are first assembled into bytes, IQ4 codes looked up into
+//    bytes (values + 128) by byte permutes.
 #include <stdint.h>
 
 #include "block_reduce.cuh"
@@ -30,7 +30,7 @@ namespace {
 using namespace mlxn_cuda;
 
 constexpr int MAX_STAGES = 8;
-constexpr int MAX_PIECES = 512;       // a computing thread per piece (256 of 64 elements)
+constexpr int MAX_PIECES = 512;       // a computing thread per piece
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 constexpr int SMEM_LIMIT = 200 * 1024;
 
@@ -38,22 +38,23 @@ constexpr int SMEM_LIMIT = 200 * 1024;
 // formats this kernel does not take
 template <int WT> struct sfmt {
     static constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>();
-    static constexpr int PE = WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K ? 64
-                            : WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 ||
-                                      WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q6_K ||
-                                      WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS
+    static constexpr int PE = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 ||
+                                      WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q2_K ||
+                                      WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K ||
+                                      WT == MLXN_DTYPE_Q6_K || WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS
                                   ? 32
                                   : 0;
-    // sums of x per piece (Q6_K: per 16 elements, a scale's span)
-    static constexpr int NS = WT == MLXN_DTYPE_Q6_K ? 2 : PE / 32;
+    // sums of x per piece (Q2_K, Q3_K, Q6_K: per 16 elements, a scale's span)
+    static constexpr int NS = WT == MLXN_DTYPE_Q2_K || WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q6_K ? 2 : 1;
 };
 
 // The bit at which element j of a piece sits in the words its dot masks: the nibble layout
-// (subnormal.cuh), bytes (Q8_0 and the 5-bit codes: bytes 2-3 from the word shifted right by
-// 16) or IQ4's looked-up bytes.
+// (subnormal.cuh), bytes (Q8_0, the K formats and the 5-bit codes: bytes 2-3 from the word
+// shifted right by 16) or IQ4's looked-up bytes.
 template <int WT> __device__ __forceinline__ int field_bit(int j)
 {
-    if constexpr (WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q5_K)
+    if constexpr (WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q2_K ||
+                  WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K)
         return byte_bit(j);
     else if constexpr (WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS)
         return iq4_bit(j);
@@ -85,9 +86,7 @@ __device__ __forceinline__ float half_at(const uint8_t *ring, uint32_t off)
 // Byte offset of piece p's block in a row of W.
 template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 {
-    return WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K   ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 2)
-           : WT == MLXN_DTYPE_Q6_K || WT == MLXN_DTYPE_IQ4_XS ? (uint32_t)sfmt<WT>::BB * (uint32_t)(p >> 3)
-                                                              : (uint32_t)sfmt<WT>::BB * (uint32_t)p;
+    return (uint32_t)sfmt<WT>::BB * (uint32_t)(sfmt<WT>::BE == 256 ? p >> 3 : p);
 }
 
 // Piece p, whose block starts at ring + off, times x (scaled as above; sx: the piece's sums of
@@ -164,54 +163,93 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const ui
     return half_at(ring, off) * (a0 + a1 - 128.f * sx[0]);
 }
 
-// Q4_K / Q5_K: piece c (0..3) of super-block s holds units 2c (low nibbles of code bytes
-// 32c..32c+31) and 2c + 1 (high nibbles); their 6-bit scales and mins come from the 12 packed
-// bytes of the header h, applied here to the units' sums lo and hi.
-__device__ __forceinline__ float k4_piece(uint4 h, int c, float lo, float hi, const float *sx)
+// Q4_K / Q5_K: piece u (0..7) of a super-block is its unit u: the low (u even) or high nibbles
+// of code bytes 32 (u / 2) .. + 31, with a 6-bit scale and min from the 12 packed bytes of the
+// header h, applied here to the piece's sum.
+__device__ __forceinline__ float k4_piece(uint4 h, int u, float sum, float sx)
 {
+    uint32_t sc, mn;
+    q4_K_scale_min(h.y, h.z, h.w, u, sc, mn);
     const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
     const float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
-    float r = 0.f;
-#pragma unroll
-    for (int k = 0; k < 2; k++) {
-        uint32_t sc, mn;
-        q4_K_scale_min(h.y, h.z, h.w, 2 * c + k, sc, mn);
-        r += d * (float)sc * (k ? hi : lo) - dmin * (float)mn * sx[k];
-    }
-    return r;
+    return d * (float)sc * sum - dmin * (float)mn * sx;
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
 {
-    const int c = p & 3;
+    const int u = p & 7, sh = 4 * (u & 1);
     const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
-    const uint4 q0 = b[1 + 2 * c], q1 = b[2 + 2 * c];
+    const uint4 q0 = b[1 + (u & ~1)], q1 = b[2 + (u & ~1)];
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
+    float a[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        nibbles_dot(w[i], x + 4 * i, x + 32 + 4 * i, al, ah);
-    return k4_piece(b[0], c, al[0] + al[1], ah[0] + ah[1], sx);
+        byte_fields_dot<0x0Fu>(w[i] >> sh, x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a[2 * (i & 1)],
+                               a[2 * (i & 1) + 1]);
+    return k4_piece(b[0], u, (a[0] + a[1]) + (a[2] + a[3]), sx[0]);
 }
 
-// Q5_K: as Q4_K, with the fifth bits of code byte l's two elements at bits 2c and 2c + 1 of
-// qh[l] (the 32 bytes after the header).
+// Q5_K: as Q4_K, with the fifth bit of element l of unit u at bit u of qh[l] (the 32 bytes after
+// the header).
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
 {
-    const int c = p & 3;
+    const int u = p & 7, sh = 4 * (u & 1);
     const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
-    const uint4 h0 = b[1], h1 = b[2], q0 = b[3 + 2 * c], q1 = b[4 + 2 * c];
+    const uint4 h0 = b[1], h1 = b[2], q0 = b[3 + (u & ~1)], q1 = b[4 + (u & ~1)];
     const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
+    float a[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const uint32_t t = qh[i] >> (2 * c); // bit 0 of each byte: the low nibble's, bit 1: the high's
-        byte_fields_dot<0x1Fu>(q5_bytes(w[i], t << 4), x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], al[0], al[1]);
-        byte_fields_dot<0x1Fu>(q5_bytes(w[i] >> 4, t << 3), x[32 + 4 * i], x[33 + 4 * i], x[34 + 4 * i],
-                               x[35 + 4 * i], ah[0], ah[1]);
+    for (int i = 0; i < 8; i++)
+        byte_fields_dot<0x1Fu>(q5_bytes(w[i] >> sh, (qh[i] >> u) << 4), x[4 * i], x[4 * i + 1], x[4 * i + 2],
+                               x[4 * i + 3], a[2 * (i & 1)], a[2 * (i & 1) + 1]);
+    return k4_piece(b[0], u, (a[0] + a[1]) + (a[2] + a[3]), sx[0]);
+}
+
+// Q2_K / Q3_K: piece u (0..7) of a super-block is its 32-element unit u: field 2 (u % 4) of code
+// bytes 32 (u / 4) .. + 31 (and for Q3_K bit u of the 32 high-mask bytes, the code's bit 2), a
+// scale (and Q2_K a min) per 16 elements.
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+{
+    const int u = p & 7, sh = 2 * (u & 3);
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + ((off + 16 + 32 * (u >> 2)) >> 2); // aligned
+    float a[4] = {0.f, 0.f, 0.f, 0.f}; // two sums per 16 elements
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        byte_fields_dot<0x03u>(q[i] >> sh, x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a[(i >> 2) * 2],
+                               a[(i >> 2) * 2 + 1]);
+    const uint32_t dm = reinterpret_cast<const uint32_t *>(ring)[(off + 80) >> 2];
+    const uint32_t s0 = ring[off + 2 * u], s1 = ring[off + 2 * u + 1]; // scale | min << 4
+    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
+    const float dmin = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    return d * ((float)(s0 & 15) * (a[0] + a[1]) + (float)(s1 & 15) * (a[2] + a[3])) -
+           dmin * ((float)(s0 >> 4) * sx[0] + (float)(s1 >> 4) * sx[1]);
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q3_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+{
+    const int u = p & 7, sh = 2 * (u & 3);
+    uint32_t q[8], hm[8];
+    smem_words<8>(ring, off + 32 + 32 * (u >> 2), q);
+    smem_words<8>(ring, off, hm);
+    float a[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < 8; i++) { // 3-bit codes: bits 0-1 from the field, bit 2 from the mask
+        const uint32_t c = (q[i] >> sh & 0x03030303u) | ((hm[i] >> u) << 2 & 0xFCFCFCFCu);
+        byte_fields_dot<0x07u>(c, x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a[(i >> 2) * 2],
+                               a[(i >> 2) * 2 + 1]);
     }
-    return k4_piece(b[0], c, al[0] + al[1], ah[0] + ah[1], sx);
+    // the 6-bit scales 2u and 2u + 1: 4 low bits from byte i % 8 (shifted by 4 (i / 8)), 2 high
+    // bits from byte 8 + i % 4 (shifted by 2 (i / 4)) of the 12 at 96
+    const uint8_t *sc = ring + off + 96;
+    float r = 0.f;
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const int i = 2 * u + k;
+        const int v = (sc[i & 7] >> (4 * (i >> 3)) & 15) | (sc[8 + (i & 3)] >> (2 * (i >> 2)) & 3) << 4;
+        r += (float)(v - 32) * ((a[2 * k] + a[2 * k + 1]) - 4.f * sx[k]);
+    }
+    return half_at(ring, off + 108) * r;
 }
 
 // Q6_K: piece p of super-block p / 8 is quarter c = p % 4 of half h = p / 4 % 2: elements
@@ -281,12 +319,9 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const 
     return d * (float)(ls - 32) * ((a[0] + a[1]) + (a[2] + a[3]) - 128.f * sx[0]);
 }
 
-// Pieces of 64 elements need the registers of 256 + 32 threads per block.
-template <int WT> constexpr int max_threads() { return sfmt<WT>::PE == 64 ? MAX_PIECES / 2 + 32 : MAX_THREADS; }
-
 // RT: rows of W per tile (a power of two up to 32)
 template <int WT, int RT>
-__global__ void __launch_bounds__(max_threads<WT>()) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
+__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
 {
     constexpr int PE = sfmt<WT>::PE, NS = sfmt<WT>::NS;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
@@ -514,7 +549,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
                                     WT == MLXN_DTYPE_Q4_K;
         if (!short_rows && a.K < 4096)
             return false;
-        if (a.M != 1 || a.K % F::BE || threads < 96 || threads > max_threads<WT>() || row_bytes % 16 ||
+        if (a.M != 1 || a.K % F::BE || threads < 96 || threads > MAX_THREADS || row_bytes % 16 ||
             a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * row_bytes + 16 > SMEM_LIMIT)
             return false;
         int dev = 0, major = 0;
@@ -540,6 +575,8 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
     case MLXN_DTYPE_Q5_0: return launch_format<MLXN_DTYPE_Q5_0>(*a, s, pdl, e);
     case MLXN_DTYPE_Q5_1: return launch_format<MLXN_DTYPE_Q5_1>(*a, s, pdl, e);
     case MLXN_DTYPE_Q8_0: return launch_format<MLXN_DTYPE_Q8_0>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q2_K: return launch_format<MLXN_DTYPE_Q2_K>(*a, s, pdl, e);
+    case MLXN_DTYPE_Q3_K: return launch_format<MLXN_DTYPE_Q3_K>(*a, s, pdl, e);
     case MLXN_DTYPE_Q4_K: return launch_format<MLXN_DTYPE_Q4_K>(*a, s, pdl, e);
     case MLXN_DTYPE_Q5_K: return launch_format<MLXN_DTYPE_Q5_K>(*a, s, pdl, e);
     case MLXN_DTYPE_Q6_K: return launch_format<MLXN_DTYPE_Q6_K>(*a, s, pdl, e);
