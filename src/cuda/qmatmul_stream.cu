@@ -3,19 +3,19 @@
 // budget behind each choice).
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements) for the
-//    whole kernel, in registers, so x is read
-//    once per block instead of once per row from shared memory. A Q6_K piece is a quarter of a
-//    128-element half of a super-block: 32 elements whose low nibbles share 32 code bytes with
-//    another quarter, and whose high 2 bits share 32 bytes with the three others.
+//    whole kernel, in registers, so x is read once per block instead of once per row from shared
+//    memory. A piece is a block, or a 32-element unit of a K super-block (a Q6_K piece is a
+//    quarter of a 128-element half: its low nibbles share 32 code bytes with another quarter, its
+//    high 2 bits 32 bytes with the three others).
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
 //    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
 //    the outputs and refills the stage. The computing warps never wait for each other, only
 //    for their next tile's bytes.
-//  - Codes as subnormal fields (subnormal.cuh): one AND and one FMA per weight against x
-//    pre-scaled per element; block scales and offsets (through each piece's sum of x) apply
-//    once per piece. 3- and 5-bit codes are first assembled into bytes, IQ4 codes looked up into
-//    bytes (values + 128) by byte permutes.
+//  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
+//    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
+//    word of four codes takes three dp4a; block scales and offsets (through each piece's sum of
+//    x) apply once per piece.
 #include <stdint.h>
 
 #include "block_reduce.cuh"
@@ -23,7 +23,6 @@
 #include "common.cuh"
 #include "ggml_unit.cuh"
 #include "qmatmul_out.cuh"
-#include "subnormal.cuh"
 
 namespace {
 
@@ -44,23 +43,7 @@ template <int WT> struct sfmt {
                                       WT == MLXN_DTYPE_Q6_K || WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS
                                   ? 32
                                   : 0;
-    // sums of x per piece (Q2_K, Q3_K, Q6_K: per 16 elements, a scale's span)
-    static constexpr int NS = WT == MLXN_DTYPE_Q2_K || WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q6_K ? 2 : 1;
 };
-
-// The bit at which element j of a piece sits in the words its dot masks: the nibble layout
-// (subnormal.cuh), bytes (Q8_0, the K formats and the 5-bit codes: bytes 2-3 from the word
-// shifted right by 16) or IQ4's looked-up bytes.
-template <int WT> __device__ __forceinline__ int field_bit(int j)
-{
-    if constexpr (WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q2_K ||
-                  WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K)
-        return byte_bit(j);
-    else if constexpr (WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS)
-        return iq4_bit(j);
-    else
-        return nibble_bit(j, sfmt<WT>::PE / 2);
-}
 
 // N words of the bytes at ring + off (off even) from aligned shared-memory words. Offsets
 // from the shared array itself keep the loads shared-memory loads (through a generic pointer
@@ -89,83 +72,225 @@ template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
     return (uint32_t)sfmt<WT>::BB * (uint32_t)(sfmt<WT>::BE == 256 ? p >> 3 : p);
 }
 
-// Piece p, whose block starts at ring + off, times x (scaled as above; sx: the piece's sums of
-// x per 32 elements, scaled by 2^(E - 149)), in units of 2^(E - 149).
-template <int WT> __device__ __forceinline__ float piece_dot(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx);
+// x as integers: a piece's 32 elements as 22-bit integers q (its own power of two 2^s, from its
+// largest element: |q| < 2^22), split into a signed high byte and two unsigned bytes,
+// q = 2^16 h + 2^8 m + l, four elements a word. A word of four codes (bytes) takes three dp4a,
+// exact integer sums H, M, L, and a piece's sum is 2^16 H + (2^8 M + L) times pf = 2^-s: 22
+// bits of each 32-element block's largest element (the harness's bound is 1e-5 of sum |x w|).
+struct xint {
+    uint32_t h[8], m[8], l[8];
+    float pf, sum[2]; // 2^-s, and the sums of the q of elements 0-15 and 16-31 (for offsets)
+};
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+// Byte b of x's word k is element 4k + b of the piece, or for IQ4 the order its byte permutes
+// produce (iq4_dot).
+template <int WT> __host__ __device__ constexpr int xint_elem(int k, int b)
 {
-    uint32_t w[4];
-    smem_words<4>(ring, off + 2, w);
-    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        nibbles_dot(w[i], x + 4 * i, x + 16 + 4 * i, al, ah);
-    return half_at(ring, off) * ((al[0] + al[1]) + (ah[0] + ah[1]) - 8.f * sx[0]);
+    return WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS ? 4 * (k >> 1) + 2 * (k & 1) + (b >> 1) + 16 * (b & 1)
+                                                              : 4 * k + b;
 }
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+template <int WT> __device__ __forceinline__ xint make_xint(const float (&x)[32])
 {
-    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, m, the codes
-    const uint32_t dm = q[0];
-    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f};
+    int big = 0;
 #pragma unroll
-    for (int i = 0; i < 4; i++)
-        nibbles_dot(q[1 + i], x + 4 * i, x + 16 + 4 * i, al, ah);
-    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
-    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
-    return d * ((al[0] + al[1]) + (ah[0] + ah[1])) + m * sx[0];
-}
-
-// Q5_0 / Q5_1: code bytes j hold elements j (low nibble) and j + 16 (high); their fifth bits are
-// bits j and j + 16 of qh. Word i's 8 codes become two words of 5-bit bytes (elements 4i..4i+3,
-// then 16 + 4i..).
-__device__ __forceinline__ void q5_block_dot(uint32_t qh, const uint32_t *w, const float *x, float (&a)[4])
-{
+    for (int j = 0; j < 32; j++)
+        big = max(big, __float_as_int(fabsf(x[j])));
+    const int s = 21 - ((big >> 23) - 127); // largest < 2^(e + 1), times 2^s: < 2^22
+    xint r;
+    int sum[2] = {0, 0};
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        byte_fields_dot<0x1Fu>(q5_bytes(w[i], q5_high_nibble(qh, i)), x[4 * i], x[4 * i + 1], x[4 * i + 2],
-                               x[4 * i + 3], a[0], a[1]);
-        byte_fields_dot<0x1Fu>(q5_bytes(w[i] >> 4, q5_high_nibble(qh, 4 + i)), x[16 + 4 * i], x[17 + 4 * i],
-                               x[18 + 4 * i], x[19 + 4 * i], a[2], a[3]);
+    for (int k = 0; k < 8; k++) {
+        r.h[k] = r.m[k] = r.l[k] = 0;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            const int j = xint_elem<WT>(k, b), q = __float2int_rn(scale2(x[j], s));
+            sum[j >> 4] += q;
+            r.h[k] |= (uint32_t)(q >> 16 & 255) << (8 * b);
+            r.m[k] |= (uint32_t)(q >> 8 & 255) << (8 * b);
+            r.l[k] |= (uint32_t)(q & 255) << (8 * b);
+        }
     }
+    r.pf = scale2(1.f, -s);
+    r.sum[0] = (float)sum[0];
+    r.sum[1] = (float)sum[1];
+    return r;
 }
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+// c + the dot of a's and b's four bytes, each signed (S) or unsigned
+template <bool SA, bool SB> __device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c)
 {
-    uint32_t w[5]; // qh, then the code bytes
-    smem_words<5>(ring, off + 2, w);
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
-    q5_block_dot(w[0], w + 1, x, a);
-    return half_at(ring, off) * ((a[0] + a[1]) + (a[2] + a[3]) - 16.f * sx[0]);
+    int d;
+    if constexpr (SA && SB)
+        asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    else if constexpr (SA)
+        asm("dp4a.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    else if constexpr (SB)
+        asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    else
+        asm("dp4a.u32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
 }
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_1>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+// Adds codes word c (signed bytes or not) times x's word k to the three sums.
+template <bool SC> __device__ __forceinline__ void xint_dot(uint32_t c, const xint &x, int k, int (&a)[3])
 {
-    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, m, qh, the codes
-    const uint32_t dm = q[0];
-    const uint32_t w[4] = {q[2], q[3], q[4], q[5]};
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
-    q5_block_dot(q[1], w, x, a);
-    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
-    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
-    return d * ((a[0] + a[1]) + (a[2] + a[3])) + m * sx[0];
+    a[0] = dp4a<SC, true>(c, x.h[k], a[0]);
+    a[1] = dp4a<SC, false>(c, x.m[k], a[1]);
+    a[2] = dp4a<SC, false>(c, x.l[k], a[2]);
 }
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+__device__ __forceinline__ float xint_total(const int (&a)[3])
+{
+    return fmaf((float)a[0], 65536.f, (float)(a[1] * 256 + a[2]));
+}
+
+// Bytes as codes: Q5_0 / Q5_1 / Q5_K's low nibbles (bits 0-3 of u's bytes) and fifth bits (bit 4
+// of h's bytes; the other bits of h may hold anything).
+__device__ __forceinline__ uint32_t q5_bytes(uint32_t u, uint32_t h)
+{
+    return (u & 0x0F0F0F0Fu) | (h & 0x10101010u);
+}
+
+// Bits 4n..4n+3 of a Q5_0 / Q5_1 block's high-bit word at bit 4 of bytes 0..3 (for q5_bytes):
+// the multiply places bit k of the nibble at bit 8k + 4, its other terms land in other bits,
+// without carries.
+__device__ __forceinline__ uint32_t q5_high_nibble(uint32_t qh, int n)
+{
+    return (qh >> (4 * n) & 0xFu) * 0x02040810u;
+}
+
+// IQ4_NL / IQ4_XS: the code-book values (int8) of the four nibbles of sel's low 16 bits, in
+// nibble order. A permute looks nibbles 0-7 up in the lower half of the book, one the upper half
+// (selector msb flipped), and a third picks per byte by the nibble's bit 3; bytes from the wrong
+// half are never picked, so the permutes' sign-replicate mode does not matter.
+__device__ __forceinline__ uint32_t iq4_lookup(uint32_t sel)
+{
+    constexpr uint64_t lo = MLXN_IQ4_VALUES_LO, hi = MLXN_IQ4_VALUES_HI;
+    const uint32_t a = __byte_perm((uint32_t)lo, (uint32_t)(lo >> 32), sel);
+    const uint32_t b = __byte_perm((uint32_t)hi, (uint32_t)(hi >> 32), sel ^ 0x8888u);
+    return __byte_perm(a, b, ((sel >> 1) & 0x4444u) | 0x3210u);
+}
+
+// Piece p, whose block starts at ring + off, times x.
+template <int WT> __device__ __forceinline__ float piece_dot(const uint8_t *ring, uint32_t off, int p, const xint &x);
+
+// Q4_0 / Q4_1 / Q8_0 / Q5_0 / Q5_1 / IQ4_NL: a piece is a block; code byte j of the 4-bit
+// formats holds elements j (low nibble) and j + 16 (high), Q5's fifth bits are bits j and j + 16
+// of qh.
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *ring, uint32_t off, int, const xint &x)
 {
     uint32_t w[8];
     smem_words<8>(ring, off + 2, w);
-    float a0 = 0.f, a1 = 0.f;
+    int a[3] = {0, 0, 0};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        bytes_dot(w[i], x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a0, a1);
-    return half_at(ring, off) * (a0 + a1 - 128.f * sx[0]);
+        xint_dot<true>(w[i], x, i, a);
+    return half_at(ring, off) * x.pf * xint_total(a);
 }
 
-// Q4_K / Q5_K: piece u (0..7) of a super-block is its unit u: the low (u even) or high nibbles
-// of code bytes 32 (u / 2) .. + 31, with a 6-bit scale and min from the 12 packed bytes of the
-// header h, applied here to the piece's sum.
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const uint8_t *ring, uint32_t off, int, const xint &x)
+{
+    uint32_t w[4];
+    smem_words<4>(ring, off + 2, w);
+    int a[3] = {0, 0, 0};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        xint_dot<false>(w[i] & 0x0F0F0F0Fu, x, i, a);
+        xint_dot<false>(w[i] >> 4 & 0x0F0F0F0Fu, x, 4 + i, a);
+    }
+    return half_at(ring, off) * x.pf * (xint_total(a) - 8.f * (x.sum[0] + x.sum[1]));
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const uint8_t *ring, uint32_t off, int, const xint &x)
+{
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, m, the codes
+    int a[3] = {0, 0, 0};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        xint_dot<false>(q[1 + i] & 0x0F0F0F0Fu, x, i, a);
+        xint_dot<false>(q[1 + i] >> 4 & 0x0F0F0F0Fu, x, 4 + i, a);
+    }
+    const uint32_t dm = q[0];
+    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
+    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    return x.pf * (d * xint_total(a) + m * (x.sum[0] + x.sum[1]));
+}
+
+// Q5_0 / Q5_1: the 5-bit codes of word i's bytes as bytes (elements 4i.., then 16 + 4i..)
+__device__ __forceinline__ void q5_dot(uint32_t qh, const uint32_t *w, const xint &x, int (&a)[3])
+{
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        xint_dot<false>(q5_bytes(w[i], q5_high_nibble(qh, i)), x, i, a);
+        xint_dot<false>(q5_bytes(w[i] >> 4, q5_high_nibble(qh, 4 + i)), x, 4 + i, a);
+    }
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_0>(const uint8_t *ring, uint32_t off, int, const xint &x)
+{
+    uint32_t w[5]; // qh, then the code bytes
+    smem_words<5>(ring, off + 2, w);
+    int a[3] = {0, 0, 0};
+    q5_dot(w[0], w + 1, x, a);
+    return half_at(ring, off) * x.pf * (xint_total(a) - 16.f * (x.sum[0] + x.sum[1]));
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_1>(const uint8_t *ring, uint32_t off, int, const xint &x)
+{
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, m, qh, the codes
+    const uint32_t w[4] = {q[2], q[3], q[4], q[5]}, dm = q[0];
+    int a[3] = {0, 0, 0};
+    q5_dot(q[1], w, x, a);
+    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
+    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    return x.pf * (d * xint_total(a) + m * (x.sum[0] + x.sum[1]));
+}
+
+// Q2_K / Q3_K: piece u (0..7) of a super-block is its 32-element unit u: field 2 (u % 4) of code
+// bytes 32 (u / 4) .. + 31 (and for Q3_K bit u of the 32 high-mask bytes, the code's bit 2), a
+// scale (and Q2_K a min) per 16 elements: sums per 16.
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
+{
+    const int u = p & 7, sh = 2 * (u & 3);
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + ((off + 16 + 32 * (u >> 2)) >> 2); // aligned
+    int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        xint_dot<false>(q[i] >> sh & 0x03030303u, x, i, a[i >> 2]);
+    const uint32_t dm = reinterpret_cast<const uint32_t *>(ring)[(off + 80) >> 2];
+    const uint32_t s0 = ring[off + 2 * u], s1 = ring[off + 2 * u + 1]; // scale | min << 4
+    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
+    const float dmin = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    return x.pf * (d * ((float)(s0 & 15) * xint_total(a[0]) + (float)(s1 & 15) * xint_total(a[1])) -
+                   dmin * ((float)(s0 >> 4) * x.sum[0] + (float)(s1 >> 4) * x.sum[1]));
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q3_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
+{
+    const int u = p & 7, sh = 2 * (u & 3);
+    uint32_t q[8], hm[8];
+    smem_words<8>(ring, off + 32 + 32 * (u >> 2), q);
+    smem_words<8>(ring, off, hm);
+    int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
+#pragma unroll
+    for (int i = 0; i < 8; i++) // 3-bit codes: bits 0-1 from the field, bit 2 from the mask
+        xint_dot<false>((q[i] >> sh & 0x03030303u) | ((hm[i] >> u) << 2 & 0x04040404u), x, i, a[i >> 2]);
+    // the 6-bit scales 2u and 2u + 1: 4 low bits from byte i % 8 (shifted by 4 (i / 8)), 2 high
+    // bits from byte 8 + i % 4 (shifted by 2 (i / 4)) of the 12 at 96
+    const uint8_t *sc = ring + off + 96;
+    float r = 0.f;
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const int i = 2 * u + k;
+        const int v = (sc[i & 7] >> (4 * (i >> 3)) & 15) | (sc[8 + (i & 3)] >> (2 * (i >> 2)) & 3) << 4;
+        r += (float)(v - 32) * (xint_total(a[k]) - 4.f * x.sum[k]);
+    }
+    return half_at(ring, off + 108) * x.pf * r;
+}
+
+// Q4_K / Q5_K: unit u's 6-bit scale and min from the 12 packed bytes of the header h, applied to
+// its sum (and x's).
 __device__ __forceinline__ float k4_piece(uint4 h, int u, float sum, float sx)
 {
     uint32_t sc, mn;
@@ -175,161 +300,100 @@ __device__ __forceinline__ float k4_piece(uint4 h, int u, float sum, float sx)
     return d * (float)sc * sum - dmin * (float)mn * sx;
 }
 
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+// Q4_K / Q5_K: piece u (0..7) of a super-block is its unit u: the low (u even) or high nibbles
+// of code bytes 32 (u / 2) .. + 31; Q5_K's fifth bit of element l at bit u of qh[l] (the 32
+// bytes after the header).
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     const int u = p & 7, sh = 4 * (u & 1);
     const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
     const uint4 q0 = b[1 + (u & ~1)], q1 = b[2 + (u & ~1)];
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
+    int a[3] = {0, 0, 0};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        byte_fields_dot<0x0Fu>(w[i] >> sh, x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a[2 * (i & 1)],
-                               a[2 * (i & 1) + 1]);
-    return k4_piece(b[0], u, (a[0] + a[1]) + (a[2] + a[3]), sx[0]);
+        xint_dot<false>(w[i] >> sh & 0x0F0F0F0Fu, x, i, a);
+    return x.pf * k4_piece(b[0], u, xint_total(a), x.sum[0] + x.sum[1]);
 }
 
-// Q5_K: as Q4_K, with the fifth bit of element l of unit u at bit u of qh[l] (the 32 bytes after
-// the header).
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     const int u = p & 7, sh = 4 * (u & 1);
     const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
     const uint4 h0 = b[1], h1 = b[2], q0 = b[3 + (u & ~1)], q1 = b[4 + (u & ~1)];
     const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
+    int a[3] = {0, 0, 0};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        byte_fields_dot<0x1Fu>(q5_bytes(w[i] >> sh, (qh[i] >> u) << 4), x[4 * i], x[4 * i + 1], x[4 * i + 2],
-                               x[4 * i + 3], a[2 * (i & 1)], a[2 * (i & 1) + 1]);
-    return k4_piece(b[0], u, (a[0] + a[1]) + (a[2] + a[3]), sx[0]);
-}
-
-// Q2_K / Q3_K: piece u (0..7) of a super-block is its 32-element unit u: field 2 (u % 4) of code
-// bytes 32 (u / 4) .. + 31 (and for Q3_K bit u of the 32 high-mask bytes, the code's bit 2), a
-// scale (and Q2_K a min) per 16 elements.
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
-{
-    const int u = p & 7, sh = 2 * (u & 3);
-    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + ((off + 16 + 32 * (u >> 2)) >> 2); // aligned
-    float a[4] = {0.f, 0.f, 0.f, 0.f}; // two sums per 16 elements
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-        byte_fields_dot<0x03u>(q[i] >> sh, x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a[(i >> 2) * 2],
-                               a[(i >> 2) * 2 + 1]);
-    const uint32_t dm = reinterpret_cast<const uint32_t *>(ring)[(off + 80) >> 2];
-    const uint32_t s0 = ring[off + 2 * u], s1 = ring[off + 2 * u + 1]; // scale | min << 4
-    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
-    const float dmin = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
-    return d * ((float)(s0 & 15) * (a[0] + a[1]) + (float)(s1 & 15) * (a[2] + a[3])) -
-           dmin * ((float)(s0 >> 4) * sx[0] + (float)(s1 >> 4) * sx[1]);
-}
-
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q3_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
-{
-    const int u = p & 7, sh = 2 * (u & 3);
-    uint32_t q[8], hm[8];
-    smem_words<8>(ring, off + 32 + 32 * (u >> 2), q);
-    smem_words<8>(ring, off, hm);
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < 8; i++) { // 3-bit codes: bits 0-1 from the field, bit 2 from the mask
-        const uint32_t c = (q[i] >> sh & 0x03030303u) | ((hm[i] >> u) << 2 & 0xFCFCFCFCu);
-        byte_fields_dot<0x07u>(c, x[4 * i], x[4 * i + 1], x[4 * i + 2], x[4 * i + 3], a[(i >> 2) * 2],
-                               a[(i >> 2) * 2 + 1]);
-    }
-    // the 6-bit scales 2u and 2u + 1: 4 low bits from byte i % 8 (shifted by 4 (i / 8)), 2 high
-    // bits from byte 8 + i % 4 (shifted by 2 (i / 4)) of the 12 at 96
-    const uint8_t *sc = ring + off + 96;
-    float r = 0.f;
-#pragma unroll
-    for (int k = 0; k < 2; k++) {
-        const int i = 2 * u + k;
-        const int v = (sc[i & 7] >> (4 * (i >> 3)) & 15) | (sc[8 + (i & 3)] >> (2 * (i >> 2)) & 3) << 4;
-        r += (float)(v - 32) * ((a[2 * k] + a[2 * k + 1]) - 4.f * sx[k]);
-    }
-    return half_at(ring, off + 108) * r;
+        xint_dot<false>(q5_bytes(w[i] >> sh, (qh[i] >> u) << 4), x, i, a);
+    return x.pf * k4_piece(b[0], u, xint_total(a), x.sum[0] + x.sum[1]);
 }
 
 // Q6_K: piece p of super-block p / 8 is quarter c = p % 4 of half h = p / 4 % 2: elements
 // 32c + l of the half take the low (c < 2) or high (c >= 2) nibble of code byte 32 (c & 1) + l
-// of the half's 64 and bits 2c, 2c + 1 of its high-bit byte l (of 32), minus 32; a scale (int8)
-// per 16 elements, times d. A byte b of a word sits at bit 8 (b & 1) of the word or of the word
-// shifted right by 16, so that every field stays below bit 23 (a subnormal). x[j] is pre-scaled
-// for the low field's bit; the high field of the same byte sits 4 (c >> 1) - 2c bits from it
-// whatever the byte, so its sums take one factor at the end, 16 * 2^(4 (c >> 1) - 2c): one x in
-// registers serves both fields.
-__device__ __forceinline__ int q6k_lo_bit(int c, int j) { return 8 * (j & 1) + 4 * (c >> 1); }
-
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+// of the half's 64 and bits 2c, 2c + 1 of its high-bit byte l (of 32) as bits 4-5, minus 32; a
+// scale (int8) per 16 elements, times d.
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     const int h = (p >> 2) & 1, c = p & 3;
     uint32_t lo[8], hi[8];
     smem_words<8>(ring, off + 64 * h + 32 * (c & 1), lo);
     smem_words<8>(ring, off + 128 + 32 * h, hi);
-    const uint32_t ml = 0xFu << (4 * (c >> 1)), mh = 3u << (2 * c); // byte 0's fields; byte 1's 8 bits up
-    float al[2] = {0.f, 0.f}, ah[2] = {0.f, 0.f}; // per 16 elements: low and high fields
+    const int sl = 4 * (c >> 1), shh = 2 * c;
+    int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const uint32_t l0 = lo[i], l1 = lo[i] >> 16, h0 = hi[i], h1 = hi[i] >> 16;
-        float &a = al[i >> 2], &b = ah[i >> 2];
-        a = fmaf(x[4 * i], field(l0 & ml), a);
-        b = fmaf(x[4 * i], field(h0 & mh), b);
-        a = fmaf(x[4 * i + 1], field(l0 & (ml << 8)), a);
-        b = fmaf(x[4 * i + 1], field(h0 & (mh << 8)), b);
-        a = fmaf(x[4 * i + 2], field(l1 & ml), a);
-        b = fmaf(x[4 * i + 2], field(h1 & mh), b);
-        a = fmaf(x[4 * i + 3], field(l1 & (ml << 8)), a);
-        b = fmaf(x[4 * i + 3], field(h1 & (mh << 8)), b);
-    }
-    const float f = (c & 1) ? 4.f : 16.f; // 16 * 2^(4 (c >> 1) - 2c)
+    for (int i = 0; i < 8; i++)
+        xint_dot<false>((lo[i] >> sl & 0x0F0F0F0Fu) | ((hi[i] >> shh) << 4 & 0x30303030u), x, i, a[i >> 2]);
     const int8_t *sc = reinterpret_cast<const int8_t *>(ring + off + 192 + 8 * h + 2 * c);
-    return half_at(ring, off + 208) * ((float)sc[0] * (fmaf(f, ah[0], al[0]) - 32.f * sx[0]) +
-                                       (float)sc[1] * (fmaf(f, ah[1], al[1]) - 32.f * sx[1]));
+    return half_at(ring, off + 208) * x.pf *
+           ((float)sc[0] * (xint_total(a[0]) - 32.f * x.sum[0]) + (float)sc[1] * (xint_total(a[1]) - 32.f * x.sum[1]));
 }
 
-// IQ4_NL: d, then Q4_0's code bytes, looked up in the code book (values + 128).
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_NL>(const uint8_t *ring, uint32_t off, int, const float *x, const float *sx)
+// IQ4_NL / IQ4_XS: the code book's values looked up by byte permutes (x's words in their order,
+// xint_elem); an IQ4_XS piece is block ib (0..7) of a super-block, with a 6-bit scale (4 bits of
+// scales_l, 2 of scales_h) times d.
+__device__ __forceinline__ void iq4_dot(const uint32_t *w, const xint &x, int (&a)[3])
+{
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        xint_dot<true>(iq4_lookup(w[i]), x, 2 * i, a);
+        xint_dot<true>(iq4_lookup(w[i] >> 16), x, 2 * i + 1, a);
+    }
+}
+
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_NL>(const uint8_t *ring, uint32_t off, int, const xint &x)
 {
     uint32_t w[4];
     smem_words<4>(ring, off + 2, w);
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        iq4_dot(w[i], x + 4 * i, x + 16 + 4 * i, a[2 * (i & 1)], a[2 * (i & 1) + 1]);
-    return half_at(ring, off) * ((a[0] + a[1]) + (a[2] + a[3]) - 128.f * sx[0]);
+    int a[3] = {0, 0, 0};
+    iq4_dot(w, x, a);
+    return half_at(ring, off) * x.pf * xint_total(a);
 }
 
-// IQ4_XS: piece ib (0..7) of a super-block is its 32-element block ib, IQ4_NL's layout, with a
-// 6-bit scale (4 bits of scales_l, 2 of scales_h) times d.
-template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const uint8_t *ring, uint32_t off, int p, const float *x, const float *sx)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     const int ib = p & 7;
     const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, scales_h, scales_l
     const uint2 *c = reinterpret_cast<const uint2 *>(ring + off + 8 + 16 * ib); // 8-byte aligned
     const uint2 c0 = c[0], c1 = c[1];
     const uint32_t w[4] = {c0.x, c0.y, c1.x, c1.y}, h = q[0];
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        iq4_dot(w[i], x + 4 * i, x + 16 + 4 * i, a[2 * (i & 1)], a[2 * (i & 1) + 1]);
+    int a[3] = {0, 0, 0};
+    iq4_dot(w, x, a);
     const int ls = (int)((q[1] >> (4 * ib) & 15) | (h >> (16 + 2 * ib) & 3) << 4);
     const float d = __half2float(__ushort_as_half((unsigned short)(h & 0xFFFF)));
-    return d * (float)(ls - 32) * ((a[0] + a[1]) + (a[2] + a[3]) - 128.f * sx[0]);
+    return d * (float)(ls - 32) * x.pf * xint_total(a);
 }
 
 // RT: rows of W per tile (a power of two up to 32)
 template <int WT, int RT>
 __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
 {
-    constexpr int PE = sfmt<WT>::PE, NS = sfmt<WT>::NS;
+    constexpr int PE = sfmt<WT>::PE;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
     __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
     __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT]; // per stage, computing warp, row
     __shared__ double dred[32];
-    __shared__ int ired[32];
-    __shared__ int s_back; // the row sums come in units of 2^-s_back
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
     const int cwarps = warps - 1; // warp 0 produces, the others compute
     // A computing warp's pieces: consecutive ones, or for blocks of 2 mod 4 bytes (Q4_0, Q8_0)
@@ -390,7 +454,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         allow_next_kernel(); // after the wait: no third kernel launched while the previous one runs
         for (int64_t i = 0; i < my_tiles; i++) {
             const int s = (int)(i % stages);
-            mbar_wait(&empty[s], (uint32_t)(i / stages) & 1); // (after the computing warps set s_back)
+            mbar_wait(&empty[s], (uint32_t)(i / stages) & 1);
             const int64_t o = (blockIdx.x + i * gridDim.x) * outs + lane;
             if (lane < outs && o < n_out) {
                 float g = 0.f, u = 0.f;
@@ -398,7 +462,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
                     g += part[s][w][lane];
                     u += a.glu ? part[s][w][lane + outs] : 0.f;
                 }
-                store_out(a, 0, o, scale2(g, s_back), scale2(u, s_back));
+                store_out(a, 0, o, g, u);
             }
             __syncwarp(); // part[s] read before its next tile can land
             if (i + stages < my_tiles)
@@ -441,33 +505,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         for (int j = 0; j < PE; j++)
             x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
     }
-    // E from the largest |x| (its exponent field: the bits of a non-negative float order as ints)
-    int big = 0;
-#pragma unroll
-    for (int j = 0; j < PE; j++)
-        big = max(big, __float_as_int(fabsf(x[j])));
-    big = block_reduce(big, ired, 0, max_op(), 1);
-    const int E = x_exponent(big);
-    if (tid == 32)
-        s_back = 149 - E; // the row sums come in units of 2^(E - 149)
-    float sx[NS]; // sums over the piece's NS spans of PE / NS elements
-#pragma unroll
-    for (int h = 0; h < NS; h++) {
-        float s = 0.f;
-#pragma unroll
-        for (int j = h * (PE / NS); j < (h + 1) * (PE / NS); j++)
-            s += x[j];
-        sx[h] = scale2(s, E - 149);
-    }
-    if constexpr (WT == MLXN_DTYPE_Q6_K) {
-#pragma unroll
-        for (int j = 0; j < PE; j++)
-            x[j] = scale2(x[j], E - q6k_lo_bit(pc & 3, j));
-    } else {
-#pragma unroll
-        for (int j = 0; j < PE; j++)
-            x[j] = scale2(x[j], E - field_bit<WT>(j));
-    }
+    const xint xi = make_xint<WT>(x);
 
     for (int64_t i = 0; i < my_tiles; i++) {
         const int s = (int)(i % stages);
@@ -475,7 +513,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         float acc[RT];
 #pragma unroll
         for (int r = 0; r < RT; r++) { // inactive threads (past the last piece) read piece 0
-            const float v = piece_dot<WT>(ring, (uint32_t)(s * stage_bytes + r * row_bytes) + poff, pc, x, sx);
+            const float v = piece_dot<WT>(ring, (uint32_t)(s * stage_bytes + r * row_bytes) + poff, pc, xi);
             acc[r] = active ? v : 0.f;
         }
         // transposed warp reduction: each step halves the rows a lane holds (it keeps the lower

@@ -1,17 +1,16 @@
-// Codes as subnormal fields, for the decode mat-vecs whose arithmetic per weight bounds them
-// (qmatmul_stream.cu, qmatmul_id.cu): a code c masked in place at bit b of a word is, read as a
-// float, the subnormal c * 2^(b - 149), exactly. With x's element pre-scaled by 2^(E - b), one
-// AND and one FMA per weight add x c 2^(E - 149): no integer-to-float conversion, no
-// subtraction. E comes from the largest |x| of the row (x_exponent) so that the scaled x stay
-// below 2^126 and the products are normal numbers (only elements about 2^100 below the largest
-// lose bits, far under the f32 rounding of the sum); block scales and offsets (through sums of
-// x per block) apply once per block, and the totals are scaled back by 2^(149 - E).
+// Codes as subnormal fields, for the MoE decode mat-vecs whose arithmetic per weight bounds them
+// (qmatmul_id.cu; the dense streamed decode now takes integer dot products, bench/NOTES.md): a
+// code c masked in place at bit b of a word is, read as a float, the subnormal c * 2^(b - 149),
+// exactly. With x's element pre-scaled by 2^(E - b), one AND and one FMA per weight add
+// x c 2^(E - 149): no integer-to-float conversion, no subtraction. E comes from the largest |x|
+// of the row (x_exponent) so that the scaled x stay below 2^126 and the products are normal
+// numbers (only elements about 2^100 below the largest lose bits, far under the f32 rounding of
+// the sum); block scales and offsets (through sums of x per block) apply once per block, and the
+// totals are scaled back by 2^(149 - E).
 #ifndef MLXN_CUDA_SUBNORMAL_CUH
 #define MLXN_CUDA_SUBNORMAL_CUH
 
 #include <stdint.h>
-
-#include "../formats/ggml_decode.h"
 
 namespace mlxn_cuda {
 
@@ -39,64 +38,16 @@ __host__ __device__ constexpr int nibble_bit(int j, int H)
 // and bytes 2-3 from the word shifted right by 16 (bytes_dot).
 __host__ __device__ constexpr int byte_bit(int j) { return (j & 1) * 8; }
 
-// Adds the 4 unsigned codes of one word, a code a byte in its bits M (0xFF, or 0x1F for 5-bit
-// codes whose bytes carry other bits above), times x0..x3, into two sums for shorter dependency
-// chains (the byte_bit layout).
-template <uint32_t M>
-__device__ __forceinline__ void byte_fields_dot(uint32_t u, float x0, float x1, float x2, float x3, float &a0, float &a1)
-{
-    const uint32_t t = u >> 16;
-    a0 = fmaf(x0, field(u & M), a0);
-    a1 = fmaf(x1, field(u & (M << 8)), a1);
-    a0 = fmaf(x2, field(t & M), a0);
-    a1 = fmaf(x3, field(t & (M << 8)), a1);
-}
-
 // Adds the 4 int8 codes of one word (made unsigned by + 128: the caller takes 128 times the
-// block's sum of x off) times x0..x3.
+// block's sum of x off) times x0..x3, into two sums for shorter dependency chains.
 __device__ __forceinline__ void bytes_dot(uint32_t w, float x0, float x1, float x2, float x3, float &a0, float &a1)
 {
-    byte_fields_dot<0xFFu>(w ^ 0x80808080u, x0, x1, x2, x3, a0, a1);
+    const uint32_t u = w ^ 0x80808080u, t = u >> 16;
+    a0 = fmaf(x0, field(u & 0xFFu), a0);
+    a1 = fmaf(x1, field(u & 0xFF00u), a1);
+    a0 = fmaf(x2, field(t & 0xFFu), a0);
+    a1 = fmaf(x3, field(t & 0xFF00u), a1);
 }
-
-// 5-bit codes as bytes: the low nibbles of u's bytes (bits 0-3), and bit 4 of each byte from h
-// (its bits 5-7 may hold anything: byte_fields_dot<0x1F> drops them).
-__device__ __forceinline__ uint32_t q5_bytes(uint32_t u, uint32_t h)
-{
-    return (u & 0x0F0F0F0Fu) | (h & 0xF0F0F0F0u);
-}
-
-// Bits 4n..4n+3 of a Q5_0 / Q5_1 block's high-bit word at bit 4 of bytes 0..3 (for q5_bytes):
-// the multiply places bit k of the nibble at bit 8k + 4, its other terms land elsewhere, in
-// bits that q5_bytes and the 5-bit fields drop, without carries.
-__device__ __forceinline__ uint32_t q5_high_nibble(uint32_t qh, int n)
-{
-    return (qh >> (4 * n) & 0xFu) * 0x02040810u;
-}
-
-// IQ4_NL / IQ4_XS: the code-book values + 128 (unsigned bytes) of the four nibbles of sel's low
-// 16 bits, in nibble order. A permute looks nibbles 0-7 up in the lower half of the book, one the
-// upper half (selector msb flipped), and a third picks per byte by the nibble's bit 3; bytes
-// from the wrong half are never picked, so the permutes' sign-replicate mode does not matter.
-__device__ __forceinline__ uint32_t iq4_lookup(uint32_t sel)
-{
-    constexpr uint64_t lo = MLXN_IQ4_VALUES_LO ^ 0x8080808080808080ull, hi = MLXN_IQ4_VALUES_HI ^ 0x8080808080808080ull;
-    const uint32_t a = __byte_perm((uint32_t)lo, (uint32_t)(lo >> 32), sel);
-    const uint32_t b = __byte_perm((uint32_t)hi, (uint32_t)(hi >> 32), sel ^ 0x8888u);
-    return __byte_perm(a, b, ((sel >> 1) & 0x4444u) | 0x3210u);
-}
-
-// Adds the 8 IQ4 codes of one word of a 32-element block (byte j: elements j and j + 16, as Q4_0)
-// times x (the layout iq4_bit).
-__device__ __forceinline__ void iq4_dot(uint32_t w, const float *xl, const float *xh, float &a0, float &a1)
-{
-    const uint32_t v0 = iq4_lookup(w), v1 = iq4_lookup(w >> 16); // elements l0 h0 l1 h1, l2 h2 l3 h3
-    byte_fields_dot<0xFFu>(v0, xl[0], xh[0], xl[1], xh[1], a0, a1);
-    byte_fields_dot<0xFFu>(v1, xl[2], xh[2], xl[3], xh[3], a0, a1);
-}
-
-// IQ4's layout: elements 0-15 of a block at bit 0, 16-31 at bit 8.
-__host__ __device__ constexpr int iq4_bit(int j) { return j < 16 ? 0 : 8; }
 
 // Adds the 8 codes of one word in the nibble layout: low nibbles times xl[0..3], high times xh
 // (two sums each, for shorter dependency chains).
