@@ -435,6 +435,9 @@ template <int BITS>
 cudaError_t launch_bits(const mlxn_qmatmul_mlx_args &a, cudaStream_t s, bool pdl)
 {
     if (a.M <= ROWS_MAX_M) {
+        cudaError_t e = cudaSuccess;
+        if (a.M == 1 && mlxn_cuda_launch_qmatmul_mlx_stream(&a, s, pdl, &e)) // qmatmul_stream.cu
+            return e;
         if (a.M == 1)
             return launch_rows_mt<BITS, 1>(a, s, pdl);
         if (a.M == 2)

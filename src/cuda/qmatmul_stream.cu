@@ -1,6 +1,6 @@
-// Decode mat-vec (M = 1) with GGML weights, streamed: y[n] = x . W[n]^T for Q4_0, Q4_1, Q5_0,
-// Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL and IQ4_XS (bench/NOTES.md, "qmatmul decode, streamed", has the
-// budget behind each choice).
+// Decode mat-vec (M = 1), streamed: y[n] = x . W[n]^T for GGML weights (Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS) and MLX 4-bit ones (scales and biases in f16 or bf16)
+// (bench/NOTES.md, "qmatmul decode, streamed", has the budget behind each choice).
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements) for the
 //    whole kernel, in registers, so x is read once per block instead of once per row from shared
@@ -33,16 +33,27 @@ constexpr int MAX_PIECES = 512;       // a computing thread per piece
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 constexpr int SMEM_LIMIT = 200 * 1024;
 
-// BE / BB: elements / bytes per block; PE: elements per piece (a thread's share of K), 0 for the
-// formats this kernel does not take
+// BE / BB: elements / bytes per block (MLX: 32 codes of a row); PE: elements per piece (a
+// thread's share of K), 0 for the formats this kernel does not take
 template <int WT> struct sfmt {
-    static constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>();
+    static constexpr bool MLX = WT == MLXN_DTYPE_MLX_Q4;
+    static constexpr int BE = MLX ? 32 : block_elems_of<WT>(), BB = MLX ? 16 : block_bytes_of<WT>();
     static constexpr int PE = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 ||
                                       WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q2_K ||
                                       WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K ||
-                                      WT == MLXN_DTYPE_Q6_K || WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS
+                                      WT == MLXN_DTYPE_Q6_K || WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS ||
+                                      MLX
                                   ? 32
                                   : 0;
+};
+
+// MLX weights' scales and biases ([N, K / group] each, f16 or bf16): a tile's rows of them follow
+// its rows of codes in the stage (srow bytes a row, scales then biases).
+struct mlx_rows {
+    const uint8_t *s, *b;
+    int64_t s_stride, b_stride;
+    int group, srow;
+    bool bf16;
 };
 
 // N words of the bytes at ring + off (off even) from aligned shared-memory words. Offsets
@@ -83,10 +94,11 @@ struct xint {
 };
 
 // Byte b of x's word k is element 4k + b of the piece, or for IQ4 the order its byte permutes
-// produce (iq4_dot).
+// produce (iq4_dot), or for MLX the even (k even) or odd elements of a code word (mlx4_dot).
 template <int WT> __host__ __device__ constexpr int xint_elem(int k, int b)
 {
     return WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS ? 4 * (k >> 1) + 2 * (k & 1) + (b >> 1) + 16 * (b & 1)
+           : WT == MLXN_DTYPE_MLX_Q4                          ? 8 * (k >> 1) + 2 * b + (k & 1)
                                                               : 4 * k + b;
 }
 
@@ -385,9 +397,27 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const 
     return d * (float)(ls - 32) * x.pf * xint_total(a);
 }
 
+// MLX 4-bit: a piece is 4 code words (element 8i + j at bits 4j of word i) in a group of 32, 64
+// or 128 whose scale and bias sit at soff and boff: scale * sum(q x) + bias * sum(x).
+__device__ __forceinline__ float mlx4_dot(const uint8_t *ring, uint32_t off, uint32_t soff, uint32_t boff, bool bf16,
+                                          const xint &x)
+{
+    const uint4 c = *reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
+    const uint32_t w[4] = {c.x, c.y, c.z, c.w};
+    int a[3] = {0, 0, 0};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        xint_dot<false>(w[i] & 0x0F0F0F0Fu, x, 2 * i, a);
+        xint_dot<false>(w[i] >> 4 & 0x0F0F0F0Fu, x, 2 * i + 1, a);
+    }
+    const float sc = bf16 ? __bfloat162float(*reinterpret_cast<const __nv_bfloat16 *>(ring + soff)) : half_at(ring, soff);
+    const float bi = bf16 ? __bfloat162float(*reinterpret_cast<const __nv_bfloat16 *>(ring + boff)) : half_at(ring, boff);
+    return x.pf * (sc * xint_total(a) + bi * (x.sum[0] + x.sum[1]));
+}
+
 // RT: rows of W per tile (a power of two up to 32)
 template <int WT, int RT>
-__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes)
+__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes, const mlx_rows m)
 {
     constexpr int PE = sfmt<WT>::PE;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
@@ -406,7 +436,8 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     const int outs = a.glu ? RT / 2 : RT;         // outputs per tile
     const int64_t tiles = (n_out + outs - 1) / outs;
     const int64_t my_tiles = tiles > blockIdx.x ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
-    const size_t stage_bytes = (size_t)RT * row_bytes;
+    constexpr bool MLX = sfmt<WT>::MLX;
+    const size_t stage_bytes = (size_t)RT * (row_bytes + (MLX ? 2 * m.srow : 0));
 
     if (tid == 0) {
         for (int s = 0; s < stages; s++) {
@@ -428,7 +459,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         const int64_t o0 = (blockIdx.x + i * gridDim.x) * outs, rows = n_out - o0 < outs ? n_out - o0 : outs;
         uint8_t *dst = ring + (size_t)(i % stages) * stage_bytes;
         uint64_t *bar = &full[i % stages];
-        if (packed) {
+        if (packed && !MLX) {
             if (lane == 0) {
                 const uint32_t bytes = (uint32_t)(rows * row_bytes);
                 mbar_arrive_expect(bar, a.glu ? 2 * bytes : bytes);
@@ -438,13 +469,25 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             }
             return;
         }
+        // MLX: RT rows of scales and of biases too, a row a lane (past N: the last row again)
+        const uint32_t aux = MLX ? 2u * RT * (uint32_t)m.srow : 0u;
         if (lane == 0)
-            mbar_arrive_expect(bar, (uint32_t)(RT * row_bytes));
+            mbar_arrive_expect(bar, (uint32_t)((packed ? rows : RT) * row_bytes) + aux);
         __syncwarp();
-        if (lane < RT) {
+        if (packed) {
+            if (lane == 0)
+                bulk_copy(dst, a.w + o0 * row_bytes, (uint32_t)(rows * row_bytes), bar);
+        } else if (lane < RT) {
             const int64_t o = o0 + (lane % outs < rows ? lane % outs : rows - 1);
             bulk_copy(dst + (size_t)lane * row_bytes, a.w + (lane < outs ? o : o + n_out) * a.w_stride,
                       (uint32_t)row_bytes, bar);
+        }
+        if (MLX && lane < 2 * RT) {
+            const int r = lane % RT;
+            const bool bias = lane >= RT;
+            const int64_t o = o0 + (r < rows ? r : rows - 1);
+            bulk_copy(dst + (size_t)RT * row_bytes + (size_t)(bias ? RT + r : r) * m.srow,
+                      bias ? m.b + o * m.b_stride : m.s + o * m.s_stride, (uint32_t)m.srow, bar);
         }
     };
     if (warp == 0) { // the producer: the first tiles, then results of tile i and its stage's next
@@ -506,6 +549,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
     }
     const xint xi = make_xint<WT>(x);
+    const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
 
     for (int64_t i = 0; i < my_tiles; i++) {
         const int s = (int)(i % stages);
@@ -513,7 +557,14 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         float acc[RT];
 #pragma unroll
         for (int r = 0; r < RT; r++) { // inactive threads (past the last piece) read piece 0
-            const float v = piece_dot<WT>(ring, (uint32_t)(s * stage_bytes + r * row_bytes) + poff, pc, xi);
+            const uint32_t off = (uint32_t)(s * stage_bytes + r * row_bytes) + poff;
+            float v;
+            if constexpr (MLX) {
+                const uint32_t soff = (uint32_t)(s * stage_bytes + RT * row_bytes + r * m.srow) + sgoff;
+                v = mlx4_dot(ring, off, soff, soff + RT * m.srow, m.bf16, xi);
+            } else {
+                v = piece_dot<WT>(ring, off, pc, xi);
+            }
             acc[r] = active ? v : 0.f;
         }
         // transposed warp reduction: each step halves the rows a lane holds (it keeps the lower
@@ -543,11 +594,12 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
 // Launches qmm_stream<WT, RT> with as many stages as the shared memory leaves to the blocks
 // the registers allow per SM.
 template <int WT, int RT>
-cudaError_t launch_tiles(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int dev, int64_t threads, int64_t row_bytes)
+cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStream_t s, bool pdl, int dev, int64_t threads,
+                         int64_t row_bytes)
 {
     static unsigned long long smem_done;
     auto kernel = qmm_stream<WT, RT>;
-    const int64_t stage = RT * row_bytes;
+    const int64_t stage = RT * (row_bytes + (sfmt<WT>::MLX ? 2 * m.srow : 0));
     int sms = 0, sm_smem = 0, per_sm = 0;
     cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess)
@@ -567,10 +619,10 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, i
     const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
     const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
     return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads),
-                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, (int)row_bytes);
+                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, (int)row_bytes, m);
 }
 
-template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
+template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e, const mlx_rows &m = {})
 {
     using F = sfmt<WT>;
     if constexpr (F::PE == 0) {
@@ -578,7 +630,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
     } else {
         const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32; // whole warp pairs there
         const int64_t threads = 32 + (pieces + per - 1) / per * per;
-        const int64_t row_bytes = a.K / F::BE * F::BB;
+        const int64_t row_bytes = a.K / F::BE * F::BB, aux = F::MLX ? 2 * m.srow : 0; // a row's bytes in a stage: + aux
         // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
         // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows; the
         // formats added after it too (Gemma 3's Q5_0 rows are 640 long), until a model's step
@@ -588,7 +640,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         if (!short_rows && a.K < 4096)
             return false;
         if (a.M != 1 || a.K % F::BE || threads < 96 || threads > MAX_THREADS || row_bytes % 16 ||
-            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * row_bytes + 16 > SMEM_LIMIT)
+            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * (row_bytes + aux) + 16 > SMEM_LIMIT)
             return false;
         int dev = 0, major = 0;
         *e = cudaGetDevice(&dev);
@@ -597,8 +649,8 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         if (*e != cudaSuccess || major < 9)
             return *e != cudaSuccess;
         // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
-        *e = 3 * 8 * row_bytes + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, s, pdl, dev, threads, row_bytes)
-                                                  : launch_tiles<WT, 4>(a, s, pdl, dev, threads, row_bytes);
+        *e = 3 * 8 * (row_bytes + aux) + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, m, s, pdl, dev, threads, row_bytes)
+                                                          : launch_tiles<WT, 4>(a, m, s, pdl, dev, threads, row_bytes);
         return true;
     }
 }
@@ -622,4 +674,22 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
     case MLXN_DTYPE_IQ4_XS: return launch_format<MLXN_DTYPE_IQ4_XS>(*a, s, pdl, e);
     default: return false;
     }
+}
+
+// MLX 4-bit weights, codes in packed rows, f16 or bf16 scales and biases whose rows are 16-byte
+// aligned, from K 4096 as the GGML formats added after Q4_K
+extern "C" bool mlxn_cuda_launch_qmatmul_mlx_stream(const mlxn_qmatmul_mlx_args *a, cudaStream_t s, bool pdl,
+                                                    cudaError_t *e)
+{
+    const int64_t srow = a->K / a->group_size * 2;
+    if (a->M != 1 || a->bits != 4 || a->K < 4096 || a->w_stride != a->K / 2 ||
+        (a->s_dtype != MLXN_DTYPE_F16 && a->s_dtype != MLXN_DTYPE_BF16) || a->K % a->group_size || srow % 16 ||
+        a->s_stride % 16 || a->b_stride % 16 || (uintptr_t)a->scales % 16 || (uintptr_t)a->biases % 16)
+        return false;
+    mlxn_qmatmul_args g = {};
+    g.M = 1, g.N = a->N, g.K = a->K, g.w_dtype = MLXN_DTYPE_MLX_Q4, g.x_dtype = a->x_dtype;
+    g.x = a->x, g.w = a->w, g.w_stride = a->w_stride, g.y = a->y;
+    const mlx_rows m = {static_cast<const uint8_t *>(a->scales), static_cast<const uint8_t *>(a->biases), a->s_stride,
+                        a->b_stride, a->group_size, (int)srow, a->s_dtype == MLXN_DTYPE_BF16};
+    return launch_format<MLXN_DTYPE_MLX_Q4>(g, s, pdl, e, m);
 }
