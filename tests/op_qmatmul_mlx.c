@@ -230,9 +230,9 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
-    /* the streamed decode kernel on CUDA (M = 1, 4 bits, K from 4096, f16 or bf16 scales): every
-     * group size, N past, at and below one tile of rows, every x dtype, strided x, and enough rows
-     * that each block of a full grid takes several tiles */
+    /* the streamed decode kernel on CUDA (M = 1, 2, 4 or 8 bits, K from 4096, f16 or bf16
+     * scales): every group size, N past, at and below one tile of rows, every x dtype, strided x,
+     * and enough rows that each block of a full grid takes several tiles */
     static const qmm_case stream[] = {
         {4, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {4, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 3, 4096, 0},
@@ -240,6 +240,12 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
         {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 8, 8192, 5},
         {4, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 45, 4096, 0},
         {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 6007, 14336, 0},
+        {8, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {8, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 1, 131, 14336, 3},
+        {8, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 2007, 8192, 0},
+        {2, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {2, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 131, 14336, 0},
+        {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 3007, 8192, 5},
     };
     for (size_t i = 0; i < sizeof stream / sizeof stream[0]; i++)
         run_case(&stream[i], devs, g);

@@ -1,5 +1,6 @@
 // Decode mat-vec (M = 1), streamed: y[n] = x . W[n]^T for GGML weights (Q4_0, Q4_1, Q5_0, Q5_1,
-// Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS) and MLX 4-bit ones (scales and biases in f16 or bf16)
+// Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS) and MLX 2-, 4- and 8-bit ones (scales and biases in f16 or
+// bf16)
 // (bench/NOTES.md, "qmatmul decode, streamed", has the budget behind each choice).
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements) for the
@@ -36,8 +37,9 @@ constexpr int SMEM_LIMIT = 200 * 1024;
 // BE / BB: elements / bytes per block (MLX: 32 codes of a row); PE: elements per piece (a
 // thread's share of K), 0 for the formats this kernel does not take
 template <int WT> struct sfmt {
-    static constexpr bool MLX = WT == MLXN_DTYPE_MLX_Q4;
-    static constexpr int BE = MLX ? 32 : block_elems_of<WT>(), BB = MLX ? 16 : block_bytes_of<WT>();
+    static constexpr bool MLX = WT == MLXN_DTYPE_MLX_Q2 || WT == MLXN_DTYPE_MLX_Q4 || WT == MLXN_DTYPE_MLX_Q8;
+    static constexpr int BE = MLX ? 32 : block_elems_of<WT>();
+    static constexpr int BB = !MLX ? block_bytes_of<WT>() : WT == MLXN_DTYPE_MLX_Q2 ? 8 : WT == MLXN_DTYPE_MLX_Q4 ? 16 : 32;
     static constexpr int PE = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 ||
                                       WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q2_K ||
                                       WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K ||
@@ -94,11 +96,13 @@ struct xint {
 };
 
 // Byte b of x's word k is element 4k + b of the piece, or for IQ4 the order its byte permutes
-// produce (iq4_dot), or for MLX the even (k even) or odd elements of a code word (mlx4_dot).
+// produce (iq4_dot), or for MLX's 4- and 2-bit codes the order in which their fields come out of
+// the code words (mlx_dot).
 template <int WT> __host__ __device__ constexpr int xint_elem(int k, int b)
 {
     return WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS ? 4 * (k >> 1) + 2 * (k & 1) + (b >> 1) + 16 * (b & 1)
            : WT == MLXN_DTYPE_MLX_Q4                          ? 8 * (k >> 1) + 2 * b + (k & 1)
+           : WT == MLXN_DTYPE_MLX_Q2                          ? 16 * (k >> 2) + 4 * b + (k & 3)
                                                               : 4 * k + b;
 }
 
@@ -397,18 +401,39 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const 
     return d * (float)(ls - 32) * x.pf * xint_total(a);
 }
 
-// MLX 4-bit: a piece is 4 code words (element 8i + j at bits 4j of word i) in a group of 32, 64
-// or 128 whose scale and bias sit at soff and boff: scale * sum(q x) + bias * sum(x).
-__device__ __forceinline__ float mlx4_dot(const uint8_t *ring, uint32_t off, uint32_t soff, uint32_t boff, bool bf16,
-                                          const xint &x)
+// MLX: a piece is 32 codes, little-endian in words (B bits: element (32 / B) i + j at bits B j
+// of word i), in a group of 32, 64 or 128 whose scale and bias sit at soff and boff:
+// scale * sum(q x) + bias * sum(x). A word's fields come out as bytes: 8-bit codes as they are,
+// 4-bit ones the even then the odd elements, 2-bit ones elements 4b + k for k = 0..3.
+template <int WT>
+__device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint32_t soff, uint32_t boff, bool bf16,
+                                         const xint &x)
 {
-    const uint4 c = *reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
-    const uint32_t w[4] = {c.x, c.y, c.z, c.w};
+    constexpr int NW = sfmt<WT>::BB / 4;
+    uint32_t w[NW];
+    if constexpr (NW % 4 == 0) { // 16-byte aligned
+#pragma unroll
+        for (int i = 0; i < NW; i += 4) {
+            const uint4 c = *reinterpret_cast<const uint4 *>(ring + off + 4 * i);
+            w[i] = c.x, w[i + 1] = c.y, w[i + 2] = c.z, w[i + 3] = c.w;
+        }
+    } else { // 8-byte aligned
+        const uint2 c = *reinterpret_cast<const uint2 *>(ring + off);
+        w[0] = c.x, w[1] = c.y;
+    }
     int a[3] = {0, 0, 0};
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        xint_dot<false>(w[i] & 0x0F0F0F0Fu, x, 2 * i, a);
-        xint_dot<false>(w[i] >> 4 & 0x0F0F0F0Fu, x, 2 * i + 1, a);
+    for (int i = 0; i < NW; i++) {
+        if constexpr (WT == MLXN_DTYPE_MLX_Q8) {
+            xint_dot<false>(w[i], x, i, a);
+        } else if constexpr (WT == MLXN_DTYPE_MLX_Q4) {
+            xint_dot<false>(w[i] & 0x0F0F0F0Fu, x, 2 * i, a);
+            xint_dot<false>(w[i] >> 4 & 0x0F0F0F0Fu, x, 2 * i + 1, a);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                xint_dot<false>(w[i] >> (2 * k) & 0x03030303u, x, 4 * i + k, a);
+        }
     }
     const float sc = bf16 ? __bfloat162float(*reinterpret_cast<const __nv_bfloat16 *>(ring + soff)) : half_at(ring, soff);
     const float bi = bf16 ? __bfloat162float(*reinterpret_cast<const __nv_bfloat16 *>(ring + boff)) : half_at(ring, boff);
@@ -561,7 +586,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             float v;
             if constexpr (MLX) {
                 const uint32_t soff = (uint32_t)(s * stage_bytes + RT * row_bytes + r * m.srow) + sgoff;
-                v = mlx4_dot(ring, off, soff, soff + RT * m.srow, m.bf16, xi);
+                v = mlx_dot<WT>(ring, off, soff, soff + RT * m.srow, m.bf16, xi);
             } else {
                 v = piece_dot<WT>(ring, off, pc, xi);
             }
@@ -676,20 +701,25 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
     }
 }
 
-// MLX 4-bit weights, codes in packed rows, f16 or bf16 scales and biases whose rows are 16-byte
-// aligned, from K 4096 as the GGML formats added after Q4_K
+// MLX 2-, 4- and 8-bit weights, codes in packed rows, f16 or bf16 scales and biases whose rows are
+// 16-byte aligned, from K 4096 as the GGML formats added after Q4_K
 extern "C" bool mlxn_cuda_launch_qmatmul_mlx_stream(const mlxn_qmatmul_mlx_args *a, cudaStream_t s, bool pdl,
                                                     cudaError_t *e)
 {
     const int64_t srow = a->K / a->group_size * 2;
-    if (a->M != 1 || a->bits != 4 || a->K < 4096 || a->w_stride != a->K / 2 ||
+    if (a->M != 1 || (a->bits != 2 && a->bits != 4 && a->bits != 8) || a->K < 4096 || a->w_stride != a->K * a->bits / 8 ||
         (a->s_dtype != MLXN_DTYPE_F16 && a->s_dtype != MLXN_DTYPE_BF16) || a->K % a->group_size || srow % 16 ||
         a->s_stride % 16 || a->b_stride % 16 || (uintptr_t)a->scales % 16 || (uintptr_t)a->biases % 16)
         return false;
     mlxn_qmatmul_args g = {};
-    g.M = 1, g.N = a->N, g.K = a->K, g.w_dtype = MLXN_DTYPE_MLX_Q4, g.x_dtype = a->x_dtype;
+    g.M = 1, g.N = a->N, g.K = a->K, g.x_dtype = a->x_dtype;
+    g.w_dtype = a->bits == 2 ? MLXN_DTYPE_MLX_Q2 : a->bits == 4 ? MLXN_DTYPE_MLX_Q4 : MLXN_DTYPE_MLX_Q8;
     g.x = a->x, g.w = a->w, g.w_stride = a->w_stride, g.y = a->y;
     const mlx_rows m = {static_cast<const uint8_t *>(a->scales), static_cast<const uint8_t *>(a->biases), a->s_stride,
                         a->b_stride, a->group_size, (int)srow, a->s_dtype == MLXN_DTYPE_BF16};
-    return launch_format<MLXN_DTYPE_MLX_Q4>(g, s, pdl, e, m);
+    switch (a->bits) {
+    case 2: return launch_format<MLXN_DTYPE_MLX_Q2>(g, s, pdl, e, m);
+    case 4: return launch_format<MLXN_DTYPE_MLX_Q4>(g, s, pdl, e, m);
+    default: return launch_format<MLXN_DTYPE_MLX_Q8>(g, s, pdl, e, m);
+    }
 }
