@@ -2,9 +2,10 @@
 // decoded 32 at a time (one unit: a block, or a 32-element slice of a K super-block) by the
 // decoders shared with the host reference (src/formats/ggml_decode.h).
 //
-// Variants (launcher at the bottom); M = 1 with Q4_0/Q4_1/Q8_0/Q4_K/Q6_K and K of 64..512 pieces goes
-// to the streamed kernel (qmatmul_stream.cu) first, then M = 1 with Q8_0 in short packed rows and
-// many of them (output heads) to the short-row kernel (qmatmul_short.cu):
+// Variants (launcher at the bottom); M = 1 with K of 64..512 pieces goes to the streamed kernel
+// (qmatmul_stream.cu: every GGML format, those after Q4_K from K 4096) first, then M = 1 with
+// Q8_0 in short packed rows and many of them (output heads) to the short-row kernel
+// (qmatmul_short.cu):
 //   qmm_rows   M <= 8 (decode): a warp per row of W, a lane per unit; x staged in shared memory
 //              (each 32-float unit padded to 36 floats, so lanes one unit apart hit different
 //              banks), in K tiles when it does not fit; persistent warps when it does.

@@ -451,9 +451,9 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     __shared__ double dred[32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
     const int cwarps = warps - 1; // warp 0 produces, the others compute
-    // A computing warp's pieces: consecutive ones, or for blocks of 2 mod 4 bytes (Q4_0, Q8_0)
-    // every other one of a warp pair, so that its lanes' words are an odd number of words
-    // apart and fall in distinct shared-memory banks
+    // A computing warp's pieces: consecutive ones, or for blocks of 2 mod 4 bytes (Q4_0, Q5_0,
+    // Q8_0, Q3_K, Q6_K, IQ4_NL) every other one of a warp pair, so that its lanes' words are an
+    // odd number of words apart and fall in distinct shared-memory banks
     const int cw = warp - 1;
     const int piece = warp == 0 ? -1 : sfmt<WT>::BB % 4 == 2 ? 2 * lane + (cw & 1) + 64 * (cw >> 1) : 32 * cw + lane;
     const int pieces = (int)(a.K / PE);
