@@ -333,8 +333,8 @@ void test_qmatmul(test_devices *devs, rng *g)
         run_case(&fbig[i], devs, g);
     /* the streamed decode kernel on CUDA (M = 1, K of 64 to 512 pieces: every format it takes;
      * K 2304 only Q4_0, Q4_1, Q8_0 and Q4_K, the others from K 4096): N past, at and below one
-     * tile of rows, every x dtype, the fusions, and x far from 1 (its codes enter the products
-     * as subnormals scaled by x's largest element) */
+     * tile of rows, every x dtype, the fusions, and x far from 1 (it enters the products as
+     * integers scaled by a power of two per 32 elements) */
     static const mlxn_dtype stypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1,   MLXN_DTYPE_Q5_0,  MLXN_DTYPE_Q5_1,
                                         MLXN_DTYPE_Q8_0, MLXN_DTYPE_Q2_K,   MLXN_DTYPE_Q3_K,  MLXN_DTYPE_Q4_K,
                                         MLXN_DTYPE_Q5_K, MLXN_DTYPE_Q6_K,   MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_IQ4_XS};
@@ -360,7 +360,7 @@ void test_qmatmul(test_devices *devs, rng *g)
             run_case(&c, devs, g);
         }
     /* x's blocks far apart in scale, zero blocks among them (the CPU's integer form of x for
-     * Q4_K and Q6_K at one row of x, the streamed kernel's single scale on CUDA) */
+     * Q4_K and Q6_K at one row of x, the streamed kernel's power of two per 32 elements on CUDA) */
     static const mlxn_dtype utypes[] = {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q5_K,
                                         MLXN_DTYPE_IQ4_XS, MLXN_DTYPE_Q3_K};
     for (size_t ti = 0; ti < sizeof utypes / sizeof utypes[0]; ti++)

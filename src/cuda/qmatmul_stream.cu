@@ -79,6 +79,18 @@ __device__ __forceinline__ float half_at(const uint8_t *ring, uint32_t off)
     return __half2float(*reinterpret_cast<const __half *>(ring + off));
 }
 
+// MLX's scale or bias at ring + off, f16 or bf16
+__device__ __forceinline__ float scale_at(const uint8_t *ring, uint32_t off, bool bf16)
+{
+    return bf16 ? __bfloat162float(*reinterpret_cast<const __nv_bfloat16 *>(ring + off)) : half_at(ring, off);
+}
+
+// The f16 in the low (i = 0) or high half of a word (a block's d and m, or d and dmin)
+__device__ __forceinline__ float half_in(uint32_t w, int i)
+{
+    return __half2float(__ushort_as_half((unsigned short)(w >> (16 * i))));
+}
+
 // Byte offset of piece p's block in a row of W.
 template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 {
@@ -228,8 +240,8 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const ui
         xint_dot<false>(q[1 + i] >> 4 & 0x0F0F0F0Fu, x, 4 + i, a);
     }
     const uint32_t dm = q[0];
-    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
-    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    const float d = half_in(dm, 0);
+    const float m = half_in(dm, 1);
     return x.pf * (d * xint_total(a) + m * (x.sum[0] + x.sum[1]));
 }
 
@@ -258,8 +270,8 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_1>(const ui
     const uint32_t w[4] = {q[2], q[3], q[4], q[5]}, dm = q[0];
     int a[3] = {0, 0, 0};
     q5_dot(q[1], w, x, a);
-    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
-    const float m = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    const float d = half_in(dm, 0);
+    const float m = half_in(dm, 1);
     return x.pf * (d * xint_total(a) + m * (x.sum[0] + x.sum[1]));
 }
 
@@ -276,8 +288,8 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const ui
         xint_dot<false>(q[i] >> sh & 0x03030303u, x, i, a[i >> 2]);
     const uint32_t dm = reinterpret_cast<const uint32_t *>(ring)[(off + 80) >> 2];
     const uint32_t s0 = ring[off + 2 * u], s1 = ring[off + 2 * u + 1]; // scale | min << 4
-    const float d = __half2float(__ushort_as_half((unsigned short)(dm & 0xFFFF)));
-    const float dmin = __half2float(__ushort_as_half((unsigned short)(dm >> 16)));
+    const float d = half_in(dm, 0);
+    const float dmin = half_in(dm, 1);
     return x.pf * (d * ((float)(s0 & 15) * xint_total(a[0]) + (float)(s1 & 15) * xint_total(a[1])) -
                    dmin * ((float)(s0 >> 4) * x.sum[0] + (float)(s1 >> 4) * x.sum[1]));
 }
@@ -311,8 +323,8 @@ __device__ __forceinline__ float k4_piece(uint4 h, int u, float sum, float sx)
 {
     uint32_t sc, mn;
     q4_K_scale_min(h.y, h.z, h.w, u, sc, mn);
-    const float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFF)));
-    const float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
+    const float d = half_in(h.x, 0);
+    const float dmin = half_in(h.x, 1);
     return d * (float)sc * sum - dmin * (float)mn * sx;
 }
 
@@ -397,7 +409,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const 
     int a[3] = {0, 0, 0};
     iq4_dot(w, x, a);
     const int ls = (int)((q[1] >> (4 * ib) & 15) | (h >> (16 + 2 * ib) & 3) << 4);
-    const float d = __half2float(__ushort_as_half((unsigned short)(h & 0xFFFF)));
+    const float d = half_in(h, 0);
     return d * (float)(ls - 32) * x.pf * xint_total(a);
 }
 
@@ -435,8 +447,7 @@ __device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint
                 xint_dot<false>(w[i] >> (2 * k) & 0x03030303u, x, 4 * i + k, a);
         }
     }
-    const float sc = bf16 ? __bfloat162float(*reinterpret_cast<const __nv_bfloat16 *>(ring + soff)) : half_at(ring, soff);
-    const float bi = bf16 ? __bfloat162float(*reinterpret_cast<const __nv_bfloat16 *>(ring + boff)) : half_at(ring, boff);
+    const float sc = scale_at(ring, soff, bf16), bi = scale_at(ring, boff, bf16);
     return x.pf * (sc * xint_total(a) + bi * (x.sum[0] + x.sum[1]));
 }
 
@@ -702,12 +713,12 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
 }
 
 // MLX 2-, 4- and 8-bit weights, codes in packed rows, f16 or bf16 scales and biases whose rows are
-// 16-byte aligned, from K 4096 as the GGML formats added after Q4_K
+// 16-byte aligned (from K 4096, as the GGML formats added after Q4_K: launch_format)
 extern "C" bool mlxn_cuda_launch_qmatmul_mlx_stream(const mlxn_qmatmul_mlx_args *a, cudaStream_t s, bool pdl,
                                                     cudaError_t *e)
 {
     const int64_t srow = a->K / a->group_size * 2;
-    if (a->M != 1 || (a->bits != 2 && a->bits != 4 && a->bits != 8) || a->K < 4096 || a->w_stride != a->K * a->bits / 8 ||
+    if (a->M != 1 || (a->bits != 2 && a->bits != 4 && a->bits != 8) || a->w_stride != a->K * a->bits / 8 ||
         (a->s_dtype != MLXN_DTYPE_F16 && a->s_dtype != MLXN_DTYPE_BF16) || a->K % a->group_size || srow % 16 ||
         a->s_stride % 16 || a->b_stride % 16 || (uintptr_t)a->scales % 16 || (uintptr_t)a->biases % 16)
         return false;
