@@ -514,6 +514,29 @@ void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn
     operand_free(&want);
 }
 
+void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx)
+{
+    for (int i = -1; i < devs->count; i++) {
+        test_device *dev = i < 0 ? &devs->ref : &devs->list[i];
+        char full[300], why[512];
+        snprintf(full, sizeof full, "%s @%s", name, i < 0 ? "reference" : dev->name);
+        operand got;
+        if (!run(ctx, dev, &got, why, sizeof why)) {
+            harness_fail(full, "%s", why);
+            continue;
+        }
+        int64_t bad = -1;
+        for (int64_t j = 0; j < got.numel && bad < 0; j++)
+            if (isfinite(operand_get(&got, j)))
+                bad = j;
+        if (bad >= 0)
+            harness_fail(full, "y[%lld] = %g is finite", (long long)bad, operand_get(&got, bad));
+        else
+            harness_pass(full);
+        operand_free(&got);
+    }
+}
+
 static bool run_op_case_on(const harness_op_case *c, test_device *dev, operand *got, char *why, size_t cap)
 {
     placed p[HARNESS_MAX_OPERANDS];

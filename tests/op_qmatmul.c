@@ -209,6 +209,29 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
     free_data(&d);
 }
 
+/* x with +Inf at element 37 and -Inf at K - 5, or NaN at element 100, in every row: every
+ * output non-finite on every device (harness_run_nonfinite_case) */
+static void run_nonfinite(const qmm_case *c, bool nan, test_devices *devs, rng *g)
+{
+    char name[160];
+    snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld/x_%s", mlxn_dtype_name(c->w_dtype),
+             mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K, nan ? "nan" : "inf");
+    qmm_data d;
+    if (!make_data(c, g, &d)) {
+        harness_fail(name, "making data: %s", mlxn_last_error());
+        free_data(&d);
+        return;
+    }
+    for (int64_t i = 0; i < c->M; i++) {
+        operand_set(&d.x, i * c->K + (nan ? 100 : 37), nan ? NAN : INFINITY);
+        if (!nan)
+            operand_set(&d.x, i * c->K + c->K - 5, -INFINITY);
+    }
+    qmm_run r = {c, &d};
+    harness_run_nonfinite_case(name, devs, run_cb, &r);
+    free_data(&d);
+}
+
 static void error_cases(test_devices *devs)
 {
     test_device *dev = &devs->ref;
@@ -386,6 +409,14 @@ void test_qmatmul(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof qshort / sizeof qshort[0]; i++)
         run_case(&qshort[i], devs, g);
+    /* non-finite x, every format on the streamed kernel's shape and on a short-row one */
+    for (size_t ti = 0; ti < sizeof stypes / sizeof stypes[0]; ti++)
+        for (int nan = 0; nan < 2; nan++)
+            for (int si = 0; si < 2; si++) {
+                const qmm_case c = {stypes[ti], MLXN_DTYPE_F32, 1, si ? 33 : 67, si ? 512 : 4096, 0, 0,
+                                    MLXN_ACT_SILU, 0, false};
+                run_nonfinite(&c, nan, devs, g);
+            }
     error_cases(devs);
     test_qmatmul_qkv(devs, g);
 }

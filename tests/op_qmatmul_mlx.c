@@ -172,6 +172,30 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
     free_data(&d);
 }
 
+/* x with +Inf at element 37 and -Inf at K - 5, or NaN at element 100, in every row: every
+ * output non-finite on every device (harness_run_nonfinite_case) */
+static void run_nonfinite(const qmm_case *c, bool nan, test_devices *devs, rng *g)
+{
+    char name[160];
+    snprintf(name, sizeof name, "qmatmul_mlx/q%d/g%d/s=%s/x=%s/%lldx%lldx%lld/x_%s", c->bits, c->group,
+             mlxn_dtype_name(c->s_dtype), mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N,
+             (long long)c->K, nan ? "nan" : "inf");
+    qmm_data d;
+    if (!make_data(c, g, &d)) {
+        harness_fail(name, "making data: %s", mlxn_last_error());
+        free_data(&d);
+        return;
+    }
+    for (int64_t i = 0; i < c->M; i++) {
+        operand_set(&d.x, i * c->K + (nan ? 100 : 37), nan ? NAN : INFINITY);
+        if (!nan)
+            operand_set(&d.x, i * c->K + c->K - 5, -INFINITY);
+    }
+    qmm_run r = {c, &d};
+    harness_run_nonfinite_case(name, devs, run_cb, &r);
+    free_data(&d);
+}
+
 static void error_cases(test_devices *devs)
 {
     test_device *dev = &devs->ref;
@@ -249,5 +273,16 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof stream / sizeof stream[0]; i++)
         run_case(&stream[i], devs, g);
+    /* non-finite x: the streamed kernel's bit widths, and bits 3 and M 3 on the MLX kernel */
+    static const qmm_case nonfinite[] = {
+        {2, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {4, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {8, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {3, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 33, 512, 0},
+        {4, 32, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 3, 33, 512, 0},
+    };
+    for (size_t i = 0; i < sizeof nonfinite / sizeof nonfinite[0]; i++)
+        for (int nan = 0; nan < 2; nan++)
+            run_nonfinite(&nonfinite[i], nan, devs, g);
     error_cases(devs);
 }

@@ -139,7 +139,9 @@ template <int WT> __device__ __forceinline__ xint make_xint(const float (&x)[32]
             r.l[k] |= (uint32_t)(q & 255) << (8 * b);
         }
     }
-    r.pf = scale2(1.f, -s);
+    // x has no integer form for Inf or NaN: pf NaN makes every product of the piece NaN, as the
+    // float products would be (Inf times a zero weight is NaN too)
+    r.pf = big < 0x7F800000 ? scale2(1.f, -s) : __int_as_float(0x7FC00000);
     r.sum[0] = (float)sum[0];
     r.sum[1] = (float)sum[1];
     return r;
