@@ -117,7 +117,7 @@ typedef enum mlxn_cpu_kernels {
     MLXN_CPU_KERNELS_PORTABLE,
     MLXN_CPU_KERNELS_AVX2,
     MLXN_CPU_KERNELS_AVX512,
-    MLXN_CPU_KERNELS_AVX512_BF16 /* AVX-512 plus the bf16 conversion instructions */
+    MLXN_CPU_KERNELS_AVX512_BF16 /* AVX-512 plus the bf16 conversion instructions and VNNI */
 } mlxn_cpu_kernels;
 
 typedef struct mlxn_device_options {

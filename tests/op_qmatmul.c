@@ -315,10 +315,12 @@ void test_qmatmul(test_devices *devs, rng *g)
     /* short rows at M = 1 (CUDA: the wide-load kernel with 8, 4, 2 or 1 rows per warp at K 512,
      * 640, 1536, 4096, and its groups of 2 blocks where K is not whole groups of 4: K 192, 576
      * as in SmolLM2; Q4_0, Q4_1 and Q8_0 at K 1536 and 4096, Q5_0, Q5_1 and IQ4_NL at 4096 take
-     * the streamed kernel), plain and with the fusions a decoder uses */
+     * the streamed kernel; odd numbers of blocks: the CPU's VNNI kernel pairs blocks), plain and
+     * with the fusions a decoder uses */
     static const mlxn_dtype wtypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0,
                                         MLXN_DTYPE_Q5_1, MLXN_DTYPE_Q8_0, MLXN_DTYPE_IQ4_NL};
-    static const int64_t wshapes[][2] = {{66, 192}, {130, 576}, {46, 640}, {34, 1536}, {18, 512}, {10, 4096}};
+    static const int64_t wshapes[][2] = {{66, 192}, {130, 576}, {46, 640}, {34, 1536}, {18, 512}, {10, 4096},
+                                         {35, 96}, {21, 1056}}; /* odd block counts: 3, 33 */
     static const int wfusions[] = {0, QMM_NORM | QMM_GLU, QMM_NORM | QMM_ACC, QMM_NORM};
     int wv = 0;
     for (size_t ti = 0; ti < sizeof wtypes / sizeof wtypes[0]; ti++)

@@ -30,7 +30,8 @@ static bool cpu_has(mlxn_cpu_kernels level)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && has_f16c();
     case MLXN_CPU_KERNELS_AVX512_BF16:
-        return cpu_has(MLXN_CPU_KERNELS_AVX512) && __builtin_cpu_supports("avx512bf16");
+        return cpu_has(MLXN_CPU_KERNELS_AVX512) && __builtin_cpu_supports("avx512bf16") &&
+               __builtin_cpu_supports("avx512vnni");
     case MLXN_CPU_KERNELS_AUTO:
         break;
     }

@@ -29,27 +29,34 @@ typedef struct mlxn_cpu_kernel_set {
     /* the qmatmul row kernel for a W dtype, NULL where the level has none (or NULL itself):
      * the generic path decodes rows with the reference decoder */
     mlxn_cpu_qmatmul_rows_fn (*qmatmul_rows)(int w_dtype);
+    /* the integer form of x (MLXN_CPU_QMM_X_*) that the row kernel for w_dtype reads at one row
+     * of x; NULL: none */
+    int (*qmatmul_x_form)(int w_dtype);
 } mlxn_cpu_kernel_set;
 
 /* A row of xsum: the sums of x over each 32-element unit, zero-padded to a multiple of 16
  * (mlxn_cpu_qmm_xs32 of them), then over each 16 elements, zero-padded likewise. The kernels
  * apply the formats' offsets through them: per unit, or per 16 for Q2_K, Q3_K and Q6_K.
- * Where K is a multiple of 256 the row goes on (from mlxn_cpu_qmm_xdig) with x as integers for
- * the K-quant integer path at one row of x (qmatmul_impl.h): a flag (1: present), padded to 16
- * floats, then per 256-block a scale s (padded to 16 floats), then per block 768 bytes: three
- * balanced base-256 digits d2, d1, d0 (256 int8 each) with x = s (65536 d2 + 256 d1 + d0) to
- * within s. */
+ * The row goes on (from mlxn_cpu_qmm_xdig) with x as integers for the integer kernels at one row
+ * of x (qmatmul_impl.h): a flag (the MLXN_CPU_QMM_X_* form present), padded to 16 floats, then
+ * that form: x = s (65536 d2 + 256 d1 + d0) to within s, three balanced base-256 int8 digits
+ * per element (d2 in -127 .. 127, d1 and d0 in -128 .. 127), s from the largest |x| of a span:
+ *  - MLXN_CPU_QMM_X_INT256 (AVX2's K-quant kernel; K a multiple of 256): per 256-block a scale
+ *    (padded to 16 floats), then per block 768 bytes: d0, d1, d2 of its 256 elements;
+ *  - MLXN_CPU_QMM_X_INT32 (the VNNI kernels): per 32-element unit a scale (padded to 16
+ *    floats), then per 64 elements (the last zero-padded) 192 bytes: d2, d1, d0 of the 64. */
+enum { MLXN_CPU_QMM_X_NONE, MLXN_CPU_QMM_X_INT256, MLXN_CPU_QMM_X_INT32 };
 static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xdig(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
 {
-    return mlxn_cpu_qmm_xdig(K) + (K % 256 == 0 ? 16 + (K / 256 + 15) / 16 * 16 + K * 3 / 4 : 0);
+    /* INT32's size, which is at least INT256's (scales for 8x the spans; the same digits) */
+    return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) + (K + 63) / 64 * 48;
 }
 /* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
- * only when `digits` (the kernels use it at one row of x), else its flag says absent */
-void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, bool digits);
-/* the W formats whose kernels read x's integer form (AVX2's dot256_int) */
-static inline bool mlxn_cpu_qmm_int_x(mlxn_dtype w) { return w == MLXN_DTYPE_Q4_K || w == MLXN_DTYPE_Q6_K; }
+ * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below 1e-18,
+ * K a multiple of 256 for INT256), its flag says which (or none) */
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form);
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2;

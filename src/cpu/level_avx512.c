@@ -19,4 +19,5 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512 = {
     .act_rows = act_rows_avx512,
     .act_f32 = act_f32_avx512,
     .qmatmul_rows = qmatmul_rows_avx512,
+    .qmatmul_x_form = qmatmul_x_form_avx512,
 };

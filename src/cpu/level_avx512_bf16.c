@@ -1,7 +1,8 @@
-/* The CPU kernels built for AVX-512 with the bf16 conversion instructions (see simd.h);
- * picked at run time. */
+/* The CPU kernels built for AVX-512 with the bf16 conversion instructions and VNNI (see
+ * simd.h; every processor with the first has the second); picked at run time. */
 #define MLXN_SIMD_LEVEL 2
 #define MLXN_SIMD_AVX512_BF16 1
+#define MLXN_SIMD_VNNI 1
 #define MLXN_LEVEL_FN(name) name##_avx512_bf16
 
 #include "cpu.h"
@@ -21,4 +22,5 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
     .act_rows = act_rows_avx512_bf16,
     .act_f32 = act_f32_avx512_bf16,
     .qmatmul_rows = qmatmul_rows_avx512_bf16,
+    .qmatmul_x_form = qmatmul_x_form_avx512_bf16,
 };

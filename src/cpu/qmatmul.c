@@ -78,36 +78,37 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
  * base-256 digits of any integer up to it stay in -127 .. 127 for d2 and -128 .. 127 below. */
 #define QMM_XINT_MAX 8355711.0
 
-/* x's integer form for one 256-block (see cpu.h). False where x is not finite or tiny there. Rounded
- * in f32 (to within one of the nearest integer: x within s of s X), which vectorizes. */
-static bool qmm_xdigits(const float *x, float *scale, int8_t *d)
+/* x's integer form for one span of n elements (see cpu.h): its scale, and the digits of element
+ * i at d2[i], d1[i], d0[i]. False where x is not finite or tiny there. Rounded in f32 (to within
+ * one of the nearest integer: x within s of s X), which vectorizes. */
+static bool qmm_xdigits(const float *x, int n, float *scale, int8_t *d2, int8_t *d1, int8_t *d0)
 {
     float amax = 0;
     bool finite = true;
-    for (int i = 0; i < 256; i++) {
+    for (int i = 0; i < n; i++) {
         finite = finite && isfinite(x[i]);
         amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     }
-    /* tiny blocks stay on the f32 path: their scale and its product with W's scale near
+    /* tiny spans stay on the f32 path: their scale and its product with W's scale near
      * underflow lost precision (|x| ~ 1e-30 failed the harness bound) */
     if (!finite || (amax > 0 && amax < 1e-18f))
         return false;
     const float inv = amax > 0 ? (float)(QMM_XINT_MAX / (double)amax) : 0;
     *scale = (float)((double)amax / QMM_XINT_MAX);
-    for (int i = 0; i < 256; i++) {
+    for (int i = 0; i < n; i++) {
         const float v = x[i] * inv; /* |v| <= QMM_XINT_MAX (1 + 2^-23): X stays in range */
         int32_t X = (int32_t)(v + (v >= 0 ? 0.5f : -0.5f));
         X = X > (int32_t)QMM_XINT_MAX ? (int32_t)QMM_XINT_MAX : X < -(int32_t)QMM_XINT_MAX ? -(int32_t)QMM_XINT_MAX : X;
-        const int32_t d0 = ((X + 128) & 255) - 128, X1 = (X - d0) / 256;
-        const int32_t d1 = ((X1 + 128) & 255) - 128;
-        d[i] = (int8_t)d0;
-        d[256 + i] = (int8_t)d1;
-        d[512 + i] = (int8_t)((X1 - d1) / 256);
+        const int32_t e0 = ((X + 128) & 255) - 128, X1 = (X - e0) / 256;
+        const int32_t e1 = ((X1 + 128) & 255) - 128;
+        d0[i] = (int8_t)e0;
+        d1[i] = (int8_t)e1;
+        d2[i] = (int8_t)((X1 - e1) / 256);
     }
     return true;
 }
 
-void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, bool digits)
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form)
 {
     const int64_t n32 = mlxn_cpu_qmm_xs32(K), n16 = mlxn_cpu_qmm_xdig(K) - n32;
     for (int64_t u = 0; u < n16; u++) {
@@ -118,14 +119,26 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, bool digits)
     }
     for (int64_t u = 0; u < n32; u++)
         xsum[u] = u < K / 32 ? xsum[n32 + 2 * u] + xsum[n32 + 2 * u + 1] : 0;
-    if (K % 256)
-        return;
     float *flag = xsum + mlxn_cpu_qmm_xdig(K), *scales = flag + 16;
-    int8_t *d = (int8_t *)(scales + (K / 256 + 15) / 16 * 16);
-    bool ok = digits;
-    for (int64_t b = 0; ok && b < K / 256; b++)
-        ok = qmm_xdigits(x + b * 256, scales + b, d + b * 768);
-    *flag = ok ? 1.0f : 0.0f;
+    bool ok = true;
+    if (form == MLXN_CPU_QMM_X_INT256 && K % 256 == 0) {
+        int8_t *d = (int8_t *)(scales + (K / 256 + 15) / 16 * 16);
+        for (int64_t b = 0; ok && b < K / 256; b++)
+            ok = qmm_xdigits(x + b * 256, 256, scales + b, d + b * 768 + 512, d + b * 768 + 256, d + b * 768);
+    } else if (form == MLXN_CPU_QMM_X_INT32) {
+        int8_t *d = (int8_t *)(scales + n32);
+        for (int64_t u = K / 32; u < n32; u++)
+            scales[u] = 0;
+        if (K % 64) /* the last 64 elements' second half stays zero */
+            memset(d + K / 64 * 192, 0, 192);
+        for (int64_t u = 0; ok && u < K / 32; u++) {
+            int8_t *c = d + u / 2 * 192 + u % 2 * 32;
+            ok = qmm_xdigits(x + u * 32, 32, scales + u, c, c + 64, c + 128);
+        }
+    } else {
+        ok = false;
+    }
+    *flag = ok ? (float)form : (float)MLXN_CPU_QMM_X_NONE;
 }
 
 static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
@@ -137,6 +150,8 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
         return MLXN_STATUS_OK;
     }
     mlxn_cpu_qmatmul_rows_fn rows = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
+    const int x_form = rows && d->kernels->qmatmul_x_form ? d->kernels->qmatmul_x_form(a->w_dtype)
+                                                          : MLXN_CPU_QMM_X_NONE;
     /* the generic path works in units of 32 elements; the kernels take the span sums of x */
     const int64_t kpad = rows ? a->K : (a->K + 31) / 32 * 32;
     const int64_t xss = rows ? mlxn_cpu_qmm_xss(a->K) : 0;
@@ -162,7 +177,7 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
                 xm[k] = xm[k] * inv * a->norm_w[k];
         }
         if (xss)
-            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1 && mlxn_cpu_qmm_int_x(a->w_dtype));
+            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1 ? x_form : MLXN_CPU_QMM_X_NONE);
     }
     /* GLU or accumulation: the plain product goes to yt [M, N] first */
     mlxn_qmatmul_args plain = *a;

@@ -25,6 +25,7 @@ typedef struct qid_ctx {
     const int64_t *tile_off;          /* [E + 1]: expert e's pair blocks are tile_off[e] .. [e + 1] - 1 */
     int64_t n_tiles, chunk, n_chunks;
     int64_t xss;                      /* span sums per row of x (mlxn_cpu_qmm_xss) */
+    int x_form;                       /* x's integer form for rows_fn at one row (cpu.h) */
     atomic_int_fast64_t next;         /* first item not yet taken */
     atomic_bool no_memory;
 } qid_ctx;
@@ -58,7 +59,7 @@ static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *
         else
             for (int64_t i = 0; i < a->K; i++)
                 xm[i] = (float)mlxn_ref_load(a->x_dtype, row, i);
-        mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss, mb == 1 && mlxn_cpu_qmm_int_x(a->w_dtype));
+        mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss, mb == 1 ? c->x_form : MLXN_CPU_QMM_X_NONE);
     }
 }
 
@@ -180,6 +181,7 @@ mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
     c.rows_fn = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
     c.act_f32 = d->kernels->act_f32;
     c.xss = mlxn_cpu_qmm_xss(a->K);
+    c.x_form = c.rows_fn && d->kernels->qmatmul_x_form ? d->kernels->qmatmul_x_form(a->w_dtype) : MLXN_CPU_QMM_X_NONE;
     /* chunks of about 64 KiB of W, at least four items per thread when there is enough work */
     const int threads = mlxn_threadpool_size(d->pool);
     int64_t chunk = (64 << 10) / a->w_stride;

@@ -2,8 +2,9 @@
  * MLXN_SIMD_LEVEL 1 or 2 and MLXN_LEVEL_FN set).
  *
  * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1;
- * the one exception, dot256_int, holds it as 24-bit integers), so every weight is widened to a 32-bit lane, converted to f32 and multiplied into x with an f32
- * FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
+ * the exceptions at one row of x, dot256_int on AVX2 and the VNNI kernels, hold it as 24-bit
+ * integers per span), so every weight is widened to a 32-bit lane, converted to f32 and
+ * multiplied into x with an f32 FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
  * 32 elements (or per 16), the code a small integer or a codebook value. Up to QMM_DECODED_M
  * rows of x the decoded vectors live only in registers and serve QMM_MB rows of x per pass over
  * W; from QMM_DECODED_M rows (prefill, small batches) a few rows of W are decoded once into f32 for a chunk of x
@@ -22,8 +23,9 @@
  * per vector) and each row costs one FMA per vector.
  *
  * The arithmetic is the reference decoder's (src/formats/ggml_decode.h) up to the order of the
- * f32 sums and the rounding of code * scale + offset. One exception, where the f32 decode costs
- * most: Q4_K and Q6_K at one row of x on AVX2 take x as integers (dot256_int). */
+ * f32 sums and the rounding of code * scale + offset. The exceptions, where the f32 decode costs
+ * most: at one row of x, Q4_K and Q6_K on AVX2 take x as integers (dot256_int), and every format
+ * with unsigned integer codes does on AVX-512 with VNNI (dot32_vnni, dot256_vnni). */
 #include "simd.h"
 #include "../core/internal.h"
 #include "../formats/ggml_blocks.h"
@@ -309,6 +311,102 @@ MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
             BODY(j_, 0);                 \
     } while (0)
 
+#ifdef MLXN_SIMD_VNNI
+/* ---------------------------------------------------------------- integer decode (VNNI)
+ *
+ * At one row of x, on AVX-512 with VNNI (the avx512-bf16 level), the formats whose codes are
+ * small unsigned integers take x's integer form per 32-element unit (cpu.h,
+ * MLXN_CPU_QMM_X_INT32: X = 65536 d2 + 256 d1 + d0, x = s_u X): two units' 64 codes as bytes
+ * in one vector (elements in order), three vpdpbusd against the digits with a shift of 8
+ * between (each lane ends with sum c X over its 4 elements, exact: |c X| <= 4 * 63 * 8355711 <
+ * 2^31), one conversion, and one FMA by the lanes' scale (W's scale times s_u). The offsets
+ * stay on the f32 sums of x, as on the f32 path. Per 64 codes ~11 vector instructions against
+ * ~18 (4-bit codes widened, converted and FMAed in f32); measured in bench/NOTES.md. Q8_0 and
+ * the IQ4 codebooks (signed codes) keep the f32 path. */
+MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
+{
+    switch (type) {
+    case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
+    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
+    case MLXN_DTYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* lane i: sum over elements 4i .. 4i + 3 of c times x's integer; d: the 64 elements' digits */
+MLXN_ALWAYS_INLINE __m512 vnni_dot64(__m512i c, const int8_t *d)
+{
+    __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(d));
+    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 64));
+    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 128));
+    return _mm512_cvtepi32_ps(t);
+}
+
+/* the scale of each lane from sv: lanes 0-7 sv[a], lanes 8-15 sv[a + 1] */
+MLXN_ALWAYS_INLINE __m512 vnni_pair_scale(__m512 sv, int a)
+{
+    const __m512i two = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_permutexvar_ps(_mm512_add_epi32(two, _mm512_set1_epi32(a)), sv);
+}
+
+/* the 64 codes of blocks bA and bB of a 32-element format, as bytes in element order */
+MLXN_ALWAYS_INLINE __m512i vnni_codes32(const int type, const uint8_t *bA, const uint8_t *bB)
+{
+    const int at = type == MLXN_DTYPE_Q4_0 ? 2 : type == MLXN_DTYPE_Q4_1 ? 4 : type == MLXN_DTYPE_Q5_0 ? 6 : 8;
+    const __m256i q = _mm256_loadu2_m128i((const __m128i *)(bB + at), (const __m128i *)(bA + at));
+    /* [qA, qA, qB, qB], the second copy of each shifted down a nibble: element j of a block is
+     * the low nibble of qs[j], element j + 16 the high one */
+    const __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(q));
+    const __m512i n4 = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
+                                         0x0004000400040004LL, 0x0004000400040004LL);
+    __m512i c = _mm512_and_si512(_mm512_srlv_epi16(z, n4), _mm512_set1_epi8(15));
+    if (type == MLXN_DTYPE_Q5_0 || type == MLXN_DTYPE_Q5_1) { /* fifth bit of element j: bit j of qh */
+        uint32_t ha, hb;
+        memcpy(&ha, bA + at - 4, 4);
+        memcpy(&hb, bB + at - 4, 4);
+        c = _mm512_mask_add_epi8(c, (__mmask64)ha | (__mmask64)hb << 32, c, _mm512_set1_epi8(16));
+    }
+    return c;
+}
+
+/* dot32 at one row of x in integers: blocks two at a time (an odd last one paired with itself
+ * against the zero digits past K) */
+MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
+{
+    const int bs = block_bytes32(type);
+    const int64_t nb = K / 32;
+    const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
+    const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, off = acc0;
+    for (int64_t g = 0; g < nb; g += 16) {
+        const int gn = nb - g < 16 ? (int)(nb - g) : 16;
+        const uint8_t *b = row + g * bs;
+        float s[16], o[16];
+        qmm_prefetch(b, 16 * bs);
+        if (scales32(type, b, gn, s, o))
+            off = _mm512_fmadd_ps(_mm512_loadu_ps(o), _mm512_loadu_ps(xsum + g), off);
+        const __m512 sv = _mm512_mul_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(xsc + g));
+        const int8_t *dg = xd + g / 2 * 192;
+        int j = 0;
+        for (; j + 4 <= gn; j += 4) {
+            const uint8_t *bj = b + j * bs;
+            acc0 = _mm512_fmadd_ps(vnni_dot64(vnni_codes32(type, bj, bj + bs), dg + j / 2 * 192),
+                                   vnni_pair_scale(sv, j), acc0);
+            acc1 = _mm512_fmadd_ps(vnni_dot64(vnni_codes32(type, bj + 2 * bs, bj + 3 * bs), dg + j / 2 * 192 + 192),
+                                   vnni_pair_scale(sv, j + 2), acc1);
+        }
+        for (; j < gn; j += 2) {
+            const uint8_t *bj = b + j * bs;
+            acc0 = _mm512_fmadd_ps(vnni_dot64(vnni_codes32(type, bj, j + 1 < gn ? bj + bs : bj), dg + j / 2 * 192),
+                                   vnni_pair_scale(sv, j), acc0);
+        }
+    }
+    r[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), off));
+}
+#endif
+
 /* ---------------------------------------------------------------- 32-element formats
  *
  * Blocks go 16 at a time: their scales and offsets converted into f32 arrays first. */
@@ -325,6 +423,12 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
             t[i] = (float)mlxn_iq4_value(i);
         book = lut16_make(t);
     }
+#ifdef MLXN_SIMD_VNNI
+    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32) {
+        dot32_vnni(type, row, xsum, K, r);
+        return;
+    }
+#endif
     if (mb == 1) {
         vf acc0 = vf_zero(), acc1 = vf_zero(), off = vf_zero();
         for (int64_t g = 0; g < nb; g += 16) {
@@ -533,7 +637,7 @@ MLXN_ALWAYS_INLINE void codes256(const int type, const uint8_t *bk, const int u,
  * and converted once: per 32 weights about 12 (Q4_K) or 15 (Q6_K) vector instructions against
  * ~15 and ~30 for the f32 path. Exact in the integers; x is held to ~2^-24 of its 256-block's
  * largest element. The offsets (mins, Q6_K's -32) stay on the f32 sums of x. Measured in
- * bench/NOTES.md; on AVX-512 (not measured) the f32 path stays. */
+ * bench/NOTES.md; AVX-512 without VNNI keeps the f32 path. */
 MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
     /* vpshufb controls: word u of each 128-bit lane into all its words */
@@ -617,6 +721,109 @@ MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const flo
 }
 #endif
 
+#ifdef MLXN_SIMD_VNNI
+/* bytes of a 512-bit vector: the lower 32 a, the upper 32 b */
+MLXN_ALWAYS_INLINE __m512i vnni_halves8(int a, int b)
+{
+    return _mm512_inserti64x4(_mm512_set1_epi8((char)a), _mm256_set1_epi8((char)b), 1);
+}
+
+/* words of a 512-bit vector: the lower 16 a, the upper 16 b (shift counts) */
+MLXN_ALWAYS_INLINE __m512i vnni_halves16(int a, int b)
+{
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)a), _mm256_set1_epi16((short)b), 1);
+}
+
+/* the 64 codes of units 2p and 2p + 1 of the super-block at bk, as bytes in element order
+ * (Q3_K's and Q6_K's constant offsets left to the offsets, as in codes256) */
+MLXN_ALWAYS_INLINE __m512i vnni_codes256(const int type, const uint8_t *bk, const int p)
+{
+    switch (type) {
+    case MLXN_DTYPE_Q4_K:
+    case MLXN_DTYPE_Q5_K: { /* the low nibbles of qs[32 p + l], then the high ones */
+        const uint8_t *qs = type == MLXN_DTYPE_Q4_K ? ((const mlxn_block_q4_K *)bk)->qs : ((const mlxn_block_q5_K *)bk)->qs;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+        __m512i c = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
+                                     _mm512_set1_epi8(15));
+        if (type == MLXN_DTYPE_Q5_K) { /* bit u of qh[l] as bit 4 */
+            const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const mlxn_block_q5_K *)bk)->qh));
+            c = _mm512_mask_add_epi8(c, _mm512_test_epi8_mask(h, vnni_halves8(1 << (2 * p), 1 << (2 * p + 1))), c,
+                                     _mm512_set1_epi8(16));
+        }
+        return c;
+    }
+    case MLXN_DTYPE_Q6_K: { /* half g = p / 2, turns t = 2 (p % 2) and t + 1: nibble p % 2 of
+                             * ql[64 g + l] (l < 64), bits 2t, 2t + 1 of qh[32 g + l] as bits 4, 5 */
+        const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
+        const int g = p / 2;
+        __m512i lo = _mm512_loadu_si512(b->ql + 64 * g);
+        if (p % 2)
+            lo = _mm512_srli_epi16(lo, 4);
+        const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * g)));
+        const __m512i hs = p % 2 ? _mm512_srlv_epi16(h, vnni_halves16(0, 2)) : _mm512_sllv_epi16(h, vnni_halves16(4, 2));
+        /* (lo & 15) | (hs & 0x30) */
+        return _mm512_ternarylogic_epi32(lo, _mm512_set1_epi8(15), _mm512_and_si512(hs, _mm512_set1_epi8(0x30)), 0xEA);
+    }
+    default: { /* Q2_K, Q3_K: bits 2 (u % 4) of qs[32 (p / 2) + l] (u % 4 = 2 (p % 2), + 1);
+                * Q3_K: bit u of hmask[l] as bit 2 */
+        const uint8_t *qs = type == MLXN_DTYPE_Q2_K ? ((const mlxn_block_q2_K *)bk)->qs : ((const mlxn_block_q3_K *)bk)->qs;
+        const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * (p / 2))));
+        __m512i c = _mm512_and_si512(_mm512_srlv_epi16(q, vnni_halves16(4 * (p % 2), 4 * (p % 2) + 2)), _mm512_set1_epi8(3));
+        if (type == MLXN_DTYPE_Q3_K) {
+            const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const mlxn_block_q3_K *)bk)->hmask));
+            c = _mm512_mask_add_epi8(c, _mm512_test_epi8_mask(h, vnni_halves8(1 << (2 * p), 1 << (2 * p + 1))), c,
+                                     _mm512_set1_epi8(4));
+        }
+        return c;
+    }
+    }
+}
+
+/* dot256 at one row of x in integers: per super-block the scales (W's per unit or per 16, times
+ * x's per unit) in one vector, four pairs of units */
+MLXN_ALWAYS_INLINE void dot256_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
+{
+    const int bs = block_bytes256(type);
+    const int64_t nb = K / 256;
+    const float *xs16 = xsum + mlxn_cpu_qmm_xs32(K), *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
+    const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
+    const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, off16 = acc0;
+    __m256 off = _mm256_setzero_ps();
+    for (int64_t k = 0; k < nb; k++) {
+        const uint8_t *bk = row + k * bs;
+        float s[16], o[16];
+        qmm_prefetch(bk, bs);
+        scales256(type, bk, s, o); /* every VNNI format has offsets */
+        const __m512 xs = _mm512_castps256_ps512(_mm256_loadu_ps(xsc + k * 8));
+        __m512 sv;
+        if (per16(type)) {
+            off16 = _mm512_fmadd_ps(_mm512_loadu_ps(o), _mm512_loadu_ps(xs16 + k * 16), off16);
+            sv = _mm512_mul_ps(_mm512_loadu_ps(s), _mm512_permutexvar_ps(twice, xs));
+        } else {
+            off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
+            sv = _mm512_mul_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s)), xs);
+        }
+        const int8_t *dk = xd + k * 4 * 192;
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            const __m512 t = vnni_dot64(vnni_codes256(type, bk, p), dk + p * 192);
+            const __m512 sc = per16(type) ? _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(4 * p)), sv)
+                                          : vnni_pair_scale(sv, 2 * p);
+            if (p % 2)
+                acc1 = _mm512_fmadd_ps(t, sc, acc1);
+            else
+                acc0 = _mm512_fmadd_ps(t, sc, acc0);
+        }
+    }
+    __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off), _mm256_extractf128_ps(off, 1));
+    o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
+    o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
+    r[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), off16)) + _mm_cvtss_f32(o4);
+}
+#endif
+
 MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
                                const int mb, float *r)
 {
@@ -630,8 +837,14 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
         book = lut16_make(t);
     }
 #if MLXN_SIMD_LEVEL == 1
-    if (mb == 1 && (type == MLXN_DTYPE_Q4_K || type == MLXN_DTYPE_Q6_K) && xsum[mlxn_cpu_qmm_xdig(K)] != 0.0f) {
+    if (mb == 1 && (type == MLXN_DTYPE_Q4_K || type == MLXN_DTYPE_Q6_K) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT256) {
         dot256_int(type, row, xsum, K, r);
+        return;
+    }
+#endif
+#ifdef MLXN_SIMD_VNNI
+    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32) {
+        dot256_vnni(type, row, xsum, K, r);
         return;
     }
 #endif
@@ -928,6 +1141,19 @@ QMM_ROWS_FN(f32, MLXN_DTYPE_F32)
 QMM_ROWS_FN(f16, MLXN_DTYPE_F16)
 QMM_ROWS_FN(bf16, MLXN_DTYPE_BF16)
 #undef QMM_ROWS_FN
+
+/* The integer form of x that the row kernel for W's dtype reads at one row of x (cpu.h). */
+static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
+{
+#if MLXN_SIMD_LEVEL == 1
+    return w_dtype == MLXN_DTYPE_Q4_K || w_dtype == MLXN_DTYPE_Q6_K ? MLXN_CPU_QMM_X_INT256 : MLXN_CPU_QMM_X_NONE;
+#elif defined(MLXN_SIMD_VNNI)
+    return qmm_vnni(w_dtype) ? MLXN_CPU_QMM_X_INT32 : MLXN_CPU_QMM_X_NONE;
+#else
+    (void)w_dtype;
+    return MLXN_CPU_QMM_X_NONE;
+#endif
+}
 
 /* The row kernel for W's dtype on this level, or NULL (the generic path runs it). */
 static mlxn_cpu_qmatmul_rows_fn MLXN_LEVEL_FN(qmatmul_rows)(int w_dtype)

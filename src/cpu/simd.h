@@ -4,7 +4,7 @@
  *   MLXN_SIMD_LEVEL 0: portable C, one lane
  *   MLXN_SIMD_LEVEL 1: AVX2 + FMA + F16C, 8 lanes
  *   MLXN_SIMD_LEVEL 2: AVX-512 F/BW/VL, 16 lanes (MLXN_SIMD_AVX512_BF16: with the bf16
- *                      conversion instruction)
+ *                      conversion instruction; MLXN_SIMD_VNNI: with the int8 dot products)
  * Loads and stores convert from and to f32 / f16 / bf16 memory (round to nearest even, NaN
  * kept). Unaligned addresses are fine. */
 #ifndef MLXN_SIMD_H
