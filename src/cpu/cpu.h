@@ -43,15 +43,18 @@ typedef struct mlxn_cpu_kernel_set {
  * per element (d2 in -127 .. 127, d1 and d0 in -128 .. 127), s from the largest |x| of a span:
  *  - MLXN_CPU_QMM_X_INT256 (AVX2's K-quant kernel; K a multiple of 256): per 256-block a scale
  *    (padded to 16 floats), then per block 768 bytes: d0, d1, d2 of its 256 elements;
- *  - MLXN_CPU_QMM_X_INT32 (the VNNI kernels): per 32-element unit a scale (padded to 16
- *    floats), then per 64 elements (the last zero-padded) 192 bytes: d2, d1, d0 of the 64. */
-enum { MLXN_CPU_QMM_X_NONE, MLXN_CPU_QMM_X_INT256, MLXN_CPU_QMM_X_INT32 };
+ *  - MLXN_CPU_QMM_X_INT32 and _INT32_HALVES (the VNNI kernels): per 32-element unit a scale
+ *    (padded to 16 floats), then per 128 elements (the last zero-padded) 384 bytes: d2, d1, d0,
+ *    each as two vectors of 64 bytes in the order the kernel's code vectors hold the elements:
+ *    INT32 the 128 in order; _HALVES (blocks of 32 taken four at a time) elements 0-15 of each
+ *    of the four 32-element units, then elements 16-31 of each. */
+enum { MLXN_CPU_QMM_X_NONE, MLXN_CPU_QMM_X_INT256, MLXN_CPU_QMM_X_INT32, MLXN_CPU_QMM_X_INT32_HALVES };
 static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xdig(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
 {
     /* INT32's size, which is at least INT256's (scales for 8x the spans; the same digits) */
-    return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) + (K + 63) / 64 * 48;
+    return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) + (K + 127) / 128 * 96;
 }
 /* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
  * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below 1e-18,

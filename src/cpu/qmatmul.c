@@ -79,9 +79,10 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
 #define QMM_XINT_MAX 8355711.0
 
 /* x's integer form for one span of n elements (see cpu.h): its scale, and the digits of element
- * i at d2[i], d1[i], d0[i]. False where x is not finite or tiny there. Rounded in f32 (to within
- * one of the nearest integer: x within s of s X), which vectorizes. */
-static bool qmm_xdigits(const float *x, int n, float *scale, int8_t *d2, int8_t *d1, int8_t *d0)
+ * i at d2[j], d1[j], d0[j], j = i in the span's first half and i - n / 2 + half in the second.
+ * False where x is not finite or tiny there. Rounded in f32 (to within one of the nearest
+ * integer: x within s of s X), which vectorizes. */
+static bool qmm_xdigits(const float *x, int n, int half, float *scale, int8_t *d2, int8_t *d1, int8_t *d0)
 {
     float amax = 0;
     bool finite = true;
@@ -100,10 +101,10 @@ static bool qmm_xdigits(const float *x, int n, float *scale, int8_t *d2, int8_t 
         int32_t X = (int32_t)(v + (v >= 0 ? 0.5f : -0.5f));
         X = X > (int32_t)QMM_XINT_MAX ? (int32_t)QMM_XINT_MAX : X < -(int32_t)QMM_XINT_MAX ? -(int32_t)QMM_XINT_MAX : X;
         const int32_t e0 = ((X + 128) & 255) - 128, X1 = (X - e0) / 256;
-        const int32_t e1 = ((X1 + 128) & 255) - 128;
-        d0[i] = (int8_t)e0;
-        d1[i] = (int8_t)e1;
-        d2[i] = (int8_t)((X1 - e1) / 256);
+        const int32_t e1 = ((X1 + 128) & 255) - 128, j = i < n / 2 ? i : i - n / 2 + half;
+        d0[j] = (int8_t)e0;
+        d1[j] = (int8_t)e1;
+        d2[j] = (int8_t)((X1 - e1) / 256);
     }
     return true;
 }
@@ -124,16 +125,17 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form)
     if (form == MLXN_CPU_QMM_X_INT256 && K % 256 == 0) {
         int8_t *d = (int8_t *)(scales + (K / 256 + 15) / 16 * 16);
         for (int64_t b = 0; ok && b < K / 256; b++)
-            ok = qmm_xdigits(x + b * 256, 256, scales + b, d + b * 768 + 512, d + b * 768 + 256, d + b * 768);
-    } else if (form == MLXN_CPU_QMM_X_INT32) {
+            ok = qmm_xdigits(x + b * 256, 256, 128, scales + b, d + b * 768 + 512, d + b * 768 + 256, d + b * 768);
+    } else if (form == MLXN_CPU_QMM_X_INT32 || form == MLXN_CPU_QMM_X_INT32_HALVES) {
+        const bool halves = form == MLXN_CPU_QMM_X_INT32_HALVES;
         int8_t *d = (int8_t *)(scales + n32);
         for (int64_t u = K / 32; u < n32; u++)
             scales[u] = 0;
-        if (K % 64) /* the last 64 elements' second half stays zero */
-            memset(d + K / 64 * 192, 0, 192);
-        for (int64_t u = 0; ok && u < K / 32; u++) {
-            int8_t *c = d + u / 2 * 192 + u % 2 * 32;
-            ok = qmm_xdigits(x + u * 32, 32, scales + u, c, c + 64, c + 128);
+        if (K % 128) /* the last 128 elements' missing part stays zero */
+            memset(d + K / 128 * 384, 0, 384);
+        for (int64_t u = 0; ok && u < K / 32; u++) { /* unit u's first element, digit d2 */
+            int8_t *c = d + u / 4 * 384 + (halves ? u % 4 * 16 : u % 4 * 32);
+            ok = qmm_xdigits(x + u * 32, 32, halves ? 64 : 16, scales + u, c, c + 128, c + 256);
         }
     } else {
         ok = false;

@@ -316,13 +316,16 @@ MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
  *
  * At one row of x, on AVX-512 with VNNI (the avx512-bf16 level), the formats whose codes are
  * small unsigned integers take x's integer form per 32-element unit (cpu.h,
- * MLXN_CPU_QMM_X_INT32: X = 65536 d2 + 256 d1 + d0, x = s_u X): two units' 64 codes as bytes
- * in one vector (elements in order), three vpdpbusd against the digits with a shift of 8
- * between (each lane ends with sum c X over its 4 elements, exact: |c X| <= 4 * 63 * 8355711 <
- * 2^31), one conversion, and one FMA by the lanes' scale (W's scale times s_u). The offsets
- * stay on the f32 sums of x, as on the f32 path. Per 64 codes ~11 vector instructions against
- * ~18 (4-bit codes widened, converted and FMAed in f32); measured in bench/NOTES.md. Q8_0 and
- * the IQ4 codebooks (signed codes) keep the f32 path. */
+ * MLXN_CPU_QMM_X_INT32 and _HALVES: X = 65536 d2 + 256 d1 + d0, x = s_u X): codes as bytes,
+ * 64 a vector, against the digits by vpdpbusd, digit by digit with a shift of 8 between, so
+ * that each 32-bit lane ends with the exact sum of c X over its elements; then one conversion
+ * and one FMA by the lanes' scales (W's scale times s_u). The lane sums stay below 2^31: 8
+ * elements a lane for codes up to 31 (8 * 31 * 8355711), 4 for Q6_K's up to 63. The offsets stay
+ * on the f32 sums of x, as on the f32 path. The 32-element formats take four blocks at once
+ * (their 16-byte code runs gathered by one word permute, low nibbles in one vector and high in
+ * another, a block's 8 lanes in each: ~16 vector instructions for 128 codes); the K-quants two
+ * units a vector (~11 for 64). The f32 path spends ~18 per 64 4-bit codes. Measured in
+ * bench/NOTES.md. Q8_0 and the IQ4 codebooks (signed codes) keep the f32 path. */
 MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
 {
     switch (type) {
@@ -335,44 +338,70 @@ MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
     }
 }
 
-/* lane i: sum over elements 4i .. 4i + 3 of c times x's integer; d: the 64 elements' digits */
-MLXN_ALWAYS_INLINE __m512 vnni_dot64(__m512i c, const int8_t *d)
+/* lane i: the sum of c times x's integer over the lane's elements, from code vectors c0 and
+ * (when two) c1 against their digits at d (d2, d1, d0 128 bytes apart, c1's 64 after c0's) */
+MLXN_ALWAYS_INLINE __m512 vnni_dot(__m512i c0, __m512i c1, const int two, const int8_t *d)
 {
-    __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(d));
-    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 64));
-    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 128));
+    __m512i t = _mm512_setzero_si512();
+    for (int k = 0; k < 3; k++) {
+        if (k)
+            t = _mm512_slli_epi32(t, 8);
+        t = _mm512_dpbusd_epi32(t, c0, _mm512_loadu_si512(d + 128 * k));
+        if (two)
+            t = _mm512_dpbusd_epi32(t, c1, _mm512_loadu_si512(d + 128 * k + 64));
+    }
     return _mm512_cvtepi32_ps(t);
 }
 
-/* the scale of each lane from sv: lanes 0-7 sv[a], lanes 8-15 sv[a + 1] */
+/* lanes 4i .. 4i + 3 of sv[a + i], i < 4 (a block's lanes in a vector of four blocks) */
+MLXN_ALWAYS_INLINE __m512 vnni_quad_scale(__m512 sv, int a)
+{
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(a)), sv);
+}
+
+/* lanes 0-7 of sv[a], lanes 8-15 of sv[a + 1] (two units in a vector) */
 MLXN_ALWAYS_INLINE __m512 vnni_pair_scale(__m512 sv, int a)
 {
     const __m512i two = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     return _mm512_permutexvar_ps(_mm512_add_epi32(two, _mm512_set1_epi32(a)), sv);
 }
 
-/* the 64 codes of blocks bA and bB of a 32-element format, as bytes in element order */
-MLXN_ALWAYS_INLINE __m512i vnni_codes32(const int type, const uint8_t *bA, const uint8_t *bB)
+#define QMM_W8(o) o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7
+#define QMM_Q4(at, bs) {QMM_W8(at / 2), QMM_W8((at + bs) / 2), QMM_W8((at + 2 * bs) / 2), QMM_W8((at + 3 * bs) / 2)}
+/* word permutes: the 16 code bytes of four consecutive blocks (at even offsets in every format),
+ * from the blocks' first 128 bytes */
+static const uint16_t qmm_vnni_gather[4][32] = {QMM_Q4(2, 18), QMM_Q4(4, 20), QMM_Q4(6, 22), QMM_Q4(8, 24)};
+#undef QMM_Q4
+#undef QMM_W8
+
+/* the codes of the n (1..4) blocks at b of a 32-element format: lo elements 0-15 of each (block
+ * i in bytes 16i ..), hi elements 16-31; past n, codes of zero digits (the loads stop at n) */
+MLXN_ALWAYS_INLINE void vnni_codes32(const int type, const uint8_t *b, const int n, __m512i *lo, __m512i *hi)
 {
-    const int at = type == MLXN_DTYPE_Q4_0 ? 2 : type == MLXN_DTYPE_Q4_1 ? 4 : type == MLXN_DTYPE_Q5_0 ? 6 : 8;
-    const __m256i q = _mm256_loadu2_m128i((const __m128i *)(bB + at), (const __m128i *)(bA + at));
-    /* [qA, qA, qB, qB], the second copy of each shifted down a nibble: element j of a block is
-     * the low nibble of qs[j], element j + 16 the high one */
-    const __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(q));
-    const __m512i n4 = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
-                                         0x0004000400040004LL, 0x0004000400040004LL);
-    __m512i c = _mm512_and_si512(_mm512_srlv_epi16(z, n4), _mm512_set1_epi8(15));
+    const int ti = type == MLXN_DTYPE_Q4_0 ? 0 : type == MLXN_DTYPE_Q4_1 ? 1 : type == MLXN_DTYPE_Q5_0 ? 2 : 3;
+    const int bs = block_bytes32(type), bytes = n * bs;
+    const __m512i z0 = bytes >= 64 ? _mm512_loadu_si512(b) : _mm512_maskz_loadu_epi8((1ULL << bytes) - 1, b);
+    const __m512i z1 = _mm512_maskz_loadu_epi8(bytes > 64 ? (1ULL << (bytes - 64)) - 1 : 0, b + 64);
+    const __m512i q = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_gather[ti]), z1);
+    const __m512i m4 = _mm512_set1_epi8(15);
+    *lo = _mm512_and_si512(q, m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
     if (type == MLXN_DTYPE_Q5_0 || type == MLXN_DTYPE_Q5_1) { /* fifth bit of element j: bit j of qh */
-        uint32_t ha, hb;
-        memcpy(&ha, bA + at - 4, 4);
-        memcpy(&hb, bB + at - 4, 4);
-        c = _mm512_mask_add_epi8(c, (__mmask64)ha | (__mmask64)hb << 32, c, _mm512_set1_epi8(16));
+        uint64_t klo = 0, khi = 0;
+        for (int i = 0; i < n; i++) {
+            uint32_t h;
+            memcpy(&h, b + i * bs + (type == MLXN_DTYPE_Q5_0 ? 2 : 4), 4);
+            klo |= (uint64_t)(h & 0xFFFF) << (16 * i);
+            khi |= (uint64_t)(h >> 16) << (16 * i);
+        }
+        const __m512i b16 = _mm512_set1_epi8(16);
+        *lo = _mm512_mask_add_epi8(*lo, (__mmask64)klo, *lo, b16);
+        *hi = _mm512_mask_add_epi8(*hi, (__mmask64)khi, *hi, b16);
     }
-    return c;
 }
 
-/* dot32 at one row of x in integers: blocks two at a time (an odd last one paired with itself
- * against the zero digits past K) */
+/* dot32 at one row of x in integers: groups of 16 blocks, four at a time */
 MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
     const int bs = block_bytes32(type);
@@ -388,19 +417,24 @@ MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const flo
         if (scales32(type, b, gn, s, o))
             off = _mm512_fmadd_ps(_mm512_loadu_ps(o), _mm512_loadu_ps(xsum + g), off);
         const __m512 sv = _mm512_mul_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(xsc + g));
-        const int8_t *dg = xd + g / 2 * 192;
-        int j = 0;
-        for (; j + 4 <= gn; j += 4) {
-            const uint8_t *bj = b + j * bs;
-            acc0 = _mm512_fmadd_ps(vnni_dot64(vnni_codes32(type, bj, bj + bs), dg + j / 2 * 192),
-                                   vnni_pair_scale(sv, j), acc0);
-            acc1 = _mm512_fmadd_ps(vnni_dot64(vnni_codes32(type, bj + 2 * bs, bj + 3 * bs), dg + j / 2 * 192 + 192),
-                                   vnni_pair_scale(sv, j + 2), acc1);
-        }
-        for (; j < gn; j += 2) {
-            const uint8_t *bj = b + j * bs;
-            acc0 = _mm512_fmadd_ps(vnni_dot64(vnni_codes32(type, bj, j + 1 < gn ? bj + bs : bj), dg + j / 2 * 192),
-                                   vnni_pair_scale(sv, j), acc0);
+        const int8_t *dg = xd + g / 4 * 384;
+        if (gn == 16) {
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                __m512i lo, hi;
+                vnni_codes32(type, b + 4 * q * bs, 4, &lo, &hi);
+                const __m512 t = vnni_dot(lo, hi, 1, dg + q * 384);
+                if (q % 2)
+                    acc1 = _mm512_fmadd_ps(t, vnni_quad_scale(sv, 4 * q), acc1);
+                else
+                    acc0 = _mm512_fmadd_ps(t, vnni_quad_scale(sv, 4 * q), acc0);
+            }
+        } else {
+            for (int q = 0; 4 * q < gn; q++) {
+                __m512i lo, hi;
+                vnni_codes32(type, b + 4 * q * bs, gn - 4 * q < 4 ? gn - 4 * q : 4, &lo, &hi);
+                acc0 = _mm512_fmadd_ps(vnni_dot(lo, hi, 1, dg + q * 384), vnni_quad_scale(sv, 4 * q), acc0);
+            }
         }
     }
     r[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), off));
@@ -424,7 +458,7 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
         book = lut16_make(t);
     }
 #ifdef MLXN_SIMD_VNNI
-    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32) {
+    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32_HALVES) {
         dot32_vnni(type, row, xsum, K, r);
         return;
     }
@@ -805,10 +839,10 @@ MLXN_ALWAYS_INLINE void dot256_vnni(const int type, const uint8_t *row, const fl
             off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
             sv = _mm512_mul_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s)), xs);
         }
-        const int8_t *dk = xd + k * 4 * 192;
+        const int8_t *dk = xd + k * 2 * 384;
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
-            const __m512 t = vnni_dot64(vnni_codes256(type, bk, p), dk + p * 192);
+            const __m512 t = vnni_dot(vnni_codes256(type, bk, p), _mm512_setzero_si512(), 0, dk + p / 2 * 384 + p % 2 * 64);
             const __m512 sc = per16(type) ? _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(4 * p)), sv)
                                           : vnni_pair_scale(sv, 2 * p);
             if (p % 2)
@@ -1148,7 +1182,8 @@ static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
 #if MLXN_SIMD_LEVEL == 1
     return w_dtype == MLXN_DTYPE_Q4_K || w_dtype == MLXN_DTYPE_Q6_K ? MLXN_CPU_QMM_X_INT256 : MLXN_CPU_QMM_X_NONE;
 #elif defined(MLXN_SIMD_VNNI)
-    return qmm_vnni(w_dtype) ? MLXN_CPU_QMM_X_INT32 : MLXN_CPU_QMM_X_NONE;
+    return !qmm_vnni(w_dtype) ? MLXN_CPU_QMM_X_NONE
+           : mlxn_dtype_block_elems(w_dtype) == 32 ? MLXN_CPU_QMM_X_INT32_HALVES : MLXN_CPU_QMM_X_INT32;
 #else
     (void)w_dtype;
     return MLXN_CPU_QMM_X_NONE;
