@@ -32,6 +32,10 @@ typedef struct mlxn_cpu_kernel_set {
     /* the integer form of x (MLXN_CPU_QMM_X_*) that the row kernel for w_dtype reads at one row
      * of x; NULL: none */
     int (*qmatmul_x_form)(int w_dtype);
+    /* x's MLXN_CPU_QMM_X_INT32 (_HALVES when halves) form: the unit scales and digits of xsum's
+     * row (cpu.h); false where x is not finite or a unit's largest |x| is below 1e-18. NULL on
+     * levels whose kernels do not read it. */
+    bool (*qmatmul_xint32)(const float *x, int64_t K, bool halves, float *scales, int8_t *digits);
 } mlxn_cpu_kernel_set;
 
 /* A row of xsum: the sums of x over each 32-element unit, zero-padded to a multiple of 16
@@ -58,8 +62,8 @@ static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
 }
 /* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
  * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below 1e-18,
- * K a multiple of 256 for INT256), its flag says which (or none) */
-void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form);
+ * K a multiple of 256 for INT256; the INT32 forms by the level `ks`), its flag says which */
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form, const mlxn_cpu_kernel_set *ks);
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2;

@@ -23,4 +23,5 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
     .act_f32 = act_f32_avx512_bf16,
     .qmatmul_rows = qmatmul_rows_avx512_bf16,
     .qmatmul_x_form = qmatmul_x_form_avx512_bf16,
+    .qmatmul_xint32 = qmatmul_xint32_avx512_bf16,
 };

@@ -78,38 +78,37 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
  * base-256 digits of any integer up to it stay in -127 .. 127 for d2 and -128 .. 127 below. */
 #define QMM_XINT_MAX 8355711.0
 
-/* x's integer form for one span of n elements (see cpu.h): its scale, and the digits of element
- * i at d2[j], d1[j], d0[j], j = i in the span's first half and i - n / 2 + half in the second.
- * False where x is not finite or tiny there. Rounded in f32 (to within one of the nearest
- * integer: x within s of s X), which vectorizes. */
-static bool qmm_xdigits(const float *x, int n, int half, float *scale, int8_t *d2, int8_t *d1, int8_t *d0)
+/* x's INT256 form for one 256-block (see cpu.h): its scale, and its digits d0 at d, d1 at d + 256,
+ * d2 at d + 512. False where x is not finite or tiny there. Rounded in f32 (to within one of the
+ * nearest integer: x within s of s X), which vectorizes. */
+static bool qmm_xdigits(const float *x, float *scale, int8_t *d)
 {
     float amax = 0;
     bool finite = true;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < 256; i++) {
         finite = finite && isfinite(x[i]);
         amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     }
-    /* tiny spans stay on the f32 path: their scale and its product with W's scale near
+    /* tiny blocks stay on the f32 path: their scale and its product with W's scale near
      * underflow lost precision (|x| ~ 1e-30 failed the harness bound) */
     if (!finite || (amax > 0 && amax < 1e-18f))
         return false;
     const float inv = amax > 0 ? (float)(QMM_XINT_MAX / (double)amax) : 0;
     *scale = (float)((double)amax / QMM_XINT_MAX);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < 256; i++) {
         const float v = x[i] * inv; /* |v| <= QMM_XINT_MAX (1 + 2^-23): X stays in range */
         int32_t X = (int32_t)(v + (v >= 0 ? 0.5f : -0.5f));
         X = X > (int32_t)QMM_XINT_MAX ? (int32_t)QMM_XINT_MAX : X < -(int32_t)QMM_XINT_MAX ? -(int32_t)QMM_XINT_MAX : X;
-        const int32_t e0 = ((X + 128) & 255) - 128, X1 = (X - e0) / 256;
-        const int32_t e1 = ((X1 + 128) & 255) - 128, j = i < n / 2 ? i : i - n / 2 + half;
-        d0[j] = (int8_t)e0;
-        d1[j] = (int8_t)e1;
-        d2[j] = (int8_t)((X1 - e1) / 256);
+        const int32_t d0 = ((X + 128) & 255) - 128, X1 = (X - d0) / 256;
+        const int32_t d1 = ((X1 + 128) & 255) - 128;
+        d[i] = (int8_t)d0;
+        d[256 + i] = (int8_t)d1;
+        d[512 + i] = (int8_t)((X1 - d1) / 256);
     }
     return true;
 }
 
-void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form)
+void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form, const mlxn_cpu_kernel_set *ks)
 {
     const int64_t n32 = mlxn_cpu_qmm_xs32(K), n16 = mlxn_cpu_qmm_xdig(K) - n32;
     for (int64_t u = 0; u < n16; u++) {
@@ -121,24 +120,14 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form)
     for (int64_t u = 0; u < n32; u++)
         xsum[u] = u < K / 32 ? xsum[n32 + 2 * u] + xsum[n32 + 2 * u + 1] : 0;
     float *flag = xsum + mlxn_cpu_qmm_xdig(K), *scales = flag + 16;
-    bool ok = true;
+    bool ok = false;
     if (form == MLXN_CPU_QMM_X_INT256 && K % 256 == 0) {
         int8_t *d = (int8_t *)(scales + (K / 256 + 15) / 16 * 16);
+        ok = true;
         for (int64_t b = 0; ok && b < K / 256; b++)
-            ok = qmm_xdigits(x + b * 256, 256, 128, scales + b, d + b * 768 + 512, d + b * 768 + 256, d + b * 768);
-    } else if (form == MLXN_CPU_QMM_X_INT32 || form == MLXN_CPU_QMM_X_INT32_HALVES) {
-        const bool halves = form == MLXN_CPU_QMM_X_INT32_HALVES;
-        int8_t *d = (int8_t *)(scales + n32);
-        for (int64_t u = K / 32; u < n32; u++)
-            scales[u] = 0;
-        if (K % 128) /* the last 128 elements' missing part stays zero */
-            memset(d + K / 128 * 384, 0, 384);
-        for (int64_t u = 0; ok && u < K / 32; u++) { /* unit u's first element, digit d2 */
-            int8_t *c = d + u / 4 * 384 + (halves ? u % 4 * 16 : u % 4 * 32);
-            ok = qmm_xdigits(x + u * 32, 32, halves ? 64 : 16, scales + u, c, c + 128, c + 256);
-        }
-    } else {
-        ok = false;
+            ok = qmm_xdigits(x + b * 256, scales + b, d + b * 768);
+    } else if ((form == MLXN_CPU_QMM_X_INT32 || form == MLXN_CPU_QMM_X_INT32_HALVES) && ks->qmatmul_xint32) {
+        ok = ks->qmatmul_xint32(x, K, form == MLXN_CPU_QMM_X_INT32_HALVES, scales, (int8_t *)(scales + n32));
     }
     *flag = ok ? (float)form : (float)MLXN_CPU_QMM_X_NONE;
 }
@@ -168,8 +157,11 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
     for (int64_t m = 0; m < a->M; m++) {
         const char *row = mlxn_rows_ptr(&a->x, m);
         float *xm = x + m * kpad;
-        for (int64_t k = 0; k < a->K; k++)
-            xm[k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+        if (a->x_dtype == MLXN_DTYPE_F32) /* the common case, without a call per element */
+            memcpy(xm, row, (size_t)a->K * sizeof(float));
+        else
+            for (int64_t k = 0; k < a->K; k++)
+                xm[k] = (float)mlxn_ref_load(a->x_dtype, row, k);
         if (a->norm_w) {
             double ss = 0; /* f64: rows of many thousands keep the sum's precision */
             for (int64_t k = 0; k < a->K; k++)
@@ -179,7 +171,7 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
                 xm[k] = xm[k] * inv * a->norm_w[k];
         }
         if (xss)
-            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1 ? x_form : MLXN_CPU_QMM_X_NONE);
+            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1 ? x_form : MLXN_CPU_QMM_X_NONE, d->kernels);
     }
     /* GLU or accumulation: the plain product goes to yt [M, N] first */
     mlxn_qmatmul_args plain = *a;

@@ -26,6 +26,7 @@ typedef struct qid_ctx {
     int64_t n_tiles, chunk, n_chunks;
     int64_t xss;                      /* span sums per row of x (mlxn_cpu_qmm_xss) */
     int x_form;                       /* x's integer form for rows_fn at one row (cpu.h) */
+    const mlxn_cpu_kernel_set *ks;    /* the level (which makes that form) */
     atomic_int_fast64_t next;         /* first item not yet taken */
     atomic_bool no_memory;
 } qid_ctx;
@@ -59,7 +60,7 @@ static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *
         else
             for (int64_t i = 0; i < a->K; i++)
                 xm[i] = (float)mlxn_ref_load(a->x_dtype, row, i);
-        mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss, mb == 1 ? c->x_form : MLXN_CPU_QMM_X_NONE);
+        mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss, mb == 1 ? c->x_form : MLXN_CPU_QMM_X_NONE, c->ks);
     }
 }
 
@@ -181,6 +182,7 @@ mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
     c.rows_fn = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
     c.act_f32 = d->kernels->act_f32;
     c.xss = mlxn_cpu_qmm_xss(a->K);
+    c.ks = d->kernels;
     c.x_form = c.rows_fn && d->kernels->qmatmul_x_form ? d->kernels->qmatmul_x_form(a->w_dtype) : MLXN_CPU_QMM_X_NONE;
     /* chunks of about 64 KiB of W, at least four items per thread when there is enough work */
     const int threads = mlxn_threadpool_size(d->pool);

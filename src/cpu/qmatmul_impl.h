@@ -321,11 +321,12 @@ MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
  * that each 32-bit lane ends with the exact sum of c X over its elements; then one conversion
  * and one FMA by the lanes' scales (W's scale times s_u). The lane sums stay below 2^31: 8
  * elements a lane for codes up to 31 (8 * 31 * 8355711), 4 for Q6_K's up to 63. The offsets stay
- * on the f32 sums of x, as on the f32 path. The 32-element formats take four blocks at once
- * (their 16-byte code runs gathered by one word permute, low nibbles in one vector and high in
- * another, a block's 8 lanes in each: ~16 vector instructions for 128 codes); the K-quants two
- * units a vector (~11 for 64). The f32 path spends ~18 per 64 4-bit codes. Measured in
- * bench/NOTES.md. Q8_0 and the IQ4 codebooks (signed codes) keep the f32 path. */
+ * on the f32 sums of x. The 32-element formats take four blocks at once: two loads, from which
+ * word permutes gather their code runs (low nibbles in one vector and high in another, a block's
+ * 8 lanes in each) and their f16 scales, ~22 vector instructions for 128 codes; the K-quants two
+ * units a vector (~11 for 64, their scales per super-block). The f32 path spends ~18 per 64
+ * 4-bit codes and packs f16 scales in general registers. Measured in bench/NOTES.md. Q8_0 and
+ * the IQ4 codebooks (signed codes) keep the f32 path. */
 MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
 {
     switch (type) {
@@ -338,26 +339,53 @@ MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
     }
 }
 
-/* lane i: the sum of c times x's integer over the lane's elements, from code vectors c0 and
- * (when two) c1 against their digits at d (d2, d1, d0 128 bytes apart, c1's 64 after c0's) */
-MLXN_ALWAYS_INLINE __m512 vnni_dot(__m512i c0, __m512i c1, const int two, const int8_t *d)
+/* x's INT32 form (cpu.h; _HALVES when halves): per 32-element unit its scale s = largest |x| /
+ * 8355711 and X = x / s rounded to nearest (to within one: x within s of s X), as three
+ * balanced base-256 digits */
+static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves, float *scales, int8_t *digits)
 {
-    __m512i t = _mm512_setzero_si512();
-    for (int k = 0; k < 3; k++) {
-        if (k)
-            t = _mm512_slli_epi32(t, 8);
-        t = _mm512_dpbusd_epi32(t, c0, _mm512_loadu_si512(d + 128 * k));
-        if (two)
-            t = _mm512_dpbusd_epi32(t, c1, _mm512_loadu_si512(d + 128 * k + 64));
+    const int64_t nu = K / 32;
+    for (int64_t u = nu; u < mlxn_cpu_qmm_xs32(K); u++)
+        scales[u] = 0;
+    if (K % 128) /* the last 128 elements' missing part stays zero */
+        memset(digits + K / 128 * 384, 0, 384);
+    const __m512i b128 = _mm512_set1_epi32(128), m255 = _mm512_set1_epi32(255);
+    const __m512i lim = _mm512_set1_epi32(8355711);
+    for (int64_t u = 0; u < nu; u++) {
+        const __m512 x0 = _mm512_loadu_ps(x + 32 * u), x1 = _mm512_loadu_ps(x + 32 * u + 16);
+        if (_mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x1, x1, _CMP_UNORD_Q))
+            return false; /* NaN */
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        /* Inf; tiny units stay on the f32 path: their scale times W's scale neared underflow */
+        if (amax == INFINITY || (amax > 0 && amax < 1e-18f))
+            return false;
+        scales[u] = amax / 8355711.0f;
+        const __m512 inv = _mm512_set1_ps(amax > 0 ? 8355711.0f / amax : 0);
+        int8_t *c = digits + u / 4 * 384 + (halves ? u % 4 * 16 : u % 4 * 32);
+        for (int h = 0; h < 2; h++) {
+            __m512i X = _mm512_cvtps_epi32(_mm512_mul_ps(h ? x1 : x0, inv));
+            X = _mm512_max_epi32(_mm512_min_epi32(X, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+            const __m512i e0 = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(X, b128), m255), b128);
+            const __m512i X1 = _mm512_srai_epi32(_mm512_sub_epi32(X, e0), 8);
+            const __m512i e1 = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(X1, b128), m255), b128);
+            const __m512i e2 = _mm512_srai_epi32(_mm512_sub_epi32(X1, e1), 8);
+            int8_t *p = c + h * (halves ? 64 : 16);
+            _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(e2));
+            _mm_storeu_si128((__m128i *)(p + 128), _mm512_cvtepi32_epi8(e1));
+            _mm_storeu_si128((__m128i *)(p + 256), _mm512_cvtepi32_epi8(e0));
+        }
     }
-    return _mm512_cvtepi32_ps(t);
+    return true;
 }
 
-/* lanes 4i .. 4i + 3 of sv[a + i], i < 4 (a block's lanes in a vector of four blocks) */
-MLXN_ALWAYS_INLINE __m512 vnni_quad_scale(__m512 sv, int a)
+/* lane i: the sum of c times x's integer over elements 4i .. 4i + 3 of c, against their digits
+ * at d (d2, d1, d0 128 bytes apart) */
+MLXN_ALWAYS_INLINE __m512 vnni_dot(__m512i c, const int8_t *d)
 {
-    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    return _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(a)), sv);
+    __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(d));
+    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 128));
+    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 256));
+    return _mm512_cvtepi32_ps(t);
 }
 
 /* lanes 0-7 of sv[a], lanes 8-15 of sv[a + 1] (two units in a vector) */
@@ -368,25 +396,33 @@ MLXN_ALWAYS_INLINE __m512 vnni_pair_scale(__m512 sv, int a)
 }
 
 #define QMM_W8(o) o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7
+#define QMM_W4(o) o, o, o, o
 #define QMM_Q4(at, bs) {QMM_W8(at / 2), QMM_W8((at + bs) / 2), QMM_W8((at + 2 * bs) / 2), QMM_W8((at + 3 * bs) / 2)}
-/* word permutes: the 16 code bytes of four consecutive blocks (at even offsets in every format),
- * from the blocks' first 128 bytes */
+#define QMM_S4(bs) {QMM_W4(0), QMM_W4(bs / 2), QMM_W4(bs), QMM_W4(3 * bs / 2), \
+                    QMM_W4(1), QMM_W4(bs / 2 + 1), QMM_W4(bs + 1), QMM_W4(3 * bs / 2 + 1)}
+/* Word permutes of four consecutive blocks' first 128 bytes (every field at an even offset):
+ * their 16 code bytes each, and their f16 scales (then offsets) four times each. */
 static const uint16_t qmm_vnni_gather[4][32] = {QMM_Q4(2, 18), QMM_Q4(4, 20), QMM_Q4(6, 22), QMM_Q4(8, 24)};
+static const uint16_t qmm_vnni_scales[4][32] = {QMM_S4(18), QMM_S4(20), QMM_S4(22), QMM_S4(24)};
+#undef QMM_S4
 #undef QMM_Q4
+#undef QMM_W4
 #undef QMM_W8
 
-/* the codes of the n (1..4) blocks at b of a 32-element format: lo elements 0-15 of each (block
- * i in bytes 16i ..), hi elements 16-31; past n, codes of zero digits (the loads stop at n) */
-MLXN_ALWAYS_INLINE void vnni_codes32(const int type, const uint8_t *b, const int n, __m512i *lo, __m512i *hi)
+/* The lanes of four blocks of a 32-element format at b (n of them, the loads stop there: the
+ * digits past K are zero): t the sum of c X for each lane's 8 elements (lo: elements 0-15 of
+ * each block, block i in bytes 16i ..; hi: elements 16-31), its scale (W's times x's) and
+ * offset factor (the f16 scale, or the min) */
+MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n, const int8_t *d, const float *xsc,
+                                  __m512 *t, __m512 *scale, __m512 *off)
 {
     const int ti = type == MLXN_DTYPE_Q4_0 ? 0 : type == MLXN_DTYPE_Q4_1 ? 1 : type == MLXN_DTYPE_Q5_0 ? 2 : 3;
     const int bs = block_bytes32(type), bytes = n * bs;
     const __m512i z0 = bytes >= 64 ? _mm512_loadu_si512(b) : _mm512_maskz_loadu_epi8((1ULL << bytes) - 1, b);
     const __m512i z1 = _mm512_maskz_loadu_epi8(bytes > 64 ? (1ULL << (bytes - 64)) - 1 : 0, b + 64);
-    const __m512i q = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_gather[ti]), z1);
+    const __m512i c = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_gather[ti]), z1);
     const __m512i m4 = _mm512_set1_epi8(15);
-    *lo = _mm512_and_si512(q, m4);
-    *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    __m512i lo = _mm512_and_si512(c, m4), hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
     if (type == MLXN_DTYPE_Q5_0 || type == MLXN_DTYPE_Q5_1) { /* fifth bit of element j: bit j of qh */
         uint64_t klo = 0, khi = 0;
         for (int i = 0; i < n; i++) {
@@ -395,49 +431,55 @@ MLXN_ALWAYS_INLINE void vnni_codes32(const int type, const uint8_t *b, const int
             klo |= (uint64_t)(h & 0xFFFF) << (16 * i);
             khi |= (uint64_t)(h >> 16) << (16 * i);
         }
-        const __m512i b16 = _mm512_set1_epi8(16);
-        *lo = _mm512_mask_add_epi8(*lo, (__mmask64)klo, *lo, b16);
-        *hi = _mm512_mask_add_epi8(*hi, (__mmask64)khi, *hi, b16);
+        lo = _mm512_mask_add_epi8(lo, (__mmask64)klo, lo, _mm512_set1_epi8(16));
+        hi = _mm512_mask_add_epi8(hi, (__mmask64)khi, hi, _mm512_set1_epi8(16));
     }
+    __m512i a = _mm512_setzero_si512();
+    for (int k = 0; k < 3; k++) {
+        if (k)
+            a = _mm512_slli_epi32(a, 8);
+        a = _mm512_dpbusd_epi32(a, lo, _mm512_loadu_si512(d + 128 * k));
+        a = _mm512_dpbusd_epi32(a, hi, _mm512_loadu_si512(d + 128 * k + 64));
+    }
+    *t = _mm512_cvtepi32_ps(a);
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i sc = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_scales[ti]), z1);
+    const __m512 dl = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
+    *scale = _mm512_mul_ps(dl, _mm512_permutexvar_ps(four, _mm512_castps128_ps512(_mm_loadu_ps(xsc))));
+    *off = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sc, 1)) : dl;
 }
 
-/* dot32 at one row of x in integers: groups of 16 blocks, four at a time */
+/* dot32 at one row of x in integers, four blocks at a time; the offsets through the f32 sums
+ * of x, per lane a quarter of its block's */
 MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
     const int bs = block_bytes32(type);
     const int64_t nb = K / 32;
     const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, off = acc0;
-    for (int64_t g = 0; g < nb; g += 16) {
-        const int gn = nb - g < 16 ? (int)(nb - g) : 16;
-        const uint8_t *b = row + g * bs;
-        float s[16], o[16];
-        qmm_prefetch(b, 16 * bs);
-        if (scales32(type, b, gn, s, o))
-            off = _mm512_fmadd_ps(_mm512_loadu_ps(o), _mm512_loadu_ps(xsum + g), off);
-        const __m512 sv = _mm512_mul_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(xsc + g));
-        const int8_t *dg = xd + g / 4 * 384;
-        if (gn == 16) {
-#pragma GCC unroll 4
-            for (int q = 0; q < 4; q++) {
-                __m512i lo, hi;
-                vnni_codes32(type, b + 4 * q * bs, 4, &lo, &hi);
-                const __m512 t = vnni_dot(lo, hi, 1, dg + q * 384);
-                if (q % 2)
-                    acc1 = _mm512_fmadd_ps(t, vnni_quad_scale(sv, 4 * q), acc1);
-                else
-                    acc0 = _mm512_fmadd_ps(t, vnni_quad_scale(sv, 4 * q), acc0);
-            }
-        } else {
-            for (int q = 0; 4 * q < gn; q++) {
-                __m512i lo, hi;
-                vnni_codes32(type, b + 4 * q * bs, gn - 4 * q < 4 ? gn - 4 * q : 4, &lo, &hi);
-                acc0 = _mm512_fmadd_ps(vnni_dot(lo, hi, 1, dg + q * 384), vnni_quad_scale(sv, 4 * q), acc0);
-            }
-        }
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, off0 = acc0, off1 = acc0;
+    int64_t q = 0;
+#define QMM_QUAD(n, acc, off)                                                                                \
+    do {                                                                                                     \
+        __m512 t_, s_, o_;                                                                                   \
+        vnni_quad(type, row + q * 4 * bs, n, xd + q * 384, xsc + 4 * q, &t_, &s_, &o_);                      \
+        acc = _mm512_fmadd_ps(t_, s_, acc);                                                                  \
+        off = _mm512_fmadd_ps(o_, _mm512_permutexvar_ps(four, _mm512_castps128_ps512(_mm_loadu_ps(xsum + 4 * q))), off); \
+    } while (0)
+    for (; 4 * q + 8 <= nb; q += 2) {
+        qmm_prefetch(row + q * 4 * bs, 8 * bs);
+        QMM_QUAD(4, acc0, off0);
+        q++;
+        QMM_QUAD(4, acc1, off1);
+        q--;
     }
-    r[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), off));
+    for (; 4 * q < nb; q++)
+        QMM_QUAD(nb - 4 * q < 4 ? (int)(nb - 4 * q) : 4, acc0, off0);
+#undef QMM_QUAD
+    /* a lane's offset term is a quarter of its block's: w = c d + m, or c d - 8 d (Q4_0), - 16 d */
+    const float of = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? 0.25f : type == MLXN_DTYPE_Q4_0 ? -2.0f : -4.0f;
+    r[0] = _mm512_reduce_add_ps(_mm512_fmadd_ps(_mm512_add_ps(off0, off1), _mm512_set1_ps(of), _mm512_add_ps(acc0, acc1)));
 }
 #endif
 
@@ -842,7 +884,7 @@ MLXN_ALWAYS_INLINE void dot256_vnni(const int type, const uint8_t *row, const fl
         const int8_t *dk = xd + k * 2 * 384;
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
-            const __m512 t = vnni_dot(vnni_codes256(type, bk, p), _mm512_setzero_si512(), 0, dk + p / 2 * 384 + p % 2 * 64);
+            const __m512 t = vnni_dot(vnni_codes256(type, bk, p), dk + p / 2 * 384 + p % 2 * 64);
             const __m512 sc = per16(type) ? _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(4 * p)), sv)
                                           : vnni_pair_scale(sv, 2 * p);
             if (p % 2)
