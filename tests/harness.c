@@ -537,6 +537,15 @@ void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_ru
     }
 }
 
+void harness_set_nonfinite(operand *x, int64_t rows, int64_t K, bool nan)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        operand_set(x, i * K + (nan ? 100 : 37), nan ? NAN : INFINITY);
+        if (!nan)
+            operand_set(x, i * K + K - 5, -INFINITY);
+    }
+}
+
 static bool run_op_case_on(const harness_op_case *c, test_device *dev, operand *got, char *why, size_t cap)
 {
     placed p[HARNESS_MAX_OPERANDS];

@@ -159,6 +159,8 @@ void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn
  * not checked: Inf times a zero weight, or an offset applied through sums of x, gives NaN).
  * Integer forms of x have no code for either and must not turn them into finite numbers. */
 void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx);
+/* x [rows, K] for those cases: +Inf at element 37 and -Inf at K - 5 of every row, or NaN at 100 */
+void harness_set_nonfinite(operand *x, int64_t rows, int64_t K, bool nan);
 
 /* An op case over several operands: each is placed on the device (views[i] is operand i's view
  * there), issue() issues the op, and the image of operand `out` is fetched (an in-place op names

@@ -172,8 +172,8 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
     free_data(&d);
 }
 
-/* x with +Inf at element 37 and -Inf at K - 5, or NaN at element 100, in every row: every
- * output non-finite on every device (harness_run_nonfinite_case) */
+/* x with Inf or NaN (harness_set_nonfinite): every output non-finite on every device
+ * (harness_run_nonfinite_case) */
 static void run_nonfinite(const qmm_case *c, bool nan, test_devices *devs, rng *g)
 {
     char name[160];
@@ -186,11 +186,7 @@ static void run_nonfinite(const qmm_case *c, bool nan, test_devices *devs, rng *
         free_data(&d);
         return;
     }
-    for (int64_t i = 0; i < c->M; i++) {
-        operand_set(&d.x, i * c->K + (nan ? 100 : 37), nan ? NAN : INFINITY);
-        if (!nan)
-            operand_set(&d.x, i * c->K + c->K - 5, -INFINITY);
-    }
+    harness_set_nonfinite(&d.x, c->M, c->K, nan);
     qmm_run r = {c, &d};
     harness_run_nonfinite_case(name, devs, run_cb, &r);
     free_data(&d);
