@@ -33,8 +33,8 @@ typedef struct mlxn_cpu_kernel_set {
      * of x; NULL: none */
     int (*qmatmul_x_form)(int w_dtype);
     /* x's MLXN_CPU_QMM_X_INT32 (_HALVES when halves) form: the unit scales and digits of xsum's
-     * row (cpu.h); false where x is not finite or a unit's largest |x| is below 1e-18. NULL on
-     * levels whose kernels do not read it. */
+     * row (cpu.h); false where x is not finite or a unit's largest |x| is below
+     * MLXN_CPU_QMM_XINT_TINY. NULL on levels whose kernels do not read it. */
     bool (*qmatmul_xint32)(const float *x, int64_t K, bool halves, float *scales, int8_t *digits);
 } mlxn_cpu_kernel_set;
 
@@ -53,6 +53,12 @@ typedef struct mlxn_cpu_kernel_set {
  *    INT32 the 128 in order; _HALVES (blocks of 32 taken four at a time) elements 0-15 of each
  *    of the four 32-element units, then elements 16-31 of each. */
 enum { MLXN_CPU_QMM_X_NONE, MLXN_CPU_QMM_X_INT256, MLXN_CPU_QMM_X_INT32, MLXN_CPU_QMM_X_INT32_HALVES };
+/* The largest |X|: 127 (65536 + 256 + 1), so that the balanced digits of any integer up to it
+ * stay in -127 .. 127 for d2 and -128 .. 127 below. A span whose largest |x| is below
+ * MLXN_CPU_QMM_XINT_TINY has no integer form (its scale times W's neared underflow: |x| ~ 1e-30
+ * failed the harness bound), nor one holding Inf or NaN. */
+#define MLXN_CPU_QMM_XINT_MAX 8355711
+#define MLXN_CPU_QMM_XINT_TINY 1e-18f
 static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xdig(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
@@ -61,7 +67,7 @@ static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
     return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) + (K + 127) / 128 * 96;
 }
 /* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
- * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below 1e-18,
+ * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below TINY,
  * K a multiple of 256 for INT256; the INT32 forms by the level `ks`), its flag says which */
 void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form, const mlxn_cpu_kernel_set *ks);
 

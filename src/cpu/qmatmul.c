@@ -74,9 +74,7 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
     }
 }
 
-/* The largest |digits| of x's integer form: 127 (65536 + 256 + 1), so that the balanced
- * base-256 digits of any integer up to it stay in -127 .. 127 for d2 and -128 .. 127 below. */
-#define QMM_XINT_MAX 8355711.0
+#define QMM_XINT_MAX ((double)MLXN_CPU_QMM_XINT_MAX)
 
 /* x's INT256 form for one 256-block (see cpu.h): its scale, and its digits d0 at d, d1 at d + 256,
  * d2 at d + 512. False where x is not finite or tiny there. Rounded in f32 (to within one of the
@@ -89,9 +87,7 @@ static bool qmm_xdigits(const float *x, float *scale, int8_t *d)
         finite = finite && isfinite(x[i]);
         amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     }
-    /* tiny blocks stay on the f32 path: their scale and its product with W's scale near
-     * underflow lost precision (|x| ~ 1e-30 failed the harness bound) */
-    if (!finite || (amax > 0 && amax < 1e-18f))
+    if (!finite || (amax > 0 && amax < MLXN_CPU_QMM_XINT_TINY))
         return false;
     const float inv = amax > 0 ? (float)(QMM_XINT_MAX / (double)amax) : 0;
     *scale = (float)((double)amax / QMM_XINT_MAX);

@@ -320,7 +320,7 @@ MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
  * 64 a vector, against the digits by vpdpbusd, digit by digit with a shift of 8 between, so
  * that each 32-bit lane ends with the exact sum of c X over its elements; then one conversion
  * and one FMA by the lanes' scales (W's scale times s_u). The lane sums stay below 2^31: 8
- * elements a lane for codes up to 31 (8 * 31 * 8355711), 4 for Q6_K's up to 63. The offsets stay
+ * elements a lane for codes up to 31 (8 * 31 * MLXN_CPU_QMM_XINT_MAX), 4 for Q6_K's up to 63. The offsets stay
  * on the f32 sums of x. The 32-element formats take four blocks at once: two loads, from which
  * word permutes gather their code runs (low nibbles in one vector and high in another, a block's
  * 8 lanes in each) and their f16 scales, ~22 vector instructions for 128 codes; the K-quants two
@@ -340,8 +340,8 @@ MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
 }
 
 /* x's INT32 form (cpu.h; _HALVES when halves): per 32-element unit its scale s = largest |x| /
- * 8355711 and X = x / s rounded to nearest (to within one: x within s of s X), as three
- * balanced base-256 digits */
+ * MLXN_CPU_QMM_XINT_MAX and X = x / s rounded to nearest (to within one: x within s of s X), as
+ * three balanced base-256 digits */
 static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves, float *scales, int8_t *digits)
 {
     const int64_t nu = K / 32;
@@ -350,17 +350,16 @@ static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves
     if (K % 128) /* the last 128 elements' missing part stays zero */
         memset(digits + K / 128 * 384, 0, 384);
     const __m512i b128 = _mm512_set1_epi32(128), m255 = _mm512_set1_epi32(255);
-    const __m512i lim = _mm512_set1_epi32(8355711);
+    const __m512i lim = _mm512_set1_epi32(MLXN_CPU_QMM_XINT_MAX);
     for (int64_t u = 0; u < nu; u++) {
         const __m512 x0 = _mm512_loadu_ps(x + 32 * u), x1 = _mm512_loadu_ps(x + 32 * u + 16);
         if (_mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x1, x1, _CMP_UNORD_Q))
             return false; /* NaN */
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-        /* Inf; tiny units stay on the f32 path: their scale times W's scale neared underflow */
-        if (amax == INFINITY || (amax > 0 && amax < 1e-18f))
+        if (amax == INFINITY || (amax > 0 && amax < MLXN_CPU_QMM_XINT_TINY))
             return false;
-        scales[u] = amax / 8355711.0f;
-        const __m512 inv = _mm512_set1_ps(amax > 0 ? 8355711.0f / amax : 0);
+        scales[u] = amax / (float)MLXN_CPU_QMM_XINT_MAX;
+        const __m512 inv = _mm512_set1_ps(amax > 0 ? (float)MLXN_CPU_QMM_XINT_MAX / amax : 0);
         int8_t *c = digits + u / 4 * 384 + (halves ? u % 4 * 16 : u % 4 * 32);
         for (int h = 0; h < 2; h++) {
             __m512i X = _mm512_cvtps_epi32(_mm512_mul_ps(h ? x1 : x0, inv));
@@ -378,14 +377,26 @@ static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves
     return true;
 }
 
-/* lane i: the sum of c times x's integer over elements 4i .. 4i + 3 of c, against their digits
- * at d (d2, d1, d0 128 bytes apart) */
-MLXN_ALWAYS_INLINE __m512 vnni_dot(__m512i c, const int8_t *d)
+/* lane i: the sum of code times x's integer over the lane's elements of the n code vectors c
+ * (4 elements in each), against their digits at d: d2, d1, d0 128 bytes apart, vector j's 64
+ * bytes after vector j - 1's */
+MLXN_ALWAYS_INLINE __m512 vnni_dot(const __m512i *c, const int n, const int8_t *d)
 {
-    __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, _mm512_loadu_si512(d));
-    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 128));
-    t = _mm512_dpbusd_epi32(_mm512_slli_epi32(t, 8), c, _mm512_loadu_si512(d + 256));
+    __m512i t = _mm512_setzero_si512();
+    for (int k = 0; k < 3; k++) {
+        if (k)
+            t = _mm512_slli_epi32(t, 8);
+        for (int j = 0; j < n; j++)
+            t = _mm512_dpbusd_epi32(t, c[j], _mm512_loadu_si512(d + 128 * k + 64 * j));
+    }
     return _mm512_cvtepi32_ps(t);
+}
+
+/* the four floats at p, each in four consecutive lanes (a block's lanes in a vector of four) */
+MLXN_ALWAYS_INLINE __m512 vnni_bcast4(const float *p)
+{
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(four, _mm512_castps128_ps512(_mm_loadu_ps(p)));
 }
 
 /* lanes 0-7 of sv[a], lanes 8-15 of sv[a + 1] (two units in a vector) */
@@ -422,7 +433,7 @@ MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n,
     const __m512i z1 = _mm512_maskz_loadu_epi8(bytes > 64 ? (1ULL << (bytes - 64)) - 1 : 0, b + 64);
     const __m512i c = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_gather[ti]), z1);
     const __m512i m4 = _mm512_set1_epi8(15);
-    __m512i lo = _mm512_and_si512(c, m4), hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), m4);
+    __m512i lh[2] = {_mm512_and_si512(c, m4), _mm512_and_si512(_mm512_srli_epi16(c, 4), m4)}; /* lo, hi */
     if (type == MLXN_DTYPE_Q5_0 || type == MLXN_DTYPE_Q5_1) { /* fifth bit of element j: bit j of qh */
         uint64_t klo = 0, khi = 0;
         for (int i = 0; i < n; i++) {
@@ -431,21 +442,13 @@ MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n,
             klo |= (uint64_t)(h & 0xFFFF) << (16 * i);
             khi |= (uint64_t)(h >> 16) << (16 * i);
         }
-        lo = _mm512_mask_add_epi8(lo, (__mmask64)klo, lo, _mm512_set1_epi8(16));
-        hi = _mm512_mask_add_epi8(hi, (__mmask64)khi, hi, _mm512_set1_epi8(16));
+        lh[0] = _mm512_mask_add_epi8(lh[0], (__mmask64)klo, lh[0], _mm512_set1_epi8(16));
+        lh[1] = _mm512_mask_add_epi8(lh[1], (__mmask64)khi, lh[1], _mm512_set1_epi8(16));
     }
-    __m512i a = _mm512_setzero_si512();
-    for (int k = 0; k < 3; k++) {
-        if (k)
-            a = _mm512_slli_epi32(a, 8);
-        a = _mm512_dpbusd_epi32(a, lo, _mm512_loadu_si512(d + 128 * k));
-        a = _mm512_dpbusd_epi32(a, hi, _mm512_loadu_si512(d + 128 * k + 64));
-    }
-    *t = _mm512_cvtepi32_ps(a);
-    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    *t = vnni_dot(lh, 2, d);
     const __m512i sc = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_scales[ti]), z1);
     const __m512 dl = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
-    *scale = _mm512_mul_ps(dl, _mm512_permutexvar_ps(four, _mm512_castps128_ps512(_mm_loadu_ps(xsc))));
+    *scale = _mm512_mul_ps(dl, vnni_bcast4(xsc));
     *off = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sc, 1)) : dl;
 }
 
@@ -457,7 +460,6 @@ MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const flo
     const int64_t nb = K / 32;
     const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
-    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, off0 = acc0, off1 = acc0;
     int64_t q = 0;
 #define QMM_QUAD(n, acc, off)                                                                                \
@@ -465,7 +467,7 @@ MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const flo
         __m512 t_, s_, o_;                                                                                   \
         vnni_quad(type, row + q * 4 * bs, n, xd + q * 384, xsc + 4 * q, &t_, &s_, &o_);                      \
         acc = _mm512_fmadd_ps(t_, s_, acc);                                                                  \
-        off = _mm512_fmadd_ps(o_, _mm512_permutexvar_ps(four, _mm512_castps128_ps512(_mm_loadu_ps(xsum + 4 * q))), off); \
+        off = _mm512_fmadd_ps(o_, vnni_bcast4(xsum + 4 * q), off);                                          \
     } while (0)
     for (; 4 * q + 8 <= nb; q += 2) {
         qmm_prefetch(row + q * 4 * bs, 8 * bs);
@@ -884,7 +886,8 @@ MLXN_ALWAYS_INLINE void dot256_vnni(const int type, const uint8_t *row, const fl
         const int8_t *dk = xd + k * 2 * 384;
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
-            const __m512 t = vnni_dot(vnni_codes256(type, bk, p), dk + p / 2 * 384 + p % 2 * 64);
+            const __m512i c = vnni_codes256(type, bk, p);
+            const __m512 t = vnni_dot(&c, 1, dk + p / 2 * 384 + p % 2 * 64);
             const __m512 sc = per16(type) ? _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(4 * p)), sv)
                                           : vnni_pair_scale(sv, 2 * p);
             if (p % 2)
