@@ -514,8 +514,14 @@ void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn
     operand_free(&want);
 }
 
-void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx)
+void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx, operand *x,
+                                int64_t rows, int64_t K, bool nan)
 {
+    for (int64_t i = 0; i < rows; i++) {
+        operand_set(x, i * K + (nan ? 100 : 37), nan ? NAN : INFINITY);
+        if (!nan)
+            operand_set(x, i * K + K - 5, -INFINITY);
+    }
     for (int i = -1; i < devs->count; i++) {
         test_device *dev = i < 0 ? &devs->ref : &devs->list[i];
         char full[300], why[512];
@@ -534,15 +540,6 @@ void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_ru
         else
             harness_pass(full);
         operand_free(&got);
-    }
-}
-
-void harness_set_nonfinite(operand *x, int64_t rows, int64_t K, bool nan)
-{
-    for (int64_t i = 0; i < rows; i++) {
-        operand_set(x, i * K + (nan ? 100 : 37), nan ? NAN : INFINITY);
-        if (!nan)
-            operand_set(x, i * K + K - 5, -INFINITY);
     }
 }
 

@@ -154,13 +154,13 @@ typedef bool (*harness_run_fn)(void *ctx, test_device *dev, operand *out, char *
 void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx,
                             const double *bound, double tol, double tol_cuda);
 
-/* Runs an op case whose input holds Inf or NaN on the reference device and on every device under
- * test, checking that every output is non-finite (as float products give; which of Inf or NaN is
- * not checked: Inf times a zero weight, or an offset applied through sums of x, gives NaN).
- * Integer forms of x have no code for either and must not turn them into finite numbers. */
-void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx);
-/* x [rows, K] for those cases: +Inf at element 37 and -Inf at K - 5 of every row, or NaN at 100 */
-void harness_set_nonfinite(operand *x, int64_t rows, int64_t K, bool nan);
+/* Sets Inf or NaN in x [rows, K] (+Inf at element 37 and -Inf at K - 5 of every row, or NaN at
+ * 100), then runs the op case on the reference device and on every device under test, checking
+ * that every output is non-finite (as float products give; which of Inf or NaN is not checked:
+ * Inf times a zero weight, or an offset applied through sums of x, gives NaN). Integer forms of
+ * x have no code for either and must not turn them into finite numbers. */
+void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_run_fn run, void *ctx, operand *x,
+                                int64_t rows, int64_t K, bool nan);
 
 /* An op case over several operands: each is placed on the device (views[i] is operand i's view
  * there), issue() issues the op, and the image of operand `out` is fetched (an in-place op names

@@ -184,9 +184,12 @@ static bool run_cb(void *ctx, test_device *dev, operand *out, char *why, size_t 
     return run_on(r->c, r->d, dev, out, why, cap);
 }
 
-static void run_case(const qmm_case *c, test_devices *devs, rng *g)
+/* nonfinite: 0, or X_INF / X_NAN: x holds them and every output must be non-finite on every
+ * device (harness_run_nonfinite_case) instead of within the bound */
+enum { X_INF = 1, X_NAN };
+static void run_case_x(const qmm_case *c, int nonfinite, test_devices *devs, rng *g)
 {
-    char name[200];
+    char name[220];
     qmm_data d;
     char mag[32] = "";
     if (c->x_mag)
@@ -197,36 +200,26 @@ static void run_case(const qmm_case *c, test_devices *devs, rng *g)
              mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K,
              c->pad ? "/strided" : "", c->fusion & QMM_NORM ? "/norm" : "", c->fusion & QMM_GLU ? "/glu_" : "",
              c->fusion & QMM_GLU ? mlxn_act_name(c->act) : "", c->fusion & QMM_ACC ? "/accumulate" : "", mag);
+    if (nonfinite)
+        snprintf(name + strlen(name), sizeof name - strlen(name), "/x_%s", nonfinite == X_NAN ? "nan" : "inf");
     if (!make_data(c, g, &d)) {
         harness_fail(name, "making data: %s", mlxn_last_error());
         free_data(&d);
         return;
     }
-    double *abs_sum = abs_sums(c, &d);
     qmm_run r = {c, &d};
+    if (nonfinite) {
+        harness_run_nonfinite_case(name, devs, run_cb, &r, &d.x, c->M, c->K, nonfinite == X_NAN);
+        free_data(&d);
+        return;
+    }
+    double *abs_sum = abs_sums(c, &d);
     harness_run_bound_case(name, devs, run_cb, &r, abs_sum, QMM_TOL, c->M >= 64 ? QMM_TOL_BF16 : QMM_TOL);
     free(abs_sum);
     free_data(&d);
 }
 
-/* x with Inf or NaN (harness_set_nonfinite): every output non-finite on every device
- * (harness_run_nonfinite_case) */
-static void run_nonfinite(const qmm_case *c, bool nan, test_devices *devs, rng *g)
-{
-    char name[160];
-    snprintf(name, sizeof name, "qmatmul/%s/x=%s/%lldx%lldx%lld/x_%s", mlxn_dtype_name(c->w_dtype),
-             mlxn_dtype_name(c->x_dtype), (long long)c->M, (long long)c->N, (long long)c->K, nan ? "nan" : "inf");
-    qmm_data d;
-    if (!make_data(c, g, &d)) {
-        harness_fail(name, "making data: %s", mlxn_last_error());
-        free_data(&d);
-        return;
-    }
-    harness_set_nonfinite(&d.x, c->M, c->K, nan);
-    qmm_run r = {c, &d};
-    harness_run_nonfinite_case(name, devs, run_cb, &r);
-    free_data(&d);
-}
+static void run_case(const qmm_case *c, test_devices *devs, rng *g) { run_case_x(c, 0, devs, g); }
 
 static void error_cases(test_devices *devs)
 {
@@ -413,7 +406,7 @@ void test_qmatmul(test_devices *devs, rng *g)
             for (int si = 0; si < 2; si++) {
                 const qmm_case c = {stypes[ti], MLXN_DTYPE_F32, 1, si ? 33 : 67, si ? 512 : 4096, 0, 0,
                                     MLXN_ACT_SILU, 0, false};
-                run_nonfinite(&c, nan, devs, g);
+                run_case_x(&c, nan ? X_NAN : X_INF, devs, g);
             }
     error_cases(devs);
     test_qmatmul_qkv(devs, g);
