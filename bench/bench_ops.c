@@ -662,7 +662,9 @@ typedef struct rope_row {
 /* q of a 4096-token prefill (32 heads of 128) in both pairings and dtypes, with YaRN and
  * freq_factors, as mrope; and one decode token, where launch latency is all there is. With the
  * per-head norm: the q + k heads of a decode step of Gemma 3 (4 + 1 of 256, also without the
- * norm for comparison) and Qwen3 (16 + 8 of 128), and the 4096-token prefill. */
+ * norm for comparison) and Qwen3 (16 + 8 of 128), and the 4096-token prefill. Then 16384 tokens
+ * (134-268 MB each way): a 4096-token bf16 call moves 33.5 MB each way, short enough that a
+ * launch's ramp and drain weigh on it (bench/NOTES.md, rope). */
 static const rope_row rope_rows[] = {
     {MLXN_ROPE_NEOX, false, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
     {MLXN_ROPE_NORMAL, false, false, false, MLXN_DTYPE_F32, 4096, 32, 128},
@@ -678,6 +680,10 @@ static const rope_row rope_rows[] = {
     {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_BF16, 4096, 32, 128},
     {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 2048, 5, 256},
     {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 512, 5, 256},
+    {MLXN_ROPE_NEOX, false, false, false, MLXN_DTYPE_F32, 16384, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, false, MLXN_DTYPE_BF16, 16384, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_F32, 16384, 32, 128},
+    {MLXN_ROPE_NEOX, false, false, true, MLXN_DTYPE_BF16, 16384, 32, 128},
 };
 
 typedef struct rope_set {
@@ -738,6 +744,13 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
     int failures = 0;
     for (size_t k = 0; k < sizeof rope_rows / sizeof rope_rows[0]; k++) {
         const rope_row *r = &rope_rows[k];
+        char shape[32], variant[24], all[80];
+        snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)r->T, (long long)r->H, (long long)r->D);
+        snprintf(variant, sizeof variant, "%s%s%s", r->multi ? "mrope" : r->style == MLXN_ROPE_NEOX ? "neox" : "normal",
+                 r->yarn_ff ? "/yarn/ff" : "", r->norm ? "/norm" : "");
+        snprintf(all, sizeof all, "%s %s %s", shape, variant, mlxn_dtype_name(r->dtype));
+        if (opt->shape && !strstr(all, opt->shape))
+            continue;
         const size_t bytes = (size_t)(r->T * r->H * r->D) * (size_t)mlxn_dtype_block_bytes(r->dtype);
         const size_t pos_n = (size_t)r->T * (r->multi ? 4 : 1);
         /* x read, y written, the positions (and norm weights) read */
@@ -773,10 +786,6 @@ static int bench_rope(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *
         const bool cuda = info->kind == MLXN_DEVICE_CUDA;
         const int batch = cuda ? (c.nsets > 8 ? c.nsets : 8) : c.nsets;
         ok = ok && bench_time(dev, s, rope_call, &c, batch, opt->quick ? 5 : 15, &t);
-        char shape[32], variant[24];
-        snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)r->T, (long long)r->H, (long long)r->D);
-        snprintf(variant, sizeof variant, "%s%s%s", r->multi ? "mrope" : r->style == MLXN_ROPE_NEOX ? "neox" : "normal",
-                 r->yarn_ff ? "/yarn/ff" : "", r->norm ? "/norm" : "");
         if (!ok) {
             printf("%-22.22s %-13s %-16s %-14s error: %s\n", info->name, "rope", shape, variant, mlxn_last_error());
             failures++;

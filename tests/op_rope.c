@@ -670,12 +670,17 @@ void test_rope(test_devices *devs, rng *g)
         {0, 3, 2, 640, 600, L_CONTIG, false, false, {0}}, /* 300 pairs: two chunks on CUDA */
         {0, 2, 300, 2, 0, L_CONTIG, false, false, {0}},   /* one pair per head, many heads */
         {0, 33, 2, 128, 0, L_CONTIG, true, false, {0}},   /* in place */
+        /* more head steps than an H200's resident warps: each CUDA warp takes several units */
+        {0, 3000, 7, 64, 0, L_CONTIG, false, false, {0}},
+        {2, 1500, 3, 128, 96, L_CONTIG, false, true, {0}}, /* ... partial, pos [B, T] */
+        {0, 2500, 3, 128, 96, L_CONTIG, true, false, {0}}, /* ... partial, in place */
     };
     static const rope_shape multi_shapes[] = {
         {0, 7, 5, 128, 0, L_CONTIG, false, false, {16, 24, 24, 0}}, /* Qwen2-VL */
         {0, 4, 3, 64, 64, L_CONTIG, false, false, {3, 2, 2, 1}},    /* sectors wrap; e used */
         {2, 3, 2, 128, 0, L_CONTIG, false, true, {24, 20, 20, 0}},  /* Qwen3-VL; pos [B, 4, T] */
         {0, 5, 3, 80, 64, L_QKV, true, false, {11, 11, 10, 0}},     /* partial, in place in qkv */
+        {0, 3000, 3, 128, 0, L_CONTIG, false, false, {16, 24, 24, 0}}, /* several units a warp */
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     for (int k = 0; k < K_COUNT; k++) {
@@ -712,6 +717,10 @@ void test_rope(test_devices *devs, rng *g)
         {{0, 1, 1, 2, 0, L_CONTIG, false, false, {0}}, 0, false},    /* one pair */
         {{0, 33, 7, 256, 0, L_CONTIG, false, false, {0}}, 4, false},
         {{0, 7, 13, 128, 0, L_CONTIG, true, false, {0}}, 1, false},  /* aligned x, unaligned weights */
+        /* more head steps than an H200's resident warps (f32: CUDA's norm_tiles) */
+        {{0, 1500, 5, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
+        {{2, 800, 3, 128, 96, L_CONTIG, false, true, {0}}, 4, true}, /* ... partial, pos [B, T] */
+        {{0, 500, 5, 256, 0, L_QKV, true, false, {0}}, 0, false},    /* ... Gemma 3 prefill */
     };
     for (int k = K_NORMAL; k <= K_NEOX; k++)
         for (int d = 0; d < 3; d++)

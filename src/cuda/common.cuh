@@ -25,6 +25,22 @@ __device__ __forceinline__ float scale2(float x, int k)
     return x * pow2f(h) * pow2f(k - h);
 }
 
+// n / d for n < 2^31 and a divisor fixed for the launch, by a multiply-high, an add and a shift
+// (Granlund and Montgomery's round-up method) where the plain division is ~20 instructions, its
+// reciprocal formed again at every use: s = ceil(log2 d), m = 2^32 (2^s - d) / d + 1.
+struct fast_div {
+    uint32_t d, m;
+    int s;
+    __host__ __device__ fast_div() : d(1), m(1), s(0) {}
+    __host__ __device__ explicit fast_div(uint32_t dv) : d(dv), s(0)
+    {
+        while ((1ull << s) < dv)
+            s++;
+        m = (uint32_t)((((1ull << s) - dv) << 32) / dv + 1);
+    }
+    __device__ __forceinline__ uint32_t div(uint32_t n) const { return (__umulhi(n, m) + n) >> s; }
+};
+
 // Programmatic dependent launch (sm_90): the kernel waits for the previous kernel in the
 // stream only when it first touches memory, and lets the next kernel's blocks be scheduled
 // as soon as all of its own blocks are running, so launch latency and the ramp of the next

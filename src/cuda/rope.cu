@@ -138,6 +138,8 @@ template <typename T, int U> __device__ __forceinline__ void norm_store(T *p, T 
 struct rope_plan {
     int L, steps;
     int64_t units_per_token, units;
+    bool fast;                  // units < 2^31: the divisions below by fast_div
+    fast_div per_token, n_tok; // units a token, tokens a sequence
 };
 
 // A window of FREQS pairs' frequencies (f64, the same for every token) and position rows
@@ -211,10 +213,19 @@ struct rope_unit {
 __device__ __forceinline__ rope_unit unit_at(const mlxn_rope_args &a, const rope_plan &p, bool multi, int64_t u, int seg)
 {
     rope_unit w;
-    const int64_t tok = u / p.units_per_token, HS = 32 / p.L;
-    w.b = tok / a.n_tok;
-    w.t = tok % a.n_tok;
-    w.h0 = (u % p.units_per_token) * p.steps * HS + seg;
+    const int64_t HS = 32 / p.L;
+    int64_t tok;
+    if (p.fast) {
+        const uint32_t t32 = p.per_token.div((uint32_t)u), b32 = p.n_tok.div(t32);
+        tok = t32;
+        w.b = b32;
+        w.t = t32 - b32 * p.n_tok.d;
+    } else {
+        tok = u / p.units_per_token;
+        w.b = tok / a.n_tok;
+        w.t = tok % a.n_tok;
+    }
+    w.h0 = (u - tok * p.units_per_token) * p.steps * HS + seg;
     w.h_end = min(a.n_head, w.h0 - seg + p.steps * HS);
     w.xt = a.x.base + w.b * a.x.s0 + w.t * a.x.s1;
     w.yt = a.y.base + w.b * a.y.s0 + w.t * a.y.s1;
@@ -411,6 +422,123 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
     }
 }
 
+// The per-head norm of calls with more head steps than the resident warps hold at once (prefill),
+// on 16-byte items, a head row's items and pass-through units one a lane: persistent blocks of
+// TW warps take tiles of R = TW TS 32 / L consecutive head rows (tokens x heads, flattened). A
+// lane issues the loads of its TS rows, then the block forms the (cos, sin) of every (token,
+// pair) of the tile once into shared memory while they are in flight (one barrier a tile, two
+// buffers so the next tile's may be formed while others still read this one), then each segment
+// norms, rotates and stores its rows. norm_unit instead forms them per lane for its own items,
+// once for each of the 32 / L heads of a warp step, with f64 work that held ~100 registers a
+// thread (16 warps an SM). Measured on f32 rows; plain rope and 16-bit rows ran slower this way
+// (bench/NOTES.md, rope), so the launcher gives it f32 norms only.
+constexpr int TW = 8, TS = 4, CS_MAX = 1024; // warps a block, rows a lane a tile, (token, pair)s
+
+struct tile_plan {
+    int L, R; // lanes a head row, head rows a tile
+    int64_t rows, tiles;
+    fast_div heads, n_tok; // head rows a token, tokens a sequence
+};
+
+template <typename T, bool NEOX, int V, int U>
+__global__ void __launch_bounds__(32 * TW, 3) norm_tiles(const mlxn_rope_args a, const tile_plan p)
+{
+    __shared__ pair_table tab;
+    __shared__ __align__(16) float2 cs[2][CS_MAX];
+    const bool multi = mlxn_rope_multi(&a);
+    fill_table(a, multi, 0, tab);
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    __syncthreads();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, L = p.L, HS = 32 / L, seg = lane / L, sl = lane % L;
+    const int half = a.n_rot / 2, pu = (int)(a.head_dim - a.n_rot) / U;
+    const unsigned H = (unsigned)a.n_head, tokens = (unsigned)(p.rows / a.n_head);
+    // token tok's row of x or y
+    const auto tok_row = [&](const mlxn_rows &r, unsigned tok) {
+        const unsigned b = p.n_tok.div(tok);
+        return r.base + (int64_t)b * r.s0 + (int64_t)(tok - b * p.n_tok.d) * r.s1;
+    };
+    const bool item = sl < half / V, pass = sl < pu;
+    int buf = 0;
+    for (int64_t tile = blockIdx.x; tile < p.tiles; tile += gridDim.x, buf ^= 1) {
+        const int64_t hr0 = tile * p.R;
+        const unsigned tok0 = p.heads.div((unsigned)hr0), off0 = (unsigned)hr0 - tok0 * H;
+        pair_item<T, NEOX, V> it[TS];
+        T pv[TS][U];
+        int loc[TS]; // the row as head rows from token tok0's first; -1: past the call
+#pragma unroll
+        for (int s = 0; s < TS; s++) {
+            const int r = (warp + TW * s) * HS + seg;
+            loc[s] = hr0 + r < p.rows ? (int)off0 + r : -1;
+            if (loc[s] >= 0) {
+                const unsigned tt = p.heads.div((unsigned)loc[s]);
+                const T *x = head_row<const T>(tok_row(a.x, tok0 + tt), a.x, (unsigned)loc[s] - tt * H);
+                if (item)
+                    it[s].load(x, sl * V, half);
+                if (pass)
+                    load_n(x + a.n_rot + sl * U, pv[s]);
+            }
+        }
+        const unsigned last = p.heads.div(off0 + (unsigned)p.R - 1) + tok0; // the tile's last token
+        const int span = (int)((last < tokens ? last : tokens - 1) - tok0 + 1);
+        for (int i = threadIdx.x; i < span * half; i += 32 * TW) {
+            const int q = i / half, k = i - q * half; // half: a power of two in the usual heads
+            const unsigned tok = tok0 + (unsigned)q, b = p.n_tok.div(tok);
+            const int32_t pos = reinterpret_cast<const int32_t *>(a.pos + (int64_t)b * a.pos_sb +
+                                                                  tab.sec[k] * a.pos_ss)[tok - b * p.n_tok.d];
+            cos_sin<T>((double)pos * tab.freq[k], a.mscale, cs[buf][i]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int s = 0; s < TS; s++) {
+            float ss = 0.f; // every lane takes part in the shuffles
+            if (loc[s] >= 0) {
+                if (item)
+                    ss = it[s].sum_squares();
+                if (pass)
+                    ss = squares(pv[s], ss);
+            }
+            for (int o = L >> 1; o > 0; o >>= 1)
+                ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            const float scale = sizeof(T) == 4 ? __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)a.head_dim), a.norm_eps))
+                                               : rsqrtf(ss * (1.0f / (float)a.head_dim) + a.norm_eps); // as norm_unit
+            if (loc[s] < 0)
+                continue;
+            const unsigned tt = p.heads.div((unsigned)loc[s]), h = (unsigned)loc[s] - tt * H;
+            T *y = head_row<T>(tok_row(a.y, tok0 + tt), a.y, h);
+            const float *w =
+                reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) + (int64_t)h * a.norm_w_stride);
+            if (item) {
+                float2 c[V];
+                const float2 *src = &cs[buf][tt * half + sl * V];
+#pragma unroll
+                for (int j = 0; j < V; j += 2)
+                    *reinterpret_cast<float4 *>(&c[j]) = *reinterpret_cast<const float4 *>(&src[j]);
+                it[s].template rotate_store<true>(y, sl * V, half, c, w, scale);
+            }
+            if (pass)
+                norm_store(y + a.n_rot + sl * U, pv[s], w + a.n_rot + sl * U, scale);
+        }
+    }
+}
+
+template <typename T, bool NEOX, int V, int U>
+cudaError_t launch_tiles(const mlxn_rope_args &a, const tile_plan &p, cudaStream_t s, bool pdl)
+{
+    auto kernel = norm_tiles<T, NEOX, V, U>;
+    static int blocks_per_sm = 0;
+    int dev = 0, sms = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess && !blocks_per_sm)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, 32 * TW, 0);
+    if (e != cudaSuccess)
+        return e;
+    const int64_t resident = (int64_t)sms * (blocks_per_sm > 0 ? blocks_per_sm : 1);
+    return launch(kernel, dim3((unsigned)(p.tiles < resident ? p.tiles : resident)), dim3(32 * TW), 0, s, pdl, a, p);
+}
+
 // Warp steps loaded at once: ~128 bytes of x a lane in pairs (96 with the norm, which also holds
 // pass-through units), at most 8 and at most 16 items: 16 warps an SM then have ~64 KB of loads
 // in flight, over twice what the DRAM latency asks for at full bandwidth (~4.2 TB/s x ~0.8 us
@@ -439,9 +567,27 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
     p.L = L;
     const int64_t steps = (a.n_head + 32 / L - 1) / (32 / L), tokens = a.n_rows / a.n_head;
     const int64_t resident = (int64_t)sms * (blocks_per_sm > 0 ? blocks_per_sm : 1) * WARPS;
+    // norm_tiles' calls: f32 norms with more steps than fit at once, items one a lane
+    if constexpr (K == 1 && V > 1 && NORM && sizeof(T) == 4) {
+        tile_plan tp;
+        tp.L = L;
+        tp.R = TW * TS * (32 / L);
+        tp.rows = a.n_rows;
+        tp.tiles = (a.n_rows + tp.R - 1) / tp.R;
+        tp.heads = fast_div((uint32_t)a.n_head);
+        tp.n_tok = fast_div((uint32_t)a.n_tok);
+        const int64_t pu = (a.head_dim - a.n_rot) / U, span = (tp.R - 1) / (a.n_head < tp.R ? a.n_head : tp.R) + 2;
+        if (tokens * steps > resident && pu <= L && span * (a.n_rot / 2) <= CS_MAX && a.n_rows < ((int64_t)1 << 31) - tp.R)
+            return launch_tiles<T, NEOX, V, U>(a, tp, s, pdl);
+    }
     p.steps = tokens * steps <= resident ? 1 : S; // a warp a head step when they all fit at once
     p.units_per_token = (steps + p.steps - 1) / p.steps;
     p.units = tokens * p.units_per_token;
+    p.fast = p.units < ((int64_t)1 << 31);
+    if (p.fast) {
+        p.per_token = fast_div((uint32_t)p.units_per_token);
+        p.n_tok = fast_div((uint32_t)a.n_tok);
+    }
     // Units are equal work, so every warp takes the same number of rounds of them: as many warps
     // as spread the units evenly over the fewest rounds the resident warps allow.
     const int64_t rounds = (p.units + resident - 1) / resident, warps = (p.units + rounds - 1) / rounds;
