@@ -717,10 +717,10 @@ void test_rope(test_devices *devs, rng *g)
         {{0, 1, 1, 2, 0, L_CONTIG, false, false, {0}}, 0, false},    /* one pair */
         {{0, 33, 7, 256, 0, L_CONTIG, false, false, {0}}, 4, false},
         {{0, 7, 13, 128, 0, L_CONTIG, true, false, {0}}, 1, false},  /* aligned x, unaligned weights */
-        /* more head steps than an H200's resident warps (f32: CUDA's norm_tiles) */
-        {{0, 1500, 5, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
-        {{2, 800, 3, 128, 96, L_CONTIG, false, true, {0}}, 4, true}, /* ... partial, pos [B, T] */
-        {{0, 500, 5, 256, 0, L_QKV, true, false, {0}}, 0, false},    /* ... Gemma 3 prefill */
+        /* over twice the head steps an H200's resident warps take at once (f32: CUDA's norm_tiles) */
+        {{0, 2500, 5, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
+        {{2, 1200, 3, 128, 96, L_CONTIG, false, true, {0}}, 4, true}, /* ... partial, pos [B, T] */
+        {{0, 1000, 5, 256, 0, L_QKV, true, false, {0}}, 0, false},    /* ... Gemma 3 q, k in place */
     };
     for (int k = K_NORMAL; k <= K_NEOX; k++)
         for (int d = 0; d < 3; d++)
