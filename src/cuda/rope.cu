@@ -526,16 +526,11 @@ template <typename T, bool NEOX, int V, int U>
 cudaError_t launch_tiles(const mlxn_rope_args &a, const tile_plan &p, cudaStream_t s, bool pdl)
 {
     auto kernel = norm_tiles<T, NEOX, V, U>;
-    static int blocks_per_sm = 0;
-    int dev = 0, sms = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess && !blocks_per_sm)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, 32 * TW, 0);
+    static int per_sm = 0;
+    int64_t resident = 0;
+    const cudaError_t e = resident_blocks(kernel, 32 * TW, 0, per_sm, &resident);
     if (e != cudaSuccess)
         return e;
-    const int64_t resident = (int64_t)sms * (blocks_per_sm > 0 ? blocks_per_sm : 1);
     return launch(kernel, dim3((unsigned)(p.tiles < resident ? p.tiles : resident)), dim3(32 * TW), 0, s, pdl, a, p);
 }
 
@@ -554,19 +549,15 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
 {
     constexpr int S = steps_at_once<T, V, K, NORM>();
     auto kernel = rope_rows<T, NEOX, V, U, K, S, NORM>;
-    static int blocks_per_sm = 0; // of this kernel; the same on every device of the build's one architecture
-    int dev = 0, sms = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess && !blocks_per_sm)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, 32 * WARPS, 0);
+    static int per_sm = 0;
+    int64_t blocks = 0;
+    const cudaError_t e = resident_blocks(kernel, 32 * WARPS, 0, per_sm, &blocks);
     if (e != cudaSuccess)
         return e;
     rope_plan p;
     p.L = L;
     const int64_t steps = (a.n_head + 32 / L - 1) / (32 / L), tokens = a.n_rows / a.n_head;
-    const int64_t resident = (int64_t)sms * (blocks_per_sm > 0 ? blocks_per_sm : 1) * WARPS;
+    const int64_t resident = blocks * WARPS; // warps
     // norm_tiles' calls: f32 norms of over twice the steps that fit at once (Gemma 3's 512-token
     // chunk, 1.2 times: 5.9 -> 6.1-6.4 us in tiles; 2048 tokens, 4.8 times: 11.5 -> 10.5-10.8), items
     // one a lane
