@@ -41,21 +41,6 @@ struct fast_div {
     __device__ __forceinline__ uint32_t div(uint32_t n) const { return (__umulhi(n, m) + n) >> s; }
 };
 
-// Blocks of kernel (threads each, smem bytes of dynamic shared memory) the current device holds
-// at once: its SMs times per_sm, which the caller keeps (static) once found (the same on every
-// device of the build's one architecture).
-template <typename K> cudaError_t resident_blocks(K kernel, int threads, size_t smem, int &per_sm, int64_t *out)
-{
-    int dev = 0, sms = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess && !per_sm)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem);
-    *out = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
-    return e;
-}
-
 // Programmatic dependent launch (sm_90): the kernel waits for the previous kernel in the
 // stream only when it first touches memory, and lets the next kernel's blocks be scheduled
 // as soon as all of its own blocks are running, so launch latency and the ramp of the next

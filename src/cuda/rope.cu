@@ -27,6 +27,21 @@ using namespace mlxn_cuda;
 
 constexpr int WARPS = 4; // warps a block
 
+// Blocks of kernel (threads each, smem bytes of dynamic shared memory) the current device holds
+// at once: its SMs times per_sm, which the caller keeps (static) once found (the same on every
+// device of the build's one architecture).
+template <typename K> cudaError_t resident_blocks(K kernel, int threads, size_t smem, int &per_sm, int64_t *out)
+{
+    int dev = 0, sms = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess && !per_sm)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem);
+    *out = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+    return e;
+}
+
 // N contiguous elements; 16-byte accesses when N of them make whole 16-byte words (the
 // launcher checks the alignment).
 template <typename T, int N> __device__ __forceinline__ void load_n(const T *p, T (&v)[N])
