@@ -17,7 +17,8 @@
 // read again from memory: L1 / L2 hits), reduces the sum of squares over the segment's lanes
 // by shuffles, then normalizes and rotates from registers. Every element is read before any is
 // written by the same lane, so y may be x. Dims past n_rot are copied when y is not x (plain),
-// normalized and written (norm).
+// normalized and written (norm). Large f32 calls with the norm go through norm_tiles instead
+// (below): the same segments, with the (cos, sin) of a tile of rows formed once per block.
 #include "../core/rope_math.h"
 #include "elementwise.cuh"
 
