@@ -690,6 +690,10 @@ void test_rope(test_devices *devs, rng *g)
         for (int d = 0; d < 3; d++)
             for (size_t si = 0; si < n; si++)
                 for (int v = 0; v < 4; v++) {
+                    /* the long calls are there for CUDA's several units a warp; freq_factors and
+                     * YaRN one at a time only in the short ones (CPU time in CI) */
+                    if (list[si].T >= 1000 && (v == 1 || v == 2))
+                        continue;
                     const rope_case c = {(rope_kind)k, dts[d], list[si], v & 1, (v >> 1) & 1, N_NONE, 0};
                     run_case(&c, devs, g);
                 }
