@@ -147,6 +147,20 @@ template <typename T, int U> __device__ __forceinline__ void norm_store(T *p, T 
     store_n(p, v);
 }
 
+// The norm's scale of a head row from a lane's part ss of its sum of squares, summed over the
+// segment's L lanes (aligned groups; every lane of the warp takes part). f32: correctly rounded
+// steps (~2e-7 relative on the scale; f64 here cost ~30% of the time); 16-bit outputs: the
+// SFU's reciprocal square root (2 ulp).
+template <typename T> __device__ __forceinline__ float segment_scale(float ss, int L, const mlxn_rope_args &a)
+{
+    for (int o = L >> 1; o > 0; o >>= 1)
+        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if constexpr (sizeof(T) == 4)
+        return __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)a.head_dim), a.norm_eps));
+    else
+        return rsqrtf(ss * (1.0f / (float)a.head_dim) + a.norm_eps);
+}
+
 // How a call is cut: L lanes a head (a power of two, at most 32), so 32 / L heads a warp step;
 // a unit is `steps` (S, or 1 when every step of the call fits the resident warps at once: a
 // decode step, where a warp's chain of S heads is the latency) warp steps of one token's heads,
@@ -352,14 +366,7 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
                 ss += squares(v);
             }
         }
-        for (int o = L >> 1; o > 0; o >>= 1) // segments are aligned groups of L lanes
-            ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        // f32: correctly rounded steps (~2e-7 relative on the scale; f64 here cost ~30% of the
-        // time); 16-bit outputs: the SFU's reciprocal square root (2 ulp)
-        if constexpr (sizeof(T) == 4)
-            scale[s] = __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)a.head_dim), a.norm_eps));
-        else
-            scale[s] = rsqrtf(ss * (1.0f / (float)a.head_dim) + a.norm_eps);
+        scale[s] = segment_scale<T>(ss, L, a);
     }
     const auto weights = [&](int64_t h) {
         return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) + h * a.norm_w_stride);
@@ -452,7 +459,7 @@ constexpr int TW = 8, TS = 4, CS_MAX = 1024; // warps a block, rows a lane a til
 
 struct tile_plan {
     int L, R; // lanes a head row, head rows a tile
-    int64_t rows, tiles;
+    int64_t tiles;
     fast_div heads, n_tok; // head rows a token, tokens a sequence
 };
 
@@ -468,7 +475,7 @@ __global__ void __launch_bounds__(32 * TW, 3) norm_tiles(const mlxn_rope_args a,
     __syncthreads();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, L = p.L, HS = 32 / L, seg = lane / L, sl = lane % L;
     const int half = a.n_rot / 2, pu = (int)(a.head_dim - a.n_rot) / U;
-    const unsigned H = (unsigned)a.n_head, tokens = (unsigned)(p.rows / a.n_head);
+    const unsigned H = (unsigned)a.n_head, tokens = (unsigned)(a.n_rows / a.n_head);
     // token tok's row of x or y
     const auto tok_row = [&](const mlxn_rows &r, unsigned tok) {
         const unsigned b = p.n_tok.div(tok);
@@ -485,7 +492,7 @@ __global__ void __launch_bounds__(32 * TW, 3) norm_tiles(const mlxn_rope_args a,
 #pragma unroll
         for (int s = 0; s < TS; s++) {
             const int r = (warp + TW * s) * HS + seg;
-            loc[s] = hr0 + r < p.rows ? (int)off0 + r : -1;
+            loc[s] = hr0 + r < a.n_rows ? (int)off0 + r : -1;
             if (loc[s] >= 0) {
                 const unsigned tt = p.heads.div((unsigned)loc[s]);
                 const T *x = head_row<const T>(tok_row(a.x, tok0 + tt), a.x, (unsigned)loc[s] - tt * H);
@@ -498,7 +505,7 @@ __global__ void __launch_bounds__(32 * TW, 3) norm_tiles(const mlxn_rope_args a,
         const unsigned last = p.heads.div(off0 + (unsigned)p.R - 1) + tok0; // the tile's last token
         const int span = (int)((last < tokens ? last : tokens - 1) - tok0 + 1);
         for (int i = threadIdx.x; i < span * half; i += 32 * TW) {
-            const int q = i / half, k = i - q * half; // half: a power of two in the usual heads
+            const int q = i / half, k = i - q * half; // one division a (token, pair)
             const unsigned tok = tok0 + (unsigned)q, b = p.n_tok.div(tok);
             const int32_t pos = reinterpret_cast<const int32_t *>(a.pos + (int64_t)b * a.pos_sb +
                                                                   tab.sec[k] * a.pos_ss)[tok - b * p.n_tok.d];
@@ -514,10 +521,7 @@ __global__ void __launch_bounds__(32 * TW, 3) norm_tiles(const mlxn_rope_args a,
                 if (pass)
                     ss = squares(pv[s], ss);
             }
-            for (int o = L >> 1; o > 0; o >>= 1)
-                ss += __shfl_xor_sync(0xffffffffu, ss, o);
-            const float scale = sizeof(T) == 4 ? __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)a.head_dim), a.norm_eps))
-                                               : rsqrtf(ss * (1.0f / (float)a.head_dim) + a.norm_eps); // as norm_unit
+            const float scale = segment_scale<T>(ss, L, a);
             if (loc[s] < 0)
                 continue;
             const unsigned tt = p.heads.div((unsigned)loc[s]), h = (unsigned)loc[s] - tt * H;
@@ -578,16 +582,17 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
     // chunk, 1.2 times: 5.9 -> 6.1-6.4 us in tiles; 2048 tokens, 4.8 times: 11.5 -> 10.5-10.8), items
     // one a lane
     if constexpr (K == 1 && V > 1 && NORM && sizeof(T) == 4) {
-        tile_plan tp;
-        tp.L = L;
-        tp.R = TW * TS * (32 / L);
-        tp.rows = a.n_rows;
-        tp.tiles = (a.n_rows + tp.R - 1) / tp.R;
-        tp.heads = fast_div((uint32_t)a.n_head);
-        tp.n_tok = fast_div((uint32_t)a.n_tok);
-        const int64_t pu = (a.head_dim - a.n_rot) / U, span = (tp.R - 1) / (a.n_head < tp.R ? a.n_head : tp.R) + 2;
-        if (tokens * steps > 2 * resident && pu <= L && span * (a.n_rot / 2) <= CS_MAX && a.n_rows < ((int64_t)1 << 31) - tp.R)
+        const int R = TW * TS * (32 / L); // head rows a tile, spanning at most `span` tokens
+        const int64_t pu = (a.head_dim - a.n_rot) / U, span = (R - 1) / (a.n_head < R ? a.n_head : R) + 2;
+        if (tokens * steps > 2 * resident && pu <= L && span * (a.n_rot / 2) <= CS_MAX && a.n_rows < ((int64_t)1 << 31) - R) {
+            tile_plan tp;
+            tp.L = L;
+            tp.R = R;
+            tp.tiles = (a.n_rows + R - 1) / R;
+            tp.heads = fast_div((uint32_t)a.n_head);
+            tp.n_tok = fast_div((uint32_t)a.n_tok);
             return launch_tiles<T, NEOX, V, U>(a, tp, s, pdl);
+        }
     }
     p.steps = tokens * steps <= resident ? 1 : S; // a warp a head step when they all fit at once
     p.units_per_token = (steps + p.steps - 1) / p.steps;
