@@ -569,6 +569,7 @@ static const act_row act_rows[] = {
     {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 16384, 4096},
     {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 16384, 4096},
     {ROW_SOFTMAX, 0, false, true, MLXN_DTYPE_F32, 256, 151936},
+    {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 256, 151936},
 };
 
 typedef struct act_ctx {
