@@ -233,6 +233,8 @@ static mlxn_status copy_issue(mlxn_device *dev, mlxn_stream *s, void *dst, const
 {
     if (bytes == 0)
         return MLXN_STATUS_OK;
+    if (s)
+        s->last_known = false; /* mlxn_stream_last_writes */
     if (s && s->capturing && dev->backend->records_in_core) {
         mlxn_node n = {.type = MLXN_NODE_COPY};
         n.copy.dst = dst;
@@ -375,13 +377,50 @@ const char *mlxn_op_name(mlxn_op_kind kind)
     return (unsigned)kind < MLXN_OP_COUNT ? names[kind] : "?";
 }
 
+/* The bytes of n_rows rows of row_bytes in r: [*lo, *hi), an upper bound (strides are not
+ * negative: tensor.c). */
+static void rows_span(const mlxn_rows *r, int64_t n_rows, int64_t row_bytes, const char **lo, const char **hi)
+{
+    const int64_t inner = r->d1 * r->d2 > 0 ? r->d1 * r->d2 : 1, n0 = (n_rows + inner - 1) / inner;
+    const int64_t last = (n0 - 1) * r->s0 + (r->d1 - 1) * r->s1 + (r->d2 - 1) * r->s2;
+    *lo = r->base;
+    *hi = r->base + last + row_bytes;
+}
+
+/* The bytes op writes, where known (the ops a decode step's kernels read after: qmatmul_id's y). */
+static bool op_writes(const mlxn_op *op, const char **lo, const char **hi)
+{
+    switch (op->kind) {
+    case MLXN_OP_qmatmul_id: {
+        const mlxn_qmatmul_id_args *a = &op->u.qmatmul_id;
+        rows_span(&a->y, a->T * a->k, a->N * 4, lo, hi);
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+bool mlxn_stream_last_writes(const mlxn_stream *s, const mlxn_rows *r, int64_t n_rows, int64_t row_bytes)
+{
+    if (!s->last_known)
+        return true;
+    const char *lo, *hi;
+    rows_span(r, n_rows, row_bytes, &lo, &hi);
+    return lo < s->last_hi && s->last_lo < hi;
+}
+
 mlxn_status mlxn_stream_issue(mlxn_stream *s, const mlxn_op *op)
 {
+    s->last_known = false;
     if (s->capturing && s->device->backend->records_in_core) {
         mlxn_node n = {.type = MLXN_NODE_OP, .op = *op};
         return node_append(&s->recording, &n);
     }
-    return mlxn_op_run(s, op);
+    const mlxn_status st = mlxn_op_run(s, op);
+    if (st == MLXN_STATUS_OK)
+        s->last_known = op_writes(op, &s->last_lo, &s->last_hi);
+    return st;
 }
 
 /* ---------------------------------------------------------------- events */
@@ -467,6 +506,7 @@ mlxn_status mlxn_stream_begin_capture(mlxn_stream *stream)
         MLXN_TRY(b->capture_begin(stream));
     stream->recording.count = 0;
     stream->capturing = true;
+    stream->last_known = false; /* the graph's first kernel follows whatever precedes its launch */
     return MLXN_STATUS_OK;
 }
 
@@ -481,6 +521,7 @@ mlxn_status mlxn_stream_end_capture(mlxn_stream *stream, mlxn_graph **out)
     if (!stream->capturing)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "the stream is not capturing");
     stream->capturing = false;
+    stream->last_known = false; /* the captured ops did not run on the stream */
     mlxn_graph *g = calloc(1, sizeof *g);
     if (!g)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for the graph");
@@ -512,6 +553,7 @@ mlxn_status mlxn_graph_launch(mlxn_graph *graph, mlxn_stream *stream)
         return mlxn_error(MLXN_STATUS_ERR_UNSUPPORTED, fn,
                           "a graph cannot be launched into a capturing stream");
     const mlxn_backend *b = stream->device->backend;
+    stream->last_known = false;
     if (!b->records_in_core)
         return b->graph_launch(graph, stream);
     for (size_t i = 0; i < graph->list.count; i++) {

@@ -82,6 +82,10 @@ struct mlxn_stream {
     void *impl;
     bool capturing;
     mlxn_node_list recording; /* backends that record in core (CPU) */
+    /* The bytes the last op issued on the stream writes, [last_lo, last_hi), when last_known:
+     * see mlxn_stream_last_writes. Forgotten by anything else put on the stream. */
+    bool last_known;
+    const char *last_lo, *last_hi;
 };
 
 struct mlxn_event {
@@ -143,6 +147,12 @@ extern const mlxn_backend mlxn_cuda_backend;
 
 /* Issues an op on a stream: recorded while a core-recorded capture is on, else run. */
 mlxn_status mlxn_stream_issue(mlxn_stream *s, const mlxn_op *op);
+/* Whether the last op issued on s may write any of the n_rows rows of row_bytes in r: true unless
+ * that op is known to write elsewhere only. When false, an op's kernel may read those rows before
+ * waiting for the previous kernel (PDL): whatever wrote them ran at least a kernel earlier, and
+ * every kernel of the library lets the next one launch only after its own wait, so that one
+ * had completed before the previous kernel could let this one launch. */
+bool mlxn_stream_last_writes(const mlxn_stream *s, const mlxn_rows *r, int64_t n_rows, int64_t row_bytes);
 /* Runs one op through the stream's backend table. */
 mlxn_status mlxn_op_run(mlxn_stream *s, const mlxn_op *op);
 const char *mlxn_op_name(mlxn_op_kind kind);

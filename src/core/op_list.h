@@ -289,6 +289,8 @@ typedef struct mlxn_qmatmul_id_args {
     int64_t up_stride, up_expert_stride;
     mlxn_rows ids;         /* T rows of k i32 */
     mlxn_rows y;           /* T * k rows of N, f32 */
+    bool ids_early;        /* the last op on the stream does not write ids: a decode's kernel reads
+                            * them (and its first weights) before waiting for it (internal.h) */
 } mlxn_qmatmul_id_args;
 
 typedef enum mlxn_op_kind {

@@ -1550,6 +1550,7 @@ static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *
         return MLXN_STATUS_OK;
     if (a->K == 0)
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "K is 0");
+    a->ids_early = !mlxn_stream_last_writes(s, &a->ids, a->T, a->k * 4);
     return mlxn_stream_issue(s, &op);
 }
 

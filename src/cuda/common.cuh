@@ -52,6 +52,9 @@ __device__ __forceinline__ void wait_for_previous_kernel()
 #endif
 }
 
+// Every kernel calls it only after its wait_for_previous_kernel() (or not at all): a kernel may
+// then read, before its own wait, what was written two kernels back (core's
+// mlxn_stream_last_writes, qmatmul_id's ids_early).
 __device__ __forceinline__ void allow_next_kernel()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -42,10 +42,12 @@ __device__ __forceinline__ int64_t pair_token(const mlxn_qmatmul_id_args &a, int
     return p < a.k ? 0 : p / a.k;
 }
 
+// read from the L2 (ld.global.cg): a decode may read ids before its wait (ids_early), and no
+// line of them in the L1 from an earlier kernel can then be taken for them
 __device__ __forceinline__ int32_t pair_expert(const mlxn_qmatmul_id_args &a, int64_t p)
 {
     const int64_t t = pair_token(a, p);
-    return reinterpret_cast<const int32_t *>(mlxn_rows_ptr(&a.ids, t))[p - t * a.k];
+    return __ldcg(reinterpret_cast<const int32_t *>(mlxn_rows_ptr(&a.ids, t)) + (p - t * a.k));
 }
 
 __device__ __forceinline__ const char *pair_x(const mlxn_qmatmul_id_args &a, int64_t p)
@@ -62,19 +64,35 @@ template <int WT, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows(const mlxn_qmatmul_id_args a)
 {
     __shared__ __align__(16) float xs[DEC_KT / 32 * PAD];
-    wait_for_previous_kernel();
-    allow_next_kernel();
+    // ids_early (ops.c): the expert read and its rows asked of the L2 before the wait
+    const bool early = a.ids_early;
+    if (!early) {
+        wait_for_previous_kernel();
+        allow_next_kernel();
+    }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
     const int32_t e = pair_expert(a, p);
+    const bool routed = e >= 0 && e < a.E;
+    const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
+    if (early) {
+        if (routed && threadIdx.x == 0) {
+            const int64_t rows = a.N - n_block < DEC_BLOCK_ROWS ? a.N - n_block : DEC_BLOCK_ROWS;
+            const int64_t rb = (int64_t)row_bytes<WT>(a.K);
+            prefetch_l2(wg + n_block * a.w_stride, (rows - 1) * a.w_stride + rb);
+            if constexpr (SWIGLU)
+                prefetch_l2(wu + n_block * a.up_stride, (rows - 1) * a.up_stride + rb);
+        }
+        wait_for_previous_kernel();
+        allow_next_kernel();
+    }
     float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
-    if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
+    if (!routed) { // a pair left out of the routing: a row of zeros
         if (n_block + threadIdx.x < a.N && threadIdx.x < DEC_BLOCK_ROWS)
             y[n_block + threadIdx.x] = 0.f;
         return;
     }
     const char *xr = pair_x(a, p);
-    const uint8_t *wg = a.w + e * a.w_expert_stride, *wu = SWIGLU ? a.w_up + e * a.up_expert_stride : nullptr;
     const int64_t n0 = n_block + warp * DEC_ROWS;
     float acc[DEC_ROWS], accu[DEC_ROWS];
 #pragma unroll
@@ -278,13 +296,23 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
     constexpr int BE = block_elems_of<WT>(), BB = block_bytes_of<WT>(), GE = G * BE, GP = GE + 4;
     constexpr bool SUB = subnormal_group<WT, G>();
     extern __shared__ __align__(16) float xg[];
-    wait_for_previous_kernel();
-    allow_next_kernel();
+    // ids_early (ops.c): the previous kernel does not write ids, so the expert and the first
+    // weights come before the wait (the Qwen3.6 down projection 4.7 -> 3.4 us in a graph of
+    // them: bench/NOTES.md); x and y only after it
+    const bool early = a.ids_early;
+    if (!early) {
+        wait_for_previous_kernel();
+        allow_next_kernel();
+    }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = (int)(a.K / GE);
     const int slot = lane / lpr, sl = lane % lpr, rw = 32 / lpr;
     const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_WARPS * rw;
     const int32_t e = pair_expert(a, p);
     if (e < 0 || e >= a.E) { // a pair left out of the routing: a row of zeros
+        if (early) {
+            wait_for_previous_kernel();
+            allow_next_kernel();
+        }
         float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
         for (int i = threadIdx.x; i < DEC_WARPS * rw && n_block + i < a.N; i += blockDim.x)
             y[n_block + i] = 0.f;
@@ -304,6 +332,10 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_wide(const mlxn_qmatm
         first.load(wg + n * a.w_stride, sl);
     if (EARLY_UP && on && sl < groups)
         first_up.load(wu + n * a.up_stride, sl);
+    if (early) {
+        wait_for_previous_kernel();
+        allow_next_kernel();
+    }
     const char *xr = pair_x(a, p);
     float *const xsum = xg + groups * GP;
     int *const xexp = reinterpret_cast<int *>(xsum + a.K / 32);
