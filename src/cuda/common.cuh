@@ -111,12 +111,17 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16 (or 4) bytes global -> shared without a register round trip (sm_80+); src_bytes 0 fills
-// zeros. Completion: cp_async_commit closes a group, cp_async_wait<N> waits until at most N
-// groups of this thread are pending.
+// 16 (or 8 or 4) bytes global -> shared without a register round trip (sm_80+); src_bytes 0
+// fills zeros. Completion: cp_async_commit closes a group, cp_async_wait<N> waits until at most
+// N groups of this thread are pending.
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes)
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void *src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src) : "memory");
 }
 
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void *src)

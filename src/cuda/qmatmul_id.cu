@@ -286,6 +286,134 @@ __device__ __forceinline__ void group_dot_subnormal(const wide_raw<WT, G> (&raw)
     }
 }
 
+// [src, src + bytes) into dst (16-byte aligned) in `piece`-byte pieces, piece dividing src and
+// bytes (nothing outside the row is read), lanes on consecutive pieces: cp.async for 16, 8 and 4
+// (every piece of a tile in flight at once; the caller commits and waits), 2-byte pieces eight
+// loads at a time before their stores. A first version with plain loads and stores, one piece
+// after another, left one load in flight a thread: Q6_K's gate+up took 51 us against 28 before.
+__device__ __forceinline__ void copy_row(uint8_t *dst, const uint8_t *src, int bytes, int lane, int piece)
+{
+    const uint32_t d = smem_addr(dst);
+    const int n = bytes / piece;
+    if (piece == 16) {
+        for (int c = lane; c < n; c += 32)
+            cp_async16(d + 16 * c, src + 16 * c, 16);
+    } else if (piece == 8) {
+        for (int c = lane; c < n; c += 32)
+            cp_async8(d + 8 * c, src + 8 * c);
+    } else if (piece == 4) {
+        for (int c = lane; c < n; c += 32)
+            cp_async4(d + 4 * c, src + 4 * c);
+    } else {
+        const uint16_t *s2 = reinterpret_cast<const uint16_t *>(src);
+        uint16_t *d2 = reinterpret_cast<uint16_t *>(dst);
+        for (int c0 = lane; c0 < n; c0 += 8 * 32) {
+            uint16_t v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (c0 + 32 * j < n)
+                    v[j] = s2[c0 + 32 * j];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (c0 + 32 * j < n)
+                    d2[c0 + 32 * j] = v[j];
+        }
+    }
+}
+
+// K tile of qid_rows_staged: fewer elements with SwiGLU, whose gate and up tiles both stay in
+// shared memory (about 27 KB a block either way for Q6_K)
+template <bool SWIGLU> constexpr int staged_kt() { return SWIGLU ? 512 : 1024; }
+
+// grid: (ceil(N / DEC_BLOCK_ROWS), pairs). Decode of GGML weights with K a multiple of 256 that
+// take no wide loads (Q2_K, Q3_K and Q6_K, whose blocks are only 2- or 4-byte aligned, or experts
+// the wide loads do not fit): per K tile the block's 32 rows of W (and of W_up) are copied into
+// shared memory with the widest loads their alignment allows (`piece` bytes, coalesced), then
+// each warp decodes its 4 rows from there, lpr lanes a row (a power of two dividing the tiles'
+// units: short rows keep every lane busy). qid_rows below reads each unit from global memory a
+// byte or two at a time, 32 lanes a row: Q6_K's down projection of Qwen3.6's shape took 15 us.
+template <int WT, bool SWIGLU>
+__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_staged(const mlxn_qmatmul_id_args a, int lpr, int piece)
+{
+    constexpr int KT = staged_kt<SWIGLU>(), NM = SWIGLU ? 2 : 1, BE = block_elems_of<WT>(), BB = block_bytes_of<WT>();
+    constexpr int PITCH = ((int)row_bytes<WT>(KT) + 15) / 16 * 16;
+    __shared__ __align__(16) uint8_t ws[NM][DEC_BLOCK_ROWS][PITCH];
+    __shared__ __align__(16) float xs[KT / 32 * PAD];
+    const bool early = a.ids_early; // as in qid_rows_wide
+    if (!early) {
+        wait_for_previous_kernel();
+        allow_next_kernel();
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sl = lane % lpr, rps = 32 / lpr;
+    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
+    const int rows = (int)(a.N - n_block < DEC_BLOCK_ROWS ? a.N - n_block : DEC_BLOCK_ROWS);
+    const int32_t e = pair_expert(a, p);
+    const bool routed = e >= 0 && e < a.E;
+    const uint8_t *w[2] = {a.w + e * a.w_expert_stride + n_block * a.w_stride,
+                           SWIGLU ? a.w_up + e * a.up_expert_stride + n_block * a.up_stride : nullptr};
+    const int64_t stride[2] = {a.w_stride, a.up_stride};
+    // the block's rows asked of the L2 (later tiles then come from there), before the wait if early
+    if (routed && threadIdx.x < NM)
+        prefetch_l2(threadIdx.x ? w[1] : w[0], (rows - 1) * (threadIdx.x ? stride[1] : stride[0]) + row_bytes<WT>(a.K));
+    if (early) {
+        wait_for_previous_kernel();
+        allow_next_kernel();
+    }
+    float *y = reinterpret_cast<float *>(mlxn_rows_ptr(&a.y, p));
+    if (!routed) { // a pair left out of the routing: a row of zeros
+        if (threadIdx.x < rows)
+            y[n_block + threadIdx.x] = 0.f;
+        return;
+    }
+    const char *xr = pair_x(a, p);
+    float acc[DEC_ROWS], accu[DEC_ROWS];
+#pragma unroll
+    for (int st = 0; st < DEC_ROWS; st++)
+        acc[st] = accu[st] = 0.f;
+    for (int64_t k0 = 0; k0 < a.K; k0 += KT) {
+        const int klen = (int)(a.K - k0 < KT ? a.K - k0 : KT), units = klen / 32, tb = (int)row_bytes<WT>(klen);
+        const int64_t kb = row_bytes<WT>(k0);
+        __syncthreads(); // the last tile is consumed
+        for (int i = threadIdx.x; i < klen; i += blockDim.x)
+            xs[(i >> 5) * PAD + (i & 31)] = load_any(a.x_dtype, xr, k0 + i);
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+            for (int r = warp; r < rows; r += DEC_WARPS)
+                copy_row(ws[m][r], w[m] + r * stride[m] + kb, tb, lane, piece);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+#pragma unroll
+        for (int st = 0; st < DEC_ROWS; st++) {
+            const int r = warp * DEC_ROWS + st * rps + lane / lpr;
+            if (st * rps >= DEC_ROWS || r >= rows)
+                continue;
+            for (int c = sl; c < units; c += lpr) {
+                float v[32];
+                block_unit<WT>(ws[0][r] + (32 * c / BE) * BB, (32 * c % BE) / 32, v);
+                acc[st] += unit_dot(v, xs + c * PAD);
+                if constexpr (SWIGLU) {
+                    block_unit<WT>(ws[1][r] + (32 * c / BE) * BB, (32 * c % BE) / 32, v);
+                    accu[st] += unit_dot(v, xs + c * PAD);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int st = 0; st < DEC_ROWS; st++) {
+        if (st * rps >= DEC_ROWS)
+            break;
+        for (int o = lpr / 2; o > 0; o >>= 1) {
+            acc[st] += __shfl_xor_sync(0xffffffffu, acc[st], o);
+            if constexpr (SWIGLU)
+                accu[st] += __shfl_xor_sync(0xffffffffu, accu[st], o);
+        }
+        const int r = warp * DEC_ROWS + st * rps + lane / lpr;
+        if (sl == 0 && r < rows)
+            y[n_block + r] = SWIGLU ? silu(acc[st]) * accu[st] : acc[st];
+    }
+}
+
 // grid: (ceil(N / (DEC_WARPS 32 / lpr)), pairs): a warp owns a row per slot of lpr lanes (one
 // pass: the rows' loads all go out together, and the grid has more blocks to spread the bytes
 // over the SMs); dynamic shared memory: x by groups (GE + 4 floats each), then for
@@ -760,6 +888,23 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
                 return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
     }
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
+    if constexpr (!plain_weight(WT))
+        if (a.K % 256 == 0) {
+            // lpr: a power of two (8..32) dividing the units of every tile; piece: the widest load
+            // that divides the rows' addresses and every tile's bytes
+            constexpr int KT = staged_kt<SWIGLU>();
+            const int64_t uf = (a.K < KT ? a.K : KT) / 32, ul = (a.K % KT ? a.K % KT : KT) / 32;
+            int lpr = 32;
+            while (uf % lpr || ul % lpr)
+                lpr /= 2;
+            uint64_t bits = (uint64_t)(uintptr_t)a.w | (uint64_t)a.w_stride | (uint64_t)a.w_expert_stride |
+                            (uint64_t)row_bytes<WT>(a.K < KT ? a.K : KT) | (uint64_t)row_bytes<WT>(ul * 32);
+            if (SWIGLU)
+                bits |= (uint64_t)(uintptr_t)a.w_up | (uint64_t)a.up_stride | (uint64_t)a.up_expert_stride;
+            const int piece = bits % 16 == 0 ? 16 : bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : 2;
+            if (bits % 2 == 0)
+                return launch(qid_rows_staged<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a, lpr, piece);
+        }
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }
 
