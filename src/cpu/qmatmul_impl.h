@@ -52,6 +52,12 @@ typedef __m512i vi;
 /* VL bytes at p, zero- or sign-extended to 32-bit lanes */
 MLXN_ALWAYS_INLINE vi vi_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
 MLXN_ALWAYS_INLINE vi vi_i8(const int8_t *p) { return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+/* bytes j .. j + VL - 1 of the 16 in the words lo, hi (little-endian), from registers */
+MLXN_ALWAYS_INLINE vi vi_u8_words(uint64_t lo, uint64_t hi, int j)
+{
+    (void)j;
+    return _mm512_cvtepu8_epi32(_mm_set_epi64x((long long)hi, (long long)lo));
+}
 MLXN_ALWAYS_INLINE vi vi_set1(int a) { return _mm512_set1_epi32(a); }
 MLXN_ALWAYS_INLINE vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
 MLXN_ALWAYS_INLINE vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
@@ -76,6 +82,10 @@ MLXN_ALWAYS_INLINE void f16_gather16(const uint8_t *p, int stride, int n, float 
 typedef __m256i vi;
 MLXN_ALWAYS_INLINE vi vi_u8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
 MLXN_ALWAYS_INLINE vi vi_i8(const int8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+MLXN_ALWAYS_INLINE vi vi_u8_words(uint64_t lo, uint64_t hi, int j)
+{
+    return _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)(j ? hi : lo)));
+}
 MLXN_ALWAYS_INLINE vi vi_set1(int a) { return _mm256_set1_epi32(a); }
 MLXN_ALWAYS_INLINE vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
 MLXN_ALWAYS_INLINE vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
@@ -623,13 +633,24 @@ MLXN_ALWAYS_INLINE bool scales256(const int type, const uint8_t *bk, float *s, f
         return true;
     }
     case MLXN_DTYPE_Q3_K: { /* d (sc_i - 32) and -4 times that, sc_i 6 bits: low 4 from
-                             * scales[i % 8] (nibble i / 8), high 2 from scales[8 + i % 4] (pair i / 4) */
+                             * scales[i % 8] (nibble i / 8), high 2 from scales[8 + i % 4] (pair i / 4).
+                             * The 16 codes assembled in two 64-bit words (byte i of the pair is
+                             * sc_i: bits 2 g of h's four bytes, g = i / 4, are word g / 2's dword
+                             * g % 2), then widened from registers (bench/NOTES.md, session 21) */
         const mlxn_block_q3_K *b = (const mlxn_block_q3_K *)bk;
-        const float d = qmm_h2f(b->d);
-        for (int i = 0; i < 16; i++) {
-            const int lo = b->scales[i % 8] >> (4 * (i / 8)) & 15, hi = b->scales[8 + i % 4] >> (2 * (i / 4)) & 3;
-            s[i] = d * (float)((lo | hi << 4) - 32);
-            o[i] = -4.0f * s[i];
+        uint64_t l;
+        uint32_t h;
+        memcpy(&l, b->scales, 8);
+        memcpy(&h, b->scales + 8, 4);
+        const uint64_t m4 = 0x0F0F0F0F0F0F0F0Full, m2 = 0x03030303u;
+        const uint64_t h01 = (uint64_t)(h & m2) | (uint64_t)(h >> 2 & m2) << 32,
+                       h23 = (uint64_t)(h >> 4 & m2) | (uint64_t)(h >> 6 & m2) << 32;
+        const uint64_t w0 = (l & m4) | h01 << 4, w1 = (l >> 4 & m4) | h23 << 4;
+        const vf d = vf_set1(qmm_h2f(b->d)), c32 = vf_set1(32.0f);
+        for (int j = 0; j < 16; j += VL) {
+            const vf v = vf_mul(vf_sub(vi_cvt(vi_u8_words(w0, w1, j)), c32), d);
+            vf_store_f32(s + j, v);
+            vf_store_f32(o + j, vf_mul(v, vf_set1(-4.0f)));
         }
         return true;
     }
