@@ -24,7 +24,7 @@
  *
  * The arithmetic is the reference decoder's (src/formats/ggml_decode.h) up to the order of the
  * f32 sums and the rounding of code * scale + offset. The exceptions, where the f32 decode costs
- * most: at one row of x, Q4_K and Q6_K on AVX2 take x as integers (dot256_int), and every format
+ * most: at one row of x, Q2_K, Q3_K, Q4_K and Q6_K on AVX2 take x as integers (dot256_int), and every format
  * with unsigned integer codes does on AVX-512 with VNNI (dot32_vnni, dot256_vnni). */
 #include "simd.h"
 #include "../core/internal.h"
@@ -606,6 +606,24 @@ MLXN_ALWAYS_INLINE void scale_min_k4_all(const uint8_t *p, uint8_t *out)
     memcpy(out, u, 16);
 }
 
+/* Q3_K's 16 6-bit scales (unsigned, before the -32) as bytes in two little-endian words: sc_i's
+ * low 4 bits are nibble i / 8 of scales[i % 8], its high 2 bits pair i / 4 of scales[8 + i % 4];
+ * the pairs of h's four bytes shifted by 2 g land in dword g (i = 4 g + byte). Kept in registers:
+ * 16 scalar scales stored one by one and read back by vector loads cost a store-forwarding stall
+ * per super-block (bench/NOTES.md, session 21). */
+MLXN_ALWAYS_INLINE void q3k_scale_words(const mlxn_block_q3_K *b, uint64_t *w0, uint64_t *w1)
+{
+    uint64_t l;
+    uint32_t h;
+    memcpy(&l, b->scales, 8);
+    memcpy(&h, b->scales + 8, 4);
+    const uint64_t m4 = 0x0F0F0F0F0F0F0F0Full, m2 = 0x03030303u;
+    const uint64_t h01 = (uint64_t)(h & m2) | (uint64_t)(h >> 2 & m2) << 32,
+                   h23 = (uint64_t)(h >> 4 & m2) | (uint64_t)(h >> 6 & m2) << 32;
+    *w0 = (l & m4) | h01 << 4;
+    *w1 = (l >> 4 & m4) | h23 << 4;
+}
+
 /* Scales s and offsets o of the super-block at bk: 8 per unit, or 16 per 16 elements (the
  * constant offsets of Q3_K's and Q6_K's codes are in o, so that at one row of x they cost one
  * FMA per 16 elements instead of a subtraction per vector). Returns whether there are offsets. */
@@ -632,20 +650,10 @@ MLXN_ALWAYS_INLINE bool scales256(const int type, const uint8_t *bk, float *s, f
         }
         return true;
     }
-    case MLXN_DTYPE_Q3_K: { /* d (sc_i - 32) and -4 times that, sc_i 6 bits: low 4 from
-                             * scales[i % 8] (nibble i / 8), high 2 from scales[8 + i % 4] (pair i / 4).
-                             * The 16 codes assembled in two 64-bit words (byte i of the pair is
-                             * sc_i: bits 2 g of h's four bytes, g = i / 4, are word g / 2's dword
-                             * g % 2), then widened from registers (bench/NOTES.md, session 21) */
+    case MLXN_DTYPE_Q3_K: { /* d (sc_i - 32) and -4 times that (q3k_scale_words) */
         const mlxn_block_q3_K *b = (const mlxn_block_q3_K *)bk;
-        uint64_t l;
-        uint32_t h;
-        memcpy(&l, b->scales, 8);
-        memcpy(&h, b->scales + 8, 4);
-        const uint64_t m4 = 0x0F0F0F0F0F0F0F0Full, m2 = 0x03030303u;
-        const uint64_t h01 = (uint64_t)(h & m2) | (uint64_t)(h >> 2 & m2) << 32,
-                       h23 = (uint64_t)(h >> 4 & m2) | (uint64_t)(h >> 6 & m2) << 32;
-        const uint64_t w0 = (l & m4) | h01 << 4, w1 = (l >> 4 & m4) | h23 << 4;
+        uint64_t w0, w1;
+        q3k_scale_words(b, &w0, &w1);
         const vf d = vf_set1(qmm_h2f(b->d)), c32 = vf_set1(32.0f);
         for (int j = 0; j < 16; j += VL) {
             const vf v = vf_mul(vf_sub(vi_cvt(vi_u8_words(w0, w1, j)), c32), d);
@@ -730,13 +738,13 @@ MLXN_ALWAYS_INLINE void codes256(const int type, const uint8_t *bk, const int u,
 }
 
 #if MLXN_SIMD_LEVEL == 1
-/* Q4_K and Q6_K at one row of x on AVX2, in integers: x's integer form (three int8 digits per
- * element, cpu.h) against the codes as bytes, 32 products a vpmaddubsw, the unit's scale (6-bit
- * or int8) applied by the vpmaddwd that widens the pair sums, the super-block summed in int32
- * and converted once: per 32 weights about 12 (Q4_K) or 15 (Q6_K) vector instructions against
- * ~15 and ~30 for the f32 path. Exact in the integers; x is held to ~2^-24 of its 256-block's
- * largest element. The offsets (mins, Q6_K's -32) stay on the f32 sums of x. Measured in
- * bench/NOTES.md; AVX-512 without VNNI keeps the f32 path. */
+/* The K-quants (Q2_K, Q3_K, Q4_K, Q6_K) at one row of x on AVX2, in integers: x's integer form
+ * (three int8 digits per element, cpu.h) against the codes as bytes, 32 products a vpmaddubsw,
+ * the unit's (or 16 elements') scale applied by the vpmaddwd that widens the pair sums, the
+ * super-block summed in int32 and converted once: per 32 weights about 12 (Q4_K) or 15 (Q6_K)
+ * vector instructions against ~15 and ~30 for the f32 path. Exact in the integers; x is held to
+ * ~2^-24 of its 256-block's largest element. The offsets (mins, Q3_K's -4 and Q6_K's -32) stay
+ * on the f32 sums of x. Measured in bench/NOTES.md; AVX-512 without VNNI keeps the f32 path. */
 MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
     /* vpshufb controls: word u of each 128-bit lane into all its words */
@@ -768,18 +776,39 @@ MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const flo
             off = _mm256_fmadd_ps(_mm256_mul_ps(mins, _mm256_set1_ps(-qmm_h2f(b->dmin))),
                                   _mm256_loadu_ps(xsum + k * 8), off);
             d = qmm_h2f(b->d);
-        } else { /* Q6_K: words: the even scales in the low lane, the odd in the high lane (a
-                  * unit's elements 0..15 and 16..31); offsets -32 d sc_i per 16 */
-            const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
-            const __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
+        } else { /* per 16 elements: words of the int8 scales, the even in the low lane, the odd
+                  * in the high lane (a unit's elements 0..15 and 16..31); offsets per 16:
+                  * Q6_K -32 d sc_i, Q3_K -4 d sc_i, Q2_K -dmin m_i */
+            __m128i s8; /* the scales as int8 */
+            float od;   /* the offsets: od times the bytes of o8 */
+            __m128i o8;
+            if (type == MLXN_DTYPE_Q6_K) {
+                const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
+                s8 = o8 = _mm_loadu_si128((const __m128i *)b->scales);
+                d = qmm_h2f(b->d);
+                od = -32.0f * d;
+            } else if (type == MLXN_DTYPE_Q3_K) {
+                const mlxn_block_q3_K *b = (const mlxn_block_q3_K *)bk;
+                uint64_t w0, w1;
+                q3k_scale_words(b, &w0, &w1);
+                s8 = o8 = _mm_sub_epi8(_mm_set_epi64x((long long)w1, (long long)w0), _mm_set1_epi8(32));
+                d = qmm_h2f(b->d);
+                od = -4.0f * d;
+            } else { /* Q2_K: scales and mins the low and high nibbles of scales[i] */
+                const mlxn_block_q2_K *b = (const mlxn_block_q2_K *)bk;
+                const __m128i q = _mm_loadu_si128((const __m128i *)b->scales), n4 = _mm_set1_epi8(15);
+                s8 = _mm_and_si128(q, n4);
+                o8 = _mm_and_si128(_mm_srli_epi16(q, 4), n4);
+                d = qmm_h2f(b->d);
+                od = -qmm_h2f(b->dmin);
+            }
             const __m128i eo = _mm_shuffle_epi8(s8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
             sc = _mm256_cvtepi8_epi16(eo);
-            d = qmm_h2f(b->d);
-            const __m256 sd = _mm256_set1_ps(-32.0f * d);
-            for (int j = 0; j < 16; j += 8) {
-                const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->scales + j))));
-                off = _mm256_fmadd_ps(_mm256_mul_ps(v, sd), _mm256_loadu_ps(xs16 + k * 16 + j), off);
-            }
+            const __m256 sd = _mm256_set1_ps(od);
+            const __m256 v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o8)),
+                         v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(o8, o8)));
+            off = _mm256_fmadd_ps(_mm256_mul_ps(v0, sd), _mm256_loadu_ps(xs16 + k * 16), off);
+            off = _mm256_fmadd_ps(_mm256_mul_ps(v1, sd), _mm256_loadu_ps(xs16 + k * 16 + 8), off);
         }
 #pragma GCC unroll 8
         for (int u = 0; u < 8; u++) {
@@ -788,6 +817,18 @@ MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const flo
                 const mlxn_block_q4_K *b = (const mlxn_block_q4_K *)bk;
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (u / 2)));
                 c = _mm256_and_si256(u % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+            } else if (type != MLXN_DTYPE_Q6_K) { /* Q2_K, Q3_K: field 2 (u % 4) of qs[32 (u / 4) + l];
+                                                   * Q3_K: bit u of hmask[l] as bit 2 (16-bit lane
+                                                   * shifts, then masks per byte) */
+                const uint8_t *qs = type == MLXN_DTYPE_Q2_K ? ((const mlxn_block_q2_K *)bk)->qs
+                                                             : ((const mlxn_block_q3_K *)bk)->qs;
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (u / 4)));
+                c = _mm256_and_si256(_mm256_srli_epi16(q, 2 * (u % 4)), _mm256_set1_epi8(3));
+                if (type == MLXN_DTYPE_Q3_K) {
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)((const mlxn_block_q3_K *)bk)->hmask);
+                    const __m256i hb = u <= 2 ? _mm256_slli_epi16(h, 2 - u) : _mm256_srli_epi16(h, u - 2);
+                    c = _mm256_or_si256(c, _mm256_and_si256(hb, _mm256_set1_epi8(4)));
+                }
             } else { /* as codes256: nibble t / 2 of ql[64 g + 32 (t % 2) + l], bits 2t, 2t + 1
                       * of qh[32 g + l] as bits 4, 5 (shifted in 16-bit lanes, then masked) */
                 const mlxn_block_q6_K *b = (const mlxn_block_q6_K *)bk;
@@ -937,7 +978,8 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
         book = lut16_make(t);
     }
 #if MLXN_SIMD_LEVEL == 1
-    if (mb == 1 && (type == MLXN_DTYPE_Q4_K || type == MLXN_DTYPE_Q6_K) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT256) {
+    if (mb == 1 && (type == MLXN_DTYPE_Q2_K || type == MLXN_DTYPE_Q3_K || type == MLXN_DTYPE_Q4_K || type == MLXN_DTYPE_Q6_K) &&
+        xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT256) {
         dot256_int(type, row, xsum, K, r);
         return;
     }
@@ -1246,7 +1288,9 @@ QMM_ROWS_FN(bf16, MLXN_DTYPE_BF16)
 static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
 {
 #if MLXN_SIMD_LEVEL == 1
-    return w_dtype == MLXN_DTYPE_Q4_K || w_dtype == MLXN_DTYPE_Q6_K ? MLXN_CPU_QMM_X_INT256 : MLXN_CPU_QMM_X_NONE;
+    return w_dtype == MLXN_DTYPE_Q2_K || w_dtype == MLXN_DTYPE_Q3_K || w_dtype == MLXN_DTYPE_Q4_K || w_dtype == MLXN_DTYPE_Q6_K
+               ? MLXN_CPU_QMM_X_INT256
+               : MLXN_CPU_QMM_X_NONE;
 #elif defined(MLXN_SIMD_VNNI)
     return !qmm_vnni(w_dtype) ? MLXN_CPU_QMM_X_NONE
            : mlxn_dtype_block_elems(w_dtype) == 32 ? MLXN_CPU_QMM_X_INT32_HALVES : MLXN_CPU_QMM_X_INT32;
