@@ -363,8 +363,8 @@ typedef struct qid_row {
  * other formats of issue 3's table) and a 256-expert model (Qwen3.6-35B-A3B:
  * 512 x 2048, top 8; Q4_0 as in issue 3's table, and Q4_K): gate/up and down, prefill of 512 and
  * 4096 tokens and one-token decode (and in Q6_K, Q3_K and Q2_K, the K-quants of Q4_K_M .. Q2_K
- * files that take no wide loads); one-token decode of a layer's experts (gate + up, then down, as a model's step
- * issues them: "ffn") in both shapes. */
+ * files that take no wide loads); one-token decode of a layer's experts (gate + up, then down,
+ * as a model's step issues them: "ffn") in both shapes. */
 static const qid_row qid_rows[] = {
     {QID_SWIGLU, MLXN_DTYPE_Q4_0, 512, 8, 128, 768, 2048},  {QID_DOWN, MLXN_DTYPE_Q4_0, 512, 8, 128, 2048, 768},
     {QID_SWIGLU, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},    {QID_DOWN, MLXN_DTYPE_Q4_0, 1, 8, 128, 2048, 768},

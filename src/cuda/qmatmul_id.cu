@@ -9,11 +9,17 @@
 //             and decoded there (qmatmul.cu's qmm_rows_wide), lpr lanes a row, a row per slot
 //             of lanes; Q4_0, Q8_0 and Q4_K groups as subnormal fields against x staged pre-scaled
 //             (subnormal_group below), the others through the shared decoders.
-//   qid_rows  the other decodes: a block per (pair, 32 rows
-//             of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
+//   qid_rows_staged  decode of the other GGML weights with K a multiple of 256 (Q2_K, Q3_K,
+//             Q6_K, or experts the wide loads do not fit): per K tile a block's 32 rows copied
+//             into shared memory by cp.async in the widest pieces their alignment allows, then
+//             decoded from there, lpr lanes a row.
+//   qid_rows  the other decodes (float weights, K not a multiple of 256): a block per (pair, 32
+//             rows of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
 //             design); the pair's row of x staged in shared memory (units padded to 36 floats so
 //             lanes one unit apart hit different banks) in K tiles of 4096. The expert id is read
 //             on the device; the SwiGLU variant decodes the gate and up rows in the same warp.
+//   Decodes whose ids the previous kernel does not write (ids_early, ops.c) read them, and start
+//   on their weights, before waiting for that kernel.
 //   qid_mma   more pairs (prefill): the routing map built on the GPU (moe_route_map.cu), then
 //             tiles of (expert, 64 of its pairs, 64 rows of W) on tensor cores (mma.sync
 //             m16n8k16, bf16 in, f32 accumulate): each K step of 64 decodes the W tile (and the
@@ -877,6 +883,17 @@ cudaError_t launch_decode_wide(const mlxn_qmatmul_id_args &a, cudaStream_t s, bo
     return launch(qid_rows_wide<WT, G, SWIGLU>, grid, dim3(32 * DEC_WARPS), smem, s, pdl, a, lpr);
 }
 
+// The OR of what a copy of W's rows starts from: addresses, row and expert strides, a row's
+// bytes (and W_up's); a power of two dividing it divides every row's start and length.
+template <int WT> uint64_t weight_bits(const mlxn_qmatmul_id_args &a)
+{
+    uint64_t bits = (uint64_t)(uintptr_t)a.w | (uint64_t)a.w_stride | (uint64_t)a.w_expert_stride |
+                    (uint64_t)row_bytes<WT>(a.K);
+    if (a.w_up)
+        bits |= (uint64_t)(uintptr_t)a.w_up | (uint64_t)a.up_stride | (uint64_t)a.up_expert_stride;
+    return bits;
+}
+
 template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
     if constexpr (wide_plan<WT>::G > 0) {
@@ -897,10 +914,8 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
             int lpr = 32;
             while (uf % lpr || ul % lpr)
                 lpr /= 2;
-            uint64_t bits = (uint64_t)(uintptr_t)a.w | (uint64_t)a.w_stride | (uint64_t)a.w_expert_stride |
-                            (uint64_t)row_bytes<WT>(a.K < KT ? a.K : KT) | (uint64_t)row_bytes<WT>(ul * 32);
-            if (SWIGLU)
-                bits |= (uint64_t)(uintptr_t)a.w_up | (uint64_t)a.up_stride | (uint64_t)a.up_expert_stride;
+            const uint64_t bits =
+                weight_bits<WT>(a) | (uint64_t)row_bytes<WT>(a.K < KT ? a.K : KT) | (uint64_t)row_bytes<WT>(ul * 32);
             const int piece = bits % 16 == 0 ? 16 : bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : 2;
             if (bits % 2 == 0)
                 return launch(qid_rows_staged<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a, lpr, piece);
@@ -912,10 +927,7 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
 // strides, a row's bytes) are aligned to it, else 2.
 template <int WT> int raw_copy_width(const mlxn_qmatmul_id_args &a)
 {
-    uint64_t bits = (uint64_t)(uintptr_t)a.w | (uint64_t)a.w_stride | (uint64_t)a.w_expert_stride |
-                    (uint64_t)row_bytes<WT>(a.K);
-    if (a.w_up)
-        bits |= (uint64_t)(uintptr_t)a.w_up | (uint64_t)a.up_stride | (uint64_t)a.up_expert_stride;
+    const uint64_t bits = weight_bits<WT>(a);
     return bits % 16 == 0 ? 16 : bits % 4 == 0 ? 4 : 2;
 }
 
