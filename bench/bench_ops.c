@@ -627,6 +627,15 @@ static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *i
         const char *op = r->op == ROW_SOFTMAX ? "softmax" : "act";
         if (opt->op && strcmp(opt->op, op) != 0)
             continue;
+        char shape[32], variant[24], both[64];
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)r->rows, (long long)r->n);
+        if (r->op == ROW_SOFTMAX)
+            snprintf(variant, sizeof variant, "%s%s", r->log ? "log" : "plain", r->glu ? "/mask" : "");
+        else
+            snprintf(variant, sizeof variant, "%s%s", r->glu ? "glu/" : "", mlxn_act_name(r->act));
+        snprintf(both, sizeof both, "%s %s %s", shape, variant, mlxn_dtype_name(r->dtype));
+        if (opt->shape && !strstr(both, opt->shape))
+            continue;
         const size_t bytes = (size_t)(r->rows * r->n) * (size_t)mlxn_dtype_block_bytes(r->dtype);
         act_ctx c = {.row = r, .s = s};
         bench_timing t = {0};
@@ -636,12 +645,6 @@ static int bench_act(mlxn_device *dev, mlxn_stream *s, const mlxn_device_info *i
                   mlxn_buffer_create(dev, bytes, &c.y) == MLXN_STATUS_OK &&
                   fill_random(c.x, r->dtype, bytes, 61) && fill_random(c.up, r->dtype, bytes, 67) &&
                   bench_time(dev, s, act_call, &c, info->kind == MLXN_DEVICE_CUDA ? 8 : 1, opt->quick ? 5 : 15, &t);
-        char shape[32], variant[24];
-        snprintf(shape, sizeof shape, "%lldx%lld", (long long)r->rows, (long long)r->n);
-        if (r->op == ROW_SOFTMAX)
-            snprintf(variant, sizeof variant, "%s%s", r->log ? "log" : "plain", r->glu ? "/mask" : "");
-        else
-            snprintf(variant, sizeof variant, "%s%s", r->glu ? "glu/" : "", mlxn_act_name(r->act));
         const double moved = (double)bytes * (r->glu ? 3 : 2);
         failures += !report_bytes_row(info, op, shape, variant, mlxn_dtype_name(r->dtype), ok ? &t : NULL, moved,
                                       copy_gbps, opt);
