@@ -563,7 +563,8 @@ typedef struct act_row {
 } act_row;
 
 /* SwiGLU / GeGLU over a prefill's FFN activations (4096 tokens x 14336), plain activations;
- * softmax over attention-score rows (32 heads x 512 queries x 4096 keys) and vocabulary rows. */
+ * softmax over attention-score rows (32 heads x 512 queries x 4096 keys) and vocabulary rows (Qwen's
+ * 151936, Gemma 3's 262144). */
 static const act_row act_rows[] = {
     {ROW_ACT, MLXN_ACT_SILU, true, false, MLXN_DTYPE_BF16, 4096, 14336},
     {ROW_ACT, MLXN_ACT_GELU_TANH, true, false, MLXN_DTYPE_BF16, 4096, 14336},
@@ -574,6 +575,7 @@ static const act_row act_rows[] = {
     {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 16384, 4096},
     {ROW_SOFTMAX, 0, false, true, MLXN_DTYPE_F32, 256, 151936},
     {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 256, 151936},
+    {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 64, 262144},
 };
 
 typedef struct act_ctx {

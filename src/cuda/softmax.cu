@@ -380,11 +380,193 @@ template <typename T, int R, int V> cudaError_t launch_cluster_staged(const mlxn
                             (uint32_t)stage);
 }
 
+// Rows past the one-block kernels (n > 16384, sm_90): a cluster of CL blocks a row, each block
+// a slice of the row's 16-byte words. The first pass reads the slice from global memory into
+// shared memory while each thread keeps a running (max, sum of exp) over its words, U words a
+// step (one rescale of the sum a step, not an element); the block's and then the cluster's merge
+// (distributed shared memory, one cluster barrier) give the row's; the second pass computes the
+// outputs from the shared copy, each thread its own words. Nothing of the row stays in registers,
+// so an SM runs as many blocks as their slices fit its shared memory (the in-register cluster
+// kernels above ran one block of 512 threads an SM: 37-42% of copy on vocabulary rows;
+// bench/NOTES.md, softmax). One row a cluster; the hardware places the next as one finishes.
+// Logits are kept in base-2 units (z log2 e), so each exponential is one MUFU.EX2: the
+// exponentials are two an element here, and expf is ~10 instructions.
+constexpr int SH_TH = 512;
+constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
+
+__device__ __forceinline__ float ex2(float x) // 2^x, 2 ulp; -inf gives 0, results under 2^-126 flush to 0
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// (m, s) and (m2, s2), each a max and a sum of 2^(z - max) in base-2 units, into (m, s)
+__device__ __forceinline__ void merge2(float &m, float &s, float m2, float s2)
+{
+    const float mn = fmaxf(m, m2);
+    if (mn != -INFINITY) {
+        s = s * ex2(m - mn) + s2 * ex2(m2 - mn);
+        m = mn;
+    }
+}
+
+template <typename T, int V>
+__global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softmax_args a, int64_t per)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // elements a word; words a thread loads at once (with a mask, as many again of it: 64 bytes)
+    constexpr int E = 16 / (int)sizeof(T), U = V == 0 ? 2 : 4;
+    extern __shared__ __align__(16) uint4 words[]; // this block's slice of x, then of the mask
+    __shared__ float red_m[SH_TH / 32], red_s[SH_TH / 32], part[2];
+    cg::cluster_group cluster = cg::this_cluster();
+    const int64_t rank = cluster.block_rank(), r = blockIdx.x / CL;
+    const int64_t all = a.n / E, w0 = rank * per < all ? rank * per : all;
+    const int nw = (int)(w0 + per < all ? per : all - w0);
+    uint4 *xs = words, *ms = words + per;
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    const uint4 *x = reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.x, r)) + w0;
+    const uint4 *mk = a.mask.base ? reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.mask, r)) + w0 : nullptr;
+    const float scale2 = a.scale * LOG2E;
+    // the base-2 logits of a word (raw x and mask words)
+    auto logits = [&](const uint4 &xw, const uint4 &mw, float (&z)[E]) {
+        const T *xv = reinterpret_cast<const T *>(&xw), *mv = reinterpret_cast<const T *>(&mw);
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            z[e] = V == 0 ? mlxn_softmax_logit(to_f(xv[e]), mk ? to_f(mv[e]) : 0.0f, a.scale, a.softcap) * LOG2E
+                          : to_f(xv[e]) * scale2;
+    };
+    float m = -INFINITY, s = 0.0f;
+    for (int i0 = threadIdx.x; i0 < nw; i0 += U * SH_TH) {
+        uint4 xw[U], mw[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + u * SH_TH;
+            if (i < nw) {
+                xw[u] = x[i];
+                if (V == 0 && mk)
+                    mw[u] = mk[i];
+            }
+        }
+        float z[U][E], mu = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + u * SH_TH;
+            if (i < nw) {
+                xs[i] = xw[u];
+                if (V == 0 && mk)
+                    ms[i] = mw[u];
+                logits(xw[u], mw[u], z[u]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    z[u][e] = -INFINITY;
+            }
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                mu = fmaxf(mu, z[u][e]);
+        }
+        // a step of -inf logits (masked, or past the slice) adds zeros whatever came before
+        const float mn = fmaxf(m, mu), msub = mn == -INFINITY ? 0.0f : mn;
+        float acc = 0.0f;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc += ex2(z[u][e] - msub);
+        s = s * ex2(m - msub) + acc;
+        m = mn;
+    }
+    // the row's (max, sum): over the warp, the block, then the cluster
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        merge2(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        red_m[warp] = m;
+        red_s[warp] = s;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        m = lane < SH_TH / 32 ? red_m[lane] : -INFINITY;
+        s = lane < SH_TH / 32 ? red_s[lane] : 0.0f;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            merge2(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+        if (lane == 0) {
+            part[0] = m;
+            part[1] = s;
+        }
+    }
+    cluster.sync();
+    m = -INFINITY;
+    s = 0.0f;
+    for (int q = 0; q < CL; q++)
+        merge2(m, s, *cluster.map_shared_rank(&part[0], q), *cluster.map_shared_rank(&part[1], q));
+    cluster.barrier_arrive(); // this block's part is read; its exit waits for the others' reads
+    uint4 *y = reinterpret_cast<uint4 *>(mlxn_rows_ptr(&a.y, r)) + w0;
+    // the outputs, with the row's variant decided once: plain 2^(z - m) / s, log (z - m) ln 2 - ln s
+    auto outputs = [&](auto log_c) {
+        constexpr bool LOG = decltype(log_c)::value;
+        const float inv = 1.0f / s, ls = logf(s);
+        for (int i = threadIdx.x; i < nw; i += SH_TH) {
+            float z[E];
+            logits(xs[i], V == 0 && mk ? ms[i] : xs[i], z);
+            __align__(16) T out[E];
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                out[e] = from_f<T>(LOG ? fmaf(z[e] - m, LN2, -ls) : ex2(z[e] - m) * inv);
+            y[i] = *reinterpret_cast<const uint4 *>(out);
+        }
+    };
+    const bool log = V == 0 ? a.log : V == 2;
+    if (m == -INFINITY) { // a row of -inf logits (all masked): zeros, or -inf for log-softmax
+        __align__(16) T out[E];
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            out[e] = from_f<T>(log ? -INFINITY : 0.0f);
+        for (int i = threadIdx.x; i < nw; i += SH_TH)
+            y[i] = *reinterpret_cast<const uint4 *>(out);
+    } else if (log) {
+        outputs(std::true_type());
+    } else {
+        outputs(std::false_type());
+    }
+    cluster.barrier_wait();
+#endif
+}
+
+// The shared-memory cluster kernel where a block's slices fit (x and mask: up to ~113 KB each of
+// 8 blocks at two blocks an SM, ~227 KB at one). *done false: the caller takes another kernel.
+template <typename T, int V> cudaError_t launch_cluster_shared(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
+{
+    static unsigned long long smem_done;
+    auto kernel = softmax_rows_shared<T, V>;
+    const int64_t per = (a.n / (16 / (int64_t)sizeof(T)) + CL - 1) / CL; // words a block
+    const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
+    *done = false;
+    int dev = 0, max_smem = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess || smem > (size_t)max_smem - 1024) // static shared memory: ~140 bytes
+        return e;
+    e = allow_smem(kernel, (size_t)max_smem - 1024, smem_done);
+    if (e != cudaSuccess)
+        return e;
+    *done = true;
+    return launch_clustered(kernel, dim3((unsigned)(a.n_rows * CL)), dim3(SH_TH), smem, s, pdl, (unsigned)CL, a, per);
+}
+
 template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
     const bool four = a.n <= (int64_t)CL * CL_TH * 4 * RUN;
     bool done = false;
-    cudaError_t e = four ? launch_cluster_staged<T, 4, V>(a, s, pdl, &done) : launch_cluster_staged<T, 8, V>(a, s, pdl, &done);
+    cudaError_t e = launch_cluster_shared<T, V>(a, s, pdl, &done);
+    if (done || e != cudaSuccess)
+        return e;
+    e = four ? launch_cluster_staged<T, 4, V>(a, s, pdl, &done) : launch_cluster_staged<T, 8, V>(a, s, pdl, &done);
     if (done || e != cudaSuccess)
         return e;
     const int64_t rows = a.n_rows < 65535 / CL ? a.n_rows : 65535 / CL;
