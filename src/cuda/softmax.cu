@@ -2,9 +2,9 @@
 // registers (runs of 8 elements, 16-byte accesses), so a row is read once and written once, the
 // max and the sum being two block reductions: on sm_90 their loads run ahead through a ring of
 // shared-memory stages filled by the bulk copy engine, else they are read straight into
-// registers; longer rows (up to CL_N) take a cluster of blocks a row. Other rows take two passes
-// (the second read mostly from L2), each thread keeping a running (max, sum of exp) over its
-// elements, merged across the block.
+// registers; longer rows take a cluster of blocks a row, each block's slice of it read once into
+// shared memory. Other rows take two passes (the second read mostly from L2), each thread keeping
+// a running (max, sum of exp) over its elements, merged across the block.
 #include "../core/softmax_math.h"
 #include "block_reduce.cuh"
 #include "bulk_copy.cuh"
@@ -65,31 +65,10 @@ __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args 
     }
 }
 
-// A cluster's (sm_90) max or sum of its blocks' values v (each block's, the same in all of its
-// threads), through distributed shared memory: slot is this block's shared word for it. Two
-// slots alternate (max, sum) so a block may write the next one while others still read the
-// last; the caller syncs the cluster once more before its blocks exit.
-template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(float v, float *slot)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cg::cluster_group cluster = cg::this_cluster();
-    if (threadIdx.x == 0)
-        *slot = v;
-    cluster.sync();
-    v = MAX ? -INFINITY : 0.0f;
-    for (int q = 0; q < CL; q++) {
-        const float w = *cluster.map_shared_rank(slot, q);
-        v = MAX ? fmaxf(v, w) : v + w;
-    }
-#endif
-    return v;
-}
-
 // One row's softmax with the row in registers, by TH threads holding up to R runs of RUN
-// elements each: this thread's runs of [run0, run1) of x (and mask), read from global or shared
-// memory (element i at x[i - src0]: a staged slice starts at its first run), are stored to y.
-// CL > 1: the block holds a slice of the row and the slices' max and sum are combined across its
-// cluster. `read_done` runs in every thread once all of the block's threads have read x and mask
+// elements each: this thread's runs of the row's `runs` of x (and mask), read from global or
+// shared memory, are stored to y.
+// `read_done` runs in every thread once all of the block's threads have read x and mask
 // (after the max's block barrier), for a caller that refills them.
 // The max comes first (one block reduction), then exp(z - max) once per element, kept for the
 // output, and its sum (a second): one expf per element and a reciprocal per row, where the
@@ -98,23 +77,22 @@ template <int CL, bool MAX> __device__ __forceinline__ float cluster_reduce1(flo
 // 0 any (mask, softcap, log: selected per element), 1 softmax and 2 log-softmax of rows without
 // mask or softcap, which then run without the ~6 selects an element of ~20 instructions
 // (bench/NOTES.md, softmax).
-template <int V, typename T, int TH, int R, int CL, typename F>
+template <int V, typename T, int TH, int R, typename F>
 __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
-                                            int64_t run0, int64_t run1, int64_t src0, float *red, float (&part)[2],
-                                            F read_done)
+                                            int64_t runs, float *red, F read_done)
 {
     float z[R][RUN];
     float m = -INFINITY;
 #pragma unroll
     for (int j = 0; j < R; j++) {
-        const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
-        if (run >= run1)
+        const int64_t run = (int64_t)j * TH + threadIdx.x, i = run * RUN;
+        if (run >= runs)
             break;
-        load_run(x + (i - src0), z[j]);
+        load_run(x + i, z[j]);
         if constexpr (V == 0) {
             float mv[RUN];
             if (mask)
-                load_run(mask + (i - src0), mv);
+                load_run(mask + i, mv);
 #pragma unroll
             for (int e = 0; e < RUN; e++) {
                 z[j][e] = mlxn_softmax_logit(z[j][e], mask ? mv[e] : 0.0f, a.scale, a.softcap);
@@ -130,15 +108,13 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
     }
     m = block_max(m, red);
     read_done();
-    if constexpr (CL > 1)
-        m = cluster_reduce1<CL, true>(m, &part[0]);
     // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
     const float msub = m == -INFINITY ? 0.0f : m;
     const bool log = V == 0 ? a.log : V == 2;
     float s = 0.0f;
 #pragma unroll
     for (int j = 0; j < R; j++) {
-        if (run0 + (int64_t)j * TH + threadIdx.x >= run1)
+        if ((int64_t)j * TH + threadIdx.x >= runs)
             break;
 #pragma unroll
         for (int e = 0; e < RUN; e++) {
@@ -149,15 +125,13 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
         }
     }
     s = block_sum(s, red);
-    if constexpr (CL > 1)
-        s = cluster_reduce1<CL, false>(s, &part[1]);
     // an all -inf row has p = 0 and s = 0: inv = 0 gives its zeros
     const float inv = m == -INFINITY ? 0.0f : 1.0f / s, ls = logf(s);
     const bool neg_inf_row = V == 2 && m == -INFINITY; // log-softmax's -inf outputs, branched once
 #pragma unroll
     for (int j = 0; j < R; j++) {
-        const int64_t run = run0 + (int64_t)j * TH + threadIdx.x, i = run * RUN;
-        if (run >= run1)
+        const int64_t run = (int64_t)j * TH + threadIdx.x, i = run * RUN;
+        if (run >= runs)
             break;
         float out[RUN];
 #pragma unroll
@@ -177,56 +151,33 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
     }
 }
 
-// Rows of n <= CL * TH * R * RUN, n % RUN == 0, aligned, read straight into registers. CL > 1:
-// a cluster of CL blocks shares a row, each block a slice of its runs (vocabulary rows: one
-// block a row left 256 rows of 151936 at 12% of copy); CL blocks of the grid per row. The
-// cluster kernels run one block an SM anyway; asked to fit more, ptxas spilled them.
-template <typename T, int TH, int R, int CL, int V>
-__global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0) softmax_rows_in_registers(const mlxn_softmax_args a)
+// Rows of n <= TH * R * RUN, n % RUN == 0, aligned, read straight into registers.
+template <typename T, int TH, int R, int V>
+__global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softmax_args a)
 {
-    __shared__ float red[32], part[2]; // red: block_reduce.cuh's scratch
+    __shared__ float red[32]; // block_reduce.cuh's scratch
     wait_for_previous_kernel();
     allow_next_kernel();
-    // this block's slice of a row: runs [run0, run1)
-    int rank = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (CL > 1)
-        rank = (int)cg::this_cluster().block_rank();
-#endif
-    const int64_t runs = a.n / RUN, per = (runs + CL - 1) / CL;
-    const int64_t run0 = rank * per, run1 = run0 + per < runs ? run0 + per : runs;
-    for (int64_t r = blockIdx.x / CL; r < a.n_rows; r += gridDim.x / CL) {
+    for (int64_t r = blockIdx.x; r < a.n_rows; r += gridDim.x) {
         const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
-        softmax_row<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
-                                     reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, 0, red, part, [] {});
+        softmax_row<V, T, TH, R>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
+                                 reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), a.n / RUN, red, [] {});
     }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (CL > 1)
-        cg::this_cluster().sync(); // the others may still read this block's part
-#endif
 }
 
 // The same rows with their loads running ahead (sm_90): a ring of `stages` buffers in shared
-// memory (this block's slice of x, then of the mask, stage_bytes each), filled by the bulk copy
-// engine; a stage is refilled as soon as the block has read it (at its max). Read straight into
+// memory (the row of x, then of the mask, stage_bytes each), filled by the bulk copy engine; a
+// stage is refilled as soon as the block has read it (at its max). Read straight into
 // registers, a block's loads stopped from its max until its stores (78-80% of copy on 4096-wide
-// rows; 31% on vocabulary rows in clusters, one block an SM); here the next row is on its way
-// whatever the block computes. CL > 1: a cluster a row, as above. Rows r, r + grid / CL, ...
-template <typename T, int TH, int R, int CL, int V>
-__global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
-    softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
+// rows); here the next row is on its way whatever the block computes. Rows r, r + grid, ...
+template <typename T, int TH, int R, int V>
+__global__ void __launch_bounds__(TH) softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
 {
     extern __shared__ __align__(128) unsigned char ring[];
-    __shared__ float red[32], part[2];
+    __shared__ float red[32];
     __shared__ uint64_t full[8]; // one mbarrier a stage (stages <= 8)
-    int rank = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (CL > 1)
-        rank = (int)cg::this_cluster().block_rank();
-#endif
-    const int64_t runs = a.n / RUN, per = (runs + CL - 1) / CL;
-    const int64_t run0 = rank * per < runs ? rank * per : runs, run1 = run0 + per < runs ? run0 + per : runs;
-    const uint32_t slice = (uint32_t)((run1 - run0) * RUN * (int64_t)sizeof(T)); // bytes of x a stage
+    const int64_t runs = a.n / RUN;
+    const uint32_t slice = (uint32_t)(a.n * (int64_t)sizeof(T)); // bytes of x a stage
     if (threadIdx.x == 0) {
         for (int st = 0; st < stages; st++)
             mbar_init(&full[st], 1);
@@ -241,13 +192,12 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
         fence_proxy_async_shared();
         mbar_arrive_expect(&full[st], a.mask.base ? 2 * slice : slice);
         if (slice) {
-            bulk_copy(b, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)) + run0 * RUN, slice, &full[st]);
+            bulk_copy(b, mlxn_rows_ptr(&a.x, r), slice, &full[st]);
             if (a.mask.base)
-                bulk_copy(b + slice, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) + run0 * RUN, slice,
-                          &full[st]);
+                bulk_copy(b + slice, mlxn_rows_ptr(&a.mask, r), slice, &full[st]);
         }
     };
-    const int64_t r0 = blockIdx.x / CL, step = gridDim.x / CL;
+    const int64_t r0 = blockIdx.x, step = gridDim.x;
     if (threadIdx.x == 0)
         for (int st = 0; st < stages && r0 + st * step < a.n_rows; st++)
             fill(r0 + st * step, st);
@@ -258,22 +208,17 @@ __global__ void __launch_bounds__(TH, CL > 1 ? 1 : 0)
         mbar_wait(&full[st], parity);
         const int64_t next = r + stages * step;
         const int cur = st;
-        softmax_row<V, T, TH, R, CL>(a, reinterpret_cast<const T *>(b),
-                                     a.mask.base ? reinterpret_cast<const T *>(b + slice) : nullptr,
-                                     reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), run0, run1, run0 * RUN, red, part,
-                                     [&] {
-                                         if (threadIdx.x == 0 && next < a.n_rows)
-                                             fill(next, cur);
-                                     });
+        softmax_row<V, T, TH, R>(a, reinterpret_cast<const T *>(b),
+                                 a.mask.base ? reinterpret_cast<const T *>(b + slice) : nullptr,
+                                 reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), runs, red, [&] {
+                                     if (threadIdx.x == 0 && next < a.n_rows)
+                                         fill(next, cur);
+                                 });
         if (++st == stages) {
             st = 0;
             parity ^= 1;
         }
     }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (CL > 1)
-        cg::this_cluster().sync(); // the others may still read this block's part
-#endif
 }
 
 // A row's data lives in registers, so the rows resident on an SM (the bytes in flight) are
@@ -283,14 +228,14 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
 {
     const int64_t runs = (a.n / RUN + 127) / 128; // runs per thread at 128 threads
     if (runs <= 1)
-        return launch(softmax_rows_in_registers<T, 128, 1, 1, V>, grid, dim3(128), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 1, V>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 2)
-        return launch(softmax_rows_in_registers<T, 128, 2, 1, V>, grid, dim3(128), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 2, V>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 4)
-        return launch(softmax_rows_in_registers<T, 128, 4, 1, V>, grid, dim3(128), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 4, V>, grid, dim3(128), 0, s, pdl, a);
     if (runs <= 8)
-        return launch(softmax_rows_in_registers<T, 128, 8, 1, V>, grid, dim3(128), 0, s, pdl, a);
-    return launch(softmax_rows_in_registers<T, 256, 8, 1, V>, grid, dim3(256), 0, s, pdl, a);
+        return launch(softmax_rows_in_registers<T, 128, 8, V>, grid, dim3(128), 0, s, pdl, a);
+    return launch(softmax_rows_in_registers<T, 256, 8, V>, grid, dim3(256), 0, s, pdl, a);
 }
 
 // The staged kernel's rows: n as the in-register kernel takes them, x and mask within 32 KB a
@@ -303,7 +248,7 @@ constexpr uint32_t STAGE_MAX = 32 * 1024, RING = 32 * 1024;
 template <typename T, int TH, int R, int V> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
 {
     static unsigned long long smem_done;
-    auto kernel = softmax_rows_staged<T, TH, R, 1, V>;
+    auto kernel = softmax_rows_staged<T, TH, R, V>;
     const uint32_t stage_bytes = ((uint32_t)(a.n * sizeof(T)) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
     const int stages = RING / stage_bytes < 2 ? 2 : RING / stage_bytes > 8 ? 8 : (int)(RING / stage_bytes);
     const size_t smem = (size_t)stages * stage_bytes;
@@ -336,62 +281,20 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
     return launch_staged_k<T, 256, 8, V>(a, s, pdl);
 }
 
-// Rows past the one-block kernel (n > 16384) up to CL_N: a cluster of 8 blocks of 512 threads
-// a row, 4 or 8 runs a thread (sm_90). Staged when a block's slices fit a stage of CL_STAGE_MAX
-// (two stages when they fit): as many clusters as the GPU holds at once, each taking rows in
-// turn; else straight into registers, a cluster per row. (The staged 8-run variant spills 48
-// bytes at 128 registers and still beats the in-register one: bench/NOTES.md, softmax.)
-constexpr int CL = 8, CL_TH = 512;
-constexpr int64_t CL_N = (int64_t)CL * CL_TH * 8 * RUN;
-constexpr uint32_t CL_RING_MAX = 200 * 1024, CL_STAGE_MAX = CL_RING_MAX;
-
-template <typename T, int R, int V> cudaError_t launch_cluster_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
-{
-    static unsigned long long smem_done;
-    auto kernel = softmax_rows_staged<T, CL_TH, R, CL, V>;
-    const int64_t per = (a.n / RUN + CL - 1) / CL;
-    const uint64_t stage = ((uint64_t)per * RUN * sizeof(T) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
-    *done = false;
-    if (stage > CL_STAGE_MAX)
-        return cudaSuccess;
-    const int stages = 2 * stage <= CL_RING_MAX ? 2 : 1;
-    const size_t smem = (size_t)stages * stage;
-    cudaError_t e = allow_smem(kernel, CL_RING_MAX, smem_done);
-    if (e != cudaSuccess)
-        return e;
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = CL;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.gridDim = dim3(CL);
-    cfg.blockDim = dim3(CL_TH);
-    cfg.dynamicSmemBytes = smem;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    int clusters = 0;
-    e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
-    if (e != cudaSuccess || clusters < 1)
-        return e;
-    *done = true;
-    const int64_t rows = a.n_rows < clusters ? a.n_rows : clusters;
-    return launch_clustered(kernel, dim3((unsigned)(rows * CL)), dim3(CL_TH), smem, s, pdl, (unsigned)CL, a, stages,
-                            (uint32_t)stage);
-}
-
-// Rows past the one-block kernels (n > 16384, sm_90): a cluster of CL blocks a row, each block
-// a slice of the row's 16-byte words. The first pass reads the slice from global memory into
-// shared memory while each thread keeps a running (max, sum of exp) over its words, U words a
-// step (one rescale of the sum a step, not an element); the block's and then the cluster's merge
-// (distributed shared memory, one cluster barrier) give the row's; the second pass computes the
-// outputs from the shared copy, each thread its own words. Nothing of the row stays in registers,
-// so an SM runs as many blocks as their slices fit its shared memory (the in-register cluster
-// kernels above ran one block of 512 threads an SM: 37-42% of copy on vocabulary rows;
-// bench/NOTES.md, softmax). One row a cluster; the hardware places the next as one finishes.
-// Logits are kept in base-2 units (z log2 e), so each exponential is one MUFU.EX2: the
-// exponentials are two an element here, and expf is ~10 instructions.
+// Rows past the one-block kernels (n > 16384, sm_90): a cluster of 8 blocks a row (16 where a
+// slice of 8 would not fit), each block a slice of the row's 16-byte words. The first pass reads
+// the slice from global memory into shared memory while each thread keeps a running (max, sum of
+// exp) over its words, U words a step (one rescale of the sum a step, not an element); the
+// block's and then the cluster's merge (distributed shared memory, one cluster barrier) give the
+// row's; the second pass computes the outputs from the shared copy, each thread its own words.
+// Nothing of the row stays in registers, so an SM runs as many blocks as their slices fit its
+// shared memory (the in-register cluster kernels this replaced ran one block of 512 threads an
+// SM: 37-42% of copy on vocabulary rows; bench/NOTES.md, softmax). One row a cluster; the
+// hardware places the next as one finishes. Logits are kept in base-2 units (z log2 e), so each
+// exponential is one MUFU.EX2: the exponentials are two an element here, and expf is ~10
+// instructions.
 constexpr int SH_TH = 512;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
 constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
 
 __device__ __forceinline__ float ex2(float x) // 2^x, 2 ulp; -inf gives 0, results under 2^-126 flush to 0
@@ -410,6 +313,7 @@ __device__ __forceinline__ void merge2(float &m, float &s, float m2, float s2)
         m = mn;
     }
 }
+#endif
 
 template <typename T, int V>
 __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softmax_args a, int64_t per)
@@ -420,7 +324,8 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     extern __shared__ __align__(16) uint4 words[]; // this block's slice of x, then of the mask
     __shared__ float red_m[SH_TH / 32], red_s[SH_TH / 32], part[2];
     cg::cluster_group cluster = cg::this_cluster();
-    const int64_t rank = cluster.block_rank(), r = blockIdx.x / CL;
+    const int cl = (int)cluster.num_blocks();
+    const int64_t rank = cluster.block_rank(), r = blockIdx.x / cl;
     const int64_t all = a.n / E, w0 = rank * per < all ? rank * per : all;
     const int nw = (int)(w0 + per < all ? per : all - w0);
     uint4 *xs = words, *ms = words + per;
@@ -502,7 +407,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     cluster.sync();
     m = -INFINITY;
     s = 0.0f;
-    for (int q = 0; q < CL; q++)
+    for (int q = 0; q < cl; q++)
         merge2(m, s, *cluster.map_shared_rank(&part[0], q), *cluster.map_shared_rank(&part[1], q));
     cluster.barrier_arrive(); // this block's part is read; its exit waits for the others' reads
     uint4 *y = reinterpret_cast<uint4 *>(mlxn_rows_ptr(&a.y, r)) + w0;
@@ -537,45 +442,56 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
 #endif
 }
 
-// The shared-memory cluster kernel where a block's slices fit (x and mask: up to ~113 KB each of
-// 8 blocks at two blocks an SM, ~227 KB at one). *done false: the caller takes another kernel.
-template <typename T, int V> cudaError_t launch_cluster_shared(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
+// The shared-memory cluster kernel where a block's slice of x and mask fits (up to ~113 KB at two
+// blocks an SM, ~227 KB at one): in clusters of 8 blocks, else of 16 (a size the hardware does
+// not promise: only where the GPU says it can run one). *done false: the caller takes the generic
+// kernel.
+template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
 {
-    static unsigned long long smem_done;
+    static unsigned long long smem_done, wide_done;
     auto kernel = softmax_rows_shared<T, V>;
-    const int64_t per = (a.n / (16 / (int64_t)sizeof(T)) + CL - 1) / CL; // words a block
-    const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
+    const int64_t words = a.n / (16 / (int64_t)sizeof(T));
     *done = false;
     int dev = 0, max_smem = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (e != cudaSuccess || smem > (size_t)max_smem - 1024) // static shared memory: ~140 bytes
-        return e;
-    e = allow_smem(kernel, (size_t)max_smem - 1024, smem_done);
-    if (e != cudaSuccess)
-        return e;
-    *done = true;
-    return launch_clustered(kernel, dim3((unsigned)(a.n_rows * CL)), dim3(SH_TH), smem, s, pdl, (unsigned)CL, a, per);
-}
-
-template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
-{
-    const bool four = a.n <= (int64_t)CL * CL_TH * 4 * RUN;
-    bool done = false;
-    cudaError_t e = launch_cluster_shared<T, V>(a, s, pdl, &done);
-    if (done || e != cudaSuccess)
-        return e;
-    e = four ? launch_cluster_staged<T, 4, V>(a, s, pdl, &done) : launch_cluster_staged<T, 8, V>(a, s, pdl, &done);
-    if (done || e != cudaSuccess)
-        return e;
-    const int64_t rows = a.n_rows < 65535 / CL ? a.n_rows : 65535 / CL;
-    const dim3 grid((unsigned)(rows * CL));
-    if (four)
-        return launch_clustered(softmax_rows_in_registers<T, CL_TH, 4, CL, V>, grid, dim3(CL_TH), 0, s, pdl,
-                                (unsigned)CL, a);
-    return launch_clustered(softmax_rows_in_registers<T, CL_TH, 8, CL, V>, grid, dim3(CL_TH), 0, s, pdl, (unsigned)CL,
-                            a);
+    const size_t cap = (size_t)max_smem - 1024; // the static shared memory: ~140 bytes
+    for (unsigned cl = 8; e == cudaSuccess && cl <= 16; cl *= 2) {
+        const int64_t per = (words + cl - 1) / cl; // words a block
+        const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
+        if (smem > cap || a.n_rows > INT32_MAX / cl) // one row a cluster: the grid's x is under 2^31
+            continue;
+        e = allow_smem(kernel, cap, smem_done);
+        if (e == cudaSuccess && cl == 16) {
+            if (!(__atomic_load_n(&wide_done, __ATOMIC_RELAXED) >> dev & 1)) {
+                e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+                if (e == cudaSuccess)
+                    __atomic_fetch_or(&wide_done, 1ull << dev, __ATOMIC_RELAXED);
+            }
+            cudaLaunchConfig_t cfg = {};
+            cudaLaunchAttribute attr;
+            attr.id = cudaLaunchAttributeClusterDimension;
+            attr.val.clusterDim.x = cl;
+            attr.val.clusterDim.y = 1;
+            attr.val.clusterDim.z = 1;
+            cfg.gridDim = dim3(cl);
+            cfg.blockDim = dim3(SH_TH);
+            cfg.dynamicSmemBytes = smem;
+            cfg.attrs = &attr;
+            cfg.numAttrs = 1;
+            int clusters = 0;
+            if (e == cudaSuccess)
+                e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+            if (e != cudaSuccess || clusters < 1)
+                return e;
+        }
+        if (e != cudaSuccess)
+            return e;
+        *done = true;
+        return launch_clustered(kernel, dim3((unsigned)(a.n_rows * cl)), dim3(SH_TH), smem, s, pdl, cl, a, per);
+    }
+    return e;
 }
 
 bool sm90_or_later()
@@ -618,9 +534,14 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
         return by_type(*a, [&](auto t, auto v) {
             return launch_in_registers<decltype(t), decltype(v)::value>(*a, grid, s, pdl);
         });
-    const bool in_cluster = a->n % RUN == 0 && a->n <= CL_N && rows_aligned16(a->x) && rows_aligned16(a->mask) &&
+    const bool in_cluster = a->n % RUN == 0 && rows_aligned16(a->x) && rows_aligned16(a->mask) &&
                             rows_aligned16(a->y) && sm90_or_later();
-    if (in_cluster)
-        return by_type(*a, [&](auto t, auto v) { return launch_cluster<decltype(t), decltype(v)::value>(*a, s, pdl); });
+    if (in_cluster) {
+        bool done = false;
+        const cudaError_t e = by_type(
+            *a, [&](auto t, auto v) { return launch_cluster<decltype(t), decltype(v)::value>(*a, s, pdl, &done); });
+        if (done || e != cudaSuccess)
+            return e;
+    }
     return launch(softmax_rows, grid, dim3(THREADS), 0, s, pdl, *a);
 }
