@@ -442,55 +442,59 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
 #endif
 }
 
-// The shared-memory cluster kernel where a block's slice of x and mask fits (up to ~113 KB at two
-// blocks an SM, ~227 KB at one): in clusters of 8 blocks, else of 16 (a size the hardware does
-// not promise: only where the GPU says it can run one). *done false: the caller takes the generic
-// kernel.
+// The shared-memory cluster kernel where a block's slice of x and mask fits, in clusters of 8
+// blocks or of 16 (a size the hardware does not promise: only where the GPU says it can run one):
+// the first that lets two blocks share an SM (slices up to ~111 KB), else the first that fits one
+// (~227 KB). *done false: the caller takes the generic kernel.
 template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
 {
     static unsigned long long smem_done, wide_done;
     auto kernel = softmax_rows_shared<T, V>;
     const int64_t words = a.n / (16 / (int64_t)sizeof(T));
     *done = false;
-    int dev = 0, max_smem = 0;
+    int dev = 0, max_smem = 0, sm_smem = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    const size_t cap = (size_t)max_smem - 1024; // the static shared memory: ~140 bytes
-    for (unsigned cl = 8; e == cudaSuccess && cl <= 16; cl *= 2) {
-        const int64_t per = (words + cl - 1) / cl; // words a block
-        const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
-        if (smem > cap || a.n_rows > INT32_MAX / cl) // one row a cluster: the grid's x is under 2^31
-            continue;
-        e = allow_smem(kernel, cap, smem_done);
-        if (e == cudaSuccess && cl == 16) {
-            if (!(__atomic_load_n(&wide_done, __ATOMIC_RELAXED) >> dev & 1)) {
-                e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    // a block's own: the static shared memory (~140 bytes) and the 1 KB the system reserves
+    const size_t caps[2] = {(size_t)sm_smem / 2 - 2048, (size_t)max_smem - 1024};
+    for (int c = 0; c < 2; c++)
+        for (unsigned cl = 8; e == cudaSuccess && cl <= 16; cl *= 2) {
+            const int64_t per = (words + cl - 1) / cl; // words a block
+            const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
+            if (smem > caps[c] || a.n_rows > INT32_MAX / cl) // one row a cluster: the grid's x is under 2^31
+                continue;
+            e = allow_smem(kernel, caps[1], smem_done);
+            if (e == cudaSuccess && cl == 16) {
+                if (!(__atomic_load_n(&wide_done, __ATOMIC_RELAXED) >> dev & 1)) {
+                    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+                    if (e == cudaSuccess)
+                        __atomic_fetch_or(&wide_done, 1ull << dev, __ATOMIC_RELAXED);
+                }
+                cudaLaunchConfig_t cfg = {};
+                cudaLaunchAttribute attr;
+                attr.id = cudaLaunchAttributeClusterDimension;
+                attr.val.clusterDim.x = cl;
+                attr.val.clusterDim.y = 1;
+                attr.val.clusterDim.z = 1;
+                cfg.gridDim = dim3(cl);
+                cfg.blockDim = dim3(SH_TH);
+                cfg.dynamicSmemBytes = smem;
+                cfg.attrs = &attr;
+                cfg.numAttrs = 1;
+                int clusters = 0;
                 if (e == cudaSuccess)
-                    __atomic_fetch_or(&wide_done, 1ull << dev, __ATOMIC_RELAXED);
+                    e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+                if (e == cudaSuccess && clusters < 1)
+                    continue;
             }
-            cudaLaunchConfig_t cfg = {};
-            cudaLaunchAttribute attr;
-            attr.id = cudaLaunchAttributeClusterDimension;
-            attr.val.clusterDim.x = cl;
-            attr.val.clusterDim.y = 1;
-            attr.val.clusterDim.z = 1;
-            cfg.gridDim = dim3(cl);
-            cfg.blockDim = dim3(SH_TH);
-            cfg.dynamicSmemBytes = smem;
-            cfg.attrs = &attr;
-            cfg.numAttrs = 1;
-            int clusters = 0;
-            if (e == cudaSuccess)
-                e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
-            if (e != cudaSuccess || clusters < 1)
+            if (e != cudaSuccess)
                 return e;
+            *done = true;
+            return launch_clustered(kernel, dim3((unsigned)(a.n_rows * cl)), dim3(SH_TH), smem, s, pdl, cl, a, per);
         }
-        if (e != cudaSuccess)
-            return e;
-        *done = true;
-        return launch_clustered(kernel, dim3((unsigned)(a.n_rows * cl)), dim3(SH_TH), smem, s, pdl, cl, a, per);
-    }
     return e;
 }
 
