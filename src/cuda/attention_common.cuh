@@ -11,8 +11,6 @@ namespace {
 
 using namespace mlxn_cuda;
 
-constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
-
 // ------------------------------------------------------------------ shared pieces
 
 // Positions, query rows and heads are 32-bit in the kernels: the launcher sends calls with S or

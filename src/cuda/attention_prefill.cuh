@@ -52,15 +52,6 @@ __device__ __forceinline__ int clamp_to_tile(int x, int n)
     return x < 0 ? 0 : x > n ? n : x;
 }
 
-// 2^x on the special-function unit; subnormal results flush to 0 (a weight below 2^-126 of the
-// row's largest, which weighs 1)
-__device__ __forceinline__ float ex2(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 constexpr float RESCALE_SLACK = 8.0f; // log2 units: see prefill_softmax
 
 // The block's query rows [row0, row0 + BM) (packed (t, head-in-group) order; rows past rows_here

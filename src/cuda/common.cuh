@@ -75,6 +75,18 @@ __device__ __forceinline__ void prefetch_l2(const void *p, int64_t bytes)
 #endif
 }
 
+// Softmax in base-2 units (logits times log2 e) takes its exponentials as ex2 below.
+constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
+
+// 2^x on the special-function unit (2 ulp); -inf gives 0 and results under 2^-126 flush to 0 (a
+// weight below 2^-126 of a row's largest, which weighs 1)
+__device__ __forceinline__ float ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 __device__ __forceinline__ float warp_sum(float v)
 {
 #pragma unroll

@@ -295,15 +295,6 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
 // instructions.
 constexpr int SH_TH = 512;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
-constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
-
-__device__ __forceinline__ float ex2(float x) // 2^x, 2 ulp; -inf gives 0, results under 2^-126 flush to 0
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 // (m, s) and (m2, s2), each a max and a sum of 2^(z - max) in base-2 units, into (m, s)
 __device__ __forceinline__ void merge2(float &m, float &s, float m2, float s2)
 {
@@ -312,6 +303,14 @@ __device__ __forceinline__ void merge2(float &m, float &s, float m2, float s2)
         s = s * ex2(m - mn) + s2 * ex2(m2 - mn);
         m = mn;
     }
+}
+
+// merge2 over the warp's lanes (every lane gets the result)
+__device__ __forceinline__ void warp_merge2(float &m, float &s)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        merge2(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
 }
 #endif
 
@@ -384,9 +383,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
         m = mn;
     }
     // the row's (max, sum): over the warp, the block, then the cluster
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        merge2(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+    warp_merge2(m, s);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) {
         red_m[warp] = m;
@@ -396,9 +393,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     if (warp == 0) {
         m = lane < SH_TH / 32 ? red_m[lane] : -INFINITY;
         s = lane < SH_TH / 32 ? red_s[lane] : 0.0f;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            merge2(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+        warp_merge2(m, s);
         if (lane == 0) {
             part[0] = m;
             part[1] = s;
@@ -442,13 +437,49 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
 #endif
 }
 
+// Whether clusters of 16 of `kernel` (a size the hardware does not promise) run on device dev:
+// asked once per device, at the largest slice `smem` (one block an SM; a smaller slice only lets
+// more share an SM), after allowing the size. Bits per device: known, then the answer.
+template <typename K> cudaError_t wide_clusters(K kernel, int dev, size_t smem, bool *ok)
+{
+    static unsigned long long known, yes;
+    *ok = false;
+    if (dev >= 64)
+        return cudaSuccess;
+    *ok = __atomic_load_n(&yes, __ATOMIC_RELAXED) >> dev & 1;
+    if (__atomic_load_n(&known, __ATOMIC_RELAXED) >> dev & 1)
+        return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = 16;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(16);
+    cfg.blockDim = dim3(SH_TH);
+    cfg.dynamicSmemBytes = smem;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+    if (e != cudaSuccess)
+        return e;
+    *ok = clusters > 0;
+    if (*ok)
+        __atomic_fetch_or(&yes, 1ull << dev, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&known, 1ull << dev, __ATOMIC_RELAXED);
+    return cudaSuccess;
+}
+
 // The shared-memory cluster kernel where a block's slice of x and mask fits, in clusters of 8
-// blocks or of 16 (a size the hardware does not promise: only where the GPU says it can run one):
-// the first that lets two blocks share an SM (slices up to ~111 KB), else the first that fits one
-// (~227 KB). *done false: the caller takes the generic kernel.
+// blocks or of 16 (where the GPU runs them): the first that lets two blocks share an SM (slices up
+// to ~111 KB), else the first that fits one (~227 KB). *done false: the caller takes the generic
+// kernel.
 template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
 {
-    static unsigned long long smem_done, wide_done;
+    static unsigned long long smem_done;
     auto kernel = softmax_rows_shared<T, V>;
     const int64_t words = a.n / (16 / (int64_t)sizeof(T));
     *done = false;
@@ -460,38 +491,17 @@ template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args 
         e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
     // a block's own: the static shared memory (~140 bytes) and the 1 KB the system reserves
     const size_t caps[2] = {(size_t)sm_smem / 2 - 2048, (size_t)max_smem - 1024};
-    for (int c = 0; c < 2; c++)
-        for (unsigned cl = 8; e == cudaSuccess && cl <= 16; cl *= 2) {
+    bool wide = false;
+    if (e == cudaSuccess)
+        e = allow_smem(kernel, caps[1], smem_done);
+    if (e == cudaSuccess)
+        e = wide_clusters(kernel, dev, caps[1], &wide);
+    for (int c = 0; c < 2 && e == cudaSuccess; c++)
+        for (unsigned cl = 8; cl <= (wide ? 16u : 8u); cl *= 2) {
             const int64_t per = (words + cl - 1) / cl; // words a block
             const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
             if (smem > caps[c] || a.n_rows > INT32_MAX / cl) // one row a cluster: the grid's x is under 2^31
                 continue;
-            e = allow_smem(kernel, caps[1], smem_done);
-            if (e == cudaSuccess && cl == 16) {
-                if (!(__atomic_load_n(&wide_done, __ATOMIC_RELAXED) >> dev & 1)) {
-                    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-                    if (e == cudaSuccess)
-                        __atomic_fetch_or(&wide_done, 1ull << dev, __ATOMIC_RELAXED);
-                }
-                cudaLaunchConfig_t cfg = {};
-                cudaLaunchAttribute attr;
-                attr.id = cudaLaunchAttributeClusterDimension;
-                attr.val.clusterDim.x = cl;
-                attr.val.clusterDim.y = 1;
-                attr.val.clusterDim.z = 1;
-                cfg.gridDim = dim3(cl);
-                cfg.blockDim = dim3(SH_TH);
-                cfg.dynamicSmemBytes = smem;
-                cfg.attrs = &attr;
-                cfg.numAttrs = 1;
-                int clusters = 0;
-                if (e == cudaSuccess)
-                    e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
-                if (e == cudaSuccess && clusters < 1)
-                    continue;
-            }
-            if (e != cudaSuccess)
-                return e;
             *done = true;
             return launch_clustered(kernel, dim3((unsigned)(a.n_rows * cl)), dim3(SH_TH), smem, s, pdl, cl, a, per);
         }
