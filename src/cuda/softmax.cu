@@ -333,13 +333,23 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     const uint4 *x = reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.x, r)) + w0;
     const uint4 *mk = a.mask.base ? reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.mask, r)) + w0 : nullptr;
     const float scale2 = a.scale * LOG2E;
-    // the base-2 logits of a word (raw x and mask words)
+    // the base-2 logits of a word (raw x and mask words); the softcap's test once a word, not an
+    // element (both passes run it)
     auto logits = [&](const uint4 &xw, const uint4 &mw, float (&z)[E]) {
         const T *xv = reinterpret_cast<const T *>(&xw), *mv = reinterpret_cast<const T *>(&mw);
+        if (V == 0 && a.softcap > 0.0f) {
 #pragma unroll
-        for (int e = 0; e < E; e++)
-            z[e] = V == 0 ? mlxn_softmax_logit(to_f(xv[e]), mk ? to_f(mv[e]) : 0.0f, a.scale, a.softcap) * LOG2E
-                          : to_f(xv[e]) * scale2;
+            for (int e = 0; e < E; e++)
+                z[e] = mlxn_softmax_logit(to_f(xv[e]), mk ? to_f(mv[e]) : 0.0f, a.scale, a.softcap) * LOG2E;
+        } else if (V == 0 && mk) {
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                z[e] = fmaf(to_f(xv[e]), scale2, to_f(mv[e]) * LOG2E);
+        } else {
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                z[e] = to_f(xv[e]) * scale2;
+        }
     };
     float m = -INFINITY, s = 0.0f;
     for (int i0 = threadIdx.x; i0 < nw; i0 += U * SH_TH) {
@@ -438,11 +448,12 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
 }
 
 // Whether clusters of 16 of `kernel` (a size the hardware does not promise) run on device dev:
-// asked once per device, at the largest slice `smem` (one block an SM; a smaller slice only lets
-// more share an SM), after allowing the size. Bits per device: known, then the answer.
-template <typename K> cudaError_t wide_clusters(K kernel, int dev, size_t smem, bool *ok)
+// asked once per device and kernel (known, yes: bits per device, the caller's per kernel), at the
+// largest slice `smem` (one block an SM; a smaller slice only lets more share an SM), after
+// allowing the size for this kernel.
+template <typename K>
+cudaError_t wide_clusters(K kernel, int dev, size_t smem, unsigned long long &known, unsigned long long &yes, bool *ok)
 {
-    static unsigned long long known, yes;
     *ok = false;
     if (dev >= 64)
         return cudaSuccess;
@@ -473,13 +484,13 @@ template <typename K> cudaError_t wide_clusters(K kernel, int dev, size_t smem, 
     return cudaSuccess;
 }
 
-// The shared-memory cluster kernel where a block's slice of x and mask fits, in clusters of 8
-// blocks or of 16 (where the GPU runs them): the first that lets two blocks share an SM (slices up
-// to ~111 KB), else the first that fits one (~227 KB). *done false: the caller takes the generic
-// kernel.
+// The shared-memory cluster kernel where a block's slice of x and mask fits: clusters of 8 blocks,
+// two an SM where the slices allow (up to ~111 KB) else one (~227 KB); clusters of 16 (where the
+// GPU runs them) only for rows that 8 cannot hold (one block an SM in 8 measured faster than two
+// in 16: bench/NOTES.md, softmax). *done false: the caller takes the generic kernel.
 template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
 {
-    static unsigned long long smem_done;
+    static unsigned long long smem_done, wide_known, wide_yes; // per kernel, bits per device
     auto kernel = softmax_rows_shared<T, V>;
     const int64_t words = a.n / (16 / (int64_t)sizeof(T));
     *done = false;
@@ -491,13 +502,13 @@ template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args 
         e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
     // a block's own: the static shared memory (~140 bytes) and the 1 KB the system reserves
     const size_t caps[2] = {(size_t)sm_smem / 2 - 2048, (size_t)max_smem - 1024};
-    bool wide = false;
     if (e == cudaSuccess)
         e = allow_smem(kernel, caps[1], smem_done);
-    if (e == cudaSuccess)
-        e = wide_clusters(kernel, dev, caps[1], &wide);
-    for (int c = 0; c < 2 && e == cudaSuccess; c++)
-        for (unsigned cl = 8; cl <= (wide ? 16u : 8u); cl *= 2) {
+    for (unsigned cl = 8; cl <= 16 && e == cudaSuccess; cl *= 2) {
+        bool runs = cl == 8; // 16 where the device runs it
+        if (!runs && (e = wide_clusters(kernel, dev, caps[1], wide_known, wide_yes, &runs)) != cudaSuccess)
+            break;
+        for (int c = 0; c < 2 && runs; c++) {
             const int64_t per = (words + cl - 1) / cl; // words a block
             const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
             if (smem > caps[c] || a.n_rows > INT32_MAX / cl) // one row a cluster: the grid's x is under 2^31
@@ -505,6 +516,7 @@ template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args 
             *done = true;
             return launch_clustered(kernel, dim3((unsigned)(a.n_rows * cl)), dim3(SH_TH), smem, s, pdl, cl, a, per);
         }
+    }
     return e;
 }
 
