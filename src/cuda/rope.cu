@@ -74,9 +74,11 @@ template <typename T, int N> __device__ __forceinline__ void store_n(T *p, const
 // ss plus the squares of v, added in order.
 template <typename T, int U> __device__ __forceinline__ float squares(const T (&v)[U], float ss = 0.f)
 {
+    float f[U];
+    to_floats(v, f);
 #pragma unroll
     for (int j = 0; j < U; j++)
-        ss += to_f(v[j]) * to_f(v[j]);
+        ss += f[j] * f[j];
     return ss;
 }
 
@@ -99,7 +101,9 @@ template <typename T, bool NEOX, int V> struct pair_item {
     __device__ __forceinline__ void rotate_store(T *row, int i, int half, const float2 (&cs)[V], const float *w,
                                                  float scale)
     {
-        float wa[NA], wb[NB];
+        float wa[NA], wb[NB], fa[NA], fb[NB];
+        to_floats(xa, fa);
+        to_floats(xb, fb);
         if constexpr (NORM) {
             load_n(w + (NEOX ? i : 2 * i), wa);
             if constexpr (NEOX)
@@ -108,7 +112,7 @@ template <typename T, bool NEOX, int V> struct pair_item {
 #pragma unroll
         for (int j = 0; j < V; j++) {
             const float c = cs[j].x, s = cs[j].y;
-            float x0 = to_f(NEOX ? xa[j] : xa[2 * j]), x1 = to_f(NEOX ? xb[j] : xa[2 * j + 1]);
+            float x0 = NEOX ? fa[j] : fa[2 * j], x1 = NEOX ? fb[j] : fa[2 * j + 1];
             if constexpr (NORM) {
                 x0 = x0 * scale * (NEOX ? wa[j] : wa[2 * j]);
                 x1 = x1 * scale * (NEOX ? wb[j] : wa[2 * j + 1]);
@@ -163,7 +167,8 @@ template <typename T> __device__ __forceinline__ float segment_scale(float ss, i
 
 // How a call is cut: L lanes a head (a power of two, at most 32), so 32 / L heads a warp step;
 // a unit is `steps` (S, or 1 when every step of the call fits the resident warps at once: a
-// decode step, where a warp's chain of S heads is the latency) warp steps of one token's heads,
+// decode step, where a warp's chain of S heads is the latency; with the norm and K == 1 as many as
+// still leave every resident warp a unit, up to a token's) warp steps of one token's heads,
 // units_per_token of them a token.
 struct rope_plan {
     int L, steps;
@@ -243,7 +248,7 @@ struct rope_unit {
 __device__ __forceinline__ rope_unit unit_at(const mlxn_rope_args &a, const rope_plan &p, bool multi, int64_t u, int seg)
 {
     rope_unit w;
-    const int64_t HS = 32 / p.L;
+    const int64_t HS = 32 >> (__ffs(p.L) - 1);
     int64_t tok;
     if (p.fast) {
         const uint32_t t32 = p.per_token.div((uint32_t)u), b32 = p.n_tok.div(t32);
@@ -307,108 +312,135 @@ __device__ __forceinline__ void plain_unit(const mlxn_rope_args &a, const pair_t
     }
 }
 
-// Per-head RMS norm and rope of a unit: the first L K items and L K pass-through units of a lane
-// in registers (their pairs inside the first window), the rest read again.
+// Per-head RMS norm and rope of a unit, S warp steps at a time (chunks, the same count for every
+// lane: the shuffles and the table's syncs take the whole warp): the first L K items and L K
+// pass-through units of a lane in registers (their pairs inside the first window), the rest read
+// again. Outside a decode step and with K == 1 (a head's items one a lane), the (cos, sin) of the
+// unit's pairs are formed once a unit, each pair by one lane, into the warp's table wcs (32 V
+// pairs), and each lane reads its V from there every chunk; so a unit of a token's heads costs a
+// lane n_rot / 64 pairs, where forming its own V pairs every S steps cost 3.6 instructions an
+// element (bench/NOTES.md, rope).
 template <typename T, bool NEOX, int V, int U, int K, int S>
 __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_table &tab, const rope_unit &w, int L,
-                                          int lane, bool decode)
+                                          int lane, bool decode, float2 *wcs)
 {
-    const int HS = 32 / L, sl = lane % L, half = a.n_rot / 2, iph = half / V, chunk = L * K;
-    const int pu = (int)(a.head_dim - a.n_rot) / U;
-    pair_item<T, NEOX, V> it[S][K];
-    T pv[S][K][U];
-#pragma unroll
-    for (int s = 0; s < S; s++) {
-        if (w.h0 + s * HS < w.h_end) {
-            const T *x = head_row<const T>(w.xt, a.x, w.h0 + s * HS);
-#pragma unroll
-            for (int k = 0; k < K; k++) {
-                if (sl + L * k < iph)
-                    it[s][k].load(x, (sl + L * k) * V, half);
-                if (sl + L * k < pu)
-                    load_n(x + a.n_rot + (sl + L * k) * U, pv[s][k]);
-            }
-        }
-    }
+    const int lg = __ffs(L) - 1, HS = 32 >> lg, seg = lane >> lg, sl = lane & (L - 1);
+    const int half = a.n_rot / 2, iph = half / V, chunk = L * K, pu = (int)(a.head_dim - a.n_rot) / U;
+    const bool table = K == 1 && !decode;
     // A decode step (a head a warp): (cos, sin) of the lane's items formed while its loads are in
-    // flight, where registers allow (more pairs or steps spilled). Longer calls form them after
-    // the reduction (before it they cost 63 -> 60% of copy on 4096 tokens).
+    // flight, where registers allow (more pairs or steps spilled). Longer calls without the table
+    // form them after the reduction (before it they cost 63 -> 60% of copy on 4096 tokens).
     constexpr bool EARLY_FITS = K * V <= 4 && S <= 3;
     const bool early = EARLY_FITS && decode;
     float2 cs[EARLY_FITS ? K : 1][V];
-    if (early) {
-#pragma unroll
-        for (int k = 0; k < K; k++)
-            if (sl + L * k < iph)
-                item_cos_sin<T>(a, tab, 0, w.p4, sl + L * k, cs[k]);
-    }
-    float scale[S];
-#pragma unroll
-    for (int s = 0; s < S; s++) {
-        float ss = 0.f;
-        if (w.h0 + s * HS < w.h_end) {
-            const T *x = head_row<const T>(w.xt, a.x, w.h0 + s * HS);
-#pragma unroll
-            for (int k = 0; k < K; k++) {
-                if (sl + L * k < iph)
-                    ss += it[s][k].sum_squares();
-                if (sl + L * k < pu)
-                    ss += squares(pv[s][k]);
-            }
-            for (int e = chunk + sl; e < iph; e += L) { // rows longer than the registers hold
-                pair_item<T, NEOX, V> more;
-                more.load(x, e * V, half);
-                ss += more.sum_squares();
-            }
-            for (int q = chunk + sl; q < pu; q += L) {
-                T v[U];
-                load_n(x + a.n_rot + q * U, v);
-                ss += squares(v);
-            }
-        }
-        scale[s] = segment_scale<T>(ss, L, a);
-    }
     const auto weights = [&](int64_t h) {
         return reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) + h * a.norm_w_stride);
     };
+    const int64_t hb0 = w.h0 - seg; // the warp's first head
+    for (int64_t hb = hb0; hb < w.h_end; hb += S * HS) {
+        const int64_t hc = hb + seg; // this segment's first head of the chunk
+        pair_item<T, NEOX, V> it[S][K];
+        T pv[S][K][U];
 #pragma unroll
-    for (int k = 0; k < K; k++) {
-        const int e = sl + L * k;
-        if (e < iph) {
-            if (!early)
-                item_cos_sin<T>(a, tab, 0, w.p4, e, cs[EARLY_FITS ? k : 0]);
+        for (int s = 0; s < S; s++) {
+            if (hc + s * HS < w.h_end) {
+                const T *x = head_row<const T>(w.xt, a.x, hc + s * HS);
 #pragma unroll
-            for (int s = 0; s < S; s++)
-                if (w.h0 + s * HS < w.h_end)
-                    it[s][k].template rotate_store<true>(head_row<T>(w.yt, a.y, w.h0 + s * HS), e * V, half,
-                                                         cs[EARLY_FITS ? k : 0], weights(w.h0 + s * HS), scale[s]);
+                for (int k = 0; k < K; k++) {
+                    if (sl + L * k < iph)
+                        it[s][k].load(x, (sl + L * k) * V, half);
+                    if (sl + L * k < pu)
+                        load_n(x + a.n_rot + (sl + L * k) * U, pv[s][k]);
+                }
+            }
         }
-    }
+        if (hb == hb0) {
+            if (table) {
+                __syncwarp(); // the previous unit's reads are done
+                for (int k = lane; k < half; k += 32) {
+                    const int r = tab.sec[k];
+                    cos_sin<T>((double)(r == 0 ? w.p4[0] : r == 1 ? w.p4[1] : r == 2 ? w.p4[2] : w.p4[3]) * tab.freq[k],
+                               a.mscale, wcs[k]);
+                }
+                __syncwarp();
+            } else if (early) {
 #pragma unroll
-    for (int s = 0; s < S; s++) {
-        const int64_t h = w.h0 + s * HS;
-        if (h < w.h_end) {
-            const T *x = head_row<const T>(w.xt, a.x, h);
-            T *y = head_row<T>(w.yt, a.y, h);
-            const float *wt = weights(h);
+                for (int k = 0; k < K; k++)
+                    if (sl + L * k < iph)
+                        item_cos_sin<T>(a, tab, 0, w.p4, sl + L * k, cs[k]);
+            }
+        }
+        float scale[S];
 #pragma unroll
-            for (int k = 0; k < K; k++) {
-                const int j = a.n_rot + (sl + L * k) * U;
-                if (sl + L * k < pu)
-                    norm_store(y + j, pv[s][k], wt + j, scale[s]);
+        for (int s = 0; s < S; s++) {
+            float ss = 0.f;
+            if (hc + s * HS < w.h_end) {
+                const T *x = head_row<const T>(w.xt, a.x, hc + s * HS);
+#pragma unroll
+                for (int k = 0; k < K; k++) {
+                    if (sl + L * k < iph)
+                        ss += it[s][k].sum_squares();
+                    if (sl + L * k < pu)
+                        ss += squares(pv[s][k]);
+                }
+                for (int e = chunk + sl; e < iph; e += L) { // rows longer than the registers hold
+                    pair_item<T, NEOX, V> more;
+                    more.load(x, e * V, half);
+                    ss += more.sum_squares();
+                }
+                for (int q = chunk + sl; q < pu; q += L) {
+                    T v[U];
+                    load_n(x + a.n_rot + q * U, v);
+                    ss += squares(v);
+                }
             }
-            for (int e = chunk + sl; e < iph; e += L) {
-                float2 cs[V];
-                item_cos_sin_direct<T>(a, w.b, w.t, e, cs);
-                pair_item<T, NEOX, V> more;
-                more.load(x, e * V, half);
-                more.template rotate_store<true>(y, e * V, half, cs, wt, scale[s]);
+            scale[s] = segment_scale<T>(ss, L, a);
+        }
+#pragma unroll
+        for (int k = 0; k < K; k++) {
+            const int e = sl + L * k;
+            if (e < iph) {
+                float2(&c)[V] = cs[EARLY_FITS ? k : 0];
+                if (table) { // read each chunk rather than held in registers (they spilled)
+#pragma unroll
+                    for (int j = 0; j < V; j++)
+                        c[j] = wcs[e * V + j];
+                } else if (!early) {
+                    item_cos_sin<T>(a, tab, 0, w.p4, e, c);
+                }
+#pragma unroll
+                for (int s = 0; s < S; s++)
+                    if (hc + s * HS < w.h_end)
+                        it[s][k].template rotate_store<true>(head_row<T>(w.yt, a.y, hc + s * HS), e * V, half, c,
+                                                             weights(hc + s * HS), scale[s]);
             }
-            for (int q = chunk + sl; q < pu; q += L) {
-                const int j = a.n_rot + q * U;
-                T v[U];
-                load_n(x + j, v);
-                norm_store(y + j, v, wt + j, scale[s]);
+        }
+#pragma unroll
+        for (int s = 0; s < S; s++) {
+            const int64_t h = hc + s * HS;
+            if (h < w.h_end) {
+                const T *x = head_row<const T>(w.xt, a.x, h);
+                T *y = head_row<T>(w.yt, a.y, h);
+                const float *wt = weights(h);
+#pragma unroll
+                for (int k = 0; k < K; k++) {
+                    const int j = a.n_rot + (sl + L * k) * U;
+                    if (sl + L * k < pu)
+                        norm_store(y + j, pv[s][k], wt + j, scale[s]);
+                }
+                for (int e = chunk + sl; e < iph; e += L) {
+                    float2 c2[V];
+                    item_cos_sin_direct<T>(a, w.b, w.t, e, c2);
+                    pair_item<T, NEOX, V> more;
+                    more.load(x, e * V, half);
+                    more.template rotate_store<true>(y, e * V, half, c2, wt, scale[s]);
+                }
+                for (int q = chunk + sl; q < pu; q += L) {
+                    const int j = a.n_rot + q * U;
+                    T v[U];
+                    load_n(x + j, v);
+                    norm_store(y + j, v, wt + j, scale[s]);
+                }
             }
         }
     }
@@ -421,6 +453,8 @@ template <typename T, bool NEOX, int V, int U, int K, int S, bool NORM>
 __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args a, const rope_plan p)
 {
     __shared__ pair_table tab;
+    constexpr int WCS = NORM && K == 1 ? 32 * V : 1; // pairs of a warp's table (norm_unit)
+    __shared__ __align__(16) float2 wcs[WARPS][WCS];
     // the table depends on the arguments only: formed while the previous kernel finishes
     const bool multi = mlxn_rope_multi(&a);
     fill_table(a, multi, 0, tab);
@@ -431,7 +465,8 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
     const int64_t u0 = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32, n_warps = (int64_t)gridDim.x * WARPS;
     if constexpr (NORM) {
         for (int64_t u = u0; u < p.units; u += n_warps)
-            norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at(a, p, multi, u, seg), p.L, lane, p.steps == 1);
+            norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at(a, p, multi, u, seg), p.L, lane, p.steps == 1,
+                                           wcs[threadIdx.x / 32]);
     } else {
         for (int w0 = 0; w0 < a.n_rot / 2; w0 += FREQS) {
             if (w0) { // every warp of the block is done with the previous window
@@ -595,6 +630,18 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
         }
     }
     p.steps = tokens * steps <= resident ? 1 : S; // a warp a head step when they all fit at once
+    if (NORM && K == 1 && p.steps > 1) {
+        // units of m chunks of S steps, a token's at most (norm_unit forms the unit's pairs once): the
+        // m with the fewest chunks a warp takes one after another, the longest units on ties
+        int64_t best = INT64_MAX;
+        for (int64_t m = 1; (m - 1) * S < steps; m++) {
+            const int64_t units = tokens * ((steps + m * S - 1) / (m * S)), chunks = (units + resident - 1) / resident * m;
+            if (chunks <= best) {
+                best = chunks;
+                p.steps = (int)(m * S);
+            }
+        }
+    }
     p.units_per_token = (steps + p.steps - 1) / p.steps;
     p.units = tokens * p.units_per_token;
     p.fast = p.units < ((int64_t)1 << 31);
