@@ -725,6 +725,9 @@ void test_rope(test_devices *devs, rng *g)
         {{0, 2500, 5, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
         {{2, 1200, 3, 128, 96, L_CONTIG, false, true, {0}}, 4, true}, /* ... partial, pos [B, T] */
         {{0, 1000, 5, 256, 0, L_QKV, true, false, {0}}, 0, false},    /* ... Gemma 3 q, k in place */
+        /* 16-bit rows in units of several turns of S steps (CUDA: the warp's table used again; the
+         * last turn has head 12 alone, the other segments none) */
+        {{0, 1100, 13, 128, 0, L_CONTIG, false, false, {0}}, 0, false},
     };
     for (int k = K_NORMAL; k <= K_NEOX; k++)
         for (int d = 0; d < 3; d++)

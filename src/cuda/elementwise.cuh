@@ -7,6 +7,7 @@
 #ifndef MLXN_CUDA_ELEMENTWISE_CUH
 #define MLXN_CUDA_ELEMENTWISE_CUH
 
+#include <cstring>
 #include <type_traits>
 
 #include "common.cuh"

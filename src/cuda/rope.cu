@@ -1,9 +1,11 @@
 // RoPE on CUDA. A warp works on one token's heads at a time. Within the warp a segment of L
 // lanes (a power of two) owns one head row and HS = 32 / L segments take HS heads a step; lane
 // sl of a segment owns the same pair items (V pairs each) and pass-through units in every head,
-// so its (cos, sin) for those pairs are formed once per unit of S steps and held in registers.
-// The pair frequencies (f64, independent of the token) are formed once per block in shared
-// memory. A unit's items are all loaded before any is rotated (~128 bytes a lane in flight).
+// so its (cos, sin) for those pairs are formed once per unit of S steps and held in registers
+// (with the norm outside decode steps: once per unit, which may be several S-step rounds, by the
+// whole warp into a table in shared memory; norm_unit). The pair frequencies (f64, independent
+// of the token) are formed once per block in shared memory. The items of S steps are all loaded
+// before any is rotated (~128 bytes a lane in flight).
 // The angle: frequency and position in f64, reduced to half turns (rope_math.h), then the f32
 // sincospif (f32 outputs) or the SFU's sin / cos (16-bit outputs).
 //
@@ -103,7 +105,8 @@ template <typename T, bool NEOX, int V> struct pair_item {
     {
         float wa[NA], wb[NB], fa[NA], fb[NB];
         to_floats(xa, fa);
-        to_floats(xb, fb);
+        if constexpr (NEOX)
+            to_floats(xb, fb);
         if constexpr (NORM) {
             load_n(w + (NEOX ? i : 2 * i), wa);
             if constexpr (NEOX)
@@ -167,9 +170,9 @@ template <typename T> __device__ __forceinline__ float segment_scale(float ss, i
 
 // How a call is cut: L lanes a head (a power of two, at most 32), so 32 / L heads a warp step;
 // a unit is `steps` (S, or 1 when every step of the call fits the resident warps at once: a
-// decode step, where a warp's chain of S heads is the latency; with the norm and K == 1 as many as
-// still leave every resident warp a unit, up to a token's) warp steps of one token's heads,
-// units_per_token of them a token.
+// decode step, where a warp's chain of S heads is the latency; with the norm and K == 1 a multiple
+// of S, up to a token's, chosen by the rounds of S steps a warp runs one after another: launch_k)
+// warp steps of one token's heads, units_per_token of them a token.
 struct rope_plan {
     int L, steps;
     int64_t units_per_token, units;
@@ -238,7 +241,8 @@ template <typename T> __device__ __forceinline__ T *head_row(const char *tok, co
     return reinterpret_cast<T *>(const_cast<char *>(tok) + h * r.s2);
 }
 
-// One unit of work: token (b, t), heads h0 + s HS (s < S) below h_end for this lane's segment.
+// One unit of work: token (b, t), heads h0 + s HS (s < the plan's steps) below h_end for this
+// lane's segment.
 struct rope_unit {
     int64_t b, t, h0, h_end;
     const char *xt, *yt; // the token's rows of x and y
@@ -312,12 +316,12 @@ __device__ __forceinline__ void plain_unit(const mlxn_rope_args &a, const pair_t
     }
 }
 
-// Per-head RMS norm and rope of a unit, S warp steps at a time (chunks, the same count for every
+// Per-head RMS norm and rope of a unit, S warp steps at a time (turns, the same count for every
 // lane: the shuffles and the table's syncs take the whole warp): the first L K items and L K
 // pass-through units of a lane in registers (their pairs inside the first window), the rest read
 // again. Outside a decode step and with K == 1 (a head's items one a lane), the (cos, sin) of the
 // unit's pairs are formed once a unit, each pair by one lane, into the warp's table wcs (32 V
-// pairs), and each lane reads its V from there every chunk; so a unit of a token's heads costs a
+// pairs), and each lane reads its V from there every turn; so a unit of a token's heads costs a
 // lane n_rot / 64 pairs, where forming its own V pairs every S steps cost 3.6 instructions an
 // element (bench/NOTES.md, rope).
 template <typename T, bool NEOX, int V, int U, int K, int S>
@@ -338,7 +342,7 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
     };
     const int64_t hb0 = w.h0 - seg; // the warp's first head
     for (int64_t hb = hb0; hb < w.h_end; hb += S * HS) {
-        const int64_t hc = hb + seg; // this segment's first head of the chunk
+        const int64_t hc = hb + seg; // this segment's first head of the turn
         pair_item<T, NEOX, V> it[S][K];
         T pv[S][K][U];
 #pragma unroll
@@ -401,7 +405,7 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
             const int e = sl + L * k;
             if (e < iph) {
                 float2(&c)[V] = cs[EARLY_FITS ? k : 0];
-                if (table) { // read each chunk rather than held in registers (they spilled)
+                if (table) { // read each turn rather than held in registers (they spilled)
 #pragma unroll
                     for (int j = 0; j < V; j++)
                         c[j] = wcs[e * V + j];
@@ -443,12 +447,15 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
                 }
             }
         }
+        if constexpr (K > 1)
+            break; // units of one round of S steps (launch_k): said so, main's code and no spills
     }
 }
 
 // V pairs an item, U elements a pass-through unit (16 bytes, or 1), K items a lane a head held
-// in registers, S warp steps loaded at once. A unit's items are all loaded before the (cos, sin)
-// of the first is formed, so the trigonometry overlaps the loads. Warps take units grid-stride.
+// in registers, S warp steps loaded at once. The items of S steps are all loaded before the
+// (cos, sin) of the first is formed, so the trigonometry overlaps the loads. Warps take units
+// grid-stride.
 template <typename T, bool NEOX, int V, int U, int K, int S, bool NORM>
 __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args a, const rope_plan p)
 {
@@ -486,9 +493,8 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
 // lane issues the loads of its TS rows, then the block forms the (cos, sin) of every (token,
 // pair) of the tile once into shared memory while they are in flight (one barrier a tile, two
 // buffers so the next tile's may be formed while others still read this one), then each segment
-// norms, rotates and stores its rows. norm_unit instead forms them per lane for its own items,
-// once for each of the 32 / L heads of a warp step, with f64 work that held ~100 registers a
-// thread (16 warps an SM). Measured on f32 rows; plain rope and 16-bit rows ran slower this way
+// norms, rotates and stores its rows. norm_unit forms them once a unit (a warp's table; per lane
+// in decode steps), with f64 work that holds ~100 registers a thread (16 warps an SM). Measured on f32 rows; plain rope and 16-bit rows ran slower this way
 // (bench/NOTES.md, rope), so the launcher gives it f32 norms only.
 constexpr int TW = 8, TS = 4, CS_MAX = 1024; // warps a block, rows a lane a tile, (token, pair)s
 
@@ -631,15 +637,17 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
     }
     p.steps = tokens * steps <= resident ? 1 : S; // a warp a head step when they all fit at once
     if (NORM && K == 1 && p.steps > 1) {
-        // units of m chunks of S steps, a token's at most (norm_unit forms the unit's pairs once): the
-        // m with the fewest chunks a warp takes one after another, the longest units on ties
+        // units of m turns of S steps, a token's at most (norm_unit forms the unit's pairs once): the
+        // m with the fewest turns a warp takes one after another, the longest units on ties
         int64_t best = INT64_MAX;
         for (int64_t m = 1; (m - 1) * S < steps; m++) {
-            const int64_t units = tokens * ((steps + m * S - 1) / (m * S)), chunks = (units + resident - 1) / resident * m;
-            if (chunks <= best) {
-                best = chunks;
+            const int64_t units = tokens * ((steps + m * S - 1) / (m * S)), turns = (units + resident - 1) / resident * m;
+            if (turns <= best) {
+                best = turns;
                 p.steps = (int)(m * S);
             }
+            if (units <= resident) // one round: longer units only add turns
+                break;
         }
     }
     p.units_per_token = (steps + p.steps - 1) / p.steps;
@@ -649,8 +657,9 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
         p.per_token = fast_div((uint32_t)p.units_per_token);
         p.n_tok = fast_div((uint32_t)a.n_tok);
     }
-    // Units are equal work, so every warp takes the same number of rounds of them: as many warps
-    // as spread the units evenly over the fewest rounds the resident warps allow.
+    // Units are equal work (but a token's last, which may have fewer steps), so every warp takes
+    // the same number of rounds of them: as many warps as spread the units evenly over the fewest
+    // rounds the resident warps allow.
     const int64_t rounds = (p.units + resident - 1) / resident, warps = (p.units + rounds - 1) / rounds;
     return launch(kernel, dim3((unsigned)((warps + WARPS - 1) / WARPS)), dim3(32 * WARPS), 0, s, pdl, a, p);
 }
