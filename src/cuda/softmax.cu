@@ -336,19 +336,22 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     // the base-2 logits of a word (raw x and mask words); the softcap's test once a word, not an
     // element (both passes run it)
     auto logits = [&](const uint4 &xw, const uint4 &mw, float (&z)[E]) {
-        const T *xv = reinterpret_cast<const T *>(&xw), *mv = reinterpret_cast<const T *>(&mw);
+        float xf[E], mf[E];
+        to_floats(reinterpret_cast<const T(&)[E]>(xw), xf);
+        if (V == 0 && mk)
+            to_floats(reinterpret_cast<const T(&)[E]>(mw), mf);
         if (V == 0 && a.softcap > 0.0f) {
 #pragma unroll
             for (int e = 0; e < E; e++)
-                z[e] = mlxn_softmax_logit(to_f(xv[e]), mk ? to_f(mv[e]) : 0.0f, a.scale, a.softcap) * LOG2E;
+                z[e] = mlxn_softmax_logit(xf[e], mk ? mf[e] : 0.0f, a.scale, a.softcap) * LOG2E;
         } else if (V == 0 && mk) {
 #pragma unroll
             for (int e = 0; e < E; e++)
-                z[e] = fmaf(to_f(xv[e]), scale2, to_f(mv[e]) * LOG2E);
+                z[e] = fmaf(xf[e], scale2, mf[e] * LOG2E);
         } else {
 #pragma unroll
             for (int e = 0; e < E; e++)
-                z[e] = to_f(xv[e]) * scale2;
+                z[e] = xf[e] * scale2;
         }
     };
     float m = -INFINITY, s = 0.0f;
