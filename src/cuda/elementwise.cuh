@@ -69,7 +69,11 @@ template <typename T, int N> __device__ __forceinline__ void load_run(const T *p
 #pragma unroll
     for (int w = 0; w < N * (int)sizeof(T) / 16; w++)
         reinterpret_cast<uint4 *>(t)[w] = reinterpret_cast<const uint4 *>(p)[w];
-    to_floats(t, v);
+    // element by element: the 4096-wide bf16 masked softmax rows (softmax_row) lost 1-2 points of
+    // copy with to_floats here (bench/NOTES.md, softmax, session 24)
+#pragma unroll
+    for (int j = 0; j < N; j++)
+        v[j] = to_f(t[j]);
 }
 
 template <typename T, int N> __device__ __forceinline__ void store_run(T *p, const float (&v)[N])

@@ -2,10 +2,10 @@
 // lanes (a power of two) owns one head row and HS = 32 / L segments take HS heads a step; lane
 // sl of a segment owns the same pair items (V pairs each) and pass-through units in every head,
 // so its (cos, sin) for those pairs are formed once per unit of S steps and held in registers
-// (with the norm outside decode steps: once per unit, which may be several S-step rounds, by the
-// whole warp into a table in shared memory; norm_unit). The pair frequencies (f64, independent
-// of the token) are formed once per block in shared memory. The items of S steps are all loaded
-// before any is rotated (~128 bytes a lane in flight).
+// (with the norm outside decode steps, where heads share a warp step or a unit several turns:
+// once per unit by the whole warp into a table in shared memory; norm_unit). The pair
+// frequencies (f64, independent of the token) are formed once per block in shared memory. The
+// items of S steps are all loaded before any is rotated (~128 bytes a lane in flight).
 // The angle: frequency and position in f64, reduced to half turns (rope_math.h), then the f32
 // sincospif (f32 outputs) or the SFU's sin / cos (16-bit outputs).
 //
@@ -172,9 +172,11 @@ template <typename T> __device__ __forceinline__ float segment_scale(float ss, i
 // a unit is `steps` (S, or 1 when every step of the call fits the resident warps at once: a
 // decode step, where a warp's chain of S heads is the latency; with the norm and K == 1 a multiple
 // of S, up to a token's, chosen by the rounds of S steps a warp runs one after another: launch_k)
-// warp steps of one token's heads, units_per_token of them a token.
+// warp steps of one token's heads, units_per_token of them a token. table: the norm's (cos, sin)
+// through the warp's table (norm_unit).
 struct rope_plan {
     int L, steps;
+    bool table;
     int64_t units_per_token, units;
     bool fast;                  // units < 2^31: the divisions below by fast_div
     fast_div per_token, n_tok; // units a token, tokens a sequence
@@ -319,18 +321,17 @@ __device__ __forceinline__ void plain_unit(const mlxn_rope_args &a, const pair_t
 // Per-head RMS norm and rope of a unit, S warp steps at a time (turns, the same count for every
 // lane: the shuffles and the table's syncs take the whole warp): the first L K items and L K
 // pass-through units of a lane in registers (their pairs inside the first window), the rest read
-// again. Outside a decode step and with K == 1 (a head's items one a lane), the (cos, sin) of the
-// unit's pairs are formed once a unit, each pair by one lane, into the warp's table wcs (32 V
-// pairs), and each lane reads its V from there every turn; so a unit of a token's heads costs a
-// lane n_rot / 64 pairs, where forming its own V pairs every S steps cost 3.6 instructions an
-// element (bench/NOTES.md, rope).
+// again. With `table` (launch_k: K == 1, outside decode steps, where a warp step holds several
+// heads or a unit several turns) the (cos, sin) of the unit's pairs are formed once a unit, each
+// pair by one lane, into the warp's table wcs (32 V pairs), and each lane reads its V from there
+// every turn; so a unit of a token's heads costs a lane n_rot / 64 pairs, where forming its own V
+// pairs every S steps cost 3.6 instructions an element (bench/NOTES.md, rope).
 template <typename T, bool NEOX, int V, int U, int K, int S>
 __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_table &tab, const rope_unit &w, int L,
-                                          int lane, bool decode, float2 *wcs)
+                                          int lane, bool decode, bool table, float2 *wcs)
 {
     const int lg = __ffs(L) - 1, HS = 32 >> lg, seg = lane >> lg, sl = lane & (L - 1);
     const int half = a.n_rot / 2, iph = half / V, chunk = L * K, pu = (int)(a.head_dim - a.n_rot) / U;
-    const bool table = K == 1 && !decode;
     // A decode step (a head a warp): (cos, sin) of the lane's items formed while its loads are in
     // flight, where registers allow (more pairs or steps spilled). Longer calls without the table
     // form them after the reduction (before it they cost 63 -> 60% of copy on 4096 tokens).
@@ -473,7 +474,7 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
     if constexpr (NORM) {
         for (int64_t u = u0; u < p.units; u += n_warps)
             norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at(a, p, multi, u, seg), p.L, lane, p.steps == 1,
-                                           wcs[threadIdx.x / 32]);
+                                           K == 1 && p.table, wcs[threadIdx.x / 32]);
     } else {
         for (int w0 = 0; w0 < a.n_rot / 2; w0 += FREQS) {
             if (w0) { // every warp of the block is done with the previous window
@@ -650,6 +651,9 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
                 break;
         }
     }
+    // the warp's table where it saves pairs: a lane of a whole-warp segment (L 32) forms just its
+    // own V pairs once a turn without it (Gemma 3's 512 x 5 x 256 f32 took 5.8 -> 6.3 us with it)
+    p.table = NORM && K == 1 && p.steps > 1 && (L < 32 || p.steps > S);
     p.units_per_token = (steps + p.steps - 1) / p.steps;
     p.units = tokens * p.units_per_token;
     p.fast = p.units < ((int64_t)1 << 31);
