@@ -328,6 +328,11 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     const int64_t all = a.n / E, w0 = rank * per < all ? rank * per : all;
     const int nw = (int)(w0 + per < all ? per : all - w0);
     uint4 *xs = words, *ms = words + per;
+    // the slice kept as its f32 base-2 logits (E / 4 planes of per words) where they take no more
+    // room than x and mask (f32 rows, 16-bit rows with a mask): the outputs then neither unpack
+    // nor recompute them. Else x (and mask) as read.
+    const bool zs = sizeof(T) == 4 || (V == 0 && a.mask.base);
+    float4 *zp = reinterpret_cast<float4 *>(words);
     wait_for_previous_kernel();
     allow_next_kernel();
     const uint4 *x = reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.x, r)) + w0;
@@ -371,10 +376,16 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
         for (int u = 0; u < U; u++) {
             const int i = i0 + u * SH_TH;
             if (i < nw) {
-                xs[i] = xw[u];
-                if (V == 0 && mk)
-                    ms[i] = mw[u];
                 logits(xw[u], mw[u], z[u]);
+                if (zs) {
+#pragma unroll
+                    for (int k = 0; k < E / 4; k++)
+                        zp[k * per + i] = make_float4(z[u][4 * k], z[u][4 * k + 1], z[u][4 * k + 2], z[u][4 * k + 3]);
+                } else {
+                    xs[i] = xw[u];
+                    if (V == 0 && mk)
+                        ms[i] = mw[u];
+                }
             } else {
 #pragma unroll
                 for (int e = 0; e < E; e++)
@@ -413,10 +424,11 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
         }
     }
     cluster.sync();
-    m = -INFINITY;
-    s = 0.0f;
-    for (int q = 0; q < cl; q++)
-        merge2(m, s, *cluster.map_shared_rank(&part[0], q), *cluster.map_shared_rank(&part[1], q));
+    // the blocks' parts, lane q reading block q's (one round trip of distributed shared memory,
+    // where a loop over the blocks made cl), merged over the lanes
+    m = lane < cl ? *cluster.map_shared_rank(&part[0], lane) : -INFINITY;
+    s = lane < cl ? *cluster.map_shared_rank(&part[1], lane) : 0.0f;
+    warp_merge2(m, s);
     cluster.barrier_arrive(); // this block's part is read; its exit waits for the others' reads
     uint4 *y = reinterpret_cast<uint4 *>(mlxn_rows_ptr(&a.y, r)) + w0;
     // the outputs, with the row's variant decided once: plain 2^(z - m) / s, log (z - m) ln 2 - ln s
@@ -425,7 +437,13 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
         const float inv = 1.0f / s, ls = logf(s);
         for (int i = threadIdx.x; i < nw; i += SH_TH) {
             float z[E];
-            logits(xs[i], V == 0 && mk ? ms[i] : xs[i], z);
+            if (zs) {
+#pragma unroll
+                for (int k = 0; k < E / 4; k++)
+                    reinterpret_cast<float4 *>(z)[k] = zp[k * per + i];
+            } else {
+                logits(xs[i], V == 0 && mk ? ms[i] : xs[i], z);
+            }
             __align__(16) T out[E];
 #pragma unroll
             for (int e = 0; e < E; e++)
