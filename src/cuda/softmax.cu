@@ -283,8 +283,9 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
 
 // Rows past the one-block kernels (n > 16384, sm_90): a cluster of 8 blocks a row (16 where a
 // slice of 8 would not fit), each block a slice of the row's 16-byte words. The first pass reads
-// the slice from global memory into shared memory while each thread keeps a running (max, sum of
-// exp) over its words, U words a step (one rescale of the sum a step, not an element); the
+// the slice from global memory into shared memory (cp.async, D steps ahead) while each thread
+// keeps a running (max, sum of exp) over its words, U words a step (one rescale of the sum a step,
+// not an element); the
 // block's and then the cluster's merge (distributed shared memory, one cluster barrier) give the
 // row's; the second pass computes the outputs from the shared copy, each thread its own words.
 // Nothing of the row stays in registers, so an SM runs as many blocks as their slices fit its
@@ -318,8 +319,8 @@ template <typename T, int V>
 __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softmax_args a, int64_t per)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    // elements a word; words a thread loads at once (with a mask, as many again of it: 64 bytes)
-    constexpr int E = 16 / (int)sizeof(T), U = V == 0 ? 2 : 4;
+    // elements a word; words a thread reduces a step (their logits held: 16 or 8 floats)
+    constexpr int E = 16 / (int)sizeof(T), U = V == 0 ? 2 : 16 / E;
     extern __shared__ __align__(16) uint4 words[]; // this block's slice of x, then of the mask
     __shared__ float red_m[SH_TH / 32], red_s[SH_TH / 32], part[2];
     cg::cluster_group cluster = cg::this_cluster();
@@ -359,16 +360,37 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
                 z[e] = xf[e] * scale2;
         }
     };
+    // The slice comes by cp.async into its place in shared memory, D steps of U words a thread
+    // ahead of the step being reduced (registers held only for the step at hand); each thread reads
+    // back only the words it copied, so its own wait_group is the only synchronization.
+    constexpr int D = 12 / U; // 12 words a thread (and 12 of the mask) in flight
+    const uint32_t xs_a = smem_addr(xs), ms_a = smem_addr(ms);
+    auto issue = [&](int q) { // step q's copies: one commit group, empty past the slice
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = threadIdx.x + (q * U + u) * SH_TH;
+            if (i < nw) {
+                cp_async16(xs_a + 16u * (uint32_t)i, x + i, 16);
+                if (V == 0 && mk)
+                    cp_async16(ms_a + 16u * (uint32_t)i, mk + i, 16);
+            }
+        }
+        cp_async_commit();
+    };
+#pragma unroll
+    for (int q = 0; q < D; q++)
+        issue(q);
     float m = -INFINITY, s = 0.0f;
-    for (int i0 = threadIdx.x; i0 < nw; i0 += U * SH_TH) {
+    for (int q = 0, i0 = threadIdx.x; i0 < nw; q++, i0 += U * SH_TH) {
+        cp_async_wait<D - 1>();
         uint4 xw[U], mw[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int i = i0 + u * SH_TH;
             if (i < nw) {
-                xw[u] = x[i];
+                xw[u] = xs[i];
                 if (V == 0 && mk)
-                    mw[u] = mk[i];
+                    mw[u] = ms[i];
             }
         }
         float z[U][E], mu = -INFINITY;
@@ -377,14 +399,10 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
             const int i = i0 + u * SH_TH;
             if (i < nw) {
                 logits(xw[u], mw[u], z[u]);
-                if (zs) {
+                if (zs) { // over the word(s) just read (plane 1 is the mask's words)
 #pragma unroll
                     for (int k = 0; k < E / 4; k++)
                         zp[k * per + i] = make_float4(z[u][4 * k], z[u][4 * k + 1], z[u][4 * k + 2], z[u][4 * k + 3]);
-                } else {
-                    xs[i] = xw[u];
-                    if (V == 0 && mk)
-                        ms[i] = mw[u];
                 }
             } else {
 #pragma unroll
@@ -404,6 +422,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
             for (int e = 0; e < E; e++)
                 acc += ex2(z[u][e] - msub);
         s = s * ex2(m - msub) + acc;
+        issue(q + D);
         m = mn;
     }
     // the row's (max, sum): over the warp, the block, then the cluster
