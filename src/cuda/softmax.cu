@@ -285,15 +285,14 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
 // slice of 8 would not fit), each block a slice of the row's 16-byte words. The first pass reads
 // the slice from global memory into shared memory (cp.async, D steps ahead) while each thread
 // keeps a running (max, sum of exp) over its words, U words a step (one rescale of the sum a step,
-// not an element); the
-// block's and then the cluster's merge (distributed shared memory, one cluster barrier) give the
-// row's; the second pass computes the outputs from the shared copy, each thread its own words.
-// Nothing of the row stays in registers, so an SM runs as many blocks as their slices fit its
-// shared memory (the in-register cluster kernels this replaced ran one block of 512 threads an
-// SM: 37-42% of copy on vocabulary rows; bench/NOTES.md, softmax). One row a cluster; the
-// hardware places the next as one finishes. Logits are kept in base-2 units (z log2 e), so each
-// exponential is one MUFU.EX2: the exponentials are two an element here, and expf is ~10
-// instructions.
+// not an element); the block's and then the cluster's merge (distributed shared memory, one
+// cluster barrier) give the row's; the second pass computes the outputs from the shared copy,
+// each thread its own words. Nothing of the row stays in registers, so an SM runs as many
+// blocks as their slices fit its shared memory (the in-register cluster kernels this replaced
+// ran one block of 512 threads an SM: 37-42% of copy on vocabulary rows; bench/NOTES.md,
+// softmax). One row a cluster; the hardware places the next as one finishes. Logits are kept
+// in base-2 units (z log2 e), so each exponential is one MUFU.EX2: the exponentials are two an
+// element here, and expf is ~10 instructions.
 constexpr int SH_TH = 512;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
 // (m, s) and (m2, s2), each a max and a sum of 2^(z - max) in base-2 units, into (m, s)
