@@ -215,6 +215,16 @@ template <typename T> __device__ __forceinline__ void cos_sin(double angle, floa
     }
 }
 
+// (cos, sin) of pair k of the table's window (k from its start) for a token at positions p4 (by
+// row: multi-section rope reads the pair's row)
+template <typename T>
+__device__ __forceinline__ void pair_cos_sin(const mlxn_rope_args &a, const pair_table &tab, const int32_t (&p4)[4], int k,
+                                             float2 &cs)
+{
+    const int r = tab.sec[k];
+    cos_sin<T>((double)(r == 0 ? p4[0] : r == 1 ? p4[1] : r == 2 ? p4[2] : p4[3]) * tab.freq[k], a.mscale, cs);
+}
+
 // (cos, sin) of the V pairs of item e of token (b, t) from the table of the window at pair w0;
 // p4: the token's positions by row.
 template <typename T, int V>
@@ -222,10 +232,8 @@ __device__ __forceinline__ void item_cos_sin(const mlxn_rope_args &a, const pair
                                              const int32_t (&p4)[4], int e, float2 (&cs)[V])
 {
 #pragma unroll
-    for (int j = 0; j < V; j++) {
-        const int k = e * V + j - w0, r = tab.sec[k];
-        cos_sin<T>((double)(r == 0 ? p4[0] : r == 1 ? p4[1] : r == 2 ? p4[2] : p4[3]) * tab.freq[k], a.mscale, cs[j]);
-    }
+    for (int j = 0; j < V; j++)
+        pair_cos_sin<T>(a, tab, p4, e * V + j - w0, cs[j]);
 }
 
 // The same without a table (the norm's pairs past its registers).
@@ -362,11 +370,8 @@ __device__ __forceinline__ void norm_unit(const mlxn_rope_args &a, const pair_ta
         if (hb == hb0) {
             if (table) {
                 __syncwarp(); // the previous unit's reads are done
-                for (int k = lane; k < half; k += 32) {
-                    const int r = tab.sec[k];
-                    cos_sin<T>((double)(r == 0 ? w.p4[0] : r == 1 ? w.p4[1] : r == 2 ? w.p4[2] : w.p4[3]) * tab.freq[k],
-                               a.mscale, wcs[k]);
-                }
+                for (int k = lane; k < half; k += 32)
+                    pair_cos_sin<T>(a, tab, w.p4, k, wcs[k]);
                 __syncwarp();
             } else if (early) {
 #pragma unroll
@@ -472,6 +477,7 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
     const int lane = threadIdx.x & 31, seg = lane / p.L;
     const int64_t u0 = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32, n_warps = (int64_t)gridDim.x * WARPS;
     if constexpr (NORM) {
+        // K == 1 spelled out (p.table implies it) so that kernels whose wcs is one pair hold no table code
         for (int64_t u = u0; u < p.units; u += n_warps)
             norm_unit<T, NEOX, V, U, K, S>(a, tab, unit_at(a, p, multi, u, seg), p.L, lane, p.steps == 1,
                                            K == 1 && p.table, wcs[threadIdx.x / 32]);
@@ -495,8 +501,9 @@ __global__ void __launch_bounds__(32 * WARPS, 4) rope_rows(const mlxn_rope_args 
 // pair) of the tile once into shared memory while they are in flight (one barrier a tile, two
 // buffers so the next tile's may be formed while others still read this one), then each segment
 // norms, rotates and stores its rows. norm_unit forms them once a unit (a warp's table; per lane
-// in decode steps), with f64 work that holds ~100 registers a thread (16 warps an SM). Measured on f32 rows; plain rope and 16-bit rows ran slower this way
-// (bench/NOTES.md, rope), so the launcher gives it f32 norms only.
+// in decode steps), with f64 work that holds ~100 registers a thread (16 warps an SM). Measured
+// on f32 rows; plain rope and 16-bit rows ran slower this way (bench/NOTES.md, rope), so the
+// launcher gives it f32 norms only.
 constexpr int TW = 8, TS = 4, CS_MAX = 1024; // warps a block, rows a lane a tile, (token, pair)s
 
 struct tile_plan {
