@@ -6,14 +6,17 @@
 // chunk from shared memory once (the least a mat-vec does), "none" only waits for it. Two chunk
 // shapes: contiguous bytes (one copy a chunk), and "rows": R rows x P bytes of a K slice of W's
 // rows (RS bytes each, Q4_0 at K 4096), one copy a row issued by lane r, as a warp that owns 16
-// rows x a K slice (an mma tile) would stream them.
+// rows x a K slice (an mma tile) would stream them. Calls are launched plain (a call starts when
+// the previous one has ended) or with PDL, each warp issuing its first stages before
+// griddepcontrol.wait ("pre": a mat-vec may, as no kernel writes its weights). Session 9 ran it
+// with plain launches only; session 25 added the PDL mode (bench/NOTES.md, "What bounds the
+// decode mat-vec's calls").
 // Not part of the library; built by hand:
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I include -I src/cuda \
 //        bench/experiments/stream_ceiling.cu -o stream_ceiling
-//   ./stream_ceiling   (written in session 7 after its device time ran out: compiled, not yet run)
 // Output: the copy ceiling (read + write of 1 GiB, as `mlxn bench`), then one line per (bytes,
-// chunk, rows x piece for the row chunks,
-// stages, warps, blocks per SM, touch) with the median time and % of the ceiling.
+// chunk, rows x piece for the row chunks, stages, warps, blocks per SM, touch, pdl) with the
+// median time and % of the ceiling.
 #include "bulk_copy.cuh"
 
 #include <algorithm>
@@ -38,7 +41,8 @@ constexpr int MAX_WARPS = 32, MAX_STAGES = 8;
 // rows > 0: a chunk is `rows` pieces of chunk / rows bytes, piece r from row r of a tile of W's
 // rows of rs bytes (chunk c: tile c / (rs / piece), slice c % (rs / piece)).
 template <bool TOUCH>
-__global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int stages, int rows, int rs, unsigned *out)
+__global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int stages, int rows, int rs, int pdl,
+                            unsigned *out)
 {
     extern __shared__ __align__(128) uint8_t sm[];
     __shared__ uint64_t bars[MAX_WARPS * MAX_STAGES];
@@ -74,6 +78,10 @@ __global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int s
     };
     for (long long k = 0; k < stages && k < mine; k++)
         issue(k);
+    if (pdl) { // the first stages were issued before the previous call ends (weights no kernel writes)
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;");
+    }
     unsigned acc = 0;
     for (long long k = 0; k < mine; k++) {
         const int s = (int)(k % stages);
@@ -135,31 +143,42 @@ int main()
     CK(cudaMalloc(&w, set_bytes * nsets));
     CK(cudaMemset(w, 1, set_bytes * nsets));
     CK(cudaMalloc(&out, 4));
-    CK(cudaFuncSetAttribute(warp_stream<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
-    CK(cudaFuncSetAttribute(warp_stream<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
-    printf("%-10s %-7s %-9s %-6s %-5s %-6s %-5s %10s %8s\n", "bytes", "chunk", "rows", "stages", "warps", "blk/SM",
-           "touch", "median_us", "%copy");
+    CK(cudaFuncSetAttribute(warp_stream<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 225 * 1024));
+    CK(cudaFuncSetAttribute(warp_stream<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 225 * 1024));
+    printf("%-10s %-7s %-9s %-6s %-5s %-6s %-5s %-4s %10s %8s\n", "bytes", "chunk", "rows", "stages", "warps", "blk/SM",
+           "touch", "pdl", "median_us", "%copy");
     // one configuration: the median over 15 rounds of 6 calls (one per weight set)
-    auto measure = [&](size_t bytes, int chunk, int stages, int warps, int per_sm, int touch, int rows, int rs) {
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    auto measure = [&](size_t bytes, int chunk, int stages, int warps, int per_sm, int touch, int rows, int rs,
+                       int pdl) {
         const size_t smem = (size_t)warps * stages * chunk;
-        if (smem * per_sm + per_sm * 3072 > (size_t)smem_sm || smem > 227 * 1024)
+        if (smem * per_sm + per_sm * 3072 > (size_t)smem_sm || smem > 225 * 1024)
             return;
         const long long chunks = (long long)(bytes / chunk);
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr.val.programmaticStreamSerializationAllowed = 1;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)(sms * per_sm));
+        cfg.blockDim = dim3((unsigned)(32 * warps));
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = st;
+        cfg.attrs = &attr;
+        cfg.numAttrs = pdl ? 1 : 0;
         auto run = [&](int i) {
             const uint8_t *src = w + (size_t)(i % nsets) * set_bytes;
-            if (touch)
-                warp_stream<true><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, rows, rs, out);
-            else
-                warp_stream<false><<<sms * per_sm, 32 * warps, smem>>>(src, chunks, chunk, stages, rows, rs, out);
+            CK(cudaLaunchKernelEx(&cfg, touch ? warp_stream<true> : warp_stream<false>, src, chunks, chunk, stages,
+                                  rows, rs, pdl, out));
         };
         for (int i = 0; i < 6; i++)
             run(i);
         std::vector<double> t;
         for (int r = 0; r < 15; r++) {
-            CK(cudaEventRecord(e0));
+            CK(cudaEventRecord(e0, st));
             for (int i = 0; i < 6; i++)
                 run(i);
-            CK(cudaEventRecord(e1));
+            CK(cudaEventRecord(e1, st));
             CK(cudaEventSynchronize(e1));
             float f = 0.f;
             CK(cudaEventElapsedTime(&f, e0, e1));
@@ -170,23 +189,24 @@ int main()
         char rdesc[16] = "-";
         if (rows)
             snprintf(rdesc, sizeof rdesc, "%dx%d", rows, chunk / rows);
-        printf("%-10zu %-7d %-9s %-6d %-5d %-6d %-5s %10.2f %7.1f%%\n", bytes, chunk, rdesc, stages, warps, per_sm,
-               touch ? "yes" : "no", us, 100.0 * gbs / ceil_gbs);
+        printf("%-10zu %-7d %-9s %-6d %-5d %-6d %-5s %-4s %10.2f %7.1f%%\n", bytes, chunk, rdesc, stages, warps, per_sm,
+               touch ? "yes" : "no", pdl ? "pre" : "no", us, 100.0 * gbs / ceil_gbs);
     };
     const size_t sizes[] = {33030144, 9437184}; // Q4_0 14336 x 4096 and 4096 x 4096
-    for (size_t bytes : sizes)
-        for (int chunk : {4096, 8192, 16384, 32768})
-            for (int stages : {2, 3, 4, 6})
-                for (int warps : {4, 8, 16, 32})
-                    for (int per_sm : {1, 2})
-                        for (int touch : {0, 1})
-                            measure(bytes, chunk, stages, warps, per_sm, touch, 0, 0);
+    for (int pdl : {0, 1})
+        for (size_t bytes : sizes)
+            for (int chunk : {4096, 8192, 16384})
+                for (int stages : {2, 3, 4, 6})
+                    for (int warps : {4, 8, 16})
+                        for (int per_sm : {1, 2})
+                            measure(bytes, chunk, stages, warps, per_sm, 1, 0, 0, pdl);
     // 16 rows x a K slice of Q4_0 rows of 2304 bytes (K 4096): slices of 288 .. 2304 bytes
     const int rs = 2304;
-    for (size_t bytes : sizes)
-        for (int piece : {288, 576, 1152, 2304})
-            for (int stages : {2, 3, 4, 6})
-                for (int warps : {4, 8, 12, 16})
-                    measure(bytes / ((size_t)16 * rs) * 16 * rs, 16 * piece, stages, warps, 1, 1, 16, rs);
+    for (int pdl : {0, 1})
+        for (size_t bytes : sizes)
+            for (int piece : {288, 576, 1152})
+                for (int stages : {2, 3, 4})
+                    for (int warps : {4, 8, 12, 16})
+                        measure(bytes / ((size_t)16 * rs) * 16 * rs, 16 * piece, stages, warps, 1, 1, 16, rs, pdl);
     return 0;
 }
