@@ -646,14 +646,27 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
         e = allow_smem(kernel, SMEM_LIMIT, smem_done);
     if (e == cudaSuccess)
         e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * stage + 16));
+    cudaFuncAttributes fa = {};
+    int reserved = 0;
+    if (e == cudaSuccess)
+        e = cudaFuncGetAttributes(&fa, kernel);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev);
     if (e != cudaSuccess)
         return e;
     per_sm = per_sm > 0 ? per_sm : 1;
-    const int64_t share = sm_smem / per_sm - 4096; // less static and reserved shared memory
+    // a block's share of the SM's shared memory, less its static and reserved shared memory
+    const int64_t share = sm_smem / per_sm - (int64_t)fa.sharedSizeBytes - reserved - 16;
     int64_t stages = share / stage;
     stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
     while (stages > 2 && stages * stage + 16 > SMEM_LIMIT)
         stages--;
+    // the grid: the blocks that fit at once with those stages (fewer than per_sm where two stages
+    // do not fit the share), so that no block waits for another to end
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(stages * stage + 16));
+    if (e != cudaSuccess)
+        return e;
+    per_sm = per_sm > 0 ? per_sm : 1;
     const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
     const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
     return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads),
