@@ -1,6 +1,7 @@
 // Experiment: times the decode kernel of src/cuda/qmatmul_mlx.cu for rows-per-warp choices (R) on the benchmark shapes, to choose ROWS_R. Not part of the library; built by hand:
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I include -I src \
-//        bench/experiments/qmatmul_mlx_variants.cu -o qmatmul_mlx_variants
+//        bench/experiments/qmatmul_mlx_variants.cu src/cuda/qmatmul_stream.cu -o qmatmul_mlx_variants
+//   (qmatmul_stream.cu: the launcher qmatmul_mlx.cu hands M = 1 calls to since session 17)
 // Output: one line per (shape, bits, R) with the median per-call time, weight GB/s and the
 // largest difference from the R = 1 result (0 expected: same per-row arithmetic).
 #include "../../src/cuda/qmatmul_mlx.cu"
@@ -10,14 +11,8 @@
 #include <cstdlib>
 #include <vector>
 
-#define CK(x)                                                                              \
-    do {                                                                                   \
-        cudaError_t e_ = (x);                                                              \
-        if (e_ != cudaSuccess) {                                                           \
-            printf("%s: %s\n", #x, cudaGetErrorString(e_));                                \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#include "experiment.h"
+
 
 static mlxn_rows rows_of(void *p, int64_t row_bytes)
 {

@@ -15,20 +15,10 @@
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/experiments/read_ceiling.cu -o read_ceiling
 // Output: the copy ceiling (read + write of 1 GiB, as `mlxn bench`), then a line per configuration
 // with the median per-call time and the weight bytes' rate as % of the ceiling.
-#include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <vector>
 
-#define CK(x)                                                                              \
-    do {                                                                                   \
-        cudaError_t e_ = (x);                                                              \
-        if (e_ != cudaSuccess) {                                                           \
-            printf("%s: %s\n", #x, cudaGetErrorString(e_));                                \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#include "experiment.h"
+
 
 __device__ __forceinline__ uint4 ld_stream(const uint4 *p)
 {
@@ -74,11 +64,6 @@ template <int U> __global__ void read_all(const uint4 *w, long long n16, int mod
         out[0] = acc;
 }
 
-static double median(std::vector<double> v)
-{
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 int main()
 {
@@ -90,25 +75,8 @@ int main()
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    const size_t cb = 1ull << 30;
-    void *ca = nullptr, *cbuf = nullptr;
-    CK(cudaMalloc(&ca, cb));
-    CK(cudaMalloc(&cbuf, cb));
-    std::vector<double> ms;
-    for (int r = 0; r < 21; r++) {
-        CK(cudaEventRecord(e0, st));
-        CK(cudaMemcpyAsync(r % 2 ? ca : cbuf, r % 2 ? cbuf : ca, cb, cudaMemcpyDeviceToDevice, st));
-        CK(cudaEventRecord(e1, st));
-        CK(cudaEventSynchronize(e1));
-        float t = 0.f;
-        CK(cudaEventElapsedTime(&t, e0, e1));
-        if (r)
-            ms.push_back(t);
-    }
-    const double ceil_gbs = 2.0 * cb / (median(ms) * 1e-3) / 1e9;
+    const double ceil_gbs = copy_ceiling_gbs(st);
     printf("copy ceiling %.1f GB/s, %d SMs, %d KB shared memory per SM\n", ceil_gbs, sms, smem_sm / 1024);
-    CK(cudaFree(cbuf));
-    CK(cudaFree(ca));
     const size_t set_bytes = 34ull << 20, nsets = 8; // rotated: every call reads from HBM
     uint8_t *w = nullptr;
     unsigned *out = nullptr;

@@ -9,14 +9,8 @@
 #include <cstdio>
 #include <vector>
 
-#define CK(x)                                                                              \
-    do {                                                                                   \
-        cudaError_t e_ = (x);                                                              \
-        if (e_ != cudaSuccess) {                                                           \
-            printf("%s: %s\n", #x, cudaGetErrorString(e_));                                \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#include "experiment.h"
+
 
 static mlxn_rows rows_of_ptr(void *p, int64_t row_bytes)
 {

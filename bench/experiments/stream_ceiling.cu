@@ -18,22 +18,10 @@
 // chunk, rows x piece for the row chunks, stages, warps, blocks per SM, touch, pdl) with the
 // median time and % of the ceiling.
 #include "bulk_copy.cuh"
-
-#include <algorithm>
-#include <cstdio>
-#include <cstdlib>
-#include <vector>
+#include "experiment.h"
 
 using namespace mlxn_cuda;
 
-#define CK(x)                                                                              \
-    do {                                                                                   \
-        cudaError_t e_ = (x);                                                              \
-        if (e_ != cudaSuccess) {                                                           \
-            printf("%s: %s\n", #x, cudaGetErrorString(e_));                                \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
 
 constexpr int MAX_WARPS = 32, MAX_STAGES = 8;
 
@@ -103,11 +91,6 @@ __global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int s
         out[0] = acc;
 }
 
-static double median(std::vector<double> v)
-{
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 int main()
 {
@@ -117,25 +100,10 @@ int main()
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    // the copy ceiling: read + write of 1 GiB, median of 20
-    const size_t cb = 1ull << 30;
-    void *ca = nullptr, *cbuf = nullptr;
-    CK(cudaMalloc(&ca, cb));
-    CK(cudaMalloc(&cbuf, cb));
-    std::vector<double> ms;
-    for (int r = 0; r < 21; r++) {
-        CK(cudaEventRecord(e0));
-        CK(cudaMemcpyAsync(r % 2 ? ca : cbuf, r % 2 ? cbuf : ca, cb, cudaMemcpyDeviceToDevice));
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float t = 0.f;
-        CK(cudaEventElapsedTime(&t, e0, e1));
-        if (r)
-            ms.push_back(t);
-    }
-    const double ceil_gbs = 2.0 * cb / (median(ms) * 1e-3) / 1e9;
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    const double ceil_gbs = copy_ceiling_gbs(st);
     printf("copy ceiling %.1f GB/s, %d SMs, %d KB shared memory per SM\n", ceil_gbs, sms, smem_sm / 1024);
-    CK(cudaFree(cbuf));
     // weights: sets rotated so that every call reads from HBM (H200 L2: 50 MB)
     const size_t set_bytes = 34ull << 20, nsets = 6;
     uint8_t *w = nullptr;
@@ -148,8 +116,6 @@ int main()
     printf("%-10s %-7s %-9s %-6s %-5s %-6s %-5s %-4s %10s %8s\n", "bytes", "chunk", "rows", "stages", "warps", "blk/SM",
            "touch", "pdl", "median_us", "%copy");
     // one configuration: the median over 15 rounds of 6 calls (one per weight set)
-    cudaStream_t st;
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     auto measure = [&](size_t bytes, int chunk, int stages, int warps, int per_sm, int touch, int rows, int rs,
                        int pdl) {
         const size_t smem = (size_t)warps * stages * chunk;

@@ -1,0 +1,56 @@
+// What the hand-built experiments in this folder share: the error check, the median, and the copy
+// ceiling measured as `mlxn bench` does (read + write of 1 GiB, device to device, median of 20).
+#ifndef MLXN_BENCH_EXPERIMENT_H
+#define MLXN_BENCH_EXPERIMENT_H
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#define CK(x)                                                                              \
+    do {                                                                                   \
+        cudaError_t e_ = (x);                                                              \
+        if (e_ != cudaSuccess) {                                                           \
+            printf("%s: %s\n", #x, cudaGetErrorString(e_));                                \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+static double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+// GB/s (10^9 bytes, read + write counted) of 1 GiB copies on stream s
+static double copy_ceiling_gbs(cudaStream_t s)
+{
+    const size_t cb = 1ull << 30;
+    void *a = nullptr, *b = nullptr;
+    cudaEvent_t e0, e1;
+    CK(cudaMalloc(&a, cb));
+    CK(cudaMalloc(&b, cb));
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<double> ms;
+    for (int r = 0; r < 21; r++) {
+        CK(cudaEventRecord(e0, s));
+        CK(cudaMemcpyAsync(r % 2 ? a : b, r % 2 ? b : a, cb, cudaMemcpyDeviceToDevice, s));
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        float t = 0.f;
+        CK(cudaEventElapsedTime(&t, e0, e1));
+        if (r)
+            ms.push_back(t);
+    }
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return 2.0 * cb / (median(ms) * 1e-3) / 1e9;
+}
+
+#endif
