@@ -53,4 +53,30 @@ static double copy_ceiling_gbs(cudaStream_t s)
     return 2.0 * cb / (median(ms) * 1e-3) / 1e9;
 }
 
+// Median per-call microseconds of run(0 .. calls - 1) on stream s: one warm-up batch, then 15
+// timed batches of `calls` calls each.
+template <typename F> static double median_call_us(cudaStream_t s, int calls, F run)
+{
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < calls; i++)
+        run(i);
+    std::vector<double> t;
+    for (int r = 0; r < 15; r++) {
+        CK(cudaEventRecord(e0, s));
+        for (int i = 0; i < calls; i++)
+            run(i);
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        float f = 0.f;
+        CK(cudaEventElapsedTime(&f, e0, e1));
+        t.push_back(f * 1e3 / calls);
+    }
+    CK(cudaGetLastError());
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return median(t);
+}
+
 #endif

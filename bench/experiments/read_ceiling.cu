@@ -64,7 +64,6 @@ template <int U> __global__ void read_all(const uint4 *w, long long n16, int mod
         out[0] = acc;
 }
 
-
 int main()
 {
     int sms = 0, smem_sm = 0;
@@ -72,9 +71,6 @@ int main()
     CK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0));
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     const double ceil_gbs = copy_ceiling_gbs(st);
     printf("copy ceiling %.1f GB/s, %d SMs, %d KB shared memory per SM\n", ceil_gbs, sms, smem_sm / 1024);
     const size_t set_bytes = 34ull << 20, nsets = 8; // rotated: every call reads from HBM
@@ -111,20 +107,7 @@ int main()
             else
                 CK(cudaLaunchKernelEx(&cfg, read_all<8>, src, n16, mode, out));
         };
-        for (int i = 0; i < 16; i++)
-            run(i);
-        std::vector<double> t;
-        for (int r = 0; r < 15; r++) {
-            CK(cudaEventRecord(e0, st));
-            for (int i = 0; i < 16; i++)
-                run(i);
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            float f = 0.f;
-            CK(cudaEventElapsedTime(&f, e0, e1));
-            t.push_back(f * 1e3 / 16);
-        }
-        const double us = median(t), gbs = (double)bytes / (us * 1e-6) / 1e9;
+        const double us = median_call_us(st, 16, run), gbs = (double)bytes / (us * 1e-6) / 1e9;
         printf("%-10zu %-6s %-7d %-6d %-2d %-5s %10.2f %7.1f%%\n", bytes, mode_name[mode], threads, per_sm, U,
                half ? "yes" : "no", us, 100.0 * gbs / ceil_gbs);
     };

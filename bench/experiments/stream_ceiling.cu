@@ -91,15 +91,11 @@ __global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int s
         out[0] = acc;
 }
 
-
 int main()
 {
     int sms = 0, smem_sm = 0;
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
     CK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     const double ceil_gbs = copy_ceiling_gbs(st);
@@ -137,21 +133,7 @@ int main()
             CK(cudaLaunchKernelEx(&cfg, touch ? warp_stream<true> : warp_stream<false>, src, chunks, chunk, stages,
                                   rows, rs, pdl, out));
         };
-        for (int i = 0; i < 6; i++)
-            run(i);
-        std::vector<double> t;
-        for (int r = 0; r < 15; r++) {
-            CK(cudaEventRecord(e0, st));
-            for (int i = 0; i < 6; i++)
-                run(i);
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            float f = 0.f;
-            CK(cudaEventElapsedTime(&f, e0, e1));
-            t.push_back(f * 1e3 / 6);
-        }
-        CK(cudaGetLastError());
-        const double us = median(t), gbs = (double)chunks * chunk / (us * 1e-6) / 1e9;
+        const double us = median_call_us(st, 6, run), gbs = (double)chunks * chunk / (us * 1e-6) / 1e9;
         char rdesc[16] = "-";
         if (rows)
             snprintf(rdesc, sizeof rdesc, "%dx%d", rows, chunk / rows);
