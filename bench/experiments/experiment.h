@@ -1,5 +1,6 @@
-// What the hand-built experiments in this folder share: the error check, the median, and the copy
-// ceiling measured as `mlxn bench` does (read + write of 1 GiB, device to device, median of 20).
+// What the hand-built experiments in this folder share: the error check, the median, the copy
+// ceiling measured as `mlxn bench` does (read + write of 1 GiB, device to device, median of 20),
+// and the timing of repeated calls.
 #ifndef MLXN_BENCH_EXPERIMENT_H
 #define MLXN_BENCH_EXPERIMENT_H
 
@@ -51,6 +52,25 @@ static double copy_ceiling_gbs(cudaStream_t s)
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
     return 2.0 * cb / (median(ms) * 1e-3) / 1e9;
+}
+
+// The device the ceiling experiments run on: its SMs and shared memory per SM, a stream, and the
+// copy ceiling on it (printed as their first line).
+struct experiment_gpu {
+    int sms, smem_sm;
+    cudaStream_t st;
+    double ceil_gbs;
+};
+
+static experiment_gpu experiment_start()
+{
+    experiment_gpu g = {};
+    CK(cudaDeviceGetAttribute(&g.sms, cudaDevAttrMultiProcessorCount, 0));
+    CK(cudaDeviceGetAttribute(&g.smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0));
+    CK(cudaStreamCreateWithFlags(&g.st, cudaStreamNonBlocking));
+    g.ceil_gbs = copy_ceiling_gbs(g.st);
+    printf("copy ceiling %.1f GB/s, %d SMs, %d KB shared memory per SM\n", g.ceil_gbs, g.sms, g.smem_sm / 1024);
+    return g;
 }
 
 // Median per-call microseconds of run(0 .. calls - 1) on stream s: one warm-up batch, then 15

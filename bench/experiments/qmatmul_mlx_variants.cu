@@ -13,7 +13,6 @@
 
 #include "experiment.h"
 
-
 static mlxn_rows rows_of(void *p, int64_t row_bytes)
 {
     mlxn_rows r = {};

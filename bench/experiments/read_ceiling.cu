@@ -12,12 +12,16 @@
 // shared memory that limits residency), so the next call's blocks fit beside them and can start
 // their loads while this call drains; otherwise a call's blocks fill the SM.
 // Not part of the library; built by hand:
-//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a bench/experiments/read_ceiling.cu -o read_ceiling
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I include -I src/cuda \
+//        bench/experiments/read_ceiling.cu -o read_ceiling
 // Output: the copy ceiling (read + write of 1 GiB, as `mlxn bench`), then a line per configuration
 // with the median per-call time and the weight bytes' rate as % of the ceiling.
 #include <cstdint>
 
+#include "common.cuh"
 #include "experiment.h"
+
+using namespace mlxn_cuda;
 
 
 __device__ __forceinline__ uint4 ld_stream(const uint4 *p)
@@ -43,8 +47,8 @@ template <int U> __global__ void read_all(const uint4 *w, long long n16, int mod
             v[k] = i + k * G < n16 ? ld_stream(w + i + k * G) : make_uint4(0, 0, 0, 0);
     }
     if (mode) {
-        asm volatile("griddepcontrol.wait;" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;");
+        wait_for_previous_kernel();
+        allow_next_kernel();
     }
     if (mode == 2) {
 #pragma unroll
@@ -66,13 +70,7 @@ template <int U> __global__ void read_all(const uint4 *w, long long n16, int mod
 
 int main()
 {
-    int sms = 0, smem_sm = 0;
-    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    CK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0));
-    cudaStream_t st;
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    const double ceil_gbs = copy_ceiling_gbs(st);
-    printf("copy ceiling %.1f GB/s, %d SMs, %d KB shared memory per SM\n", ceil_gbs, sms, smem_sm / 1024);
+    const experiment_gpu g = experiment_start();
     const size_t set_bytes = 34ull << 20, nsets = 8; // rotated: every call reads from HBM
     uint8_t *w = nullptr;
     unsigned *out = nullptr;
@@ -86,30 +84,18 @@ int main()
            "median_us", "%copy");
     auto measure = [&](size_t bytes, int mode, int threads, int per_sm, int U, int half) {
         // dummy shared memory: per_sm blocks fill the SM, or half of it
-        const size_t smem = (size_t)(smem_sm / (half ? 2 * per_sm : per_sm)) - 2048;
+        const size_t smem = (size_t)(g.smem_sm / (half ? 2 * per_sm : per_sm)) - 2048;
         if (threads * per_sm * (half ? 2 : 1) > 2048)
             return;
-        cudaLaunchAttribute attr;
-        attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr.val.programmaticStreamSerializationAllowed = 1;
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)(sms * per_sm));
-        cfg.blockDim = dim3((unsigned)threads);
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = st;
-        cfg.attrs = &attr;
-        cfg.numAttrs = mode ? 1 : 0;
         const long long n16 = (long long)(bytes / 16);
         auto run = [&](int i) {
             const uint4 *src = reinterpret_cast<const uint4 *>(w + (size_t)(i % nsets) * set_bytes);
-            if (U == 4)
-                CK(cudaLaunchKernelEx(&cfg, read_all<4>, src, n16, mode, out));
-            else
-                CK(cudaLaunchKernelEx(&cfg, read_all<8>, src, n16, mode, out));
+            CK(launch(U == 4 ? read_all<4> : read_all<8>, dim3((unsigned)(g.sms * per_sm)), dim3((unsigned)threads),
+                      smem, g.st, mode != 0, src, n16, mode, out));
         };
-        const double us = median_call_us(st, 16, run), gbs = (double)bytes / (us * 1e-6) / 1e9;
+        const double us = median_call_us(g.st, 16, run), gbs = (double)bytes / (us * 1e-6) / 1e9;
         printf("%-10zu %-6s %-7d %-6d %-2d %-5s %10.2f %7.1f%%\n", bytes, mode_name[mode], threads, per_sm, U,
-               half ? "yes" : "no", us, 100.0 * gbs / ceil_gbs);
+               half ? "yes" : "no", us, 100.0 * gbs / g.ceil_gbs);
     };
     const size_t sizes[] = {33030144, 16515072, 9437184}; // Q4_0 14336 x 4096, half of it, 4096 x 4096
     for (size_t bytes : sizes)

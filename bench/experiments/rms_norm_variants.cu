@@ -11,7 +11,6 @@
 
 #include "experiment.h"
 
-
 static mlxn_rows rows_of_ptr(void *p, int64_t row_bytes)
 {
     mlxn_rows r = {};

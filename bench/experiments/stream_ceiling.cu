@@ -3,8 +3,9 @@
 // and no block-wide round trip)? The streamed decode mat-vec (src/cuda/qmatmul_stream.cu) with
 // its products skipped reached only 63-82% of copy (bench/NOTES.md, session 7); this measures
 // the alternative before a kernel is built on it. No arithmetic: "touch" reads every byte of a
-// chunk from shared memory once (the least a mat-vec does), "none" only waits for it. Two chunk
-// shapes: contiguous bytes (one copy a chunk), and "rows": R rows x P bytes of a K slice of W's
+// chunk from shared memory once (the least a mat-vec does), "none" only waits for it (the sweep
+// below runs "touch"). Two chunk shapes: contiguous bytes (one copy a chunk), and "rows": R rows
+// x P bytes of a K slice of W's
 // rows (RS bytes each, Q4_0 at K 4096), one copy a row issued by lane r, as a warp that owns 16
 // rows x a K slice (an mma tile) would stream them. Calls are launched plain (a call starts when
 // the previous one has ended) or with PDL, each warp issuing its first stages before
@@ -18,10 +19,10 @@
 // chunk, rows x piece for the row chunks, stages, warps, blocks per SM, touch, pdl) with the
 // median time and % of the ceiling.
 #include "bulk_copy.cuh"
+#include "common.cuh"
 #include "experiment.h"
 
 using namespace mlxn_cuda;
-
 
 constexpr int MAX_WARPS = 32, MAX_STAGES = 8;
 
@@ -67,8 +68,8 @@ __global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int s
     for (long long k = 0; k < stages && k < mine; k++)
         issue(k);
     if (pdl) { // the first stages were issued before the previous call ends (weights no kernel writes)
-        asm volatile("griddepcontrol.wait;" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;");
+        wait_for_previous_kernel();
+        allow_next_kernel();
     }
     unsigned acc = 0;
     for (long long k = 0; k < mine; k++) {
@@ -93,13 +94,7 @@ __global__ void warp_stream(const uint8_t *w, long long chunks, int chunk, int s
 
 int main()
 {
-    int sms = 0, smem_sm = 0;
-    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    CK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0));
-    cudaStream_t st;
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    const double ceil_gbs = copy_ceiling_gbs(st);
-    printf("copy ceiling %.1f GB/s, %d SMs, %d KB shared memory per SM\n", ceil_gbs, sms, smem_sm / 1024);
+    const experiment_gpu g = experiment_start();
     // weights: sets rotated so that every call reads from HBM (H200 L2: 50 MB)
     const size_t set_bytes = 34ull << 20, nsets = 6;
     uint8_t *w = nullptr;
@@ -115,30 +110,21 @@ int main()
     auto measure = [&](size_t bytes, int chunk, int stages, int warps, int per_sm, int touch, int rows, int rs,
                        int pdl) {
         const size_t smem = (size_t)warps * stages * chunk;
-        if (smem * per_sm + per_sm * 3072 > (size_t)smem_sm || smem > 225 * 1024)
+        if (smem * per_sm + per_sm * 3072 > (size_t)g.smem_sm || smem > 225 * 1024)
             return;
         const long long chunks = (long long)(bytes / chunk);
-        cudaLaunchAttribute attr;
-        attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr.val.programmaticStreamSerializationAllowed = 1;
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)(sms * per_sm));
-        cfg.blockDim = dim3((unsigned)(32 * warps));
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = st;
-        cfg.attrs = &attr;
-        cfg.numAttrs = pdl ? 1 : 0;
         auto run = [&](int i) {
             const uint8_t *src = w + (size_t)(i % nsets) * set_bytes;
-            CK(cudaLaunchKernelEx(&cfg, touch ? warp_stream<true> : warp_stream<false>, src, chunks, chunk, stages,
-                                  rows, rs, pdl, out));
+            CK(launch(touch ? warp_stream<true> : warp_stream<false>, dim3((unsigned)(g.sms * per_sm)),
+                      dim3((unsigned)(32 * warps)), smem, g.st, pdl != 0, src, chunks, chunk, stages, rows, rs, pdl,
+                      out));
         };
-        const double us = median_call_us(st, 6, run), gbs = (double)chunks * chunk / (us * 1e-6) / 1e9;
+        const double us = median_call_us(g.st, 6, run), gbs = (double)chunks * chunk / (us * 1e-6) / 1e9;
         char rdesc[16] = "-";
         if (rows)
             snprintf(rdesc, sizeof rdesc, "%dx%d", rows, chunk / rows);
         printf("%-10zu %-7d %-9s %-6d %-5d %-6d %-5s %-4s %10.2f %7.1f%%\n", bytes, chunk, rdesc, stages, warps, per_sm,
-               touch ? "yes" : "no", pdl ? "pre" : "no", us, 100.0 * gbs / ceil_gbs);
+               touch ? "yes" : "no", pdl ? "pre" : "no", us, 100.0 * gbs / g.ceil_gbs);
     };
     const size_t sizes[] = {33030144, 9437184}; // Q4_0 14336 x 4096 and 4096 x 4096
     for (int pdl : {0, 1})
@@ -148,7 +134,7 @@ int main()
                     for (int warps : {4, 8, 16})
                         for (int per_sm : {1, 2})
                             measure(bytes, chunk, stages, warps, per_sm, 1, 0, 0, pdl);
-    // 16 rows x a K slice of Q4_0 rows of 2304 bytes (K 4096): slices of 288 .. 2304 bytes
+    // 16 rows x a K slice of Q4_0 rows of 2304 bytes (K 4096): slices of 288 .. 1152 bytes
     const int rs = 2304;
     for (int pdl : {0, 1})
         for (size_t bytes : sizes)
