@@ -16,13 +16,14 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The tests: every op on every device present (GPU cases are reported as skipped without a GPU).
+# The tests: every op on every device present (GPU cases are reported as skipped without a GPU),
+# JOBS at a time (test_ops is split in two: tests/CMakeLists.txt).
 test: build
-	cd $(BUILD) && ctest --output-on-failure --verbose
+	cd $(BUILD) && ctest --output-on-failure --verbose -j $(JOBS)
 
 # The same tests under AddressSanitizer and UndefinedBehaviorSanitizer (CPU backend only: the
 # CUDA runtime does not run under ASan; the model tests on their first prompt only), JOBS at a
-# time (test_ops is split in two there: tests/CMakeLists.txt).
+# time.
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLXN_SANITIZE=ON -DMLXN_CUDA=OFF
 	cmake --build $(ASAN_BUILD) -j $(JOBS)

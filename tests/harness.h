@@ -13,6 +13,8 @@
 
 typedef struct rng {
     uint64_t s;
+    double spare; /* rng_normal makes two values a time: the second waits here */
+    bool has_spare;
 } rng;
 
 uint64_t rng_next(rng *r);

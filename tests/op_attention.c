@@ -585,7 +585,7 @@ static void decode_graph_case(test_devices *devs, rng *g, mlxn_dtype kvdt, bool 
             ok = mlxn_buffer_create(w ? td->device : ref->device, pbytes, &pb) == MLXN_STATUS_OK &&
                  mlxn_buffer_upload(buf[w], off_pos, hpos, sizeof hpos, NULL) == MLXN_STATUS_OK;
             for (int kv = 0; ok && kv < 2; kv++) {
-                rng same = {0x5eedu + (uint64_t)kv}; /* the same rows on both sides */
+                rng same = {.s = 0x5eedu + (uint64_t)kv}; /* the same rows on both sides */
                 for (size_t i = 0; i < pbytes / 4; i++)
                     hp[i] = (float)rng_normal(&same);
                 mlxn_tensor src = mlxn_tensor_make(pb, 0, MLXN_DTYPE_F32, 4, ps);

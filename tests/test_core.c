@@ -388,7 +388,7 @@ static void test_devices_api(test_devices *devs)
 
 int main(int argc, char **argv)
 {
-    rng g = {harness_seed(argc, argv)};
+    rng g = {.s = harness_seed(argc, argv)};
     test_tables();
     test_devices devs;
     if (!test_devices_open(&devs))

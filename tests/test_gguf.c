@@ -643,7 +643,7 @@ static void test_real_model(const char *model, const char *file)
 
 int main(int argc, char **argv)
 {
-    rng g = {harness_seed(argc, argv)};
+    rng g = {.s = harness_seed(argc, argv)};
     test_devices devs;
     if (!test_devices_open(&devs))
         return 1;

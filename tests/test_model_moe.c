@@ -413,7 +413,7 @@ static mlxn_status copy_gguf(const char *src, const char *dst, const char *extra
     mlxn_gguf_writer *w = NULL;
     float *scaled[MAX_ROUTERS] = {NULL};
     int n_scaled = 0;
-    rng r = {0x5eed};
+    rng r = {.s = 0x5eed};
     mlxn_status st = mlxn_gguf_open(src, &g);
     if (st == MLXN_STATUS_OK)
         st = mlxn_gguf_writer_create(&w);

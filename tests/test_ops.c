@@ -1,4 +1,5 @@
 /* The op harness: every op x backend x dtype x variant against the oracle. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -39,16 +40,53 @@ static const op_tests registry[] = {
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,
                "every op in src/core/op_list.h needs harness cases here");
 
+/* Whether name is one of the comma-separated names in list. */
+static bool in_list(const char *list, const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+        p += len + (end != NULL);
+    }
+    return false;
+}
+
+/* Whether every name in list is an op of the registry (a misspelt name would skip its cases). */
+static bool known_ops(const char *list)
+{
+    char name[64];
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        bool found = false;
+        for (size_t i = 0; len < sizeof name && i < sizeof registry / sizeof registry[0]; i++)
+            found |= strlen(registry[i].op) == len && strncmp(p, registry[i].op, len) == 0;
+        if (!found) {
+            snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
+            fprintf(stderr, "test_ops: no op named '%s'\n", name);
+            return false;
+        }
+        p += len + (end != NULL);
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = harness_seed(argc, argv);
-    const char *only = NULL, *except = NULL; /* --op NAME: that op alone; --except NAME: all others */
+    /* --op A,B: those ops alone; --except A,B: all others */
+    const char *only = NULL, *except = NULL;
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--op") == 0)
             only = argv[i + 1];
         else if (strcmp(argv[i], "--except") == 0)
             except = argv[i + 1];
     }
+    if ((only && !known_ops(only)) || (except && !known_ops(except)))
+        return 2;
     test_devices devs;
     if (!test_devices_open(&devs))
         return 1;
@@ -57,9 +95,9 @@ int main(int argc, char **argv)
         printf(" %s", devs.list[i].name);
     printf("\n");
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
-        if ((only && strcmp(only, registry[i].op) != 0) || (except && strcmp(except, registry[i].op) == 0))
+        if ((only && !in_list(only, registry[i].op)) || (except && in_list(except, registry[i].op)))
             continue;
-        rng g = {seed + i};
+        rng g = {.s = seed + i};
         int before = g_counts.passed + g_counts.failed;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);

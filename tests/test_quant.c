@@ -308,7 +308,7 @@ static void test_ggml_round_trip(rng *g)
 
 int main(int argc, char **argv)
 {
-    rng g = {harness_seed(argc, argv)};
+    rng g = {.s = harness_seed(argc, argv)};
     test_mlx_golden();
     test_ggml_golden();
     test_ggml_round_trip(&g);

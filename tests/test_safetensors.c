@@ -292,7 +292,7 @@ static void test_mlx_config(void)
 
 int main(int argc, char **argv)
 {
-    rng g = {harness_seed(argc, argv)};
+    rng g = {.s = harness_seed(argc, argv)};
     (void)g;
     test_devices devs;
     if (!test_devices_open(&devs))

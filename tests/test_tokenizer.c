@@ -678,7 +678,7 @@ fail:
 
 int main(int argc, char **argv)
 {
-    rng r = {harness_seed(argc, argv)};
+    rng r = {.s = harness_seed(argc, argv)};
     test_small_spm();
     test_small_bpe();
     test_model("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", &r);

@@ -41,8 +41,11 @@ bool weights_make(mlxn_dtype t, int64_t rows, int64_t K, rng *g, uint8_t *w, flo
     bool ok = rowf != NULL;
     for (int64_t n = 0; ok && n < rows; n++) {
         uint8_t *row = w + n * row_bytes;
+        /* half the quantized rows are random bits (every code and scale the format allows);
+           they need no float row */
+        const bool random_bits = !weights_plain_dtype(t) && rng_uniform(g) < 0.5;
         const double sc = 0.02 * (1 + rng_uniform(g)), off = 0.01 * rng_normal(g);
-        for (int64_t i = 0; i < K; i++)
+        for (int64_t i = 0; !random_bits && i < K; i++)
             rowf[i] = (float)(off + sc * rng_normal(g));
         if (weights_plain_dtype(t)) {
             for (int64_t i = 0; i < K; i++) {
@@ -56,7 +59,7 @@ bool weights_make(mlxn_dtype t, int64_t rows, int64_t K, rng *g, uint8_t *w, flo
             }
             continue;
         }
-        if (rng_uniform(g) < 0.5 || mlxn_ggml_quantize(t, rowf, K, row) != MLXN_STATUS_OK)
+        if (random_bits || mlxn_ggml_quantize(t, rowf, K, row) != MLXN_STATUS_OK)
             weights_random_blocks(t, K, g, row);
         ok = mlxn_ggml_dequantize(t, row, K, wf + n * K) == MLXN_STATUS_OK;
     }

@@ -22,18 +22,17 @@ static double kv_load(int dt, const char *row, int64_t d)
     return (double)(int8_t)blk[2 + d % MLXN_QK] * (double)mlxn_f16_to_f32(scale);
 }
 
-/* The logit of key j for query t of batch row b, head h: -inf when the key is not visible. */
-static double logit(const mlxn_attention_args *a, int64_t b, int64_t t, int64_t h, int64_t j, int64_t first)
+/* The logit of key j (its row kj, widened) for query row qd at position p: -inf when the key is
+ * not visible. */
+static double logit(const mlxn_attention_args *a, const double *qd, const double *kj, int64_t t, int64_t j,
+                    int64_t first)
 {
     const int64_t p = first + t, valid = first + a->Tq;
     if (j >= valid || (a->causal && j > p) || (a->window > 0 && j <= p - a->window))
         return -INFINITY;
-    const int64_t hk = h / (a->Hq / a->Hkv);
-    const char *q = a->q.base + b * a->q.s0 + t * a->q.s1 + h * a->q.s2;
-    const char *k = a->k.base + b * a->k.s0 + hk * a->k.s1 + j * a->k.s2;
     double dot = 0;
     for (int64_t d = 0; d < a->D; d++)
-        dot += mlxn_ref_load(a->q_dtype, q, d) * kv_load(a->kv_dtype, k, d);
+        dot += qd[d] * kj[d];
     double z = (double)a->scale * dot;
     if (a->softcap > 0)
         z = a->softcap * tanh(z / a->softcap);
@@ -42,53 +41,80 @@ static double logit(const mlxn_attention_args *a, int64_t b, int64_t t, int64_t 
     return z;
 }
 
+/* One query row (batch b, position first + t, head h) against its kv head's widened rows kd, vd. */
+static void query_row(const mlxn_attention_args *a, int64_t b, int64_t t, int64_t h, int64_t first,
+                      const double *kd, const double *vd, double *qd, double *z, double *acc)
+{
+    const char *q = a->q.base + b * a->q.s0 + t * a->q.s1 + h * a->q.s2;
+    char *o = a->o.base + b * a->o.s0 + t * a->o.s1 + h * a->o.s2;
+    const int64_t valid = first + a->Tq;
+    for (int64_t d = 0; d < a->D; d++)
+        qd[d] = mlxn_ref_load(a->q_dtype, q, d);
+    double m = -INFINITY;
+    for (int64_t j = 0; j < valid; j++) {
+        z[j] = logit(a, qd, kd + j * a->D, t, j, first);
+        m = fmax(m, z[j]);
+    }
+    const bool any = m != -INFINITY;
+    if (a->sinks)
+        m = fmax(m, (double)a->sinks[h]);
+    double l = a->sinks && m != -INFINITY ? exp((double)a->sinks[h] - m) : 0.0;
+    for (int64_t d = 0; d < a->D; d++)
+        acc[d] = 0;
+    for (int64_t j = 0; any && j < valid; j++) {
+        if (z[j] == -INFINITY)
+            continue;
+        const double w = exp(z[j] - m);
+        l += w;
+        for (int64_t d = 0; d < a->D; d++)
+            acc[d] += w * vd[j * a->D + d];
+    }
+    for (int64_t d = 0; d < a->D; d++)
+        mlxn_ref_store(a->q_dtype, o, d, any ? acc[d] / l : 0.0);
+}
+
 mlxn_status mlxn_ref_attention(const mlxn_attention_args *a)
 {
-    double *z = malloc((size_t)(a->S ? a->S : 1) * sizeof *z), *acc = malloc((size_t)a->D * sizeof *acc);
-    if (!z || !acc) {
-        free(z);
-        free(acc);
-        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_attention", "no memory for the reference");
+    /* each kv head's visible rows are widened once and shared by its query heads and rows */
+    const size_t S = (size_t)(a->S ? a->S : 1), D = (size_t)a->D;
+    double *z = malloc(S * sizeof *z), *acc = malloc(D * sizeof *acc), *qd = malloc(D * sizeof *qd);
+    double *kd = malloc(S * D * sizeof *kd), *vd = malloc(S * D * sizeof *vd);
+    mlxn_status st = MLXN_STATUS_OK;
+    if (!z || !acc || !qd || !kd || !vd) {
+        st = mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_attention", "no memory for the reference");
+        goto done;
     }
+    const int64_t group = a->Hq / a->Hkv;
     for (int64_t b = 0; b < a->B; b++) {
         const int64_t first = a->pos[b];
-        const bool in_range = first >= 0 && first + a->Tq <= a->S;
-        for (int64_t t = 0; t < a->Tq; t++)
-            for (int64_t h = 0; h < a->Hq; h++) {
-                char *o = a->o.base + b * a->o.s0 + t * a->o.s1 + h * a->o.s2;
-                if (!in_range) {
+        if (!(first >= 0 && first + a->Tq <= a->S)) {
+            for (int64_t t = 0; t < a->Tq; t++)
+                for (int64_t h = 0; h < a->Hq; h++)
                     for (int64_t d = 0; d < a->D; d++)
-                        mlxn_ref_store(a->q_dtype, o, d, NAN);
-                    continue;
+                        mlxn_ref_store(a->q_dtype, a->o.base + b * a->o.s0 + t * a->o.s1 + h * a->o.s2, d, NAN);
+            continue;
+        }
+        for (int64_t hk = 0; hk < a->Hkv; hk++) {
+            for (int64_t j = 0; j < first + a->Tq; j++) {
+                const char *k = a->k.base + b * a->k.s0 + hk * a->k.s1 + j * a->k.s2;
+                const char *v = a->v.base + b * a->v.s0 + hk * a->v.s1 + j * a->v.s2;
+                for (int64_t d = 0; d < a->D; d++) {
+                    kd[j * a->D + d] = kv_load(a->kv_dtype, k, d);
+                    vd[j * a->D + d] = kv_load(a->kv_dtype, v, d);
                 }
-                const int64_t hk = h / (a->Hq / a->Hkv), valid = first + a->Tq;
-                double m = -INFINITY;
-                for (int64_t j = 0; j < valid; j++) {
-                    z[j] = logit(a, b, t, h, j, first);
-                    m = fmax(m, z[j]);
-                }
-                const bool any = m != -INFINITY;
-                if (a->sinks)
-                    m = fmax(m, (double)a->sinks[h]);
-                double l = a->sinks && m != -INFINITY ? exp((double)a->sinks[h] - m) : 0.0;
-                for (int64_t d = 0; d < a->D; d++)
-                    acc[d] = 0;
-                for (int64_t j = 0; any && j < valid; j++) {
-                    if (z[j] == -INFINITY)
-                        continue;
-                    const double w = exp(z[j] - m);
-                    const char *v = a->v.base + b * a->v.s0 + hk * a->v.s1 + j * a->v.s2;
-                    l += w;
-                    for (int64_t d = 0; d < a->D; d++)
-                        acc[d] += w * kv_load(a->kv_dtype, v, d);
-                }
-                for (int64_t d = 0; d < a->D; d++)
-                    mlxn_ref_store(a->q_dtype, o, d, any ? acc[d] / l : 0.0);
             }
+            for (int64_t t = 0; t < a->Tq; t++)
+                for (int64_t h = hk * group; h < (hk + 1) * group; h++)
+                    query_row(a, b, t, h, first, kd, vd, qd, z, acc);
+        }
     }
+done:
     free(z);
     free(acc);
-    return MLXN_STATUS_OK;
+    free(qd);
+    free(kd);
+    free(vd);
+    return st;
 }
 
 void mlxn_ref_kv_append(const mlxn_kv_append_args *a)
