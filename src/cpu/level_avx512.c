@@ -1,5 +1,8 @@
-/* The CPU kernels built for the avx512 SIMD level (see simd.h); picked at run time. */
+/* The CPU kernels built for the avx512 SIMD level (see simd.h); picked at run time. The
+ * qmatmul decode's VNNI kernels are in it too, used where the processor has VNNI. */
 #define MLXN_SIMD_LEVEL 2
+#define MLXN_SIMD_VNNI 1
+#define MLXN_SIMD_VNNI_RUNTIME 1
 #define MLXN_LEVEL_FN(name) name##_avx512
 
 #include "cpu.h"
@@ -20,4 +23,5 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512 = {
     .act_f32 = act_f32_avx512,
     .qmatmul_rows = qmatmul_rows_avx512,
     .qmatmul_x_form = qmatmul_x_form_avx512,
+    .qmatmul_xint32 = qmatmul_xint32_avx512,
 };

@@ -324,7 +324,8 @@ MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
 #ifdef MLXN_SIMD_VNNI
 /* ---------------------------------------------------------------- integer decode (VNNI)
  *
- * At one row of x, on AVX-512 with VNNI (the avx512-bf16 level), the formats whose codes are
+ * At one row of x, on AVX-512 with VNNI (the avx512-bf16 level, and the avx512 level where the
+ * processor has VNNI: MLXN_VNNI_BEGIN in simd.h), the formats whose codes are
  * small unsigned integers take x's integer form per 32-element unit (cpu.h,
  * MLXN_CPU_QMM_X_INT32 and _HALVES: X = 65536 d2 + 256 d1 + d0, x = s_u X): codes as bytes,
  * 64 a vector, against the digits by vpdpbusd, digit by digit with a shift of 8 between, so
@@ -387,6 +388,7 @@ static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves
     return true;
 }
 
+MLXN_VNNI_BEGIN
 /* lane i: the sum of code times x's integer over the lane's elements of the n code vectors c
  * (4 elements in each), against their digits at d: d2, d1, d0 128 bytes apart, vector j's 64
  * bytes after vector j - 1's */
@@ -464,7 +466,7 @@ MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n,
 
 /* dot32 at one row of x in integers, four blocks at a time; the offsets through the f32 sums
  * of x, per lane a quarter of its block's */
-MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
+MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
     const int bs = block_bytes32(type);
     const int64_t nb = K / 32;
@@ -493,6 +495,7 @@ MLXN_ALWAYS_INLINE void dot32_vnni(const int type, const uint8_t *row, const flo
     const float of = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? 0.25f : type == MLXN_DTYPE_Q4_0 ? -2.0f : -4.0f;
     r[0] = _mm512_reduce_add_ps(_mm512_fmadd_ps(_mm512_add_ps(off0, off1), _mm512_set1_ps(of), _mm512_add_ps(acc0, acc1)));
 }
+MLXN_VNNI_END
 #endif
 
 /* ---------------------------------------------------------------- 32-element formats
@@ -744,7 +747,7 @@ MLXN_ALWAYS_INLINE void codes256(const int type, const uint8_t *bk, const int u,
  * super-block summed in int32 and converted once: per 32 weights about 12 (Q4_K) or 15 (Q6_K)
  * vector instructions against ~15 and ~30 for the f32 path. Exact in the integers; x is held to
  * ~2^-24 of its 256-block's largest element. The offsets (mins, Q3_K's -4 and Q6_K's -32) stay
- * on the f32 sums of x. Measured in bench/NOTES.md; AVX-512 without VNNI keeps the f32 path. */
+ * on the f32 sums of x. Measured in bench/NOTES.md; AVX-512 processors without VNNI keep the f32 path. */
 MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
     /* vpshufb controls: word u of each 128-bit lane into all its words */
@@ -862,6 +865,7 @@ MLXN_ALWAYS_INLINE void dot256_int(const int type, const uint8_t *row, const flo
 #endif
 
 #ifdef MLXN_SIMD_VNNI
+MLXN_VNNI_BEGIN
 /* bytes of a 512-bit vector: the lower 32 a, the upper 32 b */
 MLXN_ALWAYS_INLINE __m512i vnni_halves8(int a, int b)
 {
@@ -921,7 +925,7 @@ MLXN_ALWAYS_INLINE __m512i vnni_codes256(const int type, const uint8_t *bk, cons
 
 /* dot256 at one row of x in integers: per super-block the scales (W's per unit or per 16, times
  * x's per unit) in one vector, four pairs of units */
-MLXN_ALWAYS_INLINE void dot256_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
+MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
     const int bs = block_bytes256(type);
     const int64_t nb = K / 256;
@@ -963,6 +967,7 @@ MLXN_ALWAYS_INLINE void dot256_vnni(const int type, const uint8_t *row, const fl
     o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
     r[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), off16)) + _mm_cvtss_f32(o4);
 }
+MLXN_VNNI_END
 #endif
 
 MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
@@ -1292,7 +1297,7 @@ static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
                ? MLXN_CPU_QMM_X_INT256
                : MLXN_CPU_QMM_X_NONE;
 #elif defined(MLXN_SIMD_VNNI)
-    return !qmm_vnni(w_dtype) ? MLXN_CPU_QMM_X_NONE
+    return !qmm_vnni(w_dtype) || !MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_NONE
            : mlxn_dtype_block_elems(w_dtype) == 32 ? MLXN_CPU_QMM_X_INT32_HALVES : MLXN_CPU_QMM_X_INT32;
 #else
     (void)w_dtype;

@@ -4,7 +4,9 @@
  *   MLXN_SIMD_LEVEL 0: portable C, one lane
  *   MLXN_SIMD_LEVEL 1: AVX2 + FMA + F16C, 8 lanes
  *   MLXN_SIMD_LEVEL 2: AVX-512 F/BW/VL, 16 lanes (MLXN_SIMD_AVX512_BF16: with the bf16
- *                      conversion instruction; MLXN_SIMD_VNNI: with the int8 dot products)
+ *                      conversion instruction; MLXN_SIMD_VNNI: with the int8 dot products,
+ *                      which MLXN_SIMD_VNNI_RUNTIME builds by target attribute and uses only
+ *                      where the processor has them)
  * Loads and stores convert from and to f32 / f16 / bf16 memory (round to nearest even, NaN
  * kept). Unaligned addresses are fine. */
 #ifndef MLXN_SIMD_H
@@ -17,6 +19,29 @@
 #include "mlxn.h"
 
 #define MLXN_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The VNNI kernels: code between MLXN_VNNI_BEGIN and MLXN_VNNI_END may use the int8 dot
+ * products; it is entered through MLXN_VNNI_ENTRY functions, and only where MLXN_VNNI_PRESENT.
+ * The avx512-bf16 level is built with VNNI (every processor with AVX512_BF16 has it); the avx512
+ * level (MLXN_SIMD_VNNI_RUNTIME) builds that code for VNNI by target attribute, its entry
+ * functions not inlined into the level's code, and asks the processor at run time, so that
+ * AVX-512 processors with VNNI but no BF16 (Cascade Lake, Ice Lake) take the integer decode. */
+#ifdef MLXN_SIMD_VNNI_RUNTIME
+#ifdef __clang__
+#define MLXN_VNNI_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx512vnni\"))), apply_to = function)")
+#define MLXN_VNNI_END _Pragma("clang attribute pop")
+#else
+#define MLXN_VNNI_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512vnni\")")
+#define MLXN_VNNI_END _Pragma("GCC pop_options")
+#endif
+#define MLXN_VNNI_ENTRY static __attribute__((noinline))
+#define MLXN_VNNI_PRESENT __builtin_cpu_supports("avx512vnni")
+#else
+#define MLXN_VNNI_BEGIN
+#define MLXN_VNNI_END
+#define MLXN_VNNI_ENTRY MLXN_ALWAYS_INLINE
+#define MLXN_VNNI_PRESENT 1
+#endif
 
 #ifndef MLXN_SIMD_LEVEL
 #error "define MLXN_SIMD_LEVEL before including simd.h"
