@@ -40,38 +40,42 @@ static const op_tests registry[] = {
 _Static_assert(sizeof registry / sizeof registry[0] == MLXN_OP_COUNT,
                "every op in src/core/op_list.h needs harness cases here");
 
+/* The length of the name at p, in a comma-separated list of names. */
+static size_t name_len(const char *p)
+{
+    const char *end = strchr(p, ',');
+    return end ? (size_t)(end - p) : strlen(p);
+}
+
 /* Whether name is one of the comma-separated names in list. */
 static bool in_list(const char *list, const char *name)
 {
-    const size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        const size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0)
+    for (const char *p = list;; p++) {
+        const size_t len = name_len(p);
+        if (len == strlen(name) && strncmp(p, name, len) == 0)
             return true;
-        p += len + (end != NULL);
+        p += len;
+        if (!*p)
+            return false;
     }
-    return false;
 }
 
 /* Whether every name in list is an op of the registry (a misspelt name would skip its cases). */
 static bool known_ops(const char *list)
 {
-    char name[64];
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        const size_t len = end ? (size_t)(end - p) : strlen(p);
+    for (const char *p = list;; p++) {
+        const size_t len = name_len(p);
         bool found = false;
-        for (size_t i = 0; len < sizeof name && i < sizeof registry / sizeof registry[0]; i++)
+        for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
             found |= strlen(registry[i].op) == len && strncmp(p, registry[i].op, len) == 0;
         if (!found) {
-            snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
-            fprintf(stderr, "test_ops: no op named '%s'\n", name);
+            fprintf(stderr, "test_ops: no op named '%.*s'\n", (int)len, p);
             return false;
         }
-        p += len + (end != NULL);
+        p += len;
+        if (!*p)
+            return true;
     }
-    return true;
 }
 
 int main(int argc, char **argv)
