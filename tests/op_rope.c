@@ -728,6 +728,10 @@ void test_rope(test_devices *devs, rng *g)
         /* 16-bit rows in units of several turns of S steps (CUDA: the warp's table used again; the
          * last turn has head 12 alone, the other segments none) */
         {{0, 1100, 13, 128, 0, L_CONTIG, false, false, {0}}, 0, false},
+        /* more tokens than an H200 holds warps (8448): a warp a token on CUDA (norm_tokens),
+         * also in place, in a batch of two with pos [B, T] */
+        {{0, 8500, 3, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
+        {{2, 4250, 3, 64, 0, L_CONTIG, true, true, {0}}, 4, false},
     };
     for (int k = K_NORMAL; k <= K_NEOX; k++)
         for (int d = 0; d < 3; d++)

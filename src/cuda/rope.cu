@@ -19,8 +19,9 @@
 // read again from memory: L1 / L2 hits), reduces the sum of squares over the segment's lanes
 // by shuffles, then normalizes and rotates from registers. Every element is read before any is
 // written by the same lane, so y may be x. Dims past n_rot are copied when y is not x (plain),
-// normalized and written (norm). Large f32 calls with the norm go through norm_tiles instead
-// (below): the same segments, with the (cos, sin) of a tile of rows formed once per block.
+// normalized and written (norm). Large calls with the norm go through norm_tokens (a warp a
+// token, heads rotated whole) or, f32 ones that it does not take, norm_tiles (below): the same
+// segments, with the (cos, sin) of a tile of rows formed once per block.
 #include "../core/rope_math.h"
 #include "elementwise.cuh"
 
@@ -603,6 +604,98 @@ cudaError_t launch_tiles(const mlxn_rope_args &a, const tile_plan &p, cudaStream
     return launch(kernel, dim3((unsigned)(p.tiles < resident ? p.tiles : resident)), dim3(32 * TW), 0, s, pdl, a, p);
 }
 
+// The per-head norm of prefill-sized calls whose heads rotate whole (n_rot == head_dim), a head's
+// items one a lane (K == 1), one position row: a warp takes a token and every head of it. A lane
+// forms the (cos, sin) of its V pairs once a token, while its first loads are in flight, and
+// holds them in registers for the token's steps; heads are 32-bit and each step's rows one
+// multiply-add from the token's. norm_unit, with 64-bit heads, per-step guards, run-time units
+// and the warp's table, spent ~17 instructions an element on a step whose arithmetic is ~8
+// (bench/NOTES.md, rope); it keeps the other layouts and the short calls, where a warp a token
+// would leave most warps idle. Plain rope measured slower this way (same notes).
+struct token_plan {
+    int lg;          // log2 of L, the lanes of a head
+    fast_div n_tok;  // tokens a sequence
+};
+
+template <typename T, bool NEOX, int V>
+__global__ void __launch_bounds__(32 * WARPS, 8) norm_tokens(const mlxn_rope_args a, const token_plan p)
+{
+    __shared__ pair_table tab;
+    fill_table(a, false, 0, tab);
+    wait_for_previous_kernel();
+    allow_next_kernel();
+    __syncthreads();
+    const int lane = threadIdx.x & 31, L = 1 << p.lg, HS = 32 >> p.lg, seg = lane >> p.lg, sl = lane & (L - 1);
+    const int half = a.n_rot / 2, H = (int)a.n_head, steps = (H + HS - 1) / HS;
+    const bool item = sl < half / V;
+    const unsigned tokens = (unsigned)(a.n_rows / a.n_head), n_warps = gridDim.x * WARPS;
+    constexpr bool AHEAD = sizeof(T) == 4;
+    for (unsigned tok = blockIdx.x * WARPS + threadIdx.x / 32; tok < tokens; tok += n_warps) {
+        const unsigned b = p.n_tok.div(tok), t = tok - b * p.n_tok.d;
+        const char *xt = a.x.base + (int64_t)b * a.x.s0 + (int64_t)t * a.x.s1;
+        const char *yt = a.y.base + (int64_t)b * a.y.s0 + (int64_t)t * a.y.s1;
+        // step st's item into it (none past the heads: h >= H for every lane)
+        const auto load = [&](int st, pair_item<T, NEOX, V> &it) {
+            const int h = st * HS + seg;
+            if (item && h < H)
+                it.load(head_row<const T>(xt, a.x, h), sl * V, half);
+        };
+        float2 cs[V];
+        // normed, rotated and stored; every lane runs it for every step (the norm's shuffles)
+        const auto rotate = [&](int st, pair_item<T, NEOX, V> &it) {
+            const int h = st * HS + seg;
+            const bool mine = item && h < H;
+            const float scale = segment_scale<T>(mine ? it.sum_squares() : 0.f, L, a);
+            if (mine)
+                it.template rotate_store<true>(head_row<T>(yt, a.y, h), sl * V, half, cs,
+                                               reinterpret_cast<const float *>(reinterpret_cast<const char *>(a.norm_w) +
+                                                                               (int64_t)h * a.norm_w_stride),
+                                               scale);
+        };
+        // two steps in registers: AHEAD, a step's loads in flight while the one before computes
+        // (f32), else two steps loaded, then both computed (16-bit rows, whose steps take twice the
+        // instructions a byte: measured faster; bench/NOTES.md, rope)
+        pair_item<T, NEOX, V> it0, it1;
+        load(0, it0);
+        if (!AHEAD)
+            load(1, it1);
+        if (item) {
+            const double pos = reinterpret_cast<const int32_t *>(a.pos + (int64_t)b * a.pos_sb)[t];
+#pragma unroll
+            for (int j = 0; j < V; j++)
+                cos_sin<T>(pos * tab.freq[sl * V + j], a.mscale, cs[j]);
+        }
+        for (int st = 0; st < steps; st += 2) {
+            if (AHEAD)
+                load(st + 1, it1);
+            rotate(st, it0);
+            if (AHEAD)
+                load(st + 2, it0);
+            rotate(st + 1, it1);
+            if (!AHEAD) {
+                load(st + 2, it0);
+                load(st + 3, it1);
+            }
+        }
+    }
+}
+
+template <typename T, bool NEOX, int V>
+cudaError_t launch_tokens(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
+{
+    auto kernel = norm_tokens<T, NEOX, V>;
+    static int per_sm = 0;
+    int64_t blocks = 0;
+    const cudaError_t e = resident_blocks(kernel, 32 * WARPS, 0, per_sm, &blocks);
+    if (e != cudaSuccess)
+        return e;
+    token_plan p;
+    p.lg = __builtin_ctz((unsigned)L);
+    p.n_tok = fast_div((uint32_t)a.n_tok);
+    const int64_t tokens = a.n_rows / a.n_head, need = (tokens + WARPS - 1) / WARPS;
+    return launch(kernel, dim3((unsigned)(need < blocks ? need : blocks)), dim3(32 * WARPS), 0, s, pdl, a, p);
+}
+
 // Warp steps loaded at once: ~128 bytes of x a lane in pairs (96 with the norm, which also holds
 // pass-through units), at most 8 and at most 16 items: 16 warps an SM then have ~64 KB of loads
 // in flight, over twice what the DRAM latency asks for at full bandwidth (~4.2 TB/s x ~0.8 us
@@ -627,6 +720,11 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
     p.L = L;
     const int64_t steps = (a.n_head + 32 / L - 1) / (32 / L), tokens = a.n_rows / a.n_head;
     const int64_t resident = blocks * WARPS; // warps
+    // norm_tokens' calls: the norm where the tokens alone fill this kernel's resident warps
+    if constexpr (NORM && K == 1 && V > 1) {
+        if (tokens >= resident && tokens < ((int64_t)1 << 31) && a.n_rot == a.head_dim && !mlxn_rope_multi(&a))
+            return launch_tokens<T, NEOX, V>(a, L, s, pdl);
+    }
     // norm_tiles' calls: f32 norms of over twice the steps that fit at once (Gemma 3's 512-token
     // chunk, 1.2 times: 5.9 -> 6.1-6.4 us in tiles; 2048 tokens, 4.8 times: 11.5 -> 10.5-10.8), items
     // one a lane
