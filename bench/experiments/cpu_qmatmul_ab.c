@@ -42,7 +42,7 @@ static const struct {
 } formats[] = {
     {"q4_0", MLXN_DTYPE_Q4_0}, {"q4_1", MLXN_DTYPE_Q4_1}, {"q5_0", MLXN_DTYPE_Q5_0}, {"q8_0", MLXN_DTYPE_Q8_0},
     {"q2_K", MLXN_DTYPE_Q2_K}, {"q3_K", MLXN_DTYPE_Q3_K}, {"q4_K", MLXN_DTYPE_Q4_K}, {"q5_K", MLXN_DTYPE_Q5_K},
-    {"q6_K", MLXN_DTYPE_Q6_K},
+    {"q6_K", MLXN_DTYPE_Q6_K}, {"q5_1", MLXN_DTYPE_Q5_1}, {"iq4_nl", MLXN_DTYPE_IQ4_NL}, {"iq4_xs", MLXN_DTYPE_IQ4_XS},
 };
 
 static double now_s(void)

@@ -722,7 +722,8 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
     const int64_t resident = blocks * WARPS; // warps
     // norm_tokens' calls: the norm where the tokens alone fill this kernel's resident warps
     if constexpr (NORM && K == 1 && V > 1) {
-        if (tokens >= resident && tokens < ((int64_t)1 << 31) && a.n_rot == a.head_dim && !mlxn_rope_multi(&a))
+        if (tokens >= resident && tokens < ((int64_t)1 << 31) && a.n_head < ((int64_t)1 << 30) && a.n_rot == a.head_dim &&
+            !mlxn_rope_multi(&a)) // 32-bit token and head indices (heads up to a few steps past n_head)
             return launch_tokens<T, NEOX, V>(a, L, s, pdl);
     }
     // norm_tiles' calls: f32 norms of over twice the steps that fit at once (Gemma 3's 512-token
