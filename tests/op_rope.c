@@ -721,17 +721,20 @@ void test_rope(test_devices *devs, rng *g)
         {{0, 1, 1, 2, 0, L_CONTIG, false, false, {0}}, 0, false},    /* one pair */
         {{0, 33, 7, 256, 0, L_CONTIG, false, false, {0}}, 4, false},
         {{0, 7, 13, 128, 0, L_CONTIG, true, false, {0}}, 1, false},  /* aligned x, unaligned weights */
-        /* over twice the head steps an H200's resident warps take at once (f32: CUDA's norm_tiles) */
-        {{0, 2500, 5, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
+        /* over twice the head steps an H200's resident warps take at once (f32: CUDA's norm_tiles;
+         * fewer tokens than rope_rows' resident warps, >= 2112, so never norm_tokens) */
+        {{0, 2000, 33, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
         {{2, 1200, 3, 128, 96, L_CONTIG, false, true, {0}}, 4, true}, /* ... partial, pos [B, T] */
         {{0, 1000, 5, 256, 0, L_QKV, true, false, {0}}, 0, false},    /* ... Gemma 3 q, k in place */
         /* 16-bit rows in units of several turns of S steps (CUDA: the warp's table used again; the
          * last turn has head 12 alone, the other segments none) */
         {{0, 1100, 13, 128, 0, L_CONTIG, false, false, {0}}, 0, false},
-        /* more tokens than an H200 holds warps (8448): a warp a token on CUDA (norm_tokens),
-         * also in place, in a batch of two with pos [B, T] */
+        /* a warp a token on CUDA (norm_tokens: tokens >= rope_rows' resident warps; these are
+         * more than an H200 holds, 8448), also in place, in a batch of two with pos [B, T], and
+         * with 3 to 13 steps a token and lanes without items (D 80: 5, 10 or 20 items a head) */
         {{0, 8500, 3, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
         {{2, 4250, 3, 64, 0, L_CONTIG, true, true, {0}}, 4, false},
+        {{0, 8450, 9, 80, 0, L_CONTIG, true, false, {0}}, 4, false},
     };
     for (int k = K_NORMAL; k <= K_NEOX; k++)
         for (int d = 0; d < 3; d++)

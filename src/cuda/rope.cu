@@ -19,9 +19,10 @@
 // read again from memory: L1 / L2 hits), reduces the sum of squares over the segment's lanes
 // by shuffles, then normalizes and rotates from registers. Every element is read before any is
 // written by the same lane, so y may be x. Dims past n_rot are copied when y is not x (plain),
-// normalized and written (norm). Large calls with the norm go through norm_tokens (a warp a
-// token, heads rotated whole) or, f32 ones that it does not take, norm_tiles (below): the same
-// segments, with the (cos, sin) of a tile of rows formed once per block.
+// normalized and written (norm). Large calls with the norm go through norm_tokens where their
+// heads rotate whole with one position row and 16-byte items (a warp a token, below), or, f32
+// ones it does not take, norm_tiles: the same segments, with the (cos, sin) of a tile of rows
+// formed once per block.
 #include "../core/rope_math.h"
 #include "elementwise.cuh"
 
