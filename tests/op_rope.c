@@ -722,7 +722,8 @@ void test_rope(test_devices *devs, rng *g)
         {{0, 33, 7, 256, 0, L_CONTIG, false, false, {0}}, 4, false},
         {{0, 7, 13, 128, 0, L_CONTIG, true, false, {0}}, 1, false},  /* aligned x, unaligned weights */
         /* over twice the head steps an H200's resident warps take at once (f32: CUDA's norm_tiles;
-         * fewer tokens than rope_rows' resident warps, >= 2112, so never norm_tokens) */
+         * fewer tokens than rope_rows' resident warps, at least 2112 by its launch bounds, so never
+         * norm_tokens) */
         {{0, 2000, 33, 64, 0, L_CONTIG, false, false, {0}}, 0, false},
         {{2, 1200, 3, 128, 96, L_CONTIG, false, true, {0}}, 4, true}, /* ... partial, pos [B, T] */
         {{0, 1000, 5, 256, 0, L_QKV, true, false, {0}}, 0, false},    /* ... Gemma 3 q, k in place */
