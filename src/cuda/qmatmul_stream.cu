@@ -12,7 +12,9 @@
 //    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
 //    the outputs and refills the stage. The computing warps never wait for each other, only
-//    for their next tile's bytes.
+//    for their next tile's bytes. Only the first one or two tiles are requested before the
+//    previous kernel ends (PDL); the rest of the ring waits until the computing warps hold x, so
+//    that x's loads do not queue behind it.
 //  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
 //    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
 //    word of four codes takes three dp4a; block scales and offsets (through each piece's sum of
@@ -455,7 +457,7 @@ __device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint
 
 // RT: rows of W per tile (a power of two up to 32)
 template <int WT, int RT>
-__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int row_bytes, const mlx_rows m)
+__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int pre, int row_bytes, const mlx_rows m)
 {
     constexpr int PE = sfmt<WT>::PE;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
@@ -529,10 +531,17 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         }
     };
     if (warp == 0) { // the producer: the first tiles, then results of tile i and its stage's next
-        for (int64_t i = 0; i < stages && i < my_tiles; i++) // weights: before the previous kernel ends
+        // The first `pre` tiles' weights go out before the previous kernel ends; the other stages'
+        // only once the computing warps hold x (barrier 2), whose loads would otherwise queue
+        // behind every stage's bytes (bench/NOTES.md, session 28)
+        const int64_t first = stages < my_tiles ? stages : my_tiles;
+        for (int64_t i = 0; i < pre && i < first; i++)
             issue(i);
         wait_for_previous_kernel();
         allow_next_kernel(); // after the wait: no third kernel launched while the previous one runs
+        asm volatile("bar.sync 2, %0;" ::"r"((int)blockDim.x) : "memory");
+        for (int64_t i = pre; i < first; i++)
+            issue(i);
         for (int64_t i = 0; i < my_tiles; i++) {
             const int s = (int)(i % stages);
             mbar_wait(&empty[s], (uint32_t)(i / stages) & 1);
@@ -587,6 +596,8 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
     }
     const xint xi = make_xint<WT>(x);
+    // x is in (the operand ties the arrival to x's last load): the producer may go on
+    asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x), "r"(xi.h[0]) : "memory");
     const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
 
     for (int64_t i = 0; i < my_tiles; i++) {
@@ -667,10 +678,21 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
     if (e != cudaSuccess)
         return e;
     per_sm = per_sm > 0 ? per_sm : 1;
+    // tiles issued before the PDL wait: two stages where an SM's blocks request no more than 60%
+    // of its shared memory that way, else one; one for the formats bound by their products, for
+    // which x early counts more (bench/NOTES.md session 28 has the measurements). Rows shorter
+    // than 4096 (small models' steps, not measured this way yet) issue every stage early as before.
+    constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
+                                   WT == MLXN_DTYPE_Q3_K;
+    int pre = 1;
+    if (a.K < 4096)
+        pre = (int)stages;
+    else if (!product_bound && 2 * per_sm * stage <= (int64_t)sm_smem * 6 / 10)
+        pre = 2;
     const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
     const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
     return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads),
-                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, (int)row_bytes, m);
+                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, pre, (int)row_bytes, m);
 }
 
 template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e, const mlx_rows &m = {})
