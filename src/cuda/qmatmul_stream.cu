@@ -12,9 +12,9 @@
 //    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
 //    the outputs and refills the stage. The computing warps never wait for each other, only
-//    for their next tile's bytes. Only the first one or two tiles are requested before the
-//    previous kernel ends (PDL); the rest of the ring waits until the computing warps hold x, so
-//    that x's loads do not queue behind it.
+//    for their next tile's bytes. From K 4096 only the first one or two tiles are requested
+//    before the previous kernel ends (PDL); the rest of the ring waits until the computing warps
+//    hold x, so that x's loads do not queue behind it (shorter rows: every stage early).
 //  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
 //    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
 //    word of four codes takes three dp4a; block scales and offsets (through each piece's sum of
@@ -596,7 +596,9 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
     }
     const xint xi = make_xint<WT>(x);
-    // x is in (the operand ties the arrival to x's last load): the producer may go on
+    // x is in: the producer may go on. (The operand keeps the compiler from hoisting the arrival
+    // above make_xint, but ptxas may still place it among make_xint's instructions, before x's
+    // last loads land: bench/NOTES.md session 28.)
     asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x), "r"(xi.h[0]) : "memory");
     const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
 
