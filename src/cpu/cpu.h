@@ -32,10 +32,10 @@ typedef struct mlxn_cpu_kernel_set {
     /* the integer form of x (MLXN_CPU_QMM_X_*) that the row kernel for w_dtype reads at one row
      * of x; NULL: none */
     int (*qmatmul_x_form)(int w_dtype);
-    /* x's MLXN_CPU_QMM_X_INT32 (_HALVES when halves) form: the unit scales and digits of xsum's
-     * row (cpu.h); false where x is not finite or a unit's largest |x| is below
+    /* x's MLXN_CPU_QMM_X_INT32, _HALVES or _HALVES_SUMS form (`form`): the unit scales and
+     * digits of xsum's row (cpu.h); false where x is not finite or a unit's largest |x| is below
      * MLXN_CPU_QMM_XINT_TINY. NULL on levels whose kernels do not read it. */
-    bool (*qmatmul_xint32)(const float *x, int64_t K, bool halves, float *scales, int8_t *digits);
+    bool (*qmatmul_xint32)(const float *x, int64_t K, int form, float *scales, int8_t *digits);
 } mlxn_cpu_kernel_set;
 
 /* A row of xsum: the sums of x over each 32-element unit, zero-padded to a multiple of 16
@@ -51,8 +51,18 @@ typedef struct mlxn_cpu_kernel_set {
  *    (padded to 16 floats), then per 128 elements (the last zero-padded) 384 bytes: d2, d1, d0,
  *    each as two vectors of 64 bytes in the order the kernel's code vectors hold the elements:
  *    INT32 the 128 in order; _HALVES (blocks of 32 taken four at a time) elements 0-15 of each
- *    of the four 32-element units, then elements 16-31 of each. */
-enum { MLXN_CPU_QMM_X_NONE, MLXN_CPU_QMM_X_INT256, MLXN_CPU_QMM_X_INT32, MLXN_CPU_QMM_X_INT32_HALVES };
+ *    of the four 32-element units, then elements 16-31 of each;
+ *  - MLXN_CPU_QMM_X_INT32_HALVES_SUMS (IQ4_NL's VNNI kernel): _HALVES with 512 bytes per 128
+ *    elements: after the digits, for each 32-bit lane l of a vector, 128 times the sum of its
+ *    d2 (16 int32), then 128 times the sum of its 256 d1 + d0 (16 int32), over the lane's
+ *    elements in both vectors (bytes 4l .. 4l + 3 of each). */
+enum {
+    MLXN_CPU_QMM_X_NONE,
+    MLXN_CPU_QMM_X_INT256,
+    MLXN_CPU_QMM_X_INT32,
+    MLXN_CPU_QMM_X_INT32_HALVES,
+    MLXN_CPU_QMM_X_INT32_HALVES_SUMS
+};
 /* The largest |X|: 127 (65536 + 256 + 1), so that the balanced digits of any integer up to it
  * stay in -127 .. 127 for d2 and -128 .. 127 below. A span whose largest |x| is below
  * MLXN_CPU_QMM_XINT_TINY has no integer form (its scale times W's neared underflow: |x| ~ 1e-30
@@ -63,8 +73,9 @@ static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 *
 static inline int64_t mlxn_cpu_qmm_xdig(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
 {
-    /* INT32's size, which is at least INT256's (scales for 8x the spans; the same digits) */
-    return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) + (K + 127) / 128 * 96;
+    /* INT32_HALVES_SUMS's size, which is at least the other forms' (INT256: scales for 8x the
+     * spans; the same digits) */
+    return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) + (K + 127) / 128 * 128;
 }
 /* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
  * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below TINY,

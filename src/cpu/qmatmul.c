@@ -122,8 +122,10 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form, const 
         ok = true;
         for (int64_t b = 0; ok && b < K / 256; b++)
             ok = qmm_xdigits(x + b * 256, scales + b, d + b * 768);
-    } else if ((form == MLXN_CPU_QMM_X_INT32 || form == MLXN_CPU_QMM_X_INT32_HALVES) && ks->qmatmul_xint32) {
-        ok = ks->qmatmul_xint32(x, K, form == MLXN_CPU_QMM_X_INT32_HALVES, scales, (int8_t *)(scales + n32));
+    } else if ((form == MLXN_CPU_QMM_X_INT32 || form == MLXN_CPU_QMM_X_INT32_HALVES ||
+                form == MLXN_CPU_QMM_X_INT32_HALVES_SUMS) &&
+               ks->qmatmul_xint32) {
+        ok = ks->qmatmul_xint32(x, K, form, scales, (int8_t *)(scales + n32));
     }
     *flag = ok ? (float)form : (float)MLXN_CPU_QMM_X_NONE;
 }

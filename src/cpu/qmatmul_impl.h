@@ -336,30 +336,33 @@ MLXN_ALWAYS_INLINE vf unit_dot(const vf *c, const float *x)
  * word permutes gather their code runs (low nibbles in one vector and high in another, a block's
  * 8 lanes in each) and their f16 scales, ~22 vector instructions for 128 codes; the K-quants two
  * units a vector (~11 for 64, their scales per super-block). The f32 path spends ~18 per 64
- * 4-bit codes and packs f16 scales in general registers. Measured in bench/NOTES.md. Q8_0 and
- * the IQ4 codebooks (signed codes) keep the f32 path. */
+ * 4-bit codes and packs f16 scales in general registers. Measured in bench/NOTES.md. IQ4_NL's
+ * codebook values (signed) go in as value + 128 (1 .. 241), the extra 128 times x's integers
+ * taken off exactly through per-lane sums of the digits (x's _HALVES_SUMS form); with codes that
+ * large the top digit's sum is kept apart (vnni_dot_sums). Q8_0 and IQ4_XS keep the f32 path. */
 MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
 {
     switch (type) {
     case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
     case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
-    case MLXN_DTYPE_Q6_K:
+    case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_NL:
         return true;
     default:
         return false;
     }
 }
 
-/* x's INT32 form (cpu.h; _HALVES when halves): per 32-element unit its scale s = largest |x| /
- * MLXN_CPU_QMM_XINT_MAX and X = x / s rounded to nearest (to within one: x within s of s X), as
- * three balanced base-256 digits */
-static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves, float *scales, int8_t *digits)
+/* x's INT32, _HALVES or _HALVES_SUMS form (cpu.h): per 32-element unit its scale s = largest
+ * |x| / MLXN_CPU_QMM_XINT_MAX and X = x / s rounded to nearest (to within one: x within s of
+ * s X), as three balanced base-256 digits; _HALVES_SUMS adds each lane's digit sums */
+static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, int form, float *scales, int8_t *digits)
 {
-    const int64_t nu = K / 32;
+    const bool halves = form != MLXN_CPU_QMM_X_INT32, sums = form == MLXN_CPU_QMM_X_INT32_HALVES_SUMS;
+    const int64_t nu = K / 32, stride = sums ? 512 : 384;
     for (int64_t u = nu; u < mlxn_cpu_qmm_xs32(K); u++)
         scales[u] = 0;
     if (K % 128) /* the last 128 elements' missing part stays zero */
-        memset(digits + K / 128 * 384, 0, 384);
+        memset(digits + K / 128 * stride, 0, (size_t)stride);
     const __m512i b128 = _mm512_set1_epi32(128), m255 = _mm512_set1_epi32(255);
     const __m512i lim = _mm512_set1_epi32(MLXN_CPU_QMM_XINT_MAX);
     for (int64_t u = 0; u < nu; u++) {
@@ -371,7 +374,7 @@ static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves
             return false;
         scales[u] = amax / (float)MLXN_CPU_QMM_XINT_MAX;
         const __m512 inv = _mm512_set1_ps(amax > 0 ? (float)MLXN_CPU_QMM_XINT_MAX / amax : 0);
-        int8_t *c = digits + u / 4 * 384 + (halves ? u % 4 * 16 : u % 4 * 32);
+        int8_t *c = digits + u / 4 * stride + (halves ? u % 4 * 16 : u % 4 * 32);
         for (int h = 0; h < 2; h++) {
             __m512i X = _mm512_cvtps_epi32(_mm512_mul_ps(h ? x1 : x0, inv));
             X = _mm512_max_epi32(_mm512_min_epi32(X, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
@@ -383,6 +386,21 @@ static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, bool halves
             _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(e2));
             _mm_storeu_si128((__m128i *)(p + 128), _mm512_cvtepi32_epi8(e1));
             _mm_storeu_si128((__m128i *)(p + 256), _mm512_cvtepi32_epi8(e0));
+        }
+    }
+    for (int64_t q = 0; sums && q < (K + 127) / 128; q++) { /* each lane's digit sums, times 128 */
+        const int8_t *d = digits + q * stride;
+        int32_t *ps = (int32_t *)(digits + q * stride + 384);
+        for (int l = 0; l < 16; l++) {
+            int32_t s2 = 0, s10 = 0;
+            for (int j = 0; j < 2; j++)
+                for (int b = 0; b < 4; b++) {
+                    const int i = 64 * j + 4 * l + b;
+                    s2 += d[i];
+                    s10 += 256 * d[128 + i] + d[256 + i];
+                }
+            ps[l] = 128 * s2;
+            ps[16 + l] = 128 * s10;
         }
     }
     return true;
@@ -402,6 +420,24 @@ MLXN_ALWAYS_INLINE __m512 vnni_dot(const __m512i *c, const int n, const int8_t *
             t = _mm512_dpbusd_epi32(t, c[j], _mm512_loadu_si512(d + 128 * k + 64 * j));
     }
     return _mm512_cvtepi32_ps(t);
+}
+
+/* vnni_dot for codes up to 255 (lanes of 8 elements) that stand for code - 128: the top digit's
+ * sum apart from the other two's (the shifted sum would pass 2^31), each less its 128 times the
+ * digits' sum (after the digits at d: x's _HALVES_SUMS form), joined in floats */
+MLXN_ALWAYS_INLINE __m512 vnni_dot_sums(const __m512i *c, const int n, const int8_t *d)
+{
+    __m512i t2 = _mm512_setzero_si512(), t10 = t2;
+    for (int j = 0; j < n; j++) {
+        t2 = _mm512_dpbusd_epi32(t2, c[j], _mm512_loadu_si512(d + 64 * j));
+        t10 = _mm512_dpbusd_epi32(t10, c[j], _mm512_loadu_si512(d + 128 + 64 * j));
+    }
+    t10 = _mm512_slli_epi32(t10, 8);
+    for (int j = 0; j < n; j++)
+        t10 = _mm512_dpbusd_epi32(t10, c[j], _mm512_loadu_si512(d + 256 + 64 * j));
+    t2 = _mm512_sub_epi32(t2, _mm512_loadu_si512(d + 384));
+    t10 = _mm512_sub_epi32(t10, _mm512_loadu_si512(d + 448));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t2), _mm512_set1_ps(65536.f), _mm512_cvtepi32_ps(t10));
 }
 
 /* the four floats at p, each in four consecutive lanes (a block's lanes in a vector of four) */
@@ -439,7 +475,11 @@ static const uint16_t qmm_vnni_scales[4][32] = {QMM_S4(18), QMM_S4(20), QMM_S4(2
 MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n, const int8_t *d, const float *xsc,
                                   __m512 *t, __m512 *scale, __m512 *off)
 {
-    const int ti = type == MLXN_DTYPE_Q4_0 ? 0 : type == MLXN_DTYPE_Q4_1 ? 1 : type == MLXN_DTYPE_Q5_0 ? 2 : 3;
+    /* (IQ4_NL's blocks are laid out as Q4_0's) */
+    const int ti = type == MLXN_DTYPE_Q4_0 || type == MLXN_DTYPE_IQ4_NL ? 0
+                   : type == MLXN_DTYPE_Q4_1                          ? 1
+                   : type == MLXN_DTYPE_Q5_0                          ? 2
+                                                                      : 3;
     const int bs = block_bytes32(type), bytes = n * bs;
     const __m512i z0 = bytes >= 64 ? _mm512_loadu_si512(b) : _mm512_maskz_loadu_epi8((1ULL << bytes) - 1, b);
     const __m512i z1 = _mm512_maskz_loadu_epi8(bytes > 64 ? (1ULL << (bytes - 64)) - 1 : 0, b + 64);
@@ -457,18 +497,28 @@ MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n,
         lh[0] = _mm512_mask_add_epi8(lh[0], (__mmask64)klo, lh[0], _mm512_set1_epi8(16));
         lh[1] = _mm512_mask_add_epi8(lh[1], (__mmask64)khi, lh[1], _mm512_set1_epi8(16));
     }
-    *t = vnni_dot(lh, 2, d);
+    if (type == MLXN_DTYPE_IQ4_NL) { /* the codebook's values + 128, looked up by byte shuffles */
+        const __m512i book = _mm512_broadcast_i32x4(_mm_xor_si128(
+            _mm_set_epi64x((long long)MLXN_IQ4_VALUES_HI, (long long)MLXN_IQ4_VALUES_LO), _mm_set1_epi8((char)0x80)));
+        lh[0] = _mm512_shuffle_epi8(book, lh[0]);
+        lh[1] = _mm512_shuffle_epi8(book, lh[1]);
+        *t = vnni_dot_sums(lh, 2, d);
+    } else {
+        *t = vnni_dot(lh, 2, d);
+    }
     const __m512i sc = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_scales[ti]), z1);
     const __m512 dl = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
     *scale = _mm512_mul_ps(dl, vnni_bcast4(xsc));
-    *off = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sc, 1)) : dl;
+    *off = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sc, 1))
+           : type == MLXN_DTYPE_IQ4_NL                        ? _mm512_setzero_ps()
+                                                              : dl;
 }
 
 /* dot32 at one row of x in integers, four blocks at a time; the offsets through the f32 sums
  * of x, per lane a quarter of its block's */
 MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
-    const int bs = block_bytes32(type);
+    const int bs = block_bytes32(type), xstride = type == MLXN_DTYPE_IQ4_NL ? 512 : 384;
     const int64_t nb = K / 32;
     const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
@@ -477,7 +527,7 @@ MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float 
 #define QMM_QUAD(n, acc, off)                                                                                \
     do {                                                                                                     \
         __m512 t_, s_, o_;                                                                                   \
-        vnni_quad(type, row + q * 4 * bs, n, xd + q * 384, xsc + 4 * q, &t_, &s_, &o_);                      \
+        vnni_quad(type, row + q * 4 * bs, n, xd + q * xstride, xsc + 4 * q, &t_, &s_, &o_);                  \
         acc = _mm512_fmadd_ps(t_, s_, acc);                                                                  \
         off = _mm512_fmadd_ps(o_, vnni_bcast4(xsum + 4 * q), off);                                          \
     } while (0)
@@ -491,7 +541,8 @@ MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float 
     for (; 4 * q < nb; q++)
         QMM_QUAD(nb - 4 * q < 4 ? (int)(nb - 4 * q) : 4, acc0, off0);
 #undef QMM_QUAD
-    /* a lane's offset term is a quarter of its block's: w = c d + m, or c d - 8 d (Q4_0), - 16 d */
+    /* a lane's offset term is a quarter of its block's: w = c d + m, or c d - 8 d (Q4_0), - 16 d
+     * (Q5_0); none for IQ4_NL (its offset factors are zero) */
     const float of = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? 0.25f : type == MLXN_DTYPE_Q4_0 ? -2.0f : -4.0f;
     r[0] = _mm512_reduce_add_ps(_mm512_fmadd_ps(_mm512_add_ps(off0, off1), _mm512_set1_ps(of), _mm512_add_ps(acc0, acc1)));
 }
@@ -507,6 +558,14 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
 {
     const int bs = block_bytes32(type);
     const int64_t nb = K / 32;
+#ifdef MLXN_SIMD_VNNI
+    if (mb == 1 && qmm_vnni(type) &&
+        xsum[mlxn_cpu_qmm_xdig(K)] ==
+            (float)(type == MLXN_DTYPE_IQ4_NL ? MLXN_CPU_QMM_X_INT32_HALVES_SUMS : MLXN_CPU_QMM_X_INT32_HALVES)) {
+        dot32_vnni(type, row, xsum, K, r);
+        return;
+    }
+#endif
     lut16 book;
     if (type == MLXN_DTYPE_IQ4_NL) {
         float t[16];
@@ -514,12 +573,6 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
             t[i] = (float)mlxn_iq4_value(i);
         book = lut16_make(t);
     }
-#ifdef MLXN_SIMD_VNNI
-    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32_HALVES) {
-        dot32_vnni(type, row, xsum, K, r);
-        return;
-    }
-#endif
     if (mb == 1) {
         vf acc0 = vf_zero(), acc1 = vf_zero(), off = vf_zero();
         for (int64_t g = 0; g < nb; g += 16) {
@@ -1307,7 +1360,9 @@ static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
                : MLXN_CPU_QMM_X_NONE;
 #elif defined(MLXN_SIMD_VNNI)
     return !qmm_vnni(w_dtype) || !MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_NONE
-           : mlxn_dtype_block_elems(w_dtype) == 32 ? MLXN_CPU_QMM_X_INT32_HALVES : MLXN_CPU_QMM_X_INT32;
+           : w_dtype == MLXN_DTYPE_IQ4_NL           ? MLXN_CPU_QMM_X_INT32_HALVES_SUMS
+           : mlxn_dtype_block_elems(w_dtype) == 32  ? MLXN_CPU_QMM_X_INT32_HALVES
+                                                    : MLXN_CPU_QMM_X_INT32;
 #else
     (void)w_dtype;
     return MLXN_CPU_QMM_X_NONE;
