@@ -143,7 +143,9 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
                                                           : MLXN_CPU_QMM_X_NONE;
     /* the generic path works in units of 32 elements; the kernels take the span sums of x */
     const int64_t kpad = rows ? a->K : (a->K + 31) / 32 * 32;
-    const int64_t xss = rows ? mlxn_cpu_qmm_xss(a->K) : 0;
+    /* x's integer forms are for one row of x: with more, a row of xsum holds the sums and the
+     * flag alone (at K 14336 and 512 rows, 2.8 MB where the whole form takes 33 MB) */
+    const int64_t xss = !rows ? 0 : a->M == 1 ? mlxn_cpu_qmm_xss(a->K) : mlxn_cpu_qmm_xdig(a->K) + 16;
     /* 64-byte aligned: the kernels load x a vector at a time, and off a 64-byte boundary every
      * 64-byte load straddles two cache lines. Zeroed: the generic path reads its rows' padding. */
     const size_t xbytes = (size_t)(a->M * (kpad + xss)) * sizeof(float);
