@@ -779,24 +779,31 @@ mlxn_status mlxn_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, float 
     return mlxn_stream_issue(s, &op);
 }
 
-/* A contiguous i32 vector of n elements for per-row results. */
-static mlxn_status row_results(mlxn_stream *s, const mlxn_tensor *out, int64_t n, const char *fn, int32_t **ptr)
+/* A contiguous i32 vector of n elements (`per` names what each is for in the shape error). */
+static mlxn_status i32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
+                              const char *per, int32_t **ptr)
 {
     mlxn_rows rows;
     int64_t nr, len;
-    if (!out)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "out is NULL");
-    MLXN_TRY(operand_rows(s, out, fn, "out", &rows, &nr, &len));
-    if (out->dtype != MLXN_DTYPE_I32)
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "out is %s, expected i32", mlxn_dtype_name(out->dtype));
-    if (out->ndim != 1 || len != n) {
-        char os[96];
-        shape_str(out, os, sizeof os);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "out has shape %s, expected [%lld] (one per row)", os,
-                          (long long)n);
+    if (!t)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
+    MLXN_TRY(operand_rows(s, t, fn, what, &rows, &nr, &len));
+    if (t->dtype != MLXN_DTYPE_I32)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected i32", what, mlxn_dtype_name(t->dtype));
+    if (t->ndim != 1 || len != n) {
+        char sh[96];
+        shape_str(t, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [%lld]%s", what, sh, (long long)n,
+                          per);
     }
     *ptr = (int32_t *)rows.base;
     return MLXN_STATUS_OK;
+}
+
+/* A contiguous i32 vector of n elements for per-row results. */
+static mlxn_status row_results(mlxn_stream *s, const mlxn_tensor *out, int64_t n, const char *fn, int32_t **ptr)
+{
+    return i32_vector(s, out, n, fn, "out", " (one per row)", ptr);
 }
 
 mlxn_status mlxn_argmax(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *out)
@@ -847,20 +854,9 @@ static mlxn_status attention_operand(mlxn_stream *s, const mlxn_tensor *t, const
 static mlxn_status attention_pos(mlxn_stream *s, const mlxn_tensor *pos, int64_t B, const char *fn,
                                  const int32_t **out)
 {
-    if (!pos)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "pos is NULL");
-    mlxn_rows r;
-    int64_t nr, n;
-    MLXN_TRY(operand_rows(s, pos, fn, "pos", &r, &nr, &n));
-    if (pos->dtype != MLXN_DTYPE_I32)
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "pos is %s, expected i32", mlxn_dtype_name(pos->dtype));
-    if (pos->ndim != 1 || n != B) {
-        char sh[96];
-        shape_str(pos, sh, sizeof sh);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "pos has shape %s, expected [%lld] (one per batch row)", sh,
-                          (long long)B);
-    }
-    *out = (const int32_t *)r.base;
+    int32_t *p;
+    MLXN_TRY(i32_vector(s, pos, B, fn, "pos", " (one per batch row)", &p));
+    *out = p;
     return MLXN_STATUS_OK;
 }
 
@@ -1436,26 +1432,6 @@ static mlxn_status moe_ids(mlxn_stream *s, const mlxn_tensor *ids, const char *f
     return MLXN_STATUS_OK;
 }
 
-/* A contiguous i32 vector of n elements. */
-static mlxn_status i32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
-                              int32_t **ptr)
-{
-    mlxn_rows rows;
-    int64_t nr, len;
-    if (!t)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
-    MLXN_TRY(operand_rows(s, t, fn, what, &rows, &nr, &len));
-    if (t->dtype != MLXN_DTYPE_I32)
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected i32", what, mlxn_dtype_name(t->dtype));
-    if (t->ndim != 1 || len != n) {
-        char sh[96];
-        shape_str(t, sh, sizeof sh);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [%lld]", what, sh, (long long)n);
-    }
-    *ptr = (int32_t *)rows.base;
-    return MLXN_STATUS_OK;
-}
-
 mlxn_status mlxn_moe_route_map(mlxn_stream *s, const mlxn_tensor *ids, int n_experts, const mlxn_tensor *offsets,
                                const mlxn_tensor *rows)
 {
@@ -1466,8 +1442,8 @@ mlxn_status mlxn_moe_route_map(mlxn_stream *s, const mlxn_tensor *ids, int n_exp
     MLXN_TRY(moe_ids(s, ids, fn, &a->ids, &a->n_tokens, &a->k));
     if (n_experts < 1 || n_experts == INT32_MAX)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "n_experts is %d, expected 1 to 2^31 - 2", n_experts);
-    MLXN_TRY(i32_vector(s, offsets, (int64_t)n_experts + 1, fn, "offsets", &a->offsets));
-    MLXN_TRY(i32_vector(s, rows, a->n_tokens * a->k, fn, "rows", &a->rows));
+    MLXN_TRY(i32_vector(s, offsets, (int64_t)n_experts + 1, fn, "offsets", "", &a->offsets));
+    MLXN_TRY(i32_vector(s, rows, a->n_tokens * a->k, fn, "rows", "", &a->rows));
     a->n_experts = n_experts;
     return mlxn_stream_issue(s, &op);
 }
