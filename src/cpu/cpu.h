@@ -71,11 +71,14 @@ enum {
 #define MLXN_CPU_QMM_XINT_TINY 1e-18f
 static inline int64_t mlxn_cpu_qmm_xs32(int64_t K) { return (K / 32 + 15) / 16 * 16; }
 static inline int64_t mlxn_cpu_qmm_xdig(int64_t K) { return mlxn_cpu_qmm_xs32(K) + (K / 16 + 15) / 16 * 16; }
+/* bytes per 128 elements of an INT32 form: the digits, and for _HALVES_SUMS the lanes' sums */
+static inline int mlxn_cpu_qmm_xquad(int form) { return form == MLXN_CPU_QMM_X_INT32_HALVES_SUMS ? 512 : 384; }
 static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
 {
     /* INT32_HALVES_SUMS's size, which is at least the other forms' (INT256: scales for 8x the
      * spans; the same digits) */
-    return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) + (K + 127) / 128 * 128;
+    return mlxn_cpu_qmm_xdig(K) + 16 + mlxn_cpu_qmm_xs32(K) +
+           (K + 127) / 128 * (mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32_HALVES_SUMS) / 4);
 }
 /* xsum's row (mlxn_cpu_qmm_xss(K) floats) for the row x of K floats; the integer form of x
  * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below TINY,

@@ -352,13 +352,22 @@ MLXN_ALWAYS_INLINE bool qmm_vnni(const int type)
     }
 }
 
+/* the form of x a VNNI format's kernel reads (cpu.h): blocks of 32 four at a time, IQ4_NL's with
+ * the lanes' digit sums; the K-quants' units in order */
+MLXN_ALWAYS_INLINE int qmm_vnni_form(const int type)
+{
+    return type == MLXN_DTYPE_IQ4_NL                 ? MLXN_CPU_QMM_X_INT32_HALVES_SUMS
+           : mlxn_dtype_block_elems(type) == 32 ? MLXN_CPU_QMM_X_INT32_HALVES
+                                                : MLXN_CPU_QMM_X_INT32;
+}
+
 /* x's INT32, _HALVES or _HALVES_SUMS form (cpu.h): per 32-element unit its scale s = largest
  * |x| / MLXN_CPU_QMM_XINT_MAX and X = x / s rounded to nearest (to within one: x within s of
  * s X), as three balanced base-256 digits; _HALVES_SUMS adds each lane's digit sums */
 static bool MLXN_LEVEL_FN(qmatmul_xint32)(const float *x, int64_t K, int form, float *scales, int8_t *digits)
 {
     const bool halves = form != MLXN_CPU_QMM_X_INT32, sums = form == MLXN_CPU_QMM_X_INT32_HALVES_SUMS;
-    const int64_t nu = K / 32, stride = sums ? 512 : 384;
+    const int64_t nu = K / 32, stride = mlxn_cpu_qmm_xquad(form);
     for (int64_t u = nu; u < mlxn_cpu_qmm_xs32(K); u++)
         scales[u] = 0;
     if (K % 128) /* the last 128 elements' missing part stays zero */
@@ -509,16 +518,15 @@ MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n,
     const __m512i sc = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(qmm_vnni_scales[ti]), z1);
     const __m512 dl = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
     *scale = _mm512_mul_ps(dl, vnni_bcast4(xsc));
-    *off = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sc, 1))
-           : type == MLXN_DTYPE_IQ4_NL                        ? _mm512_setzero_ps()
-                                                              : dl;
+    *off = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? _mm512_cvtph_ps(_mm512_extracti64x4_epi64(sc, 1)) : dl;
 }
 
 /* dot32 at one row of x in integers, four blocks at a time; the offsets through the f32 sums
  * of x, per lane a quarter of its block's */
 MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
 {
-    const int bs = block_bytes32(type), xstride = type == MLXN_DTYPE_IQ4_NL ? 512 : 384;
+    const int bs = block_bytes32(type), xstride = mlxn_cpu_qmm_xquad(qmm_vnni_form(type));
+    const bool offsets = type != MLXN_DTYPE_IQ4_NL;
     const int64_t nb = K / 32;
     const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
@@ -529,7 +537,8 @@ MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float 
         __m512 t_, s_, o_;                                                                                   \
         vnni_quad(type, row + q * 4 * bs, n, xd + q * xstride, xsc + 4 * q, &t_, &s_, &o_);                  \
         acc = _mm512_fmadd_ps(t_, s_, acc);                                                                  \
-        off = _mm512_fmadd_ps(o_, vnni_bcast4(xsum + 4 * q), off);                                          \
+        if (offsets)                                                                                         \
+            off = _mm512_fmadd_ps(o_, vnni_bcast4(xsum + 4 * q), off);                                      \
     } while (0)
     for (; 4 * q + 8 <= nb; q += 2) {
         qmm_prefetch(row + q * 4 * bs, 8 * bs);
@@ -542,7 +551,7 @@ MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float 
         QMM_QUAD(nb - 4 * q < 4 ? (int)(nb - 4 * q) : 4, acc0, off0);
 #undef QMM_QUAD
     /* a lane's offset term is a quarter of its block's: w = c d + m, or c d - 8 d (Q4_0), - 16 d
-     * (Q5_0); none for IQ4_NL (its offset factors are zero) */
+     * (Q5_0); IQ4_NL has none (off stays zero) */
     const float of = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? 0.25f : type == MLXN_DTYPE_Q4_0 ? -2.0f : -4.0f;
     r[0] = _mm512_reduce_add_ps(_mm512_fmadd_ps(_mm512_add_ps(off0, off1), _mm512_set1_ps(of), _mm512_add_ps(acc0, acc1)));
 }
@@ -559,9 +568,7 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
     const int bs = block_bytes32(type);
     const int64_t nb = K / 32;
 #ifdef MLXN_SIMD_VNNI
-    if (mb == 1 && qmm_vnni(type) &&
-        xsum[mlxn_cpu_qmm_xdig(K)] ==
-            (float)(type == MLXN_DTYPE_IQ4_NL ? MLXN_CPU_QMM_X_INT32_HALVES_SUMS : MLXN_CPU_QMM_X_INT32_HALVES)) {
+    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
         dot32_vnni(type, row, xsum, K, r);
         return;
     }
@@ -1011,11 +1018,11 @@ MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const float
             off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
             sv = _mm512_mul_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s)), xs);
         }
-        const int8_t *dk = xd + k * 2 * 384;
+        const int8_t *dk = xd + k * 2 * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32);
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             const __m512i c = vnni_codes256(type, bk, p);
-            const __m512 t = vnni_dot(&c, 1, dk + p / 2 * 384 + p % 2 * 64);
+            const __m512 t = vnni_dot(&c, 1, dk + p / 2 * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32) + p % 2 * 64);
             const __m512 sc = per16(type) ? _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(4 * p)), sv)
                                           : vnni_pair_scale(sv, 2 * p);
             if (p % 2)
@@ -1052,7 +1059,7 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
     }
 #endif
 #ifdef MLXN_SIMD_VNNI
-    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32) {
+    if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
         dot256_vnni(type, row, xsum, K, r);
         return;
     }
@@ -1359,10 +1366,7 @@ static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
                ? MLXN_CPU_QMM_X_INT256
                : MLXN_CPU_QMM_X_NONE;
 #elif defined(MLXN_SIMD_VNNI)
-    return !qmm_vnni(w_dtype) || !MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_NONE
-           : w_dtype == MLXN_DTYPE_IQ4_NL           ? MLXN_CPU_QMM_X_INT32_HALVES_SUMS
-           : mlxn_dtype_block_elems(w_dtype) == 32  ? MLXN_CPU_QMM_X_INT32_HALVES
-                                                    : MLXN_CPU_QMM_X_INT32;
+    return !qmm_vnni(w_dtype) || !MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_NONE : qmm_vnni_form(w_dtype);
 #else
     (void)w_dtype;
     return MLXN_CPU_QMM_X_NONE;
