@@ -362,6 +362,8 @@ void test_qmatmul(test_devices *devs, rng *g)
         {0, MLXN_DTYPE_F32, 1, 2, 4096, 0, QMM_GLU | QMM_ACC, MLXN_ACT_GELU_TANH, 0, false},
         {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e-30, false},
         {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e30, false},
+        /* |x| below 2^-106: 2^s for x's integers is past a float's range (two scalings) */
+        {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e-36, false},
         {0, MLXN_DTYPE_F32, 1, 45, 4096, 5, 0, MLXN_ACT_SILU, 0, false},
         /* enough rows that every block of a full grid (one or two blocks per SM at K = 14336)
          * takes several tiles: stages refilled, barrier phases turning over */

@@ -104,6 +104,8 @@ template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 // q = 2^16 h + 2^8 m + l, four elements a word. A word of four codes (bytes) takes three dp4a,
 // exact integer sums H, M, L, and a piece's sum is 2^16 H + (2^8 M + L) times pf = 2^-s: 22
 // bits of each 32-element block's largest element (the harness's bound is 1e-5 of sum |x w|).
+// pf multiplies last: for |x| below ~2^-106 it is subnormal, and a block scale times it loses bits
+// where the total (around 2^21 times the scale) times it does not.
 struct xint {
     uint32_t h[8], m[8], l[8];
     float pf, sum[2]; // 2^-s, and the sums of the q of elements 0-15 and 16-31 (for offsets)
@@ -120,27 +122,59 @@ template <int WT> __host__ __device__ constexpr int xint_elem(int k, int b)
                                                               : 4 * k + b;
 }
 
+__device__ __forceinline__ float fmax_nan(float a, float b)
+{
+    float r;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+
 template <int WT> __device__ __forceinline__ xint make_xint(const float (&x)[32])
 {
-    int big = 0;
+    // the largest |x| (max.NaN keeps a NaN, whose bits are above Inf's)
+    float mx[16];
 #pragma unroll
-    for (int j = 0; j < 32; j++)
-        big = max(big, __float_as_int(fabsf(x[j])));
+    for (int j = 0; j < 16; j++)
+        mx[j] = fmax_nan(fabsf(x[j]), fabsf(x[j + 16]));
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        mx[j] = fmax_nan(mx[j], mx[j + 8]);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        mx[j] = fmax_nan(mx[j], mx[j + 4]);
+    mx[0] = fmax_nan(fmax_nan(mx[0], mx[2]), fmax_nan(mx[1], mx[3]));
+    const int big = __float_as_int(mx[0]);
     const int s = 21 - ((big >> 23) - 127); // largest < 2^(e + 1), times 2^s: < 2^22
+    // q = x 2^s rounded to nearest even by one FFMA: x 2^s + 1.5 2^23 has ulp 1, and its bits less
+    // those of 1.5 2^23 are q (|q| <= 2^22). 2^s is a float for s <= 127; below that (|x| < 2^-106)
+    // x is scaled by 2^(s - 127) first, exactly.
+    int q[32];
+    const float f = pow2f(s <= 127 ? s : 127);
+    if (s <= 127) {
+#pragma unroll
+        for (int j = 0; j < 32; j++)
+            q[j] = __float_as_int(fmaf(x[j], f, 12582912.f)) - 0x4B400000;
+    } else {
+        const float g = pow2f(s - 127);
+#pragma unroll
+        for (int j = 0; j < 32; j++)
+            q[j] = __float_as_int(fmaf(x[j] * g, f, 12582912.f)) - 0x4B400000;
+    }
+    // the three byte planes, four elements a word in xint_elem's order, by byte permutes
     xint r;
-    int sum[2] = {0, 0};
 #pragma unroll
     for (int k = 0; k < 8; k++) {
-        r.h[k] = r.m[k] = r.l[k] = 0;
-#pragma unroll
-        for (int b = 0; b < 4; b++) {
-            const int j = xint_elem<WT>(k, b), q = __float2int_rn(scale2(x[j], s));
-            sum[j >> 4] += q;
-            r.h[k] |= (uint32_t)(q >> 16 & 255) << (8 * b);
-            r.m[k] |= (uint32_t)(q >> 8 & 255) << (8 * b);
-            r.l[k] |= (uint32_t)(q & 255) << (8 * b);
-        }
+        const int a = q[xint_elem<WT>(k, 0)], b = q[xint_elem<WT>(k, 1)];
+        const int c = q[xint_elem<WT>(k, 2)], d = q[xint_elem<WT>(k, 3)];
+        const uint32_t lm01 = __byte_perm(a, b, 0x5140), lm23 = __byte_perm(c, d, 0x5140); // bytes 0, 1 of each
+        r.l[k] = __byte_perm(lm01, lm23, 0x5410);
+        r.m[k] = __byte_perm(lm01, lm23, 0x7632);
+        r.h[k] = __byte_perm(__byte_perm(a, b, 0x0062), __byte_perm(c, d, 0x0062), 0x5410);
     }
+    int sum[2] = {0, 0};
+#pragma unroll
+    for (int j = 0; j < 32; j++)
+        sum[j >> 4] += q[j];
     // x has no integer form for Inf or NaN: pf NaN makes every product of the piece NaN, as the
     // float products would be (Inf times a zero weight is NaN too)
     r.pf = big < 0x7F800000 ? scale2(1.f, -s) : __int_as_float(0x7FC00000);
@@ -218,7 +252,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const ui
 #pragma unroll
     for (int i = 0; i < 8; i++)
         xint_dot<true>(w[i], x, i, a);
-    return half_at(ring, off) * x.pf * xint_total(a);
+    return half_at(ring, off) * xint_total(a) * x.pf;
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const uint8_t *ring, uint32_t off, int, const xint &x)
@@ -231,7 +265,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const ui
         xint_dot<false>(w[i] & 0x0F0F0F0Fu, x, i, a);
         xint_dot<false>(w[i] >> 4 & 0x0F0F0F0Fu, x, 4 + i, a);
     }
-    return half_at(ring, off) * x.pf * (xint_total(a) - 8.f * (x.sum[0] + x.sum[1]));
+    return half_at(ring, off) * (xint_total(a) - 8.f * (x.sum[0] + x.sum[1])) * x.pf;
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_1>(const uint8_t *ring, uint32_t off, int, const xint &x)
@@ -265,7 +299,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_0>(const ui
     smem_words<5>(ring, off + 2, w);
     int a[3] = {0, 0, 0};
     q5_dot(w[0], w + 1, x, a);
-    return half_at(ring, off) * x.pf * (xint_total(a) - 16.f * (x.sum[0] + x.sum[1]));
+    return half_at(ring, off) * (xint_total(a) - 16.f * (x.sum[0] + x.sum[1])) * x.pf;
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_1>(const uint8_t *ring, uint32_t off, int, const xint &x)
@@ -318,7 +352,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q3_K>(const ui
         const int v = (sc[i & 7] >> (4 * (i >> 3)) & 15) | (sc[8 + (i & 3)] >> (2 * (i >> 2)) & 3) << 4;
         r += (float)(v - 32) * (xint_total(a[k]) - 4.f * x.sum[k]);
     }
-    return half_at(ring, off + 108) * x.pf * r;
+    return half_at(ring, off + 108) * r * x.pf;
 }
 
 // Q4_K / Q5_K: unit u's 6-bit scale and min from the 12 packed bytes of the header h, applied to
@@ -378,8 +412,9 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const ui
     for (int i = 0; i < 8; i++)
         xint_dot<false>((lo[i] >> sl & 0x0F0F0F0Fu) | ((hi[i] >> shh) << 4 & 0x30303030u), x, i, a[i >> 2]);
     const int8_t *sc = reinterpret_cast<const int8_t *>(ring + off + 192 + 8 * h + 2 * c);
-    return half_at(ring, off + 208) * x.pf *
-           ((float)sc[0] * (xint_total(a[0]) - 32.f * x.sum[0]) + (float)sc[1] * (xint_total(a[1]) - 32.f * x.sum[1]));
+    return half_at(ring, off + 208) *
+           ((float)sc[0] * (xint_total(a[0]) - 32.f * x.sum[0]) + (float)sc[1] * (xint_total(a[1]) - 32.f * x.sum[1])) *
+           x.pf;
 }
 
 // IQ4_NL / IQ4_XS: the code book's values looked up by byte permutes (x's words in their order,
@@ -400,7 +435,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_NL>(const 
     smem_words<4>(ring, off + 2, w);
     int a[3] = {0, 0, 0};
     iq4_dot(w, x, a);
-    return half_at(ring, off) * x.pf * xint_total(a);
+    return half_at(ring, off) * xint_total(a) * x.pf;
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const uint8_t *ring, uint32_t off, int p, const xint &x)
@@ -414,7 +449,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const 
     iq4_dot(w, x, a);
     const int ls = (int)((q[1] >> (4 * ib) & 15) | (h >> (16 + 2 * ib) & 3) << 4);
     const float d = half_in(h, 0);
-    return d * (float)(ls - 32) * x.pf * xint_total(a);
+    return d * (float)(ls - 32) * xint_total(a) * x.pf;
 }
 
 // MLX: a piece is 32 codes, little-endian in words (B bits: element (32 / B) i + j at bits B j
@@ -542,9 +577,10 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         asm volatile("bar.sync 2, %0;" ::"r"((int)blockDim.x) : "memory");
         for (int64_t i = pre; i < first; i++)
             issue(i);
+        int s = 0; // tile i's stage i % stages, and ph its barriers' phase (i / stages) % 2
+        uint32_t ph = 0;
         for (int64_t i = 0; i < my_tiles; i++) {
-            const int s = (int)(i % stages);
-            mbar_wait(&empty[s], (uint32_t)(i / stages) & 1);
+            mbar_wait(&empty[s], ph);
             const int64_t o = (blockIdx.x + i * gridDim.x) * outs + lane;
             if (lane < outs && o < n_out) {
                 float g = 0.f, u = 0.f;
@@ -557,6 +593,8 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             __syncwarp(); // part[s] read before its next tile can land
             if (i + stages < my_tiles)
                 issue(i + stages);
+            if (++s == stages)
+                s = 0, ph ^= 1;
         }
         return;
     }
@@ -571,18 +609,16 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     const uint32_t poff = piece_offset<WT>(pc);
     const char *xr = mlxn_rows_ptr(&a.x, 0);
     float x[PE];
+    if (active && a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)xr & 15) == 0) {
 #pragma unroll
-    for (int j = 0; j < PE; j += 4) {
-        if (!active) {
-            x[j] = x[j + 1] = x[j + 2] = x[j + 3] = 0.f;
-        } else if (a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)xr & 15) == 0) {
+        for (int j = 0; j < PE; j += 4) {
             const float4 v = *reinterpret_cast<const float4 *>(xr + 4 * (k0 + j));
             x[j] = v.x, x[j + 1] = v.y, x[j + 2] = v.z, x[j + 3] = v.w;
-        } else {
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                x[j + i] = load_any(a.x_dtype, xr, k0 + j + i);
         }
+    } else {
+#pragma unroll
+        for (int j = 0; j < PE; j++)
+            x[j] = active ? load_any(a.x_dtype, xr, k0 + j) : 0.f;
     }
     if (a.norm_w) { // 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
         double ss = 0.0;
@@ -602,9 +638,10 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x), "r"(xi.h[0]) : "memory");
     const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
 
+    int s = 0; // as the producer's
+    uint32_t ph = 0;
     for (int64_t i = 0; i < my_tiles; i++) {
-        const int s = (int)(i % stages);
-        mbar_wait(&full[s], (uint32_t)(i / stages) & 1);
+        mbar_wait(&full[s], ph);
         float acc[RT];
 #pragma unroll
         for (int r = 0; r < RT; r++) { // inactive threads (past the last piece) read piece 0
@@ -639,6 +676,8 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         __syncwarp();
         if (lane == 0)
             mbar_arrive(&empty[s]); // done with stage s; the partial sums are in
+        if (++s == stages)
+            s = 0, ph ^= 1;
     }
 }
 
