@@ -100,10 +100,11 @@ template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 }
 
 // x as integers: a piece's 32 elements as 22-bit integers q (its own power of two 2^s, from its
-// largest element: |q| < 2^22), split into a signed high byte and two unsigned bytes,
-// q = 2^16 h + 2^8 m + l, four elements a word. A word of four codes (bytes) takes three dp4a,
-// exact integer sums H, M, L, and a piece's sum is 2^16 H + (2^8 M + L) times pf = 2^-s: 22
-// bits of each 32-element block's largest element (the harness's bound is 1e-5 of sum |x w|).
+// largest element: |q| <= 2^22, 2^22 only where rounding reaches it), split into a signed high
+// byte and two unsigned bytes, q = 2^16 h + 2^8 m + l, four elements a word. A word of four
+// codes (bytes) takes three dp4a, exact integer sums H, M, L, and a piece's sum is
+// 2^16 H + (2^8 M + L) times pf = 2^-s: 22 bits of each 32-element block's largest element (the
+// harness's bound is 1e-5 of sum |x w|).
 // pf multiplies last: for |x| below ~2^-106 it is subnormal, and a block scale times it loses bits
 // where the total (around 2^21 times the scale) times it does not.
 struct xint {
