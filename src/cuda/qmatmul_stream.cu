@@ -14,7 +14,8 @@
 //    the outputs and refills the stage. The computing warps never wait for each other, only
 //    for their next tile's bytes. From K 4096 only the first one or two tiles are requested
 //    before the previous kernel ends (PDL); the rest of the ring waits until the computing warps
-//    hold x, so that x's loads do not queue behind it (shorter rows: every stage early).
+//    have issued x's loads, so that those do not queue behind it (shorter rows: every stage
+//    early).
 //  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
 //    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
 //    word of four codes takes three dp4a; block scales and offsets (through each piece's sum of
@@ -568,8 +569,8 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     };
     if (warp == 0) { // the producer: the first tiles, then results of tile i and its stage's next
         // The first `pre` tiles' weights go out before the previous kernel ends; the other stages'
-        // only once the computing warps hold x (barrier 2), whose loads would otherwise queue
-        // behind every stage's bytes (bench/NOTES.md, session 28)
+        // only once the computing warps have issued x's loads (barrier 2), which would otherwise
+        // queue behind every stage's bytes (bench/NOTES.md, sessions 28 and 30)
         const int64_t first = stages < my_tiles ? stages : my_tiles;
         for (int64_t i = 0; i < pre && i < first; i++)
             issue(i);
@@ -621,6 +622,9 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         for (int j = 0; j < PE; j++)
             x[j] = active ? load_any(a.x_dtype, xr, k0 + j) : 0.f;
     }
+    // x's loads are out: the producer may request the rest of the ring, whose bytes then come
+    // behind them (waiting until x had landed left the memory idle: bench/NOTES.md session 30)
+    asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x) : "memory");
     if (a.norm_w) { // 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
         double ss = 0.0;
 #pragma unroll
@@ -633,10 +637,6 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
     }
     const xint xi = make_xint<WT>(x);
-    // x is in: the producer may go on. (The operand keeps the compiler from hoisting the arrival
-    // above make_xint, but ptxas may still place it among make_xint's instructions, before x's
-    // last loads land: bench/NOTES.md session 28.)
-    asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x), "r"(xi.h[0]) : "memory");
     const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
 
     int s = 0; // as the producer's
