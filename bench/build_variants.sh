@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds mlxn and test_ops once per variant of the tree (main plus patches), stripped, for an A/B on
+# the device machine with bench/ab_rounds.sh. Each variant's patches are applied to the working
+# tree, built in BUILD (incremental: only the files they touch recompile), then reverted.
+#   bench/build_variants.sh BUILD OUT NAME[:PATCH[+PATCH...]] ...
+# e.g. bench/build_variants.sh build-gpu /tmp/v main ef:bench/experiments/qmm_stream_evict_first.patch
+# writes OUT/NAME/mlxn and OUT/NAME/test_ops per variant.
+set -euo pipefail
+[ $# -ge 3 ] || { sed -n 2,7p "$0"; exit 2; }
+build=$1 out=$2
+shift 2
+for v in "$@"; do
+  name=${v%%:*}
+  patches=()
+  if [ "$v" != "$name" ]; then IFS=+ read -r -a patches <<< "${v#*:}"; fi
+  for p in ${patches[@]+"${patches[@]}"}; do git apply "$p"; done
+  status=0
+  cmake --build "$build" -j "$(nproc)" --target mlxn_cli test_ops > "$out.$name.log" 2>&1 || status=$?
+  for ((i = ${#patches[@]} - 1; i >= 0; i--)); do git apply -R "${patches[i]}"; done
+  [ $status -eq 0 ] || { echo "build_variants: $name failed, see $out.$name.log" >&2; exit 1; }
+  mkdir -p "$out/$name"
+  strip -o "$out/$name/mlxn" "$build/mlxn"
+  strip -o "$out/$name/test_ops" "$build/tests/test_ops"
+  echo "$name: $out/$name"
+done
