@@ -13,10 +13,13 @@ for v in "$@"; do
   name=${v%%:*}
   patches=()
   if [ "$v" != "$name" ]; then IFS=+ read -r -a patches <<< "${v#*:}"; fi
-  for p in ${patches[@]+"${patches[@]}"}; do git apply "$p"; done
+  reversed=()
+  for ((i = ${#patches[@]} - 1; i >= 0; i--)); do reversed+=("${patches[i]}"); done
+  # all of a variant's patches or none: checked together before any is applied
+  [ ${#patches[@]} -eq 0 ] || { git apply --check "${patches[@]}" && git apply "${patches[@]}"; }
   status=0
   cmake --build "$build" -j "$(nproc)" --target mlxn_cli test_ops > "$out.$name.log" 2>&1 || status=$?
-  for ((i = ${#patches[@]} - 1; i >= 0; i--)); do git apply -R "${patches[i]}"; done
+  [ ${#patches[@]} -eq 0 ] || git apply -R "${reversed[@]}"
   [ $status -eq 0 ] || { echo "build_variants: $name failed, see $out.$name.log" >&2; exit 1; }
   mkdir -p "$out/$name"
   strip -o "$out/$name/mlxn" "$build/mlxn"
