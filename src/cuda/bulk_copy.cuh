@@ -109,6 +109,30 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t b
 #endif
 }
 
+// An L2 policy for bytes read once (a decode step's weights): evicted first, so that streaming
+// them does not push out what is read again soon (the activations, the KV cache).
+__device__ __forceinline__ uint64_t l2_evict_first()
+{
+    uint64_t p = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+#endif
+    return p;
+}
+
+// bulk_copy with an L2 cache policy (l2_evict_first)
+__device__ __forceinline__ void bulk_copy_hint(void *dst, const void *src, uint32_t bytes, uint64_t *bar, uint64_t policy)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+                     smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
+                 : "memory");
+#else
+    __trap();
+#endif
+}
+
 } // namespace mlxn_cuda
 
 #endif

@@ -531,6 +531,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     // stored); others in a copy per row from a lane each, the
     // last tile repeating a row rather than read past W.
     const bool packed = a.w_stride == row_bytes;
+    const uint64_t pol = warp == 0 ? l2_evict_first() : 0; // W is read once a call: out of L2 first
     auto issue = [&](int64_t i) {
         fence_proxy_async_shared(); // the computing warps' reads of the stage's previous tile
         const int64_t o0 = (blockIdx.x + i * gridDim.x) * outs, rows = n_out - o0 < outs ? n_out - o0 : outs;
@@ -540,9 +541,9 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             if (lane == 0) {
                 const uint32_t bytes = (uint32_t)(rows * row_bytes);
                 mbar_arrive_expect(bar, a.glu ? 2 * bytes : bytes);
-                bulk_copy(dst, a.w + o0 * row_bytes, bytes, bar);
+                bulk_copy_hint(dst, a.w + o0 * row_bytes, bytes, bar, pol);
                 if (a.glu)
-                    bulk_copy(dst + (size_t)outs * row_bytes, a.w + (o0 + n_out) * row_bytes, bytes, bar);
+                    bulk_copy_hint(dst + (size_t)outs * row_bytes, a.w + (o0 + n_out) * row_bytes, bytes, bar, pol);
             }
             return;
         }
@@ -553,18 +554,18 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         __syncwarp();
         if (packed) {
             if (lane == 0)
-                bulk_copy(dst, a.w + o0 * row_bytes, (uint32_t)(rows * row_bytes), bar);
+                bulk_copy_hint(dst, a.w + o0 * row_bytes, (uint32_t)(rows * row_bytes), bar, pol);
         } else if (lane < RT) {
             const int64_t o = o0 + (lane % outs < rows ? lane % outs : rows - 1);
-            bulk_copy(dst + (size_t)lane * row_bytes, a.w + (lane < outs ? o : o + n_out) * a.w_stride,
-                      (uint32_t)row_bytes, bar);
+            bulk_copy_hint(dst + (size_t)lane * row_bytes, a.w + (lane < outs ? o : o + n_out) * a.w_stride,
+                           (uint32_t)row_bytes, bar, pol);
         }
         if (MLX && lane < 2 * RT) {
             const int r = lane % RT;
             const bool bias = lane >= RT;
             const int64_t o = o0 + (r < rows ? r : rows - 1);
-            bulk_copy(dst + (size_t)RT * row_bytes + (size_t)(bias ? RT + r : r) * m.srow,
-                      bias ? m.b + o * m.b_stride : m.s + o * m.s_stride, (uint32_t)m.srow, bar);
+            bulk_copy_hint(dst + (size_t)RT * row_bytes + (size_t)(bias ? RT + r : r) * m.srow,
+                           bias ? m.b + o * m.b_stride : m.s + o * m.s_stride, (uint32_t)m.srow, bar, pol);
         }
     };
     if (warp == 0) { // the producer: the first tiles, then results of tile i and its stage's next
