@@ -358,6 +358,7 @@ void test_qmatmul(test_devices *devs, rng *g)
         {0, MLXN_DTYPE_BF16, 1, 131, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F32, 1, 37, 2048 + 256, 0, 0, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F32, 1, 66, 4096, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F32, 1, 70, 8192, 0, QMM_NORM, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F16, 1, 35, 4096, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F32, 1, 2, 4096, 0, QMM_GLU | QMM_ACC, MLXN_ACT_GELU_TANH, 0, false},
         {0, MLXN_DTYPE_F32, 1, 45, 4096, 0, 0, MLXN_ACT_SILU, 1e-30, false},

@@ -492,9 +492,70 @@ __device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint
     return x.pf * (sc * xint_total(a) + bi * (x.sum[0] + x.sum[1]));
 }
 
+// x's piece p of thread pc (32 f32, 8 16-byte chunks) through a staging area xs of K / 4 chunks:
+// chunk c of piece p at 8 p + (c ^ swz(p)), so that neither the warps' stores (8 lanes a piece)
+// nor the threads' reads of their pieces (consecutive or every other piece) conflict in banks
+__device__ __forceinline__ int swz(int p) { return (p ^ p >> 3) & 7; }
+
+// x (normalized when norm_w is given) into the computing threads' registers, one piece a thread,
+// loaded coalesced: computing thread t loads chunks t, t + threads, ... (at most 8, as a thread
+// per piece), where each thread's own piece would be 32 lanes' requests to 32 lines an
+// instruction (bench/NOTES.md session 31). Barrier 2 is arrived at once the loads are issued,
+// barrier 4 once x is read out of xs (the producer then requests the stages beneath it).
+__device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, double *dred, int pc, bool active,
+                                        float *x)
+{
+    const int ct = (int)threadIdx.x - 32, nct = (int)blockDim.x - 32, n4 = (int)(a.K / 4);
+    const float4 *x4 = reinterpret_cast<const float4 *>(mlxn_rows_ptr(&a.x, 0));
+    const float4 *w4 = reinterpret_cast<const float4 *>(a.norm_w);
+    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 v[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int g = ct + nct * i;
+        v[i] = g < n4 ? x4[g] : zero;
+    }
+    asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x) : "memory");
+    double ss = 0.0; // with norm_w: 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int g = ct + nct * i;
+        if (g < n4)
+            xs[(g & ~7) + ((g & 7) ^ swz(g >> 3))] = v[i];
+        if (w4)
+            ss += (double)v[i].x * v[i].x + (double)v[i].y * v[i].y + (double)v[i].z * v[i].z + (double)v[i].w * v[i].w;
+    }
+    if (w4) { // norm_w's loads after x's stores: both at once spilled registers
+        float4 w[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int g = ct + nct * i;
+            w[i] = g < n4 ? __ldg(w4 + g) : zero;
+        }
+        ss = block_reduce(ss, dred, 0.0, add_op(), 1);
+        const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+#pragma unroll
+        for (int i = 0; i < 8; i++) { // x inv w, in that order as before; each thread its own chunks
+            const int g = ct + nct * i;
+            if (g < n4) {
+                float4 &t = xs[(g & ~7) + ((g & 7) ^ swz(g >> 3))];
+                t = make_float4(t.x * inv * w[i].x, t.y * inv * w[i].y, t.z * inv * w[i].z, t.w * inv * w[i].w);
+            }
+        }
+    }
+    asm volatile("bar.sync 3, %0;" ::"r"(nct) : "memory");
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+        const float4 t = active ? xs[8 * pc + (c ^ swz(pc))] : zero;
+        x[4 * c] = t.x, x[4 * c + 1] = t.y, x[4 * c + 2] = t.z, x[4 * c + 3] = t.w;
+    }
+    asm volatile("bar.arrive 4, %0;" ::"r"((int)blockDim.x) : "memory");
+}
+
 // RT: rows of W per tile (a power of two up to 32)
 template <int WT, int RT>
-__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int pre, int row_bytes, const mlx_rows m)
+__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int pre, int row_bytes, const mlx_rows m,
+                                                          int xstage)
 {
     constexpr int PE = sfmt<WT>::PE;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
@@ -578,7 +639,13 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         wait_for_previous_kernel();
         allow_next_kernel(); // after the wait: no third kernel launched while the previous one runs
         asm volatile("bar.sync 2, %0;" ::"r"((int)blockDim.x) : "memory");
-        for (int64_t i = pre; i < first; i++)
+        // the stages under x's staging area (stage xstage on) once the computing warps hold x
+        const int64_t mid = xstage >= 0 && xstage < first ? xstage : first;
+        for (int64_t i = pre; i < mid; i++)
+            issue(i);
+        if (xstage >= 0)
+            asm volatile("bar.sync 4, %0;" ::"r"((int)blockDim.x) : "memory");
+        for (int64_t i = mid; i < first; i++)
             issue(i);
         int s = 0; // tile i's stage i % stages, and ph its barriers' phase (i / stages) % 2
         uint32_t ph = 0;
@@ -612,30 +679,35 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     const uint32_t poff = piece_offset<WT>(pc);
     const char *xr = mlxn_rows_ptr(&a.x, 0);
     float x[PE];
-    if (active && a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)xr & 15) == 0) {
-#pragma unroll
-        for (int j = 0; j < PE; j += 4) {
-            const float4 v = *reinterpret_cast<const float4 *>(xr + 4 * (k0 + j));
-            x[j] = v.x, x[j + 1] = v.y, x[j + 2] = v.z, x[j + 3] = v.w;
-        }
+    static_assert(PE == 32, "stage_x moves pieces of 32 floats");
+    if (xstage >= 0) {
+        stage_x(a, reinterpret_cast<float4 *>(ring + (size_t)stages * stage_bytes) - a.K / 4, dred, pc, active, x);
     } else {
+        if (active && a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)xr & 15) == 0) {
 #pragma unroll
-        for (int j = 0; j < PE; j++)
-            x[j] = active ? load_any(a.x_dtype, xr, k0 + j) : 0.f;
-    }
-    // x's loads are out: the producer may request the rest of the ring, whose bytes then come
-    // behind them (waiting until x had landed left the memory idle: bench/NOTES.md session 30)
-    asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x) : "memory");
-    if (a.norm_w) { // 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
-        double ss = 0.0;
+            for (int j = 0; j < PE; j += 4) {
+                const float4 v = *reinterpret_cast<const float4 *>(xr + 4 * (k0 + j));
+                x[j] = v.x, x[j + 1] = v.y, x[j + 2] = v.z, x[j + 3] = v.w;
+            }
+        } else {
 #pragma unroll
-        for (int j = 0; j < PE; j++)
-            ss += (double)x[j] * x[j];
-        ss = block_reduce(ss, dred, 0.0, add_op(), 1);
-        const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+            for (int j = 0; j < PE; j++)
+                x[j] = active ? load_any(a.x_dtype, xr, k0 + j) : 0.f;
+        }
+        // x's loads are out: the producer may request the rest of the ring, whose bytes then come
+        // behind them (waiting until x had landed left the memory idle: bench/NOTES.md session 30)
+        asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x) : "memory");
+        if (a.norm_w) { // 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
+            double ss = 0.0;
 #pragma unroll
-        for (int j = 0; j < PE; j++)
-            x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
+            for (int j = 0; j < PE; j++)
+                ss += (double)x[j] * x[j];
+            ss = block_reduce(ss, dred, 0.0, add_op(), 1);
+            const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+#pragma unroll
+            for (int j = 0; j < PE; j++)
+                x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
+        }
     }
     const xint xi = make_xint<WT>(x);
     const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
@@ -734,8 +806,15 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
         pre = 2;
     const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
     const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
+    // x staged in the ring's last K * 4 bytes (stage_x) where those lie past the stages requested
+    // before the PDL wait and x and norm_w are f32 in 16-byte words; else each thread loads its piece
+    int xstage = -1;
+    const int64_t at = stages * stage - 4 * a.K;
+    if (a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)mlxn_rows_ptr(&a.x, 0) & 15) == 0 && ((uintptr_t)a.norm_w & 15) == 0 &&
+        at >= pre * stage)
+        xstage = (int)(at / stage);
     return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads),
-                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, pre, (int)row_bytes, m);
+                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, pre, (int)row_bytes, m, xstage);
 }
 
 template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e, const mlx_rows &m = {})
