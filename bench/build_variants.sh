@@ -3,7 +3,7 @@
 # the device machine with bench/ab_rounds.sh. Each variant's patches are applied to the working
 # tree, built in BUILD (incremental: only the files they touch recompile), then reverted.
 #   bench/build_variants.sh BUILD OUT NAME[:PATCH[+PATCH...]] ...
-# e.g. bench/build_variants.sh build-gpu /tmp/v main ef:bench/experiments/qmm_stream_evict_first.patch
+# e.g. bench/build_variants.sh build-gpu /tmp/v main tr:bench/experiments/qmm_stream_trace.patch
 # writes OUT/NAME/mlxn and OUT/NAME/test_ops per variant.
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n 2,7p "$0"; exit 2; }

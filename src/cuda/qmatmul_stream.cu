@@ -5,17 +5,18 @@
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements) for the
 //    whole kernel, in registers, so x is read once per block instead of once per row from shared
-//    memory. A piece is a block, or a 32-element unit of a K super-block (a Q6_K piece is a
-//    quarter of a 128-element half: its low nibbles share 32 code bytes with another quarter, its
-//    high 2 bits 32 bytes with the three others).
+//    memory; it comes in coalesced, through a staging area in shared memory (stage_x). A piece
+//    is a block, or a 32-element unit of a K super-block (a Q6_K piece is a quarter of a
+//    128-element half: its low nibbles share 32 code bytes with another quarter, its high 2 bits
+//    32 bytes with the three others).
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
 //    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
 //    the outputs and refills the stage. The computing warps never wait for each other, only
 //    for their next tile's bytes. From K 4096 only the first one or two tiles are requested
 //    before the previous kernel ends (PDL); the rest of the ring waits until the computing warps
-//    have issued x's loads, so that those do not queue behind it (shorter rows: every stage
-//    early).
+//    have issued x's loads, so that those do not queue behind it, and the stages beneath x's
+//    staging area until x is read (shorter rows: every stage early).
 //  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
 //    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
 //    word of four codes takes three dp4a; block scales and offsets (through each piece's sum of
