@@ -369,6 +369,9 @@ void test_qmatmul(test_devices *devs, rng *g)
         /* enough rows that every block of a full grid (one or two blocks per SM at K = 14336)
          * takes several tiles: stages refilled, barrier phases turning over */
         {0, MLXN_DTYPE_F32, 1, 6007, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
+        /* the same with the norm and GLU at K 4096 (four blocks an SM): x normalized in the
+         * staging area, which later tiles then overwrite */
+        {0, MLXN_DTYPE_F32, 1, 9002, 4096, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
     };
     for (size_t ti = 0; ti < sizeof stypes / sizeof stypes[0]; ti++)
         for (size_t si = 0; si < sizeof sshapes / sizeof sshapes[0]; si++) {

@@ -502,7 +502,8 @@ __device__ __forceinline__ int swz(int p) { return (p ^ p >> 3) & 7; }
 // loaded coalesced: computing thread t loads chunks t, t + threads, ... (at most 8, as a thread
 // per piece), where each thread's own piece would be 32 lanes' requests to 32 lines an
 // instruction (bench/NOTES.md session 31). Barrier 2 is arrived at once the loads are issued,
-// barrier 4 once x is read out of xs (the producer then requests the stages beneath it).
+// barrier 4 once x is read out of xs (the producer then requests the stages beneath it): every
+// computing thread calls it, past the last piece too.
 __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, double *dred, int pc, bool active,
                                         float *x)
 {
