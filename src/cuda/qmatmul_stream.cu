@@ -5,10 +5,10 @@
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements) for the
 //    whole kernel, in registers, so x is read once per block instead of once per row from shared
-//    memory; it comes in coalesced, through a staging area in shared memory (stage_x). A piece
-//    is a block, or a 32-element unit of a K super-block (a Q6_K piece is a quarter of a
-//    128-element half: its low nibbles share 32 code bytes with another quarter, its high 2 bits
-//    32 bytes with the three others).
+//    memory; from K 4096, f32 x comes in coalesced through a staging area in shared memory
+//    (stage_x). A piece is a block, or a 32-element unit of a K super-block (a Q6_K piece is a
+//    quarter of a 128-element half: its low nibbles share 32 code bytes with another quarter, its
+//    high 2 bits 32 bytes with the three others).
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
 //    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
