@@ -66,7 +66,7 @@ template <int MT> __device__ __forceinline__ float row_scale(const mlxn_qmatmul_
     double t = 0.0;
     for (int w = 0; w < WARPS; w++)
         t += red[w][m];
-    return (float)(1.0 / sqrt(t / (double)a.K + (double)a.norm_eps));
+    return norm_scale(a, t);
 }
 
 // Before waiting on the previous kernel (PDL): the first `bytes` of row n of W, and of its up
@@ -595,7 +595,7 @@ __global__ void __launch_bounds__(256) qmm_norm_x(const mlxn_qmatmul_args a, flo
         double total = 0.0;
         for (int w = 0; w < (int)(blockDim.x >> 5); w++)
             total += part[w];
-        const float inv = (float)(1.0 / sqrt(total / (double)a.K + (double)a.norm_eps));
+        const float inv = norm_scale(a, total);
         for (int64_t k = threadIdx.x; k < a.K; k += blockDim.x)
             out[m * a.K + k] = load_any(a.x_dtype, row, k) * inv * __ldg(a.norm_w + k);
     }

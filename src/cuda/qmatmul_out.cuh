@@ -10,6 +10,13 @@
 
 namespace mlxn_cuda {
 
+// The fused RMS norm's scale of a row of x from its sum of squares (in f64, as every decode kernel
+// sums them): 1 / sqrt(mean(x^2) + eps).
+__device__ __forceinline__ float norm_scale(const mlxn_qmatmul_args &a, double ss)
+{
+    return (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+}
+
 // y[m][n] from the sums of a row of W: the gate g (or the plain product) and, with GLU, the up u.
 __device__ __forceinline__ void store_out(const mlxn_qmatmul_args &a, int m, int64_t n, float g, float u)
 {

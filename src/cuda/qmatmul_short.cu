@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(32 * MAX_WARPS) qmm_q8_0_short_rows(const mlxn
     float inv = 1.f;
     if (a.norm_w) {
         ss = block_reduce(ss, dred, 0.0, add_op());
-        inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+        inv = norm_scale(a, ss);
     }
     big = block_reduce(big, ired, 0, max_op());
     // E from the largest |x * norm_w * inv| (rounding is monotonic, so this is the largest of the

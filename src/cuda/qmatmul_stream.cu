@@ -493,10 +493,10 @@ __device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint
     return x.pf * (sc * xint_total(a) + bi * (x.sum[0] + x.sum[1]));
 }
 
-// x's piece p of thread pc (32 f32, 8 16-byte chunks) through a staging area xs of K / 4 chunks:
-// chunk c of piece p at 8 p + (c ^ swz(p)), so that neither the warps' stores (8 lanes a piece)
-// nor the threads' reads of their pieces (consecutive or every other piece) conflict in banks
-__device__ __forceinline__ int swz(int p) { return (p ^ p >> 3) & 7; }
+// x's pieces (32 f32, 8 16-byte chunks each) through a staging area of K / 4 chunks: chunk c of
+// piece p in slot 8 p + (c ^ ((p ^ p >> 3) & 7)), so that neither the warps' stores (8 lanes a
+// piece) nor the threads' reads of their pieces (consecutive or every other piece) conflict in banks
+__device__ __forceinline__ int xs_slot(int p, int c) { return 8 * p + (c ^ ((p ^ p >> 3) & 7)); }
 
 // x (normalized when norm_w is given) into the computing threads' registers, one piece a thread,
 // loaded coalesced: computing thread t loads chunks t, t + threads, ... (at most 8, as a thread
@@ -518,12 +518,12 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, 
         v[i] = g < n4 ? x4[g] : zero;
     }
     asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x) : "memory");
-    double ss = 0.0; // with norm_w: 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
+    double ss = 0.0; // with norm_w: x's sum of squares (norm_scale)
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         const int g = ct + nct * i;
         if (g < n4)
-            xs[(g & ~7) + ((g & 7) ^ swz(g >> 3))] = v[i];
+            xs[xs_slot(g >> 3, g & 7)] = v[i];
         if (w4)
             ss += (double)v[i].x * v[i].x + (double)v[i].y * v[i].y + (double)v[i].z * v[i].z + (double)v[i].w * v[i].w;
     }
@@ -535,12 +535,12 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, 
             w[i] = g < n4 ? __ldg(w4 + g) : zero;
         }
         ss = block_reduce(ss, dred, 0.0, add_op(), 1);
-        const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+        const float inv = norm_scale(a, ss);
 #pragma unroll
         for (int i = 0; i < 8; i++) { // x inv w, in that order as before; each thread its own chunks
             const int g = ct + nct * i;
             if (g < n4) {
-                float4 &t = xs[(g & ~7) + ((g & 7) ^ swz(g >> 3))];
+                float4 &t = xs[xs_slot(g >> 3, g & 7)];
                 t = make_float4(t.x * inv * w[i].x, t.y * inv * w[i].y, t.z * inv * w[i].z, t.w * inv * w[i].w);
             }
         }
@@ -548,7 +548,7 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, 
     asm volatile("bar.sync 3, %0;" ::"r"(nct) : "memory");
 #pragma unroll
     for (int c = 0; c < 8; c++) {
-        const float4 t = active ? xs[8 * pc + (c ^ swz(pc))] : zero;
+        const float4 t = active ? xs[xs_slot(pc, c)] : zero;
         x[4 * c] = t.x, x[4 * c + 1] = t.y, x[4 * c + 2] = t.z, x[4 * c + 3] = t.w;
     }
     asm volatile("bar.arrive 4, %0;" ::"r"((int)blockDim.x) : "memory");
@@ -699,13 +699,13 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         // x's loads are out: the producer may request the rest of the ring, whose bytes then come
         // behind them (waiting until x had landed left the memory idle: bench/NOTES.md session 30)
         asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x) : "memory");
-        if (a.norm_w) { // 1 / sqrt(mean(x^2) + eps), f64 sums as in the other decode kernels
+        if (a.norm_w) {
             double ss = 0.0;
 #pragma unroll
             for (int j = 0; j < PE; j++)
                 ss += (double)x[j] * x[j];
             ss = block_reduce(ss, dred, 0.0, add_op(), 1);
-            const float inv = (float)(1.0 / sqrt(ss / (double)a.K + (double)a.norm_eps));
+            const float inv = norm_scale(a, ss);
 #pragma unroll
             for (int j = 0; j < PE; j++)
                 x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
