@@ -5,8 +5,9 @@
 //
 //  - K is split over the block's threads: a thread owns one piece of x (32 elements) for the
 //    whole kernel, in registers, so x is read once per block instead of once per row from shared
-//    memory; from K 4096, f32 x comes in coalesced through a staging area in shared memory
-//    (stage_x). A piece is a block, or a 32-element unit of a K super-block (a Q6_K piece is a
+//    memory; f32 x comes in coalesced, each computing warp through its own 4 KB of a staging
+//    area in shared memory (stage_x), past the ring where the block's share of the SM holds it,
+//    else in the ring's last stages. A piece is a block, or a 32-element unit of a K super-block (a Q6_K piece is a
 //    quarter of a 128-element half: its low nibbles share 32 code bytes with another quarter, its
 //    high 2 bits 32 bytes with the three others).
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
@@ -15,7 +16,7 @@
 //    the outputs and refills the stage. The computing warps never wait for each other, only
 //    for their next tile's bytes. From K 4096 only the first one or two tiles are requested
 //    before the previous kernel ends (PDL); the rest of the ring waits until the computing warps
-//    have issued x's loads, so that those do not queue behind it, and the stages beneath x's
+//    have issued x's loads, so that those do not queue behind it, and any stages beneath x's
 //    staging area until x is read (shorter rows: every stage early).
 //  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
 //    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
@@ -493,37 +494,40 @@ __device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint
     return x.pf * (sc * xint_total(a) + bi * (x.sum[0] + x.sum[1]));
 }
 
-// x's pieces (32 f32, 8 16-byte chunks each) through a staging area of K / 4 chunks: chunk c of
-// piece p in slot 8 p + (c ^ ((p ^ p >> 3) & 7)), so that neither the warps' stores (8 lanes a
-// piece) nor the threads' reads of their pieces (consecutive or every other piece) conflict in banks
-__device__ __forceinline__ int xs_slot(int p, int c) { return 8 * p + (c ^ ((p ^ p >> 3) & 7)); }
+// x's pieces through a staging area, 4 KB a computing warp (its 32 pieces of 32 f32, 8 16-byte
+// chunks each): chunk c of the warp's piece q in slot 8 q + (c ^ ((q ^ q >> 3) & 7)), so that
+// neither a quarter warp's stores (8 chunks of one piece) nor its reads (chunk c of 8 consecutive
+// pieces) conflict in banks
+__device__ __forceinline__ int xs_slot(int q, int c) { return 8 * q + (c ^ ((q ^ q >> 3) & 7)); }
 
 // x (normalized when norm_w is given) into the computing threads' registers, one piece a thread,
-// loaded coalesced: computing thread t loads chunks t, t + threads, ... (at most 8, as a thread
-// per piece), where each thread's own piece would be 32 lanes' requests to 32 lines an
-// instruction (bench/NOTES.md session 31). Barrier 2 is arrived at once the loads are issued,
-// barrier 4 once x is read out of xs (the producer then requests the stages beneath it): every
-// computing thread calls it, past the last piece too.
-__device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, double *dred, int pc, bool active,
-                                        float *x)
+// loaded coalesced: each warp loads its own pieces' bytes (a piece is a 128-byte line), lane l the
+// chunks l, l + 32, ... of them, where each thread's own piece would be 32 lanes' requests to 32
+// lines an instruction (bench/NOTES.md session 31). piece(q) is the global piece of the warp's
+// piece q. Barrier 2 is arrived at once the loads are issued, barrier 4 once x is read out of xs
+// (the producer then requests the stages beneath it): every computing thread calls it, past the
+// last piece too. The warps do not wait for each other (but for the norm's sum).
+template <typename PieceOf>
+__device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, double *dred, PieceOf piece_of,
+                                        int pieces, float *x)
 {
-    const int ct = (int)threadIdx.x - 32, nct = (int)blockDim.x - 32, n4 = (int)(a.K / 4);
+    const int lane = (int)threadIdx.x & 31, cw = ((int)threadIdx.x >> 5) - 1;
     const float4 *x4 = reinterpret_cast<const float4 *>(mlxn_rows_ptr(&a.x, 0));
     const float4 *w4 = reinterpret_cast<const float4 *>(a.norm_w);
     const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 *const xw = xs + 256 * cw; // this warp's 4 KB
     float4 v[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-        const int g = ct + nct * i;
-        v[i] = g < n4 ? x4[g] : zero;
+        const int q = 4 * i + lane / 8, p = piece_of(q);
+        v[i] = p < pieces ? x4[8 * p + lane % 8] : zero;
     }
     asm volatile("bar.arrive 2, %0;" ::"r"((int)blockDim.x) : "memory");
     double ss = 0.0; // with norm_w: x's sum of squares (norm_scale)
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-        const int g = ct + nct * i;
-        if (g < n4)
-            xs[xs_slot(g >> 3, g & 7)] = v[i];
+        const int q = 4 * i + lane / 8;
+        xw[xs_slot(q, lane % 8)] = v[i];
         if (w4)
             ss += (double)v[i].x * v[i].x + (double)v[i].y * v[i].y + (double)v[i].z * v[i].z + (double)v[i].w * v[i].w;
     }
@@ -531,24 +535,22 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, 
         float4 w[8];
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            const int g = ct + nct * i;
-            w[i] = g < n4 ? __ldg(w4 + g) : zero;
+            const int q = 4 * i + lane / 8, p = piece_of(q);
+            w[i] = p < pieces ? __ldg(w4 + 8 * p + lane % 8) : zero;
         }
         ss = block_reduce(ss, dred, 0.0, add_op(), 1);
         const float inv = norm_scale(a, ss);
 #pragma unroll
         for (int i = 0; i < 8; i++) { // x inv w, in that order as before; each thread its own chunks
-            const int g = ct + nct * i;
-            if (g < n4) {
-                float4 &t = xs[xs_slot(g >> 3, g & 7)];
-                t = make_float4(t.x * inv * w[i].x, t.y * inv * w[i].y, t.z * inv * w[i].z, t.w * inv * w[i].w);
-            }
+            const int q = 4 * i + lane / 8;
+            float4 &t = xw[xs_slot(q, lane % 8)];
+            t = make_float4(t.x * inv * w[i].x, t.y * inv * w[i].y, t.z * inv * w[i].z, t.w * inv * w[i].w);
         }
     }
-    asm volatile("bar.sync 3, %0;" ::"r"(nct) : "memory");
+    __syncwarp();
 #pragma unroll
-    for (int c = 0; c < 8; c++) {
-        const float4 t = active ? xs[xs_slot(pc, c)] : zero;
+    for (int c = 0; c < 8; c++) { // past the last piece: zeros, as stored
+        const float4 t = xw[xs_slot(lane, c)];
         x[4 * c] = t.x, x[4 * c + 1] = t.y, x[4 * c + 2] = t.z, x[4 * c + 3] = t.w;
     }
     asm volatile("bar.arrive 4, %0;" ::"r"((int)blockDim.x) : "memory");
@@ -557,12 +559,11 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, 
 // RT: rows of W per tile (a power of two up to 32)
 template <int WT, int RT>
 __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int pre, int row_bytes, const mlx_rows m,
-                                                          int xstage)
+                                                          int xstage, int xoff)
 {
     constexpr int PE = sfmt<WT>::PE;
-    extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, then 16 bytes of slack
+    extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, 16 bytes of slack, part, x's staging
     __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
-    __shared__ float part[MAX_STAGES][MAX_PIECES / 32][RT]; // per stage, computing warp, row
     __shared__ double dred[32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
     const int cwarps = warps - 1; // warp 0 produces, the others compute
@@ -578,6 +579,8 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     const int64_t my_tiles = tiles > blockIdx.x ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
     constexpr bool MLX = sfmt<WT>::MLX;
     const size_t stage_bytes = (size_t)RT * (row_bytes + (MLX ? 2 * m.srow : 0));
+    // the partial sums after the ring: per stage, computing warp, row
+    float *part = reinterpret_cast<float *>(ring + (size_t)stages * stage_bytes + 16);
 
     if (tid == 0) {
         for (int s = 0; s < stages; s++) {
@@ -657,8 +660,8 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             if (lane < outs && o < n_out) {
                 float g = 0.f, u = 0.f;
                 for (int w = 0; w < cwarps; w++) {
-                    g += part[s][w][lane];
-                    u += a.glu ? part[s][w][lane + outs] : 0.f;
+                    g += part[(s * cwarps + w) * RT + lane];
+                    u += a.glu ? part[(s * cwarps + w) * RT + lane + outs] : 0.f;
                 }
                 store_out(a, 0, o, g, u);
             }
@@ -683,7 +686,11 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     float x[PE];
     static_assert(PE == 32, "stage_x moves pieces of 32 floats");
     if (xstage >= 0) {
-        stage_x(a, reinterpret_cast<float4 *>(ring + (size_t)stages * stage_bytes) - a.K / 4, dred, pc, active, x);
+        // the warp's piece q, as `piece` maps lanes to pieces
+        auto piece_of = [cw](int q) {
+            return sfmt<WT>::BB % 4 == 2 ? 2 * q + (cw & 1) + 64 * (cw >> 1) : 32 * cw + q;
+        };
+        stage_x(a, reinterpret_cast<float4 *>(ring + xoff), dred, piece_of, pieces, x);
     } else {
         if (active && a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)xr & 15) == 0) {
 #pragma unroll
@@ -748,7 +755,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         for (; o > 0; o >>= 1)
             acc[0] += __shfl_xor_sync(0xffffffffu, acc[0], o);
         if ((lane & (32 / RT - 1)) == 0)
-            part[s][warp - 1][lane / (32 / RT)] = acc[0];
+            part[(s * cwarps + warp - 1) * RT + lane / (32 / RT)] = acc[0];
         __syncwarp();
         if (lane == 0)
             mbar_arrive(&empty[s]); // done with stage s; the partial sums are in
@@ -766,6 +773,7 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
     static unsigned long long smem_done;
     auto kernel = qmm_stream<WT, RT>;
     const int64_t stage = RT * (row_bytes + (sfmt<WT>::MLX ? 2 * m.srow : 0));
+    const int64_t pstage = stage + (threads - 32) / 32 * RT * 4; // and the computing warps' partial sums (part)
     int sms = 0, sm_smem = 0, per_sm = 0;
     cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess)
@@ -773,7 +781,7 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
     if (e == cudaSuccess)
         e = allow_smem(kernel, SMEM_LIMIT, smem_done);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * stage + 16));
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * pstage + 16));
     cudaFuncAttributes fa = {};
     int reserved = 0;
     if (e == cudaSuccess)
@@ -785,13 +793,21 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
     per_sm = per_sm > 0 ? per_sm : 1;
     // a block's share of the SM's shared memory, less its static and reserved shared memory
     const int64_t share = sm_smem / per_sm - (int64_t)fa.sharedSizeBytes - reserved - 16;
-    int64_t stages = share / stage;
+    int64_t stages = share / pstage;
     stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
-    while (stages > 2 && stages * stage + 16 > SMEM_LIMIT)
+    while (stages > 2 && stages * pstage + 16 > SMEM_LIMIT)
         stages--;
+    // x staged (stage_x) where x and norm_w are f32 in 16-byte words: past the ring where the
+    // share holds it beside the ring's stages, else in the ring's last stages, requested once x is
+    // read (fewer stages cost more than a stage requested late: bench/NOTES.md session 31)
+    const bool xok = a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)mlxn_rows_ptr(&a.x, 0) & 15) == 0 &&
+                     ((uintptr_t)a.norm_w & 15) == 0;
+    const int64_t xb = (threads - 32) * 128; // 4 KB a computing warp
+    const bool xout = xok && stages * pstage + xb <= share && stages * pstage + 16 + xb <= SMEM_LIMIT;
+    const int64_t dyn = stages * pstage + 16 + (xout ? xb : 0);
     // the grid: the blocks that fit at once with those stages (fewer than per_sm where two stages
     // do not fit the share), so that no block waits for another to end
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(stages * stage + 16));
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)dyn);
     if (e != cudaSuccess)
         return e;
     per_sm = per_sm > 0 ? per_sm : 1;
@@ -808,15 +824,15 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
         pre = 2;
     const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
     const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
-    // x staged in the ring's last K * 4 bytes (stage_x) where those lie past the stages requested
-    // before the PDL wait and x and norm_w are f32 in 16-byte words; else each thread loads its piece
-    int xstage = -1;
-    const int64_t at = stages * stage - 4 * a.K;
-    if (a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)mlxn_rows_ptr(&a.x, 0) & 15) == 0 && ((uintptr_t)a.norm_w & 15) == 0 &&
-        at >= pre * stage)
-        xstage = (int)(at / stage);
-    return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads),
-                  (size_t)(stages * stage) + 16, s, pdl, a, (int)stages, pre, (int)row_bytes, m, xstage);
+    // stage_x's area: its offset, and the first stage beneath it (stages: none, -1: no staging)
+    int xstage = -1, xoff = 0;
+    if (xout) {
+        xstage = (int)stages, xoff = (int)(stages * pstage + 16);
+    } else if (xok && stages * stage - xb >= pre * stage) {
+        xoff = (int)(stages * stage - xb), xstage = xoff / (int)stage;
+    }
+    return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads), (size_t)dyn, s, pdl, a,
+                  (int)stages, pre, (int)row_bytes, m, xstage, xoff);
 }
 
 template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e, const mlx_rows &m = {})
