@@ -31,6 +31,7 @@
 
 #include "block_reduce.cuh"
 #include "ggml_unit.cuh"
+#include "piece_dot.cuh"
 #include "subnormal.cuh"
 #include "wide_load.cuh"
 
@@ -331,17 +332,19 @@ __device__ __forceinline__ void copy_row(uint8_t *dst, const uint8_t *src, int b
 // shared memory (about 27 KB a block either way for Q6_K)
 template <bool SWIGLU> constexpr int staged_kt() { return SWIGLU ? 512 : 1024; }
 
-// grid: (ceil(N / DEC_BLOCK_ROWS), pairs). Decode of GGML weights with K a multiple of 256 that
-// take no wide loads (Q2_K, Q3_K and Q6_K, whose blocks are only 2- or 4-byte aligned, or experts
-// the wide loads do not fit): per K tile the block's 32 rows of W (and of W_up) are copied into
-// shared memory with the widest loads their alignment allows (`piece` bytes, coalesced), then
-// each warp decodes its 4 rows from there, lpr lanes a row (a power of two dividing the tiles'
-// units: short rows keep every lane busy). qid_rows below reads each unit from global memory a
-// byte or two at a time, 32 lanes a row: Q6_K's down projection of Qwen3.6's shape took 15 us.
+// grid: (ceil(N / brows), pairs). Decode of GGML weights with K a multiple of 256 that take no
+// wide loads (Q2_K, Q3_K and Q6_K, whose blocks are only 2- or 4-byte aligned, or experts the
+// wide loads do not fit): per K tile the block's brows (16 or 32) rows of W (and of W_up) are
+// copied into shared memory with the widest loads their alignment allows (`piece` bytes,
+// coalesced), then each warp takes its brows / 8 rows from there, lpr lanes a row (a power of
+// two dividing the tiles' units: short rows keep every lane busy): a lane makes the integer form
+// of x's piece for each unit it owns and dots it with that unit of each of its rows (piece_dot,
+// as the streamed dense decode). qid_rows below reads each unit from global memory a byte or two
+// at a time, 32 lanes a row: Q6_K's down projection of Qwen3.6's shape took 15 us.
 template <int WT, bool SWIGLU>
-__global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_staged(const mlxn_qmatmul_id_args a, int lpr, int piece)
+__global__ void __launch_bounds__(32 * DEC_WARPS, SWIGLU ? 2 : 4) qid_rows_staged(const mlxn_qmatmul_id_args a, int lpr, int piece, int brows)
 {
-    constexpr int KT = staged_kt<SWIGLU>(), NM = SWIGLU ? 2 : 1, BE = block_elems_of<WT>(), BB = block_bytes_of<WT>();
+    constexpr int KT = staged_kt<SWIGLU>(), NM = SWIGLU ? 2 : 1;
     constexpr int PITCH = ((int)row_bytes<WT>(KT) + 15) / 16 * 16;
     __shared__ __align__(16) uint8_t ws[NM][DEC_BLOCK_ROWS][PITCH];
     __shared__ __align__(16) float xs[KT / 32 * PAD];
@@ -351,8 +354,9 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_staged(const mlxn_qma
         allow_next_kernel();
     }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sl = lane % lpr, rps = 32 / lpr;
-    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * DEC_BLOCK_ROWS;
-    const int rows = (int)(a.N - n_block < DEC_BLOCK_ROWS ? a.N - n_block : DEC_BLOCK_ROWS);
+    const int rpw = brows / DEC_WARPS; // a warp's rows
+    const int64_t p = blockIdx.y, n_block = (int64_t)blockIdx.x * brows;
+    const int rows = (int)(a.N - n_block < brows ? a.N - n_block : brows);
     const int32_t e = pair_expert(a, p);
     const bool routed = e >= 0 && e < a.E;
     const uint8_t *w[2] = {a.w + e * a.w_expert_stride + n_block * a.w_stride,
@@ -380,42 +384,47 @@ __global__ void __launch_bounds__(32 * DEC_WARPS) qid_rows_staged(const mlxn_qma
         const int klen = (int)(a.K - k0 < KT ? a.K - k0 : KT), units = klen / 32, tb = (int)row_bytes<WT>(klen);
         const int64_t kb = row_bytes<WT>(k0);
         __syncthreads(); // the last tile is consumed
-        for (int i = threadIdx.x; i < klen; i += blockDim.x)
-            xs[(i >> 5) * PAD + (i & 31)] = load_any(a.x_dtype, xr, k0 + i);
 #pragma unroll
-        for (int m = 0; m < NM; m++)
+        for (int m = 0; m < NM; m++) // the weights' copies first: x's loads wait under them
             for (int r = warp; r < rows; r += DEC_WARPS)
                 copy_row(ws[m][r], w[m] + r * stride[m] + kb, tb, lane, piece);
         cp_async_commit();
+        for (int i = threadIdx.x; i < klen; i += blockDim.x)
+            xs[(i >> 5) * PAD + (i & 31)] = load_any(a.x_dtype, xr, k0 + i);
         cp_async_wait<0>();
         __syncthreads();
+        for (int c = sl; c < units; c += lpr) {
+            float xv[32];
+            const float4 *x4 = reinterpret_cast<const float4 *>(xs + c * PAD);
 #pragma unroll
-        for (int st = 0; st < DEC_ROWS; st++) {
-            const int r = warp * DEC_ROWS + st * rps + lane / lpr;
-            if (st * rps >= DEC_ROWS || r >= rows)
-                continue;
-            for (int c = sl; c < units; c += lpr) {
-                float v[32];
-                block_unit<WT>(ws[0][r] + (32 * c / BE) * BB, (32 * c % BE) / 32, v);
-                acc[st] += unit_dot(v, xs + c * PAD);
-                if constexpr (SWIGLU) {
-                    block_unit<WT>(ws[1][r] + (32 * c / BE) * BB, (32 * c % BE) / 32, v);
-                    accu[st] += unit_dot(v, xs + c * PAD);
+            for (int i = 0; i < 8; i++) {
+                const float4 t = x4[i];
+                xv[4 * i] = t.x, xv[4 * i + 1] = t.y, xv[4 * i + 2] = t.z, xv[4 * i + 3] = t.w;
+            }
+            const xint xi = make_xint<WT>(xv);
+            const uint32_t po = piece_offset<WT>(c); // the tile starts a super-block: c is its piece
+#pragma unroll
+            for (int st = 0; st < DEC_ROWS; st++) {
+                const int j = st * rps + lane / lpr, r = warp * rpw + j;
+                if (j < rpw && r < rows) {
+                    acc[st] += piece_dot<WT>(&ws[0][0][0], (uint32_t)(r * PITCH) + po, c, xi);
+                    if constexpr (SWIGLU)
+                        accu[st] += piece_dot<WT>(&ws[0][0][0], (uint32_t)((DEC_BLOCK_ROWS + r) * PITCH) + po, c, xi);
                 }
             }
         }
     }
 #pragma unroll
     for (int st = 0; st < DEC_ROWS; st++) {
-        if (st * rps >= DEC_ROWS)
+        if (st * rps >= rpw)
             break;
         for (int o = lpr / 2; o > 0; o >>= 1) {
             acc[st] += __shfl_xor_sync(0xffffffffu, acc[st], o);
             if constexpr (SWIGLU)
                 accu[st] += __shfl_xor_sync(0xffffffffu, accu[st], o);
         }
-        const int r = warp * DEC_ROWS + st * rps + lane / lpr;
-        if (sl == 0 && r < rows)
+        const int j = st * rps + lane / lpr, r = warp * rpw + j;
+        if (sl == 0 && j < rpw && r < rows)
             y[n_block + r] = SWIGLU ? silu(acc[st]) * accu[st] : acc[st];
     }
 }
@@ -917,8 +926,13 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
             const uint64_t bits =
                 weight_bits<WT>(a) | (uint64_t)row_bytes<WT>(a.K < KT ? a.K : KT) | (uint64_t)row_bytes<WT>(ul * 32);
             const int piece = bits % 16 == 0 ? 16 : bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : 2;
+            // 16 rows a block where 32 would give fewer than 256 blocks (two an SM of an H100 or
+            // H200), so that one block's copy overlaps another's products
+            const int brows = (a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS * a.T * a.k < 256 ? DEC_BLOCK_ROWS / 2
+                                                                                            : DEC_BLOCK_ROWS;
+            const dim3 sgrid((unsigned)((a.N + brows - 1) / brows), (unsigned)(a.T * a.k));
             if (bits % 2 == 0)
-                return launch(qid_rows_staged<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a, lpr, piece);
+                return launch(qid_rows_staged<WT, SWIGLU>, sgrid, dim3(32 * DEC_WARPS), 0, s, pdl, a, lpr, piece, brows);
         }
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }
