@@ -4,15 +4,17 @@
 //
 // Variants (launcher at the bottom):
 //   qid_rows_wide  decode (up to MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS pairs) for the formats with a
-//             wide-load plan (wide_load.cuh) and aligned experts: as qid_rows below, but a lane
+//             wide-load plan (wide_load.cuh) and aligned experts (but Q5_K and IQ4_XS, faster
+//             staged: staged_over_wide): as qid_rows below, but a lane
 //             owns a group of G blocks of a row, loaded with 8- or 16-byte loads into registers
 //             and decoded there (qmatmul.cu's qmm_rows_wide), lpr lanes a row, a row per slot
 //             of lanes; Q4_0, Q8_0 and Q4_K groups as subnormal fields against x staged pre-scaled
 //             (subnormal_group below), the others through the shared decoders.
-//   qid_rows_staged  decode of the other GGML weights with K a multiple of 256 (Q2_K, Q3_K,
-//             Q6_K, or experts the wide loads do not fit): per K tile a block's 32 rows copied
-//             into shared memory by cp.async in the widest pieces their alignment allows, then
-//             decoded from there, lpr lanes a row.
+//   qid_rows_staged  decode of the other GGML weights with K a multiple of 256 (Q3_K, Q6_K,
+//             Q5_K, IQ4_XS, or experts the wide loads do not fit): per K tile a block's 16 or 32
+//             rows copied into shared memory by cp.async in the widest pieces their alignment
+//             allows, then dotted from there with x's pieces as integers (piece_dot.cuh), lpr
+//             lanes a row.
 //   qid_rows  the other decodes (float weights, K not a multiple of 256): a block per (pair, 32
 //             rows of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
 //             design); the pair's row of x staged in shared memory (units padded to 36 floats so
@@ -333,14 +335,16 @@ __device__ __forceinline__ void copy_row(uint8_t *dst, const uint8_t *src, int b
 template <bool SWIGLU> constexpr int staged_kt() { return SWIGLU ? 512 : 1024; }
 
 // grid: (ceil(N / brows), pairs). Decode of GGML weights with K a multiple of 256 that take no
-// wide loads (Q2_K, Q3_K and Q6_K, whose blocks are only 2- or 4-byte aligned, or experts the
-// wide loads do not fit): per K tile the block's brows (16 or 32) rows of W (and of W_up) are
-// copied into shared memory with the widest loads their alignment allows (`piece` bytes,
-// coalesced), then each warp takes its brows / 8 rows from there, lpr lanes a row (a power of
-// two dividing the tiles' units: short rows keep every lane busy): a lane makes the integer form
-// of x's piece for each unit it owns and dots it with that unit of each of its rows (piece_dot,
-// as the streamed dense decode). qid_rows below reads each unit from global memory a byte or two
-// at a time, 32 lanes a row: Q6_K's down projection of Qwen3.6's shape took 15 us.
+// wide loads (Q3_K and Q6_K, whose blocks are only 2-byte aligned, Q5_K and IQ4_XS
+// (staged_over_wide), or experts the wide loads do not fit): per K tile the block's brows (16 or
+// 32) rows of W (and of W_up) are copied into shared memory with the widest loads their
+// alignment allows (`piece` bytes, coalesced), then each warp takes its brows / 8 rows from
+// there, lpr lanes a row (a power of two dividing the tiles' units: short rows keep every lane
+// busy): a lane makes the integer form of x's piece for each unit it owns and dots it with that
+// unit of each of its rows (piece_dot, as the streamed dense decode). Four blocks an SM without
+// SwiGLU (64 registers): at 114 a Q6_K down projection of 512 blocks ran in two waves. qid_rows
+// below reads each unit from global memory a byte or two at a time, 32 lanes a row: Q6_K's down
+// projection of Qwen3.6's shape took 15 us.
 template <int WT, bool SWIGLU>
 __global__ void __launch_bounds__(32 * DEC_WARPS, SWIGLU ? 2 : 4) qid_rows_staged(const mlxn_qmatmul_id_args a, int lpr, int piece, int brows)
 {
@@ -903,11 +907,17 @@ template <int WT> uint64_t weight_bits(const mlxn_qmatmul_id_args &a)
     return bits;
 }
 
+// Formats with a wide-load plan that decode faster staged, with piece dots, than wide through the
+// shared decoders (H200, Qwen3.6's experts at one token: Q5_K down 11.6 -> 21.0% of copy, SwiGLU
+// 20.8 -> 21.6; IQ4_XS 7.4 -> 16.2, 14.2 -> 16.9). Q2_K was not (SwiGLU 14.1 -> 10.9, down 9.5 ->
+// 10.7); the plans of 4 blocks (Q4_1, Q5_0, Q5_1, IQ4_NL) were not measured.
+constexpr bool staged_over_wide(int wt) { return wt == MLXN_DTYPE_Q5_K || wt == MLXN_DTYPE_IQ4_XS; }
+
 template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
     if constexpr (wide_plan<WT>::G > 0) {
         constexpr int G = wide_plan<WT>::G;
-        if (wide_fits_id<WT, G>(a))
+        if (wide_fits_id<WT, G>(a) && !(staged_over_wide(WT) && a.K % 256 == 0))
             return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
         if constexpr (G == 4)
             if (wide_fits_id<WT, 2>(a))
