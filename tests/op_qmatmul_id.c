@@ -542,11 +542,18 @@ void test_qmatmul_id(test_devices *devs, rng *g)
         {MLXN_DTYPE_Q4_K, MLXN_DTYPE_BF16, 1, 6, 16, 24, 768, false, 0, false, IDS_TOPK, false, 1e30},
         {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 1, 8, 16, 40, 512, true, 0, false, IDS_TOPK, false, 1e-30},
         {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F32, 2, 3, 16, 33, 1024, false, 0, false, IDS_TOPK, false, 1e30},
-        /* the K-quants without wide loads (CUDA stages their rows in K tiles of 1024, 512 with
-         * SwiGLU): several tiles, a shorter last one, rows not a multiple of the block's 32 */
+        /* the formats CUDA decodes from rows staged in shared memory (Q3_K, Q5_K, Q6_K, IQ4_XS),
+         * in K tiles as long as its budget allows (at 16 rows a block: 2560 Q6_K elements, 3072
+         * with SwiGLU, 4096 Q3_K, 3840 Q5_K with SwiGLU; at 32 rows, N 1000 x 8 pairs, 1280
+         * Q6_K): one tile, several with a shorter last one, rows not a multiple of the block's */
         {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 8, 16, 70, 2304, false, 0, false, IDS_TOPK, false, 0},
         {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F16, 1, 8, 16, 70, 2304, true, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 8, 16, 70, 4864, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 8, 16, 1000, 2304, true, 0, false, IDS_TOPK, false, 0},
         {MLXN_DTYPE_Q3_K, MLXN_DTYPE_BF16, 2, 4, 8, 45, 1280, false, 2, false, IDS_OUT_OF_RANGE, true, 0},
+        {MLXN_DTYPE_Q3_K, MLXN_DTYPE_F32, 1, 8, 8, 45, 6144, false, 0, false, IDS_TOPK, false, 0},
+        {MLXN_DTYPE_Q5_K, MLXN_DTYPE_F32, 1, 8, 16, 33, 4864, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_IQ4_XS, MLXN_DTYPE_F16, 1, 8, 16, 40, 2304, true, 0, false, IDS_TOPK, false, 0},
         {MLXN_DTYPE_Q2_K, MLXN_DTYPE_F32, 1, 6, 8, 33, 4096, false, 0, false, IDS_TOPK, false, 0},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)

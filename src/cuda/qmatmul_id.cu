@@ -330,9 +330,17 @@ __device__ __forceinline__ void copy_row(uint8_t *dst, const uint8_t *src, int b
     }
 }
 
-// K tile of qid_rows_staged: fewer elements with SwiGLU, whose gate and up tiles both stay in
-// shared memory (about 27 KB a block either way for Q6_K)
-template <bool SWIGLU> constexpr int staged_kt() { return SWIGLU ? 512 : 1024; }
+// qid_rows_staged's dynamic shared memory: [1 or 2][brows][staged_pitch] bytes of W's (and W_up's)
+// K tile of kt elements, then x's tile (kt / 32 units of PAD floats). A tile is as long as fits
+// the block's share at the blocks an SM its launch bounds allow (2 with SwiGLU, else 4): each
+// tile is a copy, then the products, with nothing overlapping inside the block, and the
+// latency of that round bounds the one-token decode (bench/NOTES.md, qmatmul_id session 32).
+template <int WT> constexpr int staged_pitch(int64_t kt) { return ((int)row_bytes<WT>(kt) + 15) / 16 * 16; }
+template <int WT, bool SWIGLU> size_t staged_smem(int brows, int64_t kt)
+{
+    return (size_t)(SWIGLU ? 2 : 1) * brows * staged_pitch<WT>(kt) + (size_t)kt / 32 * PAD * sizeof(float);
+}
+template <bool SWIGLU> constexpr size_t staged_budget() { return SWIGLU ? 100 * 1024 : 48 * 1024; }
 
 // grid: (ceil(N / brows), pairs). Decode of GGML weights with K a multiple of 256 that take no
 // wide loads (Q3_K and Q6_K, whose blocks are only 2-byte aligned, Q5_K and IQ4_XS
@@ -346,12 +354,12 @@ template <bool SWIGLU> constexpr int staged_kt() { return SWIGLU ? 512 : 1024; }
 // below reads each unit from global memory a byte or two at a time, 32 lanes a row: Q6_K's down
 // projection of Qwen3.6's shape took 15 us.
 template <int WT, bool SWIGLU>
-__global__ void __launch_bounds__(32 * DEC_WARPS, SWIGLU ? 2 : 4) qid_rows_staged(const mlxn_qmatmul_id_args a, int lpr, int piece, int brows)
+__global__ void __launch_bounds__(32 * DEC_WARPS, SWIGLU ? 2 : 4) qid_rows_staged(const mlxn_qmatmul_id_args a, int lpr, int piece, int brows, int kt)
 {
-    constexpr int KT = staged_kt<SWIGLU>(), NM = SWIGLU ? 2 : 1;
-    constexpr int PITCH = ((int)row_bytes<WT>(KT) + 15) / 16 * 16;
-    __shared__ __align__(16) uint8_t ws[NM][DEC_BLOCK_ROWS][PITCH];
-    __shared__ __align__(16) float xs[KT / 32 * PAD];
+    constexpr int NM = SWIGLU ? 2 : 1;
+    extern __shared__ __align__(16) uint8_t ws[]; // staged_smem
+    const int pitch = staged_pitch<WT>(kt);
+    float *const xs = reinterpret_cast<float *>(ws + NM * brows * pitch);
     const bool early = a.ids_early; // as in qid_rows_wide
     if (!early) {
         wait_for_previous_kernel();
@@ -384,14 +392,14 @@ __global__ void __launch_bounds__(32 * DEC_WARPS, SWIGLU ? 2 : 4) qid_rows_stage
 #pragma unroll
     for (int st = 0; st < DEC_ROWS; st++)
         acc[st] = accu[st] = 0.f;
-    for (int64_t k0 = 0; k0 < a.K; k0 += KT) {
-        const int klen = (int)(a.K - k0 < KT ? a.K - k0 : KT), units = klen / 32, tb = (int)row_bytes<WT>(klen);
+    for (int64_t k0 = 0; k0 < a.K; k0 += kt) {
+        const int klen = (int)(a.K - k0 < kt ? a.K - k0 : kt), units = klen / 32, tb = (int)row_bytes<WT>(klen);
         const int64_t kb = row_bytes<WT>(k0);
         __syncthreads(); // the last tile is consumed
 #pragma unroll
         for (int m = 0; m < NM; m++) // the weights' copies first: x's loads wait under them
             for (int r = warp; r < rows; r += DEC_WARPS)
-                copy_row(ws[m][r], w[m] + r * stride[m] + kb, tb, lane, piece);
+                copy_row(ws + (m * brows + r) * pitch, w[m] + r * stride[m] + kb, tb, lane, piece);
         cp_async_commit();
         for (int i = threadIdx.x; i < klen; i += blockDim.x)
             xs[(i >> 5) * PAD + (i & 31)] = load_any(a.x_dtype, xr, k0 + i);
@@ -411,9 +419,9 @@ __global__ void __launch_bounds__(32 * DEC_WARPS, SWIGLU ? 2 : 4) qid_rows_stage
             for (int st = 0; st < DEC_ROWS; st++) {
                 const int j = st * rps + lane / lpr, r = warp * rpw + j;
                 if (j < rpw && r < rows) {
-                    acc[st] += piece_dot<WT>(&ws[0][0][0], (uint32_t)(r * PITCH) + po, c, xi);
+                    acc[st] += piece_dot<WT>(ws, (uint32_t)(r * pitch) + po, c, xi);
                     if constexpr (SWIGLU)
-                        accu[st] += piece_dot<WT>(&ws[0][0][0], (uint32_t)((DEC_BLOCK_ROWS + r) * PITCH) + po, c, xi);
+                        accu[st] += piece_dot<WT>(ws, (uint32_t)((brows + r) * pitch) + po, c, xi);
                 }
             }
         }
@@ -926,23 +934,32 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
     if constexpr (!plain_weight(WT))
         if (a.K % 256 == 0) {
-            // lpr: a power of two (8..32) dividing the units of every tile; piece: the widest load
-            // that divides the rows' addresses and every tile's bytes
-            constexpr int KT = staged_kt<SWIGLU>();
-            const int64_t uf = (a.K < KT ? a.K : KT) / 32, ul = (a.K % KT ? a.K % KT : KT) / 32;
-            int lpr = 32;
-            while (uf % lpr || ul % lpr)
-                lpr /= 2;
-            const uint64_t bits =
-                weight_bits<WT>(a) | (uint64_t)row_bytes<WT>(a.K < KT ? a.K : KT) | (uint64_t)row_bytes<WT>(ul * 32);
-            const int piece = bits % 16 == 0 ? 16 : bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : 2;
             // 16 rows a block where 32 would give fewer than 256 blocks (two an SM of an H100 or
             // H200), so that one block's copy overlaps another's products
             const int brows = (a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS * a.T * a.k < 256 ? DEC_BLOCK_ROWS / 2
                                                                                             : DEC_BLOCK_ROWS;
+            // the tile: the most super-blocks that fit staged_budget (each row's pitch rounds up
+            // by at most 16 bytes); lpr: a power of two (8..32) dividing the units of every tile;
+            // piece: the widest load that divides the rows' addresses and every tile's bytes
+            const size_t per256 = staged_smem<WT, SWIGLU>(brows, 256), pad = (size_t)(SWIGLU ? 2 : 1) * brows * 16;
+            int64_t kt = 256 * (int64_t)((staged_budget<SWIGLU>() - pad) / per256);
+            kt = kt < a.K ? kt : a.K;
+            const int64_t uf = (a.K < kt ? a.K : kt) / 32, ul = (a.K % kt ? a.K % kt : kt) / 32;
+            int lpr = 32;
+            while (uf % lpr || ul % lpr)
+                lpr /= 2;
+            const uint64_t bits =
+                weight_bits<WT>(a) | (uint64_t)row_bytes<WT>(a.K < kt ? a.K : kt) | (uint64_t)row_bytes<WT>(ul * 32);
+            const int piece = bits % 16 == 0 ? 16 : bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : 2;
             const dim3 sgrid((unsigned)((a.N + brows - 1) / brows), (unsigned)(a.T * a.k));
-            if (bits % 2 == 0)
-                return launch(qid_rows_staged<WT, SWIGLU>, sgrid, dim3(32 * DEC_WARPS), 0, s, pdl, a, lpr, piece, brows);
+            if (bits % 2 == 0) {
+                static unsigned long long smem_set = 0;
+                const cudaError_t e = allow_smem(qid_rows_staged<WT, SWIGLU>, staged_budget<SWIGLU>(), smem_set);
+                if (e != cudaSuccess)
+                    return e;
+                return launch(qid_rows_staged<WT, SWIGLU>, sgrid, dim3(32 * DEC_WARPS), staged_smem<WT, SWIGLU>(brows, kt),
+                              s, pdl, a, lpr, piece, brows, (int)kt);
+            }
         }
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }
