@@ -362,8 +362,8 @@ typedef struct qid_row {
 /* Qwen3-30B-A3B-like experts (128 of 768 x 2048, top 8; Q4_0, and gate/up at 512 tokens in the
  * other formats of issue 3's table) and a 256-expert model (Qwen3.6-35B-A3B:
  * 512 x 2048, top 8; Q4_0 as in issue 3's table, and Q4_K): gate/up and down, prefill of 512 and
- * 4096 tokens and one-token decode (and in Q6_K, Q5_K, Q3_K, Q2_K and IQ4_XS, the experts of
- * Q5_K_M .. Q2_K and IQ4_XS files); one-token decode of a layer's experts (gate + up, then down,
+ * 4096 tokens and one-token decode (and in every other GGML format: the experts of Q5_K_M .. Q2_K,
+ * IQ4 and legacy-format files); one-token decode of a layer's experts (gate + up, then down,
  * as a model's step issues them: "ffn") in both shapes. */
 static const qid_row qid_rows[] = {
     {QID_SWIGLU, MLXN_DTYPE_Q4_0, 512, 8, 128, 768, 2048},  {QID_DOWN, MLXN_DTYPE_Q4_0, 512, 8, 128, 2048, 768},
@@ -382,6 +382,10 @@ static const qid_row qid_rows[] = {
     {QID_SWIGLU, MLXN_DTYPE_Q2_K, 1, 8, 256, 512, 2048},    {QID_DOWN, MLXN_DTYPE_Q2_K, 1, 8, 256, 2048, 512},
     {QID_SWIGLU, MLXN_DTYPE_Q5_K, 1, 8, 256, 512, 2048},    {QID_DOWN, MLXN_DTYPE_Q5_K, 1, 8, 256, 2048, 512},
     {QID_SWIGLU, MLXN_DTYPE_IQ4_XS, 1, 8, 256, 512, 2048},  {QID_DOWN, MLXN_DTYPE_IQ4_XS, 1, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_IQ4_NL, 1, 8, 256, 512, 2048},  {QID_DOWN, MLXN_DTYPE_IQ4_NL, 1, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q5_0, 1, 8, 256, 512, 2048},    {QID_DOWN, MLXN_DTYPE_Q5_0, 1, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q4_1, 1, 8, 256, 512, 2048},    {QID_DOWN, MLXN_DTYPE_Q4_1, 1, 8, 256, 2048, 512},
+    {QID_SWIGLU, MLXN_DTYPE_Q5_1, 1, 8, 256, 512, 2048},    {QID_DOWN, MLXN_DTYPE_Q5_1, 1, 8, 256, 2048, 512},
     {QID_FFN, MLXN_DTYPE_Q4_0, 1, 8, 128, 768, 2048},  {QID_FFN, MLXN_DTYPE_Q8_0, 1, 8, 128, 768, 2048},
     {QID_FFN, MLXN_DTYPE_Q4_0, 1, 8, 256, 512, 2048},  {QID_FFN, MLXN_DTYPE_Q4_K, 1, 8, 256, 512, 2048},
 };

@@ -4,17 +4,17 @@
 //
 // Variants (launcher at the bottom):
 //   qid_rows_wide  decode (up to MLXN_CUDA_QMATMUL_ID_DECODE_PAIRS pairs) for the formats with a
-//             wide-load plan (wide_load.cuh) and aligned experts (but Q5_K and IQ4_XS, faster
-//             staged: staged_over_wide): as qid_rows below, but a lane
-//             owns a group of G blocks of a row, loaded with 8- or 16-byte loads into registers
-//             and decoded there (qmatmul.cu's qmm_rows_wide), lpr lanes a row, a row per slot
-//             of lanes; Q4_0, Q8_0 and Q4_K groups as subnormal fields against x staged pre-scaled
+//             wide-load plan (wide_load.cuh) and aligned experts where it beats the staged
+//             decode (staged_over_wide): as qid_rows below, but a lane owns a group of G blocks
+//             of a row, loaded with 8- or 16-byte loads into registers and decoded there
+//             (qmatmul.cu's qmm_rows_wide), lpr lanes a row, a row per slot of lanes; Q4_0,
+//             Q8_0 and Q4_K groups as subnormal fields against x staged pre-scaled
 //             (subnormal_group below), the others through the shared decoders.
 //   qid_rows_staged  decode of the other GGML weights with K a multiple of 256 (Q3_K, Q6_K,
-//             Q5_K, IQ4_XS, or experts the wide loads do not fit): per K tile a block's 16 or 32
-//             rows copied into shared memory by cp.async in the widest pieces their alignment
-//             allows, then dotted from there with x's pieces as integers (piece_dot.cuh), lpr
-//             lanes a row.
+//             the staged_over_wide cases, or experts the wide loads do not fit): per K tile a
+//             block's 16 or 32 rows copied into shared memory by cp.async in the widest pieces
+//             their alignment allows, then dotted from there with x's pieces as integers
+//             (piece_dot.cuh), lpr lanes a row.
 //   qid_rows  the other decodes (float weights, K not a multiple of 256): a block per (pair, 32
 //             rows of W), a warp per 4 rows, a lane per 32-element unit (qmatmul.cu's qmm_rows
 //             design); the pair's row of x staged in shared memory (units padded to 36 floats so
@@ -343,8 +343,8 @@ template <int WT, bool SWIGLU> size_t staged_smem(int brows, int64_t kt)
 template <bool SWIGLU> constexpr size_t staged_budget() { return SWIGLU ? 100 * 1024 : 48 * 1024; }
 
 // grid: (ceil(N / brows), pairs). Decode of GGML weights with K a multiple of 256 that take no
-// wide loads (Q3_K and Q6_K, whose blocks are only 2-byte aligned, Q5_K and IQ4_XS
-// (staged_over_wide), or experts the wide loads do not fit): per K tile the block's brows (16 or
+// wide loads (Q3_K and Q6_K, whose blocks are only 2-byte aligned, the formats and calls of
+// staged_over_wide, or experts the wide loads do not fit): per K tile the block's brows (16 or
 // 32) rows of W (and of W_up) are copied into shared memory with the widest loads their
 // alignment allows (`piece` bytes, coalesced), then each warp takes its brows / 8 rows from
 // there, lpr lanes a row (a power of two dividing the tiles' units: short rows keep every lane
@@ -915,21 +915,31 @@ template <int WT> uint64_t weight_bits(const mlxn_qmatmul_id_args &a)
     return bits;
 }
 
-// Formats with a wide-load plan that decode faster staged, with piece dots, than wide through the
-// shared decoders (H200, Qwen3.6's experts at one token: Q5_K down 11.6 -> 21.0% of copy, SwiGLU
-// 20.8 -> 21.6; IQ4_XS 7.4 -> 16.2, 14.2 -> 16.9). Q2_K was not (SwiGLU 14.1 -> 10.9, down 9.5 ->
-// 10.7); the plans of 4 blocks (Q4_1, Q5_0, Q5_1, IQ4_NL) were not measured.
-constexpr bool staged_over_wide(int wt) { return wt == MLXN_DTYPE_Q5_K || wt == MLXN_DTYPE_IQ4_XS; }
+// Where the formats with a wide-load plan decode faster staged, with piece dots, than wide
+// (H200, Qwen3.6's experts at one token, % of copy, wide -> staged: bench/NOTES.md, qmatmul_id
+// session 32). Both ways for Q5_K (SwiGLU 21.1 -> 26.9, down 11.6 -> 21.1), IQ4_XS (14.3 -> 21.7,
+// 7.5 -> 16.5) and IQ4_NL (13.9 -> 22.6, 15.8 -> 17.5); SwiGLU only for Q4_1 (22.2 -> 27.6; down
+// 24.2 -> 21.4), Q5_0 (21.5 -> 27.4; 25.4 -> 21.6) and Q5_1 (21.6 -> 29.7; 25.2 -> 23.9); the down
+// projection only for Q2_K (9.5 -> 10.7; SwiGLU 14.1 -> 10.9). Q4_0, Q8_0 and Q4_K stay wide
+// (subnormal fields).
+constexpr bool staged_over_wide(int wt, bool swiglu)
+{
+    return wt == MLXN_DTYPE_Q5_K || wt == MLXN_DTYPE_IQ4_XS || wt == MLXN_DTYPE_IQ4_NL ||
+           (swiglu && (wt == MLXN_DTYPE_Q4_1 || wt == MLXN_DTYPE_Q5_0 || wt == MLXN_DTYPE_Q5_1)) ||
+           (!swiglu && wt == MLXN_DTYPE_Q2_K);
+}
 
 template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
     if constexpr (wide_plan<WT>::G > 0) {
         constexpr int G = wide_plan<WT>::G;
-        if (wide_fits_id<WT, G>(a) && !(staged_over_wide(WT) && a.K % 256 == 0))
-            return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
-        if constexpr (G == 4)
-            if (wide_fits_id<WT, 2>(a))
-                return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
+        if (!(staged_over_wide(WT, SWIGLU) && a.K % 256 == 0)) {
+            if (wide_fits_id<WT, G>(a))
+                return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
+            if constexpr (G == 4)
+                if (wide_fits_id<WT, 2>(a))
+                    return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
+        }
     }
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
     if constexpr (!plain_weight(WT))
