@@ -554,6 +554,16 @@ void test_qmatmul_id(test_devices *devs, rng *g)
         {MLXN_DTYPE_Q3_K, MLXN_DTYPE_F32, 1, 8, 8, 45, 6144, false, 0, false, IDS_TOPK, false, 0},
         {MLXN_DTYPE_Q5_K, MLXN_DTYPE_F32, 1, 8, 16, 33, 4864, false, 0, false, IDS_TOPK, true, 0},
         {MLXN_DTYPE_IQ4_XS, MLXN_DTYPE_F16, 1, 8, 16, 40, 2304, true, 0, false, IDS_TOPK, false, 0},
+        /* Qwen3.6's expert shapes (down: 32 rows a block, 16 lanes a row; gate+up: one tile of
+         * 2048, 32 lanes a row), 32 rows a block with SwiGLU, two tiles of the 32-element
+         * formats (Q4_1 with SwiGLU: 4096 + 768; IQ4_NL: 3584 + 1280), x far from 1 */
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 8, 8, 2048, 512, true, 0, false, IDS_TOPK, false, 0},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 8, 8, 512, 2048, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_Q5_K, MLXN_DTYPE_F32, 1, 8, 8, 1024, 512, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_Q4_1, MLXN_DTYPE_F32, 1, 8, 16, 40, 4864, false, 0, false, IDS_TOPK, true, 0},
+        {MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_BF16, 1, 8, 16, 33, 4864, true, 0, false, IDS_TOPK, false, 0},
+        {MLXN_DTYPE_Q3_K, MLXN_DTYPE_F32, 1, 8, 16, 40, 1024, false, 0, false, IDS_TOPK, true, 1e-30},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 2, 4, 16, 33, 512, true, 0, false, IDS_TOPK, false, 1e30},
         {MLXN_DTYPE_Q2_K, MLXN_DTYPE_F32, 1, 6, 8, 33, 4096, false, 0, false, IDS_TOPK, false, 0},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)

@@ -340,7 +340,18 @@ template <int WT, bool SWIGLU> size_t staged_smem(int brows, int64_t kt)
 {
     return (size_t)(SWIGLU ? 2 : 1) * brows * staged_pitch<WT>(kt) + (size_t)kt / 32 * PAD * sizeof(float);
 }
-template <bool SWIGLU> constexpr size_t staged_budget() { return SWIGLU ? 100 * 1024 : 48 * 1024; }
+// 100 KB with SwiGLU, 48 KB without, or less where the device allows a block less (99 KB on
+// sm_86 / sm_89)
+template <bool SWIGLU> cudaError_t staged_budget(size_t &budget)
+{
+    int dev = 0, optin = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    const size_t want = SWIGLU ? 100 * 1024 : 48 * 1024;
+    budget = (size_t)optin < want ? (size_t)optin : want;
+    return e;
+}
 
 // grid: (ceil(N / brows), pairs). Decode of GGML weights with K a multiple of 256 that take no
 // wide loads (Q3_K and Q6_K, whose blocks are only 2-byte aligned, the formats and calls of
@@ -915,6 +926,45 @@ template <int WT> uint64_t weight_bits(const mlxn_qmatmul_id_args &a)
     return bits;
 }
 
+// qid_rows_staged where it applies (K a multiple of 256, rows 2-byte aligned, a tile of 256 fits
+// the device's shared memory a block): true, its launch's error in *e; else false.
+template <int WT, bool SWIGLU> bool launch_staged(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl, cudaError_t *e)
+{
+    if (a.K % 256 != 0)
+        return false;
+    // 16 rows a block where 32 would give fewer than 256 blocks (two an SM of an H100 or H200), so
+    // that one block's copy overlaps another's products
+    const int brows =
+        (a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS * a.T * a.k < 256 ? DEC_BLOCK_ROWS / 2 : DEC_BLOCK_ROWS;
+    // the tile: the most super-blocks that fit the budget (each row's pitch rounds up by at most
+    // 16 bytes)
+    size_t budget = 0;
+    if ((*e = staged_budget<SWIGLU>(budget)) != cudaSuccess)
+        return true;
+    const size_t per256 = staged_smem<WT, SWIGLU>(brows, 256), pad = (size_t)(SWIGLU ? 2 : 1) * brows * 16;
+    int64_t kt = budget > pad ? 256 * (int64_t)((budget - pad) / per256) : 0;
+    kt = kt < a.K ? kt : a.K;
+    if (kt < 256)
+        return false;
+    // lpr: a power of two (8..32) dividing the units of every tile; piece: the widest load that
+    // divides the rows' addresses and every tile's bytes
+    const int64_t uf = kt / 32, ul = (a.K % kt ? a.K % kt : kt) / 32;
+    int lpr = 32;
+    while (uf % lpr || ul % lpr)
+        lpr /= 2;
+    const uint64_t bits = weight_bits<WT>(a) | (uint64_t)row_bytes<WT>(kt) | (uint64_t)row_bytes<WT>(ul * 32);
+    if (bits % 2 != 0)
+        return false;
+    const int piece = bits % 16 == 0 ? 16 : bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : 2;
+    static unsigned long long smem_set = 0;
+    if ((*e = allow_smem(qid_rows_staged<WT, SWIGLU>, budget, smem_set)) != cudaSuccess)
+        return true;
+    const dim3 grid((unsigned)((a.N + brows - 1) / brows), (unsigned)(a.T * a.k));
+    *e = launch(qid_rows_staged<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), staged_smem<WT, SWIGLU>(brows, kt), s, pdl, a,
+                lpr, piece, brows, (int)kt);
+    return true;
+}
+
 // Where the formats with a wide-load plan decode faster staged, with piece dots, than wide
 // (H200, Qwen3.6's experts at one token, % of copy, wide -> staged: bench/NOTES.md, qmatmul_id
 // session 32). Both ways for Q5_K (SwiGLU 21.1 -> 26.9, down 11.6 -> 21.1), IQ4_XS (14.3 -> 21.7,
@@ -941,36 +991,12 @@ template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_a
                     return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
         }
     }
+    if constexpr (!plain_weight(WT)) {
+        cudaError_t e = cudaSuccess;
+        if (launch_staged<WT, SWIGLU>(a, s, pdl, &e))
+            return e;
+    }
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
-    if constexpr (!plain_weight(WT))
-        if (a.K % 256 == 0) {
-            // 16 rows a block where 32 would give fewer than 256 blocks (two an SM of an H100 or
-            // H200), so that one block's copy overlaps another's products
-            const int brows = (a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS * a.T * a.k < 256 ? DEC_BLOCK_ROWS / 2
-                                                                                            : DEC_BLOCK_ROWS;
-            // the tile: the most super-blocks that fit staged_budget (each row's pitch rounds up
-            // by at most 16 bytes); lpr: a power of two (8..32) dividing the units of every tile;
-            // piece: the widest load that divides the rows' addresses and every tile's bytes
-            const size_t per256 = staged_smem<WT, SWIGLU>(brows, 256), pad = (size_t)(SWIGLU ? 2 : 1) * brows * 16;
-            int64_t kt = 256 * (int64_t)((staged_budget<SWIGLU>() - pad) / per256);
-            kt = kt < a.K ? kt : a.K;
-            const int64_t uf = (a.K < kt ? a.K : kt) / 32, ul = (a.K % kt ? a.K % kt : kt) / 32;
-            int lpr = 32;
-            while (uf % lpr || ul % lpr)
-                lpr /= 2;
-            const uint64_t bits =
-                weight_bits<WT>(a) | (uint64_t)row_bytes<WT>(a.K < kt ? a.K : kt) | (uint64_t)row_bytes<WT>(ul * 32);
-            const int piece = bits % 16 == 0 ? 16 : bits % 8 == 0 ? 8 : bits % 4 == 0 ? 4 : 2;
-            const dim3 sgrid((unsigned)((a.N + brows - 1) / brows), (unsigned)(a.T * a.k));
-            if (bits % 2 == 0) {
-                static unsigned long long smem_set = 0;
-                const cudaError_t e = allow_smem(qid_rows_staged<WT, SWIGLU>, staged_budget<SWIGLU>(), smem_set);
-                if (e != cudaSuccess)
-                    return e;
-                return launch(qid_rows_staged<WT, SWIGLU>, sgrid, dim3(32 * DEC_WARPS), staged_smem<WT, SWIGLU>(brows, kt),
-                              s, pdl, a, lpr, piece, brows, (int)kt);
-            }
-        }
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }
 
