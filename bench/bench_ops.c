@@ -229,6 +229,12 @@ static const qmm_row qmm_rows[] = {
 #undef GGML_SQUARE_ROWS
     {MLXN_DTYPE_Q4_1, 0, 1, 1536, 576}, {MLXN_DTYPE_Q4_1, 0, 1, 576, 1536}, {MLXN_DTYPE_Q8_0, 0, 1, 49152, 576},
     {MLXN_DTYPE_Q5_0, 0, 1, 2048, 640}, {MLXN_DTYPE_Q6_K, 0, 1, 640, 2048}, {MLXN_DTYPE_Q8_0, 0, 1, 262144, 640},
+    /* rows past the streamed decode's 16384 (Qwen2.5-7B's down projection 3584 x 18944,
+     * Llama-3-70B's 8192 x 28672) */
+#define GGML_LONG_ROWS(t) {t, 0, 1, 3584, 18944}, {t, 0, 1, 8192, 28672}
+    GGML_LONG_ROWS(MLXN_DTYPE_Q4_0), GGML_LONG_ROWS(MLXN_DTYPE_Q8_0), GGML_LONG_ROWS(MLXN_DTYPE_Q4_K),
+    GGML_LONG_ROWS(MLXN_DTYPE_Q6_K),
+#undef GGML_LONG_ROWS
 };
 
 typedef struct qmm_set {
