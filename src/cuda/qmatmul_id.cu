@@ -979,23 +979,26 @@ constexpr bool staged_over_wide(int wt, bool swiglu)
            (!swiglu && wt == MLXN_DTYPE_Q2_K);
 }
 
+// The first that applies: the staged decode where it beats the wide loads, the wide loads, the
+// staged decode, the row kernel.
 template <int WT, bool SWIGLU> cudaError_t launch_decode(const mlxn_qmatmul_id_args &a, cudaStream_t s, bool pdl)
 {
-    if constexpr (wide_plan<WT>::G > 0) {
-        constexpr int G = wide_plan<WT>::G;
-        if (!(staged_over_wide(WT, SWIGLU) && a.K % 256 == 0)) {
-            if (wide_fits_id<WT, G>(a))
-                return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
-            if constexpr (G == 4)
-                if (wide_fits_id<WT, 2>(a))
-                    return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
-        }
-    }
-    if constexpr (!plain_weight(WT)) {
-        cudaError_t e = cudaSuccess;
+    cudaError_t e = cudaSuccess;
+    constexpr bool first = staged_over_wide(WT, SWIGLU);
+    if constexpr (first)
         if (launch_staged<WT, SWIGLU>(a, s, pdl, &e))
             return e;
+    if constexpr (wide_plan<WT>::G > 0) {
+        constexpr int G = wide_plan<WT>::G;
+        if (wide_fits_id<WT, G>(a))
+            return launch_decode_wide<WT, G, SWIGLU>(a, s, pdl);
+        if constexpr (G == 4)
+            if (wide_fits_id<WT, 2>(a))
+                return launch_decode_wide<WT, 2, SWIGLU>(a, s, pdl);
     }
+    if constexpr (!first && !plain_weight(WT))
+        if (launch_staged<WT, SWIGLU>(a, s, pdl, &e))
+            return e;
     const dim3 grid((unsigned)((a.N + DEC_BLOCK_ROWS - 1) / DEC_BLOCK_ROWS), (unsigned)(a.T * a.k));
     return launch(qid_rows<WT, SWIGLU>, grid, dim3(32 * DEC_WARPS), 0, s, pdl, a);
 }

@@ -7,9 +7,9 @@
 //    whole kernel, in registers, so x is read once per block instead of once per row from shared
 //    memory; f32 x comes in coalesced, each computing warp through its own 4 KB of a staging
 //    area in shared memory (stage_x), past the ring where the block's share of the SM holds it,
-//    else in the ring's last stages. A piece is a block, or a 32-element unit of a K super-block (a Q6_K piece is a
-//    quarter of a 128-element half: its low nibbles share 32 code bytes with another quarter, its
-//    high 2 bits 32 bytes with the three others).
+//    else in the ring's last stages. A piece is a block, or a 32-element unit of a K super-block
+//    (a Q6_K piece is a quarter of a 128-element half: its low nibbles share 32 code bytes with
+//    another quarter, its high 2 bits 32 bytes with the three others).
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
 //    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
@@ -126,7 +126,10 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     // Q8_0, Q3_K, Q6_K, IQ4_NL) every other one of a warp pair, so that its lanes' words are an
     // odd number of words apart and fall in distinct shared-memory banks
     const int cw = warp - 1;
-    const int piece = warp == 0 ? -1 : piece_fmt<WT>::BB % 4 == 2 ? 2 * lane + (cw & 1) + 64 * (cw >> 1) : 32 * cw + lane;
+    auto piece_of = [cw](int q) { // computing warp cw's piece q
+        return piece_fmt<WT>::BB % 4 == 2 ? 2 * q + (cw & 1) + 64 * (cw >> 1) : 32 * cw + q;
+    };
+    const int piece = warp == 0 ? -1 : piece_of(lane);
     const int pieces = (int)(a.K / PE);
     const int64_t n_out = a.glu ? a.N / 2 : a.N; // with GLU, row o is a gate and o + n_out its up
     const int outs = a.glu ? RT / 2 : RT;         // outputs per tile
@@ -241,10 +244,6 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     float x[PE];
     static_assert(PE == 32, "stage_x moves pieces of 32 floats");
     if (xstage >= 0) {
-        // the warp's piece q, as `piece` maps lanes to pieces
-        auto piece_of = [cw](int q) {
-            return piece_fmt<WT>::BB % 4 == 2 ? 2 * q + (cw & 1) + 64 * (cw >> 1) : 32 * cw + q;
-        };
         stage_x(a, reinterpret_cast<float4 *>(ring + xoff), dred, piece_of, pieces, x);
     } else {
         if (active && a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)xr & 15) == 0) {
