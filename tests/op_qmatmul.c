@@ -345,7 +345,7 @@ void test_qmatmul(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof fbig / sizeof fbig[0]; i++)
         run_case(&fbig[i], devs, g);
-    /* the streamed decode kernel on CUDA (M = 1, K from 64 pieces: every format it takes;
+    /* the streamed decode kernel on CUDA (M = 1, K of 64 to 512 pieces: every format it takes;
      * K 2304 only Q4_0, Q4_1, Q8_0 and Q4_K, the others from K 4096): N past, at and below one
      * tile of rows, every x dtype, the fusions, and x far from 1 (it enters the products as
      * integers scaled by a power of two per 32 elements) */
@@ -372,9 +372,10 @@ void test_qmatmul(test_devices *devs, rng *g)
         /* the same with the norm and GLU at K 4096 (four blocks an SM): x normalized in the
          * staging area, which later tiles then overwrite */
         {0, MLXN_DTYPE_F32, 1, 9002, 4096, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
-        /* rows past 512 pieces: products over parts of K (Q4_0: 2 x 9472; Q6_K, whose parts are
-         * whole 2048s: 10240 + 8704), the later parts adding to y; three parts (K 33024); with
-         * the caller's accumulate; strided x; the norm and GLU (whole rows: not in parts) */
+        /* rows past the streamed kernel's 512 pieces (on CUDA the wide-load kernel for now;
+         * bench/experiments/stream_parts.patch would take them in parts of K: Q4_0 2 x 9472, Q6_K
+         * 10240 + 8704, three parts at K 33024): with the caller's accumulate, strided x, the
+         * norm and GLU */
         {0, MLXN_DTYPE_F32, 1, 67, 18944, 0, 0, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F16, 1, 35, 28672, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F32, 1, 1501, 33024, 0, 0, MLXN_ACT_SILU, 0, false},
