@@ -522,38 +522,56 @@ MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n,
 }
 
 /* dot32 at one row of x in integers, four blocks at a time; the offsets through the f32 sums
- * of x, per lane a quarter of its block's */
-MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
+ * of x, per lane a quarter of its block's. nr (1 or 2) rows of W, wstride bytes apart, share
+ * each of x's loads (QMM_PAIR_K: past the L1 every row re-read x's digits from the L2); a pair
+ * prefetches twice as far ahead, its bytes going twice as fast. */
+MLXN_ALWAYS_INLINE void dot32_vnni_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
+                                        const float *xsum, int64_t K, float *r)
 {
     const int bs = block_bytes32(type), xstride = mlxn_cpu_qmm_xquad(qmm_vnni_form(type));
     const bool offsets = type != MLXN_DTYPE_IQ4_NL;
     const int64_t nb = K / 32;
     const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, off0 = acc0, off1 = acc0;
+    __m512 acc[2][2], off[2][2];
+    for (int i = 0; i < nr; i++)
+        acc[i][0] = acc[i][1] = off[i][0] = off[i][1] = _mm512_setzero_ps();
     int64_t q = 0;
-#define QMM_QUAD(n, acc, off)                                                                                \
+#define QMM_QUAD(n, i, j)                                                                                    \
     do {                                                                                                     \
         __m512 t_, s_, o_;                                                                                   \
-        vnni_quad(type, row + q * 4 * bs, n, xd + q * xstride, xsc + 4 * q, &t_, &s_, &o_);                  \
-        acc = _mm512_fmadd_ps(t_, s_, acc);                                                                  \
+        vnni_quad(type, row + (i) * wstride + q * 4 * bs, n, xd + q * xstride, xsc + 4 * q, &t_, &s_, &o_);  \
+        acc[i][j] = _mm512_fmadd_ps(t_, s_, acc[i][j]);                                                      \
         if (offsets)                                                                                         \
-            off = _mm512_fmadd_ps(o_, vnni_bcast4(xsum + 4 * q), off);                                      \
+            off[i][j] = _mm512_fmadd_ps(o_, vnni_bcast4(xsum + 4 * q), off[i][j]);                          \
     } while (0)
-    for (; 4 * q + 8 <= nb; q += 2) {
-        qmm_prefetch(row + q * 4 * bs, 8 * bs);
-        QMM_QUAD(4, acc0, off0);
-        q++;
-        QMM_QUAD(4, acc1, off1);
-        q--;
-    }
+    for (; 4 * q + 8 <= nb; q += 2)
+        for (int i = 0; i < nr; i++) {
+            qmm_prefetch(row + i * wstride + q * 4 * bs + (nr - 1) * QMM_PREFETCH, 8 * bs);
+            QMM_QUAD(4, i, 0);
+            q++;
+            QMM_QUAD(4, i, 1);
+            q--;
+        }
     for (; 4 * q < nb; q++)
-        QMM_QUAD(nb - 4 * q < 4 ? (int)(nb - 4 * q) : 4, acc0, off0);
+        for (int i = 0; i < nr; i++)
+            QMM_QUAD(nb - 4 * q < 4 ? (int)(nb - 4 * q) : 4, i, 0);
 #undef QMM_QUAD
     /* a lane's offset term is a quarter of its block's: w = c d + m, or c d - 8 d (Q4_0), - 16 d
      * (Q5_0); IQ4_NL has none (off stays zero) */
     const float of = type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_1 ? 0.25f : type == MLXN_DTYPE_Q4_0 ? -2.0f : -4.0f;
-    r[0] = _mm512_reduce_add_ps(_mm512_fmadd_ps(_mm512_add_ps(off0, off1), _mm512_set1_ps(of), _mm512_add_ps(acc0, acc1)));
+    for (int i = 0; i < nr; i++)
+        r[i] = _mm512_reduce_add_ps(
+            _mm512_fmadd_ps(_mm512_add_ps(off[i][0], off[i][1]), _mm512_set1_ps(of), _mm512_add_ps(acc[i][0], acc[i][1])));
+}
+
+MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const int64_t wstride, const int nr,
+                                const float *xsum, int64_t K, float *r)
+{
+    if (nr == 2)
+        dot32_vnni_rows(type, row, wstride, 2, xsum, K, r);
+    else
+        dot32_vnni_rows(type, row, wstride, 1, xsum, K, r);
 }
 MLXN_VNNI_END
 #endif
@@ -569,7 +587,7 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
     const int64_t nb = K / 32;
 #ifdef MLXN_SIMD_VNNI
     if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
-        dot32_vnni(type, row, xsum, K, r);
+        dot32_vnni(type, row, 0, 1, xsum, K, r);
         return;
     }
 #endif
@@ -993,8 +1011,10 @@ MLXN_ALWAYS_INLINE __m512i vnni_codes256(const int type, const uint8_t *bk, cons
 }
 
 /* dot256 at one row of x in integers: per super-block the scales (W's per unit or per 16, times
- * x's per unit) in one vector, four pairs of units */
-MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const float *xsum, int64_t K, float *r)
+ * x's per unit) in one vector, four pairs of units; nr (1 or 2) rows of W, wstride bytes apart,
+ * sharing x's loads (dot32_vnni_rows) */
+MLXN_ALWAYS_INLINE void dot256_vnni_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
+                                         const float *xsum, int64_t K, float *r)
 {
     const int bs = block_bytes256(type);
     const int64_t nb = K / 256;
@@ -1002,39 +1022,56 @@ MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const float
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
     const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, off16 = acc0;
-    __m256 off = _mm256_setzero_ps();
+    __m512 acc0[2], acc1[2], off16[2];
+    __m256 off[2];
+    for (int i = 0; i < nr; i++) {
+        acc0[i] = acc1[i] = off16[i] = _mm512_setzero_ps();
+        off[i] = _mm256_setzero_ps();
+    }
     for (int64_t k = 0; k < nb; k++) {
-        const uint8_t *bk = row + k * bs;
-        float s[16], o[16];
-        qmm_prefetch(bk, bs);
-        scales256(type, bk, s, o); /* every VNNI format has offsets */
         const __m512 xs = _mm512_castps256_ps512(_mm256_loadu_ps(xsc + k * 8));
-        __m512 sv;
-        if (per16(type)) {
-            off16 = _mm512_fmadd_ps(_mm512_loadu_ps(o), _mm512_loadu_ps(xs16 + k * 16), off16);
-            sv = _mm512_mul_ps(_mm512_loadu_ps(s), _mm512_permutexvar_ps(twice, xs));
-        } else {
-            off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
-            sv = _mm512_mul_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s)), xs);
-        }
         const int8_t *dk = xd + k * 2 * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32);
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *bk = row + i * wstride + k * bs;
+            float s[16], o[16];
+            qmm_prefetch(bk + (nr - 1) * QMM_PREFETCH, bs);
+            scales256(type, bk, s, o); /* every VNNI format has offsets */
+            __m512 sv;
+            if (per16(type)) {
+                off16[i] = _mm512_fmadd_ps(_mm512_loadu_ps(o), _mm512_loadu_ps(xs16 + k * 16), off16[i]);
+                sv = _mm512_mul_ps(_mm512_loadu_ps(s), _mm512_permutexvar_ps(twice, xs));
+            } else {
+                off[i] = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off[i]);
+                sv = _mm512_mul_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s)), xs);
+            }
 #pragma GCC unroll 4
-        for (int p = 0; p < 4; p++) {
-            const __m512i c = vnni_codes256(type, bk, p);
-            const __m512 t = vnni_dot(&c, 1, dk + p / 2 * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32) + p % 2 * 64);
-            const __m512 sc = per16(type) ? _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(4 * p)), sv)
-                                          : vnni_pair_scale(sv, 2 * p);
-            if (p % 2)
-                acc1 = _mm512_fmadd_ps(t, sc, acc1);
-            else
-                acc0 = _mm512_fmadd_ps(t, sc, acc0);
+            for (int p = 0; p < 4; p++) {
+                const __m512i c = vnni_codes256(type, bk, p);
+                const __m512 t = vnni_dot(&c, 1, dk + p / 2 * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32) + p % 2 * 64);
+                const __m512 sc = per16(type) ? _mm512_permutexvar_ps(_mm512_add_epi32(four, _mm512_set1_epi32(4 * p)), sv)
+                                              : vnni_pair_scale(sv, 2 * p);
+                if (p % 2)
+                    acc1[i] = _mm512_fmadd_ps(t, sc, acc1[i]);
+                else
+                    acc0[i] = _mm512_fmadd_ps(t, sc, acc0[i]);
+            }
         }
     }
-    __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off), _mm256_extractf128_ps(off, 1));
-    o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
-    o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
-    r[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), off16)) + _mm_cvtss_f32(o4);
+    for (int i = 0; i < nr; i++) {
+        __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off[i]), _mm256_extractf128_ps(off[i], 1));
+        o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
+        o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
+        r[i] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0[i], acc1[i]), off16[i])) + _mm_cvtss_f32(o4);
+    }
+}
+
+MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const int64_t wstride, const int nr,
+                                 const float *xsum, int64_t K, float *r)
+{
+    if (nr == 2)
+        dot256_vnni_rows(type, row, wstride, 2, xsum, K, r);
+    else
+        dot256_vnni_rows(type, row, wstride, 1, xsum, K, r);
 }
 MLXN_VNNI_END
 #endif
@@ -1060,7 +1097,7 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
 #endif
 #ifdef MLXN_SIMD_VNNI
     if (mb == 1 && qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
-        dot256_vnni(type, row, xsum, K, r);
+        dot256_vnni(type, row, 0, 1, xsum, K, r);
         return;
     }
 #endif
@@ -1180,6 +1217,29 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
     }
 }
 
+/* r[0], r[1] = rows row and row + wstride of W . x at one row of x, where the format's kernel
+ * takes two rows a pass (the VNNI integer path); false where it does not */
+MLXN_ALWAYS_INLINE bool qmm_dot2(const int type, const uint8_t *row, int64_t wstride, const float *xsum, int64_t K,
+                                 float *r)
+{
+#ifdef MLXN_SIMD_VNNI
+    if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
+        switch (type) {
+        case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
+        case MLXN_DTYPE_IQ4_NL:
+            dot32_vnni(type, row, wstride, 2, xsum, K, r);
+            return true;
+        default:
+            dot256_vnni(type, row, wstride, 2, xsum, K, r);
+            return true;
+        }
+    }
+#else
+    (void)type, (void)row, (void)wstride, (void)xsum, (void)K, (void)r;
+#endif
+    return false;
+}
+
 /* ---------------------------------------------------------------- many rows of x
  *
  * Past QMM_DECODED_M rows of x, decoding a row of W for every QMM_MB rows of x costs more than
@@ -1194,6 +1254,10 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
 #endif
 #define QMM_NR 4
 #define QMM_DECODED_M 4 /* from where the decoded path is ahead (bench/NOTES.md) */
+/* From this K the VNNI integer path takes rows of W two a pass over x at one row of x: x's digits
+ * (3 bytes an element) then outgrow the L1 beside W's lines; at K 4096 the pairs' two streams of
+ * W were slower (bench/NOTES.md, "Long rows slower") */
+#define QMM_PAIR_K 8192
 
 /* Row `row` of W as K f32 values into out (K a multiple of 32: every format's unit). */
 MLXN_ALWAYS_INLINE void qmm_decode_row(const int type, const uint8_t *row, int64_t K, float *out)
@@ -1315,6 +1379,11 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
             for (int64_t n = p0; n < p1; n++) {
                 const uint8_t *row = a->w + n * a->w_stride;
                 float r[QMM_MB];
+                if (mb == 1 && n + 1 < p1 && K >= QMM_PAIR_K && qmm_dot2(type, row, a->w_stride, xsm, K, r)) {
+                    ((float *)mlxn_rows_ptr(&a->y, m0))[n] = r[0];
+                    ((float *)mlxn_rows_ptr(&a->y, m0))[++n] = r[1];
+                    continue;
+                }
                 switch (mb) {
                 case 1: qmm_dot(type, row, xm, xsm, K, 1, r); break;
                 case 2: qmm_dot(type, row, xm, xsm, K, 2, r); break;
