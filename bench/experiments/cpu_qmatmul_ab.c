@@ -7,7 +7,7 @@
 //   cc -O2 -std=c11 -D_GNU_SOURCE -I include bench/experiments/cpu_qmatmul_ab.c -o cpu_qmatmul_ab -ldl
 //   ./cpu_qmatmul_ab 4096 4096 60 5 q4_0,q8_0,q4_K,q6_K a/libmlxn.so.0.1.0 b/libmlxn.so.0.1.0
 // AB_SETS=1 in the environment uses one W (in cache when it fits: the kernels' compute rate);
-// MLXN_THREADS sets the worker threads.
+// MLXN_THREADS sets the worker threads; AB_KERNELS (portable, avx2, avx512, avx512-bf16) the level.
 // Output: per (format, build) the min, p10, p25 and median of the per-call times.
 #include <dlfcn.h>
 #include <stdio.h>
@@ -78,6 +78,12 @@ static int load(lib *l, const char *path)
     *(void **)&l->block_bytes = dlsym(h, "mlxn_dtype_block_bytes");
     mlxn_device_options o = l->options_default();
     o.kind = MLXN_DEVICE_CPU;
+    const char *kl = getenv("AB_KERNELS"); /* portable, avx2, avx512 or avx512-bf16; unset: the best */
+    if (kl)
+        o.cpu_kernels = !strcmp(kl, "portable") ? MLXN_CPU_KERNELS_PORTABLE
+                        : !strcmp(kl, "avx2")   ? MLXN_CPU_KERNELS_AVX2
+                        : !strcmp(kl, "avx512") ? MLXN_CPU_KERNELS_AVX512
+                                                : MLXN_CPU_KERNELS_AVX512_BF16;
     if (l->device_create(&o, &l->dev) != MLXN_STATUS_OK || l->stream_create(l->dev, &l->s) != MLXN_STATUS_OK) {
         fprintf(stderr, "%s: %s\n", path, l->last_error());
         return 0;

@@ -124,6 +124,15 @@ MLXN_ALWAYS_INLINE void f16_gather16(const uint8_t *p, int stride, int n, float 
 
 #define QMM_NV (32 / VL) /* vectors per 32-element unit */
 
+/* IQ4_NL's and IQ4_XS's codebook as a table */
+MLXN_ALWAYS_INLINE lut16 qmm_iq4_book(void)
+{
+    float t[16];
+    for (int i = 0; i < 16; i++)
+        t[i] = (float)mlxn_iq4_value(i);
+    return lut16_make(t);
+}
+
 MLXN_ALWAYS_INLINE float qmm_h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 MLXN_ALWAYS_INLINE vi vi_nibbles(const uint8_t *p, const int high)
@@ -580,6 +589,44 @@ MLXN_VNNI_END
  *
  * Blocks go 16 at a time: their scales and offsets converted into f32 arrays first. */
 
+/* dot32 at one row of x in f32: nr (1 or 2) rows of W, wstride bytes apart, sharing x's loads
+ * (as dot32_vnni_rows) */
+MLXN_ALWAYS_INLINE void dot32_f32_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
+                                       const float *x, const float *xsum, int64_t K, const lut16 *book, float *r)
+{
+    const int bs = block_bytes32(type);
+    const int64_t nb = K / 32;
+    vf acc0[2], acc1[2], off[2];
+    for (int i = 0; i < nr; i++)
+        acc0[i] = acc1[i] = off[i] = vf_zero();
+    for (int64_t g = 0; g < nb; g += 16) {
+        const int gn = nb - g < 16 ? (int)(nb - g) : 16;
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *b = row + i * wstride + g * bs;
+            float s[16], o[16];
+            qmm_prefetch(b + (nr - 1) * QMM_PREFETCH, 16 * bs);
+            if (scales32(type, b, gn, s, o)) /* xsum is zero-padded to whole groups */
+                for (int j = 0; j < 16; j += VL)
+                    off[i] = vf_fma(vf_load_f32(o + j), vf_load_f32(xsum + g + j), off[i]);
+            const float *sp = qmm_opaque(s);
+#define BODY(j, slot)                                                              \
+            do {                                                                   \
+                vf c[QMM_NV];                                                      \
+                codes32(type, b + (j) * bs, c, book);                              \
+                const vf t = unit_dot(c, x + (g + (j)) * 32);                      \
+                if (slot)                                                          \
+                    acc1[i] = vf_fma(t, vf_set1(sp[j]), acc1[i]);                  \
+                else                                                               \
+                    acc0[i] = vf_fma(t, vf_set1(sp[j]), acc0[i]);                  \
+            } while (0)
+            QMM_PAIRS(gn, BODY);
+#undef BODY
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        r[i] = vf_hsum(vf_add(vf_add(acc0[i], acc1[i]), off[i]));
+}
+
 MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
                               const int mb, float *r)
 {
@@ -592,37 +639,10 @@ MLXN_ALWAYS_INLINE void dot32(const int type, const uint8_t *row, const float *x
     }
 #endif
     lut16 book;
-    if (type == MLXN_DTYPE_IQ4_NL) {
-        float t[16];
-        for (int i = 0; i < 16; i++)
-            t[i] = (float)mlxn_iq4_value(i);
-        book = lut16_make(t);
-    }
+    if (type == MLXN_DTYPE_IQ4_NL)
+        book = qmm_iq4_book();
     if (mb == 1) {
-        vf acc0 = vf_zero(), acc1 = vf_zero(), off = vf_zero();
-        for (int64_t g = 0; g < nb; g += 16) {
-            const int gn = nb - g < 16 ? (int)(nb - g) : 16;
-            const uint8_t *b = row + g * bs;
-            float s[16], o[16];
-            qmm_prefetch(b, 16 * bs);
-            if (scales32(type, b, gn, s, o)) /* xsum is zero-padded to whole groups */
-                for (int j = 0; j < 16; j += VL)
-                    off = vf_fma(vf_load_f32(o + j), vf_load_f32(xsum + g + j), off);
-            const float *sp = qmm_opaque(s);
-#define BODY(j, slot)                                                              \
-            do {                                                                   \
-                vf c[QMM_NV];                                                      \
-                codes32(type, b + (j) * bs, c, &book);                             \
-                const vf t = unit_dot(c, x + (g + (j)) * 32);                      \
-                if (slot)                                                          \
-                    acc1 = vf_fma(t, vf_set1(sp[j]), acc1);                        \
-                else                                                               \
-                    acc0 = vf_fma(t, vf_set1(sp[j]), acc0);                        \
-            } while (0)
-            QMM_PAIRS(gn, BODY);
-#undef BODY
-        }
-        r[0] = vf_hsum(vf_add(vf_add(acc0, acc1), off));
+        dot32_f32_rows(type, row, 0, 1, x, xsum, K, &book, r);
         return;
     }
     qmm_acc acc;
@@ -1082,12 +1102,8 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
     const int bs = block_bytes256(type);
     const int64_t nb = K / 256;
     lut16 book;
-    if (type == MLXN_DTYPE_IQ4_XS) {
-        float t[16];
-        for (int i = 0; i < 16; i++)
-            t[i] = (float)mlxn_iq4_value(i);
-        book = lut16_make(t);
-    }
+    if (type == MLXN_DTYPE_IQ4_XS)
+        book = qmm_iq4_book();
 #if MLXN_SIMD_LEVEL == 1
     if (mb == 1 && (type == MLXN_DTYPE_Q2_K || type == MLXN_DTYPE_Q3_K || type == MLXN_DTYPE_Q4_K || type == MLXN_DTYPE_Q6_K) &&
         xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT256) {
@@ -1218,9 +1234,10 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
 }
 
 /* r[0], r[1] = rows row and row + wstride of W . x at one row of x, where the format's kernel
- * takes two rows a pass (the VNNI integer path); false where it does not */
-MLXN_ALWAYS_INLINE bool qmm_dot2(const int type, const uint8_t *row, int64_t wstride, const float *xsum, int64_t K,
-                                 float *r)
+ * takes two rows a pass (the VNNI integer path; the f32 path of the 32-element formats); false
+ * where it does not */
+MLXN_ALWAYS_INLINE bool qmm_dot2(const int type, const uint8_t *row, int64_t wstride, const float *x,
+                                 const float *xsum, int64_t K, float *r)
 {
 #ifdef MLXN_SIMD_VNNI
     if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
@@ -1234,10 +1251,19 @@ MLXN_ALWAYS_INLINE bool qmm_dot2(const int type, const uint8_t *row, int64_t wst
             return true;
         }
     }
-#else
-    (void)type, (void)row, (void)wstride, (void)xsum, (void)K, (void)r;
 #endif
-    return false;
+    switch (type) { /* the f32 path's 32-element formats */
+    case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
+    case MLXN_DTYPE_Q8_0: case MLXN_DTYPE_IQ4_NL: {
+        lut16 book;
+        if (type == MLXN_DTYPE_IQ4_NL)
+            book = qmm_iq4_book();
+        dot32_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
+        return true;
+    }
+    default:
+        return false;
+    }
 }
 
 /* ---------------------------------------------------------------- many rows of x
@@ -1379,7 +1405,7 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
             for (int64_t n = p0; n < p1; n++) {
                 const uint8_t *row = a->w + n * a->w_stride;
                 float r[QMM_MB];
-                if (mb == 1 && n + 1 < p1 && K >= QMM_PAIR_K && qmm_dot2(type, row, a->w_stride, xsm, K, r)) {
+                if (mb == 1 && n + 1 < p1 && K >= QMM_PAIR_K && qmm_dot2(type, row, a->w_stride, xm, xsm, K, r)) {
                     ((float *)mlxn_rows_ptr(&a->y, m0))[n] = r[0];
                     ((float *)mlxn_rows_ptr(&a->y, m0))[++n] = r[1];
                     continue;
