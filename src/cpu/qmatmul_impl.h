@@ -531,9 +531,9 @@ MLXN_ALWAYS_INLINE void vnni_quad(const int type, const uint8_t *b, const int n,
 }
 
 /* dot32 at one row of x in integers, four blocks at a time; the offsets through the f32 sums
- * of x, per lane a quarter of its block's. nr (1 or 2) rows of W, wstride bytes apart, share
- * each of x's loads (QMM_PAIR_K: past the L1 every row re-read x's digits from the L2); a pair
- * prefetches twice as far ahead, its bytes going twice as fast. */
+ * of x, per lane a quarter of its block's. nr (1, 2 or 4) rows of W, wstride bytes apart, share
+ * each of x's loads (QMM_PAIR_K: past the L1 every row re-read x's digits from the L2); nr rows
+ * prefetch nr - 1 distances further ahead, their bytes going nr times as fast. */
 MLXN_ALWAYS_INLINE void dot32_vnni_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
                                         const float *xsum, int64_t K, float *r)
 {
@@ -542,7 +542,7 @@ MLXN_ALWAYS_INLINE void dot32_vnni_rows(const int type, const uint8_t *row, cons
     const int64_t nb = K / 32;
     const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16;
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
-    __m512 acc[2][2], off[2][2];
+    __m512 acc[4][2], off[4][2];
     for (int i = 0; i < nr; i++)
         acc[i][0] = acc[i][1] = off[i][0] = off[i][1] = _mm512_setzero_ps();
     int64_t q = 0;
@@ -577,7 +577,9 @@ MLXN_ALWAYS_INLINE void dot32_vnni_rows(const int type, const uint8_t *row, cons
 MLXN_VNNI_ENTRY void dot32_vnni(const int type, const uint8_t *row, const int64_t wstride, const int nr,
                                 const float *xsum, int64_t K, float *r)
 {
-    if (nr == 2)
+    if (nr == 4)
+        dot32_vnni_rows(type, row, wstride, 4, xsum, K, r);
+    else if (nr == 2)
         dot32_vnni_rows(type, row, wstride, 2, xsum, K, r);
     else
         dot32_vnni_rows(type, row, wstride, 1, xsum, K, r);
@@ -1233,36 +1235,62 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
     }
 }
 
-/* r[0], r[1] = rows row and row + wstride of W . x at one row of x, where the format's kernel
- * takes two rows a pass (the VNNI integer path; the f32 path of the 32-element formats); false
- * where it does not */
-MLXN_ALWAYS_INLINE bool qmm_dot2(const int type, const uint8_t *row, int64_t wstride, const float *x,
-                                 const float *xsum, int64_t K, float *r)
+/* Rows of W a pass over x at one row of x from K QMM_PAIR_K, x's form (xsum) being read: four
+ * for the 32-element formats on the VNNI integer path where a row is at most 16 KB (four longer
+ * ones, 17.5 KB and up, were slower than two), two for its K-quants (four were slower on Q3_K,
+ * Q5_K and Q6_K) and for the f32 path's 32-element formats; 1: one at a time */
+MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t K, int64_t row_bytes)
 {
+    switch (type) {
+    case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
+    case MLXN_DTYPE_IQ4_NL:
 #ifdef MLXN_SIMD_VNNI
-    if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
-        switch (type) {
-        case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
-        case MLXN_DTYPE_IQ4_NL:
-            dot32_vnni(type, row, wstride, 2, xsum, K, r);
-            return true;
-        default:
-            dot256_vnni(type, row, wstride, 2, xsum, K, r);
-            return true;
-        }
-    }
+        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type) && row_bytes <= (16 << 10))
+            return 4;
+#else
+        (void)row_bytes;
 #endif
-    switch (type) { /* the f32 path's 32-element formats */
+        return 2;
+    case MLXN_DTYPE_Q8_0:
+        return 2;
+    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
+    case MLXN_DTYPE_Q6_K:
+#ifdef MLXN_SIMD_VNNI
+        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type))
+            return 2;
+#endif
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+/* r[0 .. nr - 1] = rows row, row + wstride, ... of W . x at one row of x, nr from qmm_pass_rows */
+MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t wstride, const int nr,
+                                     const float *x, const float *xsum, int64_t K, float *r)
+{
+    switch (type) {
     case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
     case MLXN_DTYPE_Q8_0: case MLXN_DTYPE_IQ4_NL: {
+#ifdef MLXN_SIMD_VNNI
+        if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
+            dot32_vnni(type, row, wstride, nr, xsum, K, r);
+            return;
+        }
+#endif
         lut16 book;
         if (type == MLXN_DTYPE_IQ4_NL)
             book = qmm_iq4_book();
         dot32_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
-        return true;
+        return;
     }
     default:
-        return false;
+#ifdef MLXN_SIMD_VNNI
+        dot256_vnni(type, row, wstride, 2, xsum, K, r);
+#else
+        (void)row, (void)wstride, (void)nr, (void)x, (void)xsum, (void)K, (void)r;
+#endif
+        return;
     }
 }
 
@@ -1280,9 +1308,9 @@ MLXN_ALWAYS_INLINE bool qmm_dot2(const int type, const uint8_t *row, int64_t wst
 #endif
 #define QMM_NR 4
 #define QMM_DECODED_M 4 /* from where the decoded path is ahead (bench/NOTES.md) */
-/* From this K the VNNI integer path takes rows of W two a pass over x at one row of x: x's digits
- * (3 bytes an element) then outgrow the L1 beside W's lines; at K 4096 the pairs' two streams of
- * W were slower (bench/NOTES.md, "Long rows slower") */
+/* From this K rows of W go several a pass over x at one row of x (qmm_pass_rows): x's form (3
+ * bytes an element as digits, 4 as f32) then outgrows the L1 beside W's lines; at K 4096 the
+ * pairs' two streams of W were slower (bench/NOTES.md, "Rows of W two or four a pass over x") */
 #define QMM_PAIR_K 8192
 
 /* Row `row` of W as K f32 values into out (K a multiple of 32: every format's unit). */
@@ -1402,12 +1430,15 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
         for (int64_t m0 = 0; m0 < M; m0 += QMM_MB) {
             const int mb = M - m0 < QMM_MB ? (int)(M - m0) : QMM_MB;
             const float *xm = x + m0 * K, *xsm = xsum + m0 * xss;
+            const int np = mb == 1 && K >= QMM_PAIR_K ? qmm_pass_rows(type, xsm, K, K / mlxn_dtype_block_elems(type) * mlxn_dtype_block_bytes(type)) : 1;
             for (int64_t n = p0; n < p1; n++) {
                 const uint8_t *row = a->w + n * a->w_stride;
                 float r[QMM_MB];
-                if (mb == 1 && n + 1 < p1 && K >= QMM_PAIR_K && qmm_dot2(type, row, a->w_stride, xm, xsm, K, r)) {
-                    ((float *)mlxn_rows_ptr(&a->y, m0))[n] = r[0];
-                    ((float *)mlxn_rows_ptr(&a->y, m0))[++n] = r[1];
+                if (np > 1 && n + np <= p1) {
+                    qmm_dot_rows(type, row, a->w_stride, np, xm, xsm, K, r);
+                    for (int i = 0; i < np; i++)
+                        ((float *)mlxn_rows_ptr(&a->y, m0))[n + i] = r[i];
+                    n += np - 1;
                     continue;
                 }
                 switch (mb) {
