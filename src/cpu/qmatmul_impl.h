@@ -1098,6 +1098,66 @@ MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const int64
 MLXN_VNNI_END
 #endif
 
+/* dot256 at one row of x in f32, scaled dot products per unit or per 16 elements: nr (1 or 2)
+ * rows of W, wstride bytes apart, sharing x's loads (as dot32_vnni_rows) */
+MLXN_ALWAYS_INLINE void dot256_f32_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
+                                        const float *x, const float *xsum, int64_t K, const lut16 *book, float *r)
+{
+    const int bs = block_bytes256(type);
+    const int64_t nb = K / 256;
+    vf acc0[2], acc1[2], off16[2];
+    __m256 off[2];
+    for (int i = 0; i < nr; i++) {
+        acc0[i] = acc1[i] = off16[i] = vf_zero();
+        off[i] = _mm256_setzero_ps();
+    }
+    const float *xs16 = xsum + mlxn_cpu_qmm_xs32(K);
+    for (int64_t k = 0; k < nb; k++)
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *bk = row + i * wstride + k * bs;
+            const float *xk = x + k * 256;
+            float s[16], o[16];
+            qmm_prefetch(bk + (nr - 1) * QMM_PREFETCH, bs);
+            if (scales256(type, bk, s, o)) {
+                if (per16(type))
+                    for (int j = 0; j < 16; j += VL)
+                        off16[i] = vf_fma(vf_load_f32(o + j), vf_load_f32(xs16 + k * 16 + j), off16[i]);
+                else
+                    off[i] = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off[i]);
+            }
+            const float *sp = qmm_opaque(s);
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) {
+                vf c[QMM_NV];
+                codes256(type, bk, u, c, book);
+                if (per16(type)) /* the unit's two halves, one scale each */
+                    for (int h = 0; h < 2; h++) {
+                        const int i0 = h * QMM_NV / 2;
+                        vf t = vf_mul(c[i0], vf_load_f32(xk + u * 32 + i0 * VL));
+                        for (int v = i0 + 1; v < i0 + QMM_NV / 2; v++)
+                            t = vf_fma(c[v], vf_load_f32(xk + u * 32 + v * VL), t);
+                        if (h)
+                            acc1[i] = vf_fma(t, vf_set1(sp[2 * u + h]), acc1[i]);
+                        else
+                            acc0[i] = vf_fma(t, vf_set1(sp[2 * u + h]), acc0[i]);
+                    }
+                else {
+                    const vf t = unit_dot(c, xk + u * 32);
+                    if (u % 2)
+                        acc1[i] = vf_fma(t, vf_set1(sp[u]), acc1[i]);
+                    else
+                        acc0[i] = vf_fma(t, vf_set1(sp[u]), acc0[i]);
+                }
+            }
+        }
+    for (int i = 0; i < nr; i++) {
+        __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off[i]), _mm256_extractf128_ps(off[i], 1));
+        o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
+        o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
+        r[i] = vf_hsum(vf_add(vf_add(acc0[i], acc1[i]), off16[i])) + _mm_cvtss_f32(o4);
+    }
+}
+
 MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *x, const float *xsum, int64_t K,
                                const int mb, float *r)
 {
@@ -1119,51 +1179,8 @@ MLXN_ALWAYS_INLINE void dot256(const int type, const uint8_t *row, const float *
         return;
     }
 #endif
-    if (mb == 1) { /* scaled dot products per unit or per 16 elements */
-        vf acc0 = vf_zero(), acc1 = vf_zero(), off16 = vf_zero();
-        __m256 off = _mm256_setzero_ps();
-        const float *xs16 = xsum + mlxn_cpu_qmm_xs32(K);
-        for (int64_t k = 0; k < nb; k++) {
-            const uint8_t *bk = row + k * bs;
-            const float *xk = x + k * 256;
-            float s[16], o[16];
-            qmm_prefetch(bk, bs);
-            if (scales256(type, bk, s, o)) {
-                if (per16(type))
-                    for (int j = 0; j < 16; j += VL)
-                        off16 = vf_fma(vf_load_f32(o + j), vf_load_f32(xs16 + k * 16 + j), off16);
-                else
-                    off = _mm256_fmadd_ps(_mm256_loadu_ps(o), _mm256_loadu_ps(xsum + k * 8), off);
-            }
-            const float *sp = qmm_opaque(s);
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++) {
-                vf c[QMM_NV];
-                codes256(type, bk, u, c, &book);
-                if (per16(type)) /* the unit's two halves, one scale each */
-                    for (int h = 0; h < 2; h++) {
-                        const int i0 = h * QMM_NV / 2;
-                        vf t = vf_mul(c[i0], vf_load_f32(xk + u * 32 + i0 * VL));
-                        for (int i = i0 + 1; i < i0 + QMM_NV / 2; i++)
-                            t = vf_fma(c[i], vf_load_f32(xk + u * 32 + i * VL), t);
-                        if (h)
-                            acc1 = vf_fma(t, vf_set1(sp[2 * u + h]), acc1);
-                        else
-                            acc0 = vf_fma(t, vf_set1(sp[2 * u + h]), acc0);
-                    }
-                else {
-                    const vf t = unit_dot(c, xk + u * 32);
-                    if (u % 2)
-                        acc1 = vf_fma(t, vf_set1(sp[u]), acc1);
-                    else
-                        acc0 = vf_fma(t, vf_set1(sp[u]), acc0);
-                }
-            }
-        }
-        __m128 o4 = _mm_add_ps(_mm256_castps256_ps128(off), _mm256_extractf128_ps(off, 1));
-        o4 = _mm_add_ps(o4, _mm_movehl_ps(o4, o4));
-        o4 = _mm_add_ss(o4, _mm_movehdup_ps(o4));
-        r[0] = vf_hsum(vf_add(vf_add(acc0, acc1), off16)) + _mm_cvtss_f32(o4);
+    if (mb == 1) {
+        dot256_f32_rows(type, row, 0, 1, x, xsum, K, &book, r);
         return;
     }
     qmm_acc acc;
@@ -1237,8 +1254,9 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
 
 /* Rows of W a pass over x at one row of x from K QMM_PAIR_K, x's form (xsum) being read: four
  * for the 32-element formats on the VNNI integer path where a row is at most 16 KB (four longer
- * ones, 17.5 KB and up, were slower than two), two for its K-quants (four were slower on Q3_K,
- * Q5_K and Q6_K) and for the f32 path's 32-element formats; 1: one at a time */
+ * ones, 17.5 KB and up, were slower than two), two for the others (four were slower on the
+ * K-quants Q3_K, Q5_K and Q6_K); 1: one at a time (float W, and the K-quants on AVX2, where two
+ * lost up to 15% with 16 registers) */
 MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t K, int64_t row_bytes)
 {
     switch (type) {
@@ -1254,18 +1272,15 @@ MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t 
     case MLXN_DTYPE_Q8_0:
         return 2;
     case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
-    case MLXN_DTYPE_Q6_K:
-#ifdef MLXN_SIMD_VNNI
-        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type))
-            return 2;
-#endif
-        return 1;
+    case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_XS:
+        return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
     default:
         return 1;
     }
 }
 
-/* r[0 .. nr - 1] = rows row, row + wstride, ... of W . x at one row of x, nr from qmm_pass_rows */
+/* r[0 .. nr - 1] = rows row, row + wstride, ... of W . x at one row of x, nr 2, or 4 where
+ * qmm_pass_rows gave 4 (only the VNNI 32-element path takes four; the others are built for two) */
 MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t wstride, const int nr,
                                      const float *x, const float *xsum, int64_t K, float *r)
 {
@@ -1284,13 +1299,19 @@ MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t
         dot32_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
         return;
     }
-    default:
+    default: { /* the K-quants (AVX-512) */
 #ifdef MLXN_SIMD_VNNI
-        dot256_vnni(type, row, wstride, 2, xsum, K, r);
-#else
-        (void)row, (void)wstride, (void)nr, (void)x, (void)xsum, (void)K, (void)r;
+        if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
+            dot256_vnni(type, row, wstride, 2, xsum, K, r);
+            return;
+        }
 #endif
+        lut16 book;
+        if (type == MLXN_DTYPE_IQ4_XS)
+            book = qmm_iq4_book();
+        dot256_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
         return;
+    }
     }
 }
 
@@ -1434,11 +1455,12 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
             for (int64_t n = p0; n < p1; n++) {
                 const uint8_t *row = a->w + n * a->w_stride;
                 float r[QMM_MB];
-                if (np > 1 && n + np <= p1) {
-                    qmm_dot_rows(type, row, a->w_stride, np, xm, xsm, K, r);
-                    for (int i = 0; i < np; i++)
+                const int g = n + np <= p1 ? np : n + 2 <= p1 ? 2 : 1; /* fewer at the part's end */
+                if (g > 1) {
+                    qmm_dot_rows(type, row, a->w_stride, g, xm, xsm, K, r);
+                    for (int i = 0; i < g; i++)
                         ((float *)mlxn_rows_ptr(&a->y, m0))[n + i] = r[i];
-                    n += np - 1;
+                    n += g - 1;
                     continue;
                 }
                 switch (mb) {
