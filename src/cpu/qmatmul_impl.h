@@ -1284,35 +1284,24 @@ MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t 
 MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t wstride, const int nr,
                                      const float *x, const float *xsum, int64_t K, float *r)
 {
-    switch (type) {
-    case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
-    case MLXN_DTYPE_Q8_0: case MLXN_DTYPE_IQ4_NL: {
+    const bool b32 = type == MLXN_DTYPE_Q4_0 || type == MLXN_DTYPE_Q4_1 || type == MLXN_DTYPE_Q5_0 ||
+                     type == MLXN_DTYPE_Q5_1 || type == MLXN_DTYPE_Q8_0 || type == MLXN_DTYPE_IQ4_NL;
 #ifdef MLXN_SIMD_VNNI
-        if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
+    if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
+        if (b32)
             dot32_vnni(type, row, wstride, nr, xsum, K, r);
-            return;
-        }
-#endif
-        lut16 book;
-        if (type == MLXN_DTYPE_IQ4_NL)
-            book = qmm_iq4_book();
-        dot32_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
-        return;
-    }
-    default: { /* the K-quants (AVX-512) */
-#ifdef MLXN_SIMD_VNNI
-        if (qmm_vnni(type) && xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type)) {
+        else
             dot256_vnni(type, row, wstride, 2, xsum, K, r);
-            return;
-        }
-#endif
-        lut16 book;
-        if (type == MLXN_DTYPE_IQ4_XS)
-            book = qmm_iq4_book();
-        dot256_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
         return;
     }
-    }
+#endif
+    lut16 book;
+    if (type == MLXN_DTYPE_IQ4_NL || type == MLXN_DTYPE_IQ4_XS)
+        book = qmm_iq4_book();
+    if (b32)
+        dot32_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
+    else /* the K-quants (AVX-512: qmm_pass_rows) */
+        dot256_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
 }
 
 /* ---------------------------------------------------------------- many rows of x
