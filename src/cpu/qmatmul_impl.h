@@ -1033,8 +1033,8 @@ MLXN_ALWAYS_INLINE __m512i vnni_codes256(const int type, const uint8_t *bk, cons
 }
 
 /* dot256 at one row of x in integers: per super-block the scales (W's per unit or per 16, times
- * x's per unit) in one vector, four pairs of units; nr (1 or 2) rows of W, wstride bytes apart,
- * sharing x's loads (dot32_vnni_rows) */
+ * x's per unit) in one vector, four pairs of units; nr (1, 2 or 4) rows of W, wstride bytes
+ * apart, sharing x's loads (dot32_vnni_rows) */
 MLXN_ALWAYS_INLINE void dot256_vnni_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
                                          const float *xsum, int64_t K, float *r)
 {
@@ -1044,8 +1044,8 @@ MLXN_ALWAYS_INLINE void dot256_vnni_rows(const int type, const uint8_t *row, con
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
     const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512 acc0[2], acc1[2], off16[2];
-    __m256 off[2];
+    __m512 acc0[4], acc1[4], off16[4];
+    __m256 off[4];
     for (int i = 0; i < nr; i++) {
         acc0[i] = acc1[i] = off16[i] = _mm512_setzero_ps();
         off[i] = _mm256_setzero_ps();
@@ -1090,7 +1090,9 @@ MLXN_ALWAYS_INLINE void dot256_vnni_rows(const int type, const uint8_t *row, con
 MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const int64_t wstride, const int nr,
                                  const float *xsum, int64_t K, float *r)
 {
-    if (nr == 2)
+    if (nr == 4)
+        dot256_vnni_rows(type, row, wstride, 4, xsum, K, r);
+    else if (nr == 2)
         dot256_vnni_rows(type, row, wstride, 2, xsum, K, r);
     else
         dot256_vnni_rows(type, row, wstride, 1, xsum, K, r);
@@ -1253,10 +1255,10 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
 }
 
 /* Rows of W a pass over x at one row of x from K QMM_PAIR_K, x's form (xsum) being read: four
- * for the 32-element formats on the VNNI integer path where a row is at most 16 KB (four longer
- * ones, 17.5 KB and up, were slower than two), two for the others (four were slower on the
- * K-quants Q3_K, Q5_K and Q6_K); 1: one at a time (float W, and the K-quants on AVX2, where two
- * lost up to 15% with 16 registers) */
+ * for the 32-element formats, Q4_K and Q5_K on the VNNI integer path where a row is at most 16 KB
+ * (four longer ones, 17.5 KB and up, were slower than two), two for the others (four were slower
+ * on Q2_K, Q3_K and Q6_K, whose scales per 16 elements cost more instructions); 1: one at a time
+ * (float W, and the K-quants on AVX2, where two lost up to 15% with 16 registers) */
 MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t K, int64_t row_bytes)
 {
     switch (type) {
@@ -1271,8 +1273,13 @@ MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t 
         return 2;
     case MLXN_DTYPE_Q8_0:
         return 2;
-    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
-    case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_XS:
+    case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
+#ifdef MLXN_SIMD_VNNI
+        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type) && row_bytes <= (16 << 10))
+            return 4;
+#endif
+        return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
+    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_XS:
         return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
     default:
         return 1;
@@ -1280,7 +1287,7 @@ MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t 
 }
 
 /* r[0 .. nr - 1] = rows row, row + wstride, ... of W . x at one row of x, nr 2, or 4 where
- * qmm_pass_rows gave 4 (only the VNNI 32-element path takes four; the others are built for two) */
+ * qmm_pass_rows gave 4 (only the VNNI integer path takes four; the f32 paths are built for two) */
 MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t wstride, const int nr,
                                      const float *x, const float *xsum, int64_t K, float *r)
 {
@@ -1291,7 +1298,7 @@ MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t
         if (b32)
             dot32_vnni(type, row, wstride, nr, xsum, K, r);
         else
-            dot256_vnni(type, row, wstride, 2, xsum, K, r);
+            dot256_vnni(type, row, wstride, nr, xsum, K, r);
         return;
     }
 #endif
