@@ -591,14 +591,14 @@ MLXN_VNNI_END
  *
  * Blocks go 16 at a time: their scales and offsets converted into f32 arrays first. */
 
-/* dot32 at one row of x in f32: nr (1 or 2) rows of W, wstride bytes apart, sharing x's loads
+/* dot32 at one row of x in f32: nr (1, 2 or 4) rows of W, wstride bytes apart, sharing x's loads
  * (as dot32_vnni_rows) */
 MLXN_ALWAYS_INLINE void dot32_f32_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
                                        const float *x, const float *xsum, int64_t K, const lut16 *book, float *r)
 {
     const int bs = block_bytes32(type);
     const int64_t nb = K / 32;
-    vf acc0[2], acc1[2], off[2];
+    vf acc0[4], acc1[4], off[4];
     for (int i = 0; i < nr; i++)
         acc0[i] = acc1[i] = off[i] = vf_zero();
     for (int64_t g = 0; g < nb; g += 16) {
@@ -1100,15 +1100,15 @@ MLXN_VNNI_ENTRY void dot256_vnni(const int type, const uint8_t *row, const int64
 MLXN_VNNI_END
 #endif
 
-/* dot256 at one row of x in f32, scaled dot products per unit or per 16 elements: nr (1 or 2)
+/* dot256 at one row of x in f32, scaled dot products per unit or per 16 elements: nr (1, 2 or 4)
  * rows of W, wstride bytes apart, sharing x's loads (as dot32_vnni_rows) */
 MLXN_ALWAYS_INLINE void dot256_f32_rows(const int type, const uint8_t *row, const int64_t wstride, const int nr,
                                         const float *x, const float *xsum, int64_t K, const lut16 *book, float *r)
 {
     const int bs = block_bytes256(type);
     const int64_t nb = K / 256;
-    vf acc0[2], acc1[2], off16[2];
-    __m256 off[2];
+    vf acc0[4], acc1[4], off16[4];
+    __m256 off[4];
     for (int i = 0; i < nr; i++) {
         acc0[i] = acc1[i] = off16[i] = vf_zero();
         off[i] = _mm256_setzero_ps();
@@ -1255,10 +1255,11 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
 }
 
 /* Rows of W a pass over x at one row of x from K QMM_PAIR_K, x's form (xsum) being read: four
- * for the 32-element formats, Q4_K and Q5_K on the VNNI integer path where a row is at most 16 KB
- * (four longer ones, 17.5 KB and up, were slower than two), two for the others (four were slower
- * on Q2_K, Q3_K and Q6_K, whose scales per 16 elements cost more instructions); 1: one at a time
- * (float W, and the K-quants on AVX2, where two lost up to 15% with 16 registers) */
+ * where a row is at most 16 KB (four longer ones, 17.5 KB and up, were slower than two) for the
+ * 32-element formats, Q4_K and Q5_K on the VNNI integer path and for Q8_0 and IQ4_XS on AVX-512's
+ * f32 path; two for the others (four were slower on Q2_K, Q3_K and Q6_K, whose scales per 16
+ * elements cost more instructions); 1: one at a time (float W, and the K-quants on AVX2, where two
+ * lost up to 15% with 16 registers) */
 MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t K, int64_t row_bytes)
 {
     switch (type) {
@@ -1272,22 +1273,23 @@ MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t 
 #endif
         return 2;
     case MLXN_DTYPE_Q8_0:
-        return 2;
+        return MLXN_SIMD_LEVEL == 2 && row_bytes <= (16 << 10) ? 4 : 2;
     case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
 #ifdef MLXN_SIMD_VNNI
         if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type) && row_bytes <= (16 << 10))
             return 4;
 #endif
         return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
-    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q6_K: case MLXN_DTYPE_IQ4_XS:
+    case MLXN_DTYPE_IQ4_XS:
+        return MLXN_SIMD_LEVEL == 1 ? 1 : row_bytes <= (16 << 10) ? 4 : 2;
+    case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q6_K:
         return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
     default:
         return 1;
     }
 }
 
-/* r[0 .. nr - 1] = rows row, row + wstride, ... of W . x at one row of x, nr 2, or 4 where
- * qmm_pass_rows gave 4 (only the VNNI integer path takes four; the f32 paths are built for two) */
+/* r[0 .. nr - 1] = rows row, row + wstride, ... of W . x at one row of x, nr 2 or 4 (qmm_pass_rows) */
 MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t wstride, const int nr,
                                      const float *x, const float *xsum, int64_t K, float *r)
 {
@@ -1305,9 +1307,13 @@ MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t
     lut16 book;
     if (type == MLXN_DTYPE_IQ4_NL || type == MLXN_DTYPE_IQ4_XS)
         book = qmm_iq4_book();
-    if (b32)
+    if (b32 && nr == 4)
+        dot32_f32_rows(type, row, wstride, 4, x, xsum, K, &book, r);
+    else if (b32)
         dot32_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
-    else /* the K-quants (AVX-512: qmm_pass_rows) */
+    else if (nr == 4) /* the K-quants (AVX-512: qmm_pass_rows) */
+        dot256_f32_rows(type, row, wstride, 4, x, xsum, K, &book, r);
+    else
         dot256_f32_rows(type, row, wstride, 2, x, xsum, K, &book, r);
 }
 
