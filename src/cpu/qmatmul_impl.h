@@ -1254,6 +1254,12 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
     }
 }
 
+/* From this K rows of W go several a pass over x at one row of x (qmm_pass_rows): x's form (3
+ * bytes an element as digits, 4 as f32) then outgrows the L1 beside W's lines; at K 4096 the
+ * pairs' two streams of W were slower (bench/NOTES.md, "Rows of W two or four a pass over x") */
+#define QMM_PAIR_K 8192
+#define QMM_QUAD_ROW_BYTES (16 << 10) /* rows up to this long go four a pass where the format takes four */
+
 /* Rows of W a pass over x at one row of x from K QMM_PAIR_K, x's form (xsum) being read: four
  * where a row is at most 16 KB (four longer ones, 17.5 KB and up, were slower than two) for the
  * 32-element formats, Q4_K and Q5_K on the VNNI integer path and for Q8_0 and IQ4_XS on AVX-512's
@@ -1266,22 +1272,22 @@ MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t 
     case MLXN_DTYPE_Q4_0: case MLXN_DTYPE_Q4_1: case MLXN_DTYPE_Q5_0: case MLXN_DTYPE_Q5_1:
     case MLXN_DTYPE_IQ4_NL:
 #ifdef MLXN_SIMD_VNNI
-        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type) && row_bytes <= (16 << 10))
+        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type) && row_bytes <= QMM_QUAD_ROW_BYTES)
             return 4;
 #else
         (void)row_bytes;
 #endif
         return 2;
     case MLXN_DTYPE_Q8_0:
-        return MLXN_SIMD_LEVEL == 2 && row_bytes <= (16 << 10) ? 4 : 2;
+        return MLXN_SIMD_LEVEL == 2 && row_bytes <= QMM_QUAD_ROW_BYTES ? 4 : 2;
     case MLXN_DTYPE_Q4_K: case MLXN_DTYPE_Q5_K:
 #ifdef MLXN_SIMD_VNNI
-        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type) && row_bytes <= (16 << 10))
+        if (xsum[mlxn_cpu_qmm_xdig(K)] == (float)qmm_vnni_form(type) && row_bytes <= QMM_QUAD_ROW_BYTES)
             return 4;
 #endif
         return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
     case MLXN_DTYPE_IQ4_XS:
-        return MLXN_SIMD_LEVEL == 1 ? 1 : row_bytes <= (16 << 10) ? 4 : 2;
+        return MLXN_SIMD_LEVEL == 1 ? 1 : row_bytes <= QMM_QUAD_ROW_BYTES ? 4 : 2;
     case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q6_K:
         return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
     default:
@@ -1331,10 +1337,6 @@ MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t
 #endif
 #define QMM_NR 4
 #define QMM_DECODED_M 4 /* from where the decoded path is ahead (bench/NOTES.md) */
-/* From this K rows of W go several a pass over x at one row of x (qmm_pass_rows): x's form (3
- * bytes an element as digits, 4 as f32) then outgrows the L1 beside W's lines; at K 4096 the
- * pairs' two streams of W were slower (bench/NOTES.md, "Rows of W two or four a pass over x") */
-#define QMM_PAIR_K 8192
 
 /* Row `row` of W as K f32 values into out (K a multiple of 32: every format's unit). */
 MLXN_ALWAYS_INLINE void qmm_decode_row(const int type, const uint8_t *row, int64_t K, float *out)
