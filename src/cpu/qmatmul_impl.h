@@ -1455,7 +1455,7 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
         for (int64_t m0 = 0; m0 < M; m0 += QMM_MB) {
             const int mb = M - m0 < QMM_MB ? (int)(M - m0) : QMM_MB;
             const float *xm = x + m0 * K, *xsm = xsum + m0 * xss;
-            const int np = mb == 1 && K >= QMM_PAIR_K ? qmm_pass_rows(type, xsm, K, K / mlxn_dtype_block_elems(type) * mlxn_dtype_block_bytes(type)) : 1;
+            const int np = mb == 1 && K >= QMM_PAIR_K ? qmm_pass_rows(type, xsm, K, a->w_stride) : 1;
             for (int64_t n = p0; n < p1; n++) {
                 const uint8_t *row = a->w + n * a->w_stride;
                 float r[QMM_MB];
