@@ -280,9 +280,10 @@ void test_qmatmul(test_devices *devs, rng *g)
         MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_IQ4_XS, MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16,
     };
     static const int64_t shapes[][4] = {
-        /* M, N, K (rounded up to whole blocks), pad */
+        /* M, N, K (rounded up to whole blocks), pad. From M = 32 the CPU kernels take x in panels of
+         * 32 rows, the rows past the last one in register blocks of 4 rows (57, 100) */
         {1, 67, 512, 0}, {2, 33, 256, 0}, {3, 31, 768, 0}, {7, 17, 256, 3}, {8, 129, 512, 0},
-        {9, 65, 256, 0}, {16, 33, 512, 0}, {100, 67, 256, 5}, {512, 19, 256, 0},
+        {9, 65, 256, 0}, {16, 33, 512, 0}, {57, 29, 768, 0}, {100, 67, 256, 5}, {512, 19, 256, 0},
     };
     static const mlxn_dtype xt[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     int variant = 0;

@@ -7,7 +7,8 @@
 //   cc -O2 -std=c11 -D_GNU_SOURCE -I include bench/experiments/cpu_qmatmul_ab.c -o cpu_qmatmul_ab -ldl
 //   ./cpu_qmatmul_ab 4096 4096 60 5 q4_0,q8_0,q4_K,q6_K a/libmlxn.so.0.1.0 b/libmlxn.so.0.1.0
 // AB_SETS=1 in the environment uses one W (in cache when it fits: the kernels' compute rate);
-// MLXN_THREADS sets the worker threads; AB_KERNELS (portable, avx2, avx512, avx512-bf16) the level.
+// MLXN_THREADS sets the worker threads; AB_KERNELS (portable, avx2, avx512, avx512-bf16) the level;
+// AB_M the rows of x (default 1; from 2 the rate printed is GFLOP/s as well).
 // Output: per (format, build) the min, p10, p25 and median of the per-call times.
 #include <dlfcn.h>
 #include <stdio.h>
@@ -103,10 +104,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < nl; i++)
         if (!load(&libs[i], argv[6 + i]))
             return 1;
-    float *x = malloc(sizeof(float) * (size_t)K), *y = malloc(sizeof(float) * (size_t)N);
-    for (int64_t k = 0; k < K; k++)
+    const int64_t M = getenv("AB_M") && atoll(getenv("AB_M")) > 0 ? atoll(getenv("AB_M")) : 1;
+    float *x = malloc(sizeof(float) * (size_t)(M * K)), *y = malloc(sizeof(float) * (size_t)(M * N));
+    for (int64_t k = 0; k < M * K; k++)
         x[k] = (float)rand() / (float)RAND_MAX - 0.5f;
-    const int64_t xshape[2] = {1, K}, yshape[2] = {1, N}, wshape[2] = {N, K};
+    const int64_t xshape[2] = {M, K}, yshape[2] = {M, N}, wshape[2] = {N, K};
     for (char *f = strtok(argv[5], ","); f; f = strtok(NULL, ",")) {
         int fi = -1;
         for (int i = 0; i < (int)(sizeof formats / sizeof formats[0]); i++)
@@ -131,8 +133,8 @@ int main(int argc, char **argv)
         int taken[MAX_LIBS] = {0};
         mlxn_buffer *bx[MAX_LIBS], *by[MAX_LIBS], *bw[MAX_LIBS][MAX_SETS];
         for (int i = 0; i < nl; i++) {
-            libs[i].borrow(libs[i].dev, x, sizeof(float) * (size_t)K, &bx[i]);
-            libs[i].borrow(libs[i].dev, y, sizeof(float) * (size_t)N, &by[i]);
+            libs[i].borrow(libs[i].dev, x, sizeof(float) * (size_t)(M * K), &bx[i]);
+            libs[i].borrow(libs[i].dev, y, sizeof(float) * (size_t)(M * N), &by[i]);
             for (int s = 0; s < nsets; s++)
                 libs[i].borrow(libs[i].dev, w + (size_t)s * wb, wb, &bw[i][s]);
         }
@@ -158,9 +160,12 @@ int main(int argc, char **argv)
         for (int i = 0; i < nl; i++) {
             double *v = t + i * per_lib;
             qsort(v, (size_t)per_lib, sizeof *v, cmp_double);
-            printf("%-5s M1 %lldx%lld %-40s n=%d min %7.1f p10 %7.1f p25 %7.1f median %7.1f us (%.1f GB/s)\n", f,
-                   (long long)N, (long long)K, libs[i].path, per_lib, v[0] * 1e6, v[per_lib / 10] * 1e6,
+            printf("%-5s M%lld %lldx%lld %-40s n=%d min %7.1f p10 %7.1f p25 %7.1f median %7.1f us (%.1f GB/s", f,
+                   (long long)M, (long long)N, (long long)K, libs[i].path, per_lib, v[0] * 1e6, v[per_lib / 10] * 1e6,
                    v[per_lib / 4] * 1e6, v[per_lib / 2] * 1e6, (double)wb / v[per_lib / 2] / 1e9);
+            if (M > 1)
+                printf(", %.1f GFLOP/s", 2.0 * (double)(M * N * K) / v[per_lib / 2] / 1e9);
+            printf(")\n");
         }
         fflush(stdout);
         free(t);

@@ -1,7 +1,8 @@
-/* Attention and the KV-cache append on the CPU. Attention: units of one query of one KV head's
- * group of query heads across the thread pool, each run by the SIMD level's kernel
+/* Attention and the KV-cache append on the CPU. Attention: units of a tile of queries of one KV
+ * head's group of query heads across the thread pool, each run by the SIMD level's kernel
  * (attention_impl.h). Append: rows across the pool, converted element by element (a copy
  * when the dtypes agree), or quantized a block at a time for a q8_0 cache (ggml_encode.h). */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "../core/half.h"
@@ -12,12 +13,19 @@
 typedef struct attention_task_ctx {
     const mlxn_attention_args *a;
     const mlxn_cpu_kernel_set *kernels;
+    atomic_bool no_memory;
 } attention_task_ctx;
 
 static void attention_task(void *ctx, int64_t u0, int64_t u1)
 {
-    const attention_task_ctx *c = ctx;
-    c->kernels->attention_units(c->a, u0, u1);
+    attention_task_ctx *c = ctx;
+    float *scratch = mlxn_aligned_alloc(mlxn_cpu_att_scratch_floats(c->a->D) * sizeof(float));
+    if (!scratch) {
+        atomic_store(&c->no_memory, true);
+        return;
+    }
+    c->kernels->attention_units(c->a, u0, u1, scratch);
+    mlxn_aligned_free(scratch);
 }
 
 mlxn_status mlxn_cpu_attention(mlxn_stream *s, const mlxn_attention_args *a)
@@ -25,9 +33,13 @@ mlxn_status mlxn_cpu_attention(mlxn_stream *s, const mlxn_attention_args *a)
     mlxn_cpu_device *d = mlxn_cpu_dev(s);
     if (!d->kernels)
         return mlxn_ref_attention(a);
-    attention_task_ctx c = {a, d->kernels};
-    /* a unit reads up to pos + Tq keys for up to Hq / Hkv heads: one is worth a thread */
-    mlxn_threadpool_run(d->pool, a->B * a->Hkv * a->Tq, 1, attention_task, &c);
+    attention_task_ctx c = {.a = a, .kernels = d->kernels};
+    atomic_init(&c.no_memory, false);
+    /* a unit reads up to pos + Tq keys for a tile of queries: one is worth a thread */
+    const int64_t qt = mlxn_cpu_att_tile_queries(a->Hq / a->Hkv);
+    mlxn_threadpool_run(d->pool, a->B * a->Hkv * ((a->Tq + qt - 1) / qt), 1, attention_task, &c);
+    if (atomic_load(&c.no_memory))
+        return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_attention", "no memory for a thread's scratch");
     return MLXN_STATUS_OK;
 }
 

@@ -1,15 +1,18 @@
 /* Attention on one SIMD level (included by level_*.c with MLXN_SIMD_LEVEL and MLXN_LEVEL_FN
  * set).
  *
- * A unit of work is one query (b, t) of one KV head's group of query heads, taken HEADS at a
- * time: keys are visited in blocks of KEYS, each block of K and V converted to f32 once and used
- * by every head of the set (a q8_0 cache row dequantized, exactly, by the shared decoder). Per
- * head the softmax is online: a running max m and sum l, the output accumulator rescaled by
+ * A unit of work is a tile of consecutive queries (b, t0 ..) of one KV head's group of query
+ * heads (cpu.h: up to MLXN_CPU_ATT_ROWS rows of query x head): keys are visited in blocks of
+ * KEYS, each block of K and V read once for every row of the tile (an f32 cache row in place,
+ * others converted to f32 once, a q8_0 row dequantized, exactly, by the shared decoder). Per row
+ * the softmax is online: a running max m and sum l, the output accumulator rescaled by
  * exp(m_old - m_new) when the max grows. The sums run in two levels: a segment's keys (up to
  * ATT_SEGMENT) into acc and l, folded into the totals at the segment's end and at a rescale, so
  * an f32 sum takes at most ATT_SEGMENT terms in a row, and the totals one per segment and
  * rescale (one running sum over 16K keys drifted to 3e-5 of the output's bound). Rows are
- * padded with zeros to a multiple of the vector width, so the inner loops have no tails. */
+ * padded with zeros to a multiple of the vector width, so the inner loops have no tails. The
+ * keys of a block outside a row's own range (causal, window) get weight zero: the tile's keys
+ * are all written slots, so their products are finite. */
 #include <math.h>
 #include <string.h>
 
@@ -17,11 +20,10 @@
 #include "../core/internal.h"
 #include "../formats/ggml_decode.h"
 
-#define ATT_KEYS 8
-#define ATT_HEADS 8
+#define ATT_KEYS MLXN_CPU_ATT_KEYS
+#define ATT_ROWS MLXN_CPU_ATT_ROWS
 #define ATT_SEGMENT 256 /* keys, a multiple of ATT_KEYS */
 _Static_assert(ATT_SEGMENT % ATT_KEYS == 0, "segments end at block boundaries");
-#define ATT_PAD (((MLXN_ATTENTION_MAX_D) + 15) / 16 * 16)
 
 /* n elements of dtype dt at src into dst as f32, zero-padded to np (a multiple of VL). */
 MLXN_ALWAYS_INLINE void att_row_f32(int dt, const void *src, int64_t n, int64_t np, float scale, float *dst)
@@ -72,99 +74,184 @@ MLXN_ALWAYS_INLINE void att_fold(float *acc, float *tot, float *l, float *lt, in
     *l = 0.0f;
 }
 
-MLXN_ALWAYS_INLINE void att_unit(const mlxn_attention_args *a, int64_t u, const int qdt, const int kvdt)
+/* z[j] = q . k[j] for the ATT_KEYS rows k: q's vectors loaded once for all of them */
+MLXN_ALWAYS_INLINE void att_dots(const float *q, const float *const *k, int64_t np, float *z)
+{
+    vf acc[ATT_KEYS];
+#pragma GCC unroll 8
+    for (int j = 0; j < ATT_KEYS; j++)
+        acc[j] = vf_zero();
+    for (int64_t d = 0; d < np; d += VL) {
+        const vf qv = vf_load_f32(q + d);
+#pragma GCC unroll 8
+        for (int j = 0; j < ATT_KEYS; j++)
+            acc[j] = vf_fma(qv, vf_load_f32(k[j] + d), acc[j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < ATT_KEYS; j++)
+        z[j] = vf_hsum(acc[j]);
+}
+
+/* acc += sum_j w[j] v[j] over nk rows v: acc's vectors loaded and stored once for all of them */
+MLXN_ALWAYS_INLINE void att_pv(float *acc, const float *const *v, const float *w, int nk, int64_t np)
+{
+    if (nk == ATT_KEYS) {
+        vf wv[ATT_KEYS];
+#pragma GCC unroll 8
+        for (int j = 0; j < ATT_KEYS; j++)
+            wv[j] = vf_set1(w[j]);
+        for (int64_t d = 0; d < np; d += VL) {
+            vf o = vf_load_f32(acc + d);
+#pragma GCC unroll 8
+            for (int j = 0; j < ATT_KEYS; j++)
+                o = vf_fma(wv[j], vf_load_f32(v[j] + d), o);
+            vf_store_f32(acc + d, o);
+        }
+        return;
+    }
+    for (int j = 0; j < nk; j++) {
+        const vf wv = vf_set1(w[j]);
+        for (int64_t d = 0; d < np; d += VL)
+            vf_store_f32(acc + d, vf_fma(wv, vf_load_f32(v[j] + d), vf_load_f32(acc + d)));
+    }
+}
+
+/* The tile's keys j0 .. j0 + nk - 1 for one row (its query at position p, its keys lo .. hi - 1):
+ * scores, the online softmax's update and the weighted values into acc. */
+MLXN_ALWAYS_INLINE void att_row_block(const mlxn_attention_args *a, const float *q, const float *const *kp,
+                                      const float *const *vp, int64_t j0, int nk, int64_t lo, int64_t hi,
+                                      const float *mask, int64_t np, float *acc, float *tot, float *m, float *l,
+                                      float *lt)
+{
+    float z[ATT_KEYS], w[ATT_KEYS];
+    if (nk == ATT_KEYS)
+        att_dots(q, kp, np, z);
+    else
+        for (int j = 0; j < nk; j++)
+            z[j] = att_dot(q, kp[j], np);
+    float zmax = -INFINITY;
+    for (int j = 0; j < nk; j++) {
+        float zz = z[j];
+        if (j0 + j < lo || j0 + j >= hi) {
+            zz = -INFINITY;
+        } else {
+            if (a->softcap > 0.0f)
+                zz = a->softcap * tanhf(zz / a->softcap);
+            if (mask)
+                zz += mask[j0 + j];
+        }
+        z[j] = zz;
+        zmax = zz > zmax ? zz : zmax;
+    }
+    const float mn = zmax > *m ? zmax : *m;
+    if (mn == -INFINITY)
+        return; /* nothing visible yet */
+    if (mn != *m) {
+        att_fold(acc, tot, l, lt, np, expf(*m - mn));
+        *m = mn;
+    }
+    for (int j = 0; j < nk; j++) {
+        w[j] = z[j] == -INFINITY ? 0.0f : expf(z[j] - mn);
+        *l += w[j];
+    }
+    att_pv(acc, vp, w, nk, np);
+}
+
+MLXN_ALWAYS_INLINE void att_tile(const mlxn_attention_args *a, int64_t u, float *scratch, const int qdt,
+                                 const int kvdt)
 {
     const int64_t G = a->Hq / a->Hkv, D = a->D, np = (D + VL - 1) / VL * VL;
-    const int64_t t = u % a->Tq, hk = (u / a->Tq) % a->Hkv, b = u / (a->Tq * a->Hkv);
+    const int64_t QT = mlxn_cpu_att_tile_queries(G), tiles = (a->Tq + QT - 1) / QT;
+    const int64_t t0 = u % tiles * QT, hk = (u / tiles) % a->Hkv, b = u / (tiles * a->Hkv);
+    const int64_t nq = a->Tq - t0 < QT ? a->Tq - t0 : QT;
     const int64_t first = a->pos[b];
     const bool in_range = first >= 0 && first + a->Tq <= a->S;
-    const int64_t p = first + t, valid = first + a->Tq;
-    const int64_t hi = a->causal ? p + 1 : valid, lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
-    const float *mask = a->mask ? (const float *)((const char *)a->mask + t * a->mask_stride) : NULL;
+    const int64_t valid = first + a->Tq;
     const char *kbase = a->k.base + b * a->k.s0 + hk * a->k.s1, *vbase = a->v.base + b * a->v.s0 + hk * a->v.s1;
-    float qf[ATT_HEADS][ATT_PAD], acc[ATT_HEADS][ATT_PAD], tot[ATT_HEADS][ATT_PAD], kf[ATT_KEYS][ATT_PAD],
-        vfl[ATT_KEYS][ATT_PAD];
-    float m[ATT_HEADS], l[ATT_HEADS], lt[ATT_HEADS], z[ATT_KEYS];
-    for (int64_t h0 = hk * G; h0 < (hk + 1) * G; h0 += ATT_HEADS) {
-        const int nh = (int)((hk + 1) * G - h0 < ATT_HEADS ? (hk + 1) * G - h0 : ATT_HEADS);
+    /* an f32 cache's rows are read in place where they need no padding */
+    const bool direct = kvdt == MLXN_DTYPE_F32 && np == D;
+    /* the scratch's rows, np floats each (cpu.h) */
+    float *qf = scratch, *acc = qf + ATT_ROWS * np, *tot = acc + ATT_ROWS * np, *kf = tot + ATT_ROWS * np,
+          *vfl = kf + ATT_KEYS * np;
+    float m[ATT_ROWS], l[ATT_ROWS], lt[ATT_ROWS];
+    int64_t lo[ATT_ROWS], hi[ATT_ROWS];
+    const float *kp[ATT_KEYS], *vp[ATT_KEYS];
+    const int64_t hp = G < ATT_ROWS ? G : ATT_ROWS; /* heads a pass */
+    for (int64_t h0 = hk * G; h0 < (hk + 1) * G; h0 += hp) {
+        const int nh = (int)((hk + 1) * G - h0 < hp ? (hk + 1) * G - h0 : hp), rows = (int)nq * nh;
         if (!in_range) {
-            for (int i = 0; i < nh; i++) {
-                char *o = a->o.base + b * a->o.s0 + t * a->o.s1 + (h0 + i) * a->o.s2;
+            for (int r = 0; r < rows; r++) {
+                char *o = a->o.base + b * a->o.s0 + (t0 + r / nh) * a->o.s1 + (h0 + r % nh) * a->o.s2;
                 for (int64_t d = 0; d < D; d++)
                     sc_store(qdt, o, d, NAN);
             }
             continue;
         }
-        for (int i = 0; i < nh; i++) {
-            att_row_f32(qdt, a->q.base + b * a->q.s0 + t * a->q.s1 + (h0 + i) * a->q.s2, D, np, a->scale, qf[i]);
+        for (int r = 0; r < rows; r++) {
+            const int64_t t = t0 + r / nh, p = first + t;
+            hi[r] = a->causal ? p + 1 : valid;
+            lo[r] = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+            att_row_f32(qdt, a->q.base + b * a->q.s0 + t * a->q.s1 + (h0 + r % nh) * a->q.s2, D, np, a->scale,
+                        qf + r * np);
             for (int64_t d = 0; d < np; d++)
-                acc[i][d] = tot[i][d] = 0.0f;
-            m[i] = -INFINITY;
-            l[i] = lt[i] = 0.0f;
+                acc[r * np + d] = tot[r * np + d] = 0.0f;
+            m[r] = -INFINITY;
+            l[r] = lt[r] = 0.0f;
         }
-        for (int64_t j0 = lo; j0 < hi; j0 += ATT_KEYS) {
-            const int nk = (int)(hi - j0 < ATT_KEYS ? hi - j0 : ATT_KEYS);
-            for (int jj = 0; jj < nk; jj++) {
-                att_row_f32(kvdt, kbase + (j0 + jj) * a->k.s2, D, np, 1.0f, kf[jj]);
-                att_row_f32(kvdt, vbase + (j0 + jj) * a->v.s2, D, np, 1.0f, vfl[jj]);
+        /* the rows' key ranges grow with the position: the first row's start, the last's end */
+        const int64_t klo = lo[0], khi = hi[rows - 1];
+        for (int64_t j0 = klo; j0 < khi; j0 += ATT_KEYS) {
+            const int nk = (int)(khi - j0 < ATT_KEYS ? khi - j0 : ATT_KEYS);
+            for (int jj = 0; jj < ATT_KEYS; jj++) {
+                const int64_t j = j0 + (jj < nk ? jj : 0); /* a full block's pointers (unread past nk) */
+                if (direct) {
+                    kp[jj] = (const float *)(kbase + j * a->k.s2);
+                    vp[jj] = (const float *)(vbase + j * a->v.s2);
+                } else {
+                    if (jj < nk) {
+                        att_row_f32(kvdt, kbase + j * a->k.s2, D, np, 1.0f, kf + jj * np);
+                        att_row_f32(kvdt, vbase + j * a->v.s2, D, np, 1.0f, vfl + jj * np);
+                    }
+                    kp[jj] = kf + jj * np;
+                    vp[jj] = vfl + jj * np;
+                }
             }
-            for (int i = 0; i < nh; i++) {
-                float zmax = -INFINITY;
-                for (int jj = 0; jj < nk; jj++) {
-                    float zz = att_dot(qf[i], kf[jj], np);
-                    if (a->softcap > 0.0f)
-                        zz = a->softcap * tanhf(zz / a->softcap);
-                    if (mask)
-                        zz += mask[j0 + jj];
-                    z[jj] = zz;
-                    zmax = zz > zmax ? zz : zmax;
-                }
-                const float mn = zmax > m[i] ? zmax : m[i];
-                if (mn == -INFINITY)
-                    continue; /* nothing visible yet */
-                if (mn != m[i]) {
-                    att_fold(acc[i], tot[i], &l[i], &lt[i], np, expf(m[i] - mn));
-                    m[i] = mn;
-                }
-                for (int jj = 0; jj < nk; jj++) {
-                    if (z[jj] == -INFINITY)
-                        continue;
-                    const float w = expf(z[jj] - mn);
-                    const vf wv = vf_set1(w);
-                    l[i] += w;
-                    for (int64_t d = 0; d < np; d += VL)
-                        vf_store_f32(acc[i] + d, vf_fma(wv, vf_load_f32(vfl[jj] + d), vf_load_f32(acc[i] + d)));
-                }
-                if ((j0 - lo + ATT_KEYS) % ATT_SEGMENT == 0)
-                    att_fold(acc[i], tot[i], &l[i], &lt[i], np, 1.0f);
+            for (int r = 0; r < rows; r++) {
+                const float *mask = a->mask ? (const float *)((const char *)a->mask + (t0 + r / nh) * a->mask_stride) : NULL;
+                if (j0 < hi[r] && j0 + nk > lo[r])
+                    att_row_block(a, qf + r * np, kp, vp, j0, nk, lo[r], hi[r], mask, np, acc + r * np, tot + r * np, &m[r], &l[r],
+                                  &lt[r]);
+                if ((j0 - klo + ATT_KEYS) % ATT_SEGMENT == 0)
+                    att_fold(acc + r * np, tot + r * np, &l[r], &lt[r], np, 1.0f);
             }
         }
-        for (int i = 0; i < nh; i++) {
-            char *o = a->o.base + b * a->o.s0 + t * a->o.s1 + (h0 + i) * a->o.s2;
-            att_fold(acc[i], tot[i], &l[i], &lt[i], np, 1.0f);
+        for (int r = 0; r < rows; r++) {
+            const int64_t i = h0 + r % nh;
+            char *o = a->o.base + b * a->o.s0 + (t0 + r / nh) * a->o.s1 + i * a->o.s2;
+            att_fold(acc + r * np, tot + r * np, &l[r], &lt[r], np, 1.0f);
             float inv = 0.0f;
-            if (m[i] != -INFINITY) {
-                float denom = lt[i];
+            if (m[r] != -INFINITY) {
+                float denom = lt[r];
                 if (a->sinks)
-                    denom += expf(a->sinks[h0 + i] - m[i]);
+                    denom += expf(a->sinks[i] - m[r]);
                 inv = 1.0f / denom;
             }
             int64_t d = 0;
             for (; d + VL <= D; d += VL)
-                vf_store(qdt, o, d, vf_mul(vf_load_f32(tot[i] + d), vf_set1(inv)));
+                vf_store(qdt, o, d, vf_mul(vf_load_f32(tot + r * np + d), vf_set1(inv)));
             for (; d < D; d++)
-                sc_store(qdt, o, d, tot[i][d] * inv);
+                sc_store(qdt, o, d, tot[r * np + d] * inv);
         }
     }
 }
 
-static void MLXN_LEVEL_FN(attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1)
+static void MLXN_LEVEL_FN(attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1, float *scratch)
 {
     /* One specialized loop per (q dtype, cache dtype) pair. */
 #define ATT_CASE(q, kv)                             \
     if (a->q_dtype == (q) && a->kv_dtype == (kv)) { \
         for (int64_t u = u0; u < u1; u++)           \
-            att_unit(a, u, (q), (kv));              \
+            att_tile(a, u, scratch, (q), (kv));     \
         return;                                     \
     }
     ATT_CASE(MLXN_DTYPE_F32, MLXN_DTYPE_F32)

@@ -6,9 +6,10 @@
 #include "threadpool.h"
 
 /* qmatmul: rows n0 .. n1 - 1 of W against the a->M rows of x, given as f32 [M, K] contiguous,
- * with xsum [M, xss] their span sums (mlxn_cpu_qmm_xsums) */
+ * with xsum [M, xss] their span sums (mlxn_cpu_qmm_xsums) and, from MLXN_CPU_QMM_PANEL rows
+ * with K a multiple of 32, xt: the same rows in panels (mlxn_cpu_qmm_panels), else NULL */
 typedef void (*mlxn_cpu_qmatmul_rows_fn)(const mlxn_qmatmul_args *a, const float *x, const float *xsum,
-                                         int64_t xss, int64_t n0, int64_t n1);
+                                         int64_t xss, const float *xt, int64_t n0, int64_t n1);
 
 /* Row-range kernels of one SIMD level; the threading lives in the op's dispatcher. */
 typedef struct mlxn_cpu_kernel_set {
@@ -17,8 +18,9 @@ typedef struct mlxn_cpu_kernel_set {
     void (*rms_norm_rows)(const mlxn_rms_norm_args *a, int64_t r0, int64_t r1, bool stream);
     /* rows r0 .. r1 - 1; w: radians per position of each pair */
     void (*rope_rows)(const mlxn_rope_args *a, const double *w, int64_t r0, int64_t r1);
-    /* units u0 .. u1 - 1 of ((b * Hkv + kv head) * Tq + t): one query of one group of heads */
-    void (*attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1);
+    /* units u0 .. u1 - 1 of ((b * Hkv + kv head) * tiles + tile): a tile of queries
+     * (mlxn_cpu_att_tile_queries) of one group of heads; scratch: mlxn_cpu_att_scratch_floats(D) */
+    void (*attention_units)(const mlxn_attention_args *a, int64_t u0, int64_t u1, float *scratch);
     /* softmax rows r0 .. r1 - 1 */
     void (*softmax_rows)(const mlxn_softmax_args *a, int64_t r0, int64_t r1);
     /* activation rows r0 .. r1 - 1 */
@@ -84,6 +86,39 @@ static inline int64_t mlxn_cpu_qmm_xss(int64_t K)
  * `form` (MLXN_CPU_QMM_X_*) where it can be made (x finite, no span's largest |x| below TINY,
  * K a multiple of 256 for INT256; the INT32 forms by the level `ks`), its flag says which */
 void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form, const mlxn_cpu_kernel_set *ks);
+
+/* x's whole panels of MLXN_CPU_QMM_PANEL rows for the row kernels' many-row path
+ * (qmatmul_impl.h): panel p holds rows 32 p .. 32 p + 31 transposed, element k of row 32 p + i at
+ * xt[(p K + k) 32 + i]; floor(M / 32) 32 K floats. From 32 rows (the rows past the last panel
+ * go to register blocks of 4 rows, which at 28 rows ran as fast as a panel with 4 rows of zeros
+ * or faster: bench/NOTES.md). */
+#define MLXN_CPU_QMM_PANEL 32
+static inline int64_t mlxn_cpu_qmm_panel_floats(int64_t M, int64_t K)
+{
+    return M / MLXN_CPU_QMM_PANEL * MLXN_CPU_QMM_PANEL * K;
+}
+/* the panels' units of work: 16 elements of K of one panel */
+static inline int64_t mlxn_cpu_qmm_panel_units(int64_t M, int64_t K)
+{
+    return M / MLXN_CPU_QMM_PANEL * ((K + 15) / 16);
+}
+/* units u0 .. u1 - 1 of the panels xt of x [M, K] */
+void mlxn_cpu_qmm_panels(const float *x, int64_t K, int64_t u0, int64_t u1, float *xt);
+
+/* Attention's tiles (attention_impl.h): up to MLXN_CPU_ATT_ROWS rows of (query, head) of one KV
+ * head share each block of MLXN_CPU_ATT_KEYS keys read, so a prefill's queries go several a tile
+ * where the group has fewer heads; a thread's scratch holds the rows' q, sums and totals and a
+ * block of keys and values, each row D floats padded to 16. */
+#define MLXN_CPU_ATT_ROWS 16
+#define MLXN_CPU_ATT_KEYS 8
+static inline int64_t mlxn_cpu_att_tile_queries(int64_t group)
+{
+    return group >= MLXN_CPU_ATT_ROWS ? 1 : MLXN_CPU_ATT_ROWS / group;
+}
+static inline size_t mlxn_cpu_att_scratch_floats(int64_t D)
+{
+    return (size_t)(3 * MLXN_CPU_ATT_ROWS + 2 * MLXN_CPU_ATT_KEYS) * (size_t)((D + 15) / 16 * 16);
+}
 
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_portable;
 extern const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2;

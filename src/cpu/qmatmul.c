@@ -18,6 +18,7 @@ typedef struct qmm_ctx {
     const float *x;    /* [M, kpad] f32 copy of x */
     const float *xsum; /* [M, xss] span sums of x (level kernels; mlxn_cpu_qmm_xsums) */
     int64_t xss;
+    const float *xt;   /* x in panels (mlxn_cpu_qmm_panels), or NULL */
     mlxn_cpu_qmatmul_rows_fn rows; /* the level's kernel, or NULL: generic */
     atomic_int_fast64_t next;      /* first row of W not yet taken */
     int64_t chunk;                 /* rows taken at a time */
@@ -68,7 +69,7 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
             return;
         const int64_t n1 = n0 + c->chunk < c->a->N ? n0 + c->chunk : c->a->N;
         if (c->rows)
-            c->rows(c->a, c->x, c->xsum, c->xss, n0, n1);
+            c->rows(c->a, c->x, c->xsum, c->xss, c->xt, n0, n1);
         else
             qmm_generic(c, n0, n1);
     }
@@ -130,6 +131,58 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form, const 
     *flag = ok ? (float)form : (float)MLXN_CPU_QMM_X_NONE;
 }
 
+void mlxn_cpu_qmm_panels(const float *x, int64_t K, int64_t u0, int64_t u1, float *xt)
+{
+    const int64_t P = MLXN_CPU_QMM_PANEL, kb = (K + 15) / 16;
+    for (int64_t u = u0; u < u1; u++) { /* 16 elements of each of a panel's rows: a line of x each */
+        const int64_t p = u / kb, k0 = u % kb * 16, k1 = K - k0 < 16 ? K : k0 + 16;
+        float *t = xt + p * K * P;
+        for (int64_t i = 0; i < P; i++)
+            for (int64_t k = k0; k < k1; k++)
+                t[k * P + i] = x[(p * P + i) * K + k];
+    }
+}
+
+/* x's preparation: f32 rows (normed where asked), their span sums and the panels they fill */
+typedef struct xprep_ctx {
+    const mlxn_qmatmul_args *a;
+    const mlxn_cpu_kernel_set *ks;
+    float *x, *xsum, *xt; /* [M, kpad], [M, xss], panels or NULL */
+    int64_t kpad, xss;
+    int x_form;
+} xprep_ctx;
+
+/* rows 32 g0 .. 32 g1 - 1 of x, and their panels */
+static void xprep_task(void *ctx, int64_t g0, int64_t g1)
+{
+    const xprep_ctx *c = ctx;
+    const mlxn_qmatmul_args *a = c->a;
+    const int64_t m1 = g1 * MLXN_CPU_QMM_PANEL < a->M ? g1 * MLXN_CPU_QMM_PANEL : a->M;
+    for (int64_t m = g0 * MLXN_CPU_QMM_PANEL; m < m1; m++) {
+        const char *row = mlxn_rows_ptr(&a->x, m);
+        float *xm = c->x + m * c->kpad;
+        if (a->x_dtype == MLXN_DTYPE_F32) /* the common case, without a call per element */
+            memcpy(xm, row, (size_t)a->K * sizeof(float));
+        else
+            for (int64_t k = 0; k < a->K; k++)
+                xm[k] = (float)mlxn_ref_load(a->x_dtype, row, k);
+        if (a->norm_w) {
+            double ss = 0; /* f64: rows of many thousands keep the sum's precision */
+            for (int64_t k = 0; k < a->K; k++)
+                ss += (double)xm[k] * xm[k];
+            const float inv = (float)(1.0 / sqrt(ss / (double)a->K + (double)a->norm_eps));
+            for (int64_t k = 0; k < a->K; k++)
+                xm[k] = xm[k] * inv * a->norm_w[k];
+        }
+        if (c->xss)
+            mlxn_cpu_qmm_xsums(xm, a->K, c->xsum + m * c->xss, a->M == 1 ? c->x_form : MLXN_CPU_QMM_X_NONE, c->ks);
+    }
+    if (c->xt) { /* the whole panels among the rows */
+        const int64_t kb = mlxn_cpu_qmm_panel_units(MLXN_CPU_QMM_PANEL, a->K), np = a->M / MLXN_CPU_QMM_PANEL;
+        mlxn_cpu_qmm_panels(c->x, a->K, g0 * kb, (g1 < np ? g1 : np) * kb, c->xt);
+    }
+}
+
 static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
 {
     static const char fn[] = "mlxn_qmatmul";
@@ -146,33 +199,21 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
     /* x's integer forms are for one row of x: with more, a row of xsum holds the sums and the
      * flag alone (at K 14336 and 512 rows, 2.8 MB where the whole form takes 33 MB) */
     const int64_t xss = !rows ? 0 : a->M == 1 ? mlxn_cpu_qmm_xss(a->K) : mlxn_cpu_qmm_xdig(a->K) + 16;
+    const int64_t npanel = rows && a->K % 32 == 0 ? mlxn_cpu_qmm_panel_floats(a->M, a->K) : 0;
     /* 64-byte aligned: the kernels load x a vector at a time, and off a 64-byte boundary every
-     * 64-byte load straddles two cache lines. Zeroed: the generic path reads its rows' padding. */
-    const size_t xbytes = (size_t)(a->M * (kpad + xss)) * sizeof(float);
+     * 64-byte load straddles two cache lines. Zeroed (the panels are written whole, and so are
+     * the rows where the kernels read x): the generic path reads its rows' padding. */
+    const size_t xbytes = (size_t)(a->M * (kpad + xss) + npanel) * sizeof(float);
     float *x = mlxn_aligned_alloc(xbytes);
     if (!x)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
-    memset(x, 0, xbytes);
-    float *xsum = x + a->M * kpad;
-    for (int64_t m = 0; m < a->M; m++) {
-        const char *row = mlxn_rows_ptr(&a->x, m);
-        float *xm = x + m * kpad;
-        if (a->x_dtype == MLXN_DTYPE_F32) /* the common case, without a call per element */
-            memcpy(xm, row, (size_t)a->K * sizeof(float));
-        else
-            for (int64_t k = 0; k < a->K; k++)
-                xm[k] = (float)mlxn_ref_load(a->x_dtype, row, k);
-        if (a->norm_w) {
-            double ss = 0; /* f64: rows of many thousands keep the sum's precision */
-            for (int64_t k = 0; k < a->K; k++)
-                ss += (double)xm[k] * xm[k];
-            const float inv = (float)(1.0 / sqrt(ss / (double)a->K + (double)a->norm_eps));
-            for (int64_t k = 0; k < a->K; k++)
-                xm[k] = xm[k] * inv * a->norm_w[k];
-        }
-        if (xss)
-            mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * xss, a->M == 1 ? x_form : MLXN_CPU_QMM_X_NONE, d->kernels);
-    }
+    float *xsum = x + a->M * kpad, *xt = npanel ? xsum + a->M * xss : NULL;
+    memset(rows ? xsum : x, 0, (size_t)(a->M * (rows ? xss : kpad + xss)) * sizeof(float));
+    /* on every thread, 32 rows a unit: on one, x's conversion and panels took ~10% of a prefill's
+     * product with a short W (640 x 2048, 512 rows) */
+    xprep_ctx xc = {a, d->kernels, x, xsum, xt, kpad, xss, x_form};
+    const int64_t groups = (a->M + MLXN_CPU_QMM_PANEL - 1) / MLXN_CPU_QMM_PANEL;
+    mlxn_threadpool_run(d->pool, groups, (16384 + 32 * a->K - 1) / (32 * a->K), xprep_task, &xc);
     /* GLU or accumulation: the plain product goes to yt [M, N] first */
     mlxn_qmatmul_args plain = *a;
     float *yt = NULL;
@@ -185,14 +226,16 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
         plain.y = (mlxn_rows){.base = (char *)yt, .d1 = 1, .d2 = a->M, .s0 = 0, .s1 = 0,
                               .s2 = a->N * (int64_t)sizeof *yt};
     }
-    qmm_ctx c = {.a = &plain, .x = x, .xsum = xsum, .xss = xss, .rows = rows, .st = MLXN_STATUS_OK};
+    qmm_ctx c = {.a = &plain, .x = x, .xsum = xsum, .xss = xss, .xt = xt, .rows = rows, .st = MLXN_STATUS_OK};
     /* chunks of about 64 KiB of W (256 KiB from 9 rows of x: the kernels' L2 panels), at least
-     * four per thread; a small product (under ~16K multiply-adds per thread) stays on the caller */
+     * four per thread; with x in panels a quarter of a thread's share, in whole register blocks
+     * of 12 rows (6 on AVX2): every chunk reads all of x's panels, once per block of rows. A small
+     * product (under ~16K multiply-adds per thread) stays on the caller. */
     const int threads = mlxn_threadpool_size(d->pool);
     const int64_t row_bytes = a->w_stride > 0 ? a->w_stride : 1;
     int64_t chunk = ((a->M > 8 ? 256 : 64) << 10) / row_bytes;
     const int64_t quarter = (a->N + 4 * threads - 1) / (4 * threads);
-    chunk = chunk > quarter ? quarter : chunk;
+    chunk = xt ? (quarter + 11) / 12 * 12 : chunk > quarter ? quarter : chunk;
     c.chunk = chunk < 1 ? 1 : chunk;
     atomic_init(&c.next, 0);
     const int64_t per_row = a->K * a->M;

@@ -46,8 +46,8 @@ static int tile_expert(const qid_ctx *c, int64_t tile)
 }
 
 /* Rows m0 .. m0 + mb - 1 of the map's pair list: their rows of x as f32 [mb, K] and span sums
- * [mb, xss]. */
-static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *xsum)
+ * [mb, xss]; at MLXN_CPU_QMM_PANEL rows (K whole units) as a panel xt too, else xt NULL. */
+static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *xsum, float *panel, const float **xt)
 {
     const mlxn_qmatmul_id_args *a = c->a;
     for (int64_t m = 0; m < mb; m++) {
@@ -61,6 +61,11 @@ static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *
             for (int64_t i = 0; i < a->K; i++)
                 xm[i] = (float)mlxn_ref_load(a->x_dtype, row, i);
         mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss, mb == 1 ? c->x_form : MLXN_CPU_QMM_X_NONE, c->ks);
+    }
+    *xt = NULL;
+    if (c->rows_fn && mb >= MLXN_CPU_QMM_PANEL && a->K % 32 == 0) {
+        mlxn_cpu_qmm_panels(x, a->K, 0, mlxn_cpu_qmm_panel_units(mb, a->K), panel);
+        *xt = panel;
     }
 }
 
@@ -94,7 +99,7 @@ static void rows_generic(const mlxn_qmatmul_args *q, const float *x, float *wrow
 
 /* out [mb, nn] = x [mb, K] . rows n0 .. n0 + nn - 1 of one expert's W (at w, rows w_stride apart)^T */
 static void expert_rows(const qid_ctx *c, const uint8_t *w, int64_t w_stride, int64_t mb, int64_t nn, const float *x,
-                        const float *xsum, float *out, float *wrow)
+                        const float *xsum, const float *xt, float *out, float *wrow)
 {
     const mlxn_qmatmul_id_args *a = c->a;
     mlxn_qmatmul_args q = {.M = mb, .N = nn, .K = a->K, .w_dtype = a->w_dtype, .x_dtype = MLXN_DTYPE_F32,
@@ -104,7 +109,7 @@ static void expert_rows(const qid_ctx *c, const uint8_t *w, int64_t w_stride, in
     q.y.d2 = mb;
     q.y.s2 = nn * (int64_t)sizeof(float);
     if (c->rows_fn)
-        c->rows_fn(&q, x, xsum, c->xss, 0, nn);
+        c->rows_fn(&q, x, xsum, c->xss, xt, 0, nn);
     else
         rows_generic(&q, x, wrow);
 }
@@ -117,13 +122,17 @@ static void qid_task(void *ctx, int64_t p0, int64_t p1)
     const mlxn_qmatmul_id_args *a = c->a;
     const int64_t K = a->K, nc = c->chunk, halves = a->w_up ? 2 : 1;
     /* 64-byte aligned, as qmatmul's x: the row kernel's vector loads of x stay within a line */
-    float *x = mlxn_aligned_alloc(sizeof(float) * (size_t)(PAIR_BLOCK * (K + c->xss) + halves * PAIR_BLOCK * nc + K));
+    float *x = mlxn_aligned_alloc(sizeof(float) *
+                                  (size_t)(PAIR_BLOCK * (K + c->xss) + mlxn_cpu_qmm_panel_floats(PAIR_BLOCK, K) +
+                                           halves * PAIR_BLOCK * nc + K));
     if (!x) {
         atomic_store(&c->no_memory, true);
         return;
     }
-    float *xsum = x + PAIR_BLOCK * K, *yg = xsum + PAIR_BLOCK * c->xss, *yu = yg + PAIR_BLOCK * nc,
+    float *xsum = x + PAIR_BLOCK * K, *panel = xsum + PAIR_BLOCK * c->xss,
+          *yg = panel + mlxn_cpu_qmm_panel_floats(PAIR_BLOCK, K), *yu = yg + PAIR_BLOCK * nc,
           *wrow = yg + halves * PAIR_BLOCK * nc;
+    const float *xt = NULL;
     int64_t gathered = -1; /* the pair block now in x */
     for (;;) {
         const int64_t i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
@@ -135,13 +144,13 @@ static void qid_task(void *ctx, int64_t p0, int64_t p1)
         const int64_t mb = c->offsets[e + 1] - m0 < PAIR_BLOCK ? c->offsets[e + 1] - m0 : PAIR_BLOCK;
         const int64_t nn = a->N - n0 < nc ? a->N - n0 : nc;
         if (tile != gathered) {
-            gather_x(c, m0, mb, x, xsum);
+            gather_x(c, m0, mb, x, xsum, panel, &xt);
             gathered = tile;
         }
-        expert_rows(c, a->w + e * a->w_expert_stride + n0 * a->w_stride, a->w_stride, mb, nn, x, xsum, yg, wrow);
+        expert_rows(c, a->w + e * a->w_expert_stride + n0 * a->w_stride, a->w_stride, mb, nn, x, xsum, xt, yg, wrow);
         if (a->w_up)
-            expert_rows(c, a->w_up + e * a->up_expert_stride + n0 * a->up_stride, a->up_stride, mb, nn, x, xsum, yu,
-                        wrow);
+            expert_rows(c, a->w_up + e * a->up_expert_stride + n0 * a->up_stride, a->up_stride, mb, nn, x, xsum, xt,
+                        yu, wrow);
         for (int64_t m = 0; m < mb; m++) {
             float *y = (float *)mlxn_rows_ptr(&a->y, c->pairs[m0 + m]) + n0;
             const float *g = yg + m * nn, *u = yu + m * nn;

@@ -1395,6 +1395,29 @@ MLXN_ALWAYS_INLINE void qmm_block(const float *w, const float *x, int64_t K, con
     }
 #endif
 
+/* y[m][n + j] = w[j] . x[m] for rows m0 .. m1 - 1 of x (f32, row stride K) and nr (<= QMM_NR)
+ * decoded rows w (K apart). One function for every format: the rows are floats by now. */
+static void MLXN_LEVEL_FN(qmm_blocks)(const mlxn_qmatmul_args *a, const float *w, const float *x, int64_t m0,
+                                      int64_t m1, int64_t n, int nr)
+{
+    const int64_t K = a->K;
+    for (; m0 < m1; m0 += QMM_MR) {
+        const int mr = m1 - m0 < QMM_MR ? (int)(m1 - m0) : QMM_MR;
+        const float *xm = x + m0 * K;
+        float r[QMM_MR * QMM_NR];
+        switch (nr) {
+        case 1: QMM_BLOCK_MR(mr, 1) break;
+        case 2: QMM_BLOCK_MR(mr, 2) break;
+        case 3: QMM_BLOCK_MR(mr, 3) break;
+        default: QMM_BLOCK_MR(mr, QMM_NR) break;
+        }
+        for (int m = 0; m < mr; m++)
+            for (int j = 0; j < nr; j++)
+                ((float *)mlxn_rows_ptr(&a->y, m0 + m))[n + j] = r[m * QMM_NR + j];
+    }
+}
+#undef QMM_BLOCK_MR
+
 /* Rows n0 .. n1 - 1 of W against all M rows of x, W decoded QMM_NR rows at a time (wbuf:
  * QMM_NR * K floats) once per chunk of x that stays in L2. */
 MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const float *x, int64_t n0, int64_t n1,
@@ -1410,35 +1433,111 @@ MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const float
             const int nr = n1 - n < QMM_NR ? (int)(n1 - n) : QMM_NR;
             for (int j = 0; j < nr; j++)
                 qmm_decode_row(type, a->w + (n + j) * a->w_stride, K, wbuf + j * K);
-            const float *w = wbuf;
-            for (int64_t m0 = c0; m0 < c1; m0 += QMM_MR) {
-                const int mr = c1 - m0 < QMM_MR ? (int)(c1 - m0) : QMM_MR;
-                const float *xm = x + m0 * K;
-                float r[QMM_MR * QMM_NR];
-                switch (nr) {
-                case 1: QMM_BLOCK_MR(mr, 1) break;
-                case 2: QMM_BLOCK_MR(mr, 2) break;
-                case 3: QMM_BLOCK_MR(mr, 3) break;
-                default: QMM_BLOCK_MR(mr, QMM_NR) break;
-                }
-                for (int m = 0; m < mr; m++)
-                    for (int j = 0; j < nr; j++)
-                        ((float *)mlxn_rows_ptr(&a->y, m0 + m))[n + j] = r[m * QMM_NR + j];
-            }
+            MLXN_LEVEL_FN(qmm_blocks)(a, wbuf, x, c0, c1, n, nr);
         }
     }
 }
-#undef QMM_BLOCK_MR
 
-/* Rows n0 .. n1 - 1 of W. From QMM_DECODED_M rows of x: qmm_rows_decoded. Otherwise (and
+/* ---------------------------------------------------------------- x in panels
+ *
+ * From 32 rows of x (with K whole units) x comes in panels of 32 rows, transposed (cpu.h; the
+ * rows past the last panel go to qmm_blocks), and QMM_TN decoded rows of W are multiplied into a
+ * panel as an outer product: per element k, an element of each row of W broadcast times a vector
+ * of x's rows at k. The accumulators hold outputs (a vector of rows of x for one row of W) rather
+ * than partial dot products, so no horizontal sums are left at the end of K, and a register
+ * block takes QMM_TV + QMM_TN loads per QMM_TV x QMM_TN FMAs. */
+#if MLXN_SIMD_LEVEL >= 2
+#define QMM_TN 12 /* 12 x 2 accumulators + 2 vectors of x + a broadcast of the 32 registers */
+#else
+#define QMM_TN 6 /* 6 x 2 + 2 + 1 of the 16 */
+#endif
+#define QMM_TV 2 /* vectors of x's rows a block: 32 rows on AVX-512, 16 on AVX2 */
+/* bytes of x's panels a pass over W, its rows decoded once a pass (bench/NOTES.md: 4 MB, in the
+ * last-level cache, ran faster than passes the size of L2, whose decoding is repeated more) */
+#define QMM_PANEL_PASS_BYTES (4 << 20)
+
+/* out[j 32 + i] = w[j] . x[i] for the QMM_TN decoded rows w (K floats each) and QMM_TV vectors of
+ * x's rows from the panel column xt (row i's element k at xt[k 32 + i]) */
+MLXN_ALWAYS_INLINE void qmm_panel_block(const float *w, const float *xt, int64_t K, float *out)
+{
+    vf acc[QMM_TN][QMM_TV];
+#pragma GCC unroll 12
+    for (int j = 0; j < QMM_TN; j++)
+#pragma GCC unroll 2
+        for (int v = 0; v < QMM_TV; v++)
+            acc[j][v] = vf_zero();
+    for (int64_t k = 0; k < K; k++) {
+        vf xv[QMM_TV];
+#pragma GCC unroll 2
+        for (int v = 0; v < QMM_TV; v++)
+            xv[v] = vf_load_f32(xt + k * MLXN_CPU_QMM_PANEL + v * VL);
+#pragma GCC unroll 12
+        for (int j = 0; j < QMM_TN; j++) {
+            const vf b = vf_set1(w[j * K + k]);
+#pragma GCC unroll 2
+            for (int v = 0; v < QMM_TV; v++)
+                acc[j][v] = vf_fma(b, xv[v], acc[j][v]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int j = 0; j < QMM_TN; j++)
+#pragma GCC unroll 2
+        for (int v = 0; v < QMM_TV; v++)
+            vf_store_f32(out + j * MLXN_CPU_QMM_PANEL + v * VL, acc[j][v]);
+}
+
+/* Rows n0 .. n1 - 1 of W against x's panels xt and, past them, its rows x; W decoded QMM_TN rows
+ * at a time (wbuf: QMM_TN K floats; rows past n1 zero) once per pass over the panels. */
+MLXN_ALWAYS_INLINE void qmm_rows_panels(const mlxn_qmatmul_args *a, const float *x, const float *xt, int64_t n0,
+                                        int64_t n1, const int type, float *wbuf)
+{
+    const int64_t K = a->K, M = a->M, P = MLXN_CPU_QMM_PANEL, np = M / P;
+    int64_t pass = QMM_PANEL_PASS_BYTES / (K * P * (int64_t)sizeof(float));
+    pass = pass < 1 ? 1 : pass;
+    for (int64_t p0 = 0; p0 < np; p0 += pass) {
+        const int64_t p1 = p0 + pass < np ? p0 + pass : np;
+        for (int64_t n = n0; n < n1; n += QMM_TN) {
+            const int nr = n1 - n < QMM_TN ? (int)(n1 - n) : QMM_TN;
+            for (int j = 0; j < QMM_TN; j++)
+                if (j < nr)
+                    qmm_decode_row(type, a->w + (n + j) * a->w_stride, K, wbuf + j * K);
+                else
+                    memset(wbuf + j * K, 0, (size_t)K * sizeof(float));
+            for (int64_t p = p0; p < p1; p++) {
+                float out[QMM_TN * MLXN_CPU_QMM_PANEL];
+                for (int r0 = 0; r0 < P; r0 += QMM_TV * VL) /* AVX2: two halves of 16 rows */
+                    qmm_panel_block(wbuf, xt + p * K * P + r0, K, out + r0);
+                for (int i = 0; i < P; i++) {
+                    float *y = (float *)mlxn_rows_ptr(&a->y, p * P + i) + n;
+                    for (int j = 0; j < nr; j++)
+                        y[j] = out[j * P + i];
+                }
+            }
+            if (p1 == np) /* the rows past the panels, in the last pass */
+                for (int j = 0; j < nr; j += QMM_NR)
+                    MLXN_LEVEL_FN(qmm_blocks)(a, wbuf + j * K, x, np * P, M, n + j,
+                                              nr - j < QMM_NR ? nr - j : QMM_NR);
+        }
+    }
+}
+
+/* Rows n0 .. n1 - 1 of W. With x's panels xt: qmm_rows_panels. From QMM_DECODED_M rows of x: qmm_rows_decoded. Otherwise (and
  * when its buffer cannot be had, or a float W's K is not whole units) the M rows of x go
  * QMM_MB at a time; for M > QMM_MB the rows of W are visited in panels that stay in the L2
  * cache while every chunk of x passes over them. xsum: [M, xss] sums of x over each
  * 32-element unit, zero-padded. */
 MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, const float *xsum, int64_t xss,
-                                 int64_t n0, int64_t n1, const int type)
+                                 const float *xt, int64_t n0, int64_t n1, const int type)
 {
     const int64_t K = a->K, M = a->M;
+    if (xt) {
+        float *wbuf = mlxn_aligned_alloc((size_t)QMM_TN * (size_t)K * sizeof(float));
+        if (wbuf) { /* else the paths below */
+            qmm_rows_panels(a, x, xt, n0, n1, type, wbuf);
+            mlxn_aligned_free(wbuf);
+            return;
+        }
+    }
     if (M >= QMM_DECODED_M && K % 32 == 0) {
         float *wbuf = mlxn_aligned_alloc((size_t)QMM_NR * (size_t)K * sizeof(float));
         if (wbuf) { /* else the path below, which needs no memory */
@@ -1489,9 +1588,10 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
 
 #define QMM_ROWS_FN(tname, type)                                                                        \
     static void MLXN_LEVEL_FN(qmm_rows_##tname)(const mlxn_qmatmul_args *a, const float *x,              \
-                                                const float *xsum, int64_t xss, int64_t n0, int64_t n1) \
+                                                const float *xsum, int64_t xss, const float *xt,        \
+                                                int64_t n0, int64_t n1)                                 \
     {                                                                                                   \
-        qmm_rows(a, x, xsum, xss, n0, n1, type);                                                        \
+        qmm_rows(a, x, xsum, xss, xt, n0, n1, type);                                                    \
     }
 QMM_ROWS_FN(q4_0, MLXN_DTYPE_Q4_0)
 QMM_ROWS_FN(q4_1, MLXN_DTYPE_Q4_1)
