@@ -845,6 +845,14 @@ void test_attention(test_devices *devs, rng *g)
     qodd.features = AT_ODD_KV | AT_WINDOW | AT_MASK;
     qodd.window = 50;
     run_case(&qodd, devs, g);
+    /* the CPU's tiles of (query, head) rows: a group of 32 heads (two passes of 16) in a chunk,
+     * and windows shorter than a tile's 16 queries (one head a KV head), causal and not */
+    at_case tiles = {1, 20, 32, 1, 300, 64, MLXN_DTYPE_F32, MLXN_DTYPE_F32, AT_WINDOW | AT_MASK, 5, -1};
+    run_case(&tiles, devs, g);
+    tiles = (at_case){2, 40, 2, 2, 300, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, AT_WINDOW | AT_NONCAUSAL, 3, -1};
+    run_case(&tiles, devs, g);
+    tiles = (at_case){1, 35, 4, 4, 200, 80, MLXN_DTYPE_F32, MLXN_DTYPE_F16, AT_WINDOW | AT_SINKS, 1, -1};
+    run_case(&tiles, devs, g);
     /* long-context decode: Gemma 3's MQA (4 query heads over 1 KV head of 256), 8192 slots */
     at_case lc = {1, 1, 4, 1, 8192, 256, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, AT_SOFTCAP, 0, 8000};
     run_case(&lc, devs, g);

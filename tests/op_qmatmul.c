@@ -281,7 +281,7 @@ void test_qmatmul(test_devices *devs, rng *g)
     };
     static const int64_t shapes[][4] = {
         /* M, N, K (rounded up to whole blocks), pad. From M = 32 the CPU kernels take x in panels of
-         * 32 rows, the rows past the last one in register blocks of 4 rows (57, 100) */
+         * 32 rows, the rows past the last one in register blocks of a few rows (57, 100) */
         {1, 67, 512, 0}, {2, 33, 256, 0}, {3, 31, 768, 0}, {7, 17, 256, 3}, {8, 129, 512, 0},
         {9, 65, 256, 0}, {16, 33, 512, 0}, {57, 29, 768, 0}, {100, 67, 256, 5}, {512, 19, 256, 0},
     };
@@ -299,6 +299,13 @@ void test_qmatmul(test_devices *devs, rng *g)
         {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 1, 40, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
         {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 8, 24, 8192, 0, 0, MLXN_ACT_SILU, 0, false},
         {MLXN_DTYPE_Q8_0, MLXN_DTYPE_F16, 3, 37, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
+        /* the CPU's panels: long rows (each output one f32 sum over K), more panels than one
+         * 4 MB pass holds (5 at K 8192, 4 a pass) with rows past them, the norm fused at 32+ rows,
+         * and a float W whose K is not whole 32-element units (no panels) */
+        {MLXN_DTYPE_Q4_K, MLXN_DTYPE_F32, 40, 13, 14336, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 170, 26, 8192, 0, QMM_GLU, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q5_0, MLXN_DTYPE_F32, 45, 22, 4096, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 64, 21, 72, 0, 0, MLXN_ACT_SILU, 0, false},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);

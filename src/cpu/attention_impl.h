@@ -10,9 +10,10 @@
  * ATT_SEGMENT) into acc and l, folded into the totals at the segment's end and at a rescale, so
  * an f32 sum takes at most ATT_SEGMENT terms in a row, and the totals one per segment and
  * rescale (one running sum over 16K keys drifted to 3e-5 of the output's bound). Rows are
- * padded with zeros to a multiple of the vector width, so the inner loops have no tails. The
- * keys of a block outside a row's own range (causal, window) get weight zero: the tile's keys
- * are all written slots, so their products are finite. */
+ * padded with zeros to a multiple of the vector width, so the inner loops have no tails. A
+ * block's keys outside a row's own range (causal, window) are scored and dropped: the tile's
+ * keys are all written slots (below pos + Tq), so reading them is safe; like masked keys, they
+ * take no part in the weighted sum. */
 #include <math.h>
 #include <string.h>
 
@@ -150,11 +151,17 @@ MLXN_ALWAYS_INLINE void att_row_block(const mlxn_attention_args *a, const float 
         att_fold(acc, tot, l, lt, np, expf(*m - mn));
         *m = mn;
     }
-    for (int j = 0; j < nk; j++) {
-        w[j] = z[j] == -INFINITY ? 0.0f : expf(z[j] - mn);
-        *l += w[j];
-    }
-    att_pv(acc, vp, w, nk, np);
+    /* the keys with a weight, as the reference takes them: a key masked to -inf adds nothing,
+     * not even 0 times its value (which may be NaN or Inf) */
+    const float *vw[ATT_KEYS];
+    int n = 0;
+    for (int j = 0; j < nk; j++)
+        if (z[j] != -INFINITY) {
+            w[n] = expf(z[j] - mn);
+            *l += w[n];
+            vw[n++] = vp[j];
+        }
+    att_pv(acc, vw, w, n, np);
 }
 
 MLXN_ALWAYS_INLINE void att_tile(const mlxn_attention_args *a, int64_t u, float *scratch, const int qdt,

@@ -199,12 +199,15 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
     /* x's integer forms are for one row of x: with more, a row of xsum holds the sums and the
      * flag alone (at K 14336 and 512 rows, 2.8 MB where the whole form takes 33 MB) */
     const int64_t xss = !rows ? 0 : a->M == 1 ? mlxn_cpu_qmm_xss(a->K) : mlxn_cpu_qmm_xdig(a->K) + 16;
-    const int64_t npanel = rows && a->K % 32 == 0 ? mlxn_cpu_qmm_panel_floats(a->M, a->K) : 0;
     /* 64-byte aligned: the kernels load x a vector at a time, and off a 64-byte boundary every
      * 64-byte load straddles two cache lines. Zeroed (the panels are written whole, and so are
      * the rows where the kernels read x): the generic path reads its rows' padding. */
-    const size_t xbytes = (size_t)(a->M * (kpad + xss) + npanel) * sizeof(float);
-    float *x = mlxn_aligned_alloc(xbytes);
+    int64_t npanel = rows && a->K % 32 == 0 ? mlxn_cpu_qmm_panel_floats(a->M, a->K) : 0;
+    float *x = mlxn_aligned_alloc((size_t)(a->M * (kpad + xss) + npanel) * sizeof(float));
+    if (!x && npanel) { /* the kernels do without the panels, at session 4's rate */
+        npanel = 0;
+        x = mlxn_aligned_alloc((size_t)(a->M * (kpad + xss)) * sizeof(float));
+    }
     if (!x)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
     float *xsum = x + a->M * kpad, *xt = npanel ? xsum + a->M * xss : NULL;

@@ -12,9 +12,9 @@
 #include "cpu.h"
 #include "ref/ref.h"
 
-/* pairs per item: the row kernels keep up to 8 rows of x in registers and walk W in L2-sized
- * panels for more; 32 rows of x of K = 4096 (512 KiB) stay in L2 beside the panel */
-#define PAIR_BLOCK 32
+/* pairs per item: a whole block is one panel of x for the row kernels' outer products
+ * (MLXN_CPU_QMM_PANEL); fewer rows go to their register blocks of a few rows of x */
+#define PAIR_BLOCK MLXN_CPU_QMM_PANEL
 
 typedef struct qid_ctx {
     const mlxn_qmatmul_id_args *a;
@@ -198,6 +198,11 @@ mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
     int64_t chunk = (64 << 10) / a->w_stride;
     const int64_t even = (c.n_tiles * a->N + 4 * threads - 1) / (4 * threads);
     chunk = chunk > even ? even : chunk;
+    bool panels = false; /* an expert with a whole block: its items take the row kernels' panels */
+    for (int e = 0; e < E && !panels; e++)
+        panels = offsets[e + 1] - offsets[e] >= PAIR_BLOCK;
+    if (panels)
+        chunk = (chunk + 11) / 12 * 12; /* whole groups of 12 rows of W (6 on AVX2) */
     c.chunk = chunk < 1 ? 1 : chunk > a->N ? a->N : chunk;
     c.n_chunks = (a->N + c.chunk - 1) / c.chunk;
     atomic_init(&c.next, 0);

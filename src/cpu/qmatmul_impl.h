@@ -7,8 +7,10 @@
  * multiplied into x with an f32 FMA. Every format is written as w = code * scale + offset, the scale and offset per unit of
  * 32 elements (or per 16), the code a small integer or a codebook value. Up to QMM_DECODED_M
  * rows of x the decoded vectors live only in registers and serve QMM_MB rows of x per pass over
- * W; from QMM_DECODED_M rows (prefill, small batches) a few rows of W are decoded once into f32 for a chunk of x
- * that stays in L2, and a register-blocked kernel multiplies them (qmm_rows_decoded).
+ * W; from QMM_DECODED_M rows (small batches) a few rows of W are decoded once into f32 for a
+ * chunk of x that stays in L2, and a register-blocked kernel multiplies them
+ * (qmm_rows_decoded); from 32 rows (prefill) x comes in transposed panels, and the decoded rows
+ * of W are multiplied into them as outer products (qmm_rows_panels).
  *
  * Decode (one row of x) is bound by the read of W, and at 18 bytes per 32 weights (4-bit
  * formats) the decode must cost about 4 cycles per 32 weights to keep up with this machine's
@@ -1329,7 +1331,8 @@ MLXN_ALWAYS_INLINE void qmm_dot_rows(const int type, const uint8_t *row, int64_t
  * its FMAs. Instead QMM_NR rows of W are decoded once into f32 (the kernels above in decode
  * mode: mb 0, the weights with scale and offset applied, as at mb > 1) for every chunk of x
  * that fits in L2, and a register block of QMM_MR rows of x by QMM_NR rows of W takes
- * QMM_MR + QMM_NR vector loads per QMM_MR x QMM_NR FMAs. */
+ * QMM_MR + QMM_NR vector loads per QMM_MR x QMM_NR FMAs. From 32 rows the panels below take
+ * over; these blocks keep the rows past the last panel. */
 #if MLXN_SIMD_LEVEL >= 2
 #define QMM_MR 4 /* 16 accumulators + 4 + 4 loads of the 32 registers */
 #else
@@ -1521,8 +1524,9 @@ MLXN_ALWAYS_INLINE void qmm_rows_panels(const mlxn_qmatmul_args *a, const float 
     }
 }
 
-/* Rows n0 .. n1 - 1 of W. With x's panels xt: qmm_rows_panels. From QMM_DECODED_M rows of x: qmm_rows_decoded. Otherwise (and
- * when its buffer cannot be had, or a float W's K is not whole units) the M rows of x go
+/* Rows n0 .. n1 - 1 of W. With x's panels xt: qmm_rows_panels. Else from QMM_DECODED_M rows of
+ * x: qmm_rows_decoded. Otherwise (and when a buffer cannot be had, or a float W's K is not
+ * whole units) the M rows of x go
  * QMM_MB at a time; for M > QMM_MB the rows of W are visited in panels that stay in the L2
  * cache while every chunk of x passes over them. xsum: [M, xss] sums of x over each
  * 32-element unit, zero-padded. */
@@ -1530,7 +1534,7 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
                                  const float *xt, int64_t n0, int64_t n1, const int type)
 {
     const int64_t K = a->K, M = a->M;
-    if (xt) {
+    if (xt && M >= MLXN_CPU_QMM_PANEL) {
         float *wbuf = mlxn_aligned_alloc((size_t)QMM_TN * (size_t)K * sizeof(float));
         if (wbuf) { /* else the paths below */
             qmm_rows_panels(a, x, xt, n0, n1, type, wbuf);

@@ -20,15 +20,22 @@ void mlxn_ref_weight_unit(int w_dtype, const uint8_t *w, int64_t k0, float *out)
     }
 }
 
-/* Row n of W dotted with row x of x, each x_k scaled by inv * norm_w[k] when the norm is fused. */
+/* Row n of W dotted with row x of x, each x_k scaled by inv * norm_w[k] when the norm is fused.
+ * GGML rows are whole units of 32; f32/f16/bf16 rows may end inside one. */
 static double dot_row(const mlxn_qmatmul_args *a, const char *x, double inv, int64_t n)
 {
     const uint8_t *w = a->w + n * a->w_stride;
+    const bool blocks = mlxn_dtype_block_elems(a->w_dtype) > 1;
     double acc = 0;
     for (int64_t k0 = 0; k0 < a->K; k0 += 32) {
+        const int nk = a->K - k0 < 32 ? (int)(a->K - k0) : 32;
         float v[32];
-        mlxn_ref_weight_unit(a->w_dtype, w, k0, v);
-        for (int j = 0; j < 32; j++) {
+        if (blocks)
+            mlxn_ref_weight_unit(a->w_dtype, w, k0, v);
+        else
+            for (int j = 0; j < nk; j++)
+                v[j] = (float)mlxn_ref_load(a->w_dtype, w, k0 + j);
+        for (int j = 0; j < nk; j++) {
             double xk = mlxn_ref_load(a->x_dtype, x, k0 + j);
             if (a->norm_w)
                 xk *= inv * a->norm_w[k0 + j];
