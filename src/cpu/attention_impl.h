@@ -209,25 +209,24 @@ MLXN_ALWAYS_INLINE void att_tile(const mlxn_attention_args *a, int64_t u, float 
         const int64_t klo = lo[0], khi = hi[rows - 1];
         for (int64_t j0 = klo; j0 < khi; j0 += ATT_KEYS) {
             const int nk = (int)(khi - j0 < ATT_KEYS ? khi - j0 : ATT_KEYS);
-            for (int jj = 0; jj < ATT_KEYS; jj++) {
-                const int64_t j = j0 + (jj < nk ? jj : 0); /* a full block's pointers (unread past nk) */
+            for (int jj = 0; jj < nk; jj++) {
+                const char *krow = kbase + (j0 + jj) * a->k.s2, *vrow = vbase + (j0 + jj) * a->v.s2;
                 if (direct) {
-                    kp[jj] = (const float *)(kbase + j * a->k.s2);
-                    vp[jj] = (const float *)(vbase + j * a->v.s2);
+                    kp[jj] = (const float *)krow;
+                    vp[jj] = (const float *)vrow;
                 } else {
-                    if (jj < nk) {
-                        att_row_f32(kvdt, kbase + j * a->k.s2, D, np, 1.0f, kf + jj * np);
-                        att_row_f32(kvdt, vbase + j * a->v.s2, D, np, 1.0f, vfl + jj * np);
-                    }
+                    att_row_f32(kvdt, krow, D, np, 1.0f, kf + jj * np);
+                    att_row_f32(kvdt, vrow, D, np, 1.0f, vfl + jj * np);
                     kp[jj] = kf + jj * np;
                     vp[jj] = vfl + jj * np;
                 }
             }
             for (int r = 0; r < rows; r++) {
-                const float *mask = a->mask ? (const float *)((const char *)a->mask + (t0 + r / nh) * a->mask_stride) : NULL;
+                const float *mask =
+                    a->mask ? (const float *)((const char *)a->mask + (t0 + r / nh) * a->mask_stride) : NULL;
                 if (j0 < hi[r] && j0 + nk > lo[r])
-                    att_row_block(a, qf + r * np, kp, vp, j0, nk, lo[r], hi[r], mask, np, acc + r * np, tot + r * np, &m[r], &l[r],
-                                  &lt[r]);
+                    att_row_block(a, qf + r * np, kp, vp, j0, nk, lo[r], hi[r], mask, np, acc + r * np,
+                                  tot + r * np, &m[r], &l[r], &lt[r]);
                 if ((j0 - klo + ATT_KEYS) % ATT_SEGMENT == 0)
                     att_fold(acc + r * np, tot + r * np, &l[r], &lt[r], np, 1.0f);
             }

@@ -89,10 +89,17 @@ void mlxn_cpu_qmm_xsums(const float *x, int64_t K, float *xsum, int form, const 
 
 /* x's whole panels of MLXN_CPU_QMM_PANEL rows for the row kernels' many-row path
  * (qmatmul_impl.h): panel p holds rows 32 p .. 32 p + 31 transposed, element k of row 32 p + i at
- * xt[(p K + k) 32 + i]; floor(M / 32) 32 K floats. From 32 rows (the rows past the last panel
- * go to register blocks of a few rows (4 on AVX-512), which at 28 rows ran as fast as a panel
- * with 4 rows of zeros or faster: bench/NOTES.md). */
+ * xt[(p K + k) 32 + i]; floor(M / 32) 32 K floats. Made where mlxn_cpu_qmm_panels_apply: from 32
+ * rows, K whole units (the rows past the last panel go to register blocks of a few rows; panels
+ * padded with zero rows below 32 lost up to 20% to them: bench/NOTES.md). The kernels take rows
+ * of W MLXN_CPU_QMM_PANEL_W a register block (6, its half, on AVX2): the threads' chunks of rows
+ * come in multiples of it. */
 #define MLXN_CPU_QMM_PANEL 32
+#define MLXN_CPU_QMM_PANEL_W 12
+static inline bool mlxn_cpu_qmm_panels_apply(int64_t M, int64_t K)
+{
+    return M >= MLXN_CPU_QMM_PANEL && K % 32 == 0;
+}
 static inline int64_t mlxn_cpu_qmm_panel_floats(int64_t M, int64_t K)
 {
     return M / MLXN_CPU_QMM_PANEL * MLXN_CPU_QMM_PANEL * K;

@@ -202,7 +202,7 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
     /* 64-byte aligned: the kernels load x a vector at a time, and off a 64-byte boundary every
      * 64-byte load straddles two cache lines. Zeroed (the panels are written whole, and so are
      * the rows where the kernels read x): the generic path reads its rows' padding. */
-    int64_t npanel = rows && a->K % 32 == 0 ? mlxn_cpu_qmm_panel_floats(a->M, a->K) : 0;
+    int64_t npanel = rows && mlxn_cpu_qmm_panels_apply(a->M, a->K) ? mlxn_cpu_qmm_panel_floats(a->M, a->K) : 0;
     float *x = mlxn_aligned_alloc((size_t)(a->M * (kpad + xss) + npanel) * sizeof(float));
     if (!x && npanel) { /* the kernels do without the panels, at session 4's rate */
         npanel = 0;
@@ -212,7 +212,7 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
     float *xsum = x + a->M * kpad, *xt = npanel ? xsum + a->M * xss : NULL;
     memset(rows ? xsum : x, 0, (size_t)(a->M * (rows ? xss : kpad + xss)) * sizeof(float));
-    /* on every thread, 32 rows a unit: on one, x's conversion and panels took ~10% of a prefill's
+    /* on every thread, 32 rows a unit: on one, x's conversion and panels took ~7% of a prefill's
      * product with a short W (640 x 2048, 512 rows) */
     xprep_ctx xc = {a, d->kernels, x, xsum, xt, kpad, xss, x_form};
     const int64_t groups = (a->M + MLXN_CPU_QMM_PANEL - 1) / MLXN_CPU_QMM_PANEL;
@@ -232,13 +232,14 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
     qmm_ctx c = {.a = &plain, .x = x, .xsum = xsum, .xss = xss, .xt = xt, .rows = rows, .st = MLXN_STATUS_OK};
     /* chunks of about 64 KiB of W (256 KiB from 9 rows of x: the kernels' L2 panels), at least
      * four per thread; with x in panels a quarter of a thread's share, in whole register blocks
-     * of 12 rows (6 on AVX2): every chunk reads all of x's panels, once per block of rows. A small
+     * (MLXN_CPU_QMM_PANEL_W): every chunk reads all of x's panels, once per block of rows. A small
      * product (under ~16K multiply-adds per thread) stays on the caller. */
     const int threads = mlxn_threadpool_size(d->pool);
     const int64_t row_bytes = a->w_stride > 0 ? a->w_stride : 1;
     int64_t chunk = ((a->M > 8 ? 256 : 64) << 10) / row_bytes;
     const int64_t quarter = (a->N + 4 * threads - 1) / (4 * threads);
-    chunk = xt ? (quarter + 11) / 12 * 12 : chunk > quarter ? quarter : chunk;
+    const int64_t pw = MLXN_CPU_QMM_PANEL_W;
+    chunk = xt ? (quarter + pw - 1) / pw * pw : chunk > quarter ? quarter : chunk;
     c.chunk = chunk < 1 ? 1 : chunk;
     atomic_init(&c.next, 0);
     const int64_t per_row = a->K * a->M;

@@ -46,7 +46,7 @@ static int tile_expert(const qid_ctx *c, int64_t tile)
 }
 
 /* Rows m0 .. m0 + mb - 1 of the map's pair list: their rows of x as f32 [mb, K] and span sums
- * [mb, xss]; at MLXN_CPU_QMM_PANEL rows (K whole units) as a panel xt too, else xt NULL. */
+ * [mb, xss]; where panels apply (cpu.h) as a panel xt too, else xt NULL. */
 static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *xsum, float *panel, const float **xt)
 {
     const mlxn_qmatmul_id_args *a = c->a;
@@ -63,7 +63,7 @@ static void gather_x(const qid_ctx *c, int64_t m0, int64_t mb, float *x, float *
         mlxn_cpu_qmm_xsums(xm, a->K, xsum + m * c->xss, mb == 1 ? c->x_form : MLXN_CPU_QMM_X_NONE, c->ks);
     }
     *xt = NULL;
-    if (c->rows_fn && mb >= MLXN_CPU_QMM_PANEL && a->K % 32 == 0) {
+    if (c->rows_fn && mlxn_cpu_qmm_panels_apply(mb, a->K)) {
         mlxn_cpu_qmm_panels(x, a->K, 0, mlxn_cpu_qmm_panel_units(mb, a->K), panel);
         *xt = panel;
     }
@@ -201,8 +201,8 @@ mlxn_status mlxn_cpu_qmatmul_id(mlxn_stream *s, const mlxn_qmatmul_id_args *a)
     bool panels = false; /* an expert with a whole block: its items take the row kernels' panels */
     for (int e = 0; e < E && !panels; e++)
         panels = offsets[e + 1] - offsets[e] >= PAIR_BLOCK;
-    if (panels)
-        chunk = (chunk + 11) / 12 * 12; /* whole groups of 12 rows of W (6 on AVX2) */
+    if (panels) /* whole register blocks of rows of W */
+        chunk = (chunk + MLXN_CPU_QMM_PANEL_W - 1) / MLXN_CPU_QMM_PANEL_W * MLXN_CPU_QMM_PANEL_W;
     c.chunk = chunk < 1 ? 1 : chunk > a->N ? a->N : chunk;
     c.n_chunks = (a->N + c.chunk - 1) / c.chunk;
     atomic_init(&c.next, 0);

@@ -1450,9 +1450,9 @@ MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const float
  * than partial dot products, so no horizontal sums are left at the end of K, and a register
  * block takes QMM_TV + QMM_TN loads per QMM_TV x QMM_TN FMAs. */
 #if MLXN_SIMD_LEVEL >= 2
-#define QMM_TN 12 /* 12 x 2 accumulators + 2 vectors of x + a broadcast of the 32 registers */
+#define QMM_TN MLXN_CPU_QMM_PANEL_W /* 12 x 2 accumulators + 2 vectors of x + a broadcast of the 32 registers */
 #else
-#define QMM_TN 6 /* 6 x 2 + 2 + 1 of the 16 */
+#define QMM_TN (MLXN_CPU_QMM_PANEL_W / 2) /* 6 x 2 + 2 + 1 of the 16 */
 #endif
 #define QMM_TV 2 /* vectors of x's rows a block: 32 rows on AVX-512, 16 on AVX2 */
 /* bytes of x's panels a pass over W, its rows decoded once a pass (bench/NOTES.md: 4 MB, in the
@@ -1534,7 +1534,7 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
                                  const float *xt, int64_t n0, int64_t n1, const int type)
 {
     const int64_t K = a->K, M = a->M;
-    if (xt && M >= MLXN_CPU_QMM_PANEL) {
+    if (xt && mlxn_cpu_qmm_panels_apply(M, K)) {
         float *wbuf = mlxn_aligned_alloc((size_t)QMM_TN * (size_t)K * sizeof(float));
         if (wbuf) { /* else the paths below */
             qmm_rows_panels(a, x, xt, n0, n1, type, wbuf);
