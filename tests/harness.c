@@ -129,6 +129,22 @@ static bool open_one(test_device *t, const char *name, mlxn_device_options o)
     return true;
 }
 
+/* Whether the device named name is to be tested: MLXN_TEST_DEVICES, when set, is a comma list of
+ * names or their prefixes (cuda, cpu-avx2, ...); the reference device is always opened. */
+static bool wanted(const char *name)
+{
+    const char *list = getenv("MLXN_TEST_DEVICES");
+    if (!list || !*list)
+        return true;
+    for (const char *p = list; *p;) {
+        const size_t len = strcspn(p, ",");
+        if (len && strncmp(name, p, len) == 0)
+            return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
 bool test_devices_open(test_devices *d)
 {
     memset(d, 0, sizeof *d);
@@ -147,6 +163,10 @@ bool test_devices_open(test_devices *d)
                   {"cpu-avx512", MLXN_CPU_KERNELS_AVX512},
                   {"cpu-avx512-bf16", MLXN_CPU_KERNELS_AVX512_BF16}};
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        if (!wanted(levels[i].name)) {
+            harness_skip(levels[i].name, "not in MLXN_TEST_DEVICES");
+            continue;
+        }
         o = mlxn_device_options_default();
         o.cpu_kernels = levels[i].level;
         if (open_one(&d->list[d->count], levels[i].name, o))
@@ -160,6 +180,10 @@ bool test_devices_open(test_devices *d)
     for (int i = 0; i < n && d->count < 8; i++) {
         char name[32];
         snprintf(name, sizeof name, "cuda:%d", i);
+        if (!wanted(name)) {
+            harness_skip(name, "not in MLXN_TEST_DEVICES");
+            continue;
+        }
         o = mlxn_device_options_default();
         o.kind = MLXN_DEVICE_CUDA;
         o.ordinal = i;

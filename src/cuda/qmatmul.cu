@@ -536,6 +536,17 @@ template <int WT> __global__ void __launch_bounds__(256) w_to_bf16(const mlxn_qm
     }
 }
 
+// Plain weights whose rows do not end on a 32-element unit (their K is free): an element a
+// thread, so that the unit kernel's last unit neither drops the row's tail nor reads past it.
+template <int WT> __global__ void __launch_bounds__(256) w_elems_to_bf16(const mlxn_qmatmul_args a, __nv_bfloat16 *out)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= a.N * a.K)
+        return;
+    const int64_t n = i / a.K, k = i - n * a.K;
+    out[i] = __float2bfloat16_rn(load_any(WT, a.w + n * a.w_stride, k));
+}
+
 __global__ void __launch_bounds__(256) x_to_bf16(const mlxn_qmatmul_args a, __nv_bfloat16 *out)
 {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -548,7 +559,10 @@ __global__ void __launch_bounds__(256) x_to_bf16(const mlxn_qmatmul_args a, __nv
 template <int WT> cudaError_t to_bf16(const mlxn_qmatmul_args &a, void *w, void *x, cudaStream_t s)
 {
     const int64_t units = a.N * (a.K / 32);
-    w_to_bf16<WT><<<(unsigned)((units + 255) / 256), 256, 0, s>>>(a, static_cast<__nv_bfloat16 *>(w));
+    if (plain_weight(WT) && a.K % 32)
+        w_elems_to_bf16<WT><<<(unsigned)((a.N * a.K + 255) / 256), 256, 0, s>>>(a, static_cast<__nv_bfloat16 *>(w));
+    else
+        w_to_bf16<WT><<<(unsigned)((units + 255) / 256), 256, 0, s>>>(a, static_cast<__nv_bfloat16 *>(w));
     x_to_bf16<<<(unsigned)((a.M * a.K + 255) / 256), 256, 0, s>>>(a, static_cast<__nv_bfloat16 *>(x));
     return cudaGetLastError();
 }
