@@ -276,8 +276,8 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
         const qmm_row *r = &qmm_rows[k];
         if ((r->group > 0) != mlx)
             continue;
-        if (info->kind == MLXN_DEVICE_CPU && r->M > 8)
-            continue; /* the CPU paths are not prefill kernels */
+        if (info->kind == MLXN_DEVICE_CPU && r->M > 8 && opt->quick)
+            continue; /* a CPU prefill row takes seconds */
         char shape[48], variant[16];
         snprintf(shape, sizeof shape, "M%lld %lldx%lld", (long long)r->M, (long long)r->N, (long long)r->K);
         if (mlx)

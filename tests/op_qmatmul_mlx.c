@@ -217,7 +217,7 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
 {
     static const int64_t shapes[][4] = {
         /* M, N, K, pad */
-        {1, 67, 256, 0}, {3, 33, 512, 0}, {8, 129, 384, 0}, {1, 1, 128, 0},
+        {1, 67, 256, 0}, {3, 33, 512, 0}, {8, 129, 384, 0}, {1, 1, 128, 0}, {1, 19, 96, 0}, {1, 21, 320, 3},
         {9, 65, 256, 0}, {100, 67, 640, 0}, {2, 31, 256, 5},
     };
     static const mlxn_dtype fl[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
@@ -267,6 +267,18 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof stream / sizeof stream[0]; i++)
         run_case(&stream[i], devs, g);
+    /* prefill on the CPU: the decoded rows of W in register blocks (M 4..31) and in panels of x
+     * (from 32 rows; 4 MB passes over them at K 8192, rows past the last panel) for every width */
+    static const qmm_case prefill[] = {
+        {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 5, 17, 256, 0},
+        {3, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 64, 29, 512, 0},
+        {5, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 33, 13, 1024, 3},
+        {6, 128, MLXN_DTYPE_F32, MLXN_DTYPE_F16, 45, 40, 2048, 0},
+        {8, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 96, 50, 4096, 0},
+        {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 170, 26, 8192, 0},
+    };
+    for (size_t i = 0; i < sizeof prefill / sizeof prefill[0]; i++)
+        run_case(&prefill[i], devs, g);
     /* non-finite x: the streamed kernel's bit widths, and bits 3 and M 3 on the MLX kernel */
     static const qmm_case nonfinite[] = {
         {2, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},

@@ -11,6 +11,12 @@
 typedef void (*mlxn_cpu_qmatmul_rows_fn)(const mlxn_qmatmul_args *a, const float *x, const float *xsum,
                                          int64_t xss, const float *xt, int64_t n0, int64_t n1);
 
+/* qmatmul_mlx: the same for MLX affine weights (mlx), a holding M, N, K and y (x, its sums and
+ * its panels as above; the sums without an integer form) */
+typedef void (*mlxn_cpu_qmatmul_mlx_rows_fn)(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx,
+                                             const float *x, const float *xsum, int64_t xss, const float *xt,
+                                             int64_t n0, int64_t n1);
+
 /* Row-range kernels of one SIMD level; the threading lives in the op's dispatcher. */
 typedef struct mlxn_cpu_kernel_set {
     const char *name;
@@ -38,6 +44,8 @@ typedef struct mlxn_cpu_kernel_set {
      * digits of xsum's row (cpu.h); false where x is not finite or a unit's largest |x| is below
      * MLXN_CPU_QMM_XINT_TINY. NULL on levels whose kernels do not read it. */
     bool (*qmatmul_xint32)(const float *x, int64_t K, int form, float *scales, int8_t *digits);
+    /* the MLX affine row kernel (every width), NULL where the level has none */
+    mlxn_cpu_qmatmul_mlx_rows_fn qmatmul_mlx_rows;
 } mlxn_cpu_kernel_set;
 
 /* A row of xsum: the sums of x over each 32-element unit, zero-padded to a multiple of 16

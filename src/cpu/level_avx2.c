@@ -20,4 +20,5 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx2 = {
     .act_f32 = act_f32_avx2,
     .qmatmul_rows = qmatmul_rows_avx2,
     .qmatmul_x_form = qmatmul_x_form_avx2,
+    .qmatmul_mlx_rows = qmatmul_mlx_rows_avx2,
 };

@@ -24,4 +24,5 @@ const mlxn_cpu_kernel_set mlxn_cpu_kernels_avx512_bf16 = {
     .qmatmul_rows = qmatmul_rows_avx512_bf16,
     .qmatmul_x_form = qmatmul_x_form_avx512_bf16,
     .qmatmul_xint32 = qmatmul_xint32_avx512_bf16,
+    .qmatmul_mlx_rows = qmatmul_mlx_rows_avx512_bf16,
 };

@@ -1,15 +1,17 @@
-/* Quantized matmul with GGML weights on the CPU: x converted to f32 once per call, rows of W
- * split across the thread pool. Each range runs the SIMD level's kernel for W's format
+/* Quantized matmul with GGML or MLX affine weights on the CPU: x converted to f32 once per call,
+ * rows of W split across the thread pool. Each range runs the SIMD level's kernel for W's format
  * (qmatmul_impl.h: codes decoded in registers and used by every row of x); a format or level
  * without one takes the generic path, which decodes each row of W with the reference decoder
- * and dots it with every row of x. Fusions: the norm of x is applied while x is converted; GLU
- * and accumulation run over the plain product, kept in a temporary, after the pool is done. */
+ * and dots it with every row of x. Fusions (GGML only): the norm of x is applied while x is
+ * converted; GLU and accumulation run over the plain product, kept in a temporary, after the
+ * pool is done. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/half.h"
+#include "../formats/mlx_affine.h"
 #include "cpu.h"
 #include "ref/ref.h"
 
@@ -19,7 +21,9 @@ typedef struct qmm_ctx {
     const float *xsum; /* [M, xss] span sums of x (level kernels; mlxn_cpu_qmm_xsums) */
     int64_t xss;
     const float *xt;   /* x in panels (mlxn_cpu_qmm_panels), or NULL */
+    const mlxn_qmatmul_mlx_args *mlx; /* MLX weights (a->w unused), or NULL: GGML's */
     mlxn_cpu_qmatmul_rows_fn rows; /* the level's kernel, or NULL: generic */
+    mlxn_cpu_qmatmul_mlx_rows_fn mlx_rows; /* the level's MLX kernel, or NULL */
     atomic_int_fast64_t next;      /* first row of W not yet taken */
     int64_t chunk;                 /* rows taken at a time */
     mlxn_status st;
@@ -29,15 +33,23 @@ static void qmm_generic(qmm_ctx *c, int64_t n0, int64_t n1)
 {
     const mlxn_qmatmul_args *a = c->a;
     const int64_t kpad = (a->K + 31) / 32 * 32; /* x's rows and w are zero-padded to units */
-    const bool blocks = mlxn_dtype_block_elems(a->w_dtype) > 1;
+    const mlxn_qmatmul_mlx_args *mlx = c->mlx;
+    const bool blocks = !mlx && mlxn_dtype_block_elems(a->w_dtype) > 1;
     float *w = calloc((size_t)kpad, sizeof *w);
     if (!w) {
         c->st = MLXN_STATUS_ERR_OUT_OF_MEMORY; /* benign race: every writer stores the same */
         return;
     }
     for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *row = a->w + n * a->w_stride;
-        if (blocks)
+        const uint8_t *row = mlx ? mlx->w + n * mlx->w_stride : a->w + n * a->w_stride;
+        if (mlx) {
+            const char *sp = (const char *)mlx->scales + n * mlx->s_stride, *bp = (const char *)mlx->biases + n * mlx->b_stride;
+            for (int64_t k = 0; k < a->K; k++) {
+                const int64_t g = k / mlx->group_size;
+                w[k] = mlxn_load_float(mlx->s_dtype, sp, g) * (float)mlxn_mlx_get_code(row, k, mlx->bits) +
+                       mlxn_load_float(mlx->s_dtype, bp, g);
+            }
+        } else if (blocks)
             for (int64_t k0 = 0; k0 < a->K; k0 += 32)
                 mlxn_ref_weight_unit(a->w_dtype, row, k0, w + k0);
         else
@@ -68,7 +80,9 @@ static void qmm_task(void *ctx, int64_t p0, int64_t p1)
         if (n0 >= c->a->N)
             return;
         const int64_t n1 = n0 + c->chunk < c->a->N ? n0 + c->chunk : c->a->N;
-        if (c->rows)
+        if (c->mlx_rows)
+            c->mlx_rows(c->a, c->mlx, c->x, c->xsum, c->xss, c->xt, n0, n1);
+        else if (c->rows)
             c->rows(c->a, c->x, c->xsum, c->xss, c->xt, n0, n1);
         else
             qmm_generic(c, n0, n1);
@@ -183,26 +197,34 @@ static void xprep_task(void *ctx, int64_t g0, int64_t g1)
     }
 }
 
-static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
+/* a's product; with mlx, MLX's weights (mlx) take the place of a's (a then holds M, N, K, x and y) */
+static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx)
 {
-    static const char fn[] = "mlxn_qmatmul";
+    const char *fn = mlx ? "mlxn_qmatmul_mlx" : "mlxn_qmatmul";
     mlxn_cpu_device *d = mlxn_cpu_dev(s);
     if (!d->kernels) {
-        mlxn_ref_qmatmul(a);
+        if (mlx)
+            mlxn_ref_qmatmul_mlx(mlx);
+        else
+            mlxn_ref_qmatmul(a);
         return MLXN_STATUS_OK;
     }
-    mlxn_cpu_qmatmul_rows_fn rows = d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
-    const int x_form = rows && d->kernels->qmatmul_x_form ? d->kernels->qmatmul_x_form(a->w_dtype)
-                                                          : MLXN_CPU_QMM_X_NONE;
-    /* the generic path works in units of 32 elements; the kernels take the span sums of x */
-    const int64_t kpad = rows ? a->K : (a->K + 31) / 32 * 32;
+    mlxn_cpu_qmatmul_rows_fn rows = !mlx && d->kernels->qmatmul_rows ? d->kernels->qmatmul_rows(a->w_dtype) : NULL;
+    mlxn_cpu_qmatmul_mlx_rows_fn mlx_rows = mlx ? d->kernels->qmatmul_mlx_rows : NULL;
+    const bool kernel = rows || mlx_rows;
+    const int x_form = kernel && d->kernels->qmatmul_x_form ? d->kernels->qmatmul_x_form(a->w_dtype)
+                                                            : MLXN_CPU_QMM_X_NONE;
+    /* the generic path works in units of 32 elements; the GGML kernels take the span sums of x */
+    const int64_t kpad = kernel ? a->K : (a->K + 31) / 32 * 32;
     /* x's integer forms are for one row of x: with more, a row of xsum holds the sums and the
      * flag alone (at K 14336 and 512 rows, 2.8 MB where the whole form takes 33 MB) */
-    const int64_t xss = !rows ? 0 : a->M == 1 ? mlxn_cpu_qmm_xss(a->K) : mlxn_cpu_qmm_xdig(a->K) + 16;
+    const int64_t xss = !kernel                                        ? 0
+                        : a->M == 1 && (rows || x_form != MLXN_CPU_QMM_X_NONE) ? mlxn_cpu_qmm_xss(a->K)
+                                                                          : mlxn_cpu_qmm_xdig(a->K) + 16;
     /* 64-byte aligned: the kernels load x a vector at a time, and off a 64-byte boundary every
      * 64-byte load straddles two cache lines. Zeroed (the panels are written whole, and so are
      * the rows where the kernels read x): the generic path reads its rows' padding. */
-    int64_t npanel = rows && mlxn_cpu_qmm_panels_apply(a->M, a->K) ? mlxn_cpu_qmm_panel_floats(a->M, a->K) : 0;
+    int64_t npanel = kernel && mlxn_cpu_qmm_panels_apply(a->M, a->K) ? mlxn_cpu_qmm_panel_floats(a->M, a->K) : 0;
     float *x = mlxn_aligned_alloc((size_t)(a->M * (kpad + xss) + npanel) * sizeof(float));
     if (!x && npanel) { /* the kernels do without the panels, at session 4's rate */
         npanel = 0;
@@ -211,7 +233,7 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
     if (!x)
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, fn, "no memory for x");
     float *xsum = x + a->M * kpad, *xt = npanel ? xsum + a->M * xss : NULL;
-    memset(rows ? xsum : x, 0, (size_t)(a->M * (rows ? xss : kpad + xss)) * sizeof(float));
+    memset(kernel ? xsum : x, 0, (size_t)(a->M * (kernel ? xss : kpad + xss)) * sizeof(float));
     /* on every thread, 32 rows a unit: on one, x's conversion and panels took ~7% of a prefill's
      * product with a short W (640 x 2048, 512 rows) */
     xprep_ctx xc = {a, d->kernels, x, xsum, xt, kpad, xss, x_form};
@@ -229,7 +251,8 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
         plain.y = (mlxn_rows){.base = (char *)yt, .d1 = 1, .d2 = a->M, .s0 = 0, .s1 = 0,
                               .s2 = a->N * (int64_t)sizeof *yt};
     }
-    qmm_ctx c = {.a = &plain, .x = x, .xsum = xsum, .xss = xss, .xt = xt, .rows = rows, .st = MLXN_STATUS_OK};
+    qmm_ctx c = {.a = &plain, .x = x, .xsum = xsum, .xss = xss, .xt = xt, .mlx = mlx, .rows = rows,
+                 .mlx_rows = mlx_rows, .st = MLXN_STATUS_OK};
     /* chunks of about 64 KiB of W (256 KiB from 9 rows of x: the kernels' L2 panels), at least
      * four per thread; with x in panels a quarter of a thread's share, in whole register blocks
      * (MLXN_CPU_QMM_PANEL_W): every chunk reads all of x's panels, once per block of rows. A small
@@ -270,10 +293,20 @@ static mlxn_status qmatmul_product(mlxn_stream *s, const mlxn_qmatmul_args *a)
 /* The product, then the fused rope and KV append as their own ops would run them. */
 mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_op_args *a)
 {
-    MLXN_TRY(qmatmul_product(s, &a->mm));
+    MLXN_TRY(qmatmul_product(s, &a->mm, NULL));
     if (a->rope_on)
         MLXN_TRY(mlxn_cpu_rope(s, &a->rope));
     if (a->kv_on)
         MLXN_TRY(mlxn_cpu_kv_append(s, &a->kv));
     return MLXN_STATUS_OK;
+}
+
+/* MLX affine weights: the same driver, x's preparation and threading, with MLX's row kernel */
+mlxn_status mlxn_cpu_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a)
+{
+    static const int dtypes[9] = {0, 0, MLXN_DTYPE_MLX_Q2, MLXN_DTYPE_MLX_Q3, MLXN_DTYPE_MLX_Q4, MLXN_DTYPE_MLX_Q5,
+                                  MLXN_DTYPE_MLX_Q6, 0, MLXN_DTYPE_MLX_Q8};
+    const mlxn_qmatmul_args mm = {.M = a->M, .N = a->N, .K = a->K, .w_dtype = dtypes[a->bits],
+                                  .x_dtype = a->x_dtype, .x = a->x, .w = a->w, .w_stride = a->w_stride, .y = a->y};
+    return qmatmul_product(s, &mm, a);
 }

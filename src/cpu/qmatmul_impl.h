@@ -1360,6 +1360,228 @@ MLXN_ALWAYS_INLINE void qmm_decode_row(const int type, const uint8_t *row, int64
     }
 }
 
+/* ---------------------------------------------------------------- MLX affine weights
+ *
+ * MLX rows (mlx_affine.h): code i at bits [i bits, (i + 1) bits) of the row's bytes, a scale s
+ * and a bias b per group of 32, 64 or 128, w = s code + b. A unit of 32 codes takes 4 bits
+ * bytes from byte 4 bits u; its codes come out as bytes in element order (4-bit: the low and
+ * high nibbles interleaved; 2-bit: four planes interleaved; 3-, 5- and 6-bit: eight codes from
+ * each `bits` bytes through a 64-bit word), then widen to f32 as the GGML formats' codes do. */
+
+/* the group's scale or bias g of a row of them (f32, f16 or bf16) */
+MLXN_ALWAYS_INLINE float mlx_scale(int dt, const uint8_t *p, int64_t g)
+{
+    uint16_t h;
+    if (dt == MLXN_DTYPE_F32) {
+        float f;
+        memcpy(&f, p + 4 * g, 4);
+        return f;
+    }
+    memcpy(&h, p + 2 * g, 2);
+    return dt == MLXN_DTYPE_F16 ? qmm_h2f(h) : mlxn_bf16_to_f32(h);
+}
+
+/* 3-, 5- and 6-bit codes: a byte shuffle gives each 32-bit lane the two bytes that hold its code,
+ * a shift by the code's bit offset in them and a mask leave the code. Lane i of a run of codes
+ * starting at a byte takes bytes (bits i) / 8 and the next, shifted by (bits i) % 8. */
+#define MLX_IDX(b, i) (uint8_t)((b) * (i) / 8), (uint8_t)((b) * (i) / 8 + 1), 0x80, 0x80
+#define MLX_IDX16(b)                                                                                               \
+    {MLX_IDX(b, 0),  MLX_IDX(b, 1),  MLX_IDX(b, 2),  MLX_IDX(b, 3),  MLX_IDX(b, 4),  MLX_IDX(b, 5),                \
+     MLX_IDX(b, 6),  MLX_IDX(b, 7),  MLX_IDX(b, 8),  MLX_IDX(b, 9),  MLX_IDX(b, 10), MLX_IDX(b, 11),               \
+     MLX_IDX(b, 12), MLX_IDX(b, 13), MLX_IDX(b, 14), MLX_IDX(b, 15)}
+#define MLX_SH16(b)                                                                                                \
+    {(b) * 0 % 8,  (b) * 1 % 8,  (b) * 2 % 8,  (b) * 3 % 8,  (b) * 4 % 8,  (b) * 5 % 8,  (b) * 6 % 8,  (b) * 7 % 8, \
+     (b) * 8 % 8,  (b) * 9 % 8,  (b) * 10 % 8, (b) * 11 % 8, (b) * 12 % 8, (b) * 13 % 8, (b) * 14 % 8, (b) * 15 % 8}
+static const uint8_t mlx_odd_idx[3][64] = {MLX_IDX16(3), MLX_IDX16(5), MLX_IDX16(6)};
+static const uint32_t mlx_odd_shift[3][16] = {MLX_SH16(3), MLX_SH16(5), MLX_SH16(6)};
+#undef MLX_SH16
+#undef MLX_IDX16
+#undef MLX_IDX
+
+/* codes VL v .. VL v + VL - 1 of the unit at p (4 bits bytes), bits 3, 5 or 6, as 32-bit lanes; no
+ * byte past the unit is read */
+MLXN_ALWAYS_INLINE vi mlx_odd(const int bits, const uint8_t *p, int v)
+{
+    const int t = bits == 3 ? 0 : bits == 5 ? 1 : 2;
+#if MLXN_SIMD_LEVEL == 2
+    /* 16 codes: 2 bits bytes, by a masked load */
+    const __m128i b = _mm_maskz_loadu_epi8((__mmask16)((1u << (2 * bits)) - 1), p + 2 * bits * v);
+    const __m512i q = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(b), _mm512_loadu_si512(mlx_odd_idx[t]));
+    return _mm512_and_si512(_mm512_srlv_epi32(q, _mm512_loadu_si512(mlx_odd_shift[t])),
+                            _mm512_set1_epi32((1 << bits) - 1));
+#else
+    /* 8 codes: `bits` bytes, within 8 loaded from where they end inside the unit (4 bits >= 12) */
+    const int at = bits * v, base = at + 8 <= 4 * bits ? at : 4 * bits - 8;
+    const __m256i idx = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)mlx_odd_idx[t]), _mm256_set1_epi8((char)(at - base)));
+    const __m256i q = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadl_epi64((const __m128i *)(p + base))), idx);
+    return _mm256_and_si256(_mm256_srlv_epi32(q, _mm256_loadu_si256((const __m256i *)mlx_odd_shift[t])),
+                            _mm256_set1_epi32((1 << bits) - 1));
+#endif
+}
+
+/* codes 32 u .. 32 u + 31 of the row as f32 vectors, c[i] holding elements i VL .. */
+MLXN_ALWAYS_INLINE void mlx_unit(const int bits, const uint8_t *row, int64_t u, vf *c)
+{
+    const uint8_t *p = row + 4 * bits * u;
+    __m128i e0, e1; /* elements 0-15 and 16-31 as bytes */
+    if (bits == 8) {
+        e0 = _mm_loadu_si128((const __m128i *)p);
+        e1 = _mm_loadu_si128((const __m128i *)(p + 16));
+    } else if (bits == 4) {
+        const __m128i q = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(15);
+        const __m128i lo = _mm_and_si128(q, m), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m);
+        e0 = _mm_unpacklo_epi8(lo, hi);
+        e1 = _mm_unpackhi_epi8(lo, hi);
+    } else if (bits == 2) {
+        const __m128i q = _mm_loadl_epi64((const __m128i *)p), m = _mm_set1_epi8(3);
+        const __m128i p0 = _mm_and_si128(q, m), p1 = _mm_and_si128(_mm_srli_epi16(q, 2), m);
+        const __m128i p2 = _mm_and_si128(_mm_srli_epi16(q, 4), m), p3 = _mm_and_si128(_mm_srli_epi16(q, 6), m);
+        const __m128i a = _mm_unpacklo_epi8(p0, p1), b = _mm_unpacklo_epi8(p2, p3); /* 4j, 4j + 1 | 4j + 2, 4j + 3 */
+        e0 = _mm_unpacklo_epi16(a, b);
+        e1 = _mm_unpackhi_epi16(a, b);
+    } else { /* 3, 5, 6 */
+        for (int v = 0; v < QMM_NV; v++)
+            c[v] = vi_cvt(mlx_odd(bits, p, v));
+        return;
+    }
+#if MLXN_SIMD_LEVEL == 2
+    c[0] = vi_cvt(_mm512_cvtepu8_epi32(e0));
+    c[1] = vi_cvt(_mm512_cvtepu8_epi32(e1));
+#else
+    c[0] = vi_cvt(_mm256_cvtepu8_epi32(e0));
+    c[1] = vi_cvt(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)));
+    c[2] = vi_cvt(_mm256_cvtepu8_epi32(e1));
+    c[3] = vi_cvt(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
+#endif
+}
+
+#ifdef MLXN_SIMD_VNNI
+MLXN_VNNI_BEGIN
+/* The scales (or biases) of units 4 q .. 4 q + 3 of a row of them (unit u in group u >> ug), the
+ * units past nu taking unit 4 q's: vector loads and one permute where the four are whole, so that
+ * no scalar passes through memory (a vector reload of stored scalars stalls store forwarding) */
+MLXN_ALWAYS_INLINE __m128 mlx_quad_scales(int dt, const uint8_t *p, int64_t q, int ug, int64_t left)
+{
+    if (left < 4) {
+        float v[4];
+        for (int j = 0; j < 4; j++)
+            v[j] = mlx_scale(dt, p, (4 * q + (j < left ? j : 0)) >> ug);
+        return _mm_setr_ps(v[0], v[1], v[2], v[3]);
+    }
+    const int64_t g0 = 4 * q >> ug, ng = 4 >> ug; /* the quad's groups: 4, 2 or 1 */
+    __m128 g;
+    if (dt == MLXN_DTYPE_F32) {
+        g = ng == 4 ? _mm_loadu_ps((const float *)p + g0)
+            : ng == 2 ? _mm_castpd_ps(_mm_load_sd((const double *)((const float *)p + g0)))
+                      : _mm_load_ss((const float *)p + g0);
+    } else {
+        uint64_t h4;
+        uint32_t h2;
+        uint16_t h1;
+        __m128i w; /* one load of the quad's 4, 2 or 1 16-bit values */
+        if (ng == 4) {
+            memcpy(&h4, p + 2 * g0, 8);
+            w = _mm_cvtsi64_si128((long long)h4);
+        } else if (ng == 2) {
+            memcpy(&h2, p + 2 * g0, 4);
+            w = _mm_cvtsi32_si128((int)h2);
+        } else {
+            memcpy(&h1, p + 2 * g0, 2);
+            w = _mm_cvtsi32_si128(h1);
+        }
+        g = dt == MLXN_DTYPE_F16 ? _mm_cvtph_ps(w) : _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), w));
+    }
+    return ng == 4 ? g : ng == 2 ? _mm_unpacklo_ps(g, g) : _mm_shuffle_ps(g, g, 0);
+}
+
+/* Row n of MLX 4-bit weights . x at one row of x in integers (x's _HALVES form, as the GGML
+ * 32-element formats' VNNI kernel): 64 code bytes are four units, their low and high nibbles
+ * (even and odd elements) interleaved by byte unpacks, which work within 128-bit lanes: lane j of
+ * the first vector holds unit j's elements 0-15, of the second its 16-31, the order of x's
+ * digits. A 32-bit lane's sum stays in one unit, scaled by its group's scale times x's unit
+ * scale; the biases go on the f32 sums of x, four units a step. */
+MLXN_ALWAYS_INLINE __m512 mlx4_quad(const uint8_t *row, const uint8_t *sp, int dt, int64_t q, int ug, int64_t left,
+                                    const int8_t *xd, const float *xsc)
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i z = left >= 4 ? _mm512_loadu_si512(row + 64 * q)
+                                : _mm512_maskz_loadu_epi8((1ULL << (16 * left)) - 1, row + 64 * q);
+    const __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+    const __m512i c[2] = {_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)};
+    const __m512 sc = _mm512_broadcast_f32x4(_mm_mul_ps(mlx_quad_scales(dt, sp, q, ug, left), _mm_loadu_ps(xsc + 4 * q)));
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_mul_ps(vnni_dot(c, 2, xd + q * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32_HALVES)),
+                         _mm512_permutexvar_ps(four, sc));
+}
+
+MLXN_VNNI_ENTRY float mlx4_dot_vnni(const mlxn_qmatmul_mlx_args *m, int64_t n, const float *xsum)
+{
+    const uint8_t *row = m->w + n * m->w_stride;
+    const uint8_t *sp = (const uint8_t *)m->scales + n * m->s_stride, *bp = (const uint8_t *)m->biases + n * m->b_stride;
+    const int64_t K = m->K, nu = K / 32, upg = m->group_size / 32;
+    const int ug = upg == 1 ? 0 : upg == 2 ? 1 : 2, dt = m->s_dtype;
+    const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16; /* xsum's unit sums and scales: zero past K */
+    const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    __m128 off = _mm_setzero_ps();
+    int64_t q = 0;
+    for (; 4 * q + 8 <= nu; q += 2) {
+        qmm_prefetch(row + 64 * q, 128);
+        acc0 = _mm512_add_ps(acc0, mlx4_quad(row, sp, dt, q, ug, 4, xd, xsc));
+        acc1 = _mm512_add_ps(acc1, mlx4_quad(row, sp, dt, q + 1, ug, 4, xd, xsc));
+        off = _mm_fmadd_ps(mlx_quad_scales(dt, bp, q, ug, 4), _mm_loadu_ps(xsum + 4 * q), off);
+        off = _mm_fmadd_ps(mlx_quad_scales(dt, bp, q + 1, ug, 4), _mm_loadu_ps(xsum + 4 * q + 4), off);
+    }
+    for (; 4 * q < nu; q++) {
+        acc0 = _mm512_add_ps(acc0, mlx4_quad(row, sp, dt, q, ug, nu - 4 * q, xd, xsc));
+        off = _mm_fmadd_ps(mlx_quad_scales(dt, bp, q, ug, nu - 4 * q), _mm_loadu_ps(xsum + 4 * q), off);
+    }
+    const __m128 o = _mm_add_ps(off, _mm_movehl_ps(off, off));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_add_ss(o, _mm_movehdup_ps(o)));
+}
+MLXN_VNNI_END
+#endif
+
+/* Row n of MLX weights as K f32 values into out (for the decoded and panel paths) */
+MLXN_ALWAYS_INLINE void mlx_decode_row_bits(const mlxn_qmatmul_mlx_args *m, const int bits, int64_t n, float *out)
+{
+    const uint8_t *row = m->w + n * m->w_stride;
+    const uint8_t *sp = (const uint8_t *)m->scales + n * m->s_stride, *bp = (const uint8_t *)m->biases + n * m->b_stride;
+    const int64_t upg = m->group_size / 32;
+    for (int64_t g = 0; g < m->K / m->group_size; g++) {
+        const vf s = vf_set1(mlx_scale(m->s_dtype, sp, g)), b = vf_set1(mlx_scale(m->s_dtype, bp, g));
+        for (int64_t u = g * upg; u < (g + 1) * upg; u++) {
+            vf c[QMM_NV];
+            mlx_unit(bits, row, u, c);
+            for (int i = 0; i < QMM_NV; i++)
+                vf_store_f32(out + 32 * u + i * VL, vf_fma(c[i], s, b));
+        }
+    }
+}
+
+/* one function for every width: it runs once per row of W per pass over x */
+static void MLXN_LEVEL_FN(mlx_decode_row)(const mlxn_qmatmul_mlx_args *m, int64_t n, float *out)
+{
+    switch (m->bits) {
+    case 2: mlx_decode_row_bits(m, 2, n, out); break;
+    case 3: mlx_decode_row_bits(m, 3, n, out); break;
+    case 4: mlx_decode_row_bits(m, 4, n, out); break;
+    case 5: mlx_decode_row_bits(m, 5, n, out); break;
+    case 6: mlx_decode_row_bits(m, 6, n, out); break;
+    default: mlx_decode_row_bits(m, 8, n, out); break;
+    }
+}
+
+/* Row n of W as K f32 values into out: GGML's (type), or MLX's where mlx is set */
+MLXN_ALWAYS_INLINE void qmm_decode_w(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx, const int type,
+                                     int64_t n, float *out)
+{
+    if (mlx)
+        MLXN_LEVEL_FN(mlx_decode_row)(mlx, n, out);
+    else
+        qmm_decode_row(type, a->w + n * a->w_stride, a->K, out);
+}
+
 /* y[m][n0 + j] = w[j] . x[m] for mr rows of x and nr decoded rows w (each K f32). */
 MLXN_ALWAYS_INLINE void qmm_block(const float *w, const float *x, int64_t K, const int mr, const int nr, float *r)
 {
@@ -1423,8 +1645,8 @@ static void MLXN_LEVEL_FN(qmm_blocks)(const mlxn_qmatmul_args *a, const float *w
 
 /* Rows n0 .. n1 - 1 of W against all M rows of x, W decoded QMM_NR rows at a time (wbuf:
  * QMM_NR * K floats) once per chunk of x that stays in L2. */
-MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const float *x, int64_t n0, int64_t n1,
-                                         const int type, float *wbuf)
+MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx, const float *x,
+                                         int64_t n0, int64_t n1, const int type, float *wbuf)
 {
     const int64_t K = a->K, M = a->M;
     int64_t mc = ((192 << 10) / (K * 4)) / QMM_MR * QMM_MR;
@@ -1435,7 +1657,7 @@ MLXN_ALWAYS_INLINE void qmm_rows_decoded(const mlxn_qmatmul_args *a, const float
         for (int64_t n = n0; n < n1; n += QMM_NR) {
             const int nr = n1 - n < QMM_NR ? (int)(n1 - n) : QMM_NR;
             for (int j = 0; j < nr; j++)
-                qmm_decode_row(type, a->w + (n + j) * a->w_stride, K, wbuf + j * K);
+                qmm_decode_w(a, mlx, type, n + j, wbuf + j * K);
             MLXN_LEVEL_FN(qmm_blocks)(a, wbuf, x, c0, c1, n, nr);
         }
     }
@@ -1491,8 +1713,8 @@ MLXN_ALWAYS_INLINE void qmm_panel_block(const float *w, const float *xt, int64_t
 
 /* Rows n0 .. n1 - 1 of W against x's panels xt and, past them, its rows x; W decoded QMM_TN rows
  * at a time (wbuf: QMM_TN K floats; rows past n1 zero) once per pass over the panels. */
-MLXN_ALWAYS_INLINE void qmm_rows_panels(const mlxn_qmatmul_args *a, const float *x, const float *xt, int64_t n0,
-                                        int64_t n1, const int type, float *wbuf)
+MLXN_ALWAYS_INLINE void qmm_rows_panels(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx, const float *x,
+                                        const float *xt, int64_t n0, int64_t n1, const int type, float *wbuf)
 {
     const int64_t K = a->K, M = a->M, P = MLXN_CPU_QMM_PANEL, np = M / P;
     int64_t pass = QMM_PANEL_PASS_BYTES / (K * P * (int64_t)sizeof(float));
@@ -1503,7 +1725,7 @@ MLXN_ALWAYS_INLINE void qmm_rows_panels(const mlxn_qmatmul_args *a, const float 
             const int nr = n1 - n < QMM_TN ? (int)(n1 - n) : QMM_TN;
             for (int j = 0; j < QMM_TN; j++)
                 if (j < nr)
-                    qmm_decode_row(type, a->w + (n + j) * a->w_stride, K, wbuf + j * K);
+                    qmm_decode_w(a, mlx, type, n + j, wbuf + j * K);
                 else
                     memset(wbuf + j * K, 0, (size_t)K * sizeof(float));
             for (int64_t p = p0; p < p1; p++) {
@@ -1537,7 +1759,7 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
     if (xt && mlxn_cpu_qmm_panels_apply(M, K)) {
         float *wbuf = mlxn_aligned_alloc((size_t)QMM_TN * (size_t)K * sizeof(float));
         if (wbuf) { /* else the paths below */
-            qmm_rows_panels(a, x, xt, n0, n1, type, wbuf);
+            qmm_rows_panels(a, NULL, x, xt, n0, n1, type, wbuf);
             mlxn_aligned_free(wbuf);
             return;
         }
@@ -1545,7 +1767,7 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
     if (M >= QMM_DECODED_M && K % 32 == 0) {
         float *wbuf = mlxn_aligned_alloc((size_t)QMM_NR * (size_t)K * sizeof(float));
         if (wbuf) { /* else the path below, which needs no memory */
-            qmm_rows_decoded(a, x, n0, n1, type, wbuf);
+            qmm_rows_decoded(a, NULL, x, n0, n1, type, wbuf);
             mlxn_aligned_free(wbuf);
             return;
         }
@@ -1590,6 +1812,106 @@ MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, con
     }
 }
 
+/* r[i] = row n of MLX weights . x[i] for mb (1 .. QMM_DECODED_M - 1) rows of x (row stride K;
+ * xsum: their unit sums, row stride xss): per group t = codes . x (one FMA a vector), then
+ * acc += s t and the bias through the group's sum of x, so that a vector of weights costs a
+ * widening, a conversion and an FMA a row. Two chains of t and acc a row (a unit's vectors
+ * alternate) hide the FMA's latency. */
+MLXN_ALWAYS_INLINE void mlx_dot(const mlxn_qmatmul_mlx_args *m, const int bits, int64_t n, const float *x,
+                                const float *xsum, int64_t xss, const int mb, float *r)
+{
+    const uint8_t *row = m->w + n * m->w_stride;
+    const uint8_t *sp = (const uint8_t *)m->scales + n * m->s_stride, *bp = (const uint8_t *)m->biases + n * m->b_stride;
+    const int64_t K = m->K, upg = m->group_size / 32, gbytes = (int64_t)m->group_size * bits / 8;
+    vf acc[QMM_DECODED_M - 1][2];
+    float bias[QMM_DECODED_M - 1];
+    for (int i = 0; i < mb; i++) {
+        acc[i][0] = acc[i][1] = vf_zero();
+        bias[i] = 0;
+    }
+    for (int64_t g = 0; g < K / m->group_size; g++) {
+        qmm_prefetch(row + g * gbytes, (int)gbytes);
+        vf t[QMM_DECODED_M - 1][2];
+        for (int i = 0; i < mb; i++)
+            t[i][0] = t[i][1] = vf_zero();
+        for (int64_t u = g * upg; u < (g + 1) * upg; u++) {
+            vf c[QMM_NV];
+            mlx_unit(bits, row, u, c);
+            for (int v = 0; v < QMM_NV; v++)
+                for (int i = 0; i < mb; i++)
+                    t[i][v & 1] = vf_fma(c[v], vf_load_f32(x + i * K + 32 * u + v * VL), t[i][v & 1]);
+        }
+        const vf s = vf_set1(mlx_scale(m->s_dtype, sp, g));
+        const float b = mlx_scale(m->s_dtype, bp, g);
+        for (int i = 0; i < mb; i++) {
+            acc[i][0] = vf_fma(s, t[i][0], acc[i][0]);
+            acc[i][1] = vf_fma(s, t[i][1], acc[i][1]);
+            float xs = 0;
+            for (int64_t u = g * upg; u < (g + 1) * upg; u++)
+                xs += xsum[i * xss + u];
+            bias[i] += b * xs;
+        }
+    }
+    for (int i = 0; i < mb; i++)
+        r[i] = vf_hsum(vf_add(acc[i][0], acc[i][1])) + bias[i];
+}
+
+/* Rows n0 .. n1 - 1 of MLX weights against the M rows of x: from QMM_DECODED_M rows, decoded rows
+ * of W through the GGML formats' panel or block kernels; fewer (or without a buffer), mlx_dot. */
+MLXN_ALWAYS_INLINE void mlx_rows(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx, const int bits,
+                                 const float *x, const float *xsum, int64_t xss, const float *xt, int64_t n0,
+                                 int64_t n1)
+{
+    const int64_t K = a->K, M = a->M;
+    if (M >= QMM_DECODED_M) {
+        const bool panels = xt && mlxn_cpu_qmm_panels_apply(M, K);
+        float *wbuf = mlxn_aligned_alloc((size_t)(panels ? QMM_TN : QMM_NR) * (size_t)K * sizeof(float));
+        if (wbuf) { /* else mlx_dot, which needs no memory */
+            if (panels)
+                qmm_rows_panels(a, mlx, x, xt, n0, n1, -1, wbuf);
+            else
+                qmm_rows_decoded(a, mlx, x, n0, n1, -1, wbuf);
+            mlxn_aligned_free(wbuf);
+            return;
+        }
+    }
+#ifdef MLXN_SIMD_VNNI
+    if (M == 1 && bits == 4 && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32_HALVES) {
+        for (int64_t n = n0; n < n1; n++)
+            ((float *)mlxn_rows_ptr(&a->y, 0))[n] = mlx4_dot_vnni(mlx, n, xsum);
+        return;
+    }
+#endif
+    for (int64_t m0 = 0; m0 < M; m0 += QMM_DECODED_M - 1) {
+        const int mb = M - m0 < QMM_DECODED_M - 1 ? (int)(M - m0) : QMM_DECODED_M - 1;
+        for (int64_t n = n0; n < n1; n++) {
+            float r[QMM_DECODED_M - 1];
+            switch (mb) {
+            case 1: mlx_dot(mlx, bits, n, x + m0 * K, xsum + m0 * xss, xss, 1, r); break;
+            case 2: mlx_dot(mlx, bits, n, x + m0 * K, xsum + m0 * xss, xss, 2, r); break;
+            default: mlx_dot(mlx, bits, n, x + m0 * K, xsum + m0 * xss, xss, 3, r); break;
+            }
+            for (int i = 0; i < mb; i++)
+                ((float *)mlxn_rows_ptr(&a->y, m0 + i))[n] = r[i];
+        }
+    }
+}
+
+/* the MLX row kernel: one function for every width, whose inner loops are specialized */
+static void MLXN_LEVEL_FN(qmatmul_mlx_rows)(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx,
+                                            const float *x, const float *xsum, int64_t xss, const float *xt,
+                                            int64_t n0, int64_t n1)
+{
+    switch (mlx->bits) {
+    case 2: mlx_rows(a, mlx, 2, x, xsum, xss, xt, n0, n1); break;
+    case 3: mlx_rows(a, mlx, 3, x, xsum, xss, xt, n0, n1); break;
+    case 4: mlx_rows(a, mlx, 4, x, xsum, xss, xt, n0, n1); break;
+    case 5: mlx_rows(a, mlx, 5, x, xsum, xss, xt, n0, n1); break;
+    case 6: mlx_rows(a, mlx, 6, x, xsum, xss, xt, n0, n1); break;
+    default: mlx_rows(a, mlx, 8, x, xsum, xss, xt, n0, n1); break;
+    }
+}
+
 #define QMM_ROWS_FN(tname, type)                                                                        \
     static void MLXN_LEVEL_FN(qmm_rows_##tname)(const mlxn_qmatmul_args *a, const float *x,              \
                                                 const float *xsum, int64_t xss, const float *xt,        \
@@ -1622,6 +1944,8 @@ static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
                ? MLXN_CPU_QMM_X_INT256
                : MLXN_CPU_QMM_X_NONE;
 #elif defined(MLXN_SIMD_VNNI)
+    if (w_dtype == MLXN_DTYPE_MLX_Q4) /* mlx4_dot_vnni */
+        return MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_INT32_HALVES : MLXN_CPU_QMM_X_NONE;
     return !qmm_vnni(w_dtype) || !MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_NONE : qmm_vnni_form(w_dtype);
 #else
     (void)w_dtype;
