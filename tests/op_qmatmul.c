@@ -380,10 +380,10 @@ void test_qmatmul(test_devices *devs, rng *g)
         /* the same with the norm and GLU at K 4096 (four blocks an SM): x normalized in the
          * staging area, which later tiles then overwrite */
         {0, MLXN_DTYPE_F32, 1, 9002, 4096, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
-        /* rows past the streamed kernel's 512 pieces (on CUDA the wide-load kernel for now;
-         * bench/experiments/stream_parts.patch would take them in parts of K: Q4_0 2 x 9472, Q6_K
-         * 10240 + 8704, three parts at K 33024): with the caller's accumulate, strided x, the
-         * norm and GLU */
+        /* rows past the streamed kernel's 512 pieces, which CUDA takes in parts of K (Q4_0 2 x
+         * 9472, three parts at K 33024; Q6_K's 18944-long rows, not whole 16-byte words, and the
+         * norm and GLU, which need whole rows, on the wide-load kernel): with the caller's
+         * accumulate, strided x, the norm and GLU */
         {0, MLXN_DTYPE_F32, 1, 67, 18944, 0, 0, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F16, 1, 35, 28672, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
         {0, MLXN_DTYPE_F32, 1, 1501, 33024, 0, 0, MLXN_ACT_SILU, 0, false},

@@ -258,9 +258,8 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
         {2, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {2, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 131, 14336, 0},
         {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 3007, 8192, 5},
-        /* rows past the streamed kernel's 512 pieces (on CUDA the MLX kernel for now;
-         * bench/experiments/stream_parts.patch would take them in parts of K, group 128's of
-         * 10240 and 8704) */
+        /* rows past the streamed kernel's 512 pieces, which CUDA takes in parts of K (group 128's
+         * of 10240 and 8704) */
         {4, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 18944, 0},
         {8, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 35, 28672, 0},
         {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 1003, 33024, 3},

@@ -389,35 +389,93 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
                   (int)stages, pre, (int)row_bytes, m, xstage, xoff);
 }
 
+// A product's launch shape: the block's threads (the producer warp and a thread a piece, in whole
+// warp pairs where pieces pair up) and a row's bytes in a stage (codes; MLX: + aux, its scales
+// and biases)
+struct stream_shape {
+    int64_t threads, row_bytes, aux;
+};
+
+template <int WT> stream_shape shape_of(const mlxn_qmatmul_args &a, const mlx_rows &m)
+{
+    using F = piece_fmt<WT>;
+    const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32;
+    return {32 + (pieces + per - 1) / per * per, a.K / F::BE * F::BB, F::MLX ? 2 * m.srow : 0};
+}
+
+// Whether the kernel takes the product a (K up to MAX_PIECES pieces), but for the device's
+// compute capability
+template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &m)
+{
+    const stream_shape h = shape_of<WT>(a, m);
+    // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
+    // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows; the
+    // formats added after it too (Gemma 3's Q5_0 rows are 640 long), until a model's step
+    // has measured them
+    constexpr bool short_rows = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ||
+                                WT == MLXN_DTYPE_Q4_K;
+    return (short_rows || a.K >= 4096) && a.M == 1 && a.K % piece_fmt<WT>::BE == 0 && h.threads >= 96 &&
+           h.threads <= MAX_THREADS && h.row_bytes % 16 == 0 && a.w_stride % 16 == 0 && (uintptr_t)a.w % 16 == 0 &&
+           !(a.glu && a.N % 2) && 2 * 4 * (h.row_bytes + h.aux) + 16 <= SMEM_LIMIT;
+}
+
+template <int WT> cudaError_t launch_one(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int dev, const mlx_rows &m)
+{
+    const stream_shape h = shape_of<WT>(a, m);
+    // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
+    return 3 * 8 * (h.row_bytes + h.aux) + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, m, s, pdl, dev, h.threads, h.row_bytes)
+                                                            : launch_tiles<WT, 4>(a, m, s, pdl, dev, h.threads, h.row_bytes);
+}
+
+// Rows longer than MAX_PIECES pieces (Qwen2.5-7B's 18944-long down projection, Llama-3-70B's
+// 28672) as that many products over consecutive parts of K, the later ones adding to y: each
+// part's rows are strided (a copy a row), its x and scales offset. Not with the fusions that
+// need the whole row (the norm's sum, GLU's product of two sums).
 template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, cudaError_t *e, const mlx_rows &m = {})
 {
     using F = piece_fmt<WT>;
     if constexpr (F::PE == 0) {
         return false;
     } else {
-        const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32; // whole warp pairs there
-        const int64_t threads = 32 + (pieces + per - 1) / per * per;
-        const int64_t row_bytes = a.K / F::BE * F::BB, aux = F::MLX ? 2 * m.srow : 0; // a row's bytes in a stage: + aux
-        // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
-        // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows; the
-        // formats added after it too (Gemma 3's Q5_0 rows are 640 long), until a model's step
-        // has measured them
-        constexpr bool short_rows = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ||
-                                    WT == MLXN_DTYPE_Q4_K;
-        if (!short_rows && a.K < 4096)
+        const int64_t max_k = (int64_t)MAX_PIECES * F::PE;
+        const int64_t parts = a.K <= max_k ? 1 : (a.K + max_k - 1) / max_k;
+        if (parts > 8 || (parts > 1 && (a.norm_w || a.glu || a.M != 1 || a.K % F::BE)))
             return false;
-        if (a.M != 1 || a.K % F::BE || threads < 96 || threads > MAX_THREADS || row_bytes % 16 ||
-            a.w_stride % 16 || (uintptr_t)a.w % 16 || (a.glu && a.N % 2) || 2 * 4 * (row_bytes + aux) + 16 > SMEM_LIMIT)
-            return false;
+        // a part's length: whole blocks whose bytes (codes; MLX: also its scales) are whole
+        // 16-byte words, so that every part's rows stay aligned
+        int64_t step = F::BE;
+        while (step / F::BE * F::BB % 16 || (F::MLX && step / m.group * 2 % 16))
+            step += F::BE;
+        const int64_t len = ((a.K + parts - 1) / parts + step - 1) / step * step;
+        const size_t xe = a.x_dtype == MLXN_DTYPE_F32 ? 4 : 2;
+        mlxn_qmatmul_args p[8];
+        mlx_rows pm[8];
+        for (int i = 0; i < parts; i++) {
+            const int64_t k0 = i * len;
+            p[i] = a, pm[i] = m;
+            if (parts > 1) {
+                p[i].K = a.K - k0 < len ? a.K - k0 : len;
+                p[i].x.base += k0 * xe;
+                p[i].w += k0 / F::BE * F::BB;
+                p[i].accumulate = a.accumulate || i > 0;
+                if (F::MLX) {
+                    pm[i].s += k0 / m.group * 2, pm[i].b += k0 / m.group * 2;
+                    pm[i].srow = (int)(p[i].K / m.group * 2);
+                }
+            }
+            if (p[i].K <= 0 || !stream_takes<WT>(p[i], pm[i]))
+                return false;
+        }
         int dev = 0, major = 0;
         *e = cudaGetDevice(&dev);
         if (*e == cudaSuccess)
             *e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
         if (*e != cudaSuccess || major < 9)
             return *e != cudaSuccess;
-        // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
-        *e = 3 * 8 * (row_bytes + aux) + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, m, s, pdl, dev, threads, row_bytes)
-                                                          : launch_tiles<WT, 4>(a, m, s, pdl, dev, threads, row_bytes);
+        // with PDL (sm_90) the later parts' first tiles overlap the previous part; they add to y
+        // only once it is done (the producer stores after its wait)
+        for (int i = 0; i < parts && *e == cudaSuccess; i++)
+            *e = launch_one<WT>(p[i], s, pdl, dev, pm[i]);
         return true;
     }
 }
