@@ -266,9 +266,13 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof stream / sizeof stream[0]; i++)
         run_case(&stream[i], devs, g);
-    /* prefill on the CPU: the decoded rows of W in register blocks (M 4..31) and in panels of x
-     * (from 32 rows; 4 MB passes over them at K 8192, rows past the last panel) for every width */
-    static const qmm_case prefill[] = {
+    /* the CPU kernels: at one row 4-bit on VNNI with a last quad of one unit and f32 scales in
+     * 4-byte aligned rows of an odd number of groups; then prefill, the decoded rows of W in
+     * register blocks (M 4..31) and in panels of x (from 32 rows; 4 MB passes over them at K
+     * 8192, rows past the last panel) for every width */
+    static const qmm_case cpu_paths[] = {
+        {4, 32, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 1, 7, 160, 0},
+        {4, 64, MLXN_DTYPE_F32, MLXN_DTYPE_F32, 1, 9, 320, 0},
         {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 5, 17, 256, 0},
         {3, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 64, 29, 512, 0},
         {5, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 33, 13, 1024, 3},
@@ -276,8 +280,8 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
         {8, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 96, 50, 4096, 0},
         {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 170, 26, 8192, 0},
     };
-    for (size_t i = 0; i < sizeof prefill / sizeof prefill[0]; i++)
-        run_case(&prefill[i], devs, g);
+    for (size_t i = 0; i < sizeof cpu_paths / sizeof cpu_paths[0]; i++)
+        run_case(&cpu_paths[i], devs, g);
     /* non-finite x: the streamed kernel's bit widths, and bits 3 and M 3 on the MLX kernel */
     static const qmm_case nonfinite[] = {
         {2, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},

@@ -12,7 +12,7 @@ typedef void (*mlxn_cpu_qmatmul_rows_fn)(const mlxn_qmatmul_args *a, const float
                                          int64_t xss, const float *xt, int64_t n0, int64_t n1);
 
 /* qmatmul_mlx: the same for MLX affine weights (mlx), a holding M, N, K and y (x, its sums and
- * its panels as above; the sums without an integer form) */
+ * its panels as above; at one row of x, 4-bit weights on VNNI read its _HALVES integer form) */
 typedef void (*mlxn_cpu_qmatmul_mlx_rows_fn)(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx,
                                              const float *x, const float *xsum, int64_t xss, const float *xt,
                                              int64_t n0, int64_t n1);

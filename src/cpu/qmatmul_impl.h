@@ -1471,8 +1471,11 @@ MLXN_ALWAYS_INLINE __m128 mlx_quad_scales(int dt, const uint8_t *p, int64_t q, i
     const int64_t g0 = 4 * q >> ug, ng = 4 >> ug; /* the quad's groups: 4, 2 or 1 */
     __m128 g;
     if (dt == MLXN_DTYPE_F32) {
-        g = ng == 4 ? _mm_loadu_ps((const float *)p + g0)
-            : ng == 2 ? _mm_castpd_ps(_mm_load_sd((const double *)((const float *)p + g0)))
+        uint64_t f2;
+        if (ng == 2) /* (a scales row is only 4-byte aligned) */
+            memcpy(&f2, p + 4 * g0, 8);
+        g = ng == 4   ? _mm_loadu_ps((const float *)p + g0)
+            : ng == 2 ? _mm_castsi128_ps(_mm_cvtsi64_si128((long long)f2))
                       : _mm_load_ss((const float *)p + g0);
     } else {
         uint64_t h4;
