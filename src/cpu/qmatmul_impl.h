@@ -1,4 +1,4 @@
-/* Quantized matmul with GGML weights on one SIMD level (included by level_*.c with
+/* Quantized matmul with GGML (and MLX affine, below) weights on one SIMD level (included by level_*.c with
  * MLXN_SIMD_LEVEL 1 or 2 and MLXN_LEVEL_FN set).
  *
  * x stays f32 (the op's contract; quantizing it to int8 would move a model's logits by ~1;
@@ -1749,32 +1749,42 @@ MLXN_ALWAYS_INLINE void qmm_rows_panels(const mlxn_qmatmul_args *a, const mlxn_q
     }
 }
 
-/* Rows n0 .. n1 - 1 of W. With x's panels xt: qmm_rows_panels. Else from QMM_DECODED_M rows of
- * x: qmm_rows_decoded. Otherwise (and when a buffer cannot be had, or a float W's K is not
- * whole units) the M rows of x go
- * QMM_MB at a time; for M > QMM_MB the rows of W are visited in panels that stay in the L2
+/* Rows n0 .. n1 - 1 of W (GGML's, or MLX's where mlx is set) decoded into a buffer of rows: with
+ * x's panels xt qmm_rows_panels, else from QMM_DECODED_M rows of x qmm_rows_decoded. False where
+ * neither applies or no buffer can be had: the caller's paths, which need no memory. */
+MLXN_ALWAYS_INLINE bool qmm_rows_buffered(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx, const float *x,
+                                          const float *xt, int64_t n0, int64_t n1, const int type)
+{
+    const int64_t K = a->K, M = a->M;
+    if (xt && mlxn_cpu_qmm_panels_apply(M, K)) {
+        float *wbuf = mlxn_aligned_alloc((size_t)QMM_TN * (size_t)K * sizeof(float));
+        if (wbuf) { /* else the decoded rows */
+            qmm_rows_panels(a, mlx, x, xt, n0, n1, type, wbuf);
+            mlxn_aligned_free(wbuf);
+            return true;
+        }
+    }
+    if (M >= QMM_DECODED_M && K % 32 == 0) {
+        float *wbuf = mlxn_aligned_alloc((size_t)QMM_NR * (size_t)K * sizeof(float));
+        if (wbuf) {
+            qmm_rows_decoded(a, mlx, x, n0, n1, type, wbuf);
+            mlxn_aligned_free(wbuf);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Rows n0 .. n1 - 1 of W: qmm_rows_buffered where it applies. Otherwise (and when a buffer cannot
+ * be had, or a float W's K is not whole units) the M rows of x go QMM_MB at a time; for M > QMM_MB the rows of W are visited in panels that stay in the L2
  * cache while every chunk of x passes over them. xsum: [M, xss] sums of x over each
  * 32-element unit, zero-padded. */
 MLXN_ALWAYS_INLINE void qmm_rows(const mlxn_qmatmul_args *a, const float *x, const float *xsum, int64_t xss,
                                  const float *xt, int64_t n0, int64_t n1, const int type)
 {
     const int64_t K = a->K, M = a->M;
-    if (xt && mlxn_cpu_qmm_panels_apply(M, K)) {
-        float *wbuf = mlxn_aligned_alloc((size_t)QMM_TN * (size_t)K * sizeof(float));
-        if (wbuf) { /* else the paths below */
-            qmm_rows_panels(a, NULL, x, xt, n0, n1, type, wbuf);
-            mlxn_aligned_free(wbuf);
-            return;
-        }
-    }
-    if (M >= QMM_DECODED_M && K % 32 == 0) {
-        float *wbuf = mlxn_aligned_alloc((size_t)QMM_NR * (size_t)K * sizeof(float));
-        if (wbuf) { /* else the path below, which needs no memory */
-            qmm_rows_decoded(a, NULL, x, n0, n1, type, wbuf);
-            mlxn_aligned_free(wbuf);
-            return;
-        }
-    }
+    if (qmm_rows_buffered(a, NULL, x, xt, n0, n1, type))
+        return;
     int64_t panel = M <= QMM_MB ? n1 - n0 : (256 << 10) / (a->w_stride > 0 ? a->w_stride : 1);
     if (panel < 1)
         panel = 1;
@@ -1860,24 +1870,15 @@ MLXN_ALWAYS_INLINE void mlx_dot(const mlxn_qmatmul_mlx_args *m, const int bits, 
 }
 
 /* Rows n0 .. n1 - 1 of MLX weights against the M rows of x: from QMM_DECODED_M rows, decoded rows
- * of W through the GGML formats' panel or block kernels; fewer (or without a buffer), mlx_dot. */
+ * of W through the GGML formats' panel or block kernels; fewer (or without a buffer), at one row
+ * 4-bit on VNNI in integers, else mlx_dot. */
 MLXN_ALWAYS_INLINE void mlx_rows(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx, const int bits,
                                  const float *x, const float *xsum, int64_t xss, const float *xt, int64_t n0,
                                  int64_t n1)
 {
     const int64_t K = a->K, M = a->M;
-    if (M >= QMM_DECODED_M) {
-        const bool panels = xt && mlxn_cpu_qmm_panels_apply(M, K);
-        float *wbuf = mlxn_aligned_alloc((size_t)(panels ? QMM_TN : QMM_NR) * (size_t)K * sizeof(float));
-        if (wbuf) { /* else mlx_dot, which needs no memory */
-            if (panels)
-                qmm_rows_panels(a, mlx, x, xt, n0, n1, -1, wbuf);
-            else
-                qmm_rows_decoded(a, mlx, x, n0, n1, -1, wbuf);
-            mlxn_aligned_free(wbuf);
-            return;
-        }
-    }
+    if (qmm_rows_buffered(a, mlx, x, xt, n0, n1, -1)) /* -1: no GGML type */
+        return;
 #ifdef MLXN_SIMD_VNNI
     if (M == 1 && bits == 4 && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32_HALVES) {
         for (int64_t n = n0; n < n1; n++)
