@@ -169,6 +169,10 @@ bool test_devices_open(test_devices *d)
         }
         o = mlxn_device_options_default();
         o.cpu_kernels = levels[i].level;
+        /* two threads on every machine: the kernels' paths depend on how the rows of a product
+         * are shared out (e.g. qmatmul's chunks, of which each thread takes at least four), so a
+         * fixed count keeps a case on the same paths wherever the tests run */
+        o.threads = 2;
         if (open_one(&d->list[d->count], levels[i].name, o))
             d->count++;
         else

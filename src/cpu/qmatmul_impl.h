@@ -442,22 +442,33 @@ MLXN_ALWAYS_INLINE __m512 vnni_dot(const __m512i *c, const int n, const int8_t *
     return _mm512_cvtepi32_ps(t);
 }
 
-/* vnni_dot for codes up to 255 (lanes of 8 elements) that stand for code - 128: the top digit's
- * sum apart from the other two's (the shifted sum would pass 2^31), each less its 128 times the
- * digits' sum (after the digits at d: x's _HALVES_SUMS form), joined in floats */
+/* lane i's sums of code times x's top digit (t2) and of code times its two lower digits (t10,
+ * 256 d1 + d0), kept apart where the shifted sum would pass 2^31: codes up to 255 in lanes of 4
+ * elements (one vector), up to 63 in lanes of 8; the caller joins them, 65536 t2 + t10 */
+MLXN_ALWAYS_INLINE void vnni_dot_split(const __m512i *c, const int n, const int8_t *d, __m512i *t2, __m512i *t10)
+{
+    *t2 = *t10 = _mm512_setzero_si512();
+    for (int j = 0; j < n; j++) {
+        *t2 = _mm512_dpbusd_epi32(*t2, c[j], _mm512_loadu_si512(d + 64 * j));
+        *t10 = _mm512_dpbusd_epi32(*t10, c[j], _mm512_loadu_si512(d + 128 + 64 * j));
+    }
+    *t10 = _mm512_slli_epi32(*t10, 8);
+    for (int j = 0; j < n; j++)
+        *t10 = _mm512_dpbusd_epi32(*t10, c[j], _mm512_loadu_si512(d + 256 + 64 * j));
+}
+
+MLXN_ALWAYS_INLINE __m512 vnni_join(__m512i t2, __m512i t10)
+{
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t2), _mm512_set1_ps(65536.f), _mm512_cvtepi32_ps(t10));
+}
+
+/* vnni_dot for codes up to 255 (lanes of 8 elements) that stand for code - 128: each of the
+ * split sums less its 128 times the digits' sum (after the digits at d: x's _HALVES_SUMS form) */
 MLXN_ALWAYS_INLINE __m512 vnni_dot_sums(const __m512i *c, const int n, const int8_t *d)
 {
-    __m512i t2 = _mm512_setzero_si512(), t10 = t2;
-    for (int j = 0; j < n; j++) {
-        t2 = _mm512_dpbusd_epi32(t2, c[j], _mm512_loadu_si512(d + 64 * j));
-        t10 = _mm512_dpbusd_epi32(t10, c[j], _mm512_loadu_si512(d + 128 + 64 * j));
-    }
-    t10 = _mm512_slli_epi32(t10, 8);
-    for (int j = 0; j < n; j++)
-        t10 = _mm512_dpbusd_epi32(t10, c[j], _mm512_loadu_si512(d + 256 + 64 * j));
-    t2 = _mm512_sub_epi32(t2, _mm512_loadu_si512(d + 384));
-    t10 = _mm512_sub_epi32(t10, _mm512_loadu_si512(d + 448));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(t2), _mm512_set1_ps(65536.f), _mm512_cvtepi32_ps(t10));
+    __m512i t2, t10;
+    vnni_dot_split(c, n, d, &t2, &t10);
+    return vnni_join(_mm512_sub_epi32(t2, _mm512_loadu_si512(d + 384)), _mm512_sub_epi32(t10, _mm512_loadu_si512(d + 448)));
 }
 
 /* the four floats at p, each in four consecutive lanes (a block's lanes in a vector of four) */
@@ -1497,50 +1508,173 @@ MLXN_ALWAYS_INLINE __m128 mlx_quad_scales(int dt, const uint8_t *p, int64_t q, i
     return ng == 4 ? g : ng == 2 ? _mm_unpacklo_ps(g, g) : _mm_shuffle_ps(g, g, 0);
 }
 
-/* Row n of MLX 4-bit weights . x at one row of x in integers (x's _HALVES form, as the GGML
- * 32-element formats' VNNI kernel): 64 code bytes are four units, their low and high nibbles
- * (even and odd elements) interleaved by byte unpacks, which work within 128-bit lanes: lane j of
- * the first vector holds unit j's elements 0-15, of the second its 16-31, the order of x's
- * digits. A 32-bit lane's sum stays in one unit, scaled by its group's scale times x's unit
- * scale; the biases go on the f32 sums of x, four units a step. */
-MLXN_ALWAYS_INLINE __m512 mlx4_quad(const uint8_t *row, const uint8_t *sp, int dt, int64_t q, int ug, int64_t left,
-                                    const int8_t *xd, const float *xsc)
+/* Word tables of the 3-, 5- and 6-bit codes in x's _HALVES order (below): for a half unit's 16
+ * codes (2 bits bytes, from byte o of a 128-bit lane), the byte pairs holding the even codes
+ * (words of E) and the odd ones (words of O), and the shifts that bring an even code to bits 0..
+ * of its word and an odd one to bits 8.. */
+#define MLX_EW(b, o, k) (uint8_t)((o) + (b) * 2 * (k) / 8), (uint8_t)((o) + (b) * 2 * (k) / 8 + 1)
+#define MLX_OW(b, o, k) (uint8_t)((o) + (b) * (2 * (k) + 1) / 8), (uint8_t)((o) + (b) * (2 * (k) + 1) / 8 + 1)
+#define MLX_W8(W, b, o) {W(b, o, 0), W(b, o, 1), W(b, o, 2), W(b, o, 3), W(b, o, 4), W(b, o, 5), W(b, o, 6), W(b, o, 7)}
+#define MLX_ES(b) {(b) * 0 % 8, (b) * 2 % 8, (b) * 4 % 8, (b) * 6 % 8, (b) * 8 % 8, (b) * 10 % 8, (b) * 12 % 8, (b) * 14 % 8}
+#define MLX_OS(b) {8 - (b) * 1 % 8, 8 - (b) * 3 % 8, 8 - (b) * 5 % 8, 8 - (b) * 7 % 8, \
+                   8 - (b) * 9 % 8, 8 - (b) * 11 % 8, 8 - (b) * 13 % 8, 8 - (b) * 15 % 8}
+/* [3, 5, 6 bits][half][E, O]: the halves start at byte 0 and 6 (3-bit), 0 and 2 (5-bit), 0 and 0 */
+static const uint8_t mlx_half_idx[3][2][2][16] = {
+    {{MLX_W8(MLX_EW, 3, 0), MLX_W8(MLX_OW, 3, 0)}, {MLX_W8(MLX_EW, 3, 6), MLX_W8(MLX_OW, 3, 6)}},
+    {{MLX_W8(MLX_EW, 5, 0), MLX_W8(MLX_OW, 5, 0)}, {MLX_W8(MLX_EW, 5, 2), MLX_W8(MLX_OW, 5, 2)}},
+    {{MLX_W8(MLX_EW, 6, 0), MLX_W8(MLX_OW, 6, 0)}, {MLX_W8(MLX_EW, 6, 0), MLX_W8(MLX_OW, 6, 0)}}};
+static const uint16_t mlx_half_shift[3][2][8] = {{MLX_ES(3), MLX_OS(3)}, {MLX_ES(5), MLX_OS(5)}, {MLX_ES(6), MLX_OS(6)}};
+/* the dwords that give 128-bit lane j a half of unit j (of the four of a quad, loaded as dwords
+ * 0 .. 4 bits - 1 of two vectors): [3, 5, 6 bits][half] */
+#define MLX_D4(a, s) a, (a) + 1, (a) + 2, (a) + 2
+#define MLX_D16(s, o) {MLX_D4(o, s), MLX_D4((s) + (o), s), MLX_D4(2 * (s) + (o), s), MLX_D4(3 * (s) + (o), s)}
+static const uint32_t mlx_half_dwords[3][2][16] = {{MLX_D16(3, 0), MLX_D16(3, 0)},
+                                                   {MLX_D16(5, 0), MLX_D16(5, 2)},
+                                                   {MLX_D16(6, 0), MLX_D16(6, 3)}};
+#undef MLX_D16
+#undef MLX_D4
+#undef MLX_OS
+#undef MLX_ES
+#undef MLX_W8
+#undef MLX_OW
+#undef MLX_EW
+
+/* The codes of units 4 q .. 4 q + 3 of an MLX row (left of them in the row, the loads stop
+ * there) as bytes in x's _HALVES order: 128-bit lane j of c[0] holds unit j's elements 0-15, of
+ * c[1] its 16-31. 4-bit: the low and high nibbles (even and odd elements) interleaved by byte
+ * unpacks, which work within 128-bit lanes. 2-bit: each lane given its unit's 8 bytes, whose four
+ * bit planes interleave by unpacks. 3-, 5- and 6-bit: each lane given the dwords of its half unit,
+ * then byte shuffles put the two bytes that hold each even code in a word of E and each odd one in
+ * a word of O, shifts by the codes' bit offsets bring them to bytes 0 and 1 of the words, a byte
+ * blend joins the two and a mask leaves the codes. */
+MLXN_ALWAYS_INLINE void mlx_quad_codes(const int bits, const uint8_t *row, int64_t q, int64_t left, __m512i *c)
 {
-    const __m512i m4 = _mm512_set1_epi8(15);
-    const __m512i z = left >= 4 ? _mm512_loadu_si512(row + 64 * q)
-                                : _mm512_maskz_loadu_epi8((1ULL << (16 * left)) - 1, row + 64 * q);
-    const __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
-    const __m512i c[2] = {_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)};
-    const __m512 sc = _mm512_broadcast_f32x4(_mm_mul_ps(mlx_quad_scales(dt, sp, q, ug, left), _mm_loadu_ps(xsc + 4 * q)));
-    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    return _mm512_mul_ps(vnni_dot(c, 2, xd + q * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32_HALVES)),
-                         _mm512_permutexvar_ps(four, sc));
+    const int qb = 16 * bits, nb = (int)(left < 4 ? 4 * bits * left : qb); /* a quad's bytes; those in the row */
+    const uint8_t *p = row + (int64_t)qb * q;
+    const __m512i z0 = nb >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8((1ULL << nb) - 1, p);
+    if (bits == 4) {
+        const __m512i m4 = _mm512_set1_epi8(15);
+        const __m512i lo = _mm512_and_si512(z0, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4);
+        c[0] = _mm512_unpacklo_epi8(lo, hi);
+        c[1] = _mm512_unpackhi_epi8(lo, hi);
+    } else if (bits == 2) {
+        const __m512i u = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), z0);
+        const __m512i m2 = _mm512_set1_epi8(3);
+        const __m512i p0 = _mm512_and_si512(u, m2), p1 = _mm512_and_si512(_mm512_srli_epi16(u, 2), m2);
+        const __m512i p2 = _mm512_and_si512(_mm512_srli_epi16(u, 4), m2), p3 = _mm512_and_si512(_mm512_srli_epi16(u, 6), m2);
+        const __m512i a = _mm512_unpacklo_epi8(p0, p1), b = _mm512_unpacklo_epi8(p2, p3); /* 4i, 4i + 1 | 4i + 2, 4i + 3 */
+        c[0] = _mm512_unpacklo_epi16(a, b);
+        c[1] = _mm512_unpackhi_epi16(a, b);
+    } else {
+        const int t = bits == 3 ? 0 : bits == 5 ? 1 : 2;
+        const __m512i z1 = qb > 64 ? _mm512_maskz_loadu_epi8(nb > 64 ? (1ULL << (nb - 64)) - 1 : 0, p + 64) : z0;
+        const __m512i mask = _mm512_set1_epi8((char)((1 << bits) - 1));
+        const __m512i es = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)mlx_half_shift[t][0]));
+        const __m512i os = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)mlx_half_shift[t][1]));
+        for (int h = 0; h < 2; h++) {
+            const __m512i u = _mm512_permutex2var_epi32(z0, _mm512_loadu_si512(mlx_half_dwords[t][h]), z1);
+            const __m512i e = _mm512_shuffle_epi8(u, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)mlx_half_idx[t][h][0])));
+            const __m512i o = _mm512_shuffle_epi8(u, _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)mlx_half_idx[t][h][1])));
+            c[h] = _mm512_and_si512(_mm512_mask_blend_epi8((__mmask64)0xAAAAAAAAAAAAAAAAULL, _mm512_srlv_epi16(e, es),
+                                                           _mm512_sllv_epi16(o, os)),
+                                    mask);
+        }
+    }
 }
 
-MLXN_VNNI_ENTRY float mlx4_dot_vnni(const mlxn_qmatmul_mlx_args *m, int64_t n, const float *xsum)
+/* Row n of MLX weights (2 to 6 bits) . x at one row of x in integers, against x's _HALVES
+ * digits: a 32-bit lane's sum stays in one unit, scaled by its group's scale times x's unit
+ * scale; the biases go on the f32 sums of x, four units a step. 6-bit codes (up to 63) keep the
+ * top digit's sum apart (lanes of 8 elements). */
+MLXN_ALWAYS_INLINE __m512 mlx_quad(const int bits, const uint8_t *row, const uint8_t *sp, int dt, int64_t q, int ug,
+                                   int64_t left, const int8_t *xd, const float *xsc)
 {
-    const uint8_t *row = m->w + n * m->w_stride;
-    const uint8_t *sp = (const uint8_t *)m->scales + n * m->s_stride, *bp = (const uint8_t *)m->biases + n * m->b_stride;
+    __m512i c[2];
+    mlx_quad_codes(bits, row, q, left, c);
+    const __m512 sc = _mm512_broadcast_f32x4(_mm_mul_ps(mlx_quad_scales(dt, sp, q, ug, left), _mm_loadu_ps(xsc + 4 * q)));
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const int8_t *d = xd + q * mlxn_cpu_qmm_xquad(MLXN_CPU_QMM_X_INT32_HALVES);
+    __m512 t;
+    if (bits == 6) {
+        __m512i t2, t10;
+        vnni_dot_split(c, 2, d, &t2, &t10);
+        t = vnni_join(t2, t10);
+    } else {
+        t = vnni_dot(c, 2, d);
+    }
+    return _mm512_mul_ps(t, _mm512_permutexvar_ps(four, sc));
+}
+
+/* rows n .. n + nr - 1 of W (nr 1, 2 or 4: each quad of x's digits loaded for the first row
+ * hits the L1 for the others, as dot32_vnni_rows) into r */
+MLXN_ALWAYS_INLINE void mlx_dot_vnni_rows(const mlxn_qmatmul_mlx_args *m, const int bits, int64_t n, const int nr,
+                                          const float *xsum, float *r)
+{
     const int64_t K = m->K, nu = K / 32, upg = m->group_size / 32;
     const int ug = upg == 1 ? 0 : upg == 2 ? 1 : 2, dt = m->s_dtype;
     const float *xsc = xsum + mlxn_cpu_qmm_xdig(K) + 16; /* xsum's unit sums and scales: zero past K */
     const int8_t *xd = (const int8_t *)(xsc + mlxn_cpu_qmm_xs32(K));
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    __m128 off = _mm_setzero_ps();
+    const uint8_t *row[4], *sp[4], *bp[4];
+    __m512 acc[4][2];
+    __m128 off[4];
+    for (int i = 0; i < nr; i++) {
+        row[i] = m->w + (n + i) * m->w_stride;
+        sp[i] = (const uint8_t *)m->scales + (n + i) * m->s_stride;
+        bp[i] = (const uint8_t *)m->biases + (n + i) * m->b_stride;
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        off[i] = _mm_setzero_ps();
+    }
     int64_t q = 0;
-    for (; 4 * q + 8 <= nu; q += 2) {
-        qmm_prefetch(row + 64 * q, 128);
-        acc0 = _mm512_add_ps(acc0, mlx4_quad(row, sp, dt, q, ug, 4, xd, xsc));
-        acc1 = _mm512_add_ps(acc1, mlx4_quad(row, sp, dt, q + 1, ug, 4, xd, xsc));
-        off = _mm_fmadd_ps(mlx_quad_scales(dt, bp, q, ug, 4), _mm_loadu_ps(xsum + 4 * q), off);
-        off = _mm_fmadd_ps(mlx_quad_scales(dt, bp, q + 1, ug, 4), _mm_loadu_ps(xsum + 4 * q + 4), off);
+    for (; 4 * q + 8 <= nu; q += 2)
+        for (int i = 0; i < nr; i++) {
+            qmm_prefetch(row[i] + 16 * bits * q + (nr - 1) * QMM_PREFETCH, 32 * bits);
+            acc[i][0] = _mm512_add_ps(acc[i][0], mlx_quad(bits, row[i], sp[i], dt, q, ug, 4, xd, xsc));
+            acc[i][1] = _mm512_add_ps(acc[i][1], mlx_quad(bits, row[i], sp[i], dt, q + 1, ug, 4, xd, xsc));
+            off[i] = _mm_fmadd_ps(mlx_quad_scales(dt, bp[i], q, ug, 4), _mm_loadu_ps(xsum + 4 * q), off[i]);
+            off[i] = _mm_fmadd_ps(mlx_quad_scales(dt, bp[i], q + 1, ug, 4), _mm_loadu_ps(xsum + 4 * q + 4), off[i]);
+        }
+    for (; 4 * q < nu; q++)
+        for (int i = 0; i < nr; i++) {
+            acc[i][0] = _mm512_add_ps(acc[i][0], mlx_quad(bits, row[i], sp[i], dt, q, ug, nu - 4 * q, xd, xsc));
+            off[i] = _mm_fmadd_ps(mlx_quad_scales(dt, bp[i], q, ug, nu - 4 * q), _mm_loadu_ps(xsum + 4 * q), off[i]);
+        }
+    for (int i = 0; i < nr; i++) {
+        const __m128 o = _mm_add_ps(off[i], _mm_movehl_ps(off[i], off[i]));
+        r[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) + _mm_cvtss_f32(_mm_add_ss(o, _mm_movehdup_ps(o)));
     }
-    for (; 4 * q < nu; q++) {
-        acc0 = _mm512_add_ps(acc0, mlx4_quad(row, sp, dt, q, ug, nu - 4 * q, xd, xsc));
-        off = _mm_fmadd_ps(mlx_quad_scales(dt, bp, q, ug, nu - 4 * q), _mm_loadu_ps(xsum + 4 * q), off);
+}
+
+/* Rows n0 .. n1 - 1 of MLX weights (2 to 6 bits) at one row of x in integers (VNNI); 4- and
+ * 6-bit from K QMM_PAIR_K several rows a pass as the GGML formats (four where a row is at most
+ * QMM_QUAD_ROW_BYTES, else two; fewer at the end). 2-, 3- and 5-bit codes cost more work a byte
+ * and go one row at a time, the pass gaining nothing there (bench/NOTES.md). One entry, not
+ * inlined into the level's code (MLXN_VNNI_BEGIN), each width's loop specialized. */
+MLXN_ALWAYS_INLINE void mlx_rows_vnni_bits(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *m, const int bits,
+                                           const float *xsum, int64_t n0, int64_t n1)
+{
+    float *y = (float *)mlxn_rows_ptr(&a->y, 0);
+    const int np = m->K < QMM_PAIR_K || (bits != 4 && bits != 6) ? 1 : m->w_stride <= QMM_QUAD_ROW_BYTES ? 4 : 2;
+    for (int64_t n = n0; n < n1;) {
+        const int g = n + np <= n1 ? np : n + 2 <= n1 && np > 1 ? 2 : 1;
+        switch (g) {
+        case 1: mlx_dot_vnni_rows(m, bits, n, 1, xsum, y + n); break;
+        case 2: mlx_dot_vnni_rows(m, bits, n, 2, xsum, y + n); break;
+        default: mlx_dot_vnni_rows(m, bits, n, 4, xsum, y + n); break;
+        }
+        n += g;
     }
-    const __m128 o = _mm_add_ps(off, _mm_movehl_ps(off, off));
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_add_ss(o, _mm_movehdup_ps(o)));
+}
+
+MLXN_VNNI_ENTRY void mlx_rows_vnni(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *m, const float *xsum,
+                                   int64_t n0, int64_t n1)
+{
+    switch (m->bits) {
+    case 2: mlx_rows_vnni_bits(a, m, 2, xsum, n0, n1); break;
+    case 3: mlx_rows_vnni_bits(a, m, 3, xsum, n0, n1); break;
+    case 4: mlx_rows_vnni_bits(a, m, 4, xsum, n0, n1); break;
+    case 5: mlx_rows_vnni_bits(a, m, 5, xsum, n0, n1); break;
+    default: mlx_rows_vnni_bits(a, m, 6, xsum, n0, n1); break;
+    }
 }
 MLXN_VNNI_END
 #endif
@@ -1880,9 +2014,8 @@ MLXN_ALWAYS_INLINE void mlx_rows(const mlxn_qmatmul_args *a, const mlxn_qmatmul_
     if (qmm_rows_buffered(a, mlx, x, xt, n0, n1, -1)) /* -1: no GGML type */
         return;
 #ifdef MLXN_SIMD_VNNI
-    if (M == 1 && bits == 4 && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32_HALVES) {
-        for (int64_t n = n0; n < n1; n++)
-            ((float *)mlxn_rows_ptr(&a->y, 0))[n] = mlx4_dot_vnni(mlx, n, xsum);
+    if (M == 1 && bits != 8 && xsum[mlxn_cpu_qmm_xdig(K)] == (float)MLXN_CPU_QMM_X_INT32_HALVES) {
+        mlx_rows_vnni(a, mlx, xsum, n0, n1);
         return;
     }
 #endif
@@ -1948,7 +2081,8 @@ static int MLXN_LEVEL_FN(qmatmul_x_form)(int w_dtype)
                ? MLXN_CPU_QMM_X_INT256
                : MLXN_CPU_QMM_X_NONE;
 #elif defined(MLXN_SIMD_VNNI)
-    if (w_dtype == MLXN_DTYPE_MLX_Q4) /* mlx4_dot_vnni */
+    if (w_dtype == MLXN_DTYPE_MLX_Q2 || w_dtype == MLXN_DTYPE_MLX_Q3 || w_dtype == MLXN_DTYPE_MLX_Q4 ||
+        w_dtype == MLXN_DTYPE_MLX_Q5 || w_dtype == MLXN_DTYPE_MLX_Q6) /* mlx_rows_vnni */
         return MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_INT32_HALVES : MLXN_CPU_QMM_X_NONE;
     return !qmm_vnni(w_dtype) || !MLXN_VNNI_PRESENT ? MLXN_CPU_QMM_X_NONE : qmm_vnni_form(w_dtype);
 #else
