@@ -396,6 +396,36 @@ void test_qmatmul(test_devices *devs, rng *g)
             c.w_dtype = stypes[ti];
             run_case(&c, devs, g);
         }
+    /* rows that are not whole 16-byte words where they lie (on CUDA the wide-load kernel's;
+     * bench/experiments/qmm_stream_unaligned_rows.patch has the streamed kernel read the words
+     * that hold them where W ends on the 16-byte grid, N 64, 72 and 3000, not N 67): blocks of 32
+     * at K 4128 (129 blocks), the K-quants whose blocks are not whole words at K 4352 (17
+     * super-blocks), with the fusions, strided x and many tiles a block; then Q2_K, Q3_K and Q6_K
+     * rows of 18944 (Qwen2.5-7B's down projection; the patch: in parts of K) */
+    static const mlxn_dtype atypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0, MLXN_DTYPE_Q5_1,
+                                        MLXN_DTYPE_Q8_0, MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_Q2_K, MLXN_DTYPE_Q3_K,
+                                        MLXN_DTYPE_Q6_K, MLXN_DTYPE_IQ4_XS};
+    static const qmm_case ashapes[] = {
+        {0, MLXN_DTYPE_F32, 1, 64, 0, 0, 0, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_BF16, 1, 67, 0, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F32, 1, 72, 0, 0, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
+        {0, MLXN_DTYPE_F16, 1, 3000, 0, 3, 0, MLXN_ACT_SILU, 0, false},
+    };
+    for (size_t ti = 0; ti < sizeof atypes / sizeof atypes[0]; ti++)
+        for (size_t si = 0; si < sizeof ashapes / sizeof ashapes[0]; si++) {
+            qmm_case c = ashapes[si];
+            c.w_dtype = atypes[ti];
+            c.K = mlxn_dtype_block_elems(atypes[ti]) == 32 ? 4128 : 4352;
+            run_case(&c, devs, g);
+        }
+    static const qmm_case aparts[] = {
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 64, 18944, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 1000, 18944, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q3_K, MLXN_DTYPE_F16, 1, 64, 18944, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q2_K, MLXN_DTYPE_F32, 1, 64, 18944, 5, 0, MLXN_ACT_SILU, 0, false},
+    };
+    for (size_t i = 0; i < sizeof aparts / sizeof aparts[0]; i++)
+        run_case(&aparts[i], devs, g);
     /* x's blocks far apart in scale, zero blocks among them (the CPU's integer form of x for
      * Q4_K and Q6_K at one row of x, the streamed kernel's power of two per 32 elements on CUDA) */
     static const mlxn_dtype utypes[] = {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q5_K,
