@@ -1,8 +1,10 @@
 /* Sampling on the CPU, by the same steps and the same integer arithmetic as the CUDA kernel
  * (src/cuda/sample.cu), so both pick the same token: rows split across the thread pool; per
- * row, the order keys and fixed-point weights of every token go to scratch arrays, the top-k
- * and top-p cuts are found by radix selection over the keys (four passes of one byte each, no
- * sort), and the draw walks the kept tokens in id order. */
+ * row, the order keys of every token go to a scratch array (greedy rows: their argmax alone),
+ * the top-k cut is found by radix selection over the keys (a pass over the row for the first
+ * byte, then the elements of its bin alone for the other three; no sort), the fixed-point
+ * weights of the tokens the cut keeps are formed (of every token without top-k), the top-p cut
+ * by the same selection over them, and the draw walks the kept tokens in id order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,20 +32,39 @@ typedef struct radix_in {
     bool floor_excl;
     uint32_t extra_key;
     uint64_t extra, extra_count;
+    /* scratch for the elements the later passes read (those in the first byte's bin: a fraction
+     * of the row) with their weights (cw, where w is given), as many as pass the floor */
+    uint32_t *ckey;
+    uint64_t *cw;
 } radix_in;
 
 static uint32_t radix_select(const radix_in *in, uint64_t target, uint64_t *above, uint64_t *above_count)
 {
     uint32_t prefix = 0;
     *above = *above_count = 0;
+    const uint32_t *key = in->key;
+    const uint64_t *w = in->w;
+    int64_t n = in->n;
+    bool floor_excl = in->floor_excl;
     for (int shift = 24; shift >= 0; shift -= 8) {
         const uint32_t hi = shift == 24 ? 0 : ~0u << (shift + 8); /* the bits already chosen */
+        if (shift == 16) { /* the elements left in the first byte's bin, into the scratch */
+            int64_t m = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const uint32_t k = key[i];
+                in->ckey[m] = k;
+                if (w)
+                    in->cw[m] = w[i];
+                m += (k & hi) == prefix && !(floor_excl && k <= in->floor);
+            }
+            key = in->ckey, w = w ? in->cw : NULL, n = m, floor_excl = false;
+        }
         uint64_t bins[256] = {0}, counts[256] = {0};
-        for (int64_t i = 0; i < in->n; i++) {
-            const uint32_t k = in->key[i];
-            if ((k & hi) != prefix || (in->floor_excl && k <= in->floor))
+        for (int64_t i = 0; i < n; i++) {
+            const uint32_t k = key[i];
+            if ((k & hi) != prefix || (floor_excl && k <= in->floor))
                 continue;
-            bins[k >> shift & 255] += in->w ? in->w[i] : 1;
+            bins[k >> shift & 255] += w ? w[i] : 1;
             counts[k >> shift & 255]++;
         }
         if (in->extra_count && (in->extra_key & hi) == prefix) {
@@ -58,7 +79,18 @@ static uint32_t radix_select(const radix_in *in, uint64_t target, uint64_t *abov
     return prefix;
 }
 
-static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, uint64_t *w, uint8_t *pen)
+/* mlxn_f32_order_key without branches: -0 becomes +0 by adding +0, NaN gives 0 */
+static inline uint32_t order_key(float v)
+{
+    const float z = v + 0.0f;
+    uint32_t u;
+    memcpy(&u, &z, 4);
+    const uint32_t k = u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+    return v == v ? k : 0;
+}
+
+static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, uint64_t *w, uint32_t *ckey,
+                          uint64_t *cw, uint8_t *pen)
 {
     const int64_t V = a->n;
     const float *x = (const float *)mlxn_rows_ptr(&a->logits, r);
@@ -69,35 +101,40 @@ static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, u
             if (h[j] >= 0 && h[j] < V)
                 pen[h[j] >> 3] |= (uint8_t)(1u << (h[j] & 7));
     }
+    /* the order keys and their argmax (mlxn_argmax_pack's, without its branches: random signs
+     * mispredicted in half the tokens); greedy rows keep no keys */
+    const bool greedy = a->temperature <= 0;
     uint64_t best = 0;
     for (int64_t i = 0; i < V; i++) {
         const int penalized = a->history.base && pen[i >> 3] >> (i & 7) & 1;
-        const float z = mlxn_sample_logit(x[i], penalized, a->repeat_penalty, a->temperature);
-        key[i] = mlxn_f32_order_key(z);
-        const uint64_t c = mlxn_argmax_pack(z, i);
+        const uint32_t k = order_key(mlxn_sample_logit(x[i], penalized, a->repeat_penalty, a->temperature));
+        if (!greedy)
+            key[i] = k;
+        const uint64_t c = ((uint64_t)k << 32 | (uint32_t)~(uint32_t)i) & (k ? ~(uint64_t)0 : 0);
         best = c > best ? c : best;
     }
-    if (a->temperature <= 0)
+    if (greedy)
         return mlxn_argmax_index(best);
     const uint32_t kmax = (uint32_t)(best >> 32);
     if (kmax <= MLXN_KEY_NEG_INF)
         return -1;
     const float zmax = mlxn_order_key_value(kmax);
-    for (int64_t i = 0; i < V; i++)
-        w[i] = mlxn_sample_weight(mlxn_order_key_value(key[i]), zmax);
 
     /* the cut: everything, then top-k, then top-p inside it */
     cut c = {0, (uint64_t)V};
     uint64_t above, above_count;
-    if (a->top_k > 0 && a->top_k < V) {
-        radix_in in = {key, NULL, V, 0, false, 0, 0, 0};
+    const bool topk = a->top_k > 0 && a->top_k < V;
+    if (topk) {
+        radix_in in = {key, NULL, V, 0, false, 0, 0, 0, (uint32_t *)w, NULL}; /* (w: not yet written) */
         c.key = radix_select(&in, (uint64_t)a->top_k, &above, &above_count);
         c.ties = (uint64_t)a->top_k - above_count;
     }
+    /* the weights of the tokens that can be kept (below the top-k cut none is read) */
+    for (int64_t i = 0; i < V; i++)
+        w[i] = topk && key[i] < c.key ? 0 : mlxn_sample_weight(mlxn_order_key_value(key[i]), zmax);
     if (a->top_p < 1.0f) {
-        const bool topk = c.ties < (uint64_t)V;
         const uint64_t wc = mlxn_sample_weight(mlxn_order_key_value(c.key), zmax);
-        radix_in in = {key, w, V, c.key, topk, c.key, topk ? c.ties * wc : 0, topk ? c.ties : 0};
+        radix_in in = {key, w, V, c.key, topk, c.key, topk ? c.ties * wc : 0, topk ? c.ties : 0, ckey, cw};
         uint64_t total = in.extra;
         for (int64_t i = 0; i < V; i++)
             total += !topk || key[i] > c.key ? w[i] : 0;
@@ -141,15 +178,23 @@ static void sample_task(void *ctx, int64_t r0, int64_t r1)
 {
     sample_ctx *c = ctx;
     const mlxn_sample_args *a = c->a;
-    uint32_t *key = malloc((size_t)a->n * sizeof *key);
-    uint64_t *w = malloc((size_t)a->n * sizeof *w);
+    /* greedy rows keep no keys or weights (a vocabulary's 12 bytes a token, fresh pages every
+     * call, cost more than the argmax) */
+    const bool greedy = a->temperature <= 0;
+    /* top-p's radix scratch: the tokens above the top-k cut (fewer than top_k), else the row;
+     * radix_select stores each element at the next slot before it counts it, so one more */
+    const int64_t cap = greedy || a->top_p >= 1.0f ? 0 : (a->top_k > 0 && a->top_k < a->n ? a->top_k : a->n) + 1;
+    uint32_t *key = greedy ? NULL : malloc((size_t)a->n * sizeof *key), *ckey = cap ? malloc((size_t)cap * sizeof *ckey) : NULL;
+    uint64_t *w = greedy ? NULL : malloc((size_t)a->n * sizeof *w), *cw = cap ? malloc((size_t)cap * sizeof *cw) : NULL;
     uint8_t *pen = malloc((size_t)(a->n + 7) / 8);
-    if (!key || !w || !pen)
+    if ((!greedy && (!key || !w)) || (cap && (!ckey || !cw)) || !pen)
         c->failed = true; /* benign race: every writer stores the same */
     for (int64_t r = r0; !c->failed && r < r1; r++)
-        a->out[r] = sample_row(a, r, key, w, pen);
+        a->out[r] = sample_row(a, r, key, w, ckey, cw, pen);
     free(key);
     free(w);
+    free(ckey);
+    free(cw);
     free(pen);
 }
 
