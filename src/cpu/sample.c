@@ -89,8 +89,8 @@ static inline uint32_t order_key(float v)
     return v == v ? k : 0;
 }
 
-static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, uint64_t *w, uint32_t *ckey,
-                          uint64_t *cw, uint8_t *pen)
+static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, uint64_t *w, uint32_t *ids,
+                          uint32_t *ckey, uint64_t *cw, uint8_t *pen)
 {
     const int64_t V = a->n;
     const float *x = (const float *)mlxn_rows_ptr(&a->logits, r);
@@ -120,23 +120,35 @@ static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, u
         return -1;
     const float zmax = mlxn_order_key_value(kmax);
 
-    /* the cut: everything, then top-k, then top-p inside it */
+    /* the cut: everything, then top-k, then top-p inside it. With top-k the kept tokens (those
+     * above the cut and its first ties by id) move to the front of key, in id order, their ids
+     * to ids, and the rest works on them alone: the draw's walk in id order meets the same
+     * tokens, and the top-p selection the same keys and weights. n: the tokens left. */
     cut c = {0, (uint64_t)V};
     uint64_t above, above_count;
+    int64_t n = V;
     const bool topk = a->top_k > 0 && a->top_k < V;
     if (topk) {
         radix_in in = {key, NULL, V, 0, false, 0, 0, 0, (uint32_t *)w, NULL}; /* (w: not yet written) */
         c.key = radix_select(&in, (uint64_t)a->top_k, &above, &above_count);
         c.ties = (uint64_t)a->top_k - above_count;
+        uint64_t ties = 0;
+        n = 0;
+        for (int64_t i = 0; i < V; i++) {
+            const uint32_t k = key[i];
+            if (k > c.key || (k == c.key && ties++ < c.ties)) {
+                key[n] = k;
+                ids[n++] = (uint32_t)i;
+            }
+        }
     }
-    /* the weights of the tokens that can be kept (below the top-k cut none is read) */
-    for (int64_t i = 0; i < V; i++)
-        w[i] = topk && key[i] < c.key ? 0 : mlxn_sample_weight(mlxn_order_key_value(key[i]), zmax);
+    for (int64_t i = 0; i < n; i++)
+        w[i] = mlxn_sample_weight(mlxn_order_key_value(key[i]), zmax);
     if (a->top_p < 1.0f) {
         const uint64_t wc = mlxn_sample_weight(mlxn_order_key_value(c.key), zmax);
-        radix_in in = {key, w, V, c.key, topk, c.key, topk ? c.ties * wc : 0, topk ? c.ties : 0, ckey, cw};
+        radix_in in = {key, w, n, c.key, topk, c.key, topk ? c.ties * wc : 0, topk ? c.ties : 0, ckey, cw};
         uint64_t total = in.extra;
-        for (int64_t i = 0; i < V; i++)
+        for (int64_t i = 0; i < n; i++)
             total += !topk || key[i] > c.key ? w[i] : 0;
         const uint64_t need = mlxn_sample_top_p_need(a->top_p, total);
         if (need == 0) {
@@ -150,7 +162,7 @@ static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, u
 
     /* the draw, in id order */
     uint64_t total = 0, ties = 0;
-    for (int64_t i = 0; i < V; i++) {
+    for (int64_t i = 0; i < n; i++) {
         const bool in_cut = key[i] > c.key || (key[i] == c.key && ties++ < c.ties);
         if (in_cut && (a->min_p <= 0 || mlxn_sample_min_p_keeps(a->min_p, w[i])))
             total += w[i];
@@ -158,13 +170,13 @@ static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, u
     const uint64_t target = mlxn_sample_target(total, mlxn_sample_bits(a->seed, a->step, (uint64_t)r));
     uint64_t sum = 0;
     ties = 0;
-    for (int64_t i = 0; i < V; i++) {
+    for (int64_t i = 0; i < n; i++) {
         const bool in_cut = key[i] > c.key || (key[i] == c.key && ties++ < c.ties);
         if (!in_cut || (a->min_p > 0 && !mlxn_sample_min_p_keeps(a->min_p, w[i])))
             continue;
         sum += w[i];
         if (sum > target)
-            return (int32_t)i;
+            return (int32_t)(topk ? ids[i] : i);
     }
     return -1; /* unreachable: target < total */
 }
@@ -186,11 +198,14 @@ static void sample_task(void *ctx, int64_t r0, int64_t r1)
     const int64_t cap = greedy || a->top_p >= 1.0f ? 0 : (a->top_k > 0 && a->top_k < a->n ? a->top_k : a->n) + 1;
     uint32_t *key = greedy ? NULL : malloc((size_t)a->n * sizeof *key), *ckey = cap ? malloc((size_t)cap * sizeof *ckey) : NULL;
     uint64_t *w = greedy ? NULL : malloc((size_t)a->n * sizeof *w), *cw = cap ? malloc((size_t)cap * sizeof *cw) : NULL;
+    const bool topk = !greedy && a->top_k > 0 && a->top_k < a->n;
+    uint32_t *ids = topk ? malloc((size_t)a->top_k * sizeof *ids) : NULL; /* the top-k tokens' ids */
     uint8_t *pen = malloc((size_t)(a->n + 7) / 8);
-    if ((!greedy && (!key || !w)) || (cap && (!ckey || !cw)) || !pen)
+    if ((!greedy && (!key || !w)) || (cap && (!ckey || !cw)) || (topk && !ids) || !pen)
         c->failed = true; /* benign race: every writer stores the same */
     for (int64_t r = r0; !c->failed && r < r1; r++)
-        a->out[r] = sample_row(a, r, key, w, ckey, cw, pen);
+        a->out[r] = sample_row(a, r, key, w, ids, ckey, cw, pen);
+    free(ids);
     free(key);
     free(w);
     free(ckey);
