@@ -2,9 +2,10 @@
  * (src/cuda/sample.cu), so both pick the same token: rows split across the thread pool; per
  * row, the order keys of every token go to a scratch array (greedy rows: their argmax alone),
  * the top-k cut is found by radix selection over the keys (a pass over the row for the first
- * byte, then the elements of its bin alone for the other three; no sort), the fixed-point
- * weights of the tokens the cut keeps are formed (of every token without top-k), the top-p cut
- * by the same selection over them, and the draw walks the kept tokens in id order. */
+ * byte, then the elements of its bin alone for the other three; no sort) and its tokens are
+ * gathered in id order; then the fixed-point weights of those (of every token without top-k),
+ * the top-p cut by the same selection over them, and the draw walks the kept tokens in id
+ * order. */
 #include <stdlib.h>
 #include <string.h>
 
