@@ -170,6 +170,8 @@ mlxn_status mlxn_cpu_get_rows(mlxn_stream *s, const mlxn_get_rows_args *a);
 mlxn_status mlxn_cpu_binary(mlxn_stream *s, const mlxn_binary_args *a);
 mlxn_status mlxn_cpu_scale(mlxn_stream *s, const mlxn_scale_args *a);
 mlxn_status mlxn_cpu_argmax(mlxn_stream *s, const mlxn_argmax_args *a);
+/* the argmax of one row of n f32/f16/bf16 values (mlxn_argmax's rules; -1 where all are NaN) */
+int32_t mlxn_cpu_argmax_row(const void *row, int dtype, int64_t n);
 mlxn_status mlxn_cpu_attention(mlxn_stream *s, const mlxn_attention_args *a);
 mlxn_status mlxn_cpu_kv_append(mlxn_stream *s, const mlxn_kv_append_args *a);
 mlxn_status mlxn_cpu_sample(mlxn_stream *s, const mlxn_sample_args *a);

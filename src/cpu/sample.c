@@ -103,8 +103,11 @@ static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, u
                 pen[h[j] >> 3] |= (uint8_t)(1u << (h[j] & 7));
     }
     /* the order keys and their argmax (mlxn_argmax_pack's, without its branches: random signs
-     * mispredicted in half the tokens); greedy rows keep no keys */
+     * mispredicted in half the tokens); greedy rows keep no keys, and without a penalty they are
+     * mlxn_argmax's rows (whose loop the compiler vectorizes) */
     const bool greedy = a->temperature <= 0;
+    if (greedy && !a->history.base)
+        return mlxn_cpu_argmax_row(x, MLXN_DTYPE_F32, V);
     uint64_t best = 0;
     for (int64_t i = 0; i < V; i++) {
         const int penalized = a->history.base && pen[i >> 3] >> (i & 7) & 1;
