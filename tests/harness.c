@@ -155,13 +155,19 @@ bool test_devices_open(test_devices *d)
         printf("cannot open the reference device: %s\n", mlxn_last_error());
         return false;
     }
+    /* two threads on every machine (threads 2): the kernels' paths depend on how the rows of a
+     * product are shared out (e.g. qmatmul's chunks, of which each thread takes at least four),
+     * so a fixed count keeps a case on the same paths wherever the tests run; cpu-threads, the
+     * best level with a thread per core, checks the splits among more threads */
     static const struct {
         const char *name;
         mlxn_cpu_kernels level;
-    } levels[] = {{"cpu-portable", MLXN_CPU_KERNELS_PORTABLE},
-                  {"cpu-avx2", MLXN_CPU_KERNELS_AVX2},
-                  {"cpu-avx512", MLXN_CPU_KERNELS_AVX512},
-                  {"cpu-avx512-bf16", MLXN_CPU_KERNELS_AVX512_BF16}};
+        int threads;
+    } levels[] = {{"cpu-portable", MLXN_CPU_KERNELS_PORTABLE, 2},
+                  {"cpu-avx2", MLXN_CPU_KERNELS_AVX2, 2},
+                  {"cpu-avx512", MLXN_CPU_KERNELS_AVX512, 2},
+                  {"cpu-avx512-bf16", MLXN_CPU_KERNELS_AVX512_BF16, 2},
+                  {"cpu-threads", MLXN_CPU_KERNELS_AUTO, 0}};
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
         if (!wanted(levels[i].name)) {
             harness_skip(levels[i].name, "not in MLXN_TEST_DEVICES");
@@ -169,10 +175,7 @@ bool test_devices_open(test_devices *d)
         }
         o = mlxn_device_options_default();
         o.cpu_kernels = levels[i].level;
-        /* two threads on every machine: the kernels' paths depend on how the rows of a product
-         * are shared out (e.g. qmatmul's chunks, of which each thread takes at least four), so a
-         * fixed count keeps a case on the same paths wherever the tests run */
-        o.threads = 2;
+        o.threads = levels[i].threads;
         if (open_one(&d->list[d->count], levels[i].name, o))
             d->count++;
         else

@@ -267,8 +267,8 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     for (size_t i = 0; i < sizeof stream / sizeof stream[0]; i++)
         run_case(&stream[i], devs, g);
     /* the CPU kernels: at one row on VNNI (2 to 6 bits) with a last quad of one unit, 6-bit rows
-     * four a pass (K 14336) and two (K 28672, rows past 16 KB), and f32 scales in 4-byte aligned
-     * rows of an odd number of groups; then prefill, the decoded rows of W in
+     * four a pass (K 14336) and two (K 28672, rows past 16 KB; 4-bit K 36864), and f32 scales in
+     * 4-byte aligned rows of an odd number of groups; then prefill, the decoded rows of W in
      * register blocks (M 4..31) and in panels of x (from 32 rows; 4 MB passes over them at K
      * 8192, rows past the last panel) for every width */
     static const qmm_case cpu_paths[] = {
@@ -280,6 +280,7 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
         {6, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 7, 672, 0},
         {6, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 61, 14336, 0},
         {6, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 29, 28672, 0},
+        {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 9, 36864, 0},
         {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 5, 17, 256, 0},
         {3, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 64, 29, 512, 0},
         {5, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_BF16, 33, 13, 1024, 3},

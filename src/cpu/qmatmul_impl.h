@@ -1526,8 +1526,8 @@ static const uint8_t mlx_half_idx[3][2][2][16] = {
 static const uint16_t mlx_half_shift[3][2][8] = {{MLX_ES(3), MLX_OS(3)}, {MLX_ES(5), MLX_OS(5)}, {MLX_ES(6), MLX_OS(6)}};
 /* the dwords that give 128-bit lane j a half of unit j (of the four of a quad, loaded as dwords
  * 0 .. 4 bits - 1 of two vectors): [3, 5, 6 bits][half] */
-#define MLX_D4(a, s) a, (a) + 1, (a) + 2, (a) + 2
-#define MLX_D16(s, o) {MLX_D4(o, s), MLX_D4((s) + (o), s), MLX_D4(2 * (s) + (o), s), MLX_D4(3 * (s) + (o), s)}
+#define MLX_D4(a) a, (a) + 1, (a) + 2, (a) + 2
+#define MLX_D16(s, o) {MLX_D4(o), MLX_D4((s) + (o)), MLX_D4(2 * (s) + (o)), MLX_D4(3 * (s) + (o))}
 static const uint32_t mlx_half_dwords[3][2][16] = {{MLX_D16(3, 0), MLX_D16(3, 0)},
                                                    {MLX_D16(5, 0), MLX_D16(5, 2)},
                                                    {MLX_D16(6, 0), MLX_D16(6, 3)}};

@@ -197,9 +197,9 @@ static void sample_task(void *ctx, int64_t r0, int64_t r1)
     /* greedy rows keep no keys or weights (a vocabulary's 12 bytes a token, fresh pages every
      * call, cost more than the argmax) */
     const bool greedy = a->temperature <= 0;
-    /* top-p's radix scratch: the tokens above the top-k cut (fewer than top_k), else the row;
-     * radix_select stores each element at the next slot before it counts it, so one more */
-    const int64_t cap = greedy || a->top_p >= 1.0f ? 0 : (a->top_k > 0 && a->top_k < a->n ? a->top_k : a->n) + 1;
+    /* top-p's radix scratch: the tokens above the top-k cut (fewer than top_k), else the row
+     * (radix_select's store for element i goes to a slot no later than the count kept before it) */
+    const int64_t cap = greedy || a->top_p >= 1.0f ? 0 : a->top_k > 0 && a->top_k < a->n ? a->top_k : a->n;
     uint32_t *key = greedy ? NULL : malloc((size_t)a->n * sizeof *key), *ckey = cap ? malloc((size_t)cap * sizeof *ckey) : NULL;
     uint64_t *w = greedy ? NULL : malloc((size_t)a->n * sizeof *w), *cw = cap ? malloc((size_t)cap * sizeof *cw) : NULL;
     const bool topk = !greedy && a->top_k > 0 && a->top_k < a->n;
