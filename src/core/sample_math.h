@@ -11,16 +11,16 @@
 #include "rows.h" /* MLXN_HD */
 
 /* A key that orders floats as unsigned integers: a larger float has a larger key, -0 and +0
- * share one, and NaN gets 0, below every number (-inf included). */
+ * share one, and NaN gets 0, below every number (-inf included). Selects, not branches: a row
+ * of logits has random signs, which a branch mispredicts for half the tokens (the CPU's
+ * sampling loop). */
 MLXN_HD uint32_t mlxn_f32_order_key(float v)
 {
-    if (v != v)
-        return 0;
-    if (v == 0.0f)
-        v = 0.0f;
     uint32_t u;
     memcpy(&u, &v, 4);
-    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+    u = u == 0x80000000u ? 0 : u; /* -0 as +0 */
+    const uint32_t k = u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u); /* negatives: ~u, else u | 2^31 */
+    return v != v ? 0 : k;
 }
 
 /* An argmax candidate as one integer: the key in the high word, the complement of the index

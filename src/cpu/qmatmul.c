@@ -13,6 +13,7 @@
 #include "../core/half.h"
 #include "../formats/mlx_affine.h"
 #include "cpu.h"
+#include "mlxn_safetensors.h" /* mlxn_mlx_dtype_for_bits */
 #include "ref/ref.h"
 
 typedef struct qmm_ctx {
@@ -304,9 +305,7 @@ mlxn_status mlxn_cpu_qmatmul(mlxn_stream *s, const mlxn_qmatmul_op_args *a)
 /* MLX affine weights: the same driver, x's preparation and threading, with MLX's row kernel */
 mlxn_status mlxn_cpu_qmatmul_mlx(mlxn_stream *s, const mlxn_qmatmul_mlx_args *a)
 {
-    static const int dtypes[9] = {0, 0, MLXN_DTYPE_MLX_Q2, MLXN_DTYPE_MLX_Q3, MLXN_DTYPE_MLX_Q4, MLXN_DTYPE_MLX_Q5,
-                                  MLXN_DTYPE_MLX_Q6, 0, MLXN_DTYPE_MLX_Q8};
-    const mlxn_qmatmul_args mm = {.M = a->M, .N = a->N, .K = a->K, .w_dtype = dtypes[a->bits],
+    const mlxn_qmatmul_args mm = {.M = a->M, .N = a->N, .K = a->K, .w_dtype = mlxn_mlx_dtype_for_bits(a->bits),
                                   .x_dtype = a->x_dtype, .x = a->x, .w = a->w, .w_stride = a->w_stride, .y = a->y};
     return qmatmul_product(s, &mm, a);
 }

@@ -1277,8 +1277,9 @@ MLXN_ALWAYS_INLINE void qmm_dot(const int type, const uint8_t *row, const float 
  * where a row is at most 16 KB (four longer ones, 17.5 KB and up, were slower than two) for the
  * 32-element formats, Q4_K and Q5_K on the VNNI integer path and for Q8_0 and IQ4_XS on AVX-512's
  * f32 path; two for the others (four were slower on Q2_K, Q3_K and Q6_K, whose scales per 16
- * elements cost more instructions); 1: one at a time (float W, and the K-quants on AVX2, where two
- * lost up to 15% with 16 registers) */
+ * elements cost more instructions); MLX's 4- and 6-bit rows (mlx_rows_vnni) as the 32-element
+ * formats; 1: one at a time (float W; MLX's 2-, 3- and 5-bit rows, whose codes cost more work a
+ * byte and gained nothing; the K-quants on AVX2, where two lost up to 15% with 16 registers) */
 MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t K, int64_t row_bytes)
 {
     switch (type) {
@@ -1303,6 +1304,8 @@ MLXN_ALWAYS_INLINE int qmm_pass_rows(const int type, const float *xsum, int64_t 
         return MLXN_SIMD_LEVEL == 1 ? 1 : row_bytes <= QMM_QUAD_ROW_BYTES ? 4 : 2;
     case MLXN_DTYPE_Q2_K: case MLXN_DTYPE_Q3_K: case MLXN_DTYPE_Q6_K:
         return MLXN_SIMD_LEVEL == 1 ? 1 : 2;
+    case MLXN_DTYPE_MLX_Q4: case MLXN_DTYPE_MLX_Q6: /* (on VNNI: mlx_rows_vnni, x's form present) */
+        return row_bytes <= QMM_QUAD_ROW_BYTES ? 4 : 2;
     default:
         return 1;
     }
@@ -1375,9 +1378,10 @@ MLXN_ALWAYS_INLINE void qmm_decode_row(const int type, const uint8_t *row, int64
  *
  * MLX rows (mlx_affine.h): code i at bits [i bits, (i + 1) bits) of the row's bytes, a scale s
  * and a bias b per group of 32, 64 or 128, w = s code + b. A unit of 32 codes takes 4 bits
- * bytes from byte 4 bits u; its codes come out as bytes in element order (4-bit: the low and
- * high nibbles interleaved; 2-bit: four planes interleaved; 3-, 5- and 6-bit: eight codes from
- * each `bits` bytes through a 64-bit word), then widen to f32 as the GGML formats' codes do. */
+ * bytes from byte 4 bits u; its codes come out in element order (4-bit: the low and high
+ * nibbles interleaved; 2-bit: four planes interleaved; 3-, 5- and 6-bit: byte shuffles and
+ * variable shifts, mlx_odd) and widen to f32 as the GGML formats' codes do; at one row of x on
+ * VNNI, as bytes against x's integer form (mlx_quad_codes). */
 
 /* the group's scale or bias g of a row of them (f32, f16 or bf16) */
 MLXN_ALWAYS_INLINE float mlx_scale(int dt, const uint8_t *p, int64_t g)
@@ -1644,18 +1648,17 @@ MLXN_ALWAYS_INLINE void mlx_dot_vnni_rows(const mlxn_qmatmul_mlx_args *m, const 
     }
 }
 
-/* Rows n0 .. n1 - 1 of MLX weights (2 to 6 bits) at one row of x in integers (VNNI); 4- and
- * 6-bit from K QMM_PAIR_K several rows a pass as the GGML formats (four where a row is at most
- * QMM_QUAD_ROW_BYTES, else two; fewer at the end). 2-, 3- and 5-bit codes cost more work a byte
- * and go one row at a time, the pass gaining nothing there (bench/NOTES.md). One entry, not
- * inlined into the level's code (MLXN_VNNI_BEGIN), each width's loop specialized. */
+/* Rows n0 .. n1 - 1 of MLX weights (2 to 6 bits; a's w_dtype the MLX dtype) at one row of x in
+ * integers (VNNI), from K QMM_PAIR_K several rows a pass where qmm_pass_rows says (fewer at the
+ * end). One entry, not inlined into the level's code (MLXN_VNNI_BEGIN), each width's loop
+ * specialized. */
 MLXN_ALWAYS_INLINE void mlx_rows_vnni_bits(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *m, const int bits,
                                            const float *xsum, int64_t n0, int64_t n1)
 {
     float *y = (float *)mlxn_rows_ptr(&a->y, 0);
-    const int np = m->K < QMM_PAIR_K || (bits != 4 && bits != 6) ? 1 : m->w_stride <= QMM_QUAD_ROW_BYTES ? 4 : 2;
+    const int np = m->K >= QMM_PAIR_K ? qmm_pass_rows(a->w_dtype, xsum, m->K, m->w_stride) : 1;
     for (int64_t n = n0; n < n1;) {
-        const int g = n + np <= n1 ? np : n + 2 <= n1 && np > 1 ? 2 : 1;
+        const int g = n + np <= n1 ? np : n + 2 <= n1 ? 2 : 1; /* (as qmm_rows) */
         switch (g) {
         case 1: mlx_dot_vnni_rows(m, bits, n, 1, xsum, y + n); break;
         case 2: mlx_dot_vnni_rows(m, bits, n, 2, xsum, y + n); break;
@@ -2005,7 +2008,7 @@ MLXN_ALWAYS_INLINE void mlx_dot(const mlxn_qmatmul_mlx_args *m, const int bits, 
 
 /* Rows n0 .. n1 - 1 of MLX weights against the M rows of x: from QMM_DECODED_M rows, decoded rows
  * of W through the GGML formats' panel or block kernels; fewer (or without a buffer), at one row
- * 4-bit on VNNI in integers, else mlx_dot. */
+ * 2- to 6-bit on VNNI in integers (mlx_rows_vnni), else mlx_dot. */
 MLXN_ALWAYS_INLINE void mlx_rows(const mlxn_qmatmul_args *a, const mlxn_qmatmul_mlx_args *mlx, const int bits,
                                  const float *x, const float *xsum, int64_t xss, const float *xt, int64_t n0,
                                  int64_t n1)

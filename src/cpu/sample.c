@@ -80,16 +80,6 @@ static uint32_t radix_select(const radix_in *in, uint64_t target, uint64_t *abov
     return prefix;
 }
 
-/* mlxn_f32_order_key without branches: -0 becomes +0 by adding +0, NaN gives 0 */
-static inline uint32_t order_key(float v)
-{
-    const float z = v + 0.0f;
-    uint32_t u;
-    memcpy(&u, &z, 4);
-    const uint32_t k = u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
-    return v == v ? k : 0;
-}
-
 static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, uint64_t *w, uint32_t *ids,
                           uint32_t *ckey, uint64_t *cw, uint8_t *pen)
 {
@@ -102,8 +92,7 @@ static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, u
             if (h[j] >= 0 && h[j] < V)
                 pen[h[j] >> 3] |= (uint8_t)(1u << (h[j] & 7));
     }
-    /* the order keys and their argmax (mlxn_argmax_pack's, without its branches: random signs
-     * mispredicted in half the tokens); greedy rows keep no keys, and without a penalty they are
+    /* the order keys and their argmax; greedy rows keep no keys, and without a penalty they are
      * mlxn_argmax's rows (whose loop the compiler vectorizes) */
     const bool greedy = a->temperature <= 0;
     if (greedy && !a->history.base)
@@ -111,10 +100,10 @@ static int32_t sample_row(const mlxn_sample_args *a, int64_t r, uint32_t *key, u
     uint64_t best = 0;
     for (int64_t i = 0; i < V; i++) {
         const int penalized = a->history.base && pen[i >> 3] >> (i & 7) & 1;
-        const uint32_t k = order_key(mlxn_sample_logit(x[i], penalized, a->repeat_penalty, a->temperature));
+        const float z = mlxn_sample_logit(x[i], penalized, a->repeat_penalty, a->temperature);
         if (!greedy)
-            key[i] = k;
-        const uint64_t c = ((uint64_t)k << 32 | (uint32_t)~(uint32_t)i) & (k ? ~(uint64_t)0 : 0);
+            key[i] = mlxn_f32_order_key(z);
+        const uint64_t c = mlxn_argmax_pack(z, i);
         best = c > best ? c : best;
     }
     if (greedy)
@@ -204,8 +193,8 @@ static void sample_task(void *ctx, int64_t r0, int64_t r1)
     uint64_t *w = greedy ? NULL : malloc((size_t)a->n * sizeof *w), *cw = cap ? malloc((size_t)cap * sizeof *cw) : NULL;
     const bool topk = !greedy && a->top_k > 0 && a->top_k < a->n;
     uint32_t *ids = topk ? malloc((size_t)a->top_k * sizeof *ids) : NULL; /* the top-k tokens' ids */
-    uint8_t *pen = malloc((size_t)(a->n + 7) / 8);
-    if ((!greedy && (!key || !w)) || (cap && (!ckey || !cw)) || (topk && !ids) || !pen)
+    uint8_t *pen = a->history.base ? malloc((size_t)(a->n + 7) / 8) : NULL; /* the penalized ids */
+    if ((!greedy && (!key || !w)) || (cap && (!ckey || !cw)) || (topk && !ids) || (a->history.base && !pen))
         c->failed = true; /* benign race: every writer stores the same */
     for (int64_t r = r0; !c->failed && r < r1; r++)
         a->out[r] = sample_row(a, r, key, w, ids, ckey, cw, pen);
