@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "mlxn_safetensors.h"
 #include "core/half.h"
 #include "op_variants.h"
 
@@ -203,13 +204,14 @@ typedef struct qmm_row {
     int64_t M, N, K;
 } qmm_row;
 
-/* The issues' shapes (Llama-3-8B FFN): MLX 4-bit decode at group 64 with a few batch sizes and
- * bit widths; the GGML formats' decode (both orientations) and prefill (M = 512). */
+/* The issues' shapes (Llama-3-8B FFN): MLX 4-bit decode at group 64 with a few batch sizes, and
+ * every other bit width at one; the GGML formats' decode (both orientations) and prefill (M = 512). */
 static const qmm_row qmm_rows[] = {
     {MLXN_DTYPE_MLX_Q4, 64, 1, 14336, 4096}, {MLXN_DTYPE_MLX_Q4, 64, 1, 4096, 14336},
     {MLXN_DTYPE_MLX_Q4, 64, 4, 14336, 4096}, {MLXN_DTYPE_MLX_Q4, 64, 8, 14336, 4096},
     {MLXN_DTYPE_MLX_Q8, 64, 1, 14336, 4096}, {MLXN_DTYPE_MLX_Q2, 64, 1, 14336, 4096},
-    {MLXN_DTYPE_MLX_Q4, 64, 512, 14336, 4096},
+    {MLXN_DTYPE_MLX_Q3, 64, 1, 14336, 4096}, {MLXN_DTYPE_MLX_Q5, 64, 1, 14336, 4096},
+    {MLXN_DTYPE_MLX_Q6, 64, 1, 14336, 4096}, {MLXN_DTYPE_MLX_Q4, 64, 512, 14336, 4096},
 #define GGML_DECODE_ROWS(t) {t, 0, 1, 14336, 4096}, {t, 0, 1, 4096, 14336}
 #define GGML_ROWS(t) GGML_DECODE_ROWS(t), {t, 0, 512, 14336, 4096}
     GGML_ROWS(MLXN_DTYPE_Q4_0), GGML_ROWS(MLXN_DTYPE_Q4_1), GGML_ROWS(MLXN_DTYPE_Q5_1),
@@ -280,10 +282,12 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
             continue; /* a CPU prefill row takes seconds */
         char shape[48], variant[16];
         snprintf(shape, sizeof shape, "M%lld %lldx%lld", (long long)r->M, (long long)r->N, (long long)r->K);
-        if (mlx)
-            snprintf(variant, sizeof variant, "q%d/g%d", r->w == MLXN_DTYPE_MLX_Q2 ? 2 : r->w == MLXN_DTYPE_MLX_Q8 ? 8 : 4,
-                     r->group);
-        else
+        if (mlx) {
+            int bits = 2;
+            while (bits < 8 && (int)mlxn_mlx_dtype_for_bits(bits) != (int)r->w)
+                bits++;
+            snprintf(variant, sizeof variant, "q%d/g%d", bits, r->group);
+        } else
             snprintf(variant, sizeof variant, "%s", mlxn_dtype_name(r->w));
         char both[80];
         snprintf(both, sizeof both, "%s %s", shape, variant);
