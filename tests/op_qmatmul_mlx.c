@@ -242,9 +242,10 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
-    /* the streamed decode kernel on CUDA (M = 1, 2, 4 or 8 bits, K from 4096, f16 or bf16
-     * scales): every group size, N past, at and below one tile of rows, every x dtype, strided x,
-     * and enough rows that each block of a full grid takes several tiles */
+    /* the streamed decode kernel on CUDA (M = 1, K from 4096, f16 or bf16 scales; 2, 4 and 8 bits,
+     * and 3, 5 and 6 with bench/experiments/qmm_stream_mlx356.patch): every group size, N past, at
+     * and below one tile of rows, every x dtype, strided x, and enough rows that each block of a
+     * full grid takes several tiles */
     static const qmm_case stream[] = {
         {4, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {4, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 3, 4096, 0},
@@ -258,11 +259,25 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
         {2, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {2, 128, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 131, 14336, 0},
         {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 3007, 8192, 5},
-        /* rows past the streamed kernel's 512 pieces, which CUDA takes in parts of K (group 128's
-         * of 10240 and 8704) */
+        {3, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {3, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 3, 8192, 3},
+        {3, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 2007, 14336, 0},
+        {5, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {5, 128, MLXN_DTYPE_F16, MLXN_DTYPE_BF16, 1, 131, 14336, 0},
+        {5, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 3007, 8192, 5},
+        {6, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {6, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 131, 14336, 3},
+        {6, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F16, 1, 2007, 8192, 0},
+        /* rows past the streamed kernel's 512 pieces, which CUDA takes in parts of K (4-bit group
+         * 64's of 9728 and 9216; group 128's rows of scales, 296 bytes, are not 16-byte words and
+         * take the MLX kernel) */
+        {4, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 18944, 0},
         {4, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 18944, 0},
         {8, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 35, 28672, 0},
         {2, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 1003, 33024, 3},
+        {3, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 18944, 0},
+        {5, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 35, 28672, 0},
+        {6, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 103, 18944, 0},
     };
     for (size_t i = 0; i < sizeof stream / sizeof stream[0]; i++)
         run_case(&stream[i], devs, g);
@@ -290,9 +305,13 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof cpu_paths / sizeof cpu_paths[0]; i++)
         run_case(&cpu_paths[i], devs, g);
-    /* non-finite x: the streamed kernel's bit widths, and bits 3 and M 3 on the MLX kernel */
+    /* non-finite x: every width at K 4096 (the streamed kernel's), and bits 3 and M 3 on the MLX
+     * kernel */
     static const qmm_case nonfinite[] = {
         {2, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {3, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {5, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
+        {6, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {4, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {8, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {3, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 33, 512, 0},

@@ -26,7 +26,7 @@ bool mlxn_cuda_qmatmul_fuses_qkv(const mlxn_qmatmul_op_args *o);
 cudaError_t mlxn_cuda_launch_qmatmul_qkv(const mlxn_qmatmul_op_args *o, cudaStream_t stream, bool pdl);
 /* The streamed decode mat-vec (qmatmul_stream.cu) when it takes the call (M = 1, its formats and
  * shapes, sm_90+): true with the launch's status in *e; false when another kernel must run. The
- * second, for MLX 2-, 4- and 8-bit weights. */
+ * second, for MLX weights of the widths it takes. */
 bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cudaStream_t stream, bool pdl, cudaError_t *e);
 bool mlxn_cuda_launch_qmatmul_mlx_stream(const mlxn_qmatmul_mlx_args *a, cudaStream_t stream, bool pdl,
                                          cudaError_t *e);
