@@ -416,6 +416,7 @@ template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &
                                 WT == MLXN_DTYPE_Q4_K;
     return (short_rows || a.K >= 4096) && a.M == 1 && a.K % piece_fmt<WT>::BE == 0 && h.threads >= 96 &&
            h.threads <= MAX_THREADS && h.row_bytes % 16 == 0 && a.w_stride % 16 == 0 && (uintptr_t)a.w % 16 == 0 &&
+           m.srow % 16 == 0 &&
            !(a.glu && a.N % 2) && 2 * 4 * (h.row_bytes + h.aux) + 16 <= SMEM_LIMIT;
 }
 
@@ -441,10 +442,11 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         const int64_t parts = a.K <= max_k ? 1 : (a.K + max_k - 1) / max_k;
         if (parts > 8 || (parts > 1 && (a.norm_w || a.glu || a.M != 1 || a.K % F::BE)))
             return false;
-        // a part's length: whole blocks whose bytes (codes; MLX: also its scales) are whole
-        // 16-byte words, so that every part's rows stay aligned
+        // a part's length: whole blocks whose bytes are whole 16-byte words (MLX: whole groups
+        // whose scales are too), so that every part's rows stay aligned; stream_takes checks the
+        // rows of scales again
         int64_t step = F::BE;
-        while (step / F::BE * F::BB % 16 || (F::MLX && step / m.group * 2 % 16))
+        while (step / F::BE * F::BB % 16 || (F::MLX && (step % m.group || step / m.group * 2 % 16)))
             step += F::BE;
         const int64_t len = ((a.K + parts - 1) / parts + step - 1) / step * step;
         const size_t xe = a.x_dtype == MLXN_DTYPE_F32 ? 4 : 2;
