@@ -397,7 +397,7 @@ void test_qmatmul(test_devices *devs, rng *g)
             run_case(&c, devs, g);
         }
     /* rows that are not whole 16-byte words where they lie (on CUDA the wide-load kernel's;
-     * bench/experiments/qmm_stream_unaligned_rows.patch has the streamed kernel read the words
+     * bench/experiments/qmm_stream_session37.patch has the streamed kernel read the words
      * that hold them where W ends on the 16-byte grid, N 64, 72 and 3000, not N 67): blocks of 32
      * at K 4128 (129 blocks), the K-quants whose blocks are not whole words at K 4352 (17
      * super-blocks), with the fusions, strided x and many tiles a block; then Q2_K, Q3_K and Q6_K

@@ -243,7 +243,7 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
     /* the streamed decode kernel on CUDA (M = 1, K from 4096, f16 or bf16 scales; 2, 4 and 8 bits,
-     * and 3, 5 and 6 with bench/experiments/qmm_stream_mlx356.patch): every group size, N past, at
+     * and 3, 5 and 6 with bench/experiments/qmm_stream_session37.patch): every group size, N past, at
      * and below one tile of rows, every x dtype, strided x, and enough rows that each block of a
      * full grid takes several tiles */
     static const qmm_case stream[] = {
