@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "bench.h"
-#include "mlxn_safetensors.h"
 #include "core/half.h"
+#include "formats/mlx_affine.h"
 #include "op_variants.h"
 
 #define MAX_SETS 64
@@ -282,12 +282,9 @@ static int bench_qmatmul(mlxn_device *dev, mlxn_stream *s, const mlxn_device_inf
             continue; /* a CPU prefill row takes seconds */
         char shape[48], variant[16];
         snprintf(shape, sizeof shape, "M%lld %lldx%lld", (long long)r->M, (long long)r->N, (long long)r->K);
-        if (mlx) {
-            int bits = 2;
-            while (bits < 8 && (int)mlxn_mlx_dtype_for_bits(bits) != (int)r->w)
-                bits++;
-            snprintf(variant, sizeof variant, "q%d/g%d", bits, r->group);
-        } else
+        if (mlx)
+            snprintf(variant, sizeof variant, "q%d/g%d", mlxn_mlx_bits_of(r->w), r->group);
+        else
             snprintf(variant, sizeof variant, "%s", mlxn_dtype_name(r->w));
         char both[80];
         snprintf(both, sizeof both, "%s %s", shape, variant);

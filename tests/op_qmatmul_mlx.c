@@ -10,6 +10,7 @@
 #include "core/half.h"
 #include "harness.h"
 #include "mlxn_quant.h"
+#include "mlxn_safetensors.h" /* mlxn_mlx_dtype_for_bits */
 #include "test_ops.h"
 
 typedef struct qmm_case {
@@ -95,14 +96,6 @@ static void free_data(qmm_data *d)
     operand_free(&d->y);
 }
 
-static mlxn_dtype mlx_dtype(int bits)
-{
-    static const mlxn_dtype t[9] = {MLXN_DTYPE_COUNT, MLXN_DTYPE_COUNT, MLXN_DTYPE_MLX_Q2, MLXN_DTYPE_MLX_Q3,
-                                    MLXN_DTYPE_MLX_Q4, MLXN_DTYPE_MLX_Q5, MLXN_DTYPE_MLX_Q6, MLXN_DTYPE_COUNT,
-                                    MLXN_DTYPE_MLX_Q8};
-    return t[bits];
-}
-
 /* Runs the case on dev; y's whole image comes back in out. */
 static bool run_on(const qmm_case *c, const qmm_data *d, test_device *dev, operand *out, char *why, size_t cap)
 {
@@ -119,7 +112,7 @@ static bool run_on(const qmm_case *c, const qmm_data *d, test_device *dev, opera
         goto done;
     }
     int64_t wshape[2] = {c->N, c->K}, sshape[2] = {c->N, c->K / c->group};
-    mlxn_tensor tw = mlxn_tensor_make(bw, 0, mlx_dtype(c->bits), 2, wshape);
+    mlxn_tensor tw = mlxn_tensor_make(bw, 0, mlxn_mlx_dtype_for_bits(c->bits), 2, wshape);
     mlxn_tensor ts = mlxn_tensor_make(bs, 0, c->s_dtype, 2, sshape);
     mlxn_tensor tb = mlxn_tensor_make(bb, 0, c->s_dtype, 2, sshape);
     mlxn_status st = mlxn_qmatmul_mlx(dev->stream, &x.view, &tw, &ts, &tb, c->group, &y.view);

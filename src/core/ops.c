@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../formats/mlx_affine.h"
 #include "internal.h"
 
 static mlxn_status check_stream(mlxn_stream *s, const char *fn)
@@ -163,19 +164,6 @@ mlxn_status mlxn_norm_add_rms_norm(mlxn_stream *stream, const mlxn_tensor *x, co
     return rms_norm_issue(stream, "mlxn_norm_add_rms_norm", x, r, true, wr, w, NULL, eps, sum, y);
 }
 
-static int mlx_bits(mlxn_dtype dt)
-{
-    switch (dt) {
-    case MLXN_DTYPE_MLX_Q2: return 2;
-    case MLXN_DTYPE_MLX_Q3: return 3;
-    case MLXN_DTYPE_MLX_Q4: return 4;
-    case MLXN_DTYPE_MLX_Q5: return 5;
-    case MLXN_DTYPE_MLX_Q6: return 6;
-    case MLXN_DTYPE_MLX_Q8: return 8;
-    default: return 0;
-    }
-}
-
 static bool float_dtype(mlxn_dtype dt)
 {
     return dt == MLXN_DTYPE_F32 || dt == MLXN_DTYPE_F16 || dt == MLXN_DTYPE_BF16;
@@ -214,7 +202,7 @@ mlxn_status mlxn_qmatmul_mlx(mlxn_stream *s, const mlxn_tensor *x, const mlxn_te
     if (!float_dtype(x->dtype))
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "x is %s, expected f32, f16 or bf16",
                           mlxn_dtype_name(x->dtype));
-    int bits = mlx_bits(w->dtype);
+    int bits = mlxn_mlx_bits_of(w->dtype);
     if (!bits)
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "w is %s, expected an MLX affine dtype (mlx_q2..mlx_q8)",
                           mlxn_dtype_name(w->dtype));

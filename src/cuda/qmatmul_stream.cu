@@ -416,7 +416,7 @@ template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &
                                 WT == MLXN_DTYPE_Q4_K;
     return (short_rows || a.K >= 4096) && a.M == 1 && a.K % piece_fmt<WT>::BE == 0 && h.threads >= 96 &&
            h.threads <= MAX_THREADS && h.row_bytes % 16 == 0 && a.w_stride % 16 == 0 && (uintptr_t)a.w % 16 == 0 &&
-           m.srow % 16 == 0 &&
+           m.srow % 16 == 0 && // (MLX: this part's rows of scales and biases)
            !(a.glu && a.N % 2) && 2 * 4 * (h.row_bytes + h.aux) + 16 <= SMEM_LIMIT;
 }
 
@@ -503,14 +503,15 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
     }
 }
 
-// MLX 2-, 4- and 8-bit weights, codes in packed rows, f16 or bf16 scales and biases whose rows are
-// 16-byte aligned (from K 4096, as the GGML formats added after Q4_K: launch_format)
+// MLX 2-, 4- and 8-bit weights, codes in packed rows, f16 or bf16 scales and biases at 16-byte
+// strides (their rows whole 16-byte words in each part of K: stream_takes; from K 4096, as the
+// GGML formats added after Q4_K: launch_format)
 extern "C" bool mlxn_cuda_launch_qmatmul_mlx_stream(const mlxn_qmatmul_mlx_args *a, cudaStream_t s, bool pdl,
                                                     cudaError_t *e)
 {
     const int64_t srow = a->K / a->group_size * 2;
     if (a->M != 1 || (a->bits != 2 && a->bits != 4 && a->bits != 8) || a->w_stride != a->K * a->bits / 8 ||
-        (a->s_dtype != MLXN_DTYPE_F16 && a->s_dtype != MLXN_DTYPE_BF16) || a->K % a->group_size || srow % 16 ||
+        (a->s_dtype != MLXN_DTYPE_F16 && a->s_dtype != MLXN_DTYPE_BF16) || a->K % a->group_size ||
         a->s_stride % 16 || a->b_stride % 16 || (uintptr_t)a->scales % 16 || (uintptr_t)a->biases % 16)
         return false;
     mlxn_qmatmul_args g = {};

@@ -9,6 +9,22 @@
 
 #include <stdint.h>
 
+#include "mlxn.h"
+
+/* the bit width of an MLX dtype (0 for any other): the inverse of mlxn_mlx_dtype_for_bits */
+static inline int mlxn_mlx_bits_of(mlxn_dtype dt)
+{
+    switch (dt) {
+    case MLXN_DTYPE_MLX_Q2: return 2;
+    case MLXN_DTYPE_MLX_Q3: return 3;
+    case MLXN_DTYPE_MLX_Q4: return 4;
+    case MLXN_DTYPE_MLX_Q5: return 5;
+    case MLXN_DTYPE_MLX_Q6: return 6;
+    case MLXN_DTYPE_MLX_Q8: return 8;
+    default: return 0;
+    }
+}
+
 static inline uint32_t mlxn_mlx_get_code(const uint8_t *row, int64_t i, int bits)
 {
     int64_t bit = i * bits;
