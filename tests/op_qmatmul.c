@@ -249,6 +249,18 @@ static void error_cases(test_devices *devs)
                           "y is f16");
     harness_expect_status("qmatmul/error/null-y", mlxn_qmatmul(dev->stream, &x, &w, NULL),
                           MLXN_STATUS_ERR_INVALID_ARG, "y is NULL");
+    /* views off their elements' alignment (the CUDA kernels faulted on them, poisoning the
+     * context): x at a 2-byte offset, W's blocks at an odd one, y's rows 6 bytes apart */
+    mlxn_tensor xm = mlxn_tensor_make(b, 2, MLXN_DTYPE_F32, 2, xs);
+    harness_expect_status("qmatmul/error/x-misaligned", mlxn_qmatmul(dev->stream, &xm, &w, &y), MLXN_STATUS_ERR_SHAPE,
+                          "multiple of 4 bytes");
+    mlxn_tensor wm = mlxn_tensor_make(b, 4097, MLXN_DTYPE_Q4_K, 2, ws);
+    harness_expect_status("qmatmul/error/w-misaligned", mlxn_qmatmul(dev->stream, &x, &wm, &y), MLXN_STATUS_ERR_SHAPE,
+                          "multiple of 2 bytes");
+    mlxn_tensor ym = y;
+    ym.stride[0] = 34;
+    harness_expect_status("qmatmul/error/y-stride-misaligned", mlxn_qmatmul(dev->stream, &x, &w, &ym),
+                          MLXN_STATUS_ERR_SHAPE, "stride 34 of dim 0");
     /* fusions: GLU over an odd number of rows, GLU with y of W's rows, a norm weight of the
      * wrong length or dtype */
     int64_t wodd[2] = {7, 256}, nwlen = 128, y4s[2] = {2, 4};
@@ -306,6 +318,15 @@ void test_qmatmul(test_devices *devs, rng *g)
         {MLXN_DTYPE_Q6_K, MLXN_DTYPE_BF16, 170, 26, 8192, 0, QMM_GLU, MLXN_ACT_SILU, 0, false},
         {MLXN_DTYPE_Q5_0, MLXN_DTYPE_F32, 45, 22, 4096, 0, QMM_NORM | QMM_ACC, MLXN_ACT_SILU, 0, false},
         {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 64, 21, 72, 0, 0, MLXN_ACT_SILU, 0, false},
+        /* float W whose K is not whole 32-element units on the other paths (CUDA: the decode row
+         * kernel, in one K tile and in several at M 2 and 8; the SIMT tiles at M 9 and 20) */
+        {MLXN_DTYPE_F32, MLXN_DTYPE_F32, 1, 33, 72, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 3, 20, 72, 3, QMM_NORM | QMM_GLU, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_F16, MLXN_DTYPE_BF16, 8, 17, 40, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_F16, MLXN_DTYPE_F32, 8, 24, 8200, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_F32, MLXN_DTYPE_F32, 2, 9, 50008, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_F32, MLXN_DTYPE_F32, 9, 19, 72, 0, 0, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 20, 33, 104, 0, QMM_ACC, MLXN_ACT_SILU, 0, false},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);

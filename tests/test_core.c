@@ -85,6 +85,29 @@ static void test_views(mlxn_device *cpu)
     EXPECT("views/negative-stride", mlxn_tensor_validate(&bad) == MLXN_STATUS_ERR_SHAPE,
            "negative stride accepted");
     EXPECT("views/null", mlxn_tensor_validate(NULL) == MLXN_STATUS_ERR_INVALID_ARG, "NULL accepted");
+    /* alignment: a view starts and steps on multiples of its element's (a GGML block's f16 fields') */
+    mlxn_tensor al = mlxn_tensor_make(b, 18, MLXN_DTYPE_F32, 3, s);
+    EXPECT("views/misaligned-start", mlxn_tensor_validate(&al) == MLXN_STATUS_ERR_SHAPE &&
+                                         strstr(mlxn_last_error(), "multiple of 4 bytes"),
+           "f32 view at offset 18: %s", mlxn_last_error());
+    al = mlxn_tensor_make(b, 18, MLXN_DTYPE_F16, 3, s);
+    EXPECT("views/aligned-f16", mlxn_tensor_validate(&al) == MLXN_STATUS_OK, "f16 view at offset 18: %s",
+           mlxn_last_error());
+    al = t;
+    al.stride[1] = 18;
+    EXPECT("views/misaligned-stride", mlxn_tensor_validate(&al) == MLXN_STATUS_ERR_SHAPE &&
+                                          strstr(mlxn_last_error(), "stride 18 of dim 1"),
+           "f32 stride 18: %s", mlxn_last_error());
+    int64_t s1[3] = {1, 3, 4};
+    al = mlxn_tensor_make(b, 16, MLXN_DTYPE_F32, 3, s1);
+    al.stride[0] = 7; /* a dim of one element is never stepped */
+    EXPECT("views/unit-dim-stride", mlxn_tensor_validate(&al) == MLXN_STATUS_OK, "%s", mlxn_last_error());
+    qt = mlxn_tensor_make(b, 1, MLXN_DTYPE_Q4_0, 2, q);
+    EXPECT("views/misaligned-blocks", mlxn_tensor_validate(&qt) == MLXN_STATUS_ERR_SHAPE,
+           "q4_0 view at offset 1 accepted");
+    qt = mlxn_tensor_make(b, 18, MLXN_DTYPE_Q4_0, 2, q);
+    EXPECT("views/aligned-blocks", mlxn_tensor_validate(&qt) == MLXN_STATUS_OK, "q4_0 view at offset 18: %s",
+           mlxn_last_error());
     mlxn_buffer_free(b);
 }
 

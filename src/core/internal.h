@@ -162,6 +162,8 @@ bool mlxn_graph_profiling(void);
 
 /* Element size in bytes of a plain dtype; 0 for quantized ones. */
 size_t mlxn_dtype_size(mlxn_dtype dtype);
+/* The alignment in bytes that a view of the dtype needs at its start and in its strides. */
+size_t mlxn_dtype_align(mlxn_dtype dtype);
 bool mlxn_dtype_valid(int dtype);
 
 /* Validates a view (well-formed, inside its buffer), naming func and what in the message. */

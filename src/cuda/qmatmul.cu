@@ -91,8 +91,9 @@ template <int MT> __device__ __forceinline__ void start_rows(const mlxn_qmatmul_
         xrow[threadIdx.x] = mlxn_rows_ptr(&a.x, threadIdx.x);
 }
 
-// Stages x[0..MT)[k0, k0 + klen) into xs [MT][klen / 32][PAD] (zeros for rows m >= M); with the
-// fused norm times norm_w, the sums of squares added to red.
+// Stages x[0..MT)[k0, k0 + klen) into xs [MT][units][PAD], units = klen / 32 rounded up (zeros
+// for rows m >= M and past klen: a float W's K need not be whole units); with the fused norm
+// times norm_w, the sums of squares added to red.
 template <int MT>
 __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, const char *const *xrow, int64_t k0, int klen,
                                         int tile_units, float *xs, double (*red)[MT])
@@ -101,10 +102,11 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, const char *
 #pragma unroll
     for (int m = 0; m < MT; m++)
         ss[m] = 0.0;
-    for (int i = threadIdx.x; i < MT * klen; i += blockDim.x) {
-        const int m = i / klen, k = i - m * klen;
+    const int span = (klen + 31) / 32 * 32;
+    for (int i = threadIdx.x; i < MT * span; i += blockDim.x) {
+        const int m = i / span, k = i - m * span;
         float v = 0.f;
-        if (m < a.M) {
+        if (m < a.M && k < klen) {
             v = load_any(a.x_dtype, xrow[m], k0 + k);
             if (a.norm_w) {
                 add_square(ss, m, v);
@@ -117,15 +119,15 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, const char *
         publish_squares(ss, red);
 }
 
-// The sums of row `row` of W over the units of one K tile, added to acc.
+// The sums of row `row` (K elements) of W over the units of one K tile, added to acc.
 template <int WT, int MT>
-__device__ __forceinline__ void row_tile_dot(const uint8_t *row, int64_t k0, int units, int tile_units,
+__device__ __forceinline__ void row_tile_dot(const uint8_t *row, int64_t k0, int64_t K, int units, int tile_units,
                                              const float *xs, float (&acc)[MT])
 {
     const int lane = threadIdx.x & 31;
     for (int c = lane; c < units; c += 32) {
         float v[32];
-        weight_unit<WT>(row, k0 + 32 * c, v);
+        weight_unit_bounded<WT>(row, k0 + 32 * c, K, v);
 #pragma unroll
         for (int m = 0; m < MT; m++)
             acc[m] += unit_dot(v, xs + (m * tile_units + c) * PAD);
@@ -138,7 +140,7 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows(const mlxn_qmatmul_arg
     extern __shared__ float xs[];
     __shared__ const char *xrow[MAX_M];
     __shared__ double red[WARPS][MT];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tile_units = kt / 32;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tile_units = (kt + 31) / 32;
     const bool one_tile = kt >= a.K;
     const int64_t n_out = a.glu ? a.N / 2 : a.N; // outputs; with GLU row n is a gate, n + n_out its up
     const int64_t first = (int64_t)blockIdx.x * WARPS + warp;
@@ -155,15 +157,15 @@ __global__ void __launch_bounds__(32 * WARPS, 2) qmm_rows(const mlxn_qmatmul_arg
     for (int m = 0; m < MT; m++)
         acc[m] = acc_u[m] = 0.f;
     for (int64_t k0 = 0; k0 < a.K; k0 += kt) {
-        const int klen = (int)(a.K - k0 < kt ? a.K - k0 : kt), units = klen / 32;
+        const int klen = (int)(a.K - k0 < kt ? a.K - k0 : kt), units = (klen + 31) / 32;
         const bool last = k0 + kt >= a.K;
         __syncthreads(); // xrow is written; the previous tile is consumed
         stage_x<MT>(a, xrow, k0, klen, tile_units, xs, red);
         __syncthreads();
         for (int64_t n = first; n < n_out; n += step) {
-            row_tile_dot<WT, MT>(a.w + n * a.w_stride, k0, units, tile_units, xs, acc);
+            row_tile_dot<WT, MT>(a.w + n * a.w_stride, k0, a.K, units, tile_units, xs, acc);
             if (a.glu)
-                row_tile_dot<WT, MT>(a.w + (n + n_out) * a.w_stride, k0, units, tile_units, xs, acc_u);
+                row_tile_dot<WT, MT>(a.w + (n + n_out) * a.w_stride, k0, a.K, units, tile_units, xs, acc_u);
             if (!last)
                 break; // more tiles: keep this row and its sums
 #pragma unroll
@@ -198,14 +200,14 @@ __global__ void __launch_bounds__(256) qmm_tiles(const mlxn_qmatmul_args a)
             const int64_t n = n0 + threadIdx.x;
             float v[32];
             if (n < a.N)
-                weight_unit<WT>(a.w + n * a.w_stride, k0, v);
+                weight_unit_bounded<WT>(a.w + n * a.w_stride, k0, a.K, v);
 #pragma unroll
             for (int j = 0; j < 32; j++)
                 ws[threadIdx.x][j] = n < a.N ? v[j] : 0.f;
         } else { // x tile: 64 rows x 32
             for (int i = threadIdx.x - TILE; i < TILE * TK; i += 256 - TILE) {
                 const int r = i / TK, k = i % TK;
-                xs[r][k] = xrow[r] ? load_any(a.x_dtype, xrow[r], k0 + k) : 0.f;
+                xs[r][k] = xrow[r] && k0 + k < a.K ? load_any(a.x_dtype, xrow[r], k0 + k) : 0.f;
             }
         }
         __syncthreads();
@@ -331,7 +333,7 @@ template <int WT, int MT> cudaError_t launch_rows(const mlxn_qmatmul_args &a, cu
 {
     static unsigned long long smem_done;
     auto kernel = qmm_rows<WT, MT>;
-    const size_t per_unit = (size_t)MT * PAD * 4, whole = per_unit * (size_t)(a.K / 32); // bytes of x
+    const size_t per_unit = (size_t)MT * PAD * 4, whole = per_unit * (size_t)((a.K + 31) / 32); // bytes of x
     const int kt = whole <= SMEM_MAX ? (int)a.K : (int)(SMEM_BUDGET / per_unit / 8 * 256);
     int64_t blocks = ((a.glu ? a.N / 2 : a.N) + WARPS - 1) / WARPS;
     if (kt >= a.K) {
@@ -348,7 +350,7 @@ template <int WT, int MT> cudaError_t launch_rows(const mlxn_qmatmul_args &a, cu
     cudaError_t e = allow_smem(kernel, SMEM_MAX, smem_done);
     if (e != cudaSuccess)
         return e;
-    return launch(kernel, dim3((unsigned)blocks), dim3(32 * WARPS), per_unit * (kt / 32), s, pdl, a, kt);
+    return launch(kernel, dim3((unsigned)blocks), dim3(32 * WARPS), per_unit * ((kt + 31) / 32), s, pdl, a, kt);
 }
 
 // Whether the wide-load kernel takes groups of G blocks: K is whole groups, x fits in shared
