@@ -465,6 +465,10 @@ static void error_cases(test_devices *devs)
                           "w has shape 8x256, expected 3 dims [E, N, K]");
     harness_expect_status("qmatmul_id/error/w-dtype", mlxn_qmatmul_id(s, &x, &wi, &ids, &y), MLXN_STATUS_ERR_DTYPE,
                           "w is i32");
+    /* Q8_0 experts at an odd address (a byte copy per row's halfwords faulted on the GPU) */
+    mlxn_tensor wodd = mlxn_tensor_make(b, 8193, MLXN_DTYPE_Q8_0, 3, ws);
+    harness_expect_status("qmatmul_id/error/w-misaligned", mlxn_qmatmul_id(s, &x, &wodd, &ids, &y),
+                          MLXN_STATUS_ERR_SHAPE, "multiple of 2 bytes");
     /* 96 is not a multiple of q4_K's 256: the view itself is refused */
     harness_expect_status("qmatmul_id/error/k-not-block-multiple", mlxn_qmatmul_id(s, &x9, &wk, &ids, &y),
                           MLXN_STATUS_ERR_SHAPE, "256");

@@ -9,8 +9,9 @@ typedef struct dtype_info {
 } dtype_info;
 
 /* Block sizes of the GGML formats are those of GGUF; MLX affine packs 32 codes in
- * bits * 32 / 8 bytes. Alignment: plain dtypes their size, GGML blocks that of their f16 fields
- * (Q8_K's f32 scale: 4), MLX codes their 32-bit words. */
+ * bits * 32 / 8 bytes. Alignment: plain dtypes their size, MLX codes their 32-bit words; GGML
+ * blocks none (GGUF packs them: q8_0 KV caches at odd addresses are read by byte loads), except
+ * as the weights of the matrix products (ops.c: even, for their f16 fields). */
 static const dtype_info dtypes[MLXN_DTYPE_COUNT] = {
     [MLXN_DTYPE_F32] = {"f32", 1, 4, 4},
     [MLXN_DTYPE_F16] = {"f16", 1, 2, 2},
@@ -20,20 +21,20 @@ static const dtype_info dtypes[MLXN_DTYPE_COUNT] = {
     [MLXN_DTYPE_I16] = {"i16", 1, 2, 2},
     [MLXN_DTYPE_I8] = {"i8", 1, 1, 1},
     [MLXN_DTYPE_U8] = {"u8", 1, 1, 1},
-    [MLXN_DTYPE_Q4_0] = {"q4_0", 32, 18, 2},
-    [MLXN_DTYPE_Q4_1] = {"q4_1", 32, 20, 2},
-    [MLXN_DTYPE_Q5_0] = {"q5_0", 32, 22, 2},
-    [MLXN_DTYPE_Q5_1] = {"q5_1", 32, 24, 2},
-    [MLXN_DTYPE_Q8_0] = {"q8_0", 32, 34, 2},
-    [MLXN_DTYPE_Q8_1] = {"q8_1", 32, 36, 2},
-    [MLXN_DTYPE_Q2_K] = {"q2_K", 256, 84, 2},
-    [MLXN_DTYPE_Q3_K] = {"q3_K", 256, 110, 2},
-    [MLXN_DTYPE_Q4_K] = {"q4_K", 256, 144, 2},
-    [MLXN_DTYPE_Q5_K] = {"q5_K", 256, 176, 2},
-    [MLXN_DTYPE_Q6_K] = {"q6_K", 256, 210, 2},
-    [MLXN_DTYPE_Q8_K] = {"q8_K", 256, 292, 4},
-    [MLXN_DTYPE_IQ4_NL] = {"iq4_nl", 32, 18, 2},
-    [MLXN_DTYPE_IQ4_XS] = {"iq4_xs", 256, 136, 2},
+    [MLXN_DTYPE_Q4_0] = {"q4_0", 32, 18, 1},
+    [MLXN_DTYPE_Q4_1] = {"q4_1", 32, 20, 1},
+    [MLXN_DTYPE_Q5_0] = {"q5_0", 32, 22, 1},
+    [MLXN_DTYPE_Q5_1] = {"q5_1", 32, 24, 1},
+    [MLXN_DTYPE_Q8_0] = {"q8_0", 32, 34, 1},
+    [MLXN_DTYPE_Q8_1] = {"q8_1", 32, 36, 1},
+    [MLXN_DTYPE_Q2_K] = {"q2_K", 256, 84, 1},
+    [MLXN_DTYPE_Q3_K] = {"q3_K", 256, 110, 1},
+    [MLXN_DTYPE_Q4_K] = {"q4_K", 256, 144, 1},
+    [MLXN_DTYPE_Q5_K] = {"q5_K", 256, 176, 1},
+    [MLXN_DTYPE_Q6_K] = {"q6_K", 256, 210, 1},
+    [MLXN_DTYPE_Q8_K] = {"q8_K", 256, 292, 1},
+    [MLXN_DTYPE_IQ4_NL] = {"iq4_nl", 32, 18, 1},
+    [MLXN_DTYPE_IQ4_XS] = {"iq4_xs", 256, 136, 1},
     [MLXN_DTYPE_MLX_Q2] = {"mlx_q2", 32, 8, 4},
     [MLXN_DTYPE_MLX_Q3] = {"mlx_q3", 32, 12, 4},
     [MLXN_DTYPE_MLX_Q4] = {"mlx_q4", 32, 16, 4},

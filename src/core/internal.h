@@ -168,6 +168,9 @@ bool mlxn_dtype_valid(int dtype);
 
 /* Validates a view (well-formed, inside its buffer), naming func and what in the message. */
 mlxn_status mlxn_tensor_check(const mlxn_tensor *t, const char *func, const char *what);
+/* That a valid view's start and the strides of its dims of more than one element are multiples
+ * of al bytes. */
+mlxn_status mlxn_tensor_check_align(const mlxn_tensor *t, size_t al, const char *func, const char *what);
 /* Resolves a view to rows (innermost dim contiguous), after validation. */
 mlxn_status mlxn_tensor_rows(const mlxn_tensor *t, const char *func, const char *what,
                              mlxn_rows *out, int64_t *n_rows, int64_t *row_len);

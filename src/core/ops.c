@@ -262,6 +262,13 @@ static bool ggml_block_dtype(mlxn_dtype dt)
     }
 }
 
+/* The matrix products' kernels load GGML blocks' f16 fields as such: their weights start and
+ * step on even addresses (other ops take blocks anywhere, e.g. q8_0 caches at odd offsets). */
+static mlxn_status check_weight_align(const mlxn_tensor *w, const char *fn, const char *what)
+{
+    return ggml_block_dtype(w->dtype) ? mlxn_tensor_check_align(w, 2, fn, what) : MLXN_STATUS_OK;
+}
+
 mlxn_qmatmul_fusion mlxn_qmatmul_fusion_default(void)
 {
     return (mlxn_qmatmul_fusion){.norm_w = NULL, .norm_eps = 1e-6f, .glu = false, .glu_act = MLXN_ACT_SILU,
@@ -351,6 +358,7 @@ mlxn_status mlxn_qmatmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_
                           "w is %s, expected a GGML block format (q4_0 .. q8_0, q2_K .. q6_K, iq4_nl, "
                           "iq4_xs) or f32, f16, bf16",
                           mlxn_dtype_name(w->dtype));
+    MLXN_TRY(check_weight_align(w, fn, "w"));
     if (y->dtype != MLXN_DTYPE_F32)
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32", mlxn_dtype_name(y->dtype));
     if (w->ndim != 2)
@@ -1462,6 +1470,7 @@ static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *
                           "%s is %s, expected a GGML block format (q4_0 .. q8_0, q2_K .. q6_K, iq4_nl, "
                           "iq4_xs) or f32, f16, bf16",
                           w_name, mlxn_dtype_name(w->dtype));
+    MLXN_TRY(check_weight_align(w, fn, w_name));
     if (y->dtype != MLXN_DTYPE_F32)
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "y is %s, expected f32", mlxn_dtype_name(y->dtype));
     if (w->ndim != 3) {
@@ -1506,6 +1515,7 @@ static mlxn_status qmatmul_id_issue(mlxn_stream *s, const char *fn, const char *
     if (w_up) {
         mlxn_rows urows;
         MLXN_TRY(like_operand(s, w, w_name, w_up, fn, "w_up", &urows));
+        MLXN_TRY(check_weight_align(w_up, fn, "w_up"));
         a->w_up = (const uint8_t *)urows.base;
         a->up_stride = a->N > 1 ? urows.s2 : row_bytes;
         a->up_expert_stride = a->E > 1 ? urows.s1 : a->N * a->up_stride;

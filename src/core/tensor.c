@@ -102,6 +102,22 @@ size_t mlxn_tensor_span_bytes(const mlxn_tensor *t)
     return (size_t)s;
 }
 
+mlxn_status mlxn_tensor_check_align(const mlxn_tensor *t, size_t al, const char *func, const char *what)
+{
+    const size_t off = (size_t)((uintptr_t)(t->buffer->ptr + t->offset) % al);
+    if (off)
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, func,
+                          "%s: a %s view must start on a multiple of %zu bytes, found buffer offset %zu "
+                          "(address %% %zu = %zu)",
+                          what, mlxn_dtype_name(t->dtype), al, t->offset, al, off);
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] > 1 && t->stride[i] % (int64_t)al)
+            return mlxn_error(MLXN_STATUS_ERR_SHAPE, func,
+                              "%s: stride %lld of dim %d is not a multiple of %zu bytes (a %s view's alignment)",
+                              what, (long long)t->stride[i], i, al, mlxn_dtype_name(t->dtype));
+    return MLXN_STATUS_OK;
+}
+
 static mlxn_status validate(const mlxn_tensor *t, const char *func, const char *what)
 {
     if (!t)
@@ -146,21 +162,9 @@ static mlxn_status validate(const mlxn_tensor *t, const char *func, const char *
                           "%s: view of %lld bytes at offset %zu extends past its buffer of %zu "
                           "bytes",
                           what, (long long)s, t->offset, t->buffer->size);
-    /* The kernels load elements (and GGML blocks' f16 fields) at their natural alignment; a view
-     * off it would fault on the GPU, which poisons the context, or be undefined on the CPU. */
-    const size_t al = mlxn_dtype_align(t->dtype);
-    if ((uintptr_t)(t->buffer->ptr + t->offset) % al)
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, func,
-                          "%s: a %s view must start on a multiple of %zu bytes, found buffer offset %zu "
-                          "(address %% %zu = %zu)",
-                          what, mlxn_dtype_name(t->dtype), al, t->offset, al,
-                          (size_t)((uintptr_t)(t->buffer->ptr + t->offset) % al));
-    for (int i = 0; i < t->ndim; i++)
-        if (t->shape[i] > 1 && t->stride[i] % (int64_t)al)
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, func,
-                              "%s: stride %lld of dim %d is not a multiple of %zu bytes (a %s view's alignment)",
-                              what, (long long)t->stride[i], i, al, mlxn_dtype_name(t->dtype));
-    return MLXN_STATUS_OK;
+    /* The kernels load plain elements at their natural alignment; a view off it would fault on
+     * the GPU, which poisons the context, or be undefined on the CPU. */
+    return mlxn_tensor_check_align(t, mlxn_dtype_align(t->dtype), func, what);
 }
 
 mlxn_status mlxn_tensor_validate(const mlxn_tensor *t)
