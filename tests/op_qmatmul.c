@@ -417,12 +417,11 @@ void test_qmatmul(test_devices *devs, rng *g)
             c.w_dtype = stypes[ti];
             run_case(&c, devs, g);
         }
-    /* rows that are not whole 16-byte words where they lie (on CUDA the wide-load kernel's;
-     * bench/experiments/qmm_stream_session37.patch has the streamed kernel read the words
-     * that hold them where W ends on the 16-byte grid, N 64, 72 and 3000, not N 67): blocks of 32
-     * at K 4128 (129 blocks), the K-quants whose blocks are not whole words at K 4352 (17
-     * super-blocks), with the fusions, strided x and many tiles a block; then Q2_K, Q3_K and Q6_K
-     * rows of 18944 (Qwen2.5-7B's down projection; the patch: in parts of K) */
+    /* rows that are not whole 16-byte words where they lie (on CUDA the streamed kernel reads the
+     * words that hold them where W ends on the 16-byte grid, N 64, 72 and 3000; N 67 takes the
+     * wide-load kernel): blocks of 32 at K 4128 (129 blocks), the K-quants whose blocks are not
+     * whole words at K 4352 (17 super-blocks), with the fusions, strided x and many tiles a block;
+     * then Q2_K, Q3_K and Q6_K rows of 18944 (Qwen2.5-7B's down projection, in parts of K) */
     static const mlxn_dtype atypes[] = {MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q4_1, MLXN_DTYPE_Q5_0, MLXN_DTYPE_Q5_1,
                                         MLXN_DTYPE_Q8_0, MLXN_DTYPE_IQ4_NL, MLXN_DTYPE_Q2_K, MLXN_DTYPE_Q3_K,
                                         MLXN_DTYPE_Q6_K, MLXN_DTYPE_IQ4_XS};

@@ -235,10 +235,9 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         run_case(&big[i], devs, g);
-    /* the streamed decode kernel on CUDA (M = 1, K from 4096, f16 or bf16 scales; 2, 4 and 8 bits,
-     * and 3, 5 and 6 with bench/experiments/qmm_stream_session37.patch): every group size, N past, at
-     * and below one tile of rows, every x dtype, strided x, and enough rows that each block of a
-     * full grid takes several tiles */
+    /* the streamed decode kernel on CUDA (M = 1, K from 4096, f16 or bf16 scales): every width and
+     * group size, N past, at and below one tile of rows, every x dtype, strided x, and enough rows
+     * that each block of a full grid takes several tiles */
     static const qmm_case stream[] = {
         {4, 32, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {4, 64, MLXN_DTYPE_BF16, MLXN_DTYPE_F16, 1, 3, 4096, 0},

@@ -16,9 +16,14 @@ namespace mlxn_cuda {
 // BE / BB: elements / bytes per block (MLX: 32 codes of a row); PE: elements per piece (32),
 // 0 for the formats piece_dot does not take
 template <int WT> struct piece_fmt {
-    static constexpr bool MLX = WT == MLXN_DTYPE_MLX_Q2 || WT == MLXN_DTYPE_MLX_Q4 || WT == MLXN_DTYPE_MLX_Q8;
+    // MLX's bit width (0: a GGML format); the MLX dtypes run Q2, Q3, Q4, Q5, Q6, then Q8
+    static_assert(MLXN_DTYPE_MLX_Q6 - MLXN_DTYPE_MLX_Q2 == 4, "MLX dtypes in order of their widths");
+    static constexpr int MLX_BITS = WT >= MLXN_DTYPE_MLX_Q2 && WT <= MLXN_DTYPE_MLX_Q6 ? 2 + (WT - MLXN_DTYPE_MLX_Q2)
+                                    : WT == MLXN_DTYPE_MLX_Q8                          ? 8
+                                                                                       : 0;
+    static constexpr bool MLX = MLX_BITS > 0;
     static constexpr int BE = MLX ? 32 : block_elems_of<WT>();
-    static constexpr int BB = !MLX ? block_bytes_of<WT>() : WT == MLXN_DTYPE_MLX_Q2 ? 8 : WT == MLXN_DTYPE_MLX_Q4 ? 16 : 32;
+    static constexpr int BB = MLX ? 4 * MLX_BITS : block_bytes_of<WT>();
     static constexpr int PE = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 ||
                                       WT == MLXN_DTYPE_Q5_1 || WT == MLXN_DTYPE_Q8_0 || WT == MLXN_DTYPE_Q2_K ||
                                       WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q4_K || WT == MLXN_DTYPE_Q5_K ||
@@ -81,14 +86,15 @@ struct xint {
 };
 
 // Byte b of x's word k is element 4k + b of the piece, or for IQ4 the order its byte permutes
-// produce (iq4_dot), or for MLX's 4- and 2-bit codes the order in which their fields come out of
-// the code words (mlx_dot).
+// produce (iq4_dot), or for MLX's codes other than 8-bit the order in which they come out of the
+// code words (mlx_codes).
 template <int WT> __host__ __device__ constexpr int xint_elem(int k, int b)
 {
-    return WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS ? 4 * (k >> 1) + 2 * (k & 1) + (b >> 1) + 16 * (b & 1)
-           : WT == MLXN_DTYPE_MLX_Q4                          ? 8 * (k >> 1) + 2 * b + (k & 1)
-           : WT == MLXN_DTYPE_MLX_Q2                          ? 16 * (k >> 2) + 4 * b + (k & 3)
-                                                              : 4 * k + b;
+    return WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS     ? 4 * (k >> 1) + 2 * (k & 1) + (b >> 1) + 16 * (b & 1)
+           : WT == MLXN_DTYPE_MLX_Q4                              ? 8 * (k >> 1) + 2 * b + (k & 1)
+           : WT == MLXN_DTYPE_MLX_Q2 || WT == MLXN_DTYPE_MLX_Q6 ? 16 * (k >> 2) + 4 * b + (k & 3)
+           : WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 ? 8 * b + k
+                                                                  : 4 * k + b;
 }
 
 __device__ __forceinline__ float fmax_nan(float a, float b)
@@ -287,15 +293,18 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_1>(const ui
 // scale (and Q2_K a min) per 16 elements: sums per 16.
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
+    // the unit's field dotted where it lies (codes times 2^sh: one AND a word, no shift), the
+    // 2^sh taken out of the scale
     const int u = p & 7, sh = 2 * (u & 3);
+    const uint32_t field = 0x03030303u << sh;
     const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + ((off + 16 + 32 * (u >> 2)) >> 2); // aligned
     int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        xint_dot<false>(q[i] >> sh & 0x03030303u, x, i, a[i >> 2]);
+        xint_dot<false>(q[i] & field, x, i, a[i >> 2]);
     const uint32_t dm = reinterpret_cast<const uint32_t *>(ring)[(off + 80) >> 2];
     const uint32_t s0 = ring[off + 2 * u], s1 = ring[off + 2 * u + 1]; // scale | min << 4
-    const float d = half_in(dm, 0);
+    const float d = half_in(dm, 0) * pow2f(-sh);
     const float dmin = half_in(dm, 1);
     return x.pf * (d * ((float)(s0 & 15) * xint_total(a[0]) + (float)(s1 & 15) * xint_total(a[1])) -
                    dmin * ((float)(s0 >> 4) * x.sum[0] + (float)(s1 >> 4) * x.sum[1]));
@@ -421,10 +430,62 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const 
     return d * (float)(ls - 32) * xint_total(a) * x.pf;
 }
 
-// MLX: a piece is 32 codes, little-endian in words (B bits: element (32 / B) i + j at bits B j
-// of word i), in a group of 32, 64 or 128 whose scale and bias sit at soff and boff:
-// scale * sum(q x) + bias * sum(x). A word's fields come out as bytes: 8-bit codes as they are,
-// 4-bit ones the even then the odd elements, 2-bit ones elements 4b + k for k = 0..3.
+// MLX 3- and 6-bit codes: three words of a piece's bit stream (bytes 0-11) hold four 3-byte
+// groups; byte permutes gather each group's byte j into byte g of x_j, so that a field lies at
+// the same bits of every byte (whole in one, or split over x_j and x_j+1)
+__device__ __forceinline__ void mlx_gather3(const uint32_t *w, uint32_t (&x)[3])
+{
+    x[0] = __byte_perm(__byte_perm(w[0], w[1], 0x0630), w[2], 0x5210); // bytes 0, 3, 6, 9
+    x[1] = __byte_perm(__byte_perm(w[0], w[1], 0x0741), w[2], 0x6210); // 1, 4, 7, 10
+    x[2] = __byte_perm(__byte_perm(w[0], w[1], 0x0052), w[2], 0x7410); // 2, 5, 8, 11
+}
+
+// A piece's 32 codes as eight words of code bytes in xint_elem's order: 3- and 5-bit codes
+// (groups of 8 codes in 3 and 5 bytes, byte j of every group gathered into one word) code i of
+// each group, 6-bit ones (groups of 4 codes in 3 bytes) code i of four groups.
+template <int WT> __device__ __forceinline__ void mlx_codes(const uint32_t *w, uint32_t (&c)[8])
+{
+    if constexpr (WT == MLXN_DTYPE_MLX_Q3) { // code i at bits 3i of its group's 24
+        uint32_t x[3];
+        mlx_gather3(w, x);
+        c[0] = x[0] & 0x07070707u, c[1] = x[0] >> 3 & 0x07070707u;
+        c[2] = (x[0] >> 6 & 0x03030303u) | (x[1] << 2 & 0x04040404u);
+        c[3] = x[1] >> 1 & 0x07070707u, c[4] = x[1] >> 4 & 0x07070707u;
+        c[5] = (x[1] >> 7 & 0x01010101u) | (x[2] << 1 & 0x06060606u);
+        c[6] = x[2] >> 2 & 0x07070707u, c[7] = x[2] >> 5 & 0x07070707u;
+    } else if constexpr (WT == MLXN_DTYPE_MLX_Q5) { // code i at bits 5i of its group's 40
+        uint32_t x[5]; // byte j of each group: bytes j, 5 + j, 10 + j, 15 + j
+        x[0] = __byte_perm(__byte_perm(w[0], w[1], 0x0050), __byte_perm(w[2], w[3], 0x0072), 0x5410);
+        x[1] = __byte_perm(__byte_perm(w[0], w[1], 0x0061), __byte_perm(w[2], w[4], 0x0043), 0x5410);
+        x[2] = __byte_perm(__byte_perm(w[0], w[1], 0x0072), __byte_perm(w[3], w[4], 0x0050), 0x5410);
+        x[3] = __byte_perm(__byte_perm(w[0], w[2], 0x0043), __byte_perm(w[3], w[4], 0x0061), 0x5410);
+        x[4] = __byte_perm(__byte_perm(w[1], w[2], 0x0050), __byte_perm(w[3], w[4], 0x0072), 0x5410);
+        c[0] = x[0] & 0x1F1F1F1Fu;
+        c[1] = (x[0] >> 5 & 0x07070707u) | (x[1] << 3 & 0x18181818u);
+        c[2] = x[1] >> 2 & 0x1F1F1F1Fu;
+        c[3] = (x[1] >> 7 & 0x01010101u) | (x[2] << 1 & 0x1E1E1E1Eu);
+        c[4] = (x[2] >> 4 & 0x0F0F0F0Fu) | (x[3] << 4 & 0x10101010u);
+        c[5] = x[3] >> 1 & 0x1F1F1F1Fu;
+        c[6] = (x[3] >> 6 & 0x03030303u) | (x[4] << 2 & 0x1C1C1C1Cu);
+        c[7] = x[4] >> 3 & 0x1F1F1F1Fu;
+    } else { // 6-bit: code i at bits 6i of its group's 24, groups 0-3 then 4-7
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            uint32_t x[3];
+            mlx_gather3(w + 3 * h, x);
+            c[4 * h] = x[0] & 0x3F3F3F3Fu;
+            c[4 * h + 1] = (x[0] >> 6 & 0x03030303u) | (x[1] << 2 & 0x3C3C3C3Cu);
+            c[4 * h + 2] = (x[1] >> 4 & 0x0F0F0F0Fu) | (x[2] << 4 & 0x30303030u);
+            c[4 * h + 3] = x[2] >> 2 & 0x3F3F3F3Fu;
+        }
+    }
+}
+
+// MLX: a piece is 32 codes of a row's little-endian bit stream (element j at bits B j), 4B bytes
+// at off, in a group of 32, 64 or 128 whose scale and bias sit at soff and boff:
+// scale * sum(q x) + bias * sum(x). 8-bit codes are bytes as they are, a word's 4-bit ones the
+// even then the odd elements, 2-bit ones elements 4b + k for k = 0..3; 3-, 5- and 6-bit ones come
+// from mlx_codes.
 template <int WT>
 __device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint32_t soff, uint32_t boff, bool bf16,
                                          const xint &x)
@@ -437,22 +498,37 @@ __device__ __forceinline__ float mlx_dot(const uint8_t *ring, uint32_t off, uint
             const uint4 c = *reinterpret_cast<const uint4 *>(ring + off + 4 * i);
             w[i] = c.x, w[i + 1] = c.y, w[i + 2] = c.z, w[i + 3] = c.w;
         }
-    } else { // 8-byte aligned
-        const uint2 c = *reinterpret_cast<const uint2 *>(ring + off);
-        w[0] = c.x, w[1] = c.y;
+    } else if constexpr (NW % 2 == 0) { // 8-byte aligned
+#pragma unroll
+        for (int i = 0; i < NW; i += 2) {
+            const uint2 c = *reinterpret_cast<const uint2 *>(ring + off + 4 * i);
+            w[i] = c.x, w[i + 1] = c.y;
+        }
+    } else { // 4-byte aligned
+#pragma unroll
+        for (int i = 0; i < NW; i++)
+            w[i] = *reinterpret_cast<const uint32_t *>(ring + off + 4 * i);
     }
     int a[3] = {0, 0, 0};
+    if constexpr (WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 || WT == MLXN_DTYPE_MLX_Q6) {
+        uint32_t c[8];
+        mlx_codes<WT>(w, c);
 #pragma unroll
-    for (int i = 0; i < NW; i++) {
-        if constexpr (WT == MLXN_DTYPE_MLX_Q8) {
-            xint_dot<false>(w[i], x, i, a);
-        } else if constexpr (WT == MLXN_DTYPE_MLX_Q4) {
-            xint_dot<false>(w[i] & 0x0F0F0F0Fu, x, 2 * i, a);
-            xint_dot<false>(w[i] >> 4 & 0x0F0F0F0Fu, x, 2 * i + 1, a);
-        } else {
+        for (int k = 0; k < 8; k++)
+            xint_dot<false>(c[k], x, k, a);
+    } else { // each word's codes dotted as they come out (through mlx_codes: 1-2% slower, session 37)
 #pragma unroll
-            for (int k = 0; k < 4; k++)
-                xint_dot<false>(w[i] >> (2 * k) & 0x03030303u, x, 4 * i + k, a);
+        for (int i = 0; i < NW; i++) {
+            if constexpr (WT == MLXN_DTYPE_MLX_Q8) {
+                xint_dot<false>(w[i], x, i, a);
+            } else if constexpr (WT == MLXN_DTYPE_MLX_Q4) {
+                xint_dot<false>(w[i] & 0x0F0F0F0Fu, x, 2 * i, a);
+                xint_dot<false>(w[i] >> 4 & 0x0F0F0F0Fu, x, 2 * i + 1, a);
+            } else {
+#pragma unroll
+                for (int k = 0; k < 4; k++)
+                    xint_dot<false>(w[i] >> (2 * k) & 0x03030303u, x, 4 * i + k, a);
+            }
         }
     }
     const float sc = scale_at(ring, soff, bf16), bi = scale_at(ring, boff, bf16);

@@ -8,8 +8,8 @@
 // Per chunk the kernels add  scale * dot(x[32], codes[32]) + bias * sum(x[32]),  with the
 // sums of x per chunk computed once per block in shared memory.
 //
-// Variants (launcher at the bottom, in order; M = 1 with 2-, 4- or 8-bit codes, f16/bf16 scales
-// and K from 4096 goes to the GGML formats' streamed kernel first, qmatmul_stream.cu):
+// Variants (launcher at the bottom, in order; M = 1 with f16/bf16 scales and K from 4096 goes
+// to the GGML formats' streamed kernel first, qmatmul_stream.cu):
 //   qmm_mlx_rows   M <= 8 (decode): bound by the bytes of W. Each warp owns ROWS_R rows of W,
 //                  each lane whole chunks (16-byte loads for 4- and 8-bit codes); x is staged
 //                  in shared memory in K tiles, pre-scaled so that codes need no shift.

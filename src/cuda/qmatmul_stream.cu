@@ -1,5 +1,5 @@
 // Decode mat-vec (M = 1), streamed: y[n] = x . W[n]^T for GGML weights (Q4_0, Q4_1, Q5_0, Q5_1,
-// Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS) and MLX 2-, 4- and 8-bit ones (scales and biases in f16 or
+// Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS) and MLX ones of every width (scales and biases in f16 or
 // bf16)
 // (bench/NOTES.md, "qmatmul decode, streamed", has the budget behind each choice).
 //
@@ -11,7 +11,10 @@
 //    (a Q6_K piece is a quarter of a 128-element half: its low nibbles share 32 code bytes with
 //    another quarter, its high 2 bits 32 bytes with the three others).
 //  - W comes in tiles of RT rows through the bulk copy engine into a ring of shared-memory
-//    stages. Warp 0 produces: it issues the copies, and once every computing warp has said
+//    stages. A row whose bytes are not whole 16-byte words where they lie (Q6_K's 18944-long
+//    rows of 15540 bytes) comes as the 16-byte words that hold it, into a slot a word longer,
+//    and is read from its offset in the first word. Warp 0 produces: it issues the copies, and
+//    once every computing warp has said
 //    (an mbarrier per stage) that it is done with a tile, it sums their partial sums, stores
 //    the outputs and refills the stage. The computing warps never wait for each other, only
 //    for their next tile's bytes. From K 4096 only the first one or two tiles are requested
@@ -28,6 +31,7 @@
 #include "bulk_copy.cuh"
 #include "common.cuh"
 #include "ggml_unit.cuh"
+#include "mlxn_safetensors.h" // mlxn_mlx_dtype_for_bits
 #include "piece_dot.cuh"
 #include "qmatmul_out.cuh"
 
@@ -111,10 +115,12 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, 
     asm volatile("bar.arrive 4, %0;" ::"r"((int)blockDim.x) : "memory");
 }
 
-// RT: rows of W per tile (a power of two up to 32)
-template <int WT, int RT>
-__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int pre, int row_bytes, const mlx_rows m,
-                                                          int xstage, int xoff)
+// RT: rows of W per tile (a power of two up to 32); UA: rows not whole 16-byte words where
+// they lie, each in a stage slot of slot_arg bytes that holds the words that hold it (stream_shape);
+// otherwise rows whole words, row_bytes a slot (the kernel without UA's work)
+template <int WT, int RT, bool UA>
+__global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int pre, int row_bytes,
+                                                          int slot_arg, const mlx_rows m, int xstage, int xoff)
 {
     constexpr int PE = piece_fmt<WT>::PE;
     extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, 16 bytes of slack, part, x's staging
@@ -136,7 +142,27 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     const int64_t tiles = (n_out + outs - 1) / outs;
     const int64_t my_tiles = tiles > blockIdx.x ? (tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0;
     constexpr bool MLX = piece_fmt<WT>::MLX;
-    const size_t stage_bytes = (size_t)RT * (row_bytes + (MLX ? 2 * m.srow : 0));
+    static_assert(!UA || (RT <= 8 && !MLX), "a tile's row offsets (leads) are 4 bits a row of a word; MLX rows are words");
+    constexpr bool words = !UA;
+    const int row_slot = UA ? slot_arg : row_bytes;
+    const size_t stage_bytes = (size_t)RT * (row_slot + (MLX ? 2 * m.srow : 0));
+    // tile i's row r: W's row (with GLU rows outs.. are the gates' up rows; past N the last row
+    // again), and its offset in the 16-byte word that starts its slot (W is 16-byte aligned);
+    // leads: the tile's offsets, 4 bits a row (0 where rows are whole words)
+    auto w_row = [&](int64_t i, int r) {
+        const int64_t o0 = (blockIdx.x + i * gridDim.x) * outs, rows = n_out - o0 < outs ? n_out - o0 : outs;
+        const int64_t o = o0 + ((r & (outs - 1)) < rows ? (r & (outs - 1)) : rows - 1);
+        return r < outs ? o : o + n_out;
+    };
+    auto lead_of = [&](int64_t i, int r) { return (uint32_t)w_row(i, r) * (uint32_t)a.w_stride & 15u; };
+    auto leads_of = [&](int64_t i) {
+        uint32_t l = 0;
+        if constexpr (UA)
+#pragma unroll
+            for (int r = 0; r < RT; r++)
+                l |= lead_of(i, r) << 4 * r;
+        return l;
+    };
     // the partial sums after the ring: per stage, computing warp, row
     float *part = reinterpret_cast<float *>(ring + (size_t)stages * stage_bytes + 16);
 
@@ -154,7 +180,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     // N left stale or, in a stage's first tile, uninitialized (their sums are computed but never
     // stored); others in a copy per row from a lane each, the
     // last tile repeating a row rather than read past W.
-    const bool packed = a.w_stride == row_bytes;
+    const bool packed = a.w_stride == row_bytes && words;
     const uint64_t pol = warp == 0 ? l2_evict_first() : 0; // W is read once a call: out of L2 first
     auto issue = [&](int64_t i) {
         fence_proxy_async_shared(); // the computing warps' reads of the stage's previous tile
@@ -171,24 +197,30 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
             }
             return;
         }
-        // MLX: RT rows of scales and of biases too, a row a lane (past N: the last row again)
+        // MLX: RT rows of scales and of biases too, a row a lane (past N: the last row again).
+        // A row a lane: the 16-byte words that hold it, from lead bytes before it.
         const uint32_t aux = MLX ? 2u * RT * (uint32_t)m.srow : 0u;
-        if (lane == 0)
-            mbar_arrive_expect(bar, (uint32_t)((packed ? rows : RT) * row_bytes) + aux);
+        const uint32_t leads = leads_of(i);
+        auto span = [&](int r) { return UA ? ((leads >> 4 * r & 15u) + (uint32_t)row_bytes + 15u) & ~15u : (uint32_t)row_bytes; };
+        if (lane == 0) {
+            uint32_t bytes = 0;
+            for (int r = 0; r < RT && !words; r++)
+                bytes += span(r);
+            mbar_arrive_expect(bar, (words ? (uint32_t)((packed ? rows : RT) * row_bytes) : bytes) + aux);
+        }
         __syncwarp();
         if (packed) {
             if (lane == 0)
                 bulk_copy_hint(dst, a.w + o0 * row_bytes, (uint32_t)(rows * row_bytes), bar, pol);
         } else if (lane < RT) {
-            const int64_t o = o0 + (lane % outs < rows ? lane % outs : rows - 1);
-            bulk_copy_hint(dst + (size_t)lane * row_bytes, a.w + (lane < outs ? o : o + n_out) * a.w_stride,
-                           (uint32_t)row_bytes, bar, pol);
+            bulk_copy_hint(dst + (size_t)lane * row_slot, a.w + w_row(i, lane) * a.w_stride - (leads >> 4 * lane & 15u),
+                           span(lane), bar, pol);
         }
         if (MLX && lane < 2 * RT) {
             const int r = lane % RT;
             const bool bias = lane >= RT;
             const int64_t o = o0 + (r < rows ? r : rows - 1);
-            bulk_copy_hint(dst + (size_t)RT * row_bytes + (size_t)(bias ? RT + r : r) * m.srow,
+            bulk_copy_hint(dst + (size_t)RT * row_slot + (size_t)(bias ? RT + r : r) * m.srow,
                            bias ? m.b + o * m.b_stride : m.s + o * m.s_stride, (uint32_t)m.srow, bar, pol);
         }
     };
@@ -279,13 +311,14 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     uint32_t ph = 0;
     for (int64_t i = 0; i < my_tiles; i++) {
         mbar_wait(&full[s], ph);
+        const uint32_t leads = leads_of(i);
         float acc[RT];
 #pragma unroll
         for (int r = 0; r < RT; r++) { // inactive threads (past the last piece) read piece 0
-            const uint32_t off = (uint32_t)(s * stage_bytes + r * row_bytes) + poff;
+            const uint32_t off = (uint32_t)(s * stage_bytes + r * row_slot) + (leads >> 4 * r & 15u) + poff;
             float v;
             if constexpr (MLX) {
-                const uint32_t soff = (uint32_t)(s * stage_bytes + RT * row_bytes + r * m.srow) + sgoff;
+                const uint32_t soff = (uint32_t)(s * stage_bytes + RT * row_slot + r * m.srow) + sgoff;
                 v = mlx_dot<WT>(ring, off, soff, soff + RT * m.srow, m.bf16, xi);
             } else {
                 v = piece_dot<WT>(ring, off, pc, xi);
@@ -320,13 +353,13 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
 
 // Launches qmm_stream<WT, RT> with as many stages as the shared memory leaves to the blocks
 // the registers allow per SM.
-template <int WT, int RT>
+template <int WT, int RT, bool UA>
 cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStream_t s, bool pdl, int dev, int64_t threads,
-                         int64_t row_bytes)
+                         int64_t row_bytes, int64_t row_slot)
 {
     static unsigned long long smem_done;
-    auto kernel = qmm_stream<WT, RT>;
-    const int64_t stage = RT * (row_bytes + (piece_fmt<WT>::MLX ? 2 * m.srow : 0));
+    auto kernel = qmm_stream<WT, RT, UA>;
+    const int64_t stage = RT * (row_slot + (piece_fmt<WT>::MLX ? 2 * m.srow : 0));
     const int64_t pstage = stage + (threads - 32) / 32 * RT * 4; // and the computing warps' partial sums (part)
     int sms = 0, sm_smem = 0, per_sm = 0;
     cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
@@ -386,28 +419,39 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
         xoff = (int)(stages * stage - xb), xstage = xoff / (int)stage;
     }
     return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads), (size_t)dyn, s, pdl, a,
-                  (int)stages, pre, (int)row_bytes, m, xstage, xoff);
+                  (int)stages, pre, (int)row_bytes, (int)row_slot, m, xstage, xoff);
 }
 
 // A product's launch shape: the block's threads (the producer warp and a thread a piece, in whole
-// warp pairs where pieces pair up) and a row's bytes in a stage (codes; MLX: + aux, its scales
-// and biases)
+// warp pairs where pieces pair up), a row's bytes (codes; MLX: + aux, its scales and biases) and
+// its slot in a stage: the row's bytes, or where a row is not whole 16-byte words where it lies
+// (W is 16-byte aligned), the words that can hold it (a word more, rounded up)
 struct stream_shape {
-    int64_t threads, row_bytes, aux;
+    int64_t threads, row_bytes, aux, row_slot;
 };
 
 template <int WT> stream_shape shape_of(const mlxn_qmatmul_args &a, const mlx_rows &m)
 {
     using F = piece_fmt<WT>;
-    const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32;
-    return {32 + (pieces + per - 1) / per * per, a.K / F::BE * F::BB, F::MLX ? 2 * m.srow : 0};
+    const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32, row_bytes = a.K / F::BE * F::BB;
+    const bool words = row_bytes % 16 == 0 && a.w_stride % 16 == 0;
+    return {32 + (pieces + per - 1) / per * per, row_bytes, F::MLX ? 2 * m.srow : 0,
+            words ? row_bytes : (row_bytes + 15) / 16 * 16 + 16};
 }
 
 // Whether the kernel takes the product a (K up to MAX_PIECES pieces), but for the device's
-// compute capability
-template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &m)
+// compute capability. Rows not whole 16-byte words (GGML formats only) are read as the words that
+// hold them, so the last row's last word must end within W: W's end on the 16-byte grid (end: the
+// end of W's last row, past this product's part of K). Their blocks then lie in the stage as
+// aligned as in W: at least as the piece_dot loads need (the largest power of two up to 16 that
+// divides a block's bytes), where the row stride keeps it.
+template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &m, const uint8_t *end)
 {
+    using F = piece_fmt<WT>;
     const stream_shape h = shape_of<WT>(a, m);
+    constexpr int align = F::BB % 16 == 0 ? 16 : F::BB % 8 == 0 ? 8 : F::BB % 4 == 0 ? 4 : 2;
+    const bool words = h.row_slot == h.row_bytes;
+    const bool in_words = !F::MLX && a.w_stride % align == 0 && (uintptr_t)end % 16 == 0;
     // Q6_K from K 4096: Gemma 3's 640 x 2048 down projection was faster alone here but its
     // decode step slower (bench/NOTES.md), so the row kernel keeps the short rows; the
     // formats added after it too (Gemma 3's Q5_0 rows are 640 long), until a model's step
@@ -415,17 +459,23 @@ template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &
     constexpr bool short_rows = WT == MLXN_DTYPE_Q4_0 || WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q8_0 ||
                                 WT == MLXN_DTYPE_Q4_K;
     return (short_rows || a.K >= 4096) && a.M == 1 && a.K % piece_fmt<WT>::BE == 0 && h.threads >= 96 &&
-           h.threads <= MAX_THREADS && h.row_bytes % 16 == 0 && a.w_stride % 16 == 0 && (uintptr_t)a.w % 16 == 0 &&
+           h.threads <= MAX_THREADS && (uintptr_t)a.w % 16 == 0 && (words || in_words) &&
            m.srow % 16 == 0 && // (MLX: this part's rows of scales and biases)
-           !(a.glu && a.N % 2) && 2 * 4 * (h.row_bytes + h.aux) + 16 <= SMEM_LIMIT;
+           !(a.glu && a.N % 2) && 2 * 4 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT;
 }
 
 template <int WT> cudaError_t launch_one(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int dev, const mlx_rows &m)
 {
     const stream_shape h = shape_of<WT>(a, m);
     // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
-    return 3 * 8 * (h.row_bytes + h.aux) + 16 <= SMEM_LIMIT ? launch_tiles<WT, 8>(a, m, s, pdl, dev, h.threads, h.row_bytes)
-                                                            : launch_tiles<WT, 4>(a, m, s, pdl, dev, h.threads, h.row_bytes);
+    const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT;
+    using F = piece_fmt<WT>;
+    if constexpr (!F::MLX && F::BB % 16 != 0) // the formats whose rows may not be whole words
+        if (h.row_slot != h.row_bytes)
+            return rt8 ? launch_tiles<WT, 8, true>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot)
+                       : launch_tiles<WT, 4, true>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot);
+    return rt8 ? launch_tiles<WT, 8, false>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot)
+               : launch_tiles<WT, 4, false>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot);
 }
 
 // Rows longer than MAX_PIECES pieces (Qwen2.5-7B's 18944-long down projection, Llama-3-70B's
@@ -452,6 +502,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
         const size_t xe = a.x_dtype == MLXN_DTYPE_F32 ? 4 : 2;
         mlxn_qmatmul_args p[8];
         mlx_rows pm[8];
+        const uint8_t *w_end = a.w + (a.N - 1) * a.w_stride + a.K / F::BE * F::BB;
         for (int i = 0; i < parts; i++) {
             const int64_t k0 = i * len;
             p[i] = a, pm[i] = m;
@@ -465,7 +516,7 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
                     pm[i].srow = (int)(p[i].K / m.group * 2);
                 }
             }
-            if (p[i].K <= 0 || !stream_takes<WT>(p[i], pm[i]))
+            if (p[i].K <= 0 || !stream_takes<WT>(p[i], pm[i], w_end))
                 return false;
         }
         int dev = 0, major = 0;
@@ -503,26 +554,29 @@ extern "C" bool mlxn_cuda_launch_qmatmul_stream(const mlxn_qmatmul_args *a, cuda
     }
 }
 
-// MLX 2-, 4- and 8-bit weights, codes in packed rows, f16 or bf16 scales and biases at 16-byte
-// strides (their rows whole 16-byte words in each part of K: stream_takes; from K 4096, as the
-// GGML formats added after Q4_K: launch_format)
+// MLX weights, codes in packed rows, f16 or bf16 scales and biases at 16-byte strides (their
+// rows whole 16-byte words in each part of K: stream_takes; from K 4096, as the GGML formats
+// added after Q4_K: launch_format)
 extern "C" bool mlxn_cuda_launch_qmatmul_mlx_stream(const mlxn_qmatmul_mlx_args *a, cudaStream_t s, bool pdl,
                                                     cudaError_t *e)
 {
     const int64_t srow = a->K / a->group_size * 2;
-    if (a->M != 1 || (a->bits != 2 && a->bits != 4 && a->bits != 8) || a->w_stride != a->K * a->bits / 8 ||
+    if (a->M != 1 || mlxn_mlx_dtype_for_bits(a->bits) == MLXN_DTYPE_COUNT || a->w_stride != a->K * a->bits / 8 ||
         (a->s_dtype != MLXN_DTYPE_F16 && a->s_dtype != MLXN_DTYPE_BF16) || a->K % a->group_size ||
         a->s_stride % 16 || a->b_stride % 16 || (uintptr_t)a->scales % 16 || (uintptr_t)a->biases % 16)
         return false;
     mlxn_qmatmul_args g = {};
     g.M = 1, g.N = a->N, g.K = a->K, g.x_dtype = a->x_dtype;
-    g.w_dtype = a->bits == 2 ? MLXN_DTYPE_MLX_Q2 : a->bits == 4 ? MLXN_DTYPE_MLX_Q4 : MLXN_DTYPE_MLX_Q8;
+    g.w_dtype = mlxn_mlx_dtype_for_bits(a->bits);
     g.x = a->x, g.w = a->w, g.w_stride = a->w_stride, g.y = a->y;
     const mlx_rows m = {static_cast<const uint8_t *>(a->scales), static_cast<const uint8_t *>(a->biases), a->s_stride,
                         a->b_stride, a->group_size, (int)srow, a->s_dtype == MLXN_DTYPE_BF16};
     switch (a->bits) {
     case 2: return launch_format<MLXN_DTYPE_MLX_Q2>(g, s, pdl, e, m);
+    case 3: return launch_format<MLXN_DTYPE_MLX_Q3>(g, s, pdl, e, m);
     case 4: return launch_format<MLXN_DTYPE_MLX_Q4>(g, s, pdl, e, m);
+    case 5: return launch_format<MLXN_DTYPE_MLX_Q5>(g, s, pdl, e, m);
+    case 6: return launch_format<MLXN_DTYPE_MLX_Q6>(g, s, pdl, e, m);
     default: return launch_format<MLXN_DTYPE_MLX_Q8>(g, s, pdl, e, m);
     }
 }
