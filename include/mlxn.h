@@ -245,7 +245,10 @@ MLXN_API mlxn_pool_stats mlxn_pool_get_stats(const mlxn_pool *pool);
  *
  * A view of a buffer: never owns memory. shape[0] is the outermost dimension; strides are in
  * bytes. For block-quantized dtypes the innermost dimension counts elements and must be
- * contiguous; strides of outer dimensions are still bytes.
+ * contiguous; strides of outer dimensions are still bytes. A view starts (buffer address plus
+ * offset) and steps (the strides of dims of more than one element) on multiples of its
+ * element's size for plain dtypes, of 4 bytes for the MLX affine dtypes; GGML blocks may lie
+ * anywhere, except as the weights of mlxn_qmatmul and mlxn_qmatmul_id (even addresses).
  */
 #define MLXN_MAX_DIMS 4
 
@@ -266,7 +269,7 @@ MLXN_API int64_t mlxn_tensor_numel(const mlxn_tensor *t);
 MLXN_API bool mlxn_tensor_is_contiguous(const mlxn_tensor *t);
 /* Bytes from the first to one past the last byte the view can touch (0 if empty). */
 MLXN_API size_t mlxn_tensor_span_bytes(const mlxn_tensor *t);
-/* Checks that the view is well-formed and lies inside its buffer. */
+/* Checks that the view is well-formed, aligned (above) and lies inside its buffer. */
 MLXN_API mlxn_status mlxn_tensor_validate(const mlxn_tensor *t);
 /* A view of elements [start, start + len) of dim `dim` of t (same buffer, strides and dtype; the
  * offset moves to the first kept element): the slices that mlxn_concat writes and reads. For a
