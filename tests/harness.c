@@ -532,7 +532,7 @@ void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn
                             const double *bound, double tol, double tol_cuda)
 {
     char why[512];
-    operand want;
+    operand want = {0};
     if (!bound) {
         harness_fail(name, "out of memory");
         return;
@@ -544,7 +544,7 @@ void harness_run_bound_case(const char *name, test_devices *devs, harness_run_fn
     for (int i = 0; i < devs->count; i++) {
         char full[300];
         snprintf(full, sizeof full, "%s @%s", name, devs->list[i].name);
-        operand got;
+        operand got = {0};
         if (!run(ctx, &devs->list[i], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_within_bound(&got, &want, bound, strncmp(devs->list[i].name, "cuda", 4) ? tol : tol_cuda,
@@ -569,7 +569,7 @@ void harness_run_nonfinite_case(const char *name, test_devices *devs, harness_ru
         test_device *dev = i < 0 ? &devs->ref : &devs->list[i];
         char full[300], why[512];
         snprintf(full, sizeof full, "%s @%s", name, i < 0 ? "reference" : dev->name);
-        operand got;
+        operand got = {0};
         if (!run(ctx, dev, &got, why, sizeof why)) {
             harness_fail(full, "%s", why);
             continue;
@@ -618,7 +618,7 @@ done:
 void harness_run_op_case(const char *name, test_devices *devs, const harness_op_case *c, tolerance tol)
 {
     char why[512], full[300];
-    operand want;
+    operand want = {0};
     if (c->n_ops > HARNESS_MAX_OPERANDS) {
         harness_fail(name, "%d operands, the harness takes %d", c->n_ops, HARNESS_MAX_OPERANDS);
         return;
@@ -629,7 +629,7 @@ void harness_run_op_case(const char *name, test_devices *devs, const harness_op_
     }
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got;
+        operand got = {0};
         memset(&got, 0, sizeof got);
         if (!run_op_case_on(c, &devs->list[d], &got, why, sizeof why))
             harness_fail(full, "%s", why);

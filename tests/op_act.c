@@ -72,7 +72,7 @@ static void run_case(const act_case *c, test_devices *devs, rng *g)
         operand_set(&o.up, i, rng_normal(g));
     }
     operand_poison(&o.y);
-    operand want, want_x;
+    operand want = {0}, want_x = {0};
     if (!run_on(c, &o, &devs->ref, &want, &want_x, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         goto done;
@@ -84,7 +84,7 @@ static void run_case(const act_case *c, test_devices *devs, rng *g)
                               : tolerance_for(c->dtype);
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got, got_x;
+        operand got = {0}, got_x = {0};
         if (!run_on(c, &o, &devs->list[d], &got, &got_x, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, tol, why, sizeof why))

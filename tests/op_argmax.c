@@ -96,7 +96,7 @@ static void run_case(const am_case *c, test_devices *devs, rng *g)
         fill_row(&x, r, n, g);
     for (int64_t r = 0; r < rows; r++)
         operand_set(&out, r, -7); /* poison: no valid answer */
-    operand want;
+    operand want = {0};
     if (!run_on(&x, &out, &devs->ref, &want, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         goto done;
@@ -104,7 +104,7 @@ static void run_case(const am_case *c, test_devices *devs, rng *g)
     const tolerance exact = {0, 0, "indices are exact"};
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got;
+        operand got = {0};
         if (!run_on(&x, &out, &devs->list[d], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, exact, why, sizeof why))

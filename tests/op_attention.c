@@ -413,12 +413,12 @@ static void run_kv_case(const kv_case *c, test_devices *devs, rng *g)
         const int64_t p = b == 0 ? rng_int(g, 0, c->S - c->T) : b == 1 ? c->S - c->T / 2 - 1 + 3 * c->S : -5;
         operand_set(&pos, b, (double)p);
     }
-    operand want;
+    operand want = {0};
     memset(&want, 0, sizeof want);
     bool have_want = false;
     for (int d = -1; d < devs->count; d++) {
         test_device *dev = d < 0 ? &devs->ref : &devs->list[d];
-        operand got;
+        operand got = {0};
         const bool ok = append_on(dev, &src, &pos, &cache, &got);
         snprintf(full, sizeof full, "%s @%s", name, dev->name);
         if (!ok)
@@ -487,7 +487,7 @@ static void run_kv_q8_case(const kv_case *c, test_devices *devs, rng *g)
     }
     for (int d = -1; d < devs->count; d++) {
         test_device *dev = d < 0 ? &devs->ref : &devs->list[d];
-        operand got;
+        operand got = {0};
         const bool ok = append_on(dev, &src, &pos, &cache, &got);
         snprintf(full, sizeof full, "%s @%s", name, dev->name);
         if (!ok) {

@@ -84,7 +84,7 @@ static void run_case(const bin_case *c, test_devices *devs, rng *g)
         operand_set(&o.b, i, zero ? 0.0 : rng_normal(g) * (rng_uniform(g) < 0.01 ? 3e3 : 2));
     }
     operand_poison(&o.y);
-    operand want;
+    operand want = {0};
     if (!run_on(c, &o, &devs->ref, &want, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         goto done;
@@ -96,7 +96,7 @@ static void run_case(const bin_case *c, test_devices *devs, rng *g)
     const tolerance exact = {0, 0, "one IEEE f32 operation, rounded once to the dtype"};
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got;
+        operand got = {0};
         if (!run_on(c, &o, &devs->list[d], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, exact, why, sizeof why))

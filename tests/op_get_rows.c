@@ -143,7 +143,7 @@ static void run_case(const gr_case *c, test_devices *devs, rng *g)
         free_data(&d);
         return;
     }
-    operand want;
+    operand want = {0};
     if (!run_on(c, &d, &devs->ref, &want, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         free_data(&d);
@@ -155,7 +155,7 @@ static void run_case(const gr_case *c, test_devices *devs, rng *g)
     const tolerance tol = tolerance_for(c->y_dtype);
     for (int i = 0; i < devs->count; i++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[i].name);
-        operand got;
+        operand got = {0};
         if (!run_on(c, &d, &devs->list[i], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, tol, why, sizeof why))

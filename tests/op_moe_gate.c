@@ -215,7 +215,7 @@ static void run_case(const gate_case *c, test_devices *devs, rng *g)
     for (int64_t i = 0; i < c->T * c->k; i++)
         operand_set(&o.ids, i, -7); /* poison: no valid id */
     operand_poison(&o.weights);
-    operand want_ids, want_w;
+    operand want_ids = {0}, want_w = {0};
     if (!run_on(c, &o, &devs->ref, &want_ids, &want_w, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         operand_free(&want_ids);
@@ -232,7 +232,7 @@ static void run_case(const gate_case *c, test_devices *devs, rng *g)
     const double tol_w = 1e-5 * prob_err(c) / (70 * 0x1p-24);
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got_ids, got_w;
+        operand got_ids = {0}, got_w = {0};
         if (!run_on(c, &o, &devs->list[d], &got_ids, &got_w, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got_ids, &want_ids, exact, why, sizeof why))

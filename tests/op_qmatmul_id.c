@@ -133,7 +133,7 @@ static void map_case_run(const map_case *c, test_devices *devs, rng *g)
     const tolerance exact = {0, 0, "indices are exact"};
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got_off, got_rows;
+        operand got_off = {0}, got_rows = {0};
         if (!map_run(&ids, &off, &rows, (int)c->E, &devs->list[d], &got_off, &got_rows, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got_off, &want_off, exact, why, sizeof why))
@@ -367,7 +367,7 @@ static void capture_case(const qid_case *c, test_devices *devs, rng *g)
             for (int64_t i = 0; i < d.x.numel; i++)
                 operand_set(&d.x, i, rng_normal(g));
             fill_ids(&d.ids, c->T, c->k, c->E, (ids_mode)((c->mode + step) % IDS_MODES), g);
-            operand got, want;
+            operand got = {0}, want = {0};
             if (mlxn_buffer_upload(x.buffer, 0, d.x.image, d.x.bytes, NULL) != MLXN_STATUS_OK ||
                 mlxn_buffer_upload(ids.buffer, 0, d.ids.image, d.ids.bytes, NULL) != MLXN_STATUS_OK ||
                 mlxn_graph_launch(graph, s) != MLXN_STATUS_OK || mlxn_stream_sync(s) != MLXN_STATUS_OK ||

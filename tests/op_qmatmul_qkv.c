@@ -280,7 +280,7 @@ static void run_case(const qkv_case *c, test_devices *devs, rng *g)
     d.oracle = &devs->ref;
     /* the oracle's output first: the cache bounds scale with its values */
     char why[256];
-    operand want;
+    operand want = {0};
     if (!run_on(&d, &devs->ref, &want, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         free_data(&d);

@@ -248,7 +248,7 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
         operand_set(&o.ff, i, i < ff_n / 4 ? 1.0 : 1.0 + 7.0 * rng_uniform(g));
     if (!s->in_place)
         operand_poison(&o.y);
-    operand want;
+    operand want = {0};
     if (!run_on(c, &o, &devs->ref, &want, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         goto done;
@@ -261,7 +261,7 @@ static void run_case(const rope_case *c, test_devices *devs, rng *g)
     const tolerance tol = c->norm ? rope_norm_tolerance(c->dtype) : rope_tolerance(c->dtype);
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got;
+        operand got = {0};
         if (!run_on(c, &o, &devs->list[d], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, tol, why, sizeof why))

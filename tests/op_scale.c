@@ -61,7 +61,7 @@ static void run_case(const scale_case *c, test_devices *devs, rng *g)
     for (int64_t i = 0; i < x.numel; i++)
         operand_set(&x, i, rng_normal(g) * 6);
     operand_poison(&y);
-    operand want;
+    operand want = {0};
     if (!run_on(c, &x, &y, &devs->ref, &want, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         goto done;
@@ -71,7 +71,7 @@ static void run_case(const scale_case *c, test_devices *devs, rng *g)
     const tolerance tol = tolerance_for(c->dtype);
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got;
+        operand got = {0};
         if (!run_on(c, &x, &y, &devs->list[d], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, tol, why, sizeof why))

@@ -76,7 +76,7 @@ static void run_case(const sm_case *c, test_devices *devs, rng *g)
         operand_set(&o.mask, i, off ? -INFINITY : rng_normal(g));
     }
     operand_poison(&o.y);
-    operand want;
+    operand want = {0};
     if (!run_on(c, &o, &devs->ref, &want, why, sizeof why)) {
         harness_fail(name, "reference: %s", why);
         goto done;
@@ -87,7 +87,7 @@ static void run_case(const sm_case *c, test_devices *devs, rng *g)
                               : tolerance_for(c->dtype);
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
-        operand got;
+        operand got = {0};
         if (!run_on(c, &o, &devs->list[d], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, tol, why, sizeof why))

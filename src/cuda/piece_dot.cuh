@@ -201,16 +201,30 @@ __device__ __forceinline__ uint32_t q5_high_nibble(uint32_t qh, int n)
     return (qh >> (4 * n) & 0xFu) * 0x02040810u;
 }
 
-// IQ4_NL / IQ4_XS: the code-book values (int8) of the four nibbles of sel's low 16 bits, in
-// nibble order. A permute looks nibbles 0-7 up in the lower half of the book, one the upper half
-// (selector msb flipped), and a third picks per byte by the nibble's bit 3; bytes from the wrong
-// half are never picked, so the permutes' sign-replicate mode does not matter.
-__device__ __forceinline__ uint32_t iq4_lookup(uint32_t sel)
+// PTX's prmt: __byte_perm's selectors are its 3-bit byte indices, which costs a mask a call;
+// prmt's bit 3 of a selector instead replicates the sign of the byte it picks
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel)
+{
+    uint32_t r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+    return r;
+}
+
+// IQ4_NL / IQ4_XS: the code-book values (int8) of the eight nibbles of w, four a word in nibble
+// order (v0: nibbles 0-3, v1: 4-7). A permute looks the nibbles up in the lower half of the book
+// (nibbles 8-15 pick a sign there), one in the upper half (selectors' bit 3 flipped), and a third
+// picks per byte by the nibble's bit 3; the bytes of the wrong half are never picked.
+__device__ __forceinline__ void iq4_lookup(uint32_t w, uint32_t &v0, uint32_t &v1)
 {
     constexpr uint64_t lo = MLXN_IQ4_VALUES_LO, hi = MLXN_IQ4_VALUES_HI;
-    const uint32_t a = __byte_perm((uint32_t)lo, (uint32_t)(lo >> 32), sel);
-    const uint32_t b = __byte_perm((uint32_t)hi, (uint32_t)(hi >> 32), sel ^ 0x8888u);
-    return __byte_perm(a, b, ((sel >> 1) & 0x4444u) | 0x3210u);
+    // the book's low words through a 0 that ptxas cannot fold (threadIdx.x < 1024), so that they stay in
+    // registers: as constants, ptxas moved them from uniform registers before every permute
+    const uint32_t z = threadIdx.x >> 10;
+    const uint32_t lo0 = (uint32_t)lo ^ z, hi0 = (uint32_t)hi ^ z;
+    const uint32_t wx = w ^ 0x88888888u, pick = (w >> 1 & 0x44444444u) | 0x32103210u;
+    v0 = prmt(prmt(lo0, (uint32_t)(lo >> 32), w), prmt(hi0, (uint32_t)(hi >> 32), wx), pick);
+    v1 = prmt(prmt(lo0, (uint32_t)(lo >> 32), w >> 16), prmt(hi0, (uint32_t)(hi >> 32), wx >> 16),
+              pick >> 16);
 }
 
 // Piece p, whose block starts at ring + off, times x.
@@ -402,8 +416,10 @@ __device__ __forceinline__ void iq4_dot(const uint32_t *w, const xint &x, int (&
 {
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        xint_dot<true>(iq4_lookup(w[i]), x, 2 * i, a);
-        xint_dot<true>(iq4_lookup(w[i] >> 16), x, 2 * i + 1, a);
+        uint32_t v0, v1;
+        iq4_lookup(w[i], v0, v1);
+        xint_dot<true>(v0, x, 2 * i, a);
+        xint_dot<true>(v1, x, 2 * i + 1, a);
     }
 }
 
