@@ -561,13 +561,14 @@ extern "C" bool mlxn_cuda_launch_qmatmul_mlx_stream(const mlxn_qmatmul_mlx_args 
                                                     cudaError_t *e)
 {
     const int64_t srow = a->K / a->group_size * 2;
-    if (a->M != 1 || mlxn_mlx_dtype_for_bits(a->bits) == MLXN_DTYPE_COUNT || a->w_stride != a->K * a->bits / 8 ||
+    const mlxn_dtype wt = mlxn_mlx_dtype_for_bits(a->bits);
+    if (a->M != 1 || wt == MLXN_DTYPE_COUNT || a->w_stride != a->K * a->bits / 8 ||
         (a->s_dtype != MLXN_DTYPE_F16 && a->s_dtype != MLXN_DTYPE_BF16) || a->K % a->group_size ||
         a->s_stride % 16 || a->b_stride % 16 || (uintptr_t)a->scales % 16 || (uintptr_t)a->biases % 16)
         return false;
     mlxn_qmatmul_args g = {};
     g.M = 1, g.N = a->N, g.K = a->K, g.x_dtype = a->x_dtype;
-    g.w_dtype = mlxn_mlx_dtype_for_bits(a->bits);
+    g.w_dtype = wt;
     g.x = a->x, g.w = a->w, g.w_stride = a->w_stride, g.y = a->y;
     const mlx_rows m = {static_cast<const uint8_t *>(a->scales), static_cast<const uint8_t *>(a->biases), a->s_stride,
                         a->b_stride, a->group_size, (int)srow, a->s_dtype == MLXN_DTYPE_BF16};
