@@ -133,6 +133,62 @@ __device__ __forceinline__ void bulk_copy_hint(void *dst, const void *src, uint3
 #endif
 }
 
+// Thread-block clusters: pairs pushed into other blocks' shared memory, completing on their
+// mbarriers, where a cluster barrier would cost every thread a release (MEMBAR.GPU) and tie the
+// blocks' exits together.
+
+// Arrives on the cluster barrier without ordering earlier memory accesses (an mbarrier's init is
+// ordered by mbar_init_fence). Every thread of the cluster arrives once, then waits once.
+__device__ __forceinline__ void cluster_arrive_relaxed()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void cluster_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+// (a, b) into block `rank`'s copy of dst (this block's address of the same variable), completing
+// 8 bytes on that block's copy of bar.
+__device__ __forceinline__ void push_pair(float2 *dst, uint64_t *bar, uint32_t rank, float a, float b)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t d, m;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(d) : "r"(smem_addr(dst)), "r"(rank));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(m) : "r"(smem_addr(bar)), "r"(rank));
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.b32 [%0], {%1, %2}, [%3];" ::"r"(d),
+                 "r"(__float_as_uint(a)), "r"(__float_as_uint(b)), "r"(m)
+                 : "memory");
+#else
+    __trap();
+#endif
+}
+
+// mbar_wait for bytes pushed by other blocks of the cluster (acquire at cluster scope: their
+// pushes are seen after it).
+__device__ __forceinline__ void mbar_wait_cluster(uint64_t *bar, uint32_t parity)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("{\n\t.reg .pred done;\n"
+                 "WAIT_%=:\n\t"
+                 "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n\t"
+                 "@!done bra WAIT_%=;\n}" ::"r"(smem_addr(bar)),
+                 "r"(parity)
+                 : "memory");
+#else
+    __trap();
+#endif
+}
+
 } // namespace mlxn_cuda
 
 #endif

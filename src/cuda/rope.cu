@@ -62,6 +62,23 @@ template <typename T, int N> __device__ __forceinline__ void load_n(const T *p, 
     }
 }
 
+// The same for x read once and not again by this kernel: 16-byte words that skip L1.
+template <typename T, int N> __device__ __forceinline__ void load_n_stream(const T *p, T (&v)[N])
+{
+    if constexpr (N * sizeof(T) % 16 == 0) {
+#pragma unroll
+        for (int w = 0; w < (int)(N * sizeof(T) / 16); w++) {
+            uint4 q;
+            asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                         : "=r"(q.x), "=r"(q.y), "=r"(q.z), "=r"(q.w)
+                         : "l"(reinterpret_cast<const uint4 *>(p) + w));
+            reinterpret_cast<uint4 *>(v)[w] = q;
+        }
+    } else {
+        load_n(p, v);
+    }
+}
+
 template <typename T, int N> __device__ __forceinline__ void store_n(T *p, const T (&v)[N])
 {
     if constexpr (N * sizeof(T) % 16 == 0) {
@@ -97,6 +114,13 @@ template <typename T, bool NEOX, int V> struct pair_item {
         load_n(row + (NEOX ? i : 2 * i), xa);
         if constexpr (NEOX)
             load_n(row + i + half, xb);
+    }
+
+    __device__ __forceinline__ void load_stream(const T *row, int i, int half)
+    {
+        load_n_stream(row + (NEOX ? i : 2 * i), xa);
+        if constexpr (NEOX)
+            load_n_stream(row + i + half, xb);
     }
 
     // Rotated and rounded once to T; with NORM, x * scale * w first in f32 (w: the head's norm
@@ -606,18 +630,21 @@ cudaError_t launch_tiles(const mlxn_rope_args &a, const tile_plan &p, cudaStream
 }
 
 // The per-head norm of prefill-sized calls whose heads rotate whole (n_rot == head_dim), a head's
-// items one a lane (K == 1), one position row: a warp takes a token and every head of it. A lane
-// forms the (cos, sin) of its V pairs once a token, while its first loads are in flight, and
-// holds them in registers for the token's steps; heads are 32-bit and each step's rows one
-// multiply-add from the token's. norm_unit, with 64-bit heads, per-step guards, run-time units
-// and the warp's table, spent ~17 instructions an element on a step whose arithmetic is ~8
-// (bench/NOTES.md, rope); it keeps the other layouts and the short calls, where a warp a token
-// would leave most warps idle. Plain rope measured slower this way (same notes).
+// items one a lane (K == 1), one position row: a warp task is a token's heads, or for 16-bit rows
+// two steps of them. A lane forms the (cos, sin) of its V pairs once a task, while its first loads
+// are in flight, and holds them in registers for the task's steps; heads are 32-bit and each
+// step's rows one multiply-add from the token's. norm_unit, with 64-bit heads, per-step guards,
+// run-time units and the warp's table, spent ~17 instructions an element on a step whose
+// arithmetic is ~8 (bench/NOTES.md, rope); it keeps the other layouts and the short calls, where
+// a warp a token would leave most warps idle. Plain rope measured slower this way (same notes).
 struct token_plan {
     int lg;          // log2 of L, the lanes of a head
+    int per;         // warp steps a task
     fast_div n_tok;  // tokens a sequence
+    fast_div parts;  // tasks a token
 };
 
+// x is read with loads that skip L1, which keeps the norm's weights there (read again every token)
 template <typename T, bool NEOX, int V>
 __global__ void __launch_bounds__(32 * WARPS, 8) norm_tokens(const mlxn_rope_args a, const token_plan p)
 {
@@ -629,17 +656,18 @@ __global__ void __launch_bounds__(32 * WARPS, 8) norm_tokens(const mlxn_rope_arg
     const int lane = threadIdx.x & 31, L = 1 << p.lg, HS = 32 >> p.lg, seg = lane >> p.lg, sl = lane & (L - 1);
     const int half = a.n_rot / 2, H = (int)a.n_head, steps = (H + HS - 1) / HS;
     const bool item = sl < half / V;
-    const unsigned tokens = (unsigned)(a.n_rows / a.n_head), n_warps = gridDim.x * WARPS;
+    const unsigned tasks = (unsigned)(a.n_rows / a.n_head) * p.parts.d, n_warps = gridDim.x * WARPS;
     constexpr bool AHEAD = sizeof(T) == 4;
-    for (unsigned tok = blockIdx.x * WARPS + threadIdx.x / 32; tok < tokens; tok += n_warps) {
-        const unsigned b = p.n_tok.div(tok), t = tok - b * p.n_tok.d;
+    for (unsigned task = blockIdx.x * WARPS + threadIdx.x / 32; task < tasks; task += n_warps) {
+        const unsigned tok = p.parts.div(task), b = p.n_tok.div(tok), t = tok - b * p.n_tok.d;
+        const int s0 = (int)(task - tok * p.parts.d) * p.per, s1 = min(s0 + p.per, steps); // the task's steps
         const char *xt = a.x.base + (int64_t)b * a.x.s0 + (int64_t)t * a.x.s1;
         const char *yt = a.y.base + (int64_t)b * a.y.s0 + (int64_t)t * a.y.s1;
-        // step st's item into it (none past the heads: h >= H for every lane)
+        // step st's item into it (none past the task's steps; past the heads h >= H for every lane)
         const auto load = [&](int st, pair_item<T, NEOX, V> &it) {
             const int h = st * HS + seg;
-            if (item && h < H)
-                it.load(head_row<const T>(xt, a.x, h), sl * V, half);
+            if (item && st < s1 && h < H)
+                it.load_stream(head_row<const T>(xt, a.x, h), sl * V, half);
         };
         float2 cs[V];
         // normed, rotated and stored; every lane runs it for every step (the norm's shuffles)
@@ -653,30 +681,34 @@ __global__ void __launch_bounds__(32 * WARPS, 8) norm_tokens(const mlxn_rope_arg
                                                                                (int64_t)h * a.norm_w_stride),
                                                scale);
         };
-        // two steps in registers: AHEAD, a step's loads in flight while the one before computes
-        // (f32), else two steps loaded, then both computed (16-bit rows, whose steps take twice the
-        // instructions a byte: measured faster; bench/NOTES.md, rope)
-        pair_item<T, NEOX, V> it0, it1;
-        load(0, it0);
-        if (!AHEAD)
-            load(1, it1);
-        if (item) {
-            const double pos = reinterpret_cast<const int32_t *>(a.pos + (int64_t)b * a.pos_sb)[t];
+        const auto pairs = [&] { // while the first loads are in flight
+            if (item) {
+                const double pos = reinterpret_cast<const int32_t *>(a.pos + (int64_t)b * a.pos_sb)[t];
 #pragma unroll
-            for (int j = 0; j < V; j++)
-                cos_sin<T>(pos * tab.freq[sl * V + j], a.mscale, cs[j]);
-        }
-        for (int st = 0; st < steps; st += 2) {
-            if (AHEAD)
-                load(st + 1, it1);
-            rotate(st, it0);
-            if (AHEAD)
-                load(st + 2, it0);
-            rotate(st + 1, it1);
-            if (!AHEAD) {
-                load(st + 2, it0);
-                load(st + 3, it1);
+                for (int j = 0; j < V; j++)
+                    cos_sin<T>(pos * tab.freq[sl * V + j], a.mscale, cs[j]);
             }
+        };
+        pair_item<T, NEOX, V> it0, it1;
+        if constexpr (AHEAD) {
+            // f32, a task a token: a step's loads in flight while the one before computes
+            load(s0, it0);
+            pairs();
+            for (int st = s0; st < s1; st += 2) {
+                load(st + 1, it1);
+                rotate(st, it0);
+                load(st + 2, it0);
+                rotate(st + 1, it1);
+            }
+        } else {
+            // 16-bit rows, whose steps take twice the instructions a byte: a task of two steps, both
+            // loaded, then both computed (a task a token took four round trips to DRAM one after
+            // another where this takes one: bench/NOTES.md, rope)
+            load(s0, it0);
+            load(s0 + 1, it1);
+            pairs();
+            rotate(s0, it0);
+            rotate(s0 + 1, it1);
         }
     }
 }
@@ -692,17 +724,25 @@ cudaError_t launch_tokens(const mlxn_rope_args &a, int L, cudaStream_t s, bool p
         return e;
     token_plan p;
     p.lg = __builtin_ctz((unsigned)L);
+    const int steps = (int)((a.n_head + (32 >> p.lg) - 1) >> (5 - p.lg));
+    p.per = sizeof(T) == 4 ? steps : 2;
     p.n_tok = fast_div((uint32_t)a.n_tok);
-    const int64_t tokens = a.n_rows / a.n_head, need = (tokens + WARPS - 1) / WARPS;
+    p.parts = fast_div((uint32_t)((steps + p.per - 1) / p.per));
+    const int64_t tasks = a.n_rows / a.n_head * p.parts.d, need = (tasks + WARPS - 1) / WARPS;
     return launch(kernel, dim3((unsigned)(need < blocks ? need : blocks)), dim3(32 * WARPS), 0, s, pdl, a, p);
 }
 
 // Warp steps loaded at once: ~128 bytes of x a lane in pairs (96 with the norm, which also holds
 // pass-through units), at most 8 and at most 16 items: 16 warps an SM then have ~64 KB of loads
 // in flight, over twice what the DRAM latency asks for at full bandwidth (~4.2 TB/s x ~0.8 us
-// over 132 SMs: ~25 KB). Powers of two (S = 2 or 4 with the norm) measured slower than 3.
-template <typename T, int V, int K, bool NORM> constexpr int steps_at_once()
+// over 132 SMs: ~25 KB). Powers of two (S = 2 or 4 with the norm) measured slower than 3. Plain
+// rope of one item a lane takes 3 for 16-bit NEOX and f32 NORMAL rows (an H100 at 4096 x 32 x 128:
+// +2.3 and +3.8 points of copy over 4 and 8; f32 NEOX and 16-bit NORMAL lost 0.3 and 0.8 with 3,
+// 16384 tokens 0.2-0.3: bench/NOTES.md, rope).
+template <typename T, bool NEOX, int V, int K, bool NORM> constexpr int steps_at_once()
 {
+    if (!NORM && K == 1 && NEOX == (sizeof(T) == 2))
+        return 3;
     const int bytes = K * 2 * V * (int)sizeof(T), s = (NORM ? 96 : 128) / bytes, cap = 16 / K < 8 ? 16 / K : 8;
     return s < 1 ? 1 : s > cap ? cap : s;
 }
@@ -710,7 +750,7 @@ template <typename T, int V, int K, bool NORM> constexpr int steps_at_once()
 template <typename T, bool NEOX, int V, int U, int K, bool NORM>
 cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
 {
-    constexpr int S = steps_at_once<T, V, K, NORM>();
+    constexpr int S = steps_at_once<T, NEOX, V, K, NORM>();
     auto kernel = rope_rows<T, NEOX, V, U, K, S, NORM>;
     static int per_sm = 0;
     int64_t blocks = 0;
@@ -723,8 +763,8 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
     const int64_t resident = blocks * WARPS; // warps
     // norm_tokens' calls: the norm where the tokens alone fill this kernel's resident warps
     if constexpr (NORM && K == 1 && V > 1) {
-        if (tokens >= resident && tokens < ((int64_t)1 << 31) && a.n_head < ((int64_t)1 << 30) && a.n_rot == a.head_dim &&
-            !mlxn_rope_multi(&a)) // 32-bit token and head indices (heads up to a few steps past n_head)
+        if (tokens >= resident && tokens * ((steps + 1) / 2) < ((int64_t)1 << 31) && a.n_head < ((int64_t)1 << 30) &&
+            a.n_rot == a.head_dim && !mlxn_rope_multi(&a)) // 32-bit tasks and heads (heads up to a few steps past n_head)
             return launch_tokens<T, NEOX, V>(a, L, s, pdl);
     }
     // norm_tiles' calls: f32 norms of over twice the steps that fit at once (Gemma 3's 512-token

@@ -285,8 +285,8 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
 // slice of 8 would not fit), each block a slice of the row's 16-byte words. The first pass reads
 // the slice from global memory into shared memory (cp.async, D steps ahead) while each thread
 // keeps a running (max, sum of exp) over its words, U words a step (one rescale of the sum a step,
-// not an element); the block's and then the cluster's merge (distributed shared memory, one
-// cluster barrier) give the row's; the second pass computes the outputs from the shared copy,
+// not an element); the block's and then the cluster's merge (each block pushes its (max, sum)
+// into every block's shared memory) give the row's; the second pass computes the outputs from the shared copy,
 // each thread its own words. Nothing of the row stays in registers, so an SM runs as many
 // blocks as their slices fit its shared memory (the in-register cluster kernels this replaced
 // ran one block of 512 threads an SM: 37-42% of copy on vocabulary rows; bench/NOTES.md,
@@ -321,10 +321,20 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     // elements a word; words a thread reduces a step (their logits held: 16 or 8 floats)
     constexpr int E = 16 / (int)sizeof(T), U = V == 0 ? 2 : 16 / E;
     extern __shared__ __align__(16) uint4 words[]; // this block's slice of x, then of the mask
-    __shared__ float red_m[SH_TH / 32], red_s[SH_TH / 32], part[2];
+    __shared__ float red_m[SH_TH / 32], red_s[SH_TH / 32];
+    __shared__ __align__(8) float2 parts[16]; // the cluster's blocks' (max, sum), pushed by each
+    __shared__ uint64_t parts_full;           // completes when all of them have landed
     cg::cluster_group cluster = cg::this_cluster();
     const int cl = (int)cluster.num_blocks();
     const int64_t rank = cluster.block_rank(), r = blockIdx.x / cl;
+    if (threadIdx.x == 0) {
+        mbar_init(&parts_full, 1);
+        mbar_init_fence();
+    }
+    __syncthreads();
+    if (threadIdx.x == 0)
+        mbar_arrive_expect(&parts_full, (uint32_t)cl * sizeof(float2));
+    cluster_arrive_relaxed(); // this block's parts_full is initialized (waited for before the pushes)
     const int64_t all = a.n / E, w0 = rank * per < all ? rank * per : all;
     const int nw = (int)(w0 + per < all ? per : all - w0);
     uint4 *xs = words, *ms = words + per;
@@ -436,18 +446,19 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
         m = lane < SH_TH / 32 ? red_m[lane] : -INFINITY;
         s = lane < SH_TH / 32 ? red_s[lane] : 0.0f;
         warp_merge2(m, s);
-        if (lane == 0) {
-            part[0] = m;
-            part[1] = s;
-        }
     }
-    cluster.sync();
-    // the blocks' parts, lane q reading block q's (one round trip of distributed shared memory,
-    // where a loop over the blocks made cl), merged over the lanes
-    m = lane < cl ? *cluster.map_shared_rank(&part[0], lane) : -INFINITY;
-    s = lane < cl ? *cluster.map_shared_rank(&part[1], lane) : 0.0f;
+    // The block's (max, sum) pushed into every block's parts (lane q to block q), each push
+    // completing bytes on that block's parts_full: no cluster barrier here, whose release (a
+    // MEMBAR.GPU a thread) and later arrive cost the vocabulary rows 3-10 points of copy
+    // (bench/NOTES.md, softmax). A block reads only its own shared memory, and leaves only once
+    // every push into it has landed, so no block waits for another's exit.
+    cluster_wait(); // every block's parts_full is initialized
+    if (warp == 0 && lane < cl)
+        push_pair(&parts[rank], &parts_full, lane, m, s);
+    mbar_wait_cluster(&parts_full, 0);
+    m = lane < cl ? parts[lane].x : -INFINITY;
+    s = lane < cl ? parts[lane].y : 0.0f;
     warp_merge2(m, s);
-    cluster.barrier_arrive(); // this block's part is read; its exit waits for the others' reads
     uint4 *y = reinterpret_cast<uint4 *>(mlxn_rows_ptr(&a.y, r)) + w0;
     // the outputs, with the row's variant decided once: plain 2^(z - m) / s, log (z - m) ln 2 - ln s
     auto outputs = [&](auto log_c) {
@@ -482,7 +493,6 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     } else {
         outputs(std::false_type());
     }
-    cluster.barrier_wait();
 #endif
 }
 
