@@ -52,16 +52,18 @@ __device__ __forceinline__ void mbar_arrive(uint64_t *bar)
 #endif
 }
 
+// try_wait until the phase of parity %1 of the mbarrier at %0 has completed; SEM: its semantics
+#define MLXN_MBAR_WAIT_LOOP(SEM)                                                                                        \
+    "{\n\t.reg .pred done;\n"                                                                                          \
+    "WAIT_%=:\n\t"                                                                                                     \
+    "mbarrier.try_wait.parity" SEM ".shared::cta.b64 done, [%0], %1;\n\t"                                               \
+    "@!done bra WAIT_%=;\n}"
+
 // Waits until the phase with the given parity (0, 1, 0, ... for its uses) has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("{\n\t.reg .pred done;\n"
-                 "WAIT_%=:\n\t"
-                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
-                 "@!done bra WAIT_%=;\n}" ::"r"(smem_addr(bar)),
-                 "r"(parity)
-                 : "memory");
+    asm volatile(MLXN_MBAR_WAIT_LOOP("") ::"r"(smem_addr(bar)), "r"(parity) : "memory");
 #else
     __trap();
 #endif
@@ -178,12 +180,7 @@ __device__ __forceinline__ void push_pair(float2 *dst, uint64_t *bar, uint32_t r
 __device__ __forceinline__ void mbar_wait_cluster(uint64_t *bar, uint32_t parity)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("{\n\t.reg .pred done;\n"
-                 "WAIT_%=:\n\t"
-                 "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n\t"
-                 "@!done bra WAIT_%=;\n}" ::"r"(smem_addr(bar)),
-                 "r"(parity)
-                 : "memory");
+    asm volatile(MLXN_MBAR_WAIT_LOOP(".acquire.cluster") ::"r"(smem_addr(bar)), "r"(parity) : "memory");
 #else
     __trap();
 #endif

@@ -20,9 +20,9 @@
 // by shuffles, then normalizes and rotates from registers. Every element is read before any is
 // written by the same lane, so y may be x. Dims past n_rot are copied when y is not x (plain),
 // normalized and written (norm). Large calls with the norm go through norm_tokens where their
-// heads rotate whole with one position row and 16-byte items (a warp a token, below), or, f32
-// ones it does not take, norm_tiles: the same segments, with the (cos, sin) of a tile of rows
-// formed once per block.
+// heads rotate whole with one position row and 16-byte items (warp tasks of a token's heads,
+// below), or, f32 ones it does not take, norm_tiles: the same segments, with the (cos, sin) of a
+// tile of rows formed once per block.
 #include "../core/rope_math.h"
 #include "elementwise.cuh"
 
