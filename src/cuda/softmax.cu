@@ -446,6 +446,10 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
         m = lane < SH_TH / 32 ? red_m[lane] : -INFINITY;
         s = lane < SH_TH / 32 ? red_s[lane] : 0.0f;
         warp_merge2(m, s);
+        // lane 0's pair for every block: the lanes' sums may differ in the last bit (merge2's
+        // products contract into an FMA in either order)
+        m = __shfl_sync(0xffffffffu, m, 0);
+        s = __shfl_sync(0xffffffffu, s, 0);
     }
     // The block's (max, sum) pushed into every block's parts (lane q to block q), each push
     // completing bytes on that block's parts_full: no cluster barrier here, whose release (a
@@ -459,6 +463,8 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     m = lane < cl ? parts[lane].x : -INFINITY;
     s = lane < cl ? parts[lane].y : 0.0f;
     warp_merge2(m, s);
+    m = __shfl_sync(0xffffffffu, m, 0); // one (max, sum) for every thread of the row
+    s = __shfl_sync(0xffffffffu, s, 0);
     uint4 *y = reinterpret_cast<uint4 *>(mlxn_rows_ptr(&a.y, r)) + w0;
     // the outputs, with the row's variant decided once: plain 2^(z - m) / s, log (z - m) ln 2 - ln s
     auto outputs = [&](auto log_c) {
