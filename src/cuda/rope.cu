@@ -736,13 +736,17 @@ cudaError_t launch_tokens(const mlxn_rope_args &a, int L, cudaStream_t s, bool p
 // pass-through units), at most 8 and at most 16 items: 16 warps an SM then have ~64 KB of loads
 // in flight, over twice what the DRAM latency asks for at full bandwidth (~4.2 TB/s x ~0.8 us
 // over 132 SMs: ~25 KB). Powers of two (S = 2 or 4 with the norm) measured slower than 3. Plain
-// rope of one 16-byte item a lane takes 3 for 16-bit NEOX and f32 NORMAL rows (an H100 at
-// 4096 x 32 x 128: +2.3 and +3.8 points of copy over 4 and 8; f32 NEOX and 16-bit NORMAL lost 0.3
-// and 0.8 with 3, 16384 tokens 0.2-0.3: bench/NOTES.md, rope).
+// rope of one 16-byte item a lane: as measured on an H100 at 4096 x 32 x 128 (bench/NOTES.md,
+// rope), 3 for 16-bit NEOX and f32 NORMAL rows (+2.3 and +3.8 points of copy over 4 and 8), 4 for
+// 16-bit NORMAL ones (+2.0 over 8; 3 lost 0.8), f32 NEOX as the bytes give (4; 3 lost 0.3).
 template <typename T, bool NEOX, int V, int K, bool NORM> constexpr int steps_at_once()
 {
-    if (!NORM && K == 1 && V > 1 && NEOX == (sizeof(T) == 2))
-        return 3;
+    if (!NORM && K == 1 && V > 1) {
+        if (NEOX == (sizeof(T) == 2)) // 16-bit NEOX, f32 NORMAL
+            return 3;
+        if (!NEOX) // 16-bit NORMAL
+            return 4;
+    }
     const int bytes = K * 2 * V * (int)sizeof(T), s = (NORM ? 96 : 128) / bytes, cap = 16 / K < 8 ? 16 / K : 8;
     return s < 1 ? 1 : s > cap ? cap : s;
 }
