@@ -241,8 +241,8 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
 // The staged kernel's rows: n as the in-register kernel takes them, x and mask within 32 KB a
 // stage. A ring of 32 KB a block (2 to 8 stages); blocks as many as the SMs hold at once. What
 // counts is the rows an SM computes at once, not the bytes in flight: on 4096-wide rows (16 KB
-// stages) 2 stages and 7 blocks an SM reach 82-84% of copy, 4 stages and 3 blocks 73-78%,
-// 8 stages and 1 block 29-42% (bench/NOTES.md, softmax).
+// stages) 2 stages and 6 blocks an SM (by shared memory) reach 82-84% of copy, 4 stages and 3
+// blocks 73-78%, 8 stages and 1 block 29-42% (bench/NOTES.md, softmax).
 constexpr uint32_t STAGE_MAX = 32 * 1024, RING = 32 * 1024;
 
 template <typename T, int TH, int R, int V> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
