@@ -630,7 +630,6 @@ void harness_run_op_case(const char *name, test_devices *devs, const harness_op_
     for (int d = 0; d < devs->count; d++) {
         snprintf(full, sizeof full, "%s @%s", name, devs->list[d].name);
         operand got = {0};
-        memset(&got, 0, sizeof got);
         if (!run_op_case_on(c, &devs->list[d], &got, why, sizeof why))
             harness_fail(full, "%s", why);
         else if (!compare_operands(&got, &want, tol, why, sizeof why))

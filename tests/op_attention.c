@@ -414,7 +414,6 @@ static void run_kv_case(const kv_case *c, test_devices *devs, rng *g)
         operand_set(&pos, b, (double)p);
     }
     operand want = {0};
-    memset(&want, 0, sizeof want);
     bool have_want = false;
     for (int d = -1; d < devs->count; d++) {
         test_device *dev = d < 0 ? &devs->ref : &devs->list[d];

@@ -60,10 +60,15 @@ __device__ __forceinline__ void mbar_arrive(uint64_t *bar)
     "@!done bra WAIT_%=;\n}"
 
 // Waits until the phase with the given parity (0, 1, 0, ... for its uses) has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
+// CLUSTER: for bytes pushed by other blocks of the cluster (acquire at cluster scope: their pushes
+// are seen after it).
+template <bool CLUSTER = false> __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile(MLXN_MBAR_WAIT_LOOP("") ::"r"(smem_addr(bar)), "r"(parity) : "memory");
+    if constexpr (CLUSTER)
+        asm volatile(MLXN_MBAR_WAIT_LOOP(".acquire.cluster") ::"r"(smem_addr(bar)), "r"(parity) : "memory");
+    else
+        asm volatile(MLXN_MBAR_WAIT_LOOP("") ::"r"(smem_addr(bar)), "r"(parity) : "memory");
 #else
     __trap();
 #endif
@@ -170,17 +175,6 @@ __device__ __forceinline__ void push_pair(float2 *dst, uint64_t *bar, uint32_t r
     asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.b32 [%0], {%1, %2}, [%3];" ::"r"(d),
                  "r"(__float_as_uint(a)), "r"(__float_as_uint(b)), "r"(m)
                  : "memory");
-#else
-    __trap();
-#endif
-}
-
-// mbar_wait for bytes pushed by other blocks of the cluster (acquire at cluster scope: their
-// pushes are seen after it).
-__device__ __forceinline__ void mbar_wait_cluster(uint64_t *bar, uint32_t parity)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile(MLXN_MBAR_WAIT_LOOP(".acquire.cluster") ::"r"(smem_addr(bar)), "r"(parity) : "memory");
 #else
     __trap();
 #endif

@@ -48,34 +48,27 @@ template <typename K> cudaError_t resident_blocks(K kernel, int threads, size_t 
 }
 
 // N contiguous elements; 16-byte accesses when N of them make whole 16-byte words (the
-// launcher checks the alignment).
-template <typename T, int N> __device__ __forceinline__ void load_n(const T *p, T (&v)[N])
-{
-    if constexpr (N * sizeof(T) % 16 == 0) {
-#pragma unroll
-        for (int w = 0; w < (int)(N * sizeof(T) / 16); w++)
-            reinterpret_cast<uint4 *>(v)[w] = reinterpret_cast<const uint4 *>(p)[w];
-    } else {
-#pragma unroll
-        for (int j = 0; j < N; j++)
-            v[j] = p[j];
-    }
-}
-
-// The same for x read once and not again by this kernel: 16-byte words that skip L1.
-template <typename T, int N> __device__ __forceinline__ void load_n_stream(const T *p, T (&v)[N])
+// launcher checks the alignment). STREAM: x read once and not again by this kernel, its 16-byte
+// words past L1.
+template <bool STREAM = false, typename T, int N> __device__ __forceinline__ void load_n(const T *p, T (&v)[N])
 {
     if constexpr (N * sizeof(T) % 16 == 0) {
 #pragma unroll
         for (int w = 0; w < (int)(N * sizeof(T) / 16); w++) {
-            uint4 q;
-            asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                         : "=r"(q.x), "=r"(q.y), "=r"(q.z), "=r"(q.w)
-                         : "l"(reinterpret_cast<const uint4 *>(p) + w));
-            reinterpret_cast<uint4 *>(v)[w] = q;
+            if constexpr (STREAM) {
+                uint4 q;
+                asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                             : "=r"(q.x), "=r"(q.y), "=r"(q.z), "=r"(q.w)
+                             : "l"(reinterpret_cast<const uint4 *>(p) + w));
+                reinterpret_cast<uint4 *>(v)[w] = q;
+            } else {
+                reinterpret_cast<uint4 *>(v)[w] = reinterpret_cast<const uint4 *>(p)[w];
+            }
         }
     } else {
-        load_n(p, v);
+#pragma unroll
+        for (int j = 0; j < N; j++)
+            v[j] = p[j];
     }
 }
 
@@ -109,18 +102,11 @@ template <typename T, bool NEOX, int V> struct pair_item {
     static constexpr int NA = NEOX ? V : 2 * V, NB = NEOX ? V : 1;
     T xa[NA], xb[NB];
 
-    __device__ __forceinline__ void load(const T *row, int i, int half)
+    template <bool STREAM = false> __device__ __forceinline__ void load(const T *row, int i, int half)
     {
-        load_n(row + (NEOX ? i : 2 * i), xa);
+        load_n<STREAM>(row + (NEOX ? i : 2 * i), xa);
         if constexpr (NEOX)
-            load_n(row + i + half, xb);
-    }
-
-    __device__ __forceinline__ void load_stream(const T *row, int i, int half)
-    {
-        load_n_stream(row + (NEOX ? i : 2 * i), xa);
-        if constexpr (NEOX)
-            load_n_stream(row + i + half, xb);
+            load_n<STREAM>(row + i + half, xb);
     }
 
     // Rotated and rounded once to T; with NORM, x * scale * w first in f32 (w: the head's norm
@@ -639,7 +625,7 @@ cudaError_t launch_tiles(const mlxn_rope_args &a, const tile_plan &p, cudaStream
 // a warp a token would leave most warps idle. Plain rope measured slower this way (same notes).
 struct token_plan {
     int lg;          // log2 of L, the lanes of a head
-    int per;         // warp steps a task
+    int per;         // warp steps a task: all of a token's for f32 rows, two for 16-bit ones
     fast_div n_tok;  // tokens a sequence
     fast_div parts;  // tasks a token
 };
@@ -667,7 +653,7 @@ __global__ void __launch_bounds__(32 * WARPS, 8) norm_tokens(const mlxn_rope_arg
         const auto load = [&](int st, pair_item<T, NEOX, V> &it) {
             const int h = st * HS + seg;
             if (item && st < s1 && h < H)
-                it.load_stream(head_row<const T>(xt, a.x, h), sl * V, half);
+                it.template load<true>(head_row<const T>(xt, a.x, h), sl * V, half);
         };
         float2 cs[V];
         // normed, rotated and stored; every lane runs it for every step (the norm's shuffles)
@@ -714,7 +700,7 @@ __global__ void __launch_bounds__(32 * WARPS, 8) norm_tokens(const mlxn_rope_arg
 }
 
 template <typename T, bool NEOX, int V>
-cudaError_t launch_tokens(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
+cudaError_t launch_tokens(const mlxn_rope_args &a, int L, int steps, cudaStream_t s, bool pdl)
 {
     auto kernel = norm_tokens<T, NEOX, V>;
     static int per_sm = 0;
@@ -724,7 +710,6 @@ cudaError_t launch_tokens(const mlxn_rope_args &a, int L, cudaStream_t s, bool p
         return e;
     token_plan p;
     p.lg = __builtin_ctz((unsigned)L);
-    const int steps = (int)((a.n_head + (32 >> p.lg) - 1) >> (5 - p.lg));
     p.per = sizeof(T) == 4 ? steps : 2;
     p.n_tok = fast_div((uint32_t)a.n_tok);
     p.parts = fast_div((uint32_t)((steps + p.per - 1) / p.per));
@@ -769,7 +754,7 @@ cudaError_t launch_k(const mlxn_rope_args &a, int L, cudaStream_t s, bool pdl)
     if constexpr (NORM && K == 1 && V > 1) {
         if (tokens >= resident && tokens * ((steps + 1) / 2) < ((int64_t)1 << 31) && a.n_head < ((int64_t)1 << 30) &&
             a.n_rot == a.head_dim && !mlxn_rope_multi(&a)) // 32-bit tasks and heads (heads up to a few steps past n_head)
-            return launch_tokens<T, NEOX, V>(a, L, s, pdl);
+            return launch_tokens<T, NEOX, V>(a, L, (int)steps, s, pdl);
     }
     // norm_tiles' calls: f32 norms of over twice the steps that fit at once (Gemma 3's 512-token
     // chunk, 1.2 times: 5.9 -> 6.1-6.4 us in tiles; 2048 tokens, 4.8 times: 11.5 -> 10.5-10.8), items

@@ -286,8 +286,8 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
 // the slice from global memory into shared memory (cp.async, D steps ahead) while each thread
 // keeps a running (max, sum of exp) over its words, U words a step (one rescale of the sum a step,
 // not an element); the block's and then the cluster's merge (each block pushes its (max, sum)
-// into every block's shared memory) give the row's; the second pass computes the outputs from the shared copy,
-// each thread its own words. Nothing of the row stays in registers, so an SM runs as many
+// into every block's shared memory) give the row's; the second pass computes the outputs from the
+// shared copy, each thread its own words. Nothing of the row stays in registers, so an SM runs as many
 // blocks as their slices fit its shared memory (the in-register cluster kernels this replaced
 // ran one block of 512 threads an SM: 37-42% of copy on vocabulary rows; bench/NOTES.md,
 // softmax). One row a cluster; the hardware places the next as one finishes. Logits are kept
@@ -459,7 +459,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     cluster_wait(); // every block's parts_full is initialized
     if (warp == 0 && lane < cl)
         push_pair(&parts[rank], &parts_full, lane, m, s);
-    mbar_wait_cluster(&parts_full, 0);
+    mbar_wait<true>(&parts_full, 0);
     m = lane < cl ? parts[lane].x : -INFINITY;
     s = lane < cl ? parts[lane].y : 0.0f;
     warp_merge2(m, s);
