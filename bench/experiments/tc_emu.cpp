@@ -1,7 +1,7 @@
 // Runs the tensor-core Q2_K decode path's lane code (src/cuda/piece_mma.cuh) on the host: a thread
 // per lane of one warp, its shuffles and mma.sync emulated after PTX's definitions (fragment
 // layouts of m16n8k32 with 8-bit operands), against the library's reference dequantizer. Checks
-// the index work (planes, pairs, scales, the digits, the reductions) where no GPU is at hand;
+// the index work (planes, pairs, scales, the offset row, the reductions) where no GPU is at hand;
 // the GPU test (test_ops qmatmul with MLXN_X_QMM_TC=1) stays the judge.
 //   (with bench/experiments/qmm_tc_q2k.patch applied, for src/cuda/piece_mma.cuh)
 //   g++ -O1 -std=c++20 -pthread -DMLXN_TC_EMU -I include -I src/cuda -I /usr/local/cuda/include \
@@ -164,7 +164,9 @@ static int run(std::mt19937 &rng, int nsb, int mode, const char *name)
                : mode == 1 ? nd(rng) * 1e30f
                : mode == 2 ? nd(rng) * 1e-36f
                : mode == 3 ? (blk % 3 == 0 ? 0.f : blk % 3 == 1 ? (k % 256 == 7 ? 1e3f : 1e-6f * nd(rng)) : nd(rng))
-                           : nd(rng) * (float)std::ldexp(1.0, (k / 32) % 7 * 9 - 30); // pieces far apart
+               : mode == 4 ? nd(rng) * (float)std::ldexp(1.0, (k / 32) % 7 * 9 - 30) // pieces far apart
+               : k == K / 2 ? (mode == 5 ? INFINITY : NAN)
+                           : nd(rng);
     }
     std::vector<float> wf(8 * (size_t)K);
     for (int r = 0; r < 8; r++)
@@ -222,9 +224,9 @@ int main(int argc, char **argv)
     const unsigned seed = argc > 1 ? (unsigned)atoi(argv[1]) : (unsigned)time(nullptr);
     printf("seed %u\n", seed);
     std::mt19937 rng(seed);
-    const char *names[] = {"normal", "1e30", "1e-36", "uneven", "spread"};
+    const char *names[] = {"normal", "1e30", "1e-36", "uneven", "spread", "inf", "nan"};
     int bad = 0;
-    for (int mode = 0; mode < 5; mode++)
+    for (int mode = 0; mode < 7; mode++)
         for (int nsb = 1; nsb <= 4; nsb++)
             bad += run(rng, nsb, mode, names[mode]);
     printf("%s: %d rows failed\n", bad ? "FAIL" : "PASS", bad);
