@@ -4,7 +4,7 @@
 // the index work (planes, pairs, scales, the offset row, the reductions) where no GPU is at hand;
 // the GPU test (test_ops qmatmul with MLXN_X_QMM_TC=1) stays the judge.
 //   (with bench/experiments/qmm_tc_q2k.patch applied, for src/cuda/piece_mma.cuh)
-//   g++ -O1 -std=c++20 -pthread -DMLXN_TC_EMU -I include -I src/cuda -I /usr/local/cuda/include \
+//   g++ -O1 -std=c++20 -pthread -DMLXN_TC_EMU -I include -I src -I src/cuda -I /usr/local/cuda/include \
 //       bench/experiments/tc_emu.cpp build/libmlxn.a -lm -o /tmp/tc_emu && /tmp/tc_emu [seed]
 #include <barrier>
 #include <cmath>
@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/half.h"
 #include "mlxn.h"
 #include "mlxn_quant.h"
 
@@ -67,18 +68,8 @@ static uint32_t __byte_perm(uint32_t a, uint32_t b, uint32_t s)
     return r;
 }
 static int __float2int_rn(float x) { return (int)std::nearbyint(x); } // round to nearest even
-static int __float_as_int(float f)
-{
-    int i;
-    memcpy(&i, &f, 4);
-    return i;
-}
-static float __int_as_float(int i)
-{
-    float f;
-    memcpy(&f, &i, 4);
-    return f;
-}
+static int __float_as_int(float f) { return (int)mlxn_f32_bits(f); }
+static float __int_as_float(int i) { return mlxn_bits_f32((uint32_t)i); }
 
 // mma.sync.m16n8k32 s8 x u8 -> s32: a lane's a0..a3 (A 16x32 row-major: a0 row g k 4t.., a1 row
 // g + 8, a2 row g k 16 + 4t.., a3 row g + 8), b0, b1 (B 32x8: column g, k 4t.. / 16 + 4t..), c0..c3
@@ -117,17 +108,11 @@ static float scale2(float x, int k)
     return x * pow2f(h) * pow2f(k - h);
 }
 static float fmax_nan(float a, float b) { return std::isnan(a) || std::isnan(b) ? NAN : a > b ? a : b; }
-static float half_bits(uint16_t h)
-{
-    const int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
-    const float v = e == 0 ? std::ldexp((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : std::ldexp((float)(m | 1024), e - 25);
-    return s ? -v : v;
-}
 static float half_at(const uint8_t *ring, uint32_t off)
 {
     uint16_t h;
     memcpy(&h, ring + off, 2);
-    return half_bits(h);
+    return mlxn_f16_to_f32(h);
 }
 } // namespace mlxn_cuda
 
@@ -149,10 +134,7 @@ static int run(std::mt19937 &rng, int nsb, int mode, const char *name)
         for (int j = 0; j < nsb; j++) { // d and dmin: finite, of a trained model's size
             const float v[2] = {dm(rng), dm(rng)};
             for (int i = 0; i < 2; i++) {
-                uint16_t h = 0; // f32 -> f16 by truncation (any finite value will do)
-                uint32_t f;
-                memcpy(&f, &v[i], 4);
-                h = (uint16_t)(((f >> 16) & 0x8000) | ((((f >> 23) & 255) - 112) << 10) | ((f >> 13) & 1023));
+                const uint16_t h = mlxn_f32_to_f16(v[i]);
                 memcpy(&w[r * row_bytes + 84 * j + 80 + 2 * i], &h, 2);
             }
         }
