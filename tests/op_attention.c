@@ -719,7 +719,7 @@ static void attention_error_cases(test_devices *devs)
     p.mask = &mask;
     p.sinks = &sinksbad;
     harness_expect_status("attention/error/sinks-shape", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),
-                          MLXN_STATUS_ERR_SHAPE, "expected [Hq] = [8]");
+                          MLXN_STATUS_ERR_SHAPE, "sinks has shape 4, expected [8] (one per query head)");
     p.sinks = &sinks;
     p.window = -1;
     harness_expect_status("attention/error/window", mlxn_attention(s, &q, &k, &v, &pos, &p, &o),

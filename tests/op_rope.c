@@ -604,7 +604,7 @@ static void error_cases(test_devices *devs)
     p = mlxn_rope_params_default();
     p.freq_factors = &ff;
     harness_expect_status("rope/error/freq_factors-length", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_SHAPE,
-                          "freq_factors has 63 elements in 1 dims, expected [64]");
+                          "freq_factors has shape 63, expected [64] (n_rot / 2)");
     p.freq_factors = &ff_f16;
     harness_expect_status("rope/error/freq_factors-dtype", mlxn_rope(s, &x, &pos, &p, &x), MLXN_STATUS_ERR_DTYPE,
                           "freq_factors is f16, expected f32");

@@ -43,6 +43,40 @@ static void shape_str(const mlxn_tensor *t, char *buf, size_t cap)
         n += (size_t)snprintf(buf + n, cap - n, i ? "x%lld" : "%lld", (long long)t->shape[i]);
 }
 
+/* A 1-D operand of n elements of dtype dt (`per` names what each is for in the shape error). */
+static mlxn_status vector_operand(mlxn_stream *s, const mlxn_tensor *t, mlxn_dtype dt, int64_t n, const char *fn,
+                                  const char *what, const char *per, void **ptr)
+{
+    mlxn_rows rows;
+    int64_t nr, len;
+    if (!t)
+        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
+    MLXN_TRY(operand_rows(s, t, fn, what, &rows, &nr, &len));
+    if (t->dtype != dt)
+        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected %s", what, mlxn_dtype_name(t->dtype),
+                          mlxn_dtype_name(dt));
+    if (t->ndim != 1 || len != n) {
+        char sh[96];
+        shape_str(t, sh, sizeof sh);
+        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [%lld]%s", what, sh, (long long)n,
+                          per);
+    }
+    *ptr = rows.base;
+    return MLXN_STATUS_OK;
+}
+
+static mlxn_status i32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
+                              const char *per, int32_t **ptr)
+{
+    return vector_operand(s, t, MLXN_DTYPE_I32, n, fn, what, per, (void **)ptr);
+}
+
+static mlxn_status f32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
+                              const char *per, const float **ptr)
+{
+    return vector_operand(s, t, MLXN_DTYPE_F32, n, fn, what, per, (void **)ptr);
+}
+
 /* An operand that must match ref (named ref_name in messages) in dtype and shape. */
 static mlxn_status like_operand(mlxn_stream *s, const mlxn_tensor *ref, const char *ref_name, const mlxn_tensor *t,
                                 const char *fn, const char *what, mlxn_rows *rows)
@@ -378,19 +412,10 @@ mlxn_status mlxn_qmatmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_
     }
     MLXN_TRY(check_matmul_y(fn, x, y, xr, f && f->glu ? wr / 2 : wr, yr, yn));
     if (f && f->norm_w) {
-        mlxn_rows nr;
-        int64_t nn_rows, nn;
-        MLXN_TRY(operand_rows(s, f->norm_w, fn, "norm_w", &nr, &nn_rows, &nn));
-        if (f->norm_w->ndim != 1 || nn != k)
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "norm_w has %lld elements in %d dims, expected [%lld]",
-                              (long long)(nn * nn_rows), f->norm_w->ndim, (long long)k);
-        if (f->norm_w->dtype != MLXN_DTYPE_F32)
-            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "norm_w is %s, expected f32",
-                              mlxn_dtype_name(f->norm_w->dtype));
+        MLXN_TRY(f32_vector(s, f->norm_w, k, fn, "norm_w", " (one per column of x)", &a->norm_w));
         if (!(f->norm_eps >= 0.0f) || isinf(f->norm_eps))
             return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "norm_eps is %g, expected a finite value >= 0",
                               (double)f->norm_eps);
-        a->norm_w = (const float *)nr.base;
         a->norm_eps = f->norm_eps;
     }
     if (f) {
@@ -606,18 +631,8 @@ static mlxn_status rope_args(mlxn_stream *s, const mlxn_tensor *x, const mlxn_te
     a->dtype = (int)x->dtype;
     MLXN_TRY(rope_check_params(p, a->head_dim, fn, a));
     MLXN_TRY(rope_pos(s, pos, a->sections[0] | a->sections[1] | a->sections[2] | a->sections[3], B, a->n_tok, fn, a));
-    if (p->freq_factors) {
-        const mlxn_tensor *ff = p->freq_factors;
-        mlxn_rows fr;
-        int64_t f_rows, f_n;
-        MLXN_TRY(operand_rows(s, ff, fn, "freq_factors", &fr, &f_rows, &f_n));
-        if (ff->dtype != MLXN_DTYPE_F32)
-            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "freq_factors is %s, expected f32", mlxn_dtype_name(ff->dtype));
-        if (ff->ndim != 1 || f_n != a->n_rot / 2)
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "freq_factors has %lld elements in %d dims, expected [%d] (n_rot / 2)",
-                              (long long)mlxn_tensor_numel(ff), ff->ndim, a->n_rot / 2);
-        a->freq_factors = (const float *)fr.base;
-    }
+    if (p->freq_factors)
+        MLXN_TRY(f32_vector(s, p->freq_factors, a->n_rot / 2, fn, "freq_factors", " (n_rot / 2)", &a->freq_factors));
     if (p->norm_w) {
         const mlxn_tensor *nw = p->norm_w;
         mlxn_rows wr;
@@ -775,27 +790,6 @@ mlxn_status mlxn_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, float 
     return mlxn_stream_issue(s, &op);
 }
 
-/* A contiguous i32 vector of n elements (`per` names what each is for in the shape error). */
-static mlxn_status i32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
-                              const char *per, int32_t **ptr)
-{
-    mlxn_rows rows;
-    int64_t nr, len;
-    if (!t)
-        return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
-    MLXN_TRY(operand_rows(s, t, fn, what, &rows, &nr, &len));
-    if (t->dtype != MLXN_DTYPE_I32)
-        return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected i32", what, mlxn_dtype_name(t->dtype));
-    if (t->ndim != 1 || len != n) {
-        char sh[96];
-        shape_str(t, sh, sizeof sh);
-        return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [%lld]%s", what, sh, (long long)n,
-                          per);
-    }
-    *ptr = (int32_t *)rows.base;
-    return MLXN_STATUS_OK;
-}
-
 /* A contiguous i32 vector of n elements for per-row results. */
 static mlxn_status row_results(mlxn_stream *s, const mlxn_tensor *out, int64_t n, const char *fn, int32_t **ptr)
 {
@@ -923,20 +917,8 @@ mlxn_status mlxn_attention(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tens
         a->mask = (const float *)mr.base;
         a->mask_stride = mr.s2;
     }
-    if (p->sinks) {
-        mlxn_rows sr;
-        int64_t nr, n;
-        MLXN_TRY(operand_rows(s, p->sinks, fn, "sinks", &sr, &nr, &n));
-        if (p->sinks->dtype != MLXN_DTYPE_F32)
-            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "sinks are %s, expected f32",
-                              mlxn_dtype_name(p->sinks->dtype));
-        if (p->sinks->ndim != 1 || n != a->Hq) {
-            shape_str(p->sinks, got, sizeof got);
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "sinks have shape %s, expected [Hq] = [%lld]", got,
-                              (long long)a->Hq);
-        }
-        a->sinks = (const float *)sr.base;
-    }
+    if (p->sinks)
+        MLXN_TRY(f32_vector(s, p->sinks, a->Hq, fn, "sinks", " (one per query head)", &a->sinks));
     a->q_dtype = (int)q->dtype;
     a->kv_dtype = (int)k->dtype;
     a->scale = p->scale;
@@ -1121,20 +1103,8 @@ mlxn_status mlxn_moe_gate(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_
     MLXN_TRY(matrix_operand(s, weights, fn, "weights", MLXN_DTYPE_F32, a->n_tokens, p->top_k, "[T, top_k]",
                             &a->weights));
     a->bias = NULL;
-    if (p->bias) {
-        mlxn_rows br;
-        int64_t bn_rows, bn;
-        MLXN_TRY(operand_rows(s, p->bias, fn, "bias", &br, &bn_rows, &bn));
-        if (p->bias->dtype != MLXN_DTYPE_F32)
-            return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "bias is %s, expected f32", mlxn_dtype_name(p->bias->dtype));
-        if (p->bias->ndim != 1 || bn != a->n_experts) {
-            char sh[96];
-            shape_str(p->bias, sh, sizeof sh);
-            return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "bias has shape %s, expected [%lld] (one per expert)", sh,
-                              (long long)a->n_experts);
-        }
-        a->bias = (const float *)br.base;
-    }
+    if (p->bias)
+        MLXN_TRY(f32_vector(s, p->bias, a->n_experts, fn, "bias", " (one per expert)", &a->bias));
     a->dtype = (int)logits->dtype;
     a->gating = (int)p->gating;
     a->top_k = p->top_k;
