@@ -18,14 +18,16 @@ MLXN_HD float mlxn_softmax_logit(float x, float mask, float scale, float softcap
     return z + mask;
 }
 
-/* Running (max, sum of exp(z - max)) over a row, merged pairwise: the one-pass reduction. */
+/* Running (max, sum of exp(z - max)) over a row, merged pairwise: the one-pass reduction. A part
+ * whose max is -inf adds its sum as it is: 0, or NaN where its logits held a NaN (fmaxf passes NaN
+ * over), so that a NaN anywhere makes the row's sum NaN whichever side of a merge it is on. */
 MLXN_HD void mlxn_softmax_merge(float *m, float *s, float m2, float s2)
 {
     if (m2 > *m) {
         *s = *s * expf(*m - m2) + s2;
         *m = m2;
-    } else if (m2 != -INFINITY) {
-        *s += s2 * expf(m2 - *m);
+    } else {
+        *s += m2 == -INFINITY ? s2 : s2 * expf(m2 - *m);
     }
 }
 

@@ -295,13 +295,16 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
 // element here, and expf is ~10 instructions.
 constexpr int SH_TH = 512;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
-// (m, s) and (m2, s2), each a max and a sum of 2^(z - max) in base-2 units, into (m, s)
+// (m, s) and (m2, s2), each a max and a sum of 2^(z - max) in base-2 units, into (m, s); two parts
+// whose max is -inf add their sums (0, or NaN from NaN logits, as mlxn_softmax_merge)
 __device__ __forceinline__ void merge2(float &m, float &s, float m2, float s2)
 {
     const float mn = fmaxf(m, m2);
     if (mn != -INFINITY) {
         s = s * ex2(m - mn) + s2 * ex2(m2 - mn);
         m = mn;
+    } else {
+        s += s2;
     }
 }
 
