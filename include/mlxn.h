@@ -430,7 +430,8 @@ MLXN_API mlxn_status mlxn_qmatmul_fused(mlxn_stream *stream, const mlxn_tensor *
  *     z = x * scale;  z = softcap * tanh(z / softcap) if softcap > 0;  z += mask if given
  *     y = softmax(z) = exp(z - max z) / sum exp(z - max z),  or log-softmax(z) when log
  * mask (additive, -inf to exclude) and y are shaped like x and of its dtype; y may be x. A row
- * whose z are all -inf gives zeros (softmax) or -inf (log-softmax).
+ * whose z are all -inf gives zeros (softmax) or -inf (log-softmax); a row with a NaN z gives NaN
+ * throughout.
  */
 MLXN_API mlxn_status mlxn_softmax(mlxn_stream *stream, const mlxn_tensor *x, const mlxn_tensor *mask,
                                   float scale, float softcap, bool log, const mlxn_tensor *y);
