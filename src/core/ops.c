@@ -45,13 +45,12 @@ static void shape_str(const mlxn_tensor *t, char *buf, size_t cap)
 
 /* A 1-D operand of n elements of dtype dt (`per` names what each is for in the shape error). */
 static mlxn_status vector_operand(mlxn_stream *s, const mlxn_tensor *t, mlxn_dtype dt, int64_t n, const char *fn,
-                                  const char *what, const char *per, void **ptr)
+                                  const char *what, const char *per, mlxn_rows *rows)
 {
-    mlxn_rows rows;
     int64_t nr, len;
     if (!t)
         return mlxn_error(MLXN_STATUS_ERR_INVALID_ARG, fn, "%s is NULL", what);
-    MLXN_TRY(operand_rows(s, t, fn, what, &rows, &nr, &len));
+    MLXN_TRY(operand_rows(s, t, fn, what, rows, &nr, &len));
     if (t->dtype != dt)
         return mlxn_error(MLXN_STATUS_ERR_DTYPE, fn, "%s is %s, expected %s", what, mlxn_dtype_name(t->dtype),
                           mlxn_dtype_name(dt));
@@ -61,20 +60,25 @@ static mlxn_status vector_operand(mlxn_stream *s, const mlxn_tensor *t, mlxn_dty
         return mlxn_error(MLXN_STATUS_ERR_SHAPE, fn, "%s has shape %s, expected [%lld]%s", what, sh, (long long)n,
                           per);
     }
-    *ptr = rows.base;
     return MLXN_STATUS_OK;
 }
 
 static mlxn_status i32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
                               const char *per, int32_t **ptr)
 {
-    return vector_operand(s, t, MLXN_DTYPE_I32, n, fn, what, per, (void **)ptr);
+    mlxn_rows rows;
+    MLXN_TRY(vector_operand(s, t, MLXN_DTYPE_I32, n, fn, what, per, &rows));
+    *ptr = (int32_t *)rows.base;
+    return MLXN_STATUS_OK;
 }
 
 static mlxn_status f32_vector(mlxn_stream *s, const mlxn_tensor *t, int64_t n, const char *fn, const char *what,
                               const char *per, const float **ptr)
 {
-    return vector_operand(s, t, MLXN_DTYPE_F32, n, fn, what, per, (void **)ptr);
+    mlxn_rows rows;
+    MLXN_TRY(vector_operand(s, t, MLXN_DTYPE_F32, n, fn, what, per, &rows));
+    *ptr = (const float *)rows.base;
+    return MLXN_STATUS_OK;
 }
 
 /* An operand that must match ref (named ref_name in messages) in dtype and shape. */
