@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/softmax_math.h"
 #include "harness.h"
 #include "mlxn_quant.h"
 
@@ -41,6 +42,64 @@ static void test_tables(void)
     EXPECT("dtype/invalid", strcmp(mlxn_dtype_name(MLXN_DTYPE_COUNT), "?") == 0 &&
                                 mlxn_dtype_block_bytes(MLXN_DTYPE_COUNT) == 0,
            "invalid dtype described");
+}
+
+/* mlxn_softmax_merge as CUDA's generic softmax kernel combines it (an element enters as (z, 1), a
+ * thread's elements in turn, a warp's lanes by butterfly, then the warps in order), on the host
+ * against the f64 oracle's formula: masked (-inf) logits, fully masked rows and rows with a NaN
+ * logit (NaN everywhere, unless every other logit is masked: the oracle gives 0 then), with the
+ * op harness's f32 bound (2e-5 of the row's largest output). */
+static void test_softmax_merge(rng *g)
+{
+    enum { WARPS = 8, LANES = 32, THREADS = WARPS * LANES, NMAX = 700 };
+    float z[NMAX];
+    int bad = 0;
+    for (int row = 0; row < 3000 && !bad; row++) {
+        const int n = (int)rng_int(g, 1, NMAX);
+        const int kind = (int)rng_int(g, 0, 5); /* 0: all masked, 1: one NaN, else some masked */
+        const double p_mask = kind == 0 ? 1.0 : rng_uniform(g);
+        for (int i = 0; i < n; i++)
+            z[i] = rng_uniform(g) < p_mask ? -INFINITY : (float)(4.0 * rng_normal(g));
+        if (kind == 1)
+            z[rng_int(g, 0, n - 1)] = NAN;
+        float m[THREADS], s[THREADS];
+        for (int t = 0; t < THREADS; t++) {
+            m[t] = -INFINITY;
+            s[t] = 0.0f;
+            for (int i = t; i < n; i += THREADS)
+                mlxn_softmax_merge(&m[t], &s[t], z[i], 1.0f);
+        }
+        for (int o = LANES / 2; o > 0; o >>= 1) {
+            float m2[THREADS], s2[THREADS];
+            for (int t = 0; t < THREADS; t++) {
+                m2[t] = m[t ^ o];
+                s2[t] = s[t ^ o];
+            }
+            for (int t = 0; t < THREADS; t++)
+                mlxn_softmax_merge(&m[t], &s[t], m2[t], s2[t]);
+        }
+        float rm = m[0], rs = s[0];
+        for (int w = 1; w < WARPS; w++)
+            mlxn_softmax_merge(&rm, &rs, m[w * LANES], s[w * LANES]);
+        double dm = -INFINITY, ds = 0.0, top = 0.0;
+        for (int i = 0; i < n; i++)
+            dm = fmax(dm, z[i]);
+        for (int i = 0; dm != -INFINITY && i < n; i++)
+            ds += exp((double)z[i] - dm);
+        for (int i = 0; i < n; i++)
+            top = fmax(top, dm == -INFINITY ? 0.0 : exp((double)z[i] - dm) / ds);
+        for (int i = 0; i < n && !bad; i++) {
+            const double want = dm == -INFINITY ? 0.0 : exp((double)z[i] - dm) / ds;
+            const float got = mlxn_softmax_out(z[i], rm, rs, false);
+            if (isnan(want) != isnan(got) || (!isnan(want) && fabs(got - want) > 2e-5 * top)) {
+                bad = 1;
+                harness_fail("softmax/merge", "row %d (n %d, kind %d) element %d: got %g, expected %g", row, n, kind, i,
+                             (double)got, want);
+            }
+        }
+    }
+    if (!bad)
+        harness_pass("softmax/merge");
 }
 
 static void test_views(mlxn_device *cpu)
@@ -412,6 +471,7 @@ int main(int argc, char **argv)
 {
     rng g = {.s = harness_seed(argc, argv)};
     test_tables();
+    test_softmax_merge(&g);
     test_devices devs;
     if (!test_devices_open(&devs))
         return 1;

@@ -18,16 +18,18 @@ MLXN_HD float mlxn_softmax_logit(float x, float mask, float scale, float softcap
     return z + mask;
 }
 
-/* Running (max, sum of exp(z - max)) over a row, merged pairwise: the one-pass reduction. A part
- * whose max is -inf adds its sum as it is: 0, or NaN where its logits held a NaN (fmaxf passes NaN
- * over), so that a NaN anywhere makes the row's sum NaN whichever side of a merge it is on. */
+/* Running (max, sum of exp(z - max)) over a row, merged pairwise: the one-pass reduction; an
+ * element z enters as (z, 1). A part whose max is -inf counts for s2 * 0 against a finite max
+ * (an element's 1 for a masked logit must vanish), and two such parts add their sums (whose
+ * exp(-inf - -inf) would be NaN): the sum stays NaN where any logit was NaN (fmaxf passes NaN
+ * over, so such a part may hold max -inf with a NaN sum), whichever side of a merge it is on. */
 MLXN_HD void mlxn_softmax_merge(float *m, float *s, float m2, float s2)
 {
     if (m2 > *m) {
         *s = *s * expf(*m - m2) + s2;
         *m = m2;
     } else {
-        *s += m2 == -INFINITY ? s2 : s2 * expf(m2 - *m);
+        *s += m2 == -INFINITY && *m == -INFINITY ? s2 : s2 * expf(m2 - *m);
     }
 }
 
