@@ -324,26 +324,50 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const ui
                    dmin * ((float)(s0 >> 4) * x.sum[0] + (float)(s1 >> 4) * x.sum[1]));
 }
 
+// N words of the bit stream at ring from bit 8 off + b on (-31 <= b < 32), each two aligned words
+// funnel-shifted: a field's shift and a block's misalignment in one instruction. With FIRST (the
+// stream may begin at ring's first word), bits from before it come from that word instead, for
+// callers that mask them off. The shift depends on off's low bits only, which the streamed
+// kernel's offsets keep per thread.
+template <int N, bool FIRST = false>
+__device__ __forceinline__ void smem_bits(const uint8_t *ring, uint32_t off, int b, uint32_t (&w)[N])
+{
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring);
+    const int t = 8 * (int)(off & 3u) + b;
+    const int i = (int)(off >> 2) + (t >> 5); // the word that holds the first bit
+    const uint32_t sh = (uint32_t)t & 31u;
+    uint32_t r[N + 1];
+    r[0] = q[FIRST && i < 0 ? 0 : i];
+#pragma unroll
+    for (int k = 1; k <= N; k++)
+        r[k] = q[i + k];
+#pragma unroll
+    for (int k = 0; k < N; k++)
+        w[k] = __funnelshift_r(r[k], r[k + 1], sh);
+}
+
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q3_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
-    const int u = p & 7, sh = 2 * (u & 3);
+    // 3-bit codes: bits 0-1 the unit's field (bits 2 (u % 4) of code bytes 32 (u / 4)..), bit 2 bit u
+    // of the mask bytes, each read from the bit that lands there (the mask's from 2 bits before its
+    // bit u: for u < 2 in a 4-byte aligned block, bits of the word before, masked off)
+    const int u = p & 7;
     uint32_t q[8], hm[8];
-    smem_words<8>(ring, off + 32 + 32 * (u >> 2), q);
-    smem_words<8>(ring, off, hm);
+    smem_bits<8>(ring, off + 32 + 32 * (u >> 2), 2 * (u & 3), q);
+    smem_bits<8, true>(ring, off, u - 2, hm);
     int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
 #pragma unroll
-    for (int i = 0; i < 8; i++) // 3-bit codes: bits 0-1 from the field, bit 2 from the mask
-        xint_dot<false>((q[i] >> sh & 0x03030303u) | ((hm[i] >> u) << 2 & 0x04040404u), x, i, a[i >> 2]);
-    // the 6-bit scales 2u and 2u + 1: 4 low bits from byte i % 8 (shifted by 4 (i / 8)), 2 high
-    // bits from byte 8 + i % 4 (shifted by 2 (i / 4)) of the 12 at 96
+    for (int i = 0; i < 8; i++)
+        xint_dot<false>((q[i] & 0x03030303u) | (hm[i] & 0x04040404u), x, i, a[i >> 2]);
+    // the 6-bit scales j = 2u, 2u + 1: 4 low bits from byte j % 8 (shifted by 4 (j / 8)), 2 high bits
+    // from byte 8 + j % 4 (shifted by 2 (j / 4)) of the 12 at 96; both bytes of each kind adjacent
+    // (2u even), so two 16-bit loads give the two scales as the bytes of v
     const uint8_t *sc = ring + off + 96;
-    float r = 0.f;
-#pragma unroll
-    for (int k = 0; k < 2; k++) {
-        const int i = 2 * u + k;
-        const int v = (sc[i & 7] >> (4 * (i >> 3)) & 15) | (sc[8 + (i & 3)] >> (2 * (i >> 2)) & 3) << 4;
-        r += (float)(v - 32) * (xint_total(a[k]) - 4.f * x.sum[k]);
-    }
+    const uint32_t lo = *reinterpret_cast<const uint16_t *>(sc + (2 * u & 7));
+    const uint32_t hi = *reinterpret_cast<const uint16_t *>(sc + 8 + (2 * u & 3));
+    const uint32_t v = (lo >> (4 * (u >> 2)) & 0x0F0Fu) | (hi >> (2 * (u >> 1)) << 4 & 0x3030u);
+    const float r = (float)((int)(v & 0xFFu) - 32) * (xint_total(a[0]) - 4.f * x.sum[0]) +
+                    (float)((int)(v >> 8) - 32) * (xint_total(a[1]) - 4.f * x.sum[1]);
     return half_at(ring, off + 108) * r * x.pf;
 }
 
@@ -367,11 +391,14 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_K>(const ui
     const uint4 *b = reinterpret_cast<const uint4 *>(ring + off); // 16-byte aligned
     const uint4 q0 = b[1 + (u & ~1)], q1 = b[2 + (u & ~1)];
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+    // the nibbles dotted where they lie (codes times 2^sh: one AND a word, no shift), 2^sh taken
+    // out of the sum
+    const uint32_t nib = 0x0F0F0F0Fu << sh;
     int a[3] = {0, 0, 0};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        xint_dot<false>(w[i] >> sh & 0x0F0F0F0Fu, x, i, a);
-    return x.pf * k4_piece(b[0], u, xint_total(a), x.sum[0] + x.sum[1]);
+        xint_dot<false>(w[i] & nib, x, i, a);
+    return x.pf * k4_piece(b[0], u, xint_total(a) * pow2f(-sh), x.sum[0] + x.sum[1]);
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
@@ -383,8 +410,8 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_K>(const ui
     const uint32_t w[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
     int a[3] = {0, 0, 0};
 #pragma unroll
-    for (int i = 0; i < 8; i++)
-        xint_dot<false>(q5_bytes(w[i] >> sh, (qh[i] >> u) << 4), x, i, a);
+    for (int i = 0; i < 8; i++) // the fifth bits: bit u of qh's bytes rotated to bit 4
+        xint_dot<false>(q5_bytes(w[i] >> sh, __funnelshift_r(qh[i], qh[i], (u - 4) & 31)), x, i, a);
     return x.pf * k4_piece(b[0], u, xint_total(a), x.sum[0] + x.sum[1]);
 }
 
@@ -395,14 +422,13 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_K>(const ui
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     const int h = (p >> 2) & 1, c = p & 3;
-    uint32_t lo[8], hi[8];
-    smem_words<8>(ring, off + 64 * h + 32 * (c & 1), lo);
-    smem_words<8>(ring, off + 128 + 32 * h, hi);
-    const int sl = 4 * (c >> 1), shh = 2 * c;
+    uint32_t lo[8], hi[8]; // each read from the bit that lands at bit 0 (the nibble) or 4 (the high bits)
+    smem_bits<8>(ring, off + 64 * h + 32 * (c & 1), 4 * (c >> 1), lo);
+    smem_bits<8>(ring, off + 128 + 32 * h, 2 * c - 4, hi); // (bits before it: the block's)
     int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        xint_dot<false>((lo[i] >> sl & 0x0F0F0F0Fu) | ((hi[i] >> shh) << 4 & 0x30303030u), x, i, a[i >> 2]);
+        xint_dot<false>((lo[i] & 0x0F0F0F0Fu) | (hi[i] & 0x30303030u), x, i, a[i >> 2]);
     const int8_t *sc = reinterpret_cast<const int8_t *>(ring + off + 192 + 8 * h + 2 * c);
     return half_at(ring, off + 208) *
            ((float)sc[0] * (xint_total(a[0]) - 32.f * x.sum[0]) + (float)sc[1] * (xint_total(a[1]) - 32.f * x.sum[1])) *

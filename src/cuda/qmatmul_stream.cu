@@ -144,7 +144,12 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     constexpr bool MLX = piece_fmt<WT>::MLX;
     static_assert(!UA || (RT <= 8 && !MLX), "a tile's row offsets (leads) are 4 bits a row of a word; MLX rows are words");
     constexpr bool words = !UA;
-    const int row_slot = UA ? slot_arg : row_bytes;
+    // Slots are whole 16-byte words (shape_of). For the formats read as bit streams (smem_bits)
+    // the mask tells the compiler so: a piece's shifts then depend on its offset in the row only
+    // and are formed once a thread, not once a row (measured: the same code for the others,
+    // where it only moved instructions)
+    constexpr bool bits = WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_Q6_K;
+    const int row_slot = (UA ? slot_arg : row_bytes) & (bits ? ~15 : ~0);
     const size_t stage_bytes = (size_t)RT * (row_slot + (MLX ? 2 * m.srow : 0));
     // tile i's row r: W's row (with GLU rows outs.. are the gates' up rows; past N the last row
     // again), and its offset in the 16-byte word that starts its slot (W is 16-byte aligned);
