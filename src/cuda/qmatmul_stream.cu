@@ -472,8 +472,12 @@ template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &
 template <int WT> cudaError_t launch_one(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int dev, const mlx_rows &m)
 {
     const stream_shape h = shape_of<WT>(a, m);
-    // 8 rows a tile (more work between a warp's reductions) when three stages of them fit
-    const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT;
+    // 8 rows a tile (more work between a warp's reductions) when three stages of them fit; 4 for
+    // the formats measured faster that way at K 4096 (+3 to +7 points: Q4_1, Q5_0, Q5_K and MLX
+    // 3-, 5- and 6-bit; the others even or slower, other K not measured: bench/NOTES.md session 45)
+    constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_K ||
+                               WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 || WT == MLXN_DTYPE_MLX_Q6;
+    const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT && !(rt4_k4096 && a.K == 4096);
     using F = piece_fmt<WT>;
     if constexpr (!F::MLX && F::BB % 16 != 0) // the formats whose rows may not be whole words
         if (h.row_slot != h.row_bytes)
