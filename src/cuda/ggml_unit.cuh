@@ -57,7 +57,7 @@ __device__ __forceinline__ void q4_K_scale_min(uint32_t s0, uint32_t s1, uint32_
 }
 
 // Word i of the bytes at p (2-byte aligned): two aligned words funnel-shifted when p is 2 mod 4
-// (piece_dot.cuh's smem_words does the same from offsets into its shared ring, which keeps
+// (piece_dot.cuh's smem_bits does the same from offsets into its shared ring, which keeps
 // its loads shared-memory loads).
 struct words_at {
     const uint32_t *w;

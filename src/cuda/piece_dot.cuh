@@ -33,20 +33,27 @@ template <int WT> struct piece_fmt {
                                   : 0;
 };
 
-// N words of the bytes at ring + off (off even) from aligned shared-memory words. Offsets
-// from the shared array itself keep the loads shared-memory loads (through a generic pointer
-// they become slower generic ones).
-template <int N> __device__ __forceinline__ void smem_words(const uint8_t *ring, uint32_t off, uint32_t (&w)[N])
+// N words of the bit stream at ring from bit 8 off + b on (-31 <= b < 32; b = 0: the bytes at
+// ring + off), each two aligned words funnel-shifted: a field's shift and a block's misalignment
+// in one instruction. With FIRST (the stream may begin at ring's first word), bits from before it
+// come from that word instead, for callers that mask them off. The shift depends on off's low bits
+// only, which the streamed kernel's offsets keep per thread. Offsets from the shared array itself
+// keep the loads shared-memory loads (through a generic pointer they become slower generic ones).
+template <int N, bool FIRST = false>
+__device__ __forceinline__ void smem_bits(const uint8_t *ring, uint32_t off, int b, uint32_t (&w)[N])
 {
-    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2);
-    const uint32_t sh = (off & 3) * 8;
+    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring);
+    const int t = 8 * (int)(off & 3u) + b;
+    const int i = (int)(off >> 2) + (t >> 5); // the word that holds the first bit
+    const uint32_t sh = (uint32_t)t & 31u;
     uint32_t r[N + 1];
+    r[0] = q[FIRST && i < 0 ? 0 : i];
 #pragma unroll
-    for (int i = 0; i <= N; i++)
-        r[i] = q[i];
+    for (int k = 1; k <= N; k++)
+        r[k] = q[i + k];
 #pragma unroll
-    for (int i = 0; i < N; i++)
-        w[i] = __funnelshift_r(r[i], r[i + 1], sh);
+    for (int k = 0; k < N; k++)
+        w[k] = __funnelshift_r(r[k], r[k + 1], sh);
 }
 
 __device__ __forceinline__ float half_at(const uint8_t *ring, uint32_t off)
@@ -236,7 +243,7 @@ template <int WT> __device__ __forceinline__ float piece_dot(const uint8_t *ring
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const uint8_t *ring, uint32_t off, int, const xint &x)
 {
     uint32_t w[8];
-    smem_words<8>(ring, off + 2, w);
+    smem_bits<8>(ring, off + 2, 0, w);
     int a[3] = {0, 0, 0};
 #pragma unroll
     for (int i = 0; i < 8; i++)
@@ -247,7 +254,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q8_0>(const ui
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q4_0>(const uint8_t *ring, uint32_t off, int, const xint &x)
 {
     uint32_t w[4];
-    smem_words<4>(ring, off + 2, w);
+    smem_bits<4>(ring, off + 2, 0, w);
     int a[3] = {0, 0, 0};
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -285,7 +292,7 @@ __device__ __forceinline__ void q5_dot(uint32_t qh, const uint32_t *w, const xin
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_0>(const uint8_t *ring, uint32_t off, int, const xint &x)
 {
     uint32_t w[5]; // qh, then the code bytes
-    smem_words<5>(ring, off + 2, w);
+    smem_bits<5>(ring, off + 2, 0, w);
     int a[3] = {0, 0, 0};
     q5_dot(w[0], w + 1, x, a);
     return half_at(ring, off) * (xint_total(a) - 16.f * (x.sum[0] + x.sum[1])) * x.pf;
@@ -322,28 +329,6 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const ui
     const float dmin = half_in(dm, 1);
     return x.pf * (d * ((float)(s0 & 15) * xint_total(a[0]) + (float)(s1 & 15) * xint_total(a[1])) -
                    dmin * ((float)(s0 >> 4) * x.sum[0] + (float)(s1 >> 4) * x.sum[1]));
-}
-
-// N words of the bit stream at ring from bit 8 off + b on (-31 <= b < 32), each two aligned words
-// funnel-shifted: a field's shift and a block's misalignment in one instruction. With FIRST (the
-// stream may begin at ring's first word), bits from before it come from that word instead, for
-// callers that mask them off. The shift depends on off's low bits only, which the streamed
-// kernel's offsets keep per thread.
-template <int N, bool FIRST = false>
-__device__ __forceinline__ void smem_bits(const uint8_t *ring, uint32_t off, int b, uint32_t (&w)[N])
-{
-    const uint32_t *q = reinterpret_cast<const uint32_t *>(ring);
-    const int t = 8 * (int)(off & 3u) + b;
-    const int i = (int)(off >> 2) + (t >> 5); // the word that holds the first bit
-    const uint32_t sh = (uint32_t)t & 31u;
-    uint32_t r[N + 1];
-    r[0] = q[FIRST && i < 0 ? 0 : i];
-#pragma unroll
-    for (int k = 1; k <= N; k++)
-        r[k] = q[i + k];
-#pragma unroll
-    for (int k = 0; k < N; k++)
-        w[k] = __funnelshift_r(r[k], r[k + 1], sh);
 }
 
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q3_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
@@ -452,7 +437,7 @@ __device__ __forceinline__ void iq4_dot(const uint32_t *w, const xint &x, int (&
 template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_NL>(const uint8_t *ring, uint32_t off, int, const xint &x)
 {
     uint32_t w[4];
-    smem_words<4>(ring, off + 2, w);
+    smem_bits<4>(ring, off + 2, 0, w);
     int a[3] = {0, 0, 0};
     iq4_dot(w, x, a);
     return half_at(ring, off) * xint_total(a) * x.pf;
