@@ -21,7 +21,8 @@ typedef struct bench_timing {
 } bench_timing;
 
 /* Calls fn(ctx, i) for i = 0, 1, ... in batches of `batch` calls on stream s, timed with
- * events after warm-up; returns false (with the library's last error) on failure. */
+ * events between batches issued back to back after warm-up (the device never waits for a
+ * sample's first launch); returns false (with the library's last error) on failure. */
 typedef mlxn_status (*bench_fn)(void *ctx, int i);
 bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch,
                 int samples, bench_timing *out);

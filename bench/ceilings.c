@@ -24,67 +24,98 @@ static void summarize(double *ms, int samples, int calls, bench_timing *out)
     out->calls_per_sample = calls;
 }
 
-bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch,
-                int samples, bench_timing *out)
+/* What one sample issues: `calls` calls of fn in turn, or one launch of a graph of them */
+typedef struct batch {
+    mlxn_stream *s;
+    bench_fn fn;
+    void *ctx;
+    int calls, next;
+    mlxn_graph *g;
+} batch;
+
+static bool issue_batch(batch *b)
 {
-    mlxn_event *e0 = NULL, *e1 = NULL;
+    if (b->g)
+        return mlxn_graph_launch(b->g, b->s) == MLXN_STATUS_OK;
+    for (int i = 0; i < b->calls; i++)
+        if (b->fn(b->ctx, b->next++) != MLXN_STATUS_OK)
+            return false;
+    return true;
+}
+
+/* Samples of a batch each, with an event between consecutive batches, all issued before one wait
+ * and a batch issued ahead of the first event: the host issues batch k + 1 while the device runs
+ * batch k, so no sample starts with the device idle until its first launch arrives. Eager
+ * batches are made long enough to take at least MIN_SAMPLE_MS of device time: a call after an
+ * event cannot start under the previous call's tail as calls launched with PDL do, so short
+ * samples count that once a sample. (Each sample of 8 decode calls timed from an idle device
+ * counted ~1 us a call more than a long run of them: bench/NOTES.md, "How the op table is
+ * timed".) Where the host takes longer to issue a call than the device to run it, the times are
+ * the host's. */
+#define MIN_SAMPLE_MS 1.0
+#define MAX_BATCH 512
+
+static bool time_batches(mlxn_device *dev, batch *b, int samples, bench_timing *out)
+{
+    mlxn_event **ev = calloc((size_t)samples + 1, sizeof *ev);
     double *ms = calloc((size_t)samples, sizeof *ms);
-    bool ok = ms && mlxn_event_create(dev, &e0) == MLXN_STATUS_OK &&
-              mlxn_event_create(dev, &e1) == MLXN_STATUS_OK;
-    int call = 0;
-    /* warm-up: one batch (module load, clocks, caches of the first set) */
-    for (int i = 0; ok && i < batch; i++)
-        ok = fn(ctx, call++) == MLXN_STATUS_OK;
-    ok = ok && mlxn_stream_sync(s) == MLXN_STATUS_OK;
+    bool ok = ev && ms;
+    for (int k = 0; ok && k <= samples; k++)
+        ok = mlxn_event_create(dev, &ev[k]) == MLXN_STATUS_OK;
+    /* warm-up: one batch (module load, clocks, caches of the first set), then one timed for the
+     * batch length */
+    double first = 0.0;
+    ok = ok && issue_batch(b) && mlxn_stream_sync(b->s) == MLXN_STATUS_OK;
+    if (ok && !b->g && samples > 0) {
+        ok = mlxn_event_record(ev[0], b->s) == MLXN_STATUS_OK && issue_batch(b) &&
+             mlxn_event_record(ev[1], b->s) == MLXN_STATUS_OK && mlxn_event_sync(ev[1]) == MLXN_STATUS_OK &&
+             mlxn_event_elapsed_ms(ev[0], ev[1], &first) == MLXN_STATUS_OK;
+        const double per_call = first / b->calls;
+        while (ok && b->calls < MAX_BATCH && b->calls * per_call < MIN_SAMPLE_MS)
+            b->calls *= 2;
+    }
+    ok = ok && issue_batch(b);
+    for (int k = 0; ok && k < samples; k++)
+        ok = mlxn_event_record(ev[k], b->s) == MLXN_STATUS_OK && issue_batch(b);
+    ok = ok && mlxn_event_record(ev[samples], b->s) == MLXN_STATUS_OK && mlxn_event_sync(ev[samples]) == MLXN_STATUS_OK;
     for (int k = 0; ok && k < samples; k++) {
-        ok = mlxn_event_record(e0, s) == MLXN_STATUS_OK;
-        for (int i = 0; ok && i < batch; i++)
-            ok = fn(ctx, call++) == MLXN_STATUS_OK;
-        ok = ok && mlxn_event_record(e1, s) == MLXN_STATUS_OK &&
-             mlxn_event_sync(e1) == MLXN_STATUS_OK &&
-             mlxn_event_elapsed_ms(e0, e1, &ms[k]) == MLXN_STATUS_OK;
-        ms[k] /= batch;
+        ok = mlxn_event_elapsed_ms(ev[k], ev[k + 1], &ms[k]) == MLXN_STATUS_OK;
+        ms[k] /= b->calls;
     }
     if (ok)
-        summarize(ms, samples, batch, out);
-    mlxn_event_free(e0);
-    mlxn_event_free(e1);
+        summarize(ms, samples, b->calls, out);
+    else
+        mlxn_stream_sync(b->s); /* nothing left running on the buffers the caller frees */
+    for (int k = 0; ev && k <= samples; k++)
+        mlxn_event_free(ev[k]);
+    free(ev);
     free(ms);
     return ok;
+}
+
+bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch_calls,
+                int samples, bench_timing *out)
+{
+    batch b = {.s = s, .fn = fn, .ctx = ctx, .calls = batch_calls};
+    return time_batches(dev, &b, samples, out);
 }
 
 bool bench_time_graph(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int calls, int samples,
                       bench_timing *out)
 {
-    mlxn_event *e0 = NULL, *e1 = NULL;
-    mlxn_graph *g = NULL;
-    double *ms = calloc((size_t)samples, sizeof *ms);
-    bool ok = ms && mlxn_event_create(dev, &e0) == MLXN_STATUS_OK &&
-              mlxn_event_create(dev, &e1) == MLXN_STATUS_OK;
+    batch b = {.s = s, .fn = fn, .ctx = ctx, .calls = calls};
     /* one eager round first: calls that size their scratch do it outside the capture */
-    for (int i = 0; ok && i < calls; i++)
-        ok = fn(ctx, i) == MLXN_STATUS_OK;
-    ok = ok && mlxn_stream_sync(s) == MLXN_STATUS_OK && mlxn_stream_begin_capture(s) == MLXN_STATUS_OK;
+    bool ok = issue_batch(&b) && mlxn_stream_sync(s) == MLXN_STATUS_OK &&
+              mlxn_stream_begin_capture(s) == MLXN_STATUS_OK;
     if (ok) {
-        for (int i = 0; ok && i < calls; i++)
-            ok = fn(ctx, i) == MLXN_STATUS_OK;
+        b.next = 0;
+        ok = issue_batch(&b);
         /* end the capture even after a failed call, so the stream is usable */
-        const bool ended = mlxn_stream_end_capture(s, &g) == MLXN_STATUS_OK;
+        const bool ended = mlxn_stream_end_capture(s, &b.g) == MLXN_STATUS_OK;
         ok = ok && ended;
     }
-    ok = ok && mlxn_graph_launch(g, s) == MLXN_STATUS_OK && mlxn_stream_sync(s) == MLXN_STATUS_OK; /* warm-up */
-    for (int k = 0; ok && k < samples; k++) {
-        ok = mlxn_event_record(e0, s) == MLXN_STATUS_OK && mlxn_graph_launch(g, s) == MLXN_STATUS_OK &&
-             mlxn_event_record(e1, s) == MLXN_STATUS_OK && mlxn_event_sync(e1) == MLXN_STATUS_OK &&
-             mlxn_event_elapsed_ms(e0, e1, &ms[k]) == MLXN_STATUS_OK;
-        ms[k] /= calls;
-    }
-    if (ok)
-        summarize(ms, samples, calls, out);
-    mlxn_graph_free(g);
-    mlxn_event_free(e0);
-    mlxn_event_free(e1);
-    free(ms);
+    ok = ok && time_batches(dev, &b, samples, out);
+    mlxn_graph_free(b.g);
     return ok;
 }
 
