@@ -20,9 +20,10 @@ typedef struct bench_timing {
     int samples, calls_per_sample;
 } bench_timing;
 
-/* Calls fn(ctx, i) for i = 0, 1, ... in batches of `batch` calls on stream s, timed with
- * events between batches issued back to back after warm-up (the device never waits for a
- * sample's first launch); returns false (with the library's last error) on failure. */
+/* Calls fn(ctx, i) for i = 0, 1, ... in batches of at least `batch` calls on stream s (doubled
+ * until a sample takes about 1 ms of device time), timed with events between batches issued
+ * back to back after warm-up (the device never waits for a sample's first launch); returns
+ * false (with the library's last error) on failure. */
 typedef mlxn_status (*bench_fn)(void *ctx, int i);
 bool bench_time(mlxn_device *dev, mlxn_stream *s, bench_fn fn, void *ctx, int batch,
                 int samples, bench_timing *out);
