@@ -27,6 +27,8 @@
 //    x) apply once per piece.
 #include <stdint.h>
 
+#include <mutex>
+
 #include "block_reduce.cuh"
 #include "bulk_copy.cuh"
 #include "common.cuh"
@@ -356,20 +358,39 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     }
 }
 
-// Launches qmm_stream<WT, RT> with as many stages as the shared memory leaves to the blocks
-// the registers allow per SM.
-template <int WT, int RT, bool UA>
-cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStream_t s, bool pdl, int dev, int64_t threads,
-                         int64_t row_bytes, int64_t row_slot)
+// A launch's ring: its stages, the tiles requested before the PDL wait (pre), x's staging area
+// (xstage: the first stage beneath it, stages where it lies past the ring, -1 where x is not
+// staged; xoff: its byte offset), the dynamic shared memory and the blocks an SM with it.
+struct ring_plan {
+    int stages, pre, xstage, xoff, per_sm, sms;
+    int64_t dyn;
+};
+
+// What a plan depends on besides the kernel: the occupancy queries behind one cost microseconds of
+// host time, more than some decode calls take on the device, so plans are kept per kernel.
+struct plan_key {
+    int dev;
+    int64_t threads, row_slot, aux; // shape_of's
+    bool xok, short_k;              // x staged (f32 in 16-byte words), K under 4096
+    bool operator==(const plan_key &o) const
+    {
+        return dev == o.dev && threads == o.threads && row_slot == o.row_slot && aux == o.aux && xok == o.xok &&
+               short_k == o.short_k;
+    }
+};
+
+// The ring of qmm_stream<WT, RT, UA>: as many stages as the shared memory leaves to the blocks the
+// registers allow per SM.
+template <int WT, int RT, bool UA> cudaError_t find_plan(const plan_key &k, ring_plan &p)
 {
     static unsigned long long smem_done;
     auto kernel = qmm_stream<WT, RT, UA>;
-    const int64_t stage = RT * (row_slot + (piece_fmt<WT>::MLX ? 2 * m.srow : 0));
+    const int64_t threads = k.threads, stage = RT * (k.row_slot + k.aux);
     const int64_t pstage = stage + (threads - 32) / 32 * RT * 4; // and the computing warps' partial sums (part)
     int sms = 0, sm_smem = 0, per_sm = 0;
-    cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, k.dev);
     if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+        e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, k.dev);
     if (e == cudaSuccess)
         e = allow_smem(kernel, SMEM_LIMIT, smem_done);
     if (e == cudaSuccess)
@@ -379,7 +400,7 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
     if (e == cudaSuccess)
         e = cudaFuncGetAttributes(&fa, kernel);
     if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev);
+        e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, k.dev);
     if (e != cudaSuccess)
         return e;
     per_sm = per_sm > 0 ? per_sm : 1;
@@ -392,39 +413,59 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, cudaStre
     // x staged (stage_x) where x and norm_w are f32 in 16-byte words: past the ring where the
     // share holds it beside the ring's stages, else in the ring's last stages, requested once x is
     // read (fewer stages cost more than a stage requested late: bench/NOTES.md session 31)
-    const bool xok = a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)mlxn_rows_ptr(&a.x, 0) & 15) == 0 &&
-                     ((uintptr_t)a.norm_w & 15) == 0;
     const int64_t xb = (threads - 32) * 128; // 4 KB a computing warp
-    const bool xout = xok && stages * pstage + xb <= share && stages * pstage + 16 + xb <= SMEM_LIMIT;
-    const int64_t dyn = stages * pstage + 16 + (xout ? xb : 0);
+    const bool xout = k.xok && stages * pstage + xb <= share && stages * pstage + 16 + xb <= SMEM_LIMIT;
+    p.dyn = stages * pstage + 16 + (xout ? xb : 0);
     // the grid: the blocks that fit at once with those stages (fewer than per_sm where two stages
     // do not fit the share), so that no block waits for another to end
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)dyn);
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)p.dyn);
     if (e != cudaSuccess)
         return e;
-    per_sm = per_sm > 0 ? per_sm : 1;
+    p.per_sm = per_sm > 0 ? per_sm : 1;
+    p.sms = sms;
+    p.stages = (int)stages;
     // tiles issued before the PDL wait: two stages where an SM's blocks request no more than 60%
     // of its shared memory that way, else one; one for the formats bound by their products, for
     // which x early counts more (bench/NOTES.md session 28 has the measurements). Rows shorter
     // than 4096 (small models' steps, not measured this way yet) issue every stage early as before.
     constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
                                    WT == MLXN_DTYPE_Q3_K;
-    int pre = 1;
-    if (a.K < 4096)
-        pre = (int)stages;
-    else if (!product_bound && 2 * per_sm * stage <= (int64_t)sm_smem * 6 / 10)
-        pre = 2;
-    const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
-    const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)sms * per_sm;
-    // stage_x's area: its offset, and the first stage beneath it (stages: none, -1: no staging)
-    int xstage = -1, xoff = 0;
+    p.pre = 1;
+    if (k.short_k)
+        p.pre = (int)stages;
+    else if (!product_bound && 2 * p.per_sm * stage <= (int64_t)sm_smem * 6 / 10)
+        p.pre = 2;
+    p.xstage = -1, p.xoff = 0;
     if (xout) {
-        xstage = (int)stages, xoff = (int)(stages * pstage + 16);
-    } else if (xok && stages * stage - xb >= pre * stage) {
-        xoff = (int)(stages * stage - xb), xstage = xoff / (int)stage;
+        p.xstage = (int)stages, p.xoff = (int)(stages * pstage + 16);
+    } else if (k.xok && stages * stage - xb >= p.pre * stage) {
+        p.xoff = (int)(stages * stage - xb), p.xstage = p.xoff / (int)stage;
     }
-    return launch(kernel, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)threads), (size_t)dyn, s, pdl, a,
-                  (int)stages, pre, (int)row_bytes, (int)row_slot, m, xstage, xoff);
+    return cudaSuccess;
+}
+
+// find_plan's plans, kept per kernel (a model's products take a few shapes each)
+template <int WT, int RT, bool UA> cudaError_t plan_of(const plan_key &k, ring_plan &p)
+{
+    static std::mutex mu;
+    static plan_key keys[16];
+    static ring_plan plans[16];
+    static int n = 0;
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        for (int i = 0; i < n; i++)
+            if (keys[i] == k) {
+                p = plans[i];
+                return cudaSuccess;
+            }
+    }
+    const cudaError_t e = find_plan<WT, RT, UA>(k, p);
+    if (e == cudaSuccess) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (n < 16)
+            keys[n] = k, plans[n] = p, n++;
+    }
+    return e;
 }
 
 // A product's launch shape: the block's threads (the producer warp and a thread a piece, in whole
@@ -469,22 +510,58 @@ template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &
            !(a.glu && a.N % 2) && 2 * 4 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT;
 }
 
-template <int WT> cudaError_t launch_one(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int dev, const mlx_rows &m)
+template <int WT, int RT, bool UA>
+cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, const ring_plan &p, const stream_shape &h,
+                         cudaStream_t s, bool pdl)
 {
-    const stream_shape h = shape_of<WT>(a, m);
-    // 8 rows a tile (more work between a warp's reductions) when three stages of them fit; 4 for
-    // the formats measured faster that way at K 4096 (+3 to +7 points: Q4_1, Q5_0, Q5_K and MLX
-    // 3-, 5- and 6-bit; the others even or slower, other K not measured: bench/NOTES.md session 45)
+    const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
+    const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)p.sms * p.per_sm;
+    return launch(qmm_stream<WT, RT, UA>, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)h.threads),
+                  (size_t)p.dyn, s, pdl, a, p.stages, p.pre, (int)h.row_bytes, (int)h.row_slot, m, p.xstage, p.xoff);
+}
+
+// The tile rows and the ring of a launch. 8 rows a tile (more work between a warp's reductions)
+// when three stages of them fit; 4 for the formats measured faster that way at K 4096 (+3 to +7
+// points: Q4_1, Q5_0, Q5_K and MLX 3-, 5- and 6-bit; the others even or slower: bench/NOTES.md
+// session 45), and where a block is alone on its SM (K 14336), where 4-row tiles leave at least
+// four stages before x's staging area: then three of them go before the PDL wait (+1.0 to +3.8
+// points for Q4_0, IQ4_NL, IQ4_XS, Q2_K and MLX 4-bit, Q3_K and Q4_K even; the formats with
+// fewer such stages lost up to 9: bench/NOTES.md session 47). Other K not measured.
+template <int WT, bool UA>
+cudaError_t launch_rows(const mlxn_qmatmul_args &a, const mlx_rows &m, const stream_shape &h, cudaStream_t s, bool pdl,
+                        int dev)
+{
     constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_K ||
                                WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 || WT == MLXN_DTYPE_MLX_Q6;
     const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT && !(rt4_k4096 && a.K == 4096);
+    const bool xok = a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)mlxn_rows_ptr(&a.x, 0) & 15) == 0 &&
+                     ((uintptr_t)a.norm_w & 15) == 0;
+    const plan_key k = {dev, h.threads, h.row_slot, h.aux, xok, a.K < 4096};
+    ring_plan p, q;
+    cudaError_t e = rt8 ? plan_of<WT, 8, UA>(k, p) : cudaSuccess;
+    if (e != cudaSuccess)
+        return e;
+    if (rt8 && p.per_sm > 1)
+        return launch_tiles<WT, 8, UA>(a, m, p, h, s, pdl);
+    e = plan_of<WT, 4, UA>(k, q);
+    if (e != cudaSuccess)
+        return e;
+    if (!rt8)
+        return launch_tiles<WT, 4, UA>(a, m, q, h, s, pdl);
+    if (q.xstage < 4)
+        return launch_tiles<WT, 8, UA>(a, m, p, h, s, pdl);
+    q.pre = 3;
+    return launch_tiles<WT, 4, UA>(a, m, q, h, s, pdl);
+}
+
+template <int WT> cudaError_t launch_one(const mlxn_qmatmul_args &a, cudaStream_t s, bool pdl, int dev, const mlx_rows &m)
+{
+    const stream_shape h = shape_of<WT>(a, m);
     using F = piece_fmt<WT>;
     if constexpr (!F::MLX && F::BB % 16 != 0) // the formats whose rows may not be whole words
         if (h.row_slot != h.row_bytes)
-            return rt8 ? launch_tiles<WT, 8, true>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot)
-                       : launch_tiles<WT, 4, true>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot);
-    return rt8 ? launch_tiles<WT, 8, false>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot)
-               : launch_tiles<WT, 4, false>(a, m, s, pdl, dev, h.threads, h.row_bytes, h.row_slot);
+            return launch_rows<WT, true>(a, m, h, s, pdl, dev);
+    return launch_rows<WT, false>(a, m, h, s, pdl, dev);
 }
 
 // Rows longer than MAX_PIECES pieces (Qwen2.5-7B's 18944-long down projection, Llama-3-70B's
