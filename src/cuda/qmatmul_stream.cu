@@ -524,9 +524,9 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, const ri
 // when three stages of them fit; 4 for the formats measured faster that way at K 4096 (+3 to +7
 // points: Q4_1, Q5_0, Q5_K and MLX 3-, 5- and 6-bit; the others even or slower: bench/NOTES.md
 // session 45), and where a block is alone on its SM (K 14336), where 4-row tiles leave at least
-// four stages before x's staging area: then three of them go before the PDL wait (+1.0 to +3.8
-// points for Q4_0, IQ4_NL, IQ4_XS, Q2_K and MLX 4-bit, Q3_K and Q4_K even; the formats with
-// fewer such stages lost up to 9: bench/NOTES.md session 47). Other K not measured.
+// four stages before x's staging area: then three of them go before the PDL wait (at K 14336
+// +1.3 to +4.0 points for Q4_0, Q4_K, IQ4_NL, IQ4_XS, Q2_K and MLX 4-bit, Q3_K even; the formats
+// with fewer such stages lost up to 9: bench/NOTES.md session 47). Other K not measured.
 template <int WT, bool UA>
 cudaError_t launch_rows(const mlxn_qmatmul_args &a, const mlx_rows &m, const stream_shape &h, cudaStream_t s, bool pdl,
                         int dev)
