@@ -366,8 +366,9 @@ struct ring_plan {
     int64_t dyn;
 };
 
-// What a plan depends on besides the kernel: the occupancy queries behind one cost microseconds of
-// host time, more than some decode calls take on the device, so plans are kept per kernel.
+// What a plan depends on besides the kernel: the occupancy and attribute queries behind one took
+// a few microseconds of host time a launch, about what a small decode call takes on the device
+// (bench/NOTES.md session 46), so plans are kept per kernel.
 struct plan_key {
     int dev;
     int64_t threads, row_slot, aux; // shape_of's
