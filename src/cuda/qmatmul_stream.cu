@@ -380,12 +380,22 @@ struct plan_key {
     }
 };
 
-// The formats bound by their products rather than by W's bytes (about 55-75% of copy where the
-// others read 85-99): x early counts more for them than W's tiles early (bench/NOTES.md sessions 28
-// and 47; MLX 2-bit: session 47 call 4, +6.5 at K 4096 with one tile early instead of two)
+// Launch settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47
+// and 48; find_plan and launch_rows apply them):
+// - product_bound: the formats bound by their products rather than by W's bytes (55-75% of copy
+//   where the others read 85-99), for which x early counts more than W's tiles early: one tile
+//   before the PDL wait from K 4096, two rather than three under the K 14336 rule
+// - rt4_k4096: 4-row tiles at K 4096 (+1 to +7 points; the other formats even or slower)
+// - two_early: two tiles before the PDL wait beyond find_plan's 60% bound (MLX 4-bit: +1.5 and
+//   +2.0 at 14336x4096 in two sessions, where Q4_0's rows of the same bytes lost 5)
 template <int WT>
 constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
                                WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q2;
+template <int WT>
+constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_K ||
+                           WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 ||
+                           WT == MLXN_DTYPE_MLX_Q6;
+template <int WT> constexpr bool two_early = WT == MLXN_DTYPE_MLX_Q4;
 
 // The ring of qmm_stream<WT, RT, UA>: as many stages as the shared memory leaves to the blocks the
 // registers allow per SM.
@@ -433,16 +443,12 @@ template <int WT, int RT, bool UA> cudaError_t find_plan(const plan_key &k, ring
     p.sms = sms;
     p.stages = (int)stages;
     // tiles issued before the PDL wait: two stages where an SM's blocks request no more than 60%
-    // of its shared memory that way, else one; one for the formats bound by their products; two
-    // for MLX 4-bit, measured faster so beyond 60% (+1.5 and +2.0 points at 14336x4096 in two
-    // sessions, where Q4_0's rows of the same bytes lost 5: bench/NOTES.md session 48). Rows
-    // shorter than 4096 (small models' steps, not measured this way yet) issue every stage early
-    // as before.
+    // of its shared memory that way, else one (by format: product_bound, two_early). Rows shorter
+    // than 4096 (small models' steps, not measured this way yet) issue every stage early as before.
     p.pre = 1;
     if (k.short_k)
         p.pre = (int)stages;
-    else if (!product_bound<WT> &&
-             (WT == MLXN_DTYPE_MLX_Q4 || 2 * p.per_sm * stage <= (int64_t)sm_smem * 6 / 10))
+    else if (!product_bound<WT> && (two_early<WT> || 2 * p.per_sm * stage <= (int64_t)sm_smem * 6 / 10))
         p.pre = 2;
     p.xstage = -1, p.xoff = 0;
     if (xout) {
@@ -530,20 +536,17 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, const ri
 }
 
 // The tile rows and the ring of a launch. 8 rows a tile (more work between a warp's reductions)
-// when three stages of them fit; 4 for the formats measured faster that way at K 4096 (+2 to +7
-// points: Q4_1, Q5_0, Q5_K, Q3_K and MLX 3-, 5- and 6-bit; the others even or slower:
-// bench/NOTES.md sessions 45 and 47), and where a block is alone on its SM (K 14336), where 4-row
-// tiles leave at least four stages before x's staging area: then three of them go before the PDL
-// wait, two for the formats bound by their products (at K 14336 +1.3 to +4.0 points for Q4_0,
-// Q4_K, IQ4_NL, IQ4_XS, Q2_K and MLX 4-bit; the formats with fewer such stages lost up to 9:
-// bench/NOTES.md sessions 47 and 48). Other K not measured.
+// when three stages of them fit; 4 for rt4_k4096's formats at K 4096, and where a block is alone
+// on its SM (K 14336), where 4-row tiles leave at least four stages before x's staging area: then
+// three of them go before the PDL wait, two for the product-bound formats (at K 14336 +1.3 to
+// +4.0 points for Q4_0, Q4_K, IQ4_NL, IQ4_XS, Q2_K and MLX 4-bit, and two early instead of three
+// another +0.9 to +2.6 for the product-bound ones; the formats with fewer such stages lost up to
+// 9: bench/NOTES.md sessions 47 and 48). Other K not measured.
 template <int WT, bool UA>
 cudaError_t launch_rows(const mlxn_qmatmul_args &a, const mlx_rows &m, const stream_shape &h, cudaStream_t s, bool pdl,
                         int dev)
 {
-    constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_K ||
-                               WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 || WT == MLXN_DTYPE_MLX_Q6;
-    const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT && !(rt4_k4096 && a.K == 4096);
+    const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT && !(rt4_k4096<WT> && a.K == 4096);
     const bool xok = a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)mlxn_rows_ptr(&a.x, 0) & 15) == 0 &&
                      ((uintptr_t)a.norm_w & 15) == 0;
     const plan_key k = {dev, h.threads, h.row_slot, h.aux, xok, a.K < 4096};
