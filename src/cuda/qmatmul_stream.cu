@@ -44,7 +44,6 @@ using namespace mlxn_cuda;
 constexpr int MAX_STAGES = 8;
 constexpr int MAX_PIECES = 512;       // a computing thread per piece
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
-constexpr int SMEM_LIMIT = 200 * 1024;
 
 // MLX weights' scales and biases ([N, K / group] each, f16 or bf16): a tile's rows of them follow
 // its rows of codes in the stage (srow bytes a row, scales then biases).
@@ -380,14 +379,18 @@ struct plan_key {
     }
 };
 
-// Launch settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47
-// and 48; find_plan and launch_rows apply them):
+// Launch settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47,
+// 48 and 49; find_plan and launch_rows apply them):
 // - product_bound: the formats bound by their products rather than by W's bytes (55-75% of copy
 //   where the others read 85-99), for which x early counts more than W's tiles early: one tile
 //   before the PDL wait from K 4096, two rather than three under the K 14336 rule
 // - rt4_k4096: 4-row tiles at K 4096 (+1 to +7 points; the other formats even or slower)
 // - two_early: two tiles before the PDL wait beyond find_plan's 60% bound (MLX 4-bit: +1.5 and
 //   +2.0 at 14336x4096 in two sessions, where Q4_0's rows of the same bytes lost 5)
+// - ring_limit: a block's dynamic shared memory at most (of sm_90's 227 KB): 224 KB for Q4_1 and
+//   Q5_1, whose rings at K 14336 (a block alone on its SM) then hold one more stage before x's
+//   staging area (+0.8 to +3.7 at 4096x14336 in two calls); the others lost up to 2.8 or did not
+//   move with it
 template <int WT>
 constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
                                WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q2;
@@ -396,6 +399,7 @@ constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT 
                            WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 ||
                            WT == MLXN_DTYPE_MLX_Q6;
 template <int WT> constexpr bool two_early = WT == MLXN_DTYPE_MLX_Q4;
+template <int WT> constexpr int ring_limit = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_1 ? 224 * 1024 : 200 * 1024;
 
 // The ring of qmm_stream<WT, RT, UA>: as many stages as the shared memory leaves to the blocks the
 // registers allow per SM.
@@ -410,7 +414,7 @@ template <int WT, int RT, bool UA> cudaError_t find_plan(const plan_key &k, ring
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, k.dev);
     if (e == cudaSuccess)
-        e = allow_smem(kernel, SMEM_LIMIT, smem_done);
+        e = allow_smem(kernel, ring_limit<WT>, smem_done);
     if (e == cudaSuccess)
         e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)threads, (size_t)(2 * pstage + 16));
     cudaFuncAttributes fa = {};
@@ -426,13 +430,13 @@ template <int WT, int RT, bool UA> cudaError_t find_plan(const plan_key &k, ring
     const int64_t share = sm_smem / per_sm - (int64_t)fa.sharedSizeBytes - reserved - 16;
     int64_t stages = share / pstage;
     stages = stages < 2 ? 2 : stages > MAX_STAGES ? MAX_STAGES : stages;
-    while (stages > 2 && stages * pstage + 16 > SMEM_LIMIT)
+    while (stages > 2 && stages * pstage + 16 > ring_limit<WT>)
         stages--;
     // x staged (stage_x) where x and norm_w are f32 in 16-byte words: past the ring where the
     // share holds it beside the ring's stages, else in the ring's last stages, requested once x is
     // read (fewer stages cost more than a stage requested late: bench/NOTES.md session 31)
     const int64_t xb = (threads - 32) * 128; // 4 KB a computing warp
-    const bool xout = k.xok && stages * pstage + xb <= share && stages * pstage + 16 + xb <= SMEM_LIMIT;
+    const bool xout = k.xok && stages * pstage + xb <= share && stages * pstage + 16 + xb <= ring_limit<WT>;
     p.dyn = stages * pstage + 16 + (xout ? xb : 0);
     // the grid: the blocks that fit at once with those stages (fewer than per_sm where two stages
     // do not fit the share), so that no block waits for another to end
@@ -522,7 +526,7 @@ template <int WT> bool stream_takes(const mlxn_qmatmul_args &a, const mlx_rows &
     return (short_rows || a.K >= 4096) && a.M == 1 && a.K % piece_fmt<WT>::BE == 0 && h.threads >= 96 &&
            h.threads <= MAX_THREADS && (uintptr_t)a.w % 16 == 0 && (words || in_words) &&
            m.srow % 16 == 0 && // (MLX: this part's rows of scales and biases)
-           !(a.glu && a.N % 2) && 2 * 4 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT;
+           !(a.glu && a.N % 2) && 2 * 4 * (h.row_slot + h.aux) + 16 <= ring_limit<WT>;
 }
 
 template <int WT, int RT, bool UA>
@@ -546,7 +550,7 @@ template <int WT, bool UA>
 cudaError_t launch_rows(const mlxn_qmatmul_args &a, const mlx_rows &m, const stream_shape &h, cudaStream_t s, bool pdl,
                         int dev)
 {
-    const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= SMEM_LIMIT && !(rt4_k4096<WT> && a.K == 4096);
+    const bool rt8 = 3 * 8 * (h.row_slot + h.aux) + 16 <= ring_limit<WT> && !(rt4_k4096<WT> && a.K == 4096);
     const bool xok = a.x_dtype == MLXN_DTYPE_F32 && ((uintptr_t)mlxn_rows_ptr(&a.x, 0) & 15) == 0 &&
                      ((uintptr_t)a.norm_w & 15) == 0;
     const plan_key k = {dev, h.threads, h.row_slot, h.aux, xok, a.K < 4096};
