@@ -260,7 +260,8 @@ void test_qmatmul_mlx(test_devices *devs, rng *g)
         {6, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 67, 4096, 0},
         {6, 32, MLXN_DTYPE_BF16, MLXN_DTYPE_F32, 1, 131, 14336, 3},
         {6, 128, MLXN_DTYPE_F16, MLXN_DTYPE_F16, 1, 2007, 8192, 0},
-        {6, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 2007, 14336, 0}, /* x staged past the ring (one block an SM) */
+        /* K 14336, f32 x: one block an SM, x staged in the ring's last stages */
+        {6, 64, MLXN_DTYPE_F16, MLXN_DTYPE_F32, 1, 2007, 14336, 0},
         /* rows past the streamed kernel's 512 pieces, which CUDA takes in parts of K (4-bit group
          * 64's of 9728 and 9216; group 128's rows of scales, 296 bytes, are not 16-byte words and
          * take the MLX kernel) */
