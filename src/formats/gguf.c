@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "formats/name_index.h"
 #include "mlxn_gguf.h"
 
 #define MAX_NESTING 8
@@ -61,8 +62,7 @@ struct mlxn_gguf {
     int64_t n_kv;
     mlxn_gguf_tensor *tensors;
     int64_t n_tensors;
-    int64_t *table; /* open-addressing hash of tensor names -> index, -1 empty */
-    size_t table_cap;
+    name_index names; /* the tensors by name */
     arena_block *arena;
 };
 
@@ -295,37 +295,18 @@ static bool read_value(cursor *c, mlxn_gguf_type t, mlxn_gguf_value *v, int dept
 
 /* ---------------------------------------------------------------- tensors */
 
-static uint64_t hash_name(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static bool build_table(cursor *c)
 {
     mlxn_gguf *g = c->g;
-    size_t cap = 16;
-    while (cap < (size_t)g->n_tensors * 2)
-        cap *= 2;
-    g->table = malloc(cap * sizeof *g->table);
-    if (!g->table) {
+    if (!name_index_init(&g->names, g->n_tensors)) {
         c->st = mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_gguf_open", "no memory");
         return false;
     }
-    g->table_cap = cap;
-    for (size_t i = 0; i < cap; i++)
-        g->table[i] = -1;
     for (int64_t t = 0; t < g->n_tensors; t++) {
-        size_t h = (size_t)hash_name(g->tensors[t].name) & (cap - 1);
-        while (g->table[h] >= 0) {
-            if (strcmp(g->tensors[g->table[h]].name, g->tensors[t].name) == 0)
-                return fail(c, 0, "tensor name '%s' appears twice (tensors %lld and %lld)",
-                            g->tensors[t].name, (long long)g->table[h], (long long)t);
-            h = (h + 1) & (cap - 1);
-        }
-        g->table[h] = t;
+        const int64_t earlier = name_index_add(&g->names, g->tensors[t].name, t);
+        if (earlier >= 0)
+            return fail(c, 0, "tensor name '%s' appears twice (tensors %lld and %lld)", g->tensors[t].name,
+                        (long long)earlier, (long long)t);
     }
     return true;
 }
@@ -537,7 +518,7 @@ void mlxn_gguf_free(mlxn_gguf *g)
     }
     free(g->kvs);
     free(g->tensors);
-    free(g->table);
+    name_index_free(&g->names);
     free(g);
 }
 
@@ -745,15 +726,8 @@ const mlxn_gguf_tensor *mlxn_gguf_tensor_at(const mlxn_gguf *g, int64_t i)
 
 const mlxn_gguf_tensor *mlxn_gguf_find_tensor(const mlxn_gguf *g, const char *name)
 {
-    if (!g || !name || !g->table)
-        return NULL;
-    size_t h = (size_t)hash_name(name) & (g->table_cap - 1);
-    while (g->table[h] >= 0) {
-        if (strcmp(g->tensors[g->table[h]].name, name) == 0)
-            return &g->tensors[g->table[h]];
-        h = (h + 1) & (g->table_cap - 1);
-    }
-    return NULL;
+    const int64_t i = g ? name_index_find(&g->names, name) : -1;
+    return i >= 0 ? &g->tensors[i] : NULL;
 }
 
 mlxn_status mlxn_gguf_tensor_view(const mlxn_gguf_tensor *t, mlxn_buffer *buffer, size_t base,

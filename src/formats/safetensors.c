@@ -15,6 +15,7 @@
 
 #include "core/internal.h"
 #include "formats/json.h"
+#include "formats/name_index.h"
 #include "mlxn_safetensors.h"
 
 /* The reference implementation refuses headers over 100 MB. */
@@ -33,8 +34,7 @@ struct mlxn_safetensors {
     mlxn_st_tensor *tensors;
     int64_t n_tensors, cap_tensors;
     const json_value *metadata; /* first shard's __metadata__, or NULL */
-    int64_t *table;
-    size_t table_cap;
+    name_index names; /* the tensors by name */
 };
 
 typedef struct st_dtype {
@@ -209,34 +209,13 @@ static mlxn_status parse_shard(mlxn_safetensors *st, int s, const char *label)
     return res;
 }
 
-static uint64_t hash_name(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static mlxn_status build_table(mlxn_safetensors *st)
 {
-    size_t cap = 16;
-    while (cap < (size_t)st->n_tensors * 2)
-        cap *= 2;
-    st->table = malloc(cap * sizeof *st->table);
-    if (!st->table)
+    if (!name_index_init(&st->names, st->n_tensors))
         return mlxn_error(MLXN_STATUS_ERR_OUT_OF_MEMORY, "mlxn_safetensors_open", "no memory");
-    st->table_cap = cap;
-    for (size_t i = 0; i < cap; i++)
-        st->table[i] = -1;
-    for (int64_t t = 0; t < st->n_tensors; t++) {
-        size_t h = (size_t)hash_name(st->tensors[t].name) & (cap - 1);
-        while (st->table[h] >= 0) {
-            if (strcmp(st->tensors[st->table[h]].name, st->tensors[t].name) == 0)
-                return bad("tensor '%s' appears in two shards", st->tensors[t].name);
-            h = (h + 1) & (cap - 1);
-        }
-        st->table[h] = t;
-    }
+    for (int64_t t = 0; t < st->n_tensors; t++)
+        if (name_index_add(&st->names, st->tensors[t].name, t) >= 0)
+            return bad("tensor '%s' appears in two shards", st->tensors[t].name);
     return MLXN_STATUS_OK;
 }
 
@@ -436,7 +415,7 @@ void mlxn_safetensors_free(mlxn_safetensors *st)
     }
     free(st->shards);
     free(st->tensors);
-    free(st->table);
+    name_index_free(&st->names);
     free(st);
 }
 
@@ -452,15 +431,8 @@ const mlxn_st_tensor *mlxn_safetensors_tensor_at(const mlxn_safetensors *st, int
 
 const mlxn_st_tensor *mlxn_safetensors_find(const mlxn_safetensors *st, const char *name)
 {
-    if (!st || !name || !st->table)
-        return NULL;
-    size_t h = (size_t)hash_name(name) & (st->table_cap - 1);
-    while (st->table[h] >= 0) {
-        if (strcmp(st->tensors[st->table[h]].name, name) == 0)
-            return &st->tensors[st->table[h]];
-        h = (h + 1) & (st->table_cap - 1);
-    }
-    return NULL;
+    const int64_t i = st ? name_index_find(&st->names, name) : -1;
+    return i >= 0 ? &st->tensors[i] : NULL;
 }
 
 int64_t mlxn_safetensors_metadata_count(const mlxn_safetensors *st)
