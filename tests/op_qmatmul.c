@@ -446,6 +446,15 @@ void test_qmatmul(test_devices *devs, rng *g)
     };
     for (size_t i = 0; i < sizeof aparts / sizeof aparts[0]; i++)
         run_case(&aparts[i], devs, g);
+    /* Q6_K's x staging area running past the ring (CUDA, a block alone on its SM with 14 or more
+     * computing warps: K over 12288), x normalized there, and at K 12544, rows not whole 16-byte
+     * words (N 1000: W ends on the 16-byte grid) */
+    static const qmm_case xpast[] = {
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 2003, 14336, 0, QMM_NORM, MLXN_ACT_SILU, 0, false},
+        {MLXN_DTYPE_Q6_K, MLXN_DTYPE_F32, 1, 1000, 12544, 0, 0, MLXN_ACT_SILU, 0, false},
+    };
+    for (size_t i = 0; i < sizeof xpast / sizeof xpast[0]; i++)
+        run_case(&xpast[i], devs, g);
     /* x's blocks far apart in scale, zero blocks among them (the CPU's integer form of x for
      * Q4_K and Q6_K at one row of x, the streamed kernel's power of two per 32 elements on CUDA) */
     static const mlxn_dtype utypes[] = {MLXN_DTYPE_Q4_K, MLXN_DTYPE_Q6_K, MLXN_DTYPE_Q4_0, MLXN_DTYPE_Q5_K,

@@ -121,10 +121,13 @@ __device__ __forceinline__ void stage_x(const mlxn_qmatmul_args &a, float4 *xs, 
 // otherwise rows whole words, row_bytes a slot (the kernel without UA's work)
 template <int WT, int RT, bool UA>
 __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_args a, int stages, int pre, int row_bytes,
-                                                          int slot_arg, const mlx_rows m, int xstage, int xoff)
+                                                          int slot_arg, const mlx_rows m, int xstage, int xoff,
+                                                          int part_off)
 {
     constexpr int PE = piece_fmt<WT>::PE;
-    extern __shared__ __align__(128) uint8_t ring[]; // stages x RT rows, 16 bytes of slack, part, x's staging
+    // stages x RT rows, x's staging area in their last stages (it may run past them), 16 bytes of
+    // slack, part at part_off, x's staging area there where it lies past the ring (find_plan)
+    extern __shared__ __align__(128) uint8_t ring[];
     __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
     __shared__ double dred[32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
@@ -170,7 +173,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
         return l;
     };
     // the partial sums after the ring: per stage, computing warp, row
-    float *part = reinterpret_cast<float *>(ring + (size_t)stages * stage_bytes + 16);
+    float *part = reinterpret_cast<float *>(ring + part_off);
 
     if (tid == 0) {
         for (int s = 0; s < stages; s++) {
@@ -310,7 +313,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
                 x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
         }
     }
-    const xint xi = make_xint<WT>(x);
+    const xint xi = make_xint<WT, x_planes<WT>>(x);
     const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
 
     int s = 0; // as the producer's
@@ -327,7 +330,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
                 const uint32_t soff = (uint32_t)(s * stage_bytes + RT * row_slot + r * m.srow) + sgoff;
                 v = mlx_dot<WT>(ring, off, soff, soff + RT * m.srow, m.bf16, xi);
             } else {
-                v = piece_dot<WT>(ring, off, pc, xi);
+                v = piece_dot<WT, x_planes<WT>>(ring, off, pc, xi);
             }
             acc[r] = active ? v : 0.f;
         }
@@ -361,7 +364,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
 // (xstage: the first stage beneath it, stages where it lies past the ring, -1 where x is not
 // staged; xoff: its byte offset), the dynamic shared memory and the blocks an SM with it.
 struct ring_plan {
-    int stages, pre, xstage, xoff, per_sm, sms;
+    int stages, pre, xstage, xoff, part_off, per_sm, sms;
     int64_t dyn;
 };
 
@@ -391,6 +394,10 @@ struct plan_key {
 //   Q5_1, whose rings at K 14336 (a block alone on its SM) then hold one more stage before x's
 //   staging area (+0.8 to +3.7 at 4096x14336 in two calls); the others lost up to 2.8 or did not
 //   move with it
+// - x_past_ring: x's staging area may run past the ring where a block of 14 or more computing warps
+//   (Q6_K: K over 12288) is alone on its SM, for one more stage before it (find_plan): Q6_K +3.6 at
+//   4096x14336 and +1.7 at 8192x28672 (parts of K 14336); at K 9472 (3584x18944's parts) Q6_K
+//   lost 2.4, at K 14336 the product-bound formats up to 4.2, the others moved -0.5..+0.6
 template <int WT>
 constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
                                WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q2;
@@ -400,6 +407,7 @@ constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT 
                            WT == MLXN_DTYPE_MLX_Q6;
 template <int WT> constexpr bool two_early = WT == MLXN_DTYPE_MLX_Q4;
 template <int WT> constexpr int ring_limit = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_1 ? 224 * 1024 : 200 * 1024;
+template <int WT> constexpr bool x_past_ring = WT == MLXN_DTYPE_Q6_K;
 
 // The ring of qmm_stream<WT, RT, UA>: as many stages as the shared memory leaves to the blocks the
 // registers allow per SM.
@@ -454,11 +462,26 @@ template <int WT, int RT, bool UA> cudaError_t find_plan(const plan_key &k, ring
         p.pre = (int)stages;
     else if (!product_bound<WT> && (two_early<WT> || 2 * p.per_sm * stage <= (int64_t)sm_smem * 6 / 10))
         p.pre = 2;
-    p.xstage = -1, p.xoff = 0;
+    p.xstage = -1, p.xoff = 0, p.part_off = (int)(stages * stage + 16);
     if (xout) {
         p.xstage = (int)stages, p.xoff = (int)(stages * pstage + 16);
     } else if (k.xok && stages * stage - xb >= p.pre * stage) {
         p.xoff = (int)(stages * stage - xb), p.xstage = p.xoff / (int)stage;
+    }
+    // x_past_ring: x's staging area from 16 bytes into a stage (the stage before it may read a word
+    // past its last row), running past the ring into the shared memory left under the limit, where
+    // that leaves more stages before it, up to four (bench/NOTES.md sessions 49-51); part then
+    // follows it
+    if (x_past_ring<WT> && !xout && k.xok && p.per_sm == 1 && threads >= 32 + 14 * 32) {
+        const int64_t parts = stages * (pstage - stage);
+        for (int64_t j = stages - 1 < 4 ? stages - 1 : 4; j > p.xstage && j >= p.pre; j--) {
+            const int64_t xend = j * stage + 16 + xb, end = xend > stages * stage ? xend : stages * stage;
+            if (end + parts <= share && end + 16 + parts <= ring_limit<WT>) {
+                p.xstage = (int)j, p.xoff = (int)(j * stage + 16), p.part_off = (int)(end + 16);
+                p.dyn = end + 16 + parts;
+                break;
+            }
+        }
     }
     return cudaSuccess;
 }
@@ -536,7 +559,8 @@ cudaError_t launch_tiles(const mlxn_qmatmul_args &a, const mlx_rows &m, const ri
     const int64_t outs = a.glu ? RT / 2 : RT, n_out = a.glu ? a.N / 2 : a.N;
     const int64_t tiles = (n_out + outs - 1) / outs, cap = (int64_t)p.sms * p.per_sm;
     return launch(qmm_stream<WT, RT, UA>, dim3((unsigned)(tiles < cap ? tiles : cap)), dim3((unsigned)h.threads),
-                  (size_t)p.dyn, s, pdl, a, p.stages, p.pre, (int)h.row_bytes, (int)h.row_slot, m, p.xstage, p.xoff);
+                  (size_t)p.dyn, s, pdl, a, p.stages, p.pre, (int)h.row_bytes, (int)h.row_slot, m, p.xstage, p.xoff,
+                  p.part_off);
 }
 
 // The tile rows and the ring of a launch. 8 rows a tile (more work between a warp's reductions)
