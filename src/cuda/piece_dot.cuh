@@ -1,5 +1,6 @@
 // Integer dot products of one 32-element piece of a GGML or MLX row of W (bytes in shared
-// memory) with x's piece as 22-bit integers split into byte planes (xint), four codes a dp4a:
+// memory) with x's piece as 22-bit (or 15-bit) integers split into three (two) byte planes (xint),
+// four codes a dp4a:
 // the decode mat-vecs' inner step (qmatmul_stream.cu's streamed decode, qmatmul_id.cu's staged
 // MoE decode). `ring` is the shared array the bytes lie in, `off` their offset from it.
 // bench/NOTES.md ("qmatmul decode, streamed") has the precision budget.
@@ -87,22 +88,13 @@ template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 // harness's bound is 1e-5 of sum |x w|).
 // pf multiplies last: for |x| below ~2^-106 it is subnormal, and a block scale times it loses bits
 // where the total (around 2^21 times the scale) times it does not.
-// With two planes (x_planes, the formats bound by their products: two dp4a a word instead of
-// three) q is 15 bits, q = 2^8 h + l (|q| <= 2^15 - 1: the largest element clamped where rounding
+// With two planes (qmatmul_stream.cu's x_planes, the formats bound by their products: two dp4a a
+// word instead of three) q is 15 bits, q = 2^8 h + l (|q| <= 2^15 - 1: the largest element clamped where rounding
 // reaches 2^15) and m is not used.
 struct xint {
     uint32_t h[8], m[8], l[8];
     float pf, sum[2]; // 2^-s, and the sums of the q of elements 0-15 and 16-31 (for offsets)
 };
-
-// The planes a kernel gives x: two for the formats bound by their products in the streamed decode
-// (rows of 128+ pieces, which average the pieces' rounding: bench/NOTES.md, "x in two byte
-// planes"); three elsewhere (the MoE decode's rows may be 8 pieces long)
-template <int WT>
-constexpr int x_planes = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
-                                 WT == MLXN_DTYPE_Q3_K
-                             ? 2
-                             : 3;
 
 // Byte b of x's word k is element 4k + b of the piece, or for IQ4 the order its byte permutes
 // produce (iq4_dot), or for MLX's codes other than 8-bit the order in which they come out of the

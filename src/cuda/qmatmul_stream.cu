@@ -21,10 +21,10 @@
 //    before the previous kernel ends (PDL); the rest of the ring waits until the computing warps
 //    have issued x's loads, so that those do not queue behind it, and any stages beneath x's
 //    staging area until x is read (shorter rows: every stage early).
-//  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
-//    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
-//    word of four codes takes three dp4a; block scales and offsets (through each piece's sum of
-//    x) apply once per piece.
+//  - Integer dot products: x's piece as 22-bit integers split into three bytes (15-bit in two for
+//    the formats bound by their products: x_planes), codes as bytes (2- to 6-bit codes assembled
+//    into bytes, IQ4 codes looked up by byte permutes), so that a word of four codes takes three
+//    dp4a (two); block scales and offsets (through each piece's sum of x) apply once per piece.
 #include <stdint.h>
 
 #include <mutex>
@@ -44,6 +44,38 @@ using namespace mlxn_cuda;
 constexpr int MAX_STAGES = 8;
 constexpr int MAX_PIECES = 512;       // a computing thread per piece
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
+
+// Settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47, 48, 49
+// and 51; find_plan and launch_rows apply them, qmm_stream x_planes):
+// - product_bound: the formats bound by their products rather than by W's bytes (55-75% of copy
+//   where the others read 85-99), for which x early counts more than W's tiles early: one tile
+//   before the PDL wait from K 4096, two rather than three under the K 14336 rule
+// - rt4_k4096: 4-row tiles at K 4096 (+1 to +7 points; the other formats even or slower)
+// - two_early: two tiles before the PDL wait beyond find_plan's 60% bound (MLX 4-bit: +1.5 and
+//   +2.0 at 14336x4096 in two sessions, where Q4_0's rows of the same bytes lost 5)
+// - ring_limit: a block's dynamic shared memory at most (of sm_90's 227 KB): 224 KB for Q4_1 and
+//   Q5_1, whose rings at K 14336 (a block alone on its SM) then hold one more stage before x's
+//   staging area (+0.8 to +3.7 at 4096x14336 in two calls); the others lost up to 2.8 or did not
+//   move with it
+// - x_past_ring: x's staging area may run past the ring where a block of 14 or more computing warps
+//   (Q6_K: K over 12288) is alone on its SM, for one more stage before it (find_plan): Q6_K +3.6 at
+//   4096x14336 and +1.7 at 8192x28672 (parts of K 14336); at K 9472 (3584x18944's parts) Q6_K
+//   lost 2.4, at K 14336 the product-bound formats up to 4.2, the others moved -0.5..+0.6
+// - x_planes: x's byte planes (make_xint), two for the product-bound GGML formats (two dp4a a word
+//   of codes instead of three: +0.2 to +4.7; rows of 128+ pieces here average the pieces' coarser
+//   rounding, where the MoE decode's rows of 8 pieces keep three: bench/NOTES.md, "x in two byte
+//   planes"), three for the others
+template <int WT>
+constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
+                               WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q2;
+template <int WT>
+constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_K ||
+                           WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 ||
+                           WT == MLXN_DTYPE_MLX_Q6;
+template <int WT> constexpr bool two_early = WT == MLXN_DTYPE_MLX_Q4;
+template <int WT> constexpr int ring_limit = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_1 ? 224 * 1024 : 200 * 1024;
+template <int WT> constexpr bool x_past_ring = WT == MLXN_DTYPE_Q6_K;
+template <int WT> constexpr int x_planes = product_bound<WT> && !piece_fmt<WT>::MLX ? 2 : 3;
 
 // MLX weights' scales and biases ([N, K / group] each, f16 or bf16): a tile's rows of them follow
 // its rows of codes in the stage (srow bytes a row, scales then biases).
@@ -381,33 +413,6 @@ struct plan_key {
                short_k == o.short_k;
     }
 };
-
-// Launch settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47,
-// 48 and 49; find_plan and launch_rows apply them):
-// - product_bound: the formats bound by their products rather than by W's bytes (55-75% of copy
-//   where the others read 85-99), for which x early counts more than W's tiles early: one tile
-//   before the PDL wait from K 4096, two rather than three under the K 14336 rule
-// - rt4_k4096: 4-row tiles at K 4096 (+1 to +7 points; the other formats even or slower)
-// - two_early: two tiles before the PDL wait beyond find_plan's 60% bound (MLX 4-bit: +1.5 and
-//   +2.0 at 14336x4096 in two sessions, where Q4_0's rows of the same bytes lost 5)
-// - ring_limit: a block's dynamic shared memory at most (of sm_90's 227 KB): 224 KB for Q4_1 and
-//   Q5_1, whose rings at K 14336 (a block alone on its SM) then hold one more stage before x's
-//   staging area (+0.8 to +3.7 at 4096x14336 in two calls); the others lost up to 2.8 or did not
-//   move with it
-// - x_past_ring: x's staging area may run past the ring where a block of 14 or more computing warps
-//   (Q6_K: K over 12288) is alone on its SM, for one more stage before it (find_plan): Q6_K +3.6 at
-//   4096x14336 and +1.7 at 8192x28672 (parts of K 14336); at K 9472 (3584x18944's parts) Q6_K
-//   lost 2.4, at K 14336 the product-bound formats up to 4.2, the others moved -0.5..+0.6
-template <int WT>
-constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
-                               WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q2;
-template <int WT>
-constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT == MLXN_DTYPE_Q5_K ||
-                           WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q3 || WT == MLXN_DTYPE_MLX_Q5 ||
-                           WT == MLXN_DTYPE_MLX_Q6;
-template <int WT> constexpr bool two_early = WT == MLXN_DTYPE_MLX_Q4;
-template <int WT> constexpr int ring_limit = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_1 ? 224 * 1024 : 200 * 1024;
-template <int WT> constexpr bool x_past_ring = WT == MLXN_DTYPE_Q6_K;
 
 // The ring of qmm_stream<WT, RT, UA>: as many stages as the shared memory leaves to the blocks the
 // registers allow per SM.
