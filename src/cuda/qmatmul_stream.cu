@@ -60,7 +60,8 @@ constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 // - x_past_ring: x's staging area may run past the ring where a block of 14 or more computing warps
 //   (Q6_K: K over 12288) is alone on its SM, for one more stage before it (find_plan): Q6_K +3.6 at
 //   4096x14336 and +1.7 at 8192x28672 (parts of K 14336); at K 9472 (3584x18944's parts) Q6_K
-//   lost 2.4, at K 14336 the product-bound formats up to 4.2, the others moved -0.5..+0.6
+//   lost 2.4, the others moved -0.5..+0.6 (the product-bound formats' losses of up to 4.2 at K
+//   14336 came with part's offset as a kernel argument, not from their plans: qmm_stream's part)
 // - x_planes: x's byte planes (make_xint), two for the product-bound GGML formats (two dp4a a word
 //   of codes instead of three: +0.2 to +4.7; rows of 128+ pieces here average the pieces' coarser
 //   rounding, where the MoE decode's rows of 8 pieces keep three: bench/NOTES.md, "x in two byte
@@ -204,8 +205,11 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
                 l |= lead_of(i, r) << 4 * r;
         return l;
     };
-    // the partial sums after the ring: per stage, computing warp, row
-    float *part = reinterpret_cast<float *>(ring + part_off);
+    // the partial sums after the ring (per stage, computing warp, row), or past x's staging area
+    // where x_past_ring placed it there (part_off); the other formats' kernels compute the offset
+    // as before part_off was an argument: taking it from the argument cost the product-bound
+    // formats 1.5-2.3 points at K 14336 (bench/NOTES.md, session 52)
+    float *part = reinterpret_cast<float *>(ring + (x_past_ring<WT> ? (size_t)part_off : (size_t)stages * stage_bytes + 16));
 
     if (tid == 0) {
         for (int s = 0; s < stages; s++) {
