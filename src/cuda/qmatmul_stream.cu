@@ -158,8 +158,9 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
                                                           int part_off)
 {
     constexpr int PE = piece_fmt<WT>::PE;
-    // stages x RT rows, x's staging area in their last stages (it may run past them), 16 bytes of
-    // slack, part at part_off, x's staging area there where it lies past the ring (find_plan)
+    // stages x RT rows, 16 bytes of slack, then part; x's staging area in the ring's last stages,
+    // or past part (find_plan's xout), or for x_past_ring from inside the ring to past its end,
+    // part then following it at part_off
     extern __shared__ __align__(128) uint8_t ring[];
     __shared__ uint64_t full[MAX_STAGES], empty[MAX_STAGES]; // bytes landed / tile consumed
     __shared__ double dred[32];
