@@ -1,6 +1,5 @@
 // Integer dot products of one 32-element piece of a GGML or MLX row of W (bytes in shared
-// memory) with x's piece as 22-bit (or 15-bit) integers split into three (two) byte planes (xint),
-// four codes a dp4a:
+// memory) with x's piece as 22-bit integers split into byte planes (xint), four codes a dp4a:
 // the decode mat-vecs' inner step (qmatmul_stream.cu's streamed decode, qmatmul_id.cu's staged
 // MoE decode). `ring` is the shared array the bytes lie in, `off` their offset from it.
 // bench/NOTES.md ("qmatmul decode, streamed") has the precision budget.
@@ -88,9 +87,6 @@ template <int WT> __host__ __device__ constexpr uint32_t piece_offset(int p)
 // harness's bound is 1e-5 of sum |x w|).
 // pf multiplies last: for |x| below ~2^-106 it is subnormal, and a block scale times it loses bits
 // where the total (around 2^21 times the scale) times it does not.
-// With two planes (qmatmul_stream.cu's x_planes, the formats bound by their products: two dp4a a
-// word instead of three) q is 15 bits, q = 2^8 h + l (|q| <= 2^15 - 1: the largest element clamped where rounding
-// reaches 2^15) and m is not used.
 struct xint {
     uint32_t h[8], m[8], l[8];
     float pf, sum[2]; // 2^-s, and the sums of the q of elements 0-15 and 16-31 (for offsets)
@@ -115,7 +111,7 @@ __device__ __forceinline__ float fmax_nan(float a, float b)
     return r;
 }
 
-template <int WT, int P = 3> __device__ __forceinline__ xint make_xint(const float (&x)[32])
+template <int WT> __device__ __forceinline__ xint make_xint(const float (&x)[32])
 {
     // the largest |x| (max.NaN keeps a NaN, whose bits are above Inf's)
     float mx[16];
@@ -129,9 +125,8 @@ template <int WT, int P = 3> __device__ __forceinline__ xint make_xint(const flo
     for (int j = 0; j < 4; j++)
         mx[j] = fmax_nan(mx[j], mx[j + 4]);
     mx[0] = fmax_nan(fmax_nan(mx[0], mx[2]), fmax_nan(mx[1], mx[3]));
-    static_assert(P == 2 || P == 3, "x in two or three byte planes");
     const int big = __float_as_int(mx[0]);
-    const int s = (P == 3 ? 21 : 14) - ((big >> 23) - 127); // largest < 2^(e + 1), times 2^s: < 2^22 (2^15)
+    const int s = 21 - ((big >> 23) - 127); // largest < 2^(e + 1), times 2^s: < 2^22
     // q = x 2^s rounded to nearest even by one FFMA: x 2^s + 1.5 2^23 has ulp 1, and its bits less
     // those of 1.5 2^23 are q (|q| <= 2^22). 2^s is a float for s <= 127; below that (|x| < 2^-106)
     // x is scaled by 2^(s - 127) first, exactly.
@@ -147,11 +142,7 @@ template <int WT, int P = 3> __device__ __forceinline__ xint make_xint(const flo
         for (int j = 0; j < 32; j++)
             q[j] = __float_as_int(fmaf(x[j] * g, f, 12582912.f)) - 0x4B400000;
     }
-    if constexpr (P == 2)
-#pragma unroll
-        for (int j = 0; j < 32; j++)
-            q[j] = q[j] < 32767 ? q[j] : 32767;
-    // the byte planes, four elements a word in xint_elem's order, by byte permutes
+    // the three byte planes, four elements a word in xint_elem's order, by byte permutes
     xint r;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
@@ -159,12 +150,8 @@ template <int WT, int P = 3> __device__ __forceinline__ xint make_xint(const flo
         const int c = q[xint_elem<WT>(k, 2)], d = q[xint_elem<WT>(k, 3)];
         const uint32_t lm01 = __byte_perm(a, b, 0x5140), lm23 = __byte_perm(c, d, 0x5140); // bytes 0, 1 of each
         r.l[k] = __byte_perm(lm01, lm23, 0x5410);
-        if constexpr (P == 2) {
-            r.h[k] = __byte_perm(lm01, lm23, 0x7632);
-        } else {
-            r.m[k] = __byte_perm(lm01, lm23, 0x7632);
-            r.h[k] = __byte_perm(__byte_perm(a, b, 0x0062), __byte_perm(c, d, 0x0062), 0x5410);
-        }
+        r.m[k] = __byte_perm(lm01, lm23, 0x7632);
+        r.h[k] = __byte_perm(__byte_perm(a, b, 0x0062), __byte_perm(c, d, 0x0062), 0x5410);
     }
     int sum[2] = {0, 0};
 #pragma unroll
@@ -193,19 +180,16 @@ template <bool SA, bool SB> __device__ __forceinline__ int dp4a(uint32_t a, uint
     return d;
 }
 
-// Adds codes word c (signed bytes or not) times x's word k to the sums of its P planes.
-template <bool SC, int P = 3> __device__ __forceinline__ void xint_dot(uint32_t c, const xint &x, int k, int (&a)[3])
+// Adds codes word c (signed bytes or not) times x's word k to the three sums.
+template <bool SC> __device__ __forceinline__ void xint_dot(uint32_t c, const xint &x, int k, int (&a)[3])
 {
     a[0] = dp4a<SC, true>(c, x.h[k], a[0]);
-    if constexpr (P == 3)
-        a[1] = dp4a<SC, false>(c, x.m[k], a[1]);
+    a[1] = dp4a<SC, false>(c, x.m[k], a[1]);
     a[2] = dp4a<SC, false>(c, x.l[k], a[2]);
 }
 
-template <int P = 3> __device__ __forceinline__ float xint_total(const int (&a)[3])
+__device__ __forceinline__ float xint_total(const int (&a)[3])
 {
-    if constexpr (P == 2)
-        return (float)(a[0] * 256 + a[2]);
     return fmaf((float)a[0], 65536.f, (float)(a[1] * 256 + a[2]));
 }
 
@@ -250,10 +234,8 @@ __device__ __forceinline__ void iq4_lookup(uint32_t w, uint32_t &v0, uint32_t &v
               pick >> 16);
 }
 
-// Piece p, whose block starts at ring + off, times x (in P planes: make_xint<WT, P>). Every format
-// takes three; IQ4_NL, IQ4_XS, Q2_K and Q3_K two as well (below).
-template <int WT, int P = 3>
-__device__ __forceinline__ float piece_dot(const uint8_t *ring, uint32_t off, int p, const xint &x);
+// Piece p, whose block starts at ring + off, times x.
+template <int WT> __device__ __forceinline__ float piece_dot(const uint8_t *ring, uint32_t off, int p, const xint &x);
 
 // Q4_0 / Q4_1 / Q8_0 / Q5_0 / Q5_1 / IQ4_NL: a piece is a block; code byte j of the 4-bit
 // formats holds elements j (low nibble) and j + 16 (high), Q5's fifth bits are bits j and j + 16
@@ -330,7 +312,7 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q5_1>(const ui
 // Q2_K / Q3_K: piece u (0..7) of a super-block is its 32-element unit u: field 2 (u % 4) of code
 // bytes 32 (u / 4) .. + 31 (and for Q3_K bit u of the 32 high-mask bytes, the code's bit 2), a
 // scale (and Q2_K a min) per 16 elements: sums per 16.
-template <int P> __device__ __forceinline__ float q2_k_piece(const uint8_t *ring, uint32_t off, int p, const xint &x)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q2_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     // the unit's field dotted where it lies (codes times 2^sh: one AND a word, no shift), the
     // 2^sh taken out of the scale
@@ -340,16 +322,16 @@ template <int P> __device__ __forceinline__ float q2_k_piece(const uint8_t *ring
     int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        xint_dot<false, P>(q[i] & field, x, i, a[i >> 2]);
+        xint_dot<false>(q[i] & field, x, i, a[i >> 2]);
     const uint32_t dm = reinterpret_cast<const uint32_t *>(ring)[(off + 80) >> 2];
     const uint32_t s0 = ring[off + 2 * u], s1 = ring[off + 2 * u + 1]; // scale | min << 4
     const float d = half_in(dm, 0) * pow2f(-sh);
     const float dmin = half_in(dm, 1);
-    return x.pf * (d * ((float)(s0 & 15) * xint_total<P>(a[0]) + (float)(s1 & 15) * xint_total<P>(a[1])) -
+    return x.pf * (d * ((float)(s0 & 15) * xint_total(a[0]) + (float)(s1 & 15) * xint_total(a[1])) -
                    dmin * ((float)(s0 >> 4) * x.sum[0] + (float)(s1 >> 4) * x.sum[1]));
 }
 
-template <int P> __device__ __forceinline__ float q3_k_piece(const uint8_t *ring, uint32_t off, int p, const xint &x)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q3_K>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     // 3-bit codes: bits 0-1 the unit's field (bits 2 (u % 4) of code bytes 32 (u / 4)..), bit 2 bit u
     // of the mask bytes, each read from the bit that lands there (the mask's from 2 bits before its
@@ -361,7 +343,7 @@ template <int P> __device__ __forceinline__ float q3_k_piece(const uint8_t *ring
     int a[2][3] = {{0, 0, 0}, {0, 0, 0}};
 #pragma unroll
     for (int i = 0; i < 8; i++)
-        xint_dot<false, P>((q[i] & 0x03030303u) | (hm[i] & 0x04040404u), x, i, a[i >> 2]);
+        xint_dot<false>((q[i] & 0x03030303u) | (hm[i] & 0x04040404u), x, i, a[i >> 2]);
     // the 6-bit scales j = 2u, 2u + 1: 4 low bits from byte j % 8 (shifted by 4 (j / 8)), 2 high bits
     // from byte 8 + j % 4 (shifted by 2 (j / 4)) of the 12 at 96; both bytes of each kind adjacent
     // (2u even), so two 16-bit loads give the two scales as the bytes of v
@@ -369,8 +351,8 @@ template <int P> __device__ __forceinline__ float q3_k_piece(const uint8_t *ring
     const uint32_t lo = *reinterpret_cast<const uint16_t *>(sc + (2 * u & 7));
     const uint32_t hi = *reinterpret_cast<const uint16_t *>(sc + 8 + (2 * u & 3));
     const uint32_t v = (lo >> (4 * (u >> 2)) & 0x0F0Fu) | (hi >> (2 * (u >> 1)) << 4 & 0x3030u);
-    const float r = (float)((int)(v & 0xFFu) - 32) * (xint_total<P>(a[0]) - 4.f * x.sum[0]) +
-                    (float)((int)(v >> 8) - 32) * (xint_total<P>(a[1]) - 4.f * x.sum[1]);
+    const float r = (float)((int)(v & 0xFFu) - 32) * (xint_total(a[0]) - 4.f * x.sum[0]) +
+                    (float)((int)(v >> 8) - 32) * (xint_total(a[1]) - 4.f * x.sum[1]);
     return half_at(ring, off + 108) * r * x.pf;
 }
 
@@ -441,27 +423,27 @@ template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_Q6_K>(const ui
 // IQ4_NL / IQ4_XS: the code book's values looked up by byte permutes (x's words in their order,
 // xint_elem); an IQ4_XS piece is block ib (0..7) of a super-block, with a 6-bit scale (4 bits of
 // scales_l, 2 of scales_h) times d.
-template <int P> __device__ __forceinline__ void iq4_dot(const uint32_t *w, const xint &x, int (&a)[3])
+__device__ __forceinline__ void iq4_dot(const uint32_t *w, const xint &x, int (&a)[3])
 {
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         uint32_t v0, v1;
         iq4_lookup(w[i], v0, v1);
-        xint_dot<true, P>(v0, x, 2 * i, a);
-        xint_dot<true, P>(v1, x, 2 * i + 1, a);
+        xint_dot<true>(v0, x, 2 * i, a);
+        xint_dot<true>(v1, x, 2 * i + 1, a);
     }
 }
 
-template <int P> __device__ __forceinline__ float iq4_nl_piece(const uint8_t *ring, uint32_t off, int, const xint &x)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_NL>(const uint8_t *ring, uint32_t off, int, const xint &x)
 {
     uint32_t w[4];
     smem_bits<4>(ring, off + 2, 0, w);
     int a[3] = {0, 0, 0};
-    iq4_dot<P>(w, x, a);
-    return half_at(ring, off) * xint_total<P>(a) * x.pf;
+    iq4_dot(w, x, a);
+    return half_at(ring, off) * xint_total(a) * x.pf;
 }
 
-template <int P> __device__ __forceinline__ float iq4_xs_piece(const uint8_t *ring, uint32_t off, int p, const xint &x)
+template <> __device__ __forceinline__ float piece_dot<MLXN_DTYPE_IQ4_XS>(const uint8_t *ring, uint32_t off, int p, const xint &x)
 {
     const int ib = p & 7;
     const uint32_t *q = reinterpret_cast<const uint32_t *>(ring) + (off >> 2); // aligned: d, scales_h, scales_l
@@ -469,26 +451,10 @@ template <int P> __device__ __forceinline__ float iq4_xs_piece(const uint8_t *ri
     const uint2 c0 = c[0], c1 = c[1];
     const uint32_t w[4] = {c0.x, c0.y, c1.x, c1.y}, h = q[0];
     int a[3] = {0, 0, 0};
-    iq4_dot<P>(w, x, a);
+    iq4_dot(w, x, a);
     const int ls = (int)((q[1] >> (4 * ib) & 15) | (h >> (16 + 2 * ib) & 3) << 4);
     const float d = half_in(h, 0);
-    return d * (float)(ls - 32) * xint_total<P>(a) * x.pf;
-}
-
-// The formats that take x in two planes as well as three (the others' piece_dot are the
-// specializations for three above)
-template <int WT, int P> __device__ __forceinline__ float piece_dot(const uint8_t *ring, uint32_t off, int p, const xint &x)
-{
-    if constexpr (WT == MLXN_DTYPE_Q2_K) {
-        return q2_k_piece<P>(ring, off, p, x);
-    } else if constexpr (WT == MLXN_DTYPE_Q3_K) {
-        return q3_k_piece<P>(ring, off, p, x);
-    } else if constexpr (WT == MLXN_DTYPE_IQ4_NL) {
-        return iq4_nl_piece<P>(ring, off, p, x);
-    } else {
-        static_assert(WT == MLXN_DTYPE_IQ4_XS, "piece_dot: no piece of this format in this many planes");
-        return iq4_xs_piece<P>(ring, off, p, x);
-    }
+    return d * (float)(ls - 32) * xint_total(a) * x.pf;
 }
 
 // MLX 3- and 6-bit codes: three words of a piece's bit stream (bytes 0-11) hold four 3-byte

@@ -21,10 +21,12 @@
 //    before the previous kernel ends (PDL); the rest of the ring waits until the computing warps
 //    have issued x's loads, so that those do not queue behind it, and any stages beneath x's
 //    staging area until x is read (shorter rows: every stage early).
-//  - Integer dot products: x's piece as 22-bit integers split into three bytes (15-bit in two for
-//    the formats bound by their products: x_planes), codes as bytes (2- to 6-bit codes assembled
-//    into bytes, IQ4 codes looked up by byte permutes), so that a word of four codes takes three
-//    dp4a (two); block scales and offsets (through each piece's sum of x) apply once per piece.
+//  - Integer dot products: x's piece as 22-bit integers split into three bytes, codes as bytes
+//    (2- to 6-bit codes assembled into bytes, IQ4 codes looked up by byte permutes), so that a
+//    word of four codes takes three dp4a; block scales and offsets (through each piece's sum of x)
+//    apply once per piece. (x as 15-bit integers in two planes, two dp4a a word, was faster but
+//    misses the harness's bound where a few elements carry a row: bench/NOTES.md, "x in two byte
+//    planes".)
 #include <stdint.h>
 
 #include <mutex>
@@ -46,7 +48,7 @@ constexpr int MAX_PIECES = 512;       // a computing thread per piece
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 
 // Settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47, 48, 49
-// and 51; find_plan and launch_rows apply them, qmm_stream x_planes):
+// and 51; find_plan and launch_rows apply them):
 // - product_bound: the formats bound by their products rather than by W's bytes (55-75% of copy
 //   where the others read 85-99), for which x early counts more than W's tiles early: one tile
 //   before the PDL wait from K 4096, two rather than three under the K 14336 rule
@@ -62,10 +64,6 @@ constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 //   4096x14336 and +1.7 at 8192x28672 (parts of K 14336); at K 9472 (3584x18944's parts) Q6_K
 //   lost 2.4, the others moved -0.5..+0.6 (the product-bound formats' losses of up to 4.2 at K
 //   14336 came with part's offset as a kernel argument, not from their plans: qmm_stream's part)
-// - x_planes: x's byte planes (make_xint), two for the product-bound GGML formats (two dp4a a word
-//   of codes instead of three: +0.2 to +4.7; rows of 128+ pieces here average the pieces' coarser
-//   rounding, where the MoE decode's rows of 8 pieces keep three: bench/NOTES.md, "x in two byte
-//   planes"), three for the others
 template <int WT>
 constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
                                WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q2;
@@ -76,7 +74,6 @@ constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT 
 template <int WT> constexpr bool two_early = WT == MLXN_DTYPE_MLX_Q4;
 template <int WT> constexpr int ring_limit = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_1 ? 224 * 1024 : 200 * 1024;
 template <int WT> constexpr bool x_past_ring = WT == MLXN_DTYPE_Q6_K;
-template <int WT> constexpr int x_planes = product_bound<WT> && !piece_fmt<WT>::MLX ? 2 : 3;
 
 // MLX weights' scales and biases ([N, K / group] each, f16 or bf16): a tile's rows of them follow
 // its rows of codes in the stage (srow bytes a row, scales then biases).
@@ -350,7 +347,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
                 x[j] = active ? x[j] * inv * __ldg(a.norm_w + k0 + j) : 0.f;
         }
     }
-    const xint xi = make_xint<WT, x_planes<WT>>(x);
+    const xint xi = make_xint<WT>(x);
     const uint32_t sgoff = MLX ? (uint32_t)(PE * pc / m.group) * 2 : 0; // the piece's scale in a row of them
 
     int s = 0; // as the producer's
@@ -367,7 +364,7 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
                 const uint32_t soff = (uint32_t)(s * stage_bytes + RT * row_slot + r * m.srow) + sgoff;
                 v = mlx_dot<WT>(ring, off, soff, soff + RT * m.srow, m.bf16, xi);
             } else {
-                v = piece_dot<WT, x_planes<WT>>(ring, off, pc, xi);
+                v = piece_dot<WT>(ring, off, pc, xi);
             }
             acc[r] = active ? v : 0.f;
         }
