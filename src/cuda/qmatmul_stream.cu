@@ -469,6 +469,8 @@ template <int WT, int RT, bool UA> cudaError_t find_plan(const plan_key &k, ring
         p.pre = (int)stages;
     else if (!product_bound<WT> && (two_early<WT> || 2 * p.per_sm * stage <= (int64_t)sm_smem * 6 / 10))
         p.pre = 2;
+    // part right after the ring: the kernels but Q6_K's form this same offset themselves (qmm_stream's
+    // part: taken from the argument it cost them 1.5-2.3 points), so the two must stay alike
     p.xstage = -1, p.xoff = 0, p.part_off = (int)(stages * stage + 16);
     if (xout) {
         p.xstage = (int)stages, p.xoff = (int)(stages * pstage + 16);
