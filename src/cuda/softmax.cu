@@ -505,6 +505,25 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
 #endif
 }
 
+// How many clusters of cl blocks of `kernel` (SH_TH threads and smem bytes of shared memory each)
+// run at once on the current device (a cluster size over 8 must be allowed first)
+template <typename K> cudaError_t max_clusters(K kernel, unsigned cl, size_t smem, int *n)
+{
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = cl;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(cl);
+    cfg.blockDim = dim3(SH_TH);
+    cfg.dynamicSmemBytes = smem;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    *n = 0;
+    return cudaOccupancyMaxActiveClusters(n, kernel, &cfg);
+}
+
 // Whether clusters of 16 of `kernel` (a size the hardware does not promise) run on device dev:
 // asked once per device and kernel (known, yes: bits per device, the caller's per kernel), at the
 // largest slice `smem` (one block an SM; a smaller slice only lets more share an SM), after
@@ -518,21 +537,10 @@ cudaError_t wide_clusters(K kernel, int dev, size_t smem, unsigned long long &kn
     *ok = __atomic_load_n(&yes, __ATOMIC_RELAXED) >> dev & 1;
     if (__atomic_load_n(&known, __ATOMIC_RELAXED) >> dev & 1)
         return cudaSuccess;
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = 16;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.gridDim = dim3(16);
-    cfg.blockDim = dim3(SH_TH);
-    cfg.dynamicSmemBytes = smem;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
     int clusters = 0;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+        e = max_clusters(kernel, 16, smem, &clusters);
     if (e != cudaSuccess)
         return e;
     *ok = clusters > 0;
@@ -542,13 +550,51 @@ cudaError_t wide_clusters(K kernel, int dev, size_t smem, unsigned long long &kn
     return cudaSuccess;
 }
 
+// Rows whose slices in clusters of 8 take an SM each (over about half its shared memory): the
+// cluster size of 5 to 8 blocks whose slices fit (cap) with the fewest rounds of rows times the
+// slice, a round being as many rows as clusters run at once. 64 x 262144 f32 on an H100: 15
+// clusters of 8 run at once (5 rounds of an eighth of a row), 22 of 5 (3 rounds of a fifth),
+// 79.7 -> 82.5% of copy; a row alone keeps 8 (bench/NOTES.md, softmax). Ties keep the larger
+// size. The counts are asked once per device and size (known, the caller's per kernel: with
+// one block an SM they do not depend on the slice).
+template <typename K>
+cudaError_t lone_cluster_size(K kernel, const mlxn_softmax_args &a, int64_t words, size_t cap, int dev,
+                              int (&known)[64][4], unsigned *cl)
+{
+    int64_t best_rounds = 0;
+    *cl = 8; // also where 8's slices do not fit (the caller then passes on to 16)
+    for (unsigned c = 8; c >= 5; c--) {
+        const int64_t per = (words + c - 1) / c;
+        if ((size_t)per * 16 * (a.mask.base ? 2 : 1) > cap) // (smaller clusters have larger slices)
+            break;
+        int n = dev < 64 ? __atomic_load_n(&known[dev][c - 5], __ATOMIC_RELAXED) : 0;
+        if (n <= 0) {
+            const cudaError_t e = max_clusters(kernel, c, cap, &n);
+            if (e != cudaSuccess)
+                return e;
+            if (n <= 0)
+                continue;
+            if (dev < 64)
+                __atomic_store_n(&known[dev][c - 5], n, __ATOMIC_RELAXED);
+        }
+        const int64_t rounds = (a.n_rows + n - 1) / n;
+        if (best_rounds == 0 || rounds * *cl < best_rounds * c) { // rounds / c < best_rounds / *cl
+            best_rounds = rounds;
+            *cl = c;
+        }
+    }
+    return cudaSuccess;
+}
+
 // The shared-memory cluster kernel where a block's slice of x and mask fits: clusters of 8 blocks,
-// two an SM where the slices allow (up to ~111 KB) else one (~227 KB); clusters of 16 (where the
-// GPU runs them) only for rows that 8 cannot hold (one block an SM in 8 measured faster than two
-// in 16: bench/NOTES.md, softmax). *done false: the caller takes the generic kernel.
+// two an SM where the slices allow (up to ~111 KB) else one (~227 KB; then 5 to 8 blocks,
+// lone_cluster_size); clusters of 16 (where the GPU runs them) only for rows that 8 cannot hold
+// (one block an SM in 8 measured faster than two in 16: bench/NOTES.md, softmax). *done false:
+// the caller takes the generic kernel.
 template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
 {
     static unsigned long long smem_done, wide_known, wide_yes; // per kernel, bits per device
+    static int lone_known[64][4];                              // per kernel, device and size
     auto kernel = softmax_rows_shared<T, V>;
     const int64_t words = a.n / (16 / (int64_t)sizeof(T));
     *done = false;
@@ -567,12 +613,15 @@ template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args 
         if (!runs && (e = wide_clusters(kernel, dev, caps[1], wide_known, wide_yes, &runs)) != cudaSuccess)
             break;
         for (int c = 0; c < 2 && runs; c++) {
-            const int64_t per = (words + cl - 1) / cl; // words a block
+            unsigned size = cl;
+            if (cl == 8 && c == 1 && (e = lone_cluster_size(kernel, a, words, caps[1], dev, lone_known, &size)) != cudaSuccess)
+                return e;
+            const int64_t per = (words + size - 1) / size; // words a block
             const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
-            if (smem > caps[c] || a.n_rows > INT32_MAX / cl) // one row a cluster: the grid's x is under 2^31
+            if (smem > caps[c] || a.n_rows > INT32_MAX / size) // one row a cluster: the grid's x is under 2^31
                 continue;
             *done = true;
-            return launch_clustered(kernel, dim3((unsigned)(a.n_rows * cl)), dim3(SH_TH), smem, s, pdl, cl, a, per);
+            return launch_clustered(kernel, dim3((unsigned)(a.n_rows * size)), dim3(SH_TH), smem, s, pdl, size, a, per);
         }
     }
     return e;
