@@ -151,8 +151,8 @@ void test_softmax(test_devices *devs, rng *g)
         {2, {3, 40000}, 0, false}, {2, {2, 200000}, 0, false}, {2, {100, 16392}, 0, false},
         {2, {1, 500000}, 0, false}, {2, {2, 20001}, 0, false},
         /* slices that take an SM alone in clusters of 8 (f32 and 16-bit masked 250000, f32 masked
-         * 150000; 16-bit 500000 above), more rows than clusters run at once (15 of 8 on an H100),
-         * slices ragged */
+         * 150000; 16-bit 500000 above), more rows than clusters of 8 run at once (15 on an H100),
+         * so lone_cluster_size takes smaller clusters (5 to 7 there); slices ragged */
         {2, {17, 250000}, 0, false}, {2, {17, 150000}, 0, false},
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
