@@ -576,8 +576,8 @@ typedef struct act_row {
 } act_row;
 
 /* SwiGLU / GeGLU over a prefill's FFN activations (4096 tokens x 14336), plain activations;
- * softmax over attention-score rows (32 heads x 512 queries x 4096 keys) and vocabulary rows (Qwen's
- * 151936, Gemma 3's 262144). */
+ * softmax over attention-score rows (32 heads x 512 queries x 4096 keys; shorter rows: 32 x 4096
+ * queries x 512 keys, 32 x 1024 x 2048) and vocabulary rows (Qwen's 151936, Gemma 3's 262144). */
 static const act_row act_rows[] = {
     {ROW_ACT, MLXN_ACT_SILU, true, false, MLXN_DTYPE_BF16, 4096, 14336},
     {ROW_ACT, MLXN_ACT_GELU_TANH, true, false, MLXN_DTYPE_BF16, 4096, 14336},
@@ -589,6 +589,8 @@ static const act_row act_rows[] = {
     {ROW_SOFTMAX, 0, false, true, MLXN_DTYPE_F32, 256, 151936},
     {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 256, 151936},
     {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 64, 262144},
+    {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 131072, 512},
+    {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 32768, 2048},
 };
 
 typedef struct act_ctx {

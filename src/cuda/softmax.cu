@@ -1,10 +1,10 @@
-// The softmax family on CUDA. Rows of up to 16384 elements, 16-byte aligned, are held in
-// registers (runs of 8 elements, 16-byte accesses), so a row is read once and written once, the
-// max and the sum being two block reductions: on sm_90 their loads run ahead through a ring of
-// shared-memory stages filled by the bulk copy engine, else they are read straight into
-// registers; longer rows take a cluster of blocks a row, each block's slice of it read once into
-// shared memory. Other rows take two passes (the second read mostly from L2), each thread keeping
-// a running (max, sum of exp) over its elements, merged across the block.
+// The softmax family on CUDA. On sm_90, rows of 16-byte aligned 16-byte words are read once into
+// shared memory and written once: a block a row where x and mask take up to 32 KB, else a cluster
+// of blocks a row, each block's slice of it. Rows of up to 16384 elements, 16-byte aligned, that
+// these do not take (and all of them before sm_90) are held in registers (runs of 8 elements,
+// 16-byte accesses), the max and the sum being two block reductions. Other rows take two passes
+// (the second read mostly from L2), each thread keeping a running (max, sum of exp) over its
+// elements, merged across the block.
 #include "../core/softmax_math.h"
 #include "block_reduce.cuh"
 #include "bulk_copy.cuh"
@@ -66,10 +66,7 @@ __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args 
 }
 
 // One row's softmax with the row in registers, by TH threads holding up to R runs of RUN
-// elements each: this thread's runs of the row's `runs` of x (and mask), read from global or
-// shared memory, are stored to y.
-// `read_done` runs in every thread once all of the block's threads have read x and mask
-// (after the max's block barrier), for a caller that refills them.
+// elements each: this thread's runs of the row's `runs` of x (and mask) are stored to y.
 // The max comes first (one block reduction), then exp(z - max) once per element, kept for the
 // output, and its sum (a second): one expf per element and a reciprocal per row, where the
 // one-pass running (max, sum) of the generic kernel takes two expf and a division per element.
@@ -77,9 +74,9 @@ __global__ void __launch_bounds__(THREADS) softmax_rows(const mlxn_softmax_args 
 // 0 any (mask, softcap, log: selected per element), 1 softmax and 2 log-softmax of rows without
 // mask or softcap, which then run without the ~6 selects an element of ~20 instructions
 // (bench/NOTES.md, softmax).
-template <int V, typename T, int TH, int R, typename F>
+template <int V, typename T, int TH, int R>
 __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T *x, const T *mask, T *y,
-                                            int64_t runs, float *red, F read_done)
+                                            int64_t runs, float *red)
 {
     float z[R][RUN];
     float m = -INFINITY;
@@ -107,7 +104,6 @@ __device__ __forceinline__ void softmax_row(const mlxn_softmax_args &a, const T 
         }
     }
     m = block_max(m, red);
-    read_done();
     // a row of -inf logits (all masked): zeros, or -inf for log-softmax (mlxn_softmax_out)
     const float msub = m == -INFINITY ? 0.0f : m;
     const bool log = V == 0 ? a.log : V == 2;
@@ -161,63 +157,7 @@ __global__ void __launch_bounds__(TH) softmax_rows_in_registers(const mlxn_softm
     for (int64_t r = blockIdx.x; r < a.n_rows; r += gridDim.x) {
         const T *mask = a.mask.base ? reinterpret_cast<const T *>(mlxn_rows_ptr(&a.mask, r)) : nullptr;
         softmax_row<V, T, TH, R>(a, reinterpret_cast<const T *>(mlxn_rows_ptr(&a.x, r)), mask,
-                                 reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), a.n / RUN, red, [] {});
-    }
-}
-
-// The same rows with their loads running ahead (sm_90): a ring of `stages` buffers in shared
-// memory (the row of x, then of the mask, stage_bytes each), filled by the bulk copy engine; a
-// stage is refilled as soon as the block has read it (at its max). Read straight into
-// registers, a block's loads stopped from its max until its stores (78-80% of copy on 4096-wide
-// rows); here the next row is on its way whatever the block computes. Rows r, r + grid, ...
-template <typename T, int TH, int R, int V>
-__global__ void __launch_bounds__(TH) softmax_rows_staged(const mlxn_softmax_args a, int stages, uint32_t stage_bytes)
-{
-    extern __shared__ __align__(128) unsigned char ring[];
-    __shared__ float red[32];
-    __shared__ uint64_t full[8]; // one mbarrier a stage (stages <= 8)
-    const int64_t runs = a.n / RUN;
-    const uint32_t slice = (uint32_t)(a.n * (int64_t)sizeof(T)); // bytes of x a stage
-    if (threadIdx.x == 0) {
-        for (int st = 0; st < stages; st++)
-            mbar_init(&full[st], 1);
-        mbar_init_fence();
-    }
-    __syncthreads();
-    wait_for_previous_kernel();
-    allow_next_kernel();
-    // thread 0: row r's slice into stage st (after the stage's last readers passed a block barrier)
-    auto fill = [&](int64_t r, int st) {
-        unsigned char *b = ring + (size_t)st * stage_bytes;
-        fence_proxy_async_shared();
-        mbar_arrive_expect(&full[st], a.mask.base ? 2 * slice : slice);
-        if (slice) {
-            bulk_copy(b, mlxn_rows_ptr(&a.x, r), slice, &full[st]);
-            if (a.mask.base)
-                bulk_copy(b + slice, mlxn_rows_ptr(&a.mask, r), slice, &full[st]);
-        }
-    };
-    const int64_t r0 = blockIdx.x, step = gridDim.x;
-    if (threadIdx.x == 0)
-        for (int st = 0; st < stages && r0 + st * step < a.n_rows; st++)
-            fill(r0 + st * step, st);
-    int st = 0;
-    uint32_t parity = 0;
-    for (int64_t r = r0; r < a.n_rows; r += step) {
-        const unsigned char *b = ring + (size_t)st * stage_bytes;
-        mbar_wait(&full[st], parity);
-        const int64_t next = r + stages * step;
-        const int cur = st;
-        softmax_row<V, T, TH, R>(a, reinterpret_cast<const T *>(b),
-                                 a.mask.base ? reinterpret_cast<const T *>(b + slice) : nullptr,
-                                 reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), runs, red, [&] {
-                                     if (threadIdx.x == 0 && next < a.n_rows)
-                                         fill(next, cur);
-                                 });
-        if (++st == stages) {
-            st = 0;
-            parity ^= 1;
-        }
+                                 reinterpret_cast<T *>(mlxn_rows_ptr(&a.y, r)), a.n / RUN, red);
     }
 }
 
@@ -238,51 +178,9 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
     return launch(softmax_rows_in_registers<T, 256, 8, V>, grid, dim3(256), 0, s, pdl, a);
 }
 
-// The staged kernel's rows: n as the in-register kernel takes them, x and mask within 32 KB a
-// stage. A ring of 32 KB a block (2 to 8 stages); blocks as many as the SMs hold at once. What
-// counts is the rows an SM computes at once, not the bytes in flight: on 4096-wide rows (16 KB
-// stages) 2 stages and 6 blocks an SM (by shared memory) reach 82-84% of copy, 4 stages and 3
-// blocks 73-78%, 8 stages and 1 block 29-42% (bench/NOTES.md, softmax).
-constexpr uint32_t STAGE_MAX = 32 * 1024, RING = 32 * 1024;
-
-template <typename T, int TH, int R, int V> cudaError_t launch_staged_k(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
-{
-    static unsigned long long smem_done;
-    auto kernel = softmax_rows_staged<T, TH, R, V>;
-    const uint32_t stage_bytes = ((uint32_t)(a.n * sizeof(T)) * (a.mask.base ? 2 : 1) + 127) / 128 * 128;
-    const int stages = RING / stage_bytes < 2 ? 2 : RING / stage_bytes > 8 ? 8 : (int)(RING / stage_bytes);
-    const size_t smem = (size_t)stages * stage_bytes;
-    int dev = 0, sms = 0, per_sm = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess)
-        e = allow_smem(kernel, 2 * STAGE_MAX, smem_done);
-    if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TH, smem);
-    if (e != cudaSuccess)
-        return e;
-    const int64_t cap = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
-    return launch(kernel, dim3((unsigned)(a.n_rows < cap ? a.n_rows : cap)), dim3(TH), smem, s, pdl, a, stages,
-                  stage_bytes);
-}
-
-template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
-{
-    const int64_t runs = (a.n / RUN + 127) / 128; // runs per thread at 128 threads
-    if (runs <= 1)
-        return launch_staged_k<T, 128, 1, V>(a, s, pdl);
-    if (runs <= 2)
-        return launch_staged_k<T, 128, 2, V>(a, s, pdl);
-    if (runs <= 4)
-        return launch_staged_k<T, 128, 4, V>(a, s, pdl);
-    if (runs <= 8)
-        return launch_staged_k<T, 128, 8, V>(a, s, pdl);
-    return launch_staged_k<T, 256, 8, V>(a, s, pdl);
-}
-
-// Rows past the one-block kernels (n > 16384, sm_90): a cluster of 8 blocks a row (16 where a
-// slice of 8 would not fit), each block a slice of the row's 16-byte words. The first pass reads
+// Rows on sm_90: a block of ROW_TH threads a row where x and mask take up to ROW_BYTES, else a
+// cluster of 8 blocks of SH_TH a row (16 where a slice of 8 would not fit), each block a slice of
+// the row's 16-byte words. The first pass reads
 // the slice from global memory into shared memory (cp.async, D steps ahead) while each thread
 // keeps a running (max, sum of exp) over its words, U words a step (one rescale of the sum a step,
 // not an element); the block's and then the cluster's merge (each block pushes its (max, sum)
@@ -292,8 +190,12 @@ template <typename T, int V> cudaError_t launch_staged(const mlxn_softmax_args &
 // ran one block of 512 threads an SM: 37-42% of copy on vocabulary rows; bench/NOTES.md,
 // softmax). One row a cluster; the hardware places the next as one finishes. Logits are kept
 // in base-2 units (z log2 e), so each exponential is one MUFU.EX2: the exponentials are two an
-// element here, and expf is ~10 instructions.
-constexpr int SH_TH = 512;
+// element here, and expf is ~10 instructions. A block a row (no cluster, none of its instructions)
+// of 128 threads, 8 blocks an SM by registers: on 4096-wide rows on an H100 99% of copy (f32) and
+// 99.8% (bf16 with a mask), where a ring of bulk-copied stages feeding the in-register row ran
+// 92% and 83% (bench/NOTES.md, softmax).
+constexpr int SH_TH = 512, ROW_TH = 128;
+constexpr uint32_t ROW_BYTES = 32 * 1024;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
 // (m, s) and (m2, s2), each a max and a sum of 2^(z - max) in base-2 units, into (m, s); two parts
 // whose max is -inf add their sums (0, or NaN from NaN logits, as mlxn_softmax_merge)
@@ -317,27 +219,31 @@ __device__ __forceinline__ void warp_merge2(float &m, float &s)
 }
 #endif
 
-template <typename T, int V>
-__global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softmax_args a, int64_t per)
+template <typename T, int V, int TH = SH_TH>
+__global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(const mlxn_softmax_args a, int64_t per)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // elements a word; words a thread reduces a step (their logits held: 16 or 8 floats)
     constexpr int E = 16 / (int)sizeof(T), U = V == 0 ? 2 : 16 / E;
-    extern __shared__ __align__(16) uint4 words[]; // this block's slice of x, then of the mask
-    __shared__ float red_m[SH_TH / 32], red_s[SH_TH / 32];
+    // this block's slice of x, then of the mask; its base 128-byte aligned (16 bytes past a line ran
+    // the cluster rows 7-10% slower: bench/NOTES.md, softmax)
+    extern __shared__ __align__(128) uint4 words[];
+    __shared__ float red_m[TH / 32], red_s[TH / 32];
     __shared__ __align__(8) float2 parts[16]; // the cluster's blocks' (max, sum), pushed by each
     __shared__ uint64_t parts_full;           // completes when all of them have landed
-    cg::cluster_group cluster = cg::this_cluster();
-    const int cl = (int)cluster.num_blocks();
-    const int64_t rank = cluster.block_rank(), r = blockIdx.x / cl;
-    if (threadIdx.x == 0) {
-        mbar_init(&parts_full, 1);
-        mbar_init_fence();
+    constexpr bool ONE = TH == ROW_TH; // a block a row, launched without a cluster
+    const int cl = ONE ? 1 : (int)cg::this_cluster().num_blocks();
+    const int64_t rank = ONE ? 0 : cg::this_cluster().block_rank(), r = blockIdx.x / cl;
+    if (!ONE) {
+        if (threadIdx.x == 0) {
+            mbar_init(&parts_full, 1);
+            mbar_init_fence();
+        }
+        __syncthreads();
+        if (threadIdx.x == 0)
+            mbar_arrive_expect(&parts_full, (uint32_t)cl * sizeof(float2));
+        cluster_arrive_relaxed(); // this block's parts_full is initialized (waited for before the pushes)
     }
-    __syncthreads();
-    if (threadIdx.x == 0)
-        mbar_arrive_expect(&parts_full, (uint32_t)cl * sizeof(float2));
-    cluster_arrive_relaxed(); // this block's parts_full is initialized (waited for before the pushes)
     const int64_t all = a.n / E, w0 = rank * per < all ? rank * per : all;
     const int nw = (int)(w0 + per < all ? per : all - w0);
     uint4 *xs = words, *ms = words + per;
@@ -380,7 +286,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     auto issue = [&](int q) { // step q's copies: one commit group, empty past the slice
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int i = threadIdx.x + (q * U + u) * SH_TH;
+            const int i = threadIdx.x + (q * U + u) * TH;
             if (i < nw) {
                 cp_async16(xs_a + 16u * (uint32_t)i, x + i, 16);
                 if (V == 0 && mk)
@@ -393,12 +299,12 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     for (int q = 0; q < D; q++)
         issue(q);
     float m = -INFINITY, s = 0.0f;
-    for (int q = 0, i0 = threadIdx.x; i0 < nw; q++, i0 += U * SH_TH) {
+    for (int q = 0, i0 = threadIdx.x; i0 < nw; q++, i0 += U * TH) {
         cp_async_wait<D - 1>();
         uint4 xw[U], mw[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int i = i0 + u * SH_TH;
+            const int i = i0 + u * TH;
             if (i < nw) {
                 xw[u] = xs[i];
                 if (V == 0 && mk)
@@ -408,7 +314,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
         float z[U][E], mu = -INFINITY;
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int i = i0 + u * SH_TH;
+            const int i = i0 + u * TH;
             if (i < nw) {
                 logits(xw[u], mw[u], z[u]);
                 if (zs) { // over the word(s) just read (plane 1 is the mask's words)
@@ -446,8 +352,8 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     }
     __syncthreads();
     if (warp == 0) {
-        m = lane < SH_TH / 32 ? red_m[lane] : -INFINITY;
-        s = lane < SH_TH / 32 ? red_s[lane] : 0.0f;
+        m = lane < TH / 32 ? red_m[lane] : -INFINITY;
+        s = lane < TH / 32 ? red_s[lane] : 0.0f;
         warp_merge2(m, s);
         // lane 0's pair for every block: the lanes' sums may differ in the last bit (merge2's
         // products contract into an FMA in either order)
@@ -459,10 +365,16 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     // MEMBAR.GPU a thread) and later arrive cost the vocabulary rows 3-10 points of copy
     // (bench/NOTES.md, softmax). A block reads only its own shared memory, and leaves only once
     // every push into it has landed, so no block waits for another's exit.
-    cluster_wait(); // every block's parts_full is initialized
-    if (warp == 0 && lane < cl)
-        push_pair(&parts[rank], &parts_full, lane, m, s);
-    mbar_wait<true>(&parts_full, 0);
+    if (ONE) {
+        if (threadIdx.x == 0)
+            parts[0] = make_float2(m, s);
+        __syncthreads();
+    } else {
+        cluster_wait(); // every block's parts_full is initialized
+        if (warp == 0 && lane < cl)
+            push_pair(&parts[rank], &parts_full, lane, m, s);
+        mbar_wait<true>(&parts_full, 0);
+    }
     m = lane < cl ? parts[lane].x : -INFINITY;
     s = lane < cl ? parts[lane].y : 0.0f;
     warp_merge2(m, s);
@@ -473,7 +385,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
     auto outputs = [&](auto log_c) {
         constexpr bool LOG = decltype(log_c)::value;
         const float inv = 1.0f / s, ls = logf(s);
-        for (int i = threadIdx.x; i < nw; i += SH_TH) {
+        for (int i = threadIdx.x; i < nw; i += TH) {
             float z[E];
             if (zs) {
 #pragma unroll
@@ -495,7 +407,7 @@ __global__ void __launch_bounds__(SH_TH, 2) softmax_rows_shared(const mlxn_softm
 #pragma unroll
         for (int e = 0; e < E; e++)
             out[e] = from_f<T>(log ? -INFINITY : 0.0f);
-        for (int i = threadIdx.x; i < nw; i += SH_TH)
+        for (int i = threadIdx.x; i < nw; i += TH)
             y[i] = *reinterpret_cast<const uint4 *>(out);
     } else if (log) {
         outputs(std::true_type());
@@ -627,6 +539,14 @@ template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args 
     return e;
 }
 
+// A block a row (ROW_TH threads), x and mask in ROW_BYTES or less
+template <typename T, int V> cudaError_t launch_rows(const mlxn_softmax_args &a, cudaStream_t s, bool pdl)
+{
+    const int64_t per = a.n / (16 / (int64_t)sizeof(T)); // the row's words
+    const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
+    return launch(softmax_rows_shared<T, V, ROW_TH>, dim3((unsigned)a.n_rows), dim3(ROW_TH), smem, s, pdl, a, per);
+}
+
 bool sm90_or_later()
 {
     int dev = 0, major = 0;
@@ -659,10 +579,11 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
     const dim3 grid((unsigned)(a->n_rows < 65535 ? a->n_rows : 65535));
     const bool in_registers = a->n % RUN == 0 && a->n <= (int64_t)THREADS * 8 * RUN && rows_aligned16(a->x) &&
                               rows_aligned16(a->mask) && rows_aligned16(a->y);
-    const bool staged = in_registers && (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1) <= STAGE_MAX &&
-                        sm90_or_later();
-    if (staged)
-        return by_type(*a, [&](auto t, auto v) { return launch_staged<decltype(t), decltype(v)::value>(*a, s, pdl); });
+    const bool a_block_a_row = in_registers && a->n_rows <= INT32_MAX &&
+                               (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1) <= ROW_BYTES &&
+                               sm90_or_later();
+    if (a_block_a_row)
+        return by_type(*a, [&](auto t, auto v) { return launch_rows<decltype(t), decltype(v)::value>(*a, s, pdl); });
     if (in_registers)
         return by_type(*a, [&](auto t, auto v) {
             return launch_in_registers<decltype(t), decltype(v)::value>(*a, grid, s, pdl);
