@@ -140,9 +140,9 @@ void test_softmax(test_devices *devs, rng *g)
         {1, {1}, 0, false},        {2, {3, 7}, 0, false},      {2, {5, 33}, 3, false},
         {2, {64, 4095}, 0, false}, {3, {3, 4, 40}, 0, true},   {2, {3, 16384}, 0, false},
         /* CUDA, n % 8 == 0: on sm_90 a block a row through shared memory where x and mask take up
-         * to 32 KB (16-bit 16384 above and f32 6000, without a mask), else rows of up to 16384 in
-         * registers (1, 2, 4 and 8 runs a thread; f32 16384, and with a mask 16-bit 16384 and f32
-         * 6000) */
+         * to 32 KB (all of these rows but f32 16384 above, and with a mask 16-bit 16384 and f32
+         * 6000), which the in-register kernels take (8 runs a thread); before sm_90 the in-register
+         * kernels take them all (1, 2, 4 and 8 runs a thread) */
         {2, {7, 2048}, 0, false},  {2, {2, 4000}, 8, false},   {2, {2, 6000}, 0, false},
         /* many short rows: a block each, one 16-byte word a thread or less */
         {2, {40000, 8}, 0, false},

@@ -1,10 +1,10 @@
-// The softmax family on CUDA. On sm_90, rows of 16-byte aligned 16-byte words are read once into
-// shared memory and written once: a block a row where x and mask take up to 32 KB, else a cluster
-// of blocks a row, each block's slice of it. Rows of up to 16384 elements, 16-byte aligned, that
-// these do not take (and all of them before sm_90) are held in registers (runs of 8 elements,
-// 16-byte accesses), the max and the sum being two block reductions. Other rows take two passes
-// (the second read mostly from L2), each thread keeping a running (max, sum of exp) over its
-// elements, merged across the block.
+// The softmax family on CUDA. Rows of up to 16384 elements, 16-byte aligned, are read once and
+// written once: on sm_90 a block a row through shared memory where x and mask take up to 32 KB,
+// else (and on every row before sm_90) held in registers (runs of 8 elements, 16-byte accesses),
+// the max and the sum being two block reductions. Longer rows take a cluster of blocks a row on
+// sm_90, each block's slice of it read once into shared memory. Other rows take two passes (the
+// second read mostly from L2), each thread keeping a running (max, sum of exp) over its elements,
+// merged across the block.
 #include "../core/softmax_math.h"
 #include "block_reduce.cuh"
 #include "bulk_copy.cuh"
@@ -178,10 +178,10 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
     return launch(softmax_rows_in_registers<T, 256, 8, V>, grid, dim3(256), 0, s, pdl, a);
 }
 
-// Rows on sm_90: a block of ROW_TH threads a row where x and mask take up to ROW_BYTES, else a
-// cluster of 8 blocks of SH_TH a row (16 where a slice of 8 would not fit), each block a slice of
-// the row's 16-byte words. The first pass reads
-// the slice from global memory into shared memory (cp.async, D steps ahead) while each thread
+// Rows on sm_90: a block of ROW_TH threads a row where x and mask take up to ROW_BYTES; rows past
+// the in-register kernels (n > 16384) a cluster of 8 blocks of SH_TH a row (16 where a slice of 8
+// would not fit), each block a slice of the row's 16-byte words. The first pass reads the slice
+// from global memory into shared memory (cp.async, D steps ahead) while each thread
 // keeps a running (max, sum of exp) over its words, U words a step (one rescale of the sum a step,
 // not an element); the block's and then the cluster's merge (each block pushes its (max, sum)
 // into every block's shared memory) give the row's; the second pass computes the outputs from the
@@ -191,7 +191,7 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
 // softmax). One row a cluster; the hardware places the next as one finishes. Logits are kept
 // in base-2 units (z log2 e), so each exponential is one MUFU.EX2: the exponentials are two an
 // element here, and expf is ~10 instructions. A block a row (no cluster, none of its instructions)
-// of 128 threads, 8 blocks an SM by registers: on 4096-wide rows on an H100 99% of copy (f32) and
+// of 128 threads, 8 blocks an SM by registers (6 by shared memory at 32 KB rows): on 4096-wide rows on an H100 99% of copy (f32) and
 // 99.8% (bf16 with a mask), where a ring of bulk-copied stages feeding the in-register row ran
 // 92% and 83% (bench/NOTES.md, softmax).
 constexpr int SH_TH = 512, ROW_TH = 128;
@@ -360,11 +360,12 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
         m = __shfl_sync(0xffffffffu, m, 0);
         s = __shfl_sync(0xffffffffu, s, 0);
     }
-    // The block's (max, sum) pushed into every block's parts (lane q to block q), each push
-    // completing bytes on that block's parts_full: no cluster barrier here, whose release (a
-    // MEMBAR.GPU a thread) and later arrive cost the vocabulary rows 3-10 points of copy
-    // (bench/NOTES.md, softmax). A block reads only its own shared memory, and leaves only once
-    // every push into it has landed, so no block waits for another's exit.
+    // A block alone hands its (max, sum) to its warps through parts[0]. In a cluster, the block's
+    // pair is pushed into every block's parts (lane q to block q), each push completing bytes on
+    // that block's parts_full: no cluster barrier here, whose release (a MEMBAR.GPU a thread) and
+    // later arrive cost the vocabulary rows 3-10 points of copy (bench/NOTES.md, softmax). A block
+    // reads only its own shared memory, and leaves only once every push into it has landed, so no
+    // block waits for another's exit.
     if (ONE) {
         if (threadIdx.x == 0)
             parts[0] = make_float2(m, s);
@@ -547,11 +548,13 @@ template <typename T, int V> cudaError_t launch_rows(const mlxn_softmax_args &a,
     return launch(softmax_rows_shared<T, V, ROW_TH>, dim3((unsigned)a.n_rows), dim3(ROW_TH), smem, s, pdl, a, per);
 }
 
-bool sm90_or_later()
+// sm_90 exactly: the build's machine code for the shared-memory kernels is sm_90a's; a later GPU
+// would run them from the compute_80 PTX, where their bodies are compiled out
+bool sm90()
 {
     int dev = 0, major = 0;
     return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9;
 }
 
 // The rows' variant as a template argument of the kernels (softmax_row): 0 with a mask or a
@@ -581,7 +584,7 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
                               rows_aligned16(a->mask) && rows_aligned16(a->y);
     const bool a_block_a_row = in_registers && a->n_rows <= INT32_MAX &&
                                (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1) <= ROW_BYTES &&
-                               sm90_or_later();
+                               sm90();
     if (a_block_a_row)
         return by_type(*a, [&](auto t, auto v) { return launch_rows<decltype(t), decltype(v)::value>(*a, s, pdl); });
     if (in_registers)
@@ -589,7 +592,7 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
             return launch_in_registers<decltype(t), decltype(v)::value>(*a, grid, s, pdl);
         });
     const bool in_cluster = a->n % RUN == 0 && rows_aligned16(a->x) && rows_aligned16(a->mask) &&
-                            rows_aligned16(a->y) && sm90_or_later();
+                            rows_aligned16(a->y) && sm90();
     if (in_cluster) {
         bool done = false;
         const cudaError_t e = by_type(
