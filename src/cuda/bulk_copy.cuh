@@ -1,7 +1,8 @@
 // The bulk copy engine (sm_90): global -> shared copies of contiguous bytes that complete on an
 // mbarrier, so one thread can keep many kilobytes in flight per block while the others compute.
 // Sizes and both addresses must be multiples of 16 bytes. The instructions exist from sm_90 on:
-// compiled for an older target these trap, and the launchers check the device first.
+// compiled for an older target these trap, and the launchers take their kernels on compute
+// capability 9 only (sm90_device in common.cuh).
 #ifndef MLXN_CUDA_BULK_COPY_CUH
 #define MLXN_CUDA_BULK_COPY_CUH
 

@@ -151,6 +151,20 @@ template <int N> __device__ __forceinline__ void cp_async_wait()
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// The current device (*dev) and whether it runs this build's sm_90a machine code (*yes): kernels
+// built on Hopper's instructions (bulk copies, clusters) are taken on compute capability 9 only,
+// since a later GPU would run them from the compute_80 PTX, where those instructions are compiled
+// out.
+inline cudaError_t sm90_device(int *dev, bool *yes)
+{
+    int major = 0;
+    cudaError_t e = cudaGetDevice(dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, *dev);
+    *yes = e == cudaSuccess && major == 9;
+    return e;
+}
+
 // Launches kernel with programmatic stream serialization when pdl (sm_90+), in thread block
 // clusters of `cluster` blocks along x when cluster > 1 (sm_90+; grid.x a multiple of it).
 template <typename... Args>

@@ -209,10 +209,9 @@ extern "C" bool mlxn_cuda_launch_qmatmul_short(const mlxn_qmatmul_args *a, cudaS
     if (a->w_dtype != MLXN_DTYPE_Q8_0 || a->M != 1 || a->glu || a->K % 64 || a->K % 256 == 0 ||
         a->w_stride != row_bytes || (uintptr_t)a->w % 16)
         return false;
-    int dev = 0, major = 0, sms = 0, optin = 0, per_sm = 0;
-    *e = cudaGetDevice(&dev);
-    if (*e == cudaSuccess)
-        *e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    int dev = 0, sms = 0, optin = 0, per_sm = 0;
+    bool sm90 = false;
+    *e = sm90_device(&dev, &sm90);
     if (*e == cudaSuccess)
         *e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (*e == cudaSuccess)
@@ -222,7 +221,7 @@ extern "C" bool mlxn_cuda_launch_qmatmul_short(const mlxn_qmatmul_args *a, cudaS
     const int64_t tiles = (a->N + 31) / 32, budget = (int64_t)optin - STATIC_SMEM;
     int64_t warps = (budget - x_bytes) / tile_bytes;
     warps = warps > MAX_WARPS ? MAX_WARPS : warps;
-    if (major < 9 || tiles < (int64_t)MIN_TILES_PER_SM * sms || warps < MIN_WARPS)
+    if (!sm90 || tiles < (int64_t)MIN_TILES_PER_SM * sms || warps < MIN_WARPS)
         return false;
     const size_t smem = (size_t)(warps * tile_bytes + x_bytes);
     *e = allow_smem(qmm_q8_0_short_rows, (size_t)budget, smem_done);

@@ -655,11 +655,10 @@ template <int WT> bool launch_format(const mlxn_qmatmul_args &a, cudaStream_t s,
             if (p[i].K <= 0 || !stream_takes<WT>(p[i], pm[i], w_end))
                 return false;
         }
-        int dev = 0, major = 0;
-        *e = cudaGetDevice(&dev);
-        if (*e == cudaSuccess)
-            *e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-        if (*e != cudaSuccess || major < 9)
+        int dev = 0;
+        bool sm90 = false;
+        *e = sm90_device(&dev, &sm90);
+        if (*e != cudaSuccess || !sm90)
             return *e != cudaSuccess;
         // with PDL (sm_90) the later parts' first tiles overlap the previous part; they add to y
         // only once it is done (the producer stores after its wait)

@@ -548,13 +548,12 @@ template <typename T, int V> cudaError_t launch_rows(const mlxn_softmax_args &a,
     return launch(softmax_rows_shared<T, V, ROW_TH>, dim3((unsigned)a.n_rows), dim3(ROW_TH), smem, s, pdl, a, per);
 }
 
-// sm_90 exactly: the build's machine code for the shared-memory kernels is sm_90a's; a later GPU
-// would run them from the compute_80 PTX, where their bodies are compiled out
+// the shared-memory kernels' bodies are sm_90 only (sm90_device)
 bool sm90()
 {
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9;
+    int dev = 0;
+    bool yes = false;
+    return sm90_device(&dev, &yes) == cudaSuccess && yes;
 }
 
 // The rows' variant as a template argument of the kernels (softmax_row): 0 with a mask or a
