@@ -191,9 +191,9 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
 // softmax). One row a cluster; the hardware places the next as one finishes. Logits are kept
 // in base-2 units (z log2 e), so each exponential is one MUFU.EX2: the exponentials are two an
 // element here, and expf is ~10 instructions. A block a row (no cluster, none of its instructions)
-// of 128 threads, 8 blocks an SM by registers (6 by shared memory at 32 KB rows): on 4096-wide rows on an H100 99% of copy (f32) and
-// 99.8% (bf16 with a mask), where a ring of bulk-copied stages feeding the in-register row ran
-// 92% and 83% (bench/NOTES.md, softmax).
+// of 128 threads, 8 blocks an SM by registers (6 by shared memory at 32 KB rows): on 4096-wide
+// rows on an H100 99% of copy (f32) and 99.8% (bf16 with a mask), where a ring of bulk-copied
+// stages feeding the in-register row ran 92% and 83% (bench/NOTES.md, softmax, session 56).
 constexpr int SH_TH = 512, ROW_TH = 128;
 constexpr uint32_t ROW_BYTES = 32 * 1024;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
@@ -581,9 +581,8 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
     const dim3 grid((unsigned)(a->n_rows < 65535 ? a->n_rows : 65535));
     const bool in_registers = a->n % RUN == 0 && a->n <= (int64_t)THREADS * 8 * RUN && rows_aligned16(a->x) &&
                               rows_aligned16(a->mask) && rows_aligned16(a->y);
-    const bool a_block_a_row = in_registers && a->n_rows <= INT32_MAX &&
-                               (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1) <= ROW_BYTES &&
-                               sm90();
+    const uint64_t row_bytes = (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1);
+    const bool a_block_a_row = in_registers && a->n_rows <= INT32_MAX && row_bytes <= ROW_BYTES && sm90();
     if (a_block_a_row)
         return by_type(*a, [&](auto t, auto v) { return launch_rows<decltype(t), decltype(v)::value>(*a, s, pdl); });
     if (in_registers)
