@@ -1,10 +1,11 @@
 // The softmax family on CUDA. Rows of up to 16384 elements, 16-byte aligned, are read once and
-// written once: on sm_90 a block a row through shared memory where x and mask take up to 32 KB,
+// written once: on sm_90 a block a row through shared memory where x and mask take 8 to 32 KB,
 // else (and on every row before sm_90) held in registers (runs of 8 elements, 16-byte accesses),
 // the max and the sum being two block reductions. Longer rows take a cluster of blocks a row on
-// sm_90, each block's slice of it read once into shared memory. Other rows take two passes (the
-// second read mostly from L2), each thread keeping a running (max, sum of exp) over its elements,
-// merged across the block.
+// sm_90, each block's slice of it read once into shared memory (the longest rows without a mask:
+// into registers and shared memory, any rest read twice, the second time from L2). Other rows take
+// two passes (the second read mostly from L2), each thread keeping a running (max, sum of exp)
+// over its elements, merged across the block.
 #include "../core/softmax_math.h"
 #include "block_reduce.cuh"
 #include "bulk_copy.cuh"
@@ -178,7 +179,7 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
     return launch(softmax_rows_in_registers<T, 256, 8, V>, grid, dim3(256), 0, s, pdl, a);
 }
 
-// Rows on sm_90: a block of ROW_TH threads a row where x and mask take up to ROW_BYTES; rows past
+// Rows on sm_90: a block of ROW_TH threads a row where x and mask take ROW_MIN to ROW_BYTES; rows past
 // the in-register kernels (n > 16384) a cluster of 8 blocks of SH_TH a row (16 where a slice of 8
 // would not fit), each block a slice of the row's 16-byte words. The first pass reads the slice
 // from global memory into shared memory (cp.async, D steps ahead) while each thread
@@ -193,9 +194,11 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
 // element here, and expf is ~10 instructions. A block a row (no cluster, none of its instructions)
 // of 128 threads, 8 blocks an SM by registers (6 by shared memory at 32 KB rows): on 4096-wide
 // rows on an H100 99% of copy (f32) and 99.8% (bf16 with a mask), where a ring of bulk-copied
-// stages feeding the in-register row ran 92% and 83% (bench/NOTES.md, softmax, session 56).
+// stages feeding the in-register row ran 92% and 83%; but on 512-wide f32 rows (2 KB) 50.6%
+// against the in-register kernel's 80.2%, a word a thread and 8 blocks an SM leaving too few bytes
+// in flight, so shorter rows keep that kernel (bench/NOTES.md, softmax, sessions 56-57).
 constexpr int SH_TH = 512, ROW_TH = 128;
-constexpr uint32_t ROW_BYTES = 32 * 1024;
+constexpr uint32_t ROW_MIN = 8 * 1024, ROW_BYTES = 32 * 1024;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
 // (m, s) and (m2, s2), each a max and a sum of 2^(z - max) in base-2 units, into (m, s); two parts
 // whose max is -inf add their sums (0, or NaN from NaN logits, as mlxn_softmax_merge)
@@ -217,11 +220,34 @@ __device__ __forceinline__ void warp_merge2(float &m, float &s)
     for (int o = 16; o > 0; o >>= 1)
         merge2(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
 }
+
+// L2-hinted 16-byte loads for the slices' tails (R > 0 below)
+__device__ __forceinline__ uint64_t l2_evict_last()
+{
+    uint64_t p = 0;
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
+    return p;
+}
+
+__device__ __forceinline__ uint4 load_hint(const uint4 *q, uint64_t pol)
+{
+    uint4 v;
+    asm volatile("ld.global.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(q), "l"(pol));
+    return v;
+}
 #endif
 
-template <typename T, int V, int TH = SH_TH>
-__global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(const mlxn_softmax_args a, int64_t per)
+// R > 0, the register form (TH = SH_TH, rows without a mask or softcap; clusters of 2 to 8 blocks,
+// one an SM: lone_cluster_size): a block's slice is its first R words a thread in registers (as
+// read), then up to ps words in shared memory, then a tail read twice, the second time from L2
+// (kept there evict-last by the first pass). Else ps is per.
+template <typename T, int V, int TH = SH_TH, int R = 0>
+__global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
+    softmax_rows_shared(const mlxn_softmax_args a, int64_t per, int64_t ps)
 {
+    static_assert(R == 0 || (V != 0 && TH == SH_TH), "the register form takes rows without a mask or softcap");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // elements a word; words a thread reduces a step (their logits held: 16 or 8 floats)
     constexpr int E = 16 / (int)sizeof(T), U = V == 0 ? 2 : 16 / E;
@@ -246,8 +272,16 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
     }
     const int64_t all = a.n / E, w0 = rank * per < all ? rank * per : all;
     const int nw = (int)(w0 + per < all ? per : all - w0);
-    uint4 *xs = words, *ms = words + per;
-    // the slice kept as its f32 base-2 logits (E / 4 planes of per words) where they take no more
+    // the slice's parts (R > 0): nr words in registers, ns in shared memory (planes of pl words),
+    // nt past them (the tail)
+    constexpr int RK = R, RW = RK * TH;
+    constexpr bool TAIL = R > 0;
+    const int64_t pl = TAIL ? ps : per;
+    const int nr = nw < RW ? nw : RW;
+    const int ns = TAIL ? (int)(nw - nr < ps ? nw - nr : ps) : nw;
+    const int nt = nw - nr - ns;
+    uint4 *xs = words, *ms = words + pl;
+    // the slice kept as its f32 base-2 logits (E / 4 planes of pl words) where they take no more
     // room than x and mask (f32 rows, 16-bit rows with a mask): the outputs then neither unpack
     // nor recompute them. Else x (and mask) as read.
     const bool zs = sizeof(T) == 4 || (V == 0 && a.mask.base);
@@ -257,6 +291,16 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
     const uint4 *x = reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.x, r)) + w0;
     const uint4 *mk = a.mask.base ? reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.mask, r)) + w0 : nullptr;
     const float scale2 = a.scale * LOG2E;
+    uint4 xr[RK ? RK : 1], mr[RK ? RK : 1]; // the register words, loaded first
+#pragma unroll
+    for (int k = 0; k < RK; k++) {
+        const int j = threadIdx.x + k * TH;
+        if (j < nr) {
+            xr[k] = x[j];
+            if (V == 0 && mk)
+                mr[k] = mk[j];
+        }
+    }
     // the base-2 logits of a word (raw x and mask words); the softcap's test once a word, not an
     // element (both passes run it)
     auto logits = [&](const uint4 &xw, const uint4 &mw, float (&z)[E]) {
@@ -287,10 +331,10 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int i = threadIdx.x + (q * U + u) * TH;
-            if (i < nw) {
-                cp_async16(xs_a + 16u * (uint32_t)i, x + i, 16);
+            if (i < ns) {
+                cp_async16(xs_a + 16u * (uint32_t)i, x + RW + i, 16);
                 if (V == 0 && mk)
-                    cp_async16(ms_a + 16u * (uint32_t)i, mk + i, 16);
+                    cp_async16(ms_a + 16u * (uint32_t)i, mk + RW + i, 16);
             }
         }
         cp_async_commit();
@@ -299,13 +343,46 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
     for (int q = 0; q < D; q++)
         issue(q);
     float m = -INFINITY, s = 0.0f;
-    for (int q = 0, i0 = threadIdx.x; i0 < nw; q++, i0 += U * TH) {
+    // a step's logits into the running (max, sum) (the register words and the tail's)
+    auto absorb = [&](float (&z)[U][E]) {
+        float mu = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                mu = fmaxf(mu, z[u][e]);
+        const float mn = fmaxf(m, mu), msub = mn == -INFINITY ? 0.0f : mn;
+        float acc = 0.0f;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc += ex2(z[u][e] - msub);
+        s = s * ex2(m - msub) + acc;
+        m = mn;
+    };
+#pragma unroll
+    for (int k0 = 0; k0 < RK; k0 += U) {
+        float z[U][E];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (threadIdx.x + (k0 + u) * TH < nr) {
+                logits(xr[k0 + u], mr[k0 + u], z[u]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    z[u][e] = -INFINITY;
+            }
+        }
+        absorb(z);
+    }
+    for (int q = 0, i0 = threadIdx.x; i0 < ns; q++, i0 += U * TH) {
         cp_async_wait<D - 1>();
         uint4 xw[U], mw[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int i = i0 + u * TH;
-            if (i < nw) {
+            if (i < ns) {
                 xw[u] = xs[i];
                 if (V == 0 && mk)
                     mw[u] = ms[i];
@@ -315,12 +392,12 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int i = i0 + u * TH;
-            if (i < nw) {
+            if (i < ns) {
                 logits(xw[u], mw[u], z[u]);
                 if (zs) { // over the word(s) just read (plane 1 is the mask's words)
 #pragma unroll
                     for (int k = 0; k < E / 4; k++)
-                        zp[k * per + i] = make_float4(z[u][4 * k], z[u][4 * k + 1], z[u][4 * k + 2], z[u][4 * k + 3]);
+                        zp[k * pl + i] = make_float4(z[u][4 * k], z[u][4 * k + 1], z[u][4 * k + 2], z[u][4 * k + 3]);
                 }
             } else {
 #pragma unroll
@@ -342,6 +419,39 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
         s = s * ex2(m - msub) + acc;
         issue(q + D);
         m = mn;
+    }
+    // the tail: UT words a thread in flight, kept in L2 for the second pass
+    constexpr int UT = 2 * U;
+    const uint4 *xt = x + RW + ps, *mt = mk ? mk + RW + ps : nullptr;
+    if (TAIL) {
+        const uint64_t pol = l2_evict_last();
+        for (int i0 = threadIdx.x; i0 < nt; i0 += UT * TH) {
+            uint4 xw[UT], mw[UT];
+#pragma unroll
+            for (int u = 0; u < UT; u++) {
+                const int i = i0 + u * TH;
+                if (i < nt) {
+                    xw[u] = load_hint(xt + i, pol);
+                    if (V == 0 && mk)
+                        mw[u] = load_hint(mt + i, pol);
+                }
+            }
+#pragma unroll
+            for (int h = 0; h < UT; h += U) {
+                float z[U][E];
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    if (i0 + (h + u) * TH < nt) {
+                        logits(xw[h + u], mw[h + u], z[u]);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < E; e++)
+                            z[u][e] = -INFINITY;
+                    }
+                }
+                absorb(z);
+            }
+        }
     }
     // the row's (max, sum): over the warp, the block, then the cluster
     warp_merge2(m, s);
@@ -386,12 +496,53 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
     auto outputs = [&](auto log_c) {
         constexpr bool LOG = decltype(log_c)::value;
         const float inv = 1.0f / s, ls = logf(s);
-        for (int i = threadIdx.x; i < nw; i += TH) {
+        auto store = [&](uint4 *yw, const float (&z)[E]) {
+            __align__(16) T out[E];
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                out[e] = from_f<T>(LOG ? fmaf(z[e] - m, LN2, -ls) : ex2(z[e] - m) * inv);
+            *yw = *reinterpret_cast<const uint4 *>(out);
+        };
+        if (TAIL) { // the tail first (from L2, before the stores push it out), then the register words
+            const uint64_t pol = l2_evict_first();
+            for (int i0 = threadIdx.x; i0 < nt; i0 += UT * TH) {
+                uint4 xw[UT], mw[UT];
+#pragma unroll
+                for (int u = 0; u < UT; u++) {
+                    const int i = i0 + u * TH;
+                    if (i < nt) {
+                        xw[u] = load_hint(xt + i, pol);
+                        if (V == 0 && mk)
+                            mw[u] = load_hint(mt + i, pol);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < UT; u++) {
+                    const int i = i0 + u * TH;
+                    if (i < nt) {
+                        float z[E];
+                        logits(xw[u], mw[u], z);
+                        store(y + RW + ps + i, z);
+                    }
+                }
+            }
+#pragma unroll
+            for (int k = 0; k < RK; k++) {
+                const int j = threadIdx.x + k * TH;
+                if (j < nr) {
+                    float z[E];
+                    logits(xr[k], mr[k], z);
+                    store(y + j, z);
+                }
+            }
+        }
+        uint4 *ys = y + RW;
+        for (int i = threadIdx.x; i < ns; i += TH) {
             float z[E];
             if (zs) {
 #pragma unroll
                 for (int k = 0; k < E / 4; k++)
-                    reinterpret_cast<float4 *>(z)[k] = zp[k * per + i];
+                    reinterpret_cast<float4 *>(z)[k] = zp[k * pl + i];
             } else {
                 logits(xs[i], V == 0 && mk ? ms[i] : xs[i], z);
             }
@@ -399,7 +550,7 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : 2) softmax_rows_shared(
 #pragma unroll
             for (int e = 0; e < E; e++)
                 out[e] = from_f<T>(LOG ? fmaf(z[e] - m, LN2, -ls) : ex2(z[e] - m) * inv);
-            y[i] = *reinterpret_cast<const uint4 *>(out);
+            ys[i] = *reinterpret_cast<const uint4 *>(out);
         }
     };
     const bool log = V == 0 ? a.log : V == 2;
@@ -463,53 +614,74 @@ cudaError_t wide_clusters(K kernel, int dev, size_t smem, unsigned long long &kn
     return cudaSuccess;
 }
 
+// Words a thread keeps in registers in softmax_rows_shared's register form (its R; 64 of its 128
+// registers)
+constexpr int SH_R = 16;
+
 // Rows whose slices in clusters of 8 take an SM each (over about half its shared memory): the
-// cluster size of 5 to 8 blocks whose slices fit (cap) with the fewest rounds of rows times the
-// slice, a round being as many rows as clusters run at once. 64 x 262144 f32 on an H100: 15
-// clusters of 8 run at once (5 rounds of an eighth of a row), 22 of 5 (3 rounds of a fifth),
-// 79.7 -> 82.5% of copy; a row alone keeps 8 (bench/NOTES.md, softmax). Ties keep the larger
-// size. The counts are asked once per device and size (known, the caller's per kernel: with
-// one block an SM they do not depend on the slice).
-template <typename K>
-cudaError_t lone_cluster_size(K kernel, const mlxn_softmax_args &a, int64_t words, size_t cap, int dev,
-                              int (&known)[64][4], unsigned *cl)
+// cluster size of 2 to 8 blocks with the fewest rounds of rows times the slice, a round being as
+// many rows as clusters run at once. Sizes whose slices fit (cap) run the shared-memory kernel;
+// smaller ones, for rows without a mask or softcap (regs_ok), the register form (*regs: SH_R words
+// a thread in registers, what is past them and shared memory read twice, the second time from
+// L2, while the tails of the rows in flight take at most half of it). 64 x 262144 f32 on an H100:
+// clusters of 8 run 15 at once (5 rounds of an eighth of a row) at 79.7% of copy, of 5 22 (3
+// rounds of a fifth) at 82.2%, of 2 in the register form 66 (one round of a half) at 86.1%
+// (bench/NOTES.md, softmax). A row alone keeps 8; ties keep the larger size. The counts are asked
+// once per device, size and kernel (known, the caller's: with one block an SM they do not depend
+// on the slice).
+template <typename K, typename KR>
+cudaError_t lone_cluster_size(K kernel, KR kernel_r, bool regs_ok, const mlxn_softmax_args &a, int64_t words,
+                              size_t cap, int dev, int (&known)[64][7][2], unsigned *cl, bool *regs)
 {
+    const int64_t wb = 16 * (a.mask.base ? 2 : 1), room = (int64_t)cap / wb; // words shared memory holds
+    int l2 = 0;
+    const cudaError_t e = cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev);
+    if (e != cudaSuccess)
+        return e;
     int64_t best_rounds = 0;
     *cl = 8; // also where 8's slices do not fit (the caller then passes on to 16)
-    for (unsigned c = 8; c >= 5; c--) {
+    *regs = false;
+    for (unsigned c = 8; c >= 2; c--) {
         const int64_t per = (words + c - 1) / c;
-        if ((size_t)per * 16 * (a.mask.base ? 2 : 1) > cap) // (smaller clusters have larger slices)
+        const bool r = per > room;
+        if (r && (c == 8 || !regs_ok)) // (smaller clusters have larger slices)
             break;
-        int n = dev < 64 ? __atomic_load_n(&known[dev][c - 5], __ATOMIC_RELAXED) : 0;
+        int n = dev < 64 ? __atomic_load_n(&known[dev][c - 2][r], __ATOMIC_RELAXED) : 0;
         if (n <= 0) {
-            const cudaError_t e = max_clusters(kernel, c, cap, &n);
+            const cudaError_t e = r ? max_clusters(kernel_r, c, cap, &n) : max_clusters(kernel, c, cap, &n);
             if (e != cudaSuccess)
                 return e;
             if (n <= 0)
                 continue;
             if (dev < 64)
-                __atomic_store_n(&known[dev][c - 5], n, __ATOMIC_RELAXED);
+                __atomic_store_n(&known[dev][c - 2][r], n, __ATOMIC_RELAXED);
         }
-        const int64_t rounds = (a.n_rows + n - 1) / n;
+        const int64_t rounds = (a.n_rows + n - 1) / n, tail = per - room - SH_R * SH_TH;
+        if (r && tail > 0 && (a.n_rows < n ? a.n_rows : n) * c * tail * wb > l2 / 2)
+            continue;
         if (best_rounds == 0 || rounds * *cl < best_rounds * c) { // rounds / c < best_rounds / *cl
             best_rounds = rounds;
             *cl = c;
+            *regs = r;
         }
     }
     return cudaSuccess;
 }
 
 // The shared-memory cluster kernel where a block's slice of x and mask fits: clusters of 8 blocks,
-// two an SM where the slices allow (up to ~111 KB) else one (~227 KB; then 5 to 8 blocks,
-// lone_cluster_size); clusters of 16 (where the GPU runs them) only for rows that 8 cannot hold
-// (one block an SM in 8 measured faster than two in 16: bench/NOTES.md, softmax). *done false:
-// the caller takes the generic kernel.
+// two an SM where the slices allow (up to ~111 KB) else one (~227 KB; then 2 to 8 blocks,
+// lone_cluster_size, the register form under 5 for rows without a mask or softcap); clusters of 16
+// (where the GPU runs them) only for rows that 8 cannot hold (one block an SM in 8 measured faster
+// than two in 16: bench/NOTES.md, softmax). *done false: the caller takes the generic kernel.
 template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args &a, cudaStream_t s, bool pdl, bool *done)
 {
-    static unsigned long long smem_done, wide_known, wide_yes; // per kernel, bits per device
-    static int lone_known[64][4];                              // per kernel, device and size
+    static unsigned long long smem_done, smem_done_r, wide_known, wide_yes; // per kernel, bits per device
+    static int lone_known[64][7][2];                                        // per device, size and kernel
     auto kernel = softmax_rows_shared<T, V>;
-    const int64_t words = a.n / (16 / (int64_t)sizeof(T));
+    // the register form where there is no mask (V == 0 keeps the plain kernel: with a mask's words
+    // in registers it spilled and ran slower at every size, bench/NOTES.md, softmax)
+    auto kernel_r = softmax_rows_shared<T, V, SH_TH, V == 0 ? 0 : SH_R>;
+    const int64_t words = a.n / (16 / (int64_t)sizeof(T)), wb = 16 * (a.mask.base ? 2 : 1);
     *done = false;
     int dev = 0, max_smem = 0, sm_smem = 0;
     cudaError_t e = cudaGetDevice(&dev);
@@ -521,20 +693,30 @@ template <typename T, int V> cudaError_t launch_cluster(const mlxn_softmax_args 
     const size_t caps[2] = {(size_t)sm_smem / 2 - 2048, (size_t)max_smem - 1024};
     if (e == cudaSuccess)
         e = allow_smem(kernel, caps[1], smem_done);
+    if (e == cudaSuccess && V != 0)
+        e = allow_smem(kernel_r, caps[1], smem_done_r);
     for (unsigned cl = 8; cl <= 16 && e == cudaSuccess; cl *= 2) {
         bool runs = cl == 8; // 16 where the device runs it
         if (!runs && (e = wide_clusters(kernel, dev, caps[1], wide_known, wide_yes, &runs)) != cudaSuccess)
             break;
         for (int c = 0; c < 2 && runs; c++) {
             unsigned size = cl;
-            if (cl == 8 && c == 1 && (e = lone_cluster_size(kernel, a, words, caps[1], dev, lone_known, &size)) != cudaSuccess)
+            bool regs = false;
+            if (cl == 8 && c == 1 &&
+                (e = lone_cluster_size(kernel, kernel_r, V != 0, a, words, caps[1], dev, lone_known, &size, &regs)) !=
+                    cudaSuccess)
                 return e;
             const int64_t per = (words + size - 1) / size; // words a block
-            const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
+            // in the register form, shared memory holds what registers do not, up to its room
+            int64_t ps = regs ? per - SH_R * SH_TH : per;
+            ps = ps < 0 ? 0 : regs && ps * wb > (int64_t)caps[1] ? (int64_t)caps[1] / wb : ps;
+            const size_t smem = (size_t)(ps * wb);
             if (smem > caps[c] || a.n_rows > INT32_MAX / size) // one row a cluster: the grid's x is under 2^31
                 continue;
             *done = true;
-            return launch_clustered(kernel, dim3((unsigned)(a.n_rows * size)), dim3(SH_TH), smem, s, pdl, size, a, per);
+            const dim3 grid((unsigned)(a.n_rows * size));
+            return regs ? launch_clustered(kernel_r, grid, dim3(SH_TH), smem, s, pdl, size, a, per, ps)
+                        : launch_clustered(kernel, grid, dim3(SH_TH), smem, s, pdl, size, a, per, ps);
         }
     }
     return e;
@@ -545,7 +727,7 @@ template <typename T, int V> cudaError_t launch_rows(const mlxn_softmax_args &a,
 {
     const int64_t per = a.n / (16 / (int64_t)sizeof(T)); // the row's words
     const size_t smem = (size_t)per * 16 * (a.mask.base ? 2 : 1);
-    return launch(softmax_rows_shared<T, V, ROW_TH>, dim3((unsigned)a.n_rows), dim3(ROW_TH), smem, s, pdl, a, per);
+    return launch(softmax_rows_shared<T, V, ROW_TH>, dim3((unsigned)a.n_rows), dim3(ROW_TH), smem, s, pdl, a, per, per);
 }
 
 // the shared-memory kernels' bodies are sm_90 only (sm90_device)
@@ -582,7 +764,8 @@ extern "C" cudaError_t mlxn_cuda_launch_softmax(const mlxn_softmax_args *a, cuda
     const bool in_registers = a->n % RUN == 0 && a->n <= (int64_t)THREADS * 8 * RUN && rows_aligned16(a->x) &&
                               rows_aligned16(a->mask) && rows_aligned16(a->y);
     const uint64_t row_bytes = (uint64_t)a->n * (a->dtype == MLXN_DTYPE_F32 ? 4 : 2) * (a->mask.base ? 2 : 1);
-    const bool a_block_a_row = in_registers && a->n_rows <= INT32_MAX && row_bytes <= ROW_BYTES && sm90();
+    const bool a_block_a_row = in_registers && a->n_rows <= INT32_MAX && row_bytes >= ROW_MIN &&
+                               row_bytes <= ROW_BYTES && sm90();
     if (a_block_a_row)
         return by_type(*a, [&](auto t, auto v) { return launch_rows<decltype(t), decltype(v)::value>(*a, s, pdl); });
     if (in_registers)
