@@ -140,10 +140,9 @@ void test_softmax(test_devices *devs, rng *g)
         {1, {1}, 0, false},        {2, {3, 7}, 0, false},      {2, {5, 33}, 3, false},
         {2, {64, 4095}, 0, false}, {3, {3, 4, 40}, 0, true},   {2, {3, 16384}, 0, false},
         /* CUDA, n % 8 == 0: on sm_90 a block a row through shared memory where x and mask take 8
-         * to 32 KB (these rows and 16-bit 16384 above, but 16-bit 2048 without a mask, and with a
-         * mask 16-bit 16384 and f32 6000), which the in-register kernels take (8 runs a thread, or
-         * 2 for 2048); before sm_90 the in-register kernels take them all (1, 2, 4 and 8 runs a
-         * thread) */
+         * to 32 KB (these rows and 16-bit 16384 above, but 16-bit 2048 and 4000 without a mask, and
+         * with a mask 16-bit 16384 and f32 6000), which the in-register kernels take; before sm_90
+         * the in-register kernels take them all (1, 2, 4 and 8 runs a thread) */
         {2, {7, 2048}, 0, false},  {2, {2, 4000}, 8, false},   {2, {2, 6000}, 0, false},
         /* many short rows: a block each, one 16-byte word a thread or less */
         {2, {40000, 8}, 0, false},
@@ -153,13 +152,14 @@ void test_softmax(test_devices *devs, rng *g)
          * takes the generic kernel */
         {2, {3, 40000}, 0, false}, {2, {2, 200000}, 0, false}, {2, {100, 16392}, 0, false},
         {2, {1, 500000}, 0, false}, {2, {2, 20001}, 0, false},
-        /* slices that take an SM alone in clusters of 8 (f32 and 16-bit masked 250000, f32 masked
-         * 150000; 16-bit 500000 above), more rows than clusters of 8 run at once (15 on an H100),
-         * so lone_cluster_size takes other sizes: on an H100 (66 clusters of 2 at once, 22 of 5)
-         * 61 x 250000 f32 without a mask or softcap should take clusters of 2 in the register form
-         * (a tail of each slice read twice), the other rows smaller clusters of the shared-memory
-         * kernel; slices ragged */
-        {2, {61, 250000}, 0, false}, {2, {17, 150000}, 0, false},
+        /* slices that take an SM alone in clusters of 8 (f32 and 16-bit masked 250024, f32 masked
+         * 150008; 16-bit 500000 above), more rows than clusters of 8 run at once (15 on an H100),
+         * so lone_cluster_size takes other sizes: on an H100 (66 clusters of 2 at once, 22 of 5,
+         * 17 of 6) 61 x 250024 f32 without a mask or softcap should take clusters of 2 in the
+         * register form (a tail of each slice read twice), with a softcap and 16-bit masked
+         * clusters of 5 and f32 masked 150008 of 6 (their slices ragged); f32 masked 250024 takes
+         * clusters of 16 */
+        {2, {61, 250024}, 0, false}, {2, {17, 150008}, 0, false},
     };
     static const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
     for (int v = 0; v < SM_COUNT; v++)

@@ -423,19 +423,22 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
     // the tail: UT words a thread in flight, kept in L2 for the second pass
     constexpr int UT = 2 * U;
     const uint4 *xt = x + RW + ps, *mt = mk ? mk + RW + ps : nullptr;
+    auto load_tail = [&](int i0, uint64_t pol, uint4(&xw)[UT], uint4(&mw)[UT]) { // (both passes)
+#pragma unroll
+        for (int u = 0; u < UT; u++) {
+            const int i = i0 + u * TH;
+            if (i < nt) {
+                xw[u] = load_hint(xt + i, pol);
+                if (V == 0 && mk)
+                    mw[u] = load_hint(mt + i, pol);
+            }
+        }
+    };
     if (TAIL) {
         const uint64_t pol = l2_evict_last();
         for (int i0 = threadIdx.x; i0 < nt; i0 += UT * TH) {
             uint4 xw[UT], mw[UT];
-#pragma unroll
-            for (int u = 0; u < UT; u++) {
-                const int i = i0 + u * TH;
-                if (i < nt) {
-                    xw[u] = load_hint(xt + i, pol);
-                    if (V == 0 && mk)
-                        mw[u] = load_hint(mt + i, pol);
-                }
-            }
+            load_tail(i0, pol, xw, mw);
 #pragma unroll
             for (int h = 0; h < UT; h += U) {
                 float z[U][E];
@@ -507,15 +510,7 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
             const uint64_t pol = l2_evict_first();
             for (int i0 = threadIdx.x; i0 < nt; i0 += UT * TH) {
                 uint4 xw[UT], mw[UT];
-#pragma unroll
-                for (int u = 0; u < UT; u++) {
-                    const int i = i0 + u * TH;
-                    if (i < nt) {
-                        xw[u] = load_hint(xt + i, pol);
-                        if (V == 0 && mk)
-                            mw[u] = load_hint(mt + i, pol);
-                    }
-                }
+                load_tail(i0, pol, xw, mw);
 #pragma unroll
                 for (int u = 0; u < UT; u++) {
                     const int i = i0 + u * TH;
@@ -621,7 +616,7 @@ constexpr int SH_R = 16;
 // Rows whose slices in clusters of 8 take an SM each (over about half its shared memory): the
 // cluster size of 2 to 8 blocks with the fewest rounds of rows times the slice, a round being as
 // many rows as clusters run at once. Sizes whose slices fit (cap) run the shared-memory kernel;
-// smaller ones, for rows without a mask or softcap (regs_ok), the register form (*regs: SH_R words
+// sizes under 5, for rows without a mask or softcap (regs_ok), the register form (*regs: SH_R words
 // a thread in registers, what is past them and shared memory read twice, the second time from
 // L2, while the tails of the rows in flight take at most half of it). 64 x 262144 f32 on an H100:
 // clusters of 8 run 15 at once (5 rounds of an eighth of a row) at 79.7% of copy, of 5 22 (3
@@ -646,6 +641,8 @@ cudaError_t lone_cluster_size(K kernel, KR kernel_r, bool regs_ok, const mlxn_so
         const bool r = per > room;
         if (r && (c == 8 || !regs_ok)) // (smaller clusters have larger slices)
             break;
+        if (r && c >= 5) // the register form measured slower than the shared-memory kernel at 5 to 8
+            continue;
         int n = dev < 64 ? __atomic_load_n(&known[dev][c - 2][r], __ATOMIC_RELAXED) : 0;
         if (n <= 0) {
             const cudaError_t e = r ? max_clusters(kernel_r, c, cap, &n) : max_clusters(kernel, c, cap, &n);
