@@ -194,9 +194,9 @@ template <typename T, int V> cudaError_t launch_in_registers(const mlxn_softmax_
 // element here, and expf is ~10 instructions. A block a row (no cluster, none of its instructions)
 // of 128 threads, 8 blocks an SM by registers (6 by shared memory at 32 KB rows): on 4096-wide
 // rows on an H100 99% of copy (f32) and 99.8% (bf16 with a mask), where a ring of bulk-copied
-// stages feeding the in-register row ran 92% and 83%; but on 512-wide f32 rows (2 KB) 50.6%
-// against the in-register kernel's 80.2%, a word a thread and 8 blocks an SM leaving too few bytes
-// in flight, so shorter rows keep that kernel (bench/NOTES.md, softmax, sessions 56-57).
+// stages feeding the in-register row ran 92% and 83%; but on 512-wide f32 rows (2 KB, a word a
+// thread) 50.6% against that staged kernel's 80.2%, so rows under ROW_MIN take the in-register
+// kernel (bench/NOTES.md, softmax, sessions 56-57).
 constexpr int SH_TH = 512, ROW_TH = 128;
 constexpr uint32_t ROW_MIN = 8 * 1024, ROW_BYTES = 32 * 1024;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 // (the kernel's body is sm_90 only)
@@ -274,7 +274,7 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
     const int nw = (int)(w0 + per < all ? per : all - w0);
     // the slice's parts (R > 0): nr words in registers, ns in shared memory (planes of pl words),
     // nt past them (the tail)
-    constexpr int RK = R, RW = RK * TH;
+    constexpr int RW = R * TH;
     constexpr bool TAIL = R > 0;
     const int64_t pl = TAIL ? ps : per;
     const int nr = nw < RW ? nw : RW;
@@ -291,15 +291,12 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
     const uint4 *x = reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.x, r)) + w0;
     const uint4 *mk = a.mask.base ? reinterpret_cast<const uint4 *>(mlxn_rows_ptr(&a.mask, r)) + w0 : nullptr;
     const float scale2 = a.scale * LOG2E;
-    uint4 xr[RK ? RK : 1], mr[RK ? RK : 1]; // the register words, loaded first
+    uint4 xr[R ? R : 1]; // the register words, loaded first
 #pragma unroll
-    for (int k = 0; k < RK; k++) {
+    for (int k = 0; k < R; k++) {
         const int j = threadIdx.x + k * TH;
-        if (j < nr) {
+        if (j < nr)
             xr[k] = x[j];
-            if (V == 0 && mk)
-                mr[k] = mk[j];
-        }
     }
     // the base-2 logits of a word (raw x and mask words); the softcap's test once a word, not an
     // element (both passes run it)
@@ -343,7 +340,9 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
     for (int q = 0; q < D; q++)
         issue(q);
     float m = -INFINITY, s = 0.0f;
-    // a step's logits into the running (max, sum) (the register words and the tail's)
+    // a step's logits into the running (max, sum) (the register words and the tail's; the
+    // shared-memory loop below keeps these lines inline, its next copies issued between them: so
+    // its kernels' machine code stays the one measured, bench/NOTES.md, softmax, session 57)
     auto absorb = [&](float (&z)[U][E]) {
         float mu = -INFINITY;
 #pragma unroll
@@ -362,12 +361,12 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
         m = mn;
     };
 #pragma unroll
-    for (int k0 = 0; k0 < RK; k0 += U) {
+    for (int k0 = 0; k0 < R; k0 += U) {
         float z[U][E];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (threadIdx.x + (k0 + u) * TH < nr) {
-                logits(xr[k0 + u], mr[k0 + u], z[u]);
+                logits(xr[k0 + u], xr[k0 + u], z[u]);
             } else {
 #pragma unroll
                 for (int e = 0; e < E; e++)
@@ -422,30 +421,27 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
     }
     // the tail: UT words a thread in flight, kept in L2 for the second pass
     constexpr int UT = 2 * U;
-    const uint4 *xt = x + RW + ps, *mt = mk ? mk + RW + ps : nullptr;
-    auto load_tail = [&](int i0, uint64_t pol, uint4(&xw)[UT], uint4(&mw)[UT]) { // (both passes)
+    const uint4 *xt = x + RW + ps;
+    auto load_tail = [&](int i0, uint64_t pol, uint4(&xw)[UT]) { // (both passes)
 #pragma unroll
         for (int u = 0; u < UT; u++) {
             const int i = i0 + u * TH;
-            if (i < nt) {
+            if (i < nt)
                 xw[u] = load_hint(xt + i, pol);
-                if (V == 0 && mk)
-                    mw[u] = load_hint(mt + i, pol);
-            }
         }
     };
     if (TAIL) {
         const uint64_t pol = l2_evict_last();
         for (int i0 = threadIdx.x; i0 < nt; i0 += UT * TH) {
-            uint4 xw[UT], mw[UT];
-            load_tail(i0, pol, xw, mw);
+            uint4 xw[UT];
+            load_tail(i0, pol, xw);
 #pragma unroll
             for (int h = 0; h < UT; h += U) {
                 float z[U][E];
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     if (i0 + (h + u) * TH < nt) {
-                        logits(xw[h + u], mw[h + u], z[u]);
+                        logits(xw[h + u], xw[h + u], z[u]);
                     } else {
 #pragma unroll
                         for (int e = 0; e < E; e++)
@@ -509,24 +505,24 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
         if (TAIL) { // the tail first (from L2, before the stores push it out), then the register words
             const uint64_t pol = l2_evict_first();
             for (int i0 = threadIdx.x; i0 < nt; i0 += UT * TH) {
-                uint4 xw[UT], mw[UT];
-                load_tail(i0, pol, xw, mw);
+                uint4 xw[UT];
+                load_tail(i0, pol, xw);
 #pragma unroll
                 for (int u = 0; u < UT; u++) {
                     const int i = i0 + u * TH;
                     if (i < nt) {
                         float z[E];
-                        logits(xw[u], mw[u], z);
+                        logits(xw[u], xw[u], z);
                         store(y + RW + ps + i, z);
                     }
                 }
             }
 #pragma unroll
-            for (int k = 0; k < RK; k++) {
+            for (int k = 0; k < R; k++) {
                 const int j = threadIdx.x + k * TH;
                 if (j < nr) {
                     float z[E];
-                    logits(xr[k], mr[k], z);
+                    logits(xr[k], xr[k], z);
                     store(y + j, z);
                 }
             }
