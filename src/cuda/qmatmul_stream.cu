@@ -47,8 +47,8 @@ constexpr int MAX_STAGES = 8;
 constexpr int MAX_PIECES = 512;       // a computing thread per piece
 constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 
-// Settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47, 48, 49
-// and 51; find_plan and launch_rows apply them):
+// Settings by format, each measured on an H100 (bench/NOTES.md, qmatmul sessions 28, 45, 47, 48, 49,
+// 51 and 58; find_plan, launch_rows and qmm_stream apply them):
 // - product_bound: the formats bound by their products rather than by W's bytes (55-75% of copy
 //   where the others read 85-99), for which x early counts more than W's tiles early: one tile
 //   before the PDL wait from K 4096, two rather than three under the K 14336 rule
@@ -64,6 +64,12 @@ constexpr int MAX_THREADS = MAX_PIECES + 32; // and the producer warp
 //   4096x14336 and +1.7 at 8192x28672 (parts of K 14336); at K 9472 (3584x18944's parts) Q6_K
 //   lost 2.4, the others moved -0.5..+0.6 (the product-bound formats' losses of up to 4.2 at K
 //   14336 came with part's offset as a kernel argument, not from their plans: qmm_stream's part)
+// - paired_pieces: a warp's lanes take every other piece of a warp pair, for blocks of 2 mod 4
+//   bytes (Q4_0, Q5_0, Q8_0, IQ4_NL: a piece a block; Q6_K), so that its lanes' words are an odd
+//   number of words apart and fall in distinct shared-memory banks. Q3_K's take consecutive ones:
+//   paired, a warp spans 8 of its 110-byte super-blocks, the 1st and the 8th in the same banks
+//   (7 x 27.5 words), and every load of its codes and high bits took two wavefronts (+4.6 and +4.8
+//   points consecutive, bench/NOTES.md session 58)
 template <int WT>
 constexpr bool product_bound = WT == MLXN_DTYPE_IQ4_NL || WT == MLXN_DTYPE_IQ4_XS || WT == MLXN_DTYPE_Q2_K ||
                                WT == MLXN_DTYPE_Q3_K || WT == MLXN_DTYPE_MLX_Q2;
@@ -74,6 +80,7 @@ constexpr bool rt4_k4096 = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_0 || WT 
 template <int WT> constexpr bool two_early = WT == MLXN_DTYPE_MLX_Q4;
 template <int WT> constexpr int ring_limit = WT == MLXN_DTYPE_Q4_1 || WT == MLXN_DTYPE_Q5_1 ? 224 * 1024 : 200 * 1024;
 template <int WT> constexpr bool x_past_ring = WT == MLXN_DTYPE_Q6_K;
+template <int WT> constexpr bool paired_pieces = piece_fmt<WT>::BB % 4 == 2 && WT != MLXN_DTYPE_Q3_K;
 
 // MLX weights' scales and biases ([N, K / group] each, f16 or bf16): a tile's rows of them follow
 // its rows of codes in the stage (srow bytes a row, scales then biases).
@@ -163,12 +170,10 @@ __global__ void __launch_bounds__(MAX_THREADS) qmm_stream(const mlxn_qmatmul_arg
     __shared__ double dred[32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
     const int cwarps = warps - 1; // warp 0 produces, the others compute
-    // A computing warp's pieces: consecutive ones, or for blocks of 2 mod 4 bytes (Q4_0, Q5_0,
-    // Q8_0, Q3_K, Q6_K, IQ4_NL) every other one of a warp pair, so that its lanes' words are an
-    // odd number of words apart and fall in distinct shared-memory banks
+    // A computing warp's pieces: consecutive ones, or every other one of a warp pair (paired_pieces)
     const int cw = warp - 1;
     auto piece_of = [cw](int q) { // computing warp cw's piece q
-        return piece_fmt<WT>::BB % 4 == 2 ? 2 * q + (cw & 1) + 64 * (cw >> 1) : 32 * cw + q;
+        return paired_pieces<WT> ? 2 * q + (cw & 1) + 64 * (cw >> 1) : 32 * cw + q;
     };
     const int piece = warp == 0 ? -1 : piece_of(lane);
     const int pieces = (int)(a.K / PE);
@@ -530,7 +535,7 @@ struct stream_shape {
 template <int WT> stream_shape shape_of(const mlxn_qmatmul_args &a, const mlx_rows &m)
 {
     using F = piece_fmt<WT>;
-    const int64_t pieces = a.K / F::PE, per = F::BB % 4 == 2 ? 64 : 32, row_bytes = a.K / F::BE * F::BB;
+    const int64_t pieces = a.K / F::PE, per = paired_pieces<WT> ? 64 : 32, row_bytes = a.K / F::BE * F::BB;
     const bool words = row_bytes % 16 == 0 && a.w_stride % 16 == 0;
     return {32 + (pieces + per - 1) / per * per, row_bytes, F::MLX ? 2 * m.srow : 0,
             words ? row_bytes : (row_bytes + 15) / 16 * 16 + 16};
