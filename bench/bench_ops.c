@@ -591,6 +591,13 @@ static const act_row act_rows[] = {
     {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 64, 262144},
     {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 131072, 512},
     {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 32768, 2048},
+    /* few long rows, whose slices take an SM alone (lone_cluster_size): with a bf16 mask, rows
+     * fewer than the clusters of 2 that run at once, f32 masked, log-softmax in the register form */
+    {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 64, 262144},
+    {ROW_SOFTMAX, 0, false, false, MLXN_DTYPE_F32, 31, 250000},
+    {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_BF16, 31, 250000},
+    {ROW_SOFTMAX, 0, true, false, MLXN_DTYPE_F32, 64, 150000},
+    {ROW_SOFTMAX, 0, false, true, MLXN_DTYPE_F32, 64, 262144},
 };
 
 typedef struct act_ctx {

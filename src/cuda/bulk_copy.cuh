@@ -128,6 +128,16 @@ __device__ __forceinline__ uint64_t l2_evict_first()
     return p;
 }
 
+// An L2 policy for bytes read again soon (the long softmax rows' tails, read twice): kept last
+__device__ __forceinline__ uint64_t l2_evict_last()
+{
+    uint64_t p = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
+#endif
+    return p;
+}
+
 // bulk_copy with an L2 cache policy (l2_evict_first)
 __device__ __forceinline__ void bulk_copy_hint(void *dst, const void *src, uint32_t bytes, uint64_t *bar, uint64_t policy)
 {

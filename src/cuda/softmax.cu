@@ -221,14 +221,7 @@ __device__ __forceinline__ void warp_merge2(float &m, float &s)
         merge2(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
 }
 
-// L2-hinted 16-byte loads for the slices' tails (R > 0 below)
-__device__ __forceinline__ uint64_t l2_evict_last()
-{
-    uint64_t p = 0;
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
-    return p;
-}
-
+// L2-hinted 16-byte loads for the slices' tails (R > 0 below; policies from bulk_copy.cuh)
 __device__ __forceinline__ uint4 load_hint(const uint4 *q, uint64_t pol)
 {
     uint4 v;
@@ -495,6 +488,8 @@ __global__ void __launch_bounds__(TH, TH == ROW_TH ? 8 : R ? 1 : 2)
     auto outputs = [&](auto log_c) {
         constexpr bool LOG = decltype(log_c)::value;
         const float inv = 1.0f / s, ls = logf(s);
+        // a word's outputs (the tail's and the register words'; the shared-memory loop keeps these
+        // lines inline: through store, the f32 kernels with a mask or softcap changed machine code)
         auto store = [&](uint4 *yw, const float (&z)[E]) {
             __align__(16) T out[E];
 #pragma unroll
