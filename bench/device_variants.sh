@@ -9,7 +9,7 @@
 # e.g. TEST_OPS=qmatmul,qmatmul_mlx MEMCHECK=1 bench/device_variants.sh .carry/v32.tar.xz "qmatmul:M1 14336x4096"
 #      TESTS="pipe5:rope iqd:qmatmul,qmatmul_id" MEMCHECK=1 bench/device_variants.sh .carry/v59.tar.xz "rope:4096x32x128 neox/norm"
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n 2,6p "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n 2,10p "$0"; exit 2; }
 archive=$(cd "$(dirname "$1")" && pwd)/$(basename "$1"); shift
 out=${OUT:-/tmp/out}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,11 +33,11 @@ check() {
   fi
 }
 if [ -n "${TESTS:-}" ]; then
-  for spec in $TESTS; do
+  for spec in $TESTS; do # every spec checked before any test starts
     v=${spec%%:*}
     [ -d "$dir/$v" ] && [ "$spec" != "$v" ] || { echo "device_variants: TESTS names $spec, not NAME:OPS of a variant in $archive" >&2; exit 2; }
-    check "$v" "${spec#*:}" &
   done
+  for spec in $TESTS; do check "${spec%%:*}" "${spec#*:}" & done
   wait
   for spec in $TESTS; do cat "$out/check_${spec%%:*}.txt"; done
 else
